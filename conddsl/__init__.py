@@ -1,0 +1,1 @@
+"""conddsl: say when a job may run and when it must stop."""
