@@ -151,8 +151,7 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
     if second > 59:
         raise _fail(words, f"second {second} is out of range 0-59")
     if hour == 24 and (minute, second, micro) == (0, 0, 0):
-        if not is_end:
-            raise _fail(words, "24:00 can only end a window", "start the window at 00:00")
+        pass  # the end of the day, as in "between 22:00 and 24:00"
     elif hour > 23:
         raise _fail(words, f"hour {hour} is out of range 0-23", "a day runs from 00:00 to 24:00")
     return TimeOfDay(hour, minute, second, micro)
@@ -170,7 +169,7 @@ def _read_second_of_minute(words: list[Word], is_end: bool) -> SecondOfMinute:
         raise _fail(words, f"{_joined(words)!r} is not a second of the minute", EXPECTED["minute"])
     micros = _decimal_micros(words[0], MICROS_PER_SECOND)
     limit = 60 * MICROS_PER_SECOND
-    if micros > limit or (micros == limit and not is_end):
+    if micros > limit:
         raise _fail(words, f"second {words[0].text} is out of range 0-59", "a minute has 60 s")
     return SecondOfMinute(micros)
 
@@ -202,7 +201,7 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
         else:
             raise _fail(words, f"{text!r} is not a minute of the hour", EXPECTED["hour"])
     limit = MICROS_PER_HOUR
-    if micros > limit or (micros == limit and not is_end):
+    if micros > limit:
         raise _fail(words, f"{text!r} is past the end of the hour", "minutes run 00:00 to 59:59")
     return MinuteOfHour(micros)
 

@@ -1,0 +1,432 @@
+"""AST -> Condition: evaluators that answer is_true, windows and next_change.
+
+Each node is compiled once into a small evaluator; dispatch happens here, not per
+evaluation. Clock evaluators work in the wall-clock time of their timezone and
+map their windows to real instants with the DST policy of ``timeline.zones``;
+``&``, ``|`` and ``~`` combine those real-time windows by interval algebra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
+
+from conddsl import ast
+from conddsl.errors import ConditionSyntaxError
+from conddsl.parse import parse
+from conddsl.timeline import intervals
+from conddsl.timeline.clock import ClockWindow, cron_runs
+from conddsl.timeline.cron import parse_cron
+from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
+
+Interval = tuple[datetime, datetime]
+
+# How far next_change looks for a change before answering "never": two cycles of
+# the longest regular cycle involved, or 29 years (every weekday/month-day/leap-day
+# pattern of the calendar repeats within 28 years) for month and cron patterns.
+_IRREGULAR = timedelta(days=366 * 29)
+_MARGIN = timedelta(days=2)
+
+
+class _Context:
+    """What one evaluation needs besides the wall time: the real instant and the history."""
+
+    __slots__ = ("real", "task", "history")
+
+    def __init__(self, real: datetime, task: str | None, history) -> None:
+        self.real = real
+        self.task = task
+        self.history = history
+
+
+class _Evaluator:
+    """Base of compiled nodes."""
+
+    __slots__ = ("zone",)
+    horizon: timedelta = timedelta(0)
+
+    def value(self, wall: datetime, ctx: _Context) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def real_intervals(self, start: datetime, end: datetime, ctx: _Context) -> Iterator[Interval]:
+        """Maximal aware intervals inside [start, end) where the node is true."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class _Constant(_Evaluator):
+    __slots__ = ("constant",)
+
+    def __init__(self, constant: bool, zone: tzinfo) -> None:
+        self.zone = zone
+        self.constant = constant
+
+    def value(self, wall, ctx):
+        return self.constant
+
+    def real_intervals(self, start, end, ctx):
+        if self.constant and start < end:
+            yield start, end
+
+
+class _Clock(_Evaluator):
+    """``time of day between …`` and the clock part of ``daily between …``."""
+
+    __slots__ = ("clock", "horizon")
+
+    def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
+        self.zone = zone
+        self.clock = clock
+        self.horizon = (
+            _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
+        )
+
+    def value(self, wall, ctx):
+        return self.clock.contains(wall)
+
+    def real_intervals(self, start, end, ctx):
+        if not start < end:
+            return iter(())
+        low, high = wall_span(start, end, self.zone)
+        walls = self.clock.intervals(low, high + timedelta(microseconds=1))
+        return intervals.clip(wall_to_real(walls, self.zone), start, end)
+
+
+class _CronClock(_Evaluator):
+    """The matching minutes of a cron expression."""
+
+    __slots__ = ("spec", "horizon")
+
+    def __init__(self, expression: str, zone: tzinfo) -> None:
+        self.zone = zone
+        self.spec = parse_cron(expression)
+        self.horizon = _IRREGULAR
+
+    def value(self, wall, ctx):
+        return self.spec.matches(wall)
+
+    def real_intervals(self, start, end, ctx):
+        if not start < end:
+            return iter(())
+        low, high = wall_span(start, end, self.zone)
+        walls = cron_runs(self.spec, low, high + timedelta(microseconds=1))
+        return intervals.clip(wall_to_real(walls, self.zone), start, end)
+
+
+class _All(_Evaluator):
+    __slots__ = ("items", "horizon")
+
+    def __init__(self, items: list[_Evaluator], zone: tzinfo) -> None:
+        self.zone = zone
+        self.items = tuple(items)
+        self.horizon = max(item.horizon for item in items)
+
+    def value(self, wall, ctx):
+        for item in self.items:
+            if not item.value(wall, ctx):
+                return False
+        return True
+
+    def real_intervals(self, start, end, ctx):
+        return intervals.intersect(*(item.real_intervals(start, end, ctx) for item in self.items))
+
+
+class _Any(_All):
+    __slots__ = ()
+
+    def value(self, wall, ctx):
+        for item in self.items:
+            if item.value(wall, ctx):
+                return True
+        return False
+
+    def real_intervals(self, start, end, ctx):
+        return intervals.union(*(item.real_intervals(start, end, ctx) for item in self.items))
+
+
+class _Not(_Evaluator):
+    __slots__ = ("item", "horizon")
+
+    def __init__(self, item: _Evaluator, zone: tzinfo) -> None:
+        self.zone = zone
+        self.item = item
+        self.horizon = item.horizon
+
+    def value(self, wall, ctx):
+        return not self.item.value(wall, ctx)
+
+    def real_intervals(self, start, end, ctx):
+        return intervals.complement(self.item.real_intervals(start, end, ctx), start, end)
+
+
+class _Zoned(_Evaluator):
+    """A sub-expression in its own timezone: its wall time is read from the real instant."""
+
+    __slots__ = ("item", "horizon")
+
+    def __init__(self, item: _Evaluator, zone: tzinfo) -> None:
+        self.zone = zone
+        self.item = item
+        self.horizon = item.horizon
+
+    def value(self, wall, ctx):
+        return self.item.value(to_wall(ctx.real, self.zone), ctx)
+
+    def real_intervals(self, start, end, ctx):
+        return self.item.real_intervals(start, end, ctx)
+
+
+class _NeedsHistory(_Evaluator):
+    """A task-state form: its value with an empty history, until a history is given."""
+
+    __slots__ = ("node", "empty", "horizon")
+
+    def __init__(self, node: ast.Node, empty: _Evaluator, zone: tzinfo) -> None:
+        self.zone = zone
+        self.node = node
+        self.empty = empty
+        self.horizon = empty.horizon
+
+    def _check(self, ctx: _Context) -> None:
+        if ctx.history is not None:
+            raise NotImplementedError(
+                f"'{self.node}' with a run history is not evaluated yet; "
+                "pass history=None to evaluate it as if no task had run"
+            )
+
+    def value(self, wall, ctx):
+        self._check(ctx)
+        return self.empty.value(wall, ctx)
+
+    def real_intervals(self, start, end, ctx):
+        self._check(ctx)
+        return self.empty.real_intervals(start, end, ctx)
+
+
+class _NeedsSession(_Evaluator):
+    """Forms about a running scheduler (cycles, uptime, env, params)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: ast.Node, zone: tzinfo) -> None:
+        self.zone = zone
+        self.node = node
+
+    def _fail(self):
+        raise NotImplementedError(f"'{self.node}' can only be evaluated by a running scheduler")
+
+    def value(self, wall, ctx):
+        self._fail()
+
+    def real_intervals(self, start, end, ctx):
+        self._fail()
+
+
+def _cycle_of(unit: str) -> timedelta:
+    return {
+        "second": timedelta(seconds=1),
+        "minute": timedelta(minutes=1),
+        "hour": timedelta(hours=1),
+        "day": timedelta(days=1),
+        "week": timedelta(weeks=1),
+    }[unit]
+
+
+_PERIOD_UNIT = {
+    "secondly": "second",
+    "minutely": "minute",
+    "hourly": "hour",
+    "daily": "day",
+    "weekly": "week",
+    "monthly": "month",
+}
+
+
+class _Compiler:
+    """Builds evaluators for one condition, resolving named conditions from ``rules``."""
+
+    def __init__(self, text: str, rules: Mapping[str, ast.Node] | None) -> None:
+        self.text = text
+        self.rules = rules or {}
+        self.resolving: list[str] = []
+
+    def build(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
+        if isinstance(node, ast.Constant):
+            return _Constant(node.value, zone)
+        if isinstance(node, ast.All):
+            return _All([self.build(item, zone) for item in node.items], zone)
+        if isinstance(node, ast.Any):
+            return _Any([self.build(item, zone) for item in node.items], zone)
+        if isinstance(node, ast.Not):
+            return _Not(self.build(node.item, zone), zone)
+        if isinstance(node, ast.Zoned):
+            inner_zone = resolve_zone(node.zone)
+            assert inner_zone is not None  # the parser checked the name
+            return _Zoned(self.build(node.item, inner_zone), inner_zone)
+        if isinstance(node, ast.TimeOf):
+            return _Clock(ClockWindow(node.unit, node.window), zone)
+        if isinstance(node, ast.Periodic):
+            clock = _Clock(ClockWindow(_PERIOD_UNIT[node.period], node.window), zone)
+            return _NeedsHistory(node, clock, zone)
+        if isinstance(node, ast.Cron):
+            return _NeedsHistory(node, _CronClock(node.expression, zone), zone)
+        if isinstance(node, ast.Every):
+            return _NeedsHistory(node, _Constant(True, zone), zone)
+        if isinstance(node, ast.TaskHas | ast.AfterTask | ast.TaskRunning | ast.RunningFor):
+            return _NeedsHistory(node, _Constant(False, zone), zone)
+        if isinstance(node, ast.SchedulerCycles | ast.SchedulerUptime):
+            return _NeedsSession(node, zone)
+        if isinstance(node, ast.Env | ast.ParamExists | ast.ParamIs):
+            return _NeedsSession(node, zone)
+        if isinstance(node, ast.Reference):
+            return self.reference(node, zone)
+        raise TypeError(f"cannot compile {type(node).__name__}")  # pragma: no cover
+
+    def reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
+        name = node.name
+        target = self.rules.get(name)
+        if target is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self.rules), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                "define it in a .cond file and pass rules=, or check the spelling of a keyword"
+            )
+            raise ConditionSyntaxError(
+                f"unknown condition {name!r}",
+                text=self.text,
+                span=node.span or _whole(self.text),
+                code="E120",
+                hint=hint,
+            )
+        if name in self.resolving:
+            cycle = " -> ".join([*self.resolving, name])
+            raise ConditionSyntaxError(
+                f"the named conditions refer to each other in a cycle: {cycle}",
+                text=self.text,
+                span=node.span or _whole(self.text),
+                code="E121",
+            )
+        self.resolving.append(name)
+        try:
+            return self.build(target, zone)
+        finally:
+            self.resolving.pop()
+
+
+def _whole(text: str):
+    from conddsl.errors import Span
+
+    return Span.from_offsets(text, 0, len(text))
+
+
+class Condition:
+    """A compiled condition: ``is_true``, ``windows`` and ``next_change``."""
+
+    __slots__ = ("ast", "zone", "_evaluator", "_fixed_zone")
+
+    def __init__(
+        self,
+        node: ast.Node,
+        *,
+        timezone: str | tzinfo | None = None,
+        rules: Mapping[str, ast.Node] | None = None,
+        text: str | None = None,
+    ) -> None:
+        self.ast = node
+        self.zone = _zone(timezone)
+        self._evaluator = _Compiler(text if text is not None else str(node), rules).build(
+            node, self.zone
+        )
+
+    def __str__(self) -> str:
+        return str(self.ast)
+
+    def __repr__(self) -> str:
+        return f"Condition({str(self.ast)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Condition) and (self.ast, self.zone) == (other.ast, other.zone)
+
+    def __hash__(self) -> int:
+        return hash(self.ast)
+
+    # -------- evaluation
+
+    def is_true(self, at: datetime, *, task: str | None = None, history=None) -> bool:
+        """The value at ``at`` (naive = wall-clock time in the condition's timezone)."""
+        if at.tzinfo is None:
+            wall = at
+            real = at.replace(tzinfo=self.zone)
+        else:
+            wall = to_wall(at, self.zone)
+            real = at
+        return self._evaluator.value(wall, _Context(real, task, history))
+
+    def windows(
+        self, start: datetime, end: datetime, *, task: str | None = None, history=None
+    ) -> Iterator[Interval]:
+        """The maximal half-open intervals inside [start, end) where the condition is true."""
+        naive = _same_kind(start, end)
+        real_start, real_end = self._aware(start), self._aware(end)
+        ctx = _Context(real_start, task, history)
+        found = self._evaluator.real_intervals(real_start, real_end, ctx)
+        if naive:
+            return ((to_wall(s, self.zone), to_wall(e, self.zone)) for s, e in found)
+        return found
+
+    def next_change(
+        self, after: datetime, *, task: str | None = None, history=None
+    ) -> datetime | None:
+        """The first instant later than ``after`` at which the value can change; None if never."""
+        naive = after.tzinfo is None
+        real_after = self._aware(after)
+        horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
+        ctx = _Context(real_after, task, history)
+        change = None
+        for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
+            if start > real_after:
+                change = start
+            elif end < horizon_end:
+                change = end
+            break
+        if change is None:
+            return None
+        return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
+
+    def _aware(self, at: datetime) -> datetime:
+        return at.replace(tzinfo=self.zone) if at.tzinfo is None else at
+
+
+def _same_kind(start: datetime, end: datetime) -> bool:
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        raise ValueError("start and end must both be naive or both be aware")
+    return start.tzinfo is None
+
+
+def _zone(timezone: str | tzinfo | None) -> tzinfo:
+    if timezone is None:
+        return local_zone()
+    if isinstance(timezone, str):
+        found = resolve_zone(timezone)
+        if found is None:
+            raise ValueError(f"unknown timezone {timezone!r}")
+        return found
+    return timezone
+
+
+@lru_cache(maxsize=4096)
+def _compile_cached(text: str, timezone: str | None) -> Condition:
+    return Condition(parse(text), timezone=timezone, text=text)
+
+
+def compile_condition(
+    text: str,
+    *,
+    rules: Mapping[str, ast.Node] | None = None,
+    timezone: str | tzinfo | None = None,
+) -> Condition:
+    """Parse and compile condition text (cached on the text when no rules are given)."""
+    if rules is None and (timezone is None or isinstance(timezone, str)):
+        return _compile_cached(text, timezone)
+    return Condition(parse(text), timezone=timezone, rules=rules, text=text)

@@ -1,0 +1,322 @@
+"""Clock windows in wall-clock time: cycles (minute … month), windows in a cycle, cron runs.
+
+Everything here works on NAIVE wall-clock datetimes; zones.py maps the results to
+real instants. A window is computed per cycle as pieces of microsecond offsets
+from the cycle start, so checking an instant is a few integer comparisons.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from conddsl import ast
+from conddsl.literals import (
+    MICROS_PER_DAY,
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
+)
+from conddsl.timeline.cron import CronSpec
+
+Pieces = tuple[tuple[int, int], ...]
+
+_FIXED_LENGTH = {
+    "second": MICROS_PER_SECOND,
+    "minute": MICROS_PER_MINUTE,
+    "hour": MICROS_PER_HOUR,
+    "day": MICROS_PER_DAY,
+    "week": 7 * MICROS_PER_DAY,
+}
+# "on X" covers one sub-unit of the cycle starting at X.
+_SUB_UNIT = {
+    "minute": MICROS_PER_SECOND,
+    "hour": MICROS_PER_MINUTE,
+    "day": MICROS_PER_HOUR,
+    "week": MICROS_PER_DAY,
+    "month": MICROS_PER_DAY,
+}
+
+
+def cycle_start(unit: str, at: datetime) -> datetime:
+    """The first instant of the ``unit`` cycle holding ``at`` (weeks start on Monday)."""
+    if unit == "second":
+        return at.replace(microsecond=0)
+    if unit == "minute":
+        return at.replace(second=0, microsecond=0)
+    if unit == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "day":
+        return day
+    if unit == "week":
+        return day - timedelta(days=at.weekday())
+    return day.replace(day=1)
+
+
+def next_cycle(unit: str, start: datetime) -> datetime:
+    """The start of the cycle after the one starting at ``start``."""
+    if unit == "month":
+        if start.month == 12:
+            return start.replace(year=start.year + 1, month=1)
+        return start.replace(month=start.month + 1)
+    return start + timedelta(microseconds=_FIXED_LENGTH[unit])
+
+
+def cycle_length(unit: str, start: datetime) -> int:
+    """Length in microseconds of the cycle starting at ``start``."""
+    if unit == "month":
+        return calendar.monthrange(start.year, start.month)[1] * MICROS_PER_DAY
+    return _FIXED_LENGTH[unit]
+
+
+def offset_in_cycle(unit: str, at: datetime) -> int:
+    """Microseconds from the start of ``at``'s cycle to ``at``."""
+    micros = at.microsecond
+    if unit == "second":
+        return micros
+    micros += at.second * MICROS_PER_SECOND
+    if unit == "minute":
+        return micros
+    micros += at.minute * MICROS_PER_MINUTE
+    if unit == "hour":
+        return micros
+    micros += at.hour * MICROS_PER_HOUR
+    if unit == "day":
+        return micros
+    if unit == "week":
+        return micros + at.weekday() * MICROS_PER_DAY
+    return micros + (at.day - 1) * MICROS_PER_DAY
+
+
+def _month_day_index(point: ast.MonthDay, year: int, month: int) -> int:
+    """0-based day of the month the point names (may be past the month's end)."""
+    first_weekday, days = calendar.monthrange(year, month)
+    if point.weekday is None:
+        return days - 1 if point.day == -1 else point.day - 1
+    first = (point.weekday - first_weekday) % 7
+    if point.day == -1:
+        return first + 7 * ((days - 1 - first) // 7)
+    return first + 7 * (point.day - 1)
+
+
+def point_offset(point: ast.Node, *, is_end: bool, cycle: datetime | None = None) -> int:
+    """Offset of a point within its cycle; a day named without a time ends at its end."""
+    if isinstance(point, ast.TimeOfDay):
+        return point.micros
+    if isinstance(point, ast.SecondOfMinute | ast.MinuteOfHour):
+        return point.micros
+    if isinstance(point, ast.Weekday):
+        day = point.weekday
+    elif isinstance(point, ast.MonthDay):
+        assert cycle is not None
+        day = _month_day_index(point, cycle.year, cycle.month)
+    else:  # pragma: no cover - the parser builds only the kinds above
+        raise TypeError(f"not a point: {point!r}")
+    offset = day * MICROS_PER_DAY
+    if point.time is not None:
+        return offset + point.time.micros
+    return offset + (MICROS_PER_DAY if is_end else 0)
+
+
+class ClockWindow:
+    """The set of wall-clock instants inside a window of a cycle (``time of day between …``)."""
+
+    __slots__ = ("unit", "window", "_fixed_pieces", "_month_cache")
+
+    def __init__(self, unit: str, window: ast.Node | None) -> None:
+        self.unit = unit
+        self.window = window
+        self._month_cache: dict[tuple[int, int], Pieces] = {}
+        self._fixed_pieces = None if unit == "month" else self._compute(None)
+
+    @property
+    def whole_cycle(self) -> bool:
+        """True when the window is the whole cycle (no window, ``starting X``, equal ends)."""
+        return self._fixed_pieces is not None and self._fixed_pieces == (
+            (0, _FIXED_LENGTH[self.unit]),
+        )
+
+    def pieces(self, cycle: datetime) -> Pieces:
+        """The window's pieces (offset pairs) in the cycle starting at ``cycle``."""
+        if self._fixed_pieces is not None:
+            return self._fixed_pieces
+        key = (cycle.year, cycle.month)
+        found = self._month_cache.get(key)
+        if found is None:
+            if len(self._month_cache) > 1024:
+                self._month_cache.clear()
+            found = self._month_cache[key] = self._compute(cycle)
+        return found
+
+    def _compute(self, cycle: datetime | None) -> Pieces:
+        length = cycle_length(self.unit, cycle) if cycle is not None else _FIXED_LENGTH[self.unit]
+        window = self.window
+
+        def clamp(value: int) -> int:
+            return min(max(value, 0), length)
+
+        def between(start: int, end: int) -> list[tuple[int, int]]:
+            # Equal ends are the whole cycle; a start after the end wraps around.
+            if start == end:
+                return [(0, length)]
+            if start < end:
+                return [(clamp(start), clamp(end))]
+            return [(0, clamp(end)), (clamp(start), length)]
+
+        if window is None or isinstance(window, ast.Starting):
+            raw = [(0, length)]
+        elif isinstance(window, ast.Between):
+            raw = between(
+                point_offset(window.start, is_end=False, cycle=cycle),
+                point_offset(window.end, is_end=True, cycle=cycle),
+            )
+        elif isinstance(window, ast.After):
+            start = point_offset(window.start, is_end=False, cycle=cycle)
+            # A day the month does not have (the 31st in April) never comes; at the
+            # end of a fixed cycle ("after 4 quarter") the ends are equal: whole cycle.
+            month_too_short = self.unit == "month" and start >= length
+            raw = [] if month_too_short else between(start, length)
+        elif isinstance(window, ast.Before):
+            raw = between(0, point_offset(window.end, is_end=True, cycle=cycle))
+        elif isinstance(window, ast.On):
+            start = point_offset(window.point, is_end=False, cycle=cycle)
+            raw = [(clamp(start), clamp(start + _SUB_UNIT[self.unit]))]
+            # One sub-unit from the point may run into the next cycle ("on Sun 10:00"
+            # lasts until Monday 10:00): the overflow of the previous cycle opens this one.
+            if cycle is None:
+                overflow = start + _SUB_UNIT[self.unit] - length
+            else:
+                previous = cycle_start(self.unit, cycle - timedelta(microseconds=1))
+                previous_start = point_offset(window.point, is_end=False, cycle=previous)
+                previous_length = cycle_length(self.unit, previous)
+                overflow = previous_start + _SUB_UNIT[self.unit] - previous_length
+                if previous_start >= previous_length:  # that month had no such day
+                    overflow = 0
+            if overflow > 0:
+                raw.insert(0, (0, clamp(overflow)))
+        else:  # pragma: no cover
+            raise TypeError(f"not a window: {window!r}")
+        return tuple((a, b) for a, b in raw if a < b)
+
+    def contains(self, at: datetime) -> bool:
+        """Whether the wall-clock instant ``at`` is inside the window."""
+        pieces = self._fixed_pieces
+        if pieces is None:
+            pieces = self.pieces(cycle_start("month", at))
+        offset = offset_in_cycle(self.unit, at)
+        for a, b in pieces:
+            if a <= offset < b:
+                return True
+        return False
+
+    def anchor(self, at: datetime) -> datetime:
+        """Start of the cycle as the window counts it (``starting 10:00`` shifts it)."""
+        window = self.window
+        if isinstance(window, ast.Starting) or (
+            isinstance(window, ast.Between) and window.start == window.end
+        ):
+            point = window.point if isinstance(window, ast.Starting) else window.start
+            start = cycle_start(self.unit, at)
+            shifted = start + timedelta(microseconds=point_offset(point, is_end=False, cycle=start))
+            if shifted > at:
+                previous = cycle_start(self.unit, start - timedelta(microseconds=1))
+                shifted = previous + timedelta(
+                    microseconds=point_offset(point, is_end=False, cycle=previous)
+                )
+            return shifted
+        return cycle_start(self.unit, at)
+
+    def intervals(self, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Maximal wall intervals of the window inside [start, end), lazily."""
+        cycle = cycle_start(self.unit, start)
+        current: tuple[datetime, datetime] | None = None
+        while cycle < end:
+            for a, b in self.pieces(cycle):
+                piece_start = max(cycle + timedelta(microseconds=a), start)
+                piece_end = min(cycle + timedelta(microseconds=b), end)
+                if piece_start >= piece_end:
+                    continue
+                if current is not None and current[1] == piece_start:
+                    current = (current[0], piece_end)
+                    continue
+                if current is not None:
+                    yield current
+                current = (piece_start, piece_end)
+            try:
+                cycle = next_cycle(self.unit, cycle)
+            except (OverflowError, ValueError):
+                break
+        if current is not None:
+            yield current
+
+    def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The occurrence of the window holding ``at`` (for once-per-window task forms)."""
+        if self.whole_cycle or self.window is None or isinstance(self.window, ast.Starting):
+            start = self.anchor(at)
+            return start, next_cycle(self.unit, start)
+        if self.unit == "month" and isinstance(self.window, ast.Between) and (
+            self.window.start == self.window.end
+        ):
+            start = self.anchor(at)
+            return start, next_cycle(self.unit, start)
+        if not self.contains(at):
+            return None
+        # The occurrence is the maximal interval around `at`: look back one cycle and
+        # forward two, enough for any wrap-around window.
+        cycle = cycle_start(self.unit, at)
+        back = cycle_start(self.unit, cycle - timedelta(microseconds=1))
+        forward = next_cycle(self.unit, next_cycle(self.unit, cycle))
+        for s, e in self.intervals(back, forward):
+            if s <= at < e:
+                return s, e
+        return None  # pragma: no cover - contains() said it is inside
+
+
+def cron_runs(spec: CronSpec, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """Maximal wall intervals of matching cron minutes inside [start, end), lazily."""
+    minute = timedelta(minutes=1)
+    probe = start.replace(second=0, microsecond=0)
+    if not spec.matches(probe):
+        found = spec.next_fire(probe)
+        if found is None:
+            return
+        probe = found
+    while probe < end:
+        run_end = _run_end(spec, probe, end)
+        yield max(probe, start), min(run_end, end)
+        if run_end >= end:
+            return
+        found = spec.next_fire(run_end - minute)
+        if found is None:
+            return
+        probe = found
+
+
+_ALL_MINUTES = (1 << 60) - 1
+_ALL_HOURS = (1 << 24) - 1
+
+
+def _run_end(spec: CronSpec, fire: datetime, limit: datetime) -> datetime:
+    """The first non-matching minute at or after ``fire`` (or ``limit`` if none before it)."""
+    minute = timedelta(minutes=1)
+    t = fire
+    while t < limit:
+        if spec.minutes == _ALL_MINUTES:
+            if spec.hours == _ALL_HOURS:
+                # Whole matching days: step a day at a time.
+                day = t.replace(hour=0, minute=0)
+                if spec.matches(day):
+                    t = day + timedelta(days=1)
+                    continue
+                return t
+            if spec.matches(t):
+                t = t.replace(minute=0) + timedelta(hours=1)
+                continue
+            return t
+        if spec.matches(t):
+            t += minute
+            continue
+        return t
+    return limit
