@@ -9,7 +9,7 @@ map their windows to real instants with the DST policy of ``timeline.zones``;
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast
@@ -77,9 +77,7 @@ class _Clock(_Evaluator):
     def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
         self.zone = zone
         self.clock = clock
-        self.horizon = (
-            _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
-        )
+        self.horizon = _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -89,7 +87,7 @@ class _Clock(_Evaluator):
             return iter(())
         low, high = wall_span(start, end, self.zone)
         walls = self.clock.intervals(low, high + timedelta(microseconds=1))
-        return intervals.clip(wall_to_real(walls, self.zone), start, end)
+        return intervals.clip(wall_to_real(walls, self.zone, tz=timezone.utc), start, end)
 
 
 class _CronClock(_Evaluator):
@@ -110,7 +108,7 @@ class _CronClock(_Evaluator):
             return iter(())
         low, high = wall_span(start, end, self.zone)
         walls = cron_runs(self.spec, low, high + timedelta(microseconds=1))
-        return intervals.clip(wall_to_real(walls, self.zone), start, end)
+        return intervals.clip(wall_to_real(walls, self.zone, tz=timezone.utc), start, end)
 
 
 class _All(_Evaluator):
@@ -289,8 +287,12 @@ class _Compiler:
             import difflib
 
             close = difflib.get_close_matches(name, list(self.rules), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                "define it in a .cond file and pass rules=, or check the spelling of a keyword"
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else (
+                    "define it in a .cond file and pass rules=, or check the spelling of a keyword"
+                )
             )
             raise ConditionSyntaxError(
                 f"unknown condition {name!r}",
@@ -368,19 +370,20 @@ class Condition:
     ) -> Iterator[Interval]:
         """The maximal half-open intervals inside [start, end) where the condition is true."""
         naive = _same_kind(start, end)
-        real_start, real_end = self._aware(start), self._aware(end)
+        real_start, real_end = self._utc(start), self._utc(end)
         ctx = _Context(real_start, task, history)
         found = self._evaluator.real_intervals(real_start, real_end, ctx)
         if naive:
             return ((to_wall(s, self.zone), to_wall(e, self.zone)) for s, e in found)
-        return found
+        zone = start.tzinfo
+        return ((s.astimezone(zone), e.astimezone(zone)) for s, e in found)
 
     def next_change(
         self, after: datetime, *, task: str | None = None, history=None
     ) -> datetime | None:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
-        real_after = self._aware(after)
+        real_after = self._utc(after)
         horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
         ctx = _Context(real_after, task, history)
         change = None
@@ -394,8 +397,11 @@ class Condition:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
 
-    def _aware(self, at: datetime) -> datetime:
-        return at.replace(tzinfo=self.zone) if at.tzinfo is None else at
+    def _utc(self, at: datetime) -> datetime:
+        # The interval algebra runs in UTC: datetimes sharing a zone compare by wall
+        # reading and ignore fold, which would merge the two passes of a repeated hour.
+        aware = at.replace(tzinfo=self.zone) if at.tzinfo is None else at
+        return aware.astimezone(timezone.utc)
 
 
 def _same_kind(start: datetime, end: datetime) -> bool:

@@ -102,11 +102,17 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
         meridiem = rest[0].text
         rest = rest[1:]
     if rest:
+        close = difflib.get_close_matches(rest[0].text.lower(), ["and", "or", "in"], n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else "a time of day is one word like 08:00, or a time and am/pm"
+        )
         raise LiteralError(
             f"unexpected {rest[0].text!r} after the time {first.text!r}",
             rest[0].start,
-            words[-1].end,
-            "a time of day is one word like 08:00, or a time and am/pm",
+            rest[0].end,
+            hint,
         )
     match = _CLOCK.match(first.text)
     if match:
@@ -327,7 +333,10 @@ def parse_duration(text: str, start: int) -> timedelta:
         hours, minutes, seconds = int(clock[1]), int(clock[2]), int(clock[3])
         if minutes > 59 or seconds > 59:
             raise LiteralError(
-                f"{text!r} is not a duration H:MM:SS", start, start + len(text), "minutes/seconds < 60"
+                f"{text!r} is not a duration H:MM:SS",
+                start,
+                start + len(text),
+                "minutes/seconds < 60",
             )
         micro = int((clock[4] or "").ljust(6, "0") or 0)
         return timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)

@@ -200,7 +200,11 @@ def _make_builder_class():
 
             if resolve_zone(name) is None:
                 close = zone_names_like(name)
-                hint = f"did you mean {close[0]}?" if close else "use an IANA name like Europe/Helsinki"
+                hint = (
+                    f"did you mean {close[0]}?"
+                    if close
+                    else "use an IANA name like Europe/Helsinki"
+                )
                 raise ConditionSyntaxError(
                     f"unknown timezone {name!r}",
                     text=self.text,

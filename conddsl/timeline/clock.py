@@ -256,8 +256,10 @@ class ClockWindow:
         if self.whole_cycle or self.window is None or isinstance(self.window, ast.Starting):
             start = self.anchor(at)
             return start, next_cycle(self.unit, start)
-        if self.unit == "month" and isinstance(self.window, ast.Between) and (
-            self.window.start == self.window.end
+        if (
+            self.unit == "month"
+            and isinstance(self.window, ast.Between)
+            and (self.window.start == self.window.end)
         ):
             start = self.anchor(at)
             return start, next_cycle(self.unit, start)
@@ -274,7 +276,9 @@ class ClockWindow:
         return None  # pragma: no cover - contains() said it is inside
 
 
-def cron_runs(spec: CronSpec, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+def cron_runs(
+    spec: CronSpec, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, datetime]]:
     """Maximal wall intervals of matching cron minutes inside [start, end), lazily."""
     minute = timedelta(minutes=1)
     probe = start.replace(second=0, microsecond=0)

@@ -1,0 +1,176 @@
+"""The ``conddsl`` command line: ``next`` and ``explain`` for condition text."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta, tzinfo
+
+from conddsl import ast
+from conddsl.errors import ConditionSyntaxError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except ConditionSyntaxError as error:
+        print(f"conddsl: {error}", file=sys.stderr)
+        return EXIT_FINDINGS
+    except _UsageError as error:
+        print(f"conddsl: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # never a traceback unless asked for
+        if getattr(args, "debug", False):
+            raise
+        print(f"conddsl: internal error: {error} (run with --debug for details)", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conddsl", description="Say when a job may run and when it must stop."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command")
+
+    nxt = commands.add_parser("next", help="print the next windows in which a condition is true")
+    _add_window_options(nxt)
+    nxt.add_argument("-n", type=int, default=5, help="how many windows (default 5)")
+    nxt.set_defaults(handler=_cmd_next)
+
+    explain = commands.add_parser(
+        "explain", help="canonical form, tree and next windows of a condition"
+    )
+    _add_window_options(explain)
+    explain.add_argument("-n", type=int, default=3, help="how many windows (default 3)")
+    explain.set_defaults(handler=_cmd_explain)
+    return parser
+
+
+def _add_window_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "expression", help="the condition, e.g. 'time of day between 08:00 and 18:00'"
+    )
+    command.add_argument("--after", help="start from this ISO time (default: now)")
+    command.add_argument("--tz", help="timezone to evaluate in (default: the system's)")
+    command.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _start(args: argparse.Namespace, zone: tzinfo) -> datetime:
+    if args.after is None:
+        return datetime.now(zone).replace(microsecond=0)
+    try:
+        at = datetime.fromisoformat(args.after)
+    except ValueError as error:
+        raise _UsageError(
+            f"--after {args.after!r} is not an ISO time like 2024-01-01T08:00"
+        ) from error
+    return at.replace(tzinfo=zone) if at.tzinfo is None else at
+
+
+def _compile(args: argparse.Namespace):
+    from conddsl.compile import compile_condition
+    from conddsl.timeline.zones import resolve_zone
+
+    if args.tz is not None and resolve_zone(args.tz) is None:
+        raise _UsageError(f"unknown timezone {args.tz!r}")
+    return compile_condition(args.expression, timezone=args.tz)
+
+
+def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | None]:
+    """Up to ``count`` windows from ``start``, and a note when the answer is special."""
+    horizon = max(condition._evaluator.horizon, timedelta(days=2))
+    try:
+        found = []
+        for window in condition.windows(start, start + horizon * 4):
+            found.append(window)
+            if len(found) >= count:
+                break
+    except NotImplementedError as error:
+        return [], f"cannot be listed: {error}"
+    if not found:
+        return [], "never true: no window in the next " + _human(horizon * 4)
+    if len(found) == 1 and found[0][0] == start and found[0][1] >= start + horizon * 4:
+        return found, "always true"
+    return found, None
+
+
+def _human(delta: timedelta) -> str:
+    days = delta.days
+    if days >= 365:
+        return f"{days // 365} years"
+    return f"{days} days"
+
+
+def _format_window(window: tuple[datetime, datetime]) -> str:
+    start, end = window
+    return f"{start.isoformat(sep=' ')}  ->  {end.isoformat(sep=' ')}  ({end - start})"
+
+
+def _cmd_next(args: argparse.Namespace) -> int:
+    condition = _compile(args)
+    start = _start(args, condition.zone)
+    windows, note = _next_windows(condition, start, max(args.n, 1))
+    for window in windows if note != "always true" else ():
+        print(_format_window(window))
+    if note:
+        print(f"# {note}")
+    return EXIT_OK
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    condition = _compile(args)
+    start = _start(args, condition.zone)
+    print(f"canonical: {condition}")
+    print("tree:")
+    for line in _tree_lines(condition.ast, 1):
+        print(line)
+    windows, note = _next_windows(condition, start, max(args.n, 1))
+    print(f"next windows from {start.isoformat(sep=' ')}:")
+    for window in windows if note != "always true" else ():
+        print(f"  {_format_window(window)}")
+    if note:
+        print(f"  {note}")
+    return EXIT_OK
+
+
+def _tree_lines(node: ast.Node, depth: int) -> list[str]:
+    pad = "  " * depth
+    if isinstance(node, ast.All | ast.Any):
+        lines = [f"{pad}{'all of' if isinstance(node, ast.All) else 'any of'}"]
+        for item in node.items:
+            lines.extend(_tree_lines(item, depth + 1))
+        return lines
+    if isinstance(node, ast.Not):
+        return [f"{pad}not", *_tree_lines(node.item, depth + 1)]
+    if isinstance(node, ast.Zoned):
+        return [f"{pad}in {node.zone}", *_tree_lines(node.item, depth + 1)]
+    kind = type(node).__name__
+    details = ", ".join(
+        f"{f.name}={getattr(node, f.name)}"
+        for f in fields(node)
+        if f.name != "span" and getattr(node, f.name) is not None
+    )
+    return [f"{pad}{kind}({details})  # {node}"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
