@@ -1,0 +1,237 @@
+"""The run history interface: what a store must answer, and the record it keeps.
+
+Every time a store returns is a UTC-aware ``datetime``: stores keep integer
+microseconds since the epoch, so the caller's original UTC offset is not kept
+(the instant is; aware datetimes compare by instant).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+
+from conddsl.errors import ConddslError
+
+ACTIONS: tuple[str, ...] = ("run", "success", "fail", "terminate", "inaction", "crash")
+FINISH_ACTIONS: frozenset[str] = frozenset(ACTIONS[1:])
+
+# Stores keep actions as small integers; their order is also the tie-break
+# between records at the same microsecond (a run sorts before its finish).
+ACTION_CODES: dict[str, int] = {action: code for code, action in enumerate(ACTIONS)}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+class HistoryError(ConddslError):
+    """A history store could not be read or written (locked, disk full, closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One event of a task: it started a run, or a run finished with an outcome."""
+
+    task: str
+    action: str
+    at: datetime
+    run_id: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def to_us(at: datetime, name: str = "at") -> int:
+    """Microseconds since the epoch (UTC) of an aware datetime; a naive one is a ValueError."""
+    if not isinstance(at, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(at).__name__}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        # A naive time means a caller forgot a time zone: guessing one would file
+        # records hours away from where conditions look for them.
+        raise ValueError(f"{name} must be timezone-aware, got naive {at.isoformat()}")
+    return (at - _EPOCH) // _ONE_US
+
+
+def from_us(us: int) -> datetime:
+    """The UTC-aware datetime of microseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def check_actions(actions: str | Iterable[str]) -> tuple[str, ...]:
+    """The actions as a tuple (a single string is one action); unknown ones are a ValueError."""
+    # A bare string is taken as one action, not iterated letter by letter.
+    result = (actions,) if isinstance(actions, str) else tuple(actions)
+    for action in result:
+        if action not in ACTION_CODES:
+            raise ValueError(unknown_action(action))
+    return result
+
+
+def unknown_action(action: object) -> str:
+    """The message for an action outside ACTIONS."""
+    return f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}"
+
+
+def check_record(task: str, action: str) -> None:
+    """Reject a record whose task or action is not usable."""
+    if not isinstance(task, str) or not task:
+        raise ValueError(f"task must be a non-empty string, got {task!r}")
+    if action not in ACTION_CODES:
+        raise ValueError(unknown_action(action))
+
+
+def check_retention(max_age: timedelta | None, max_records: int | None) -> int | None:
+    """Validate retention settings; return max_age in microseconds (or None)."""
+    if max_records is not None and max_records < 1:
+        raise ValueError(f"max_records must be at least 1, got {max_records}")
+    if max_age is None:
+        return None
+    if max_age <= timedelta(0):
+        raise ValueError(f"max_age must be positive, got {max_age}")
+    return max_age // _ONE_US
+
+
+class History(abc.ABC):
+    """A store of task records that answers scheduling conditions without scanning.
+
+    Queries take half-open windows: ``since <= at < until``. ``actions`` is one
+    action name or an iterable of them.
+    """
+
+    @abc.abstractmethod
+    def record(
+        self,
+        task: str,
+        action: str,
+        *,
+        at: datetime,
+        run_id: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> Record:
+        """Add a record and return it (with ``at`` in UTC)."""
+
+    @abc.abstractmethod
+    def records(
+        self,
+        task: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: str | Iterable[str] | None = None,
+    ) -> list[Record]:
+        """The records with ``since <= at < until``, oldest first."""
+
+    @abc.abstractmethod
+    def last(self, task: str, actions: str | Iterable[str]) -> datetime | None:
+        """The time of the task's latest record with one of the actions."""
+
+    @abc.abstractmethod
+    def first_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> datetime | None:
+        """The earliest time of such a record with ``since <= at < until``."""
+
+    @abc.abstractmethod
+    def last_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> datetime | None:
+        """The latest time of such a record with ``since <= at < until``."""
+
+    @abc.abstractmethod
+    def count_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> int:
+        """How many such records have ``since <= at < until``."""
+
+    @abc.abstractmethod
+    def running(self, task: str) -> list[Record]:
+        """The task's ``run`` records whose run has no finishing record yet, oldest first."""
+
+    @abc.abstractmethod
+    def tasks(self) -> list[str]:
+        """The names of the tasks with records, sorted."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store's resources."""
+
+    def mark_crashed(self, at: datetime) -> list[Record]:
+        """Record ``crash`` at ``at`` for every run still open and return the new records."""
+        to_us(at)  # reject a naive time before anything is written
+        crashed = []
+        for task in self.tasks():
+            for run in self.running(task):
+                # A crash without run_id closes the oldest open anonymous run, and
+                # running() lists those oldest first, so each run gets its own crash.
+                crashed.append(
+                    self.record(task, "crash", at=at, run_id=run.run_id, reason="scheduler died")
+                )
+        return crashed
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class OpenRuns:
+    """The live set of runs without a finishing record, kept per task.
+
+    A finish with a run_id closes the open run with that run_id; a finish
+    without one closes the oldest (first recorded) open run without run_id.
+    A second open run with the same run_id replaces the first.
+    """
+
+    __slots__ = ("_by_id", "_anonymous")
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, dict[str, Record]] = {}
+        self._anonymous: dict[str, deque[Record]] = {}
+
+    def apply(self, rec: Record) -> None:
+        """Update the set with a record, in the order records were written."""
+        task, run_id = rec.task, rec.run_id
+        if rec.action == "run":
+            if run_id is None:
+                self._anonymous.setdefault(task, deque()).append(rec)
+            else:
+                self._by_id.setdefault(task, {})[run_id] = rec
+        elif run_id is None:
+            queue = self._anonymous.get(task)
+            if queue:
+                queue.popleft()
+                if not queue:
+                    del self._anonymous[task]
+        else:
+            by_id = self._by_id.get(task)
+            if by_id and by_id.pop(run_id, None) is not None and not by_id:
+                del self._by_id[task]
+
+    def running(self, task: str) -> list[Record]:
+        """The task's open runs, oldest first."""
+        runs = list(self._by_id.get(task, {}).values())
+        runs.extend(self._anonymous.get(task, ()))
+        runs.sort(key=_record_time)
+        return runs
+
+    def protected(self, task: str) -> Counter[tuple[int, str | None]]:
+        """The (microseconds, run_id) of the task's open runs, which retention must keep."""
+        return Counter((to_us(run.at), run.run_id) for run in self.running(task))
+
+    def clear(self) -> None:
+        """Forget every open run."""
+        self._by_id.clear()
+        self._anonymous.clear()
+
+
+def _record_time(rec: Record) -> datetime:
+    return rec.at

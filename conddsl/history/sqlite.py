@@ -1,0 +1,540 @@
+"""A run history in a SQLite file, shared by the processes of one machine."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from conddsl.history.base import (
+    ACTION_CODES,
+    ACTIONS,
+    FINISH_ACTIONS,
+    History,
+    HistoryError,
+    OpenRuns,
+    Record,
+    check_actions,
+    check_record,
+    check_retention,
+    from_us,
+    to_us,
+)
+
+SCHEMA_VERSION = 1
+
+# Times are integer microseconds since the epoch (UTC); actions are their index
+# in ACTIONS. AUTOINCREMENT keeps ids growing even after the newest row is
+# deleted, so "rows with id > the last one seen" finds every new row.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task TEXT NOT NULL,
+        action INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        run_id TEXT,
+        reason TEXT,
+        message TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS records_task_action_at ON records (task, action, at)",
+    "CREATE INDEX IF NOT EXISTS records_at ON records (at)",
+    # The live set of runs without a finish, written in the same transaction as
+    # the records, so reopening the file needs no replay of the log.
+    """CREATE TABLE IF NOT EXISTS open_runs (
+        id INTEGER PRIMARY KEY,
+        task TEXT NOT NULL,
+        run_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS open_runs_task_run_id ON open_runs (task, run_id)",
+)
+
+_COLUMNS = "task, action, at, run_id, reason, message"
+_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+
+# Retention drops neither an open run nor the latest record (by time, then id)
+# of each (task, action): ``last`` must keep its answer.
+_DELETE_OLDEST = """
+DELETE FROM records WHERE id IN (
+    SELECT r.id FROM records AS r
+    WHERE r.at < ?
+      AND r.id NOT IN (SELECT id FROM open_runs)
+      AND r.id <> (
+          SELECT m.id FROM records AS m
+          WHERE m.task = r.task AND m.action = r.action
+          ORDER BY m.at DESC, m.id DESC LIMIT 1)
+    ORDER BY r.at, r.id
+    LIMIT ?)
+"""
+
+_Row = tuple[str, int, int, str | None, str | None, str | None]
+_NO_CUTOFF = 2**63 - 1
+
+
+class SQLiteHistory(History):
+    """A run history in a SQLite file (WAL mode), safe for several readers and threads.
+
+    - Times come back as UTC-aware datetimes (the original offset is not stored).
+    - One process may write while others read; each ``SQLiteHistory`` has its own
+      connection, usable from several threads (one lock serialises the calls).
+    - ``last``, ``running`` and ``tasks`` are served from caches loaded at open and
+      refreshed when another connection commits (``PRAGMA data_version``); the
+      table is the truth. The other queries read the indexed table.
+    - If a write fails (database locked past ``timeout`` seconds, disk full) the
+      call raises ``HistoryError`` naming the file and the cause, and the record
+      is kept in a pending buffer, not lost: the next ``record`` or ``flush``
+      writes pending records first, in order (so do not record it again).
+      Pending records are not visible to queries until written, and ``close``
+      refuses to drop them.
+    - Retention (``max_age``, ``max_records``) works as in ``MemoryHistory``,
+      deleting in batches of ``batch_size`` rows, one short transaction each.
+      A retention pass that fails is retried after the next write.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_age: timedelta | None = None,
+        max_records: int | None = None,
+        timeout: float = 5.0,
+        batch_size: int = 10_000,
+    ) -> None:
+        self._max_age_us = check_retention(max_age, max_records)
+        self._max_records = max_records
+        self._slack = max(1, max_records // 10) if max_records else 0
+        self._trim_count_at = max_records
+        self._next_age_sweep: int | None = None
+        self._batch_size = batch_size
+        self._path = os.fspath(path)
+        self._timeout = timeout
+        self._lock = threading.RLock()
+        self._pending: list[_Row] = []
+        self._last: dict[str, dict[int, int]] = {}  # task -> action code -> latest microseconds
+        self._runs = OpenRuns()
+        self._count = 0
+        self._max_id = 0
+        self._now: int | None = None
+        self._data_version: int | None = None
+        self._closed = False
+        try:
+            self._conn = sqlite3.connect(
+                self._path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error("open", exc) from exc
+        try:
+            self._setup()
+            self._load()
+        except (sqlite3.Error, HistoryError) as exc:
+            self._conn.close()
+            if isinstance(exc, HistoryError):
+                raise
+            raise self._error("open", exc) from exc
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    @property
+    def pending(self) -> list[Record]:
+        """The records that failed to write and wait for the next write or ``flush``."""
+        with self._lock:
+            return [_to_record(row) for row in self._pending]
+
+    # Writing -------------------------------------------------------------------
+
+    def record(
+        self,
+        task: str,
+        action: str,
+        *,
+        at: datetime,
+        run_id: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> Record:
+        """Write a record and return it; on failure raise HistoryError and keep it pending."""
+        check_record(task, action)
+        row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message)
+        with self._lock:
+            self._check_open()
+            self._pending.append(row)
+            self._write_pending()
+            self._retain()
+        return _to_record(row)
+
+    def flush(self) -> None:
+        """Write the pending records; raise HistoryError (keeping them) if that fails again."""
+        with self._lock:
+            self._check_open()
+            if self._pending:
+                self._write_pending()
+                self._retain()
+
+    def _write_pending(self) -> None:
+        conn = self._conn
+        written: list[tuple[int, _Row]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Under the write lock nobody else can add rows, so after this sync
+                # our own ids are the next ones and the caches miss nothing.
+                self._sync()
+                for row in self._pending:
+                    rid = conn.execute(_INSERT, row).lastrowid
+                    assert rid is not None
+                    self._track_run(rid, row)
+                    written.append((rid, row))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error("write", exc) from exc
+        self._pending.clear()
+        for rid, row in written:
+            self._note(row[0], row[1], row[2])
+            self._runs.apply(_to_record(row))
+            self._count += 1
+            self._max_id = rid
+
+    def _track_run(self, rid: int, row: _Row) -> None:
+        """Mirror OpenRuns.apply in the open_runs table (same rules, same order)."""
+        task, code, _, run_id = row[0], row[1], row[2], row[3]
+        action = ACTIONS[code]
+        if action == "run":
+            if run_id is not None:
+                self._conn.execute(
+                    "DELETE FROM open_runs WHERE task = ? AND run_id = ?", (task, run_id)
+                )
+            self._conn.execute(
+                "INSERT INTO open_runs (id, task, run_id) VALUES (?, ?, ?)", (rid, task, run_id)
+            )
+        elif action in FINISH_ACTIONS:
+            if run_id is None:
+                self._conn.execute(
+                    "DELETE FROM open_runs WHERE id = (SELECT MIN(id) FROM open_runs"
+                    " WHERE task = ? AND run_id IS NULL)",
+                    (task,),
+                )
+            else:
+                self._conn.execute(
+                    "DELETE FROM open_runs WHERE task = ? AND run_id = ?", (task, run_id)
+                )
+
+    # Reading -------------------------------------------------------------------
+
+    def records(
+        self,
+        task: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: str | Iterable[str] | None = None,
+    ) -> list[Record]:
+        """The records with ``since <= at < until``, oldest first."""
+        where: list[str] = []
+        params: list[object] = []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if actions is not None:
+            codes = [ACTION_CODES[action] for action in check_actions(actions)]
+            if not codes:
+                return []
+            where.append(f"action IN ({', '.join('?' * len(codes))})")
+            params.extend(codes)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(to_us(since, "since"))
+        if until is not None:
+            where.append("at < ?")
+            params.append(to_us(until, "until"))
+        sql = f"SELECT {_COLUMNS} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # Ties at one microsecond: by task, then action order, then arrival.
+        sql += " ORDER BY at, task, action, id"
+        return [_to_record(row) for row in self._read(sql, params)]
+
+    def last(self, task: str, actions: str | Iterable[str]) -> datetime | None:
+        """The time of the task's latest record with one of the actions."""
+        actions = check_actions(actions)
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            by_action = self._last.get(task)
+            if not by_action:
+                return None
+            best = max((by_action.get(ACTION_CODES[a], -1) for a in actions), default=-1)
+        return None if best < 0 else from_us(best)
+
+    def first_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> datetime | None:
+        """The earliest time of such a record with ``since <= at < until``."""
+        found = self._edge(task, actions, since, until, "ASC")
+        return from_us(min(found)) if found else None
+
+    def last_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> datetime | None:
+        """The latest time of such a record with ``since <= at < until``."""
+        found = self._edge(task, actions, since, until, "DESC")
+        return from_us(max(found)) if found else None
+
+    def count_in(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime
+    ) -> int:
+        """How many such records have ``since <= at < until``.
+
+        An index range count: O(log n + k) for k matching records, as SQLite's
+        b-trees keep no subtree counts.
+        """
+        codes = [ACTION_CODES[a] for a in check_actions(actions)]
+        lo, hi = to_us(since, "since"), to_us(until, "until")
+        if not codes:
+            return 0
+        sql = (
+            "SELECT COUNT(*) FROM records WHERE task = ?"
+            f" AND action IN ({', '.join('?' * len(codes))}) AND at >= ? AND at < ?"
+        )
+        return self._read(sql, [task, *codes, lo, hi])[0][0]
+
+    def running(self, task: str) -> list[Record]:
+        """The task's ``run`` records whose run has no finishing record yet, oldest first."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            return self._runs.running(task)
+
+    def tasks(self) -> list[str]:
+        """The names of the tasks with records, sorted."""
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            return sorted(self._last)
+
+    def _edge(
+        self, task: str, actions: str | Iterable[str], since: datetime, until: datetime, order: str
+    ) -> list[int]:
+        """The first (ASC) or last (DESC) time in the window of each action: one index seek each."""
+        codes = [ACTION_CODES[a] for a in check_actions(actions)]
+        lo, hi = to_us(since, "since"), to_us(until, "until")
+        sql = (
+            "SELECT at FROM records WHERE task = ? AND action = ? AND at >= ? AND at < ?"
+            f" ORDER BY at {order} LIMIT 1"
+        )
+        found = []
+        with self._lock:
+            self._check_open()
+            try:
+                for code in codes:
+                    row = self._conn.execute(sql, (task, code, lo, hi)).fetchone()
+                    if row is not None:
+                        found.append(row[0])
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+        return found
+
+    def _read(self, sql: str, params: Iterable[object]) -> list[tuple]:
+        with self._lock:
+            self._check_open()
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+
+    # Closing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write any pending records and close the file.
+
+        If pending records still cannot be written, raise HistoryError and stay
+        open, so ``flush`` and ``close`` can be tried again: nothing is dropped.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            if self._pending:
+                try:
+                    self._write_pending()
+                except HistoryError as exc:
+                    raise HistoryError(
+                        f"{exc}; not closing {self._path} with"
+                        f" {len(self._pending)} record(s) unwritten"
+                    ) from exc
+            self._conn.close()
+            self._closed = True
+
+    # Caches --------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # a reader opening a live file need not wait for the write lock
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise HistoryError(
+                    f"history file {self._path}: schema version {version} is not"
+                    f" {SCHEMA_VERSION}; was it written by a newer conddsl?"
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _load(self) -> None:
+        conn = self._conn
+        # Read the version first: a commit landing during the load is then seen
+        # again by the next refresh, never missed.
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        conn.execute("BEGIN")  # one snapshot for every cache
+        try:
+            self._max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
+            if self._max_records is not None:
+                self._count = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            self._now = conn.execute("SELECT MAX(at) FROM records").fetchone()[0]
+            self._last.clear()
+            # Skip from task to task through the index: a few seeks per task
+            # instead of a scan of every record.
+            task = conn.execute("SELECT MIN(task) FROM records").fetchone()[0]
+            while task is not None:
+                for code in range(len(ACTIONS)):
+                    at = conn.execute(
+                        "SELECT MAX(at) FROM records WHERE task = ? AND action = ?", (task, code)
+                    ).fetchone()[0]
+                    if at is not None:
+                        self._last.setdefault(task, {})[code] = at
+                task = conn.execute(
+                    "SELECT MIN(task) FROM records WHERE task > ?", (task,)
+                ).fetchone()[0]
+            self._load_runs()
+        finally:
+            conn.execute("COMMIT")
+
+    def _load_runs(self) -> None:
+        self._runs.clear()
+        rows = self._conn.execute(
+            "SELECT r.task, r.action, r.at, r.run_id, r.reason, r.message"
+            " FROM open_runs AS o JOIN records AS r ON r.id = o.id ORDER BY o.id"
+        )
+        for row in rows:
+            self._runs.apply(_to_record(row))
+
+    def _refresh(self) -> None:
+        """Bring the caches up to date if another connection committed since we looked."""
+        try:
+            self._sync()
+        except sqlite3.Error as exc:
+            raise self._error("read", exc) from exc
+
+    def _sync(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        rows = conn.execute(
+            "SELECT id, task, action, at FROM records WHERE id > ? ORDER BY id", (self._max_id,)
+        )
+        for rid, task, code, at in rows:
+            self._note(task, code, at)
+            self._count += 1
+            self._max_id = rid
+        self._load_runs()
+
+    def _note(self, task: str, code: int, at: int) -> None:
+        by_action = self._last.setdefault(task, {})
+        if at > by_action.get(code, at - 1):
+            by_action[code] = at
+        if self._now is None or at > self._now:
+            self._now = at
+
+    # Retention -----------------------------------------------------------------
+
+    def _retain(self) -> None:
+        try:
+            if self._trim_count_at is not None and self._count > self._trim_count_at:
+                self._trim_count()
+            if self._age_sweep_due():
+                assert self._max_age_us is not None and self._now is not None
+                self._delete_older(self._now - self._max_age_us)
+                self._next_age_sweep = self._now + max(1, self._max_age_us // 10)
+        except sqlite3.Error:
+            # The record is written; a retention pass that could not get the lock
+            # simply runs again after the next write.
+            pass
+
+    def _age_sweep_due(self) -> bool:
+        if self._max_age_us is None or self._now is None:
+            return False
+        return self._next_age_sweep is None or self._now >= self._next_age_sweep
+
+    def _trim_count(self) -> None:
+        assert self._max_records is not None
+        # Other processes may have added or deleted rows: count the truth.
+        self._count = self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        target = self._max_records - self._slack
+        while self._count > target:
+            deleted = self._delete_batch(_NO_CUTOFF, min(self._batch_size, self._count - target))
+            if deleted == 0:
+                break  # only protected records are left
+        self._trim_count_at = max(self._max_records, self._count + self._slack)
+
+    def _delete_older(self, cutoff: int) -> None:
+        while self._delete_batch(cutoff, self._batch_size) == self._batch_size:
+            pass
+
+    def _delete_batch(self, cutoff: int, limit: int) -> int:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute(_DELETE_OLDEST, (cutoff, limit)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._count -= deleted
+        return deleted
+
+    # Errors --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HistoryError(f"history file {self._path} is closed")
+
+    def _error(self, doing: str, exc: sqlite3.Error) -> HistoryError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            cause = f"the database is locked by another connection (waited {self._timeout:g} s)"
+        elif "full" in text:
+            cause = "the disk (or the database's size limit) is full"
+        else:
+            cause = text
+        message = f"history file {self._path}: could not {doing}: {cause} [sqlite: {text}]"
+        if doing == "write" and self._pending:
+            message += (
+                f"; {len(self._pending)} record(s) kept pending,"
+                " retried by the next write or flush()"
+            )
+        return HistoryError(message)
+
+
+def _to_record(row: tuple) -> Record:
+    task, code, at, run_id, reason, message = row
+    return Record(task, ACTIONS[code], from_us(at), run_id, reason, message)

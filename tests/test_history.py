@@ -1,0 +1,547 @@
+"""The run history stores: each behaviour checked on MemoryHistory and SQLiteHistory."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import conddsl
+from conddsl.history import (
+    ACTIONS,
+    FINISH_ACTIONS,
+    History,
+    HistoryError,
+    MemoryHistory,
+    Record,
+    SQLiteHistory,
+)
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+US = timedelta(microseconds=1)
+REPO = Path(conddsl.__file__).resolve().parent.parent
+
+
+def t(minutes: float) -> datetime:
+    """A time ``minutes`` after T0."""
+    return T0 + timedelta(minutes=minutes)
+
+
+def rec(task: str, action: str, minutes: float, run_id: str | None = None, **kw: str) -> Record:
+    return Record(task, action, t(minutes), run_id, kw.get("reason"), kw.get("message"))
+
+
+def fill(history: History, rows: list[tuple]) -> None:
+    """Record (task, action, minutes[, run_id]) rows in the given order."""
+    for task, action, minutes, *rest in rows:
+        history.record(task, action, at=t(minutes), run_id=rest[0] if rest else None)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path):
+    """A factory of empty histories of one kind, closed after the test."""
+    opened: list[History] = []
+
+    def factory(**kwargs) -> History:
+        if request.param == "memory":
+            history: History = MemoryHistory(**kwargs)
+        else:
+            history = SQLiteHistory(tmp_path / f"history-{len(opened)}.sqlite3", **kwargs)
+        opened.append(history)
+        return history
+
+    yield factory
+    for history in opened:
+        history.close()
+
+
+@pytest.fixture
+def history(make) -> History:
+    return make()
+
+
+# The query table ------------------------------------------------------------------
+
+RUNS = [
+    ("a", "run", 0, "r1"),
+    ("a", "success", 1, "r1"),
+    ("a", "run", 2, "r2"),
+    ("a", "fail", 3, "r2"),
+    ("b", "run", 5),
+]
+SUCCESSES = [("a", "success", 1), ("a", "success", 2), ("a", "success", 3)]
+LATE = [("a", "success", 1), ("a", "success", 9), ("a", "success", 4), ("a", "success", 7)]
+
+CASES = [
+    # last
+    ("last one action", RUNS, "last", ("a", "success"), t(1)),
+    ("last of several actions", RUNS, "last", ("a", ("success", "fail")), t(3)),
+    ("last as a list", RUNS, "last", ("a", ["run"]), t(2)),
+    ("last never happened", RUNS, "last", ("a", "crash"), None),
+    ("last unknown task", RUNS, "last", ("zzz", ACTIONS), None),
+    ("last no actions", RUNS, "last", ("a", ()), None),
+    ("last other task apart", RUNS, "last", ("b", ACTIONS), t(5)),
+    ("last late record older", LATE, "last", ("a", "success"), t(9)),
+    # first_in / last_in: since inclusive, until exclusive
+    ("first_in since inclusive", SUCCESSES, "first_in", ("a", "success", t(1), t(3)), t(1)),
+    ("first_in since inside", SUCCESSES, "first_in", ("a", "success", t(1) + US, t(3)), t(2)),
+    ("last_in until exclusive", SUCCESSES, "last_in", ("a", "success", t(1), t(3)), t(2)),
+    ("last_in until 1us after", SUCCESSES, "last_in", ("a", "success", t(1), t(3) + US), t(3)),
+    ("first_in empty window", SUCCESSES, "first_in", ("a", "success", t(2), t(2)), None),
+    ("last_in window before", SUCCESSES, "last_in", ("a", "success", t(-9), t(1)), None),
+    ("first_in window after", SUCCESSES, "first_in", ("a", "success", t(3) + US, t(9)), None),
+    ("first_in other action", SUCCESSES, "first_in", ("a", "fail", t(0), t(9)), None),
+    ("first_in across actions", RUNS, "first_in", ("a", ("fail", "success"), t(0), t(9)), t(1)),
+    ("last_in across actions", RUNS, "last_in", ("a", ("run", "success"), t(0), t(9)), t(2)),
+    ("first_in late inserts", LATE, "first_in", ("a", "success", t(2), t(9)), t(4)),
+    ("last_in late inserts", LATE, "last_in", ("a", "success", t(0), t(7)), t(4)),
+    # count_in
+    ("count_in half open", SUCCESSES, "count_in", ("a", "success", t(1), t(3)), 2),
+    ("count_in until 1us after", SUCCESSES, "count_in", ("a", "success", t(1), t(3) + US), 3),
+    ("count_in empty window", SUCCESSES, "count_in", ("a", "success", t(3), t(3)), 0),
+    ("count_in several actions", RUNS, "count_in", ("a", ("run", "fail"), t(0), t(9)), 3),
+    ("count_in no actions", RUNS, "count_in", ("a", (), t(0), t(9)), 0),
+    ("count_in unknown task", RUNS, "count_in", ("zzz", "run", t(0), t(9)), 0),
+    ("count_in late inserts", LATE, "count_in", ("a", "success", t(4), t(9)), 2),
+    # running: match by run_id, else the oldest open run without one
+    ("running all finished", RUNS, "running", ("a",), []),
+    ("running other task", RUNS, "running", ("b",), [rec("b", "run", 5)]),
+    ("running unknown task", RUNS, "running", ("zzz",), []),
+    (
+        "running by run_id",
+        [("a", "run", 0, "r1"), ("a", "run", 1, "r2"), ("a", "success", 2, "r1")],
+        "running",
+        ("a",),
+        [rec("a", "run", 1, "r2")],
+    ),
+    (
+        "running finish timed before its run",
+        [("a", "run", 5, "r1"), ("a", "run", 6, "r2"), ("a", "fail", 4, "r2")],
+        "running",
+        ("a",),
+        [rec("a", "run", 5, "r1")],
+    ),
+    (
+        "running anonymous oldest first",
+        [("a", "run", 0), ("a", "run", 1), ("a", "terminate", 2)],
+        "running",
+        ("a",),
+        [rec("a", "run", 1)],
+    ),
+    (
+        "running anonymous finish leaves run_id runs",
+        [("a", "run", 0, "r1"), ("a", "success", 1)],
+        "running",
+        ("a",),
+        [rec("a", "run", 0, "r1")],
+    ),
+    (
+        "running run_id finish leaves anonymous runs",
+        [("a", "run", 0), ("a", "success", 1, "r9")],
+        "running",
+        ("a",),
+        [rec("a", "run", 0)],
+    ),
+    (
+        "running sorted by time",
+        [("a", "run", 3, "late"), ("a", "run", 1), ("a", "run", 2, "mid")],
+        "running",
+        ("a",),
+        [rec("a", "run", 1), rec("a", "run", 2, "mid"), rec("a", "run", 3, "late")],
+    ),
+    (
+        "running finish of another task",
+        [("a", "run", 0, "r1"), ("b", "success", 1, "r1")],
+        "running",
+        ("a",),
+        [rec("a", "run", 0, "r1")],
+    ),
+    # records: time order, half open, filters
+    (
+        "records late inserts in time order",
+        LATE,
+        "records",
+        ("a",),
+        [rec("a", "success", m) for m in (1, 4, 7, 9)],
+    ),
+    ("records task filter", RUNS, "records", ("b",), [rec("b", "run", 5)]),
+    (
+        "records half open",
+        SUCCESSES,
+        "records",
+        ("a", {"since": t(1), "until": t(3)}),
+        [rec("a", "success", 1), rec("a", "success", 2)],
+    ),
+    (
+        "records actions filter over tasks",
+        RUNS,
+        "records",
+        (None, {"actions": "run"}),
+        [rec("a", "run", 0, "r1"), rec("a", "run", 2, "r2"), rec("b", "run", 5)],
+    ),
+    (
+        "records ties: task, then action order",
+        [("b", "run", 1), ("a", "success", 1), ("a", "run", 1)],
+        "records",
+        (),
+        [rec("a", "run", 1), rec("a", "success", 1), rec("b", "run", 1)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rows", "query", "args", "expected"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_query_table(history: History, rows, query, args, expected) -> None:
+    fill(history, rows)
+    if args and isinstance(args[-1], dict):
+        args, kwargs = args[:-1], args[-1]
+    else:
+        kwargs = {}
+    assert getattr(history, query)(*args, **kwargs) == expected
+
+
+@pytest.mark.parametrize("finish", sorted(FINISH_ACTIONS))
+def test_every_finish_action_closes_a_run(history: History, finish: str) -> None:
+    fill(history, [("a", "run", 0, "x"), ("a", "run", 1), ("a", finish, 2, "x"), ("a", finish, 3)])
+    assert history.running("a") == []
+
+
+# Validation -----------------------------------------------------------------------
+
+
+def test_record_returns_the_record_in_utc(history: History) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    made = history.record("a", "run", at=T0.astimezone(plus_two), run_id="r", message="hi")
+    assert made == Record("a", "run", T0, "r", None, "hi")
+    assert made.at.utcoffset() == timedelta(0)
+    assert history.records() == [made]
+    assert history.last("a", "run") == T0
+
+
+def test_unknown_action_names_the_allowed_ones(history: History) -> None:
+    with pytest.raises(ValueError, match="run, success, fail, terminate, inaction, crash"):
+        history.record("a", "started", at=T0)
+    with pytest.raises(ValueError, match="expected one of"):
+        history.last("a", ("run", "succeeded"))
+    assert history.records() == []
+
+
+@pytest.mark.parametrize("query", ["first_in", "last_in", "count_in"])
+def test_naive_times_are_rejected(history: History, query: str) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        history.record("a", "run", at=datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        getattr(history, query)("a", "run", datetime(2024, 1, 1), T0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        history.mark_crashed(datetime(2024, 1, 1))
+    assert history.records() == []
+
+
+def test_tasks_and_context_manager(make) -> None:
+    with make() as history:
+        fill(history, RUNS)
+        assert history.tasks() == ["a", "b"]
+
+
+# mark_crashed ---------------------------------------------------------------------
+
+
+def test_mark_crashed_closes_every_open_run(history: History) -> None:
+    fill(
+        history,
+        [
+            ("a", "run", 0, "done"),
+            ("a", "success", 1, "done"),
+            ("a", "run", 2, "open"),
+            ("b", "run", 3),
+            ("b", "run", 4),
+        ],
+    )
+    crashed = history.mark_crashed(t(10))
+    assert crashed == [
+        rec("a", "crash", 10, "open", reason="scheduler died"),
+        rec("b", "crash", 10, reason="scheduler died"),
+        rec("b", "crash", 10, reason="scheduler died"),
+    ]
+    assert history.running("a") == history.running("b") == []
+    assert history.last("b", "crash") == t(10)
+    assert history.count_in("b", "crash", t(0), t(11)) == 2
+    assert history.mark_crashed(t(11)) == []
+
+
+# Retention ------------------------------------------------------------------------
+
+
+def _latest_by_action(rows: list[Record]) -> dict[tuple[str, str], datetime]:
+    latest: dict[tuple[str, str], datetime] = {}
+    for row in rows:
+        key = (row.task, row.action)
+        latest[key] = max(latest.get(key, row.at), row.at)
+    return latest
+
+
+def test_max_records_bounds_the_store_but_keeps_latest_and_open_runs(make) -> None:
+    history = make(max_records=100)
+    # Two runs that never finish, older than everything else of their task.
+    stuck = history.record("b", "run", at=t(0), run_id="forever")
+    anonymous = history.record("c", "run", at=t(0.25))
+    written = [stuck, anonymous, history.record("a", "inaction", at=t(0.5))]
+    for i in range(1, 500):
+        task = "abc"[i % 3]
+        written.append(history.record(task, "run", at=t(i), run_id=str(i)))
+        outcome = "fail" if i % 7 == 0 else "success"
+        written.append(history.record(task, outcome, at=t(i + 0.5), run_id=str(i)))
+        assert len(history.records()) <= 100
+    assert len(written) > 1000
+
+    kept = history.records()
+    assert 90 <= len(kept) <= 100
+    assert history.running("b") == [stuck]
+    assert history.running("c") == [anonymous]
+    assert {stuck, anonymous} <= set(kept)
+    for (task, action), at in _latest_by_action(written).items():
+        assert history.last(task, action) == at, (task, action)
+    # What went is older than what stayed (the protected records aside).
+    protected = set(written[:3])
+    dropped = [row for row in written if row not in set(kept)]
+    oldest_kept = min(row.at for row in kept if row not in protected)
+    assert max(row.at for row in dropped) <= oldest_kept
+
+
+def test_max_age_drops_old_records_but_never_recent_ones(make) -> None:
+    history = make(max_age=timedelta(hours=1))
+    written = [
+        history.record("job", "run", at=t(0), run_id="stuck"),
+        history.record("job", "run", at=t(0.1)),  # anonymous, never finished
+        history.record("old", "success", at=t(0.2)),  # the latest success of "old"
+    ]
+    for i in range(1, 400):
+        written.append(history.record("job", "run", at=t(i), run_id=str(i)))
+        written.append(history.record("job", "success", at=t(i + 0.5), run_id=str(i)))
+    now = t(399.5)
+    kept = set(history.records())
+    # Nothing younger than max_age goes; sweeps run each tenth of it, so nothing
+    # older than 1.1 * max_age stays unless it is protected.
+    assert {row for row in written if row.at >= now - timedelta(hours=1)} <= kept
+    assert {row for row in kept if row.at < now - timedelta(minutes=66)} == set(written[:3])
+    assert history.running("job") == written[:2]
+    assert history.last("old", "success") == t(0.2)
+    assert len(kept) < 140
+
+
+def test_retention_never_drops_the_latest_late_record(make) -> None:
+    history = make(max_records=10)
+    history.record("a", "fail", at=t(0))  # the only fail: the latest fail forever
+    for i in range(1, 50):
+        history.record("a", "success", at=t(100 + i))
+    history.record("a", "success", at=t(50))  # late: older than everything kept
+    assert history.last("a", "fail") == t(0)
+    assert history.last("a", "success") == t(149)
+    assert len(history.records()) <= 10
+
+
+# Threads --------------------------------------------------------------------------
+
+
+def test_several_threads_record_at_once(history: History) -> None:
+    def work(n: int) -> None:
+        for i in range(100):
+            history.record(f"t{n}", "run", at=t(i), run_id=str(i))
+            history.record(f"t{n}", "success", at=t(i + 0.5), run_id=str(i))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert history.tasks() == ["t0", "t1", "t2", "t3"]
+    for n in range(4):
+        assert history.count_in(f"t{n}", ACTIONS, t(0), t(100)) == 200
+        assert history.running(f"t{n}") == []
+        assert history.last(f"t{n}", "success") == t(99.5)
+
+
+# SQLite: persistence, processes, failures -----------------------------------------
+
+
+def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    with SQLiteHistory(path) as history:
+        fill(history, RUNS + [("a", "success", 0.5, "r0"), ("c", "run", 9, "left-open")])
+        before = history.records()
+    with SQLiteHistory(path) as history:
+        assert history.records() == before
+        assert history.tasks() == ["a", "b", "c"]
+        assert history.last("a", ("success", "fail")) == t(3)
+        assert history.last("a", "success") == t(1)
+        assert history.running("c") == [rec("c", "run", 9, "left-open")]
+        # A new scheduler process finds the runs the previous one left open.
+        assert history.mark_crashed(t(20)) == [
+            rec("b", "crash", 20, reason="scheduler died"),
+            rec("c", "crash", 20, "left-open", reason="scheduler died"),
+        ]
+    with SQLiteHistory(path) as history:
+        assert history.running("b") == history.running("c") == []
+        assert history.last("c", "crash") == t(20)
+
+
+def test_sqlite_reader_sees_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    with SQLiteHistory(path) as writer, SQLiteHistory(path) as reader:
+        writer.record("a", "run", at=t(0), run_id="1")
+        assert reader.running("a") == [rec("a", "run", 0, "1")]
+        assert reader.last("a", "run") == t(0)
+        writer.record("a", "success", at=t(1), run_id="1")
+        assert reader.running("a") == []
+        assert reader.last("a", "success") == t(1)
+        assert reader.tasks() == ["a"]
+        # The reader's own writes keep its caches whole too.
+        reader.record("b", "run", at=t(2))
+        writer.record("a", "run", at=t(3))
+        reader.record("b", "success", at=t(4))
+        assert reader.last("a", "run") == t(3)
+        assert writer.last("b", "success") == t(4)
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from datetime import datetime, timedelta, timezone
+    from conddsl.history import SQLiteHistory
+
+    path, stop = sys.argv[1], sys.argv[2]
+    t0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    with SQLiteHistory(path) as history:
+        i = 0
+        while not os.path.exists(stop):
+            at = t0 + timedelta(seconds=i)
+            history.record("job", "run", at=at, run_id=str(i))
+            history.record("job", "success", at=at + timedelta(milliseconds=500), run_id=str(i))
+            i += 1
+        history.record("job", "run", at=t0 + timedelta(seconds=i), run_id="final")
+    print(i)
+    """
+)
+
+
+def test_sqlite_read_by_one_process_while_another_writes(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    stop = tmp_path / "stop"
+    reader = SQLiteHistory(path)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 20
+        # Read until the count has grown several times while the writer runs.
+        while len(set(seen)) < 5 or seen[-1] < 100:
+            assert writer.poll() is None, writer.communicate()
+            assert time.monotonic() < deadline, "the writer made no progress"
+            count = reader.count_in("job", ("run", "success"), T0, t(10_000))
+            last_run = reader.last("job", "run")
+            seen.append(count)
+            if count:
+                # The cached last() follows the writer's commits.
+                assert last_run is not None and last_run >= T0 + timedelta(seconds=count // 2 - 1)
+            time.sleep(0.002)
+        assert seen == sorted(seen)
+        stop.touch()
+        out, err = writer.communicate(timeout=20)
+        assert writer.returncode == 0, err
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    runs = int(out)
+    assert reader.count_in("job", ("run", "success"), T0, t(10_000)) == 2 * runs + 1
+    assert reader.last("job", "run") == T0 + timedelta(seconds=runs)
+    assert reader.running("job") == [Record("job", "run", T0 + timedelta(seconds=runs), "final")]
+    reader.close()
+
+
+def test_sqlite_locked_database_raises_and_keeps_the_record(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    history.record("a", "run", at=t(0), run_id="1")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(HistoryError) as info:
+            history.record("a", "success", at=t(1), run_id="1")
+        assert str(path) in str(info.value)
+        assert "locked" in str(info.value)
+        assert history.pending == [rec("a", "success", 1, "1")]
+        with pytest.raises(HistoryError):
+            history.record("a", "run", at=t(2), run_id="2")
+        with pytest.raises(HistoryError, match="not closing"):
+            history.close()
+        # Pending records are not visible until they are written.
+        assert history.last("a", "success") is None
+        assert history.running("a") == [rec("a", "run", 0, "1")]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    history.flush()
+    assert history.pending == []
+    assert history.records() == [
+        rec("a", "run", 0, "1"),
+        rec("a", "success", 1, "1"),
+        rec("a", "run", 2, "2"),
+    ]
+    assert history.running("a") == [rec("a", "run", 2, "2")]
+    history.close()
+    with SQLiteHistory(path) as reopened:
+        assert reopened.last("a", "success") == t(1)
+
+
+def test_sqlite_full_disk_raises_and_retries_on_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "full.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=t(0))
+    conn = history._conn  # white box: cap the file's size to act out a full disk
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(HistoryError, match="full") as info:
+        history.record("a", "success", at=t(1), message="x" * 100_000)
+    assert str(path) in str(info.value)
+    assert len(history.pending) == 1
+    conn.execute("PRAGMA max_page_count = 1000000")
+    history.record("a", "run", at=t(2))  # the next write carries the pending one first
+    assert history.pending == []
+    assert [(r.action, r.at) for r in history.records()] == [
+        ("run", t(0)),
+        ("success", t(1)),
+        ("run", t(2)),
+    ]
+    assert history.running("a") == [rec("a", "run", 2)]
+    history.close()
+
+
+def test_sqlite_closed_history_raises(tmp_path: Path) -> None:
+    history = SQLiteHistory(tmp_path / "closed.sqlite3")
+    history.close()
+    history.close()  # twice is fine
+    with pytest.raises(HistoryError, match="closed"):
+        history.last("a", "run")
+    with pytest.raises(HistoryError, match="closed"):
+        history.record("a", "run", at=T0)
