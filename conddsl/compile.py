@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
-from conddsl import ast
+from conddsl import ast, taskstate
 from conddsl.errors import ConditionSyntaxError
 from conddsl.parse import parse
 from conddsl.timeline import intervals
@@ -30,14 +30,15 @@ _MARGIN = timedelta(days=2)
 
 
 class _Context:
-    """What one evaluation needs besides the wall time: the real instant and the history."""
+    """What one evaluation needs besides the wall time: the instant, task, history, session."""
 
-    __slots__ = ("real", "task", "history")
+    __slots__ = ("real", "task", "history", "session")
 
-    def __init__(self, real: datetime, task: str | None, history) -> None:
+    def __init__(self, real: datetime, task: str | None, history, session=None) -> None:
         self.real = real
         self.task = task
         self.history = history
+        self.session = session
 
 
 class _Evaluator:
@@ -174,50 +175,32 @@ class _Zoned(_Evaluator):
         return self.item.real_intervals(start, end, ctx)
 
 
-class _NeedsHistory(_Evaluator):
-    """A task-state form: its value with an empty history, until a history is given."""
+class _HistoryNode(_Evaluator):
+    """A task-state form: read from the history, or its clock part when there is none."""
 
-    __slots__ = ("node", "empty", "horizon")
+    __slots__ = ("form", "empty", "horizon")
 
-    def __init__(self, node: ast.Node, empty: _Evaluator, zone: tzinfo) -> None:
+    def __init__(self, form: taskstate.HistoryForm, empty: _Evaluator, zone: tzinfo) -> None:
         self.zone = zone
-        self.node = node
+        self.form = form
         self.empty = empty
-        self.horizon = empty.horizon
-
-    def _check(self, ctx: _Context) -> None:
-        if ctx.history is not None:
-            raise NotImplementedError(
-                f"'{self.node}' with a run history is not evaluated yet; "
-                "pass history=None to evaluate it as if no task had run"
-            )
+        self.horizon = max(form.horizon, empty.horizon)
 
     def value(self, wall, ctx):
-        self._check(ctx)
-        return self.empty.value(wall, ctx)
+        return self.form.value(wall, ctx)
 
     def real_intervals(self, start, end, ctx):
-        self._check(ctx)
-        return self.empty.real_intervals(start, end, ctx)
+        if ctx.history is None:
+            return self.empty.real_intervals(start, end, ctx)
+        return self.form.real_intervals(start, end, ctx)
 
 
-class _NeedsSession(_Evaluator):
-    """Forms about a running scheduler (cycles, uptime, env, params)."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: ast.Node, zone: tzinfo) -> None:
-        self.zone = zone
-        self.node = node
-
-    def _fail(self):
-        raise NotImplementedError(f"'{self.node}' can only be evaluated by a running scheduler")
-
-    def value(self, wall, ctx):
-        self._fail()
-
-    def real_intervals(self, start, end, ctx):
-        self._fail()
+def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
+    scope = node.scope
+    if isinstance(scope, ast.CycleScope):
+        unit = taskstate._CYCLE_UNIT[scope.cycle]
+        return _IRREGULAR if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
+    return _MARGIN
 
 
 def _cycle_of(unit: str) -> timedelta:
@@ -264,18 +247,31 @@ class _Compiler:
         if isinstance(node, ast.TimeOf):
             return _Clock(ClockWindow(node.unit, node.window), zone)
         if isinstance(node, ast.Periodic):
-            clock = _Clock(ClockWindow(_PERIOD_UNIT[node.period], node.window), zone)
-            return _NeedsHistory(node, clock, zone)
+            clock = ClockWindow(_PERIOD_UNIT[node.period], node.window)
+            empty = _Clock(clock, zone)
+            form = taskstate.Periodic(node, clock, zone, empty.horizon)
+            return _HistoryNode(form, empty, zone)
         if isinstance(node, ast.Cron):
-            return _NeedsHistory(node, _CronClock(node.expression, zone), zone)
+            empty = _CronClock(node.expression, zone)
+            return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
         if isinstance(node, ast.Every):
-            return _NeedsHistory(node, _Constant(True, zone), zone)
-        if isinstance(node, ast.TaskHas | ast.AfterTask | ast.TaskRunning | ast.RunningFor):
-            return _NeedsHistory(node, _Constant(False, zone), zone)
-        if isinstance(node, ast.SchedulerCycles | ast.SchedulerUptime):
-            return _NeedsSession(node, zone)
-        if isinstance(node, ast.Env | ast.ParamExists | ast.ParamIs):
-            return _NeedsSession(node, zone)
+            return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
+        if isinstance(node, ast.TaskHas):
+            form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
+            return _HistoryNode(form, _Constant(False, zone), zone)
+        if isinstance(node, ast.AfterTask):
+            form = taskstate.AfterTask(node, zone, _MARGIN)
+            return _HistoryNode(form, _Constant(False, zone), zone)
+        if isinstance(node, ast.TaskRunning):
+            form = taskstate.TaskRunning(node, zone, _MARGIN)
+            return _HistoryNode(form, _Constant(False, zone), zone)
+        if isinstance(node, ast.RunningFor):
+            return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
+        if isinstance(
+            node,
+            ast.SchedulerCycles | ast.SchedulerUptime | ast.Env | ast.ParamExists | ast.ParamIs,
+        ):
+            return taskstate.SessionForm(node, zone)
         if isinstance(node, ast.Reference):
             return self.reference(node, zone)
         raise TypeError(f"cannot compile {type(node).__name__}")  # pragma: no cover
@@ -355,7 +351,7 @@ class Condition:
 
     # -------- evaluation
 
-    def is_true(self, at: datetime, *, task: str | None = None, history=None) -> bool:
+    def is_true(self, at: datetime, *, task: str | None = None, history=None, session=None) -> bool:
         """The value at ``at`` (naive = wall-clock time in the condition's timezone)."""
         if at.tzinfo is None:
             wall = at
@@ -363,15 +359,21 @@ class Condition:
         else:
             wall = to_wall(at, self.zone)
             real = at
-        return self._evaluator.value(wall, _Context(real, task, history))
+        return self._evaluator.value(wall, _Context(real, task, history, session))
 
     def windows(
-        self, start: datetime, end: datetime, *, task: str | None = None, history=None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        task: str | None = None,
+        history=None,
+        session=None,
     ) -> Iterator[Interval]:
         """The maximal half-open intervals inside [start, end) where the condition is true."""
         naive = _same_kind(start, end)
         real_start, real_end = self._utc(start), self._utc(end)
-        ctx = _Context(real_start, task, history)
+        ctx = _Context(real_start, task, history, session)
         found = self._evaluator.real_intervals(real_start, real_end, ctx)
         if naive:
             return ((to_wall(s, self.zone), to_wall(e, self.zone)) for s, e in found)
@@ -379,13 +381,13 @@ class Condition:
         return ((s.astimezone(zone), e.astimezone(zone)) for s, e in found)
 
     def next_change(
-        self, after: datetime, *, task: str | None = None, history=None
+        self, after: datetime, *, task: str | None = None, history=None, session=None
     ) -> datetime | None:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
         real_after = self._utc(after)
         horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
-        ctx = _Context(real_after, task, history)
+        ctx = _Context(real_after, task, history, session)
         change = None
         for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
             if start > real_after:

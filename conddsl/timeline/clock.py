@@ -211,22 +211,37 @@ class ClockWindow:
                 return True
         return False
 
+    def _anchor_point(self) -> ast.Node | None:
+        """The point a whole-cycle window is anchored at (``starting X``, equal ends)."""
+        window = self.window
+        if isinstance(window, ast.Starting):
+            return window.point
+        # A bare weekday or month day as the end covers that day, so those ends are
+        # not equal: "between Mon and Mon" is Monday only.
+        if (
+            isinstance(window, ast.Between)
+            and window.start == window.end
+            and (not isinstance(window.start, ast.Weekday | ast.MonthDay) or window.start.time)
+        ):
+            return window.start
+        return None
+
+    def _anchor_in(self, cycle: datetime, point: ast.Node) -> datetime:
+        offset = point_offset(point, is_end=False, cycle=cycle)
+        return cycle + timedelta(microseconds=min(offset, cycle_length(self.unit, cycle)))
+
     def anchor(self, at: datetime) -> datetime:
         """Start of the cycle as the window counts it (``starting 10:00`` shifts it)."""
-        window = self.window
-        if isinstance(window, ast.Starting) or (
-            isinstance(window, ast.Between) and window.start == window.end
-        ):
-            point = window.point if isinstance(window, ast.Starting) else window.start
-            start = cycle_start(self.unit, at)
-            shifted = start + timedelta(microseconds=point_offset(point, is_end=False, cycle=start))
-            if shifted > at:
-                previous = cycle_start(self.unit, start - timedelta(microseconds=1))
-                shifted = previous + timedelta(
-                    microseconds=point_offset(point, is_end=False, cycle=previous)
-                )
-            return shifted
-        return cycle_start(self.unit, at)
+        point = self._anchor_point()
+        start = cycle_start(self.unit, at)
+        if point is None:
+            return start
+        shifted = self._anchor_in(start, point)
+        if shifted > at:
+            shifted = self._anchor_in(
+                cycle_start(self.unit, start - timedelta(microseconds=1)), point
+            )
+        return shifted
 
     def intervals(self, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Maximal wall intervals of the window inside [start, end), lazily."""
@@ -253,16 +268,12 @@ class ClockWindow:
 
     def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The occurrence of the window holding ``at`` (for once-per-window task forms)."""
-        if self.whole_cycle or self.window is None or isinstance(self.window, ast.Starting):
+        point = self._anchor_point()
+        if point is not None or self.window is None:
             start = self.anchor(at)
-            return start, next_cycle(self.unit, start)
-        if (
-            self.unit == "month"
-            and isinstance(self.window, ast.Between)
-            and (self.window.start == self.window.end)
-        ):
-            start = self.anchor(at)
-            return start, next_cycle(self.unit, start)
+            following = next_cycle(self.unit, cycle_start(self.unit, start))
+            end = following if point is None else self._anchor_in(following, point)
+            return start, end
         if not self.contains(at):
             return None
         # The occurrence is the maximal interval around `at`: look back one cycle and
