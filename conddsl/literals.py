@@ -133,9 +133,10 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
             hour, minute, second, micro = int(first.text), 0, 0, 0
         elif re.fullmatch(r"\d+(\.\d*)?", first.text):
             number = first.text.rstrip(".").split(".")[0]
-            suggestion = f"{int(number):02d}:00" if int(number) < 24 else "08:00"
+            small = len(number) <= 2 and int(number) < 24
+            suggestion = f"{int(number):02d}:00" if small else "08:00"
             raise LiteralError(
-                f"{first.text!r} is a bare number, not a time of day",
+                f"{_shorten(first.text)!r} is a bare number, not a time of day",
                 first.start,
                 first.end,
                 f"did you mean {suggestion}? (Rocketry reads a bare number here as a day "
@@ -143,7 +144,7 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
             )
         else:
             raise LiteralError(
-                f"{first.text!r} is not a time of day",
+                f"{_shorten(first.text)!r} is not a time of day",
                 first.start,
                 first.end,
                 f"expected {EXPECTED['day']}",
@@ -172,7 +173,9 @@ def _read_day_time(words: list[Word], is_end: bool) -> TimeOfDay | None:
 
 def _read_second_of_minute(words: list[Word], is_end: bool) -> SecondOfMinute:
     if len(words) != 1 or not _NUMBER.match(words[0].text):
-        raise _fail(words, f"{_joined(words)!r} is not a second of the minute", EXPECTED["minute"])
+        raise _fail(
+            words, f"{_shorten(_joined(words))!r} is not a second of the minute", EXPECTED["minute"]
+        )
     micros = _decimal_micros(words[0], MICROS_PER_SECOND)
     limit = 60 * MICROS_PER_SECOND
     if micros > limit:
@@ -193,19 +196,21 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
         quarter = _QUARTER.match(words[0].text)
         if quarter and (quarter[2] or (len(words) == 2 and _is_quarter_word(words[1].text))):
             if len(words) > (1 if quarter[2] else 2):
-                raise _fail(words, f"{text!r} is not a minute of the hour", EXPECTED["hour"])
+                raise _fail(
+                    words, f"{_shorten(text)!r} is not a minute of the hour", EXPECTED["hour"]
+                )
             count = int(quarter[1])
             if count > 4:
                 raise _fail(words, f"quarter {count} is out of range 0-4")
             micros = count * 15 * MICROS_PER_MINUTE
-        elif len(words) == 1 and re.fullmatch(r"\d+", words[0].text):
+        elif len(words) == 1 and re.fullmatch(r"\d{1,2}", words[0].text):
             raise _fail(
                 words,
                 f"{text!r} is a bare number, not a minute of the hour",
                 f"did you mean {int(words[0].text):02d}:00? (MM:SS)",
             )
         else:
-            raise _fail(words, f"{text!r} is not a minute of the hour", EXPECTED["hour"])
+            raise _fail(words, f"{_shorten(text)!r} is not a minute of the hour", EXPECTED["hour"])
     limit = MICROS_PER_HOUR
     if micros > limit:
         raise _fail(words, f"{text!r} is past the end of the hour", "minutes run 00:00 to 59:59")
@@ -344,7 +349,20 @@ def parse_duration(text: str, start: int) -> timedelta:
     for part in _DURATION_PART.finditer(text):
         unit = _UNIT_OF[part[2].lower()]
         total += int((Decimal(part[1]) * _UNIT_MICROS[unit]).to_integral_value())
-    return timedelta(microseconds=total)
+    try:
+        return timedelta(microseconds=total)
+    except OverflowError:
+        raise LiteralError(
+            f"the duration {_shorten(text)!r} is too long",
+            start,
+            start + len(text),
+            "durations go up to 999,999,999 days",
+        ) from None
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """Long user text cut for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- quoted strings

@@ -370,12 +370,23 @@ def _make_builder_class():
             return ast.RunningFor(comparison, duration, span=_meta_span(meta))
 
         # -------- scheduler and session
+        def _count(self, token) -> int:
+            if len(token) > 18:
+                raise LiteralError(
+                    f"the number {str(token)[:20]}... is too large",
+                    token.start_pos,
+                    token.end_pos,
+                    "use a count below 10**18",
+                )
+            return int(token)
+
         def scheduler_cycles_compared(self, meta, children):
             comparison, count = children
-            return ast.SchedulerCycles(comparison, int(count), span=_meta_span(meta))
+            return ast.SchedulerCycles(comparison, self._count(count), span=_meta_span(meta))
 
         def scheduler_cycles_equal(self, meta, children):
-            return ast.SchedulerCycles("equal", int(children[0]), span=_meta_span(meta))
+            count = self._count(children[0])
+            return ast.SchedulerCycles("equal", count, span=_meta_span(meta))
 
         def scheduler_started_ago(self, meta, children):
             return ast.SchedulerUptime("less", children[0], span=_meta_span(meta))
@@ -604,6 +615,11 @@ def _translate(text: str, exc) -> ConditionSyntaxError:
         return _unexpected_end(text, set(exc.expected or ()))
     else:  # pragma: no cover
         raise exc
+    # After a complete condition Lark's lexer-level list never holds the end of
+    # input; it is allowed when no parenthesis is open.
+    complete = "_OR" in expected or "RPAR" in expected
+    if complete and "$END" not in expected and _open_parentheses(text, start) == 0:
+        expected = (expected - {"RPAR"}) | {"$END"}
     unit = _unit_before(text, start)
     misspelt = _misspelt_start(text, start)
     if misspelt:
@@ -625,6 +641,12 @@ def _translate(text: str, exc) -> ConditionSyntaxError:
         hint = f"a number needs a unit: '{found} seconds', '{found} minutes', '{found} hours'"
     elif found in ("&", "|", "and", "or") and expected & _ATOM_START:
         hint = "a condition is missing before this operator"
+    elif found.lower() in ("&", "|", "and", "or") and re.search(
+        r"\bin\s+\S+\s*$", text[:start], re.I
+    ):
+        hint = "'in <zone>' applies to everything before it: put it last, or zone a part in (…)"
+    elif found.lower() == "past" and re.search(r"\bin\s+the\s+$", text[:start], re.I):
+        hint = "write 'in past 2 hours' (without 'the')"
     elif found == ")" and expected & _ATOM_START:
         hint = "the parentheses are empty or a condition is missing before ')'"
     words = _expected_words(expected, unit)
@@ -644,12 +666,16 @@ def _unexpected_end(text: str, expected: set[str]) -> ConditionSyntaxError:
     words = _expected_words(expected, unit)
     hint = None
     close_word = None
-    # A misspelt 'and' inside a between window swallows the rest as values.
-    for match in re.finditer(r"[A-Za-z]+", text):
-        candidates = _keyword_candidates(expected)
-        close = difflib.get_close_matches(match.group(0).lower(), candidates, n=1, cutoff=0.6)
-        if close and match.group(0).lower() not in _START_KEYWORDS + candidates:
-            close_word = (match.start(), match.end(), close[0])
+    # A misspelt 'and' inside an open "between" window swallows the rest as values:
+    # look for it among the words after the last "between".
+    between = list(re.finditer(r"\bbetween\b", text, re.I))
+    if "AND" in expected and not expected & _ATOM_START and between:
+        for match in re.finditer(r"[A-Za-z]+", text[between[-1].end() :]):
+            word = match.group(0).lower()
+            close = difflib.get_close_matches(word, ["and"], n=1, cutoff=0.6)
+            if close and word != "and":
+                offset = between[-1].end()
+                close_word = (offset + match.start(), offset + match.end(), close[0])
     if close_word:
         c_start, c_end, keyword = close_word
         return ConditionSyntaxError(
@@ -668,6 +694,18 @@ def _unexpected_end(text: str, expected: set[str]) -> ConditionSyntaxError:
         code="E106",
         hint=hint,
     )
+
+
+def _open_parentheses(text: str, pos: int) -> int:
+    """How many parentheses are open at ``pos`` (quoted names and comments skipped)."""
+    depth = 0
+    for match in re.finditer(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|#[^\n]*|[()]", text[:pos]):
+        token = match.group(0)
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(depth - 1, 0)
+    return depth
 
 
 def _find_closing(text: str, pos: int) -> int | None:
