@@ -46,6 +46,8 @@ class _Evaluator:
 
     __slots__ = ("zone",)
     horizon: timedelta = timedelta(0)
+    # A plain wall-time predicate when the node needs nothing but the wall clock.
+    fast = None
 
     def value(self, wall: datetime, ctx: _Context) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -56,11 +58,12 @@ class _Evaluator:
 
 
 class _Constant(_Evaluator):
-    __slots__ = ("constant",)
+    __slots__ = ("constant", "fast")
 
     def __init__(self, constant: bool, zone: tzinfo) -> None:
         self.zone = zone
         self.constant = constant
+        self.fast = (lambda wall: True) if constant else (lambda wall: False)
 
     def value(self, wall, ctx):
         return self.constant
@@ -73,11 +76,12 @@ class _Constant(_Evaluator):
 class _Clock(_Evaluator):
     """``time of day between …`` and the clock part of ``daily between …``."""
 
-    __slots__ = ("clock", "horizon")
+    __slots__ = ("clock", "horizon", "fast")
 
     def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
         self.zone = zone
         self.clock = clock
+        self.fast = clock.predicate()
         self.horizon = _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
 
     def value(self, wall, ctx):
@@ -94,11 +98,12 @@ class _Clock(_Evaluator):
 class _CronClock(_Evaluator):
     """The matching minutes of a cron expression."""
 
-    __slots__ = ("spec", "horizon")
+    __slots__ = ("spec", "horizon", "fast")
 
     def __init__(self, expression: str, zone: tzinfo) -> None:
         self.zone = zone
         self.spec = parse_cron(expression)
+        self.fast = self.spec.matches
         self.horizon = _IRREGULAR
 
     def value(self, wall, ctx):
@@ -113,12 +118,27 @@ class _CronClock(_Evaluator):
 
 
 class _All(_Evaluator):
-    __slots__ = ("items", "horizon")
+    __slots__ = ("items", "horizon", "fast")
 
     def __init__(self, items: list[_Evaluator], zone: tzinfo) -> None:
         self.zone = zone
         self.items = tuple(items)
         self.horizon = max(item.horizon for item in items)
+        self.fast = self._combine([item.fast for item in items])
+
+    @staticmethod
+    def _combine(parts):
+        if any(part is None for part in parts):
+            return None
+        parts = tuple(parts)
+
+        def every(wall):
+            for part in parts:
+                if not part(wall):
+                    return False
+            return True
+
+        return every
 
     def value(self, wall, ctx):
         for item in self.items:
@@ -133,6 +153,20 @@ class _All(_Evaluator):
 class _Any(_All):
     __slots__ = ()
 
+    @staticmethod
+    def _combine(parts):
+        if any(part is None for part in parts):
+            return None
+        parts = tuple(parts)
+
+        def some(wall):
+            for part in parts:
+                if part(wall):
+                    return True
+            return False
+
+        return some
+
     def value(self, wall, ctx):
         for item in self.items:
             if item.value(wall, ctx):
@@ -144,12 +178,14 @@ class _Any(_All):
 
 
 class _Not(_Evaluator):
-    __slots__ = ("item", "horizon")
+    __slots__ = ("item", "horizon", "fast")
 
     def __init__(self, item: _Evaluator, zone: tzinfo) -> None:
         self.zone = zone
         self.item = item
         self.horizon = item.horizon
+        inner = item.fast
+        self.fast = None if inner is None else (lambda wall: not inner(wall))
 
     def value(self, wall, ctx):
         return not self.item.value(wall, ctx)
@@ -321,7 +357,7 @@ def _whole(text: str):
 class Condition:
     """A compiled condition: ``is_true``, ``windows`` and ``next_change``."""
 
-    __slots__ = ("ast", "zone", "_evaluator", "_fixed_zone")
+    __slots__ = ("ast", "zone", "_evaluator", "_fast")
 
     def __init__(
         self,
@@ -336,6 +372,7 @@ class Condition:
         self._evaluator = _Compiler(text if text is not None else str(node), rules).build(
             node, self.zone
         )
+        self._fast = self._evaluator.fast
 
     def __str__(self) -> str:
         return str(self.ast)
@@ -353,6 +390,9 @@ class Condition:
 
     def is_true(self, at: datetime, *, task: str | None = None, history=None, session=None) -> bool:
         """The value at ``at`` (naive = wall-clock time in the condition's timezone)."""
+        fast = self._fast
+        if fast is not None:  # a pure clock condition: only the wall time matters
+            return fast(at if at.tzinfo is None else to_wall(at, self.zone))
         if at.tzinfo is None:
             wall = at
             real = at.replace(tzinfo=self.zone)

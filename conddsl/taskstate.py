@@ -489,6 +489,7 @@ class SessionForm:
     """``scheduler has N cycles``, ``scheduler started D ago``, ``env``, ``param``."""
 
     __slots__ = ("node", "zone", "horizon")
+    fast = None  # needs the session, not only the wall clock
 
     def __init__(self, node: ast.Node, zone: tzinfo) -> None:
         self.node = node

@@ -200,6 +200,38 @@ class ClockWindow:
             raise TypeError(f"not a window: {window!r}")
         return tuple((a, b) for a, b in raw if a < b)
 
+    def predicate(self):
+        """A fast ``contains`` specialised to this window (the hot path of is_true)."""
+        pieces = self._fixed_pieces
+        if pieces is None:
+            return self.contains
+        unit = self.unit
+        if unit == "day":
+
+            def offset(w):
+                return ((w.hour * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond
+
+        else:
+
+            def offset(w):
+                return offset_in_cycle(unit, w)
+
+        if len(pieces) == 1:
+            ((a, b),) = pieces
+            return lambda w: a <= offset(w) < b
+        if not pieces:
+            return lambda w: False
+        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[unit]:
+            # A wrap-around window: [0, end) and [start, cycle end).
+            end, start = pieces[0][1], pieces[1][0]
+
+            def wrapped(w):
+                value = offset(w)
+                return value < end or value >= start
+
+            return wrapped
+        return self.contains
+
     def contains(self, at: datetime) -> bool:
         """Whether the wall-clock instant ``at`` is inside the window."""
         pieces = self._fixed_pieces
