@@ -11,15 +11,19 @@ from conddsl.errors import ConddslError, ConditionError, ConditionSyntaxError, S
 
 if TYPE_CHECKING:
     from conddsl.compile import Condition, compile_condition
+    from conddsl.custom import ConditionRegistry, condition
     from conddsl.parse import parse
 
 __all__ = [
     "Condition",
     "ConditionError",
+    "ConditionRegistry",
     "ConditionSyntaxError",
     "ConddslError",
     "Span",
     "compile_condition",
+    "condition",
+    "conds",
     "parse",
 ]
 __version__ = "0.1.0"
@@ -27,16 +31,20 @@ __version__ = "0.1.0"
 _LAZY = {
     "Condition": "conddsl.compile",
     "compile_condition": "conddsl.compile",
+    "ConditionRegistry": "conddsl.custom",
+    "condition": "conddsl.custom",
     "parse": "conddsl.parse",
 }
 
 
 def __getattr__(name: str):
+    import importlib
+
+    if name == "conds":
+        return importlib.import_module("conddsl.conds")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'conddsl' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

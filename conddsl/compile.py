@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
-from conddsl.errors import ConditionSyntaxError
+from conddsl.errors import ConditionError, ConditionSyntaxError
 from conddsl.parse import parse
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs
@@ -32,13 +32,17 @@ _MARGIN = timedelta(days=2)
 class _Context:
     """What one evaluation needs besides the wall time: the instant, task, history, session."""
 
-    __slots__ = ("real", "task", "history", "session")
+    __slots__ = ("real", "task", "history", "session", "custom_mode")
 
-    def __init__(self, real: datetime, task: str | None, history, session=None) -> None:
+    def __init__(
+        self, real: datetime, task: str | None, history, session=None, custom_mode=None
+    ) -> None:
         self.real = real
         self.task = task
         self.history = history
         self.session = session
+        # None: call custom conditions; True/False: pretend they all have that value.
+        self.custom_mode = custom_mode
 
 
 class _Evaluator:
@@ -211,6 +215,53 @@ class _Zoned(_Evaluator):
         return self.item.real_intervals(start, end, ctx)
 
 
+class _Custom(_Evaluator):
+    """A registered Python callable: opaque to the time engine."""
+
+    __slots__ = ("entry", "args", "horizon")
+
+    def __init__(self, entry, args: tuple[str, ...], zone: tzinfo) -> None:
+        self.zone = zone
+        self.entry = entry
+        self.args = args
+        self.horizon = entry.recheck
+
+    def value(self, wall, ctx):
+        mode = ctx.custom_mode
+        if mode is not None:
+            return mode
+        return self.entry(self.args, ctx.real)
+
+    def real_intervals(self, start, end, ctx):
+        # Its future is unknown: the value now is held (or the forced value, when
+        # next_change asks "what if it were true / false").
+        mode = ctx.custom_mode
+        holds = self.entry(self.args, start) if mode is None else mode
+        if holds and start < end:
+            yield start, end
+
+
+class _Unresolved(_Evaluator):
+    """A name not known yet (a built condition before a scheduler or rules resolve it)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: ast.Reference, zone: tzinfo) -> None:
+        self.zone = zone
+        self.node = node
+
+    def _fail(self):
+        raise ConditionError(
+            f"unknown condition {self.node.name!r}: define it in rules= or register it"
+        )
+
+    def value(self, wall, ctx):
+        self._fail()
+
+    def real_intervals(self, start, end, ctx):
+        self._fail()
+
+
 class _HistoryNode(_Evaluator):
     """A task-state form: read from the history, or its clock part when there is none."""
 
@@ -262,10 +313,16 @@ _PERIOD_UNIT = {
 class _Compiler:
     """Builds evaluators for one condition, resolving named conditions from ``rules``."""
 
-    def __init__(self, text: str, rules: Mapping[str, ast.Node] | None) -> None:
+    def __init__(
+        self, text: str, rules: Mapping[str, ast.Node] | None, registry=None, lenient=False
+    ) -> None:
+        # lenient: names not known yet compile to an evaluator that raises when used.
+        self.lenient = lenient
         self.text = text
         self.rules = rules or {}
+        self.registry = registry
         self.resolving: list[str] = []
+        self.customs: list[_Custom] = []
 
     def build(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
         if isinstance(node, ast.Constant):
@@ -314,11 +371,27 @@ class _Compiler:
 
     def reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
         name = node.name
-        target = self.rules.get(name)
+        target = None if node.args else self.rules.get(name)
+        entry = self.registry.get(name) if self.registry is not None else None
+        if target is None and entry is not None:
+            if len(node.args) != entry.arity:
+                raise ConditionSyntaxError(
+                    f"{name!r} takes {entry.arity} quoted argument(s), {len(node.args)} given",
+                    text=self.text,
+                    span=node.span or _whole(self.text),
+                    code="E122",
+                    hint=f"write {name} " + " ".join(["'…'"] * entry.arity),
+                )
+            custom = _Custom(entry, node.args, zone)
+            self.customs.append(custom)
+            return custom
+        if target is None and self.lenient:
+            return _Unresolved(node, zone)
         if target is None:
             import difflib
 
-            close = difflib.get_close_matches(name, list(self.rules), n=1)
+            known = list(self.rules) + (self.registry.phrases() if self.registry else [])
+            close = difflib.get_close_matches(name, known, n=1)
             hint = (
                 f"did you mean {close[0]!r}?"
                 if close
@@ -357,7 +430,16 @@ def _whole(text: str):
 class Condition:
     """A compiled condition: ``is_true``, ``windows`` and ``next_change``."""
 
-    __slots__ = ("ast", "zone", "_evaluator", "_fast")
+    __slots__ = (
+        "ast",
+        "zone",
+        "rules",
+        "registry",
+        "lenient",
+        "_evaluator",
+        "_fast",
+        "_customs",
+    )
 
     def __init__(
         self,
@@ -365,14 +447,57 @@ class Condition:
         *,
         timezone: str | tzinfo | None = None,
         rules: Mapping[str, ast.Node] | None = None,
+        registry=None,
         text: str | None = None,
+        lenient: bool = False,
     ) -> None:
+        from conddsl.custom import default_registry
+
         self.ast = node
+        self.lenient = lenient
         self.zone = _zone(timezone)
-        self._evaluator = _Compiler(text if text is not None else str(node), rules).build(
-            node, self.zone
-        )
+        self.rules = dict(rules) if rules else {}
+        self.registry = registry if registry is not None else default_registry
+        source = text if text is not None else str(node)
+        compiler = _Compiler(source, self.rules, self.registry, lenient)
+        self._evaluator = compiler.build(node, self.zone)
         self._fast = self._evaluator.fast
+        self._customs = tuple(compiler.customs)
+
+    # -------- combining, as with the operators of the language
+
+    def _combine(self, other: object, node_type) -> Condition:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        left, right = self.ast, other.ast
+        if self.zone != other.zone:
+            left, right = _zoned(left, self.zone), _zoned(right, other.zone)
+        items = []
+        for item in (left, right):
+            items.extend(item.items if isinstance(item, node_type) else (item,))
+        rules = {**self.rules, **other.rules}
+        return Condition(
+            node_type(tuple(items)),
+            timezone=self.zone,
+            rules=rules,
+            registry=self.registry,
+            lenient=self.lenient or other.lenient,
+        )
+
+    def __and__(self, other: object) -> Condition:
+        return self._combine(other, ast.All)
+
+    def __or__(self, other: object) -> Condition:
+        return self._combine(other, ast.Any)
+
+    def __invert__(self) -> Condition:
+        return Condition(
+            ast.Not(self.ast),
+            timezone=self.zone,
+            rules=self.rules,
+            registry=self.registry,
+            lenient=self.lenient,
+        )
 
     def __str__(self) -> str:
         return str(self.ast)
@@ -426,18 +551,42 @@ class Condition:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
         real_after = self._utc(after)
-        horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
-        ctx = _Context(real_after, task, history, session)
-        change = None
-        for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
-            if start > real_after:
-                change = start
-            elif end < horizon_end:
-                change = end
-            break
+        if self._customs:
+            change = self._next_change_with_customs(real_after, task, history, session)
+        else:
+            change = self._first_change(real_after, _Context(real_after, task, history, session))
         if change is None:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
+
+    def _first_change(self, real_after: datetime, ctx: _Context) -> datetime | None:
+        horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
+        for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
+            if start > real_after:
+                return start
+            if end < horizon_end:
+                return end
+            return None
+        return None
+
+    def _next_change_with_customs(self, real_after, task, history, session):
+        # Custom conditions may change at any time. The rest of the condition can change
+        # at the changes of the condition with them all true or all false; and while a
+        # custom part decides the value, it must be checked again after its interval.
+        changes = []
+        wall = to_wall(real_after, self.zone)
+        values = []
+        for mode in (True, False):
+            ctx = _Context(real_after, task, history, session, mode)
+            changes.append(self._first_change(real_after, ctx))
+            values.append(
+                self._evaluator.value(wall, _Context(real_after, task, history, session, mode))
+            )
+        if values[0] != values[1]:
+            recheck = min(custom.entry.recheck for custom in self._customs)
+            changes.append(real_after + recheck)
+        found = [change for change in changes if change is not None]
+        return min(found) if found else None
 
     def _utc(self, at: datetime) -> datetime:
         # The interval algebra runs in UTC: datetimes sharing a zone compare by wall
@@ -473,8 +622,34 @@ def compile_condition(
     *,
     rules: Mapping[str, ast.Node] | None = None,
     timezone: str | tzinfo | None = None,
+    registry=None,
 ) -> Condition:
-    """Parse and compile condition text (cached on the text when no rules are given)."""
-    if rules is None and (timezone is None or isinstance(timezone, str)):
+    """Parse and compile condition text (cached on the text when no rules are given).
+
+    ``rules`` maps names to conditions defined elsewhere (see ``load_rules``);
+    ``registry`` holds custom conditions (default: ``conddsl.custom.default_registry``).
+    """
+    node = parse(text)
+    plain = rules is None and registry is None and not _has_reference(node)
+    if plain and (timezone is None or isinstance(timezone, str)):
+        # Texts with names are not cached: custom conditions may be registered later.
         return _compile_cached(text, timezone)
-    return Condition(parse(text), timezone=timezone, rules=rules, text=text)
+    return Condition(node, timezone=timezone, rules=rules, registry=registry, text=text)
+
+
+def _has_reference(node: ast.Node) -> bool:
+    if isinstance(node, ast.Reference):
+        return True
+    if isinstance(node, ast.All | ast.Any):
+        return any(_has_reference(item) for item in node.items)
+    if isinstance(node, ast.Not | ast.Zoned):
+        return _has_reference(node.item)
+    return False
+
+
+def _zoned(node: ast.Node, zone: tzinfo) -> ast.Node:
+    """``node`` pinned to ``zone`` so it keeps its meaning next to another zone."""
+    name = getattr(zone, "key", None) or ("UTC" if zone == timezone.utc else None)
+    if name is None:
+        raise ValueError(f"cannot combine conditions in different zones ({zone!r} has no name)")
+    return node if isinstance(node, ast.Zoned) else ast.Zoned(node, name)
