@@ -134,6 +134,12 @@ class _All(_Evaluator):
     def _combine(parts):
         if any(part is None for part in parts):
             return None
+        if len(parts) == 2:  # the common shapes, without a loop
+            first, second = parts
+            return lambda wall: first(wall) and second(wall)
+        if len(parts) == 3:
+            first, second, third = parts
+            return lambda wall: first(wall) and second(wall) and third(wall)
         parts = tuple(parts)
 
         def every(wall):
@@ -161,6 +167,12 @@ class _Any(_All):
     def _combine(parts):
         if any(part is None for part in parts):
             return None
+        if len(parts) == 2:
+            first, second = parts
+            return lambda wall: first(wall) or second(wall)
+        if len(parts) == 3:
+            first, second, third = parts
+            return lambda wall: first(wall) or second(wall) or third(wall)
         parts = tuple(parts)
 
         def some(wall):

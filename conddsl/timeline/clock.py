@@ -90,6 +90,23 @@ def offset_in_cycle(unit: str, at: datetime) -> int:
     return micros + (at.day - 1) * MICROS_PER_DAY
 
 
+# Offset of a wall time in its cycle, one small function per unit (no dispatch per call).
+_OFFSET_OF = {
+    "second": lambda w: w.microsecond,
+    "minute": lambda w: w.second * 1_000_000 + w.microsecond,
+    "hour": lambda w: (w.minute * 60 + w.second) * 1_000_000 + w.microsecond,
+    "day": lambda w: ((w.hour * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond,
+    "week": lambda w: (
+        (((w.weekday() * 24 + w.hour) * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond
+    ),
+    "month": lambda w: (
+        (((w.day - 1) * 24 + w.hour) * 60 + w.minute) * 60_000_000
+        + w.second * 1_000_000
+        + w.microsecond
+    ),
+}
+
+
 def _month_day_index(point: ast.MonthDay, year: int, month: int) -> int:
     """0-based day of the month the point names (may be past the month's end)."""
     first_weekday, days = calendar.monthrange(year, month)
@@ -202,26 +219,32 @@ class ClockWindow:
 
     def predicate(self):
         """A fast ``contains`` specialised to this window (the hot path of is_true)."""
+        offset = _OFFSET_OF[self.unit]
         pieces = self._fixed_pieces
-        if pieces is None:
-            return self.contains
-        unit = self.unit
-        if unit == "day":
+        if pieces is None:  # month: pieces depend on the month, cached per month
+            cache = self._month_cache
+            compute = self._compute
 
-            def offset(w):
-                return ((w.hour * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond
+            def in_month(w):
+                key = (w.year, w.month)
+                found = cache.get(key)
+                if found is None:
+                    if len(cache) > 1024:
+                        cache.clear()
+                    found = cache[key] = compute(datetime(w.year, w.month, 1))
+                value = offset(w)
+                for a, b in found:
+                    if a <= value < b:
+                        return True
+                return False
 
-        else:
-
-            def offset(w):
-                return offset_in_cycle(unit, w)
-
+            return in_month
+        if not pieces:
+            return lambda w: False
         if len(pieces) == 1:
             ((a, b),) = pieces
             return lambda w: a <= offset(w) < b
-        if not pieces:
-            return lambda w: False
-        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[unit]:
+        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[self.unit]:
             # A wrap-around window: [0, end) and [start, cycle end).
             end, start = pieces[0][1], pieces[1][0]
 

@@ -1,0 +1,266 @@
+"""The peer side of the benchmarks: Rocketry 2.5.1 and croniter 7.0.0.
+
+Runs only in the side virtualenv that ``run.py`` builds (``benchmarks/.venv-rocketry``,
+which has ``pydantic<2``); conddsl never imports Rocketry. ``run.py`` starts it once
+per case::
+
+    .venv-rocketry/bin/python benchmarks/peer.py CASE WORKLOAD.json
+
+and reads one JSON object from its standard output: ``{"rows": {key: result}}``,
+where a result holds min/median/max seconds per operation (or bytes, for memory)
+and, where useful, the answers given, so that ``run.py`` can check both sides
+computed the same thing. The inputs come from the workload file (and the history
+generators of ``common.py``), so both sides see the same strings and instants.
+
+Rocketry reads "now" only through ``session.config.time_func``; the script pins
+``TZ=UTC`` so its naive local times are UTC, as they are on the conddsl side.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("TZ") != "UTC":
+    os.environ["TZ"] = "UTC"
+import time  # noqa: E402
+
+time.tzset()
+
+import gc  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import tracemalloc  # noqa: E402
+import warnings  # noqa: E402
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+warnings.simplefilter("ignore")
+
+from common import (  # noqa: E402
+    HISTORY_TASKS,
+    history_events,
+    measure,
+    memory_runs,
+    task_state_instants,
+)
+
+_NOW = [0.0]
+
+
+def _clock() -> float:
+    return _NOW[0]
+
+
+def _session():
+    """A Rocketry app whose clock is ``_NOW``, with the tasks of the history."""
+    from rocketry import Rocketry
+    from rocketry.tasks import FuncTask
+
+    app = Rocketry(config={"execution": "main", "time_func": _clock})
+    session = app.session
+    session.set_as_default()
+    session._wrap_log_record_creation()
+    tasks = {
+        name: FuncTask(func=lambda: None, name=name, execution="main", session=session)
+        for name in HISTORY_TASKS
+    }
+    return session, tasks
+
+
+def _reset_log(session, tasks, model=None) -> None:
+    """A fresh in-memory log (Rocketry's default repo, LogRecord model unless given)."""
+    from redbird.logging import RepoHandler
+    from redbird.repos import MemoryRepo
+    from rocketry.log.log_record import LogRecord
+
+    logger = logging.getLogger(session.config.task_logger_basename)
+    logger.handlers = [RepoHandler(repo=MemoryRepo(model=model or LogRecord))]
+    for task in tasks.values():
+        task._init_cache()
+        task.status = None
+        task._run_stack = []
+
+
+_LOG_METHOD = {
+    "run": "log_running",
+    "success": "log_success",
+    "fail": "log_failure",
+}
+
+
+def _load(tasks, events) -> int:
+    """Record the events the way Rocketry's scheduler does (clock set to each event)."""
+    from rocketry.core.task import TaskRun
+
+    count = 0
+    for name, action, when in events:
+        task = tasks[name]
+        _NOW[0] = when.timestamp()
+        getattr(task, _LOG_METHOD[action])()
+        if action == "run":
+            task._run_stack.append(TaskRun(start=_NOW[0], task=None))
+        else:
+            task._run_stack = []
+        count += 1
+    return count
+
+
+def _observe(cond, ts: float, task, session) -> bool:
+    _NOW[0] = ts
+    return cond.observe(task=task, session=session)
+
+
+# ---------------------------------------------------------------- cases
+
+
+def case_parse(work: dict) -> dict:
+    from rocketry.parse import parse_condition
+
+    session, _ = _session()
+    exprs = work["parse_exprs"]
+
+    def cold():
+        # Rocketry caches only task-bound "meta" conditions, in session._cond_cache.
+        session._cond_cache.clear()
+        for expr in exprs:
+            parse_condition(expr)
+
+    def repeated():
+        for expr in exprs:
+            parse_condition(expr)
+
+    n = len(exprs)
+    return {
+        "parse-cold": measure(cold, n, **work["timing"]),
+        "parse-repeated": measure(repeated, n, **work["timing"]),
+    }
+
+
+def case_clock(work: dict) -> dict:
+    from rocketry.parse import parse_condition
+
+    session, tasks = _session()
+    task = tasks["t"]
+    conds = {expr: parse_condition(expr) for expr, _ in work["clock_pairs"]}
+    pairs = [
+        (conds[expr], datetime.fromisoformat(at).timestamp()) for expr, at in work["clock_pairs"]
+    ]
+
+    def one_pass():
+        trues = 0
+        for cond, ts in pairs:
+            _NOW[0] = ts
+            if cond.observe(task=task, session=session):
+                trues += 1
+        return trues
+
+    result = measure(one_pass, len(pairs), **work["timing"])
+    result["trues"] = one_pass()
+    result["answers"] = [bool(_observe(cond, ts, task, session)) for cond, ts in pairs]
+    return {"clock": result}
+
+
+def case_task_state(work: dict) -> dict:
+    from rocketry.parse import parse_condition
+
+    session, tasks = _session()
+    _reset_log(session, tasks)
+    records = work["task_peer_records"]
+    _load(tasks, history_events(records))
+    task = tasks["t"]
+    stamps = [at.timestamp() for at in task_state_instants(work["task_instants"])]
+    rows = {}
+    for expr in work["task_exprs"]:
+        cond = parse_condition(expr)
+
+        def one_pass(cond=cond):
+            trues = 0
+            for ts in stamps:
+                _NOW[0] = ts
+                if cond.observe(task=task, session=session):
+                    trues += 1
+            return trues
+
+        result = measure(one_pass, len(stamps), **work["timing"])
+        result["trues"] = one_pass()
+        result["answers"] = [bool(_observe(cond, ts, task, session)) for ts in stamps]
+        rows[f"task-state {expr} @{records}"] = result
+    return rows
+
+
+def case_cron(work: dict) -> dict:
+    from croniter import croniter
+
+    instants = [datetime.fromisoformat(at) for at in work["cron_instants"]]
+    rows = {}
+    for expr in work["cron_exprs"]:
+        reused = croniter(expr, instants[0])
+
+        def with_reused(it=reused):
+            out = []
+            for at in instants:
+                it.set_current(at, force=True)
+                out.append(it.get_next(datetime))
+            return out
+
+        def parse_and_next(expr=expr):
+            out = []
+            for at in instants:
+                out.append(croniter(expr, at).get_next(datetime))
+            return out
+
+        for variant, func in (("reused", with_reused), ("parse+next", parse_and_next)):
+            result = measure(func, len(instants), **work["timing"])
+            result["answers"] = [d.isoformat() for d in func()]
+            rows[f"cron {variant} {expr}"] = result
+    return rows
+
+
+def case_memory(work: dict) -> dict:
+    from rocketry.log.log_record import MinimalRecord
+
+    session, tasks = _session()
+    runs = work["memory_peer_runs"]
+    rows = {}
+    for label, model in (("LogRecord", None), ("MinimalRecord", MinimalRecord)):
+        _reset_log(session, tasks, model)
+        events = []
+        for name, start, finish, ok in memory_runs(runs):
+            events.append((name, "run", start))
+            events.append((name, "success" if ok else "fail", finish))
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        _load(tasks, events)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        rows[f"memory {label}"] = {"bytes_per_run": (after - before) / runs, "runs": runs}
+        _reset_log(session, tasks)
+        gc.collect()
+    return rows
+
+
+CASES = {
+    "parse": case_parse,
+    "clock": case_clock,
+    "task-state": case_task_state,
+    "cron": case_cron,
+    "memory": case_memory,
+}
+
+
+def main() -> None:
+    case, workload = sys.argv[1], sys.argv[2]
+    work = json.loads(Path(workload).read_text(encoding="utf-8"))
+    from importlib.metadata import version
+
+    rows = CASES[case](work)
+    versions = {name: version(name) for name in ("rocketry", "croniter", "pydantic")}
+    json.dump({"rows": rows, "versions": versions}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,543 @@
+"""conddsl side by side with Rocketry 2.5.1 and croniter 7.0.0, reported as ratios.
+
+    python benchmarks/run.py [--smoke] [--only CASE ...] [--repeats N] [--json PATH]
+
+Cases: parse, clock, task-state, cron, memory, cli (see docs/performance.md).
+
+The conddsl side runs in this interpreter. The peer side runs in a side
+virtualenv, ``benchmarks/.venv-rocketry`` (Rocketry needs ``pydantic<2``, the
+project needs pydantic 2), which this script builds on first use with
+``rocketry==2.5.1``, ``pydantic<2`` and ``croniter==7.0.0``; it starts
+``benchmarks/peer.py`` there once per case and reads JSON timings from it. The
+project never imports Rocketry.
+
+Each measurement is min / median / max over ``--repeats`` samples (default 7);
+the ratio is peer time / conddsl time (> 1: conddsl is faster), taken on the
+medians and on the minimums. Ratios hold better than absolute times on a noisy
+shared machine, as both sides run in the same invocation, case after case.
+
+``--smoke`` runs every case at a tiny size, conddsl side only, in a few seconds
+(the peer side is marked "skipped in smoke" and the side virtualenv is not built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT))
+
+import conddsl_side  # noqa: E402
+from common import summary  # noqa: E402
+
+CASES = ("parse", "clock", "task-state", "cron", "memory", "cli")
+PEER_VENV = HERE / ".venv-rocketry"
+PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
+ROCKETRY = "Rocketry 2.5.1"
+CRONITER = "croniter 7.0.0"
+
+TASK_EXPRS = (
+    "daily between 07:00 and 08:00",
+    "after task 'a'",
+    "every 10 minutes",
+    "has succeeded today",
+)
+CRON_EXPRS = ("*/5 9-17 * * 1-5", "0 0 1 * *", "30 2 * * sun", "0 0 29 2 *")
+CLI_COMPILE = "daily between 07:00 and 08:00"
+
+# Sizes: (full, smoke).
+SIZES = {
+    "parse_exprs": (200, 10),
+    "task_records": ((10_000, 1_000_000), (200, 2_000)),
+    "task_peer_records": (10_000, 200),
+    "task_instants": (48, 4),
+    "cron_instants": (500, 10),
+    "memory_runs": (1_000_000, 1_000),
+    "memory_peer_runs": (10_000, 100),
+}
+
+
+# ---------------------------------------------------------------- workload
+
+
+def build_workload(smoke: bool, repeats: int) -> dict:
+    """The inputs both sides use, as plain JSON data."""
+    pick = 1 if smoke else 0
+    size = {name: value[pick] for name, value in SIZES.items()}
+    fixture = json.loads(
+        (ROOT / "tests" / "fixtures" / "rocketry_clock_verdicts.json").read_text(encoding="utf-8")
+    )
+    exprs: list[str] = []
+    for row in fixture:
+        if row["expr"] not in exprs:
+            exprs.append(row["expr"])
+            if len(exprs) == size["parse_exprs"]:
+                break
+    chosen = set(exprs)
+    clock_rows = [row for row in fixture if row["expr"] in chosen]
+    rng = random.Random(20240304)
+    start = datetime(2023, 1, 1)
+    cron_instants = [
+        (start + timedelta(seconds=rng.randrange(4 * 365 * 86400))).isoformat()
+        for _ in range(size["cron_instants"])
+    ]
+    return {
+        "timing": {"repeats": repeats, "min_time": 0.0 if smoke else 0.05},
+        "parse_exprs": exprs,
+        "clock_pairs": [[row["expr"], row["at"]] for row in clock_rows],
+        "clock_expected_trues": sum(row["value"] for row in clock_rows),
+        "task_exprs": list(TASK_EXPRS),
+        "task_records": list(size["task_records"]),
+        "task_peer_records": size["task_peer_records"],
+        "task_instants": size["task_instants"],
+        "cron_exprs": list(CRON_EXPRS),
+        "cron_instants": cron_instants,
+        "memory_runs": size["memory_runs"],
+        "memory_peer_runs": size["memory_peer_runs"],
+    }
+
+
+# ---------------------------------------------------------------- peer side
+
+
+def peer_python() -> Path:
+    """The side virtualenv's interpreter, built (or rebuilt) when it is missing or stale."""
+    python = PEER_VENV / "bin" / "python"
+    if os.name == "nt":  # pragma: no cover
+        python = PEER_VENV / "Scripts" / "python.exe"
+    marker = PEER_VENV / "bench-requirements.txt"
+    wanted = "\n".join(PEER_REQUIREMENTS) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    needs = ", ".join(PEER_REQUIREMENTS)
+    print(f"building {PEER_VENV.relative_to(ROOT)} ({needs})", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        + list(PEER_REQUIREMENTS),
+        check=True,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def peer_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(TZ="UTC", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def run_peer(python: Path, case: str, workload_path: str) -> dict:
+    """The peer's rows for one case, or {"error": message}."""
+    done = subprocess.run(
+        [str(python), str(HERE / "peer.py"), case, workload_path],
+        capture_output=True,
+        text=True,
+        env=peer_env(),
+        cwd=str(ROOT),
+    )
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": f"peer failed (exit {done.returncode}): {tail}"}
+    return json.loads(done.stdout)
+
+
+# ---------------------------------------------------------------- CLI case
+
+
+def wall_times(argv: list[str], repeats: int, env: dict | None = None) -> list[float]:
+    """Wall times of a whole process, after one untimed run (warm file cache)."""
+    subprocess.run(argv, check=True, cwd=str(ROOT), env=env, capture_output=True)
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, cwd=str(ROOT), env=env, capture_output=True)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+CLI_START = "interpreter start (`python -c pass`)"
+CLI_ROWS = (
+    (CLI_START, "pass", "pass"),
+    ("`python -c 'import conddsl'` vs `import rocketry`", "import conddsl", "import rocketry"),
+    (
+        f"import + first compile of `{CLI_COMPILE}` (Rocketry: parse_condition)",
+        f"import conddsl; conddsl.compile_condition({CLI_COMPILE!r})",
+        f"from rocketry.parse import parse_condition; parse_condition({CLI_COMPILE!r})",
+    ),
+)
+NET = ", net of interpreter start"
+
+
+def _cli_side(python: str, code_of: dict, repeats: int, env: dict) -> dict:
+    """Raw wall times per row, and the same less the interpreter's own median start time."""
+    out = {}
+    start = None
+    for label, code in code_of.items():
+        samples = wall_times([python, "-c", code], repeats, env)
+        out[label] = summary(samples)
+        if label == CLI_START:
+            start = out[label]["median"]
+        else:
+            out[label + NET] = summary([sample - start for sample in samples])
+    return out
+
+
+def case_cli(repeats: int, python: Path | None) -> tuple[dict, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT)
+    ours = _cli_side(sys.executable, {label: code for label, code, _ in CLI_ROWS}, repeats, env)
+    peer = {}
+    if python is not None:
+        peer = _cli_side(
+            str(python), {label: code for label, _, code in CLI_ROWS}, repeats, peer_env()
+        )
+    return ours, peer
+
+
+# ---------------------------------------------------------------- the table
+
+
+class Row:
+    def __init__(self, case, what, unit, ours, peer, peer_name, target=None) -> None:
+        self.case = case
+        self.what = what
+        self.unit = unit  # "us", "ms" or "B/run"
+        self.ours = ours
+        self.peer = peer  # a result dict, or a str saying why there is none
+        self.peer_name = peer_name
+        self.target = target
+
+
+def _scale(unit: str) -> float:
+    return {"us": 1e6, "ms": 1e3, "B/run": 1.0}[unit]
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(result, unit: str) -> str:
+    if isinstance(result, str):
+        return result
+    if "unavailable" in result:
+        return "not yet available"
+    if "error" in result:
+        return "peer error (see below)"
+    if "bytes_per_run" in result:
+        return _num(result["bytes_per_run"])
+    k = _scale(unit)
+    return " / ".join(_num(result[key] * k) for key in ("min", "median", "max"))
+
+
+def _ratio(ours, peer, key: str) -> float | None:
+    if isinstance(ours, str) or isinstance(peer, str):
+        return None
+    if "bytes_per_run" in ours and "bytes_per_run" in peer:
+        return peer["bytes_per_run"] / ours["bytes_per_run"]
+    if key in ours and key in peer and ours[key] > 0:
+        return peer[key] / ours[key]
+    return None
+
+
+def _ratio_text(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}x" if value < 100 else f"{value:,.0f}x"
+
+
+def render(rows: list[Row]) -> str:
+    head = (
+        "| case | what | unit | conddsl min / median / max | peer | peer min / median / max "
+        "| ratio (median) | ratio (min) | target |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for row in rows:
+        med = _ratio(row.ours, row.peer, "median")
+        low = _ratio(row.ours, row.peer, "min")
+        target = ""
+        if row.target:
+            target = f">= {row.target}x"
+            if med is not None:
+                target += " met" if med >= row.target else " NOT met"
+        unit = {"us": "µs/op", "ms": "ms", "B/run": "bytes/run"}[row.unit]
+        lines.append(
+            f"| {row.case} | {row.what} | {unit} | {_cell(row.ours, row.unit)} | {row.peer_name} "
+            f"| {_cell(row.peer, row.unit)} | {_ratio_text(med)} | {_ratio_text(low)} | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def _peer_row(peer_rows, key: str, smoke: bool):
+    if smoke:
+        return "skipped in smoke"
+    if "error" in peer_rows:
+        return peer_rows
+    return peer_rows.get("rows", {}).get(key, "missing")
+
+
+def _human(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+def rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool) -> list[Row]:
+    """The table rows of one case, and the checks that both sides agree."""
+    p = lambda key: _peer_row(peer, key, smoke)  # noqa: E731
+    n_parse = len(work["parse_exprs"])
+    if case == "parse":
+        return [
+            Row(
+                "parse",
+                f"{n_parse} distinct strings, cold (conddsl: uncached parser)",
+                "us",
+                ours["parse-cold"],
+                p("parse-cold"),
+                ROCKETRY,
+            ),
+            Row(
+                "parse",
+                f"{n_parse} strings, repeated (conddsl: lru_cache hit; Rocketry has no cache)",
+                "us",
+                ours["parse-repeated"],
+                p("parse-repeated"),
+                ROCKETRY,
+            ),
+        ]
+    if case == "clock":
+        return [
+            Row(
+                "clock",
+                f"`is_true` vs `observe()`, {len(work['clock_pairs'])} (expr, instant) pairs "
+                f"over {n_parse} exprs",
+                "us",
+                ours["clock"],
+                p("clock"),
+                ROCKETRY,
+                target=100,
+            )
+        ]
+    if case == "task-state":
+        out = []
+        peer_n = work["task_peer_records"]
+        for expr in work["task_exprs"]:
+            for n in work["task_records"]:
+                what = f"`{expr}`, conddsl {_human(n)} records vs Rocketry {_human(peer_n)}"
+                out.append(
+                    Row(
+                        "task-state",
+                        what,
+                        "us",
+                        ours[f"task-state {expr} @{n}"],
+                        p(f"task-state {expr} @{peer_n}"),
+                        ROCKETRY,
+                    )
+                )
+        return out
+    if case == "cron":
+        out = []
+        for expr in work["cron_exprs"]:
+            for variant in ("reused", "parse+next"):
+                what = f"`{expr}` next fire, " + (
+                    "reused parsed spec" if variant == "reused" else "parse + next"
+                )
+                key = f"cron {variant} {expr}"
+                out.append(Row("cron", what, "us", ours[key], p(key), CRONITER, target=3))
+        return out
+    if case == "memory":
+        n, peer_n = _human(work["memory_runs"]), _human(work["memory_peer_runs"])
+        return [
+            Row(
+                "memory",
+                f"MemoryHistory {n} runs ({label}) vs Rocketry log {peer_n} runs ({model})",
+                "B/run",
+                ours[f"memory {label}"],
+                p(f"memory {model}"),
+                ROCKETRY,
+            )
+            for label, model in (
+                ("no run_id", "LogRecord"),
+                ("run_id", "LogRecord"),
+                ("no run_id", "MinimalRecord"),
+            )
+        ]
+    if case == "cli":
+        labels = [label for label, _, _ in CLI_ROWS]
+        labels += [label + NET for label in labels[1:]]
+        return [Row("cli", label, "ms", ours[label], p(label), ROCKETRY) for label in labels]
+    raise ValueError(case)
+
+
+def _differences(ours: list, theirs: list, inputs: list) -> list:
+    return [(item, a, b) for item, a, b in zip(inputs, ours, theirs, strict=True) if a != b]
+
+
+def _shown(diffs: list, limit: int = 3) -> str:
+    shown = "; ".join(f"{item}: conddsl {a}, peer {b}" for item, a, b in diffs[:limit])
+    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def checks(case: str, ours: dict, peer: dict, work: dict) -> list[str]:
+    """Lines saying whether both sides gave the same answers (and where not)."""
+    lines = []
+    peer_rows = peer.get("rows", {})
+    if case == "clock" and "answers" in peer_rows.get("clock", {}):
+        pairs = [f"`{expr}` @ {at}" for expr, at in work["clock_pairs"]]
+        diffs = _differences(ours["clock"]["answers"], peer_rows["clock"]["answers"], pairs)
+        line = (
+            f"clock: conddsl and Rocketry agree on {len(pairs) - len(diffs)} of {len(pairs)} "
+            f"(expr, instant) pairs (true verdicts: conddsl {ours['clock']['trues']}, "
+            f"Rocketry {peer_rows['clock']['trues']}, fixture {work['clock_expected_trues']})"
+        )
+        lines.append(line + (f"; differ at {_shown(diffs)}" if diffs else ""))
+    if case == "cron":
+        for key, result in ours.items():
+            other = peer_rows.get(key)
+            if other and "answers" in other:
+                diffs = _differences(result["answers"], other["answers"], work["cron_instants"])
+                if diffs or key.startswith("cron reused"):
+                    line = f"{key}: {len(diffs)} of {len(result['answers'])} next fire times differ"
+                    lines.append(line + (f" ({_shown(diffs)})" if diffs else ""))
+    if case == "task-state":
+        from common import task_state_instants
+
+        instants = [at.isoformat() for at in task_state_instants(work["task_instants"])]
+        for key, result in ours.items():
+            if "unavailable" in result:
+                continue
+            peer_key = key.rsplit("@", 1)[0] + f"@{work['task_peer_records']}"
+            other = peer_rows.get(peer_key)
+            if other and "answers" in other:
+                diffs = _differences(result["answers"], other["answers"], instants)
+                line = (
+                    f"{key} records: true at {result['trues']} of {len(instants)} instants, "
+                    f"Rocketry ({work['task_peer_records']} records) at {other['trues']}"
+                )
+                lines.append(line + (f"; differ at {_shown(diffs)}" if diffs else ""))
+    return lines
+
+
+# ---------------------------------------------------------------- main
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
+        commit = head + (" (with uncommitted changes)" if dirty else "")
+    except OSError:
+        commit = "unknown"
+    return [
+        f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"machine: {os.cpu_count()} CPUs (nproc), {cpu}, {platform.system()} {platform.release()}",
+        f"python: {platform.python_version()} ({sys.executable})",
+        "load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        f"conddsl: {commit}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, conddsl side only")
+    parser.add_argument(
+        "--only", action="append", choices=CASES, metavar="CASE", help=f"one of {', '.join(CASES)}"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="samples per measurement")
+    parser.add_argument("--json", metavar="PATH", help="also write the raw results there")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    repeats = args.repeats or (2 if smoke else 7)
+    cases = [case for case in CASES if not args.only or case in args.only]
+
+    python = None if smoke else peer_python()
+    work = build_workload(smoke, repeats)
+    header = machine()
+    header.append("command: " + shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]))
+    if python is not None:
+        version = subprocess.run(
+            [str(python), "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        header.append(
+            f"peer: {ROCKETRY}, {CRONITER}, pydantic<2, Python {version} in {PEER_VENV.name}"
+        )
+    header.append(f"repeats: {repeats}; ratio = peer time / conddsl time (> 1: conddsl faster)")
+    for line in header:
+        print(line)
+    print()
+
+    rows: list[Row] = []
+    notes: list[str] = []
+    raw: dict = {"header": header, "cases": {}}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workload_path = os.path.join(tmp, "workload.json")
+        Path(workload_path).write_text(json.dumps(work), encoding="utf-8")
+        for case in cases:
+            print(f"running {case} ...", file=sys.stderr, flush=True)
+            case_started = time.perf_counter()
+            if case == "cli":
+                ours, peer_cli = case_cli(1 if smoke else repeats, python)
+                peer = {"rows": peer_cli}
+            else:
+                ours = conddsl_side.CASES[case](work)
+                peer = {} if python is None else run_peer(python, case, workload_path)
+            rows.extend(rows_for(case, ours, peer, work, smoke))
+            notes.extend(checks(case, ours, peer, work))
+            if "error" in peer:
+                notes.append(f"{case}: {peer['error']}")
+            for key, result in ours.items():
+                if isinstance(result, dict) and "unavailable" in result:
+                    notes.append(f"{key}: conddsl: not yet available ({result['unavailable']})")
+            raw["cases"][case] = {"conddsl": ours, "peer": peer}
+            print(f"  {case}: {time.perf_counter() - case_started:.1f} s", file=sys.stderr)
+    print(render(rows))
+    print()
+    if smoke:
+        print("peer side: skipped in smoke")
+    for line in notes:
+        print(f"- {line}")
+    print(f"\ncases: {', '.join(cases)}; total {time.perf_counter() - started:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
