@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from conddsl.compile import Condition, compile_condition
     from conddsl.custom import ConditionRegistry, condition
     from conddsl.parse import parse
+    from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
 
 __all__ = [
     "Condition",
@@ -20,6 +21,9 @@ __all__ = [
     "ConditionRegistry",
     "ConditionSyntaxError",
     "ConddslError",
+    "Scheduler",
+    "TaskTerminationException",
+    "TerminationFlag",
     "Span",
     "compile_condition",
     "condition",
@@ -34,6 +38,9 @@ _LAZY = {
     "ConditionRegistry": "conddsl.custom",
     "condition": "conddsl.custom",
     "parse": "conddsl.parse",
+    "Scheduler": "conddsl.runtime",
+    "TerminationFlag": "conddsl.runtime",
+    "TaskTerminationException": "conddsl.runtime",
 }
 
 

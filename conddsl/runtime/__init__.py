@@ -1,0 +1,95 @@
+"""The runtime: a scheduler that starts, times out and terminates tasks by their conditions.
+
+```python
+from conddsl.runtime import Scheduler, TerminationFlag, TaskTerminationException
+
+app = Scheduler(config={"timeout": "30 minutes", "instant_shutdown": False})
+
+@app.task("daily after 22:00", end_cond="time of day between 08:00 and 18:00",
+          timeout="2 hours", execution="process")
+def backup(): ...
+
+app.command_task("every 1 hour", argv=["tar", "czf", "/tmp/x.tgz", "/data"],
+                 name="archive", timeout=60)
+app.run()         # blocking; or `await app.serve()` in a running event loop
+```
+
+A task starts when its start condition is true and it is not running (unless
+``multilaunch``), and not while its end condition is true (it would be ended at
+once). A run of an async, thread, process or command task is terminated when it
+runs past its timeout (the task's, else the session's), when its end condition
+becomes true, or when the scheduler shuts down with force. ``main`` tasks run in
+the scheduler's thread and cannot be terminated (a timeout or end_cond given to one
+is a ``TerminationWarning``).
+
+Every run leaves one ``run`` record and exactly one finishing record, same run_id
+(a process's message says how it died: ``exit code 3``, ``killed by signal SIGKILL``):
+
+| how the run ended                                              | action    | reason   |
+|----------------------------------------------------------------|-----------|----------|
+| returned                                                       | success   |          |
+| raised (message: the exception's text)                         | fail      |          |
+| exited non-zero, or by a signal nobody in the scheduler sent   | fail      |          |
+| raised ``Inaction``                                            | inaction  |          |
+| raised ``TaskTerminationException`` without being asked        | terminate | task     |
+| ran past its timeout                                           | terminate | timeout  |
+| its end condition became true                                  | terminate | end_cond |
+| shutdown with ``instant_shutdown``, or a fatal error           | terminate | shutdown |
+| ``shut_down(force=True)``, a second ``shut_down()`` or signal  | terminate | forced   |
+| left open by a scheduler that died (marked at the next start)  | crash     |          |
+
+Shutdown is graceful when ``shut_cond`` becomes true or ``shut_down()`` is called
+once: nothing new starts, running tasks finish or meet their timeout or end
+condition. It is immediate (every run terminated at once) with ``instant_shutdown``,
+on a fatal error (a condition or the history raised, unless ``silence_cond_check``;
+``serve()`` then raises ``SchedulerError``), on ``shut_down(force=True)`` and on a
+second ``shut_down()``. ``install_signal_handlers(app)`` maps SIGINT/SIGTERM to
+``shut_down()``: the first is graceful, the second forces.
+
+How each execution is terminated:
+
+- async: cancelled at its next ``await``; the scheduler knows its own cancellation
+  (any other is a ``fail``). One that swallows the cancellation is abandoned after
+  ``kill_grace``.
+- thread: its ``TerminationFlag`` (a parameter defaulting to ``TerminationFlag()``,
+  replaced by a fresh flag for each run) is set and the run is recorded as
+  terminated at once; the thread should raise ``TaskTerminationException``. A thread
+  that ignores the flag is abandoned (daemon), never recorded as a success; at exit
+  the scheduler waits at most ``kill_grace`` for such threads.
+- process (a forked child, Linux) and command (argv, no shell unless ``shell=True``):
+  each runs in a session of its own; its whole tree (the process group, and
+  descendants that left it, found in /proc) gets SIGTERM, then SIGKILL after
+  ``kill_grace``. The run is recorded once no process of the tree is left.
+
+Decisions: a timeout of 0 is refused (Rocketry silently uses the session's
+instead); ``"never"`` means no timeout. Plain functions default to the ``thread``
+execution (``execution`` in the config), coroutine functions to ``async``. A
+``VirtualClock`` runs schedules in tests without sleeping; grace periods are real
+time on any clock.
+"""
+
+from conddsl.runtime.clock import Clock, RealClock, VirtualClock
+from conddsl.runtime.config import ConfigError, SchedulerConfig
+from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
+from conddsl.runtime.runs import Run
+from conddsl.runtime.scheduler import Scheduler, SchedulerError, Session
+from conddsl.runtime.signals import install_signal_handlers
+from conddsl.runtime.tasks import Task, TerminationWarning
+
+__all__ = [
+    "Clock",
+    "ConfigError",
+    "Inaction",
+    "RealClock",
+    "Run",
+    "Scheduler",
+    "SchedulerConfig",
+    "SchedulerError",
+    "Session",
+    "Task",
+    "TaskTerminationException",
+    "TerminationFlag",
+    "TerminationWarning",
+    "VirtualClock",
+    "install_signal_handlers",
+]

@@ -1,0 +1,118 @@
+"""Conditions as the scheduler sees them: compiled from settings, evaluated, and what they read."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any, Protocol, runtime_checkable
+
+from conddsl import ast
+
+
+@runtime_checkable
+class ConditionLike(Protocol):
+    """What the scheduler needs of a condition (a compiled :class:`conddsl.Condition` has it)."""
+
+    def is_true(self, at: datetime, **context: Any) -> bool: ...
+
+    def next_change(self, after: datetime, **context: Any) -> datetime | None: ...
+
+
+class ConditionFailed(Exception):
+    """A start, end or shut condition raised while being evaluated."""
+
+    def __init__(self, where: str, condition: object, error: BaseException) -> None:
+        self.where = where
+        self.condition = condition
+        self.error = error
+        super().__init__(f"the {where} {str(condition)!r} raised {type(error).__name__}: {error}")
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What besides the clock can change a condition's value."""
+
+    tasks: frozenset[str] = frozenset()  # records of these tasks
+    own: bool = False  # records of the task the condition belongs to
+    any_task: bool = False  # records of any task (named conditions, foreign objects)
+    cycles: bool = False  # the scheduler's cycle counter
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(
+            self.tasks | other.tasks,
+            self.own or other.own,
+            self.any_task or other.any_task,
+            self.cycles or other.cycles,
+        )
+
+
+_OWN = Reads(own=True)
+_UNKNOWN = Reads(any_task=True, cycles=True)
+
+
+def compile_setting(value: object, what: str, timezone: str | tzinfo | None) -> ConditionLike:
+    """A condition from text (compiled in ``timezone``) or an object that already is one."""
+    if isinstance(value, str):
+        from conddsl.compile import compile_condition
+
+        return compile_condition(value, timezone=timezone)
+    if isinstance(value, ConditionLike):
+        return value
+    raise TypeError(f"{what} must be condition text or a Condition, not {type(value).__name__}")
+
+
+def reads(condition: object) -> Reads:
+    """What the condition reads besides the clock, from its AST (everything if it has none)."""
+    node = getattr(condition, "ast", None)
+    if not isinstance(node, ast.Node):
+        return _UNKNOWN
+    rules = getattr(condition, "rules", None) or {}
+    registry = getattr(condition, "registry", None)
+    return _reads(node, rules, registry, ())
+
+
+def _reads(node: ast.Node, rules: Mapping[str, ast.Node], registry: Any, seen: tuple) -> Reads:
+    if isinstance(node, ast.Periodic | ast.Every | ast.Cron | ast.RunningFor):
+        return _OWN
+    if isinstance(node, ast.TaskHas):
+        return _OWN if node.task is None else Reads(tasks=frozenset({node.task}))
+    if isinstance(node, ast.AfterTask):
+        return Reads(tasks=frozenset(node.tasks), own=True)  # compared with the own last start
+    if isinstance(node, ast.TaskRunning):
+        return Reads(tasks=frozenset({node.task}))
+    if isinstance(node, ast.SchedulerCycles):
+        return Reads(cycles=True)
+    if isinstance(node, ast.Reference):
+        target = None if node.args else rules.get(node.name)
+        if target is not None and node.name not in seen:
+            return _reads(target, rules, registry, (*seen, node.name))
+        if registry is not None and registry.get(node.name) is not None:
+            return Reads()  # a custom condition: its next_change says when to look again
+        return _UNKNOWN
+    found = Reads()
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        for child in value if isinstance(value, tuple) else (value,):
+            if isinstance(child, ast.Node):
+                found |= _reads(child, rules, registry, seen)
+    return found
+
+
+def is_true(condition: ConditionLike, where: str, at: datetime, **context: Any) -> bool:
+    """The condition's value at ``at``; an exception becomes :class:`ConditionFailed`."""
+    try:
+        return bool(condition.is_true(at, **context))
+    except Exception as exc:
+        raise ConditionFailed(where, condition, exc) from exc
+
+
+def next_change(
+    condition: ConditionLike, where: str, after: datetime, **context: Any
+) -> datetime | None:
+    """When the condition's value can next change by time alone; an exception is ConditionFailed."""
+    try:
+        return condition.next_change(after, **context)
+    except Exception as exc:
+        raise ConditionFailed(where, condition, exc) from exc

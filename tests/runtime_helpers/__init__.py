@@ -1,0 +1,122 @@
+"""Task bodies for the runtime tests: importable, so process tasks behave as in a real project."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+
+from conddsl.runtime import TaskTerminationException, TerminationFlag
+from conddsl.runtime.processes import read_stat
+
+# Lets tests release threads that ignore their flag, so none outlives its test.
+RELEASE = threading.Event()
+
+
+# ---------------------------------------------------------------- bodies that run until ended
+
+
+async def async_forever() -> None:
+    """Wait until cancelled."""
+    await asyncio.Event().wait()
+
+
+def thread_forever(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Poll the flag as the seed page asks, and stop by raising TaskTerminationException."""
+    while not flag.wait(0.005):
+        pass
+    raise TaskTerminationException()
+
+
+def process_forever() -> None:
+    """Sleep until killed."""
+    time.sleep(3600)
+
+
+FOREVER = {"async": async_forever, "thread": thread_forever, "process": process_forever}
+
+
+def thread_ignoring_flag(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Never look at the flag; end only when the test releases it."""
+    RELEASE.wait(30)
+
+
+async def async_ignoring_cancel(seconds: float = 0.25) -> None:
+    """Swallow every cancellation for ``seconds`` of real time, then return."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+
+
+# ---------------------------------------------------------------- process trees
+
+
+def write_pids(path: str, *pids: int) -> None:
+    """Write pids (one a line) atomically, so a reader never sees half a file."""
+    with open(path + ".tmp", "w") as file:
+        file.write("\n".join(map(str, pids)))
+    os.replace(path + ".tmp", path)
+
+
+def read_pids(path: str, timeout: float = 5.0) -> list[int]:
+    """The pids a task wrote, waiting for the file to appear."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no pid file {path}")
+        time.sleep(0.002)
+    with open(path) as file:
+        return [int(line) for line in file.read().split()]
+
+
+def gone(pid: int) -> bool:
+    """Whether no process has this pid any more (a zombie waiting for its reaper counts)."""
+    info = read_stat(pid)
+    return info is None or info.state in ("Z", "X")
+
+
+def ignore_sigterm(pid_file: str) -> None:
+    """A process task that ignores SIGTERM and reports its pid."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    write_pids(pid_file, os.getpid())
+    time.sleep(3600)
+
+
+_STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+
+
+def spawn_grandchildren(pid_file: str) -> None:
+    """A process task with two grandchildren ignoring SIGTERM: one in its group, one that left."""
+    stay = subprocess.Popen([sys.executable, "-c", _STUBBORN])
+    leave = subprocess.Popen([sys.executable, "-c", _STUBBORN], start_new_session=True)
+    time.sleep(0.3)  # let both install their handler
+    write_pids(pid_file, os.getpid(), stay.pid, leave.pid)
+    time.sleep(3600)
+
+
+def report_time(path: str) -> None:
+    """A quick process task: write the wall time it ran at."""
+    with open(path, "a") as file:
+        file.write(datetime.now().isoformat() + "\n")
+
+
+def raise_value_error() -> None:
+    """Fail with a known message."""
+    raise ValueError("disk on fire")
+
+
+def exit_hard() -> None:
+    """Leave without reporting, with exit code 3."""
+    os._exit(3)
+
+
+def kill_self() -> None:
+    """Die by a signal nobody in the scheduler sent."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,213 @@
+"""Process and command tasks in real time: whole trees end, SIGKILL follows SIGTERM, outcomes."""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+import pytest
+from runtime_helpers import (
+    FOREVER,
+    exit_hard,
+    gone,
+    ignore_sigterm,
+    kill_self,
+    raise_value_error,
+    read_pids,
+    spawn_grandchildren,
+)
+from runtime_helpers.scenario import Once, finishes, play, records_appear, seconds
+
+from conddsl.runtime import Inaction, Scheduler
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process trees via /proc")
+
+GRACE = 0.2
+
+
+def real(**config: object) -> Scheduler:
+    config.setdefault("kill_grace", GRACE)
+    config.setdefault("timeout", "never")
+    return Scheduler(config)
+
+
+async def stop_after_start(app: Scheduler, count: int = 1) -> None:
+    """Ask for a graceful shutdown once ``count`` runs started: they end on their own terms."""
+    await records_appear(app, "run", count)
+    app.shut_down()
+
+
+def the_run(app: Scheduler, task: str):
+    (started,) = app.history.records(task, actions="run")
+    (ended,) = [rec for rec in app.history.records(task) if rec.action != "run"]
+    return started, ended
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
+    pid_file = str(tmp_path / "pid")
+    app = real()
+    app.task(Once(), name="stubborn", execution="process", timeout=0.3)(
+        partial(ignore_sigterm, pid_file)
+    )
+    play(app, stop_after_start)
+    started, ended = the_run(app, "stubborn")
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert ended.message.endswith("killed by signal SIGKILL")
+    # Gone within kill_grace (+ 50 ms) of the termination, and not before the grace.
+    late = seconds(ended.at - started.at) - 0.3
+    assert GRACE - 0.01 <= late <= GRACE + 0.05, late
+    (pid,) = read_pids(pid_file)
+    assert gone(pid)
+
+
+def test_no_descendant_survives_a_terminated_process(tmp_path):
+    """Grandchildren ignoring SIGTERM, one of them in a session of its own, are SIGKILLed."""
+    pid_file = str(tmp_path / "pids")
+    app = real()
+    app.task(Once(), name="tree", execution="process", timeout=0.6)(
+        partial(spawn_grandchildren, pid_file)
+    )
+    play(app, stop_after_start)
+    pids = read_pids(pid_file)
+    assert len(pids) == 3
+    started, ended = the_run(app, "tree")
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert seconds(ended.at - started.at) <= 0.6 + GRACE + 0.1
+    assert [pid for pid in pids if not gone(pid)] == []
+
+
+def test_process_outcomes(tmp_path):
+    def inacted() -> None:
+        raise Inaction("nothing new")
+
+    app = real()
+    bodies = {
+        "ok": partial(print, end=""),
+        "raises": raise_value_error,
+        "exits": exit_hard,
+        "killed": kill_self,
+        "inacted": inacted,
+    }
+    for name, body in bodies.items():
+        app.task(Once(), name=name, execution="process")(body)
+    play(app, partial(stop_after_start, count=len(bodies)))
+    ended = {rec.task: (rec.action, rec.message) for rec in app.history.records() if rec.run_id}
+    assert ended == {
+        "ok": ("success", None),
+        "raises": ("fail", "disk on fire"),
+        "exits": ("fail", "the process ended without a result (exit code 3)"),
+        "killed": ("fail", "the process ended without a result (killed by signal SIGKILL)"),
+        "inacted": ("inaction", "nothing new"),
+    }
+    finishes(app.history)
+
+
+PY = sys.executable
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+COMMANDS = [
+    # (name, argv, timeout, action, reason, message)
+    ("true", [PY, "-c", "pass"], None, "success", None, None),
+    (
+        "no-shell",
+        [PY, "-c", "import sys; sys.exit(sys.argv[1] != 'a;b $HOME *')", "a;b $HOME *"],
+        None,
+        "success",
+        None,
+        None,
+    ),
+    (
+        "exit-3",
+        [PY, "-c", "import sys; sys.stderr.write('no space left\\n'); sys.exit(3)"],
+        None,
+        "fail",
+        None,
+        "exit code 3: no space left",
+    ),
+    (
+        "missing",
+        ["conddsl-no-such-program", "--flag"],
+        None,
+        "fail",
+        None,
+        "executable not found: 'conddsl-no-such-program' (No such file or directory)",
+    ),
+    ("slow", ["sleep", "30"], 0.2, "terminate", "timeout", "killed by signal SIGTERM"),
+    ("stubborn", [PY, "-c", STUBBORN], 0.3, "terminate", "timeout", "killed by signal SIGKILL"),
+]
+
+
+def test_command_tasks():
+    app = real()
+    for name, argv, timeout, *_ in COMMANDS:
+        app.command_task(Once(), argv=argv, name=name, timeout=timeout)
+    play(app, partial(stop_after_start, count=len(COMMANDS)))
+    for name, _, _, action, reason, message in COMMANDS:
+        _, ended = the_run(app, name)
+        assert (ended.action, ended.reason) == (action, reason), name
+        if message is not None:
+            assert ended.message.endswith(message), (name, ended.message)
+    _, stubborn = the_run(app, "stubborn")
+    started, _ = the_run(app, "stubborn")
+    assert seconds(stubborn.at - started.at) <= 0.3 + GRACE + 0.05
+
+
+def test_a_missing_working_directory_is_named(tmp_path):
+    app = real()
+    app.command_task(Once(), argv=["true"], name="nowhere", cwd=str(tmp_path / "missing"))
+    play(app, stop_after_start)
+    _, ended = the_run(app, "nowhere")
+    assert ended.action == "fail"
+    assert ended.message.startswith(f"working directory not found: '{tmp_path / 'missing'}'")
+
+
+def test_max_process_count_limits_parallel_processes(tmp_path):
+    app = real(max_process_count=1)
+    for name in "abc":
+        app.command_task(Once(), argv=["sleep", "0.05"], name=name)
+    play(app, partial(stop_after_start, count=3))
+    runs = sorted(app.history.records(actions=["run", "success"]), key=lambda rec: rec.at)
+    # Never two alive at once: run, success, run, success, ...
+    assert [rec.action for rec in runs] == ["run", "success"] * 3
+
+
+def test_the_scheduler_does_not_wait_for_a_dying_process(tmp_path):
+    """While a stubborn process has its grace, another run's timeout still fires on time."""
+    app = real(kill_grace=0.5)
+    app.task(Once(), name="stubborn", execution="process", timeout=0.1)(
+        partial(ignore_sigterm, str(tmp_path / "pid"))
+    )
+    app.task(Once(), name="waiting", execution="async", timeout=0.3)(FOREVER["async"])
+    play(app, partial(stop_after_start, count=2))
+    started, ended = the_run(app, "waiting")
+    assert 0.3 <= seconds(ended.at - started.at) <= 0.3 + 0.05
+    _, stubborn = the_run(app, "stubborn")
+    assert stubborn.at > ended.at  # still dying when the other run was ended
+
+
+def test_the_demo_shows_every_cause():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(repo / "examples" / "termination" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    lines = result.stdout.splitlines()
+    for task, words in [
+        ("report", "terminate  timeout"),
+        ("sync", "terminate  end_cond"),
+        ("stubborn", "terminate  timeout"),
+        ("archive", "terminate  shutdown"),
+        ("tail", "terminate  shutdown"),
+        ("hello", "success"),
+        ("missing", "fail"),
+    ]:
+        assert any(f"{task:<9} {words}" in line for line in lines), (task, result.stdout)
+    assert "killed by signal SIGKILL" in result.stdout  # stubborn, after kill_grace
