@@ -62,6 +62,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_window_options(explain)
     explain.add_argument("-n", type=int, default=3, help="how many windows (default 3)")
     explain.set_defaults(handler=_cmd_explain)
+
+    from conddsl.lint.command import add_commands
+
+    add_commands(commands)  # check, schema
     return parser
 
 

@@ -1,0 +1,216 @@
+"""What the clock alone says about a condition: when it may be true, when it surely is.
+
+A condition mixes clock forms (``time of day …``, the windows of ``daily after …``,
+cron minutes) with forms about tasks and the session, which the checker cannot know.
+For each condition two clock-only conditions are built:
+
+- ``over``: true wherever the condition *may* be true (unknown parts read as true);
+- ``under``: true only where the condition is *surely* true (unknown parts read as false).
+
+``~`` swaps them. "Never true" is then claimed only when ``over`` has no window, and
+"always true" only when ``under`` has no gap, over the condition's whole horizon: the
+claims are sound whatever the run history holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, tzinfo
+
+from conddsl import ast
+from conddsl.compile import _IRREGULAR, _PERIOD_UNIT, Condition
+from conddsl.rules.conditions import walk
+
+__all__ = ["Bounds", "ClockAnalysis", "REFERENCE"]
+
+# Analysis runs from a fixed Monday, so that results do not depend on today's date.
+REFERENCE = datetime(2024, 1, 1)
+_MIN_HORIZON = timedelta(days=2)
+# The compiler's horizons: two of the longest regular cycle (a week) and a margin, or
+# 29 years for patterns tied to months (the calendar repeats within 28 years).
+_REGULAR = timedelta(weeks=2, days=2)
+_MONTHS = timedelta(days=430)
+_ALL_DAYS = (1 << 31) - 1
+_ALL_MONTHS = 0x1FFE
+_ALL_WEEKDAYS = 0x7F
+TRUE = ast.Constant(True)
+FALSE = ast.Constant(False)
+
+Bounds = tuple[ast.Node, ast.Node]
+Window = tuple[datetime, datetime]
+
+
+def _fold(items: list[ast.Node], unit: ast.Node, zero: ast.Node, node_type) -> ast.Node:
+    kept = []
+    for item in items:
+        if item == zero:
+            return zero
+        if item != unit:
+            kept.append(item)
+    if not kept:
+        return unit
+    return kept[0] if len(kept) == 1 else node_type(tuple(kept))
+
+
+def conjunction(items: list[ast.Node]) -> ast.Node:
+    """``&`` of the items with constants folded away."""
+    return _fold(items, TRUE, FALSE, ast.All)
+
+
+def disjunction(items: list[ast.Node]) -> ast.Node:
+    """``|`` of the items with constants folded away."""
+    return _fold(items, FALSE, TRUE, ast.Any)
+
+
+def negation(item: ast.Node) -> ast.Node:
+    """``~`` of the item, folding constants and double negation."""
+    if isinstance(item, ast.Constant):
+        return ast.Constant(not item.value)
+    if isinstance(item, ast.Not):
+        return item.item
+    return ast.Not(item)
+
+
+class ClockAnalysis:
+    """Clock bounds and windows for the conditions of one file (named conditions memoized)."""
+
+    def __init__(self, rules: Mapping[str, ast.Node], timezone: str | tzinfo) -> None:
+        self.rules = rules
+        self.timezone = timezone
+        self._memo: dict[str, Bounds] = {}
+        self._resolving: set[str] = set()
+
+    # ------------------------------------------------------------ bounds
+
+    def bounds(self, node: ast.Node) -> Bounds:
+        """``(over, under)``: clock-only conditions around ``node`` (see the module doc)."""
+        if isinstance(node, ast.Constant):
+            return node, node
+        if isinstance(node, ast.TimeOf):
+            return node, node
+        if isinstance(node, ast.Periodic):
+            # Once per window: the window bounds it from above; the history may say no.
+            whole = node.window is None or isinstance(node.window, ast.Starting)
+            return (TRUE if whole else node), FALSE
+        if isinstance(node, ast.Cron):
+            return node, FALSE
+        if isinstance(node, ast.All):
+            pairs = [self.bounds(item) for item in node.items]
+            return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
+        if isinstance(node, ast.Any):
+            pairs = [self.bounds(item) for item in node.items]
+            return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
+        if isinstance(node, ast.Not):
+            over, under = self.bounds(node.item)
+            return negation(under), negation(over)
+        if isinstance(node, ast.Zoned):
+            over, under = self.bounds(node.item)
+            return _zoned(over, node.zone), _zoned(under, node.zone)
+        if isinstance(node, ast.Reference):
+            # With arguments it is a custom condition, which only Python can answer.
+            return (TRUE, FALSE) if node.args else self._reference(node.name)
+        # Task state, pace (every), the scheduler and the session: unknown here.
+        return TRUE, FALSE
+
+    def _reference(self, name: str) -> Bounds:
+        found = self._memo.get(name)
+        if found is not None:
+            return found
+        target = self.rules.get(name)
+        if target is None or name in self._resolving:
+            return TRUE, FALSE  # reported elsewhere (E120, E121)
+        self._resolving.add(name)
+        try:
+            found = self._memo[name] = self.bounds(target)
+        finally:
+            self._resolving.discard(name)
+        return found
+
+    # ------------------------------------------------------------ windows
+
+    def compiled(self, node: ast.Node) -> tuple[Condition, timedelta]:
+        """A clock-only node compiled for analysis, and its horizon.
+
+        Without a timezone suffix inside, a condition is examined in wall-clock time
+        (UTC, which has no DST): every real instant has a wall time, so a claim about
+        all wall times holds for all instants, and it is faster. With a suffix, the
+        file's zone matters (it sets the offset between the parts) and is used.
+        """
+        zoned = any(isinstance(item, ast.Zoned) for item in walk(node))
+        condition = Condition(node, timezone=self.timezone if zoned else "UTC")
+        return condition, max(_horizon(node, condition._evaluator.horizon), _MIN_HORIZON)
+
+    def first_window(self, node: ast.Node) -> Window | None:
+        """The first window of a clock-only node within its horizon from :data:`REFERENCE`."""
+        if isinstance(node, ast.Constant):
+            return (REFERENCE, REFERENCE + _MIN_HORIZON) if node.value else None
+        condition, horizon = self.compiled(node)
+        return next(iter(condition.windows(REFERENCE, REFERENCE + horizon)), None)
+
+    def window_at(self, node: ast.Node, at: datetime) -> Window | None:
+        """The window of a clock-only node that holds ``at`` (searched from :data:`REFERENCE`)."""
+        if isinstance(node, ast.Constant):
+            return (REFERENCE, at + _MIN_HORIZON) if node.value else None
+        condition, horizon = self.compiled(node)
+        for start, end in condition.windows(REFERENCE, max(REFERENCE + horizon, at)):
+            if start <= at < end:
+                return start, end
+            if start > at:
+                break
+        return None
+
+    def horizon(self, node: ast.Node) -> timedelta:
+        """How far from :data:`REFERENCE` the node is examined."""
+        if isinstance(node, ast.Constant):
+            return _MIN_HORIZON
+        return self.compiled(node)[1]
+
+
+def _horizon(node: ast.Node, compiled: timedelta) -> timedelta:
+    """How long from :data:`REFERENCE` a clock-only node must be examined to see it all.
+
+    The compiler allows 29 years for anything tied to months, and for any cron. Less is
+    enough when months and weekdays do not meet: a cron on every day or on some weekdays
+    repeats every week, and month days alone repeat with the month lengths, all of which
+    (31, 29, 30, 31 and 28 days, and every pair of neighbours) occur from January 2024 to
+    March 2025.
+    """
+    months, weekdays = _calendar_parts(node)
+    if months and weekdays:
+        return max(compiled, _IRREGULAR)
+    if months:
+        return _MONTHS
+    return min(compiled, _REGULAR)
+
+
+def _calendar_parts(node: ast.Node) -> tuple[bool, bool]:
+    """Whether the node depends on month days (or months) and on weekdays."""
+    from conddsl.timeline.cron import parse_cron
+
+    months = weekdays = False
+    for item in walk(node):
+        if isinstance(item, ast.TimeOf | ast.Periodic):
+            unit = item.unit if isinstance(item, ast.TimeOf) else _PERIOD_UNIT[item.period]
+            months |= unit == "month"
+            weekdays |= unit == "week" or _names_weekday(item.window)
+        elif isinstance(item, ast.Cron):
+            spec = parse_cron(item.expression)
+            months |= spec.days != _ALL_DAYS or spec.last_day or spec.months != _ALL_MONTHS
+            weekdays |= (
+                spec.weekdays != _ALL_WEEKDAYS
+                or bool(spec.nth_weekdays)
+                or bool(spec.last_weekdays)
+            )
+    return months, weekdays
+
+
+def _names_weekday(window: ast.Node | None) -> bool:
+    """A month window with a point such as ``2nd Monday`` or ``last Friday``."""
+    if window is None:
+        return False
+    points = [getattr(window, name, None) for name in ("start", "end", "point")]
+    return any(isinstance(p, ast.MonthDay) and p.weekday is not None for p in points)
+
+
+def _zoned(node: ast.Node, zone: str) -> ast.Node:
+    return node if isinstance(node, ast.Constant) else ast.Zoned(node, zone)

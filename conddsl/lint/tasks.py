@@ -1,0 +1,220 @@
+"""Checks across the tasks of one task file: waiting cycles, clock sense, timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+
+from conddsl import ast
+from conddsl.lint.clock import ClockAnalysis, conjunction, negation
+from conddsl.lint.period import start_period
+from conddsl.rules.codes import severity_of
+from conddsl.rules.diagnostics import Diagnostic
+from conddsl.rules.graph import find_cycles
+from conddsl.rules.models import NEVER
+from conddsl.rules.taskfile import FileCondition, TaskFileReport
+
+__all__ = ["check_tasks"]
+
+_LONG_HORIZON = timedelta(days=16)
+
+
+def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
+    """Every task-level finding of a task file that was read (C302, C401-C405)."""
+    if report.model is None:
+        return []
+    found = list(_waiting_cycles(report))
+    analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
+    conditions = {(c.task, c.key): c for c in report.conditions}
+    for name in report.task_tables:
+        start = conditions.get((name, "start_cond"))
+        end = conditions.get((name, "end_cond"))
+        found.extend(_clock_checks(report, analysis, start, end))
+        found.extend(_timeout_checks(report, name, start))
+    return found
+
+
+def _finding(
+    report: TaskFileReport,
+    code: str,
+    message: str,
+    where: tuple[int, int],
+    hint: str | None = None,
+) -> Diagnostic:
+    return Diagnostic(
+        code, message, report.display, report.index.span(*where), severity_of(code), hint
+    )
+
+
+# ---------------------------------------------------------------- C302
+
+
+def _mandatory_waits(
+    node: ast.Node, rules: Mapping[str, ast.Node], anchor: ast.Node | None, seen: frozenset
+) -> Iterator[tuple[str, ast.Node]]:
+    """Tasks this condition can never do without: ``after task`` reached through ``&`` only.
+
+    Yields ``(task, node to point at)``; inside a named condition the pointer is the
+    reference in the task file.
+    """
+    if isinstance(node, ast.AfterTask):
+        if node.mode != "any" or len(node.tasks) == 1:
+            for task in node.tasks:
+                yield task, anchor or node
+    elif isinstance(node, ast.All):
+        for item in node.items:
+            yield from _mandatory_waits(item, rules, anchor, seen)
+    elif isinstance(node, ast.Zoned):
+        yield from _mandatory_waits(node.item, rules, anchor, seen)
+    elif isinstance(node, ast.Reference) and node.name in rules and node.name not in seen:
+        target = rules[node.name]
+        yield from _mandatory_waits(target, rules, anchor or node, seen | {node.name})
+
+
+def _waiting_cycles(report: TaskFileReport) -> Iterator[Diagnostic]:
+    tasks = report.task_tables
+    edges: dict[str, list[str]] = {name: [] for name in tasks}
+    pointers: dict[tuple[str, str], tuple[FileCondition, ast.Node]] = {}
+    for condition in report.conditions:
+        if condition.task is None or condition.key != "start_cond":
+            continue
+        for task, node in _mandatory_waits(condition.node, report.rules, None, frozenset()):
+            if task in tasks:
+                edges[condition.task].append(task)
+                pointers.setdefault((condition.task, task), (condition, node))
+    for cycle in find_cycles(edges, list(tasks)):
+        condition, node = pointers[(cycle[0], cycle[1])]
+        if len(cycle) == 2:
+            message = f"task {cycle[0]!r} waits for itself: it can never start"
+            hint = "'after task' names another task: the one this task runs after"
+        else:
+            path = " -> ".join(repr(name) for name in cycle)
+            message = (
+                f"tasks wait on each other ({path}): "
+                "until one of them has run, none of them can start"
+            )
+            hint = f"let one of them also start another way: after task {cycle[1]!r} | daily"
+        yield _finding(report, "C302", message, condition.source.file_range(node.span), hint)
+
+
+# ---------------------------------------------------------------- C401-C403
+
+
+def _clock_checks(
+    report: TaskFileReport,
+    analysis: ClockAnalysis,
+    start: FileCondition | None,
+    end: FileCondition | None,
+) -> Iterator[Diagnostic]:
+    never_starts = always_ends = False
+    start_over = end_under = None
+    if start is not None:
+        start_over, _ = analysis.bounds(start.node)
+        # "false" written out is a task started by hand or by the API: not a mistake.
+        if not isinstance(start.node, ast.Constant) and analysis.first_window(start_over) is None:
+            never_starts = True
+            yield _finding(
+                report,
+                "C401",
+                f"the start condition is never true: its clock part {_quoted(start_over)} "
+                "has no window",
+                start.source.file_range(None),
+                "check the windows: do two of them exclude each other?",
+            )
+    if end is not None:
+        _, end_under = analysis.bounds(end.node)
+        if analysis.first_window(negation(end_under)) is None:
+            always_ends = True
+            why = "" if isinstance(end.node, ast.Constant) else f" ({_quoted(end_under)})"
+            yield _finding(
+                report,
+                "C402",
+                f"the end condition is always true{why}: every run would be terminated at once",
+                end.source.file_range(None),
+                "an end condition says when a run must stop: give it a window",
+            )
+    if start_over is None or end_under is None or never_starts or always_ends:
+        return
+    if analysis.first_window(conjunction([start_over, negation(end_under)])) is None:
+        yield _finding(
+            report,
+            "C403",
+            "the end condition is already true whenever the task can start, so every run "
+            f"would be terminated at once ({_overlap(analysis, start_over, end_under)})",
+            end.source.file_range(None),
+            "the end condition should become true after the start window, not during it",
+        )
+
+
+def _overlap(analysis: ClockAnalysis, start_over: ast.Node, end_under: ast.Node) -> str:
+    first = analysis.first_window(start_over)
+    assert first is not None
+    long = analysis.horizon(conjunction([start_over, end_under])) > _LONG_HORIZON
+    when = _when(first[0], long)
+    window = analysis.window_at(end_under, first[0])
+    if window is None:  # pragma: no cover - the intersection above says it is inside
+        return f"it can start at {when}"
+    return (
+        f"it can start at {when}; the end condition is true from "
+        f"{_when(window[0], long)} to {_when(window[1], long)}"
+    )
+
+
+def _when(at: datetime, long: bool) -> str:
+    clock = at.strftime("%H:%M:%S" if at.second or at.microsecond else "%H:%M")
+    return f"{at:%a %Y-%m-%d} {clock}" if long else f"{at:%a} {clock}"
+
+
+def _quoted(node: ast.Node) -> str:
+    text = str(node)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+# ---------------------------------------------------------------- C404, C405
+
+
+def _timeout_checks(
+    report: TaskFileReport, name: str, start: FileCondition | None
+) -> Iterator[Diagnostic]:
+    model = report.model
+    task = model.tasks.get(name) if model is not None else None
+    if task is None:
+        return
+    execution = task.execution or model.scheduler.execution
+    if execution == "main":
+        for key in ("timeout", "end_cond"):
+            if getattr(task, key) not in (None, NEVER):
+                yield _finding(
+                    report,
+                    "C405",
+                    f"a task run in the main thread cannot be terminated: its {key} "
+                    "is never enforced",
+                    _value_range(report, ("tasks", name, key)),
+                    'use execution = "thread", "process" or "async" to enforce it',
+                )
+    # Only timeouts written in the file: the scheduler's built-in default is not checked.
+    timeout = task.timeout or model.scheduler.timeout
+    if not isinstance(timeout, timedelta) or start is None:
+        return
+    period = start_period(start.node, report.rules)
+    if period is None or timeout <= period[0]:
+        return
+    from conddsl.ast import format_duration
+
+    if task.timeout is not None:
+        owner, where = "timeout", _value_range(report, ("tasks", name, "timeout"))
+    else:
+        owner, where = "the [scheduler] timeout", start.source.file_range(None)
+    yield _finding(
+        report,
+        "C404",
+        f"{owner} {format_duration(timeout)} is longer than the task's period "
+        f"({period[1]}): the next run is due before a slow run times out",
+        where,
+        f"a timeout of at most {format_duration(period[0])}, or a longer period",
+    )
+
+
+def _value_range(report: TaskFileReport, path: tuple) -> tuple[int, int]:
+    located = report.locations.get(path) if report.locations else None
+    return located.value if located is not None else (0, 0)

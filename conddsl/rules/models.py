@@ -1,0 +1,360 @@
+"""The TOML task file as pydantic models: ``[scheduler]`` and ``[tasks.NAME]`` tables.
+
+Unknown keys are errors (``extra="forbid"``); ``conddsl schema`` prints the JSON Schema
+of :class:`TaskFile` for editors. Condition strings are kept as text here: the loader
+parses them, so that their errors get a position in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from conddsl import ast
+
+if TYPE_CHECKING:
+    from conddsl.compile import Condition
+
+__all__ = [
+    "NEVER",
+    "DefaultExecution",
+    "Execution",
+    "SchedulerConfig",
+    "Task",
+    "TaskFile",
+    "to_duration",
+    "to_timeout",
+]
+
+Execution = Literal["main", "async", "thread", "process"]
+# A scheduler-wide default: async is chosen per task (for coroutine functions).
+DefaultExecution = Literal["main", "thread", "process"]
+
+_DURATION_HELP = "seconds as a number, or text such as '10 minutes', '1h30m' or '01:30:00'"
+
+
+def to_duration(value: Any, *, allow_zero: bool = False) -> timedelta:
+    """A duration from a TOML value: a number of seconds or duration text (``"1h30m"``)."""
+    if isinstance(value, timedelta):
+        found = value
+    elif isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PydanticCustomError(
+            "duration_type", f"expected a duration: {_DURATION_HELP}", {"hint": None}
+        )
+    elif isinstance(value, str):
+        found = _duration_text(value)
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PydanticCustomError("duration_value", "the duration must be a finite number")
+        try:
+            found = timedelta(seconds=value)
+        except OverflowError:
+            raise PydanticCustomError("duration_value", "the duration is too long") from None
+    if found < timedelta(0) or (not allow_zero and not found):
+        wanted = "zero or more" if allow_zero else "longer than zero"
+        raise PydanticCustomError("duration_value", f"the duration must be {wanted}")
+    return found
+
+
+_BARE_NUMBER = re.compile(r"\s*\d+(\.\d*)?\s*")
+
+
+def _duration_text(text: str) -> timedelta:
+    from conddsl.errors import ConditionSyntaxError
+    from conddsl.parse import parse
+
+    # The condition grammar owns the duration syntax: read the text as the duration
+    # of "running for more than …", so both accept exactly the same words.
+    try:
+        node = parse(f"running for more than {text}") if text.strip() else None
+    except ConditionSyntaxError:
+        node = None
+    if not isinstance(node, ast.RunningFor):
+        hint = None
+        if _BARE_NUMBER.fullmatch(text):
+            number = text.strip()
+            hint = f"give a unit: '{number} seconds', '{number} minutes' or the number {number}"
+        raise PydanticCustomError(
+            "duration_text", f"{text!r} is not a duration: {_DURATION_HELP}", {"hint": hint}
+        )
+    return node.duration.value
+
+
+def _json_duration(description: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*[0-9.]"},
+            ],
+            "description": f"{description} ({_DURATION_HELP})",
+        }
+    )
+
+
+def to_timeout(value: Any) -> timedelta | str:
+    """A timeout: a duration (see :func:`to_duration`), or ``"never"`` for none."""
+    if isinstance(value, str) and value.strip().lower() == NEVER:
+        return NEVER
+    try:
+        return to_duration(value)
+    except PydanticCustomError as error:
+        if error.type == "duration_value":
+            raise PydanticCustomError(
+                "duration_value", error.message(), {"hint": "write 'never' for no timeout"}
+            ) from None
+        raise
+
+
+NEVER = "never"
+Timeout = Annotated[
+    timedelta | Literal["never"],
+    PlainValidator(to_timeout),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*([0-9.]|never\s*$)"},
+            ],
+            "description": "How long a run may take before it is terminated "
+            f"({_DURATION_HELP}), or 'never'",
+        }
+    ),
+]
+Grace = Annotated[
+    timedelta,
+    PlainValidator(lambda value: to_duration(value, allow_zero=True)),
+    _json_duration("How long a terminated run gets before it is killed"),
+]
+
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_FUNC = re.compile(rf"{_DOTTED}:{_DOTTED}")
+
+
+def _func(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("func_type", "func must be text: 'package.module:callable'")
+    if not _FUNC.fullmatch(value):
+        hint = None
+        if ":" not in value and "." in value:
+            module, _, name = value.rpartition(".")
+            hint = f"write {module}:{name}"
+        raise PydanticCustomError(
+            "func_value",
+            f"{value!r} is not 'package.module:callable'",
+            {"hint": hint},
+        )
+    return value
+
+
+def _command(value: Any) -> list[str] | str:
+    if isinstance(value, str) and value.strip():
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(item, str) for item in value)
+        and value[0].strip()
+    ):
+        return value
+    raise PydanticCustomError(
+        "command_value",
+        "command must be a non-empty list of strings (the program and its arguments)",
+        {"hint": 'for example command = ["rsync", "-a", "src/", "dst/"]'},
+    )
+
+
+Func = Annotated[
+    str,
+    PlainValidator(_func),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^{_DOTTED}:{_DOTTED}$",
+            "description": "The Python callable to run: 'package.module:callable'",
+        }
+    ),
+]
+Command = Annotated[
+    list[str] | str,
+    PlainValidator(_command),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "string", "minLength": 1},
+            ],
+            "description": "The program and its arguments; one string only with shell = true",
+        }
+    ),
+]
+ConditionString = Annotated[
+    str,
+    Field(
+        description="A condition in the conddsl language, e.g. 'daily after 22:00'",
+        json_schema_extra={"minLength": 1},
+    ),
+]
+
+
+def _timezone(value: Any) -> str:
+    from conddsl.timeline.zones import resolve_zone, zone_names_like
+
+    if not isinstance(value, str):
+        raise PydanticCustomError("timezone_type", "timezone must be text like 'Europe/Helsinki'")
+    if resolve_zone(value) is None:
+        close = zone_names_like(value, 1)
+        hint = f"did you mean {close[0]!r}?" if close else "use an IANA name like Europe/Helsinki"
+        raise PydanticCustomError("timezone_value", f"unknown timezone {value!r}", {"hint": hint})
+    return value
+
+
+Timezone = Annotated[
+    str,
+    PlainValidator(_timezone),
+    WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
+]
+
+
+class _Model(BaseModel):
+    # TOML values are typed: no coercion of "yes" to true or 1.0 to 1.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SchedulerConfig(_Model):
+    """The ``[scheduler]`` table: settings for the whole file."""
+
+    model_config = ConfigDict(title="scheduler")
+
+    timeout: Timeout | None = Field(
+        None, description="Default timeout of every task (default: 30 minutes)"
+    )
+    instant_shutdown: bool = Field(
+        False, description="On shutdown, terminate running tasks instead of waiting for them"
+    )
+    shut_cond: ConditionString | None = Field(None, description="Shut the scheduler down when true")
+    timezone: Timezone | None = Field(
+        None, description="The zone conditions are evaluated in (default: the system's)"
+    )
+    history: str | None = Field(
+        None, description="The SQLite run-history file, relative to this task file"
+    )
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Files of named conditions (.cond), relative to this task file, in order",
+    )
+    kill_grace: Grace = Field(
+        timedelta(seconds=5),
+        description="Time between terminate and kill for processes",
+        json_schema_extra={"default": 5},
+    )
+    max_process_count: int | None = Field(
+        None, ge=1, description="At most this many tasks run in processes at once"
+    )
+    execution: DefaultExecution | None = Field(
+        None, description="How tasks without their own execution are run (default: thread)"
+    )
+
+
+class Task(_Model):
+    """A ``[tasks.NAME]`` table: what to run, and when it starts and stops."""
+
+    model_config = ConfigDict(title="task")
+
+    func: Func | None = None
+    command: Command | None = None
+    shell: bool = Field(False, description="Run command through the shell (command tasks only)")
+    execution: Execution | None = Field(
+        None, description="How the task is run (default: the [scheduler] execution)"
+    )
+    start_cond: ConditionString | None = Field(
+        None, description="Start the task when true (default: never by itself)"
+    )
+    end_cond: ConditionString | None = Field(None, description="Terminate a run when true")
+    timeout: Timeout | None = Field(
+        None, description="Terminate a run after this long (default: the [scheduler] timeout)"
+    )
+    multilaunch: bool = Field(False, description="Allow several runs at the same time")
+    disabled: bool = Field(False, description="Never start the task")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Task:
+        if (self.func is None) == (self.command is None):
+            both = self.func is not None
+            raise PydanticCustomError(
+                "task_kind",
+                "has both func and command" if both else "needs func or command",
+                {"hint": "give exactly one of func = 'package.module:callable' or command = [...]"},
+            )
+        if self.shell and self.command is None:
+            raise PydanticCustomError(
+                "task_shell", "has shell = true, which is for command tasks only", {"hint": None}
+            )
+        if isinstance(self.command, str) and not self.shell:
+            raise PydanticCustomError(
+                "task_shell",
+                "has a command given as one string, which needs shell = true",
+                {"hint": 'split it into a list: command = ["program", "arg"]'},
+            )
+        return self
+
+
+class TaskFile(_Model):
+    """A whole task file: the ``[scheduler]`` table and the ``[tasks.NAME]`` tables."""
+
+    model_config = ConfigDict(
+        title="conddsl task file",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    tasks: dict[Annotated[str, StringConstraints(min_length=1)], Task] = Field(
+        default_factory=dict, description="The tasks, by name"
+    )
+
+    _path: Path | None = PrivateAttr(None)
+    _rules: dict[str, ast.Node] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        """The file this was read from (None when built in code)."""
+        return self._path
+
+    @property
+    def rules(self) -> dict[str, ast.Node]:
+        """The named conditions of every rules file, for ``compile_condition(rules=…)``."""
+        return self._rules
+
+    @property
+    def rule_paths(self) -> list[Path]:
+        """The rules files, resolved against the task file's folder."""
+        return [self._base / name for name in self.scheduler.rules]
+
+    @property
+    def history_path(self) -> Path | None:
+        """The history file, resolved against the task file's folder (None: in memory)."""
+        return None if self.scheduler.history is None else self._base / self.scheduler.history
+
+    @property
+    def _base(self) -> Path:
+        return self._path.parent if self._path is not None else Path()
+
+    def condition(self, text: str) -> Condition:
+        """Compile a condition of this file with its rules and its timezone."""
+        from conddsl.compile import compile_condition
+
+        return compile_condition(text, rules=self._rules, timezone=self.scheduler.timezone)

@@ -1,0 +1,368 @@
+"""Where keys and values stand in raw TOML text: TOML readers give no positions.
+
+:func:`locate` scans the text once and maps every key path (``("tasks", "a",
+"start_cond")``, array items by index) to the offsets of its key and its value. For a
+string value it also keeps, for each character of the decoded string, the offset of
+the raw text it came from, so that an error inside a condition string can be shown at
+the right line and column of the file, through escapes and multi-line strings alike.
+
+The scanner is lenient: it is also run on text that failed to parse (to find the first
+of two duplicate tables), and it skips whatever it does not understand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Located", "StringMap", "TomlLocations", "locate"]
+
+Path = tuple[str | int, ...]
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+_SCALAR_END = frozenset(",]}#\n")
+
+
+@dataclass(frozen=True, slots=True)
+class StringMap:
+    """A decoded string value and, per decoded character, its raw offset (plus the end)."""
+
+    value: str
+    raw: tuple[int, ...]
+
+    def to_raw(self, start: int, end: int) -> tuple[int, int]:
+        """Raw offsets of the decoded range ``value[start:end]``."""
+        last = len(self.value)
+        start = max(0, min(start, last))
+        end = max(start, min(end, last))
+        return self.raw[start], self.raw[end]
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """The raw offsets of a key and of its value (a table's value is its header)."""
+
+    key: tuple[int, int]
+    value: tuple[int, int]
+    string: StringMap | None = None
+
+
+class _Stop(Exception):
+    """The scanner met something it cannot read; the rest of the line is skipped."""
+
+
+@dataclass
+class TomlLocations:
+    """Positions found in one TOML text."""
+
+    text: str
+    found: dict[Path, Located] = field(default_factory=dict)
+    headers: dict[Path, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def get(self, path: Path) -> Located | None:
+        """The first place ``path`` is written, if it is written at all."""
+        return self.found.get(tuple(path))
+
+    def nearest(self, path: Path) -> tuple[Located | None, int]:
+        """The located entry for the longest prefix of ``path``, and that prefix's length."""
+        path = tuple(path)
+        for size in range(len(path), 0, -1):
+            found = self.found.get(path[:size])
+            if found is not None:
+                return found, size
+        return None, 0
+
+
+def locate(text: str) -> TomlLocations:
+    """Scan ``text`` and return the positions of its keys, tables and values."""
+    scanner = _Scanner(text)
+    scanner.run()
+    return scanner.result
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.n = len(text)
+        self.i = 0
+        self.result = TomlLocations(text)
+        self.array_counts: dict[Path, int] = {}
+
+    # ------------------------------------------------------------ structure
+
+    def run(self) -> None:
+        prefix: Path = ()
+        while True:
+            self._skip_blank(newlines=True)
+            if self.i >= self.n:
+                return
+            try:
+                if self.text[self.i] == "[":
+                    prefix = self._header()
+                else:
+                    self._pair(prefix)
+            except _Stop:
+                pass
+            self._skip_line()
+
+    def _header(self) -> Path:
+        start = self.i
+        array = self.text.startswith("[[", self.i)
+        self.i += 2 if array else 1
+        keys = self._key()
+        self._skip_blank()
+        closing = "]]" if array else "]"
+        if not self.text.startswith(closing, self.i):
+            raise _Stop
+        self.i += len(closing)
+        path = tuple(name for name, _, _ in keys)
+        span = (start, self.i)
+        self._record_keys((), keys, span)
+        self.result.headers.setdefault(path, []).append(span)
+        if array:
+            index = self.array_counts.get(path, 0)
+            self.array_counts[path] = index + 1
+            path = (*path, index)
+            self.result.found.setdefault(path, Located(span, span))
+        return path
+
+    def _pair(self, prefix: Path) -> None:
+        keys = self._key()
+        self._skip_blank()
+        if self.i >= self.n or self.text[self.i] != "=":
+            raise _Stop
+        self.i += 1
+        self._skip_blank()
+        path = (*prefix, *(name for name, _, _ in keys))
+        value_start = self.i
+        string = self._value(path)
+        _, key_start, key_end = keys[-1]
+        self._record_keys(prefix, keys[:-1], (keys[0][1], key_end))
+        self.result.found.setdefault(
+            path, Located((key_start, key_end), (value_start, self.i), string)
+        )
+
+    def _record_keys(self, prefix: Path, keys: list, value: tuple[int, int]) -> None:
+        path = prefix
+        for name, start, end in keys:
+            path = (*path, name)
+            self.result.found.setdefault(path, Located((start, end), value))
+
+    def _key(self) -> list[tuple[str, int, int]]:
+        keys = []
+        while True:
+            self._skip_blank()
+            start = self.i
+            if self.i >= self.n:
+                raise _Stop
+            char = self.text[self.i]
+            if char == '"':
+                name = self._basic_string(multiline=False).value
+            elif char == "'":
+                name = self._literal_string(multiline=False).value
+            else:
+                while self.i < self.n and self.text[self.i] in _BARE_KEY:
+                    self.i += 1
+                if self.i == start:
+                    raise _Stop
+                name = self.text[start : self.i]
+            keys.append((name, start, self.i))
+            self._skip_blank()
+            if self.i < self.n and self.text[self.i] == ".":
+                self.i += 1
+                continue
+            return keys
+
+    # ------------------------------------------------------------ values
+
+    def _value(self, path: Path) -> StringMap | None:
+        text = self.text
+        if self.i >= self.n:
+            raise _Stop
+        char = text[self.i]
+        if text.startswith('"""', self.i):
+            return self._basic_string(multiline=True)
+        if text.startswith("'''", self.i):
+            return self._literal_string(multiline=True)
+        if char == '"':
+            return self._basic_string(multiline=False)
+        if char == "'":
+            return self._literal_string(multiline=False)
+        if char == "[":
+            self._array(path)
+            return None
+        if char == "{":
+            self._inline_table(path)
+            return None
+        start = self.i
+        while self.i < self.n and text[self.i] not in _SCALAR_END:
+            self.i += 1
+        while self.i > start and text[self.i - 1] in " \t\r":
+            self.i -= 1
+        if self.i == start:
+            raise _Stop
+        return None
+
+    def _array(self, path: Path) -> None:
+        self.i += 1
+        index = 0
+        while True:
+            self._skip_blank(newlines=True)
+            if self.i >= self.n:
+                raise _Stop
+            if self.text[self.i] == "]":
+                self.i += 1
+                return
+            start = self.i
+            string = self._value((*path, index))
+            item = (*path, index)
+            self.result.found.setdefault(item, Located((start, self.i), (start, self.i), string))
+            index += 1
+            self._skip_blank(newlines=True)
+            if self.i < self.n and self.text[self.i] == ",":
+                self.i += 1
+            elif self.i < self.n and self.text[self.i] == "]":
+                continue
+            else:
+                raise _Stop
+
+    def _inline_table(self, path: Path) -> None:
+        self.i += 1
+        while True:
+            self._skip_blank()
+            if self.i >= self.n:
+                raise _Stop
+            if self.text[self.i] == "}":
+                self.i += 1
+                return
+            self._pair(path)
+            self._skip_blank()
+            if self.i < self.n and self.text[self.i] == ",":
+                self.i += 1
+            elif self.i >= self.n or self.text[self.i] != "}":
+                raise _Stop
+
+    def _basic_string(self, *, multiline: bool) -> StringMap:
+        text, n = self.text, self.n
+        quote = 3 if multiline else 1
+        j = self.i + quote
+        if multiline:
+            j = _skip_first_newline(text, j)
+        chars: list[str] = []
+        raw: list[int] = []
+        while True:
+            if j >= n:
+                raise _Stop
+            char = text[j]
+            if char == '"' and (not multiline or text.startswith('"""', j)):
+                if multiline:
+                    extra = _extra_quotes(text, j)
+                    chars.extend('"' * extra)
+                    raw.extend(range(j, j + extra))
+                    j += extra
+                raw.append(j)
+                self.i = j + quote
+                return StringMap("".join(chars), tuple(raw))
+            if char == "\n" and not multiline:
+                raise _Stop
+            if char == "\\":
+                j = self._escape(j, multiline, chars, raw)
+                continue
+            if char == "\r" and multiline and text.startswith("\r\n", j):
+                chars.append("\n")
+                raw.append(j)
+                j += 2
+                continue
+            chars.append(char)
+            raw.append(j)
+            j += 1
+
+    def _escape(self, j: int, multiline: bool, chars: list[str], raw: list[int]) -> int:
+        text = self.text
+        code = text[j + 1 : j + 2]
+        if code in _ESCAPES:
+            chars.append(_ESCAPES[code])
+            raw.append(j)
+            return j + 2
+        if code in ("u", "U"):
+            width = 4 if code == "u" else 8
+            digits = text[j + 2 : j + 2 + width]
+            try:
+                chars.append(chr(int(digits, 16)))
+            except (ValueError, OverflowError):
+                raise _Stop from None
+            raw.append(j)
+            return j + 2 + width
+        if multiline and code in (" ", "\t", "\r", "\n"):
+            # A line-ending backslash swallows the newline and the whitespace after it.
+            k = j + 1
+            while k < self.n and text[k] in " \t\r\n":
+                k += 1
+            return k
+        raise _Stop
+
+    def _literal_string(self, *, multiline: bool) -> StringMap:
+        text = self.text
+        quote = 3 if multiline else 1
+        start = self.i + quote
+        if multiline:
+            start = _skip_first_newline(text, start)
+            end = text.find("'''", start)
+            if end < 0:
+                raise _Stop
+            end += _extra_quotes(text, end, "'")
+        else:
+            end = start
+            while end < self.n and text[end] not in "'\n":
+                end += 1
+            if end >= self.n or text[end] != "'":
+                raise _Stop
+        self.i = end + quote
+        chars: list[str] = []
+        raw: list[int] = []
+        j = start
+        while j < end:  # only CRLF is rewritten (to LF) inside a literal string
+            if text.startswith("\r\n", j) and multiline:
+                chars.append("\n")
+                raw.append(j)
+                j += 2
+            else:
+                chars.append(text[j])
+                raw.append(j)
+                j += 1
+        raw.append(end)
+        return StringMap("".join(chars), tuple(raw))
+
+    # ------------------------------------------------------------ blanks
+
+    def _skip_blank(self, *, newlines: bool = False) -> None:
+        text, n = self.text, self.n
+        while self.i < n:
+            char = text[self.i]
+            if char in " \t" or (newlines and char in "\r\n"):
+                self.i += 1
+            elif char == "#":
+                end = text.find("\n", self.i)
+                self.i = n if end < 0 else (end + 1 if newlines else end)
+            else:
+                return
+
+    def _skip_line(self) -> None:
+        end = self.text.find("\n", self.i)
+        self.i = self.n if end < 0 else end + 1
+
+
+def _skip_first_newline(text: str, at: int) -> int:
+    if text.startswith("\n", at):
+        return at + 1
+    if text.startswith("\r\n", at):
+        return at + 2
+    return at
+
+
+def _extra_quotes(text: str, at: int, quote: str = '"') -> int:
+    """Up to two quotes just before a closing triple quote belong to the string."""
+    count = 0
+    while at + count < len(text) and text[at + count] == quote:
+        count += 1
+    return max(0, min(count - 3, 2))

@@ -1,0 +1,422 @@
+"""``conddsl check`` end to end: a table of bad files with their exact findings, hostile
+inputs, the output formats, suppression and exit codes.
+
+The table is ``tests/check_cases/expected.json``: for each run, the arguments (paths
+relative to ``tests/check_cases``), the exit code and every finding as
+``path:line:col: CODE``. The CLI runs in-process; one run goes through a subprocess to
+prove there is no traceback and the exit code reaches the shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conddsl.cli import main
+from conddsl.rules.codes import CODES
+
+CASES = Path(__file__).resolve().parent / "check_cases"
+ROOT = CASES.parent.parent
+TABLE = json.loads((CASES / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def _own_registry():
+    """Custom conditions registered by a test (or by an imported func) do not leak."""
+    from conddsl.custom import default_registry
+
+    saved = dict(default_registry._by_phrase)
+    yield
+    default_registry._by_phrase.clear()
+    default_registry._by_phrase.update(saved)
+    sys.modules.pop("check_jobs", None)
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``conddsl check …`` in-process: (exit code, stdout, stderr)."""
+    code = main(["check", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("case", TABLE, ids=[" ".join(c["args"]) for c in TABLE])
+def test_table(case: dict, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    code, out, err = run(case["args"], capsys)
+    found = [" ".join(line.split(" ")[:2]) for line in out.splitlines()]
+    assert found == case["found"], out
+    assert code == case["exit"], err
+    assert "Traceback" not in out + err
+
+
+def test_every_code_is_in_the_table() -> None:
+    reported = {line.rsplit(" ", 1)[1] for case in TABLE for line in case["found"]}
+    assert set(CODES) - reported == set(), "each C code needs a case in expected.json"
+
+
+def test_every_finding_is_also_a_full_and_json_entry(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    code, out, _ = run(["--output-format", "json", "clock.toml", "syntax.cond"], capsys)
+    items = json.loads(out)
+    assert code == 1
+    assert {item["code"] for item in items} >= {"C401", "C402", "C403", "C404", "E101"}
+    first = items[0]
+    assert set(first) == {
+        "code",
+        "message",
+        "severity",
+        "filename",
+        "location",
+        "end_location",
+        "hint",
+    }
+    assert first["filename"] == "clock.toml"
+    assert first["location"] == {"row": 8, "column": 15}
+    assert first["end_location"] == {"row": 8, "column": 65}  # the text inside the quotes
+    warnings = [item for item in items if item["severity"] == "warning"]
+    assert {item["code"] for item in warnings} == {"C404", "C405"}
+
+
+def test_json_output_is_clean_even_when_nothing_is_found(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    code, out, err = run(["--output-format", "json", "clean.toml"], capsys)
+    assert (code, json.loads(out)) == (0, [])
+    assert err == "All checks passed.\n"
+
+
+def test_full_output_shows_the_line_and_carets(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    _, out, _ = run(["--output-format", "full", "strings.toml"], capsys)
+    block = out.split("\n\n")[0].splitlines()
+    assert block == [
+        "strings.toml:5:33: E101 unexpected 'succeded'; expected 'failed', 'finished', "
+        "'inacted', 'started', 'succeeded' or 'terminated'",
+        '5 | start_cond = "task \\"a\\\\b\\" has succeded"',
+        "                                    ^^^^^^^^",
+        "hint: did you mean 'succeeded'?",
+    ]
+
+
+def test_github_output(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    _, out, _ = run(["--output-format", "github", "clock.toml"], capsys)
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        "::error file=clock.toml,line=8,col=15,endLine=8,endColumn=65,title=C401::C401 "
+    )
+    assert any(line.startswith("::warning file=clock.toml,line=38,") for line in lines)
+
+
+def test_summary_line(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    _, _, err = run(["clock.toml", "syntax.cond"], capsys)
+    assert err.splitlines()[-1] == "Found 14 errors, 4 warnings in 2 files."
+
+
+def test_warnings_alone_exit_0_unless_strict(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text('[tasks.a]\nfunc = "m:f"\nstart_cond = "every 10 minutes"\ntimeout = 3600\n')
+    code, out, err = run([str(path)], capsys)
+    assert code == 0 and " C404 " in out
+    assert err.strip() == "Found 1 warning in 1 file."
+    assert run(["--strict", str(path)], capsys)[0] == 1
+
+
+# ---------------------------------------------------------------- suppression
+
+
+@pytest.mark.parametrize(
+    ("comment", "kept"),
+    [
+        ("", ["C401"]),
+        ("# conddsl: ignore[C401]", []),
+        ("# conddsl: ignore[C404, C401]", []),
+        ("# conddsl: ignore", []),
+        ("# conddsl: ignore[C402]", ["C401"]),
+    ],
+)
+def test_suppression_comment(tmp_path: Path, capsys, comment: str, kept: list[str]) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text(
+        '[tasks.a]\nfunc = "m:f"\n'
+        f'start_cond = "time of day before 08:00 & time of day after 18:00"  {comment}\n'
+    )
+    _, out, _ = run([str(path)], capsys)
+    assert [line.split(" ")[1] for line in out.splitlines()] == kept
+
+
+def test_suppression_in_a_rule_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "rules.cond"
+    path.write_text("a = time of dya after 10:00  # conddsl: ignore[E101]\nb = hourly\n")
+    assert run([str(path)], capsys)[:2] == (0, "")
+
+
+# ---------------------------------------------------------------- hostile inputs
+
+
+def test_missing_path_is_exit_2_but_the_rest_is_checked(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    code, out, err = run(["no/such/file.toml", "toml_syntax.toml"], capsys)
+    assert code == 2
+    assert "C101" in out
+    assert "conddsl: error: no/such/file.toml: no such file or folder" in err
+    assert err.splitlines()[-1] == "Found 1 error in 1 file; 1 path could not be checked."
+
+
+def test_other_extension_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    code, _, err = run([str(path)], capsys)
+    assert code == 2 and "not a .cond or .toml file" in err
+
+
+def test_unreadable_file_is_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text("[tasks]\n")
+    rules = tmp_path / "rules.cond"
+    rules.write_text("a = daily\n")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # chmod 0 does not stop root
+    code, out, err = run([str(path), str(rules)], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == "No findings, but 2 paths could not be checked."
+    assert f"conddsl: error: {path}: Permission denied" in err
+    assert f"conddsl: error: {rules}: Permission denied" in err
+
+
+def test_folder_without_matching_files(tmp_path: Path, capsys) -> None:
+    (tmp_path / "readme.md").write_text("# nothing here")
+    code, out, err = run([str(tmp_path)], capsys)
+    assert (code, out) == (0, "")
+    assert "no .cond or task .toml files found" in err
+
+
+def test_folder_is_searched_recursively_and_other_toml_is_skipped(tmp_path: Path, capsys) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "bad.cond").write_text("a = time of dya\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "rules.cond").write_text("a = time of dya after 10:00\n")
+    (deep / "tasks.toml").write_text('[tasks.x]\nfunc = "m:f"\nstart_cond = "dayly"\n')
+    code, out, _ = run([str(tmp_path)], capsys)
+    assert code == 1
+    assert [line.split(": ")[1].split()[0] for line in out.splitlines()] == ["E101", "E120"]
+    assert "pyproject" not in out and ".hidden" not in out
+
+
+def test_misspelt_task_table_is_not_skipped(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text('[taks.x]\nfunc = "m:f"\n')
+    code, out, _ = run([str(tmp_path)], capsys)
+    assert code == 1 and "C201 unknown key 'taks'" in out
+
+
+@pytest.mark.parametrize("name", ["garbage.toml", "garbage.cond"])
+def test_binary_garbage(tmp_path: Path, capsys, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"office = daily\n\x89PNG\r\n\x1a\n\xff\xfe\x00\x01" * 3)
+    code, out, _ = run([str(path)], capsys)
+    assert code == 1
+    assert out.strip() == f"{path}:2:1: C102 not a text file: byte 0x89 is not UTF-8"
+
+
+def test_nul_bytes(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "rules.cond"
+    path.write_bytes(b"office = daily\nx = \x00\n")
+    _, out, _ = run([str(path)], capsys)
+    assert out.strip() == f"{path}:2:5: C102 not a text file: it holds NUL bytes (a binary file?)"
+
+
+def test_bom_and_crlf_keep_columns(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "rules.cond"
+    path.write_bytes(b"\xef\xbb\xbfoffice = daily\r\nx = time of dya\r\n")
+    _, out, _ = run([str(path)], capsys)
+    assert out.strip().split(" ")[0] == f"{path}:2:13:"
+
+
+def test_wrong_types_everywhere(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text(
+        "scheduler = 5\n"
+        "[tasks]\n"
+        "a = 1\n"
+        'b = { func = "m:f", start_cond = 5, end_cond = ["x"], timeout = true }\n'
+    )
+    code, out, _ = run([str(path)], capsys)
+    assert code == 1
+    assert [line.split(": ", 1)[1] for line in out.splitlines()] == [
+        "C202 scheduler: expected a table, got 5",
+        "C202 task 'a': expected a table, got 1",
+        "C202 start_cond: expected text in quotes, got 5",
+        "C202 end_cond: expected text in quotes, got a list",
+        "C202 timeout: expected a duration: seconds as a number, or text such as "
+        "'10 minutes', '1h30m' or '01:30:00'",
+    ]
+
+
+def test_huge_files(tmp_path: Path, capsys) -> None:
+    rules = tmp_path / "big.cond"
+    body = "".join(f"rule_{i} = time of day after {i % 24:02d}:00 & weekly\n" for i in range(5000))
+    rules.write_text(body + "broken = time of dya\n")
+    long_line = tmp_path / "long.cond"
+    long_line.write_text("x = " + " | ".join(["daily"] * 50_000) + " | time of dya\n")
+    code, out, _ = run([str(rules), str(long_line)], capsys)
+    assert code == 1
+    assert [line.split(" ")[0] for line in out.splitlines()] == [
+        f"{rules}:5001:18:",
+        f"{long_line}:1:400013:",
+    ]
+
+
+def test_too_large_file_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    from conddsl.rules import textfile
+
+    monkeypatch.setattr(textfile, "MAX_BYTES", 10)
+    path = tmp_path / "rules.cond"
+    path.write_text("office = daily\n")
+    _, out, _ = run([str(path)], capsys)
+    assert "C102 not a text file: the file is larger than 10 bytes" in out
+
+
+def test_empty_and_comment_only_files_pass(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.cond").write_text("")
+    (tmp_path / "b.cond").write_text("# nothing yet\n\n")
+    (tmp_path / "tasks.toml").write_text("[scheduler]\n")
+    assert run([str(tmp_path)], capsys)[:2] == (0, "")
+
+
+def test_same_file_twice_is_reported_once(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(CASES)
+    _, out, _ = run(["toml_syntax.toml", "./toml_syntax.toml", "."], capsys)
+    assert out.count("toml_syntax.toml:3:14: C101") == 1
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--output-format", "xml", "x.toml"])
+    assert exit_info.value.code == 2
+
+
+def test_internal_error_is_not_a_traceback(capsys, monkeypatch) -> None:
+    from conddsl.lint import runner
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "check_paths", boom)
+    code, out, err = run([str(CASES / "clean.toml")], capsys)
+    assert code == 2
+    assert "internal error: boom" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        main(["check", "--debug", str(CASES / "clean.toml")])
+
+
+def test_subprocess_exit_code_and_no_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "check", "schema.toml", "missing.cond"],
+        cwd=CASES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "schema.toml:3:12: C202 timezone: unknown timezone 'Europe/Helsinky'"
+    )
+    assert done.stderr.splitlines()[-1] == "Found 15 errors in 1 file; 1 path could not be checked."
+
+
+def test_schema_command(capsys) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "conddsl task file"
+    assert schema["additionalProperties"] is False
+    validator = jsonschema.Draft202012Validator(schema)
+    good = {"scheduler": {"timeout": "30 minutes"}, "tasks": {"a": {"func": "m:f"}}}
+    assert list(validator.iter_errors(good)) == []
+    bad = {"tasks": {"a": {"func": "m:f", "timout": 5}}}
+    assert [e.validator for e in validator.iter_errors(bad)] == ["additionalProperties"]
+
+
+# ---------------------------------------------------------------- big files, pre-commit
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "check_bench", ROOT / "benchmarks" / "check_bench.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_500_task_file(tmp_path: Path, capsys) -> None:
+    """The benchmark's file: clean as generated, and every planted mistake is found.
+    (Its timing is measured by benchmarks/check_bench.py, not asserted here.)"""
+    bench = _bench_module()
+    path = bench.write_task_files(tmp_path, 500)
+    assert run([str(path)], capsys)[:2] == (0, "")
+    path = bench.write_task_files(tmp_path, 500, problems=5)
+    code, out, _ = run([str(path)], capsys)
+    assert code == 1
+    assert sorted(line.split(" ")[1] for line in out.splitlines()) == [
+        "C302",
+        "C401",
+        "C402",
+        "C403",
+        "C403",
+    ]
+
+
+def test_pre_commit_hook_definition() -> None:
+    yaml = pytest.importorskip("yaml")
+    import re
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert (hook["id"], hook["entry"], hook["language"]) == (
+        "conddsl-check",
+        "conddsl check",
+        "python",
+    )
+    files = re.compile(hook["files"])
+    assert files.search("rules/office.cond") and files.search("scheduling/tasks.toml")
+    assert not files.search("setup.py") and not files.search("cond.txt")
+
+
+# ---------------------------------------------------------------- custom conditions
+
+
+def test_custom_conditions_registered_in_the_process_are_known(tmp_path: Path, capsys) -> None:
+    from conddsl.custom import default_registry
+
+    default_registry.register("file exists", lambda path: True)
+    (tmp_path / "rules.cond").write_text("office = time of day after 08:00\n")
+    path = tmp_path / "tasks.toml"
+    path.write_text(
+        '[scheduler]\nrules = ["rules.cond"]\n'
+        "[tasks.a]\nfunc = 'm:f'\nstart_cond = \"file exists '/data/x.csv' & office\"\n"
+        "[tasks.b]\nfunc = 'm:f'\nstart_cond = \"file exists & office 'x'\"\n"
+    )
+    code, out, _ = run([str(path)], capsys)
+    assert code == 1
+    assert [line.split(": ", 1)[1] for line in out.splitlines()] == [
+        "E122 'file exists' takes 1 quoted argument(s), 0 given",
+        "E120 'office' is a named condition: it takes no quoted arguments",
+    ]
