@@ -66,6 +66,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from conddsl.lint.command import add_commands
 
     add_commands(commands)  # check, schema
+
+    run = commands.add_parser(
+        "run",
+        help="run the scheduler of a task file (SQLite history beside it); "
+        "Ctrl-C stops gracefully, a second Ctrl-C forces",
+    )
+    run.add_argument("task_file", help="a TOML task file")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.set_defaults(handler=_cmd_run)
     return parser
 
 
@@ -127,6 +136,17 @@ def _human(delta: timedelta) -> str:
 def _format_window(window: tuple[datetime, datetime]) -> str:
     start, end = window
     return f"{start.isoformat(sep=' ')}  ->  {end.isoformat(sep=' ')}  ({end - start})"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from conddsl.runfile import run_task_file
+
+    path = Path(args.task_file)
+    if not path.is_file():
+        raise _UsageError(f"{args.task_file}: no such task file")
+    return run_task_file(path)
 
 
 def _cmd_next(args: argparse.Namespace) -> int:

@@ -1,0 +1,193 @@
+"""``conddsl run FILE.toml``: build a scheduler from a task file and run it, printing each
+start, finish and termination as it is recorded."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from conddsl.history import History, Record, SQLiteHistory
+from conddsl.rules.diagnostics import has_errors
+from conddsl.rules.taskfile import read_task_file
+
+
+class PrintingHistory(History):
+    """A history that prints every record as one line, then stores it in ``inner``."""
+
+    def __init__(self, inner: History, out: IO[str], zone=None) -> None:
+        self.inner = inner
+        self.out = out
+        self.zone = zone
+
+    def record(self, task, action, *, at, run_id=None, reason=None, message=None) -> Record:
+        stored = self.inner.record(
+            task, action, at=at, run_id=run_id, reason=reason, message=message
+        )
+        self.out.write(format_record(stored, self.zone) + "\n")
+        self.out.flush()
+        return stored
+
+    def records(self, task=None, *, since=None, until=None, actions=None):
+        return self.inner.records(task, since=since, until=until, actions=actions)
+
+    def last(self, task, actions):
+        return self.inner.last(task, actions)
+
+    def first_in(self, task, actions, since, until):
+        return self.inner.first_in(task, actions, since, until)
+
+    def last_in(self, task, actions, since, until):
+        return self.inner.last_in(task, actions, since, until)
+
+    def count_in(self, task, actions, since, until):
+        return self.inner.count_in(task, actions, since, until)
+
+    def running(self, task):
+        return self.inner.running(task)
+
+    def tasks(self):
+        return self.inner.tasks()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+_VERB = {
+    "run": "start",
+    "success": "success",
+    "fail": "fail",
+    "inaction": "inaction",
+    "terminate": "terminate",
+    "crash": "crash",
+}
+
+
+def format_record(record: Record, zone=None) -> str:
+    """One line for a record: time, what happened, the task, its reason or message."""
+    at = record.at.astimezone(zone) if zone is not None else record.at.astimezone()
+    parts = [at.strftime("%H:%M:%S.%f")[:-3], f"{_VERB.get(record.action, record.action):<9}"]
+    parts.append(record.task)
+    if record.reason:
+        parts.append(f"reason={record.reason}")
+    if record.message:
+        message = " ".join(record.message.split())
+        parts.append(f"({message[:100]})")
+    return "  ".join(parts)
+
+
+def run_task_file(path: Path, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    """Run the scheduler a task file describes; returns the exit code."""
+    from conddsl.compile import compile_condition
+    from conddsl.runtime import Scheduler
+    from conddsl.runtime.config import ConfigError
+    from conddsl.runtime.signals import install_signal_handlers
+
+    report = read_task_file(path)
+    findings = report.all_diagnostics()
+    if has_errors(findings) or report.model is None:
+        from conddsl.cli import main as cli_main
+
+        cli_main(["check", str(path)])  # the same diagnostics as `conddsl check`
+        err.write(f"conddsl: {path} has errors; nothing was run\n")
+        return 1
+    model = report.model
+    base = path.resolve().parent
+    settings = model.scheduler
+    zone = settings.timezone
+
+    def condition(text: str | None):
+        if text is None:
+            return None
+        return compile_condition(text, rules=report.rules or None, timezone=zone)
+
+    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    store = SQLiteHistory(history_path)
+    crashed = store.mark_crashed(datetime.now().astimezone())
+    from conddsl.timeline.zones import local_zone, resolve_zone
+
+    history = PrintingHistory(store, out, resolve_zone(zone) if zone else local_zone())
+    for record in crashed:
+        out.write(format_record(record, history.zone) + "  # left open by a previous run\n")
+    config: dict[str, Any] = {
+        "instant_shutdown": settings.instant_shutdown,
+        "history": history,
+        "kill_grace": settings.kill_grace,
+    }
+    if settings.timeout is not None:
+        config["timeout"] = settings.timeout
+    if settings.shut_cond is not None:
+        config["shut_cond"] = condition(settings.shut_cond)
+    if zone is not None:
+        config["timezone"] = zone
+    if settings.max_process_count is not None:
+        config["max_process_count"] = settings.max_process_count
+    if settings.execution is not None:
+        config["execution"] = settings.execution
+    try:
+        app = Scheduler(config)
+        sys.path.insert(0, str(base))
+        for name, task in model.tasks.items():
+            start = condition(task.start_cond) if task.start_cond else condition("false")
+            options = {
+                "name": name,
+                "end_cond": condition(task.end_cond),
+                "timeout": task.timeout,
+                "multilaunch": task.multilaunch,
+                "disabled": task.disabled,
+            }
+            if task.command is not None:
+                app.command_task(
+                    start, argv=task.command, shell=task.shell, cwd=str(base), **options
+                )
+            else:
+                app.task(start, execution=task.execution, **options)(_import(task.func))
+    except (ConfigError, ImportError, AttributeError, ValueError) as error:
+        err.write(f"conddsl: cannot start {path}: {error}\n")
+        store.close()
+        return 1
+    out.write(
+        f"conddsl: running {len(model.tasks)} tasks from {path} "
+        f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"
+    )
+    out.flush()
+    restore = install_signal_handlers(app)
+    try:
+        app.run()
+    finally:
+        restore()
+        store.close()
+    out.write(f"conddsl: stopped ({_summary(store_records(history_path))})\n")
+    return 0
+
+
+def _import(reference: str):
+    module_name, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def store_records(path: Path) -> list[Record]:
+    """Every record in a history file (for the closing summary)."""
+    with SQLiteHistory(path) as history:
+        return history.records()
+
+
+def _summary(records: Iterable[Record]) -> str:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.action] = counts.get(record.action, 0) + 1
+    shown = ", ".join(f"{counts[a]} {a}" for a in _VERB if a in counts)
+    return f"history holds {shown}" if shown else "history is empty"

@@ -1,0 +1,152 @@
+"""``conddsl run``: a real scheduler run from a task file, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from conddsl.history import SQLiteHistory
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+TASKS = textwrap.dedent(
+    """
+    [scheduler]
+    history = "runs.sqlite3"
+    shut_cond = "scheduler has run over 2 seconds"
+    instant_shutdown = true
+    kill_grace = 0.5
+
+    [tasks.hello]
+    command = ["echo", "hello there"]
+    start_cond = "every 1 hour"
+
+    [tasks.chained]
+    func = "jobs:quick"
+    start_cond = "after task 'hello'"
+
+    [tasks.slow]
+    func = "jobs:slow"
+    start_cond = "every 1 hour"
+    timeout = "0.5 seconds"
+
+    [tasks.forever]
+    func = "jobs:forever"
+    start_cond = "every 1 hour"
+    execution = "process"
+    """
+)
+JOBS = textwrap.dedent(
+    """
+    import time
+    from conddsl import TaskTerminationException, TerminationFlag
+
+    def quick():
+        pass
+
+    def slow(flag=TerminationFlag()):
+        while not flag.is_set():
+            time.sleep(0.02)
+        raise TaskTerminationException()
+
+    def forever():
+        time.sleep(60)
+    """
+)
+
+
+def _write(folder: Path) -> Path:
+    (folder / "tasks.toml").write_text(TASKS)
+    (folder / "jobs.py").write_text(JOBS)
+    return folder / "tasks.toml"
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_prints_each_record_and_keeps_the_history(tmp_path):
+    task_file = _write(tmp_path)
+    result = _run("run", str(task_file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Traceback" not in result.stdout + result.stderr
+    assert any("success    hello" in line for line in lines)
+    assert any("success    chained" in line for line in lines)
+    assert any("terminate  slow  reason=timeout" in line for line in lines)
+    assert any("terminate  forever  reason=shutdown" in line for line in lines)
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        finishes = [r for r in history.records() if r.action != "run"]
+        runs = [r for r in history.records() if r.action == "run"]
+    assert len(runs) == len(finishes) == 4  # exactly one finishing record per run
+
+
+def test_run_refuses_a_broken_task_file(tmp_path):
+    task_file = tmp_path / "tasks.toml"
+    task_file.write_text('[tasks.a]\ncommand = ["true"]\nstart_cond = "time of dya after 10:00"\n')
+    result = _run("run", str(task_file), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "tasks.toml:3:" in result.stdout + result.stderr
+    assert "nothing was run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_missing_file_is_a_usage_error(tmp_path):
+    result = _run("run", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no such task file" in result.stderr
+
+
+def test_second_interrupt_forces_the_shutdown(tmp_path):
+    (tmp_path / "jobs.py").write_text(JOBS)
+    (tmp_path / "tasks.toml").write_text(
+        textwrap.dedent(
+            """
+            [scheduler]
+            history = "runs.sqlite3"
+            kill_grace = 0.5
+
+            [tasks.forever]
+            func = "jobs:forever"
+            start_cond = "every 1 hour"
+            execution = "process"
+            """
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = ""
+        while "start      forever" not in seen:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            seen += line
+        process.send_signal(signal.SIGINT)  # graceful: the task may finish...
+        time.sleep(0.3)
+        assert process.poll() is None  # ...so the scheduler still waits for it
+        process.send_signal(signal.SIGINT)  # forced
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "terminate  forever  reason=forced" in seen + out
