@@ -95,7 +95,7 @@ class _Clock(_Evaluator):
         if not start < end:
             return iter(())
         low, high = wall_span(start, end, self.zone)
-        walls = self.clock.intervals(low, high + timedelta(microseconds=1))
+        walls = self.clock.intervals(low, _later(high, timedelta(microseconds=1)))
         return intervals.clip(wall_to_real(walls, self.zone, tz=timezone.utc), start, end)
 
 
@@ -108,7 +108,7 @@ class _CronClock(_Evaluator):
         self.zone = zone
         self.spec = parse_cron(expression)
         self.fast = self.spec.matches
-        self.horizon = _IRREGULAR
+        self.horizon = _cron_horizon(self.spec)
 
     def value(self, wall, ctx):
         return self.spec.matches(wall)
@@ -117,7 +117,7 @@ class _CronClock(_Evaluator):
         if not start < end:
             return iter(())
         low, high = wall_span(start, end, self.zone)
-        walls = cron_runs(self.spec, low, high + timedelta(microseconds=1))
+        walls = cron_runs(self.spec, low, _later(high, timedelta(microseconds=1)))
         return intervals.clip(wall_to_real(walls, self.zone, tz=timezone.utc), start, end)
 
 
@@ -300,6 +300,34 @@ def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
         unit = taskstate._CYCLE_UNIT[scope.cycle]
         return _IRREGULAR if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
     return _MARGIN
+
+
+def _later(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, saturating at the end of the datetime range instead of overflowing."""
+    try:
+        return at + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=at.tzinfo)
+
+
+_ALL_DAYS = (1 << 31) - 1
+_ALL_MONTHS = ((1 << 13) - 1) & ~1
+
+
+def _cron_horizon(spec) -> timedelta:
+    """How far a cron pattern must be searched: a day or a week when it repeats so."""
+    calendar_free = (
+        spec.days == _ALL_DAYS
+        and not spec.last_day
+        and spec.months == _ALL_MONTHS
+        and not spec.nth_weekdays
+        and not spec.last_weekdays
+    )
+    if calendar_free and spec.weekdays & 0x7F == 0x7F:
+        return 2 * _cycle_of("day") + _MARGIN
+    if calendar_free and not spec.day_or:
+        return 2 * _cycle_of("week") + _MARGIN
+    return _IRREGULAR
 
 
 def _cycle_of(unit: str) -> timedelta:
@@ -572,7 +600,7 @@ class Condition:
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
 
     def _first_change(self, real_after: datetime, ctx: _Context) -> datetime | None:
-        horizon_end = real_after + max(self._evaluator.horizon, _MARGIN)
+        horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))
         for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
             if start > real_after:
                 return start
