@@ -18,6 +18,22 @@ PERIODS = ("secondly", "minutely", "hourly", "daily", "weekly", "monthly")
 CYCLE_SPANS = ("this minute", "this hour", "today", "this week", "this month")
 ACTIONS = ("succeeded", "failed", "finished", "terminated", "inacted", "started")
 DEPENDENCIES = ("succeeded", "failed", "finished", "terminated")
+# The cycle each once-per-cycle word and each "has … <span>" scope counts in.
+PERIOD_UNIT = {
+    "secondly": "second",
+    "minutely": "minute",
+    "hourly": "hour",
+    "daily": "day",
+    "weekly": "week",
+    "monthly": "month",
+}
+CYCLE_UNIT = {
+    "this minute": "minute",
+    "this hour": "hour",
+    "today": "day",
+    "this week": "week",
+    "this month": "month",
+}
 
 
 def _span() -> Span | None:

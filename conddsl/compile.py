@@ -297,7 +297,7 @@ class _HistoryNode(_Evaluator):
 def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
     scope = node.scope
     if isinstance(scope, ast.CycleScope):
-        unit = taskstate._CYCLE_UNIT[scope.cycle]
+        unit = ast.CYCLE_UNIT[scope.cycle]
         return _IRREGULAR if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
     return _MARGIN
 
@@ -340,16 +340,6 @@ def _cycle_of(unit: str) -> timedelta:
     }[unit]
 
 
-_PERIOD_UNIT = {
-    "secondly": "second",
-    "minutely": "minute",
-    "hourly": "hour",
-    "daily": "day",
-    "weekly": "week",
-    "monthly": "month",
-}
-
-
 class _Compiler:
     """Builds evaluators for one condition, resolving named conditions from ``rules``."""
 
@@ -380,7 +370,7 @@ class _Compiler:
         if isinstance(node, ast.TimeOf):
             return _Clock(ClockWindow(node.unit, node.window), zone)
         if isinstance(node, ast.Periodic):
-            clock = ClockWindow(_PERIOD_UNIT[node.period], node.window)
+            clock = ClockWindow(ast.PERIOD_UNIT[node.period], node.window)
             empty = _Clock(clock, zone)
             form = taskstate.Periodic(node, clock, zone, empty.horizon)
             return _HistoryNode(form, empty, zone)

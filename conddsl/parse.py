@@ -144,23 +144,6 @@ def _token_span(token: Token) -> Span:
     return Span(token.line, token.column, token.end_line, token.end_column)
 
 
-_UNIT_OF_PERIOD = {
-    "secondly": "second",
-    "minutely": "minute",
-    "hourly": "hour",
-    "daily": "day",
-    "weekly": "week",
-    "monthly": "month",
-}
-_UNIT_OF_CYCLE = {
-    "this minute": "minute",
-    "this hour": "hour",
-    "today": "day",
-    "this week": "week",
-    "this month": "month",
-}
-
-
 def _make_builder_class():
     """The Transformer subclass; built on first use so importing conddsl skips lark."""
     from lark import Transformer, v_args
@@ -283,7 +266,7 @@ def _make_builder_class():
             period = children[0]
             window = None
             if len(children) > 1:
-                window = self._window(_UNIT_OF_PERIOD[period], children[1])
+                window = self._window(ast.PERIOD_UNIT[period], children[1])
             return ast.Periodic(period, window, span=_meta_span(meta))
 
         def duration(self, meta, children):
@@ -345,7 +328,7 @@ def _make_builder_class():
             cycle = " ".join(str(children[0]).lower().split())
             window = None
             if len(children) > 1:
-                window = self._window(_UNIT_OF_CYCLE[cycle], children[1])
+                window = self._window(ast.CYCLE_UNIT[cycle], children[1])
             return ast.CycleScope(cycle, window, span=_meta_span(meta))
 
         def past_scope(self, meta, children):
@@ -540,8 +523,8 @@ def _unit_before(text: str, pos: int) -> str | None:
     best = -1
     patterns = {
         r"time\s+of\s+(minute|hour|day|week|month)\b": None,
-        r"\b(minutely|hourly|daily|weekly|monthly)\b": _UNIT_OF_PERIOD,
-        r"\b(today|this\s+minute|this\s+hour|this\s+week|this\s+month)\b": _UNIT_OF_CYCLE,
+        r"\b(minutely|hourly|daily|weekly|monthly)\b": ast.PERIOD_UNIT,
+        r"\b(today|this\s+minute|this\s+hour|this\s+week|this\s+month)\b": ast.CYCLE_UNIT,
     }
     for pattern, mapping in patterns.items():
         for match in re.finditer(pattern, before):

@@ -307,7 +307,7 @@ class TaskHas(HistoryForm):
             if isinstance(window, ast.Starting):
                 # Rocketry reads "this week starting Tue" as "between Tue and Tue".
                 window = ast.Between(window.point, window.point)
-            self.clock = ClockWindow(_CYCLE_UNIT[scope.cycle], window)
+            self.clock = ClockWindow(ast.CYCLE_UNIT[scope.cycle], window)
 
     def empty_value(self, wall, ctx):
         return False
@@ -373,15 +373,6 @@ class TaskHas(HistoryForm):
             return iter(())
         low, high = to_wall(start, self.zone), to_wall(end, self.zone)
         return self._wall_points(_window_walls(self.clock, low - timedelta(hours=3), high))
-
-
-_CYCLE_UNIT = {
-    "this minute": "minute",
-    "this hour": "hour",
-    "today": "day",
-    "this week": "week",
-    "this month": "month",
-}
 
 
 class AfterTask(HistoryForm):

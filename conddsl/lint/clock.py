@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
-from conddsl.compile import _IRREGULAR, _PERIOD_UNIT, Condition
+from conddsl.compile import _IRREGULAR, Condition
 from conddsl.rules.conditions import walk
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE"]
@@ -190,7 +190,7 @@ def _calendar_parts(node: ast.Node) -> tuple[bool, bool]:
     months = weekdays = False
     for item in walk(node):
         if isinstance(item, ast.TimeOf | ast.Periodic):
-            unit = item.unit if isinstance(item, ast.TimeOf) else _PERIOD_UNIT[item.period]
+            unit = item.unit if isinstance(item, ast.TimeOf) else ast.PERIOD_UNIT[item.period]
             months |= unit == "month"
             weekdays |= unit == "week" or _names_weekday(item.window)
         elif isinstance(item, ast.Cron):
