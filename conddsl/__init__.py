@@ -12,7 +12,6 @@ from conddsl.errors import ConddslError, ConditionError, ConditionSyntaxError, S
 if TYPE_CHECKING:
     from conddsl.compile import Condition, compile_condition
     from conddsl.custom import ConditionRegistry, condition
-    from conddsl.parse import parse
     from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "compile_condition",
     "condition",
     "conds",
-    "parse",
 ]
 __version__ = "0.1.0"
 
@@ -37,7 +35,6 @@ _LAZY = {
     "compile_condition": "conddsl.compile",
     "ConditionRegistry": "conddsl.custom",
     "condition": "conddsl.custom",
-    "parse": "conddsl.parse",
     "Scheduler": "conddsl.runtime",
     "TerminationFlag": "conddsl.runtime",
     "TaskTerminationException": "conddsl.runtime",

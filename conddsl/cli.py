@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError
@@ -33,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`conddsl schema | head`): not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:  # never a traceback unless asked for
         if getattr(args, "debug", False):
             raise
@@ -119,11 +125,34 @@ def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | N
                 break
     except NotImplementedError as error:
         return [], f"cannot be listed: {error}"
+    history_note = ""
+    if _reads_history(condition.ast):
+        history_note = " (as if no task had run yet)"
     if not found:
-        return [], "never true: no window in the next " + _human(horizon * 4)
+        return [], f"never true{history_note}: no window in the next " + _human(horizon * 4)
     if len(found) == 1 and found[0][0] == start and found[0][1] >= start + horizon * 4:
-        return found, "always true"
-    return found, None
+        return found, f"always true{history_note}"
+    return found, history_note.strip() or None
+
+
+def _reads_history(node: ast.Node) -> bool:
+    """Whether any part of the condition depends on what tasks did."""
+    history_forms = (
+        ast.Periodic,
+        ast.Every,
+        ast.Cron,
+        ast.TaskHas,
+        ast.AfterTask,
+        ast.TaskRunning,
+        ast.RunningFor,
+    )
+    if isinstance(node, history_forms):
+        return True
+    if isinstance(node, ast.All | ast.Any):
+        return any(_reads_history(item) for item in node.items)
+    if isinstance(node, ast.Not | ast.Zoned):
+        return _reads_history(node.item)
+    return False
 
 
 def _human(delta: timedelta) -> str:
@@ -135,7 +164,9 @@ def _human(delta: timedelta) -> str:
 
 def _format_window(window: tuple[datetime, datetime]) -> str:
     start, end = window
-    return f"{start.isoformat(sep=' ')}  ->  {end.isoformat(sep=' ')}  ({end - start})"
+    # Real elapsed time: across a DST change the wall-clock difference is an hour off.
+    length = end.astimezone(timezone.utc) - start.astimezone(timezone.utc)
+    return f"{start.isoformat(sep=' ')}  ->  {end.isoformat(sep=' ')}  ({length})"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -153,7 +184,7 @@ def _cmd_next(args: argparse.Namespace) -> int:
     condition = _compile(args)
     start = _start(args, condition.zone)
     windows, note = _next_windows(condition, start, max(args.n, 1))
-    for window in windows if note != "always true" else ():
+    for window in windows if not (note or "").startswith("always true") else ():
         print(_format_window(window))
     if note:
         print(f"# {note}")
@@ -169,7 +200,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(line)
     windows, note = _next_windows(condition, start, max(args.n, 1))
     print(f"next windows from {start.isoformat(sep=' ')}:")
-    for window in windows if note != "always true" else ():
+    for window in windows if not (note or "").startswith("always true") else ():
         print(f"  {_format_window(window)}")
     if note:
         print(f"  {note}")

@@ -569,7 +569,8 @@ class Condition:
         naive = _same_kind(start, end)
         real_start, real_end = self._utc(start), self._utc(end)
         ctx = _Context(real_start, task, history, session)
-        found = self._evaluator.real_intervals(real_start, real_end, ctx)
+        # History-based parts may hand out a long stretch in adjacent pieces: merge them.
+        found = intervals.normalize(self._evaluator.real_intervals(real_start, real_end, ctx))
         if naive:
             return ((to_wall(s, self.zone), to_wall(e, self.zone)) for s, e in found)
         zone = start.tzinfo
@@ -591,7 +592,8 @@ class Condition:
 
     def _first_change(self, real_after: datetime, ctx: _Context) -> datetime | None:
         horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))
-        for start, end in self._evaluator.real_intervals(real_after, horizon_end, ctx):
+        found = intervals.normalize(self._evaluator.real_intervals(real_after, horizon_end, ctx))
+        for start, end in found:
             if start > real_after:
                 return start
             if end < horizon_end:

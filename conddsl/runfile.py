@@ -6,13 +6,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from conddsl.history import History, Record, SQLiteHistory
+from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
-from conddsl.rules.taskfile import read_task_file
+from conddsl.rules.taskfile import check_references, read_task_file
 
 
 class PrintingHistory(History):
@@ -79,14 +79,21 @@ def format_record(record: Record, zone=None) -> str:
     return "  ".join(parts)
 
 
-def run_task_file(path: Path, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the scheduler a task file describes; returns the exit code."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
     from conddsl.compile import compile_condition
     from conddsl.runtime import Scheduler
     from conddsl.runtime.config import ConfigError
     from conddsl.runtime.signals import install_signal_handlers
 
-    report = read_task_file(path)
+    # The funcs are imported before names are checked: their modules may register
+    # the custom conditions the task file uses (as `conddsl check --import-funcs`).
+    report = read_task_file(path, check_names=False)
+    if report.model is not None and not has_errors(report.all_diagnostics()):
+        report.diagnostics.extend(check_imports(report))
+    check_references(report)
     findings = report.all_diagnostics()
     if has_errors(findings) or report.model is None:
         from conddsl.cli import main as cli_main
@@ -104,14 +111,12 @@ def run_task_file(path: Path, *, out: IO[str] = sys.stdout, err: IO[str] = sys.s
             return None
         return compile_condition(text, rules=report.rules or None, timezone=zone)
 
-    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
-    store = SQLiteHistory(history_path)
-    crashed = store.mark_crashed(datetime.now().astimezone())
+    from conddsl.history import MemoryHistory
     from conddsl.timeline.zones import local_zone, resolve_zone
 
-    history = PrintingHistory(store, out, resolve_zone(zone) if zone else local_zone())
-    for record in crashed:
-        out.write(format_record(record, history.zone) + "  # left open by a previous run\n")
+    # Tasks are registered against a placeholder; the SQLite file is opened only once
+    # everything imported and validated, so a broken setup leaves no file behind.
+    history = PrintingHistory(MemoryHistory(), out, resolve_zone(zone) if zone else local_zone())
     config: dict[str, Any] = {
         "instant_shutdown": settings.instant_shutdown,
         "history": history,
@@ -147,8 +152,10 @@ def run_task_file(path: Path, *, out: IO[str] = sys.stdout, err: IO[str] = sys.s
                 app.task(start, execution=task.execution, **options)(_import(task.func))
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
-        store.close()
         return 1
+    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    store = SQLiteHistory(history_path)
+    history.inner = store  # the scheduler marks runs a dead process left open as crash
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"

@@ -24,11 +24,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
+from conddsl.errors import ConddslError
 from conddsl.timeline.clock import ClockWindow, cycle_start, next_cycle
 from conddsl.timeline.cron import CronSpec
 from conddsl.timeline.zones import to_wall, wall_to_real
 
 UTC = timezone.utc
+CHUNK = 64  # candidate points per piece of a long true stretch
 MICROSECOND = timedelta(microseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -53,14 +55,18 @@ DEPENDENCY_ACTIONS = {
 }
 
 
-class MissingTaskError(ValueError):
+class MissingTaskError(ConddslError, ValueError):
     """A form about "this task" was evaluated with a history but no ``task=``."""
+
+
+class SessionRequiredError(ConddslError, NotImplementedError):
+    """A scheduler or session form was evaluated without ``session=``."""
 
 
 def own_task(node: ast.Node, ctx) -> str:
     """The task the condition belongs to, or a clear error."""
     if ctx.task is None:
-        raise MissingTaskError(f"'{node}' is about the task it belongs to: pass task=")
+        raise MissingTaskError(f"{node} is about the task it belongs to: pass task=")
     return ctx.task
 
 
@@ -118,13 +124,19 @@ class HistoryForm:
         return self.history_value(wall, ctx)
 
     def real_intervals(self, start: datetime, end: datetime, ctx):
-        """Maximal intervals in [start, end) where true, from values at candidate points."""
+        """Intervals in [start, end) where true, from values at candidate points.
+
+        A long true stretch is handed out in pieces of at most ``CHUNK`` candidate
+        points, so an ``&`` with a rare window does not make this walk its whole
+        horizon before answering; Condition merges adjacent pieces at the end.
+        """
         points = heapq.merge(
             sorted(p for p in self.record_points(ctx, start, end) if start < p < end),
             (p for p in self.clock_points(start, end) if start < p < end),
         )
         current_start = None
         last = None
+        evaluated = 0
         for point in _dedupe(_chain_first(start, points)):
             if point >= end:
                 break
@@ -132,11 +144,15 @@ class HistoryForm:
                 continue
             last = point
             holds = self._value_at(point, ctx)
+            evaluated += 1
             if holds and current_start is None:
-                current_start = point
+                current_start, evaluated = point, 0
             elif not holds and current_start is not None:
                 yield current_start, point
                 current_start = None
+            elif holds and evaluated >= CHUNK:
+                yield current_start, point
+                current_start, evaluated = point, 0
         if current_start is not None:
             yield current_start, end
 
@@ -493,7 +509,7 @@ class SessionForm:
         session = ctx.session
         node = self.node
         if session is None:
-            raise NotImplementedError(f"'{node}' is answered by a running scheduler: pass session=")
+            raise SessionRequiredError(f"{node} is answered by a running scheduler: pass session=")
         if isinstance(node, ast.SchedulerCycles):
             cycles = session.cycles
             if node.comparison == "more":
