@@ -99,3 +99,129 @@ def memory_runs(runs: int) -> Iterator[tuple[str, datetime, datetime, bool]]:
     for i in range(runs):
         start = first + timedelta(minutes=i)
         yield tasks[i % len(tasks)], start, start + timedelta(seconds=RUN_SECONDS), i % 7 != 6
+
+
+# ---------------------------------------------------------------- runtime cases
+#
+# Both schedulers run the same workloads in a fresh process of their own: tasks
+# waiting for closed windows (idle CPU, memory), tasks whose window opens at one
+# instant (start lateness) and tasks that run past a timeout (termination
+# lateness). Windows are wall-clock times of day in UTC (``TZ=UTC`` on the peer).
+
+
+def percentiles(samples: list[float], **extra) -> dict:
+    """p50 / p99 / max (nearest rank) and min of latency samples, in seconds."""
+    ordered = sorted(samples)
+    count = len(ordered)
+
+    def rank(q: float) -> float:
+        return ordered[min(count - 1, max(0, math.ceil(q * count) - 1))]
+
+    return {
+        "p50": rank(0.50),
+        "p99": rank(0.99),
+        "max": ordered[-1],
+        "min": ordered[0],
+        "n": count,
+        **extra,
+    }
+
+
+def closed_window(now: datetime, i: int) -> str:
+    """A window of one hour that opens 2 hours (plus ``i`` seconds) after ``now``: closed
+    for the whole measurement, and a distinct string for each task."""
+    start = now + timedelta(hours=2, seconds=i)
+    end = start + timedelta(hours=1)
+    return f"time of day between {start:%H:%M:%S} and {end:%H:%M:%S}"
+
+
+def opening_at(at: datetime) -> str:
+    """A window that opens at ``at`` (to the millisecond) and lasts until midnight."""
+    return f"time of day after {at:%H:%M:%S}.{at.microsecond // 1000:03d}"
+
+
+def round_ms(at: datetime) -> datetime:
+    """``at`` cut to the millisecond (as ``opening_at`` writes it)."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def start_lead(tasks: int) -> float:
+    """Seconds between building a scheduler of ``tasks`` tasks and their window opening:
+    time to register them and to settle into waiting."""
+    return 0.6 + tasks * 0.001
+
+
+def start_phases(repeats: int) -> list[float]:
+    """Extra lead for each repeat, spread over 0.1 s (Rocketry's default cycle_sleep), so
+    windows open at every phase of a polling scheduler's cycle; the same on both sides."""
+    return [(k + 0.5) / repeats * 0.1 for k in range(repeats)]
+
+
+def idle_cpu(
+    run: Callable[[], object],
+    shut_down: Callable[[], object],
+    *,
+    warmup: float,
+    samples: int,
+    seconds: float,
+) -> dict:
+    """% of one core the process uses while ``run()`` (blocking) serves: ``samples``
+    readings of process CPU time over ``seconds`` of wall time each, after ``warmup``
+    seconds; then ``shut_down()`` is called from the sampling thread."""
+    import threading
+
+    readings: list[float] = []
+
+    def sample() -> None:
+        try:
+            time.sleep(warmup)
+            for _ in range(samples):
+                cpu, wall = time.process_time(), time.perf_counter()
+                time.sleep(seconds)
+                used = time.process_time() - cpu
+                readings.append(100 * used / (time.perf_counter() - wall))
+        finally:
+            shut_down()
+
+    sampler = threading.Thread(target=sample, name="cpu-sampler", daemon=True)
+    started = time.perf_counter()
+    sampler.start()
+    run()
+    sampler.join()
+    return summary(readings, wall=time.perf_counter() - started)
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_baseline() -> int:
+    """Reset this process's peak RSS to its current RSS and return that, in bytes.
+
+    Linux keeps the peak in /proc/self/status (VmHWM) and resets it on "5" written to
+    /proc/self/clear_refs. ``ru_maxrss`` is no good here: it carries over the peak of
+    the process that started this one (across exec), here the benchmark runner's.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+    return peak_rss()
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process since :func:`rss_baseline`, in bytes."""
+    kib = _status_kib("VmHWM")
+    if kib is None:  # no /proc: the best there is
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib * 1024

@@ -3,16 +3,47 @@
 Each ``case_*`` function takes the workload (the same dict that ``peer.py`` reads)
 and returns ``{row key: result}`` with min/median/max seconds per operation (or
 bytes, for memory), measured by ``common.measure``.
+
+The runtime cases (``RUNTIME_CASES``: the scheduler's idle CPU, start and
+termination lateness, memory) run in a fresh process each, as the peer's do::
+
+    python benchmarks/conddsl_side.py CASE WORKLOAD.json
+
+which prints ``{"rows": {key: result}}`` as JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
+import signal
+import sys
+import threading
+import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-# run.py puts benchmarks/ and the repository root on sys.path.
-from common import history_events, measure, memory_runs, task_state_instants
+HERE = Path(__file__).resolve().parent
+if __name__ == "__main__":  # run.py puts these on sys.path when it imports this module
+    sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from common import (  # noqa: E402
+    closed_window,
+    history_events,
+    idle_cpu,
+    measure,
+    memory_runs,
+    opening_at,
+    peak_rss,
+    percentiles,
+    round_ms,
+    rss_baseline,
+    start_lead,
+    start_phases,
+    task_state_instants,
+)
 
 UTC = timezone.utc
 
@@ -164,3 +195,213 @@ CASES = {
     "cron": case_cron,
     "memory": case_memory,
 }
+
+
+# ---------------------------------------------------------------- runtime cases
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+def _sleep_forever() -> None:  # a process task: ends by SIGTERM
+    time.sleep(3600)
+
+
+def _ignore_sigterm() -> None:  # a process task that only SIGKILL ends
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(3600)
+
+
+def _scheduler(**config):
+    from conddsl.runtime import Scheduler
+
+    config.setdefault("timezone", "UTC")
+    return Scheduler(config)
+
+
+def case_idle_cpu(work: dict) -> dict:
+    """CPU of a scheduler whose tasks all wait for windows that open in hours."""
+    rt = work["runtime"]
+    rows = {}
+    for tasks in rt["idle_tasks"]:
+        app = _scheduler(timeout="never")
+        now = datetime.now(timezone.utc)
+        for i in range(tasks):
+            app.task(closed_window(now, i), name=f"t{i}")(_forever)
+        rows[f"idle {tasks}"] = idle_cpu(
+            app.run,
+            app.shut_down,
+            warmup=rt["idle_warmup"],
+            samples=rt["idle_samples"],
+            seconds=rt["idle_seconds"],
+        )
+        del app
+        gc.collect()
+    return rows
+
+
+def _start_once(tasks: int, phase: float) -> list[float]:
+    """Seconds from the window opening to the first line of each task's body."""
+    app = _scheduler(timeout="never")
+    lead = start_lead(tasks) + phase
+    opens = round_ms(datetime.now(timezone.utc) + timedelta(seconds=lead))
+    cond = opening_at(opens)
+    started: dict[str, float] = {}
+    all_started = asyncio.Event()
+
+    def body_of(name: str):
+        async def body() -> None:
+            started.setdefault(name, time.time())
+            if len(started) == tasks:
+                all_started.set()
+            await asyncio.Event().wait()
+
+        return body
+
+    for i in range(tasks):
+        app.task(cond, name=f"t{i}")(body_of(f"t{i}"))
+
+    async def main() -> None:
+        async def stop() -> None:
+            try:
+                await asyncio.wait_for(all_started.wait(), lead + 30)
+            finally:
+                app.shut_down(force=True)
+
+        stopper = asyncio.ensure_future(stop())
+        await app.serve()
+        await stopper
+
+    asyncio.run(main())
+    return [at - opens.timestamp() for at in started.values()]
+
+
+def case_start_lateness(work: dict) -> dict:
+    rows = {}
+    for tasks, repeats in work["runtime"]["start"]:
+        samples: list[float] = []
+        for phase in start_phases(repeats):
+            samples += _start_once(tasks, phase)
+            gc.collect()
+        rows[f"start {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+def _terminate_once(kind: str, tasks: int, timeout: float, grace: float) -> list[float]:
+    """Seconds past the timeout (past timeout + kill grace for ``stubborn``) at which each
+    task's first run is recorded as terminated, by the scheduler's own records."""
+    from conddsl.history import MemoryHistory
+    from conddsl.runtime import TaskTerminationException, TerminationFlag
+
+    done: set[str] = set()
+
+    class Watching(MemoryHistory):
+        """Shuts the scheduler down once every task's first run has ended."""
+
+        def record(self, task, action, **fields):
+            rec = super().record(task, action, **fields)
+            if action != "run" and task not in done:
+                done.add(task)
+                if len(done) == tasks:
+                    app.shut_down(force=True)
+            return rec
+
+    def thread_body(flag=TerminationFlag()):  # noqa: B008
+        flag.wait()
+        raise TaskTerminationException()
+
+    bodies = {
+        "async": (_forever, "async"),
+        "thread": (thread_body, "thread"),
+        "process": (_sleep_forever, "process"),
+        "stubborn": (_ignore_sigterm, "process"),
+    }
+    body, execution = bodies[kind]
+    history = Watching()
+    app = _scheduler(timeout=timeout, kill_grace=grace, history=history)
+    for i in range(tasks):
+        app.task("true", name=f"t{i}", execution=execution)(body)
+    timer = threading.Timer(60, app.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+    first_run: dict[str, object] = {}
+    ended = {}
+    for rec in history.records():
+        if rec.action == "run":
+            first_run.setdefault(rec.task, rec)
+        elif rec.task in first_run and rec.run_id == first_run[rec.task].run_id:
+            ended[rec.task] = rec
+    allowed = timeout + (grace if kind == "stubborn" else 0)
+    return [
+        (ended[name].at - first_run[name].at).total_seconds() - allowed
+        for name in ended
+        if ended[name].action == "terminate" and ended[name].reason == "timeout"
+    ]
+
+
+def case_termination(work: dict) -> dict:
+    rt = work["runtime"]
+    rows = {}
+    for kind, tasks, repeats in rt["terminate"]:
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += _terminate_once(kind, tasks, rt["timeout"], rt["kill_grace"])
+            gc.collect()
+        key = f"terminate {kind} {tasks}"
+        if len(samples) < tasks * repeats:
+            rows[key] = {"error": f"{len(samples)} of {tasks * repeats} runs ended by timeout"}
+        else:
+            rows[key] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+def case_scheduler_memory(work: dict) -> dict:
+    """Peak RSS growth while a scheduler takes its tasks and settles into waiting."""
+    from conddsl import compile_condition
+    from conddsl.runtime import Scheduler  # noqa: F401 - imported before the baseline
+
+    rt = work["runtime"]
+    tasks = rt["memory_tasks"]
+    now = datetime.now(timezone.utc)
+    compile_condition(closed_window(now, -1), timezone="UTC")  # the grammar, loaded once
+    gc.collect()
+    before = rss_baseline()
+    started = time.perf_counter()
+    app = _scheduler(timeout="never")
+    for i in range(tasks):
+        app.task(closed_window(now, i), name=f"t{i}")(_forever)
+    timer = threading.Timer(rt["memory_seconds"], app.shut_down)
+    timer.start()
+    app.run()
+    grown = peak_rss() - before
+    return {
+        f"memory {tasks}": {
+            "bytes": grown,
+            "per_task": grown / tasks,
+            "tasks": tasks,
+            "wall": time.perf_counter() - started,
+        }
+    }
+
+
+RUNTIME_CASES = {
+    "idle-cpu": case_idle_cpu,
+    "start": case_start_lateness,
+    "terminate": case_termination,
+    "sched-memory": case_scheduler_memory,
+}
+
+
+def main() -> None:
+    case, workload = sys.argv[1], sys.argv[2]
+    work = json.loads(Path(workload).read_text(encoding="utf-8"))
+    rows = RUNTIME_CASES[case](work)
+    json.dump({"rows": rows}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

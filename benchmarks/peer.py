@@ -27,12 +27,14 @@ import time  # noqa: E402
 
 time.tzset()
 
+import asyncio  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import threading  # noqa: E402
 import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
-from datetime import datetime  # noqa: E402
+from datetime import datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,9 +42,18 @@ warnings.simplefilter("ignore")
 
 from common import (  # noqa: E402
     HISTORY_TASKS,
+    closed_window,
     history_events,
+    idle_cpu,
     measure,
     memory_runs,
+    opening_at,
+    peak_rss,
+    percentiles,
+    round_ms,
+    rss_baseline,
+    start_lead,
+    start_phases,
     task_state_instants,
 )
 
@@ -243,12 +254,225 @@ def case_memory(work: dict) -> dict:
     return rows
 
 
+# ---------------------------------------------------------------- runtime cases
+#
+# Rocketry's own scheduler, default cycle_sleep (0.1 s), the in-memory log. "Now"
+# is naive local time, which TZ=UTC makes UTC, as on the conddsl side.
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+def _sleep_forever() -> None:  # a process task: ends by SIGTERM
+    time.sleep(3600)
+
+
+def _rocketry(**config):
+    from rocketry import Rocketry
+
+    config.setdefault("execution", "async")
+    return Rocketry(config=config)
+
+
+class _Capture(logging.Handler):
+    """Keeps (task, action, created) of every task record; calls ``on_record`` with each."""
+
+    def __init__(self, on_record=None) -> None:
+        super().__init__()
+        self.records: list[tuple[str, str, float]] = []
+        self.on_record = on_record
+
+    def emit(self, record) -> None:
+        item = (record.task_name, record.action, record.created)
+        self.records.append(item)
+        if self.on_record is not None:
+            self.on_record(*item)
+
+
+def _capturing(app, on_record=None) -> _Capture:
+    capture = _Capture(on_record)
+    logging.getLogger(app.session.config.task_logger_basename).addHandler(capture)
+    return capture
+
+
+def _release(app, capture: _Capture) -> None:
+    logging.getLogger(app.session.config.task_logger_basename).removeHandler(capture)
+
+
+def case_idle_cpu(work: dict) -> dict:
+    rt = work["runtime"]
+    rows = {}
+    for tasks in rt["idle_tasks"]:
+        app = _rocketry()
+        now = datetime.now()
+        for i in range(tasks):
+            app.task(closed_window(now, i), name=f"t{i}")(_forever)
+        rows[f"idle {tasks}"] = idle_cpu(
+            app.run,
+            app.session.shut_down,
+            warmup=rt["idle_warmup"],
+            samples=rt["idle_samples"],
+            seconds=rt["idle_seconds"],
+        )
+        del app
+        gc.collect()
+    return rows
+
+
+def _start_once(tasks: int, phase: float) -> list[float]:
+    app = _rocketry()
+    lead = start_lead(tasks) + phase
+    opens = round_ms(datetime.now() + timedelta(seconds=lead))
+    cond = opening_at(opens)
+    started: dict[str, float] = {}
+    all_started = asyncio.Event()
+
+    def body_of(name: str):
+        async def body() -> None:
+            started.setdefault(name, time.time())
+            if len(started) == tasks:
+                all_started.set()
+            await asyncio.Event().wait()
+
+        return body
+
+    for i in range(tasks):
+        app.task(cond, name=f"t{i}")(body_of(f"t{i}"))
+
+    async def main() -> None:
+        async def stop() -> None:
+            try:
+                await asyncio.wait_for(all_started.wait(), lead + 30)
+            finally:
+                app.session.shut_down(force=True)
+
+        stopper = asyncio.ensure_future(stop())
+        await app.serve()
+        await stopper
+
+    asyncio.run(main())
+    return [at - opens.timestamp() for at in started.values()]
+
+
+def case_start_lateness(work: dict) -> dict:
+    rows = {}
+    for tasks, repeats in work["runtime"]["start"]:
+        samples: list[float] = []
+        for phase in start_phases(repeats):
+            samples += _start_once(tasks, phase)
+            gc.collect()
+        rows[f"start {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
+    """Seconds past the timeout at which each task's first run is logged as terminated."""
+    from rocketry.args import TerminationFlag
+    from rocketry.exc import TaskTerminationException
+
+    def thread_body(flag=TerminationFlag()):  # noqa: B008
+        flag.wait()
+        raise TaskTerminationException()
+
+    done: set[str] = set()
+
+    def on_record(task: str, action: str, created: float) -> None:
+        if action != "run" and task not in done:
+            done.add(task)
+            if len(done) == tasks:
+                app.session.shut_down(force=True)
+
+    app = _rocketry(execution=kind, timeout=timeout, max_process_count=max(tasks, 1))
+    capture = _capturing(app, on_record)
+    for i in range(tasks):
+        if kind == "async":
+            app.task("true", name=f"t{i}")(_forever)
+        elif kind == "thread":
+            app.task("true", name=f"t{i}", execution="thread")(thread_body)
+        else:
+            app.task("true", name=f"t{i}", execution="process")(_sleep_forever)
+    timer = threading.Timer(60, app.session.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+        _release(app, capture)
+    first_run: dict[str, float] = {}
+    ended: dict[str, tuple[str, float]] = {}
+    for task, action, created in capture.records:
+        if action == "run":
+            first_run.setdefault(task, created)
+        elif task in first_run and task not in ended:
+            ended[task] = (action, created)
+    return [
+        created - first_run[task] - timeout
+        for task, (action, created) in ended.items()
+        if action == "terminate"
+    ]
+
+
+def case_termination(work: dict) -> dict:
+    rt = work["runtime"]
+    rows = {}
+    for kind, tasks, repeats in rt["terminate"]:
+        key = f"terminate {kind} {tasks}"
+        if kind == "stubborn":
+            rows[key] = {
+                "unsupported": "Rocketry sends SIGTERM only, then join()s with no time limit:"
+                " its scheduler hangs on a process that ignores SIGTERM"
+            }
+            continue
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += _terminate_once(kind, tasks, rt["timeout"])
+            gc.collect()
+        if len(samples) < tasks * repeats:
+            rows[key] = {"error": f"{len(samples)} of {tasks * repeats} runs terminated"}
+        else:
+            rows[key] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+def case_scheduler_memory(work: dict) -> dict:
+    from rocketry import Rocketry  # noqa: F401 - imported before the baseline
+    from rocketry.parse import parse_condition
+
+    rt = work["runtime"]
+    tasks = rt["memory_tasks"]
+    now = datetime.now()
+    parse_condition(closed_window(now, -1))
+    gc.collect()
+    before = rss_baseline()
+    started = time.perf_counter()
+    app = _rocketry()
+    for i in range(tasks):
+        app.task(closed_window(now, i), name=f"t{i}")(_forever)
+    timer = threading.Timer(rt["memory_seconds"], app.session.shut_down)
+    timer.start()
+    app.run()
+    grown = peak_rss() - before
+    return {
+        f"memory {tasks}": {
+            "bytes": grown,
+            "per_task": grown / tasks,
+            "tasks": tasks,
+            "wall": time.perf_counter() - started,
+        }
+    }
+
+
 CASES = {
     "parse": case_parse,
     "clock": case_clock,
     "task-state": case_task_state,
     "cron": case_cron,
     "memory": case_memory,
+    "idle-cpu": case_idle_cpu,
+    "start": case_start_lateness,
+    "terminate": case_termination,
+    "sched-memory": case_scheduler_memory,
 }
 
 

@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--smoke] [--only CASE ...] [--repeats N] [--json PATH]
 
-Cases: parse, clock, task-state, cron, memory, cli (see docs/performance.md).
+Cases: parse, clock, task-state, cron, memory, cli, and the scheduler runtime:
+idle-cpu, start, terminate, sched-memory, check (see docs/performance.md).
 
 The conddsl side runs in this interpreter. The peer side runs in a side
 virtualenv, ``benchmarks/.venv-rocketry`` (Rocketry needs ``pydantic<2``, the
@@ -15,6 +16,13 @@ Each measurement is min / median / max over ``--repeats`` samples (default 7);
 the ratio is peer time / conddsl time (> 1: conddsl is faster), taken on the
 medians and on the minimums. Ratios hold better than absolute times on a noisy
 shared machine, as both sides run in the same invocation, case after case.
+
+The runtime cases run each scheduler (conddsl's and Rocketry's) in a fresh
+process on the same workload and report latencies as p50 / p99 / max over all
+runs of all repeats, CPU as min / median / max of several readings, and memory as
+the growth of peak RSS; there the ratio is peer / conddsl too (> 1: conddsl uses
+less, or is less late). Their repeats are set per row (``RUNTIME``), not by
+``--repeats``.
 
 ``--smoke`` runs every case at a tiny size, conddsl side only, in a few seconds
 (the peer side is marked "skipped in smoke" and the side virtualenv is not built).
@@ -43,7 +51,8 @@ sys.path.insert(1, str(ROOT))
 import conddsl_side  # noqa: E402
 from common import summary  # noqa: E402
 
-CASES = ("parse", "clock", "task-state", "cron", "memory", "cli")
+RUNTIME_CASES = ("idle-cpu", "start", "terminate", "sched-memory", "check")
+CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
 PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
 ROCKETRY = "Rocketry 2.5.1"
@@ -69,6 +78,40 @@ SIZES = {
     "memory_peer_runs": (10_000, 100),
 }
 
+
+# The runtime workloads: (full, smoke). Latency rows are (tasks, repeats) or
+# (kind, tasks, repeats); every run of every repeat is one sample.
+RUNTIME = {
+    "idle_tasks": ([10, 100, 1_000, 10_000], [10, 100]),
+    "idle_warmup": (2.0, 0.3),  # seconds after run() before the first reading
+    "idle_samples": (3, 2),
+    "idle_seconds": (1.0, 0.2),
+    "start": ([[1, 10], [100, 5], [1_000, 3]], [[1, 2], [10, 1]]),
+    "terminate": (
+        [
+            ["async", 1, 10],
+            ["async", 100, 5],
+            ["async", 1_000, 3],
+            ["thread", 100, 3],
+            ["process", 100, 3],
+            ["stubborn", 1, 5],
+            ["stubborn", 100, 2],
+        ],
+        [
+            ["async", 1, 2],
+            ["async", 10, 1],
+            ["thread", 5, 1],
+            ["process", 3, 1],
+            ["stubborn", 2, 1],
+        ],
+    ),
+    "timeout": (0.2, 0.2),
+    "kill_grace": (0.2, 0.2),
+    "memory_tasks": (10_000, 100),
+    "memory_seconds": (2.0, 0.3),
+    "check_tasks": (500, 20),
+    "check_repeats": (5, 1),
+}
 
 # ---------------------------------------------------------------- workload
 
@@ -107,6 +150,7 @@ def build_workload(smoke: bool, repeats: int) -> dict:
         "cron_instants": cron_instants,
         "memory_runs": size["memory_runs"],
         "memory_peer_runs": size["memory_peer_runs"],
+        "runtime": {name: value[pick] for name, value in RUNTIME.items()},
     }
 
 
@@ -142,8 +186,18 @@ def peer_env() -> dict:
 
 def run_peer(python: Path, case: str, workload_path: str) -> dict:
     """The peer's rows for one case, or {"error": message}."""
+    return _run_side(python, HERE / "peer.py", case, workload_path, "peer")
+
+
+def run_ours_apart(case: str, workload_path: str) -> dict:
+    """conddsl's rows for a runtime case, measured in a fresh process (as the peer's are)."""
+    done = _run_side(Path(sys.executable), HERE / "conddsl_side.py", case, workload_path, "conddsl")
+    return done if "error" in done else done["rows"]
+
+
+def _run_side(python: Path, script: Path, case: str, workload_path: str, who: str) -> dict:
     done = subprocess.run(
-        [str(python), str(HERE / "peer.py"), case, workload_path],
+        [str(python), str(script), case, workload_path],
         capture_output=True,
         text=True,
         env=peer_env(),
@@ -151,7 +205,7 @@ def run_peer(python: Path, case: str, workload_path: str) -> dict:
     )
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": f"peer failed (exit {done.returncode}): {tail}"}
+        return {"error": f"{who} failed (exit {done.returncode}): {tail}"}
     return json.loads(done.stdout)
 
 
@@ -206,6 +260,38 @@ def case_cli(repeats: int, python: Path | None) -> tuple[dict, dict]:
             str(python), {label: code for label, _, code in CLI_ROWS}, repeats, peer_env()
         )
     return ours, peer
+
+
+# ---------------------------------------------------------------- check case
+
+
+def case_check(work: dict) -> dict:
+    """Wall time of the whole `python -m conddsl.cli check` command on a generated file."""
+    rt = work["runtime"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT)
+    probe = subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "check", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=env,
+    )
+    if probe.returncode != 0:
+        return {"check": {"unavailable": "`conddsl check` is not in conddsl/cli.py yet"}}
+    import check_bench
+
+    samples, codes = [], set()
+    with tempfile.TemporaryDirectory() as folder:
+        path = check_bench.write_task_files(Path(folder), rt["check_tasks"])
+        argv = [sys.executable, "-m", "conddsl.cli", "check", str(path)]
+        for index in range(rt["check_repeats"] + 1):  # the first run warms the file cache
+            started = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, cwd=str(ROOT), env=env)
+            if index:
+                samples.append(time.perf_counter() - started)
+            codes.add(done.returncode)
+    return {"check": summary(samples, exit_codes=sorted(codes))}
 
 
 # ---------------------------------------------------------------- the table
@@ -437,6 +523,202 @@ def checks(case: str, ours: dict, peer: dict, work: dict) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- the runtime table
+
+
+class RuntimeRow:
+    """A runtime row: lower is better on both sides; ``target`` is (key, limit, text)."""
+
+    def __init__(self, case, what, kind, ours, peer, target=None) -> None:
+        self.case = case
+        self.what = what
+        self.kind = kind  # "lateness" (ms), "cpu" (% of a core), "memory" (MiB), "wall" (s)
+        self.ours = ours
+        self.peer = peer  # a result dict, or a str saying why there is none
+        self.target = target
+
+
+_KEYS = {
+    "lateness": ("p50", "p99", "max"),
+    "cpu": ("min", "median", "max"),
+    "wall": ("min", "median", "max"),
+}
+_UNITS = {
+    "lateness": "ms, p50 / p99 / max",
+    "cpu": "% of a core, min / median / max",
+    "memory": "MiB (KiB per task)",
+    "wall": "s, min / median / max",
+}
+_SCALES = {"lateness": 1e3, "cpu": 1.0, "wall": 1.0}
+
+
+def _runtime_cell(result, kind: str) -> str:
+    if isinstance(result, str):
+        return result
+    if "unavailable" in result:
+        return "not yet available"
+    if "unsupported" in result:
+        return "not supported (see below)"
+    if "error" in result:
+        return "error (see below)"
+    if kind == "memory":
+        return f"{_num(result['bytes'] / 2**20)} ({_num(result['per_task'] / 1024)})"
+    scale = _SCALES[kind]
+    return " / ".join(_num(result[key] * scale) for key in _KEYS[kind])
+
+
+def _runtime_ratio(row: RuntimeRow, tail: bool) -> float | None:
+    """Peer / conddsl on the central value (p50, median, bytes) or on the tail (p99, max)."""
+    ours, peer = row.ours, row.peer
+    if not isinstance(ours, dict) or not isinstance(peer, dict):
+        return None
+    if row.kind == "memory":
+        key = None if tail else "bytes"
+    elif row.kind == "lateness":
+        key = "p99" if tail else "p50"
+    else:
+        key = "max" if tail else "median"
+    if key is None or key not in ours or key not in peer or ours[key] <= 0:
+        return None
+    return peer[key] / ours[key]
+
+
+def _target_text(row: RuntimeRow) -> str:
+    if not row.target:
+        return ""
+    key, limit, text = row.target
+    if not isinstance(row.ours, dict) or key not in row.ours:
+        return text
+    return text + (" met" if row.ours[key] <= limit else " NOT met")
+
+
+def render_runtime(rows: list[RuntimeRow]) -> str:
+    head = (
+        "| case | what | unit | conddsl | Rocketry 2.5.1 | ratio (p50 or median) "
+        "| ratio (p99 or max) | target |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for row in rows:
+        lines.append(
+            f"| {row.case} | {row.what} | {_UNITS[row.kind]} | {_runtime_cell(row.ours, row.kind)} "
+            f"| {_runtime_cell(row.peer, row.kind)} | {_ratio_text(_runtime_ratio(row, False))} "
+            f"| {_ratio_text(_runtime_ratio(row, True))} | {_target_text(row)} |"
+        )
+    return "\n".join(lines)
+
+
+_KIND_TEXT = {
+    "async": "async",
+    "thread": "thread (the body waits on its flag)",
+    "process": "process (dies on SIGTERM)",
+    "stubborn": "process ignoring SIGTERM",
+}
+
+
+def _tasks(n: int) -> str:
+    return f"{n:,} task" + ("" if n == 1 else "s")
+
+
+def _repeats(n: int) -> str:
+    return f"{n} repeat" + ("" if n == 1 else "s")
+
+
+def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool) -> list:
+    """The runtime table rows of one case."""
+    p = lambda key: _peer_row(peer, key, smoke)  # noqa: E731
+    rt = work["runtime"]
+    if isinstance(ours.get("error"), str):
+        ours = {}  # said in the notes
+    mine = lambda key: ours.get(key, "missing")  # noqa: E731
+    if case == "idle-cpu":
+        return [
+            RuntimeRow(
+                "idle-cpu",
+                f"{_tasks(n)} waiting for closed windows, {rt['idle_samples']} readings of "
+                f"{rt['idle_seconds']:g} s (Rocketry: cycle_sleep 0.1)",
+                "cpu",
+                mine(f"idle {n}"),
+                p(f"idle {n}"),
+                target=("median", 1.0, "< 1 %") if n == 10_000 else None,
+            )
+            for n in rt["idle_tasks"]
+        ]
+    if case == "start":
+        return [
+            RuntimeRow(
+                "start",
+                f"{_tasks(n)}, window opens at one instant: first line of body - opening, "
+                f"{_repeats(repeats)}",
+                "lateness",
+                mine(f"start {n}"),
+                p(f"start {n}"),
+            )
+            for n, repeats in rt["start"]
+        ]
+    if case == "terminate":
+        out = []
+        for kind, n, repeats in rt["terminate"]:
+            target = None
+            if kind == "async" and n == 1_000:
+                target = ("p99", 0.005, "p99 <= 5 ms")
+            if kind == "stubborn":
+                target = ("p99", 0.05, "p99 <= 50 ms")
+            allowed = "timeout"
+            limits = f"timeout {rt['timeout']:g} s"
+            if kind == "stubborn":
+                allowed += " + kill_grace"
+                limits += f", kill_grace {rt['kill_grace']:g} s"
+            what = (
+                f"{_tasks(n)}, {_KIND_TEXT[kind]}, {limits}: terminate record - "
+                f"(run record + {allowed}), {_repeats(repeats)}"
+            )
+            key = f"terminate {kind} {n}"
+            out.append(RuntimeRow("terminate", what, "lateness", mine(key), p(key), target))
+        return out
+    if case == "sched-memory":
+        n = rt["memory_tasks"]
+        return [
+            RuntimeRow(
+                "sched-memory",
+                f"peak RSS growth: build {n:,} waiting tasks, run {rt['memory_seconds']:g} s",
+                "memory",
+                mine(f"memory {n}"),
+                p(f"memory {n}"),
+            )
+        ]
+    if case == "check":
+        return [
+            RuntimeRow(
+                "check",
+                f"`python -m conddsl.cli check` on a {rt['check_tasks']}-task file "
+                "(benchmarks/check_bench.py), whole command",
+                "wall",
+                mine("check"),
+                "no equivalent",
+                target=("median", 1.0, "< 1 s"),
+            )
+        ]
+    raise ValueError(case)
+
+
+def runtime_notes(case: str, ours: dict, peer: dict) -> list[str]:
+    lines = []
+    for who, rows in (("conddsl", ours), ("Rocketry", peer.get("rows", peer))):
+        if isinstance(rows.get("error"), str):
+            lines.append(f"{case}: {rows['error']}")
+            continue
+        for key, result in rows.items():
+            if not isinstance(result, dict):
+                continue
+            for field in ("unsupported", "error", "unavailable"):
+                if field in result:
+                    lines.append(f"{key}: {who}: {result[field]}")
+    check = ours.get("check")
+    if isinstance(check, dict) and "exit_codes" in check:
+        lines.append(f"check: exit codes {check['exit_codes']}")
+    return lines
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -503,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     rows: list[Row] = []
+    runtime_rows: list[RuntimeRow] = []
     notes: list[str] = []
     raw: dict = {"header": header, "cases": {}}
     started = time.perf_counter()
@@ -512,6 +795,17 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             print(f"running {case} ...", file=sys.stderr, flush=True)
             case_started = time.perf_counter()
+            if case in RUNTIME_CASES:
+                if case == "check":
+                    ours, peer = case_check(work), {}
+                else:
+                    ours = run_ours_apart(case, workload_path)
+                    peer = {} if python is None else run_peer(python, case, workload_path)
+                runtime_rows.extend(runtime_rows_for(case, ours, peer, work, smoke))
+                notes.extend(runtime_notes(case, ours, peer))
+                raw["cases"][case] = {"conddsl": ours, "peer": peer}
+                print(f"  {case}: {time.perf_counter() - case_started:.1f} s", file=sys.stderr)
+                continue
             if case == "cli":
                 ours, peer_cli = case_cli(1 if smoke else repeats, python)
                 peer = {"rows": peer_cli}
@@ -527,8 +821,12 @@ def main(argv: list[str] | None = None) -> int:
                     notes.append(f"{key}: conddsl: not yet available ({result['unavailable']})")
             raw["cases"][case] = {"conddsl": ours, "peer": peer}
             print(f"  {case}: {time.perf_counter() - case_started:.1f} s", file=sys.stderr)
-    print(render(rows))
-    print()
+    if rows:
+        print(render(rows))
+        print()
+    if runtime_rows:
+        print(render_runtime(runtime_rows))
+        print()
     if smoke:
         print("peer side: skipped in smoke")
     for line in notes:

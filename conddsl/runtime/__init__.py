@@ -61,6 +61,14 @@ How each execution is terminated:
   descendants that left it, found in /proc) gets SIGTERM, then SIGKILL after
   ``kill_grace``. The run is recorded once no process of the tree is left.
 
+Costs (measured against Rocketry in docs/performance.md): an idle scheduler does
+no work at all, whatever the number of tasks; it wakes at the next instant a
+condition can change or a run times out. Runs timing out at one instant are ended
+together; each finishing record is stamped when its run ends and written to the
+history right after that turn of the event loop, before any condition is evaluated.
+Long evaluation passes (thousands of tasks at once) yield every few milliseconds.
+Dying process trees are watched with pidfds (Linux 5.3+; else /proc is polled).
+
 Decisions: a timeout of 0 is refused (Rocketry silently uses the session's
 instead); ``"never"`` means no timeout. Plain functions default to the ``thread``
 execution (``execution`` in the config), coroutine functions to ``async``. A

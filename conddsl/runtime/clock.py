@@ -9,6 +9,8 @@ import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
 
 class Clock(Protocol):
     """What the scheduler needs of a clock."""
@@ -35,9 +37,16 @@ class RealClock:
             await wake.wait()
             return
         delay = (deadline - self.now()).total_seconds()
-        if delay > 0 and not wake.is_set():
+        if delay <= 0 or wake.is_set():
+            return
+        if _timeout is None:  # Python 3.10
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
+            return
+        # asyncio.timeout needs no task of its own, unlike wait_for.
+        with contextlib.suppress(TimeoutError):
+            async with _timeout(delay):
+                await wake.wait()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep (for tasks that should also run on a :class:`VirtualClock` in tests)."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import inspect
 import logging
 import threading
 from collections.abc import Awaitable
 
+from conddsl.runtime.flags import TerminationFlag
 from conddsl.runtime.runs import Host, Run, outcome_of
 
 log = logging.getLogger("conddsl.runtime")
@@ -55,14 +58,19 @@ class AsyncExecutor:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        # Cancelled runs in the order their grace ends (one grace for all): one timer
+        # for the earliest, not one per run.
+        self._graces: collections.deque[tuple[float, Run]] = collections.deque()
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     def start(self, run: Run) -> None:
         """Schedule the coroutine on the scheduler's loop."""
         assert run.task.func is not None
         coroutine = run.task.func(**run.task.kwargs(run.flag))
-        run.handle = self.host.loop.create_task(
+        handle = run.handle = self.host.loop.create_task(
             self._body(run, coroutine), name=f"conddsl:{run.task.name}:{run.run_id}"
         )
+        handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
     async def _body(self, run: Run, coroutine: Awaitable[object]) -> None:
         try:
@@ -81,16 +89,40 @@ class AsyncExecutor:
         else:
             self.host.finish(run, *outcome_of(None))
 
+    def _done(self, run: Run, coroutine: Awaitable[object], _: object) -> None:
+        # Only an asyncio task cancelled before its first step gets here unfinished:
+        # its _body never ran, so nothing else will record the run.
+        if not run.finished:
+            close = getattr(coroutine, "close", None)
+            if close is not None:
+                close()  # never started: no "never awaited" warning
+            if run.reason is None:
+                self.host.finish(run, "fail", "cancelled from outside the scheduler")
+            else:
+                self.host.finish(run, "terminate", None)
+
     def terminate(self, run: Run) -> None:
         """Cancel the coroutine; one that swallows the cancellation is abandoned after the grace."""
         run.flag.set()
         run.handle.cancel(f"conddsl: {run.reason}")
-        self.host.loop.call_later(self.host.kill_grace, self._abandon, run)
+        loop = self.host.loop
+        ends = loop.time() + self.host.kill_grace
+        self._graces.append((ends, run))
+        if self._grace_timer is None:
+            self._grace_timer = loop.call_at(ends, self._abandon)
 
-    def _abandon(self, run: Run) -> None:
-        if not run.finished:
-            log.warning("task %r ignored its cancellation; abandoned", run.task.name)
-            self.host.finish(run, "terminate", "ignored the cancellation; abandoned")
+    def _abandon(self) -> None:
+        """Give up on the runs whose grace is over and that are still not finished."""
+        self._grace_timer = None
+        graces, loop = self._graces, self.host.loop
+        now = loop.time()
+        while graces and graces[0][0] <= now:
+            _, run = graces.popleft()
+            if not run.finished:
+                log.warning("task %r ignored its cancellation; abandoned", run.task.name)
+                self.host.finish(run, "terminate", "ignored the cancellation; abandoned")
+        if graces:
+            self._grace_timer = loop.call_at(graces[0][0], self._abandon)
 
 
 class ThreadExecutor:
@@ -108,6 +140,7 @@ class ThreadExecutor:
         self._alive = 0
         self.exited = asyncio.Event()
         self.exited.set()
+        self._flags: list[TerminationFlag] = []  # to set at the end of this turn of the loop
 
     def start(self, run: Run) -> None:
         """Start the thread."""
@@ -149,9 +182,18 @@ class ThreadExecutor:
             self.exited.set()
 
     def terminate(self, run: Run) -> None:
-        """Set the flag; the run ends now, whether or not the thread obeys."""
-        run.flag.set()
+        """The run ends now, whether or not the thread obeys; its flag is set at the end of
+        this turn of the loop, with the flags of the runs ended with it (threads woken one
+        by one would take the GIL from the scheduler while it ends the rest)."""
         self.host.finish(run, "terminate", None)
+        self._flags.append(run.flag)
+        if len(self._flags) == 1:
+            self.host.loop.call_soon(self._set_flags)
+
+    def _set_flags(self) -> None:
+        flags, self._flags = self._flags, []
+        for flag in flags:
+            flag.set()
 
 
 async def _awaited(awaitable: Awaitable[object]) -> None:

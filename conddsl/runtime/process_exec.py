@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
 from typing import IO, Any
 
 from conddsl.runtime.flags import TerminationFlag
@@ -53,10 +54,25 @@ class _TreeExecutor:
     def _pid(self, run: Run) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    async def _ended(self, run: Run, action: str, message: str | None) -> None:
-        killer = self._killers.pop(run, None)
+    def _gone(self, run: Run) -> bool:
+        """Whether the run's tree is gone by a quick look; if so, its record is due now."""
+        killer = self._killers.get(run)
+        if killer is not None and not killer.gone_now():
+            return False
+        self._killers.pop(run, None)
         if killer is not None:
-            await killer.wait_gone()
+            killer.close()
+        return True
+
+    async def _ended(
+        self, run: Run, action: str, message: str | None, since: float | None = None
+    ) -> None:
+        """Record the run once its whole tree is gone (``since``: when its root ended)."""
+        killer = self._killers.pop(run, None)
+        if killer is not None and not killer.gone_now():
+            await killer.wait_gone(since)
+        elif killer is not None:
+            killer.close()
         self.host.finish(run, action, message)
 
 
@@ -94,6 +110,7 @@ class ProcessExecutor(_TreeExecutor):
         return run.handle[0].pid if run.handle else None
 
     def _exited(self, run: Run) -> None:
+        ended = time.monotonic()
         process, reader = run.handle
         self.host.loop.remove_reader(process.sentinel)
         process.join()  # already over: this only reaps it
@@ -111,7 +128,10 @@ class ProcessExecutor(_TreeExecutor):
             outcome = ("terminate", exit_text(code))
         elif outcome is None:
             outcome = ("fail", f"the process ended without a result ({exit_text(code)})")
-        self.host.spawn(self._ended(run, *outcome))
+        if self._gone(run):  # the usual case: no task hop before the record
+            self.host.finish(run, *outcome)
+        else:
+            self.host.spawn(self._ended(run, *outcome, ended))
 
 
 def _child(func: Any, kwargs: dict[str, Any], conn: Any) -> None:
@@ -172,7 +192,7 @@ class CommandExecutor(_TreeExecutor):
                 self.terminate(run)  # asked to stop while it was starting
             code = await process.wait()
             if run.reason is not None:
-                await self._ended(run, "terminate", exit_text(code))
+                await self._ended(run, "terminate", exit_text(code), time.monotonic())
             elif code == 0:
                 await self._ended(run, "success", None)
             else:

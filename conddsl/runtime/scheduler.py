@@ -2,10 +2,21 @@
 condition or shutdown, sleeping until the next instant anything can change.
 
 The loop keeps two heaps with lazy deletion: when each task's conditions can next
-change (``next_change``) and when each run times out. It sleeps until the earlier
-of the two tops or until an event (a run ended, a task was added, a shutdown was
+change (``next_change``) and when runs time out (one entry per instant, holding every
+run due then: runs started in one cycle share it). It sleeps until the earlier of
+the two tops or until an event (a run ended, a task was added, a shutdown was
 asked). A record written for task ``x`` wakes only the tasks whose conditions read
 ``x``'s history. An idle scheduler touches no task whose time has not come.
+
+Work is cut so that no run waits long for its termination:
+
+- A finishing record is stamped when the run ends and written to the history
+  right after the current turn of the event loop (and always before any condition
+  is evaluated), so a burst of terminations is not slowed by history writes.
+- Evaluating many tasks (thousands waking at once) yields to the event loop every
+  ``SLICE`` seconds, and as soon as a run's timeout comes due; the rest is evaluated
+  at once after, at a fresh "now". Such a continuation is not a new cycle
+  (``scheduler cycles`` counts wake-ups).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +61,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 IDLE, RUNNING, GRACEFUL, FORCED, DONE = "idle", "running", "graceful", "forced", "done"
 
 _SHUT = None  # the key of the shut condition among the task names
+
+SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 
 
 class SchedulerError(ConddslError):
@@ -94,7 +108,11 @@ class Scheduler:
         self._seq = itertools.count()
         self._checks: list[tuple[datetime, int, str | None]] = []
         self._check_at: dict[str | None, datetime] = {}
-        self._deadlines: list[tuple[datetime, int, Run]] = []
+        self._deadlines: list[datetime] = []  # a heap of the instants in _due
+        self._due: dict[datetime, list[Run]] = {}  # runs by the instant they time out
+        self._unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
+        self._hold = getattr(self.clock, "hold", None)  # clocks without them never jump
+        self._release = getattr(self.clock, "release", None)
         self._dirty: dict[str | None, None] = {}  # an ordered set
         self._watchers: dict[str, set[str | None]] = {}
         self._watch_all: set[str | None] = set()
@@ -254,6 +272,7 @@ class Scheduler:
             await self._drain()
             raise
         finally:
+            self._write_records()
             self.state = DONE
             await self._wait_threads()
         if self.fatal_error is not None:
@@ -276,17 +295,19 @@ class Scheduler:
     # ---------------------------------------------------------------- the loop
 
     async def _cycle(self) -> None:
+        sliced = False  # the last pass stopped at its time slice, with tasks left to evaluate
         while True:
             self._wake.clear()
             now = self.clock.now()
-            self.session.cycles += 1
+            if not sliced:
+                self.session.cycles += 1
             self._apply_requests()
             self._due_timeouts(now)
-            self._due_checks(now)
-            await self._evaluate_dirty(now)
+            self._due_checks(now, new_cycle=not sliced)
+            sliced = await self._evaluate_dirty(now)
             if self.state in (GRACEFUL, FORCED) and self._active == 0:
                 return
-            if self._dirty:  # deferred: dirtied again by its own evaluation
+            if self._dirty:  # sliced, or deferred: dirtied again by its own evaluation
                 await asyncio.sleep(0)
                 continue
             await self.clock.sleep_until(self._next_deadline(), self._wake)
@@ -330,29 +351,47 @@ class Scheduler:
         self._force("shutdown", f"fatal error: {exc}")
 
     def _due_timeouts(self, now: datetime) -> None:
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, _, run = heapq.heappop(deadlines)
-            if not run.finished and run.task.timeout is not None:
-                self._terminate(run, "timeout", f"ran longer than its timeout {run.task.timeout}")
+        deadlines, due = self._deadlines, self._due
+        texts: dict[Task, str] = {}
+        while deadlines and deadlines[0] <= now:
+            for run in due.pop(heapq.heappop(deadlines)):
+                task = run.task
+                if run.finished or run.reason is not None or task.timeout is None:
+                    continue
+                text = texts.get(task)
+                if text is None:
+                    text = texts[task] = f"ran longer than its timeout {task.timeout}"
+                self._terminate(run, "timeout", text)
 
-    def _due_checks(self, now: datetime) -> None:
+    def _due_checks(self, now: datetime, *, new_cycle: bool = True) -> None:
         checks = self._checks
         while checks and checks[0][0] <= now:
             at, _, key = heapq.heappop(checks)
             if self._check_at.get(key) == at:  # else a stale entry: lazy deletion
                 del self._check_at[key]
                 self._dirty[key] = None
-        for key in self._watch_cycles:
-            self._dirty[key] = None
+        if new_cycle:
+            for key in self._watch_cycles:
+                self._dirty[key] = None
 
     def _next_deadline(self) -> datetime | None:
-        checks, deadlines = self._checks, self._deadlines
+        checks, deadlines, due = self._checks, self._deadlines, self._due
         while checks and self._check_at.get(checks[0][2]) != checks[0][0]:
             heapq.heappop(checks)
-        while deadlines and deadlines[0][2].finished:
-            heapq.heappop(deadlines)
-        times = [heap[0][0] for heap in (checks, deadlines) if heap]
+        while deadlines:
+            bucket = due[deadlines[0]]
+            if not bucket[0].finished:
+                break
+            live = [run for run in bucket if not run.finished]  # each run is dropped once
+            if live:
+                due[deadlines[0]] = live
+                break
+            del due[heapq.heappop(deadlines)]
+        times = []
+        if checks:
+            times.append(checks[0][0])
+        if deadlines:
+            times.append(deadlines[0])
         return min(times) if times else None
 
     def _schedule(self, key: str | None, at: datetime | None) -> None:
@@ -362,13 +401,21 @@ class Scheduler:
             self._check_at[key] = at
             heapq.heappush(self._checks, (at, next(self._seq), key))
 
-    async def _evaluate_dirty(self, now: datetime) -> None:
+    async def _evaluate_dirty(self, now: datetime) -> bool:
+        """Evaluate the dirty keys; True if it stopped at its time slice with some left."""
         seen: set[str | None] = set()
         deferred: dict[str | None, None] = {}
-        while self._dirty:
+        dirty = self._dirty
+        ends = time.perf_counter() + SLICE
+        if self._deadlines:  # a run timing out meanwhile is not kept waiting for the slice
+            ends = min(ends, time.perf_counter() + (self._deadlines[0] - now).total_seconds())
+        sliced = False
+        if self._unwritten:  # conditions see every record stamped before they are evaluated
+            self._write_records()
+        while dirty:
             # The shut condition goes first: nothing starts at the instant it turns true.
-            key = _SHUT if _SHUT in self._dirty else next(iter(self._dirty))
-            del self._dirty[key]
+            key = _SHUT if _SHUT in dirty else next(iter(dirty))
+            del dirty[key]
             if key in seen:
                 deferred[key] = None
                 continue
@@ -377,7 +424,13 @@ class Scheduler:
                 self._evaluate_shut(now)
             elif key in self.tasks:
                 await self._evaluate(self.tasks[key], now)
-        self._dirty = deferred
+            if self._unwritten:
+                self._write_records()
+            if dirty and time.perf_counter() > ends:
+                sliced = True
+                break
+        dirty.update(deferred)
+        return sliced
 
     def _evaluate_shut(self, now: datetime) -> None:
         cond = self._shut_cond
@@ -417,7 +470,9 @@ class Scheduler:
 
     def _next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
         times = []
-        if self.state == RUNNING:
+        # A running task that cannot start again needs no start check: its finish
+        # record looks at it again (so a long run costs nothing per cycle).
+        if self.state == RUNNING and (task.multilaunch or task.name not in self._runs):
             times.append(self._next(task.start, f"start condition of {task.name!r}", now, context))
         if task.end is not None and (self.state == RUNNING or task.name in self._runs):
             times.append(self._next(task.end, f"end condition of {task.name!r}", now, context))
@@ -466,13 +521,18 @@ class Scheduler:
         new_flag = getattr(executor, "new_flag", TerminationFlag)
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag())
         if task.timeout is not None:
-            run.deadline = now + task.timeout
-            heapq.heappush(self._deadlines, (run.deadline, next(self._seq), run))
+            deadline = run.deadline = now + task.timeout
+            bucket = self._due.get(deadline)
+            if bucket is None:
+                self._due[deadline] = [run]
+                heapq.heappush(self._deadlines, deadline)
+            else:
+                bucket.append(run)
         self._runs.setdefault(task.name, {})[run.run_id] = run
         self._active += 1
         if task.uses_process:
             self._process_runs += 1
-        self._record(run, "run", own_change=False)
+        self._record(run, "run", now, own_change=False)
         if run.reason is not None:  # recording it failed fatally: it never starts
             self._finish(run, "terminate", "not started")
             return None
@@ -491,9 +551,9 @@ class Scheduler:
         if not run.launched:
             return  # _start sees the reason and does not launch it
         executor = self._executors[run.task.execution]
-        if executor.holds_clock:
+        if executor.holds_clock and self._hold is not None:
             run.held = True
-            _call(self.clock, "hold")
+            self._hold()
         executor.terminate(run)
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
@@ -501,8 +561,8 @@ class Scheduler:
         if run.finished:
             return
         run.finished = True
-        if run.held:
-            _call(self.clock, "release")
+        if run.held and self._release is not None:
+            self._release()
         task = run.task
         runs = self._runs[task.name]
         del runs[run.run_id]
@@ -519,20 +579,32 @@ class Scheduler:
             message = "; ".join(text for text in (run.message, message) if text) or None
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
-        self._record(run, action, reason=reason, message=message)
+        # Stamped now, written after this turn of the loop (see the module docstring).
+        self._unwritten.append((run, action, self.clock.now(), reason, message))
+        if self.state == DONE or self._loop is None:
+            self._write_records()  # nothing would come back for it
+        elif len(self._unwritten) == 1:
+            self._loop.call_soon(self._write_records)
         self._wake.set()
+
+    def _write_records(self) -> None:
+        """Write the finishing records stamped so far, in the order the runs ended."""
+        while self._unwritten:
+            records, self._unwritten = self._unwritten, []
+            for run, action, at, reason, message in records:
+                self._record(run, action, at, reason=reason, message=message)
 
     def _record(
         self,
         run: Run,
         action: str,
+        at: datetime,
         *,
         reason: str | None = None,
         message: str | None = None,
         own_change: bool = True,
     ) -> None:
         name = run.task.name
-        at = run.started if action == "run" else self.clock.now()
         try:
             self.history.record(
                 name, action, at=at, run_id=run.run_id, reason=reason, message=message
@@ -568,9 +640,3 @@ class Scheduler:
             await asyncio.wait_for(executor.exited.wait(), grace)
         except asyncio.TimeoutError:
             log.warning("abandoned threads still running after %s s; not waiting longer", grace)
-
-
-def _call(clock: object, name: str) -> None:
-    method = getattr(clock, name, None)  # clocks without hold/release never jump
-    if method is not None:
-        method()
