@@ -8,6 +8,7 @@ map their windows to real instants with the DST policy of ``timeline.zones``;
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -27,6 +28,8 @@ Interval = tuple[datetime, datetime]
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
 _IRREGULAR = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
+# Up to this many custom parts, next_change tries every assignment of their values.
+_EXACT_ASSIGNMENTS = 4
 
 
 class _Context:
@@ -230,25 +233,26 @@ class _Zoned(_Evaluator):
 class _Custom(_Evaluator):
     """A registered Python callable: opaque to the time engine."""
 
-    __slots__ = ("entry", "args", "horizon")
+    __slots__ = ("entry", "args", "horizon", "index")
 
-    def __init__(self, entry, args: tuple[str, ...], zone: tzinfo) -> None:
+    def __init__(self, entry, args: tuple[str, ...], zone: tzinfo, index: int) -> None:
         self.zone = zone
         self.entry = entry
         self.args = args
         self.horizon = entry.recheck
+        self.index = index  # its place in an assignment of assumed values
 
     def value(self, wall, ctx):
         mode = ctx.custom_mode
         if mode is not None:
-            return mode
+            return mode[self.index]
         return self.entry(self.args, ctx.real)
 
     def real_intervals(self, start, end, ctx):
-        # Its future is unknown: the value now is held (or the forced value, when
+        # Its future is unknown: the value now is held (or the assumed value, when
         # next_change asks "what if it were true / false").
         mode = ctx.custom_mode
-        holds = self.entry(self.args, start) if mode is None else mode
+        holds = self.entry(self.args, start) if mode is None else mode[self.index]
         if holds and start < end:
             yield start, end
 
@@ -412,7 +416,7 @@ class _Compiler:
                     code="E122",
                     hint=f"write {name} " + " ".join(["'…'"] * entry.arity),
                 )
-            custom = _Custom(entry, node.args, zone)
+            custom = _Custom(entry, node.args, zone, len(self.customs))
             self.customs.append(custom)
             return custom
         if target is None and self.lenient:
@@ -602,19 +606,27 @@ class Condition:
         return None
 
     def _next_change_with_customs(self, real_after, task, history, session):
-        # Custom conditions may change at any time. The rest of the condition can change
-        # at the changes of the condition with them all true or all false; and while a
-        # custom part decides the value, it must be checked again after its interval.
-        changes = []
+        # Custom conditions may change at any time, so every assignment of values to
+        # them is possible: the rest of the condition can change at the first change
+        # under any assignment; and while the custom parts decide the value (it differs
+        # between assignments), they must be checked again after their interval.
+        count = len(self._customs)
+        if count <= _EXACT_ASSIGNMENTS:
+            assignments = list(itertools.product((True, False), repeat=count))
+        else:  # too many to try all: the uniform ones and each one flipped alone
+            assignments = [(True,) * count, (False,) * count]
+            for i in range(count):
+                assignments.append(tuple(j == i for j in range(count)))
+                assignments.append(tuple(j != i for j in range(count)))
         wall = to_wall(real_after, self.zone)
-        values = []
-        for mode in (True, False):
-            ctx = _Context(real_after, task, history, session, mode)
-            changes.append(self._first_change(real_after, ctx))
-            values.append(
-                self._evaluator.value(wall, _Context(real_after, task, history, session, mode))
+        changes, values = [], set()
+        for mode in assignments:
+            changes.append(
+                self._first_change(real_after, _Context(real_after, task, history, session, mode))
             )
-        if values[0] != values[1]:
+            ctx = _Context(real_after, task, history, session, mode)
+            values.add(self._evaluator.value(wall, ctx))
+        if len(values) > 1:
             recheck = min(custom.entry.recheck for custom in self._customs)
             changes.append(real_after + recheck)
         found = [change for change in changes if change is not None]

@@ -170,3 +170,14 @@ def test_unresolved_names_fail_clearly_only_when_used():
         condition.is_true(datetime(2024, 1, 1, 9))
     resolved = compile_condition(str(condition), rules={"holiday": parse("false")})
     assert resolved.is_true(datetime(2024, 1, 1, 9))
+
+
+def test_next_change_with_a_plain_and_a_negated_custom_part():
+    """Every assignment of custom values counts: 'a & ~b' can be true, so it is rechecked."""
+    registry = ConditionRegistry()
+    registry.register("a ok", lambda: True, recheck=60)
+    registry.register("b ok", lambda: False, recheck=60)
+    condition = compile_condition("a ok & ~b ok", registry=registry, timezone="UTC")
+    at = datetime(2024, 1, 1)
+    assert condition.is_true(at)
+    assert condition.next_change(at) == datetime(2024, 1, 1, 0, 1)

@@ -35,8 +35,12 @@ Every run leaves one ``run`` record and exactly one finishing record, same run_i
 | ran past its timeout                                           | terminate | timeout  |
 | its end condition became true                                  | terminate | end_cond |
 | shutdown with ``instant_shutdown``, or a fatal error           | terminate | shutdown |
+| a permanent task, once a graceful shutdown has let the rest end | terminate | shutdown |
 | ``shut_down(force=True)``, a second ``shut_down()`` or signal  | terminate | forced   |
+| ``terminate(name)``, or ``remove_task(name)`` while it runs    | terminate | forced   |
 | left open by a scheduler that died (marked at the next start)  | crash     |          |
+
+A run started by ``run_task(name)`` has reason ``manual`` on its ``run`` record.
 
 Shutdown is graceful when ``shut_cond`` becomes true or ``shut_down()`` is called
 once: nothing new starts, running tasks finish or meet their timeout or end
@@ -61,6 +65,20 @@ How each execution is terminated:
   descendants that left it, found in /proc) gets SIGTERM, then SIGKILL after
   ``kill_grace``. The run is recorded once no process of the tree is left.
 
+Task roles (no start condition): ``on_startup`` tasks run one after the other before
+anything else starts; ``permanent`` tasks start once after them, are never timed out,
+are not restarted when they end by themselves, and are terminated at shutdown;
+``on_shutdown`` tasks run one after the other once the last run of a shutdown ended.
+A failing startup or shutdown task is recorded and does not stop the others or the
+scheduler (``shut_cond = "task 'x' has failed"`` stops it).
+
+Control while it runs, safe from any thread: ``run_task``, ``terminate``, ``disable``,
+``enable``, ``task``/``command_task``, ``remove_task``; an unknown name is an
+``UnknownTaskError`` (a ``KeyError`` with a did-you-mean), a request that cannot be
+applied now a ``ControlError``. ``@app.cond(phrase)`` registers a custom condition for
+the scheduler's conditions; custom functions are called only while they can decide the
+value (``conddsl.runtime.customs``).
+
 Costs (measured against Rocketry in docs/performance.md): an idle scheduler does
 no work at all, whatever the number of tasks; it wakes at the next instant a
 condition can change or a run times out. Runs timing out at one instant are ended
@@ -80,13 +98,20 @@ from conddsl.runtime.clock import Clock, RealClock, VirtualClock
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
 from conddsl.runtime.runs import Run
-from conddsl.runtime.scheduler import Scheduler, SchedulerError, Session
+from conddsl.runtime.scheduler import (
+    ControlError,
+    Scheduler,
+    SchedulerError,
+    Session,
+    UnknownTaskError,
+)
 from conddsl.runtime.signals import install_signal_handlers
 from conddsl.runtime.tasks import Task, TerminationWarning
 
 __all__ = [
     "Clock",
     "ConfigError",
+    "ControlError",
     "Inaction",
     "RealClock",
     "Run",
@@ -98,6 +123,7 @@ __all__ = [
     "TaskTerminationException",
     "TerminationFlag",
     "TerminationWarning",
+    "UnknownTaskError",
     "VirtualClock",
     "install_signal_handlers",
 ]

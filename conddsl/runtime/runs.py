@@ -28,6 +28,7 @@ class Run:
     message: str | None = None
     finished: bool = False
     launched: bool = False  # the executor has it
+    manual: bool = False  # started by run_task(), not by its start condition
     held: bool = False  # the run holds a VirtualClock while it dies
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
 

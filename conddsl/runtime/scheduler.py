@@ -4,9 +4,21 @@ condition or shutdown, sleeping until the next instant anything can change.
 The loop keeps two heaps with lazy deletion: when each task's conditions can next
 change (``next_change``) and when runs time out (one entry per instant, holding every
 run due then: runs started in one cycle share it). It sleeps until the earlier of
-the two tops or until an event (a run ended, a task was added, a shutdown was
-asked). A record written for task ``x`` wakes only the tasks whose conditions read
-``x``'s history. An idle scheduler touches no task whose time has not come.
+the two tops or until an event (a run ended, a task was added, a shutdown or another
+control request was made). A record written for task ``x`` wakes only the tasks
+whose conditions read ``x``'s history. An idle scheduler touches no task whose time
+has not come.
+
+A session goes through three phases: *startup* (the ``on_startup`` tasks, one after
+the other), *main* (the permanent tasks start, the others by their conditions) and,
+once a shutdown has let every run end, *closing* (the ``on_shutdown`` tasks, one
+after the other).
+
+Control requests (``run_task``, ``terminate``, ``disable``, ``enable``, adding and
+removing tasks, ``shut_down``) are safe from any thread. Made in the loop's own
+thread (a coroutine beside the scheduler, an endpoint of a web app sharing its loop)
+they take effect at once; from another thread they are queued and applied, in the
+order they were made, at the start of the loop's next turn, which they wake.
 
 Work is cut so that no run waits long for its termination:
 
@@ -22,26 +34,29 @@ Work is cut so that no run waits long for its termination:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import difflib
 import heapq
 import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from conddsl.errors import ConddslError
+from conddsl import ast
+from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry
+from conddsl.errors import ConddslError, ConditionSyntaxError
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
     ConditionFailed,
     ConditionLike,
     Reads,
-    compile_setting,
     is_true,
     next_change,
     reads,
@@ -51,7 +66,7 @@ from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecuto
 from conddsl.runtime.flags import TerminationFlag
 from conddsl.runtime.process_exec import CommandExecutor, ProcessExecutor
 from conddsl.runtime.runs import Host, Run
-from conddsl.runtime.tasks import Task, command_task, func_task
+from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -60,6 +75,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Scheduler states, in the only order they can follow.
 IDLE, RUNNING, GRACEFUL, FORCED, DONE = "idle", "running", "graceful", "forced", "done"
 
+# The phases of a session (see the module docstring).
+STARTUP, MAIN, CLOSING = "startup", "main", "closing"
+
 _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
@@ -67,6 +85,29 @@ SLICE = 0.002  # seconds of condition evaluation before the loop lets other work
 
 class SchedulerError(ConddslError):
     """The scheduler stopped on a fatal error (a condition or the history failed)."""
+
+
+class UnknownTaskError(ConddslError, KeyError):
+    """No task has this name: a ``KeyError`` whose message suggests the closest name."""
+
+    def __init__(self, name: object, known: Iterable[str]) -> None:
+        known = list(known)
+        close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        elif not known:
+            hint = "; the scheduler has no tasks"
+        else:
+            hint = ""
+        super().__init__(f"no task named {name!r}{hint}")
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+class ControlError(ConddslError, RuntimeError):
+    """A control request that cannot be applied now (see :meth:`Scheduler.run_task`)."""
 
 
 @dataclass
@@ -87,21 +128,26 @@ class Scheduler:
         config: SchedulerConfig | Mapping[str, Any] | None = None,
         *,
         clock: Clock | None = None,
+        rules: Mapping[str, ast.Node | str] | None = None,
     ) -> None:
+        from conddsl.runtime.customs import parse_rules
+
         self.config = SchedulerConfig.load(config)  # type: ignore[arg-type]
         self.clock: Clock = clock if clock is not None else RealClock()
         self.history: History = self.config.history
         self.session = Session(env=self.config.env, params=self.config.params)
         self.tasks: dict[str, Task] = {}
+        #: The scheduler's own custom conditions (``app.cond``), found by its conditions.
+        self.registry = ConditionRegistry()
+        #: Named conditions its conditions may use (``load_rules`` gives such a mapping).
+        self.rules = parse_rules(rules)
         self.state = IDLE
         self.fatal_error: BaseException | None = None
+        self._conditions: Any = None  # a SchedulerConditions, made on first use
         self._shut_cond: ConditionLike | None = None
-        if self.config.shut_cond is not None:
-            self._shut_cond = compile_setting(
-                self.config.shut_cond, "shut_cond", self.config.timezone
-            )
-        self._requests: list[bool] = []  # shut_down() calls not yet applied: force or not
-        self._lock = threading.Lock()
+        self._requests: list[tuple[str, Any]] = []  # control requests from other threads
+        # Reentrant: a signal handler calling shut_down() runs in the thread it interrupts.
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake = asyncio.Event()
@@ -120,17 +166,74 @@ class Scheduler:
         self._runs: dict[str, dict[str, Run]] = {}
         self._active = 0
         self._process_runs = 0
+        self._permanent_runs = 0
         self._waiting_slot: dict[str, None] = {}  # an ordered set
         self._background: set[asyncio.Task[None]] = set()
         self._executors: dict[str, Any] = {}
-        if self._shut_cond is not None:
-            self._index(_SHUT, reads(self._shut_cond))
+        # Every task by name, including those registered from another thread and not
+        # applied yet: what control requests are checked against.
+        self._known: dict[str, Task] = {}
+        self._phase: str | None = None
+        self._manual: dict[str, int] = {}  # manual starts asked for and not made yet
+        self._permanent_pending: dict[str, None] = {}  # permanent tasks not started yet
+        self._role_queue: collections.deque[Task] = collections.deque()
+        self._role_run: Run | None = None  # the on_startup or on_shutdown run going on
+        if self.config.shut_cond is not None:
+            self._resolve_shut_cond(defer_unknown=True)
+
+    # ---------------------------------------------------------------- conditions
+
+    def cond(
+        self,
+        phrase: str,
+        func: Callable[..., object] | None = None,
+        *,
+        recheck: timedelta | float | str = DEFAULT_RECHECK,
+    ) -> Any:
+        """Register a custom condition for this scheduler's conditions.
+
+        ``@app.cond("holiday")`` decorates the function (returned unchanged);
+        ``app.cond("file exists", func, recheck="30 seconds")`` registers it directly.
+        Register it before the tasks whose conditions use it.
+        """
+
+        def register(function: F) -> F:
+            self.registry.register(phrase, function, recheck=recheck)
+            return function
+
+        return register if func is None else register(func)  # type: ignore[arg-type]
+
+    def _compile(self, value: object, what: str) -> ConditionLike:
+        """A condition setting as this scheduler reads it (see conddsl.runtime.customs)."""
+        from conddsl.compile import Condition
+        from conddsl.runtime.customs import SchedulerConditions
+
+        if isinstance(value, str | Condition):
+            if self._conditions is None:
+                self._conditions = SchedulerConditions(
+                    self.config.timezone, self.registry, self.rules
+                )
+            return self._conditions.compile(value)  # type: ignore[return-value]
+        if isinstance(value, ConditionLike):
+            return value
+        raise TypeError(f"{what} must be condition text or a Condition, not {type(value).__name__}")
+
+    def _resolve_shut_cond(self, *, defer_unknown: bool = False) -> None:
+        """Compile the shut condition; names unknown when the scheduler is made may be
+        registered (``app.cond``) before it starts: they are resolved then."""
+        try:
+            self._shut_cond = self._compile(self.config.shut_cond, "shut_cond")
+        except ConditionSyntaxError as exc:
+            if defer_unknown and exc.code == "E120":
+                return
+            raise
+        self._index(_SHUT, reads(self._shut_cond))
 
     # ---------------------------------------------------------------- registration
 
     def task(
         self,
-        start_cond: object,
+        start_cond: object = None,
         *,
         name: str | None = None,
         end_cond: object = None,
@@ -138,8 +241,16 @@ class Scheduler:
         execution: str | None = None,
         multilaunch: bool = False,
         disabled: bool = False,
+        permanent: bool = False,
+        on_startup: bool = False,
+        on_shutdown: bool = False,
     ) -> Callable[[F], F]:
-        """Register the decorated function as a task; it is returned unchanged."""
+        """Register the decorated function as a task; it is returned unchanged.
+
+        A task with ``permanent``, ``on_startup`` or ``on_shutdown`` is started by the
+        scheduler itself and takes no start condition.
+        """
+        role = role_of(permanent, on_startup, on_shutdown)
 
         def register(func: F) -> F:
             task = func_task(
@@ -152,6 +263,8 @@ class Scheduler:
                 execution=execution,
                 multilaunch=multilaunch,
                 disabled=disabled,
+                role=role,
+                compile_cond=self._compile,
             )
             self._add(task)
             return func
@@ -160,7 +273,7 @@ class Scheduler:
 
     def command_task(
         self,
-        start_cond: object,
+        start_cond: object = None,
         *,
         argv: Sequence[str] | str,
         name: str | None = None,
@@ -171,6 +284,9 @@ class Scheduler:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         shell: bool = False,
+        permanent: bool = False,
+        on_startup: bool = False,
+        on_shutdown: bool = False,
     ) -> Task:
         """Register a program run without a shell (``shell=True``: one string for /bin/sh -c).
 
@@ -188,29 +304,60 @@ class Scheduler:
             cwd=cwd,
             env=env,
             shell=shell,
+            role=role_of(permanent, on_startup, on_shutdown),
+            compile_cond=self._compile,
         )
         self._add(task)
         return task
 
     def _add(self, task: Task) -> None:
-        if task.name in self.tasks:
-            raise ConfigError(f"a task named {task.name!r} already exists")
-        loop = self._loop
-        if loop is None or self.state != RUNNING:
+        with self._lock:
+            if task.name in self._known:
+                raise ConfigError(f"a task named {task.name!r} already exists")
+            if task.on_startup and self._loop is not None:
+                raise ConfigError(
+                    f"task {task.name!r}: on_startup tasks are registered before the"
+                    " scheduler starts"
+                )
+            self._known[task.name] = task
+            if self._queue_if_elsewhere("add", task):
+                return
             self._register(task)
-        elif threading.get_ident() == self._loop_thread:
-            self._register(task)
-            self._touch(task.name)
-        else:  # the loop owns the task tables while it runs
-            loop.call_soon_threadsafe(self._register_and_touch, task)
 
     def _register(self, task: Task) -> None:
         self.tasks[task.name] = task
         self._index(task.name, task.reads)
+        if self._phase == MAIN:  # added while the scheduler runs
+            if task.permanent:
+                self._permanent_pending[task.name] = None
+            self._touch(task.name)
 
-    def _register_and_touch(self, task: Task) -> None:
-        self._register(task)
-        self._touch(task.name)
+    def _unregister(self, task: Task) -> None:
+        name = task.name
+        if self.tasks.get(name) is not task:
+            return
+        del self.tasks[name]
+        found = task.reads
+        if found.any_task:
+            self._watch_all.discard(name)
+        for other in (*found.tasks, name):
+            watchers = self._watchers.get(other)
+            if watchers is not None:
+                watchers.discard(name)
+                if not watchers:
+                    del self._watchers[other]
+        if found.cycles:
+            self._watch_cycles.discard(name)
+        self._check_at.pop(name, None)
+        self._waiting_slot.pop(name, None)
+        self._manual.pop(name, None)
+        self._permanent_pending.pop(name, None)
+        self._dirty.pop(name, None)
+        if self._role_queue and task in self._role_queue:
+            self._role_queue.remove(task)
+        for run in list(self._runs.get(name, {}).values()):
+            if run.task is task and run.task.terminable:
+                self._terminate(run, "forced", "the task was removed (remove_task())")
 
     def _index(self, key: str | None, found: Reads) -> None:
         if found.any_task:
@@ -225,6 +372,127 @@ class Scheduler:
     def _touch(self, key: str | None) -> None:
         self._dirty[key] = None
         self._wake.set()
+
+    # ---------------------------------------------------------------- control
+
+    def run_task(self, name: str) -> None:
+        """Start a run of ``name`` now, whatever its start condition (even if disabled).
+
+        The run's ``run`` record has reason ``manual``; the run obeys the task's
+        timeout and end condition like any other (started while the end condition
+        holds, it is terminated at once, reason ``end_cond``). Asked before the
+        scheduler starts, the run starts once the startup tasks are done.
+
+        Raises :class:`UnknownTaskError` for an unknown name, and :class:`ControlError`
+        when the task is running and not ``multilaunch`` (or a manual run of it is
+        already asked for) or when the scheduler is shutting down or done.
+        """
+        with self._lock:
+            task = self._lookup(name)
+            if self.state != RUNNING and self.state != IDLE:
+                now = "has stopped" if self.state == DONE else "is shutting down"
+                raise ControlError(f"cannot run task {name!r}: the scheduler {now}")
+            if not task.multilaunch:
+                if name in self._runs:
+                    raise ControlError(
+                        f"task {name!r} is running (and not multilaunch): not started again"
+                    )
+                asked = self._manual.get(name) or ("run", name) in self._requests
+                if asked:
+                    raise ControlError(f"a run of task {name!r} is already asked for")
+            if self._queue_if_elsewhere("run", name):
+                return
+            self._apply("run", name)
+
+    def terminate(self, name: str) -> None:
+        """Terminate every running run of ``name`` now: reason ``forced``.
+
+        A manual run asked for and not started yet is dropped. Runs of a ``main``
+        task cannot be terminated (:class:`ControlError`).
+        """
+        with self._lock:
+            task = self._lookup(name)
+            if not task.terminable:
+                raise ControlError(
+                    f"task {name!r} runs in the main execution, which cannot be terminated"
+                )
+            if self._queue_if_elsewhere("terminate", name):
+                return
+            self._apply("terminate", name)
+
+    def disable(self, name: str) -> None:
+        """Stop starting ``name`` by its condition; its running runs go on (see ``terminate``)."""
+        self._set_disabled(name, True)
+
+    def enable(self, name: str) -> None:
+        """Let ``name`` start by its condition again; it is looked at at once."""
+        self._set_disabled(name, False)
+
+    def _set_disabled(self, name: str, disabled: bool) -> None:
+        with self._lock:
+            task = self._lookup(name)
+            task.disabled = disabled
+            if self._queue_if_elsewhere("touch", name):
+                return
+            self._apply("touch", name)
+
+    def remove_task(self, name: str) -> Task:
+        """Forget ``name`` and return its task; its running runs are terminated (``forced``).
+
+        Its records stay in the history. A ``main`` run cannot be terminated, but none
+        is running when this is applied: main runs hold the scheduler's thread.
+        """
+        with self._lock:
+            task = self._lookup(name)
+            del self._known[name]
+            if not self._queue_if_elsewhere("remove", task):
+                self._apply("remove", task)
+            return task
+
+    def _lookup(self, name: str) -> Task:
+        task = self._known.get(name)
+        if task is None:
+            raise UnknownTaskError(name, self._known)
+        return task
+
+    def _queue_if_elsewhere(self, op: str, arg: Any) -> bool:
+        """Queue the request for the loop if it runs in another thread; called with the lock.
+
+        Otherwise (before serve(), after it, or in the loop's own thread) the caller
+        applies it at once.
+        """
+        loop = self._loop
+        if loop is None or self.state == DONE or threading.get_ident() == self._loop_thread:
+            return False
+        self._requests.append((op, arg))
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._wake.set)
+        return True
+
+    def _apply(self, op: str, arg: Any) -> None:
+        """Apply a control request, in the loop's thread (or when no loop runs)."""
+        serving = self._loop is not None and self.state != DONE
+        if op == "add":
+            self._register(arg)
+        elif op == "remove":
+            self._unregister(arg)
+        elif op == "run":
+            task = self.tasks.get(arg)
+            if task is None or self.state not in (IDLE, RUNNING):
+                log.warning("manual run of %r not started: the task or the scheduler is gone", arg)
+                return
+            self._manual[arg] = self._manual.get(arg, 0) + 1
+            if serving:
+                self._touch(arg)
+        elif op == "terminate":
+            self._manual.pop(arg, None)
+            for run in list(self._runs.get(arg, {}).values()):
+                self._terminate(run, "forced", "terminate() was called")
+        elif op == "touch":
+            if serving and arg in self.tasks:
+                self._touch(arg)
+        else:  # pragma: no cover - every op is listed above
+            raise ValueError(op)
 
     # ---------------------------------------------------------------- running
 
@@ -241,8 +509,12 @@ class Scheduler:
         """Run in the current event loop until shut down; raise SchedulerError after a fatal one."""
         if self.state != IDLE:
             raise RuntimeError("a scheduler runs once; make a new one")
-        loop = self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        if self.config.shut_cond is not None and self._shut_cond is None:
+            self._resolve_shut_cond()  # names registered since the scheduler was made
+        loop = asyncio.get_running_loop()
+        with self._lock:  # from here on, other threads queue their requests
+            self._loop = loop
+            self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         host = Host(loop, self._finish, self.config.kill_grace.total_seconds(), self._spawn)
         self._executors = {
@@ -255,13 +527,14 @@ class Scheduler:
         now = self.clock.now()
         self.session.started_at = now
         self.state = RUNNING
+        self._phase = STARTUP
+        self._role_queue.extend(task for task in self.tasks.values() if task.on_startup)
+        if self._shut_cond is not None:
+            self._dirty[_SHUT] = None
         try:
             self.history.mark_crashed(now)  # runs left open by a scheduler that died
         except HistoryError as exc:
             self._fail(exc)
-        if self._shut_cond is not None:
-            self._dirty[_SHUT] = None
-        self._dirty.update(dict.fromkeys(self.tasks))
         try:
             await self._cycle()
         except BaseException as exc:
@@ -281,7 +554,7 @@ class Scheduler:
     def shut_down(self, force: bool = False) -> None:
         """Shut down gracefully; ``force=True`` or a second call terminates every run at once."""
         with self._lock:
-            self._requests.append(force)
+            self._requests.append(("shut", force))
         loop = self._loop
         if loop is not None and self.state != DONE:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -291,6 +564,23 @@ class Scheduler:
     def running_runs(self) -> list[Run]:
         """The runs not finished yet."""
         return [run for runs in self._runs.values() for run in runs.values()]
+
+    def task_state(self, name: str) -> str:
+        """``"running"`` (a run is alive), ``"pending"`` (a manual run is asked for and not
+        started yet), ``"disabled"`` or ``"idle"``; safe from any thread."""
+        with self._lock:
+            task = self._lookup(name)
+            pending = self._manual.get(name) or ("run", name) in self._requests
+        if name in self._runs:
+            return "running"
+        if pending:
+            return "pending"
+        return "disabled" if task.disabled else "idle"
+
+    @property
+    def phase(self) -> str | None:
+        """``"startup"``, ``"main"`` or ``"closing"`` while serving (None before)."""
+        return self._phase
 
     # ---------------------------------------------------------------- the loop
 
@@ -304,8 +594,14 @@ class Scheduler:
             self._apply_requests()
             self._due_timeouts(now)
             self._due_checks(now, new_cycle=not sliced)
+            if self._phase == STARTUP:
+                await self._step_startup(now)
             sliced = await self._evaluate_dirty(now)
+            if self.state == GRACEFUL and self._permanent_runs == self._active > 0:
+                self._end_permanent()  # only permanent runs are left
             if self.state in (GRACEFUL, FORCED) and self._active == 0:
+                if await self._step_closing():
+                    continue  # an on_shutdown run is going on
                 return
             if self._dirty:  # sliced, or deferred: dirtied again by its own evaluation
                 await asyncio.sleep(0)
@@ -315,13 +611,87 @@ class Scheduler:
     def _apply_requests(self) -> None:
         with self._lock:
             requests, self._requests = self._requests, []
-        for force in requests:
-            if force:
+        for op, arg in requests:
+            if op != "shut":
+                self._apply(op, arg)
+            elif self._phase == CLOSING:
+                self._cut_closing()
+            elif arg:
                 self._force("forced", "shut_down(force=True) was called")
             elif self.state == GRACEFUL:
                 self._force("forced", "shut_down() was called a second time")
             else:
                 self._begin_shutdown("shut_down() was called")
+
+    # ---------------------------------------------------------------- phases
+
+    async def _step_startup(self, now: datetime) -> None:
+        """Start the next on_startup task once the one before has ended; then the main phase."""
+        while self._phase == STARTUP:
+            run = self._role_run
+            if run is not None and not run.finished:
+                return
+            self._role_run = None
+            self._write_records()  # the shut condition may read the records of the last one
+            if self._role_queue and self.state == RUNNING and _SHUT in self._dirty:
+                # Nothing starts once the shut condition is true: startup tasks neither.
+                del self._dirty[_SHUT]
+                self._evaluate_shut(now)
+            if self.state != RUNNING or not self._role_queue:
+                self._role_queue.clear()  # a shutdown during startup skips the rest
+                self._enter_main()
+                return
+            task = self._role_queue.popleft()
+            if not task.disabled:
+                self._role_run = await self._start_role(task)
+
+    def _enter_main(self) -> None:
+        self._phase = MAIN
+        if self.state != RUNNING:
+            return
+        for name, task in self.tasks.items():
+            if task.permanent:
+                self._permanent_pending[name] = None
+        if self._shut_cond is not None:
+            self._dirty[_SHUT] = None
+        self._dirty.update(dict.fromkeys(self.tasks))
+
+    async def _step_closing(self) -> bool:
+        """Start the next on_shutdown task; False once none is left (the scheduler stops)."""
+        if self._phase != CLOSING:
+            self._phase = CLOSING
+            self._role_queue = collections.deque(
+                task for task in self.tasks.values() if task.on_shutdown and not task.disabled
+            )
+        while self._role_queue:
+            run = await self._start_role(self._role_queue.popleft())
+            if not run.finished:
+                return True
+        return False
+
+    async def _start_role(self, task: Task) -> Run:
+        """Start an on_startup or on_shutdown run (outside the process limit: nothing else runs)."""
+        run, awaitable = self._start(task, self.clock.now())
+        if awaitable is not None:
+            await awaitable
+        return run
+
+    def _cut_closing(self) -> None:
+        """A shut_down() while the on_shutdown tasks run: end the one running, skip the rest."""
+        if self._role_queue:
+            skipped = ", ".join(task.name for task in self._role_queue)
+            log.warning("shut down again: on_shutdown tasks not run: %s", skipped)
+            self._role_queue.clear()
+        if self.state == GRACEFUL:
+            self.state = FORCED
+        for run in self.running_runs:
+            if run.task.terminable:
+                self._terminate(run, "forced", "shut_down() was called during the shutdown tasks")
+
+    def _end_permanent(self) -> None:
+        for run in self.running_runs:
+            if run.task.permanent:
+                self._terminate(run, "shutdown", "the scheduler is shutting down")
 
     def _begin_shutdown(self, why: str) -> None:
         if self.state != RUNNING:
@@ -443,39 +813,85 @@ class Scheduler:
         self._schedule(_SHUT, self._next(cond, "shut_cond", now, context))
 
     async def _evaluate(self, task: Task, now: datetime) -> None:
-        if task.disabled:
-            return
+        if self._phase == STARTUP:
+            return  # every task is looked at when the main phase begins
         name = task.name
         context = self._context(name)
         ending = False
-        if task.end is not None and (self.state == RUNNING or name in self._runs):
+        why = ""
+        if task.end is not None and self._watches_end(task):
             where = f"end condition of task {name!r}"
             ending = self._holds(task.end, where, now, context, on_error=True)
             if ending:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in list(self._runs.get(name, {}).values()):
                     self._terminate(run, "end_cond", why)
-        # A task is not started while its end condition holds: it would be ended at once.
-        may_start = self.state == RUNNING and not ending
-        if may_start and (task.multilaunch or name not in self._runs):
-            where = f"start condition of task {name!r}"
-            if self._holds(task.start, where, now, context, on_error=False):
-                if task.uses_process and not self._process_slot():
-                    self._waiting_slot[name] = None
-                else:
-                    awaitable = self._start(task, now)
-                    if awaitable is not None:
-                        await awaitable
+        if self.state == RUNNING:
+            if name in self._manual:
+                await self._start_manual(task, now, why if ending else None)
+            elif task.permanent:
+                await self._start_permanent(task, now)
+            # A task is not started while its end condition holds: it would be ended at once.
+            elif not task.disabled and not ending and (task.multilaunch or name not in self._runs):
+                where = f"start condition of task {name!r}"
+                if self._holds(task.start, where, now, context, on_error=False):
+                    await self._launch(task, now)
         self._schedule(name, self._next_check(task, now, context))
+
+    def _watches_end(self, task: Task) -> bool:
+        """Whether the end condition matters: a run is alive, or one may start."""
+        if task.name in self._runs:
+            return True
+        return self.state == RUNNING and (not task.disabled or task.name in self._manual)
+
+    async def _launch(self, task: Task, now: datetime, reason: str | None = None) -> Run | None:
+        """Start a run, or None when it must wait for a process slot (max_process_count)."""
+        if task.uses_process and not self._process_slot():
+            self._waiting_slot[task.name] = None
+            return None
+        run, awaitable = self._start(task, now, reason=reason)
+        if awaitable is not None:
+            await awaitable
+        return run
+
+    async def _start_permanent(self, task: Task, now: datetime) -> None:
+        """Start a permanent task once per session (once enabled, if it is disabled)."""
+        name = task.name
+        if name not in self._permanent_pending or task.disabled or name in self._runs:
+            return
+        if await self._launch(task, now) is not None:
+            del self._permanent_pending[name]
+
+    async def _start_manual(self, task: Task, now: datetime, ending: str | None) -> None:
+        """Make the manual starts asked for (``run_task``); ``ending``: why the end condition
+        ends them at once."""
+        name = task.name
+        count = self._manual.pop(name)
+        if task.permanent:
+            self._permanent_pending.pop(name, None)  # started now: not started again
+        while count:
+            if not task.multilaunch and name in self._runs:
+                log.warning("task %r is running: a manual run of it was not started", name)
+                return
+            run = await self._launch(task, now, reason="manual")
+            if run is None:  # waits for a process slot
+                self._manual[name] = count
+                return
+            count -= 1
+            if ending is not None:
+                self._terminate(run, "end_cond", ending)
 
     def _next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
         times = []
         # A running task that cannot start again needs no start check: its finish
-        # record looks at it again (so a long run costs nothing per cycle).
-        if self.state == RUNNING and (task.multilaunch or task.name not in self._runs):
-            times.append(self._next(task.start, f"start condition of {task.name!r}", now, context))
-        if task.end is not None and (self.state == RUNNING or task.name in self._runs):
-            times.append(self._next(task.end, f"end condition of {task.name!r}", now, context))
+        # record looks at it again (so a long run costs nothing per cycle). Tasks that
+        # have a role, or are disabled, are not started by their condition.
+        name = task.name
+        startable = task.role is None and not task.disabled
+        if self.state == RUNNING and startable and (task.multilaunch or name not in self._runs):
+            times.append(self._next(task.start, f"start condition of {name!r}", now, context))
+        if task.end is not None and self._watches_end(task):
+            times.append(self._next(task.end, f"end condition of {name!r}", now, context))
         found = [at for at in times if at is not None]
         return min(found) if found else None
 
@@ -516,10 +932,13 @@ class Scheduler:
 
     # ---------------------------------------------------------------- runs
 
-    def _start(self, task: Task, now: datetime) -> Awaitable[None] | None:
+    def _start(
+        self, task: Task, now: datetime, *, reason: str | None = None
+    ) -> tuple[Run, Awaitable[None] | None]:
+        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
         executor = self._executors[task.execution]
         new_flag = getattr(executor, "new_flag", TerminationFlag)
-        run = Run(task, uuid.uuid4().hex, now, flag=new_flag())
+        run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
         if task.timeout is not None:
             deadline = run.deadline = now + task.timeout
             bucket = self._due.get(deadline)
@@ -532,17 +951,19 @@ class Scheduler:
         self._active += 1
         if task.uses_process:
             self._process_runs += 1
-        self._record(run, "run", now, own_change=False)
+        if task.permanent:
+            self._permanent_runs += 1
+        self._record(run, "run", now, reason=reason, own_change=False)
         if run.reason is not None:  # recording it failed fatally: it never starts
             self._finish(run, "terminate", "not started")
-            return None
+            return run, None
         try:
             awaitable = executor.start(run)
         except Exception as exc:  # the function could not even be called
             self._finish(run, "fail", f"could not start: {exc}")
-            return None
+            return run, None
         run.launched = True
-        return awaitable
+        return run, awaitable
 
     def _terminate(self, run: Run, reason: str, message: str) -> None:
         if run.finished or run.reason is not None:
@@ -573,6 +994,10 @@ class Scheduler:
             self._process_runs -= 1
             self._dirty.update(self._waiting_slot)
             self._waiting_slot.clear()
+        if task.permanent:
+            self._permanent_runs -= 1
+            if run.reason is None and self.state == RUNNING:
+                log.warning("permanent task %r ended (%s); it is not restarted", task.name, action)
         reason = None
         if run.reason is not None:  # we asked it to stop: whatever it did, it was terminated
             action, reason = "terminate", run.reason

@@ -15,6 +15,10 @@ from conddsl.runtime.config import ConfigError, SchedulerConfig, parse_timeout
 from conddsl.runtime.flags import TerminationFlag
 
 EXECUTIONS = ("main", "async", "thread", "process")
+ROLES = ("permanent", "on_startup", "on_shutdown")
+
+# How a task is compiled: the setting, and what it is (for messages).
+Compile = Callable[[object, str], ConditionLike]
 
 
 class TerminationWarning(UserWarning):
@@ -38,6 +42,22 @@ class Task:
     env: Mapping[str, str] | None = None
     flag_params: tuple[str, ...] = ()
     reads: Reads = field(default_factory=Reads)
+    role: str | None = None  # one of ROLES, or None for a task started by its condition
+
+    @property
+    def permanent(self) -> bool:
+        """Started once when the scheduler starts, never timed out, ended at shutdown."""
+        return self.role == "permanent"
+
+    @property
+    def on_startup(self) -> bool:
+        """Run once before anything else starts, in registration order."""
+        return self.role == "on_startup"
+
+    @property
+    def on_shutdown(self) -> bool:
+        """Run once after the last run ended at shutdown, in registration order."""
+        return self.role == "on_shutdown"
 
     @property
     def terminable(self) -> bool:
@@ -65,6 +85,8 @@ def func_task(
     execution: str | None = None,
     multilaunch: bool = False,
     disabled: bool = False,
+    role: str | None = None,
+    compile_cond: Compile | None = None,
 ) -> Task:
     """Check the settings of a Python task and build it."""
     if not callable(func):
@@ -83,6 +105,11 @@ def func_task(
             f"task {name!r}: async execution needs an 'async def' function;"
             " use execution='thread' or 'process' for a plain function"
         )
+    if execution == "main" and role == "permanent":
+        raise ConfigError(
+            f"task {name!r}: a permanent task cannot run in the main execution"
+            " (it would hold the scheduler for ever); use async, thread or process"
+        )
     if execution == "main" and (timeout is not None or end_cond is not None):
         warnings.warn(
             f"task {name!r} runs in the main execution, which cannot be terminated:"
@@ -91,7 +118,18 @@ def func_task(
             stacklevel=3,
         )
         timeout = end_cond = None
-    task = _task(name, start_cond, end_cond, timeout, execution, multilaunch, disabled, config)
+    task = _task(
+        name,
+        start_cond,
+        end_cond,
+        timeout,
+        execution,
+        multilaunch,
+        disabled,
+        config,
+        role=role,
+        compile_cond=compile_cond,
+    )
     task.func = func
     task.flag_params = _flag_params(func)
     return task
@@ -110,6 +148,8 @@ def command_task(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     shell: bool = False,
+    role: str | None = None,
+    compile_cond: Compile | None = None,
 ) -> Task:
     """Check the settings of a command task (argv run without a shell, unless ``shell``)."""
     if shell:
@@ -125,7 +165,18 @@ def command_task(
         )
     if name is None:
         name = os.path.basename(argv[0])
-    task = _task(name, start_cond, end_cond, timeout, "command", multilaunch, disabled, config)
+    task = _task(
+        name,
+        start_cond,
+        end_cond,
+        timeout,
+        "command",
+        multilaunch,
+        disabled,
+        config,
+        role=role,
+        compile_cond=compile_cond,
+    )
     task.argv = tuple(argv)
     task.cwd = None if cwd is None else os.fspath(cwd)
     task.env = None if env is None else dict(env)
@@ -141,13 +192,24 @@ def _task(
     multilaunch: bool,
     disabled: bool,
     config: SchedulerConfig,
+    *,
+    role: str | None = None,
+    compile_cond: Compile | None = None,
 ) -> Task:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"a task name must be a non-empty string, not {name!r}")
-    zone = config.timezone
-    start = compile_setting(start_cond, f"start condition of {name!r}", zone)
-    end = None if end_cond is None else compile_setting(end_cond, f"end_cond of {name!r}", zone)
-    if execution == "main":
+    _check_role(name, role, start_cond, end_cond, timeout, multilaunch)
+    if compile_cond is None:
+        zone = config.timezone
+
+        def compile_cond(value: object, what: str) -> ConditionLike:
+            return compile_setting(value, what, zone)
+
+    if role is not None:
+        start_cond = "false"  # never started by a condition: the scheduler starts it
+    start = compile_cond(start_cond, f"start condition of {name!r}")
+    end = None if end_cond is None else compile_cond(end_cond, f"end_cond of {name!r}")
+    if execution == "main" or role == "permanent":
         limit = None
     elif timeout is None:
         limit = config.timeout
@@ -163,7 +225,45 @@ def _task(
         multilaunch=bool(multilaunch),
         disabled=bool(disabled),
         reads=found,
+        role=role,
     )
+
+
+def role_of(permanent: bool, on_startup: bool, on_shutdown: bool) -> str | None:
+    """The one role the flags name (None: a task started by its condition)."""
+    chosen = [
+        role for role, flag in zip(ROLES, (permanent, on_startup, on_shutdown), strict=True) if flag
+    ]
+    if len(chosen) > 1:
+        raise ConfigError(f"a task has one role at most, not {' and '.join(chosen)}")
+    return chosen[0] if chosen else None
+
+
+def _check_role(
+    name: str,
+    role: str | None,
+    start_cond: object,
+    end_cond: object,
+    timeout: object,
+    multilaunch: bool,
+) -> None:
+    if role is None:
+        if start_cond is None:
+            raise ConfigError(
+                f"task {name!r} needs a start condition"
+                " (or permanent=True, on_startup=True or on_shutdown=True)"
+            )
+        return
+    what = f"task {name!r} ({role})"
+    if start_cond is not None:
+        raise ConfigError(f"{what} is started by the scheduler: give it no start condition")
+    if end_cond is not None:
+        raise ConfigError(f"{what} takes no end_cond")
+    if multilaunch:
+        raise ConfigError(f"{what} runs once at a time: multilaunch does not apply")
+    never = isinstance(timeout, str) and timeout.strip().lower() == "never"
+    if role == "permanent" and timeout is not None and not never:
+        raise ConfigError(f"{what} is never timed out: give it no timeout (it ends at shutdown)")
 
 
 def _flag_params(func: Callable[..., Any]) -> tuple[str, ...]:

@@ -1,0 +1,196 @@
+"""Conditions as one scheduler compiles them: names resolved from its own custom conditions
+and rules, and custom parts called only while they can decide the value.
+
+A scheduler has a :class:`~conddsl.custom.ConditionRegistry` of its own (``app.cond``).
+Names in its conditions are looked up in the condition's own registry (when it was
+compiled with one), then the scheduler's, then the default registry; named rules come
+from the condition's own ``rules``, then the scheduler's ``rules=``.
+
+A custom condition is a Python call the time engine cannot see into. The scheduler
+wraps a condition with custom parts in a :class:`GatedCondition`, built from two
+bounds compiled without them: the *upper* bound (each custom part replaced by the
+value that makes the whole condition truest: ``true`` where it is not negated,
+``false`` under a ``~``) and the *lower* bound (the other way round). ``and``, ``or``
+and ``not`` being monotone, the condition's value always lies between the two:
+
+- when the upper bound is false the condition is false, and when the lower bound is
+  true it is true, without calling any custom function;
+- the value can change only where a bound changes, or where a custom part changes
+  while the bounds differ: then the condition is looked at again ``recheck`` later
+  (the smallest ``recheck`` of its custom parts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from conddsl import ast
+from conddsl.compile import Condition, compile_condition
+from conddsl.custom import ConditionRegistry, CustomCondition, default_registry
+from conddsl.parse import parse
+
+
+class RegistryChain:
+    """Several registries looked up in order: the first that has a phrase answers."""
+
+    def __init__(self, registries: Iterable[Any]) -> None:
+        found: list[Any] = []
+        for registry in registries:
+            if registry is not None and all(registry is not seen for seen in found):
+                found.append(registry)
+        self.registries = tuple(found)
+
+    def get(self, phrase: str) -> CustomCondition | None:
+        """The condition registered under ``phrase`` in the first registry that has one."""
+        for registry in self.registries:
+            entry = registry.get(phrase)
+            if entry is not None:
+                return entry
+        return None
+
+    def phrases(self) -> list[str]:
+        """Every phrase of every registry."""
+        return sorted({phrase for registry in self.registries for phrase in registry.phrases()})
+
+    def __contains__(self, phrase: str) -> bool:
+        return self.get(phrase) is not None
+
+
+class GatedCondition(Condition):
+    """A condition with custom parts, called only when the rest of it leaves the value open."""
+
+    __slots__ = ("_upper", "_lower", "_recheck")
+
+    def __init__(
+        self,
+        node: ast.Node,
+        *,
+        timezone: str | tzinfo | None,
+        rules: Mapping[str, ast.Node],
+        registry: Any,
+        text: str | None = None,
+    ) -> None:
+        super().__init__(node, timezone=timezone, rules=rules, registry=registry, text=text)
+        customs: list[CustomCondition] = []
+        self._upper = Condition(_bound(node, self.rules, True, customs), timezone=self.zone)
+        self._lower = Condition(_bound(node, self.rules, False, customs), timezone=self.zone)
+        entries = [registry.get(phrase) for phrase in customs]
+        self._recheck = min(entry.recheck for entry in entries if entry is not None)
+
+    @property
+    def recheck(self) -> timedelta:
+        """How soon the condition is looked at again while its custom parts decide it."""
+        return self._recheck
+
+    def is_true(self, at: datetime, *, task: str | None = None, history=None, session=None) -> bool:
+        """The value at ``at``; the custom functions are called only if the bounds differ."""
+        if not self._upper.is_true(at, task=task, history=history, session=session):
+            return False
+        if self._lower.is_true(at, task=task, history=history, session=session):
+            return True
+        return super().is_true(at, task=task, history=history, session=session)
+
+    def next_change(
+        self, after: datetime, *, task: str | None = None, history=None, session=None
+    ) -> datetime | None:
+        """When a bound changes, or ``recheck`` after ``after`` while the custom parts decide."""
+        context = {"task": task, "history": history, "session": session}
+        changes = [
+            self._upper.next_change(after, **context),
+            self._lower.next_change(after, **context),
+        ]
+        if self._upper.is_true(after, **context) and not self._lower.is_true(after, **context):
+            changes.append(after + self._recheck)
+        found = [change for change in changes if change is not None]
+        return min(found) if found else None
+
+
+def _bound(node: ast.Node, rules: Mapping[str, ast.Node], upper: bool, customs: list[str]):
+    """``node`` with each custom part replaced by its value in the upper or lower bound."""
+
+    def walk(node: ast.Node, positive: bool, seen: tuple[str, ...]) -> ast.Node:
+        if isinstance(node, ast.Reference):
+            target = None if node.args else rules.get(node.name)
+            if target is not None and node.name not in seen:
+                return walk(target, positive, (*seen, node.name))
+            customs.append(node.name)
+            return ast.Constant(upper == positive)
+        if isinstance(node, ast.All | ast.Any):
+            return type(node)(tuple(walk(item, positive, seen) for item in node.items))
+        if isinstance(node, ast.Not):
+            return ast.Not(walk(node.item, not positive, seen))
+        if isinstance(node, ast.Zoned):
+            return ast.Zoned(walk(node.item, positive, seen), node.zone)
+        return node
+
+    return walk(node, True, ())
+
+
+def _references(node: ast.Node) -> bool:
+    if isinstance(node, ast.Reference):
+        return True
+    if isinstance(node, ast.All | ast.Any):
+        return any(_references(item) for item in node.items)
+    if isinstance(node, ast.Not | ast.Zoned):
+        return _references(node.item)
+    return False
+
+
+def _has_custom(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:
+    found: list[str] = []
+    _bound(node, rules, True, found)
+    return bool(found)
+
+
+class SchedulerConditions:
+    """Compiles a scheduler's condition settings with its zone, registry and rules."""
+
+    def __init__(
+        self,
+        timezone: str | tzinfo | None,
+        registry: ConditionRegistry,
+        rules: Mapping[str, ast.Node],
+    ) -> None:
+        self.timezone = timezone
+        self.registry = registry
+        self.rules = rules
+
+    def compile(self, value: object) -> object:
+        """Text compiled here; a Condition with names compiled again here; others as they are."""
+        if isinstance(value, str):
+            node = parse(value)
+            if not _references(node):
+                return compile_condition(value, timezone=self.timezone)  # cached
+            chain = RegistryChain((self.registry, default_registry))
+            return self._build(node, self.timezone, dict(self.rules), chain, value)
+        if isinstance(value, Condition) and _references(value.ast):
+            if not value.lenient and not _has_custom(value.ast, value.rules):
+                return value  # every name is one of its own rules: nothing to resolve
+            own = None if value.registry is default_registry else value.registry
+            chain = RegistryChain((own, self.registry, default_registry))
+            rules = {**self.rules, **value.rules}  # the condition's own rules come first
+            return self._build(value.ast, value.zone, rules, chain, None)
+        return value
+
+    @staticmethod
+    def _build(node, timezone, rules, registry, text):
+        kind = GatedCondition if _has_custom(node, rules) else Condition
+        return kind(node, timezone=timezone, rules=rules, registry=registry, text=text)
+
+
+def parse_rules(rules: Mapping[str, ast.Node | str] | None) -> dict[str, ast.Node]:
+    """Named conditions for a scheduler: nodes (``load_rules``) or condition text."""
+    found: dict[str, ast.Node] = {}
+    for name, value in (rules or {}).items():
+        key = " ".join(str(name).split())
+        if isinstance(value, str):
+            found[key] = parse(value)
+        elif isinstance(value, Condition):
+            found[key] = value.ast
+        elif isinstance(value, ast.Node):
+            found[key] = value
+        else:
+            raise TypeError(f"rule {name!r} must be condition text or a node, not {value!r}")
+    return found
