@@ -107,6 +107,40 @@ _OFFSET_OF = {
 }
 
 
+# The hot path of is_true: one closure per unit and shape, the offset written out in
+# place, because a function call per evaluation costs as much as the arithmetic.
+def _inside(unit: str, a: int, b: int):
+    """A predicate for ``a <= offset < b`` in a fixed-length cycle."""
+    if unit == "day":
+        return lambda w: (
+            a <= ((w.hour * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond < b
+        )
+    if unit == "hour":
+        return lambda w: a <= (w.minute * 60 + w.second) * 1_000_000 + w.microsecond < b
+    if unit == "minute":
+        return lambda w: a <= w.second * 1_000_000 + w.microsecond < b
+    offset = _OFFSET_OF[unit]
+    return lambda w: a <= offset(w) < b
+
+
+def _outside(unit: str, end: int, start: int):
+    """A predicate for ``offset < end or offset >= start`` (a window that wraps around)."""
+    if unit == "day":
+
+        def wrapped_day(w):
+            value = ((w.hour * 60 + w.minute) * 60 + w.second) * 1_000_000 + w.microsecond
+            return value < end or value >= start
+
+        return wrapped_day
+    offset = _OFFSET_OF[unit]
+
+    def wrapped(w):
+        value = offset(w)
+        return value < end or value >= start
+
+    return wrapped
+
+
 def _month_day_index(point: ast.MonthDay, year: int, month: int) -> int:
     """0-based day of the month the point names (may be past the month's end)."""
     first_weekday, days = calendar.monthrange(year, month)
@@ -159,7 +193,7 @@ class ClockWindow:
         """The window's pieces (offset pairs) in the cycle starting at ``cycle``."""
         if self._fixed_pieces is not None:
             return self._fixed_pieces
-        key = (cycle.year, cycle.month)
+        key = cycle.year * 12 + cycle.month
         found = self._month_cache.get(key)
         if found is None:
             if len(self._month_cache) > 1024:
@@ -219,20 +253,21 @@ class ClockWindow:
 
     def predicate(self):
         """A fast ``contains`` specialised to this window (the hot path of is_true)."""
-        offset = _OFFSET_OF[self.unit]
         pieces = self._fixed_pieces
         if pieces is None:  # month: pieces depend on the month, cached per month
             cache = self._month_cache
             compute = self._compute
 
             def in_month(w):
-                key = (w.year, w.month)
+                key = w.year * 12 + w.month  # an int hashes faster than a tuple
                 found = cache.get(key)
                 if found is None:
                     if len(cache) > 1024:
                         cache.clear()
                     found = cache[key] = compute(datetime(w.year, w.month, 1))
-                value = offset(w)
+                value = (((w.day - 1) * 24 + w.hour) * 60 + w.minute) * 60_000_000 + (
+                    w.second * 1_000_000 + w.microsecond
+                )
                 for a, b in found:
                     if a <= value < b:
                         return True
@@ -243,16 +278,10 @@ class ClockWindow:
             return lambda w: False
         if len(pieces) == 1:
             ((a, b),) = pieces
-            return lambda w: a <= offset(w) < b
+            return _inside(self.unit, a, b)
         if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[self.unit]:
             # A wrap-around window: [0, end) and [start, cycle end).
-            end, start = pieces[0][1], pieces[1][0]
-
-            def wrapped(w):
-                value = offset(w)
-                return value < end or value >= start
-
-            return wrapped
+            return _outside(self.unit, pieces[0][1], pieces[1][0])
         return self.contains
 
     def contains(self, at: datetime) -> bool:
