@@ -203,11 +203,14 @@ def _window_walls(clock: ClockWindow, start: datetime, end: datetime) -> Iterato
 class Periodic(HistoryForm):
     """``daily``, ``daily between 22:00 and 04:00``, ``weekly on Mon``, ``daily starting 10:00``."""
 
-    __slots__ = ("clock",)
+    __slots__ = ("clock", "whole")
 
     def __init__(self, node: ast.Periodic, clock: ClockWindow, zone: tzinfo, horizon) -> None:
         super().__init__(node, zone, horizon)
         self.clock = clock
+        # A window that is the whole cycle (`daily`, `daily starting 10:00`): the value
+        # changes only at a finish and at the start of the next cycle after it.
+        self.whole = clock.window is None or clock._anchor_point() is not None
 
     def empty_value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -226,11 +229,24 @@ class Periodic(HistoryForm):
         if ctx.history is None:
             return []
         task = own_task(self.node, ctx)
-        return [
+        finishes = [
             r.at for r in ctx.history.records(task, since=start, until=end, actions=PERIOD_FINISH)
         ]
+        if not self.whole:
+            return finishes
+        points = list(finishes)
+        for at in finishes:
+            points.extend(self._next_cycle_points(at))
+        return points
+
+    def _next_cycle_points(self, real: datetime) -> Iterator[datetime]:
+        occurrence = self.clock.occurrence(to_wall(real, self.zone))
+        return self._wall_points(iter(()) if occurrence is None else iter((occurrence[1],)))
 
     def clock_points(self, start, end):
+        if self.whole:
+            # Only a finish before `start` can keep it false; it turns true next cycle.
+            return iter(sorted(self._next_cycle_points(start)))
         low, high = to_wall(start, self.zone), to_wall(end, self.zone)
         return self._wall_points(_window_walls(self.clock, low - timedelta(hours=3), high))
 

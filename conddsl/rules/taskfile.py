@@ -69,6 +69,7 @@ class TaskFileReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     rule_files: list[RuleFile] = field(default_factory=list)
     conditions: list[FileCondition] = field(default_factory=list)
+    _task_tables: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def rules(self) -> dict[str, ast.Node]:
@@ -78,10 +79,15 @@ class TaskFileReport:
     @property
     def task_tables(self) -> dict[str, dict[str, Any]]:
         """The ``[tasks.NAME]`` tables as read from TOML (valid or not)."""
-        tasks = (self.data or {}).get("tasks")
-        if not isinstance(tasks, dict):
-            return {}
-        return {name: table for name, table in tasks.items() if isinstance(table, dict)}
+        # Built once per read: checks look tasks up for every condition that names one.
+        cached = self._task_tables
+        if cached is None or cached[0] is not self.data:
+            tasks = (self.data or {}).get("tasks")
+            tables = {}
+            if isinstance(tasks, dict):
+                tables = {name: table for name, table in tasks.items() if isinstance(table, dict)}
+            cached = self._task_tables = (self.data, tables)
+        return cached[1]
 
     def span(self, path: tuple, *, key: bool = False):
         """The span of a key path's value (or key) in the file; the file start if unknown."""
