@@ -96,9 +96,11 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     check_references(report)
     findings = report.all_diagnostics()
     if has_errors(findings) or report.model is None:
-        from conddsl.cli import main as cli_main
+        from conddsl.lint.output import full
 
-        cli_main(["check", str(path)])  # the same diagnostics as `conddsl check`
+        texts = {report.display: report.index}
+        texts.update({rule_file.display: rule_file.index for rule_file in report.rule_files})
+        err.write(full(findings, texts) + "\n")  # as `conddsl check --output-format full`
         err.write(f"conddsl: {path} has errors; nothing was run\n")
         return 1
     model = report.model
