@@ -344,7 +344,15 @@ def parse_duration(text: str, start: int) -> timedelta:
                 "minutes/seconds < 60",
             )
         micro = int((clock[4] or "").ljust(6, "0") or 0)
-        return timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
+        try:
+            return timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
+        except OverflowError:
+            raise LiteralError(
+                f"the duration {_shorten(text)!r} is too long",
+                start,
+                start + len(text),
+                "durations go up to 999,999,999 days",
+            ) from None
     total = 0
     for part in _DURATION_PART.finditer(text):
         unit = _UNIT_OF[part[2].lower()]

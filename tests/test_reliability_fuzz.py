@@ -280,12 +280,6 @@ def test_parse_time_is_linear_long(name, request):
 # ---------------------------------------------------------------- (e) bugs found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (found by the 1,000,000-input run): an H:MM:SS duration of 24e9 hours "
-    "or more makes parse() raise lark's VisitError (OverflowError: 'Python int too large to "
-    "convert to C int' or 'days=...'), not ConditionSyntaxError",
-)
 @pytest.mark.parametrize(
     "text",
     [
