@@ -319,12 +319,16 @@ def test_the_longest_durations_compile(text):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="product bug: durations past the end of the calendar (about 2.9 million days) "
-    "compile, but is_true/next_change raise OverflowError: date value out of range",
+    reason="product bug: durations that reach past either end of the calendar from now "
+    "(about 740,000 days back to year 1, 2.9 million days on to year 9999) compile, but "
+    "is_true/next_change raise OverflowError: date value out of range",
 )
 @pytest.mark.parametrize(
     "text",
     [
+        "every 800000 days",
+        "has succeeded in past 800000 days",
+        "running for more than 800000 days",
         "every 3000000 days",
         "has succeeded in past 3000000 days",
         "scheduler has run over 3000000 days",
