@@ -19,6 +19,7 @@ from conddsl.parse import parse
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs
 from conddsl.timeline.cron import parse_cron
+from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
 
 Interval = tuple[datetime, datetime]
@@ -495,7 +496,7 @@ class Condition:
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.build(node, self.zone)
-        self._fast = self._evaluator.fast
+        self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
 
     # -------- combining, as with the operators of the language
@@ -637,6 +638,44 @@ class Condition:
         # reading and ignore fold, which would merge the two passes of a repeated hour.
         aware = at.replace(tzinfo=self.zone) if at.tzinfo is None else at
         return aware.astimezone(timezone.utc)
+
+
+def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
+    """The wall-time predicate of a pure clock condition: a lookup table (see below).
+
+    The table (see ``timeline.tables``) is built at the first ``is_true``, not here,
+    so compiling stays cheap for conditions that are only listed or checked.
+    """
+    predicate = evaluator.fast
+    if predicate is None:
+        return predicate
+    tree = _clock_tree(evaluator)
+    if tree is None:
+        return predicate
+
+    def build_then_answer(wall: datetime) -> bool:
+        found = table_predicate(tree) or predicate
+        condition._fast = found
+        return found(wall)
+
+    return build_then_answer
+
+
+def _clock_tree(evaluator: _Evaluator):
+    """The tree of clock windows for ``timeline.tables``; None if it has other parts."""
+    if isinstance(evaluator, _Clock):
+        return evaluator.clock
+    if isinstance(evaluator, _Constant):
+        return evaluator.constant
+    if isinstance(evaluator, _Not):
+        inner = _clock_tree(evaluator.item)
+        return None if inner is None else ("not", (inner,))
+    if isinstance(evaluator, _All):  # _Any is an _All too
+        children = [_clock_tree(item) for item in evaluator.items]
+        if any(child is None for child in children):
+            return None
+        return ("any" if isinstance(evaluator, _Any) else "all", tuple(children))
+    return None  # cron, zoned, history and custom parts keep the tree of closures
 
 
 def _same_kind(start: datetime, end: datetime) -> bool:

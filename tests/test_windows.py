@@ -7,6 +7,7 @@ constant within each second, so the runs of true samples are exactly its windows
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -845,3 +846,76 @@ def test_is_true_does_not_depend_on_the_zone_an_instant_is_given_in(
         assert (
             cond.is_true(instant.astimezone(timezone(timedelta(hours=5, minutes=45)))) is expected
         )
+
+
+# --- lookup tables: is_true of a pure clock condition agrees with windows() ----------
+
+# Any unit and the constants, at any microsecond of a wide range of years.
+TABLE_ATOMS = atoms("minute", "hour", "day", "week", "month", "constant")
+ANY_INSTANT = st.datetimes(min_value=datetime(1, 2, 1), max_value=datetime(9999, 11, 30))
+
+
+def check_is_true_against_windows(text: str, at: datetime) -> None:
+    """is_true (a lookup table after the first call) at ``at`` and at every edge of the
+    windows around it equals membership in windows() (interval algebra, no table)."""
+    cond = compile_condition(text, timezone="UTC")
+    start, end = at - timedelta(days=2), at + timedelta(days=2)
+    found = list(cond.windows(start, end))
+
+    opens = [low for low, _ in found]
+
+    def inside(instant: datetime) -> bool:
+        index = bisect.bisect_right(opens, instant) - 1
+        return index >= 0 and instant < found[index][1]
+
+    probes = [at]
+    for low, high in found:
+        probes += [low, high - US, high]
+        if low > start:
+            probes.append(low - US)
+    for instant in probes:
+        if instant < end:
+            assert cond.is_true(instant) == inside(instant), (text, instant, found)
+
+
+@settings(PROPERTY, max_examples=150)
+@given(text=combined(TABLE_ATOMS, max_leaves=4), at=ANY_INSTANT)
+def test_is_true_of_combined_clock_conditions_agrees_with_windows(text, at):
+    check_is_true_against_windows(text, at)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "time of day between 08:00 and 18:00 & time of week between Mon and Fri",
+        "~time of week on Sunday | time of hour before 15:00",
+        "time of month on last Friday 13:00 & ~time of day after 14:30:00.5",
+        "time of month between 15th and 3rd | time of week on Sat",
+        "time of minute between 59 and 00 | time of hour after 45:00",
+        "time of month on 5th Friday 13:07:30 | time of day between 23:00 and 01:00",
+        "time of week between Sun 23:00 and Mon 01:00 & ~time of month on 1st",
+        "(time of day after 12:00 & false) | ~(time of day before 06:00 | true)",
+    ],
+)
+def test_is_true_of_clock_tables_at_every_edge(text):
+    # Months of every length and first weekday, and the ends of the calendar.
+    months = [datetime(2024, m, 15, 12) for m in range(1, 13)] + [
+        datetime(2023, 2, 15),
+        datetime(1, 1, 3),
+        datetime(9999, 12, 28),
+    ]
+    for at in months:
+        check_is_true_against_windows(text, at)
+
+
+def test_combined_clock_conditions_are_answered_from_a_table():
+    from conddsl.compile import _clock_tree
+    from conddsl.timeline.tables import table_predicate
+
+    cond = compile_condition("time of day between 08:00 and 18:00 & time of week on Mon")
+    assert table_predicate(_clock_tree(cond._evaluator)) is not None
+    # A minute window over a month has ~89,000 edges a month: the tree answers instead.
+    big = compile_condition("time of minute before 30 & time of month on 1st", timezone="UTC")
+    assert table_predicate(_clock_tree(big._evaluator)) is None
+    assert big.is_true(datetime(2024, 3, 1, 5, 10, 29)) is True
+    assert big.is_true(datetime(2024, 3, 1, 5, 10, 30)) is False

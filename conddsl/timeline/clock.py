@@ -8,6 +8,7 @@ from the cycle start, so checking an instant is a few integer comparisons.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -238,6 +239,8 @@ class ClockWindow:
             # lasts until Monday 10:00): the overflow of the previous cycle opens this one.
             if cycle is None:
                 overflow = start + _SUB_UNIT[self.unit] - length
+            elif cycle == datetime.min:  # the calendar's first month has none before it
+                overflow = 0
             else:
                 previous = cycle_start(self.unit, cycle - timedelta(microseconds=1))
                 previous_start = point_offset(window.point, is_end=False, cycle=previous)
@@ -283,6 +286,23 @@ class ClockWindow:
             # A wrap-around window: [0, end) and [start, cycle end).
             return _outside(self.unit, pieces[0][1], pieces[1][0])
         return self.contains
+
+    def granularity(self) -> int:
+        """Microseconds that every edge of the window, in every cycle, is a multiple of."""
+        # Edges are sums of the points' offsets, the sub-unit of "on", and cycle and
+        # day lengths (clamping, overflow into the next cycle), so their gcd divides all.
+        parts = [_FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
+        window = self.window
+        if isinstance(window, ast.On):
+            parts.append(_SUB_UNIT[self.unit])
+        for name in ("start", "end", "point"):
+            point = getattr(window, name, None)
+            if isinstance(point, ast.Weekday | ast.MonthDay):
+                parts.append(MICROS_PER_DAY)
+                point = point.time
+            if point is not None:
+                parts.append(point.micros)
+        return math.gcd(*parts)
 
     def contains(self, at: datetime) -> bool:
         """Whether the wall-clock instant ``at`` is inside the window."""
@@ -333,8 +353,8 @@ class ClockWindow:
         current: tuple[datetime, datetime] | None = None
         while cycle < end:
             for a, b in self.pieces(cycle):
-                piece_start = max(cycle + timedelta(microseconds=a), start)
-                piece_end = min(cycle + timedelta(microseconds=b), end)
+                piece_start = max(_plus(cycle, a, end), start)
+                piece_end = _plus(cycle, b, end)
                 if piece_start >= piece_end:
                     continue
                 if current is not None and current[1] == piece_start:
@@ -369,6 +389,14 @@ class ClockWindow:
             if s <= at < e:
                 return s, e
         return None  # pragma: no cover - contains() said it is inside
+
+
+def _plus(at: datetime, micros: int, cap: datetime) -> datetime:
+    """``at`` plus ``micros``, but at most ``cap`` (also when past the calendar's end)."""
+    try:
+        return min(at + timedelta(microseconds=micros), cap)
+    except OverflowError:
+        return cap
 
 
 def cron_runs(
