@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # never a traceback unless asked for
         if getattr(args, "debug", False):
             raise
+        from conddsl.history import HistoryError
+
+        if isinstance(error, HistoryError):  # a file's trouble (locked, disk full), not ours
+            print(f"conddsl: {error}", file=sys.stderr)
+            return EXIT_FINDINGS
         print(f"conddsl: internal error: {error} (run with --debug for details)", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,15 +1,21 @@
 """``conddsl run FILE.toml``: build a scheduler from a task file and run it, printing each
-start, finish and termination as it is recorded."""
+start, finish and termination as it is recorded.
+
+A history that fails (locked by another program, disk full) stops the run with exit code
+1 and a message naming the file and the cause; the records it could not write are kept
+in its journal (``SQLiteHistory.close(journal=True)``), written at its next opening.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conddsl.history import History, Record, SQLiteHistory
+from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQLiteHistory
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
@@ -84,7 +90,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     from conddsl.compile import compile_condition
-    from conddsl.runtime import Scheduler
+    from conddsl.runtime import Scheduler, SchedulerError
     from conddsl.runtime.config import ConfigError
     from conddsl.runtime.signals import install_signal_handlers
 
@@ -156,7 +162,12 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
-    store = SQLiteHistory(history_path)
+    try:
+        # Opening writes first what an earlier run kept in the journal.
+        store = SQLiteHistory(history_path)
+    except HistoryError as error:
+        err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
+        return 1
     history.inner = store  # the scheduler marks runs a dead process left open as crash
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
@@ -164,13 +175,99 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     )
     out.flush()
     restore = install_signal_handlers(app)
+    failure: HistoryError | None = None
     try:
         app.run()
+    except (SchedulerError, HistoryError) as error:
+        failure = _history_failure(error)
+        if failure is None:
+            raise
     finally:
         restore()
-        store.close()
-    out.write(f"conddsl: stopped ({_summary(store_records(history_path))})\n")
+        closed = _close(store)
+        if failure is not None:
+            err.write(f"conddsl: the run stopped: {_history_problem(failure)}\n")
+        err.writelines(closed.lines)
+    if failure is not None or closed.error is not None:
+        err.write(f"hint: {_history_hint(failure or closed.error)}\n")
+        return 1
+    try:
+        summary = _summary(store_records(history_path))
+    except HistoryError as error:
+        summary = f"the history cannot be read now: {error}"
+    out.write(f"conddsl: stopped ({summary})\n")
     return 0
+
+
+@dataclass
+class _Closed:
+    """How closing the history went: what to tell, and the error closing raised, if any."""
+
+    lines: list[str] = field(default_factory=list)
+    error: HistoryError | None = None
+
+
+def _close(store: SQLiteHistory) -> _Closed:
+    """Close the history; what it could not write goes to its journal. Never raises."""
+    unwritten = store.pending
+    try:
+        store.close(journal=True)
+    except HistoryJournaled as error:
+        count = error.count
+        kept = f"{count} record is" if count == 1 else f"{count} records are"
+        line = (
+            f"conddsl: the history could not take everything: {kept} kept in"
+            f" {_shown(Path(error.journal or ''))} and written to the history the next time"
+            " it is opened (by the next `conddsl run` of this file); nothing is lost\n"
+        )
+        return _Closed([line], error)
+    except HistoryError as error:
+        lines = [f"conddsl: {error}\n"]
+        lines.append(f"conddsl: these {len(unwritten)} record(s) could not be kept anywhere:\n")
+        lines.extend(f"  {format_record(r)}  run_id={r.run_id}\n" for r in unwritten)
+        return _Closed(lines, error)
+    if unwritten:
+        line = (
+            f"conddsl: the {len(unwritten)} record(s) the history could not take were"
+            " written when it closed; nothing is lost\n"
+        )
+        return _Closed([line])
+    return _Closed()
+
+
+def _history_failure(error: BaseException) -> HistoryError | None:
+    """The HistoryError that stopped the scheduler, if a history failure did."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, HistoryError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _history_problem(error: HistoryError) -> str:
+    if error.path is not None and error.reason is not None:
+        return f"the history file {_shown(Path(error.path))} failed: {error.reason}"
+    return str(error)
+
+
+def _history_hint(error: HistoryError | None) -> str:
+    reason = (error.reason or str(error)) if error is not None else ""
+    if reason.startswith("history journal"):
+        return (
+            "the journal holds records an earlier run could not write: fix that line, or"
+            " move the journal away to run without its records"
+        )
+    if "locked" in reason:
+        return (
+            "another program holds the history file locked (a second `conddsl run` of"
+            " this file, or an open sqlite3 shell?): stop it, then run again"
+        )
+    if "full" in reason:
+        return "free some disk space, then run again"
+    return "check that the history file and its folder can be written, then run again"
 
 
 def _import(reference: str):

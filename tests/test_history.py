@@ -20,6 +20,7 @@ from conddsl.history import (
     FINISH_ACTIONS,
     History,
     HistoryError,
+    HistoryJournaled,
     MemoryHistory,
     Record,
     SQLiteHistory,
@@ -545,3 +546,299 @@ def test_sqlite_closed_history_raises(tmp_path: Path) -> None:
         history.last("a", "run")
     with pytest.raises(HistoryError, match="closed"):
         history.record("a", "run", at=T0)
+
+
+# SQLite: the journal of records a failing file could not take ----------------------
+
+JOURNAL_ROWS = [rec("a", "success", 1, "1"), rec("b", "run", 2, "2", message="ünïcode\nline")]
+
+
+def _locked(path: Path) -> sqlite3.Connection:
+    """Another connection holding the write lock of ``path``."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    return blocker
+
+
+def _release(blocker: sqlite3.Connection) -> None:
+    blocker.execute("ROLLBACK")
+    blocker.close()
+
+
+def _journaled(path: Path) -> Path:
+    """A history whose last two records went to the journal (the file stayed locked)."""
+    history = SQLiteHistory(path, timeout=0.05)
+    history.record("a", "run", at=t(0), run_id="1")
+    blocker = _locked(path)
+    try:
+        for row in JOURNAL_ROWS:
+            with pytest.raises(HistoryError, match="locked"):
+                history.record(
+                    row.task, row.action, at=row.at, run_id=row.run_id, message=row.message
+                )
+        with pytest.raises(HistoryJournaled) as info:
+            history.close(journal=True)
+    finally:
+        _release(blocker)
+    journal = Path(history.journal)
+    assert info.value.journal == str(journal) == f"{path}.pending.jsonl"
+    assert info.value.count == 2
+    assert str(journal) in str(info.value) and "locked" in str(info.value)
+    with pytest.raises(HistoryError, match="closed"):
+        history.record("c", "run", at=t(9))  # closed for good: nothing is pending any more
+    assert len(journal.read_text(encoding="utf-8").splitlines()) == 2
+    # The table does not hold them yet.
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1
+    return journal
+
+
+def _rows(path: Path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT task, action, run_id FROM records ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [(task, ACTIONS[code], run_id) for task, code, run_id in rows]
+
+
+WRITTEN = [("a", "run", "1"), ("a", "success", "1"), ("b", "run", "2")]
+
+
+def test_sqlite_close_keeps_unwritable_records_in_a_journal_replayed_at_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.sqlite3"
+    journal = _journaled(path)
+    with SQLiteHistory(path) as history:
+        assert not journal.exists()
+        assert history.records() == [rec("a", "run", 0, "1"), *JOURNAL_ROWS]
+        assert history.running("a") == []  # the caches see the replayed finish
+        assert history.last("a", "success") == t(1)
+        assert history.mark_crashed(t(5)) == [rec("b", "crash", 5, "2", reason="scheduler died")]
+    assert _rows(path) == [*WRITTEN, ("b", "crash", "2")]
+    with SQLiteHistory(path) as history:  # and once only
+        assert len(history.records()) == 4
+
+
+def test_sqlite_journal_replayed_twice_writes_each_record_once(tmp_path: Path) -> None:
+    """A replay that committed but died before deleting the journal is not written twice."""
+    path = tmp_path / "h.sqlite3"
+    journal = _journaled(path)
+    kept = journal.read_bytes()
+    SQLiteHistory(path).close()
+    assert not journal.exists()
+    journal.write_bytes(kept)  # as if the process died between the commit and the delete
+    with SQLiteHistory(path) as history:
+        assert [(r.task, r.action, r.run_id) for r in history.records()] == WRITTEN
+    assert not journal.exists()
+    assert _rows(path) == WRITTEN
+
+
+CRASH_IN_REPLAY = textwrap.dedent(
+    """
+    import os, sys
+    from conddsl.history import SQLiteHistory
+
+    calls = []
+    original = SQLiteHistory._insert
+
+    def insert_then_die(self, row, written):
+        original(self, row, written)
+        calls.append(row)
+        if len(calls) == 1:
+            os._exit(3)  # killed in the middle of the replay, its transaction open
+
+    SQLiteHistory._insert = insert_then_die
+    SQLiteHistory(sys.argv[1])
+    """
+)
+
+
+def test_sqlite_crash_during_replay_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    journal = _journaled(path)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    died = subprocess.run(
+        [sys.executable, "-c", CRASH_IN_REPLAY, str(path)], env=env, capture_output=True
+    )
+    assert died.returncode == 3, died.stderr
+    assert journal.exists()
+    assert _rows(path) == [("a", "run", "1")]  # the replay's transaction was rolled back
+    with SQLiteHistory(path) as history:
+        assert [(r.task, r.action, r.run_id) for r in history.records()] == WRITTEN
+    assert not journal.exists()
+
+
+def test_sqlite_journal_waits_for_the_lock_and_goes_before_new_records(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    journal = _journaled(path)
+    blocker = _locked(path)
+    try:
+        history = SQLiteHistory(path, timeout=0.05)  # a reader opens a locked file
+        assert journal.exists()
+        assert history.records() == [rec("a", "run", 0, "1")]
+        with pytest.raises(HistoryError, match="locked"):
+            history.mark_crashed(t(5))  # it must not take "a" for a crashed run
+    finally:
+        _release(blocker)
+    assert history.mark_crashed(t(5)) == [rec("b", "crash", 5, "2", reason="scheduler died")]
+    history.record("c", "run", at=t(6))
+    history.close()
+    assert not journal.exists()
+    assert _rows(path) == [*WRITTEN, ("b", "crash", "2"), ("c", "run", None)]
+
+
+def test_sqlite_journal_is_appended_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    journal = _journaled(path)
+    blocker = _locked(path)
+    try:
+        history = SQLiteHistory(path, timeout=0.05)
+        with pytest.raises(HistoryError):
+            history.record("c", "run", at=t(7))
+        with pytest.raises(HistoryJournaled) as info:
+            history.close(journal=True)
+        assert info.value.count == 1
+    finally:
+        _release(blocker)
+    assert len(journal.read_text(encoding="utf-8").splitlines()) == 3
+    with SQLiteHistory(path) as history:
+        assert len(history.records()) == 4
+    assert _rows(path) == [*WRITTEN, ("c", "run", None)]
+
+
+def test_sqlite_leaving_a_with_block_keeps_unwritable_records(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    blocker = _locked(path)
+    try:
+        with (
+            pytest.raises(HistoryJournaled),
+            SQLiteHistory(path, timeout=0.05) as history,
+            pytest.raises(HistoryError, match="locked"),
+        ):
+            history.record("a", "run", at=t(0))
+    finally:
+        _release(blocker)
+    with SQLiteHistory(path) as history:
+        assert history.records() == [rec("a", "run", 0)]
+
+
+def test_sqlite_full_disk_records_go_to_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "full.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=t(0), run_id="1")
+    conn = history._conn  # white box: cap the file's size to act out a full disk
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(HistoryError, match="full"):
+        history.record("a", "success", at=t(1), run_id="1", message="x" * 100_000)
+    with pytest.raises(HistoryJournaled, match="full"):
+        history.close(journal=True)
+    with SQLiteHistory(path) as reopened:  # space was freed (a new connection has no cap)
+        assert [(r.action, len(r.message or "")) for r in reopened.records()] == [
+            ("run", 0),
+            ("success", 100_000),
+        ]
+
+
+def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    try:
+        with pytest.raises(HistoryError):
+            history.record("a", "run", at=t(0))
+
+        def no_space(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", no_space)
+        with pytest.raises(HistoryError) as info:
+            history.close(journal=True)
+        monkeypatch.undo()
+        assert not isinstance(info.value, HistoryJournaled)
+        message = str(info.value)
+        assert str(path) in message and history.journal in message
+        assert "locked" in message and "No space left" in message
+        assert history.pending == [rec("a", "run", 0)]  # still here, still open
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite3"] + [
+            name for name in ("h.sqlite3-shm", "h.sqlite3-wal") if (tmp_path / name).exists()
+        ]  # no journal, no temporary file left behind
+    finally:
+        _release(blocker)
+    history.close(journal=True)  # the lock is gone: written, no journal needed
+    assert not Path(history.journal).exists()
+    assert _rows(path) == [("a", "run", None)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"not json",
+        b'{"key": "k", "task": "a", "action": "explode", "at": 1}',
+        b'{"key": "k", "task": "a", "action": "run", "at": "noon"}',
+        b'{"task": "a", "action": "run", "at": 1}',
+    ],
+)
+def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: bytes) -> None:
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    journal = Path(f"{path}.pending.jsonl")
+    good = b'{"key": "k0", "task": "a", "action": "run", "at": 1}\n'
+    journal.write_bytes(good + line + b"\n")
+    with pytest.raises(HistoryError, match=r"line 2: not a record") as info:
+        SQLiteHistory(path)
+    assert str(journal) in str(info.value)
+    assert journal.read_bytes() == good + line + b"\n"
+    assert _rows(path) == []  # not even the good line: a journal is replayed whole
+
+
+def test_conddsl_run_refuses_a_broken_journal_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conddsl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tasks.toml").write_text(
+        '[scheduler]\nhistory = "runs.sqlite3"\n\n[tasks.a]\ncommand = ["true"]\n'
+    )
+    SQLiteHistory(tmp_path / "runs.sqlite3").close()
+    (tmp_path / "runs.sqlite3.pending.jsonl").write_text("{oops\n")
+    assert main(["run", "tasks.toml"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start tasks.toml" in err and "runs.sqlite3.pending.jsonl, line 1" in err
+    assert "internal error" not in err and "hint:" in err
+
+
+def test_conddsl_run_shows_the_records_it_could_not_keep_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conddsl.runfile import _close
+
+    path = tmp_path / "runs.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    try:
+        with pytest.raises(HistoryError):
+            history.record("extract", "success", at=t(1), run_id="r7")
+
+        def no_space(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", no_space)
+        closed = _close(history)
+        monkeypatch.undo()
+    finally:
+        _release(blocker)
+    text = "".join(closed.lines)
+    assert closed.error is not None
+    assert str(path) in text and history.journal in text and "No space left" in text
+    assert "could not be kept anywhere" in text
+    assert "success    extract" in text and "run_id=r7" in text
+    history.close()

@@ -293,22 +293,11 @@ def locked_run(tmp_path, monkeypatch, capsys):
     return code, captured.out, captured.err, records
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: conddsl run exits (code 2, 'internal error') with the records it "
-    "could not write still pending: the finish of a run that ended while the history was "
-    "locked is lost, and the next start records that run as crash",
-)
 def test_conddsl_run_keeps_the_records_it_holds_when_the_history_stays_locked(locked_run):
     code, out, err, records = locked_run
     assert [r.action for r in records if r.task == "slow"] == ["run", "success"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a history failure stops conddsl run with 'conddsl: internal error: "
-    "... (run with --debug for details)' and exit code 2, as if it were a crash of conddsl",
-)
 def test_conddsl_run_reports_a_locked_history_as_such(locked_run):
     code, out, err, records = locked_run
     assert "locked" in err

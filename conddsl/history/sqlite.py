@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -14,6 +17,7 @@ from conddsl.history.base import (
     FINISH_ACTIONS,
     History,
     HistoryError,
+    HistoryJournaled,
     OpenRuns,
     Record,
     check_actions,
@@ -71,6 +75,16 @@ DELETE FROM records WHERE id IN (
 _Row = tuple[str, int, int, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
+JOURNAL_SUFFIX = ".pending.jsonl"
+# The keys of the journal lines already written to the table: a replay cut short after
+# its commit (before the journal is deleted) must not write them twice. Created on the
+# first replay; a file without it reads as before.
+_REPLAYED = "CREATE TABLE IF NOT EXISTS journal_replayed (key TEXT PRIMARY KEY)"
+_MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
+# Journal files are read, rewritten and deleted under this lock, so that two histories of
+# one process on the same file never lose each other's lines.
+_JOURNAL_LOCK = threading.Lock()
+
 
 class SQLiteHistory(History):
     """A run history in a SQLite file (WAL mode), safe for several readers and threads.
@@ -90,6 +104,16 @@ class SQLiteHistory(History):
     - Retention (``max_age``, ``max_records``) works as in ``MemoryHistory``,
       deleting in batches of ``batch_size`` rows, one short transaction each.
       A retention pass that fails is retried after the next write.
+    - ``close(journal=True)`` (and leaving a ``with`` block) does not leave pending
+      records to die with the process: if they still cannot be written, they are
+      saved in the journal file beside the database (``journal``, the file name plus
+      ``.pending.jsonl``; written to a temporary file, synced, then renamed over it, so
+      it is always whole) and ``HistoryJournaled`` says so. Opening the file, and
+      before that every write, first writes the journal's records to the table, in
+      their order, in one transaction with a key per record (so a replay cut short
+      never writes a record twice), then deletes the journal. A journal that cannot be
+      replayed at open (the file is locked) waits for the next write; ``mark_crashed``
+      replays it first, so a run whose finish is in the journal is not taken for a crash.
     """
 
     def __init__(
@@ -118,6 +142,9 @@ class SQLiteHistory(History):
         self._now: int | None = None
         self._data_version: int | None = None
         self._closed = False
+        memory = self._path in ("", ":memory:")
+        self._journal = None if memory else self._path + JOURNAL_SUFFIX
+        self._journal_waiting = False  # a journal file may hold records to replay
         try:
             self._conn = sqlite3.connect(
                 self._path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -127,16 +154,22 @@ class SQLiteHistory(History):
         try:
             self._setup()
             self._load()
-        except (sqlite3.Error, HistoryError) as exc:
+            self._open_journal()
+        except BaseException as exc:
             self._conn.close()
-            if isinstance(exc, HistoryError):
-                raise
-            raise self._error("open", exc) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("open", exc) from exc
+            raise
 
     @property
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    @property
+    def journal(self) -> str | None:
+        """The journal file of records kept by ``close(journal=True)`` (None in memory)."""
+        return self._journal
 
     @property
     def pending(self) -> list[Record]:
@@ -167,27 +200,35 @@ class SQLiteHistory(History):
         return _to_record(row)
 
     def flush(self) -> None:
-        """Write the pending records; raise HistoryError (keeping them) if that fails again."""
+        """Write the pending records (and the journal's); raise HistoryError if that fails again."""
         with self._lock:
             self._check_open()
-            if self._pending:
+            if self._pending or self._journal_waiting:
                 self._write_pending()
                 self._retain()
+
+    def mark_crashed(self, at: datetime) -> list[Record]:
+        """Record ``crash`` for every run still open, once the journal's records are written."""
+        with self._lock:
+            self._check_open()
+            if self._journal_waiting:
+                self._write_pending()  # its finishes close runs that did not crash
+            return super().mark_crashed(at)
 
     def _write_pending(self) -> None:
         conn = self._conn
         written: list[tuple[int, _Row]] = []
+        replayed: bytes | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Under the write lock nobody else can add rows, so after this sync
                 # our own ids are the next ones and the caches miss nothing.
                 self._sync()
+                if self._journal_waiting:  # older than anything pending: first
+                    replayed = self._replay(written)
                 for row in self._pending:
-                    rid = conn.execute(_INSERT, row).lastrowid
-                    assert rid is not None
-                    self._track_run(rid, row)
-                    written.append((rid, row))
+                    self._insert(row, written)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -196,11 +237,19 @@ class SQLiteHistory(History):
         except sqlite3.Error as exc:
             raise self._error("write", exc) from exc
         self._pending.clear()
+        if replayed is not None:
+            self._drop_journal(replayed)
         for rid, row in written:
             self._note(row[0], row[1], row[2])
             self._runs.apply(_to_record(row))
             self._count += 1
             self._max_id = rid
+
+    def _insert(self, row: _Row, written: list[tuple[int, _Row]]) -> None:
+        rid = self._conn.execute(_INSERT, row).lastrowid
+        assert rid is not None
+        self._track_run(rid, row)
+        written.append((rid, row))
 
     def _track_run(self, rid: int, row: _Row) -> None:
         """Mirror OpenRuns.apply in the open_runs table (same rules, same order)."""
@@ -351,11 +400,16 @@ class SQLiteHistory(History):
 
     # Closing -------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, *, journal: bool = False) -> None:
         """Write any pending records and close the file.
 
-        If pending records still cannot be written, raise HistoryError and stay
-        open, so ``flush`` and ``close`` can be tried again: nothing is dropped.
+        If pending records still cannot be written (after waiting up to ``timeout``
+        for a lock), raise HistoryError and stay open, so ``flush`` and ``close`` can
+        be tried again: nothing is dropped. With ``journal=True`` they are saved in the
+        journal file instead, the file is closed, and ``HistoryJournaled`` (a
+        HistoryError) says where they are; they are written to the table the next time
+        the file is opened. If the journal cannot be written either, HistoryError
+        names both failures and the history stays open with the records pending.
         """
         with self._lock:
             if self._closed:
@@ -364,12 +418,146 @@ class SQLiteHistory(History):
                 try:
                     self._write_pending()
                 except HistoryError as exc:
-                    raise HistoryError(
-                        f"{exc}; not closing {self._path} with"
-                        f" {len(self._pending)} record(s) unwritten"
-                    ) from exc
+                    if not journal or self._journal is None:
+                        raise HistoryError(
+                            f"{exc}; not closing {self._path} with"
+                            f" {len(self._pending)} record(s) unwritten",
+                            path=self._path,
+                            reason=exc.reason,
+                        ) from exc
+                    self._close_to_journal(exc)
             self._conn.close()
             self._closed = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # Nothing retries after the block: records that cannot be written go to the journal.
+        self.close(journal=True)
+
+    def _close_to_journal(self, failure: HistoryError) -> None:
+        assert self._journal is not None
+        count = len(self._pending)
+        try:
+            self._save_journal()
+        except OSError as exc:
+            raise HistoryError(
+                f"{failure}; and the journal {self._journal} could not be written either:"
+                f" {exc.strerror or exc}; not closing {self._path} with {count} record(s)"
+                " unwritten",
+                path=self._path,
+                reason=failure.reason,
+            ) from exc
+        self._conn.close()
+        self._closed = True
+        cause = failure.reason or str(failure)
+        raise HistoryJournaled(
+            f"history file {self._path}: could not write {count} record(s): {cause};"
+            f" they are kept in {self._journal} and written to the history the next time"
+            " it is opened",
+            path=self._path,
+            reason=failure.reason,
+            journal=self._journal,
+            count=count,
+        ) from failure
+
+    # The journal ---------------------------------------------------------------
+
+    def _open_journal(self) -> None:
+        """At open: replay a journal left by an earlier close, if the file can be written."""
+        if self._journal is None or not os.path.exists(self._journal):
+            return
+        self._journal_waiting = True
+        with self._lock:
+            try:
+                self._write_pending()
+            except _JournalError:
+                raise
+            except HistoryError:
+                pass  # locked or full: replayed before the next write, or the next open
+
+    def _save_journal(self) -> None:
+        """Append the pending records to the journal (atomically); they are no longer pending."""
+        assert self._journal is not None
+        lines = []
+        for task, code, at, run_id, reason, message in self._pending:
+            entry = {
+                "key": uuid.uuid4().hex,
+                "task": task,
+                "action": ACTIONS[code],
+                "at": at,
+                "run_id": run_id,
+                "reason": reason,
+                "message": message,
+            }
+            lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        with _JOURNAL_LOCK:
+            try:
+                with open(self._journal, "rb") as existing:
+                    old = existing.read()
+            except FileNotFoundError:
+                old = b""
+            if old and not old.endswith(b"\n"):
+                old += b"\n"
+            _write_atomically(self._journal, old + "".join(lines).encode("utf-8"))
+        self._pending.clear()
+        self._journal_waiting = True
+
+    def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row]]] | None:
+        """The journal's bytes and its (key, row) entries; None if there is none."""
+        assert self._journal is not None
+        try:
+            with open(self._journal, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _JournalError(
+                f"history journal {self._journal}: cannot be read: {exc.strerror or exc}",
+                path=self._path,
+            ) from exc
+        entries = []
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(_journal_entry(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _JournalError(
+                    f"history journal {self._journal}, line {number}: not a record ({exc});"
+                    " fix it, or move it away to open the history without its records",
+                    path=self._path,
+                ) from exc
+        return data, entries
+
+    def _replay(self, written: list[tuple[int, _Row]]) -> bytes | None:
+        """Insert the journal's records not replayed before (inside the write transaction)."""
+        found = self._read_journal()
+        if found is None:
+            self._journal_waiting = False
+            return None
+        data, entries = found
+        conn = self._conn
+        conn.execute(_REPLAYED)
+        for key, row in entries:
+            if conn.execute(_MARK_REPLAYED, (key,)).rowcount:
+                self._insert(row, written)
+        return data
+
+    def _drop_journal(self, replayed: bytes) -> None:
+        """After the replay's commit: delete the journal, unless records were added to it since."""
+        assert self._journal is not None
+        try:
+            with _JOURNAL_LOCK:
+                with open(self._journal, "rb") as file:
+                    now = file.read()
+                if now == replayed:
+                    os.remove(self._journal)
+            if now == replayed:
+                _sync_folder(self._journal)
+                self._journal_waiting = False
+        except FileNotFoundError:
+            self._journal_waiting = False
+        except OSError:
+            pass  # replayed again later: its keys are already marked, nothing is written twice
 
     # Caches --------------------------------------------------------------------
 
@@ -532,7 +720,49 @@ class SQLiteHistory(History):
                 f"; {len(self._pending)} record(s) kept pending,"
                 " retried by the next write or flush()"
             )
-        return HistoryError(message)
+        return HistoryError(message, path=self._path, reason=cause)
+
+
+class _JournalError(HistoryError):
+    """The journal file cannot be read or holds something that is not a record."""
+
+
+def _journal_entry(line: bytes) -> tuple[str, _Row]:
+    item = json.loads(line)
+    key, task, action, at = item["key"], item["task"], item["action"], item["at"]
+    check_record(task, action)
+    texts = [item.get(name) for name in ("run_id", "reason", "message")]
+    if not isinstance(key, str) or type(at) is not int:
+        raise TypeError("a key and an integer time are required")
+    if any(text is not None and not isinstance(text, str) for text in texts):
+        raise TypeError("run_id, reason and message are text or null")
+    return key, (task, ACTION_CODES[action], at, texts[0], texts[1], texts[2])
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a synced temporary file renamed over it."""
+    temporary = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _sync_folder(path)
+
+
+def _sync_folder(path: str) -> None:
+    """Make a rename or delete in the file's folder durable (where the OS allows it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _to_record(row: tuple) -> Record:

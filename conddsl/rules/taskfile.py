@@ -25,7 +25,7 @@ from conddsl.rules.diagnostics import Diagnostic, LineIndex, TaskFileError, has_
 from conddsl.rules.models import SchedulerConfig, Task, TaskFile
 from conddsl.rules.schema_errors import schema_diagnostics
 from conddsl.rules.textfile import read_text
-from conddsl.rules.tomlpos import TomlLocations, locate
+from conddsl.rules.tomlpos import MAX_NESTING, TomlLocations, locate, nesting, too_deep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,6 +141,17 @@ def read_task_file(
     except tomllib.TOMLDecodeError as error:
         report.diagnostics.append(_toml_error(report, str(error)))
         return report
+    except RecursionError:  # tomllib recurses once per level of nesting
+        report.diagnostics.append(_too_deep(report, too_deep(text)))
+        return report
+    # Refused even when tomllib could read it: what reads the data next (the scanner,
+    # the models, the checks) need not be deep-proof, and the limit does not depend on
+    # how much stack is left.
+    deep = too_deep(text)
+    if deep is not None:
+        report.data = None
+        report.diagnostics.append(_too_deep(report, deep))
+        return report
     report.locations = locate(text)
     _validate(report)
     _read_rules(report, rule_file_reader)
@@ -177,6 +188,22 @@ def _toml_error(report: TaskFileReport, message: str) -> Diagnostic:
     return Diagnostic(
         "C101", f"invalid TOML: {text}", report.display, report.index.span(start), hint=hint
     )
+
+
+def _too_deep(report: TaskFileReport, at: int | None) -> Diagnostic:
+    """C101 for arrays and inline tables nested past MAX_NESTING, at the bracket too many."""
+    hint = (
+        f"a task file nests arrays and inline tables at most {MAX_NESTING} deep"
+        " (each [ or { is one level): flatten this value"
+    )
+    if at is not None:
+        message = f"invalid TOML: arrays and inline tables nested more than {MAX_NESTING} deep"
+        return Diagnostic("C101", message, report.display, report.index.span(at), hint=hint)
+    # The reader ran out of stack below the limit (the caller's stack was already deep):
+    # point at the deepest bracket.
+    depth, at = nesting(report.text)
+    message = f"invalid TOML: nested too deeply to read ({depth} levels of arrays and tables)"
+    return Diagnostic("C101", message, report.display, report.index.span(at), hint=hint)
 
 
 def _declared_twice(report: TaskFileReport, key_text: str, at: int) -> Diagnostic | None:

@@ -7,14 +7,32 @@ the raw text it came from, so that an error inside a condition string can be sho
 the right line and column of the file, through escapes and multi-line strings alike.
 
 The scanner is lenient: it is also run on text that failed to parse (to find the first
-of two duplicate tables), and it skips whatever it does not understand.
+of two duplicate tables), and it skips whatever it does not understand. It reads arrays
+and inline tables nested at most :data:`MAX_NESTING` deep and skips the rest of a deeper
+value, so no text can exhaust the stack. :func:`too_deep` finds where a text first nests
+deeper than that, before any reader recurses into it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["Located", "StringMap", "TomlLocations", "locate"]
+__all__ = [
+    "MAX_NESTING",
+    "Located",
+    "StringMap",
+    "TomlLocations",
+    "locate",
+    "nesting",
+    "too_deep",
+]
+
+# How deep arrays and inline tables may nest in a task file: each ``[`` or ``{`` of a
+# value is one level. Task files need two or three; tomllib (and this scanner) recurse
+# once per level, so a limit keeps every reader far from Python's recursion limit.
+MAX_NESTING = 100
 
 Path = tuple[str | int, ...]
 
@@ -76,8 +94,88 @@ class TomlLocations:
 def locate(text: str) -> TomlLocations:
     """Scan ``text`` and return the positions of its keys, tables and values."""
     scanner = _Scanner(text)
-    scanner.run()
+    # A RecursionError only if the caller's own stack was nearly full: values nest at
+    # most MAX_NESTING deep here. What was found so far is still right.
+    with contextlib.suppress(RecursionError):
+        scanner.run()
     return scanner.result
+
+
+_DEPTH_TOKENS = re.compile(r"'''|\"\"\"|[\[\]{}#\"']")
+_BASIC_END = re.compile(r'[\\"\n]')
+_BASIC_ML_END = re.compile(r'\\|"""')
+_LITERAL_END = re.compile(r"['\n]")
+
+
+def too_deep(text: str, limit: int = MAX_NESTING) -> int | None:
+    """The offset of the ``[`` or ``{`` where ``text`` first nests more than ``limit`` deep."""
+    if text.count("[") + text.count("{") <= limit:
+        return None  # the common case, without a scan
+    depth, at = nesting(text, stop_over=limit)
+    return at if depth > limit else None
+
+
+def nesting(text: str, *, stop_over: int | None = None) -> tuple[int, int]:
+    """How deep ``text`` nests brackets, and the offset of the bracket that first gets there.
+
+    Brackets in strings and comments do not count; the text need not be valid TOML (an
+    unclosed bracket simply stays open). Table headers count too (``[[a]]`` is two
+    levels), which keeps the scan free of any grammar. With ``stop_over`` the scan stops
+    at the first bracket deeper than that. ``(0, 0)`` for a text without brackets.
+    """
+    n = len(text)
+    depth = deepest = where = i = 0
+    while True:
+        match = _DEPTH_TOKENS.search(text, i)
+        if match is None:
+            return deepest, where
+        token = match.group()
+        i = match.end()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, match.start()
+                if stop_over is not None and depth > stop_over:
+                    return deepest, where
+        elif token in ("]", "}"):
+            depth = max(0, depth - 1)
+        elif token == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif token == '"""':
+            i = _after_multiline_basic(text, i)
+        elif token == "'''":
+            end = text.find("'''", i)
+            i = n if end < 0 else end + 3 + _extra_quotes(text, end, "'")
+        elif token == '"':
+            i = _after_line_string(text, i, _BASIC_END)
+        else:
+            i = _after_line_string(text, i, _LITERAL_END)
+
+
+def _after_multiline_basic(text: str, i: int) -> int:
+    while True:
+        match = _BASIC_ML_END.search(text, i)
+        if match is None:
+            return len(text)
+        if match.group() == "\\":
+            i = match.end() + 1  # the escaped character
+            continue
+        end = match.start()
+        return end + 3 + _extra_quotes(text, end)
+
+
+def _after_line_string(text: str, i: int, ends: re.Pattern[str]) -> int:
+    """After a one-line string; at the newline if it is left open there."""
+    while True:
+        match = ends.search(text, i)
+        if match is None:
+            return len(text)
+        char = match.group()
+        if char == "\\":
+            i = match.end() + 1
+            continue
+        return match.start() if char == "\n" else match.end()
 
 
 class _Scanner:
@@ -87,6 +185,7 @@ class _Scanner:
         self.i = 0
         self.result = TomlLocations(text)
         self.array_counts: dict[Path, int] = {}
+        self.depth = 0  # arrays and inline tables open around the current value
 
     # ------------------------------------------------------------ structure
 
@@ -189,10 +288,10 @@ class _Scanner:
         if char == "'":
             return self._literal_string(multiline=False)
         if char == "[":
-            self._array(path)
+            self._nested(self._array, path)
             return None
         if char == "{":
-            self._inline_table(path)
+            self._nested(self._inline_table, path)
             return None
         start = self.i
         while self.i < self.n and text[self.i] not in _SCALAR_END:
@@ -202,6 +301,16 @@ class _Scanner:
         if self.i == start:
             raise _Stop
         return None
+
+    def _nested(self, read, path: Path) -> None:
+        """Read an array or inline table, unless it nests deeper than MAX_NESTING."""
+        if self.depth >= MAX_NESTING:
+            raise _Stop
+        self.depth += 1
+        try:
+            read(path)
+        finally:
+            self.depth -= 1
 
     def _array(self, path: Path) -> None:
         self.i += 1
