@@ -8,12 +8,11 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQLiteHistory
 from conddsl.lint.imports import check_imports
@@ -89,8 +88,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     """Run the scheduler a task file describes; returns the exit code."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    from conddsl.compile import compile_condition
-    from conddsl.runtime import Scheduler, SchedulerError
+    from conddsl.runtime import SchedulerError
     from conddsl.runtime.config import ConfigError
     from conddsl.runtime.signals import install_signal_handlers
 
@@ -114,50 +112,15 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     settings = model.scheduler
     zone = settings.timezone
 
-    def condition(text: str | None):
-        if text is None:
-            return None
-        return compile_condition(text, rules=report.rules or None, timezone=zone)
-
     from conddsl.history import MemoryHistory
+    from conddsl.runtime import scheduler_from_task_file
     from conddsl.timeline.zones import local_zone, resolve_zone
 
     # Tasks are registered against a placeholder; the SQLite file is opened only once
     # everything imported and validated, so a broken setup leaves no file behind.
     history = PrintingHistory(MemoryHistory(), out, resolve_zone(zone) if zone else local_zone())
-    config: dict[str, Any] = {
-        "instant_shutdown": settings.instant_shutdown,
-        "history": history,
-        "kill_grace": settings.kill_grace,
-    }
-    if settings.timeout is not None:
-        config["timeout"] = settings.timeout
-    if settings.shut_cond is not None:
-        config["shut_cond"] = condition(settings.shut_cond)
-    if zone is not None:
-        config["timezone"] = zone
-    if settings.max_process_count is not None:
-        config["max_process_count"] = settings.max_process_count
-    if settings.execution is not None:
-        config["execution"] = settings.execution
     try:
-        app = Scheduler(config)
-        sys.path.insert(0, str(base))
-        for name, task in model.tasks.items():
-            start = condition(task.start_cond) if task.start_cond else condition("false")
-            options = {
-                "name": name,
-                "end_cond": condition(task.end_cond),
-                "timeout": task.timeout,
-                "multilaunch": task.multilaunch,
-                "disabled": task.disabled,
-            }
-            if task.command is not None:
-                app.command_task(
-                    start, argv=task.command, shell=task.shell, cwd=str(base), **options
-                )
-            else:
-                app.task(start, execution=task.execution, **options)(_import(task.func))
+        app = scheduler_from_task_file(model, history=history)
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
@@ -268,14 +231,6 @@ def _history_hint(error: HistoryError | None) -> str:
     if "full" in reason:
         return "free some disk space, then run again"
     return "check that the history file and its folder can be written, then run again"
-
-
-def _import(reference: str):
-    module_name, _, attribute = reference.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def _shown(path: Path) -> str:

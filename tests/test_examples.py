@@ -14,10 +14,8 @@ ended by its timeout, its end condition or the shutdown at exactly that instant.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import shutil
 import sqlite3
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -28,9 +26,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conddsl.cli import main as cli_main
-from conddsl.history import FINISH_ACTIONS, MemoryHistory, Record
+from conddsl.history import FINISH_ACTIONS, Record
 from conddsl.rules import load_task_file
-from conddsl.runtime import Scheduler, VirtualClock
+from conddsl.runtime import Scheduler, VirtualClock, scheduler_from_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -63,47 +61,11 @@ class WorkClock(VirtualClock):
 def build(task_file: Path, clock: VirtualClock, **overrides: Any) -> Scheduler:
     """The scheduler ``conddsl run task_file`` runs, on ``clock`` with an in-memory history.
 
-    This follows ``conddsl.runfile.run_task_file``; ``overrides`` replace settings of
-    the ``[scheduler]`` table (a short ``kill_grace``, say: grace periods are real time).
+    ``overrides`` replace settings of the ``[scheduler]`` table (a short ``kill_grace``,
+    say: grace periods are real time).
     """
     tasks = load_task_file(task_file)  # TaskFileError with every finding
-    base = task_file.resolve().parent
-    settings = tasks.scheduler
-
-    def condition(text: str | None):
-        return None if text is None else tasks.condition(text)
-
-    config: dict[str, Any] = {
-        "instant_shutdown": settings.instant_shutdown,
-        "history": MemoryHistory(),
-        "kill_grace": settings.kill_grace,
-    }
-    for key in ("timeout", "timezone", "max_process_count", "execution"):
-        if getattr(settings, key) is not None:
-            config[key] = getattr(settings, key)
-    if settings.shut_cond is not None:
-        config["shut_cond"] = condition(settings.shut_cond)
-    config.update(overrides)
-    app = Scheduler(config, clock=clock)
-    if str(base) not in sys.path:
-        sys.path.insert(0, str(base))
-    for name, task in tasks.tasks.items():
-        options = {
-            "name": name,
-            "end_cond": condition(task.end_cond),
-            "timeout": task.timeout,
-            "multilaunch": task.multilaunch,
-            "disabled": task.disabled,
-        }
-        start = condition(task.start_cond or "false")
-        if task.command is not None:
-            app.command_task(start, argv=task.command, shell=task.shell, cwd=str(base), **options)
-        else:
-            module, _, attribute = task.func.partition(":")
-            app.task(start, execution=task.execution, **options)(
-                getattr(importlib.import_module(module), attribute)
-            )
-    return app
+    return scheduler_from_task_file(tasks, clock=clock, **overrides)
 
 
 def play(

@@ -97,6 +97,7 @@ time on any clock.
 from conddsl.runtime.clock import Clock, RealClock, VirtualClock
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
+from conddsl.runtime.from_file import scheduler_from_task_file
 from conddsl.runtime.runs import Run
 from conddsl.runtime.scheduler import (
     ControlError,
@@ -126,4 +127,5 @@ __all__ = [
     "UnknownTaskError",
     "VirtualClock",
     "install_signal_handlers",
+    "scheduler_from_task_file",
 ]

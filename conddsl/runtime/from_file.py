@@ -1,0 +1,73 @@
+"""The scheduler a task file describes: what ``conddsl run`` runs, for tests and embedding."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from conddsl.runtime.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from conddsl.history import History
+    from conddsl.rules.models import TaskFile
+
+
+def scheduler_from_task_file(
+    tasks: TaskFile, *, history: History | None = None, clock=None, **overrides: Any
+) -> Scheduler:
+    """A scheduler with the tasks and ``[scheduler]`` settings of a loaded task file.
+
+    ``history`` defaults to an in-memory one (``conddsl run`` passes the file's SQLite
+    history); ``overrides`` replace configuration keys (``kill_grace=0.1``, say). The
+    task file's folder is put on ``sys.path`` so that its ``func`` modules import, and
+    command tasks run in that folder. Raises ``ImportError`` or ``AttributeError`` when
+    a ``func`` cannot be found, and ``ConfigError`` for a setting the scheduler refuses.
+    """
+    from conddsl.history import MemoryHistory
+
+    settings = tasks.scheduler
+    base = tasks.path.resolve().parent if tasks.path is not None else None
+
+    def condition(text: str | None):
+        return None if text is None else tasks.condition(text)
+
+    config: dict[str, Any] = {
+        "history": history if history is not None else MemoryHistory(),
+        "instant_shutdown": settings.instant_shutdown,
+        "kill_grace": settings.kill_grace,
+    }
+    for key in ("timeout", "timezone", "max_process_count", "execution"):
+        if getattr(settings, key) is not None:
+            config[key] = getattr(settings, key)
+    if settings.shut_cond is not None:
+        config["shut_cond"] = condition(settings.shut_cond)
+    config.update(overrides)
+    app = Scheduler(config, clock=clock)
+    if base is not None and str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    for name, task in tasks.tasks.items():
+        options = {
+            "name": name,
+            "end_cond": condition(task.end_cond),
+            "timeout": task.timeout,
+            "multilaunch": task.multilaunch,
+            "disabled": task.disabled,
+        }
+        # A task without a start condition only runs when asked (run_task).
+        start = condition(task.start_cond or "false")
+        if task.command is not None:
+            cwd = str(base) if base is not None else None
+            app.command_task(start, argv=task.command, shell=task.shell, cwd=cwd, **options)
+        else:
+            app.task(start, execution=task.execution, **options)(import_func(task.func))
+    return app
+
+
+def import_func(reference: str):
+    """The object a ``module:attribute.path`` reference names (imported)."""
+    module_name, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
