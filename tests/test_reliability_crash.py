@@ -305,11 +305,6 @@ def test_conddsl_run_reports_a_locked_history_as_such(locked_run):
     assert code == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the task processes of a SIGKILLed scheduler keep running, after "
-    "its restart too (their runs are recorded as crash, but nothing ends them)",
-)
 def test_the_processes_of_a_killed_scheduler_do_not_outlive_its_restart(tmp_path):
     path = task_file(tmp_path)
     token = uuid.uuid4().hex

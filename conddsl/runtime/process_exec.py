@@ -3,24 +3,54 @@
 Python process tasks are forked (``multiprocessing`` fork context, Linux): the
 function needs no pickling, and the child starts its own session so the whole
 tree can be signalled. The scheduler never waits on a dying process: it watches
-the process's sentinel (process) or awaits the asyncio subprocess (command).
+the process's sentinel (process) or a pidfd of the program (command; without
+pidfds it polls). Programs start with ``subprocess.Popen`` (``vfork``, quick) and
+no watcher thread each, which asyncio's subprocesses would take.
+
+Each tree is listed in the scheduler's process registry while it lives
+(:mod:`conddsl.runtime.leftovers`), so that a scheduler that died leaves none
+running past the next start. A forked child also asks Linux for SIGTERM when the
+scheduler's thread that forked it dies (``PR_SET_PDEATHSIG``): its own
+descendants, in its group or not, are left to the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.runtime.processes import TreeKiller
+from conddsl.runtime.processes import TreeKiller, read_stat
 from conddsl.runtime.runs import Host, Run, clip, outcome_of
 
 _STDERR_TAIL = 2000  # bytes of a failed command's stderr kept in its record
+_POLL = 0.01  # seconds between looks at a program without a pidfd
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    """libc's prctl (Linux), looked up in the scheduler so that forked children have it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl: Callable[..., int] | None = None
+_prctl_found = False
 
 
 def exit_text(code: int) -> str:
@@ -48,8 +78,23 @@ class _TreeExecutor:
         run.flag.set()
         pid = self._pid(run)
         if pid is not None and run not in self._killers:
-            killer = self._killers[run] = TreeKiller(pid, self.host.kill_grace, self.host.loop)
+            start = run.root[1] if run.root is not None else None
+            killer = TreeKiller(pid, self.host.kill_grace, self.host.loop, start=start)
+            self._killers[run] = killer
             killer.start()
+
+    def _spawned(self, run: Run, pid: int) -> None:
+        """The run's root process started: remember it, and list it in the registry."""
+        info = read_stat(pid)
+        run.root = (pid, info.start if info is not None else None)
+        if self.host.procs is not None:
+            self.host.procs.add(run.run_id, run.task.name, *run.root)
+
+    def _finish(self, run: Run, action: str, message: str | None) -> None:
+        """The run's tree is gone: unlist it and record the run."""
+        if self.host.procs is not None and run.root is not None:
+            self.host.procs.discard(run.run_id)
+        self.host.finish(run, action, message)
 
     def _pid(self, run: Run) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -73,15 +118,18 @@ class _TreeExecutor:
             await killer.wait_gone(since)
         elif killer is not None:
             killer.close()
-        self.host.finish(run, action, message)
+        self._finish(run, action, message)
 
 
 class ProcessExecutor(_TreeExecutor):
     """Runs a Python function in a forked child process in its own session."""
 
     def __init__(self, host: Host) -> None:
+        global _prctl, _prctl_found
         super().__init__(host)
         self._mp = multiprocessing.get_context("fork")
+        if not _prctl_found:
+            _prctl, _prctl_found = _find_prctl(), True
 
     def new_flag(self) -> TerminationFlag:
         """A flag the child sees too (set before the SIGTERM)."""
@@ -92,7 +140,7 @@ class ProcessExecutor(_TreeExecutor):
         reader, writer = self._mp.Pipe(duplex=False)
         process = self._mp.Process(
             target=_child,
-            args=(run.task.func, run.task.kwargs(run.flag), writer),
+            args=(run.task.func, run.task.kwargs(run.flag), writer, os.getpid()),
             name=f"conddsl:{run.task.name}",
         )
         try:
@@ -104,6 +152,7 @@ class ProcessExecutor(_TreeExecutor):
             return
         writer.close()
         run.handle = (process, reader)
+        self._spawned(run, process.pid)
         self.host.loop.add_reader(process.sentinel, self._exited, run)
 
     def _pid(self, run: Run) -> int | None:
@@ -129,14 +178,19 @@ class ProcessExecutor(_TreeExecutor):
         elif outcome is None:
             outcome = ("fail", f"the process ended without a result ({exit_text(code)})")
         if self._gone(run):  # the usual case: no task hop before the record
-            self.host.finish(run, *outcome)
+            self._finish(run, *outcome)
         else:
             self.host.spawn(self._ended(run, *outcome, ended))
 
 
-def _child(func: Any, kwargs: dict[str, Any], conn: Any) -> None:
+def _child(func: Any, kwargs: dict[str, Any], conn: Any, parent: int) -> None:
     """The child's side: a session of its own, default signals, one result sent back."""
     os.setsid()
+    if _prctl is not None:  # SIGTERM when the scheduler dies (see the module docstring)
+        with contextlib.suppress(OSError):
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # it died before that: nobody waits for the result
+            os._exit(1)
     # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -158,39 +212,42 @@ class CommandExecutor(_TreeExecutor):
     """Runs a program (argv, no shell) in its own session; stderr's tail goes in a fail record."""
 
     def start(self, run: Run) -> None:
-        """Start the program from a coroutine on the loop."""
+        """Start the program here (its cost counts in the scheduler's time slice); a
+        coroutine on the loop waits for it."""
+        task = run.task
         run.handle = None
-        self.host.spawn(self._body(run))
+        # stderr goes to a file, not a pipe: a grandchild holding it open can never
+        # block on a full pipe, and its tail is read once the program has exited.
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - _body closes it
+        try:
+            process = subprocess.Popen(
+                task.argv,
+                stdin=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=task.cwd,
+                env=task.env,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            stderr.close()
+            missing = task.cwd if task.cwd and not os.path.isdir(task.cwd) else task.argv[0]
+            what = "working directory" if missing == task.cwd else "executable"
+            self._finish(run, "fail", f"{what} not found: {missing!r} ({exc.strerror})")
+            return
+        except OSError as exc:
+            stderr.close()
+            self._finish(run, "fail", f"could not start {task.argv[0]!r}: {exc}")
+            return
+        run.handle = process
+        self._spawned(run, process.pid)
+        self.host.spawn(self._body(run, process, stderr))
 
     def _pid(self, run: Run) -> int | None:
         return run.handle.pid if run.handle is not None else None
 
-    async def _body(self, run: Run) -> None:
-        task = run.task
-        # stderr goes to a file, not a pipe: a grandchild holding it open can never
-        # block on a full pipe, and its tail is read once the program has exited.
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *task.argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stderr=stderr,
-                    cwd=task.cwd,
-                    env=task.env,
-                    start_new_session=True,
-                )
-            except FileNotFoundError as exc:
-                missing = task.cwd if task.cwd and not os.path.isdir(task.cwd) else task.argv[0]
-                what = "working directory" if missing == task.cwd else "executable"
-                await self._ended(run, "fail", f"{what} not found: {missing!r} ({exc.strerror})")
-                return
-            except OSError as exc:
-                await self._ended(run, "fail", f"could not start {task.argv[0]!r}: {exc}")
-                return
-            run.handle = process
-            if run.reason is not None:
-                self.terminate(run)  # asked to stop while it was starting
-            code = await process.wait()
+    async def _body(self, run: Run, process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        with stderr:
+            code = await self._exit_code(process)
             if run.reason is not None:
                 await self._ended(run, "terminate", exit_text(code), time.monotonic())
             elif code == 0:
@@ -199,6 +256,29 @@ class CommandExecutor(_TreeExecutor):
                 text = _tail(stderr)
                 message = f"{exit_text(code)}: {text}" if text else exit_text(code)
                 await self._ended(run, "fail", clip(message))
+
+    async def _exit_code(self, process: subprocess.Popen[bytes]) -> int:
+        """Wait for the program to exit (a pidfd wakes the loop), reap it, return its code."""
+        loop = self.host.loop
+        try:
+            fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # no pidfds (old kernel, not Linux): poll
+            while (code := process.poll()) is None:
+                await asyncio.sleep(_POLL)
+            return code
+        exited = loop.create_future()
+        loop.add_reader(fd, _settle, exited)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return process.wait()  # it has exited: this only reaps it
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _tail(file: IO[bytes]) -> str:

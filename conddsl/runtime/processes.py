@@ -5,12 +5,18 @@ children; descendants that left the group (their own ``setsid``) are found by
 walking ``/proc`` from the root. Each process is remembered with its start time,
 so a recycled pid is never signalled. Without ``/proc`` only the group is signalled.
 
+Reading ``/proc`` costs 10-60 ms when a thousand processes run, so the event loop
+never reads it: a :class:`Scanner` reads it in a worker thread, and every tree
+that asks while a reading is under way gets the next one (one reading serves all
+the trees ended in the same moment). A signal goes out once the table is read
+(before the tree is signalled, so that no descendant is orphaned before it is
+found), then the grace runs.
+
 Waiting for a tree to go is event-driven where Linux has pidfds (5.3 and later):
 the event loop watches a pidfd of each known process of the tree, and once they
 have all ended, ``killpg(root, 0)`` says whether anything is left in the group;
 only then is ``/proc`` read again, to find who (and to signal newcomers). Without
-pidfds the table is read every ``_POLL`` seconds. Trees ended at the same moment
-share their readings of ``/proc``.
+pidfds the table is read every ``_POLL`` seconds.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import contextlib
 import os
 import signal
 import time
+import weakref
 from dataclasses import dataclass
 
 _PROC = "/proc"
 _POLL = 0.01  # seconds between looks at the process table while a tree dies (no pidfds)
 _AFTER_KILL = 2.0  # how long SIGKILLed processes get to disappear before we stop looking
+_REAPING = 0.1  # seconds a group left with its known processes ended gets before /proc is read
 # Seconds: a reading of /proc this recent serves every tree signalled now. What it
 # misses (forked since) is in the group, which is signalled as a whole, or is found
 # when the known processes have ended (newcomers get the signal then).
@@ -108,7 +116,8 @@ _last: Snapshot | None = None
 
 
 def snapshot(since: float) -> Snapshot:
-    """A reading of /proc begun at or after ``since`` (monotonic): the last one, or a new one."""
+    """A reading of /proc begun at or after ``since`` (monotonic): the last one, or a new one
+    read here (blocking: the event loop uses a :class:`Scanner`)."""
     global _last
     last = _last
     if last is None or last.taken < since:
@@ -116,44 +125,140 @@ def snapshot(since: float) -> Snapshot:
     return last
 
 
+class Scanner:
+    """Readings of /proc for an event loop, made in its default executor (a worker thread).
+
+    ``read(since)`` gives a future of a reading begun at or after ``since``: the last
+    one if it is recent enough, else the next one. One reading at a time: the trees
+    that ask while one is under way share the one after it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: list[tuple[float, asyncio.Future[Snapshot]]] = []
+        self._busy = False
+
+    def read(self, since: float) -> asyncio.Future[Snapshot]:
+        """A future of a reading begun at or after ``since`` (monotonic)."""
+        future: asyncio.Future[Snapshot] = self.loop.create_future()
+        last = _last
+        if last is not None and last.taken >= since:
+            future.set_result(last)
+            return future
+        self._waiting.append((since, future))
+        if not self._busy:
+            self._begin()
+        return future
+
+    def _begin(self) -> None:
+        self._busy = True
+        try:
+            work = self.loop.run_in_executor(None, _indexed_snapshot)
+        except RuntimeError:  # the executor is shut down (the loop is closing): read here
+            self._deliver(Snapshot())
+            return
+        work.add_done_callback(self._done)
+
+    def _done(self, work: asyncio.Future[Snapshot]) -> None:
+        if work.cancelled() or work.exception() is not None:
+            self._deliver(Snapshot())  # the executor went away under us: read here
+        else:
+            self._deliver(work.result())
+
+    def _deliver(self, table: Snapshot) -> None:
+        global _last
+        self._busy = False
+        if _last is None or table.taken > _last.taken:
+            _last = table
+        waiting, self._waiting = self._waiting, []
+        for since, future in waiting:
+            if since > table.taken:
+                self._waiting.append((since, future))  # asked after it began: the next one
+            elif not future.done():
+                future.set_result(table)
+        if self._waiting:
+            self._begin()
+
+
+def _indexed_snapshot() -> Snapshot:
+    """A reading with its indexes built (in the worker thread: not in the loop's)."""
+    table = Snapshot()
+    table.children(0)
+    table.group(0)
+    return table
+
+
+_scanners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scanner] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def scanner_for(loop: asyncio.AbstractEventLoop) -> Scanner:
+    """The loop's scanner (one per loop, so its trees share their readings)."""
+    found = _scanners.get(loop)
+    if found is None:
+        found = _scanners[loop] = Scanner(loop)
+    return found
+
+
 _pidfds = hasattr(os, "pidfd_open")  # turned off if the kernel refuses them
 
 
 class TreeKiller:
-    """Terminates the tree under ``root``: SIGTERM now, SIGKILL after ``grace`` seconds."""
+    """Terminates the tree under ``root``: SIGTERM now, SIGKILL after ``grace`` seconds.
 
-    def __init__(self, root: int, grace: float, loop: asyncio.AbstractEventLoop) -> None:
+    ``start``: the root's start time (``/proc/<pid>/stat``), when known: a process that
+    took the root's pid after it ended is then never signalled, nor its group.
+    """
+
+    def __init__(
+        self,
+        root: int,
+        grace: float,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        start: int | None = None,
+        scanner: Scanner | None = None,
+    ) -> None:
         self.root = root
         self.grace = grace
         self.loop = loop
+        self.start_time = start
+        self.scanner = scanner if scanner is not None else scanner_for(loop)
         self.killed_at: float | None = None  # loop time of the SIGKILL
         self._known: dict[int, int] = {}  # pid -> start time of every process of the tree
+        if start is not None:
+            self._known[root] = start
+        self._signalled = False
         self._timer: asyncio.TimerHandle | None = None
         self._give_up_timer: asyncio.TimerHandle | None = None
         self._given_up = False
+        self._closed = False
+        self._pending = 0  # signals waiting for their reading of /proc
+        self._sent: asyncio.Future[None] | None = None  # set once none is pending
         self._watched: dict[int, int] = {}  # pid -> its pidfd, while it lives
         self._all_ended: asyncio.Future[None] | None = None
         self._last_end = 0.0  # monotonic time the last watched process was seen to end
 
     def start(self) -> None:
-        """Send SIGTERM to the tree and arm the SIGKILL."""
-        self._signal(signal.SIGTERM, snapshot(time.monotonic() - _FRESH))
-        self._timer = self.loop.call_later(self.grace, self.kill)
+        """Send SIGTERM to the tree (once /proc is read) and then arm the SIGKILL."""
+        self._signal_soon(signal.SIGTERM)
 
     def kill(self) -> None:
-        """Send SIGKILL to whatever is left of the tree."""
+        """Send SIGKILL to whatever is left of the tree (once /proc is read)."""
         if self.killed_at is None:
             self.killed_at = self.loop.time()
-            self._signal(signal.SIGKILL, snapshot(time.monotonic() - _FRESH))
-            self._give_up_timer = self.loop.call_later(_AFTER_KILL, self._give_up)
+            self._signal_soon(signal.SIGKILL)
 
     def survivors(self) -> list[int]:
-        """The pids of the tree still alive (zombies count as gone)."""
+        """The pids of the tree still alive (zombies count as gone); reads /proc here."""
         return sorted(info.pid for info in self._members(snapshot(time.monotonic())))
 
     def gone_now(self) -> bool:
         """Whether nothing of the tree is left by a quick look (no reading of all /proc):
-        every process known is gone and the group is empty."""
+        no signal is waiting to go out, every process known is gone and the group is empty."""
+        if self._pending:
+            return False
         for pid, start in self._known.items():
             info = read_stat(pid)
             if info is not None and info.start == start and info.state not in _GONE:
@@ -162,6 +267,7 @@ class TreeKiller:
 
     def close(self) -> None:
         """Stop the timers (the SIGKILL, giving up): the tree is gone."""
+        self._closed = True
         for timer in (self._timer, self._give_up_timer):
             if timer is not None:
                 timer.cancel()
@@ -173,6 +279,7 @@ class TreeKiller:
         """
         global _pidfds
         try:
+            await self._signals_sent()  # the tree is known then
             if _pidfds:
                 try:
                     await self._wait_for_pidfds(time.monotonic() if since is None else since)
@@ -180,11 +287,38 @@ class TreeKiller:
                 except OSError:  # no pidfds here after all (old kernel, seccomp)
                     _pidfds = False
                     self._unwatch()
-            while self.survivors() and not self._given_up:
+            while not self._given_up:
+                table = await self.scanner.read(time.monotonic())
+                if not self._members(table):
+                    return
                 await asyncio.sleep(_POLL)
         finally:
             self._unwatch()
             self.close()
+
+    async def _signals_sent(self) -> None:
+        """Return once no signal waits for its reading of /proc."""
+        while self._pending:
+            if self._sent is None or self._sent.done():
+                self._sent = self.loop.create_future()
+            await self._sent
+
+    def _signal_soon(self, sig: signal.Signals) -> None:
+        """Read /proc (in a worker thread, shared), then signal the tree."""
+        self._pending += 1
+        reading = self.scanner.read(time.monotonic() - _FRESH)
+        reading.add_done_callback(lambda done: self._signal_read(sig, done))
+
+    def _signal_read(self, sig: signal.Signals, reading: asyncio.Future[Snapshot]) -> None:
+        self._pending -= 1
+        if not self._closed:
+            self._signal(sig, reading.result())
+            if sig == signal.SIGKILL:
+                self._give_up_timer = self.loop.call_later(_AFTER_KILL, self._give_up)
+            elif self.killed_at is None and self._timer is None:
+                self._timer = self.loop.call_later(self.grace, self.kill)
+        if not self._pending and self._sent is not None and not self._sent.done():
+            self._sent.set_result(None)
 
     async def _wait_for_pidfds(self, since: float) -> None:
         while not self._given_up:
@@ -200,7 +334,18 @@ class TreeKiller:
             # is gone): read /proc again only if the group is not empty.
             if not self._group_exists():
                 return
-            table = snapshot(since)
+            if self.killed_at is not None:
+                if self._pending:
+                    await self._signals_sent()
+                    continue
+                # SIGKILL went to the group: nothing in it can live, or fork, after
+                # that. What is left is zombies, waiting for their reaper.
+                return
+            # Most often what is left is zombies about to be reaped: give them a
+            # moment before reading /proc.
+            if not await self._group_lasts():
+                return
+            table = await self.scanner.read(since)
             before = set(self._known)
             members = self._members(table)
             new = [info for info in members if info.pid not in before]
@@ -212,6 +357,15 @@ class TreeKiller:
                 if not members:
                     return  # only zombies are left in the group
                 since = time.monotonic()  # they ended after the reading: read again
+
+    async def _group_lasts(self) -> bool:
+        """Whether the group is still there after up to ``_REAPING`` seconds."""
+        ends = time.monotonic() + _REAPING
+        while self._group_exists():
+            if time.monotonic() >= ends or self._given_up:
+                return True
+            await asyncio.sleep(_POLL)
+        return False
 
     def _group_exists(self) -> bool:
         try:
@@ -261,16 +415,22 @@ class TreeKiller:
         if self._all_ended is not None and not self._all_ended.done():
             self._all_ended.set_result(None)
 
+    def _recycled(self, table: Snapshot) -> bool:
+        """Whether the root's pid now names another process (its start time differs)."""
+        root = table.table.get(self.root)
+        return root is not None and self.start_time is not None and root.start != self.start_time
+
     def _members(self, table: Snapshot) -> list[ProcInfo]:
         # The tree: the root, its process group, every process seen before,
         # and the descendants of all of those, alive or not.
-        members = {info.pid: info for info in table.group(self.root)}
+        recycled = self._recycled(table)
+        members = {} if recycled else {info.pid: info for info in table.group(self.root)}
         for pid, start in self._known.items():
             info = table.table.get(pid)
             if info is not None and info.start == start:
                 members[pid] = info
         root = table.table.get(self.root)
-        if root is not None:
+        if root is not None and not recycled:
             members[root.pid] = root
         stack = list(members)
         while stack:
@@ -283,8 +443,8 @@ class TreeKiller:
         return [info for info in members.values() if info.state not in _GONE]
 
     def _signal(self, sig: signal.Signals, table: Snapshot) -> None:
-        first = not self._known
-        grouped = first
+        first, self._signalled = not self._signalled, True
+        grouped = first and not self._recycled(table)
         for info in self._members(table):
             if info.pgid == self.root:
                 grouped = True  # the group signal below reaches it
@@ -295,7 +455,14 @@ class TreeKiller:
             # The group also catches processes forked after the table was read.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.root, sig)
-        if first and self.root not in table.table:
+        if first and self.root not in table.table and self._root_is_ours():
             # Not in /proc (no /proc, or not read since it started): signal the pid we started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.root, sig)
+
+    def _root_is_ours(self) -> bool:
+        """Whether the root pid still names the process started (unknown start: assumed)."""
+        if self.start_time is None:
+            return True
+        info = read_stat(self.root)
+        return info is not None and info.start == self.start_time

@@ -6,10 +6,13 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
 from conddsl.runtime.tasks import Task
+
+if TYPE_CHECKING:
+    from conddsl.runtime.leftovers import ProcessRegistry
 
 # Messages are kept short: a record is not a log.
 MAX_MESSAGE = 2000
@@ -31,6 +34,7 @@ class Run:
     manual: bool = False  # started by run_task(), not by its start condition
     held: bool = False  # the run holds a VirtualClock while it dies
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
+    root: tuple[int, int | None] | None = None  # a process run's pid and its start time
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Host:
     finish: Callable[[Run, str, str | None], None]  # the run ended with this action and message
     kill_grace: float  # seconds between SIGTERM and SIGKILL, and for abandoned work
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # run a coroutine the scheduler keeps
+    procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

@@ -26,9 +26,15 @@ Work is cut so that no run waits long for its termination:
   right after the current turn of the event loop (and always before any condition
   is evaluated), so a burst of terminations is not slowed by history writes.
 - Evaluating many tasks (thousands waking at once) yields to the event loop every
-  ``SLICE`` seconds, and as soon as a run's timeout comes due; the rest is evaluated
-  at once after, at a fresh "now". Such a continuation is not a new cycle
+  ``SLICE`` seconds, and as soon as a run's timeout or a check comes due; the rest is
+  evaluated at once after, at a fresh "now". Such a continuation is not a new cycle
   (``scheduler cycles`` counts wake-ups).
+- A running task whose check comes due (its end condition may now hold) goes ahead of
+  the other dirty tasks: end conditions are not kept behind a backlog of starts.
+- While it serves, the objects that existed when it started (its tasks, conditions,
+  the modules imported) are kept out of the garbage collector's way (``gc.freeze``):
+  a full collection walks only what was made since, not the whole heap (in a big
+  process it would hold the loop for tens of milliseconds).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import asyncio
 import collections
 import contextlib
 import difflib
+import gc
 import heapq
 import itertools
 import logging
@@ -64,6 +71,7 @@ from conddsl.runtime.conditions import (
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
 from conddsl.runtime.flags import TerminationFlag
+from conddsl.runtime.leftovers import recover
 from conddsl.runtime.process_exec import CommandExecutor, ProcessExecutor
 from conddsl.runtime.runs import Host, Run
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
@@ -81,6 +89,25 @@ STARTUP, MAIN, CLOSING = "startup", "main", "closing"
 _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+
+
+_frozen = 0  # schedulers serving with the heap frozen (see the module docstring)
+_frozen_lock = threading.Lock()
+
+
+def _freeze_heap() -> None:
+    global _frozen
+    with _frozen_lock:
+        _frozen += 1
+        gc.freeze()  # what exists now: moved to a generation no collection walks
+
+
+def _thaw_heap() -> None:
+    global _frozen
+    with _frozen_lock:
+        _frozen -= 1
+        if _frozen == 0:
+            gc.unfreeze()  # collectable again, once no scheduler serves
 
 
 class SchedulerError(ConddslError):
@@ -160,6 +187,9 @@ class Scheduler:
         self._hold = getattr(self.clock, "hold", None)  # clocks without them never jump
         self._release = getattr(self.clock, "release", None)
         self._dirty: dict[str | None, None] = {}  # an ordered set
+        # Tasks with a live run whose check came due (an end condition may now hold):
+        # evaluated before the other dirty tasks, however many wait.
+        self._urgent: dict[str | None, None] = {}  # an ordered set
         self._watchers: dict[str, set[str | None]] = {}
         self._watch_all: set[str | None] = set()
         self._watch_cycles: set[str | None] = set()
@@ -353,6 +383,7 @@ class Scheduler:
         self._manual.pop(name, None)
         self._permanent_pending.pop(name, None)
         self._dirty.pop(name, None)
+        self._urgent.pop(name, None)
         if self._role_queue and task in self._role_queue:
             self._role_queue.remove(task)
         for run in list(self._runs.get(name, {}).values()):
@@ -516,7 +547,11 @@ class Scheduler:
             self._loop = loop
             self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
-        host = Host(loop, self._finish, self.config.kill_grace.total_seconds(), self._spawn)
+        grace = self.config.kill_grace.total_seconds()
+        # Processes a scheduler that died left running are ended first (before its
+        # runs are marked crash); this one's are listed while they live.
+        procs, leftovers = recover(self.history, grace, loop)
+        host = Host(loop, self._finish, grace, self._spawn, procs)
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
@@ -535,6 +570,7 @@ class Scheduler:
             self.history.mark_crashed(now)  # runs left open by a scheduler that died
         except HistoryError as exc:
             self._fail(exc)
+        _freeze_heap()
         try:
             await self._cycle()
         except BaseException as exc:
@@ -547,7 +583,14 @@ class Scheduler:
         finally:
             self._write_records()
             self.state = DONE
-            await self._wait_threads()
+            try:
+                await self._wait_threads()
+                if leftovers is not None:
+                    await leftovers.wait()
+            finally:
+                if procs is not None:
+                    procs.write()  # every tree has ended: the file goes
+                _thaw_heap()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
 
@@ -603,7 +646,7 @@ class Scheduler:
                 if await self._step_closing():
                     continue  # an on_shutdown run is going on
                 return
-            if self._dirty:  # sliced, or deferred: dirtied again by its own evaluation
+            if self._dirty or self._urgent:  # sliced, or deferred: dirtied again
                 await asyncio.sleep(0)
                 continue
             await self.clock.sleep_until(self._next_deadline(), self._wake)
@@ -734,12 +777,15 @@ class Scheduler:
                 self._terminate(run, "timeout", text)
 
     def _due_checks(self, now: datetime, *, new_cycle: bool = True) -> None:
-        checks = self._checks
+        checks, runs = self._checks, self._runs
         while checks and checks[0][0] <= now:
             at, _, key = heapq.heappop(checks)
             if self._check_at.get(key) == at:  # else a stale entry: lazy deletion
                 del self._check_at[key]
-                self._dirty[key] = None
+                if key in runs:  # its end condition may hold: ahead of any backlog
+                    self._urgent[key] = None
+                else:
+                    self._dirty[key] = None
         if new_cycle:
             for key in self._watch_cycles:
                 self._dirty[key] = None
@@ -772,20 +818,35 @@ class Scheduler:
             heapq.heappush(self._checks, (at, next(self._seq), key))
 
     async def _evaluate_dirty(self, now: datetime) -> bool:
-        """Evaluate the dirty keys; True if it stopped at its time slice with some left."""
+        """Evaluate the dirty keys; True if it stopped at its time slice with some left.
+
+        The shut condition goes first (nothing starts at the instant it turns true),
+        then the urgent keys (running tasks whose check came due: their end conditions
+        are not kept behind a backlog of start conditions), then the rest in order.
+        """
         seen: set[str | None] = set()
         deferred: dict[str | None, None] = {}
-        dirty = self._dirty
+        dirty, urgent = self._dirty, self._urgent
         ends = time.perf_counter() + SLICE
-        if self._deadlines:  # a run timing out meanwhile is not kept waiting for the slice
-            ends = min(ends, time.perf_counter() + (self._deadlines[0] - now).total_seconds())
+        soonest = self._deadlines[0] if self._deadlines else None
+        if self._checks and (soonest is None or self._checks[0][0] < soonest):
+            soonest = self._checks[0][0]
+        if soonest is not None:  # what comes due meanwhile is not kept waiting for the slice
+            ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
         sliced = False
         if self._unwritten:  # conditions see every record stamped before they are evaluated
             self._write_records()
-        while dirty:
-            # The shut condition goes first: nothing starts at the instant it turns true.
-            key = _SHUT if _SHUT in dirty else next(iter(dirty))
-            del dirty[key]
+        while dirty or urgent:
+            if _SHUT in dirty:
+                key = _SHUT
+                del dirty[key]
+            elif urgent:
+                key = next(iter(urgent))
+                del urgent[key]
+                dirty.pop(key, None)
+            else:
+                key = next(iter(dirty))
+                del dirty[key]
             if key in seen:
                 deferred[key] = None
                 continue
@@ -796,7 +857,7 @@ class Scheduler:
                 await self._evaluate(self.tasks[key], now)
             if self._unwritten:
                 self._write_records()
-            if dirty and time.perf_counter() > ends:
+            if (dirty or urgent) and time.perf_counter() > ends:
                 sliced = True
                 break
         dirty.update(deferred)

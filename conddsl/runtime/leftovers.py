@@ -1,0 +1,272 @@
+"""The task processes a scheduler that died left running, ended by the next one.
+
+Process and command tasks run in sessions of their own (so that their trees can be
+signalled), so they outlive a scheduler killed by SIGKILL or a crash. A scheduler
+whose history is a file keeps a registry of its live process trees beside it
+(``<history file>.procs.json``): each tree's root pid, the root's start time (field
+22 of ``/proc/<pid>/stat``: a recycled pid is never taken for it) and its process
+group. The file is rewritten atomically (a temporary file, then ``os.replace``) at
+the end of each turn of the event loop in which a tree was added or has ended.
+
+The next scheduler on the same history reads it when it starts, before it marks the
+dead scheduler's runs as ``crash``: each root that is still the same process is
+ended with its tree like a terminated run (SIGTERM to the tree, SIGKILL after
+``kill_grace``), and so is what is left of its process group when the root itself
+has ended. A warning names what was ended; each entry leaves the file once its tree
+is gone, so a scheduler killed again meanwhile leaves it to the next one.
+
+The registry also names its owner (pid and start time): a registry whose owner is
+alive and is another process belongs to a scheduler running now, whose processes
+are left alone (the new scheduler then keeps no registry of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
+
+log = logging.getLogger("conddsl.runtime")
+
+SUFFIX = ".procs.json"
+_VERSION = 1
+_GONE = ("Z", "X")
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """A task's process tree as the registry names it."""
+
+    key: str  # the run's id (a leftover keeps its dead scheduler's)
+    task: str
+    pid: int  # the root
+    start: int  # the root's start time, in clock ticks after boot
+    pgid: int  # its process group (the root's pid: it leads a session)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"task": self.task, "pid": self.pid, "start": self.start, "pgid": self.pgid}
+
+
+def registry_path(history: object) -> str | None:
+    """The registry file for a history kept in a file, or None.
+
+    Wrappers that keep the store in ``inner`` (as ``conddsl run`` does) are looked through.
+    """
+    from conddsl.history import SQLiteHistory
+
+    seen: set[int] = set()
+    while history is not None and id(history) not in seen:
+        seen.add(id(history))
+        if isinstance(history, SQLiteHistory):
+            path = history.path
+            if not path or path == ":memory:" or path.startswith("file:"):
+                return None
+            return os.path.abspath(path) + SUFFIX
+        history = getattr(history, "inner", None)
+    return None
+
+
+def own_identity() -> tuple[int, int | None]:
+    """This process's pid and start time."""
+    pid = os.getpid()
+    info = read_stat(pid)
+    return pid, info.start if info is not None else None
+
+
+def is_alive(pid: int, start: int | None) -> bool:
+    """Whether ``pid`` still names the process that started at ``start`` (not a zombie)."""
+    info = read_stat(pid)
+    return info is not None and info.start == start and info.state not in _GONE
+
+
+class ProcessRegistry:
+    """The durable list of a scheduler's live process trees (see the module docstring)."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.path = path
+        self.loop = loop
+        self.owner = own_identity()
+        self.trees: dict[str, Tree] = {}
+        self._write_soon = False
+        self._failed = False  # a write failed: warned once
+
+    # ---------------------------------------------------------------- reading
+
+    def read(self) -> tuple[tuple[int, int | None] | None, list[Tree]]:
+        """The owner and the trees the file lists (none if there is no file or it is unreadable)."""
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                data = json.load(file)
+            owner = data.get("owner") or {}
+            found = (int(owner["pid"]), owner.get("start")) if "pid" in owner else None
+            trees = [
+                Tree(str(key), str(entry.get("task", "?")), *_ints(entry))
+                for key, entry in dict(data.get("trees") or {}).items()
+            ]
+        except FileNotFoundError:
+            return None, []
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("process registry %s is unreadable (%s): ignored", self.path, exc)
+            return None, []
+        return found, trees
+
+    def take_leftovers(self) -> list[Tree] | None:
+        """The trees a dead scheduler left in the file; they stay listed until ended.
+
+        None if the file belongs to a scheduler alive now (its trees are left alone and
+        this registry is not to be used).
+        """
+        owner, trees = self.read()
+        if owner is not None and owner[0] != self.owner[0] and is_alive(*owner):
+            log.warning(
+                "another scheduler (pid %d) keeps its processes in %s: its processes are "
+                "left alone, and this one keeps no registry",
+                owner[0],
+                self.path,
+            )
+            return None
+        for tree in trees:
+            self.trees[tree.key] = tree
+        return trees
+
+    # ---------------------------------------------------------------- writing
+
+    def add(self, key: str, task: str, pid: int, start: int | None) -> None:
+        """List a tree (its root just started)."""
+        if start is None:  # no /proc: the root could not be told from a recycled pid
+            return
+        self.trees[key] = Tree(key, task, pid, start, pid)
+        self._changed()
+
+    def discard(self, key: str) -> None:
+        """Drop a tree (it is gone)."""
+        if self.trees.pop(key, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.loop is None or self.loop.is_closed():
+            self.write()
+        elif not self._write_soon:
+            self._write_soon = True
+            self.loop.call_soon(self.write)  # once per turn, whatever the number of changes
+
+    def write(self) -> None:
+        """Write the file now (atomically); remove it when no tree is listed."""
+        self._write_soon = False
+        try:
+            if not self.trees:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                return
+            data = {
+                "version": _VERSION,
+                "owner": {"pid": self.owner[0], "start": self.owner[1]},
+                "trees": {key: tree.as_json() for key, tree in self.trees.items()},
+            }
+            temporary = f"{self.path}.{os.getpid()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(data, file, separators=(",", ":"))
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                log.warning("process registry %s could not be written: %s", self.path, exc)
+            return
+        self._failed = False
+
+
+def _ints(entry: dict[str, Any]) -> tuple[int, int, int]:
+    pid = int(entry["pid"])
+    return pid, int(entry["start"]), int(entry.get("pgid", pid))
+
+
+class LeftoverKiller:
+    """Ends the trees a dead scheduler left (SIGTERM, SIGKILL after ``grace``)."""
+
+    def __init__(
+        self, registry: ProcessRegistry, grace: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.registry = registry
+        self.grace = grace
+        self.loop = loop
+        self.ended: list[Tree] = []  # the trees found alive and ended
+        self._waiting: asyncio.Future[None] | None = None
+
+    def start(self, trees: Iterable[Tree]) -> None:
+        """Signal each tree still alive (the signals go out once /proc is read); forget the rest."""
+        waits = []
+        table: Snapshot | None = None  # read once, if some root has ended
+        for tree in trees:
+            root = read_stat(tree.pid)
+            if root is not None and root.start == tree.start and root.state not in _GONE:
+                alive = True
+            elif root is not None and root.start != tree.start:
+                alive = False  # the pid was recycled: the root is gone, and its group too
+            else:
+                # The root has ended. Its group, if any is left, still holds the number
+                # (a pid is not reused while a group has it): what lives in it is ours.
+                table = table if table is not None else snapshot(time.monotonic())
+                alive = any(
+                    info.state not in _GONE and info.start >= tree.start
+                    for info in table.group(tree.pgid)
+                )
+            if not alive:
+                self.registry.discard(tree.key)
+                continue
+            killer = TreeKiller(tree.pid, self.grace, self.loop, start=tree.start)
+            killer.start()
+            self.ended.append(tree)
+            waits.append(self._wait(tree, killer))
+        if self.ended:
+            names = ", ".join(f"{tree.task} (pid {tree.pid})" for tree in self.ended)
+            count = len(self.ended)
+            log.warning(
+                "ending the process tree%s of %d task run%s left running by a scheduler "
+                "that died: %s",
+                "" if count == 1 else "s",
+                count,
+                "" if count == 1 else "s",
+                names,
+            )
+        if waits:
+            self._waiting = asyncio.ensure_future(_gather(waits))
+
+    async def _wait(self, tree: Tree, killer: TreeKiller) -> None:
+        await killer.wait_gone()
+        self.registry.discard(tree.key)
+
+    async def wait(self) -> None:
+        """Return once every tree signalled is gone."""
+        if self._waiting is not None:
+            await self._waiting
+
+
+async def _gather(waits: list[Any]) -> None:
+    await asyncio.gather(*waits)
+
+
+def recover(
+    history: object, grace: float, loop: asyncio.AbstractEventLoop
+) -> tuple[ProcessRegistry | None, LeftoverKiller | None]:
+    """At a scheduler's start: its registry (None unless its history is a file) and the
+    killer ending what a dead scheduler left (None if nothing was listed)."""
+    path = registry_path(history)
+    if path is None:
+        return None, None
+    registry = ProcessRegistry(path, loop)
+    trees = registry.take_leftovers()
+    if trees is None:
+        return None, None
+    if not trees:
+        return registry, None
+    killer = LeftoverKiller(registry, grace, loop)
+    killer.start(trees)
+    return registry, killer

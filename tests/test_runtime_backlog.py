@@ -1,0 +1,98 @@
+"""The loop under a backlog: end conditions go first, and /proc is never read in the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+from datetime import datetime
+
+import pytest
+from runtime_helpers import FOREVER
+from runtime_helpers.scenario import Once, play, records_appear
+
+from conddsl.runtime import Scheduler, processes
+
+SLOW = 0.005  # real seconds each start condition of the backlog takes
+BACKLOG = 200  # tasks: a second of start conditions to evaluate
+
+
+class Slow:
+    """A start condition that takes SLOW seconds to say no (as a slow custom condition)."""
+
+    def is_true(self, at: datetime, **context: object) -> bool:
+        time.sleep(SLOW)
+        return False
+
+    def next_change(self, after: datetime, **context: object) -> None:
+        return None
+
+    def __str__(self) -> str:
+        return "slow"
+
+
+def test_a_due_end_condition_goes_ahead_of_a_backlog_of_starts():
+    app = Scheduler({"timeout": "never", "kill_grace": 0.2})
+    app.task(Once(), name="victim", end_cond="running for more than 0.2 seconds")(FOREVER["async"])
+    for i in range(BACKLOG):  # looked at after the victim started, one by one
+        app.task(Slow(), name=f"slow-{i}")(FOREVER["async"])
+
+    async def stop(app: Scheduler) -> None:
+        await records_appear(app, "terminate")
+        app.shut_down(force=True)
+
+    play(app, stop)
+    (started,) = app.history.records("victim", actions="run")
+    (ended,) = app.history.records("victim", actions="terminate")
+    assert ended.reason == "end_cond"
+    late = (ended.at - started.at).total_seconds() - 0.2
+    # Behind the backlog it would wait for all of it (about BACKLOG * SLOW = 1 s).
+    assert late < 0.15, late
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_proc_is_read_off_the_loop_when_process_runs_are_terminated(monkeypatch):
+    readers: list[int] = []
+    taken = processes.Snapshot.__init__
+
+    def reading(self: processes.Snapshot) -> None:
+        readers.append(threading.get_ident())
+        taken(self)
+
+    monkeypatch.setattr(processes.Snapshot, "__init__", reading)
+    monkeypatch.setattr(processes, "_last", None)
+    app = Scheduler({"timeout": "never", "kill_grace": 0.2})
+    for i in range(5):
+        app.task(Once(), name=f"work-{i}", execution="process", timeout=0.1)(FOREVER["process"])
+        app.command_task(Once(), argv=["sleep", "60"], name=f"cmd-{i}", timeout=0.1)
+    loop_thread: list[int] = []
+
+    async def stop(app: Scheduler) -> None:
+        loop_thread.append(threading.get_ident())
+        await records_appear(app, "terminate", 10)
+        app.shut_down()
+
+    play(app, stop)
+    ends = app.history.records(actions="terminate")
+    assert {(rec.reason, rec.message.split("; ")[-1]) for rec in ends} == {
+        ("timeout", "killed by signal SIGTERM")
+    }
+    assert readers, "the trees were read in /proc"
+    assert loop_thread[0] not in readers
+
+
+def test_the_heap_is_frozen_only_while_serving():
+    before = gc.get_freeze_count()
+    seen: list[int] = []
+    app = Scheduler({"timeout": "never"})
+
+    async def look(app: Scheduler) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(gc.get_freeze_count())
+        app.shut_down()
+
+    play(app, look)
+    assert seen[0] > before  # what existed when it started: out of the collector's way
+    assert gc.get_freeze_count() == before

@@ -1,0 +1,241 @@
+"""The task processes of a scheduler that died are ended by the next one on its history.
+
+A registry beside the history file (``<file>.procs.json``) lists the live process
+trees; a new scheduler ends what a dead one listed (conddsl.runtime.leftovers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from reliability import SUBPROCESS_ENV
+from runtime_helpers import gone, process_forever
+from runtime_helpers.scenario import Once, play, records_appear
+
+from conddsl.history import MemoryHistory, SQLiteHistory
+from conddsl.runtime import Scheduler
+from conddsl.runtime.leftovers import SUFFIX, ProcessRegistry, registry_path
+from conddsl.runtime.processes import read_stat, snapshot
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc, sessions, prctl")
+
+GRACE = 0.2
+DEAD_OWNER = (2**22 + 1, 0)  # above any pid_max: a scheduler that is surely gone
+
+
+def start_of(pid: int) -> int:
+    info = read_stat(pid)
+    assert info is not None
+    return info.start
+
+
+def leave(db: Path, *trees: tuple[str, int, int], owner=DEAD_OWNER) -> Path:
+    """Write the registry a dead scheduler would have left: (task, pid, start) each."""
+    registry = ProcessRegistry(str(db) + SUFFIX)
+    registry.owner = owner
+    for task, pid, start in trees:
+        registry.add(f"run-of-{task}", task, pid, start)
+    return Path(registry.path)
+
+
+def restart(db: Path) -> float:
+    """Serve a scheduler on the history file until its shut condition (at once); seconds."""
+    with SQLiteHistory(db) as history:
+        app = Scheduler(
+            {"history": history, "shut_cond": "true", "kill_grace": GRACE, "timeout": "never"}
+        )
+        began = time.monotonic()
+        app.run()
+        return time.monotonic() - began
+
+
+def in_session(script: str) -> subprocess.Popen:
+    """A shell script in a session of its own (as a task's process is), stdin a pipe."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script], stdin=subprocess.PIPE, start_new_session=True
+    )
+
+
+def children(pid: int, count: int) -> list[int]:
+    """The pids of ``pid``'s children, once there are ``count`` of them."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [info.pid for info in snapshot(time.monotonic()).children(pid)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    return not gone(pid)
+
+
+def test_a_restart_ends_the_whole_tree_a_dead_scheduler_left(tmp_path, caplog):
+    # The root and its children ignore SIGTERM; one child left the group (setsid).
+    root = in_session("trap '' TERM; sleep 60 & setsid sleep 60 & read line")
+    try:
+        kids = children(root.pid, 2)
+        assert len(kids) == 2
+        db = tmp_path / "runs.sqlite3"
+        registry = leave(db, ("export", root.pid, start_of(root.pid)))
+        with caplog.at_level(logging.WARNING, logger="conddsl.runtime"):
+            took = restart(db)
+        root.wait(5)  # our child: reaped here
+        assert [pid for pid in kids if alive(pid)] == []
+        assert took >= GRACE  # SIGTERM was ignored: SIGKILL came after the grace
+        assert "left running by a scheduler that died: export (pid" in caplog.text
+        assert not registry.exists()  # every tree it listed is gone
+    finally:
+        root.kill()
+        root.wait()
+
+
+def test_what_is_left_of_a_group_whose_root_ended_is_ended(tmp_path):
+    root = in_session("sleep 60 & read line")
+    start = start_of(root.pid)
+    (kid,) = children(root.pid, 1)
+    root.communicate(b"\n", timeout=5)  # the root ends; its child stays in its group
+    assert alive(kid)
+    db = tmp_path / "runs.sqlite3"
+    leave(db, ("export", root.pid, start))
+    restart(db)
+    assert gone(kid)
+
+
+def test_a_recycled_pid_is_not_signalled(tmp_path):
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        db = tmp_path / "runs.sqlite3"
+        # The pid is listed with another start time: it names another process now.
+        registry = leave(db, ("export", other.pid, start_of(other.pid) - 1))
+        restart(db)
+        assert other.poll() is None
+        assert not registry.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_processes_of_a_scheduler_alive_now_are_left_alone(tmp_path, caplog):
+    owner = subprocess.Popen(["sleep", "60"])  # stands for another scheduler, alive
+    task = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        db = tmp_path / "runs.sqlite3"
+        registry = leave(
+            db, ("export", task.pid, start_of(task.pid)), owner=(owner.pid, start_of(owner.pid))
+        )
+        before = registry.read_text()
+        with caplog.at_level(logging.WARNING, logger="conddsl.runtime"):
+            restart(db)
+        assert task.poll() is None
+        assert registry.read_text() == before  # still that scheduler's
+        assert f"another scheduler (pid {owner.pid})" in caplog.text
+    finally:
+        for process in (owner, task):
+            process.kill()
+            process.wait()
+
+
+def test_an_unreadable_registry_is_ignored(tmp_path, caplog):
+    db = tmp_path / "runs.sqlite3"
+    registry = Path(str(db) + SUFFIX)
+    registry.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="conddsl.runtime"):
+        restart(db)
+    assert "is unreadable" in caplog.text
+    assert not registry.exists()
+
+
+def test_the_registry_lists_the_live_trees_while_they_run(tmp_path):
+    db = tmp_path / "runs.sqlite3"
+    registry = Path(str(db) + SUFFIX)
+    seen: dict = {}
+    with SQLiteHistory(db) as history:
+        app = Scheduler({"history": history, "kill_grace": GRACE, "timeout": "never"})
+        app.command_task(Once(), argv=["sleep", "60"], name="wait")
+        app.task(Once(), name="work", execution="process")(process_forever)
+
+        async def look(app: Scheduler) -> None:
+            await records_appear(app, "run", 2)
+            await asyncio.sleep(0.05)  # the registry is written at the end of the turn
+            seen.update(json.loads(registry.read_text()))
+            app.shut_down(force=True)
+
+        play(app, look)
+        runs = {rec.task: rec.run_id for rec in history.records(actions="run")}
+    trees = seen["trees"]
+    assert {key: tree["task"] for key, tree in trees.items()} == {
+        runs["wait"]: "wait",
+        runs["work"]: "work",
+    }
+    for tree in trees.values():
+        assert tree["pgid"] == tree["pid"]
+        assert gone(tree["pid"])  # ended with the run
+    assert seen["owner"]["pid"] == os.getpid()
+    assert seen["owner"]["start"] == start_of(os.getpid())
+    assert not registry.exists()  # nothing left to list
+
+
+def test_only_a_history_file_gets_a_registry(tmp_path):
+    class Wrapper(MemoryHistory):  # as conddsl run wraps its store
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+    assert registry_path(MemoryHistory()) is None
+    with SQLiteHistory(":memory:") as history:
+        assert registry_path(history) is None
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        expected = str(tmp_path / "runs.sqlite3") + SUFFIX
+        assert registry_path(history) == expected
+        assert registry_path(Wrapper(history)) == expected
+
+
+SCHEDULER = textwrap.dedent(
+    """
+    import os, sys, time
+    from conddsl.runtime import Scheduler
+
+    def work(path=sys.argv[1]):
+        with open(path + ".tmp", "w") as file:
+            file.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+        time.sleep(60)
+
+    app = Scheduler({"timeout": "never"})
+    app.task("true", name="work", execution="process")(work)
+    app.run()
+    """
+)
+
+
+def test_a_process_task_gets_sigterm_when_its_scheduler_dies(tmp_path):
+    """Without any restart: the forked child asked Linux for SIGTERM at its parent's death."""
+    pid_file = tmp_path / "pid"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", SCHEDULER, str(pid_file)], env=SUBPROCESS_ENV, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        assert alive(pid)
+    finally:
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait()
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gone(pid)
