@@ -673,6 +673,32 @@ def test_sqlite_crash_during_replay_loses_and_duplicates_nothing(tmp_path: Path)
     assert not journal.exists()
 
 
+def test_sqlite_after_a_failed_write_the_next_records_do_not_wait_for_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.sqlite3"
+    history = SQLiteHistory(path, timeout=2.0)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(HistoryError, match=r"waited 2 s"):
+            history.record("a", "run", at=t(0), run_id="1")
+        # The file failed just now: the next records are tried once, not after 2 s each.
+        started = time.monotonic()
+        for second in (1, 2, 3):
+            with pytest.raises(HistoryError, match="it failed just before"):
+                history.record("a", "success", at=t(second), run_id="1")
+        assert time.monotonic() - started < 2.0
+        assert len(history.pending) == 4
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # Once the lock is gone, the next write takes everything pending, in order.
+    history.record("b", "run", at=t(4))
+    assert [r.at for r in history.records()] == [t(0), t(1), t(2), t(3), t(4)]
+    history.close()
+
+
 def test_sqlite_journal_waits_for_the_lock_and_goes_before_new_records(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     journal = _journaled(path)

@@ -194,8 +194,12 @@ class SQLiteHistory(History):
         row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message)
         with self._lock:
             self._check_open()
+            # Records already pending: the file failed just now. Try once without
+            # waiting for its lock, so a burst of records (a shutdown after the
+            # failure) does not wait ``timeout`` each; flush() and close() wait.
+            failing = bool(self._pending)
             self._pending.append(row)
-            self._write_pending()
+            self._write_pending(wait=not failing)
             self._retain()
         return _to_record(row)
 
@@ -215,12 +219,18 @@ class SQLiteHistory(History):
                 self._write_pending()  # its finishes close runs that did not crash
             return super().mark_crashed(at)
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, *, wait: bool = True) -> None:
         conn = self._conn
         written: list[tuple[int, _Row]] = []
         replayed: bytes | None = None
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not wait:
+                conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                if not wait:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             try:
                 # Under the write lock nobody else can add rows, so after this sync
                 # our own ids are the next ones and the caches miss nothing.
@@ -235,7 +245,7 @@ class SQLiteHistory(History):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise self._error("write", exc) from exc
+            raise self._error("write", exc, waited=wait) from exc
         self._pending.clear()
         if replayed is not None:
             self._drop_journal(replayed)
@@ -706,10 +716,11 @@ class SQLiteHistory(History):
         if self._closed:
             raise HistoryError(f"history file {self._path} is closed")
 
-    def _error(self, doing: str, exc: sqlite3.Error) -> HistoryError:
+    def _error(self, doing: str, exc: sqlite3.Error, *, waited: bool = True) -> HistoryError:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            cause = f"the database is locked by another connection (waited {self._timeout:g} s)"
+            waiting = f"waited {self._timeout:g} s" if waited else "it failed just before"
+            cause = f"the database is locked by another connection ({waiting})"
         elif "full" in text:
             cause = "the disk (or the database's size limit) is full"
         else:
