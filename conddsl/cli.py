@@ -122,9 +122,10 @@ def _compile(args: argparse.Namespace):
 def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | None]:
     """Up to ``count`` windows from ``start``, and a note when the answer is special."""
     horizon = max(condition._evaluator.horizon, timedelta(days=2))
+    end = _at_most_calendar_end(start, horizon * 4)
     try:
         found = []
-        for window in condition.windows(start, start + horizon * 4):
+        for window in condition.windows(start, end):
             found.append(window)
             if len(found) >= count:
                 break
@@ -134,10 +135,18 @@ def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | N
     if _reads_history(condition.ast):
         history_note = " (as if no task had run yet)"
     if not found:
-        return [], f"never true{history_note}: no window in the next " + _human(horizon * 4)
-    if len(found) == 1 and found[0][0] == start and found[0][1] >= start + horizon * 4:
+        return [], f"never true{history_note}: no window in the next " + _human(end - start)
+    if len(found) == 1 and found[0][0] == start and found[0][1] >= end:
         return found, f"always true{history_note}"
     return found, history_note.strip() or None
+
+
+def _at_most_calendar_end(start: datetime, delta: timedelta) -> datetime:
+    """``start + delta``, or the calendar's last day when that is past year 9999."""
+    try:
+        return start + delta
+    except OverflowError:  # a day short of the end: zones ahead of UTC must still map it
+        return (datetime.max - timedelta(days=1)).replace(tzinfo=start.tzinfo)
 
 
 def _reads_history(node: ast.Node) -> bool:

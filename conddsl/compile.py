@@ -307,12 +307,26 @@ def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
     return _MARGIN
 
 
+# Where a search as long as a duration past the calendar ("in past 3000000 days") stops:
+# a day before the end of the datetime range, where every timezone has a wall time.
+_CALENDAR_END = datetime.max - timedelta(days=1)
+
+
 def _later(at: datetime, delta: timedelta) -> datetime:
-    """``at + delta``, saturating at the end of the datetime range instead of overflowing."""
+    """``at + delta``, saturating at the end of the datetime range instead of overflowing.
+
+    A delta longer than any clock cycle saturates a day earlier (``_CALENDAR_END``): a
+    change after it is never reached, so next_change answers None.
+    """
     try:
-        return at + delta
+        later = at + delta
     except OverflowError:
-        return datetime.max.replace(tzinfo=at.tzinfo)
+        later = datetime.max.replace(tzinfo=at.tzinfo)
+    if delta > _IRREGULAR:
+        end = _CALENDAR_END.replace(tzinfo=at.tzinfo)
+        if later > end:
+            return max(at, end)
+    return later
 
 
 _ALL_DAYS = (1 << 31) - 1
@@ -449,6 +463,13 @@ class _Compiler:
                 span=node.span or _whole(self.text),
                 code="E121",
             )
+        if not self.resolving and not getattr(self, "depth_checked", False):
+            # Names can nest without end (r0 = r1, r1 = r2, …): before compiling level
+            # by level, check once that the condition written out is not too deep (E123).
+            from conddsl.nesting import check_expanded_depth
+
+            self.depth_checked = True
+            check_expanded_depth(self.text, node, self.rules)
         self.resolving.append(name)
         try:
             return self.build(target, zone)

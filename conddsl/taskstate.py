@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConddslError
-from conddsl.timeline.clock import ClockWindow, cycle_start, next_cycle
+from conddsl.timeline.clock import ClockWindow, cron_runs, cycle_start, next_cycle
 from conddsl.timeline.cron import CronSpec
 from conddsl.timeline.zones import to_wall, wall_to_real
 
@@ -33,6 +33,14 @@ UTC = timezone.utc
 CHUNK = 64  # candidate points per piece of a long true stretch
 MICROSECOND = timedelta(microseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
+# How far before an instant a record can still matter to a wall-clock minute or window:
+# the second pass of a repeated hour comes up to a DST shift after the first.
+_LOOKBACK = timedelta(hours=3)
+# Every instant of the calendar is within this of every other: a horizon that long
+# reaches past its end from anywhere, so longer durations need no longer horizon.
+_CALENDAR = datetime.max - datetime.min
+_HORIZON_MARGIN = timedelta(days=2)
 
 # Which records end a cycle for once-per-cycle forms: any way a run can end.
 PERIOD_FINISH = ("success", "fail", "terminate", "inaction", "crash")
@@ -61,6 +69,33 @@ class MissingTaskError(ConddslError, ValueError):
 
 class SessionRequiredError(ConddslError, NotImplementedError):
     """A scheduler or session form was evaluated without ``session=``."""
+
+
+def _later(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, saturating at the end of the calendar instead of overflowing.
+
+    An instant past the end of the calendar is never reached: as a change point it is
+    dropped (it is not before any ``end``), so such a change means "never".
+    """
+    try:
+        return at + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=at.tzinfo)
+
+
+def _earlier(at: datetime, delta: timedelta) -> datetime:
+    """``at - delta``, saturating at the start of the calendar (a window reaching back
+    past year 1 starts at year 1: no record is older)."""
+    try:
+        return at - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
+
+
+def duration_horizon(duration: timedelta) -> timedelta:
+    """How far to look for a change due ``duration`` after a record: the duration and a
+    margin, no longer than the whole calendar (which any longer duration reaches past)."""
+    return min(duration, _CALENDAR) + _HORIZON_MARGIN
 
 
 def own_task(node: ast.Node, ctx) -> str:
@@ -257,7 +292,7 @@ class Every(HistoryForm):
     __slots__ = ("duration",)
 
     def __init__(self, node: ast.Every, zone: tzinfo) -> None:
-        super().__init__(node, zone, node.duration.value + timedelta(days=2))
+        super().__init__(node, zone, duration_horizon(node.duration.value))
         self.duration = node.duration.value
 
     def empty_value(self, wall, ctx):
@@ -265,17 +300,18 @@ class Every(HistoryForm):
 
     def history_value(self, wall, ctx):
         task = own_task(self.node, ctx)
-        since = ctx.real - self.duration
+        since = _earlier(ctx.real, self.duration)
         return ctx.history.first_in(task, "run", since, ctx.real + MICROSECOND) is None
 
     def record_points(self, ctx, start, end):
         if ctx.history is None:
             return []
         task = own_task(self.node, ctx)
-        runs = ctx.history.records(task, since=start - self.duration, until=end, actions=("run",))
+        since = _earlier(start, self.duration)
+        runs = ctx.history.records(task, since=since, until=end, actions=("run",))
         points = []
         for record in runs:
-            points.extend((record.at, record.at + self.duration + MICROSECOND))
+            points.extend((record.at, _later(_later(record.at, self.duration), MICROSECOND)))
         return points
 
 
@@ -302,22 +338,34 @@ class Cron(HistoryForm):
         return not any_record_in(ctx.history, task, ("run",), pieces, ctx.real)
 
     def record_points(self, ctx, start, end):
+        # A start turns the value off for the rest of its wall-clock minute (both passes
+        # of a repeated hour); the minute after it, if matching, turns it on again.
+        # Starts up to a DST shift before `start` still reach into [start, end).
         if ctx.history is None:
             return []
         task = own_task(self.node, ctx)
-        return [r.at for r in ctx.history.records(task, since=start, until=end, actions=("run",))]
+        since = _earlier(start, _LOOKBACK)
+        runs = ctx.history.records(task, since=since, until=end, actions=("run",))
+        points = []
+        for record in runs:
+            points.append(record.at)
+            minute = to_wall(record.at, self.zone).replace(second=0, microsecond=0, fold=0)
+            points.extend(self._wall_points(iter((minute, _later(minute, _MINUTE)))))
+        return points
 
     def clock_points(self, start, end):
+        # Only the edges of runs of matching minutes: inside a run, the value changes
+        # at a start (see record_points), not at every fire (2,880 of them in two
+        # days for ``* * * * *``).
         low, high = to_wall(start, self.zone), to_wall(end, self.zone)
-        return self._wall_points(_cron_walls(self.spec, low - timedelta(hours=3), high))
+        return self._wall_points(_cron_edges(self.spec, _earlier(low, _LOOKBACK), high))
 
 
-def _cron_walls(spec: CronSpec, start: datetime, end: datetime) -> Iterator[datetime]:
-    fire = spec.next_fire(start - timedelta(minutes=1))
-    while fire is not None and fire < end:
-        yield fire
-        yield fire + timedelta(minutes=1)
-        fire = spec.next_fire(fire)
+def _cron_edges(spec: CronSpec, start: datetime, end: datetime) -> Iterator[datetime]:
+    """The starts and ends of the runs of consecutive matching minutes, lazily."""
+    for run_start, run_end in cron_runs(spec, start, end):
+        yield run_start
+        yield run_end
 
 
 class TaskHas(HistoryForm):
@@ -333,7 +381,7 @@ class TaskHas(HistoryForm):
         scope = node.scope
         if isinstance(scope, ast.PastScope):
             self.past = scope.duration.value
-            self.horizon = max(horizon, self.past + timedelta(days=2))
+            self.horizon = max(horizon, duration_horizon(self.past))
         elif isinstance(scope, ast.CycleScope):
             window = scope.window
             if isinstance(window, ast.Starting):
@@ -351,7 +399,7 @@ class TaskHas(HistoryForm):
         task = self._task(ctx)
         now = ctx.real
         if self.past is not None:
-            pieces = [(now - self.past, now + MICROSECOND)]
+            pieces = [(_earlier(now, self.past), now + MICROSECOND)]
         elif self.clock is not None:
             pieces = self._latest_occurrence(wall)
             if not pieces:
@@ -393,11 +441,11 @@ class TaskHas(HistoryForm):
         back = self.past or timedelta(0)
         points = []
         for record in ctx.history.records(
-            task, since=start - back, until=end, actions=self.actions
+            task, since=_earlier(start, back), until=end, actions=self.actions
         ):
             points.append(record.at)
             if self.past is not None:
-                points.append(record.at + self.past + MICROSECOND)
+                points.append(_later(_later(record.at, self.past), MICROSECOND))
         return points
 
     def clock_points(self, start, end):
@@ -467,7 +515,7 @@ class RunningFor(HistoryForm):
     __slots__ = ("duration",)
 
     def __init__(self, node: ast.RunningFor, zone: tzinfo) -> None:
-        super().__init__(node, zone, node.duration.value + timedelta(days=2))
+        super().__init__(node, zone, duration_horizon(node.duration.value))
         self.duration = node.duration.value
 
     def empty_value(self, wall, ctx):
@@ -488,10 +536,10 @@ class RunningFor(HistoryForm):
             return []
         task = own_task(self.node, ctx)
         points = []
-        for record in ctx.history.records(task, since=start - self.duration, until=end):
-            points.extend(
-                (record.at, record.at + self.duration, record.at + self.duration + MICROSECOND)
-            )
+        since = _earlier(start, self.duration)
+        for record in ctx.history.records(task, since=since, until=end):
+            due = _later(record.at, self.duration)
+            points.extend((record.at, due, _later(due, MICROSECOND)))
         return points
 
 
@@ -517,9 +565,9 @@ class SessionForm:
     def __init__(self, node: ast.Node, zone: tzinfo) -> None:
         self.node = node
         self.zone = zone
-        self.horizon = timedelta(days=2)
+        self.horizon = _HORIZON_MARGIN
         if isinstance(node, ast.SchedulerUptime):
-            self.horizon = node.duration.value + timedelta(days=2)
+            self.horizon = duration_horizon(node.duration.value)
 
     def value(self, wall, ctx) -> bool:
         session = ctx.session
@@ -551,7 +599,8 @@ class SessionForm:
 
         points = [start]
         if isinstance(self.node, ast.SchedulerUptime) and ctx.session is not None:
-            change = ctx.session.started_at + self.node.duration.value + MICROSECOND
+            due = _later(ctx.session.started_at, self.node.duration.value)
+            change = _later(due, MICROSECOND)
             if start < change < end:
                 points.append(change)
         points.append(end)

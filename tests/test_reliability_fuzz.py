@@ -296,11 +296,6 @@ def test_huge_clock_durations_are_syntax_errors(text):
     assert info.value.code == "E110"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a duration of 999,999,998 days or more parses but compile_condition "
-    "raises OverflowError (taskstate adds 2 days of margin past timedelta.max)",
-)
 @pytest.mark.parametrize(
     "text",
     [
@@ -317,12 +312,6 @@ def test_the_longest_durations_compile(text):
         compile_condition(text, timezone="UTC")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: durations that reach past either end of the calendar from now "
-    "(about 740,000 days back to year 1, 2.9 million days on to year 9999) compile, but "
-    "is_true/next_change raise OverflowError: date value out of range",
-)
 @pytest.mark.parametrize(
     "text",
     [
@@ -357,11 +346,6 @@ def test_a_chain_of_200_named_conditions_compiles():
     assert str(condition) == "r0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: named conditions referring to each other 500 deep make "
-    "compile_condition raise RecursionError (no depth limit like parse's E104)",
-)
 def test_a_chain_of_500_named_conditions_is_a_syntax_error_or_compiles():
     with contextlib.suppress(ConditionSyntaxError):
         compile_condition("r0", rules=_chain(500), timezone="UTC")

@@ -237,12 +237,6 @@ def test_a_chain_of_200_named_conditions(tmp_path, capsys):
     assert cli(["check", str(_rule_chain(tmp_path, 200))], capsys) == (0, "All checks passed.\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: named conditions that refer to each other 500 deep make conddsl check "
-    "(lint/tasks.py _mandatory_waits) and conddsl run (compile) fail with 'internal error: "
-    "maximum recursion depth exceeded', exit 2",
-)
 def test_a_chain_of_500_named_conditions(tmp_path, capsys):
     code, output = cli(["check", str(_rule_chain(tmp_path, 500))], capsys)
     assert "internal error" not in output

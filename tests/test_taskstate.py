@@ -321,3 +321,102 @@ def test_crash_marking_after_the_process_is_killed(tmp_path):
     assert not daily.is_true(later, task="report", history=history)
     assert daily.is_true(datetime(2024, 1, 2, 0, 0, tzinfo=UTC), task="nightly", history=history)
     history.close()
+
+
+# ------------------------------------------------------------------ cron: edges, not every fire
+
+CRONS = ["* * * * *", "*/2 * * * *", "0-29 * * * *", "* 9-17 * * *", "30 * * * *"]
+starts = st.integers(min_value=0, max_value=48 * 3600 - 1).map(
+    lambda second: datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=second)
+)
+
+
+def _cron_history(seconds):
+    history = MemoryHistory()
+    for at in sorted(seconds):
+        history.record("t", "run", at=at)
+    return history
+
+
+def _cron_probes(history, start, end):
+    """Every minute start, and each start of the task and the microsecond after it."""
+    probes = {start + timedelta(minutes=m) for m in range((end - start) // timedelta(minutes=1))}
+    for record in history.records("t"):
+        probes.update((record.at, record.at + US))
+    return sorted(p for p in probes if start <= p < end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(expression=st.sampled_from(CRONS), runs=st.lists(starts, max_size=8))
+def test_cron_windows_with_starts_match_sampling(expression, runs):
+    condition = compile_condition(f"cron {expression}", timezone="UTC")
+    history = _cron_history(runs)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=2)
+    windows = list(condition.windows(start, end, task="t", history=history))
+    for probe in _cron_probes(history, start, end):
+        inside = any(s <= probe < e for s, e in windows)
+        assert inside is condition.is_true(probe, task="t", history=history), probe
+
+
+@settings(max_examples=60, deadline=None)
+@given(expression=st.sampled_from(CRONS), runs=st.lists(starts, max_size=8), after=starts)
+def test_cron_next_change_with_starts(expression, runs, after):
+    condition = compile_condition(f"cron {expression}", timezone="UTC")
+    history = _cron_history(runs)
+    before = condition.is_true(after, task="t", history=history)
+    change = condition.next_change(after, task="t", history=history)
+    until = change if change is not None else after + timedelta(days=2)
+    # No change before it (at any minute start or start of the task in between) ...
+    for probe in _cron_probes(history, after + US, until):
+        assert condition.is_true(probe, task="t", history=history) is before, probe
+    if change is not None:  # ... and a change at it
+        assert change > after
+        assert condition.is_true(change, task="t", history=history) is not before
+
+
+def test_cron_every_minute_looks_only_at_starts(monkeypatch):
+    """next_change of ``cron * * * * *`` evaluates near the starts of the task, not at each
+    of the 2,880 fire times of its two-day horizon (which stalled the scheduler)."""
+    from conddsl import taskstate
+
+    calls = []
+    original = taskstate.Cron.history_value
+
+    def counted(self, wall, ctx):
+        calls.append(wall)
+        return original(self, wall, ctx)
+
+    monkeypatch.setattr(taskstate.Cron, "history_value", counted)
+    condition = compile_condition("cron * * * * *", timezone="Europe/Helsinki")
+    now = datetime(2024, 1, 1, 10, 0, 20, tzinfo=UTC)
+    history = _cron_history([now - timedelta(seconds=15)])
+    assert condition.next_change(now, task="t", history=history) == datetime(
+        2024, 1, 1, 10, 1, tzinfo=UTC
+    )
+    assert condition.next_change(now, task="t", history=MemoryHistory()) is None
+    assert len(calls) < 20
+    # A long range is handed out lazily: the first windows come without walking it all.
+    calls.clear()
+    windows = condition.windows(now, now + timedelta(days=3650), task="t", history=history)
+    assert next(iter(windows)) == (
+        datetime(2024, 1, 1, 10, 1, tzinfo=UTC),
+        now + timedelta(days=3650),
+    )
+    assert len(calls) < 20
+
+
+def test_cron_start_in_the_first_pass_of_a_repeated_minute():
+    """A start at 03:30 in the first pass (Helsinki, Oct 27) keeps the second pass of 03:30
+    false, even seen from after the start's own minute."""
+    condition = compile_condition("cron * * * * *", timezone="Europe/Helsinki")
+    history = _cron_history([datetime(2024, 10, 27, 0, 30, 10, tzinfo=UTC)])  # 03:30:10 EEST
+    start = datetime(2024, 10, 27, 0, 31, tzinfo=UTC)
+    end = datetime(2024, 10, 27, 2, 0, tzinfo=UTC)
+    second_pass = datetime(2024, 10, 27, 1, 30, tzinfo=UTC)  # 03:30 EET
+    assert list(condition.windows(start, end, task="t", history=history)) == [
+        (start, second_pass),
+        (second_pass + timedelta(minutes=1), end),
+    ]
+    after = second_pass - timedelta(seconds=30)
+    assert condition.next_change(after, task="t", history=history) == second_pass

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from conddsl import ast
 from conddsl.lint.clock import ClockAnalysis, conjunction, negation
 from conddsl.lint.period import start_period
+from conddsl.nesting import HINT, MAX_EXPANDED_DEPTH, ExpandedDepth, too_deep_message
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.graph import find_cycles
@@ -20,12 +21,15 @@ _LONG_HORIZON = timedelta(days=16)
 
 
 def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
-    """Every task-level finding of a task file that was read (C302, C401-C405)."""
+    """Every task-level finding of a task file that was read (E123, C302, C401-C405)."""
+    # First the depth: the checks below walk a condition with its names written out,
+    # level by level, so a condition nested too deep is reported and left out of them.
+    found, usable = _depth_checks(report)
     if report.model is None:
-        return []
-    found = list(_waiting_cycles(report))
+        return found
+    found.extend(_waiting_cycles(report, usable))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
-    conditions = {(c.task, c.key): c for c in report.conditions}
+    conditions = {(c.task, c.key): c for c in usable}
     for name in report.task_tables:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
@@ -44,6 +48,23 @@ def _finding(
     return Diagnostic(
         code, message, report.display, report.index.span(*where), severity_of(code), hint
     )
+
+
+# ---------------------------------------------------------------- E123
+
+
+def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCondition]]:
+    """E123 for conditions whose named conditions nest too deep, and the other conditions."""
+    depths = ExpandedDepth(report.rules)
+    found, usable = [], []
+    for condition in report.conditions:
+        depth, pointer = depths.of(condition.node)
+        if depth <= MAX_EXPANDED_DEPTH:
+            usable.append(condition)
+            continue
+        where = condition.source.file_range(pointer.span if pointer is not None else None)
+        found.append(_finding(report, "E123", too_deep_message(depth), where, HINT))
+    return found, usable
 
 
 # ---------------------------------------------------------------- C302
@@ -71,11 +92,13 @@ def _mandatory_waits(
         yield from _mandatory_waits(target, rules, anchor or node, seen | {node.name})
 
 
-def _waiting_cycles(report: TaskFileReport) -> Iterator[Diagnostic]:
+def _waiting_cycles(
+    report: TaskFileReport, conditions: list[FileCondition]
+) -> Iterator[Diagnostic]:
     tasks = report.task_tables
     edges: dict[str, list[str]] = {name: [] for name in tasks}
     pointers: dict[tuple[str, str], tuple[FileCondition, ast.Node]] = {}
-    for condition in report.conditions:
+    for condition in conditions:
         if condition.task is None or condition.key != "start_cond":
             continue
         for task, node in _mandatory_waits(condition.node, report.rules, None, frozenset()):

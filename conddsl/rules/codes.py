@@ -3,8 +3,8 @@
 Syntax errors in conditions keep the ``E1xx`` code of their
 :class:`~conddsl.errors.ConditionSyntaxError`, and so do the errors ``compile_condition``
 raises about names (E120 a name that is not defined, E121 names that refer to each other
-in a cycle, E122 a custom condition given the wrong number of arguments). The ``C`` codes
-are the checker's.
+in a cycle, E122 a custom condition given the wrong number of arguments, E123 names
+nested too deep once written out). The ``C`` codes are the checker's.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CODES: dict[str, tuple[Severity, str]] = {
 # Condition syntax codes, reported as errors (see docs/language.md).
 SYNTAX_CODES = (
     *("E100", "E101", "E102", "E103", "E104", "E105", "E106"),
-    *("E110", "E111", "E112", "E113", "E120", "E121", "E122"),
+    *("E110", "E111", "E112", "E113", "E120", "E121", "E122", "E123"),
 )
 
 

@@ -36,7 +36,7 @@ from . import TESTS
 PARSE_CODES = frozenset(
     {"E100", "E101", "E102", "E103", "E104", "E105", "E106", "E110", "E111", "E112", "E113"}
 )
-COMPILE_CODES = PARSE_CODES | {"E120", "E121", "E122"}
+COMPILE_CODES = PARSE_CODES | {"E120", "E121", "E122", "E123"}
 # Lark's internal names must never reach a person (as in tests/test_language.py).
 LARK_NAMES = re.compile(
     r"__ANON|\$END|\b(?:VALUE|NAME|STRING|CRON_TEXT|DURATION|ZONE|INT|LPAR|RPAR|CYCLE_SPAN"

@@ -1,0 +1,131 @@
+"""Named conditions nested deep: a positioned E123 past 250 levels, never a RecursionError."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conddsl import ConditionSyntaxError, compile_condition
+from conddsl.cli import main
+from conddsl.history import MemoryHistory
+from conddsl.nesting import MAX_EXPANDED_DEPTH, ExpandedDepth
+from conddsl.parse import parse
+
+UTC = timezone.utc
+AT = datetime(2024, 1, 1, 9, 30, tzinfo=UTC)
+
+
+def _chain(names: int, body: str = "{next}", end: str = "daily") -> dict:
+    """``r0 = r1``, … (``body`` around the next name), and the last name is ``end``."""
+    rules = {f"r{i}": parse(body.format(next=f"r{i + 1}")) for i in range(names - 1)}
+    rules[f"r{names - 1}"] = parse(end)
+    return rules
+
+
+def test_the_depth_counts_each_name_as_a_level():
+    assert ExpandedDepth(_chain(201)).of(parse("r0"))[0] == 202  # 201 names and daily
+    depth, pointer = ExpandedDepth(_chain(3, "~{next}")).of(parse("daily & ~(hourly | r0)"))
+    assert depth == 3 + 3 + 2 + 1  # &, ~, |; r0 and its ~; r1 and its ~; r2 and daily
+    assert pointer is not None and pointer.name == "r0"
+
+
+@pytest.mark.parametrize(("names", "deep"), [(249, False), (250, True), (500, True)])
+def test_a_chain_up_to_the_limit_compiles(names, deep):
+    rules = _chain(names)
+    assert ExpandedDepth(rules).of(parse("r0"))[0] == names + 1
+    if not deep:
+        condition = compile_condition("r0", rules=rules, timezone="UTC")
+        assert condition.is_true(AT, task="t", history=MemoryHistory())
+        return
+    with pytest.raises(ConditionSyntaxError) as info:
+        compile_condition("r0", rules=rules, timezone="UTC")
+    error = info.value
+    assert error.code == "E123"
+    assert (error.line, error.column, error.end_column) == (1, 1, 3)
+    assert f"nests {names + 1} levels, more than {MAX_EXPANDED_DEPTH}" in error.message
+    assert error.hint
+
+
+def test_the_nesting_around_a_name_counts_and_the_name_is_pointed_at():
+    rules = _chain(240)  # 241 levels: fine alone
+    compile_condition("r0", rules=rules, timezone="UTC")
+    text = "daily & ~(~(~(~(~(~(~(~(~(~(r0)))))))))) | hourly"
+    with pytest.raises(ConditionSyntaxError) as info:
+        compile_condition(text, rules=rules, timezone="UTC")
+    assert info.value.code == "E123"
+    assert info.value.column == text.index("r0") + 1
+
+
+def test_long_chains_are_refused_at_once():
+    started = time.perf_counter()
+    for rules in (_chain(20_000), _chain(120, "{next} | ~{next}")):  # 2**120 paths
+        with pytest.raises(ConditionSyntaxError) as info:
+            compile_condition("r0", rules=rules, timezone="UTC")
+        assert info.value.code == "E123"
+    assert time.perf_counter() - started < 5
+
+
+def test_a_cycle_is_still_a_cycle():
+    rules = {"a": parse("b | daily"), "b": parse("~a")}
+    with pytest.raises(ConditionSyntaxError) as info:
+        compile_condition("a", rules=rules, timezone="UTC")
+    assert info.value.code == "E121"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["({next} | after task 'a')", "~{next}", "({next} & every 1 hour)", "{next} in 'UTC'"],
+)
+def test_at_the_limit_it_compiles_and_evaluates(body):
+    """250 levels, the most with ``|`` (which evaluates through three frames per level)."""
+    for names in range(1, 400):
+        rules = _chain(names, body, end="time of day between 09:00 and 10:00")
+        if ExpandedDepth(rules).of(parse("r0"))[0] > MAX_EXPANDED_DEPTH:
+            break
+        fits = rules
+    condition = compile_condition("r0", rules=fits, timezone="UTC")
+    history = MemoryHistory()
+    history.record("a", "success", at=AT - timedelta(hours=1))
+    context = {"task": "t", "history": history}
+    condition.is_true(AT, **context)
+    condition.next_change(AT, **context)
+    list(condition.windows(AT, AT + timedelta(days=2), **context))
+
+
+def _task_file(folder: Path, names: int) -> Path:
+    (folder / "chain.cond").write_text(
+        "".join(f"r{i} = r{i + 1}\n" for i in range(names - 1)) + f"r{names - 1} = daily\n"
+    )
+    path = folder / "tasks.toml"
+    path.write_text(
+        '[scheduler]\nrules = ["chain.cond"]\n'
+        '[tasks.a]\nfunc = "jobs:f"\nstart_cond = "daily & r0"\n'
+        '[tasks.b]\nfunc = "jobs:f"\nstart_cond = "time of day after 10:00 & time of day '
+        'before 09:00"\n'
+    )
+    return path
+
+
+def test_check_reports_it_at_the_name(tmp_path, capsys):
+    path = _task_file(tmp_path, 500)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith(str(path))]
+    assert lines[0] == (
+        f"{path}:5:23: E123 named conditions nest too deep: written out in place, the "
+        "condition nests 502 levels, more than 250"
+    )
+    # The other checks still run on the other conditions.
+    assert [line.split(" ")[1] for line in lines] == ["E123", "C401"]
+
+
+def test_check_passes_a_chain_under_the_limit(tmp_path, capsys):
+    path = _task_file(tmp_path, 240)
+    assert main(["check", str(path)]) == 1  # only task b's C401
+    out = capsys.readouterr().out
+    assert [line.split(" ")[1] for line in out.splitlines() if line.startswith(str(path))] == [
+        "C401"
+    ]
