@@ -368,6 +368,41 @@ def parse_duration(text: str, start: int) -> timedelta:
         ) from None
 
 
+DURATION_EXAMPLES = "'90 seconds', '10 minutes', '1h30m' or '01:30:00'"
+
+
+def read_duration_text(text: str) -> timedelta:
+    """A duration given as text (a setting), read exactly as conditions read durations.
+
+    Raises LiteralError, with a hint, when the whole text is not one duration.
+    """
+    from conddsl.ast import RunningFor
+    from conddsl.errors import ConditionSyntaxError
+    from conddsl.parse import parse
+
+    stripped = text.strip()
+    if _NUMBER.match(stripped):
+        raise LiteralError(
+            f"{text!r} needs a unit",
+            0,
+            len(text),
+            f"write '{stripped} seconds' or '{stripped} minutes'",
+        )
+    # The grammar owns the duration syntax: the text is read as the duration of
+    # "running for more than …", so settings and conditions accept the same words.
+    try:
+        node = parse(f"running for more than {stripped}") if stripped else None
+    except ConditionSyntaxError as exc:
+        if exc.code == "E110":  # a duration, but too long: say so
+            raise LiteralError(exc.message, 0, len(text), exc.hint) from None
+        node = None
+    if not isinstance(node, RunningFor):
+        raise LiteralError(
+            f"{_shorten(text)!r} is not a duration", 0, len(text), f"write {DURATION_EXAMPLES}"
+        )
+    return node.duration.value
+
+
 def _shorten(text: str, limit: int = 40) -> str:
     """Long user text cut for a message."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

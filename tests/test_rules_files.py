@@ -185,7 +185,7 @@ def test_load_task_file_raises_with_every_finding(tmp_path: Path) -> None:
         ("timezone = 'UTC'", "unknown key 'timezone' in task 'a'", "belongs in the [scheduler]"),
         ("star_cond = 'daily'", "unknown key 'star_cond' in task 'a'", "did you mean 'start_cond'"),
         ("timeout = 0", "timeout: the duration must be longer than zero", "'never'"),
-        ("timeout = '90'", "timeout: '90' is not a duration", "'90 seconds'"),
+        ("timeout = '90'", "timeout: '90' needs a unit", "'90 seconds'"),
         ("timeout = 1e400", "timeout: the duration must be a finite number", None),
         ("execution = 'subprocess'", "execution: expected one of 'main'", None),
     ],

@@ -37,7 +37,7 @@ BAD_TIMEOUTS = [
     ("0 seconds", "of 0 would terminate every run"),
     (timedelta(0), "of 0 would terminate every run"),
     (-5, "must not be negative"),
-    ("30", "needs a unit: '30 seconds'"),
+    ("30", "needs a unit: write '30 seconds'"),
     ("soon", "is not a duration"),
     ("1 hour and a bit", "is not a duration"),
     (True, "not True"),

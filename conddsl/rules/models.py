@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from conddsl import ast
+from conddsl.literals import LiteralError, read_duration_text
 
 if TYPE_CHECKING:
     from conddsl.compile import Condition
@@ -70,28 +71,13 @@ def to_duration(value: Any, *, allow_zero: bool = False) -> timedelta:
     return found
 
 
-_BARE_NUMBER = re.compile(r"\s*\d+(\.\d*)?\s*")
-
-
 def _duration_text(text: str) -> timedelta:
-    from conddsl.errors import ConditionSyntaxError
-    from conddsl.parse import parse
-
-    # The condition grammar owns the duration syntax: read the text as the duration
-    # of "running for more than …", so both accept exactly the same words.
     try:
-        node = parse(f"running for more than {text}") if text.strip() else None
-    except ConditionSyntaxError:
-        node = None
-    if not isinstance(node, ast.RunningFor):
-        hint = None
-        if _BARE_NUMBER.fullmatch(text):
-            number = text.strip()
-            hint = f"give a unit: '{number} seconds', '{number} minutes' or the number {number}"
+        return read_duration_text(text)
+    except LiteralError as error:
         raise PydanticCustomError(
-            "duration_text", f"{text!r} is not a duration: {_DURATION_HELP}", {"hint": hint}
-        )
-    return node.duration.value
+            "duration_text", error.message, {"hint": f"{error.hint}, or a number of seconds"}
+        ) from None
 
 
 def _json_duration(description: str) -> WithJsonSchema:

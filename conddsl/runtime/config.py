@@ -17,9 +17,9 @@ from pydantic import (
     field_validator,
 )
 
-from conddsl import ast
-from conddsl.errors import ConddslError, ConditionSyntaxError
+from conddsl.errors import ConddslError
 from conddsl.history import History, MemoryHistory
+from conddsl.literals import LiteralError, read_duration_text
 from conddsl.timeline.zones import resolve_zone, zone_names_like
 
 _DURATION_EXAMPLES = "a number of seconds, a duration like '30 minutes', '1h30m' or '01:30:00'"
@@ -61,22 +61,10 @@ def parse_timeout(value: object, what: str = "timeout") -> timedelta | None:
 
 
 def _parse_duration_text(text: str, what: str) -> timedelta:
-    from conddsl.parse import parse  # the grammar is the one reader of durations
-
-    stripped = text.strip()
-    if stripped and stripped.replace(".", "", 1).isdigit():
-        raise ConfigError(
-            f"{what} {text!r} needs a unit: '{stripped} seconds' or '{stripped} minutes'"
-        )
     try:
-        node = parse(f"every {stripped}") if stripped else None
-    except ConditionSyntaxError as exc:
-        if exc.code == "E111":  # 'every' needs a duration longer than zero
-            return timedelta(0)
-        node = None
-    if not isinstance(node, ast.Every):
-        raise ConfigError(f"{what} {text!r} is not a duration; give {_DURATION_EXAMPLES}")
-    return node.duration.value
+        return read_duration_text(text)
+    except LiteralError as error:
+        raise ConfigError(f"{what} {error.message}: {error.hint}") from None
 
 
 class SchedulerConfig(BaseModel):
