@@ -372,9 +372,10 @@ DURATION_EXAMPLES = "'90 seconds', '10 minutes', '1h30m' or '01:30:00'"
 
 
 def read_duration_text(text: str) -> timedelta:
-    """A duration given as text (a setting), read exactly as conditions read durations.
+    """A duration setting given as text, read exactly as conditions read durations.
 
-    Raises LiteralError, with a hint, when the whole text is not one duration.
+    Raises LiteralError, with a hint, when the whole text is not one duration (the
+    hints mention numbers: a setting may be a number of seconds instead).
     """
     from conddsl.ast import RunningFor
     from conddsl.errors import ConditionSyntaxError
@@ -386,7 +387,7 @@ def read_duration_text(text: str) -> timedelta:
             f"{text!r} needs a unit",
             0,
             len(text),
-            f"write '{stripped} seconds' or '{stripped} minutes'",
+            f"write '{stripped} seconds' or '{stripped} minutes', or the number {stripped}",
         )
     # The grammar owns the duration syntax: the text is read as the duration of
     # "running for more than …", so settings and conditions accept the same words.
@@ -398,7 +399,10 @@ def read_duration_text(text: str) -> timedelta:
         node = None
     if not isinstance(node, RunningFor):
         raise LiteralError(
-            f"{_shorten(text)!r} is not a duration", 0, len(text), f"write {DURATION_EXAMPLES}"
+            f"{_shorten(text)!r} is not a duration",
+            0,
+            len(text),
+            f"write {DURATION_EXAMPLES}, or a number of seconds",
         )
     return node.duration.value
 

@@ -75,9 +75,7 @@ def _duration_text(text: str) -> timedelta:
     try:
         return read_duration_text(text)
     except LiteralError as error:
-        raise PydanticCustomError(
-            "duration_text", error.message, {"hint": f"{error.hint}, or a number of seconds"}
-        ) from None
+        raise PydanticCustomError("duration_text", error.message, {"hint": error.hint}) from None
 
 
 def _json_duration(description: str) -> WithJsonSchema:
