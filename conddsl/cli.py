@@ -135,6 +135,8 @@ def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | N
     if _reads_history(condition.ast):
         history_note = " (as if no task had run yet)"
     if not found:
+        if end.replace(tzinfo=None) == datetime.max:
+            return [], f"never true{history_note}: no window before the end of the calendar"
         return [], f"never true{history_note}: no window in the next " + _human(end - start)
     if len(found) == 1 and found[0][0] == start and found[0][1] >= end:
         return found, f"always true{history_note}"
@@ -145,8 +147,8 @@ def _at_most_calendar_end(start: datetime, delta: timedelta) -> datetime:
     """``start + delta``, or the calendar's last day when that is past year 9999."""
     try:
         return start + delta
-    except OverflowError:  # a day short of the end: zones ahead of UTC must still map it
-        return (datetime.max - timedelta(days=1)).replace(tzinfo=start.tzinfo)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=start.tzinfo)
 
 
 def _reads_history(node: ast.Node) -> bool:

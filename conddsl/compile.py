@@ -658,7 +658,11 @@ class Condition:
         # The interval algebra runs in UTC: datetimes sharing a zone compare by wall
         # reading and ignore fold, which would merge the two passes of a repeated hour.
         aware = at.replace(tzinfo=self.zone) if at.tzinfo is None else at
-        return aware.astimezone(timezone.utc)
+        try:
+            return aware.astimezone(timezone.utc)
+        except OverflowError:  # a wall time of the calendar's first or last hours
+            edge = datetime.max if aware.year == datetime.max.year else datetime.min
+            return edge.replace(tzinfo=timezone.utc)
 
 
 def _table_on_first_use(condition: Condition, evaluator: _Evaluator):

@@ -25,16 +25,33 @@ class PrintingHistory(History):
 
     def __init__(self, inner: History, out: IO[str], zone=None) -> None:
         self.inner = inner
-        self.out = out
+        self.out: IO[str] | None = out
         self.zone = zone
 
     def record(self, task, action, *, at, run_id=None, reason=None, message=None) -> Record:
         stored = self.inner.record(
             task, action, at=at, run_id=run_id, reason=reason, message=message
         )
-        self.out.write(format_record(stored, self.zone) + "\n")
-        self.out.flush()
+        self._print(stored)
         return stored
+
+    def _print(self, record: Record) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.write(format_record(record, self.zone) + "\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            # The reader went away (`conddsl run … | head`): the run goes on, unprinted;
+            # the records are in the history either way.
+            self.out = None
+
+    def mark_crashed(self, at):
+        # The store's own: it writes the journal's records before it looks for open runs.
+        found = self.inner.mark_crashed(at)
+        for record in found:
+            self._print(record)
+        return found
 
     def records(self, task=None, *, since=None, until=None, actions=None):
         return self.inner.records(task, since=since, until=until, actions=actions)

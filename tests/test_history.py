@@ -793,9 +793,12 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         assert str(path) in message and history.journal in message
         assert "locked" in message and "No space left" in message
         assert history.pending == [rec("a", "run", 0)]  # still here, still open
+        # No journal and no temporary file left behind (the journal's lock file stays).
         assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite3"] + [
-            name for name in ("h.sqlite3-shm", "h.sqlite3-wal") if (tmp_path / name).exists()
-        ]  # no journal, no temporary file left behind
+            name
+            for name in ("h.sqlite3-shm", "h.sqlite3-wal", "h.sqlite3.pending.jsonl.lock")
+            if (tmp_path / name).exists()
+        ]
     finally:
         _release(blocker)
     history.close(journal=True)  # the lock is gone: written, no journal needed
@@ -810,6 +813,8 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         b'{"key": "k", "task": "a", "action": "explode", "at": 1}',
         b'{"key": "k", "task": "a", "action": "run", "at": "noon"}',
         b'{"task": "a", "action": "run", "at": 1}',
+        b'{"key": "k", "task": "a", "action": "run", "at": 1180591620717411303424}',
+        b'{"key": "k", "task": "a", "action": "run", "at": 4611686018427387904}',
     ],
 )
 def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: bytes) -> None:
@@ -823,6 +828,47 @@ def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: byt
     assert str(journal) in str(info.value)
     assert journal.read_bytes() == good + line + b"\n"
     assert _rows(path) == []  # not even the good line: a journal is replayed whole
+
+
+JOURNAL_WRITER = """
+import sys
+from datetime import datetime, timezone
+from conddsl.history import HistoryJournaled, SQLiteHistory
+
+history = SQLiteHistory(sys.argv[1], timeout=0.05)
+history._pending.append(("other", 0, 5, None, None, None))  # a record it could not write
+history._conn.execute("PRAGMA query_only = 1")  # so that writing it fails
+try:
+    history.close(journal=True)
+except HistoryJournaled:
+    print("journaled")
+"""
+
+
+def test_sqlite_journal_is_locked_against_other_processes(tmp_path: Path) -> None:
+    """Two processes saving records in the journal at once each keep theirs."""
+    import fcntl
+    import subprocess
+    import sys
+
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    journal = Path(f"{path}.pending.jsonl")
+    handle = os.open(f"{journal}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # this process is in the middle of a save
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", JOURNAL_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(0.5)  # it waits for the lock instead of reading the journal now
+        journal.write_bytes(b'{"key": "k0", "task": "mine", "action": "run", "at": 1}\n')
+    finally:
+        os.close(handle)
+    out, _ = child.communicate(timeout=30)
+    assert out.strip() == "journaled"
+    with SQLiteHistory(path) as history:
+        assert [r.task for r in history.records()] == ["mine", "other"]
 
 
 def test_conddsl_run_refuses_a_broken_journal_naming_it(

@@ -162,4 +162,38 @@ def test_the_cli_lists_windows_of_the_longest_durations(text, command, capsys):
     assert code == 0, output.err
     assert "internal error" not in output.err
     # The listing stops at the calendar's end (year 9999), not at an overflow.
-    assert "always true" in output.out or "no window in the next 7981 years" in output.out
+    assert "always true" in output.out or "no window before the end of the calendar" in output.out
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_the_cli_lists_windows_in_the_last_day_of_the_calendar(zone, capsys):
+    from conddsl.cli import main
+
+    code = main(
+        [
+            "next",
+            "time of day between 08:00 and 18:00",
+            "--tz",
+            zone,
+            "--after",
+            "9999-12-31T07:00",
+            "-n",
+            "3",
+        ]
+    )
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    assert output.out.splitlines()[0].startswith("9999-12-31 08:00:00")
+    code = main(
+        [
+            "next",
+            "task 'a' has succeeded in past 999999999 days",
+            "--tz",
+            zone,
+            "--after",
+            "9999-12-31T12:00",
+        ]
+    )
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    assert "no window before the end of the calendar" in output.out

@@ -150,3 +150,31 @@ def test_second_interrupt_forces_the_shutdown(tmp_path):
             process.kill()
     assert process.returncode == 0, err
     assert "terminate  forever  reason=forced" in seen + out
+
+
+def test_run_goes_on_when_its_reader_goes_away(tmp_path):
+    """`conddsl run tasks.toml | head -1`: the run ends as planned, every record kept."""
+    task_file = _write(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conddsl.cli", "run", str(task_file)],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.readline()  # the banner, then nobody reads any more
+    process.stdout.close()
+    try:
+        process.wait(30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, process.stderr.read()
+    process.stderr.close()
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        records = history.records()
+    finishes = {r.run_id: r for r in records if r.action != "run"}
+    runs = [r.run_id for r in records if r.action == "run"]
+    assert len(finishes) == len(runs) >= 3 and set(runs) == set(finishes)
+    # The echo command shares the closed output: it fails, as it would in a shell.
+    assert {r.task: r.action for r in finishes.values()}["slow"] == "terminate"

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from conddsl.history.base import (
     ACTION_CODES,
@@ -84,6 +84,9 @@ _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
 # Journal files are read, rewritten and deleted under this lock, so that two histories of
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
+# The range of times a datetime can hold, in microseconds since the epoch (UTC).
+_FIRST_US = to_us(datetime.min.replace(tzinfo=timezone.utc))
+_LAST_US = to_us(datetime.max.replace(tzinfo=timezone.utc))
 
 
 class SQLiteHistory(History):
@@ -499,7 +502,7 @@ class SQLiteHistory(History):
                 "message": message,
             }
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
-        with _JOURNAL_LOCK:
+        with _journal_locked(self._journal):
             try:
                 with open(self._journal, "rb") as existing:
                     old = existing.read()
@@ -556,7 +559,7 @@ class SQLiteHistory(History):
         """After the replay's commit: delete the journal, unless records were added to it since."""
         assert self._journal is not None
         try:
-            with _JOURNAL_LOCK:
+            with _journal_locked(self._journal):
                 with open(self._journal, "rb") as file:
                     now = file.read()
                 if now == replayed:
@@ -745,9 +748,34 @@ def _journal_entry(line: bytes) -> tuple[str, _Row]:
     texts = [item.get(name) for name in ("run_id", "reason", "message")]
     if not isinstance(key, str) or type(at) is not int:
         raise TypeError("a key and an integer time are required")
+    if not _FIRST_US <= at <= _LAST_US:
+        raise ValueError(f"the time {at} is outside the years 1 to 9999")
     if any(text is not None and not isinstance(text, str) for text in texts):
         raise TypeError("run_id, reason and message are text or null")
     return key, (task, ACTION_CODES[action], at, texts[0], texts[1], texts[2])
+
+
+@contextlib.contextmanager
+def _journal_locked(journal: str):
+    """Hold the journal for a read-modify-write, against threads and other processes.
+
+    Other processes closing the same history at once (each saving its records) would
+    otherwise read the same journal and the last rename would win; the lock is an
+    advisory ``flock`` on ``<journal>.lock``, left in place.
+    """
+    with _JOURNAL_LOCK:
+        try:
+            import fcntl
+
+            handle = os.open(f"{journal}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except (ImportError, OSError):  # no flock here, or no room for the file
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # releases the flock
 
 
 def _write_atomically(path: str, data: bytes) -> None:
