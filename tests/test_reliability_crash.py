@@ -11,9 +11,10 @@
     ``SchedulerError`` that names the cause, the records it could not write stay in the
     store's pending buffer in order, and once the lock goes or space is freed they are
     written: every run still has its ``run`` and exactly one finishing record.
-(c) The product bugs found here, as strict xfails: ``conddsl run`` loses the records it
-    holds when the history stays locked, reports that as an "internal error", and the
-    task processes of a killed scheduler outlive it.
+(c) ``conddsl run`` against a history that stays locked reports it as such (exit 1) and
+    keeps what it could not write in the journal; the task processes of a killed
+    scheduler are ended by its restart. (These were product bugs, strict xfails until
+    fixed.)
 
 Smoke: 2 kill cycles. Long (``pytest -m long``): ``CONDDSL_CRASH_CYCLES`` (default 20).
 """
@@ -98,7 +99,9 @@ def crash_cycles(folder: Path, cycles: int, seed: int) -> dict:
             finally:
                 process.send_signal(signal.SIGKILL)
                 process.wait(30)
-            # Its task processes outlive it (a known bug, below) and hold its stdout open.
+            # Its command children live on until the restart ends them (tested below,
+            # test_the_processes_of_a_killed_scheduler_do_not_outlive_its_restart); they
+            # hold its stdout open, so here the test ends them itself.
             stragglers += len(_kill_stragglers(token))
             rest, _ = process.communicate(timeout=30)
             lines += rest.splitlines()  # printed before it died: written before that

@@ -358,7 +358,7 @@ def test_termination_under_load_long(tmp_path, request):
     for i in range(LONG_ROUNDS):
         folder = tmp_path / f"round{i}"
         folder.mkdir()
-        # The timing bounds are tests of their own below (known product bugs at this size).
+        # The timing bounds are asserted on a round of their own below (long_load).
         rounds.append(load_round(LONG_TASKS, folder, seed=100 + i, check_timing=False))
     memory = memory_round(LONG_TASKS, tmp_path, seed=200)
     report(
