@@ -129,3 +129,36 @@ def test_check_passes_a_chain_under_the_limit(tmp_path, capsys):
     assert [line.split(" ")[1] for line in out.splitlines() if line.startswith(str(path))] == [
         "C401"
     ]
+
+
+# ---------------------------------------------------------------- expanded size
+
+
+def test_the_size_counts_every_part_written_out():
+    rules = _chain(4, "{next} | ~{next}")  # r0 = r1 | ~r1, r1 = r2 | ~r2, r2 = r3 | ~r3
+    # A leaf is one part; r3 (daily) written out is 2; r2 = 1 + 2 * (1 + 2) + 1 ...
+    sizes = [ExpandedDepth(rules).measure(parse(f"r{i}"))[1] for i in range(4)]
+    assert sizes[3] == 2  # the name and daily
+    for i in range(3):  # the name, the |, the operand, and the ~ with its operand
+        assert sizes[i] == 1 + 1 + sizes[i + 1] + 1 + sizes[i + 1]
+
+
+def test_a_condition_that_doubles_at_every_level_is_refused_at_once(tmp_path, capsys):
+    rules = _chain(40, "{next} | ~{next}")  # 2**40 parts written out
+    started = time.perf_counter()
+    with pytest.raises(ConditionSyntaxError) as info:
+        compile_condition("hourly & r0", rules=rules, timezone="UTC")
+    assert time.perf_counter() - started < 5  # measured per name, never written out
+    assert info.value.code == "E123" and "expand too far" in info.value.message
+    assert (info.value.column, info.value.end_column) == (10, 12)  # at r0
+    # Under the limit, the same shape compiles and evaluates.
+    small = compile_condition("hourly & r30", rules=rules, timezone="UTC")
+    assert small.is_true(AT, task="t", history=MemoryHistory()) in (True, False)
+    (tmp_path / "r.cond").write_text(
+        "".join(f"r{i} = r{i + 1} | ~r{i + 1}\n" for i in range(30)) + "r30 = daily\n"
+    )
+    (tmp_path / "tasks.toml").write_text(
+        '[scheduler]\nrules = ["r.cond"]\n[tasks.a]\nfunc = "jobs:f"\nstart_cond = "r0"\n'
+    )
+    assert main(["check", str(tmp_path / "tasks.toml")]) == 1
+    assert ":5:15: E123 named conditions expand too far" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from conddsl import ast
 from conddsl.lint.clock import ClockAnalysis, conjunction, negation
 from conddsl.lint.period import start_period
-from conddsl.nesting import HINT, MAX_EXPANDED_DEPTH, ExpandedDepth, too_deep_message
+from conddsl.nesting import ExpandedDepth, expansion_problem
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.graph import find_cycles
@@ -54,16 +54,18 @@ def _finding(
 
 
 def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCondition]]:
-    """E123 for conditions whose named conditions nest too deep, and the other conditions."""
+    """E123 for conditions whose names written out nest too deep or expand too far, and
+    the other conditions."""
     depths = ExpandedDepth(report.rules)
     found, usable = [], []
     for condition in report.conditions:
-        depth, pointer = depths.of(condition.node)
-        if depth <= MAX_EXPANDED_DEPTH:
+        depth, size, pointer = depths.measure(condition.node)
+        problem = expansion_problem(depth, size)
+        if problem is None:
             usable.append(condition)
             continue
         where = condition.source.file_range(pointer.span if pointer is not None else None)
-        found.append(_finding(report, "E123", too_deep_message(depth), where, HINT))
+        found.append(_finding(report, "E123", problem[0], where, problem[1]))
     return found, usable
 
 
