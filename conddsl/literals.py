@@ -368,6 +368,7 @@ def parse_duration(text: str, start: int) -> timedelta:
         ) from None
 
 
+_BARE_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")
 DURATION_EXAMPLES = "'90 seconds', '10 minutes', '1h30m' or '01:30:00'"
 
 
@@ -382,7 +383,7 @@ def read_duration_text(text: str) -> timedelta:
     from conddsl.parse import parse
 
     stripped = text.strip()
-    if _NUMBER.match(stripped):
+    if _BARE_NUMBER.fullmatch(stripped):
         raise LiteralError(
             f"{text!r} needs a unit",
             0,
@@ -395,9 +396,11 @@ def read_duration_text(text: str) -> timedelta:
         node = parse(f"running for more than {stripped}") if stripped else None
     except ConditionSyntaxError as exc:
         if exc.code == "E110":  # a duration, but too long: say so
-            raise LiteralError(exc.message, 0, len(text), exc.hint) from None
+            message = f"{_shorten(text)!r} is too long a duration"
+            raise LiteralError(message, 0, len(text), exc.hint) from None
         node = None
-    if not isinstance(node, RunningFor):
+    # A comment would be read as one ("5 minutes # five"): not in a setting.
+    if not isinstance(node, RunningFor) or "#" in text:
         raise LiteralError(
             f"{_shorten(text)!r} is not a duration",
             0,

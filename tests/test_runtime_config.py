@@ -40,6 +40,9 @@ BAD_TIMEOUTS = [
     ("30", "needs a unit: write '30 seconds'"),
     ("soon", "is not a duration"),
     ("1 hour and a bit", "is not a duration"),
+    ("5.", "needs a unit"),
+    ("5 minutes # five", "is not a duration"),  # a comment in a condition, not here
+    ("99999999999 days", "is too long a duration: durations go up to 999,999,999 days"),
     (True, "not True"),
     (math.nan, "finite"),
     ([1], "not list"),
