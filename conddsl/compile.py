@@ -372,6 +372,7 @@ class _Compiler:
         self.registry = registry
         self.resolving: list[str] = []
         self.customs: list[_Custom] = []
+        self.expansion_checked = False  # E123, checked at the first name (see reference)
 
     def build(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
         if isinstance(node, ast.Constant):
@@ -463,12 +464,13 @@ class _Compiler:
                 span=node.span or _whole(self.text),
                 code="E121",
             )
-        if not self.resolving and not getattr(self, "depth_checked", False):
-            # Names can nest without end (r0 = r1, r1 = r2, …): before compiling level
-            # by level, check once that the condition written out is not too deep (E123).
+        if not self.expansion_checked:
+            # Names can nest without end (r0 = r1, r1 = r2, …) or double at each level:
+            # before compiling them out, check once that the condition written out is
+            # neither too deep nor too large (E123).
             from conddsl.nesting import check_expanded_depth
 
-            self.depth_checked = True
+            self.expansion_checked = True
             check_expanded_depth(self.text, node, self.rules)
         self.resolving.append(name)
         try:

@@ -9,7 +9,6 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -172,7 +171,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"hint: {_history_hint(failure or closed.error)}\n")
         return 1
     try:
-        summary = _summary(store_records(history_path))
+        summary = _summary(history_path)
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
     out.write(f"conddsl: stopped ({summary})\n")
@@ -257,15 +256,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def store_records(path: Path) -> list[Record]:
-    """Every record in a history file (for the closing summary)."""
+def _summary(path: Path) -> str:
+    """What a history file holds, by action (the closing line of a run)."""
     with SQLiteHistory(path) as history:
-        return history.records()
-
-
-def _summary(records: Iterable[Record]) -> str:
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record.action] = counts.get(record.action, 0) + 1
+        counts = history.action_counts()
     shown = ", ".join(f"{counts[a]} {a}" for a in _VERB if a in counts)
     return f"history holds {shown}" if shown else "history is empty"

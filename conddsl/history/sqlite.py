@@ -403,6 +403,11 @@ class SQLiteHistory(History):
                 raise self._error("read", exc) from exc
         return found
 
+    def action_counts(self) -> dict[str, int]:
+        """How many records of each action the file holds (one query, nothing loaded)."""
+        rows = self._read("SELECT action, COUNT(*) FROM records GROUP BY action", ())
+        return {ACTIONS[code]: count for code, count in rows}
+
     def _read(self, sql: str, params: Iterable[object]) -> list[tuple]:
         with self._lock:
             self._check_open()
@@ -722,7 +727,11 @@ class SQLiteHistory(History):
     def _error(self, doing: str, exc: sqlite3.Error, *, waited: bool = True) -> HistoryError:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            waiting = f"waited {self._timeout:g} s" if waited else "it failed just before"
+            waiting = (
+                f"waited {self._timeout:g} s"
+                if waited
+                else "not waited for: the last write failed moments ago"
+            )
             cause = f"the database is locked by another connection ({waiting})"
         elif "full" in text:
             cause = "the disk (or the database's size limit) is full"
