@@ -914,3 +914,12 @@ def test_conddsl_run_shows_the_records_it_could_not_keep_anywhere(
     assert "could not be kept anywhere" in text
     assert "success    extract" in text and "run_id=r7" in text
     history.close()
+
+
+def test_sqlite_action_counts(tmp_path: Path) -> None:
+    with SQLiteHistory(tmp_path / "h.sqlite3") as history:
+        assert history.action_counts() == {}
+        history.record("a", "run", at=t(0), run_id="1")
+        history.record("a", "success", at=t(1), run_id="1")
+        history.record("b", "run", at=t(2), run_id="2")
+        assert history.action_counts() == {"run": 2, "success": 1}
