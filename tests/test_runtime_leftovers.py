@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -140,10 +141,60 @@ def test_the_processes_of_a_scheduler_alive_now_are_left_alone(tmp_path, caplog)
         assert task.poll() is None
         assert registry.read_text() == before  # still that scheduler's
         assert f"another scheduler (pid {owner.pid})" in caplog.text
+        with SQLiteHistory(db) as history:
+            assert history.records(actions="crash") == []  # its runs are not crashed
     finally:
         for process in (owner, task):
             process.kill()
             process.wait()
+
+
+def test_a_second_scheduler_of_the_same_process_leaves_the_first_ones_alone(tmp_path):
+    """Two schedulers of one process on one history file: B neither ends A's live tree
+    nor records A's open run as crash."""
+    db = tmp_path / "runs.sqlite3"
+    first = Scheduler(
+        {
+            "history": SQLiteHistory(db),
+            "shut_cond": "scheduler has run over 3 seconds",
+            "instant_shutdown": True,
+            "kill_grace": GRACE,
+            "timeout": "never",
+        }
+    )
+    first.command_task("true", argv=["sleep", "30"], name="long_a")
+    serving = threading.Thread(target=first.run)
+    serving.start()
+    try:
+        registry = Path(str(db) + SUFFIX)
+        deadline = time.monotonic() + 10
+        while not registry.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "long_a" in registry.read_text()
+        restart(db)  # B: starts and stops at once
+        with SQLiteHistory(db) as history:
+            assert [r.action for r in history.records("long_a")] == ["run"]  # not crash
+    finally:
+        serving.join(30)
+    with SQLiteHistory(db) as history:
+        finish = [r for r in history.records("long_a") if r.action != "run"]
+    assert [(r.action, r.reason) for r in finish] == [("terminate", "shutdown")]
+
+
+def test_a_registry_from_before_the_last_boot_is_dropped_unread(tmp_path):
+    task = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        db = tmp_path / "runs.sqlite3"
+        registry = ProcessRegistry(str(db) + SUFFIX)
+        registry.owner = DEAD_OWNER
+        registry.boot = "an-earlier-boot"  # a pid and start tick may repeat after a boot
+        registry.add("run-of-export", "export", task.pid, start_of(task.pid))
+        restart(db)
+        assert task.poll() is None  # not taken for the old tree
+        assert not Path(registry.path).exists()
+    finally:
+        task.kill()
+        task.wait()
 
 
 def test_an_unreadable_registry_is_ignored(tmp_path, caplog):

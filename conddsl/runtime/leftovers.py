@@ -15,9 +15,12 @@ ended with its tree like a terminated run (SIGTERM to the tree, SIGKILL after
 has ended. A warning names what was ended; each entry leaves the file once its tree
 is gone, so a scheduler killed again meanwhile leaves it to the next one.
 
-The registry also names its owner (pid and start time): a registry whose owner is
-alive and is another process belongs to a scheduler running now, whose processes
-are left alone (the new scheduler then keeps no registry of its own).
+The registry also names its owner (pid, start time, a token of its own, and the boot
+it was written in): a registry whose owner is alive (another process that is the same
+one, or another scheduler of this process) belongs to a scheduler running now, whose
+processes are left alone and whose runs are not marked ``crash`` (the new scheduler then
+keeps no registry of its own). A registry written before the machine last booted lists
+nothing alive: it is dropped unread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import json
 import logging
 import os
 import time
+import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +79,19 @@ def registry_path(history: object) -> str | None:
     return None
 
 
+# The registries of the schedulers serving in this process now, by token.
+_LIVE: weakref.WeakValueDictionary[str, ProcessRegistry] = weakref.WeakValueDictionary()
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), so that a registry from before a reboot is not believed."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
+
+
 def own_identity() -> tuple[int, int | None]:
     """This process's pid and start time."""
     pid = os.getpid()
@@ -94,19 +112,21 @@ class ProcessRegistry:
         self.path = path
         self.loop = loop
         self.owner = own_identity()
+        self.token = uuid.uuid4().hex
+        self.boot = boot_id()
         self.trees: dict[str, Tree] = {}
         self._write_soon = False
         self._failed = False  # a write failed: warned once
 
     # ---------------------------------------------------------------- reading
 
-    def read(self) -> tuple[tuple[int, int | None] | None, list[Tree]]:
+    def read(self) -> tuple[dict[str, Any] | None, list[Tree]]:
         """The owner and the trees the file lists (none if there is no file or it is unreadable)."""
         try:
             with open(self.path, encoding="utf-8") as file:
                 data = json.load(file)
             owner = data.get("owner") or {}
-            found = (int(owner["pid"]), owner.get("start")) if "pid" in owner else None
+            found = dict(owner, pid=int(owner["pid"])) if "pid" in owner else None
             trees = [
                 Tree(str(key), str(entry.get("task", "?")), *_ints(entry))
                 for key, entry in dict(data.get("trees") or {}).items()
@@ -125,17 +145,26 @@ class ProcessRegistry:
         this registry is not to be used).
         """
         owner, trees = self.read()
-        if owner is not None and owner[0] != self.owner[0] and is_alive(*owner):
+        if owner is not None and owner.get("boot") not in (None, self.boot):
+            trees = []  # written before the last boot: nothing it lists is alive
+        elif owner is not None and self._alive(owner):
             log.warning(
                 "another scheduler (pid %d) keeps its processes in %s: its processes are "
-                "left alone, and this one keeps no registry",
-                owner[0],
+                "left alone, its runs are not marked crash, and this one keeps no registry",
+                owner["pid"],
                 self.path,
             )
             return None
+        _LIVE[self.token] = self
         for tree in trees:
             self.trees[tree.key] = tree
         return trees
+
+    def _alive(self, owner: dict[str, Any]) -> bool:
+        """Whether the registry's owner is a scheduler serving now."""
+        if owner["pid"] == self.owner[0]:  # this process: another scheduler of it?
+            return owner.get("token") in _LIVE
+        return is_alive(owner["pid"], owner.get("start"))
 
     # ---------------------------------------------------------------- writing
 
@@ -168,10 +197,15 @@ class ProcessRegistry:
                 return
             data = {
                 "version": _VERSION,
-                "owner": {"pid": self.owner[0], "start": self.owner[1]},
+                "owner": {
+                    "pid": self.owner[0],
+                    "start": self.owner[1],
+                    "token": self.token,
+                    "boot": self.boot,
+                },
                 "trees": {key: tree.as_json() for key, tree in self.trees.items()},
             }
-            temporary = f"{self.path}.{os.getpid()}.tmp"
+            temporary = f"{self.path}.{self.token}.tmp"
             with open(temporary, "w", encoding="utf-8") as file:
                 json.dump(data, file, separators=(",", ":"))
             os.replace(temporary, self.path)
@@ -253,20 +287,27 @@ async def _gather(waits: list[Any]) -> None:
     await asyncio.gather(*waits)
 
 
-def recover(
-    history: object, grace: float, loop: asyncio.AbstractEventLoop
-) -> tuple[ProcessRegistry | None, LeftoverKiller | None]:
-    """At a scheduler's start: its registry (None unless its history is a file) and the
-    killer ending what a dead scheduler left (None if nothing was listed)."""
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a scheduler found at its start (see :func:`recover`)."""
+
+    registry: ProcessRegistry | None  # None unless its history is a file of its own
+    killer: LeftoverKiller | None  # ending what a dead scheduler left; None if nothing
+    shared: bool = False  # another scheduler serves on the same history file now
+
+
+def recover(history: object, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
+    """At a scheduler's start: its registry, and the trees a dead scheduler left, ended."""
     path = registry_path(history)
     if path is None:
-        return None, None
+        return Recovery(None, None)
     registry = ProcessRegistry(path, loop)
     trees = registry.take_leftovers()
     if trees is None:
-        return None, None
+        return Recovery(None, None, shared=True)
     if not trees:
-        return registry, None
+        registry.write()  # an empty or stale file goes
+        return Recovery(registry, None)
     killer = LeftoverKiller(registry, grace, loop)
     killer.start(trees)
-    return registry, killer
+    return Recovery(registry, killer)

@@ -17,7 +17,6 @@ descendants, in its group or not, are left to the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -186,14 +185,15 @@ class ProcessExecutor(_TreeExecutor):
 def _child(func: Any, kwargs: dict[str, Any], conn: Any, parent: int) -> None:
     """The child's side: a session of its own, default signals, one result sent back."""
     os.setsid()
-    if _prctl is not None:  # SIGTERM when the scheduler dies (see the module docstring)
-        with contextlib.suppress(OSError):
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # it died before that: nobody waits for the result
-            os._exit(1)
-    # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here.
+    # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here: reset them
+    # before anything can send one (the death signal below, or the scheduler's killer).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # SIGTERM when the scheduler dies (see the module docstring); ctypes reports a
+    # failure as -1 (errno), not as an exception: then the child just lacks it.
+    asked = _prctl is not None and _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+    if asked and os.getppid() != parent:  # it died before: nobody waits for a result
+        os._exit(1)
     try:
         result = func(**kwargs)
         if asyncio.iscoroutine(result):

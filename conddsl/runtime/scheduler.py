@@ -95,18 +95,24 @@ _frozen = 0  # schedulers serving with the heap frozen (see the module docstring
 _frozen_lock = threading.Lock()
 
 
+_host_freezes = False  # the program froze objects itself: its heap is left to it
+
+
 def _freeze_heap() -> None:
-    global _frozen
+    global _frozen, _host_freezes
     with _frozen_lock:
+        if _frozen == 0:
+            _host_freezes = gc.get_freeze_count() > 0
         _frozen += 1
-        gc.freeze()  # what exists now: moved to a generation no collection walks
+        if not _host_freezes:
+            gc.freeze()  # what exists now: moved to a generation no collection walks
 
 
 def _thaw_heap() -> None:
     global _frozen
     with _frozen_lock:
         _frozen -= 1
-        if _frozen == 0:
+        if _frozen == 0 and not _host_freezes:
             gc.unfreeze()  # collectable again, once no scheduler serves
 
 
@@ -550,7 +556,8 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        procs, leftovers = recover(self.history, grace, loop)
+        recovery = recover(self.history, grace, loop)
+        procs, leftovers = recovery.registry, recovery.killer
         host = Host(loop, self._finish, grace, self._spawn, procs)
         self._executors = {
             "main": MainExecutor(host),
@@ -567,7 +574,8 @@ class Scheduler:
         if self._shut_cond is not None:
             self._dirty[_SHUT] = None
         try:
-            self.history.mark_crashed(now)  # runs left open by a scheduler that died
+            if not recovery.shared:  # a scheduler serving now has open runs, not crashed
+                self.history.mark_crashed(now)  # runs left open by a scheduler that died
         except HistoryError as exc:
             self._fail(exc)
         _freeze_heap()
@@ -581,8 +589,10 @@ class Scheduler:
             await self._drain()
             raise
         finally:
-            self._write_records()
-            self.state = DONE
+            try:
+                self._write_records()
+            finally:
+                self.state = DONE
             try:
                 await self._wait_threads()
                 if leftovers is not None:
