@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -96,3 +100,100 @@ def test_the_heap_is_frozen_only_while_serving():
     play(app, look)
     assert seen[0] > before  # what existed when it started: out of the collector's way
     assert gc.get_freeze_count() == before
+
+
+def _tree_with_a_setsid_grandchild(tmp_path) -> tuple[subprocess.Popen[bytes], int]:
+    """A root in a session of its own, and a grandchild that left its group (pid read back)."""
+    pid_file = tmp_path / "pid"
+    root = subprocess.Popen(
+        ["/bin/sh", "-c", f"setsid sleep 60 & echo $! > {pid_file}; exec sleep 60"],
+        start_new_session=True,
+    )
+    for _ in range(500):
+        text = pid_file.read_text().strip() if pid_file.exists() else ""
+        if text:
+            grandchild = int(text)
+            info = processes.read_stat(grandchild)
+            if info is not None and info.pgid == grandchild:  # its setsid is done
+                return root, grandchild
+        time.sleep(0.01)
+    raise AssertionError("the grandchild never started")
+
+
+def _wait_gone(pids: list[int], seconds: float = 2.0) -> list[int]:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        alive = [
+            pid
+            for pid in pids
+            if (info := processes.read_stat(pid)) is not None and info.state not in ("Z", "X")
+        ]
+        if not alive:
+            return []
+        time.sleep(0.01)
+    return alive
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_a_tree_is_signalled_at_once_from_a_reading_brought_up_to_date(tmp_path, monkeypatch):
+    """The last reading predates the tree: the pids handed out since are looked at one by
+    one, in the loop, and the whole tree (the grandchild that left the group too) gets
+    its SIGTERM there and then, with no new reading of /proc."""
+    monkeypatch.setattr(processes, "_last", processes.Snapshot())
+    monkeypatch.setattr(processes, "_view", None)
+    root, grandchild = _tree_with_a_setsid_grandchild(tmp_path)
+    readings: list[int] = []
+    taken = processes.Snapshot.__init__
+
+    def reading(self: processes.Snapshot) -> None:
+        readings.append(threading.get_ident())
+        taken(self)
+
+    monkeypatch.setattr(processes.Snapshot, "__init__", reading)
+    loop = asyncio.new_event_loop()
+    try:
+        start = processes.read_stat(root.pid).start
+        killer = processes.TreeKiller(root.pid, 5.0, loop, start=start)
+        killer.start()  # no turn of the loop: the signals are out when this returns
+        assert not killer._pending
+        assert readings == []
+        root.wait(timeout=2)
+        assert _wait_gone([grandchild]) == []
+        killer.close()
+    finally:
+        loop.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_a_tree_waiting_for_a_reading_is_stopped_meanwhile(tmp_path, monkeypatch):
+    """With no reading to start from, the group is stopped until /proc is read (in a
+    worker thread): the root cannot die and orphan its grandchild before it is found."""
+    monkeypatch.setattr(processes, "_last", None)
+    monkeypatch.setattr(processes, "_view", None)
+    root, grandchild = _tree_with_a_setsid_grandchild(tmp_path)
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        start = processes.read_stat(root.pid).start
+        killer = processes.TreeKiller(root.pid, 5.0, loop, start=start)
+        killer.start()
+        # No turn of the loop yet, so no reading came back: the stop lands meanwhile.
+        states = []
+        for _ in range(100):
+            states.append(processes.read_stat(root.pid).state)
+            if states[-1] == "T":
+                break
+            time.sleep(0.01)
+        await asyncio.wait_for(killer.wait_gone(), 3)
+        return states[-1:]
+
+    try:
+        states = asyncio.run(main())
+        assert states == ["T"]
+        assert root.wait(timeout=2) == -signal.SIGTERM
+        assert _wait_gone([grandchild]) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.runtime.processes import TreeKiller, read_stat
+from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
 from conddsl.runtime.runs import Host, Run, clip, outcome_of
 
 _STDERR_TAIL = 2000  # bytes of a failed command's stderr kept in its record
@@ -88,6 +88,8 @@ class _TreeExecutor:
         run.root = (pid, info.start if info is not None else None)
         if self.host.procs is not None:
             self.host.procs.add(run.run_id, run.task.name, *run.root)
+        # Its tree may have to be ended: have a recent reading of /proc to start from.
+        keep_view(scanner_for(self.host.loop))
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
         """The run's tree is gone: unlist it and record the run."""

@@ -5,12 +5,17 @@ children; descendants that left the group (their own ``setsid``) are found by
 walking ``/proc`` from the root. Each process is remembered with its start time,
 so a recycled pid is never signalled. Without ``/proc`` only the group is signalled.
 
-Reading ``/proc`` costs 10-60 ms when a thousand processes run, so the event loop
-never reads it: a :class:`Scanner` reads it in a worker thread, and every tree
-that asks while a reading is under way gets the next one (one reading serves all
-the trees ended in the same moment). A signal goes out once the table is read
-(before the tree is signalled, so that no descendant is orphaned before it is
-found), then the grace runs.
+Reading the whole of ``/proc`` costs 10-60 ms when a thousand processes run, so the
+event loop never does it: a :class:`Scanner` reads it in a worker thread, and every
+tree that asks while a reading is under way shares it. The signals do not wait for
+a reading, though: the last one is brought up to date in the loop by looking only at
+the pids created since it began (``/proc/loadavg`` names the newest pid; a
+:class:`View`), which costs a few microseconds each. The tree is then signalled at
+once: every member by pid, the group with one ``killpg``. Only when that is not
+possible (no reading yet, too many pids created since, pids wrapped around) does the
+tree wait for a reading, with its group stopped (``SIGSTOP``) meanwhile: nothing in
+it can then die and orphan a descendant before it is found, nor fork. The grace
+runs from the termination either way.
 
 Waiting for a tree to go is event-driven where Linux has pidfds (5.3 and later):
 the event loop watches a pidfd of each known process of the tree, and once they
@@ -38,6 +43,13 @@ _REAPING = 0.1  # seconds a group left with its known processes ended gets befor
 # when the known processes have ended (newcomers get the signal then).
 _FRESH = 0.01
 _GONE = ("Z", "X")  # states of a process that has ended (a zombie waits for its reaper)
+_LOADAVG = "/proc/loadavg"  # its last field: the newest pid
+# A reading of /proc is brought up to date by looking at the pids created since it
+# began, one by one, if there are no more than this many...
+_PROBE_MAX = 256
+# ... and if it was last brought up to date this recently (seconds: pids cannot
+# have wrapped around and come back past it in that time).
+_VIEW_AGE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,39 @@ def process_table() -> dict[int, ProcInfo]:
     return table
 
 
+def newest_pid() -> int | None:
+    """The pid most recently handed out (to a process or a thread), None without /proc."""
+    try:
+        fd = os.open(_LOADAVG, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 256).split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def is_thread(pid: int) -> bool:
+    """Whether ``pid`` names a thread other than its process's first one (/proc shows
+    one under its number too, with its process's parent and group)."""
+    try:
+        fd = os.open(f"{_PROC}/{pid}/status", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        data = os.read(fd, 8192)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    at = data.find(b"\nTgid:")
+    if at < 0:
+        return False
+    return int(data[at + 6 : data.index(b"\n", at + 1)]) != pid
+
+
 def read_stat(pid: int) -> ProcInfo | None:
     """The process's /proc entry, or None if it is gone."""
     try:
@@ -87,10 +132,15 @@ class Snapshot:
     """The process table read at one instant (``taken``, monotonic), with each one's children."""
 
     def __init__(self) -> None:
+        self.newest = newest_pid()  # before reading: every pid after it may be missing
         self.taken = time.monotonic()  # before reading: every change after it may be missing
         self.table = process_table()
         self._children: dict[int, list[ProcInfo]] | None = None
         self._groups: dict[int, list[ProcInfo]] | None = None
+
+    def get(self, pid: int) -> ProcInfo | None:
+        """The process ``pid`` as read."""
+        return self.table.get(pid)
 
     def children(self, pid: int) -> list[ProcInfo]:
         """The processes whose parent is ``pid``."""
@@ -112,7 +162,86 @@ class Snapshot:
         return index
 
 
+class View:
+    """A reading of /proc (``base``) brought up to date without reading it all again:
+    each pid handed out since it began is looked at, once (see the module docstring).
+
+    What it holds of a process the reading saw may be out of date (its parent died,
+    it left the group): a tree taken from it is checked process by process."""
+
+    def __init__(self, base: Snapshot) -> None:
+        self.base = base
+        self.upto = base.newest if base.newest is not None else -1  # pids looked at
+        self.upto_at_start = self.upto
+        self.checked = base.taken  # monotonic: when it was last brought up to date
+        self.new: dict[int, ProcInfo] = {}  # the pids handed out since, alive when looked at
+        self._children: dict[int, list[ProcInfo]] = {}
+        self._groups: dict[int, list[ProcInfo]] = {}
+        self._threads: dict[int, bool] = {}
+
+    def update(self) -> bool:
+        """Look at the pids handed out since the last time; False if that cannot be
+        done cheaply (too many, wrapped around, too long since, no /proc)."""
+        newest = newest_pid()
+        now = time.monotonic()
+        if (
+            newest is None
+            or self.upto < 0
+            or now - self.checked > _VIEW_AGE
+            or not 0 <= newest - self.upto <= _PROBE_MAX
+        ):
+            return False
+        for pid in range(self.upto + 1, newest + 1):
+            info = read_stat(pid)
+            if info is not None:
+                self.new[pid] = info
+                self._children.setdefault(info.ppid, []).append(info)
+                self._groups.setdefault(info.pgid, []).append(info)
+        self.upto = newest
+        self.checked = now
+        return True
+
+    def get(self, pid: int) -> ProcInfo | None:
+        """The process ``pid`` as last seen."""
+        info = self.new.get(pid)
+        return info if info is not None else self.base.table.get(pid)
+
+    def children(self, pid: int) -> list[ProcInfo]:
+        """The processes whose parent is ``pid``."""
+        return self._merge(self.base.children(pid), self._children.get(pid))
+
+    def group(self, pgid: int) -> list[ProcInfo]:
+        """The processes of the process group ``pgid``."""
+        return self._merge(self.base.group(pgid), self._groups.get(pgid))
+
+    def _merge(self, old: list[ProcInfo], new: list[ProcInfo] | None) -> list[ProcInfo]:
+        # A pid handed out again since the reading names its new process; a thread
+        # of a process is no process of its own.
+        found = [info for info in old if info.pid not in self.new]
+        for info in new or ():
+            thread = self._threads.get(info.pid)
+            if thread is None:
+                thread = self._threads[info.pid] = is_thread(info.pid)
+            if not thread:
+                found.append(info)
+        return found
+
+
 _last: Snapshot | None = None
+_view: View | None = None
+
+
+def current_view() -> View | None:
+    """The last reading brought up to now, if that is cheap (see :class:`View`); None
+    if a tree has to wait for a new reading."""
+    global _view
+    last = _last
+    if last is None:
+        return None
+    view = _view
+    if view is None or view.base is not last:
+        view = _view = View(last)
+    return view if view.update() else None
 
 
 def snapshot(since: float) -> Snapshot:
@@ -150,6 +279,23 @@ class Scanner:
             self._begin()
         return future
 
+    def next(self) -> asyncio.Future[Snapshot]:
+        """A future of the reading under way, or of a new one if none is."""
+        last = _last
+        return self.read(last.taken + 1e-9 if last is not None else float("-inf"))
+
+    def refresh(self) -> None:
+        """Begin a reading if none is under way (nobody waits for it: the next tree will
+        find fewer new pids to look at)."""
+        if self._busy:
+            return
+        try:
+            work = self.loop.run_in_executor(None, _indexed_snapshot)
+        except RuntimeError:  # the executor is shut down: not worth a reading in the loop
+            return
+        self._busy = True
+        work.add_done_callback(self._done)
+
     def _begin(self) -> None:
         self._busy = True
         try:
@@ -186,6 +332,20 @@ def _indexed_snapshot() -> Snapshot:
     table.children(0)
     table.group(0)
     return table
+
+
+def keep_view(scanner: Scanner) -> View | None:
+    """:func:`current_view`, and a new reading begun in the background if the view is
+    getting old or long to bring up to date: called when a tree starts or is ended, so
+    that ending the next ones seldom waits for a reading."""
+    view = current_view()
+    if (
+        view is None
+        or view.checked - view.base.taken > _VIEW_AGE / 2
+        or view.upto - view.upto_at_start > _PROBE_MAX // 2
+    ):
+        scanner.refresh()
+    return view
 
 
 _scanners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scanner] = (
@@ -241,13 +401,18 @@ class TreeKiller:
         self._last_end = 0.0  # monotonic time the last watched process was seen to end
 
     def start(self) -> None:
-        """Send SIGTERM to the tree (once /proc is read) and then arm the SIGKILL."""
+        """Send SIGTERM to the tree (at once, or once /proc is read: see the module
+        docstring) and arm the SIGKILL, ``grace`` seconds from now."""
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.grace, self.kill)
         self._signal_soon(signal.SIGTERM)
 
     def kill(self) -> None:
-        """Send SIGKILL to whatever is left of the tree (once /proc is read)."""
+        """Send SIGKILL to whatever is left of the tree (at once, or once /proc is read)."""
         if self.killed_at is None:
             self.killed_at = self.loop.time()
+            if not self._closed:
+                self._give_up_timer = self.loop.call_later(_AFTER_KILL, self._give_up)
             self._signal_soon(signal.SIGKILL)
 
     def survivors(self) -> list[int]:
@@ -304,21 +469,55 @@ class TreeKiller:
             await self._sent
 
     def _signal_soon(self, sig: signal.Signals) -> None:
-        """Read /proc (in a worker thread, shared), then signal the tree."""
+        """Signal the tree now if the last reading of /proc can be brought up to date in
+        a moment; else stop its group and signal it once /proc is read (in a worker
+        thread, shared)."""
+        if self._closed:
+            return
+        view = keep_view(self.scanner)
+        if view is not None:
+            self._signal(sig, view)
+            return
         self._pending += 1
-        reading = self.scanner.read(time.monotonic() - _FRESH)
-        reading.add_done_callback(lambda done: self._signal_read(sig, done))
+        stopped = self._stop_group()
+        asked = time.monotonic()  # the group cannot change after this
+        reading = self.scanner.next()
+        reading.add_done_callback(lambda done: self._signal_read(sig, done, asked, stopped))
 
-    def _signal_read(self, sig: signal.Signals, reading: asyncio.Future[Snapshot]) -> None:
+    def _signal_read(
+        self, sig: signal.Signals, reading: asyncio.Future[Snapshot], asked: float, stopped: bool
+    ) -> None:
+        table: Snapshot | View = reading.result()
+        if table.taken < asked:
+            # Begun before the group was stopped: good enough if what came since can be
+            # looked at, else the next reading (begun after the stop) will do.
+            view = View(table)
+            if not view.update():
+                again = self.scanner.read(asked)
+                again.add_done_callback(lambda done: self._signal_read(sig, done, asked, stopped))
+                return
+            table = view
         self._pending -= 1
-        if not self._closed:
-            self._signal(sig, reading.result())
-            if sig == signal.SIGKILL:
-                self._give_up_timer = self.loop.call_later(_AFTER_KILL, self._give_up)
-            elif self.killed_at is None and self._timer is None:
-                self._timer = self.loop.call_later(self.grace, self.kill)
+        try:
+            if not self._closed:
+                self._signal(sig, table)
+        finally:
+            if stopped:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.root, signal.SIGCONT)  # the signal is there for them
         if not self._pending and self._sent is not None and not self._sent.done():
             self._sent.set_result(None)
+
+    def _stop_group(self) -> bool:
+        """Stop every process of the group (SIGSTOP) while its tree waits for /proc."""
+        root = read_stat(self.root)
+        if root is not None and self.start_time is not None and root.start != self.start_time:
+            return False  # the pid names another process now: so may the group
+        try:
+            os.killpg(self.root, signal.SIGSTOP)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     async def _wait_for_pidfds(self, since: float) -> None:
         while not self._given_up:
@@ -415,21 +614,21 @@ class TreeKiller:
         if self._all_ended is not None and not self._all_ended.done():
             self._all_ended.set_result(None)
 
-    def _recycled(self, table: Snapshot) -> bool:
+    def _recycled(self, table: Snapshot | View) -> bool:
         """Whether the root's pid now names another process (its start time differs)."""
-        root = table.table.get(self.root)
+        root = table.get(self.root)
         return root is not None and self.start_time is not None and root.start != self.start_time
 
-    def _members(self, table: Snapshot) -> list[ProcInfo]:
+    def _members(self, table: Snapshot | View) -> list[ProcInfo]:
         # The tree: the root, its process group, every process seen before,
         # and the descendants of all of those, alive or not.
         recycled = self._recycled(table)
         members = {} if recycled else {info.pid: info for info in table.group(self.root)}
         for pid, start in self._known.items():
-            info = table.table.get(pid)
+            info = table.get(pid)
             if info is not None and info.start == start:
                 members[pid] = info
-        root = table.table.get(self.root)
+        root = table.get(self.root)
         if root is not None and not recycled:
             members[root.pid] = root
         stack = list(members)
@@ -442,20 +641,25 @@ class TreeKiller:
             self._known.setdefault(info.pid, info.start)
         return [info for info in members.values() if info.state not in _GONE]
 
-    def _signal(self, sig: signal.Signals, table: Snapshot) -> None:
+    def _signal(self, sig: signal.Signals, table: Snapshot | View) -> None:
         first, self._signalled = not self._signalled, True
         grouped = first and not self._recycled(table)
         for info in self._members(table):
-            if info.pgid == self.root:
-                grouped = True  # the group signal below reaches it
-            else:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(info.pid, sig)
+            # Each by its pid, as what was read may be out of date (it may have left the
+            # group, or not be in it yet: a child before its setsid), after a fresh look
+            # at it, so that a recycled pid is spared.
+            now = read_stat(info.pid)
+            if now is None or now.start != info.start or now.state in _GONE:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(info.pid, sig)
+            if now.pgid == self.root:
+                grouped = True  # the group signal below reaches the rest of it
         if grouped:
             # The group also catches processes forked after the table was read.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.root, sig)
-        if first and self.root not in table.table and self._root_is_ours():
+        if first and table.get(self.root) is None and self._root_is_ours():
             # Not in /proc (no /proc, or not read since it started): signal the pid we started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.root, sig)
