@@ -22,11 +22,13 @@ def measure(
 ) -> dict:
     """Seconds per operation of ``one_pass`` (which does ``ops_per_pass`` operations).
 
-    One untimed warm-up pass also calibrates how many passes make one sample
-    last at least ``min_time`` seconds; then ``repeats`` samples are taken, each
-    with the garbage collector off (collected before), as ``timeit`` does.
-    Returns min, median and max over the samples, in seconds per operation.
+    One untimed warm-up pass, then a second pass calibrates how many passes make one
+    sample last at least ``min_time`` seconds (not the first: a first use may build
+    caches and would make the samples a single pass each); then ``repeats`` samples
+    are taken, each with the garbage collector off (collected before), as ``timeit``
+    does. Returns min, median and max over the samples, in seconds per operation.
     """
+    one_pass()
     gc.collect()
     started = time.perf_counter()
     one_pass()
