@@ -443,6 +443,33 @@ class FailingOnce(MemoryHistory):
         return found
 
 
+class BrokenOnSecondRun(FailingOnce):
+    """A history of the caller's whose record raises something else than HistoryError."""
+
+    def record(self, task, action, **kwargs):
+        if action == "run" and self.runs == 1:
+            self.runs += 1
+            raise RuntimeError("the history's own bug")
+        if action == "run":
+            self.runs += 1
+        return MemoryHistory.record(self, task, action, **kwargs)
+
+
+def test_any_exception_from_the_history_is_a_fatal_error_not_a_hang():
+    app = virtual(history=BrokenOnSecondRun())
+    app.task("time of day between 07:00 and 07:01", name="first")(FOREVER["async"])
+    app.task("time of day between 07:30 and 07:31", name="second")(FOREVER["thread"])
+    with pytest.raises(SchedulerError, match="the history's own bug"):
+        play(app)
+    assert isinstance(app.fatal_error, RuntimeError)
+    first = app.history.records("first")
+    assert [(r.action, r.reason) for r in first] == [("run", None), ("terminate", "shutdown")]
+    # Its run record never got in: it was not started, and says so.
+    (second,) = app.history.records("second")
+    assert second.action == "terminate" and second.message.endswith("not started")
+    assert not [t for t in threading.enumerate() if t.name == "conddsl:second"]
+
+
 def test_a_history_that_fails_is_a_fatal_error():
     app = virtual(history=FailingOnce())
     app.task("time of day between 07:00 and 07:01", name="first")(FOREVER["async"])

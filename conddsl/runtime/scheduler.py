@@ -1105,7 +1105,7 @@ class Scheduler:
             self.history.record(
                 name, action, at=at, run_id=run.run_id, reason=reason, message=message
             )
-        except HistoryError as exc:
+        except Exception as exc:  # a HistoryError, or a history of the caller's that broke
             self._fail(exc)
         # Whose conditions may read this record. The task itself after its own
         # start is looked at again at its next_change (computed after the record).
