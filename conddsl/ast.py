@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -503,6 +504,27 @@ class Reference(Node):
 
     def __str__(self) -> str:
         return " ".join([*self.words, *(quote(arg) for arg in self.args)])
+
+
+# ---------------------------------------------------------------- walking a tree
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The operands of ``&``, ``|``, ``~`` and a zoned part; none for any other node."""
+    if isinstance(node, All | Any):
+        return node.items
+    if isinstance(node, Not | Zoned):
+        return (node.item,)
+    return ()
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of a condition tree, parents before children (no recursion)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))
 
 
 # ---------------------------------------------------------------- printing helpers

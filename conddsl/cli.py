@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError
+from conddsl.timeline.clock import later
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -122,7 +123,7 @@ def _compile(args: argparse.Namespace):
 def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | None]:
     """Up to ``count`` windows from ``start``, and a note when the answer is special."""
     horizon = max(condition._evaluator.horizon, timedelta(days=2))
-    end = _at_most_calendar_end(start, horizon * 4)
+    end = later(start, horizon * 4)
     try:
         found = []
         for window in condition.windows(start, end):
@@ -143,14 +144,6 @@ def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | N
     return found, history_note.strip() or None
 
 
-def _at_most_calendar_end(start: datetime, delta: timedelta) -> datetime:
-    """``start + delta``, or the calendar's last day when that is past year 9999."""
-    try:
-        return start + delta
-    except OverflowError:
-        return datetime.max.replace(tzinfo=start.tzinfo)
-
-
 def _reads_history(node: ast.Node) -> bool:
     """Whether any part of the condition depends on what tasks did."""
     history_forms = (
@@ -162,13 +155,7 @@ def _reads_history(node: ast.Node) -> bool:
         ast.TaskRunning,
         ast.RunningFor,
     )
-    if isinstance(node, history_forms):
-        return True
-    if isinstance(node, ast.All | ast.Any):
-        return any(_reads_history(item) for item in node.items)
-    if isinstance(node, ast.Not | ast.Zoned):
-        return _reads_history(node.item)
-    return False
+    return any(isinstance(item, history_forms) for item in ast.walk(node))
 
 
 def _human(delta: timedelta) -> str:

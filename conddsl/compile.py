@@ -17,7 +17,7 @@ from conddsl import ast, taskstate
 from conddsl.errors import ConditionError, ConditionSyntaxError
 from conddsl.parse import parse
 from conddsl.timeline import intervals
-from conddsl.timeline.clock import ClockWindow, cron_runs
+from conddsl.timeline.clock import ClockWindow, cron_runs, later
 from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
@@ -318,15 +318,12 @@ def _later(at: datetime, delta: timedelta) -> datetime:
     A delta longer than any clock cycle saturates a day earlier (``_CALENDAR_END``): a
     change after it is never reached, so next_change answers None.
     """
-    try:
-        later = at + delta
-    except OverflowError:
-        later = datetime.max.replace(tzinfo=at.tzinfo)
+    found = later(at, delta)
     if delta > _IRREGULAR:
         end = _CALENDAR_END.replace(tzinfo=at.tzinfo)
-        if later > end:
+        if found > end:
             return max(at, end)
-    return later
+    return found
 
 
 _ALL_DAYS = (1 << 31) - 1
@@ -748,13 +745,7 @@ def compile_condition(
 
 
 def _has_reference(node: ast.Node) -> bool:
-    if isinstance(node, ast.Reference):
-        return True
-    if isinstance(node, ast.All | ast.Any):
-        return any(_has_reference(item) for item in node.items)
-    if isinstance(node, ast.Not | ast.Zoned):
-        return _has_reference(node.item)
-    return False
+    return any(isinstance(item, ast.Reference) for item in ast.walk(node))
 
 
 def _zoned(node: ast.Node, zone: tzinfo) -> ast.Node:

@@ -347,12 +347,7 @@ def parse_duration(text: str, start: int) -> timedelta:
         try:
             return timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
         except OverflowError:
-            raise LiteralError(
-                f"the duration {_shorten(text)!r} is too long",
-                start,
-                start + len(text),
-                "durations go up to 999,999,999 days",
-            ) from None
+            raise _too_long(text, start) from None
     total = 0
     for part in _DURATION_PART.finditer(text):
         unit = _UNIT_OF[part[2].lower()]
@@ -360,12 +355,16 @@ def parse_duration(text: str, start: int) -> timedelta:
     try:
         return timedelta(microseconds=total)
     except OverflowError:
-        raise LiteralError(
-            f"the duration {_shorten(text)!r} is too long",
-            start,
-            start + len(text),
-            "durations go up to 999,999,999 days",
-        ) from None
+        raise _too_long(text, start) from None
+
+
+def _too_long(text: str, start: int) -> LiteralError:
+    return LiteralError(
+        f"the duration {_shorten(text)!r} is too long",
+        start,
+        start + len(text),
+        "durations go up to 999,999,999 days",
+    )
 
 
 _BARE_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")

@@ -40,14 +40,6 @@ SIZE_HINT = (
 )
 
 
-def _children(node: ast.Node) -> tuple[ast.Node, ...]:
-    if isinstance(node, ast.All | ast.Any):
-        return node.items
-    if isinstance(node, ast.Not | ast.Zoned):
-        return (node.item,)
-    return ()
-
-
 class ExpandedDepth:
     """Depths (and sizes) of conditions with the names of ``rules`` written out.
 
@@ -81,7 +73,7 @@ class ExpandedDepth:
             if isinstance(node, ast.Reference):
                 pointer = node
                 break
-            children = _children(node)
+            children = ast.children(node)
             if not children:
                 break
             node = max(children, key=lambda child: found[id(child)][0])
@@ -130,7 +122,7 @@ class ExpandedDepth:
                 return 1, 1
             measured = self._names.get(node.name)
             return None if measured is None else (1 + measured[0], 1 + measured[1])
-        return None if _children(node) else (1, 1)
+        return None if ast.children(node) else (1, 1)
 
     def _frame(self, node: ast.Node, active: set[str]) -> list:
         if isinstance(node, ast.Reference):
@@ -139,7 +131,7 @@ class ExpandedDepth:
                 active.add(node.name)
                 return [node, (target,), 0, 0, 0, node.name]
             return [node, (), 0, 0, 0, None]
-        return [node, _children(node), 0, 0, 0, None]
+        return [node, ast.children(node), 0, 0, 0, None]
 
 
 def too_deep_message(depth: int) -> str:
@@ -193,10 +185,4 @@ def check_expanded_depth(
 
 
 def _names(node: ast.Node, name: str) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, ast.Reference) and current.name == name:
-            return True
-        stack.extend(_children(current))
-    return False
+    return any(isinstance(item, ast.Reference) and item.name == name for item in ast.walk(node))

@@ -25,7 +25,14 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConddslError
-from conddsl.timeline.clock import ClockWindow, cron_runs, cycle_start, next_cycle
+from conddsl.timeline.clock import (
+    ClockWindow,
+    cron_runs,
+    cycle_start,
+    earlier,
+    later,
+    next_cycle,
+)
 from conddsl.timeline.cron import CronSpec
 from conddsl.timeline.zones import to_wall, wall_to_real
 
@@ -69,27 +76,6 @@ class MissingTaskError(ConddslError, ValueError):
 
 class SessionRequiredError(ConddslError, NotImplementedError):
     """A scheduler or session form was evaluated without ``session=``."""
-
-
-def _later(at: datetime, delta: timedelta) -> datetime:
-    """``at + delta``, saturating at the end of the calendar instead of overflowing.
-
-    An instant past the end of the calendar is never reached: as a change point it is
-    dropped (it is not before any ``end``), so such a change means "never".
-    """
-    try:
-        return at + delta
-    except OverflowError:
-        return datetime.max.replace(tzinfo=at.tzinfo)
-
-
-def _earlier(at: datetime, delta: timedelta) -> datetime:
-    """``at - delta``, saturating at the start of the calendar (a window reaching back
-    past year 1 starts at year 1: no record is older)."""
-    try:
-        return at - delta
-    except OverflowError:
-        return datetime.min.replace(tzinfo=at.tzinfo)
 
 
 def duration_horizon(duration: timedelta) -> timedelta:
@@ -300,18 +286,18 @@ class Every(HistoryForm):
 
     def history_value(self, wall, ctx):
         task = own_task(self.node, ctx)
-        since = _earlier(ctx.real, self.duration)
+        since = earlier(ctx.real, self.duration)
         return ctx.history.first_in(task, "run", since, ctx.real + MICROSECOND) is None
 
     def record_points(self, ctx, start, end):
         if ctx.history is None:
             return []
         task = own_task(self.node, ctx)
-        since = _earlier(start, self.duration)
+        since = earlier(start, self.duration)
         runs = ctx.history.records(task, since=since, until=end, actions=("run",))
         points = []
         for record in runs:
-            points.extend((record.at, _later(_later(record.at, self.duration), MICROSECOND)))
+            points.extend((record.at, later(later(record.at, self.duration), MICROSECOND)))
         return points
 
 
@@ -344,13 +330,13 @@ class Cron(HistoryForm):
         if ctx.history is None:
             return []
         task = own_task(self.node, ctx)
-        since = _earlier(start, _LOOKBACK)
+        since = earlier(start, _LOOKBACK)
         runs = ctx.history.records(task, since=since, until=end, actions=("run",))
         points = []
         for record in runs:
             points.append(record.at)
             minute = to_wall(record.at, self.zone).replace(second=0, microsecond=0, fold=0)
-            points.extend(self._wall_points(iter((minute, _later(minute, _MINUTE)))))
+            points.extend(self._wall_points(iter((minute, later(minute, _MINUTE)))))
         return points
 
     def clock_points(self, start, end):
@@ -358,7 +344,7 @@ class Cron(HistoryForm):
         # at a start (see record_points), not at every fire (2,880 of them in two
         # days for ``* * * * *``).
         low, high = to_wall(start, self.zone), to_wall(end, self.zone)
-        return self._wall_points(_cron_edges(self.spec, _earlier(low, _LOOKBACK), high))
+        return self._wall_points(_cron_edges(self.spec, earlier(low, _LOOKBACK), high))
 
 
 def _cron_edges(spec: CronSpec, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -399,7 +385,7 @@ class TaskHas(HistoryForm):
         task = self._task(ctx)
         now = ctx.real
         if self.past is not None:
-            pieces = [(_earlier(now, self.past), now + MICROSECOND)]
+            pieces = [(earlier(now, self.past), now + MICROSECOND)]
         elif self.clock is not None:
             pieces = self._latest_occurrence(wall)
             if not pieces:
@@ -441,11 +427,11 @@ class TaskHas(HistoryForm):
         back = self.past or timedelta(0)
         points = []
         for record in ctx.history.records(
-            task, since=_earlier(start, back), until=end, actions=self.actions
+            task, since=earlier(start, back), until=end, actions=self.actions
         ):
             points.append(record.at)
             if self.past is not None:
-                points.append(_later(_later(record.at, self.past), MICROSECOND))
+                points.append(later(later(record.at, self.past), MICROSECOND))
         return points
 
     def clock_points(self, start, end):
@@ -536,10 +522,10 @@ class RunningFor(HistoryForm):
             return []
         task = own_task(self.node, ctx)
         points = []
-        since = _earlier(start, self.duration)
+        since = earlier(start, self.duration)
         for record in ctx.history.records(task, since=since, until=end):
-            due = _later(record.at, self.duration)
-            points.extend((record.at, due, _later(due, MICROSECOND)))
+            due = later(record.at, self.duration)
+            points.extend((record.at, due, later(due, MICROSECOND)))
         return points
 
 
@@ -599,8 +585,8 @@ class SessionForm:
 
         points = [start]
         if isinstance(self.node, ast.SchedulerUptime) and ctx.session is not None:
-            due = _later(ctx.session.started_at, self.node.duration.value)
-            change = _later(due, MICROSECOND)
+            due = later(ctx.session.started_at, self.node.duration.value)
+            change = later(due, MICROSECOND)
             if start < change < end:
                 points.append(change)
         points.append(end)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from conddsl import ast
+from conddsl.ast import walk
 from conddsl.errors import ConditionSyntaxError, Span
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic, LineIndex
@@ -55,18 +56,6 @@ def syntax_diagnostic(
         severity_of(error.code),
         error.hint,
     )
-
-
-def walk(node: ast.Node) -> Iterator[ast.Node]:
-    """Every node of a condition tree, parents before children (no recursion)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if isinstance(current, ast.All | ast.Any):
-            stack.extend(reversed(current.items))
-        elif isinstance(current, ast.Not | ast.Zoned):
-            stack.append(current.item)
 
 
 def references(node: ast.Node) -> Iterator[ast.Reference]:

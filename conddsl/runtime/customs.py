@@ -129,13 +129,7 @@ def _bound(node: ast.Node, rules: Mapping[str, ast.Node], upper: bool, customs: 
 
 
 def _references(node: ast.Node) -> bool:
-    if isinstance(node, ast.Reference):
-        return True
-    if isinstance(node, ast.All | ast.Any):
-        return any(_references(item) for item in node.items)
-    if isinstance(node, ast.Not | ast.Zoned):
-        return _references(node.item)
-    return False
+    return any(isinstance(item, ast.Reference) for item in ast.walk(node))
 
 
 def _has_custom(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:

@@ -78,33 +78,35 @@ def process_table() -> dict[int, ProcInfo]:
     return table
 
 
-def newest_pid() -> int | None:
-    """The pid most recently handed out (to a process or a thread), None without /proc."""
+def _read(path: str, size: int) -> bytes | None:
+    """The first ``size`` bytes of a /proc file (one read), or None if it is gone."""
     try:
-        fd = os.open(_LOADAVG, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        return int(os.read(fd, 256).split()[-1])
-    except (OSError, ValueError, IndexError):
+        return os.read(fd, size)
+    except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def newest_pid() -> int | None:
+    """The pid most recently handed out (to a process or a thread), None without /proc."""
+    data = _read(_LOADAVG, 256)
+    try:
+        return int(data.split()[-1]) if data is not None else None
+    except (ValueError, IndexError):
+        return None
 
 
 def is_thread(pid: int) -> bool:
     """Whether ``pid`` names a thread other than its process's first one (/proc shows
     one under its number too, with its process's parent and group)."""
-    try:
-        fd = os.open(f"{_PROC}/{pid}/status", os.O_RDONLY)
-    except OSError:
+    data = _read(f"{_PROC}/{pid}/status", 8192)
+    if data is None:
         return False
-    try:
-        data = os.read(fd, 8192)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
     at = data.find(b"\nTgid:")
     if at < 0:
         return False
@@ -113,16 +115,9 @@ def is_thread(pid: int) -> bool:
 
 def read_stat(pid: int) -> ProcInfo | None:
     """The process's /proc entry, or None if it is gone."""
-    try:
-        fd = os.open(f"{_PROC}/{pid}/stat", os.O_RDONLY)
-    except OSError:
+    data = _read(f"{_PROC}/{pid}/stat", 4096)
+    if data is None:
         return None
-    try:
-        data = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     # The command name is in parentheses and may itself hold spaces and ')'.
     fields = data[data.rindex(b")") + 2 :].split()
     return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))

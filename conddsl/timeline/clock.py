@@ -391,12 +391,25 @@ class ClockWindow:
         return None  # pragma: no cover - contains() said it is inside
 
 
-def _plus(at: datetime, micros: int, cap: datetime) -> datetime:
-    """``at`` plus ``micros``, but at most ``cap`` (also when past the calendar's end)."""
+def later(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, or the calendar's last instant when that is past year 9999."""
     try:
-        return min(at + timedelta(microseconds=micros), cap)
+        return at + delta
     except OverflowError:
-        return cap
+        return datetime.max.replace(tzinfo=at.tzinfo)
+
+
+def earlier(at: datetime, delta: timedelta) -> datetime:
+    """``at - delta``, or the calendar's first instant when that is before year 1."""
+    try:
+        return at - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
+
+
+def _plus(at: datetime, micros: int, cap: datetime) -> datetime:
+    """``at`` plus ``micros``, but at most ``cap``."""
+    return min(later(at, timedelta(microseconds=micros)), cap)
 
 
 def cron_runs(
