@@ -128,7 +128,11 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
             last, waited = now, wait
 
     async def drive() -> None:
+        nonlocal began
         loop = asyncio.get_running_loop()
+        while not app.history.started:  # the scheduler starts once its fork server is up
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
         await asyncio.sleep(0.35)  # every wait-type run is on (the shortest limit is 0.5 s)
         seen["marked"] = len(await loop.run_in_executor(pool, L.marked, token))
         pids = [pair for p in tasks if p.pid_file for pair in L.read_pids(p.pid_file)]

@@ -265,12 +265,16 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
     native = [(event, args[0]) for event, args in events if event.startswith("ctypes")]
     assert {event for event, _ in native} <= {"ctypes.dlopen", "ctypes.dlsym"}, native
     assert {name for event, name in native if event == "ctypes.dlopen"} <= {None}, native
-    # The only programs started are the task's own, as given; the only process forked
-    # is the process task's.
+    # The only programs started are the fork server (this Python, running conddsl's own
+    # module: it forks the process task) and the task's own, as given. The scheduler
+    # forks nothing itself.
     programs = [list(args[1]) for event, args in events if event == "subprocess.Popen"]
-    assert programs == [["echo", "hi"]]
+    server, *others = programs
+    assert server[:2] == [sys.executable, "-c"]
+    assert "from conddsl.runtime.forkserver import serve" in server[2]
+    assert others == [["echo", "hi"]]
     assert [event for event, _ in events if event in ("os.system", "os.posix_spawn")] == []
-    assert sum(event == "os.fork" for event, _ in events) == 1
+    assert sum(event == "os.fork" for event, _ in events) == 0
     # The only modules of the task file's folder imported are the named ones.
     new = {name for name in set(sys.modules) - modules if name != "myjobs"}
     assert not [m for m in new if str(tmp_path) in str(getattr(sys.modules[m], "__file__", ""))]

@@ -60,10 +60,11 @@ How each execution is terminated:
   terminated at once; the thread should raise ``TaskTerminationException``. A thread
   that ignores the flag is abandoned (daemon), never recorded as a success; at exit
   the scheduler waits at most ``kill_grace`` for such threads.
-- process (a forked child, Linux) and command (argv, no shell unless ``shell=True``):
-  each runs in a session of its own; its whole tree (the process group, and
-  descendants that left it, found in /proc) gets SIGTERM, then SIGKILL after
-  ``kill_grace``. The run is recorded once no process of the tree is left.
+- process (a child forked by the fork server, Linux: :mod:`conddsl.runtime.forkserver`)
+  and command (argv, no shell unless ``shell=True``): each runs in a session of its
+  own; its whole tree (the process group, and descendants that left it, found in
+  /proc) gets SIGTERM, then SIGKILL after ``kill_grace``. The run is recorded once
+  no process of the tree is left.
 
 Task roles (no start condition): ``on_startup`` tasks run one after the other before
 anything else starts; ``permanent`` tasks start once after them, are never timed out,

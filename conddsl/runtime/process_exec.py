@@ -1,55 +1,54 @@
 """Running tasks in child processes: Python functions (process) and programs (command).
 
-Python process tasks are forked (``multiprocessing`` fork context, Linux): the
-function needs no pickling, and the child starts its own session so the whole
-tree can be signalled. The scheduler never waits on a dying process: it watches
-the process's sentinel (process) or a pidfd of the program (command; without
-pidfds it polls). Programs start with ``subprocess.Popen`` (``vfork``, quick) and
-no watcher thread each, which asyncio's subprocesses would take.
+A Python process task is forked by the fork server (:mod:`.forkserver`) when its
+function can be passed by reference, else forked from the scheduler itself
+(``multiprocessing`` fork context, Linux); either way the child starts a session of
+its own, so that its whole tree can be signalled, and sees the run's
+``TerminationFlag`` through a pipe. The scheduler never waits on a dying process:
+the server reports each child's end on its socket; a child forked here is watched
+by its sentinel; a program (command) by a pidfd (without pidfds it polls).
+Programs start with ``subprocess.Popen`` (``vfork``, quick) and no watcher thread
+each, which asyncio's subprocesses would take.
 
 Each tree is listed in the scheduler's process registry while it lives
 (:mod:`conddsl.runtime.leftovers`), so that a scheduler that died leaves none
-running past the next start. A forked child also asks Linux for SIGTERM when the
-scheduler's thread that forked it dies (``PR_SET_PDEATHSIG``): its own
-descendants, in its group or not, are left to the next start.
+running past the next start. A child also asks Linux for SIGTERM when its parent
+(the server, which ends with the scheduler, or the scheduler's thread that forked
+it) dies (``PR_SET_PDEATHSIG``): its own descendants, in its group or not, are left
+to the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import IO, Any
 
-from conddsl.runtime.flags import TerminationFlag
+from conddsl.runtime.flags import PipeFlag, PipeReadEvent, TerminationFlag
+from conddsl.runtime.forkserver import (
+    ForkServer,
+    ask_death_signal,
+    by_reference,
+    call_for_outcome,
+    find_prctl,
+)
 from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
-from conddsl.runtime.runs import Host, Run, clip, outcome_of
+from conddsl.runtime.runs import Host, Run, clip
+from conddsl.runtime.tasks import Task
 
 _STDERR_TAIL = 2000  # bytes of a failed command's stderr kept in its record
 _POLL = 0.01  # seconds between looks at a program without a pidfd
-_PR_SET_PDEATHSIG = 1
-
-
-def _find_prctl() -> Callable[..., int] | None:
-    """libc's prctl (Linux), looked up in the scheduler so that forked children have it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_prctl: Callable[..., int] | None = None
-_prctl_found = False
+# Seconds a starting scheduler waits for its fork server to import its tasks' modules;
+# past it, runs queue for the server.
+_WARM_TIMEOUT = 30.0
 
 
 def exit_text(code: int) -> str:
@@ -82,10 +81,12 @@ class _TreeExecutor:
             self._killers[run] = killer
             killer.start()
 
-    def _spawned(self, run: Run, pid: int) -> None:
+    def _spawned(self, run: Run, pid: int, start: int | None = None) -> None:
         """The run's root process started: remember it, and list it in the registry."""
-        info = read_stat(pid)
-        run.root = (pid, info.start if info is not None else None)
+        if start is None:
+            info = read_stat(pid)
+            start = info.start if info is not None else None
+        run.root = (pid, start)
         if self.host.procs is not None:
             self.host.procs.add(run.run_id, run.task.name, *run.root)
         # Its tree may have to be ended: have a recent reading of /proc to start from.
@@ -122,26 +123,109 @@ class _TreeExecutor:
         self._finish(run, action, message)
 
 
+@dataclass
+class _Served:
+    """A run handed to the fork server: its key there, and its pid once forked."""
+
+    key: int
+    pid: int | None = None
+
+
 class ProcessExecutor(_TreeExecutor):
-    """Runs a Python function in a forked child process in its own session."""
+    """Runs a Python function in a child process in its own session (see the module docstring)."""
 
     def __init__(self, host: Host) -> None:
-        global _prctl, _prctl_found
         super().__init__(host)
         self._mp = multiprocessing.get_context("fork")
-        if not _prctl_found:
-            _prctl, _prctl_found = _find_prctl(), True
+        find_prctl()  # found here, so that children forked from the scheduler have it
+        self._server = ForkServer(
+            host.loop,
+            started=self._on_started,
+            failed=self._on_failed,
+            exited=self._on_exited,
+            lost=self._on_lost,
+        )
+        self._served: dict[int, Run] = {}
+        self._keys = itertools.count()
+        # What each task's function is by reference (None: it must be forked here).
+        self._references: dict[object, tuple[bytes, dict[str, str | None]] | None] = {}
 
     def new_flag(self) -> TerminationFlag:
         """A flag the child sees too (set before the SIGTERM)."""
-        return TerminationFlag(self._mp.Event())
+        return PipeFlag()
+
+    async def warm(self, tasks: Iterable[Task], timeout: float = _WARM_TIMEOUT) -> None:
+        """Start the fork server with the modules of ``tasks`` loaded, so that their first
+        runs need not wait for it."""
+        modules: dict[str, str | None] = {}
+        for task in tasks:
+            reference = self._reference(task.func)
+            if reference is not None:
+                modules.update(reference[1])
+        if modules:
+            await self._server.preload(modules, timeout)
+
+    def _reference(self, func: Any) -> tuple[bytes, dict[str, str | None]] | None:
+        if func not in self._references:
+            self._references[func] = by_reference(func)
+        return self._references[func]
+
+    async def close(self) -> None:
+        """Stop the fork server (every run has ended)."""
+        await self._server.close()
 
     def start(self, run: Run) -> None:
-        """Fork the child and watch its sentinel."""
+        """Hand the run to the fork server, or fork it here."""
+        reference = self._reference(run.task.func)
+        flag_fd = run.flag.open()
+        if reference is None or self._server.broken:
+            self._fork(run, flag_fd)
+            return
+        key = next(self._keys)
+        self._served[key] = run
+        run.handle = _Served(key)
+        self._server.launch(key, *reference, run.task.flag_params, flag_fd)
+
+    def _on_started(self, key: int, pid: int, start: int | None) -> None:
+        run = self._served.get(key)
+        if run is None:
+            return
+        run.handle.pid = pid
+        self._spawned(run, pid, start)
+        if run.flag.is_set():  # terminated before it was forked: end it now
+            self.terminate(run)
+
+    def _on_failed(self, key: int, text: str) -> None:
+        run = self._served.pop(key, None)
+        if run is not None:
+            self._finish(run, "fail", text)
+
+    def _on_exited(self, key: int, code: int, outcome: tuple[str, str | None] | None) -> None:
+        run = self._served.pop(key, None)
+        if run is not None:
+            self._conclude(run, code, outcome, time.monotonic())
+
+    def _on_lost(self, code: int | None) -> None:
+        """The server died: runs not forked yet fail; what is left of the others is ended."""
+        why = "the fork server ended" + (f" ({exit_text(code)})" if code is not None else "")
+        runs, self._served = self._served, {}
+        for run in runs.values():
+            if run.handle.pid is None:
+                self._finish(run, "fail", f"could not start a process: {why}")
+                continue
+            self.terminate(run)  # its root got SIGTERM with the server; the rest may not have
+            outcome = ("terminate", why) if run.reason is not None else ("fail", why)
+            self.host.spawn(self._ended(run, *outcome, time.monotonic()))
+
+    def _fork(self, run: Run, flag_fd: int) -> None:
+        """Fork the child from the scheduler and watch its sentinel."""
         reader, writer = self._mp.Pipe(duplex=False)
         process = self._mp.Process(
             target=_child,
-            args=(run.task.func, run.task.kwargs(run.flag), writer, os.getpid()),
+            args=(
+                *(run.task.func, run.task.flag_params, flag_fd, writer),
+                *(os.getpid(), self._server.fds),
+            ),
             name=f"conddsl:{run.task.name}",
         )
         try:
@@ -149,15 +233,24 @@ class ProcessExecutor(_TreeExecutor):
         except OSError as exc:
             reader.close()
             writer.close()
-            self.host.finish(run, "fail", f"could not start a process: {exc}")
+            os.close(flag_fd)
+            self._finish(run, "fail", f"could not start a process: {exc}")
             return
         writer.close()
+        os.close(flag_fd)
         run.handle = (process, reader)
         self._spawned(run, process.pid)
         self.host.loop.add_reader(process.sentinel, self._exited, run)
 
     def _pid(self, run: Run) -> int | None:
-        return run.handle[0].pid if run.handle else None
+        handle = run.handle
+        if isinstance(handle, _Served):
+            return handle.pid
+        return handle[0].pid if handle else None
+
+    def _finish(self, run: Run, action: str, message: str | None) -> None:
+        run.flag.close()
+        super()._finish(run, action, message)
 
     def _exited(self, run: Run) -> None:
         ended = time.monotonic()
@@ -174,6 +267,12 @@ class ProcessExecutor(_TreeExecutor):
             reader.close()
         code = process.exitcode if process.exitcode is not None else -1
         process.close()
+        self._conclude(run, code, outcome, ended)
+
+    def _conclude(
+        self, run: Run, code: int, outcome: tuple[str, str | None] | None, ended: float
+    ) -> None:
+        """The run's root exited with ``code`` after sending ``outcome`` (None: nothing)."""
         if run.reason is not None:  # terminated: how it died is what matters
             outcome = ("terminate", exit_text(code))
         elif outcome is None:
@@ -184,26 +283,27 @@ class ProcessExecutor(_TreeExecutor):
             self.host.spawn(self._ended(run, *outcome, ended))
 
 
-def _child(func: Any, kwargs: dict[str, Any], conn: Any, parent: int) -> None:
-    """The child's side: a session of its own, default signals, one result sent back."""
+def _child(
+    func: Any,
+    params: tuple[str, ...],
+    flag_fd: int,
+    conn: Any,
+    parent: int,
+    server_fds: tuple[int, ...],
+) -> None:
+    """The side of a child forked from the scheduler: a session of its own, default
+    signals, one result sent back."""
     os.setsid()
     # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here: reset them
     # before anything can send one (the death signal below, or the scheduler's killer).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    # SIGTERM when the scheduler dies (see the module docstring); ctypes reports a
-    # failure as -1 (errno), not as an exception: then the child just lacks it.
-    asked = _prctl is not None and _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
-    if asked and os.getppid() != parent:  # it died before: nobody waits for a result
-        os._exit(1)
-    try:
-        result = func(**kwargs)
-        if asyncio.iscoroutine(result):
-            asyncio.run(result)
-    except BaseException as exc:
-        outcome = outcome_of(exc)
-    else:
-        outcome = outcome_of(None)
+    if ask_death_signal(signal.SIGTERM) and os.getppid() != parent:
+        os._exit(1)  # the scheduler died before we asked: nobody waits for a result
+    for fd in server_fds:  # the server ends when the scheduler does, not when we do
+        os.close(fd)
+    flag = TerminationFlag(PipeReadEvent(flag_fd))
+    outcome = call_for_outcome(func, dict.fromkeys(params, flag))
     try:
         conn.send(outcome)
     finally:

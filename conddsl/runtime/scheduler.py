@@ -566,6 +566,10 @@ class Scheduler:
             "process": ProcessExecutor(host),
             "command": CommandExecutor(host),
         }
+        # The fork server imports the process tasks' modules before anything starts.
+        await self._executors["process"].warm(
+            task for task in self.tasks.values() if task.execution == "process"
+        )
         now = self.clock.now()
         self.session.started_at = now
         self.state = RUNNING
@@ -598,6 +602,7 @@ class Scheduler:
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
+                await self._executors["process"].close()
                 if procs is not None:
                     procs.write()  # every tree has ended: the file goes
                 _thaw_heap()

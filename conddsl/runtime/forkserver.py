@@ -1,0 +1,572 @@
+"""The fork server: a small process that forks the scheduler's process tasks for it.
+
+Why not fork the scheduler itself: ``fork()`` copies the page tables of the process
+that calls it while that process waits, and until the child ends every page the
+parent writes is copied on its first write. Both grow with the scheduler's size
+(its history, its tasks, the host program around it): a start pass of 1,000 tasks
+stalled the loop for 28 ms in a fresh process and for 145 ms in one 1.5 GB larger.
+Forking a process that runs threads can also leave the child stuck on a lock that
+another thread held at the fork. The server is a fresh interpreter holding little
+more than conddsl and the tasks' modules, with one thread: it forks in well under a
+millisecond, and the scheduler never waits for it.
+
+A function goes to the server by reference (pickled: a module-level function, or a
+``functools.partial`` of one with picklable arguments). The server imports its
+module once, before forking the first child that needs it, so the children start
+with it loaded. Whatever cannot go by reference (a lambda, a closure, a function of
+``__main__``) is forked from the scheduler as before (:mod:`.process_exec`).
+
+The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
+
+- scheduler -> server: ``("setup", sys_path)``, ``("preload", modules)`` (at the
+  scheduler's start: the modules of its process tasks), ``("start", key, payload,
+  params, modules, cwd, environ)`` with the run's flag pipe (its read end) attached;
+  ``environ`` is None when it did not change since the last start.
+- server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
+  start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
+
+Children send their outcome (JSON: action and message) to the server on a datagram
+socket before they exit; the server reports it with the exit code once it has
+reaped the child. The server ends when the scheduler closes its socket or dies
+(``PR_SET_PDEATHSIG``); its children then get SIGTERM the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import importlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+log = logging.getLogger("conddsl.runtime")
+
+_MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
+_MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
+_PR_SET_PDEATHSIG = 1
+_CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
+# The server's program: find conddsl where the scheduler found it, then serve.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "from conddsl.runtime.forkserver import serve; serve(int(sys.argv[1]))"
+)
+
+
+# ---------------------------------------------------------------- by reference
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles functions and classes by reference, refusing those of ``__main__`` (the
+    server cannot import the scheduler's main script without running it)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.modules: dict[str, str | None] = {}
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
+            module = getattr(obj, "__module__", None)
+            if module in (None, "__main__", "__mp_main__"):
+                raise pickle.PicklingError(f"{obj!r} is not importable by reference")
+            found = sys.modules.get(module)
+            self.modules[module] = getattr(found, "__file__", None)
+        return NotImplemented
+
+
+def by_reference(func: Callable[..., Any]) -> tuple[bytes, dict[str, str | None]] | None:
+    """The pickle of ``func`` and the modules it names (with their files), or None when
+    it cannot be passed by reference to another interpreter."""
+    buffer = io.BytesIO()
+    pickler = _ReferencePickler(buffer)
+    try:
+        pickler.dump(func)
+    except Exception:  # PicklingError, or anything an odd object's __reduce__ raises
+        return None
+    payload = buffer.getvalue()
+    if len(payload) > _MAX_MESSAGE:
+        return None
+    return payload, pickler.modules
+
+
+def _import(name: str, file: str | None) -> types.ModuleType:
+    """Import ``name``; if it is not on the path, load it from the file it came from."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if file is None or exc.name != name:
+            raise
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+class _ReferenceUnpickler(pickle.Unpickler):
+    def __init__(self, payload: bytes, modules: dict[str, str | None]) -> None:
+        super().__init__(io.BytesIO(payload))
+        self._files = modules
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module not in sys.modules and module in self._files:
+            _import(module, self._files[module])
+        return super().find_class(module, name)
+
+
+# ---------------------------------------------------------------- the server
+
+
+def serve(fd: int) -> NoReturn:
+    """The server's main loop (``python -c _BOOT fd path``): fork on request, reap, report."""
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)
+    # Ctrl-C reaches the whole foreground group: it is the scheduler's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    if ask_death_signal(signal.SIGTERM) and os.getppid() != parent:
+        return  # the scheduler died before we could ask
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
+    results, results_for_children = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    results.setblocking(False)
+    server = _Server(sock, results, results_for_children)
+    poller = select.poll()
+    for watched in (sock.fileno(), wake_read, results.fileno()):
+        poller.register(watched, select.POLLIN)
+    _send(sock, ("ready", os.getpid()))
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if wake_read in ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_read, 512):
+                    pass
+        # Outcomes first: a child sends its outcome before it exits, so one that is
+        # reaped below has its outcome read already.
+        server.read_outcomes()
+        server.reap()
+        if sock.fileno() in ready and not server.handle_request():
+            break  # the scheduler closed the socket, or died
+    # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
+    # scheduler would wait for).
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+class _Server:
+    def __init__(self, sock: socket.socket, results: socket.socket, for_children: socket.socket):
+        self.sock = sock
+        self.results = results
+        self.for_children = for_children
+        self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
+        self.outcomes: dict[int, Any] = {}  # pid -> what it sent
+
+    def handle_request(self) -> bool:
+        """Serve one message; False once the scheduler is gone."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 1)
+        except ConnectionResetError:
+            return False
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return False
+        message = pickle.loads(data)
+        if message[0] == "setup":
+            sys.path[:] = message[1]
+        elif message[0] == "preload":
+            _preload(message[1])
+            _send(self.sock, ("preloaded",))
+        elif message[0] == "start":
+            self.start(*message[1:], flag_fd=fds[0])
+        return True
+
+    def start(
+        self,
+        key: int,
+        payload: bytes,
+        params: tuple[str, ...],
+        modules: dict[str, str | None],
+        cwd: str,
+        environ: dict[str, str] | None,
+        *,
+        flag_fd: int,
+    ) -> None:
+        """Fork a child for one run and say which pid it got."""
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(environ)
+        _preload(modules)
+        server = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(flag_fd)
+            _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
+            return
+        if pid == 0:
+            _child(server, flag_fd, self.for_children, payload, params, modules, cwd)
+        os.close(flag_fd)
+        self.children[pid] = key
+        _send(self.sock, ("started", key, pid, _start_time(pid)))
+
+    def read_outcomes(self) -> None:
+        while True:
+            try:
+                data = self.results.recv(_MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            with contextlib.suppress(ValueError, TypeError):
+                pid, action, message = json.loads(data)
+                self.outcomes[int(pid)] = (str(action), None if message is None else str(message))
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            key = self.children.pop(pid, None)
+            outcome = self.outcomes.pop(pid, None)
+            if key is not None:
+                _send(self.sock, ("exited", key, os.waitstatus_to_exitcode(status), outcome))
+
+
+def _preload(modules: dict[str, str | None]) -> None:
+    """Import the modules here, once, so that every later child has them. A module that
+    fails to import is left to the child, which reports the error as its run's."""
+    for name, file in modules.items():
+        if name not in sys.modules:
+            with contextlib.suppress(BaseException):
+                _import(name, file)
+
+
+def _child(
+    server: int,
+    flag_fd: int,
+    results: socket.socket,
+    payload: bytes,
+    params: tuple[str, ...],
+    modules: dict[str, str | None],
+    cwd: str,
+) -> NoReturn:
+    """A forked child: a session of its own, default signals, the function, its outcome."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
+            os._exit(1)  # the server died before we asked: nobody waits for a result
+        keep = sorted({flag_fd, results.fileno()})
+        os.closerange(3, keep[0])  # the server's sockets and pipes are not the task's
+        if len(keep) > 1:
+            os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[-1] + 1, os.sysconf("SC_OPEN_MAX"))
+        action, message = _call(flag_fd, payload, params, modules, cwd)
+        results.send(json.dumps([os.getpid(), action, message]).encode())
+        code = 0
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _call(
+    flag_fd: int,
+    payload: bytes,
+    params: tuple[str, ...],
+    modules: dict[str, str | None],
+    cwd: str,
+) -> tuple[str, str | None]:
+    from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
+
+    try:
+        os.chdir(cwd)
+        func = _ReferenceUnpickler(payload, modules).load()
+    except BaseException as exc:
+        from conddsl.runtime.runs import clip, exception_text
+
+        return "fail", clip(f"could not load the task's function: {exception_text(exc)}")
+    flag = TerminationFlag(PipeReadEvent(flag_fd))
+    return call_for_outcome(func, dict.fromkeys(params, flag))
+
+
+def call_for_outcome(func: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[str, str | None]:
+    """Call a process task's function (awaiting what it returns if that is a coroutine)
+    and say how it ended: the action and message of its record."""
+    from conddsl.runtime.runs import outcome_of
+
+    try:
+        result = func(**kwargs)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+    except BaseException as exc:
+        return outcome_of(exc)
+    return outcome_of(None)
+
+
+def ask_death_signal(number: int) -> bool:
+    """Ask Linux to send ``number`` when the parent's thread ends; whether it was done."""
+    prctl = find_prctl()
+    return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
+
+
+@functools.cache
+def find_prctl() -> Callable[..., int] | None:
+    """libc's prctl (Linux), found once (before any fork, so children have it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, from /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
+    sock.send(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# ---------------------------------------------------------------- the scheduler's end
+
+
+class ForkServer:
+    """The scheduler's handle on a fork server, started at the first use.
+
+    Requests are queued and written when the socket takes them, so the scheduler
+    never blocks on the server; the callbacks run in the event loop.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        started: Callable[[int, int, int | None], None],
+        failed: Callable[[int, str], None],
+        exited: Callable[[int, int, tuple[str, str | None] | None], None],
+        lost: Callable[[int | None], None],
+    ) -> None:
+        self.loop = loop
+        self._started, self._failed, self._exited, self._lost = started, failed, exited, lost
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        # (message, flag fd to hand over, the run's key): written when the socket takes them
+        self._outbox: collections.deque[tuple[bytes, int | None, int | None]] = collections.deque()
+        self._environ: dict[str, str] | None = None
+        self._sys_path: list[str] | None = None
+        self.ready = False  # the server said it serves
+        self.broken = False  # it could not be started, or died before serving: fork instead
+        self._preloaded: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Start the server now (it takes a few hundred milliseconds to import conddsl)."""
+        if self._sock is not None or self.broken:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        try:
+            with theirs:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-c", _BOOT, str(theirs.fileno()), package_root],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                )
+        except OSError as exc:
+            ours.close()
+            self.broken = True
+            log.warning("could not start the fork server (%s); forking the scheduler", exc)
+            return
+        ours.setblocking(False)
+        self._sock = ours
+        self.ready = False
+        self._environ = None
+        self._sys_path = None
+        self.loop.add_reader(ours.fileno(), self._readable)
+
+    async def preload(self, modules: dict[str, str | None], timeout: float) -> None:
+        """Start the server and have it import ``modules``; wait for that (at most
+        ``timeout`` seconds: then runs just queue until it is done)."""
+        self.start()
+        if self._sock is None:
+            return
+        self._sync_path()
+        self._preloaded = self.loop.create_future()
+        self._queue(("preload", modules), None, None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._preloaded), timeout)
+
+    def _sync_path(self) -> None:
+        if self._sys_path != sys.path:
+            self._sys_path = list(sys.path)
+            self._queue(("setup", self._sys_path), None, None)
+
+    def launch(
+        self,
+        key: int,
+        payload: bytes,
+        modules: dict[str, str | None],
+        params: tuple[str, ...],
+        flag_fd: int,
+    ) -> None:
+        """Ask for a child running ``payload``; the flag's read end is handed over (closed here)."""
+        self.start()
+        if self._sock is None:
+            os.close(flag_fd)
+            self._failed(key, "the fork server could not be started")
+            return
+        self._sync_path()
+        environ = dict(os.environ)
+        changed = environ if environ != self._environ else None
+        self._environ = environ
+        message = ("start", key, payload, params, modules, os.getcwd(), changed)
+        self._queue(message, flag_fd, key)
+
+    def _queue(self, message: tuple[Any, ...], fd: int | None, key: int | None) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._outbox.append((data, fd, key))
+        if len(self._outbox) == 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while self._outbox:
+            data, fd, key = self._outbox[0]
+            try:
+                if fd is None:
+                    sock.send(data)
+                else:
+                    socket.send_fds(sock, [data], [fd])
+            except BlockingIOError:
+                self.loop.add_writer(sock.fileno(), self._writable)
+                return
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the server is gone: _readable reports it, with every run of it
+            except OSError as exc:  # this message cannot go (too large: EMSGSIZE)
+                self._outbox.popleft()
+                if fd is not None:
+                    os.close(fd)
+                if key is not None:
+                    self._failed(key, f"could not hand the run to the fork server: {exc}")
+                else:
+                    log.warning("fork server: could not send its setup: %s", exc)
+                continue
+            self._outbox.popleft()
+            if fd is not None:
+                os.close(fd)  # the server holds its own copy now
+
+    def _writable(self) -> None:
+        if self._sock is not None:
+            self.loop.remove_writer(self._sock.fileno())
+        self._flush()
+
+    def _readable(self) -> None:
+        sock = self._sock
+        while sock is not None and sock is self._sock:
+            try:
+                data = sock.recv(_MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._gone()
+                return
+            message = pickle.loads(data)
+            kind = message[0]
+            if kind == "ready":
+                self.ready = True
+            elif kind == "preloaded":
+                if self._preloaded is not None and not self._preloaded.done():
+                    self._preloaded.set_result(None)
+            elif kind == "started":
+                self._started(*message[1:])
+            elif kind == "failed":
+                self._failed(*message[1:])
+            elif kind == "exited":
+                self._exited(*message[1:])
+
+    def _gone(self) -> None:
+        """The server ended on its own: report its exit code (None if unknown); the next
+        launch starts another."""
+        process, self._process = self._process, None
+        self._disconnect()
+        code = None
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = process.wait(timeout=1)
+        if not self.ready:
+            self.broken = True  # it never served: it would fail again
+            log.warning("the fork server ended before serving (%s); forking instead", code)
+        self._lost(code)
+
+    def _disconnect(self) -> None:
+        if self._preloaded is not None and not self._preloaded.done():
+            self._preloaded.set_result(None)  # nothing more to wait for
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+            self.loop.remove_writer(sock.fileno())
+            sock.close()
+        for _, fd, _ in self._outbox:
+            if fd is not None:
+                os.close(fd)
+        self._outbox.clear()
+
+    async def close(self) -> None:
+        """Stop the server (when no run of it is left): it ends when its socket closes."""
+        process, self._process = self._process, None
+        self._disconnect()
+        if process is None:
+            return
+        give_up = self.loop.time() + _CLOSE_WAIT
+        while process.poll() is None:
+            if self.loop.time() > give_up:  # stuck (importing a module?): it has no work left
+                process.kill()
+                process.wait()
+                return
+            await asyncio.sleep(0.005)
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The descriptors a child forked from the scheduler must close."""
+        return (self._sock.fileno(),) if self._sock is not None else ()

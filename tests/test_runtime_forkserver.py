@@ -1,0 +1,229 @@
+"""Process tasks start from the fork server, not from the scheduler (real processes, Linux)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import time
+from functools import partial
+
+import pytest
+from runtime_helpers import gone
+from runtime_helpers.scenario import Once, play, records_appear
+
+from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
+from conddsl.runtime.forkserver import by_reference
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork server, /proc")
+
+
+def real(**config: object) -> Scheduler:
+    config.setdefault("kill_grace", 0.2)
+    config.setdefault("timeout", "never")
+    return Scheduler(config)
+
+
+def write_json(path: str, value: object) -> None:
+    with open(path + ".tmp", "w") as file:
+        json.dump(value, file)
+    os.replace(path + ".tmp", path)
+
+
+def read_json(path: str, timeout: float = 10.0) -> object:
+    ends = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < ends, f"{path} never written"
+        time.sleep(0.01)
+    with open(path) as file:
+        return json.load(file)
+
+
+def _command_line(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        return file.read().replace(b"\0", b" ").decode()
+
+
+def report_parent(path: str) -> None:
+    """Write this process's parent and its command line, the environment and the cwd."""
+    parent = os.getppid()
+    write_json(
+        path,
+        {
+            "parent": parent,
+            "parent_command": _command_line(parent),
+            "marker": os.environ.get("CONDDSL_FORKSERVER_TEST"),
+            "cwd": os.getcwd(),
+        },
+    )
+
+
+def wait_for_flag(path: str, flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Ignore SIGTERM; stop once the flag is set (it is set before the SIGTERM)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    write_json(path, {"pid": os.getpid(), "set_at_start": flag.is_set()})
+    seen = flag.wait(20)
+    write_json(path + ".seen", seen)
+    raise TaskTerminationException("saw the flag")
+
+
+def sleep_and_report_parent(path: str) -> None:
+    write_json(path, {"pid": os.getpid(), "parent": os.getppid()})
+    time.sleep(60)
+
+
+async def coroutine_task(path: str) -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+    write_json(path, "awaited")
+
+
+def test_a_module_level_function_is_forked_by_the_server_not_the_scheduler(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDDSL_FORKSERVER_TEST", "one")
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / "parent.json")
+    app = real()
+    app.task(Once(), name="where", execution="process")(partial(report_parent, path))
+    play(app, lambda app: _shut_after(app, "where"))
+    report = read_json(path)
+    assert report["parent"] != os.getpid()
+    assert "conddsl.runtime.forkserver" in report["parent_command"]
+    # The child sees the scheduler's environment and working directory of the start.
+    assert report["marker"] == "one"
+    assert report["cwd"] == str(tmp_path)
+    assert _finish(app, "where").action == "success"
+    assert gone(report["parent"])  # the server ends with the scheduler
+
+
+def test_a_lambda_is_still_forked_from_the_scheduler(tmp_path):
+    path = str(tmp_path / "parent.json")
+    app = real()
+    app.task(Once(), name="local", execution="process")(lambda: report_parent(path))
+    play(app, lambda app: _shut_after(app, "local"))
+    assert read_json(path)["parent"] == os.getpid()
+    assert _finish(app, "local").action == "success"
+
+
+def test_the_flag_reaches_a_served_child_before_the_sigterm(tmp_path):
+    path = str(tmp_path / "flag.json")
+    app = real(kill_grace=5)
+    app.task(Once(), name="flagged", execution="process", timeout=0.5)(partial(wait_for_flag, path))
+    play(app, lambda app: _shut_after(app, "flagged"))
+    assert read_json(path)["set_at_start"] is False
+    assert read_json(path + ".seen") is True
+    ended = _finish(app, "flagged")
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert ended.message.endswith("exit code 0")  # it ended itself, long before the SIGKILL
+
+
+def test_a_coroutine_function_runs_to_completion_in_the_child(tmp_path):
+    path = str(tmp_path / "coroutine.json")
+    app = real()
+    app.task(Once(), name="coro", execution="process")(partial(coroutine_task, path))
+    play(app, lambda app: _shut_after(app, "coro"))
+    assert read_json(path) == "awaited"
+    assert _finish(app, "coro").action == "success"
+
+
+def test_a_server_that_dies_fails_its_runs_and_ends_their_trees(tmp_path):
+    path = str(tmp_path / "child.json")
+    app = real()
+    app.task(Once(), name="orphaned", execution="process")(partial(sleep_and_report_parent, path))
+
+    async def kill_the_server(app: Scheduler) -> None:
+        import asyncio
+
+        await records_appear(app, "run", 1)
+        report = await asyncio.to_thread(read_json, path)
+        os.kill(report["parent"], signal.SIGKILL)
+        await records_appear(app, "fail", 1)
+        app.shut_down()
+
+    play(app, kill_the_server)
+    report = read_json(path)
+    ended = _finish(app, "orphaned")
+    assert ended.action == "fail"
+    assert ended.message == "the fork server ended (killed by signal SIGKILL)"
+    assert gone(report["pid"])
+
+
+def test_a_module_loaded_from_a_file_off_the_path_is_found_by_the_child(tmp_path):
+    import importlib.util
+
+    source = tmp_path / "hidden" / "conddsl_hidden_task.py"
+    source.parent.mkdir()
+    source.write_text(
+        "import json, os\n"
+        "def work(path):\n"
+        "    with open(path, 'w') as file:\n"
+        "        json.dump(os.getppid(), file)\n"
+    )
+    spec = importlib.util.spec_from_file_location("conddsl_hidden_task", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["conddsl_hidden_task"] = module
+    try:
+        spec.loader.exec_module(module)
+        path = str(tmp_path / "hidden.json")
+        app = real()
+        app.task(Once(), name="hidden", execution="process")(partial(module.work, path))
+        play(app, lambda app: _shut_after(app, "hidden"))
+    finally:
+        del sys.modules["conddsl_hidden_task"]
+    assert _finish(app, "hidden").action == "success"
+    assert read_json(path) != os.getpid()  # the server forked it
+
+
+def test_a_broken_interpreter_path_falls_back_to_forking_the_scheduler(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    path = str(tmp_path / "parent.json")
+    app = real()
+    app.task(Once(), name="fallback", execution="process")(partial(report_parent, path))
+    play(app, lambda app: _shut_after(app, "fallback"))
+    assert read_json(path)["parent"] == os.getpid()
+    assert _finish(app, "fallback").action == "success"
+
+
+# ---------------------------------------------------------------- by reference
+
+
+def _module_level() -> None: ...
+
+
+def test_what_goes_by_reference():
+    def local() -> None: ...
+
+    assert by_reference(_module_level) is not None
+    payload, modules = by_reference(partial(_module_level))
+    assert set(modules) == {"functools", __name__}
+    assert modules[__name__] == __file__
+    assert by_reference(local) is None
+    assert by_reference(lambda: None) is None
+    assert by_reference(partial(_module_level, object.__new__(_Unpicklable))) is None
+    main_function = _module_level.__class__(_module_level.__code__, {"__name__": "__main__"})
+    main_function.__module__ = "__main__"
+    assert by_reference(main_function) is None
+    assert by_reference(functools.partial(print, "x" * (1 << 17))) is None  # too large
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("no")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def _shut_after(app: Scheduler, task: str) -> None:
+    import asyncio
+
+    while not any(rec.action != "run" for rec in app.history.records(task)):
+        await asyncio.sleep(0.01)
+    app.shut_down()
+
+
+def _finish(app: Scheduler, task: str):
+    (ended,) = [rec for rec in app.history.records(task) if rec.action != "run"]
+    return ended
