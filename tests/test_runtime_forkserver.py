@@ -208,6 +208,26 @@ def test_what_goes_by_reference():
     assert by_reference(functools.partial(print, "x" * (1 << 17))) is None  # too large
 
 
+def test_a_module_still_being_imported_is_not_imported_again(tmp_path, monkeypatch):
+    """A module that serves a scheduler from its own import (no ``__main__`` guard) would
+    serve another one inside the server: its functions are forked from the scheduler."""
+    (tmp_path / "conddsl_unguarded.py").write_text(
+        "import sys\n"
+        "def job(): ...\n"
+        "sys.modules['conddsl_unguarded_seen'] = "
+        "sys.modules['conddsl.runtime.forkserver'].by_reference(job)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import conddsl_unguarded
+
+    try:
+        assert sys.modules["conddsl_unguarded_seen"] is None  # asked during its import
+        assert by_reference(conddsl_unguarded.job) is not None  # asked once imported
+    finally:
+        for name in ("conddsl_unguarded", "conddsl_unguarded_seen"):
+            sys.modules.pop(name, None)
+
+
 class _Unpicklable:
     def __reduce__(self):
         raise TypeError("no")

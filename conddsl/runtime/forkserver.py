@@ -14,7 +14,8 @@ A function goes to the server by reference (pickled: a module-level function, or
 ``functools.partial`` of one with picklable arguments). The server imports its
 module once, before forking the first child that needs it, so the children start
 with it loaded. Whatever cannot go by reference (a lambda, a closure, a function of
-``__main__``) is forked from the scheduler as before (:mod:`.process_exec`).
+``__main__`` or of a module whose import is still running) is forked from the
+scheduler as before (:mod:`.process_exec`).
 
 The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 
@@ -83,6 +84,10 @@ class _ReferencePickler(pickle.Pickler):
             if module in (None, "__main__", "__mp_main__"):
                 raise pickle.PicklingError(f"{obj!r} is not importable by reference")
             found = sys.modules.get(module)
+            if getattr(getattr(found, "__spec__", None), "_initializing", False):
+                # Still being imported: it is serving the scheduler from its import (an
+                # unguarded app.run()), and importing it again would run that again.
+                raise pickle.PicklingError(f"module {module!r} is still being imported")
             self.modules[module] = getattr(found, "__file__", None)
         return NotImplemented
 
