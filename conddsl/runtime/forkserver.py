@@ -149,7 +149,7 @@ def serve(fd: int) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     if ask_death_signal(signal.SIGTERM) and os.getppid() != parent:
-        return  # the scheduler died before we could ask
+        os._exit(0)  # the scheduler died before we could ask
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -255,6 +255,9 @@ class _Server:
                 return
             if pid == 0:
                 return
+            # It sent its outcome before it exited: read since the last look, it is
+            # queued now.
+            self.read_outcomes()
             key = self.children.pop(pid, None)
             outcome = self.outcomes.pop(pid, None)
             if key is not None:
