@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -56,6 +57,8 @@ def report_parent(path: str) -> None:
             "parent_command": _command_line(parent),
             "marker": os.environ.get("CONDDSL_FORKSERVER_TEST"),
             "cwd": os.getcwd(),
+            "parent_session": os.getsid(parent),
+            "argv": sys.argv,
         },
     )
 
@@ -94,6 +97,10 @@ def test_a_module_level_function_is_forked_by_the_server_not_the_scheduler(tmp_p
     # The child sees the scheduler's environment and working directory of the start.
     assert report["marker"] == "one"
     assert report["cwd"] == str(tmp_path)
+    assert report["argv"] == sys.argv
+    # The server is in a session of its own: a signal to the scheduler's process group
+    # (Ctrl-C, `kill -TERM -PGID`, timeout(1)) is the scheduler's to handle.
+    assert report["parent_session"] != os.getsid(0)
     assert _finish(app, "where").action == "success"
     assert gone(report["parent"])  # the server ends with the scheduler
 
@@ -110,7 +117,7 @@ def test_a_lambda_is_still_forked_from_the_scheduler(tmp_path):
 def test_the_flag_reaches_a_served_child_before_the_sigterm(tmp_path):
     path = str(tmp_path / "flag.json")
     app = real(kill_grace=5)
-    app.task(Once(), name="flagged", execution="process", timeout=0.5)(partial(wait_for_flag, path))
+    app.task(Once(), name="flagged", execution="process", timeout=1.5)(partial(wait_for_flag, path))
     play(app, lambda app: _shut_after(app, "flagged"))
     assert read_json(path)["set_at_start"] is False
     assert read_json(path + ".seen") is True
@@ -186,6 +193,119 @@ def test_a_broken_interpreter_path_falls_back_to_forking_the_scheduler(tmp_path,
     assert _finish(app, "fallback").action == "success"
 
 
+def _module(tmp_path, monkeypatch, name: str, source: str):
+    """Write and import a module ``name`` from a folder on sys.path (the server finds it)."""
+    import importlib
+
+    folder = tmp_path / "modules"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    module = importlib.import_module(name)
+    monkeypatch.setitem(sys.modules, name, module)  # and gone from sys.modules after
+    return module
+
+
+def test_a_file_a_task_module_opened_at_import_stays_open_in_the_child(tmp_path, monkeypatch):
+    log_path = tmp_path / "log.txt"
+    module = _module(
+        tmp_path,
+        monkeypatch,
+        "conddsl_opens_a_log",
+        f"LOG = open({str(log_path)!r}, 'a')\n"
+        "def work():\n"
+        "    LOG.write('written by the child\\n')\n"
+        "    LOG.flush()\n",
+    )
+    app = real()
+    app.task(Once(), name="logs", execution="process")(module.work)
+    try:
+        play(app, lambda app: _shut_after(app, "logs"))
+    finally:
+        module.LOG.close()  # the scheduler's copy
+    assert _finish(app, "logs").action == "success", _finish(app, "logs").message
+    assert log_path.read_text() == "written by the child\n"
+
+
+def test_a_run_the_stuck_server_never_forks_ends_after_the_grace(tmp_path, monkeypatch):
+    """The server hangs importing a module (a lock, say): the run is terminated by its
+    timeout, and ends kill_grace later although no process ever started."""
+    from conddsl.runtime import process_exec
+
+    marker = tmp_path / "hang"
+    module = _module(
+        tmp_path,
+        monkeypatch,
+        "conddsl_hangs_at_import",
+        "import os, time\n"
+        f"if os.path.exists({str(marker)!r}):\n"
+        "    time.sleep(120)\n"
+        "def work(): ...\n",
+    )
+    marker.touch()  # from now on, importing it hangs: in the server
+    monkeypatch.setattr(process_exec, "_WARM_TIMEOUT", 0.3)
+    app = real(kill_grace=0.3)
+    app.task(Once(), name="stuck", execution="process", timeout=0.2)(module.work)
+    started = time.monotonic()
+    play(app, lambda app: _shut_after(app, "stuck"))
+    ended = _finish(app, "stuck")
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert ended.message.endswith("never started: the fork server did not fork it")
+    assert time.monotonic() - started < 10  # the stuck server was killed at the end
+
+
+def test_a_server_that_never_says_it_serves_is_given_up(tmp_path, monkeypatch):
+    """A ``sys.executable`` that is not a Python understanding ``-c`` (a frozen app, an
+    embedding program): the runs are forked from the scheduler instead."""
+    from conddsl.runtime import forkserver
+
+    fake = tmp_path / "not-python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setattr(forkserver, "_READY_TIMEOUT", 0.3)
+    path = str(tmp_path / "parent.json")
+    app = real()
+    app.task(Once(), name="fallback", execution="process")(partial(report_parent, path))
+    play(app, lambda app: _shut_after(app, "fallback"))
+    assert read_json(path)["parent"] == os.getpid()
+    assert _finish(app, "fallback").action == "success"
+
+
+def test_a_removed_working_directory_forks_from_the_scheduler(tmp_path, monkeypatch):
+    gone_dir = tmp_path / "removed"
+    gone_dir.mkdir()
+    monkeypatch.chdir(gone_dir)
+    gone_dir.rmdir()
+    path = str(tmp_path / "parent.json")
+    app = real()
+    app.task(Once(), name="homeless", execution="process")(CallableJob(path))
+    fds = len(os.listdir("/proc/self/fd"))
+    play(app, lambda app: _shut_after(app, "homeless"))
+    assert _finish(app, "homeless").action == "success"
+    assert read_json(path) == os.getpid()
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+@dataclasses.dataclass
+class CallableJob:
+    """An unhashable callable (a dataclass with eq): it goes by value, its class by reference."""
+
+    path: str
+
+    def __call__(self) -> None:
+        write_json(self.path, os.getppid())
+
+
+def test_an_unhashable_callable_runs_from_the_server(tmp_path):
+    path = str(tmp_path / "callable.json")
+    app = real()
+    app.task(Once(), name="callable", execution="process")(CallableJob(path))
+    play(app, lambda app: _shut_after(app, "callable"))
+    assert _finish(app, "callable").action == "success"
+    assert read_json(path) != os.getpid()
+
+
 # ---------------------------------------------------------------- by reference
 
 
@@ -206,6 +326,28 @@ def test_what_goes_by_reference():
     main_function.__module__ = "__main__"
     assert by_reference(main_function) is None
     assert by_reference(functools.partial(print, "x" * (1 << 17))) is None  # too large
+
+
+def test_a_package_still_being_imported_is_not_imported_again(tmp_path, monkeypatch):
+    package = tmp_path / "conddsl_unguarded_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import sys\n"
+        "from conddsl_unguarded_pkg import tasks\n"
+        "sys.modules['conddsl_unguarded_pkg_seen'] = "
+        "sys.modules['conddsl.runtime.forkserver'].by_reference(tasks.job)\n"
+    )
+    (package / "tasks.py").write_text("def job(): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import conddsl_unguarded_pkg
+
+    try:
+        assert sys.modules["conddsl_unguarded_pkg_seen"] is None  # the package was importing
+        assert by_reference(conddsl_unguarded_pkg.tasks.job) is not None
+    finally:
+        for name in list(sys.modules):
+            if name.startswith("conddsl_unguarded_pkg"):
+                del sys.modules[name]
 
 
 def test_a_module_still_being_imported_is_not_imported_again(tmp_path, monkeypatch):

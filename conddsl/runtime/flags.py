@@ -56,7 +56,9 @@ class PipeFlag(TerminationFlag):
         self._write = -1
 
     def open(self) -> int:
-        """Make the pipe; return its read end, which the caller hands on and closes."""
+        """Make the pipe (a new one, if called again); return its read end, which the
+        caller hands on and closes."""
+        self.close()
         read, self._write = os.pipe2(os.O_CLOEXEC)
         if self.is_set():
             self._signal()

@@ -10,16 +10,20 @@ another thread held at the fork. The server is a fresh interpreter holding littl
 more than conddsl and the tasks' modules, with one thread: it forks in well under a
 millisecond, and the scheduler never waits for it.
 
-A function goes to the server by reference (pickled: a module-level function, or a
-``functools.partial`` of one with picklable arguments). The server imports its
-module once, before forking the first child that needs it, so the children start
-with it loaded. Whatever cannot go by reference (a lambda, a closure, a function of
-``__main__`` or of a module whose import is still running) is forked from the
-scheduler as before (:mod:`.process_exec`).
+A function goes to the server by reference (pickled at each start: a module-level
+function, or a ``functools.partial`` of one with picklable arguments). When the
+scheduler starts serving, the server imports its process tasks' modules once, so
+the children start with them loaded; a module it does not hold yet is imported by
+the child that needs it (an import that crashes then takes one run, not the
+server). Whatever cannot go by reference (a lambda, a closure, a function of
+``__main__`` or of a package whose import is still running) is forked from the
+scheduler as before (:mod:`.process_exec`). So is everything once the server could
+not start, did not say it serves within ``_READY_TIMEOUT``, or died: it is not
+started again.
 
 The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 
-- scheduler -> server: ``("setup", sys_path)``, ``("preload", modules)`` (at the
+- scheduler -> server: ``("setup", sys_path, argv)``, ``("preload", modules)`` (at the
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ)`` with the run's flag pipe (its read end) attached;
   ``environ`` is None when it did not change since the last start.
@@ -28,8 +32,10 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 
 Children send their outcome (JSON: action and message) to the server on a datagram
 socket before they exit; the server reports it with the exit code once it has
-reaped the child. The server ends when the scheduler closes its socket or dies
-(``PR_SET_PDEATHSIG``); its children then get SIGTERM the same way.
+reaped the child. The server runs in a session of its own (a signal to the
+scheduler's process group is the scheduler's to handle) and ends when the scheduler
+closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
+same way.
 """
 
 from __future__ import annotations
@@ -60,10 +66,11 @@ _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked dir
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
+_READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve.
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[2]); "
-    "from conddsl.runtime.forkserver import serve; serve(int(sys.argv[1]))"
+    "from conddsl.runtime.forkserver import serve; serve(int(sys.argv[1]), int(sys.argv[3]))"
 )
 
 
@@ -83,13 +90,22 @@ class _ReferencePickler(pickle.Pickler):
             module = getattr(obj, "__module__", None)
             if module in (None, "__main__", "__mp_main__"):
                 raise pickle.PicklingError(f"{obj!r} is not importable by reference")
-            found = sys.modules.get(module)
-            if getattr(getattr(found, "__spec__", None), "_initializing", False):
-                # Still being imported: it is serving the scheduler from its import (an
+            if _importing(module):
+                # Still being imported: it serves the scheduler from its import (an
                 # unguarded app.run()), and importing it again would run that again.
                 raise pickle.PicklingError(f"module {module!r} is still being imported")
-            self.modules[module] = getattr(found, "__file__", None)
+            self.modules[module] = getattr(sys.modules.get(module), "__file__", None)
         return NotImplemented
+
+
+def _importing(module: str) -> bool:
+    """Whether ``module`` or a package above it is in the middle of its import."""
+    parts = module.split(".")
+    for depth in range(1, len(parts) + 1):
+        found = sys.modules.get(".".join(parts[:depth]))
+        if getattr(getattr(found, "__spec__", None), "_initializing", False):
+            return True
+    return False
 
 
 def by_reference(func: Callable[..., Any]) -> tuple[bytes, dict[str, str | None]] | None:
@@ -141,21 +157,21 @@ class _ReferenceUnpickler(pickle.Unpickler):
 # ---------------------------------------------------------------- the server
 
 
-def serve(fd: int) -> NoReturn:
-    """The server's main loop (``python -c _BOOT fd path``): fork on request, reap, report."""
+def serve(fd: int, scheduler: int) -> NoReturn:
+    """The server's main loop (``python -c _BOOT fd path scheduler-pid``): fork on
+    request, reap, report."""
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
-    # Ctrl-C reaches the whole foreground group: it is the scheduler's to handle.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-    if ask_death_signal(signal.SIGTERM) and os.getppid() != parent:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    if ask_death_signal(signal.SIGTERM) and os.getppid() != scheduler:
         os._exit(0)  # the scheduler died before we could ask
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
     results, results_for_children = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     results.setblocking(False)
-    server = _Server(sock, results, results_for_children)
+    own = (sock.fileno(), wake_read, wake_write, results.fileno())
+    server = _Server(sock, results, results_for_children, own)
     poller = select.poll()
     for watched in (sock.fileno(), wake_read, results.fileno()):
         poller.register(watched, select.POLLIN)
@@ -181,10 +197,17 @@ def serve(fd: int) -> NoReturn:
 
 
 class _Server:
-    def __init__(self, sock: socket.socket, results: socket.socket, for_children: socket.socket):
+    def __init__(
+        self,
+        sock: socket.socket,
+        results: socket.socket,
+        for_children: socket.socket,
+        own: tuple[int, ...],
+    ) -> None:
         self.sock = sock
         self.results = results
         self.for_children = for_children
+        self.own = own  # the server's descriptors, which a child closes (not its modules')
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
         self.outcomes: dict[int, Any] = {}  # pid -> what it sent
 
@@ -200,7 +223,7 @@ class _Server:
             return False
         message = pickle.loads(data)
         if message[0] == "setup":
-            sys.path[:] = message[1]
+            sys.path[:], sys.argv[:] = message[1], message[2]
         elif message[0] == "preload":
             _preload(message[1])
             _send(self.sock, ("preloaded",))
@@ -223,7 +246,6 @@ class _Server:
         if environ is not None:
             os.environ.clear()
             os.environ.update(environ)
-        _preload(modules)
         server = os.getpid()
         try:
             pid = os.fork()
@@ -232,7 +254,7 @@ class _Server:
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _child(server, flag_fd, self.for_children, payload, params, modules, cwd)
+            _child(server, self.own, flag_fd, self.for_children, payload, params, modules, cwd)
         os.close(flag_fd)
         self.children[pid] = key
         _send(self.sock, ("started", key, pid, _start_time(pid)))
@@ -275,6 +297,7 @@ def _preload(modules: dict[str, str | None]) -> None:
 
 def _child(
     server: int,
+    server_fds: tuple[int, ...],
     flag_fd: int,
     results: socket.socket,
     payload: bytes,
@@ -291,11 +314,8 @@ def _child(
             signal.signal(number, signal.SIG_DFL)
         if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
             os._exit(1)  # the server died before we asked: nobody waits for a result
-        keep = sorted({flag_fd, results.fileno()})
-        os.closerange(3, keep[0])  # the server's sockets and pipes are not the task's
-        if len(keep) > 1:
-            os.closerange(keep[0] + 1, keep[1])
-        os.closerange(keep[-1] + 1, os.sysconf("SC_OPEN_MAX"))
+        for fd in server_fds:  # the server's, not the task's (its modules' files stay open)
+            os.close(fd)
         action, message = _call(flag_fd, payload, params, modules, cwd)
         results.send(json.dumps([os.getpid(), action, message]).encode())
         code = 0
@@ -370,7 +390,10 @@ def _start_time(pid: int) -> int | None:
 
 
 def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
-    sock.send(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        sock.send(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:  # the scheduler is gone: so is the reason to serve
+        os._exit(0)
 
 
 # ---------------------------------------------------------------- the scheduler's end
@@ -401,39 +424,55 @@ class ForkServer:
         self._environ: dict[str, str] | None = None
         self._sys_path: list[str] | None = None
         self.ready = False  # the server said it serves
-        self.broken = False  # it could not be started, or died before serving: fork instead
+        # It could not be started, did not say it serves in time, or died: the executor
+        # forks from the scheduler instead (a server is started once).
+        self.broken = bool(getattr(sys, "frozen", False)) or not sys.executable
         self._preloaded: asyncio.Future[None] | None = None
+        self._ready_timer: asyncio.TimerHandle | None = None
 
-    def start(self) -> None:
-        """Start the server now (it takes a few hundred milliseconds to import conddsl)."""
+    def start(self) -> bool:
+        """Start the server unless it runs (it takes a few tenths of a second to import
+        conddsl); whether there is one."""
         if self._sock is not None or self.broken:
-            return
+            return not self.broken
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        argv = [sys.executable, "-c", _BOOT, str(theirs.fileno()), package_root, str(os.getpid())]
         try:
             with theirs:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, str(theirs.fileno()), package_root],
+                    argv,
                     pass_fds=(theirs.fileno(),),
                     stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
         except OSError as exc:
             ours.close()
             self.broken = True
             log.warning("could not start the fork server (%s); forking the scheduler", exc)
-            return
+            return False
         ours.setblocking(False)
         self._sock = ours
-        self.ready = False
-        self._environ = None
-        self._sys_path = None
         self.loop.add_reader(ours.fileno(), self._readable)
+        self._ready_timer = self.loop.call_later(_READY_TIMEOUT, self._not_ready)
+        return True
+
+    def _not_ready(self) -> None:
+        self._ready_timer = None
+        if not self.ready and self._process is not None:
+            log.warning("the fork server did not start in %s s; forking instead", _READY_TIMEOUT)
+            self.kill()
+
+    def kill(self) -> None:
+        """End the server now (stuck): what it held is reported lost."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._process.kill()
 
     async def preload(self, modules: dict[str, str | None], timeout: float) -> None:
         """Start the server and have it import ``modules``; wait for that (at most
         ``timeout`` seconds: then runs just queue until it is done)."""
-        self.start()
-        if self._sock is None:
+        if not self.start():
             return
         self._sync_path()
         self._preloaded = self.loop.create_future()
@@ -444,7 +483,7 @@ class ForkServer:
     def _sync_path(self) -> None:
         if self._sys_path != sys.path:
             self._sys_path = list(sys.path)
-            self._queue(("setup", self._sys_path), None, None)
+            self._queue(("setup", self._sys_path, list(sys.argv)), None, None)
 
     def launch(
         self,
@@ -453,19 +492,18 @@ class ForkServer:
         modules: dict[str, str | None],
         params: tuple[str, ...],
         flag_fd: int,
-    ) -> None:
-        """Ask for a child running ``payload``; the flag's read end is handed over (closed here)."""
-        self.start()
-        if self._sock is None:
-            os.close(flag_fd)
-            self._failed(key, "the fork server could not be started")
-            return
+        cwd: str,
+    ) -> bool:
+        """Ask for a child running ``payload`` in ``cwd``; the flag's read end is handed
+        over (closed here). False if there is no server (``flag_fd`` is left alone)."""
+        if not self.start():
+            return False
         self._sync_path()
         environ = dict(os.environ)
         changed = environ if environ != self._environ else None
         self._environ = environ
-        message = ("start", key, payload, params, modules, os.getcwd(), changed)
-        self._queue(message, flag_fd, key)
+        self._queue(("start", key, payload, params, modules, cwd, changed), flag_fd, key)
+        return True
 
     def _queue(self, message: tuple[Any, ...], fd: int | None, key: int | None) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -494,6 +532,7 @@ class ForkServer:
                 if fd is not None:
                     os.close(fd)
                 if key is not None:
+                    self._environ = None  # it did not go: the next start sends it
                     self._failed(key, f"could not hand the run to the fork server: {exc}")
                 else:
                     log.warning("fork server: could not send its setup: %s", exc)
@@ -523,6 +562,9 @@ class ForkServer:
             kind = message[0]
             if kind == "ready":
                 self.ready = True
+                if self._ready_timer is not None:
+                    self._ready_timer.cancel()
+                    self._ready_timer = None
             elif kind == "preloaded":
                 if self._preloaded is not None and not self._preloaded.done():
                     self._preloaded.set_result(None)
@@ -534,20 +576,22 @@ class ForkServer:
                 self._exited(*message[1:])
 
     def _gone(self) -> None:
-        """The server ended on its own: report its exit code (None if unknown); the next
-        launch starts another."""
+        """The server ended on its own: report its exit code (None if unknown). It is
+        not started again: what made it die could do so again, with runs in it."""
         process, self._process = self._process, None
         self._disconnect()
         code = None
         if process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = process.wait(timeout=1)
-        if not self.ready:
-            self.broken = True  # it never served: it would fail again
-            log.warning("the fork server ended before serving (%s); forking instead", code)
+        self.broken = True
+        log.warning("the fork server ended (%s); process tasks are forked from now on", code)
         self._lost(code)
 
     def _disconnect(self) -> None:
+        if self._ready_timer is not None:
+            self._ready_timer.cancel()
+            self._ready_timer = None
         if self._preloaded is not None and not self._preloaded.done():
             self._preloaded.set_result(None)  # nothing more to wait for
         sock, self._sock = self._sock, None

@@ -21,6 +21,7 @@ to the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -147,28 +148,22 @@ class ProcessExecutor(_TreeExecutor):
         )
         self._served: dict[int, Run] = {}
         self._keys = itertools.count()
-        # What each task's function is by reference (None: it must be forked here).
-        self._references: dict[object, tuple[bytes, dict[str, str | None]] | None] = {}
+        self._abandoned: set[int] = set()  # runs ended before the server forked them
 
     def new_flag(self) -> TerminationFlag:
         """A flag the child sees too (set before the SIGTERM)."""
         return PipeFlag()
 
-    async def warm(self, tasks: Iterable[Task], timeout: float = _WARM_TIMEOUT) -> None:
+    async def warm(self, tasks: Iterable[Task], timeout: float | None = None) -> None:
         """Start the fork server with the modules of ``tasks`` loaded, so that their first
         runs need not wait for it."""
         modules: dict[str, str | None] = {}
         for task in tasks:
-            reference = self._reference(task.func)
+            reference = by_reference(task.func)
             if reference is not None:
                 modules.update(reference[1])
-        if modules:
-            await self._server.preload(modules, timeout)
-
-    def _reference(self, func: Any) -> tuple[bytes, dict[str, str | None]] | None:
-        if func not in self._references:
-            self._references[func] = by_reference(func)
-        return self._references[func]
+        if modules and not self._server.broken:
+            await self._server.preload(modules, _WARM_TIMEOUT if timeout is None else timeout)
 
     async def close(self) -> None:
         """Stop the fork server (every run has ended)."""
@@ -176,17 +171,44 @@ class ProcessExecutor(_TreeExecutor):
 
     def start(self, run: Run) -> None:
         """Hand the run to the fork server, or fork it here."""
-        reference = self._reference(run.task.func)
+        # Pickled at each start: a partial's arguments are sent as they are now.
+        reference = None if self._server.broken else by_reference(run.task.func)
+        try:
+            cwd = os.getcwd()
+        except OSError:  # removed: a child forked here still runs in it
+            reference = None
         flag_fd = run.flag.open()
-        if reference is None or self._server.broken:
-            self._fork(run, flag_fd)
+        if reference is not None:
+            key = next(self._keys)
+            self._served[key] = run
+            run.handle = _Served(key)
+            if self._server.launch(key, *reference, run.task.flag_params, flag_fd, cwd):
+                return
+            del self._served[key]
+        self._fork(run, flag_fd)
+
+    def terminate(self, run: Run) -> None:
+        """As for any tree; a run the server has not forked yet ends after the grace if
+        it still has not (the server is stuck: it never runs)."""
+        super().terminate(run)
+        if isinstance(run.handle, _Served) and run.handle.pid is None:
+            self.host.loop.call_later(self.host.kill_grace, self._unforked, run)
+
+    def _unforked(self, run: Run) -> None:
+        if run.finished or not isinstance(run.handle, _Served) or run.handle.pid is not None:
             return
-        key = next(self._keys)
-        self._served[key] = run
-        run.handle = _Served(key)
-        self._server.launch(key, *reference, run.task.flag_params, flag_fd)
+        key = run.handle.key
+        self._served.pop(key, None)
+        self._abandoned.add(key)  # killed the moment it is reported forked
+        self._finish(run, "terminate", "never started: the fork server did not fork it")
 
     def _on_started(self, key: int, pid: int, start: int | None) -> None:
+        if key in self._abandoned:
+            self._abandoned.discard(key)
+            for kill in (os.killpg, os.kill):  # its group once it made one, else itself
+                with contextlib.suppress(OSError):
+                    kill(pid, signal.SIGKILL)
+            return
         run = self._served.get(key)
         if run is None:
             return
@@ -206,12 +228,17 @@ class ProcessExecutor(_TreeExecutor):
             self._conclude(run, code, outcome, time.monotonic())
 
     def _on_lost(self, code: int | None) -> None:
-        """The server died: runs not forked yet fail; what is left of the others is ended."""
+        """The server died: runs not forked yet are forked here; what is left of the
+        others is ended."""
         why = "the fork server ended" + (f" ({exit_text(code)})" if code is not None else "")
         runs, self._served = self._served, {}
+        self._abandoned.clear()
         for run in runs.values():
             if run.handle.pid is None:
-                self._finish(run, "fail", f"could not start a process: {why}")
+                if run.flag.is_set():
+                    self._finish(run, "terminate", "never started")
+                else:
+                    self._fork(run, run.flag.open())
                 continue
             self.terminate(run)  # its root got SIGTERM with the server; the rest may not have
             outcome = ("terminate", why) if run.reason is not None else ("fail", why)

@@ -566,10 +566,6 @@ class Scheduler:
             "process": ProcessExecutor(host),
             "command": CommandExecutor(host),
         }
-        # The fork server imports the process tasks' modules before anything starts.
-        await self._executors["process"].warm(
-            task for task in self.tasks.values() if task.execution == "process"
-        )
         now = self.clock.now()
         self.session.started_at = now
         self.state = RUNNING
@@ -584,6 +580,10 @@ class Scheduler:
             self._fail(exc)
         _freeze_heap()
         try:
+            # The fork server imports the process tasks' modules before anything starts.
+            await self._executors["process"].warm(
+                task for task in self.tasks.values() if task.execution == "process"
+            )
             await self._cycle()
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
