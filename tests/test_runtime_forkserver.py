@@ -183,16 +183,6 @@ def test_a_module_loaded_from_a_file_off_the_path_is_found_by_the_child(tmp_path
     assert read_json(path) != os.getpid()  # the server forked it
 
 
-def test_a_broken_interpreter_path_falls_back_to_forking_the_scheduler(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    path = str(tmp_path / "parent.json")
-    app = real()
-    app.task(Once(), name="fallback", execution="process")(partial(report_parent, path))
-    play(app, lambda app: _shut_after(app, "fallback"))
-    assert read_json(path)["parent"] == os.getpid()
-    assert _finish(app, "fallback").action == "success"
-
-
 def _module(tmp_path, monkeypatch, name: str, source: str):
     """Write and import a module ``name`` from a folder on sys.path (the server finds it)."""
     import importlib
@@ -254,14 +244,20 @@ def test_a_run_the_stuck_server_never_forks_ends_after_the_grace(tmp_path, monke
     assert time.monotonic() - started < 10  # the stuck server was killed at the end
 
 
-def test_a_server_that_never_says_it_serves_is_given_up(tmp_path, monkeypatch):
-    """A ``sys.executable`` that is not a Python understanding ``-c`` (a frozen app, an
+@pytest.mark.parametrize(
+    "program", [None, "#!/bin/sh\nexec sleep 60\n"], ids=["missing", "never-answers"]
+)
+def test_an_interpreter_that_cannot_serve_makes_runs_fork_from_the_scheduler(
+    tmp_path, monkeypatch, program
+):
+    """``sys.executable`` missing, or not a Python understanding ``-c`` (a frozen app, an
     embedding program): the runs are forked from the scheduler instead."""
     from conddsl.runtime import forkserver
 
     fake = tmp_path / "not-python"
-    fake.write_text("#!/bin/sh\nexec sleep 60\n")
-    fake.chmod(0o755)
+    if program is not None:
+        fake.write_text(program)
+        fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
     monkeypatch.setattr(forkserver, "_READY_TIMEOUT", 0.3)
     path = str(tmp_path / "parent.json")
