@@ -83,7 +83,7 @@ class PipeFlag(TerminationFlag):
 
 
 class PipeReadEvent:
-    """The child's side of a :class:`PipeEvent`: set once a byte can be read from ``fd``."""
+    """The child's side of a :class:`PipeFlag`: set once a byte can be read from ``fd``."""
 
     __slots__ = ("_fd", "_set")
 

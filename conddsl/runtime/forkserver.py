@@ -60,6 +60,10 @@ import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
+from conddsl.runtime.processes import read_stat
+from conddsl.runtime.runs import clip, exception_text, outcome_of
+
 log = logging.getLogger("conddsl.runtime")
 
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
@@ -190,9 +194,7 @@ def serve(fd: int, scheduler: int) -> NoReturn:
             break  # the scheduler closed the socket, or died
     # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
     # scheduler would wait for).
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    _flush_output()
     os._exit(0)
 
 
@@ -257,7 +259,8 @@ class _Server:
             _child(server, self.own, flag_fd, self.for_children, payload, params, modules, cwd)
         os.close(flag_fd)
         self.children[pid] = key
-        _send(self.sock, ("started", key, pid, _start_time(pid)))
+        info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
+        _send(self.sock, ("started", key, pid, info.start if info is not None else None))
 
     def read_outcomes(self) -> None:
         while True:
@@ -320,9 +323,7 @@ def _child(
         results.send(json.dumps([os.getpid(), action, message]).encode())
         code = 0
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush_output()
         os._exit(code)
 
 
@@ -333,26 +334,23 @@ def _call(
     modules: dict[str, str | None],
     cwd: str,
 ) -> tuple[str, str | None]:
-    from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
-
     try:
         os.chdir(cwd)
         func = _ReferenceUnpickler(payload, modules).load()
     except BaseException as exc:
-        from conddsl.runtime.runs import clip, exception_text
-
         return "fail", clip(f"could not load the task's function: {exception_text(exc)}")
+    return call_for_outcome(func, params, flag_fd)
+
+
+def call_for_outcome(
+    func: Callable[..., Any], params: tuple[str, ...], flag_fd: int
+) -> tuple[str, str | None]:
+    """In a task's child process: call its function, giving the run's flag (read from the
+    pipe ``flag_fd``) to each of ``params``, await what it returns if that is a
+    coroutine, and say how it ended: the action and message of its record."""
     flag = TerminationFlag(PipeReadEvent(flag_fd))
-    return call_for_outcome(func, dict.fromkeys(params, flag))
-
-
-def call_for_outcome(func: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[str, str | None]:
-    """Call a process task's function (awaiting what it returns if that is a coroutine)
-    and say how it ended: the action and message of its record."""
-    from conddsl.runtime.runs import outcome_of
-
     try:
-        result = func(**kwargs)
+        result = func(**dict.fromkeys(params, flag))
         if asyncio.iscoroutine(result):
             asyncio.run(result)
     except BaseException as exc:
@@ -379,14 +377,11 @@ def find_prctl() -> Callable[..., int] | None:
         return None
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot, from /proc), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b")") + 2 :].split()[19])
+def _flush_output() -> None:
+    """Flush what Python buffered for stdout and stderr (before ``os._exit``)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from conddsl.runtime.flags import PipeFlag, PipeReadEvent, TerminationFlag
+from conddsl.runtime.flags import PipeFlag, TerminationFlag
 from conddsl.runtime.forkserver import (
     ForkServer,
     ask_death_signal,
@@ -329,8 +329,7 @@ def _child(
         os._exit(1)  # the scheduler died before we asked: nobody waits for a result
     for fd in server_fds:  # the server ends when the scheduler does, not when we do
         os.close(fd)
-    flag = TerminationFlag(PipeReadEvent(flag_fd))
-    outcome = call_for_outcome(func, dict.fromkeys(params, flag))
+    outcome = call_for_outcome(func, params, flag_fd)
     try:
         conn.send(outcome)
     finally:
