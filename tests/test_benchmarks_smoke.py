@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli")
 RUNTIME_CASES = ("idle-cpu", "start", "terminate", "sched-memory", "check")
 
 
+@pytest.mark.long
+@pytest.mark.smoke
 def test_smoke_mode_runs_every_case() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],

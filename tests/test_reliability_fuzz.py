@@ -11,7 +11,8 @@ text. This adds:
 (c) the property for both: only ``ConditionSyntaxError`` escapes ``parse`` and
     ``compile_condition``, with a readable message and a span inside the text; what
     parses prints back to an equal tree; ``is_true`` of a sample raises nothing else;
-(d) parse time is linear in the input: doubling a 1 MB input, 10,000 nested
+(d) parse work is linear in the input: counted in steps (lines and calls) in the
+    normal suite; timed in the long run, where doubling a 1 MB input, 10,000 nested
     parentheses or 10,000 ``&`` at most quadruples the time;
 (e) regression tests of the product bugs the fuzzers found.
 
@@ -31,7 +32,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability import env_int, long_run, report
+from reliability import count_steps, env_int, grows_linearly, long_run, report
 from reliability.grammar import (
     DECODINGS,
     Grammar,
@@ -218,6 +219,16 @@ def _seconds_per_parse(text: str) -> float:
     return min(first, timed(calls)) / calls
 
 
+def _counted_parse(text: str) -> int:
+    """The steps of one uncached parse (a syntax error is an outcome too)."""
+
+    def attempt() -> None:
+        with contextlib.suppress(ConditionSyntaxError):
+            parse.__wrapped__(text)
+
+    return count_steps(attempt)
+
+
 def _outcome(text: str) -> str:
     try:
         parse.__wrapped__(text)
@@ -265,7 +276,19 @@ def _check_linear(name: str, size: int, make) -> None:
 
 
 @pytest.mark.parametrize("name", SHAPES)
-def test_parse_time_is_linear(name):
+def test_parse_work_is_linear(name):
+    """Counted in steps at a tenth of the size: the same answer on a busy machine."""
+    size, make = SHAPES[name]
+    step = size // 40  # counts 1/40, 1/20 and 1/10 of the timed size
+    assert _outcome(make(step)) == _outcome(make(4 * step)), "compare like with like"
+    linear, figures = grows_linearly(lambda n: _counted_parse(make(n)), step)
+    assert linear, f"{name}: {figures}"
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", SHAPES)
+def test_parse_time_is_linear(name, request):
+    long_run(request)
     size, make = SHAPES[name]
     _check_linear(name, size, make)
 

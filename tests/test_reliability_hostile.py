@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability import CORPUS, SUBPROCESS_ENV, report
+from reliability import CORPUS, SUBPROCESS_ENV, count_steps, grows_linearly, long_run, report
 
 from conddsl.cli import main
 
@@ -259,22 +259,39 @@ def _seconds_to_check(path: Path, repeats: int) -> float:
     return best
 
 
-def test_check_time_is_linear_in_the_number_of_tasks(tmp_path):
-    """Found by this suite: checking was quadratic in the tasks whose conditions name tasks
-    (10,000 took 6.7 s, 20,000 took 23 s); fixed in f46694c. A regression test now."""
-
-    def task_file(n: int) -> Path:
-        path = tmp_path / f"tasks{n}.toml"
-        path.write_text(
-            "".join(
-                f'[tasks.t{i}]\nfunc = "jobs:f"\n'
-                f"start_cond = \"daily & ~task 't{(i + 1) % n}' is running\"\n"
-                for i in range(n)
-            )
+def _task_file(folder: Path, n: int) -> Path:
+    """n tasks whose start conditions each name another task (the shape that was quadratic)."""
+    path = folder / f"tasks{n}.toml"
+    path.write_text(
+        "".join(
+            f'[tasks.t{i}]\nfunc = "jobs:f"\n'
+            f"start_cond = \"daily & ~task 't{(i + 1) % n}' is running\"\n"
+            for i in range(n)
         )
-        return path
+    )
+    return path
 
-    small = _seconds_to_check(task_file(2_000), repeats=3)
-    big = _seconds_to_check(task_file(8_000), repeats=2)
+
+def test_check_work_is_linear_in_the_number_of_tasks(tmp_path):
+    """Found by this suite: checking was quadratic in the tasks whose conditions name tasks
+    (10,000 took 6.7 s, 20,000 took 23 s); fixed in f46694c. Counted in steps, not timed."""
+    from conddsl.lint.runner import check_paths
+    from conddsl.parse import parse
+
+    def cost(n: int) -> int:
+        path = _task_file(tmp_path, n)
+        parse.cache_clear()  # every count parses every condition, as a first check does
+        return count_steps(lambda: check_paths([str(path)]))
+
+    linear, figures = grows_linearly(cost, 150)
+    assert linear, figures
+
+
+@pytest.mark.long
+def test_check_time_is_linear_in_the_number_of_tasks(tmp_path, request):
+    """The same at sizes where a quadratic term dominates, timed (the long run only)."""
+    long_run(request)
+    small = _seconds_to_check(_task_file(tmp_path, 2_000), repeats=3)
+    big = _seconds_to_check(_task_file(tmp_path, 8_000), repeats=2)
     # Linear: about 4.5x (a bigger heap costs a little); the quadratic check took 9.8x.
     assert big / small <= 6.5, f"4x the tasks took {big / small:.1f}x the time"

@@ -17,8 +17,9 @@ their thread flag (``reliability/load.py`` draws the mix). After the run:
 - file descriptors and threads return to their baseline, and memory does too: a second
   run under ``tracemalloc`` leaves less than a small tolerance allocated.
 
-Smoke size: 100 tasks (20 process, 20 command). The long run (``pytest -m long``):
-``CONDDSL_LOAD_TASKS`` tasks (default 1,000) for ``CONDDSL_LOAD_ROUNDS`` rounds (default 3).
+Smoke size: 100 tasks (20 process, 20 command), behind the ``smoke`` marker (CI runs it).
+The long run (``pytest -m long``): ``CONDDSL_LOAD_TASKS`` tasks (default 1,000) for
+``CONDDSL_LOAD_ROUNDS`` rounds (default 3).
 
 A separate test runs frequent start conditions (``secondly``, ``minutely``, ``cron * * * *
 *``) and checks that evaluating them never blocks the loop (``next_change`` once scanned
@@ -340,6 +341,8 @@ def memory_round(count: int, folder, seed: int) -> dict:
 # ---------------------------------------------------------------- smoke and long
 
 
+@pytest.mark.long
+@pytest.mark.smoke
 def test_termination_under_load_smoke(tmp_path):
     # The machine is shared (2 cores): a timing bound must fail twice in a row to count.
     try:
@@ -350,6 +353,8 @@ def test_termination_under_load_smoke(tmp_path):
     report("load_smoke", **figures)
 
 
+@pytest.mark.long
+@pytest.mark.smoke
 def test_memory_returns_to_baseline_smoke(tmp_path):
     load_round(SMOKE_TASKS // 2, tmp_path, seed=2)  # warm: caches and lazy imports
     report("memory_smoke", **memory_round(SMOKE_TASKS, tmp_path, seed=3))

@@ -122,10 +122,10 @@ def _rocketry_case_ids():
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_rocketry_task_verdicts(kind, tmp_path):
+def test_rocketry_task_verdicts(kind):
     mismatched_unexplained = []
     departures = 0
-    for index, case in enumerate(ROCKETRY_CASES):
+    for case in ROCKETRY_CASES:
         try:
             condition = compile_condition(case["expr"], timezone="UTC")
         except ConditionSyntaxError as error:
@@ -136,7 +136,8 @@ def test_rocketry_task_verdicts(kind, tmp_path):
         if kind == "memory":
             history = MemoryHistory()
         else:
-            history = SQLiteHistory(tmp_path / f"h{index}.sqlite3")
+            # In memory: the same queries as a file, without 1,900 files to create.
+            history = SQLiteHistory(":memory:")
         _fill(history, case["history"])
         at = datetime.fromisoformat(case["at"])
         ours = condition.is_true(at, task=case["task"], history=history)

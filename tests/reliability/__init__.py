@@ -16,6 +16,8 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,52 @@ def report(section: str, **figures: object) -> None:
         file.seek(0)
         file.truncate()
         file.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def count_steps(function: Callable[[], object]) -> int:
+    """The Python lines and calls ``function()`` executes: a cost that no load can change.
+
+    Growth checks count steps instead of timing them: the machine is shared, and a
+    wall-clock ratio fails whenever another process takes the CPU at the wrong moment.
+    Lines count every turn of a loop, comprehensions included; calls count C functions.
+    """
+    steps = 0
+
+    def local(frame: object, event: str, arg: object) -> Callable[..., object]:
+        nonlocal steps
+        steps += 1
+        return local
+
+    def profiler(frame: object, event: str, arg: object) -> None:
+        nonlocal steps
+        if event == "c_call":
+            steps += 1
+
+    def tracer(frame: object, event: str, arg: object) -> Callable[..., object]:
+        nonlocal steps
+        steps += 1
+        return local
+
+    previous_trace, previous_profile = sys.gettrace(), sys.getprofile()
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        function()
+    finally:
+        sys.settrace(previous_trace)
+        sys.setprofile(previous_profile)
+    return steps
+
+
+def grows_linearly(cost: Callable[[int], int], size: int, slack: float = 2.15) -> tuple[bool, str]:
+    """Whether ``cost(n)`` grows linearly from ``size`` to ``4 * size``.
+
+    A linear cost adds as much from 2n to 4n as twice from n to 2n (increment ratio 2.00
+    exactly, in counted steps); a quadratic term makes it larger at every size (the check
+    that rebuilt the task table per lookup: 2.26 at 150 tasks). A first call warms lazy
+    imports and caches up.
+    """
+    cost(size)
+    one, two, four = cost(size), cost(2 * size), cost(4 * size)
+    ratio = (four - two) / max(1, two - one)
+    return ratio <= slack, f"{one} -> {two} -> {four} steps (increment ratio {ratio:.2f})"
