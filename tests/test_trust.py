@@ -1,0 +1,135 @@
+"""What a local user can and cannot make conddsl do (docs/reliability.md).
+
+Each attack plants files owned by ``nobody`` in a fresh sticky world-writable folder
+(as ``/tmp`` is) and runs conddsl as root, as a system service would: a planted file is
+never loaded, unpickled, imported or obeyed, and conddsl says so.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pwd
+import subprocess
+import sys
+
+import pytest
+from reliability import SUBPROCESS_ENV
+
+from conddsl.trust import untrusted, untrusted_folder
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="planting files owned by another user needs root"
+)
+NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else -1
+
+
+@pytest.fixture
+def sticky(tmp_path_factory):
+    """A fresh folder like /tmp: world-writable and sticky, owned by root."""
+    folder = tmp_path_factory.mktemp("sticky")
+    os.chmod(folder.parent, 0o755)  # pytest's base folder is root's 0700: reachable
+    os.chmod(folder, 0o1777)
+    return folder
+
+
+def plant(path, data: bytes) -> None:
+    """A file written by ``nobody``."""
+    path.write_bytes(data)
+    os.chown(path, NOBODY, NOBODY)
+
+
+class _Touch:
+    """Unpickling this creates the file ``path``: proof that a planted pickle ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def conddsl(*argv: str, cwd=None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", *argv],
+        env={**SUBPROCESS_ENV, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# ---------------------------------------------------------------- the rule
+
+
+def test_rule_refuses_other_owners_and_open_folders(sticky, tmp_path):
+    mine = sticky / "mine"
+    mine.write_text("x")
+    theirs = sticky / "theirs"
+    plant(theirs, b"x")
+    assert untrusted(mine) is None
+    assert "another user" in untrusted(theirs)
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    os.chmod(open_folder, 0o777)
+    assert "not sticky" in untrusted(open_folder / "anything")
+    owned = sticky / "owned"
+    owned.mkdir()
+    os.chown(owned, NOBODY, NOBODY)
+    assert "belongs to another user" in untrusted_folder(owned)
+    os.chmod(mine, 0o666)
+    assert "anyone" in untrusted(mine)
+
+
+# ---------------------------------------------------------------- (1) the parser cache
+
+
+def _lark_cache_name(scratch) -> str:
+    """The name Lark's own cache (cache=True) gives this grammar: what conddsl used to read."""
+    code = (
+        "import lark, sys; from conddsl.parse import grammar_text;"
+        "lark.Lark(grammar_text(), parser='lalr', lexer='contextual', propagate_positions=True,"
+        " maybe_placeholders=False, strict=False, cache=True)"
+    )
+    env = {**SUBPROCESS_ENV, "TMPDIR": str(scratch)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    (name,) = [p.name for p in scratch.iterdir() if p.name.startswith(".lark_cache_")]
+    return name
+
+
+def test_planted_parser_cache_is_never_unpickled(sticky, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proof = tmp_path / "ran"
+    payload = b"0" * 64 + b"\n" + pickle.dumps(_Touch(str(proof)))
+    # Where Lark's default cache looked: $TMPDIR.
+    plant(sticky / _lark_cache_name(scratch), payload)
+    # Where conddsl's own cache lives, pre-created by the other user.
+    planted_cache = sticky / "cache"
+    (planted_cache / "conddsl").mkdir(parents=True)
+    for folder in (planted_cache, planted_cache / "conddsl"):
+        os.chown(folder, NOBODY, NOBODY)
+    from conddsl.parse import grammar_text, parser_cache_path
+
+    name = os.path.basename(parser_cache_path(grammar_text()))
+    plant(planted_cache / "conddsl" / name, payload)
+    result = conddsl(
+        "next", "daily after 10:00", TMPDIR=str(sticky), XDG_CACHE_HOME=str(planted_cache)
+    )
+    assert result.returncode == 0, result.stderr
+    assert not proof.exists()
+    assert "parser cache" in result.stderr and "not trusted" in result.stderr
+
+
+def test_parser_cache_file_of_another_user_in_own_folder_is_ignored(tmp_path):
+    proof = tmp_path / "ran"
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    assert conddsl("next", "daily", **env).returncode == 0  # writes the cache
+    (written,) = list((cache / "conddsl").iterdir())
+    assert written.stat().st_mode & 0o777 and (cache / "conddsl").stat().st_mode & 0o077 == 0
+    plant(written, b"0" * 64 + b"\n" + pickle.dumps(_Touch(str(proof))))
+    result = conddsl("next", "daily", **env)
+    assert result.returncode == 0 and not proof.exists()
+    assert "belongs to another user" in result.stderr
