@@ -15,11 +15,15 @@ Callers go on safely without such a file (no cache, no registry) or stop, and sa
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import stat
+import sys
+from types import ModuleType
 
-__all__ = ["untrusted", "untrusted_folder", "believed"]
+__all__ = ["untrusted", "untrusted_folder", "believed", "add_import_folder", "import_module"]
 
 log = logging.getLogger("conddsl")
 
@@ -74,3 +78,41 @@ def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:
         return True
     log.warning("%s %s is not trusted: %s; %s", what, path, why, consequence)
     return False
+
+
+def add_import_folder(folder: str | os.PathLike[str]) -> str | None:
+    """Put a task file's folder on ``sys.path`` after the standard library and
+    site-packages (so a ``ctypes.py`` beside it shadows nothing); returns the entry
+    added (None if it was there already).
+
+    Raises :class:`ImportError` when the folder fails the rule: anything imported from
+    it could be another user's code.
+    """
+    entry = os.path.realpath(folder)
+    why = untrusted_folder(entry)
+    if why is not None:
+        raise ImportError(f"the task file's folder is not trusted: {why}")
+    if entry in sys.path:
+        return None
+    sys.path.append(entry)
+    return entry
+
+
+def import_module(name: str) -> ModuleType:
+    """Import ``name`` (``package.module``) once every file it comes from passes the rule.
+
+    Each enclosing package is checked before it is imported (finding ``a.b`` imports
+    ``a``); raises :class:`ImportError` naming an untrusted file.
+    """
+    parts = name.split(".")
+    for end in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:end])
+        if prefix in sys.modules:
+            continue
+        spec = importlib.util.find_spec(prefix)
+        origin = spec.origin if spec is not None else None
+        if origin and os.path.isabs(origin):
+            why = untrusted(origin)
+            if why is not None:
+                raise ImportError(f"module {prefix!r} is not trusted: {why}", name=prefix)
+    return importlib.import_module(name)

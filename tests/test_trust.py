@@ -133,3 +133,67 @@ def test_parser_cache_file_of_another_user_in_own_folder_is_ignored(tmp_path):
     result = conddsl("next", "daily", **env)
     assert result.returncode == 0 and not proof.exists()
     assert "belongs to another user" in result.stderr
+
+
+# ---------------------------------------------------------------- (3) the import path
+
+PROOF_MODULE = "open({proof!r}, 'w').close()\n"
+COMMAND_ONLY = """
+[scheduler]
+shut_cond = "task 'hello' has succeeded"
+instant_shutdown = true
+
+[tasks.hello]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+def test_stdlib_names_beside_a_command_only_task_file_are_never_imported(sticky, tmp_path):
+    proof = tmp_path / "ran"
+    for name in ("ctypes", "json", "signal", "selectors", "sqlite3"):
+        (sticky / f"{name}.py").write_text(PROOF_MODULE.format(proof=str(proof)))
+    (sticky / "tasks.toml").write_text(COMMAND_ONLY)
+    result = conddsl("run", str(sticky / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "success" in result.stdout
+    assert not proof.exists()
+
+
+def test_func_module_folder_comes_after_the_standard_library(tmp_path):
+    (tmp_path / "ctypes.py").write_text("raise SystemExit('the planted ctypes ran')\n")
+    (tmp_path / "jobs.py").write_text("import ctypes\ndef where():\n    return ctypes.__file__\n")
+    (tmp_path / "tasks.toml").write_text('[tasks.a]\nfunc = "jobs:where"\n')
+    code = (
+        "import sys, pathlib; from conddsl.rules.taskfile import read_task_file;"
+        "from conddsl.runtime.from_file import scheduler_from_task_file;"
+        "m = read_task_file(pathlib.Path(sys.argv[1])).model;"
+        "app = scheduler_from_task_file(m);"
+        "print(app.tasks['a'].func())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "tasks.toml")],
+        env=SUBPROCESS_ENV,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ctypes/__init__.py")
+
+
+def test_func_module_of_another_user_is_refused(sticky, tmp_path):
+    proof = tmp_path / "ran"
+    plant(sticky / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
+    (sticky / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+    )
+    task_file = str(sticky / "tasks.toml")
+    for argv in (["run", task_file], ["check", "--import-funcs", task_file]):
+        result = conddsl(*argv, cwd=tmp_path)
+        assert result.returncode == 1, (argv, result.stdout, result.stderr)
+        assert "not trusted" in result.stdout + result.stderr
+        assert "another user" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert not proof.exists()
