@@ -197,3 +197,37 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path):
         assert "another user" in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
         assert not proof.exists()
+
+
+# ---------------------------------------------------------------- (5) bounded reads
+
+
+def test_read_bounded_enforces_the_limit_while_reading():
+    from conddsl.bounded import FileRefused, FileTooLarge, read_bounded
+
+    # /proc files say they are 0 bytes long: the limit cannot come from stat.
+    assert os.stat("/proc/self/maps").st_size == 0
+    with pytest.raises(FileTooLarge, match="larger than 10 bytes"):
+        read_bounded("/proc/self/maps", 10)
+    with pytest.raises(FileRefused, match="character device"):
+        read_bounded("/dev/zero", 10)
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, special):
+    target = str(tmp_path / "x.toml")
+    if special == "fifo":
+        os.mkfifo(target)  # nobody ever writes it: reading would wait forever
+    else:
+        os.symlink(special, target)
+    kind = "FIFO" if special == "fifo" else "character device"
+    result = conddsl("check", target)
+    assert result.returncode == 2, result.stderr
+    assert f"not a regular file (a {kind})" in result.stderr + result.stdout
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text(f'[scheduler]\nrules = [{target!r}]\n[tasks.a]\ncommand = ["true"]\n')
+    for argv in (["check", str(tasks)], ["run", str(tasks)]):
+        result = conddsl(*argv)
+        assert result.returncode == 1, (argv, result.stderr)
+        assert "C204" in result.stdout + result.stderr and kind in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr

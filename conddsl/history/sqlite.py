@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
+from conddsl.bounded import read_bounded
 from conddsl.history.base import (
     ACTION_CODES,
     ACTIONS,
@@ -76,6 +77,8 @@ _Row = tuple[str, int, int, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
 JOURNAL_SUFFIX = ".pending.jsonl"
+# A journal holds what a failing history could not take: a few hundred bytes a record.
+JOURNAL_MAX_BYTES = 256_000_000
 # The keys of the journal lines already written to the table: a replay cut short after
 # its commit (before the journal is deleted) must not write them twice. Created on the
 # first replay; a file without it reads as before.
@@ -509,8 +512,7 @@ class SQLiteHistory(History):
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         with _journal_locked(self._journal):
             try:
-                with open(self._journal, "rb") as existing:
-                    old = existing.read()
+                old = read_bounded(self._journal, JOURNAL_MAX_BYTES)
             except FileNotFoundError:
                 old = b""
             if old and not old.endswith(b"\n"):
@@ -523,8 +525,7 @@ class SQLiteHistory(History):
         """The journal's bytes and its (key, row) entries; None if there is none."""
         assert self._journal is not None
         try:
-            with open(self._journal, "rb") as file:
-                data = file.read()
+            data = read_bounded(self._journal, JOURNAL_MAX_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -565,8 +566,7 @@ class SQLiteHistory(History):
         assert self._journal is not None
         try:
             with _journal_locked(self._journal):
-                with open(self._journal, "rb") as file:
-                    now = file.read()
+                now = read_bounded(self._journal, JOURNAL_MAX_BYTES)
                 if now == replayed:
                     os.remove(self._journal)
             if now == replayed:

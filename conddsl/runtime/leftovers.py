@@ -37,11 +37,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 
 log = logging.getLogger("conddsl.runtime")
 
 SUFFIX = ".procs.json"
+MAX_BYTES = 16_000_000  # a registry read past this is not one of ours (a tree is ~100 bytes)
 _VERSION = 1
 _GONE = ("Z", "X")
 
@@ -123,8 +125,7 @@ class ProcessRegistry:
     def read(self) -> tuple[dict[str, Any] | None, list[Tree]]:
         """The owner and the trees the file lists (none if there is no file or it is unreadable)."""
         try:
-            with open(self.path, encoding="utf-8") as file:
-                data = json.load(file)
+            data = json.loads(read_bounded(self.path, MAX_BYTES))
             owner = data.get("owner") or {}
             found = dict(owner, pid=int(owner["pid"])) if "pid" in owner else None
             trees = [
