@@ -31,14 +31,29 @@ class PrintingHistory(History):
         stored = self.inner.record(
             task, action, at=at, run_id=run_id, reason=reason, message=message
         )
+        self.show_replayed()
         self._print(stored)
         return stored
 
+    def show_replayed(self) -> None:
+        """Print the records the store has just written from its journal (an earlier run's)."""
+        take = getattr(self.inner, "take_replayed", None)
+        found = take() if take is not None else []
+        if found:
+            journal = getattr(self.inner, "journal", None) or "its journal"
+            count = f"{len(found)} record" + ("" if len(found) == 1 else "s")
+            self._write(f"conddsl: {count} kept in {journal} by an earlier run, now written:")
+        for record in found:
+            self._print(record)
+
     def _print(self, record: Record) -> None:
+        self._write(format_record(record, self.zone))
+
+    def _write(self, line: str) -> None:
         if self.out is None:
             return
         try:
-            self.out.write(format_record(record, self.zone) + "\n")
+            self.out.write(line + "\n")
             self.out.flush()
         except (OSError, ValueError):
             # The reader went away (`conddsl run … | head`): the run goes on, unprinted;
@@ -48,6 +63,7 @@ class PrintingHistory(History):
     def mark_crashed(self, at):
         # The store's own: it writes the journal's records before it looks for open runs.
         found = self.inner.mark_crashed(at)
+        self.show_replayed()
         for record in found:
             self._print(record)
         return found
@@ -148,6 +164,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1
     history.inner = store  # the scheduler marks runs a dead process left open as crash
+    history.show_replayed()
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"

@@ -38,12 +38,15 @@ def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
     while True:
         try:
             info = os.stat(path)
+        except FileNotFoundError:
+            info = None  # not made yet: whoever may make it is decided above
         except OSError as error:
             return f"{path} cannot be examined ({error.strerror})"
-        if not _owner_ok(info):
-            return f"the folder {path} belongs to another user (uid {info.st_uid})"
-        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
-            return f"the folder {path} may be written by anyone and is not sticky"
+        if info is not None:
+            if not _owner_ok(info):
+                return f"the folder {path} belongs to another user (uid {info.st_uid})"
+            if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+                return f"the folder {path} may be written by anyone and is not sticky"
         parent = os.path.dirname(path)
         if parent == path:
             return None

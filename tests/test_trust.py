@@ -231,3 +231,70 @@ def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, speci
         assert result.returncode == 1, (argv, result.stderr)
         assert "C204" in result.stdout + result.stderr and kind in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- (2) the process registry
+
+HARMLESS = """
+[scheduler]
+history = "runs.sqlite3"
+shut_cond = "task 'hello' has succeeded"
+instant_shutdown = true
+kill_grace = 0.2
+
+[tasks.hello]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+@pytest.fixture
+def victim():
+    """A process of root's that nobody asked conddsl to end: leads its own session."""
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def registry(trees: dict[int, int | None]) -> bytes:
+    """A registry naming ``{pid: pgid}`` with their real start times, from a dead owner."""
+    import json
+
+    from conddsl.runtime.leftovers import boot_id
+    from conddsl.runtime.processes import read_stat
+
+    owner = {"pid": 4_000_000, "start": 1, "token": "x", "boot": boot_id()}
+    entries = {
+        f"run{pid}": {"task": "t", "pid": pid, "start": read_stat(pid).start, "pgid": pgid or pid}
+        for pid, pgid in trees.items()
+    }
+    return json.dumps({"version": 1, "owner": owner, "trees": entries}).encode()
+
+
+def test_planted_registry_of_another_user_signals_nothing(sticky, victim):
+    (sticky / "tasks.toml").write_text(HARMLESS)
+    plant(sticky / "runs.sqlite3.procs.json", registry({victim.pid: None}))
+    check = conddsl("check", str(sticky / "tasks.toml"))
+    assert "C602" in check.stdout and "another user" in check.stdout, check.stdout
+    result = conddsl("run", str(sticky / "tasks.toml"), cwd=sticky)
+    assert result.returncode == 0, result.stderr
+    assert "process registry" in result.stderr and "not trusted" in result.stderr
+    assert victim.poll() is None  # still running: never signalled
+
+
+def test_registry_never_names_pid_1_our_ancestors_or_a_foreign_group(tmp_path, victim):
+    (tmp_path / "tasks.toml").write_text(HARMLESS)
+    child = subprocess.Popen(["sleep", "60"])  # not a group leader: no task root
+    try:
+        own = {1: None, os.getpid(): None, child.pid: None, victim.pid: os.getpgrp()}
+        (tmp_path / "runs.sqlite3.procs.json").write_bytes(registry(own))
+        check = conddsl("check", str(tmp_path / "tasks.toml"))
+        assert check.stdout.count("C602") == 4, check.stdout
+        result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "left alone" in result.stderr
+        assert child.poll() is None and victim.poll() is None
+    finally:
+        child.kill()
+        child.wait()

@@ -27,6 +27,7 @@ from conddsl.history.base import (
     from_us,
     to_us,
 )
+from conddsl.trust import untrusted
 
 SCHEMA_VERSION = 1
 
@@ -151,6 +152,9 @@ class SQLiteHistory(History):
         memory = self._path in ("", ":memory:")
         self._journal = None if memory else self._path + JOURNAL_SUFFIX
         self._journal_waiting = False  # a journal file may hold records to replay
+        self._replayed: list[Record] = []  # written from the journal, not yet taken
+        if not memory and not self._path.startswith("file:"):
+            self._check_trusted()
         try:
             self._conn = sqlite3.connect(
                 self._path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -167,10 +171,28 @@ class SQLiteHistory(History):
                 raise self._error("open", exc) from exc
             raise
 
+    def _check_trusted(self) -> None:
+        """Refuse a database, its SQLite side files or its journal that another user could
+        have written (:mod:`conddsl.trust`): their records would decide what runs."""
+        for candidate in (self._path, f"{self._path}-wal", f"{self._path}-shm", self._journal):
+            why = untrusted(candidate)
+            if why is not None:
+                raise HistoryError(
+                    f"history file {self._path}: not opened: {why}",
+                    path=self._path,
+                    reason=f"it is not trusted: {why}",
+                )
+
     @property
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    def take_replayed(self) -> list[Record]:
+        """The records written from the journal since the last call (to show them)."""
+        with self._lock:
+            found, self._replayed = self._replayed, []
+            return found
 
     @property
     def journal(self) -> str | None:
@@ -243,6 +265,7 @@ class SQLiteHistory(History):
                 self._sync()
                 if self._journal_waiting:  # older than anything pending: first
                     replayed = self._replay(written)
+                from_journal = len(written)
                 for row in self._pending:
                     self._insert(row, written)
                 conn.execute("COMMIT")
@@ -254,6 +277,7 @@ class SQLiteHistory(History):
             raise self._error("write", exc, waited=wait) from exc
         self._pending.clear()
         if replayed is not None:
+            self._replayed.extend(_to_record(row) for _, row in written[:from_journal])
             self._drop_journal(replayed)
         for rid, row in written:
             self._note(row[0], row[1], row[2])
