@@ -298,3 +298,57 @@ def test_registry_never_names_pid_1_our_ancestors_or_a_foreign_group(tmp_path, v
     finally:
         child.kill()
         child.wait()
+
+
+# ---------------------------------------------------------------- histories and journals
+
+DAILY = """
+[scheduler]
+history = "runs.sqlite3"
+shut_cond = "task 'report' has succeeded"
+instant_shutdown = true
+
+[tasks.report]
+command = ["true"]
+start_cond = "daily"
+"""
+
+
+def journal_line(task: str, action: str) -> bytes:
+    """One journal entry: ``task`` did ``action`` now."""
+    import json
+    import time
+
+    entry = {"key": f"k-{task}-{action}", "task": task, "action": action}
+    entry.update(at=int(time.time() * 1_000_000), run_id=None, reason=None, message=None)
+    return json.dumps(entry).encode() + b"\n"
+
+
+@pytest.mark.parametrize("planted", ["runs.sqlite3", "runs.sqlite3.pending.jsonl"])
+def test_planted_history_or_journal_is_refused(sticky, planted):
+    from conddsl.history import SQLiteHistory
+
+    (sticky / "tasks.toml").write_text(DAILY)
+    if planted.endswith(".jsonl"):
+        # A "success" today would make the daily task wait until tomorrow.
+        plant(sticky / planted, journal_line("report", "success"))
+    else:
+        SQLiteHistory(sticky / planted).close()
+        os.chown(sticky / planted, NOBODY, NOBODY)
+    check = conddsl("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    result = conddsl("run", str(sticky / "tasks.toml"), cwd=sticky)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "another user" in result.stderr and "Traceback" not in result.stderr
+    assert "success" not in result.stdout  # nothing ran, nothing was taken from it
+
+
+def test_replayed_journal_is_printed(tmp_path):
+    (tmp_path / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "by an earlier run, now written" in line]
+    assert "1 record kept in" in lines[at]
+    assert "success" in lines[at + 1] and "report" in lines[at + 1]
