@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from conddsl.errors import printable
 from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQLiteHistory
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
@@ -107,12 +108,12 @@ def format_record(record: Record, zone=None) -> str:
     """One line for a record: time, what happened, the task, its reason or message."""
     at = record.at.astimezone(zone) if zone is not None else record.at.astimezone()
     parts = [at.strftime("%H:%M:%S.%f")[:-3], f"{_VERB.get(record.action, record.action):<9}"]
-    parts.append(record.task)
+    parts.append(printable(record.task))
     if record.reason:
-        parts.append(f"reason={record.reason}")
+        parts.append(f"reason={printable(record.reason)}")
     if record.message:
         message = " ".join(record.message.split())
-        parts.append(f"({message[:100]})")
+        parts.append(f"({printable(message[:100])})")
     return "  ".join(parts)
 
 

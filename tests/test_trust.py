@@ -352,3 +352,43 @@ def test_replayed_journal_is_printed(tmp_path):
     (at,) = [i for i, line in enumerate(lines) if "by an earlier run, now written" in line]
     assert "1 record kept in" in lines[at]
     assert "success" in lines[at + 1] and "report" in lines[at + 1]
+
+
+# ---------------------------------------------------------------- control characters
+
+ESCAPED = r"""
+[scheduler]
+shut_cond = "task 'e\u001b[2Jx\u0000' has succeeded"
+instant_shutdown = true
+
+[tasks."e\u001b[2Jx\u0000"]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+def test_control_characters_in_task_names_are_escaped_in_run_output(tmp_path):
+    (tmp_path / "tasks.toml").write_text(ESCAPED)
+    result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr and "\0" not in result.stdout
+    assert r"e\x1b[2Jx\x00" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["explain", "next"])
+def test_control_characters_in_conditions_are_escaped_in_cli_output(command):
+    for text in ("task 'a\x1b[2Jb' has succeeded", "task 'a\x1b[2Jb' has succeded"):
+        result = conddsl(command, text)
+        assert "\x1b" not in result.stdout + result.stderr, (text, result)
+
+
+def test_control_characters_in_findings_are_escaped():
+    from conddsl.errors import Span
+    from conddsl.lint.output import concise, full
+    from conddsl.rules.diagnostics import Diagnostic, LineIndex
+
+    found = Diagnostic("C301", "unknown task x\x1b[2J", "f\x07.toml", Span(1, 1, 1, 2), hint="\x9b")
+    texts = {"f\x07.toml": LineIndex("a = 1\x1b\n")}
+    for shown in (concise([found], texts), full([found], texts)):
+        assert not any(ch in shown for ch in "\x1b\x07\x9b"), shown
+        assert r"x\x1b[2J" in shown
