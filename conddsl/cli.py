@@ -180,7 +180,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     path = Path(args.task_file)
     if not path.is_file():
-        raise _UsageError(f"{args.task_file}: no such task file")
+        why = "not a regular file" if path.exists() else "no such task file"
+        raise _UsageError(f"{args.task_file}: {why}")
     return run_task_file(path)
 
 

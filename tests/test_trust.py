@@ -239,6 +239,8 @@ def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, speci
     result = cli("check", target)
     assert result.returncode == 2, result.stderr
     assert f"not a regular file (a {kind})" in result.stderr + result.stdout
+    result = cli("run", target)
+    assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr
     tasks = tmp_path / "tasks.toml"
     tasks.write_text(f'[scheduler]\nrules = [{target!r}]\n[tasks.a]\ncommand = ["true"]\n')
     for argv in (["check", str(tasks)], ["run", str(tasks)]):
