@@ -88,13 +88,19 @@ def add_import_folder(folder: str | os.PathLike[str]) -> str | None:
     site-packages (so a ``ctypes.py`` beside it shadows nothing); returns the entry
     added (None if it was there already).
 
-    Raises :class:`ImportError` when the folder fails the rule: anything imported from
+    Raises :class:`ImportError` when the folder fails the rule, or anybody may write it
+    (sticky or not: anybody may then add a module it imports): anything imported from
     it could be another user's code.
     """
     entry = os.path.realpath(folder)
     why = untrusted_folder(entry)
+    if why is None and os.stat(entry).st_mode & stat.S_IWOTH:
+        why = f"anybody may add modules to {entry}"
     if why is not None:
-        raise ImportError(f"the task file's folder is not trusted: {why}")
+        raise ImportError(
+            f"the task file's folder is not trusted: {why}; keep a task file that names a"
+            " func in a folder only you (or root) may write"
+        )
     if entry in sys.path:
         return None
     sys.path.append(entry)

@@ -198,18 +198,23 @@ def test_func_module_folder_comes_after_the_standard_library(tmp_path):
     assert result.stdout.strip().endswith("ctypes/__init__.py")
 
 
-def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli):
+@pytest.mark.parametrize("where", ["own folder", "sticky folder"])
+def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
+    """A module owned by another user, or any module of a folder anybody may add to."""
     proof = tmp_path / "ran"
-    plant(sticky / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
-    (sticky / "tasks.toml").write_text(
+    folder = sticky if where == "sticky folder" else tmp_path / "tasks"
+    folder.mkdir(exist_ok=True)
+    plant(folder / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
+    (folder / "tasks.toml").write_text(
         '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
     )
-    task_file = str(sticky / "tasks.toml")
+    task_file = str(folder / "tasks.toml")
+    why = "anybody may add modules" if where == "sticky folder" else "another user"
     for argv in (["run", task_file], ["check", "--import-funcs", task_file]):
         result = cli(*argv)
         assert result.returncode == 1, (argv, result.stdout, result.stderr)
         assert "not trusted" in result.stdout + result.stderr
-        assert "another user" in result.stdout + result.stderr
+        assert why in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
         assert not proof.exists()
 
