@@ -42,7 +42,7 @@ def refusal(tree: Tree, ancestry: tuple[set[int], set[int]] | None = None) -> st
     if tree.pid <= 1 or tree.pgid <= 1:
         return "pid 1 and the kernel's are never ended"
     if tree.pgid != tree.pid:
-        return "a task's root leads its own process group"
+        return "the group named is not the root's own (a task's root leads its group)"
     if tree.pid in pids or tree.pgid in groups:
         return "it is this scheduler or one of its ancestors"
     root = read_stat(tree.pid)
