@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError
+from conddsl.errors import ConditionSyntaxError, printable
 from conddsl.timeline.clock import later
 
 EXIT_OK = 0
@@ -27,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConditionSyntaxError as error:
-        print(f"conddsl: {error}", file=sys.stderr)
+        shown = "\n".join(printable(line) for line in str(error).split("\n"))
+        print(f"conddsl: {shown}", file=sys.stderr)
         return EXIT_FINDINGS
     except _UsageError as error:
         print(f"conddsl: {error}", file=sys.stderr)
@@ -179,7 +180,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     path = Path(args.task_file)
     if not path.is_file():
-        raise _UsageError(f"{args.task_file}: no such task file")
+        why = "not a regular file" if path.exists() else "no such task file"
+        raise _UsageError(f"{args.task_file}: {why}")
     return run_task_file(path)
 
 
@@ -197,10 +199,10 @@ def _cmd_next(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     condition = _compile(args)
     start = _start(args, condition.zone)
-    print(f"canonical: {condition}")
+    print(f"canonical: {printable(str(condition))}")
     print("tree:")
     for line in _tree_lines(condition.ast, 1):
-        print(line)
+        print(printable(line))
     windows, note = _next_windows(condition, start, max(args.n, 1))
     print(f"next windows from {start.isoformat(sep=' ')}:")
     for window in windows if not (note or "").startswith("always true") else ():

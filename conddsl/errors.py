@@ -105,6 +105,17 @@ class ConditionError(ConddslError, ValueError):
     """A condition that parsed but cannot be compiled (an unknown name, for example)."""
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, NUL, ...) escaped as ``\\x1b``: safe to
+    print on a terminal, where they could rewrite the screen or hide what follows."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def render_caret(text: str, span: Span, *, max_width: int = 120) -> str:
     """Draw the span's first line with ``^^^`` under the span, clipped to ``max_width``."""
     lines = text.split("\n")

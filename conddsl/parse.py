@@ -39,18 +39,57 @@ def grammar_text() -> str:
 
 
 def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
-    """A new LALR parser for the grammar (``strict=True`` turns conflicts into errors)."""
+    """A new LALR parser for the grammar (``strict=True`` turns conflicts into errors).
+
+    With ``cache``, the parse tables are kept in the user's own cache folder (see
+    :func:`parser_cache_path`): building them costs ten times as much as loading them.
+    """
     from lark import Lark
 
+    grammar = grammar_text()
+    cache_file = parser_cache_path(grammar) if cache and not strict else None
     return Lark(
-        grammar_text(),
+        grammar,
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=False,
         strict=strict,
-        cache=cache and not strict,
+        cache=cache_file or False,
     )
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+
+    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
+    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``), a folder only the user may
+    write, and is used only if the trust rule (:mod:`conddsl.trust`) holds for it.
+    """
+    import hashlib
+    import os
+    import sys
+
+    import lark
+
+    from conddsl.trust import believed
+
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    folder = os.path.join(base, "conddsl")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: parse without a cache
+    digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:32]
+    path = os.path.join(folder, f"parser-{digest}-py{sys.version_info[0]}{sys.version_info[1]}")
+    if not believed(path, "the parser cache", "it is not used"):
+        return None
+    return path
 
 
 def _get_parser() -> Lark:

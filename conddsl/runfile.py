@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from conddsl.errors import printable
 from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQLiteHistory
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
@@ -31,14 +32,29 @@ class PrintingHistory(History):
         stored = self.inner.record(
             task, action, at=at, run_id=run_id, reason=reason, message=message
         )
+        self.show_replayed()
         self._print(stored)
         return stored
 
+    def show_replayed(self) -> None:
+        """Print the records the store has just written from its journal (an earlier run's)."""
+        take = getattr(self.inner, "take_replayed", None)
+        found = take() if take is not None else []
+        if found:
+            journal = getattr(self.inner, "journal", None) or "its journal"
+            count = f"{len(found)} record" + ("" if len(found) == 1 else "s")
+            self._write(f"conddsl: {count} kept in {journal} by an earlier run, now written:")
+        for record in found:
+            self._print(record)
+
     def _print(self, record: Record) -> None:
+        self._write(format_record(record, self.zone))
+
+    def _write(self, line: str) -> None:
         if self.out is None:
             return
         try:
-            self.out.write(format_record(record, self.zone) + "\n")
+            self.out.write(line + "\n")
             self.out.flush()
         except (OSError, ValueError):
             # The reader went away (`conddsl run … | head`): the run goes on, unprinted;
@@ -48,6 +64,7 @@ class PrintingHistory(History):
     def mark_crashed(self, at):
         # The store's own: it writes the journal's records before it looks for open runs.
         found = self.inner.mark_crashed(at)
+        self.show_replayed()
         for record in found:
             self._print(record)
         return found
@@ -91,12 +108,12 @@ def format_record(record: Record, zone=None) -> str:
     """One line for a record: time, what happened, the task, its reason or message."""
     at = record.at.astimezone(zone) if zone is not None else record.at.astimezone()
     parts = [at.strftime("%H:%M:%S.%f")[:-3], f"{_VERB.get(record.action, record.action):<9}"]
-    parts.append(record.task)
+    parts.append(printable(record.task))
     if record.reason:
-        parts.append(f"reason={record.reason}")
+        parts.append(f"reason={printable(record.reason)}")
     if record.message:
         message = " ".join(record.message.split())
-        parts.append(f"({message[:100]})")
+        parts.append(f"({printable(message[:100])})")
     return "  ".join(parts)
 
 
@@ -148,6 +165,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1
     history.inner = store  # the scheduler marks runs a dead process left open as crash
+    history.show_replayed()
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"

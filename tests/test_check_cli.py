@@ -181,10 +181,11 @@ def test_unreadable_file_is_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
     rules = tmp_path / "rules.cond"
     rules.write_text("a = daily\n")
 
-    def refuse(self):
+    def refuse(path, limit):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)  # chmod 0 does not stop root
+    # chmod 0 does not stop root: the reader itself refuses
+    monkeypatch.setattr("conddsl.rules.textfile.read_bounded", refuse)
     code, out, err = run([str(path), str(rules)], capsys)
     assert (code, out) == (2, "")
     assert err.splitlines()[-1] == "No findings, but 2 paths could not be checked."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
+from conddsl.bounded import read_bounded
 from conddsl.history.base import (
     ACTION_CODES,
     ACTIONS,
@@ -26,6 +28,10 @@ from conddsl.history.base import (
     from_us,
     to_us,
 )
+from conddsl.history.filecheck import copy_out, identity
+from conddsl.trust import untrusted
+
+log = logging.getLogger("conddsl.history")
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +82,8 @@ _Row = tuple[str, int, int, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
 JOURNAL_SUFFIX = ".pending.jsonl"
+# A journal holds what a failing history could not take: a few hundred bytes a record.
+JOURNAL_MAX_BYTES = 256_000_000
 # The keys of the journal lines already written to the table: a replay cut short after
 # its commit (before the journal is deleted) must not write them twice. Created on the
 # first replay; a file without it reads as before.
@@ -148,14 +156,21 @@ class SQLiteHistory(History):
         memory = self._path in ("", ":memory:")
         self._journal = None if memory else self._path + JOURNAL_SUFFIX
         self._journal_waiting = False  # a journal file may hold records to replay
+        self._replayed: list[Record] = []  # written from the journal, not yet taken
+        on_disk = not memory and not self._path.startswith("file:")
+        if on_disk:
+            self._check_trusted()
         try:
             self._conn = sqlite3.connect(
                 self._path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
+        self._identity: tuple[int, int] | None = None  # of the file opened (see filecheck)
+        self._replaced_copy: str | None = None  # where this run's records went, if replaced
         try:
             self._setup()
+            self._identity = identity(self._path) if on_disk else None
             self._load()
             self._open_journal()
         except BaseException as exc:
@@ -164,10 +179,28 @@ class SQLiteHistory(History):
                 raise self._error("open", exc) from exc
             raise
 
+    def _check_trusted(self) -> None:
+        """Refuse a database, its SQLite side files or its journal that another user could
+        have written (:mod:`conddsl.trust`): their records would decide what runs."""
+        for candidate in (self._path, f"{self._path}-wal", f"{self._path}-shm", self._journal):
+            why = untrusted(candidate)
+            if why is not None:
+                raise HistoryError(
+                    f"history file {self._path}: not opened: {why}",
+                    path=self._path,
+                    reason=f"it is not trusted: {why}",
+                )
+
     @property
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    def take_replayed(self) -> list[Record]:
+        """The records written from the journal since the last call (to show them)."""
+        with self._lock:
+            found, self._replayed = self._replayed, []
+            return found
 
     @property
     def journal(self) -> str | None:
@@ -223,6 +256,9 @@ class SQLiteHistory(History):
             return super().mark_crashed(at)
 
     def _write_pending(self, *, wait: bool = True) -> None:
+        # Before and after: a write to a file that is gone, or to one renamed over ours
+        # (whose WAL shares our WAL's name), would be lost or fail.
+        self._check_file()
         conn = self._conn
         written: list[tuple[int, _Row]] = []
         replayed: bytes | None = None
@@ -240,6 +276,7 @@ class SQLiteHistory(History):
                 self._sync()
                 if self._journal_waiting:  # older than anything pending: first
                     replayed = self._replay(written)
+                from_journal = len(written)
                 for row in self._pending:
                     self._insert(row, written)
                 conn.execute("COMMIT")
@@ -251,12 +288,69 @@ class SQLiteHistory(History):
             raise self._error("write", exc, waited=wait) from exc
         self._pending.clear()
         if replayed is not None:
+            self._replayed.extend(_to_record(row) for _, row in written[:from_journal])
             self._drop_journal(replayed)
         for rid, row in written:
             self._note(row[0], row[1], row[2])
             self._runs.apply(_to_record(row))
             self._count += 1
             self._max_id = rid
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """The file at the path is still the one open: put a deleted one back, keep this
+        run's records beside a replaced one and raise (see :mod:`conddsl.history.filecheck`)."""
+        if self._identity is None:
+            return
+        if self._replaced_copy is not None:
+            # Nothing more goes through this connection: the newcomer may share its WAL's
+            # name. Later records stay pending (and go to the journal at close).
+            raise self._replaced_error()
+        now = identity(self._path)
+        if now == self._identity:
+            return
+        deleted = now is None
+        try:
+            if deleted:
+                copy_out(self._conn, self._path, beside=False)
+                self._reopen()
+                log.warning(
+                    "history file %s was deleted while in use: written again from the open"
+                    " connection, with all %d records",
+                    self._path,
+                    self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+                )
+                return
+            self._replaced_copy = copy_out(self._conn, self._path, beside=True)
+            # Our WAL is named after the path: emptied, the newcomer never reads our pages.
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (OSError, sqlite3.Error) as exc:
+            what = "deleted" if deleted else "replaced by another file"
+            raise HistoryError(
+                f"history file {self._path} was {what} while in use, and its records could"
+                f" not be copied out of the open connection: {exc}",
+                path=self._path,
+                reason=f"it was {what} while in use",
+            ) from exc
+        raise self._replaced_error()
+
+    def _replaced_error(self) -> HistoryError:
+        return HistoryError(
+            f"history file {self._path} was replaced by another file while in use: the"
+            f" records of this history are kept in {self._replaced_copy}",
+            path=self._path,
+            reason="it was replaced by another file while in use",
+        )
+
+    def _reopen(self) -> None:
+        """Connect again to the file at the path (written back after it was deleted)."""
+        self._conn.close()
+        self._conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        self._setup()
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        self._identity = identity(self._path)
 
     def _insert(self, row: _Row, written: list[tuple[int, _Row]]) -> None:
         rid = self._conn.execute(_INSERT, row).lastrowid
@@ -444,8 +538,11 @@ class SQLiteHistory(History):
                             reason=exc.reason,
                         ) from exc
                     self._close_to_journal(exc)
-            self._conn.close()
-            self._closed = True
+            try:
+                self._check_file()  # a file deleted or replaced since the last write
+            finally:
+                self._conn.close()
+                self._closed = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # Nothing retries after the block: records that cannot be written go to the journal.
@@ -509,8 +606,7 @@ class SQLiteHistory(History):
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         with _journal_locked(self._journal):
             try:
-                with open(self._journal, "rb") as existing:
-                    old = existing.read()
+                old = read_bounded(self._journal, JOURNAL_MAX_BYTES)
             except FileNotFoundError:
                 old = b""
             if old and not old.endswith(b"\n"):
@@ -523,8 +619,7 @@ class SQLiteHistory(History):
         """The journal's bytes and its (key, row) entries; None if there is none."""
         assert self._journal is not None
         try:
-            with open(self._journal, "rb") as file:
-                data = file.read()
+            data = read_bounded(self._journal, JOURNAL_MAX_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -565,8 +660,7 @@ class SQLiteHistory(History):
         assert self._journal is not None
         try:
             with _journal_locked(self._journal):
-                with open(self._journal, "rb") as file:
-                    now = file.read()
+                now = read_bounded(self._journal, JOURNAL_MAX_BYTES)
                 if now == replayed:
                     os.remove(self._journal)
             if now == replayed:

@@ -6,13 +6,13 @@ This runs the code of the imported modules, as the scheduler would.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport
+from conddsl.trust import add_import_folder, import_module
 
 __all__ = ["check_imports", "import_error"]
 
@@ -20,19 +20,20 @@ __all__ = ["check_imports", "import_error"]
 def import_error(spec: str, folder: Path) -> str | None:
     """Why ``package.module:callable`` cannot be imported from ``folder`` (None if it can)."""
     module_name, _, attribute = spec.partition(":")
-    added = str(folder.resolve())
-    sys.path.insert(0, added)
+    added = None
     try:
+        added = add_import_folder(folder)
         # A module that prints while it is imported must not spoil --output-format json.
         with contextlib.redirect_stdout(sys.stderr):
-            target = importlib.import_module(module_name)
+            target = import_module(module_name)
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # noqa: BLE001 - SystemExit from user code included
         return f"{type(error).__name__}: {error}"
     finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(added)
+        if added is not None:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(added)
     for part in attribute.split("."):
         if not hasattr(target, part):
             return f"{module_name!r} has no attribute {attribute!r}"
@@ -56,5 +57,5 @@ def check_imports(report: TaskFileReport) -> Iterator[Diagnostic]:
                 f"cannot import {task.func!r}: {why}",
                 report.display,
                 report.span(("tasks", name, "func")),
-                hint="the task file's folder is on sys.path while checking",
+                hint="the task file's folder is on sys.path (last) while checking",
             )

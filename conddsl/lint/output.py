@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from conddsl.errors import render_caret
+from conddsl.errors import printable, render_caret
 from conddsl.rules.diagnostics import Diagnostic, LineIndex
 
 __all__ = ["FORMATS", "render", "summary"]
@@ -13,19 +13,19 @@ __all__ = ["FORMATS", "render", "summary"]
 
 def concise(diagnostics: Sequence[Diagnostic], texts: Mapping[str, LineIndex]) -> str:
     """``path:line:col: CODE message``, one per line (as ruff and flake8 print them)."""
-    return "\n".join(str(d) for d in diagnostics)
+    return "\n".join(printable(str(d)) for d in diagnostics)
 
 
 def full(diagnostics: Sequence[Diagnostic], texts: Mapping[str, LineIndex]) -> str:
     """The concise line, then the source line with ``^^^`` under the span, then the hint."""
     blocks = []
     for diagnostic in diagnostics:
-        lines = [str(diagnostic)]
+        lines = [printable(str(diagnostic))]
         index = texts.get(diagnostic.path)
         if index is not None and index.text:
             lines.append(render_caret(index.text, diagnostic.span))
         if diagnostic.hint:
-            lines.append(f"hint: {diagnostic.hint}")
+            lines.append(f"hint: {printable(diagnostic.hint)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

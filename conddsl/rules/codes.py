@@ -35,6 +35,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C405": ("warning", "a timeout or end condition on a task run in the main thread"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
+    # files found beside the history (the trust rule)
+    "C601": ("error", "a history or journal another user could have written"),
+    "C602": ("warning", "a process registry that is not trusted or names foreign processes"),
 }
 
 # Condition syntax codes, reported as errors (see docs/language.md).

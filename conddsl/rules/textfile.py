@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conddsl.bounded import FileTooLarge, read_bounded
 from conddsl.rules.diagnostics import Diagnostic, LineIndex
 
-# Larger files are refused before they are read: no rule or task file comes close.
+# Larger files are refused (the reading stops there): no rule or task file comes close.
 MAX_BYTES = 50_000_000
 
 
 def read_text(path: Path, display: str) -> tuple[str | None, Diagnostic | None]:
     """The file's text (UTF-8, CRLF read as LF, a leading BOM dropped) or a C102 finding.
 
-    Raises :class:`OSError` when the file cannot be read at all.
+    Raises :class:`OSError` when the file cannot be read at all, and
+    :class:`~conddsl.bounded.FileRefused` (one) when it is not a regular file.
     """
-    if path.stat().st_size > MAX_BYTES:
-        return None, _not_text(display, 1, 1, f"the file is larger than {MAX_BYTES:,} bytes")
-    data = path.read_bytes()
+    try:
+        data = read_bounded(path, MAX_BYTES)
+    except FileTooLarge as error:
+        return None, _not_text(display, 1, 1, error.strerror)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:

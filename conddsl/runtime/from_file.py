@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 from conddsl.runtime.scheduler import Scheduler
+from conddsl.trust import add_import_folder, import_module
 
 if TYPE_CHECKING:
     from conddsl.history import History
@@ -20,9 +19,10 @@ def scheduler_from_task_file(
 
     ``history`` defaults to an in-memory one (``conddsl run`` passes the file's SQLite
     history); ``overrides`` replace configuration keys (``kill_grace=0.1``, say). The
-    task file's folder is put on ``sys.path`` so that its ``func`` modules import, and
-    command tasks run in that folder. Raises ``ImportError`` or ``AttributeError`` when
-    a ``func`` cannot be found, and ``ConfigError`` for a setting the scheduler refuses.
+    task file's folder is put on ``sys.path`` (last, and only if a task names a ``func``)
+    so that its ``func`` modules import, and command tasks run in that folder. Raises
+    ``ImportError`` or ``AttributeError`` when a ``func`` cannot be found (or is not
+    trusted: :mod:`conddsl.trust`), and ``ConfigError`` for a setting the scheduler refuses.
     """
     from conddsl.history import MemoryHistory
 
@@ -44,8 +44,8 @@ def scheduler_from_task_file(
         config["shut_cond"] = condition(settings.shut_cond)
     config.update(overrides)
     app = Scheduler(config, clock=clock)
-    if base is not None and str(base) not in sys.path:
-        sys.path.insert(0, str(base))
+    if base is not None and any(task.func is not None for task in tasks.tasks.values()):
+        add_import_folder(base)
     for name, task in tasks.tasks.items():
         options = {
             "name": name,
@@ -65,9 +65,9 @@ def scheduler_from_task_file(
 
 
 def import_func(reference: str):
-    """The object a ``module:attribute.path`` reference names (imported)."""
+    """The object a ``module:attribute.path`` reference names (imported, if trusted)."""
     module_name, _, attribute = reference.partition(":")
-    target: Any = importlib.import_module(module_name)
+    target: Any = import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
     return target

@@ -21,6 +21,10 @@ one, or another scheduler of this process) belongs to a scheduler running now, w
 processes are left alone and whose runs are not marked ``crash`` (the new scheduler then
 keeps no registry of its own). A registry written before the machine last booted lists
 nothing alive: it is dropped unread.
+
+A registry is obeyed only under the trust rule, and each tree only if it looks like a
+task's (:mod:`conddsl.runtime.registry_trust`): a planted file must not make a scheduler
+signal someone else's processes. ``conddsl check`` reports one (C602).
 """
 
 from __future__ import annotations
@@ -37,11 +41,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
+from conddsl.runtime.registry_trust import screen
+from conddsl.trust import believed
 
 log = logging.getLogger("conddsl.runtime")
 
 SUFFIX = ".procs.json"
+MAX_BYTES = 16_000_000  # a registry read past this is not one of ours (a tree is ~100 bytes)
 _VERSION = 1
 _GONE = ("Z", "X")
 
@@ -123,8 +131,7 @@ class ProcessRegistry:
     def read(self) -> tuple[dict[str, Any] | None, list[Tree]]:
         """The owner and the trees the file lists (none if there is no file or it is unreadable)."""
         try:
-            with open(self.path, encoding="utf-8") as file:
-                data = json.load(file)
+            data = json.loads(read_bounded(self.path, MAX_BYTES))
             owner = data.get("owner") or {}
             found = dict(owner, pid=int(owner["pid"])) if "pid" in owner else None
             trees = [
@@ -156,6 +163,14 @@ class ProcessRegistry:
             )
             return None
         _LIVE[self.token] = self
+        trees, refused = screen(trees)
+        if refused:
+            log.warning(
+                "process registry %s lists processes no scheduler of ours started; they are "
+                "left alone: %s",
+                self.path,
+                "; ".join(refused),
+            )
         for tree in trees:
             self.trees[tree.key] = tree
         return trees
@@ -299,7 +314,11 @@ class Recovery:
 def recover(history: object, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
     """At a scheduler's start: its registry, and the trees a dead scheduler left, ended."""
     path = registry_path(history)
-    if path is None:
+    if path is None or not believed(
+        path,
+        "the process registry",
+        "no process it lists is signalled, and this scheduler keeps no registry",
+    ):
         return Recovery(None, None)
     registry = ProcessRegistry(path, loop)
     trees = registry.take_leftovers()

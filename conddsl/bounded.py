@@ -1,0 +1,61 @@
+"""Reading a file that may be hostile: only a regular file, and never more than a limit.
+
+The limit is enforced while reading, not by trusting the size ``stat`` reports (a
+device such as ``/dev/zero`` says 0 and never ends), and the file is opened without
+blocking, so a FIFO is refused at once instead of waiting for a writer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+__all__ = ["FileRefused", "FileTooLarge", "read_bounded"]
+
+_CHUNK = 1 << 20
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class FileRefused(OSError):
+    """The file is not a regular file (or is too large): ``strerror`` says which."""
+
+
+class FileTooLarge(FileRefused):
+    """The file holds more bytes than the reader's limit."""
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them.
+
+    Raises :class:`FileTooLarge` past ``limit``, :class:`FileRefused` for anything
+    but a regular file, and :class:`OSError` when it cannot be opened.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+            raise FileRefused(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > limit:
+                raise FileTooLarge(
+                    errno.EFBIG, f"the file is larger than {limit:,} bytes", str(path)
+                )
+            chunks.append(chunk)
+    finally:
+        os.close(fd)

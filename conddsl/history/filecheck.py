@@ -1,0 +1,49 @@
+"""Noticing that a history file in use was deleted or replaced, and keeping its records.
+
+An open SQLite connection keeps reading and writing the file it opened even after that
+file is deleted or another file is renamed over it: every record written from then on
+(and, once the connection closes, every record at all) would be lost without an error.
+So a history compares the file at its path with the one it opened (device and inode)
+after each write and when it closes; what it holds is copied out of the connection
+(SQLite's backup API) to the path when the file was deleted, or beside it when another
+file took its place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+
+__all__ = ["identity", "copy_out"]
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path``, or None if there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def copy_out(conn: sqlite3.Connection, path: str, *, beside: bool) -> str:
+    """Copy the database ``conn`` holds to a new file: ``path`` itself (its stale SQLite
+    side files removed first), or with ``beside`` a new name next to it. Returns the file
+    written; raises :class:`OSError` or :class:`sqlite3.Error` when it cannot be."""
+    if beside:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = f"{path}.replaced-{stamp}-{os.getpid()}.sqlite3"
+    else:
+        target = path
+        # The deleted file's WAL must not be applied to the copy: it is in the copy already.
+        for side in (f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(side)
+    copy = sqlite3.connect(target)
+    try:
+        conn.backup(copy)
+    finally:
+        copy.close()
+    return target

@@ -1,0 +1,60 @@
+"""The files ``conddsl run`` would find beside a task file's history: the history itself,
+its journal and its process registry, checked by the trust rule (:mod:`conddsl.trust`).
+
+C601: the history or its journal is not trusted (``run`` refuses to start).
+C602: the process registry is not trusted, or lists processes no scheduler of ours
+started (``run`` leaves them alone): someone may be trying to make it signal them.
+"""
+
+from __future__ import annotations
+
+from conddsl.history.sqlite import JOURNAL_SUFFIX
+from conddsl.rules.codes import severity_of
+from conddsl.rules.diagnostics import Diagnostic
+from conddsl.rules.taskfile import TaskFileReport
+from conddsl.runtime.leftovers import SUFFIX as REGISTRY_SUFFIX
+from conddsl.runtime.registry_trust import registry_problems
+from conddsl.trust import untrusted
+
+__all__ = ["check_files"]
+
+
+def check_files(report: TaskFileReport) -> list[Diagnostic]:
+    """C601 and C602 for the history files of a task file that was read."""
+    if report.model is None:
+        return []
+    settings = report.model.scheduler
+    # As `conddsl run` names it (runfile.run_task_file).
+    history = report.path.resolve().parent / (
+        settings.history or f"{report.path.stem}.history.sqlite3"
+    )
+    where = report.span(("scheduler", "history"))
+    found = []
+    for path in (history, f"{history}{JOURNAL_SUFFIX}"):
+        why = untrusted(path)
+        if why is not None:
+            found.append(
+                _finding(
+                    report,
+                    "C601",
+                    f"the history is not trusted: {why}",
+                    where,
+                    "conddsl run refuses it: keep the history where only you can write",
+                )
+            )
+            return found
+    for problem in registry_problems(f"{history}{REGISTRY_SUFFIX}"):
+        found.append(
+            _finding(
+                report,
+                "C602",
+                problem,
+                where,
+                "conddsl run ignores it; remove the file if you did not expect it",
+            )
+        )
+    return found
+
+
+def _finding(report: TaskFileReport, code: str, message: str, where, hint: str) -> Diagnostic:
+    return Diagnostic(code, message, report.display, where, severity_of(code), hint)

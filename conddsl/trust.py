@@ -1,0 +1,127 @@
+"""The trust rule for files conddsl finds rather than is given: caches, process registries,
+journals, histories and the modules a task file names.
+
+A file may be believed when nobody but its reader (or root) could have put it there:
+
+- it is owned by the current user or by root, and nobody else may write it;
+- every folder above it is owned by the current user or by root, and a folder that
+  everybody may write has the sticky bit (then only a file's owner, or the folder's,
+  may replace or remove it).
+
+A file of another user in ``/tmp`` fails the first test; a file in a folder another
+user owns, or in a world-writable folder without the sticky bit, fails the second.
+Callers go on safely without such a file (no cache, no registry) or stop, and say why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import stat
+import sys
+from types import ModuleType
+
+__all__ = ["untrusted", "untrusted_folder", "believed", "add_import_folder", "import_module"]
+
+log = logging.getLogger("conddsl")
+
+
+def _owner_ok(info: os.stat_result) -> bool:
+    return info.st_uid in (0, os.geteuid())
+
+
+def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
+    """Why files in ``folder`` could have been put there by another user (None if not)."""
+    path = os.path.realpath(folder)
+    while True:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            info = None  # not made yet: whoever may make it is decided above
+        except OSError as error:
+            return f"{path} cannot be examined ({error.strerror})"
+        if info is not None:
+            if not _owner_ok(info):
+                return f"the folder {path} belongs to another user (uid {info.st_uid})"
+            if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+                return f"the folder {path} may be written by anyone and is not sticky"
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def untrusted(path: str | os.PathLike[str]) -> str | None:
+    """Why the file at ``path`` must not be believed, or None when it may (or is absent
+    from a folder where only its reader or root could create it)."""
+    real = os.path.realpath(path)
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        info = None
+    except OSError as error:
+        return f"{real} cannot be examined ({error.strerror})"
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            return f"{real} is not a regular file"
+        if not _owner_ok(info):
+            return f"{real} belongs to another user (uid {info.st_uid})"
+        if info.st_mode & stat.S_IWOTH:
+            return f"{real} may be written by anyone"
+    return untrusted_folder(os.path.dirname(real))
+
+
+def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:
+    """Whether ``path`` passes the rule; when not, a warning names it, why, and what
+    conddsl does instead (``consequence``: "it is not used", say)."""
+    why = untrusted(path)
+    if why is None:
+        return True
+    log.warning("%s %s is not trusted: %s; %s", what, path, why, consequence)
+    return False
+
+
+def add_import_folder(folder: str | os.PathLike[str]) -> str | None:
+    """Put a task file's folder on ``sys.path`` after the standard library and
+    site-packages (so a ``ctypes.py`` beside it shadows nothing); returns the entry
+    added (None if it was there already).
+
+    Raises :class:`ImportError` when the folder fails the rule, or anybody may write it
+    (sticky or not: anybody may then add a module it imports): anything imported from
+    it could be another user's code.
+    """
+    entry = os.path.realpath(folder)
+    why = untrusted_folder(entry)
+    if why is None and os.stat(entry).st_mode & stat.S_IWOTH:
+        why = f"anybody may add modules to {entry}"
+    if why is not None:
+        raise ImportError(
+            f"the task file's folder is not trusted: {why}; keep a task file that names a"
+            " func in a folder only you (or root) may write"
+        )
+    if entry in sys.path:
+        return None
+    sys.path.append(entry)
+    return entry
+
+
+def import_module(name: str) -> ModuleType:
+    """Import ``name`` (``package.module``) once every file it comes from passes the rule.
+
+    Each enclosing package is checked before it is imported (finding ``a.b`` imports
+    ``a``); raises :class:`ImportError` naming an untrusted file.
+    """
+    parts = name.split(".")
+    for end in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:end])
+        if prefix in sys.modules:
+            continue
+        spec = importlib.util.find_spec(prefix)
+        origin = spec.origin if spec is not None else None
+        if origin and os.path.isabs(origin):
+            why = untrusted(origin)
+            if why is not None:
+                raise ImportError(f"module {prefix!r} is not trusted: {why}", name=prefix)
+    return importlib.import_module(name)

@@ -1,0 +1,107 @@
+"""A history file deleted or replaced while in use (docs/reliability.md): no record is
+lost, and a run whose history went elsewhere never ends with exit code 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+from reliability import SUBPROCESS_ENV
+
+from conddsl.history import HistoryError, HistoryJournaled, SQLiteHistory
+
+NOW = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)
+
+
+def actions(path) -> list[tuple[str, str]]:
+    with SQLiteHistory(path) as history:
+        return [(r.task, r.action) for r in history.records()]
+
+
+@pytest.mark.parametrize("side_files", [False, True])
+def test_deleted_history_is_written_again_with_every_record(tmp_path, side_files):
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW)
+    for name in ["h.sqlite3", *(["h.sqlite3-wal", "h.sqlite3-shm"] if side_files else [])]:
+        os.remove(tmp_path / name)
+    history.record("a", "success", at=NOW)  # noticed here: the file is put back
+    assert path.exists()
+    os.remove(path)  # and again, with nothing written after: noticed at close
+    history.close()
+    assert actions(path) == [("a", "run"), ("a", "success")]
+
+
+def test_replaced_history_keeps_this_runs_records_beside_it_and_raises(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW)
+    SQLiteHistory(tmp_path / "other.sqlite3").close()
+    os.replace(tmp_path / "other.sqlite3", path)  # another file takes the name
+    with pytest.raises(HistoryError, match="replaced by another file") as raised:
+        history.record("a", "success", at=NOW)
+    # Later records never go through the connection again: they wait for the journal.
+    with pytest.raises(HistoryError, match="replaced by another file"):
+        history.record("a", "fail", at=NOW)
+    with pytest.raises(HistoryJournaled, match="replaced by another file") as journaled:
+        history.close(journal=True)
+    assert journaled.value.count == 2
+    (copy,) = tmp_path.glob("h.sqlite3.replaced-*.sqlite3")
+    assert str(copy) in str(raised.value)
+    assert actions(copy) == [("a", "run")]
+    # The newcomer is left as it was until it is opened again: then the journal's go in.
+    assert actions(path) == [("a", "success"), ("a", "fail")]
+
+
+def run(tmp_path, command: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "tasks.toml").write_text(
+        f"""
+[scheduler]
+history = "runs.sqlite3"
+shut_cond = "task 'after' has succeeded"
+instant_shutdown = true
+
+[tasks.spoil]
+command = ["sh", "-c", "{command}"]
+start_cond = "every 1 hour"
+
+[tasks.after]
+command = ["true"]
+start_cond = "after task 'spoil'"
+"""
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "run", str(tmp_path / "tasks.toml")],
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_whose_history_is_deleted_loses_no_record(tmp_path):
+    result = run(tmp_path, "rm runs.sqlite3*")
+    assert result.returncode == 0, result.stderr
+    assert "was deleted while in use" in result.stderr
+    assert actions(tmp_path / "runs.sqlite3") == [
+        ("spoil", "run"),
+        ("spoil", "success"),
+        ("after", "run"),
+        ("after", "success"),
+    ]
+
+
+def test_run_whose_history_is_replaced_stops_with_exit_1(tmp_path):
+    result = run(tmp_path, "cp runs.sqlite3 copy.tmp && mv copy.tmp runs.sqlite3")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "replaced by another file" in result.stderr
+    assert "Traceback" not in result.stderr
+    # What was written before is in the copy; what came after waits in the journal.
+    (copy,) = tmp_path.glob("runs.sqlite3.replaced-*.sqlite3")
+    assert actions(copy) == [("spoil", "run")]
+    assert "1 record is kept in" in result.stderr
+    journal = (tmp_path / "runs.sqlite3.pending.jsonl").read_text()
+    assert '"task": "spoil"' in journal and '"action": "success"' in journal

@@ -1,0 +1,416 @@
+"""What a local user can and cannot make conddsl do (docs/reliability.md).
+
+Each attack plants files owned by ``nobody`` in a fresh sticky world-writable folder
+(as ``/tmp`` is) and runs conddsl as root, as a system service would: a planted file is
+never loaded, unpickled, imported or obeyed, and conddsl says so.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pwd
+import subprocess
+import sys
+
+import pytest
+from reliability import SUBPROCESS_ENV
+
+from conddsl.trust import untrusted, untrusted_folder
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="planting files owned by another user needs root"
+)
+NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else -1
+
+
+@pytest.fixture
+def sticky(tmp_path_factory):
+    """A fresh folder like /tmp: world-writable and sticky, owned by root."""
+    folder = tmp_path_factory.mktemp("sticky")
+    os.chmod(folder.parent, 0o755)  # pytest's base folder is root's 0700: reachable
+    os.chmod(folder, 0o1777)
+    return folder
+
+
+def plant(path, data: bytes) -> None:
+    """A file written by ``nobody``."""
+    path.write_bytes(data)
+    os.chown(path, NOBODY, NOBODY)
+
+
+class _Touch:
+    """Unpickling this creates the file ``path``: proof that a planted pickle ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def conddsl(*argv: str, cwd=None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", *argv],
+        env={**SUBPROCESS_ENV, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The CLI in-process (faster than a subprocess where no fresh process is needed)."""
+    from conddsl.cli import main
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    def call(*argv: str) -> subprocess.CompletedProcess[str]:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+    return call
+
+
+# ---------------------------------------------------------------- the rule
+
+
+def test_rule_refuses_other_owners_and_open_folders(sticky, tmp_path):
+    mine = sticky / "mine"
+    mine.write_text("x")
+    theirs = sticky / "theirs"
+    plant(theirs, b"x")
+    assert untrusted(mine) is None
+    assert "another user" in untrusted(theirs)
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    os.chmod(open_folder, 0o777)
+    assert "not sticky" in untrusted(open_folder / "anything")
+    owned = sticky / "owned"
+    owned.mkdir()
+    os.chown(owned, NOBODY, NOBODY)
+    assert "belongs to another user" in untrusted_folder(owned)
+    os.chmod(mine, 0o666)
+    assert "anyone" in untrusted(mine)
+
+
+# ---------------------------------------------------------------- (1) the parser cache
+
+
+def _lark_cache_name(scratch) -> str:
+    """The name Lark's own cache (cache=True) gives this grammar: what conddsl used to read."""
+    code = (
+        "import lark, sys; from conddsl.parse import grammar_text;"
+        "lark.Lark(grammar_text(), parser='lalr', lexer='contextual', propagate_positions=True,"
+        " maybe_placeholders=False, strict=False, cache=True)"
+    )
+    env = {**SUBPROCESS_ENV, "TMPDIR": str(scratch)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    (name,) = [p.name for p in scratch.iterdir() if p.name.startswith(".lark_cache_")]
+    return name
+
+
+def test_planted_parser_cache_is_never_unpickled(sticky, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proof = tmp_path / "ran"
+    payload = b"0" * 64 + b"\n" + pickle.dumps(_Touch(str(proof)))
+    # Where Lark's default cache looked: $TMPDIR.
+    plant(sticky / _lark_cache_name(scratch), payload)
+    # Where conddsl's own cache lives, pre-created by the other user.
+    planted_cache = sticky / "cache"
+    (planted_cache / "conddsl").mkdir(parents=True)
+    for folder in (planted_cache, planted_cache / "conddsl"):
+        os.chown(folder, NOBODY, NOBODY)
+    from conddsl.parse import grammar_text, parser_cache_path
+
+    name = os.path.basename(parser_cache_path(grammar_text()))
+    plant(planted_cache / "conddsl" / name, payload)
+    result = conddsl(
+        "next", "daily after 10:00", TMPDIR=str(sticky), XDG_CACHE_HOME=str(planted_cache)
+    )
+    assert result.returncode == 0, result.stderr
+    assert not proof.exists()
+    assert "parser cache" in result.stderr and "not trusted" in result.stderr
+
+
+def test_parser_cache_file_of_another_user_in_own_folder_is_ignored(tmp_path):
+    proof = tmp_path / "ran"
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    assert conddsl("next", "daily", **env).returncode == 0  # writes the cache
+    (written,) = list((cache / "conddsl").iterdir())
+    assert written.stat().st_mode & 0o777 and (cache / "conddsl").stat().st_mode & 0o077 == 0
+    plant(written, b"0" * 64 + b"\n" + pickle.dumps(_Touch(str(proof))))
+    result = conddsl("next", "daily", **env)
+    assert result.returncode == 0 and not proof.exists()
+    assert "belongs to another user" in result.stderr
+
+
+# ---------------------------------------------------------------- (3) the import path
+
+PROOF_MODULE = "open({proof!r}, 'w').close()\n"
+COMMAND_ONLY = """
+[scheduler]
+shut_cond = "task 'hello' has succeeded"
+instant_shutdown = true
+
+[tasks.hello]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+def test_stdlib_names_beside_a_command_only_task_file_are_never_imported(sticky, tmp_path):
+    proof = tmp_path / "ran"
+    for name in ("ctypes", "json", "signal", "selectors", "sqlite3"):
+        (sticky / f"{name}.py").write_text(PROOF_MODULE.format(proof=str(proof)))
+    (sticky / "tasks.toml").write_text(COMMAND_ONLY)
+    result = conddsl("run", str(sticky / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "success" in result.stdout
+    assert not proof.exists()
+
+
+def test_func_module_folder_comes_after_the_standard_library(tmp_path):
+    (tmp_path / "ctypes.py").write_text("raise SystemExit('the planted ctypes ran')\n")
+    (tmp_path / "jobs.py").write_text("import ctypes\ndef where():\n    return ctypes.__file__\n")
+    (tmp_path / "tasks.toml").write_text('[tasks.a]\nfunc = "jobs:where"\n')
+    code = (
+        "import sys, pathlib; from conddsl.rules.taskfile import read_task_file;"
+        "from conddsl.runtime.from_file import scheduler_from_task_file;"
+        "m = read_task_file(pathlib.Path(sys.argv[1])).model;"
+        "app = scheduler_from_task_file(m);"
+        "print(app.tasks['a'].func())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "tasks.toml")],
+        env=SUBPROCESS_ENV,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ctypes/__init__.py")
+
+
+@pytest.mark.parametrize("where", ["own folder", "sticky folder"])
+def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
+    """A module owned by another user, or any module of a folder anybody may add to."""
+    proof = tmp_path / "ran"
+    folder = sticky if where == "sticky folder" else tmp_path / "tasks"
+    folder.mkdir(exist_ok=True)
+    plant(folder / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+    )
+    task_file = str(folder / "tasks.toml")
+    why = "anybody may add modules" if where == "sticky folder" else "another user"
+    for argv in (["run", task_file], ["check", "--import-funcs", task_file]):
+        result = cli(*argv)
+        assert result.returncode == 1, (argv, result.stdout, result.stderr)
+        assert "not trusted" in result.stdout + result.stderr
+        assert why in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert not proof.exists()
+
+
+# ---------------------------------------------------------------- (5) bounded reads
+
+
+def test_read_bounded_enforces_the_limit_while_reading():
+    from conddsl.bounded import FileRefused, FileTooLarge, read_bounded
+
+    # /proc files say they are 0 bytes long: the limit cannot come from stat.
+    assert os.stat("/proc/self/maps").st_size == 0
+    with pytest.raises(FileTooLarge, match="larger than 10 bytes"):
+        read_bounded("/proc/self/maps", 10)
+    with pytest.raises(FileRefused, match="character device"):
+        read_bounded("/dev/zero", 10)
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, special, cli):
+    target = str(tmp_path / "x.toml")
+    if special == "fifo":
+        os.mkfifo(target)  # nobody ever writes it: reading would wait forever
+    else:
+        os.symlink(special, target)
+    kind = "FIFO" if special == "fifo" else "character device"
+    result = cli("check", target)
+    assert result.returncode == 2, result.stderr
+    assert f"not a regular file (a {kind})" in result.stderr + result.stdout
+    result = cli("run", target)
+    assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text(f'[scheduler]\nrules = [{target!r}]\n[tasks.a]\ncommand = ["true"]\n')
+    for argv in (["check", str(tasks)], ["run", str(tasks)]):
+        result = cli(*argv)
+        assert result.returncode == 1, (argv, result.stderr)
+        assert "C204" in result.stdout + result.stderr and kind in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- (2) the process registry
+
+HARMLESS = """
+[scheduler]
+history = "runs.sqlite3"
+shut_cond = "task 'hello' has succeeded"
+instant_shutdown = true
+kill_grace = 0.2
+
+[tasks.hello]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+@pytest.fixture
+def victim():
+    """A process of root's that nobody asked conddsl to end: leads its own session."""
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def registry(trees: dict[int, int | None]) -> bytes:
+    """A registry naming ``{pid: pgid}`` with their real start times, from a dead owner."""
+    import json
+
+    from conddsl.runtime.leftovers import boot_id
+    from conddsl.runtime.processes import read_stat
+
+    owner = {"pid": 4_000_000, "start": 1, "token": "x", "boot": boot_id()}
+    entries = {
+        f"run{pid}": {"task": "t", "pid": pid, "start": read_stat(pid).start, "pgid": pgid or pid}
+        for pid, pgid in trees.items()
+    }
+    return json.dumps({"version": 1, "owner": owner, "trees": entries}).encode()
+
+
+def test_planted_registry_of_another_user_signals_nothing(sticky, victim, cli):
+    (sticky / "tasks.toml").write_text(HARMLESS)
+    plant(sticky / "runs.sqlite3.procs.json", registry({victim.pid: None}))
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert "C602" in check.stdout and "another user" in check.stdout, check.stdout
+    result = conddsl("run", str(sticky / "tasks.toml"), cwd=sticky)
+    assert result.returncode == 0, result.stderr
+    assert "process registry" in result.stderr and "not trusted" in result.stderr
+    assert victim.poll() is None  # still running: never signalled
+
+
+def test_registry_never_names_pid_1_our_ancestors_or_a_foreign_group(tmp_path, victim, cli):
+    (tmp_path / "tasks.toml").write_text(HARMLESS)
+    child = subprocess.Popen(["sleep", "60"])  # not a group leader: no task root
+    try:
+        own = {1: None, os.getpid(): None, child.pid: None, victim.pid: os.getpgrp()}
+        (tmp_path / "runs.sqlite3.procs.json").write_bytes(registry(own))
+        check = cli("check", str(tmp_path / "tasks.toml"))
+        assert check.stdout.count("C602") == 4, check.stdout
+        result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "left alone" in result.stderr
+        assert child.poll() is None and victim.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+# ---------------------------------------------------------------- histories and journals
+
+DAILY = """
+[scheduler]
+history = "runs.sqlite3"
+shut_cond = "task 'report' has succeeded"
+instant_shutdown = true
+
+[tasks.report]
+command = ["true"]
+start_cond = "daily"
+"""
+
+
+def journal_line(task: str, action: str) -> bytes:
+    """One journal entry: ``task`` did ``action`` now."""
+    import json
+    import time
+
+    entry = {"key": f"k-{task}-{action}", "task": task, "action": action}
+    entry.update(at=int(time.time() * 1_000_000), run_id=None, reason=None, message=None)
+    return json.dumps(entry).encode() + b"\n"
+
+
+@pytest.mark.parametrize("planted", ["runs.sqlite3", "runs.sqlite3.pending.jsonl"])
+def test_planted_history_or_journal_is_refused(sticky, planted, cli):
+    from conddsl.history import SQLiteHistory
+
+    (sticky / "tasks.toml").write_text(DAILY)
+    if planted.endswith(".jsonl"):
+        # A "success" today would make the daily task wait until tomorrow.
+        plant(sticky / planted, journal_line("report", "success"))
+    else:
+        SQLiteHistory(sticky / planted).close()
+        os.chown(sticky / planted, NOBODY, NOBODY)
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "another user" in result.stderr and "Traceback" not in result.stderr
+    assert "success" not in result.stdout  # nothing ran, nothing was taken from it
+
+
+def test_replayed_journal_is_printed(tmp_path):
+    (tmp_path / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "by an earlier run, now written" in line]
+    assert "1 record kept in" in lines[at]
+    assert "success" in lines[at + 1] and "report" in lines[at + 1]
+
+
+# ---------------------------------------------------------------- control characters
+
+ESCAPED = r"""
+[scheduler]
+shut_cond = "task 'e\u001b[2Jx\u0000' has succeeded"
+instant_shutdown = true
+
+[tasks."e\u001b[2Jx\u0000"]
+command = ["true"]
+start_cond = "every 1 hour"
+"""
+
+
+def test_control_characters_in_task_names_are_escaped_in_run_output(tmp_path):
+    (tmp_path / "tasks.toml").write_text(ESCAPED)
+    result = conddsl("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr and "\0" not in result.stdout
+    assert r"e\x1b[2Jx\x00" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["explain", "next"])
+def test_control_characters_in_conditions_are_escaped_in_cli_output(command, cli):
+    for text in ("task 'a\x1b[2Jb' has succeeded", "task 'a\x1b[2Jb' has succeded"):
+        result = cli(command, text)
+        assert "\x1b" not in result.stdout + result.stderr, (text, result)
+
+
+def test_control_characters_in_findings_are_escaped():
+    from conddsl.errors import Span
+    from conddsl.lint.output import concise, full
+    from conddsl.rules.diagnostics import Diagnostic, LineIndex
+
+    found = Diagnostic("C301", "unknown task x\x1b[2J", "f\x07.toml", Span(1, 1, 1, 2), hint="\x9b")
+    texts = {"f\x07.toml": LineIndex("a = 1\x1b\n")}
+    for shown in (concise([found], texts), full([found], texts)):
+        assert not any(ch in shown for ch in "\x1b\x07\x9b"), shown
+        assert r"x\x1b[2J" in shown
