@@ -9,13 +9,15 @@ beside it. Every case must agree, or be a departure listed here with its reason
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 
 import pytest
 
-from conddsl import compile_condition
+from conddsl import ConditionSyntaxError, ast, compile_condition
+from conddsl.history import MemoryHistory
+from conddsl.parse import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MINUTE = timedelta(minutes=1)
@@ -147,3 +149,106 @@ def test_croniter_departures_are_real():
         if got != datetime.fromisoformat(answer_text):
             differing.add(reason)
     assert differing == set(CRONITER_DEPARTURES)
+
+
+# ---------------------------------------------------------------- Rocketry
+
+
+@cache
+def _rocketry_table() -> dict:
+    return json.loads((FIXTURES / "rocketry_suite_table.json").read_text(encoding="utf-8"))
+
+
+_PERIODIC = {unit: period for period, unit in ast.PERIOD_UNIT.items()}
+
+
+def _window_text(kind: str, start: str | None, end: str | None, mode: str) -> str:
+    """The condition string for Rocketry's TimeOf<kind>(start, end) in its mode."""
+    form = "secondly" if kind == "second" else f"time of {kind}"
+    if mode == "on":
+        return f"{form} on {start}"
+    if mode == "starting":  # a cycle anchored at start: with no history, always inside
+        return f"{_PERIODIC[kind]} starting {start}"
+    if start is not None and end is not None:
+        return f"{form} between {start} and {end}"
+    return f"{form} after {start}" if end is None else f"{form} before {end}"
+
+
+# Rocketry's readings that conddsl does not share, with the reason.
+ROCKETRY_DEPARTURES = {
+    # Always true in Rocketry (a weekday is no time of day): an error E110 here, whose
+    # hint says "did you mean 'time of week between Mon and Wed'?".
+    "time of day between Mon and Wed": "a silent always-true window is refused",
+    # A zero duration: "every 00:00:00" is an error E111 (a zero pace is a typo).
+    "every 00:00:00": "a pace of zero is refused",
+}
+HISTORY_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def _compiled_or_departure(text: str):
+    """The compiled condition, or None for a listed departure that conddsl refuses."""
+    try:
+        return compile_condition(text, timezone="UTC")
+    except ConditionSyntaxError as error:
+        if text in ROCKETRY_DEPARTURES and error.code in ("E110", "E111"):
+            return None
+        if error.code == "E120":  # a condition the test registered by name ("is foo")
+            return compile_condition(text, timezone="UTC", rules=_names_as_true(text))
+        raise
+
+
+def _names_as_true(text: str) -> dict:
+    names = {n.name for n in ast.walk(parse(text)) if isinstance(n, ast.Reference)}
+    return dict.fromkeys(names, TRUE)
+
+
+TRUE = ast.Constant(True)
+
+
+def test_rocketry_suite_table_is_what_it_claims():
+    table = _rocketry_table()
+    assert len(table["windows"]) >= 150
+    assert {row[0] for row in table["windows"]} >= {"minute", "hour", "day", "week", "month"}
+    assert len(table["durations"]) >= 15
+    assert len(table["conditions"]) >= 100
+
+
+def test_rocketry_suite_windows():
+    problems, departures = [], set()
+    for kind, start, end, mode, instant, inside, test in _rocketry_table()["windows"]:
+        text = _window_text(kind, start, end, mode)
+        condition = _compiled_or_departure(text)
+        if condition is None:
+            departures.add(text)
+            continue
+        value = condition.is_true(datetime.fromisoformat(instant))
+        if value != inside:
+            problems.append(f"{test}: {text!r} at {instant}: {value}, Rocketry {inside}")
+    assert not problems, "\n".join(problems[:20])
+    assert departures == {"time of day between Mon and Wed"}
+
+
+def test_rocketry_suite_durations():
+    # A duration D in "every D": false exactly D after a start, true a microsecond later.
+    # Rocketry's conditions count a signed duration without its sign.
+    refused = set()
+    for text, micros, test in _rocketry_table()["durations"]:
+        condition = _compiled_or_departure(f"every {text}")
+        if condition is None:
+            refused.add(f"every {text}")
+            continue
+        history = MemoryHistory()
+        history.record("t", "run", at=HISTORY_START)
+        due = HISTORY_START + abs(timedelta(microseconds=micros))
+        assert not condition.is_true(due, task="t", history=history), (test, text)
+        assert condition.is_true(due + US, task="t", history=history), (test, text)
+    assert refused == {"every 00:00:00"}
+
+
+def test_rocketry_suite_condition_strings_compile():
+    for text, test in _rocketry_table()["conditions"]:
+        condition = _compiled_or_departure(text)
+        assert condition is not None, (test, text)
+        # The canonical text means the same: it compiles to an equal condition.
+        again = compile_condition(str(condition), timezone="UTC", rules=_names_as_true(text))
+        assert again == condition, (test, text)
