@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -74,13 +75,13 @@ def _croniter_table() -> dict:
 
 
 @cache
-def _cron(expr: str):
-    return compile_condition(f"cron {expr}", timezone="UTC")
+def _cron(expr: str, zone: str = "UTC"):
+    return compile_condition(f"cron {expr}", timezone=zone)
 
 
-def _fire_after(expr: str, start: datetime) -> datetime | None:
+def _fire_after(expr: str, start: datetime, zone: str = "UTC") -> datetime | None:
     """The first matching minute strictly after ``start``, from the windows."""
-    for window_start, window_end in _cron(expr).windows(start + US, start + SEARCH):
+    for window_start, window_end in _cron(expr, zone).windows(start + US, start + SEARCH):
         # A window starts at a matching minute, or is clipped inside the one holding start.
         minute = window_start.replace(second=0, microsecond=0)
         if minute > start:
@@ -252,3 +253,62 @@ def test_rocketry_suite_condition_strings_compile():
         # The canonical text means the same: it compiles to an equal condition.
         again = compile_condition(str(condition), timezone="UTC", rules=_names_as_true(text))
         assert again == condition, (test, text)
+
+
+# ---------------------------------------------------------------- APScheduler
+
+
+@cache
+def _apscheduler_table() -> dict:
+    return json.loads((FIXTURES / "apscheduler_suite_table.json").read_text(encoding="utf-8"))
+
+
+def _years(field: str) -> set[int] | None:
+    """The years an APScheduler year field allows (None: every year)."""
+    if field == "*":
+        return None
+    if "/" in field:
+        first, step = field.split("/")
+        return set(range(int(first), 2200, int(step)))
+    return {int(year) for year in field.split(",")}
+
+
+def _apscheduler_departure(cron: str) -> str | None:
+    # APScheduler ANDs day and day_of_week even when both are restricted; cron ORs them.
+    _, _, day, _, weekday = cron.split()
+    if day != "*" and weekday != "*":
+        return "APScheduler ANDs the two day fields; cron (and conddsl) ORs them"
+    return None
+
+
+def test_apscheduler_suite_table_is_what_it_claims():
+    cases = _apscheduler_table()["cases"]
+    assert len(cases) >= 15
+    assert {case[2] for case in cases} >= {"Europe/Berlin", "US/Eastern"}  # DST zones too
+
+
+def test_apscheduler_suite_cron():
+    problems, departures = [], 0
+    for cron, year_field, zone, now_text, answer_text, test in _apscheduler_table()["cases"]:
+        now = datetime.fromisoformat(now_text)
+        answer = None if answer_text is None else datetime.fromisoformat(answer_text)
+        years = _years(year_field)
+        # APScheduler's next fire time counts "now" itself: search from just before it.
+        fire = _fire_after(cron, now - US, zone)
+        while (
+            fire is not None
+            and years is not None
+            and fire.astimezone(ZoneInfo(zone)).year not in years
+        ):
+            if fire.year > max(years):
+                fire = None
+                break
+            fire = _fire_after(cron, fire, zone)
+        if fire == answer:
+            continue
+        if _apscheduler_departure(cron) is not None:
+            departures += 1
+            continue
+        problems.append(f"{test}: {cron!r} ({year_field}) in {zone} from {now}: {fire}, {answer}")
+    assert not problems, "\n".join(problems)
+    assert departures >= 1  # the departure is real
