@@ -7,6 +7,7 @@ and without a run of the task nearby, the three answers tell one story.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -49,6 +50,15 @@ FORMS = [
     "daily starting 02:30",
     "hourly between 20:00 and 40:00",
     "every 20 minutes",
+    "time of month on last",
+    "weekly on Sun",
+    "monthly",
+    "daily on 02:00",
+    "time of day on 02:00",
+    "cron 0 2 * * sun",
+    "has succeeded today after 02:00",
+    "has succeeded this hour",
+    "has started in past 30 minutes",
 ]
 
 OFFSETS = st.integers(min_value=-2 * 3600 * 10**6, max_value=3 * 3600 * 10**6)
@@ -66,7 +76,7 @@ def test_the_transitions_are_where_the_table_says():
         assert (at - US).astimezone(zone).utcoffset() != at.astimezone(zone).utcoffset()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("DST_EXAMPLES", "300")), deadline=None)
 @given(
     st.sampled_from(TRANSITIONS),
     st.sampled_from(FORMS),
@@ -90,8 +100,11 @@ def test_is_true_windows_and_next_change_agree(transition, text, at_us, run_us):
         return condition.is_true(instant, **given_state)
 
     now = value(at)
-    # The zone's own reading of the instant (fold set on the second pass) is the same instant.
-    assert condition.is_true(at.astimezone(zone), **given_state) == now
+    # The zone's own reading of the instant (fold set on the second pass) is the same
+    # instant, aware or naive (a naive time is a wall time in the condition's zone).
+    local = at.astimezone(zone)
+    assert condition.is_true(local, **given_state) == now
+    assert condition.is_true(local.replace(tzinfo=None), **given_state) == now
     found = list(condition.windows(at, at + SPAN, **given_state))
     inside = bool(found) and found[0][0] == at
     assert inside == now, (found[:2], now)
