@@ -7,6 +7,7 @@ and without a run of the task nearby, the three answers tell one story.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -141,3 +142,32 @@ def test_cron_every_ten_minutes_on_the_first_pass_after_a_run():
     ] + [
         datetime(2024, 10, 27, 1, 10, tzinfo=UTC)  # 02:00 CET is the minute that already ran
     ]
+
+
+def test_a_scheduler_runs_cron_every_ten_minutes_through_the_repeated_hour():
+    # The bug as a user saw it: on a virtual clock, the runs around 02:00 CEST on
+    # 2024-10-27 were 70 minutes apart. Wall minutes run once each: 02:00-02:50 on the
+    # first pass, then the second pass's 02:00-02:50 are the same wall minutes (done).
+    from conddsl.runtime import Scheduler, VirtualClock
+
+    start = datetime(2024, 10, 26, 23, 55, tzinfo=UTC)  # 01:55 CEST
+    config = {
+        "timezone": "Europe/Berlin",
+        "timeout": "never",
+        "kill_grace": 0.5,
+        "shut_cond": "time of day between 03:25 and 04:00 in UTC",
+    }
+    app = Scheduler(config, clock=VirtualClock(start, autojump_threshold=0.0))
+    app.task("cron */10 * * * *", name="tick", execution="async")(_noop)
+    asyncio.run(asyncio.wait_for(app.serve(), 20))
+    runs = [r.at for r in app.history.records("tick", actions=("run",))]
+    gaps = {b - a for a, b in zip(runs, runs[1:], strict=False)}
+    assert runs[0] == datetime(2024, 10, 27, 0, 0, tzinfo=UTC)  # 02:00 CEST
+    assert runs[:6] == [datetime(2024, 10, 27, 0, m, tzinfo=UTC) for m in range(0, 60, 10)]
+    # After 02:50 CEST the next wall minute not yet run is 03:00 CET.
+    assert runs[6] == datetime(2024, 10, 27, 2, 0, tzinfo=UTC)
+    assert max(gaps - {timedelta(minutes=70)}) == timedelta(minutes=10)
+
+
+async def _noop() -> None:
+    return None
