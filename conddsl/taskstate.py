@@ -284,6 +284,8 @@ class Periodic(HistoryForm):
         if self.whole:
             # Only a finish before `start` can keep it false; it turns true next cycle.
             return iter(sorted(self._next_cycle_points(start)))
+        if not start < end:
+            return iter(())
         low, high = wall_span(start, end, self.zone)
         return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))
 
@@ -359,6 +361,8 @@ class Cron(HistoryForm):
         # Only the edges of runs of matching minutes: inside a run, the value changes
         # at a start (see record_points), not at every fire (2,880 of them in two
         # days for ``* * * * *``).
+        if not start < end:
+            return iter(())
         low, high = wall_span(start, end, self.zone)
         return self._wall_points(
             _cron_edges(self.spec, earlier(low, _LOOKBACK), later(high, _MINUTE))
@@ -454,6 +458,8 @@ class TaskHas(HistoryForm):
 
     def clock_points(self, start, end):
         if self.clock is None:
+            return iter(())
+        if not start < end:
             return iter(())
         low, high = wall_span(start, end, self.zone)
         return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))

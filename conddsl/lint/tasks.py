@@ -21,7 +21,7 @@ _LONG_HORIZON = timedelta(days=16)
 
 
 def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
-    """Every task-level finding of a task file that was read (E123, C302, C401-C406)."""
+    """Every task-level finding of a task file that was read (E123, C302, C401-C407)."""
     # First the depth: the checks below walk a condition with its names written out,
     # level by level, so a condition nested too deep is reported and left out of them.
     found, usable = _depth_checks(report)
@@ -36,6 +36,9 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
         found.extend(_clock_checks(report, analysis, start, end))
         if start is not None:
             found.extend(_whole_cycle_checks(report, start))
+        for condition in (start, end):
+            if condition is not None:
+                found.extend(_day_field_checks(report, condition))
         found.extend(_timeout_checks(report, name, start))
     return found
 
@@ -215,20 +218,53 @@ def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterato
             "C406",
             f"the window {_quoted(node)} is the whole {unit}: {why}",
             start.source.file_range(node.span),
-            _WHOLE_CYCLE_HINT[type(node)].format(unit=unit, period=_period_word(node)),
+            _WHOLE_CYCLE_HINT[type(node)].format(
+                unit=unit, period=_period_word(node), article="an" if unit == "hour" else "a"
+            ),
         )
 
 
 _WHOLE_CYCLE_HINT = {
     ast.TimeOf: "for any time drop this window (or write 'true'); "
     "otherwise give the window two different ends",
-    ast.Periodic: "for once a {unit} write '{period}' (or '{period} starting X'); "
+    ast.Periodic: "for once {article} {unit} write '{period}' (or '{period} starting X'); "
     "otherwise give the window two different ends",
 }
 
 
 def _period_word(node: ast.Node) -> str:
     return node.period if isinstance(node, ast.Periodic) else ""
+
+
+# ---------------------------------------------------------------- C407
+
+# The whole range of a day field, to write a starred field without its star.
+_FIELD_RANGE = {2: "1-31", 4: "0-6"}
+
+
+def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Iterator[Diagnostic]:
+    """C407 for cron lines whose day fields AND only because one text starts with '*'."""
+    for node in ast.walk(condition.node):
+        if not isinstance(node, ast.Cron):
+            continue
+        fields = node.expression.split()
+        if len(fields) != 5 or "*" in (fields[2], fields[4]):
+            continue
+        starred = [i for i in (2, 4) if fields[i].startswith("*")]
+        if not starred:
+            continue
+        either = list(fields)
+        for index in starred:
+            either[index] = _FIELD_RANGE[index] + fields[index][1:]
+        yield _finding(
+            report,
+            "C407",
+            f"in {_quoted(node)} a day must match both day fields, because "
+            f"{fields[starred[0]]!r} starts with '*' (Vixie cron); Rocketry and croniter "
+            "fire on a day that matches either",
+            condition.source.file_range(node.span),
+            f"for either day write 'cron {' '.join(either)}'; to keep both, silence C407 here",
+        )
 
 
 # ---------------------------------------------------------------- C404, C405

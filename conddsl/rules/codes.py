@@ -34,6 +34,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C404": ("warning", "a timeout longer than the task's own period"),
     "C405": ("warning", "a timeout or end condition on a task run in the main thread"),
     "C406": ("warning", "a window of a start condition that is the whole cycle"),
+    "C407": ("warning", "a cron line whose day fields AND because one starts with '*'"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
 }
