@@ -116,18 +116,15 @@ def _croniter_batches() -> list[int]:
 
 @pytest.mark.parametrize("first", _croniter_batches())
 def test_croniter_suite_next_and_prev(first: int):
-    problems, departures = [], 0
+    # A case agrees, or its expression is one of the listed departures.
+    problems = []
     for expr, start_text, direction, answer_text, test in _croniter_table()["cases"][
         first : first + 250
     ]:
         start = datetime.fromisoformat(start_text)
         answer = datetime.fromisoformat(answer_text)
         got = _fire_after(expr, start) if direction == "next" else _fire_before(expr, start)
-        reason = _croniter_departure(expr)
-        if reason is not None:
-            departures += 1
-            continue
-        if got != answer:
+        if got != answer and _croniter_departure(expr) is None:
             problems.append(f"{test}: {expr!r} {direction} from {start}: {got}, croniter {answer}")
     assert not problems, "\n".join(problems[:20])
 
