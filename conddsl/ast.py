@@ -85,6 +85,18 @@ class SecondOfMinute(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class MillisecondOfSecond(Node):
+    """A point within a second, in milliseconds as Rocketry writes it (``500``); 1000 is the end."""
+
+    micros: int
+    span: Span | None = _span()
+
+    def __str__(self) -> str:
+        millis, micro = divmod(self.micros, 1_000)
+        return f"{millis}" + (f".{micro:03d}".rstrip("0") if micro else "")
+
+
+@dataclass(frozen=True, slots=True)
 class MinuteOfHour(Node):
     """A point within an hour, written ``MM:SS`` (``45:00`` is minute 45); 60:00 is the end."""
 
@@ -133,7 +145,7 @@ class MonthDay(Node):
         return text if self.time is None else f"{text} {self.time}"
 
 
-Point = TimeOfDay | SecondOfMinute | MinuteOfHour | Weekday | MonthDay
+Point = TimeOfDay | MillisecondOfSecond | SecondOfMinute | MinuteOfHour | Weekday | MonthDay
 
 
 def ordinal(n: int) -> str:

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from conddsl.ast import MinuteOfHour, MonthDay, Point, SecondOfMinute, TimeOfDay, Weekday
+from conddsl.ast import (
+    MillisecondOfSecond,
+    MinuteOfHour,
+    MonthDay,
+    Point,
+    SecondOfMinute,
+    TimeOfDay,
+    Weekday,
+)
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
@@ -31,19 +39,41 @@ class Word:
 
 
 class LiteralError(ValueError):
-    """A value that is not valid where it stands."""
+    """A value that is not valid where it stands.
 
-    def __init__(self, message: str, start: int, end: int, hint: str | None = None) -> None:
+    ``better_unit`` names the cycle the value belongs to when it is a point of another
+    one (a weekday in a day window: ``week``), so the parser can spell out the form the
+    user probably meant.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        start: int,
+        end: int,
+        hint: str | None = None,
+        better_unit: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.start = start
         self.end = end
         self.hint = hint
+        self.better_unit = better_unit
+
+
+def better_unit(text: str) -> str | None:
+    """``week`` for a weekday name, ``month`` for a day of the month, else None."""
+    if text.lower() in _WEEKDAYS:
+        return "week"
+    if _MONTH_DAY.match(text) and not text.isdigit() or text.lower() == "last":
+        return "month"
+    return None
 
 
 # What each unit expects, in words, for messages.
 EXPECTED = {
-    "second": "a point in a second",
+    "second": "a millisecond of the second like 500 or 250.5",
     "minute": "a second of the minute like 15 or 15.5",
     "hour": "a minute of the hour like 15:00 (MM:SS) or '1 quarter'",
     "day": "a time like 08:00, 08:00:30 or 8am",
@@ -67,13 +97,48 @@ _WEEKDAYS = {
     for name in names
 }
 
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(am|pm|a\.m\.|p\.m\.)?$", re.I)
-_HOUR_MERIDIEM = re.compile(r"^(\d{1,2})(am|pm|a\.m\.|p\.m\.)$", re.I)
-_MERIDIEM = re.compile(r"^(am|pm|a\.m\.|p\.m\.)$", re.I)
-_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
-_MINUTE_SECOND = re.compile(r"^(\d{1,2}):(\d{2})(?:\.(\d{1,6}))?$")
-_QUARTER = re.compile(r"^(\d)(q|quarters?)?$", re.I)
-_MONTH_DAY = re.compile(r"^(\d{1,2})(st|nd|rd|th|\.)?$", re.I)
+# Every pattern is ASCII-only (re.A): \d is 0-9, never another script's digits.
+# Fractions of a second take up to nine digits (Rocketry's "23:59:59.999999000");
+# digits past the microsecond are dropped, as Rocketry drops them.
+_CLOCK = re.compile(
+    r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(am|pm|a\.m\.|p\.m\.)?$", re.I | re.A
+)
+_HOUR_MERIDIEM = re.compile(r"^(\d{1,2})(am|pm|a\.m\.|p\.m\.)$", re.I | re.A)
+_MERIDIEM = re.compile(r"^(am|pm|a\.m\.|p\.m\.)$", re.I | re.A)
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$", re.A)
+_MINUTE_SECOND = re.compile(r"^(\d{1,2}):(\d{2})(?:\.(\d{1,9}))?$", re.A)
+# Rocketry writes a second of the minute as SS:00 too ("time of minute on 12:00").
+_SECOND_COLON = re.compile(r"^(\d{1,2}):(\d{2})(?:\.(\d+))?$", re.A)
+_QUARTER = re.compile(r"^(\d)(q|quarters?)?$", re.I | re.A)
+_MONTH_DAY = re.compile(r"^(\d{1,2})(st|nd|rd|th|\.)?$", re.I | re.A)
+_NON_ASCII_DIGIT = re.compile(r"[^\x00-\x7f]", re.A)
+
+
+def _fraction(digits: str | None) -> int:
+    """Microseconds of a fraction's digits (``5`` -> 500000); past six digits are dropped."""
+    return int((digits or "")[:6].ljust(6, "0"))
+
+
+def check_ascii_digits(text: str, start: int) -> None:
+    """Raise a LiteralError at the first digit of ``text`` that is not ASCII 0-9."""
+    for index, char in enumerate(text):
+        if char.isdigit() and not "0" <= char <= "9":
+            raise LiteralError(
+                f"{char!r} is not an ASCII digit",
+                start + index,
+                start + index + 1,
+                ascii_digit_hint(text),
+            )
+
+
+def ascii_digit_hint(word: str) -> str:
+    """The hint for a word with another script's digits: the word written with 0-9."""
+    import unicodedata
+
+    ascii_word = "".join(
+        str(unicodedata.digit(c, "?")) if c.isdigit() and not "0" <= c <= "9" else c for c in word
+    )
+    return f"numbers are written with the digits 0-9: write {ascii_word!r}"
 
 
 def parse_point(unit: str, words: list[Word], *, is_end: bool) -> Point:
@@ -118,7 +183,7 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
     if match:
         hour, minute = int(match[1]), int(match[2])
         second = int(match[3] or 0)
-        micro = int((match[4] or "").ljust(6, "0") or 0)
+        micro = _fraction(match[4])
         if match[5]:
             if meridiem:
                 raise _fail(words, f"am/pm is given twice in {' '.join(w.text for w in words)!r}")
@@ -129,9 +194,9 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
             if meridiem:
                 raise _fail(words, "am/pm is given twice")
             hour, minute, second, micro, meridiem = int(match[1]), 0, 0, 0, match[2]
-        elif re.fullmatch(r"\d{1,2}", first.text) and meridiem:
+        elif re.fullmatch(r"[0-9]{1,2}", first.text) and meridiem:
             hour, minute, second, micro = int(first.text), 0, 0, 0
-        elif re.fullmatch(r"\d+(\.\d*)?", first.text):
+        elif re.fullmatch(r"[0-9]+(\.[0-9]*)?", first.text):
             number = first.text.rstrip(".").split(".")[0]
             small = len(number) <= 2 and int(number) < 24
             suggestion = f"{int(number):02d}:00" if small else "08:00"
@@ -148,6 +213,7 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
                 first.start,
                 first.end,
                 f"expected {EXPECTED['day']}",
+                better_unit=better_unit(first.text),
             )
     if meridiem:
         if not 1 <= hour <= 12:
@@ -172,11 +238,27 @@ def _read_day_time(words: list[Word], is_end: bool) -> TimeOfDay | None:
 
 
 def _read_second_of_minute(words: list[Word], is_end: bool) -> SecondOfMinute:
-    if len(words) != 1 or not _NUMBER.match(words[0].text):
-        raise _fail(
+    colon = _SECOND_COLON.match(words[0].text) if len(words) == 1 else None
+    if colon:
+        # Rocketry reads "SS:.." as SS seconds ("45:00" is second 45) and drops the
+        # rest; a non-zero rest would be dropped silently, so it is an error here.
+        if int(colon[2]) or int(colon[3] or 0):
+            seconds = int(colon[1])
+            raise _fail(
+                words,
+                f"{words[0].text!r} is not a second of the minute",
+                f"did you mean {seconds}? Rocketry reads {words[0].text} here as second"
+                f" {seconds} and drops the rest; for a fraction write {seconds}.5",
+            )
+        micros = int(colon[1]) * MICROS_PER_SECOND
+    elif len(words) != 1 or not _NUMBER.match(words[0].text):
+        error = _fail(
             words, f"{_shorten(_joined(words))!r} is not a second of the minute", EXPECTED["minute"]
         )
-    micros = _decimal_micros(words[0], MICROS_PER_SECOND)
+        error.better_unit = better_unit(words[0].text)
+        raise error
+    else:
+        micros = _decimal_micros(words[0], MICROS_PER_SECOND)
     limit = 60 * MICROS_PER_SECOND
     if micros > limit:
         raise _fail(words, f"second {words[0].text} is out of range 0-59", "a minute has 60 s")
@@ -188,7 +270,7 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
     match = _MINUTE_SECOND.match(words[0].text) if len(words) == 1 else None
     if match:
         minute, second = int(match[1]), int(match[2])
-        micro = int((match[3] or "").ljust(6, "0") or 0)
+        micro = _fraction(match[3])
         if second > 59:
             raise _fail(words, f"second {second} is out of range 0-59")
         micros = (minute * 60 + second) * MICROS_PER_SECOND + micro
@@ -203,14 +285,18 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
             if count > 4:
                 raise _fail(words, f"quarter {count} is out of range 0-4")
             micros = count * 15 * MICROS_PER_MINUTE
-        elif len(words) == 1 and re.fullmatch(r"\d{1,2}", words[0].text):
+        elif len(words) == 1 and re.fullmatch(r"[0-9]{1,2}", words[0].text):
             raise _fail(
                 words,
                 f"{text!r} is a bare number, not a minute of the hour",
                 f"did you mean {int(words[0].text):02d}:00? (MM:SS)",
             )
         else:
-            raise _fail(words, f"{_shorten(text)!r} is not a minute of the hour", EXPECTED["hour"])
+            error = _fail(
+                words, f"{_shorten(text)!r} is not a minute of the hour", EXPECTED["hour"]
+            )
+            error.better_unit = better_unit(words[0].text)
+            raise error
     limit = MICROS_PER_HOUR
     if micros > limit:
         raise _fail(words, f"{text!r} is past the end of the hour", "minutes run 00:00 to 59:59")
@@ -235,7 +321,7 @@ def _weekday_index(word: Word) -> int:
 
 def _read_weekday(words: list[Word], is_end: bool) -> Weekday:
     first = words[0]
-    if first.text.lower() not in _WEEKDAYS and re.fullmatch(r"\d+", first.text):
+    if first.text.lower() not in _WEEKDAYS and re.fullmatch(r"[0-9]+", first.text):
         raise LiteralError(
             f"{first.text!r} is a number, not a weekday",
             first.start,
@@ -282,12 +368,20 @@ def _read_month_day(words: list[Word], is_end: bool) -> MonthDay:
     return MonthDay(day, weekday, _read_day_time(rest, is_end))
 
 
-def _read_second_point(words: list[Word], is_end: bool) -> SecondOfMinute:
-    raise _fail(words, "a 'secondly' cycle takes no window", "use 'secondly' alone")
+def _read_millisecond_of_second(words: list[Word], is_end: bool) -> MillisecondOfSecond:
+    # Rocketry's points in a second are milliseconds: "secondly starting 500" is 0.5 s in.
+    if len(words) != 1 or not _NUMBER.match(words[0].text):
+        raise _fail(words, f"{_shorten(_joined(words))!r} is not a millisecond", EXPECTED["second"])
+    micros = _decimal_micros(words[0], 1_000)
+    if micros > MICROS_PER_SECOND:
+        raise _fail(
+            words, f"millisecond {words[0].text} is out of range 0-999", "a second has 1000 ms"
+        )
+    return MillisecondOfSecond(micros)
 
 
 _READERS = {
-    "second": _read_second_point,
+    "second": _read_millisecond_of_second,
     "minute": _read_second_of_minute,
     "hour": _read_minute_of_hour,
     "day": _read_time_of_day,
@@ -327,29 +421,36 @@ _UNIT_NAMES = {
     "w": ("w", "wk", "wks", "week", "weeks"),
 }
 _UNIT_OF = {name: unit for unit, names in _UNIT_NAMES.items() for name in names}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]+)")
-_CLOCK_DURATION = re.compile(r"^(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]+)", re.A)
+_CLOCK_DURATION = re.compile(r"(\d+):(\d\d):(\d\d)(?:\.(\d+))?$", re.A)
+_SIGNS = re.compile(r"[+-]*")
 
 
 def parse_duration(text: str, start: int) -> timedelta:
-    """Read a duration token (``1h30m``, ``1 hour, 30 minutes``, ``0.5 hours``, ``01:30:00``)."""
-    clock = _CLOCK_DURATION.match(text)
+    """Read a duration token (``1h30m``, ``1 hour, 30 minutes``, ``0.5 hours``, ``01:30:00``).
+
+    Number-unit parts may be followed by H:MM:SS (``1 days 16:05:01.00003``). Leading
+    signs (``-1 days``, ``--1 days``, ``+1 days``) are Rocketry's; a duration in a
+    condition is a length of time, so Rocketry counts it without its sign, and so
+    does conddsl.
+    """
+    signs = _SIGNS.match(text)
+    body_start = signs.end() if signs else 0
+    total = 0
+    clock = _CLOCK_DURATION.search(text, body_start)
+    parts_end = len(text)
     if clock:
         hours, minutes, seconds = int(clock[1]), int(clock[2]), int(clock[3])
         if minutes > 59 or seconds > 59:
             raise LiteralError(
-                f"{text!r} is not a duration H:MM:SS",
-                start,
+                f"{text[clock.start() :]!r} is not a duration H:MM:SS",
+                start + clock.start(),
                 start + len(text),
                 "minutes/seconds < 60",
             )
-        micro = int((clock[4] or "").ljust(6, "0") or 0)
-        try:
-            return timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
-        except OverflowError:
-            raise _too_long(text, start) from None
-    total = 0
-    for part in _DURATION_PART.finditer(text):
+        total = ((hours * 60 + minutes) * 60 + seconds) * MICROS_PER_SECOND + _fraction(clock[4])
+        parts_end = clock.start()
+    for part in _DURATION_PART.finditer(text, body_start, parts_end):
         unit = _UNIT_OF[part[2].lower()]
         total += int((Decimal(part[1]) * _UNIT_MICROS[unit]).to_integral_value())
     try:
@@ -367,7 +468,7 @@ def _too_long(text: str, start: int) -> LiteralError:
     )
 
 
-_BARE_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")
+_BARE_NUMBER = re.compile(r"\d+\.?\d*|\.\d+", re.A)
 DURATION_EXAMPLES = "'90 seconds', '10 minutes', '1h30m' or '01:30:00'"
 
 
@@ -382,6 +483,13 @@ def read_duration_text(text: str) -> timedelta:
     from conddsl.parse import parse
 
     stripped = text.strip()
+    check_ascii_digits(text, 0)
+    if stripped[:1] in ("+", "-"):
+        # Conditions read Rocketry's signed durations without the sign; a setting is
+        # new text, and a signed one is a mistake.
+        raise LiteralError(
+            f"{_shorten(text)!r} has a sign", 0, len(text), "a duration setting is never negative"
+        )
     if _BARE_NUMBER.fullmatch(stripped):
         raise LiteralError(
             f"{text!r} needs a unit",

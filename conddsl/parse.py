@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import threading
@@ -13,7 +14,16 @@ from typing import TYPE_CHECKING
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, Span
-from conddsl.literals import EXPECTED, LiteralError, Word, parse_duration, parse_point, unquote
+from conddsl.literals import (
+    EXPECTED,
+    LiteralError,
+    Word,
+    ascii_digit_hint,
+    better_unit,
+    parse_duration,
+    parse_point,
+    unquote,
+)
 
 if TYPE_CHECKING:
     from lark import Lark, Token, Tree
@@ -142,6 +152,10 @@ def parse(text: str) -> ast.Node:
 
 def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.strip().startswith("#") for line in text.splitlines())
+
+
+_PERIOD_OF_UNIT = {unit: period for period, unit in ast.PERIOD_UNIT.items()}
+_POINT_NAME = {"week": "weekday", "month": "day of the month"}
 
 
 def _literal_error(text: str, error: LiteralError, code: str = "E110") -> ConditionSyntaxError:
@@ -299,14 +313,45 @@ def _make_builder_class():
             unit, raw = children
             if raw[0] == "starting":  # pragma: no cover - the grammar does not allow it
                 raise AssertionError("time of … starting")
-            return ast.TimeOf(unit, self._window(unit, raw), span=_meta_span(meta))
+            with self._suggesting(meta, raw, r"(time\s+of\s+)[a-z]+", lambda u: rf"\g<1>{u}"):
+                window = self._window(unit, raw)
+            return ast.TimeOf(unit, window, span=_meta_span(meta))
 
         def periodic(self, meta, children):
             period = children[0]
             window = None
             if len(children) > 1:
-                window = self._window(ast.PERIOD_UNIT[period], children[1])
+                raw = children[1]
+                with self._suggesting(meta, raw, r"[a-z]+", lambda u: _PERIOD_OF_UNIT[u]):
+                    window = self._window(ast.PERIOD_UNIT[period], raw)
             return ast.Periodic(period, window, span=_meta_span(meta))
+
+        @contextlib.contextmanager
+        def _suggesting(self, meta, raw, unit_word: str, replacement):
+            """Name the form meant when a window holds points of another cycle.
+
+            Rocketry reads ``time of day between Mon and Wed`` as always true (a weekday
+            is no time of day): conddsl refuses it and says ``time of week …``.
+            """
+            try:
+                yield
+            except LiteralError as error:
+                unit = error.better_unit
+                points = raw[2:]
+                if unit is None or any(better_unit(p[0].text) != unit for p in points):
+                    raise
+                written = self.text[meta.start_pos : meta.end_pos]
+                meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
+                word = points[0][0].text
+                error.hint = f"did you mean '{meant}'? {word} is a {_POINT_NAME[unit]}"
+                raise
+                written = self.text[meta.start_pos : meta.end_pos]
+                meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
+                error.hint = (
+                    f"did you mean '{meant}'? (Rocketry reads a {_POINT_NAME[unit]} here as"
+                    " always true)"
+                )
+                raise
 
         def duration(self, meta, children):
             token = children[0]
@@ -655,6 +700,18 @@ def _translate(text: str, exc) -> ConditionSyntaxError:
         )
     hint = None
     code = "E100"
+    foreign = next((c for c in found if c.isdigit() and not "0" <= c <= "9"), None)
+    if foreign is not None:
+        # Another script's digits (Arabic-Indic, fullwidth): every literal is ASCII.
+        at = start + found.index(foreign)
+        word = re.match(r"[^\s()&|~]*", text[start:])
+        return ConditionSyntaxError(
+            f"{foreign!r} is not an ASCII digit",
+            text=text,
+            span=Span.from_offsets(text, at, at + 1),
+            code="E110",
+            hint=ascii_digit_hint(word.group(0) if word else found),
+        )
     close = difflib.get_close_matches(found.lower(), _keyword_candidates(expected), n=1, cutoff=0.6)
     if close and found.lower() != close[0]:
         hint = f"did you mean '{close[0]}'?"

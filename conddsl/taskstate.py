@@ -34,7 +34,7 @@ from conddsl.timeline.clock import (
     next_cycle,
 )
 from conddsl.timeline.cron import CronSpec
-from conddsl.timeline.zones import to_wall, wall_to_real
+from conddsl.timeline.zones import to_wall, wall_edges, wall_span, wall_to_real
 
 UTC = timezone.utc
 CHUNK = 64  # candidate points per piece of a long true stretch
@@ -44,6 +44,9 @@ _MINUTE = timedelta(minutes=1)
 # How far before an instant a record can still matter to a wall-clock minute or window:
 # the second pass of a repeated hour comes up to a DST shift after the first.
 _LOOKBACK = timedelta(hours=3)
+# No zone's UTC offset is this large (the largest ever are about 15 hours, LMT
+# included): a wall time w is the real instant w - offset >= w - _MAX_OFFSET.
+_MAX_OFFSET = timedelta(hours=16)
 # Every instant of the calendar is within this of every other: a horizon that long
 # reaches past its end from anywhere, so longer durations need no longer horizon.
 _CALENDAR = datetime.max - datetime.min
@@ -184,12 +187,25 @@ class HistoryForm:
         return self.value(to_wall(real, self.zone), local)
 
     def _wall_points(self, walls: Iterator[datetime]) -> Iterator[datetime]:
-        """Real instants (and one microsecond later) for wall-clock boundaries."""
+        """Real instants (and one microsecond later) for wall-clock boundaries, in order.
+
+        ``walls`` must come in wall-clock order. In a repeated hour that is not real
+        order (the second pass of 02:10 comes after the first pass of 02:20), and the
+        candidate walk in ``real_intervals`` skips a point that comes late, so points
+        wait in a heap until no later wall time can map to an earlier instant.
+        """
+        pending: list[datetime] = []
         for wall in walls:
-            for fold in (0, 1):
-                real = wall.replace(tzinfo=self.zone, fold=fold).astimezone(UTC)
-                yield real
-                yield real + MICROSECOND
+            # Both passes of a repeated wall time, or the jump over a skipped one.
+            for real in wall_edges(wall, self.zone):
+                heapq.heappush(pending, real)
+                heapq.heappush(pending, later(real, MICROSECOND))
+            # A later wall time w maps to w - offset >= wall - _MAX_OFFSET.
+            watermark = earlier(wall, _MAX_OFFSET).replace(tzinfo=UTC)
+            while pending and pending[0] <= watermark:
+                yield heapq.heappop(pending)
+        while pending:
+            yield heapq.heappop(pending)
 
 
 def _chain_first(first, rest):
@@ -268,8 +284,10 @@ class Periodic(HistoryForm):
         if self.whole:
             # Only a finish before `start` can keep it false; it turns true next cycle.
             return iter(sorted(self._next_cycle_points(start)))
-        low, high = to_wall(start, self.zone), to_wall(end, self.zone)
-        return self._wall_points(_window_walls(self.clock, low - timedelta(hours=3), high))
+        if not start < end:
+            return iter(())
+        low, high = wall_span(start, end, self.zone)
+        return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))
 
 
 class Every(HistoryForm):
@@ -343,8 +361,12 @@ class Cron(HistoryForm):
         # Only the edges of runs of matching minutes: inside a run, the value changes
         # at a start (see record_points), not at every fire (2,880 of them in two
         # days for ``* * * * *``).
-        low, high = to_wall(start, self.zone), to_wall(end, self.zone)
-        return self._wall_points(_cron_edges(self.spec, earlier(low, _LOOKBACK), high))
+        if not start < end:
+            return iter(())
+        low, high = wall_span(start, end, self.zone)
+        return self._wall_points(
+            _cron_edges(self.spec, earlier(low, _LOOKBACK), later(high, _MINUTE))
+        )
 
 
 def _cron_edges(spec: CronSpec, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -437,8 +459,10 @@ class TaskHas(HistoryForm):
     def clock_points(self, start, end):
         if self.clock is None:
             return iter(())
-        low, high = to_wall(start, self.zone), to_wall(end, self.zone)
-        return self._wall_points(_window_walls(self.clock, low - timedelta(hours=3), high))
+        if not start < end:
+            return iter(())
+        low, high = wall_span(start, end, self.zone)
+        return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))
 
 
 class AfterTask(HistoryForm):

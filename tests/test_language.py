@@ -682,3 +682,22 @@ def test_huge_numbers_are_syntax_errors(text):
     with pytest.raises(ConditionSyntaxError) as info:
         parse(text)
     check_clean_error(info.value, full_text=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        ("١٠ minutes", "'١' is not an ASCII digit", "write '10 minutes'"),
+        ("１０ minutes", "'１' is not an ASCII digit", "write '10 minutes'"),
+        ("-5 minutes", "has a sign", "never negative"),
+        ("+5 minutes", "has a sign", "never negative"),
+    ],
+)
+def test_duration_settings_are_ascii_and_unsigned(text, message, hint):
+    # Settings read durations as conditions do, but a sign there is Rocketry's
+    # condition syntax, not a setting's.
+    from conddsl.literals import LiteralError, read_duration_text
+
+    with pytest.raises(LiteralError) as info:
+        read_duration_text(text)
+    assert message in info.value.message and hint in info.value.hint

@@ -20,8 +20,9 @@ from datetime import datetime, timedelta, tzinfo
 from conddsl import ast
 from conddsl.compile import _IRREGULAR, Condition
 from conddsl.rules.conditions import walk
+from conddsl.timeline.clock import ClockWindow, cycle_length, point_offset
 
-__all__ = ["Bounds", "ClockAnalysis", "REFERENCE"]
+__all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
 
 # Analysis runs from a fixed Monday, so that results do not depend on today's date.
 REFERENCE = datetime(2024, 1, 1)
@@ -214,3 +215,37 @@ def _names_weekday(window: ast.Node | None) -> bool:
 
 def _zoned(node: ast.Node, zone: str) -> ast.Node:
     return node if isinstance(node, ast.Constant) else ast.Zoned(node, zone)
+
+
+def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:
+    """Why the window of ``node`` is its whole cycle, or None when it is not.
+
+    Equal ends make the whole cycle (Rocketry's rule), and an end written as the end
+    of the cycle (``24:00``, ``60:00``) equals its start: ``time of day after 24:00``
+    and ``daily between 10:00 and 10:00`` are windows in name only. ``starting X`` is
+    the whole cycle on purpose and is not reported.
+    """
+    window = node.window
+    if not isinstance(window, ast.Between | ast.After | ast.Before):
+        return None
+    unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
+    clock = ClockWindow(unit, window)
+    if unit == "month":
+        # Month windows depend on the month: whole in every month length is whole.
+        firsts = [datetime(2023, 2, 1)] + [datetime(2024, m, 1) for m in (2, 4, 1)]
+        whole = all(clock.pieces(first) == ((0, cycle_length("month", first)),) for first in firsts)
+    else:
+        whole = clock.whole_cycle
+    if not whole:
+        return None
+    if isinstance(window, ast.Between):
+        return f"its ends {window.start} and {window.end} are the same instant of the {unit}"
+    # "after 00:00" and "before 24:00" are the whole cycle as they say; only the
+    # inverted ones, which read as "never", are surprising.
+    after = isinstance(window, ast.After)
+    point = window.start if after else window.end
+    at_start = point_offset(point, is_end=not after, cycle=datetime(2024, 1, 1)) == 0
+    if at_start == after:
+        return None
+    edge = "end" if after else "start"
+    return f"{point} is the {edge} of the {unit}, so the window has equal ends"

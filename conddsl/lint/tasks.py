@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
 from conddsl import ast
-from conddsl.lint.clock import ClockAnalysis, conjunction, negation
+from conddsl.lint.clock import ClockAnalysis, conjunction, negation, whole_cycle_reason
 from conddsl.lint.period import start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
 from conddsl.rules.codes import severity_of
@@ -21,7 +21,7 @@ _LONG_HORIZON = timedelta(days=16)
 
 
 def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
-    """Every task-level finding of a task file that was read (E123, C302, C401-C405)."""
+    """Every task-level finding of a task file that was read (E123, C302, C401-C407)."""
     # First the depth: the checks below walk a condition with its names written out,
     # level by level, so a condition nested too deep is reported and left out of them.
     found, usable = _depth_checks(report)
@@ -34,6 +34,11 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
         found.extend(_clock_checks(report, analysis, start, end))
+        if start is not None:
+            found.extend(_whole_cycle_checks(report, start))
+        for condition in (start, end):
+            if condition is not None:
+                found.extend(_day_field_checks(report, condition))
         found.extend(_timeout_checks(report, name, start))
     return found
 
@@ -193,6 +198,73 @@ def _when(at: datetime, long: bool) -> str:
 def _quoted(node: ast.Node) -> str:
     text = str(node)
     return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+# ---------------------------------------------------------------- C406
+
+
+def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterator[Diagnostic]:
+    """C406 for each window of a start condition that is silently the whole cycle."""
+    for node in ast.walk(start.node):
+        window = getattr(node, "window", None)
+        if not isinstance(node, ast.TimeOf | ast.Periodic) or window is None:
+            continue
+        why = whole_cycle_reason(node)
+        if why is None:
+            continue
+        unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
+        yield _finding(
+            report,
+            "C406",
+            f"the window {_quoted(node)} is the whole {unit}: {why}",
+            start.source.file_range(node.span),
+            _WHOLE_CYCLE_HINT[type(node)].format(
+                unit=unit, period=_period_word(node), article="an" if unit == "hour" else "a"
+            ),
+        )
+
+
+_WHOLE_CYCLE_HINT = {
+    ast.TimeOf: "for any time drop this window (or write 'true'); "
+    "otherwise give the window two different ends",
+    ast.Periodic: "for once {article} {unit} write '{period}' (or '{period} starting X'); "
+    "otherwise give the window two different ends",
+}
+
+
+def _period_word(node: ast.Node) -> str:
+    return node.period if isinstance(node, ast.Periodic) else ""
+
+
+# ---------------------------------------------------------------- C407
+
+# The whole range of a day field, to write a starred field without its star.
+_FIELD_RANGE = {2: "1-31", 4: "0-6"}
+
+
+def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Iterator[Diagnostic]:
+    """C407 for cron lines whose day fields AND only because one text starts with '*'."""
+    for node in ast.walk(condition.node):
+        if not isinstance(node, ast.Cron):
+            continue
+        fields = node.expression.split()
+        if len(fields) != 5 or "*" in (fields[2], fields[4]):
+            continue
+        starred = [i for i in (2, 4) if fields[i].startswith("*")]
+        if not starred:
+            continue
+        either = list(fields)
+        for index in starred:
+            either[index] = _FIELD_RANGE[index] + fields[index][1:]
+        yield _finding(
+            report,
+            "C407",
+            f"in {_quoted(node)} a day must match both day fields, because "
+            f"{fields[starred[0]]!r} starts with '*' (Vixie cron); Rocketry and croniter "
+            "fire on a day that matches either",
+            condition.source.file_range(node.span),
+            f"for either day write 'cron {' '.join(either)}'; to keep both, silence C407 here",
+        )
 
 
 # ---------------------------------------------------------------- C404, C405

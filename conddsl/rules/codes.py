@@ -33,6 +33,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C403": ("error", "the end condition is already true whenever the task can start"),
     "C404": ("warning", "a timeout longer than the task's own period"),
     "C405": ("warning", "a timeout or end condition on a task run in the main thread"),
+    "C406": ("warning", "a window of a start condition that is the whole cycle"),
+    "C407": ("warning", "a cron line whose day fields AND because one starts with '*'"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
     # files found beside the history (the trust rule)

@@ -32,6 +32,7 @@ _FIXED_LENGTH = {
 }
 # "on X" covers one sub-unit of the cycle starting at X.
 _SUB_UNIT = {
+    "second": 1_000,  # Rocketry: "secondly on 500" is one millisecond
     "minute": MICROS_PER_SECOND,
     "hour": MICROS_PER_MINUTE,
     "day": MICROS_PER_HOUR,
@@ -157,7 +158,7 @@ def point_offset(point: ast.Node, *, is_end: bool, cycle: datetime | None = None
     """Offset of a point within its cycle; a day named without a time ends at its end."""
     if isinstance(point, ast.TimeOfDay):
         return point.micros
-    if isinstance(point, ast.SecondOfMinute | ast.MinuteOfHour):
+    if isinstance(point, ast.MillisecondOfSecond | ast.SecondOfMinute | ast.MinuteOfHour):
         return point.micros
     if isinstance(point, ast.Weekday):
         day = point.weekday

@@ -22,12 +22,16 @@ Each field is a comma-separated list of items; an item is
 
 * ``*`` -- every value of the field;
 * ``N`` -- one value (a number, or a name where the field has names);
-* ``A-B`` -- every value from A to B inclusive.  A range must run from low to
-  high: ``5-1`` is an error (its hint shows how to write a wrap-around as two
-  ranges), because readings of a reversed range differ between crons.  ``A-A``
-  is just ``A``.  In day of week, ``5-7`` is Friday, Saturday, Sunday;
+* ``A-B`` -- every value from A to B inclusive.  A range whose start is past
+  its end wraps around the field: minute ``50-10`` is 50-59 and 0-10, month
+  ``nov-mar`` is November to March, day of week ``6-1`` is Saturday, Sunday,
+  Monday (croniter's reading).  Sunday as an end closes the week, so
+  ``mon-sun`` and ``fri-sun`` (``5-0``) end on Sunday, like ``5-7``.  In day of
+  month, ``L`` may end a range: ``29-L`` is the 29th to the last day.  ``A-A``
+  is just ``A``;
 * ``*/S``, ``A-B/S`` -- every S-th value of the field or range, starting at its
-  low end;
+  start and counting on through a wrap (hour ``22-2/2`` is 22, 0, 2; day of week
+  ``thu-tue/2`` is Thursday, Saturday, Monday);
 * ``N/S`` -- **from N up to the field's maximum, every S** (so minute ``0/20``
   is 0, 20, 40 and hour ``5/8`` is 5, 13, 21).  This is the common reading and
   croniter's.  In day of week the maximum is 6 (Saturday), so ``1/2`` is
@@ -35,7 +39,9 @@ Each field is a comma-separated list of items; an item is
   the week (write ``0/S``);
 * day of month only: ``L``, the last day of the month (also in a list, ``1,L``);
 * day of week only: ``W#K``, the K-th (1-5) weekday W of the month (``fri#2``,
-  ``5#2``), and ``WL``, the last weekday W of the month (``friL``, ``5L``).
+  ``5#2``; ``mon-fri#1`` is the first Monday, the first Tuesday, ... the first
+  Friday, as in croniter), and ``WL``, the last weekday W of the month
+  (``friL``, ``5L``).
 
 A step S runs from 1 up to the number of values in the field (60, 24, 31, 12,
 7): a larger step could only ever give the start value and is most likely a
@@ -360,7 +366,7 @@ def _name_hint(word: str, index: int) -> str | None:
     other = _DOW_NAMES if index == MONTH else _MONTH_NAMES if index == DOW else None
     if word == "l":
         if index == DOM:
-            return "L stands alone; it cannot be part of a range or take a step"
+            return "L can end a range (29-L) but cannot start one or take a step"
         if index == DOW:
             return "write WL for the last weekday W of the month, as in friL"
         return "L (last day of the month) is only allowed in day of month"
@@ -454,6 +460,44 @@ def _step(text: str, index: int, start: int, end: int) -> int:
     return step
 
 
+def _range(text: str, index: int, start: int, end: int, step: int) -> list[int]:
+    """The values of the range ``text[start:end]`` (``A-B``) in field ``index``, every ``step``.
+
+    A range whose start is past its end wraps around the field (``fri-mon``,
+    ``22-2``, ``nov-mar``), and a step keeps counting through the wrap (``22-2/2``
+    is 22, 0, 2). Sunday as an end is the end of the week (``mon-sun`` is the whole
+    week), and ``L`` as an end in day of month is the month's last day (``29-L``).
+    """
+    field = _FIELD_NAMES[index]
+    dash = text.index("-", start, end)
+    if "-" in text[dash + 1 : end]:
+        raise CronError(
+            f"{field} range '{text[start:end]}' has more than one '-'",
+            start,
+            end,
+            field,
+            "negative numbers are not allowed",
+        )
+    if text[start:dash].lower() == "l" and index == DOM:
+        raise CronError(
+            "L cannot start a range",
+            start,
+            dash,
+            field,
+            "L, the last day of the month, can only end a range, as in 29-L",
+        )
+    low = _value(text, index, start, dash)
+    if index == DOM and text[dash + 1 : end].lower() == "l":
+        # Days past the month's end never match, so the 31st stands for its last day.
+        high = _HIGH[DOM]
+    else:
+        high = _value(text, index, dash + 1, end)
+    cycle = _MAX_STEP[index]
+    if high < low:
+        high += cycle
+    return [_LOW[index] + (value - _LOW[index]) % cycle for value in range(low, high + 1, step)]
+
+
 def _parse_item(text: str, index: int, start: int, end: int, acc: _Field) -> str:
     """Parse one list item ``text[start:end]`` into ``acc``; return its canonical text."""
     field = _FIELD_NAMES[index]
@@ -490,7 +534,6 @@ def _parse_item(text: str, index: int, start: int, end: int, acc: _Field) -> str
             raise CronError(
                 f"{field} item '{text[start:end]}' has more than one '#'", start, end, field
             )
-        weekday = _value(text, index, start, hash_at) % 7
         k_text = text[hash_at + 1 : end]
         if not k_text or not _DIGITS.issuperset(k_text) or not 1 <= int(k_text[:6]) <= 5:
             raise CronError(
@@ -502,7 +545,14 @@ def _parse_item(text: str, index: int, start: int, end: int, acc: _Field) -> str
                 field,
                 "write W#K with K from 1 to 5: a month has at most five of any weekday",
             )
-        acc.nth.add((weekday, int(k_text)))
+        # croniter's reading of a range before '#': mon-fri#1 is the first Monday,
+        # the first Tuesday, ... the first Friday of the month.
+        if "-" in text[start:hash_at]:
+            weekdays = _range(text, index, start, hash_at, 1)
+        else:
+            weekdays = [_value(text, index, start, hash_at)]
+        for weekday in weekdays:
+            acc.nth.add((weekday % 7, int(k_text)))
         return item
     elif index == DOW and len(base) > 1 and base.endswith("l") and "-" not in base:
         no_step("WL")
@@ -510,29 +560,9 @@ def _parse_item(text: str, index: int, start: int, end: int, acc: _Field) -> str
         acc.last_weekdays |= 1 << weekday
         return item[:-1] + "L"
     elif "-" in base:
-        dash = start + base.index("-")
-        if "-" in text[dash + 1 : base_end]:
-            raise CronError(
-                f"{field} range '{text[start:base_end]}' has more than one '-'",
-                start,
-                base_end,
-                field,
-                "negative numbers are not allowed",
-            )
-        low = _value(text, index, start, dash)
-        high = _value(text, index, dash + 1, base_end)
-        if low > high:
-            if index == DOW and low == 7:
-                wrap = f"0-{high}"  # 7 is Sunday, which starts the week too
-            else:
-                wrap = f"{low}-{_TOP[index]},{_LOW[index]}-{high}"
-            raise CronError(
-                f"{field} range {text[start:base_end]} runs backwards",
-                start,
-                base_end,
-                field,
-                f"ranges go from low to high; for a range that wraps around write {wrap}",
-            )
+        for value in _range(text, index, start, base_end, step):
+            acc.bits |= 1 << value
+        return item.replace("-l", "-L") if index == DOM else item
     else:
         low = _value(text, index, start, base_end)
         high = low

@@ -50,6 +50,7 @@ __all__ = [
     "real_to_wall_bound",
     "resolve_zone",
     "to_wall",
+    "wall_edges",
     "wall_span",
     "wall_to_real",
     "zone_names_like",
@@ -298,6 +299,19 @@ def _reached(wall: datetime, zone: tzinfo) -> list[tuple[datetime, datetime]]:
     # Fold: true on the first pass up to the jump, then from the second pass on. When
     # the wall time is the very start of the fold the two touch, and normalize joins them.
     return list(normalize([(early, jump), (late, _FOREVER)]))
+
+
+def wall_edges(wall: datetime, zone: tzinfo) -> list[datetime]:
+    """The real instants (aware UTC) at which the wall time in ``zone`` reaches ``wall``.
+
+    Usually one; in a gap, the transition; in a fold, the first pass, the transition
+    (the clock goes back below ``wall``) and the second pass. A value that depends on
+    the wall time can only change at these instants of its boundaries.
+    """
+    edges = []
+    for start, end in _reached_or_edge(wall.replace(fold=0), zone):
+        edges.extend(edge for edge in (start, end) if edge not in (_DAWN, _FOREVER))
+    return [edge.replace(tzinfo=_UTC) for edge in edges]
 
 
 def _offset_at(real: datetime, zone: tzinfo) -> timedelta:
