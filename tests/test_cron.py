@@ -172,17 +172,24 @@ HAND_NEXT = [
         "2024-03-06T00:00",
         ["2024-03-09T00:00", "2024-03-10T00:00", "2024-03-16T00:00"],
     ),
+    # Sunday as an end closes the week, whatever the start: 7-7 and sun-sun are every day
+    # (croniter's own tests say so of Sun-Sun).
     (
         "0 0 * * 7-7",
         "2024-03-06T00:00",
-        ["2024-03-10T00:00", "2024-03-17T00:00", "2024-03-24T00:00"],
+        ["2024-03-07T00:00", "2024-03-08T00:00", "2024-03-09T00:00"],
+    ),
+    (
+        "0 0 * * sun-sun/3",
+        "2024-03-06T00:00",
+        ["2024-03-09T00:00", "2024-03-10T00:00", "2024-03-13T00:00"],
     ),
     (
         "0 0 * * 0,7",
         "2024-03-06T00:00",
         ["2024-03-10T00:00", "2024-03-17T00:00", "2024-03-24T00:00"],
     ),
-    # A-A is the single value A (croniter would widen it to the whole field).
+    # Any other A-A is the single value A (croniter would widen it to the whole field).
     (
         "1-1 0 * * *",
         "2024-03-06T00:00",

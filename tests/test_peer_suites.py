@@ -28,8 +28,6 @@ SEARCH = timedelta(days=366 * 30)
 
 # croniter's readings that conddsl does not share, with the reason.
 CRONITER_DEPARTURES = {
-    # A single-value range "A-A" is widened to the whole field by croniter.
-    "equal-range": "croniter reads a range A-A as '*'; conddsl, like cron, as the value A",
     # A step through a wrapping day-of-week range: croniter 7 counts Thu, Sat, then Tue.
     "wrapped-step": "conddsl counts a step on through the wrap (thu-tue/2: Thu, Sat, Mon)",
     # "0 16 */2 * sat": croniter ORs the day fields; Vixie cron (and conddsl) ANDs them
@@ -49,13 +47,6 @@ def _croniter_departure(expr: str) -> str | None:
         starred = [f for f in (dom, dow) if f.startswith("*") and f != "*"]
         if starred and dom != "*" and dow != "*":
             return "star-day-field"
-    for field in fields:
-        for item in field.split(","):
-            base = item.split("/")[0]
-            if "-" in base:
-                low, _, high = base.partition("-")
-                if low == high:
-                    return "equal-range"
     if len(fields) == 5 and "/" in fields[4] and "-" in fields[4]:
         base = fields[4].split("/")[0]
         low, _, high = base.partition("-")

@@ -26,9 +26,10 @@ Each field is a comma-separated list of items; an item is
   its end wraps around the field: minute ``50-10`` is 50-59 and 0-10, month
   ``nov-mar`` is November to March, day of week ``6-1`` is Saturday, Sunday,
   Monday (croniter's reading).  Sunday as an end closes the week, so
-  ``mon-sun`` and ``fri-sun`` (``5-0``) end on Sunday, like ``5-7``.  In day of
-  month, ``L`` may end a range: ``29-L`` is the 29th to the last day.  ``A-A``
-  is just ``A``;
+  ``mon-sun`` and ``fri-sun`` (``5-0``) end on Sunday, like ``5-7``, and
+  ``sun-sun`` (``0-0``, ``7-7``) is the whole week.  In day of month, ``L`` may
+  end a range: ``29-L`` is the 29th to the last day.  Any other ``A-A`` is just
+  ``A``;
 * ``*/S``, ``A-B/S`` -- every S-th value of the field or range, starting at its
   start and counting on through a wrap (hour ``22-2/2`` is 22, 0, 2; day of week
   ``thu-tue/2`` is Thursday, Saturday, Monday);
@@ -465,8 +466,8 @@ def _range(text: str, index: int, start: int, end: int, step: int) -> list[int]:
 
     A range whose start is past its end wraps around the field (``fri-mon``,
     ``22-2``, ``nov-mar``), and a step keeps counting through the wrap (``22-2/2``
-    is 22, 0, 2). Sunday as an end is the end of the week (``mon-sun`` is the whole
-    week), and ``L`` as an end in day of month is the month's last day (``29-L``).
+    is 22, 0, 2). Sunday as an end is the end of the week (``mon-sun`` and ``sun-sun``
+    are the whole week), and ``L`` as an end in day of month is the month's last day (``29-L``).
     """
     field = _FIELD_NAMES[index]
     dash = text.index("-", start, end)
@@ -493,6 +494,10 @@ def _range(text: str, index: int, start: int, end: int, step: int) -> list[int]:
     else:
         high = _value(text, index, dash + 1, end)
     cycle = _MAX_STEP[index]
+    if index == DOW and high % 7 == 0:
+        # Sunday as an end closes the week, whatever the start: sun-sun and 7-7 are the
+        # whole week, as croniter's own tests have them (a start of 7 is Sunday too).
+        low, high = low % 7, 7
     if high < low:
         high += cycle
     return [_LOW[index] + (value - _LOW[index]) % cycle for value in range(low, high + 1, step)]
