@@ -198,6 +198,44 @@ def test_func_module_folder_comes_after_the_standard_library(tmp_path):
     assert result.stdout.strip().endswith("ctypes/__init__.py")
 
 
+PROCESS_TASK = """
+[scheduler]
+shut_cond = "task 'a' has succeeded"
+instant_shutdown = true
+
+[tasks.a]
+func = "jobs:go"
+execution = "process"
+start_cond = "true"
+"""
+
+
+def test_fork_server_never_imports_from_the_working_folder(sticky, tmp_path):
+    """The fork server (``python -c``) started from a folder anybody may write: the
+    ``socket.py`` planted there is not imported in place of the standard library's."""
+    proof = tmp_path / "ran"
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "jobs.py").write_text("def go():\n    pass\n")
+    (tasks / "tasks.toml").write_text(PROCESS_TASK)
+    for name in ("socket", "subprocess", "selectors"):
+        plant(sticky / f"{name}.py", PROOF_MODULE.format(proof=str(proof)).encode())
+    # As the `conddsl` script runs: its own folder, not the working one, on sys.path.
+    code = "import sys; del sys.path[0]; from conddsl.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", str(tasks / "tasks.toml")],
+        env=SUBPROCESS_ENV,
+        cwd=sticky,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "success" in result.stdout
+    assert "fork server ended" not in result.stderr, result.stderr
+    assert not proof.exists()
+
+
 @pytest.mark.parametrize("where", ["own folder", "sticky folder"])
 def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
     """A module owned by another user, or any module of a folder anybody may add to."""
