@@ -403,6 +403,53 @@ def test_planted_history_or_journal_is_refused(sticky, planted, cli):
     assert "success" not in result.stdout  # nothing ran, nothing was taken from it
 
 
+def test_planted_journal_lock_symlink_creates_nothing(sticky, tmp_path, cli):
+    """``<journal>.lock`` is a symlink another user planted: root must not create (or
+    open) the file it names when it replays its own journal."""
+    (sticky / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (sticky / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    target = tmp_path / "created-by-root"
+    lock = sticky / "runs.sqlite3.pending.jsonl.lock"
+    lock.symlink_to(target)
+    os.lchown(lock, NOBODY, NOBODY)
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "now written" in result.stdout
+    assert not target.exists()
+
+
+def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypatch):
+    """Anybody who may read the lock file may flock it: the wait for it is bounded."""
+    from conddsl.history import SQLiteHistory
+    from conddsl.history import sqlite as store
+
+    monkeypatch.setattr(store, "_LOCK_WAIT", 0.2, raising=False)
+    (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    lock = tmp_path / "runs.sqlite3.pending.jsonl.lock"
+    lock.touch(mode=0o644)  # as locks were made before: anybody may read it
+    # Another user who may read it opens it, and holds a shared flock on it.
+    fd = os.open(lock, os.O_RDONLY)
+    holder = subprocess.Popen(
+        ["/bin/sh", "-c", f"flock -s {fd} && echo held && exec sleep 20"],
+        pass_fds=(fd,),
+        user=NOBODY,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    os.close(fd)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        history = SQLiteHistory(tmp_path / "runs.sqlite3")
+        try:
+            assert [record.action for record in history.take_replayed()] == ["success"]
+        finally:
+            history.close()
+        assert holder.poll() is None  # opened while the lock was still held
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_replayed_journal_is_printed(tmp_path):
     (tmp_path / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
     (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))

@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -92,6 +93,7 @@ _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
 # Journal files are read, rewritten and deleted under this lock, so that two histories of
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
+_LOCK_WAIT = 2.0  # seconds a journal lock held elsewhere is waited for (see _journal_locked)
 # The range of times a datetime can hold, in microseconds since the epoch (UTC).
 _FIRST_US = to_us(datetime.min.replace(tzinfo=timezone.utc))
 _LAST_US = to_us(datetime.max.replace(tzinfo=timezone.utc))
@@ -864,18 +866,35 @@ def _journal_locked(journal: str):
 
     Other processes closing the same history at once (each saving its records) would
     otherwise read the same journal and the last rename would win; the lock is an
-    advisory ``flock`` on ``<journal>.lock``, left in place.
+    advisory ``flock`` on ``<journal>.lock``, left in place. It is never a symlink (one
+    planted beside a history in /tmp would make root create the file it names), and it
+    is waited for at most ``_LOCK_WAIT`` seconds: anybody who may open the file may
+    hold it, and then the journal is written without it.
     """
     with _JOURNAL_LOCK:
         try:
             import fcntl
 
-            handle = os.open(f"{journal}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except (ImportError, OSError):  # no flock here, or no room for the file
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            handle = os.open(f"{journal}.lock", flags, 0o600)
+        except (ImportError, OSError):  # no flock here, no room, or a symlink
             yield
             return
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            deadline = time.monotonic() + _LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        log.warning(
+                            "history journal lock %s.lock is held by another process: "
+                            "the journal is written without it",
+                            journal,
+                        )
+                        break
+                    time.sleep(0.02)
             yield
         finally:
             os.close(handle)  # releases the flock
