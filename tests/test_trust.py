@@ -97,6 +97,22 @@ def test_rule_refuses_other_owners_and_open_folders(sticky, tmp_path):
     assert "anyone" in untrusted(mine)
 
 
+def test_rule_refuses_a_path_through_another_users_symlink(sticky, tmp_path):
+    """The symlink is the other user's pointer: what it names now is no promise for the
+    next open (it can be flipped between the check and the read)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "file").write_text("x")
+    link = sticky / "link"
+    link.symlink_to(mine)
+    os.lchown(link, NOBODY, NOBODY)
+    assert untrusted(mine / "file") is None
+    assert "symlink" in untrusted(link / "file") and "another user" in untrusted(link / "file")
+    assert "symlink" in untrusted_folder(link)
+    os.lchown(link, 0, 0)
+    assert untrusted(link / "file") is None  # root's own link is root's word
+
+
 # ---------------------------------------------------------------- (1) the parser cache
 
 
@@ -148,6 +164,28 @@ def test_parser_cache_file_of_another_user_in_own_folder_is_ignored(tmp_path):
     result = conddsl("next", "daily", **env)
     assert result.returncode == 0 and not proof.exists()
     assert "belongs to another user" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["symlink", "sticky folder"])
+def test_parser_cache_folder_others_may_add_to_is_not_used(sticky, how, monkeypatch):
+    """XDG_CACHE_HOME somewhere odd: a cache folder anybody may add files to (or a
+    symlink of another user standing for it) is raceable: nothing there is read or written."""
+    from conddsl.parse import grammar_text, parser_cache_path
+
+    folder = sticky / "conddsl"
+    if how == "symlink":
+        folder.symlink_to(sticky)
+        os.lchown(folder, NOBODY, NOBODY)
+    else:
+        folder.mkdir()
+        os.chmod(folder, 0o1777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(sticky))
+    assert parser_cache_path(grammar_text()) is None
+    result = conddsl("next", "daily after 10:00", XDG_CACHE_HOME=str(sticky))
+    assert result.returncode == 0, result.stderr
+    assert "parser cache" in result.stderr and "not trusted" in result.stderr
+    assert not [p for p in sticky.iterdir() if p.name.startswith("parser-")]
+    assert not [p for p in (sticky / "conddsl").iterdir() if p.name.startswith("parser-")]
 
 
 # ---------------------------------------------------------------- (3) the import path
