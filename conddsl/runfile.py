@@ -18,6 +18,7 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.terminal import Escaped
 
 
 class PrintingHistory(History):
@@ -119,8 +120,9 @@ def format_record(record: Record, zone=None) -> str:
 
 def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the scheduler a task file describes; returns the exit code."""
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
+    # A path, a task's name or a message may hold terminal escapes: none are printed.
+    out = Escaped(out if out is not None else sys.stdout)
+    err = Escaped(err if err is not None else sys.stderr)
     from conddsl.runtime import SchedulerError
     from conddsl.runtime.config import ConfigError
     from conddsl.runtime.signals import install_signal_handlers

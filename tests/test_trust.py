@@ -527,6 +527,31 @@ def test_control_characters_in_conditions_are_escaped_in_cli_output(command, cli
         assert "\x1b" not in result.stdout + result.stderr, (text, result)
 
 
+def test_control_characters_in_file_paths_are_escaped_in_every_output(tmp_path):
+    """A folder named with a terminal escape: run's header and errors, check's notes and
+    errors, and the warnings logged (an untrusted parser cache here) print it escaped."""
+    folder = tmp_path / "d\x1b[2Jx"
+    folder.mkdir()
+    (folder / "tasks.toml").write_text(COMMAND_ONLY)
+    cache = folder / "cache"
+    (cache / "conddsl").mkdir(parents=True)
+    os.chmod(cache / "conddsl", 0o777)  # not trusted: a warning naming the folder
+    missing = str(folder / "missing\x07.toml")
+    outputs = [
+        conddsl("run", str(folder / "tasks.toml"), XDG_CACHE_HOME=str(cache)),
+        conddsl("run", missing),
+        conddsl("check", missing, str(folder / "tasks.toml")),
+        conddsl("next", "daily", XDG_CACHE_HOME=str(cache)),
+    ]
+    for result in outputs:
+        shown = result.stdout + result.stderr
+        assert "\x1b" not in shown and "\x07" not in shown, shown
+        assert "Traceback" not in shown, shown
+    assert r"d\x1b[2Jx" in outputs[0].stdout
+    assert "not trusted" in outputs[0].stderr and "not trusted" in outputs[3].stderr
+    assert r"missing\x07.toml" in outputs[1].stderr + outputs[2].stderr
+
+
 def test_control_characters_in_findings_are_escaped():
     from conddsl.errors import Span
     from conddsl.lint.output import concise, full
