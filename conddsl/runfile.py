@@ -129,7 +129,11 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
 
     # The funcs are imported before names are checked: their modules may register
     # the custom conditions the task file uses (as `conddsl check --import-funcs`).
-    report = read_task_file(path, check_names=False)
+    try:
+        report = read_task_file(path, check_names=False)
+    except OSError as error:  # unreadable (permissions, EIO of a /proc file)
+        err.write(f"conddsl: {path}: cannot be read ({error.strerror or error})\n")
+        return 2
     if report.model is not None and not has_errors(report.all_diagnostics()):
         report.diagnostics.extend(check_imports(report))
     check_references(report)

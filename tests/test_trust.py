@@ -331,6 +331,14 @@ def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, speci
         assert "Traceback" not in result.stderr
 
 
+def test_task_file_that_cannot_be_read_is_a_clear_error(cli):
+    """/proc/self/mem is a regular file whose read fails (EIO): no 'internal error'."""
+    result = cli("run", "/proc/self/mem")
+    assert result.returncode == 2, result.stderr
+    assert "/proc/self/mem: cannot be read (Input/output error)" in result.stderr
+    assert "internal error" not in result.stderr
+
+
 # ---------------------------------------------------------------- (2) the process registry
 
 HARMLESS = """
