@@ -309,6 +309,22 @@ def test_read_bounded_enforces_the_limit_while_reading():
         read_bounded("/dev/zero", 10)
 
 
+def test_read_bounded_owned_judges_the_file_opened(sticky):
+    from conddsl.bounded import FileRefused, read_bounded
+
+    mine = sticky / "mine"
+    mine.write_bytes(b"ok")
+    theirs = sticky / "theirs"
+    plant(theirs, b"planted")
+    assert read_bounded(mine, 10, owned=True) == b"ok"
+    assert read_bounded(theirs, 10) == b"planted"  # a file the user named: read
+    with pytest.raises(FileRefused, match="another user"):
+        read_bounded(theirs, 10, owned=True)
+    os.chmod(mine, 0o666)
+    with pytest.raises(FileRefused, match="anyone may write"):
+        read_bounded(mine, 10, owned=True)
+
+
 @pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
 def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, special, cli):
     target = str(tmp_path / "x.toml")
@@ -387,6 +403,20 @@ def test_planted_registry_of_another_user_signals_nothing(sticky, victim, cli):
     assert result.returncode == 0, result.stderr
     assert "process registry" in result.stderr and "not trusted" in result.stderr
     assert victim.poll() is None  # still running: never signalled
+
+
+def test_registry_planted_after_the_check_is_refused_when_read(sticky, victim, caplog):
+    """The registry's trust is judged on the file opened: one that appears between the
+    check at the start and the read (a race in /tmp) is not obeyed either."""
+    from conddsl.runtime.leftovers import ProcessRegistry
+
+    path = sticky / "runs.sqlite3.procs.json"
+    plant(path, registry({victim.pid: None}))
+    assert ProcessRegistry(str(path)).read() == (None, [])
+    assert "another user" in caplog.text
+    link = sticky / "link.procs.json"
+    link.symlink_to(path)  # never through a symlink, even the reader's own
+    assert ProcessRegistry(str(link)).read() == (None, [])
 
 
 def test_registry_never_names_pid_1_our_ancestors_or_a_foreign_group(tmp_path, victim, cli):

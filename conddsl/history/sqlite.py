@@ -608,7 +608,7 @@ class SQLiteHistory(History):
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         with _journal_locked(self._journal):
             try:
-                old = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+                old = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
             except FileNotFoundError:
                 old = b""
             if old and not old.endswith(b"\n"):
@@ -621,7 +621,7 @@ class SQLiteHistory(History):
         """The journal's bytes and its (key, row) entries; None if there is none."""
         assert self._journal is not None
         try:
-            data = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+            data = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -662,7 +662,7 @@ class SQLiteHistory(History):
         assert self._journal is not None
         try:
             with _journal_locked(self._journal):
-                now = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+                now = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
                 if now == replayed:
                     os.remove(self._journal)
             if now == replayed:
