@@ -526,6 +526,19 @@ def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypa
         holder.wait()
 
 
+def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(sticky, cli):
+    """``runs.sqlite3-wal`` planted as a symlink: run refuses it, so check reports it."""
+    (sticky / "tasks.toml").write_text(DAILY)
+    wal = sticky / "runs.sqlite3-wal"
+    wal.symlink_to(sticky / "tasks.toml")
+    os.lchown(wal, NOBODY, NOBODY)
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert "symlink of another user" in check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 1 and "symlink of another user" in result.stderr
+
+
 def test_replayed_journal_is_printed(tmp_path):
     (tmp_path / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
     (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))

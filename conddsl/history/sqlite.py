@@ -83,6 +83,15 @@ _Row = tuple[str, int, int, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
 JOURNAL_SUFFIX = ".pending.jsonl"
+
+
+def trusted_files(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The files a history at ``path`` reads that must pass the trust rule: the database,
+    SQLite's side files and the journal (``conddsl check`` looks at the same ones)."""
+    path = os.fspath(path)
+    return (path, f"{path}-wal", f"{path}-shm", path + JOURNAL_SUFFIX)
+
+
 # A journal holds what a failing history could not take: a few hundred bytes a record.
 JOURNAL_MAX_BYTES = 256_000_000
 # The keys of the journal lines already written to the table: a replay cut short after
@@ -184,7 +193,7 @@ class SQLiteHistory(History):
     def _check_trusted(self) -> None:
         """Refuse a database, its SQLite side files or its journal that another user could
         have written (:mod:`conddsl.trust`): their records would decide what runs."""
-        for candidate in (self._path, f"{self._path}-wal", f"{self._path}-shm", self._journal):
+        for candidate in trusted_files(self._path):
             why = untrusted(candidate)
             if why is not None:
                 raise HistoryError(
