@@ -270,6 +270,11 @@ def _history_hint(error: HistoryError | None) -> str:
         )
     if "full" in reason:
         return "free some disk space, then run again"
+    if reason.startswith("it is not trusted"):
+        return (
+            "another user could have written it: keep the history in a folder only you (or"
+            " root) may write, and remove files you did not make"
+        )
     return "check that the history file and its folder can be written, then run again"
 
 

@@ -537,6 +537,7 @@ def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run
     assert "symlink of another user" in check.stdout
     result = cli("run", str(sticky / "tasks.toml"))
     assert result.returncode == 1 and "symlink of another user" in result.stderr
+    assert "hint: another user could have written it" in result.stderr
 
 
 def test_replayed_journal_is_printed(tmp_path):
