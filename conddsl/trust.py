@@ -179,9 +179,17 @@ def import_module(name: str) -> ModuleType:
         if prefix in sys.modules:
             continue
         spec = importlib.util.find_spec(prefix)
-        origin = spec.origin if spec is not None else None
-        if origin and os.path.isabs(origin):
-            why = untrusted(origin)
+        # The compiled file in __pycache__ runs instead of the source when it is current.
+        cached = spec.cached if spec is not None else None
+        files = (spec.origin if spec is not None else None, cached)
+        for file in files:
+            if (
+                not file
+                or not os.path.isabs(file)
+                or (file == cached and not os.path.lexists(file))
+            ):
+                continue
+            why = untrusted(file)
             if why is not None:
                 raise ImportError(f"module {prefix!r} is not trusted: {why}", name=prefix)
     return importlib.import_module(name)

@@ -295,6 +295,34 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
         assert not proof.exists()
 
 
+def test_func_module_compiled_file_of_another_user_is_refused(tmp_path, cli):
+    """A current ``__pycache__/jobs.*.pyc`` runs instead of ``jobs.py``: it is judged too."""
+    import importlib.util
+    import py_compile
+
+    proof = tmp_path / "ran"
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    source = folder / "jobs.py"
+    source.write_text("def go():\n    pass\n")
+    evil = tmp_path / "evil.py"
+    evil.write_text(PROOF_MODULE.format(proof=str(proof)) + "def go():\n    pass\n")
+    cached = importlib.util.cache_from_source(str(source))
+    # The planted bytecode claims the real source's mtime and size: Python would use it.
+    py_compile.compile(str(evil), cfile=cached)
+    data = bytearray(type(source)(cached).read_bytes())
+    info = source.stat()
+    data[8:16] = int(info.st_mtime).to_bytes(4, "little") + info.st_size.to_bytes(4, "little")
+    plant(type(source)(cached), bytes(data))
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+    )
+    result = cli("check", "--import-funcs", str(folder / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not trusted" in result.stdout + result.stderr and "pycache" in result.stdout
+    assert not proof.exists()
+
+
 # ---------------------------------------------------------------- (5) bounded reads
 
 
