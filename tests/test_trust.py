@@ -49,9 +49,13 @@ class _Touch:
         return (open, (self.path, "w"))
 
 
+# As the `conddsl` script runs: its own folder, not the working one, first on sys.path.
+_AS_SCRIPT = "import sys; del sys.path[0]; from conddsl.cli import main; sys.exit(main())"
+
+
 def conddsl(*argv: str, cwd=None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", *argv],
+        [sys.executable, "-c", _AS_SCRIPT, *argv],
         env={**SUBPROCESS_ENV, **env},
         cwd=cwd,
         capture_output=True,
@@ -258,16 +262,7 @@ def test_fork_server_never_imports_from_the_working_folder(sticky, tmp_path):
     (tasks / "tasks.toml").write_text(PROCESS_TASK)
     for name in ("socket", "subprocess", "selectors"):
         plant(sticky / f"{name}.py", PROOF_MODULE.format(proof=str(proof)).encode())
-    # As the `conddsl` script runs: its own folder, not the working one, on sys.path.
-    code = "import sys; del sys.path[0]; from conddsl.cli import main; sys.exit(main())"
-    result = subprocess.run(
-        [sys.executable, "-c", code, "run", str(tasks / "tasks.toml")],
-        env=SUBPROCESS_ENV,
-        cwd=sticky,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = conddsl("run", str(tasks / "tasks.toml"), cwd=sticky)
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout
     assert "fork server ended" not in result.stderr, result.stderr
