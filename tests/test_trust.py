@@ -12,6 +12,7 @@ import pickle
 import pwd
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 from reliability import SUBPROCESS_ENV
@@ -561,6 +562,38 @@ def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run
     result = cli("run", str(sticky / "tasks.toml"))
     assert result.returncode == 1 and "symlink of another user" in result.stderr
     assert "hint: another user could have written it" in result.stderr
+
+
+def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(sticky, tmp_path):
+    """The copy beside a replaced history has a name anybody can guess (time and pid):
+    symlinks planted under it must not make root write the database over their target."""
+    import time
+
+    from conddsl.history import HistoryError, SQLiteHistory
+
+    now = datetime.now(timezone.utc)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")  # empty (or a database): SQLite would write over it
+    path = sticky / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=now)
+    start = time.time()
+    for ahead in range(5):
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start + ahead))
+        link = sticky / f"h.sqlite3.replaced-{stamp}-{os.getpid()}.sqlite3"
+        link.symlink_to(victim)
+        os.lchown(link, NOBODY, NOBODY)
+    SQLiteHistory(sticky / "other.sqlite3").close()
+    os.replace(sticky / "other.sqlite3", path)  # the file is replaced while in use
+    with pytest.raises(HistoryError, match="replaced by another file") as raised:
+        history.record("a", "success", at=now)
+    with pytest.raises(HistoryError):  # "success" waits in the journal
+        history.close(journal=True)
+    assert victim.read_bytes() == b""
+    copy = str(raised.value).rsplit(" ", 1)[-1]
+    assert not os.path.islink(copy)
+    with SQLiteHistory(copy) as kept:
+        assert [r.action for r in kept.records()] == ["run"]
 
 
 def test_replayed_journal_is_printed(tmp_path):

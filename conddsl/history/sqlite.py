@@ -322,8 +322,8 @@ class SQLiteHistory(History):
             return
         deleted = now is None
         try:
-            if deleted:
-                copy_out(self._conn, self._path, beside=False)
+            copy = copy_out(self._conn, self._path, beside=not deleted)
+            if copy == self._path:
                 self._reopen()
                 log.warning(
                     "history file %s was deleted while in use: written again from the open"
@@ -332,7 +332,8 @@ class SQLiteHistory(History):
                     self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
                 )
                 return
-            self._replaced_copy = copy_out(self._conn, self._path, beside=True)
+            # Replaced, or another file took the name of the deleted one meanwhile.
+            self._replaced_copy = copy
             # Our WAL is named after the path: emptied, the newcomer never reads our pages.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (OSError, sqlite3.Error) as exc:
