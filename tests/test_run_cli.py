@@ -104,6 +104,21 @@ def test_run_refuses_a_broken_task_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_run_refuses_a_shut_cond_about_its_own_task(tmp_path):
+    """`check` reports it (C303), and `run` refuses it before anything runs."""
+    task_file = tmp_path / "tasks.toml"
+    task_file.write_text(
+        '[scheduler]\nshut_cond = "every 1 minute"\n'
+        '[tasks.a]\ncommand = ["true"]\nstart_cond = "true"\n'
+    )
+    result = _run("run", str(task_file), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start" in result.stderr and "is about the task it belongs to" in result.stderr
+    assert "internal error" not in result.stderr and "start" not in result.stdout
+    check = _run("check", str(task_file), cwd=tmp_path)
+    assert check.returncode == 1 and "C303" in check.stdout
+
+
 def test_run_missing_file_is_a_usage_error(tmp_path):
     result = _run("run", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert result.returncode == 2

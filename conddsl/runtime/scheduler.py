@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 
 from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry
-from conddsl.errors import ConddslError, ConditionSyntaxError
+from conddsl.errors import ConddslError, ConditionSyntaxError, printable
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
@@ -263,7 +263,14 @@ class Scheduler:
             if defer_unknown and exc.code == "E120":
                 return
             raise
-        self._index(_SHUT, reads(self._shut_cond))
+        read = reads(self._shut_cond)
+        if read.own:
+            raise ConfigError(
+                f"the shut_cond {printable(str(self.config.shut_cond))!r} is about the task it"
+                " belongs to, and belongs to none: name the task (task 'x' has succeeded"
+                " today), or use the clock alone (time of day after 18:00)"
+            )
+        self._index(_SHUT, read)
 
     # ---------------------------------------------------------------- registration
 
