@@ -1087,6 +1087,8 @@ class Scheduler:
             message = "; ".join(text for text in (run.message, message) if text) or None
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
+        elif run.deadline is not None and self.clock.now() > run.deadline:
+            message = self._overran(run, message)
         # Stamped now, written after this turn of the loop (see the module docstring).
         self._unwritten.append((run, action, self.clock.now(), reason, message))
         if self.state == DONE or self._loop is None:
@@ -1094,6 +1096,17 @@ class Scheduler:
         elif len(self._unwritten) == 1:
             self._loop.call_soon(self._write_records)
         self._wake.set()
+
+    def _overran(self, run: Run, message: str | None) -> str:
+        """The message of a run that ended past its timeout before it could be asked to
+        stop (an async task that blocked the event loop): it says so, and so does the log."""
+        timeout = run.task.timeout.total_seconds() if run.task.timeout else 0.0
+        ran = (self.clock.now() - run.started).total_seconds()
+        note = (
+            f"overran its timeout ({timeout:g} s, ran {ran:.3g} s): it could not be stopped in time"
+        )
+        log.warning("task %r %s", run.task.name, note)
+        return "; ".join(text for text in (message, note) if text)
 
     def _write_records(self) -> None:
         """Write the finishing records stamped so far, in the order the runs ended."""
