@@ -190,6 +190,10 @@ def import_module(name: str) -> ModuleType:
             ):
                 continue
             why = untrusted(file)
+            if why is None and file != cached:
+                # Its folder too, as the task folder: a module it imports beside it (from
+                # . import helper) could be added by anybody if anybody may write there.
+                why = unshared_folder_problem(os.path.dirname(file), "modules")
             if why is not None:
                 raise ImportError(f"module {prefix!r} is not trusted: {why}", name=prefix)
     return importlib.import_module(name)

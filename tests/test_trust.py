@@ -291,6 +291,26 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
         assert not proof.exists()
 
 
+def test_func_package_folder_anybody_may_write_is_refused(tmp_path, cli):
+    """The task folder is private, but the package folder of the func is sticky and open:
+    anybody could add the ``helper.py`` its module imports."""
+    folder = tmp_path / "tasks"
+    (folder / "jobs").mkdir(parents=True)
+    (folder / "jobs" / "__init__.py").write_text("")
+    (folder / "jobs" / "run.py").write_text("def go():\n    pass\n")
+    os.chmod(folder / "jobs", 0o1777)
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs.run:go"\nstart_cond = "true"\n'
+    )
+    for argv in (
+        ["run", str(folder / "tasks.toml")],
+        ["check", "--import-funcs", str(folder / "tasks.toml")],
+    ):
+        result = cli(*argv)
+        assert result.returncode == 1, (argv, result.stdout, result.stderr)
+        assert "anybody may add modules" in result.stdout + result.stderr
+
+
 def test_func_module_compiled_file_of_another_user_is_refused(tmp_path, cli):
     """A current ``__pycache__/jobs.*.pyc`` runs instead of ``jobs.py``: it is judged too."""
     import importlib.util
