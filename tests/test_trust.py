@@ -570,6 +570,22 @@ def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypa
         holder.wait()
 
 
+def test_planted_sqlite_rollback_journal_is_refused(sticky, cli):
+    """SQLite rolls a "hot" ``-journal`` back into the database when it opens it: one
+    another user wrote would write their pages into the history."""
+    from conddsl.history import SQLiteHistory
+
+    (sticky / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(sticky / "runs.sqlite3").close()
+    plant(sticky / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert (
+        result.returncode == 1 and "runs.sqlite3-journal belongs to another user" in result.stderr
+    )
+
+
 def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(sticky, cli):
     """``runs.sqlite3-wal`` planted as a symlink: run refuses it, so check reports it."""
     (sticky / "tasks.toml").write_text(DAILY)

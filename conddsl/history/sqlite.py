@@ -87,9 +87,11 @@ JOURNAL_SUFFIX = ".pending.jsonl"
 
 def trusted_files(path: str | os.PathLike[str]) -> tuple[str, ...]:
     """The files a history at ``path`` reads that must pass the trust rule: the database,
-    SQLite's side files and the journal (``conddsl check`` looks at the same ones)."""
+    SQLite's side files (a ``-journal`` left there is rolled back into the database when
+    it is opened) and the journal (``conddsl check`` looks at the same ones)."""
     path = os.fspath(path)
-    return (path, f"{path}-wal", f"{path}-shm", path + JOURNAL_SUFFIX)
+    sides = (f"{path}-wal", f"{path}-shm", f"{path}-journal")
+    return (path, *sides, path + JOURNAL_SUFFIX)
 
 
 # A journal holds what a failing history could not take: a few hundred bytes a record.
