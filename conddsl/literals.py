@@ -67,15 +67,13 @@ _WEEKDAYS = {
     for name in names
 }
 
-_CLOCK = re.compile(
-    r"^([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?(am|pm|a\.m\.|p\.m\.)?$", re.I
-)
-_HOUR_MERIDIEM = re.compile(r"^([0-9]{1,2})(am|pm|a\.m\.|p\.m\.)$", re.I)
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(am|pm|a\.m\.|p\.m\.)?$", re.I)
+_HOUR_MERIDIEM = re.compile(r"^(\d{1,2})(am|pm|a\.m\.|p\.m\.)$", re.I)
 _MERIDIEM = re.compile(r"^(am|pm|a\.m\.|p\.m\.)$", re.I)
-_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
-_MINUTE_SECOND = re.compile(r"^([0-9]{1,2}):([0-9]{2})(?:\.([0-9]{1,6}))?$")
-_QUARTER = re.compile(r"^([0-9])(q|quarters?)?$", re.I)
-_MONTH_DAY = re.compile(r"^([0-9]{1,2})(st|nd|rd|th|\.)?$", re.I)
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+_MINUTE_SECOND = re.compile(r"^(\d{1,2}):(\d{2})(?:\.(\d{1,6}))?$")
+_QUARTER = re.compile(r"^(\d)(q|quarters?)?$", re.I)
+_MONTH_DAY = re.compile(r"^(\d{1,2})(st|nd|rd|th|\.)?$", re.I)
 
 
 def parse_point(unit: str, words: list[Word], *, is_end: bool) -> Point:
@@ -131,9 +129,9 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
             if meridiem:
                 raise _fail(words, "am/pm is given twice")
             hour, minute, second, micro, meridiem = int(match[1]), 0, 0, 0, match[2]
-        elif re.fullmatch(r"[0-9]{1,2}", first.text) and meridiem:
+        elif re.fullmatch(r"\d{1,2}", first.text) and meridiem:
             hour, minute, second, micro = int(first.text), 0, 0, 0
-        elif re.fullmatch(r"[0-9]+(\.[0-9]*)?", first.text):
+        elif re.fullmatch(r"\d+(\.\d*)?", first.text):
             number = first.text.rstrip(".").split(".")[0]
             small = len(number) <= 2 and int(number) < 24
             suggestion = f"{int(number):02d}:00" if small else "08:00"
@@ -205,7 +203,7 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
             if count > 4:
                 raise _fail(words, f"quarter {count} is out of range 0-4")
             micros = count * 15 * MICROS_PER_MINUTE
-        elif len(words) == 1 and re.fullmatch(r"[0-9]{1,2}", words[0].text):
+        elif len(words) == 1 and re.fullmatch(r"\d{1,2}", words[0].text):
             raise _fail(
                 words,
                 f"{text!r} is a bare number, not a minute of the hour",
@@ -237,7 +235,7 @@ def _weekday_index(word: Word) -> int:
 
 def _read_weekday(words: list[Word], is_end: bool) -> Weekday:
     first = words[0]
-    if first.text.lower() not in _WEEKDAYS and re.fullmatch(r"[0-9]+", first.text):
+    if first.text.lower() not in _WEEKDAYS and re.fullmatch(r"\d+", first.text):
         raise LiteralError(
             f"{first.text!r} is a number, not a weekday",
             first.start,
@@ -329,8 +327,8 @@ _UNIT_NAMES = {
     "w": ("w", "wk", "wks", "week", "weeks"),
 }
 _UNIT_OF = {name: unit for unit, names in _UNIT_NAMES.items() for name in names}
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]+)")
-_CLOCK_DURATION = re.compile(r"^([0-9]+):([0-9][0-9]):([0-9][0-9])(?:\.([0-9]{1,6}))?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]+)")
+_CLOCK_DURATION = re.compile(r"^(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?$")
 
 
 def parse_duration(text: str, start: int) -> timedelta:
@@ -369,7 +367,7 @@ def _too_long(text: str, start: int) -> LiteralError:
     )
 
 
-_BARE_NUMBER = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
+_BARE_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")
 DURATION_EXAMPLES = "'90 seconds', '10 minutes', '1h30m' or '01:30:00'"
 
 

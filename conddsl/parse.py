@@ -667,7 +667,7 @@ def _translate(text: str, exc) -> ConditionSyntaxError:
     if close and found.lower() != close[0]:
         hint = f"did you mean '{close[0]}'?"
         code = "E101"
-    elif "DURATION" in expected and re.fullmatch(r"[0-9]+(\.[0-9]+)?", found):
+    elif "DURATION" in expected and re.fullmatch(r"\d+(\.\d+)?", found):
         hint = f"a number needs a unit: '{found} seconds', '{found} minutes', '{found} hours'"
     elif found in ("&", "|", "and", "or") and expected & _ATOM_START:
         hint = "a condition is missing before this operator"

@@ -682,24 +682,3 @@ def test_huge_numbers_are_syntax_errors(text):
     with pytest.raises(ConditionSyntaxError) as info:
         parse(text)
     check_clean_error(info.value, full_text=False)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "every \u0663 minutes",  # Arabic-Indic 3
-        "every 1\uff10 minutes",  # fullwidth 0
-        "every 1.\uff15 hours",
-        "every 2h \uff13m",
-        "every \U0001d7cf minutes",  # mathematical bold 1
-        "task 'a' has succeeded in past \uff13 hours",
-        "running for more than \u0661\u0660 minutes",
-        "every 1:\u0660\u0660:00",
-    ],
-    ids=["arabic", "fullwidth", "fraction", "compound", "math-bold", "past", "running", "clock"],
-)
-def test_durations_take_ascii_digits_only(text):
-    """Times always rejected other scripts' digits; durations took them (int() reads them)."""
-    with pytest.raises(ConditionSyntaxError) as info:
-        parse(text)
-    check_clean_error(info.value, full_text=False)
