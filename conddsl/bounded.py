@@ -32,19 +32,34 @@ class FileTooLarge(FileRefused):
     """The file holds more bytes than the reader's limit."""
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+def read_bounded(path: str | os.PathLike[str], limit: int, *, owned: bool = False) -> bytes:
     """The bytes of the regular file at ``path``, at most ``limit`` of them.
 
+    With ``owned``, the file opened must be the reader's or root's and writable by
+    nobody else, and not a symlink: a file conddsl writes itself (a registry, a
+    journal), judged on what was opened, so one planted after a check is still refused.
+
     Raises :class:`FileTooLarge` past ``limit``, :class:`FileRefused` for anything
-    but a regular file, and :class:`OSError` when it cannot be opened.
+    but a regular file (or, with ``owned``, another user's), and :class:`OSError`
+    when it cannot be opened.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    if owned:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a file")
             raise FileRefused(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        if owned and (info.st_uid not in (0, os.geteuid()) or mode & stat.S_IWOTH):
+            raise FileRefused(
+                errno.EPERM,
+                f"not trusted: it belongs to another user (uid {info.st_uid}) or anyone may"
+                " write it",
+                str(path),
+            )
         chunks = []
         total = 0
         while True:

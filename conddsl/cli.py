@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, printable
+from conddsl.terminal import escape_warnings, printable_lines
 from conddsl.timeline.clock import later
 
 EXIT_OK = 0
@@ -19,6 +20,7 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    escape_warnings()
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -27,11 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConditionSyntaxError as error:
-        shown = "\n".join(printable(line) for line in str(error).split("\n"))
-        print(f"conddsl: {shown}", file=sys.stderr)
+        print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
         return EXIT_FINDINGS
     except _UsageError as error:
-        print(f"conddsl: {error}", file=sys.stderr)
+        print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -47,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from conddsl.history import HistoryError
 
         if isinstance(error, HistoryError):  # a file's trouble (locked, disk full), not ours
-            print(f"conddsl: {error}", file=sys.stderr)
+            print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
             return EXIT_FINDINGS
-        print(f"conddsl: internal error: {error} (run with --debug for details)", file=sys.stderr)
+        shown = printable_lines(str(error))
+        print(f"conddsl: internal error: {shown} (run with --debug for details)", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import re
 import threading
 from functools import lru_cache
@@ -82,7 +83,7 @@ def parser_cache_path(grammar: str) -> str | None:
 
     import lark
 
-    from conddsl.trust import believed
+    from conddsl.trust import believed, unshared_folder_problem
 
     base = os.environ.get("XDG_CACHE_HOME") or ""
     if not os.path.isabs(base):
@@ -95,6 +96,13 @@ def parser_cache_path(grammar: str) -> str | None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return None  # a read-only home: parse without a cache
+    # Lark opens the file by name after this check: nobody else may add one meanwhile.
+    why = unshared_folder_problem(folder, "a cache file")
+    if why is not None:
+        logging.getLogger("conddsl").warning(
+            "the parser cache in %s is not trusted: %s; it is not used", folder, why
+        )
+        return None
     digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:32]
     path = os.path.join(folder, f"parser-{digest}-py{sys.version_info[0]}{sys.version_info[1]}")
     if not believed(path, "the parser cache", "it is not used"):

@@ -18,6 +18,7 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.terminal import Escaped
 
 
 class PrintingHistory(History):
@@ -119,15 +120,20 @@ def format_record(record: Record, zone=None) -> str:
 
 def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the scheduler a task file describes; returns the exit code."""
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
+    # A path, a task's name or a message may hold terminal escapes: none are printed.
+    out = Escaped(out if out is not None else sys.stdout)
+    err = Escaped(err if err is not None else sys.stderr)
     from conddsl.runtime import SchedulerError
     from conddsl.runtime.config import ConfigError
     from conddsl.runtime.signals import install_signal_handlers
 
     # The funcs are imported before names are checked: their modules may register
     # the custom conditions the task file uses (as `conddsl check --import-funcs`).
-    report = read_task_file(path, check_names=False)
+    try:
+        report = read_task_file(path, check_names=False)
+    except OSError as error:  # unreadable (permissions, EIO of a /proc file)
+        err.write(f"conddsl: {path}: cannot be read ({error.strerror or error})\n")
+        return 2
     if report.model is not None and not has_errors(report.all_diagnostics()):
         report.diagnostics.extend(check_imports(report))
     check_references(report)
@@ -264,6 +270,11 @@ def _history_hint(error: HistoryError | None) -> str:
         )
     if "full" in reason:
         return "free some disk space, then run again"
+    if reason.startswith("it is not trusted"):
+        return (
+            "another user could have written it: keep the history in a folder only you (or"
+            " root) may write, and remove files you did not make"
+        )
     return "check that the history file and its folder can be written, then run again"
 
 

@@ -15,6 +15,7 @@ Callers go on safely without such a file (no cache, no registry) or stop, and sa
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -23,7 +24,14 @@ import stat
 import sys
 from types import ModuleType
 
-__all__ = ["untrusted", "untrusted_folder", "believed", "add_import_folder", "import_module"]
+__all__ = [
+    "untrusted",
+    "untrusted_folder",
+    "unshared_folder_problem",
+    "believed",
+    "add_import_folder",
+    "import_module",
+]
 
 log = logging.getLogger("conddsl")
 
@@ -32,8 +40,46 @@ def _owner_ok(info: os.stat_result) -> bool:
     return info.st_uid in (0, os.geteuid())
 
 
+def _foreign_link(path: str | os.PathLike[str]) -> str | None:
+    """The first symlink on the way to ``path`` that another user owns, if any.
+
+    Resolving ``path`` once and judging where it led is no promise for the next open:
+    the owner of a symlink may point it elsewhere at any time.
+    """
+    pending = os.path.abspath(path).split("/")[::-1]
+    current, hops = "/", 0
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            return None  # absent (or unreadable): nothing beyond it is a symlink yet
+        if not stat.S_ISLNK(info.st_mode):
+            current = candidate
+            continue
+        if not _owner_ok(info):
+            return f"{candidate} is a symlink of another user (uid {info.st_uid})"
+        hops += 1
+        if hops > 40:
+            return f"{path} goes through too many symlinks"
+        target = os.readlink(candidate)
+        if os.path.isabs(target):
+            current = "/"
+        pending.extend(target.split("/")[::-1])
+    return None
+
+
 def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
     """Why files in ``folder`` could have been put there by another user (None if not)."""
+    link = _foreign_link(folder)
+    if link is not None:
+        return link
     path = os.path.realpath(folder)
     while True:
         try:
@@ -56,6 +102,9 @@ def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
 def untrusted(path: str | os.PathLike[str]) -> str | None:
     """Why the file at ``path`` must not be believed, or None when it may (or is absent
     from a folder where only its reader or root could create it)."""
+    link = _foreign_link(path)
+    if link is not None:
+        return link
     real = os.path.realpath(path)
     try:
         info = os.stat(real)
@@ -71,6 +120,19 @@ def untrusted(path: str | os.PathLike[str]) -> str | None:
         if info.st_mode & stat.S_IWOTH:
             return f"{real} may be written by anyone"
     return untrusted_folder(os.path.dirname(real))
+
+
+def unshared_folder_problem(folder: str | os.PathLike[str], what: str = "files") -> str | None:
+    """Why another user could add a file to ``folder`` (the rule, or anybody may write it,
+    sticky or not): a name looked up there could be theirs by the next open."""
+    why = untrusted_folder(folder)
+    if why is not None:
+        return why
+    entry = os.path.realpath(folder)
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(entry).st_mode & stat.S_IWOTH:
+            return f"anybody may add {what} to {entry}"
+    return None
 
 
 def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:
@@ -92,10 +154,8 @@ def add_import_folder(folder: str | os.PathLike[str]) -> str | None:
     (sticky or not: anybody may then add a module it imports): anything imported from
     it could be another user's code.
     """
+    why = unshared_folder_problem(folder, "modules")
     entry = os.path.realpath(folder)
-    why = untrusted_folder(entry)
-    if why is None and os.stat(entry).st_mode & stat.S_IWOTH:
-        why = f"anybody may add modules to {entry}"
     if why is not None:
         raise ImportError(
             f"the task file's folder is not trusted: {why}; keep a task file that names a"
@@ -119,9 +179,21 @@ def import_module(name: str) -> ModuleType:
         if prefix in sys.modules:
             continue
         spec = importlib.util.find_spec(prefix)
-        origin = spec.origin if spec is not None else None
-        if origin and os.path.isabs(origin):
-            why = untrusted(origin)
+        # The compiled file in __pycache__ runs instead of the source when it is current.
+        cached = spec.cached if spec is not None else None
+        files = (spec.origin if spec is not None else None, cached)
+        for file in files:
+            if (
+                not file
+                or not os.path.isabs(file)
+                or (file == cached and not os.path.lexists(file))
+            ):
+                continue
+            why = untrusted(file)
+            if why is None and file != cached:
+                # Its folder too, as the task folder: a module it imports beside it (from
+                # . import helper) could be added by anybody if anybody may write there.
+                why = unshared_folder_problem(os.path.dirname(file), "modules")
             if why is not None:
                 raise ImportError(f"module {prefix!r} is not trusted: {why}", name=prefix)
     return importlib.import_module(name)

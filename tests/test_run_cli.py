@@ -104,6 +104,36 @@ def test_run_refuses_a_broken_task_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_run_refuses_a_shut_cond_about_its_own_task(tmp_path):
+    """`check` reports it (C303), and `run` refuses it before anything runs."""
+    task_file = tmp_path / "tasks.toml"
+    task_file.write_text(
+        '[scheduler]\nshut_cond = "every 1 minute"\n'
+        '[tasks.a]\ncommand = ["true"]\nstart_cond = "true"\n'
+    )
+    result = _run("run", str(task_file), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start" in result.stderr and "is about the task it belongs to" in result.stderr
+    assert "internal error" not in result.stderr and "start" not in result.stdout
+    check = _run("check", str(task_file), cwd=tmp_path)
+    assert check.returncode == 1 and "C303" in check.stdout
+
+
+def test_async_task_that_blocks_past_its_timeout_says_so(tmp_path):
+    """It blocks the loop, so nothing could stop it: recorded as it ended, but not plain."""
+    (tmp_path / "jobs.py").write_text("import time\nasync def block():\n    time.sleep(0.6)\n")
+    (tmp_path / "tasks.toml").write_text(
+        "[scheduler]\nshut_cond = \"task 'a' has finished\"\ninstant_shutdown = true\n"
+        '[tasks.a]\nfunc = "jobs:block"\nexecution = "async"\ntimeout = "0.1 seconds"\n'
+        'start_cond = "true"\n'
+    )
+    result = _run("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "success    a" in line]
+    assert "overran its timeout (0.1 s, ran 0.6" in line
+    assert "overran its timeout" in result.stderr  # and the log
+
+
 def test_run_missing_file_is_a_usage_error(tmp_path):
     result = _run("run", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert result.returncode == 2

@@ -146,6 +146,24 @@ def test_bad_start_conditions():
         Scheduler().task(42)(plain)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "daily",
+        "every 1 minute",
+        "cron 0 18 * * *",
+        "has succeeded",
+        "running for more than 1 minute",
+        "time of day after 18:00 & daily",
+    ],
+)
+def test_shut_cond_about_its_own_task_is_refused(text):
+    """The shut_cond belongs to no task: it used to raise MissingTaskError once running."""
+    with pytest.raises(ConfigError, match="is about the task it belongs to"):
+        Scheduler({"shut_cond": text})
+    Scheduler({"shut_cond": "task 'a' has succeeded today | time of day after 18:00"})
+
+
 def test_duplicate_task_names_are_refused():
     app = Scheduler()
     app.task("false")(plain)

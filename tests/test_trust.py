@@ -12,6 +12,7 @@ import pickle
 import pwd
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 from reliability import SUBPROCESS_ENV
@@ -49,9 +50,13 @@ class _Touch:
         return (open, (self.path, "w"))
 
 
+# As the `conddsl` script runs: its own folder, not the working one, first on sys.path.
+_AS_SCRIPT = "import sys; del sys.path[0]; from conddsl.cli import main; sys.exit(main())"
+
+
 def conddsl(*argv: str, cwd=None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", *argv],
+        [sys.executable, "-c", _AS_SCRIPT, *argv],
         env={**SUBPROCESS_ENV, **env},
         cwd=cwd,
         capture_output=True,
@@ -95,6 +100,22 @@ def test_rule_refuses_other_owners_and_open_folders(sticky, tmp_path):
     assert "belongs to another user" in untrusted_folder(owned)
     os.chmod(mine, 0o666)
     assert "anyone" in untrusted(mine)
+
+
+def test_rule_refuses_a_path_through_another_users_symlink(sticky, tmp_path):
+    """The symlink is the other user's pointer: what it names now is no promise for the
+    next open (it can be flipped between the check and the read)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "file").write_text("x")
+    link = sticky / "link"
+    link.symlink_to(mine)
+    os.lchown(link, NOBODY, NOBODY)
+    assert untrusted(mine / "file") is None
+    assert "symlink" in untrusted(link / "file") and "another user" in untrusted(link / "file")
+    assert "symlink" in untrusted_folder(link)
+    os.lchown(link, 0, 0)
+    assert untrusted(link / "file") is None  # root's own link is root's word
 
 
 # ---------------------------------------------------------------- (1) the parser cache
@@ -150,6 +171,28 @@ def test_parser_cache_file_of_another_user_in_own_folder_is_ignored(tmp_path):
     assert "belongs to another user" in result.stderr
 
 
+@pytest.mark.parametrize("how", ["symlink", "sticky folder"])
+def test_parser_cache_folder_others_may_add_to_is_not_used(sticky, how, monkeypatch):
+    """XDG_CACHE_HOME somewhere odd: a cache folder anybody may add files to (or a
+    symlink of another user standing for it) is raceable: nothing there is read or written."""
+    from conddsl.parse import grammar_text, parser_cache_path
+
+    folder = sticky / "conddsl"
+    if how == "symlink":
+        folder.symlink_to(sticky)
+        os.lchown(folder, NOBODY, NOBODY)
+    else:
+        folder.mkdir()
+        os.chmod(folder, 0o1777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(sticky))
+    assert parser_cache_path(grammar_text()) is None
+    result = conddsl("next", "daily after 10:00", XDG_CACHE_HOME=str(sticky))
+    assert result.returncode == 0, result.stderr
+    assert "parser cache" in result.stderr and "not trusted" in result.stderr
+    assert not [p for p in sticky.iterdir() if p.name.startswith("parser-")]
+    assert not [p for p in (sticky / "conddsl").iterdir() if p.name.startswith("parser-")]
+
+
 # ---------------------------------------------------------------- (3) the import path
 
 PROOF_MODULE = "open({proof!r}, 'w').close()\n"
@@ -198,6 +241,35 @@ def test_func_module_folder_comes_after_the_standard_library(tmp_path):
     assert result.stdout.strip().endswith("ctypes/__init__.py")
 
 
+PROCESS_TASK = """
+[scheduler]
+shut_cond = "task 'a' has succeeded"
+instant_shutdown = true
+
+[tasks.a]
+func = "jobs:go"
+execution = "process"
+start_cond = "true"
+"""
+
+
+def test_fork_server_never_imports_from_the_working_folder(sticky, tmp_path):
+    """The fork server (``python -c``) started from a folder anybody may write: the
+    ``socket.py`` planted there is not imported in place of the standard library's."""
+    proof = tmp_path / "ran"
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "jobs.py").write_text("def go():\n    pass\n")
+    (tasks / "tasks.toml").write_text(PROCESS_TASK)
+    for name in ("socket", "subprocess", "selectors"):
+        plant(sticky / f"{name}.py", PROOF_MODULE.format(proof=str(proof)).encode())
+    result = conddsl("run", str(tasks / "tasks.toml"), cwd=sticky)
+    assert result.returncode == 0, result.stderr
+    assert "success" in result.stdout
+    assert "fork server ended" not in result.stderr, result.stderr
+    assert not proof.exists()
+
+
 @pytest.mark.parametrize("where", ["own folder", "sticky folder"])
 def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
     """A module owned by another user, or any module of a folder anybody may add to."""
@@ -219,6 +291,54 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
         assert not proof.exists()
 
 
+def test_func_package_folder_anybody_may_write_is_refused(tmp_path, cli):
+    """The task folder is private, but the package folder of the func is sticky and open:
+    anybody could add the ``helper.py`` its module imports."""
+    folder = tmp_path / "tasks"
+    (folder / "jobs").mkdir(parents=True)
+    (folder / "jobs" / "__init__.py").write_text("")
+    (folder / "jobs" / "run.py").write_text("def go():\n    pass\n")
+    os.chmod(folder / "jobs", 0o1777)
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs.run:go"\nstart_cond = "true"\n'
+    )
+    for argv in (
+        ["run", str(folder / "tasks.toml")],
+        ["check", "--import-funcs", str(folder / "tasks.toml")],
+    ):
+        result = cli(*argv)
+        assert result.returncode == 1, (argv, result.stdout, result.stderr)
+        assert "anybody may add modules" in result.stdout + result.stderr
+
+
+def test_func_module_compiled_file_of_another_user_is_refused(tmp_path, cli):
+    """A current ``__pycache__/jobs.*.pyc`` runs instead of ``jobs.py``: it is judged too."""
+    import importlib.util
+    import py_compile
+
+    proof = tmp_path / "ran"
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    source = folder / "jobs.py"
+    source.write_text("def go():\n    pass\n")
+    evil = tmp_path / "evil.py"
+    evil.write_text(PROOF_MODULE.format(proof=str(proof)) + "def go():\n    pass\n")
+    cached = importlib.util.cache_from_source(str(source))
+    # The planted bytecode claims the real source's mtime and size: Python would use it.
+    py_compile.compile(str(evil), cfile=cached)
+    data = bytearray(type(source)(cached).read_bytes())
+    info = source.stat()
+    data[8:16] = int(info.st_mtime).to_bytes(4, "little") + info.st_size.to_bytes(4, "little")
+    plant(type(source)(cached), bytes(data))
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+    )
+    result = cli("check", "--import-funcs", str(folder / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not trusted" in result.stdout + result.stderr and "pycache" in result.stdout
+    assert not proof.exists()
+
+
 # ---------------------------------------------------------------- (5) bounded reads
 
 
@@ -231,6 +351,22 @@ def test_read_bounded_enforces_the_limit_while_reading():
         read_bounded("/proc/self/maps", 10)
     with pytest.raises(FileRefused, match="character device"):
         read_bounded("/dev/zero", 10)
+
+
+def test_read_bounded_owned_judges_the_file_opened(sticky):
+    from conddsl.bounded import FileRefused, read_bounded
+
+    mine = sticky / "mine"
+    mine.write_bytes(b"ok")
+    theirs = sticky / "theirs"
+    plant(theirs, b"planted")
+    assert read_bounded(mine, 10, owned=True) == b"ok"
+    assert read_bounded(theirs, 10) == b"planted"  # a file the user named: read
+    with pytest.raises(FileRefused, match="another user"):
+        read_bounded(theirs, 10, owned=True)
+    os.chmod(mine, 0o666)
+    with pytest.raises(FileRefused, match="anyone may write"):
+        read_bounded(mine, 10, owned=True)
 
 
 @pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
@@ -253,6 +389,14 @@ def test_fifo_or_device_as_task_or_rules_file_is_refused_at_once(tmp_path, speci
         assert result.returncode == 1, (argv, result.stderr)
         assert "C204" in result.stdout + result.stderr and kind in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_task_file_that_cannot_be_read_is_a_clear_error(cli):
+    """/proc/self/mem is a regular file whose read fails (EIO): no 'internal error'."""
+    result = cli("run", "/proc/self/mem")
+    assert result.returncode == 2, result.stderr
+    assert "/proc/self/mem: cannot be read (Input/output error)" in result.stderr
+    assert "internal error" not in result.stderr
 
 
 # ---------------------------------------------------------------- (2) the process registry
@@ -303,6 +447,20 @@ def test_planted_registry_of_another_user_signals_nothing(sticky, victim, cli):
     assert result.returncode == 0, result.stderr
     assert "process registry" in result.stderr and "not trusted" in result.stderr
     assert victim.poll() is None  # still running: never signalled
+
+
+def test_registry_planted_after_the_check_is_refused_when_read(sticky, victim, caplog):
+    """The registry's trust is judged on the file opened: one that appears between the
+    check at the start and the read (a race in /tmp) is not obeyed either."""
+    from conddsl.runtime.leftovers import ProcessRegistry
+
+    path = sticky / "runs.sqlite3.procs.json"
+    plant(path, registry({victim.pid: None}))
+    assert ProcessRegistry(str(path)).read() == (None, [])
+    assert "another user" in caplog.text
+    link = sticky / "link.procs.json"
+    link.symlink_to(path)  # never through a symlink, even the reader's own
+    assert ProcessRegistry(str(link)).read() == (None, [])
 
 
 def test_registry_never_names_pid_1_our_ancestors_or_a_foreign_group(tmp_path, victim, cli):
@@ -365,6 +523,115 @@ def test_planted_history_or_journal_is_refused(sticky, planted, cli):
     assert "success" not in result.stdout  # nothing ran, nothing was taken from it
 
 
+def test_planted_journal_lock_symlink_creates_nothing(sticky, tmp_path, cli):
+    """``<journal>.lock`` is a symlink another user planted: root must not create (or
+    open) the file it names when it replays its own journal."""
+    (sticky / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (sticky / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    target = tmp_path / "created-by-root"
+    lock = sticky / "runs.sqlite3.pending.jsonl.lock"
+    lock.symlink_to(target)
+    os.lchown(lock, NOBODY, NOBODY)
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "now written" in result.stdout
+    assert not target.exists()
+
+
+def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypatch):
+    """Anybody who may read the lock file may flock it: the wait for it is bounded."""
+    from conddsl.history import SQLiteHistory
+    from conddsl.history import sqlite as store
+
+    monkeypatch.setattr(store, "_LOCK_WAIT", 0.2, raising=False)
+    (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    lock = tmp_path / "runs.sqlite3.pending.jsonl.lock"
+    lock.touch(mode=0o644)  # as locks were made before: anybody may read it
+    # Another user who may read it opens it, and holds a shared flock on it.
+    fd = os.open(lock, os.O_RDONLY)
+    holder = subprocess.Popen(
+        ["/bin/sh", "-c", f"flock -s {fd} && echo held && exec sleep 20"],
+        pass_fds=(fd,),
+        user=NOBODY,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    os.close(fd)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        history = SQLiteHistory(tmp_path / "runs.sqlite3")
+        try:
+            assert [record.action for record in history.take_replayed()] == ["success"]
+        finally:
+            history.close()
+        assert holder.poll() is None  # opened while the lock was still held
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_planted_sqlite_rollback_journal_is_refused(sticky, cli):
+    """SQLite rolls a "hot" ``-journal`` back into the database when it opens it: one
+    another user wrote would write their pages into the history."""
+    from conddsl.history import SQLiteHistory
+
+    (sticky / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(sticky / "runs.sqlite3").close()
+    plant(sticky / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert (
+        result.returncode == 1 and "runs.sqlite3-journal belongs to another user" in result.stderr
+    )
+
+
+def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(sticky, cli):
+    """``runs.sqlite3-wal`` planted as a symlink: run refuses it, so check reports it."""
+    (sticky / "tasks.toml").write_text(DAILY)
+    wal = sticky / "runs.sqlite3-wal"
+    wal.symlink_to(sticky / "tasks.toml")
+    os.lchown(wal, NOBODY, NOBODY)
+    check = cli("check", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert "symlink of another user" in check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 1 and "symlink of another user" in result.stderr
+    assert "hint: another user could have written it" in result.stderr
+
+
+def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(sticky, tmp_path):
+    """The copy beside a replaced history has a name anybody can guess (time and pid):
+    symlinks planted under it must not make root write the database over their target."""
+    import time
+
+    from conddsl.history import HistoryError, SQLiteHistory
+
+    now = datetime.now(timezone.utc)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")  # empty (or a database): SQLite would write over it
+    path = sticky / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=now)
+    start = time.time()
+    for ahead in range(5):
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start + ahead))
+        link = sticky / f"h.sqlite3.replaced-{stamp}-{os.getpid()}.sqlite3"
+        link.symlink_to(victim)
+        os.lchown(link, NOBODY, NOBODY)
+    SQLiteHistory(sticky / "other.sqlite3").close()
+    os.replace(sticky / "other.sqlite3", path)  # the file is replaced while in use
+    with pytest.raises(HistoryError, match="replaced by another file") as raised:
+        history.record("a", "success", at=now)
+    with pytest.raises(HistoryError):  # "success" waits in the journal
+        history.close(journal=True)
+    assert victim.read_bytes() == b""
+    copy = str(raised.value).rsplit(" ", 1)[-1]
+    assert not os.path.islink(copy)
+    with SQLiteHistory(copy) as kept:
+        assert [r.action for r in kept.records()] == ["run"]
+
+
 def test_replayed_journal_is_printed(tmp_path):
     (tmp_path / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
     (tmp_path / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
@@ -402,6 +669,31 @@ def test_control_characters_in_conditions_are_escaped_in_cli_output(command, cli
     for text in ("task 'a\x1b[2Jb' has succeeded", "task 'a\x1b[2Jb' has succeded"):
         result = cli(command, text)
         assert "\x1b" not in result.stdout + result.stderr, (text, result)
+
+
+def test_control_characters_in_file_paths_are_escaped_in_every_output(tmp_path):
+    """A folder named with a terminal escape: run's header and errors, check's notes and
+    errors, and the warnings logged (an untrusted parser cache here) print it escaped."""
+    folder = tmp_path / "d\x1b[2Jx"
+    folder.mkdir()
+    (folder / "tasks.toml").write_text(COMMAND_ONLY)
+    cache = folder / "cache"
+    (cache / "conddsl").mkdir(parents=True)
+    os.chmod(cache / "conddsl", 0o777)  # not trusted: a warning naming the folder
+    missing = str(folder / "missing\x07.toml")
+    outputs = [
+        conddsl("run", str(folder / "tasks.toml"), XDG_CACHE_HOME=str(cache)),
+        conddsl("run", missing),
+        conddsl("check", missing, str(folder / "tasks.toml")),
+        conddsl("next", "daily", XDG_CACHE_HOME=str(cache)),
+    ]
+    for result in outputs:
+        shown = result.stdout + result.stderr
+        assert "\x1b" not in shown and "\x07" not in shown, shown
+        assert "Traceback" not in shown, shown
+    assert r"d\x1b[2Jx" in outputs[0].stdout
+    assert "not trusted" in outputs[0].stderr and "not trusted" in outputs[3].stderr
+    assert r"missing\x07.toml" in outputs[1].stderr + outputs[2].stderr
 
 
 def test_control_characters_in_findings_are_escaped():

@@ -6,7 +6,8 @@ file is deleted or another file is renamed over it: every record written from th
 So a history compares the file at its path with the one it opened (device and inode)
 after each write and when it closes; what it holds is copied out of the connection
 (SQLite's backup API) to the path when the file was deleted, or beside it when another
-file took its place.
+file took its place. The copy is always a file made new (never through a symlink): in a
+folder anybody may write, its name could have been planted by another user.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import uuid
 
 __all__ = ["identity", "copy_out"]
 
@@ -30,20 +32,36 @@ def identity(path: str) -> tuple[int, int] | None:
 
 def copy_out(conn: sqlite3.Connection, path: str, *, beside: bool) -> str:
     """Copy the database ``conn`` holds to a new file: ``path`` itself (its stale SQLite
-    side files removed first), or with ``beside`` a new name next to it. Returns the file
-    written; raises :class:`OSError` or :class:`sqlite3.Error` when it cannot be."""
-    if beside:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = f"{path}.replaced-{stamp}-{os.getpid()}.sqlite3"
-    else:
-        target = path
+    side files removed first), or with ``beside`` (or when something took ``path``
+    meanwhile) a new name next to it. Returns the file written; raises :class:`OSError`
+    or :class:`sqlite3.Error` when it cannot be."""
+    target = path
+    if not beside:
         # The deleted file's WAL must not be applied to the copy: it is in the copy already.
         for side in (f"{path}-wal", f"{path}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(side)
+    if beside or not _created(path):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = f"{path}.replaced-{stamp}-{os.getpid()}.sqlite3"
+        if not _created(target):  # the name can be guessed: one planted there is not used
+            target = f"{path}.replaced-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.sqlite3"
+            if not _created(target):
+                raise FileExistsError(f"{target} exists")
     copy = sqlite3.connect(target)
     try:
         conn.backup(copy)
     finally:
         copy.close()
     return target
+
+
+def _created(path: str) -> bool:
+    """Make a new empty file at ``path``; False if there is anything there (a symlink
+    another user planted in a folder anybody may write is never followed)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(path, flags, 0o666))
+    except FileExistsError:
+        return False
+    return True

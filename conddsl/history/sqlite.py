@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -82,6 +83,17 @@ _Row = tuple[str, int, int, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
 JOURNAL_SUFFIX = ".pending.jsonl"
+
+
+def trusted_files(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The files a history at ``path`` reads that must pass the trust rule: the database,
+    SQLite's side files (a ``-journal`` left there is rolled back into the database when
+    it is opened) and the journal (``conddsl check`` looks at the same ones)."""
+    path = os.fspath(path)
+    sides = (f"{path}-wal", f"{path}-shm", f"{path}-journal")
+    return (path, *sides, path + JOURNAL_SUFFIX)
+
+
 # A journal holds what a failing history could not take: a few hundred bytes a record.
 JOURNAL_MAX_BYTES = 256_000_000
 # The keys of the journal lines already written to the table: a replay cut short after
@@ -92,6 +104,7 @@ _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
 # Journal files are read, rewritten and deleted under this lock, so that two histories of
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
+_LOCK_WAIT = 2.0  # seconds a journal lock held elsewhere is waited for (see _journal_locked)
 # The range of times a datetime can hold, in microseconds since the epoch (UTC).
 _FIRST_US = to_us(datetime.min.replace(tzinfo=timezone.utc))
 _LAST_US = to_us(datetime.max.replace(tzinfo=timezone.utc))
@@ -182,7 +195,7 @@ class SQLiteHistory(History):
     def _check_trusted(self) -> None:
         """Refuse a database, its SQLite side files or its journal that another user could
         have written (:mod:`conddsl.trust`): their records would decide what runs."""
-        for candidate in (self._path, f"{self._path}-wal", f"{self._path}-shm", self._journal):
+        for candidate in trusted_files(self._path):
             why = untrusted(candidate)
             if why is not None:
                 raise HistoryError(
@@ -311,8 +324,8 @@ class SQLiteHistory(History):
             return
         deleted = now is None
         try:
-            if deleted:
-                copy_out(self._conn, self._path, beside=False)
+            copy = copy_out(self._conn, self._path, beside=not deleted)
+            if copy == self._path:
                 self._reopen()
                 log.warning(
                     "history file %s was deleted while in use: written again from the open"
@@ -321,7 +334,8 @@ class SQLiteHistory(History):
                     self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
                 )
                 return
-            self._replaced_copy = copy_out(self._conn, self._path, beside=True)
+            # Replaced, or another file took the name of the deleted one meanwhile.
+            self._replaced_copy = copy
             # Our WAL is named after the path: emptied, the newcomer never reads our pages.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (OSError, sqlite3.Error) as exc:
@@ -606,7 +620,7 @@ class SQLiteHistory(History):
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         with _journal_locked(self._journal):
             try:
-                old = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+                old = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
             except FileNotFoundError:
                 old = b""
             if old and not old.endswith(b"\n"):
@@ -619,7 +633,7 @@ class SQLiteHistory(History):
         """The journal's bytes and its (key, row) entries; None if there is none."""
         assert self._journal is not None
         try:
-            data = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+            data = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -660,7 +674,7 @@ class SQLiteHistory(History):
         assert self._journal is not None
         try:
             with _journal_locked(self._journal):
-                now = read_bounded(self._journal, JOURNAL_MAX_BYTES)
+                now = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
                 if now == replayed:
                     os.remove(self._journal)
             if now == replayed:
@@ -864,18 +878,35 @@ def _journal_locked(journal: str):
 
     Other processes closing the same history at once (each saving its records) would
     otherwise read the same journal and the last rename would win; the lock is an
-    advisory ``flock`` on ``<journal>.lock``, left in place.
+    advisory ``flock`` on ``<journal>.lock``, left in place. It is never a symlink (one
+    planted beside a history in /tmp would make root create the file it names), and it
+    is waited for at most ``_LOCK_WAIT`` seconds: anybody who may open the file may
+    hold it, and then the journal is written without it.
     """
     with _JOURNAL_LOCK:
         try:
             import fcntl
 
-            handle = os.open(f"{journal}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except (ImportError, OSError):  # no flock here, or no room for the file
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            handle = os.open(f"{journal}.lock", flags, 0o600)
+        except (ImportError, OSError):  # no flock here, no room, or a symlink
             yield
             return
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            deadline = time.monotonic() + _LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        log.warning(
+                            "history journal lock %s.lock is held by another process: "
+                            "the journal is written without it",
+                            journal,
+                        )
+                        break
+                    time.sleep(0.02)
             yield
         finally:
             os.close(handle)  # releases the flock

@@ -65,6 +65,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     from conddsl.lint.output import render, summary
     from conddsl.lint.runner import check_paths
+    from conddsl.terminal import printable_lines
 
     result = check_paths(args.paths, import_funcs=args.import_funcs)
     text = render(result.diagnostics, result.texts, args.output_format)
@@ -74,9 +75,9 @@ def _run_check(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `conddsl check . | head`: the reader has had enough
             _silence_stdout()
     for note in result.notes:
-        print(f"conddsl: note: {note}", file=sys.stderr)
+        print(f"conddsl: note: {printable_lines(note)}", file=sys.stderr)
     for problem in result.io_errors:
-        print(f"conddsl: error: {problem}", file=sys.stderr)
+        print(f"conddsl: error: {printable_lines(problem)}", file=sys.stderr)
     print(summary(result.diagnostics, len(result.io_errors)), file=sys.stderr)
     if result.io_errors:
         return EXIT_TROUBLE

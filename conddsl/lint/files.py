@@ -8,7 +8,7 @@ started (``run`` leaves them alone): someone may be trying to make it signal the
 
 from __future__ import annotations
 
-from conddsl.history.sqlite import JOURNAL_SUFFIX
+from conddsl.history.sqlite import trusted_files
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport
@@ -30,7 +30,7 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
     )
     where = report.span(("scheduler", "history"))
     found = []
-    for path in (history, f"{history}{JOURNAL_SUFFIX}"):
+    for path in trusted_files(history):
         why = untrusted(path)
         if why is not None:
             found.append(

@@ -21,13 +21,14 @@ _LONG_HORIZON = timedelta(days=16)
 
 
 def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
-    """Every task-level finding of a task file that was read (E123, C302, C401-C407)."""
+    """Every task-level finding of a task file that was read (E123, C302, C303, C401-C407)."""
     # First the depth: the checks below walk a condition with its names written out,
     # level by level, so a condition nested too deep is reported and left out of them.
     found, usable = _depth_checks(report)
     if report.model is None:
         return found
     found.extend(_waiting_cycles(report, usable))
+    found.extend(_shut_cond_checks(report, usable))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
     conditions = {(c.task, c.key): c for c in usable}
     for name in report.task_tables:
@@ -72,6 +73,27 @@ def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCo
         where = condition.source.file_range(pointer.span if pointer is not None else None)
         found.append(_finding(report, "E123", problem[0], where, problem[1]))
     return found, usable
+
+
+# ---------------------------------------------------------------- C303
+
+
+def _shut_cond_checks(report: TaskFileReport, usable: list[FileCondition]) -> Iterator[Diagnostic]:
+    """C303: the scheduler's shut_cond belongs to no task, so `conddsl run` refuses one
+    about its own task."""
+    from conddsl.runtime.conditions import reads_own_task
+
+    for condition in usable:
+        if condition.key == "shut_cond" and reads_own_task(condition.node, report.rules):
+            yield _finding(
+                report,
+                "C303",
+                "the shut_cond is about its own task (daily, every, cron, has ...), but the"
+                " scheduler's shut_cond belongs to no task",
+                condition.source.file_range(condition.node.span),
+                "name the task (task 'x' has succeeded today), or use the clock alone"
+                " (time of day after 18:00)",
+            )
 
 
 # ---------------------------------------------------------------- C302

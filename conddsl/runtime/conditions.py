@@ -73,6 +73,12 @@ def reads(condition: object) -> Reads:
     return _reads(node, rules, registry, ())
 
 
+def reads_own_task(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:
+    """Whether the condition ``node`` (its named conditions in ``rules``) is about the
+    task it belongs to (``daily``, ``every``, ``cron``, ``has succeeded`` ...)."""
+    return _reads(node, rules, None, ()).own
+
+
 def _reads(node: ast.Node, rules: Mapping[str, ast.Node], registry: Any, seen: tuple) -> Reads:
     if isinstance(node, ast.Periodic | ast.Every | ast.Cron | ast.RunningFor):
         return _OWN

@@ -71,9 +71,11 @@ _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment
 _PR_SET_PDEATHSIG = 1
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
-# The server's program: find conddsl where the scheduler found it, then serve.
+# The server's program: find conddsl where the scheduler found it, then serve. ``-c``
+# puts the working folder ('') first on sys.path: dropped before anything is imported,
+# or a socket.py there (anybody's, in /tmp) would run in place of the standard library's.
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "import sys; sys.path[:] = [sys.argv[2], *(p for p in sys.path if p)]; "
     "from conddsl.runtime.forkserver import serve; serve(int(sys.argv[1]), int(sys.argv[3]))"
 )
 

@@ -131,7 +131,7 @@ class ProcessRegistry:
     def read(self) -> tuple[dict[str, Any] | None, list[Tree]]:
         """The owner and the trees the file lists (none if there is no file or it is unreadable)."""
         try:
-            data = json.loads(read_bounded(self.path, MAX_BYTES))
+            data = json.loads(read_bounded(self.path, MAX_BYTES, owned=True))
             owner = data.get("owner") or {}
             found = dict(owner, pid=int(owner["pid"])) if "pid" in owner else None
             trees = [

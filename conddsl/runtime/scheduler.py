@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 
 from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry
-from conddsl.errors import ConddslError, ConditionSyntaxError
+from conddsl.errors import ConddslError, ConditionSyntaxError, printable
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
@@ -263,7 +263,14 @@ class Scheduler:
             if defer_unknown and exc.code == "E120":
                 return
             raise
-        self._index(_SHUT, reads(self._shut_cond))
+        read = reads(self._shut_cond)
+        if read.own:
+            raise ConfigError(
+                f"the shut_cond {printable(str(self.config.shut_cond))!r} is about the task it"
+                " belongs to, and belongs to none: name the task (task 'x' has succeeded"
+                " today), or use the clock alone (time of day after 18:00)"
+            )
+        self._index(_SHUT, read)
 
     # ---------------------------------------------------------------- registration
 
@@ -1080,6 +1087,8 @@ class Scheduler:
             message = "; ".join(text for text in (run.message, message) if text) or None
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
+        elif run.deadline is not None and self.clock.now() > run.deadline:
+            message = self._overran(run, message)
         # Stamped now, written after this turn of the loop (see the module docstring).
         self._unwritten.append((run, action, self.clock.now(), reason, message))
         if self.state == DONE or self._loop is None:
@@ -1087,6 +1096,17 @@ class Scheduler:
         elif len(self._unwritten) == 1:
             self._loop.call_soon(self._write_records)
         self._wake.set()
+
+    def _overran(self, run: Run, message: str | None) -> str:
+        """The message of a run that ended past its timeout before it could be asked to
+        stop (an async task that blocked the event loop): it says so, and so does the log."""
+        timeout = run.task.timeout.total_seconds() if run.task.timeout else 0.0
+        ran = (self.clock.now() - run.started).total_seconds()
+        note = (
+            f"overran its timeout ({timeout:g} s, ran {ran:.3g} s): it could not be stopped in time"
+        )
+        log.warning("task %r %s", run.task.name, note)
+        return "; ".join(text for text in (message, note) if text)
 
     def _write_records(self) -> None:
         """Write the finishing records stamped so far, in the order the runs ended."""
