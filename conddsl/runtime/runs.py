@@ -36,6 +36,14 @@ class Run:
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
 
+    @property
+    def state(self) -> str:
+        """``"running"``, ``"terminating"`` (asked to stop, its work not ended yet) or
+        ``"finished"``."""
+        if self.finished:
+            return "finished"
+        return "running" if self.reason is None else "terminating"
+
 
 @dataclass
 class Host:
@@ -46,6 +54,8 @@ class Host:
     kill_grace: float  # seconds between SIGTERM and SIGKILL, and for abandoned work
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # run a coroutine the scheduler keeps
     procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
+    stopping: Callable[[], bool] = lambda: False  # the scheduler is shutting down
+    unhold: Callable[[Run], None] = lambda run: None  # let time go on while ``run`` dies
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

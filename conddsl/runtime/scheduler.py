@@ -90,6 +90,10 @@ _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 
+# A run that ends this many seconds past its timeout, never asked to stop, overran it
+# (less is the loop's ordinary lateness in noticing the deadline).
+OVERRUN_NOTED = 0.1
+
 
 _frozen = 0  # schedulers serving with the heap frozen (see the module docstring)
 _frozen_lock = threading.Lock()
@@ -190,6 +194,7 @@ class Scheduler:
         self._deadlines: list[datetime] = []  # a heap of the instants in _due
         self._due: dict[datetime, list[Run]] = {}  # runs by the instant they time out
         self._unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
+        self._ended_at: dict[str, datetime] = {}  # when each task's last run ended
         self._hold = getattr(self.clock, "hold", None)  # clocks without them never jump
         self._release = getattr(self.clock, "release", None)
         self._dirty: dict[str | None, None] = {}  # an ordered set
@@ -558,7 +563,15 @@ class Scheduler:
         # runs are marked crash); this one's are listed while they live.
         recovery = recover(self.history, grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
-        host = Host(loop, self._finish, grace, self._spawn, procs)
+        host = Host(
+            loop,
+            self._finish,
+            grace,
+            self._spawn,
+            procs,
+            stopping=lambda: self.state != RUNNING,
+            unhold=self._unhold,
+        )
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
@@ -598,7 +611,6 @@ class Scheduler:
             finally:
                 self.state = DONE
             try:
-                await self._wait_threads()
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
@@ -624,12 +636,16 @@ class Scheduler:
         return [run for runs in self._runs.values() for run in runs.values()]
 
     def task_state(self, name: str) -> str:
-        """``"running"`` (a run is alive), ``"pending"`` (a manual run is asked for and not
+        """``"running"`` (a run is alive), ``"terminating"`` (every live run was asked to stop
+        and its work has not ended yet), ``"pending"`` (a manual run is asked for and not
         started yet), ``"disabled"`` or ``"idle"``; safe from any thread."""
         with self._lock:
             task = self._lookup(name)
             pending = self._manual.get(name) or ("run", name) in self._requests
-        if name in self._runs:
+        runs = list(self._runs.get(name, {}).values())
+        if runs:
+            if all(run.state == "terminating" for run in runs):
+                return "terminating"
             return "running"
         if pending:
             return "pending"
@@ -742,6 +758,7 @@ class Scheduler:
             self._role_queue.clear()
         if self.state == GRACEFUL:
             self.state = FORCED
+            self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
                 self._terminate(run, "forced", "shut_down() was called during the shutdown tasks")
@@ -759,15 +776,24 @@ class Scheduler:
         else:
             log.info("shutting down gracefully: %s", why)
             self.state = GRACEFUL
+            self._stopping()
 
     def _force(self, reason: str, why: str) -> None:
         if self.state in (FORCED, DONE):
             return
         log.info("shutting down now (%s): %s", reason, why)
         self.state = FORCED
+        self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
                 self._terminate(run, reason, why)
+
+    def _stopping(self) -> None:
+        """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
+        for executor in self._executors.values():
+            hook = getattr(executor, "shutting_down", None)
+            if hook is not None:
+                hook()
 
     def _fail(self, exc: BaseException) -> None:
         """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
@@ -1014,6 +1040,12 @@ class Scheduler:
         """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
         executor = self._executors[task.execution]
         new_flag = getattr(executor, "new_flag", TerminationFlag)
+        # Records in causal order: every finishing record stamped so far is written
+        # first, and a run never starts before the instant its task's last run ended.
+        self._write_records()
+        ended = self._ended_at.get(task.name)
+        if ended is not None and ended > now:
+            now = ended
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
         if task.timeout is not None:
             deadline = run.deadline = now + task.timeout
@@ -1058,8 +1090,7 @@ class Scheduler:
         if run.finished:
             return
         run.finished = True
-        if run.held and self._release is not None:
-            self._release()
+        self._unhold(run)
         task = run.task
         runs = self._runs[task.name]
         del runs[run.run_id]
@@ -1081,12 +1112,36 @@ class Scheduler:
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
         # Stamped now, written after this turn of the loop (see the module docstring).
-        self._unwritten.append((run, action, self.clock.now(), reason, message))
+        stamp = self.clock.now()
+        self._ended_at[task.name] = stamp
+        if run.reason is None and run.deadline is not None and stamp > run.deadline:
+            message = self._overran(run, stamp, message)
+        self._unwritten.append((run, action, stamp, reason, message))
         if self.state == DONE or self._loop is None:
             self._write_records()  # nothing would come back for it
         elif len(self._unwritten) == 1:
             self._loop.call_soon(self._write_records)
         self._wake.set()
+
+    def _overran(self, run: Run, stamp: datetime, message: str | None) -> str | None:
+        """``message``, saying so if the run went on past its timeout without being stoppable
+        (it held the scheduler's loop: a blocking call in a main or async task)."""
+        over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
+        if over < OVERRUN_NOTED:
+            return message
+        note = (
+            f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
+            " (it blocked the scheduler's loop)"
+        )
+        log.warning("task %r %s", run.task.name, note)
+        return "; ".join(text for text in (message, note) if text)
+
+    def _unhold(self, run: Run) -> None:
+        """Let time go on (a virtual clock jump again) while ``run`` is still dying."""
+        if run.held:
+            run.held = False
+            if self._release is not None:
+                self._release()
 
     def _write_records(self) -> None:
         """Write the finishing records stamped so far, in the order the runs ended."""
@@ -1131,13 +1186,3 @@ class Scheduler:
         while self._active:
             self._wake.clear()
             await self._wake.wait()
-
-    async def _wait_threads(self) -> None:
-        executor = self._executors.get("thread")
-        if executor is None or executor.exited.is_set():
-            return
-        grace = self.config.kill_grace.total_seconds()
-        try:
-            await asyncio.wait_for(executor.exited.wait(), grace)
-        except asyncio.TimeoutError:
-            log.warning("abandoned threads still running after %s s; not waiting longer", grace)
