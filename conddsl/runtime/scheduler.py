@@ -94,6 +94,8 @@ SLICE = 0.002  # seconds of condition evaluation before the loop lets other work
 # (less is the loop's ordinary lateness in noticing the deadline).
 OVERRUN_NOTED = 0.1
 
+_TICK = timedelta(microseconds=1)  # the resolution of a history's timestamps
+
 
 _frozen = 0  # schedulers serving with the heap frozen (see the module docstring)
 _frozen_lock = threading.Lock()
@@ -1041,11 +1043,12 @@ class Scheduler:
         executor = self._executors[task.execution]
         new_flag = getattr(executor, "new_flag", TerminationFlag)
         # Records in causal order: every finishing record stamped so far is written
-        # first, and a run never starts before the instant its task's last run ended.
+        # first, and a run starts after the instant its task's last run ended (a
+        # microsecond later at least: a history orders ties by action, not arrival).
         self._write_records()
         ended = self._ended_at.get(task.name)
-        if ended is not None and ended > now:
-            now = ended
+        if ended is not None and ended >= now:
+            now = ended + _TICK
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
         if task.timeout is not None:
             deadline = run.deadline = now + task.timeout
@@ -1112,7 +1115,7 @@ class Scheduler:
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
         # Stamped now, written after this turn of the loop (see the module docstring).
-        stamp = self.clock.now()
+        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
         self._ended_at[task.name] = stamp
         if run.reason is None and run.deadline is not None and stamp > run.deadline:
             message = self._overran(run, stamp, message)
