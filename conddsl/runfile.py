@@ -9,6 +9,7 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,11 +27,13 @@ class PrintingHistory(History):
         self.inner = inner
         self.out: IO[str] | None = out
         self.zone = zone
+        self.counts: Counter[str] = Counter()  # the records of this session, by action
 
     def record(self, task, action, *, at, run_id=None, reason=None, message=None) -> Record:
         stored = self.inner.record(
             task, action, at=at, run_id=run_id, reason=reason, message=message
         )
+        self.counts[action] += 1
         self._print(stored)
         return stored
 
@@ -153,7 +156,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"
     )
     out.flush()
-    restore = install_signal_handlers(app)
+    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     failure: HistoryError | None = None
     try:
         app.run()
@@ -174,8 +177,16 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         summary = _summary(history_path)
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
-    out.write(f"conddsl: stopped ({summary})\n")
+    out.write(f"conddsl: {_stopped(app.stopped_by, history.counts)} ({summary})\n")
     return 0
+
+
+def _stopped(stopped_by: tuple[str, str] | None, counts: Counter[str]) -> str:
+    """The last line's start: why the run stopped, and what this session recorded."""
+    cause, why = stopped_by if stopped_by is not None else ("shut_down", "")
+    shown = ", ".join(f"{counts[a]} {a}" for a in _VERB if counts[a])
+    session = f"this session: {shown}" if shown else "this session recorded nothing"
+    return f"stopped by {cause}: {why}; {session}"
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import threading
@@ -422,6 +423,7 @@ def test_signals_first_graceful_then_forced():
         os.kill(os.getpid(), signal.SIGINT)
         while app.state != "graceful":
             await asyncio.sleep(0.002)
+        await asyncio.sleep(0.06)  # closer, it would count as the same interrupt
         os.kill(os.getpid(), signal.SIGTERM)
 
     app = Scheduler({"kill_grace": 0.2})
@@ -433,7 +435,37 @@ def test_signals_first_graceful_then_forced():
         restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     (record,) = app.history.records(actions="terminate")
-    assert (record.reason, record.message) == ("forced", "shut_down() was called a second time")
+    assert (record.reason, record.message) == (
+        "forced",
+        "a second interrupt (SIGTERM) forced the shutdown",
+    )
+    assert app.stopped_by == ("forced", "a second interrupt (SIGTERM) forced the shutdown")
+
+
+def test_a_signal_repeated_at_once_is_one_interrupt():
+    """GNU `timeout -s INT` signals the process and its group: the same interrupt, twice."""
+    said = io.StringIO()
+
+    async def interrupt(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0.3)
+        assert app.state == "graceful"
+        app.shut_down(force=True)
+
+    app = Scheduler({"kill_grace": 0.2})
+    app.task(Once(), name="work")(FOREVER["async"])
+    restore = install_signal_handlers(app, out=said)
+    try:
+        play(app, interrupt)
+    finally:
+        restore()
+    assert said.getvalue() == (
+        "conddsl: SIGINT: shutting down gracefully, waiting for 1 run to end;"
+        " interrupt again to force\n"
+    )
+    assert app.stopped_by == ("forced", "shut_down(force=True) was called")
 
 
 def test_times_are_aware_and_in_utc():

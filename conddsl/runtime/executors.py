@@ -33,7 +33,7 @@ class MainExecutor:
         error = None
         try:
             run.task.func(**run.task.kwargs(run.flag))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() ends the run, not the scheduler
             error = exc
         self.host.finish(run, *outcome_of(error))
         return None
@@ -43,7 +43,7 @@ class MainExecutor:
         error = None
         try:
             await run.task.func(**run.task.kwargs(run.flag))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             error = exc
         self.host.finish(run, *outcome_of(error))
 
@@ -241,8 +241,8 @@ class ThreadExecutor:
         self.host.finish(
             run,
             "terminate",
-            f"the thread was still running {self.host.kill_grace:g} s after it was asked to"
-            " stop: abandoned at shutdown",
+            f"abandoned at shutdown: the thread was still running {self.host.kill_grace:g} s"
+            " after it was asked to stop",
         )
 
 

@@ -122,6 +122,21 @@ def _thaw_heap() -> None:
             gc.unfreeze()  # collectable again, once no scheduler serves
 
 
+def _end_leftovers(loop: asyncio.AbstractEventLoop, grace: float) -> None:
+    """Cancel what still runs on ``loop`` (abandoned coroutines), waiting ``grace`` at most."""
+    left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        loop.run_until_complete(asyncio.wait(left, timeout=grace))
+    stuck = [task for task in left if not task.done()]
+    if stuck:
+        log.warning("%d coroutine(s) still running when the scheduler stopped: left", len(stuck))
+        # Dropped with the loop: no "Task was destroyed but it is pending!" noise.
+        loop.set_exception_handler(lambda loop, context: None)
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
 class SchedulerError(ConddslError):
     """The scheduler stopped on a fatal error (a condition or the history failed)."""
 
@@ -182,6 +197,10 @@ class Scheduler:
         self.rules = parse_rules(rules)
         self.state = IDLE
         self.fatal_error: BaseException | None = None
+        #: Why the scheduler stops, once it does: (cause, what happened); the cause is
+        #: ``shut_cond``, ``shut_down`` (the API), ``interrupt`` (a signal), ``forced``
+        #: or ``fatal error``.
+        self.stopped_by: tuple[str, str] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
         self._shut_cond: ConditionLike | None = None
         self._requests: list[tuple[str, Any]] = []  # control requests from other threads
@@ -545,9 +564,19 @@ class Scheduler:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.serve())
-            return
-        raise RuntimeError("an event loop is running here: use 'await scheduler.serve()'")
+            pass
+        else:
+            raise RuntimeError("an event loop is running here: use 'await scheduler.serve()'")
+        # Not asyncio.run(): it would wait forever for a coroutine that was abandoned
+        # because it swallows its cancellation.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.serve())
+        finally:
+            try:
+                _end_leftovers(loop, self.config.kill_grace.total_seconds())
+            finally:
+                loop.close()
 
     async def serve(self) -> None:
         """Run in the current event loop until shut down; raise SchedulerError after a fatal one."""
@@ -604,7 +633,11 @@ class Scheduler:
             cancelled = isinstance(exc, asyncio.CancelledError)
             if not cancelled and self.fatal_error is None:
                 self.fatal_error = exc
-            self._force("forced" if cancelled else "shutdown", f"the scheduler stopped: {exc!r}")
+            self._force(
+                "forced" if cancelled else "shutdown",
+                f"the scheduler stopped: {exc!r}",
+                "forced" if cancelled else "fatal error",
+            )
             await self._drain()
             raise
         finally:
@@ -623,10 +656,16 @@ class Scheduler:
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
 
-    def shut_down(self, force: bool = False) -> None:
-        """Shut down gracefully; ``force=True`` or a second call terminates every run at once."""
+    def shut_down(
+        self, force: bool = False, *, why: str | None = None, cause: str = "shut_down"
+    ) -> None:
+        """Shut down gracefully; ``force=True`` or a second call terminates every run at once.
+
+        ``why`` replaces the words the records and the log give for it, and ``cause``
+        (see :attr:`stopped_by`) says who asked (``install_signal_handlers``: ``interrupt``).
+        """
         with self._lock:
-            self._requests.append(("shut", force))
+            self._requests.append(("shut", (force, why, cause)))
         loop = self._loop
         if loop is not None and self.state != DONE:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -692,12 +731,14 @@ class Scheduler:
                 self._apply(op, arg)
             elif self._phase == CLOSING:
                 self._cut_closing()
-            elif arg:
-                self._force("forced", "shut_down(force=True) was called")
-            elif self.state == GRACEFUL:
-                self._force("forced", "shut_down() was called a second time")
             else:
-                self._begin_shutdown("shut_down() was called")
+                force, why, cause = arg
+                if force:
+                    self._force("forced", why or "shut_down(force=True) was called", "forced")
+                elif self.state == GRACEFUL:
+                    self._force("forced", why or "shut_down() was called a second time", "forced")
+                else:
+                    self._begin_shutdown(why or "shut_down() was called", cause)
 
     # ---------------------------------------------------------------- phases
 
@@ -770,20 +811,23 @@ class Scheduler:
             if run.task.permanent:
                 self._terminate(run, "shutdown", "the scheduler is shutting down")
 
-    def _begin_shutdown(self, why: str) -> None:
+    def _begin_shutdown(self, why: str, cause: str = "shut_cond") -> None:
         if self.state != RUNNING:
             return
         if self.config.instant_shutdown:
-            self._force("shutdown", why)
+            self._force("shutdown", why, cause)
         else:
             log.info("shutting down gracefully: %s", why)
+            self.stopped_by = (cause, why)
             self.state = GRACEFUL
             self._stopping()
 
-    def _force(self, reason: str, why: str) -> None:
+    def _force(self, reason: str, why: str, cause: str) -> None:
         if self.state in (FORCED, DONE):
             return
         log.info("shutting down now (%s): %s", reason, why)
+        if self.stopped_by is None or cause in ("forced", "fatal error"):
+            self.stopped_by = (cause, why)
         self.state = FORCED
         self._stopping()
         for run in self.running_runs:
@@ -804,7 +848,7 @@ class Scheduler:
             return
         self.fatal_error = exc
         log.error("fatal error, shutting down: %s", exc)
-        self._force("shutdown", f"fatal error: {exc}")
+        self._force("shutdown", f"fatal error: {exc}", "fatal error")
 
     def _due_timeouts(self, now: datetime) -> None:
         deadlines, due = self._deadlines, self._due
