@@ -28,10 +28,13 @@ class PrintingHistory(History):
         self.out: IO[str] | None = out
         self.zone = zone
         self.counts: Counter[str] = Counter()  # the records of this session, by action
+        self.where = "the history"  # where a failure's full traceback is kept
 
-    def record(self, task, action, *, at, run_id=None, reason=None, message=None) -> Record:
+    def record(
+        self, task, action, *, at, run_id=None, reason=None, message=None, traceback=None
+    ) -> Record:
         stored = self.inner.record(
-            task, action, at=at, run_id=run_id, reason=reason, message=message
+            task, action, at=at, run_id=run_id, reason=reason, message=message, traceback=traceback
         )
         self.counts[action] += 1
         self._print(stored)
@@ -41,7 +44,13 @@ class PrintingHistory(History):
         if self.out is None:
             return
         try:
-            self.out.write(format_record(record, self.zone) + "\n")
+            line = format_record(record, self.zone)
+            if record.traceback:
+                line += (
+                    f"\n    {exception_line(record.traceback)}\n    (full traceback: {self.where},"
+                    f" records.traceback of run_id {record.run_id})"
+                )
+            self.out.write(line + "\n")
             self.out.flush()
         except (OSError, ValueError):
             # The reader went away (`conddsl run … | head`): the run goes on, unprinted;
@@ -103,6 +112,12 @@ def format_record(record: Record, zone=None) -> str:
     return "  ".join(parts)
 
 
+def exception_line(traceback: str) -> str:
+    """The last line of a traceback: the exception's type and text."""
+    lines = [line for line in traceback.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the scheduler a task file describes; returns the exit code."""
     out = out if out is not None else sys.stdout
@@ -151,6 +166,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1
     history.inner = store  # the scheduler marks runs a dead process left open as crash
+    history.where = _shown(history_path)
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"

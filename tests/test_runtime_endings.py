@@ -173,3 +173,63 @@ def test_run_says_why_it_stopped_and_takes_a_doubled_signal_as_one(tmp_path):
     last = out.splitlines()[-1]
     assert last.startswith("conddsl: stopped by interrupt: interrupted (SIGINT); this session:")
     assert "1 run, 1 success" in last
+
+
+def lookup_user():
+    user = {}
+    return user["user_id"]
+
+
+async def async_lookup_user():
+    return lookup_user()
+
+
+def test_a_fail_record_keeps_the_exception_type_and_traceback():
+    app = virtual(shut_cond="time of day after 07:00", threshold=0.02)
+    app.task(Once(), name="main", execution="main")(lookup_user)
+    app.task(Once(), name="thread", execution="thread")(lookup_user)
+    app.task(Once(), name="async", execution="async")(async_lookup_user)
+    play(app)
+    failed = app.history.records(actions="fail")
+    assert sorted(rec.task for rec in failed) == ["async", "main", "thread"]
+    for rec in failed:
+        assert rec.message == "'user_id'"
+        assert rec.traceback.startswith("Traceback (most recent call last):")
+        assert 'return user["user_id"]' in rec.traceback
+        assert rec.traceback.rstrip().endswith("KeyError: 'user_id'")
+
+
+def test_a_long_traceback_keeps_its_end():
+    def deep(depth: int) -> None:
+        if depth == 0:
+            raise ValueError("x" * 100_000)
+        deep(depth - 1)
+
+    app = virtual(shut_cond="time of day after 07:00", threshold=0.02)
+    app.task(Once(), name="deep", execution="main")(lambda: deep(50))
+    play(app)
+    (rec,) = app.history.records(actions="fail")
+    assert len(rec.traceback) == 64 * 1024
+    assert rec.traceback.startswith("…") and rec.traceback.endswith("x" * 1000 + "\n")
+
+
+def test_run_prints_the_exception_line_and_where_the_traceback_is(tmp_path):
+    process = _run_file(
+        tmp_path,
+        """
+        [scheduler]
+        shut_cond = "scheduler has run over 0.3 seconds"
+
+        [tasks.bad]
+        func = "jobs:bad"
+        start_cond = "every 1 hour"
+        """,
+        """
+        def bad():
+            return {}["user_id"]
+        """,
+    )
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "fail       bad  ('user_id')\n    KeyError: 'user_id'\n" in out
+    assert "(full traceback: tasks.history.sqlite3, records.traceback of run_id " in out

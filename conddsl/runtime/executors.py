@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.runtime.runs import Host, Run, outcome_of
+from conddsl.runtime.runs import Host, Run, ended
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -35,7 +35,7 @@ class MainExecutor:
             run.task.func(**run.task.kwargs(run.flag))
         except (Exception, SystemExit) as exc:  # sys.exit() ends the run, not the scheduler
             error = exc
-        self.host.finish(run, *outcome_of(error))
+        self.host.finish(run, *ended(run, error))
         return None
 
     async def _await(self, run: Run) -> None:
@@ -45,7 +45,7 @@ class MainExecutor:
             await run.task.func(**run.task.kwargs(run.flag))
         except (Exception, SystemExit) as exc:
             error = exc
-        self.host.finish(run, *outcome_of(error))
+        self.host.finish(run, *ended(run, error))
 
     def terminate(self, run: Run) -> None:  # pragma: no cover - the scheduler never asks
         raise RuntimeError("a main task cannot be terminated")
@@ -111,11 +111,11 @@ class AsyncExecutor:
             else:
                 self.host.finish(run, "terminate", None)
         except BaseException as exc:
-            self.host.finish(run, *outcome_of(exc))
+            self.host.finish(run, *ended(run, exc))
             if not isinstance(exc, Exception | SystemExit):
                 raise  # KeyboardInterrupt: recorded, then let go
         else:
-            self.host.finish(run, *outcome_of(None))
+            self.host.finish(run, *ended(run, None))
 
     def _done(self, run: Run, coroutine: Awaitable[object], _: object) -> None:
         # Only an asyncio task cancelled before its first step gets here unfinished:
@@ -180,9 +180,9 @@ class ThreadExecutor:
             if inspect.isawaitable(result):
                 asyncio.run(_awaited(result))
         except BaseException as exc:
-            outcome = outcome_of(exc)
+            outcome = ended(run, exc)
         else:
-            outcome = outcome_of(None)
+            outcome = ended(run, None)
         # A closed loop (RuntimeError) means nobody is waiting for this run any more.
         with contextlib.suppress(RuntimeError):
             self.host.loop.call_soon_threadsafe(self._ended, run, outcome)

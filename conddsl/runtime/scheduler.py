@@ -1164,6 +1164,8 @@ class Scheduler:
         if run.reason is None and run.deadline is not None and stamp > run.deadline:
             message = self._overran(run, stamp, message)
         self._unwritten.append((run, action, stamp, reason, message))
+        if action != "fail":
+            run.traceback = None  # (a terminated run's failure is not its outcome)
         if self.state == DONE or self._loop is None:
             self._write_records()  # nothing would come back for it
         elif len(self._unwritten) == 1:
@@ -1195,7 +1197,9 @@ class Scheduler:
         while self._unwritten:
             records, self._unwritten = self._unwritten, []
             for run, action, at, reason, message in records:
-                self._record(run, action, at, reason=reason, message=message)
+                self._record(
+                    run, action, at, reason=reason, message=message, traceback=run.traceback
+                )
 
     def _record(
         self,
@@ -1205,12 +1209,15 @@ class Scheduler:
         *,
         reason: str | None = None,
         message: str | None = None,
+        traceback: str | None = None,
         own_change: bool = True,
     ) -> None:
         name = run.task.name
+        # Only a failure passes a traceback: histories written before it existed still work.
+        extra = {} if traceback is None else {"traceback": traceback}
         try:
             self.history.record(
-                name, action, at=at, run_id=run.run_id, reason=reason, message=message
+                name, action, at=at, run_id=run.run_id, reason=reason, message=message, **extra
             )
         except Exception as exc:  # a HistoryError, or a history of the caller's that broke
             self._fail(exc)
