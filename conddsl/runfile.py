@@ -18,6 +18,7 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.runlock import HistoryInUse, RunLock
 
 
 class PrintingHistory(History):
@@ -122,9 +123,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     """Run the scheduler a task file describes; returns the exit code."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    from conddsl.runtime import SchedulerError
     from conddsl.runtime.config import ConfigError
-    from conddsl.runtime.signals import install_signal_handlers
 
     # The funcs are imported before names are checked: their modules may register
     # the custom conditions the task file uses (as `conddsl check --import-funcs`).
@@ -159,6 +158,23 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    lock = RunLock(history_path)
+    try:
+        lock.acquire()
+    except HistoryInUse as error:
+        err.write(f"conddsl: cannot start {path}: {error}\n")
+        return 2
+    try:
+        return _serve(app, path, model, history, history_path, out, err)
+    finally:
+        lock.release()
+
+
+def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path, out, err) -> int:
+    """Open the history, run the scheduler until it stops, and say how it ended."""
+    from conddsl.runtime import SchedulerError
+    from conddsl.runtime.signals import install_signal_handlers
+
     try:
         # Opening writes first what an earlier run kept in the journal.
         store = SQLiteHistory(history_path)

@@ -178,3 +178,51 @@ def test_run_goes_on_when_its_reader_goes_away(tmp_path):
     assert len(finishes) == len(runs) >= 3 and set(runs) == set(finishes)
     # The echo command shares the closed output: it fails, as it would in a shell.
     assert {r.task: r.action for r in finishes.values()}["slow"] == "terminate"
+
+
+def test_a_second_run_on_the_same_history_is_refused_at_once(tmp_path):
+    """One task file, one SQLite history, one scheduler: the second exits 2 naming the first."""
+    (tmp_path / "jobs.py").write_text("def quick():\n    pass\n")
+    (tmp_path / "tasks.toml").write_text(
+        textwrap.dedent(
+            """
+            [scheduler]
+            history = "runs.sqlite3"
+
+            [tasks.quick]
+            func = "jobs:quick"
+            start_cond = "every 1 hour"
+            """
+        )
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "success    quick" in first.stdout.readline() + first.stdout.readline() + (
+            first.stdout.readline()
+        )
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+            cwd=tmp_path,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        took = time.monotonic() - started
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"in use by another `conddsl run` (pid {first.pid} on " in second.stderr
+        assert ", since 20" in second.stderr
+        assert "start" not in second.stdout
+        assert took < 10  # at once: it does not wait for the first to end
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+    assert not (tmp_path / "runs.sqlite3.run.lock").exists()  # the first let it go
