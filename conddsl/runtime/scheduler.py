@@ -56,7 +56,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from conddsl import ast
-from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry
+from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
 from conddsl.errors import ConddslError, ConditionSyntaxError
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
@@ -131,10 +131,17 @@ def _end_leftovers(loop: asyncio.AbstractEventLoop, grace: float) -> None:
         loop.run_until_complete(asyncio.wait(left, timeout=grace))
     stuck = [task for task in left if not task.done()]
     if stuck:
-        log.warning("%d coroutine(s) still running when the scheduler stopped: left", len(stuck))
-        # Dropped with the loop: no "Task was destroyed but it is pending!" noise.
-        loop.set_exception_handler(lambda loop, context: None)
+        log.warning("%d coroutine(s) still running when the scheduler stopped: closed", len(stuck))
+    for task in stuck:
+        # Closed now, not whenever the collector finds them (running their code then, at
+        # a random point of the program); reported above, not again when destroyed.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        with contextlib.suppress(BaseException):  # one that ignores GeneratorExit too
+            task.get_coro().close()
     loop.run_until_complete(loop.shutdown_asyncgens())
+    # As asyncio.run() does, but not forever: a to_thread() call may block for good.
+    shutdown = loop.shutdown_default_executor()
+    loop.run_until_complete(asyncio.wait([loop.create_task(shutdown)], timeout=grace))
 
 
 class SchedulerError(ConddslError):
@@ -264,6 +271,30 @@ class Scheduler:
             return function
 
         return register if func is None else register(func)  # type: ignore[arg-type]
+
+    def recheck(self, phrase: str) -> None:
+        """Custom condition ``phrase`` may have changed: the conditions that use it are looked
+        at again at once (not at their ``recheck`` interval). Safe from any thread;
+        ``registry.recheck(phrase)`` does the same for every scheduler serving with it."""
+        from conddsl.runtime.customs import RegistryChain
+
+        self._heard(known_phrase(RegistryChain((self.registry, default_registry)), phrase))
+
+    def _heard(self, phrase: str) -> None:
+        with self._lock:
+            if self._queue_if_elsewhere("recheck", phrase):
+                return
+            self._apply("recheck", phrase)
+
+    def _users_of(self, phrase: str) -> list[str | None]:
+        """The keys (task names, _SHUT) whose conditions have custom part ``phrase``."""
+        found: list[str | None] = []
+        if phrase in getattr(self._shut_cond, "customs", ()):
+            found.append(_SHUT)
+        for name, task in self.tasks.items():
+            if any(phrase in getattr(cond, "customs", ()) for cond in (task.start, task.end)):
+                found.append(name)
+        return found
 
     def _compile(self, value: object, what: str) -> ConditionLike:
         """A condition setting as this scheduler reads it (see conddsl.runtime.customs)."""
@@ -554,6 +585,10 @@ class Scheduler:
         elif op == "touch":
             if serving and arg in self.tasks:
                 self._touch(arg)
+        elif op == "recheck":
+            if serving:
+                for key in self._users_of(arg):
+                    self._touch(key)
         else:  # pragma: no cover - every op is listed above
             raise ValueError(op)
 
@@ -571,11 +606,13 @@ class Scheduler:
         # because it swallows its cancellation.
         loop = asyncio.new_event_loop()
         try:
+            asyncio.set_event_loop(loop)
             loop.run_until_complete(self.serve())
         finally:
             try:
                 _end_leftovers(loop, self.config.kill_grace.total_seconds())
             finally:
+                asyncio.set_event_loop(None)
                 loop.close()
 
     async def serve(self) -> None:
@@ -588,6 +625,8 @@ class Scheduler:
         with self._lock:  # from here on, other threads queue their requests
             self._loop = loop
             self._loop_thread = threading.get_ident()
+        for registry in (self.registry, default_registry):
+            registry.listen(self._heard)
         self._wake = asyncio.Event()
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
@@ -650,6 +689,8 @@ class Scheduler:
                     await leftovers.wait()
             finally:
                 await self._executors["process"].close()
+                for registry in (self.registry, default_registry):
+                    registry.unlisten(self._heard)
                 if procs is not None:
                     procs.write()  # every tree has ended: the file goes
                 _thaw_heap()
