@@ -43,6 +43,7 @@ class _Target:
 
 def check_paths(paths: Sequence[str], *, import_funcs: bool = False) -> CheckResult:
     """Check files and folders (recursively) of ``.cond`` and TOML task files."""
+    from conddsl.lint.flags import check_flags
     from conddsl.lint.suppress import unsuppressed
     from conddsl.lint.tasks import check_tasks
 
@@ -62,6 +63,7 @@ def check_paths(paths: Sequence[str], *, import_funcs: bool = False) -> CheckRes
                 found.extend(check_imports(report))
             check_references(report)
             found.extend(check_tasks(report))
+            found.extend(check_flags(report, imported=import_funcs))
         found.extend(report.diagnostics)
     for target in targets:
         if target.path.suffix != ".toml":

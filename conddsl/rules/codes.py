@@ -33,6 +33,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C403": ("error", "the end condition is already true whenever the task can start"),
     "C404": ("warning", "a timeout longer than the task's own period"),
     "C405": ("warning", "a timeout or end condition on a task run in the main thread"),
+    "C406": ("warning", "a thread task that must be stoppable but takes no TerminationFlag"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
 }
