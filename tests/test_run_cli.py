@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from runtime_helpers.cli import start_run
+
 from conddsl.history import SQLiteHistory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,14 +128,7 @@ def test_second_interrupt_forces_the_shutdown(tmp_path):
             """
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_run(tmp_path)
     try:
         seen = ""
         while "start      forever" not in seen:
@@ -195,32 +190,19 @@ def test_a_second_run_on_the_same_history_is_refused_at_once(tmp_path):
             """
         )
     )
-    first = subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_run(tmp_path)
     try:
         assert "success    quick" in first.stdout.readline() + first.stdout.readline() + (
             first.stdout.readline()
         )
         started = time.monotonic()
-        second = subprocess.run(
-            [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-            cwd=tmp_path,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        second = start_run(tmp_path)
+        out, err = second.communicate(timeout=30)
         took = time.monotonic() - started
-        assert second.returncode == 2, second.stdout + second.stderr
-        assert f"in use by another `conddsl run` (pid {first.pid} on " in second.stderr
-        assert ", since 20" in second.stderr
-        assert "start" not in second.stdout
+        assert second.returncode == 2, out + err
+        assert f"in use by another `conddsl run` (pid {first.pid} on " in err
+        assert ", since 20" in err
+        assert "start" not in out
         assert took < 10  # at once: it does not wait for the first to end
     finally:
         first.send_signal(signal.SIGINT)

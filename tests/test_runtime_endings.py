@@ -13,12 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+from runtime_helpers.cli import start_run
 from runtime_helpers.scenario import Once, finishes, play, virtual
 
 from conddsl.runtime import Scheduler
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def exits_3():
@@ -29,12 +27,18 @@ async def async_exits_3():
     sys.exit(3)
 
 
-def test_sys_exit_in_a_main_or_async_task_is_a_fail_record_not_the_schedulers_exit():
+def _each_execution(plain, coroutine) -> Scheduler:
+    """A run of ``plain`` in main and in a thread, and of ``coroutine`` as async, played."""
     app = virtual(shut_cond="time of day after 07:00", threshold=0.02)
-    app.task(Once(), name="main", execution="main")(exits_3)
-    app.task(Once(), name="async", execution="async")(async_exits_3)
-    app.task(Once(), name="thread", execution="thread")(exits_3)
+    app.task(Once(), name="main", execution="main")(plain)
+    app.task(Once(), name="thread", execution="thread")(plain)
+    app.task(Once(), name="async", execution="async")(coroutine)
     play(app)
+    return app
+
+
+def test_sys_exit_in_a_main_or_async_task_is_a_fail_record_not_the_schedulers_exit():
+    app = _each_execution(exits_3, async_exits_3)
     assert sorted(finishes(app.history)) == [
         ("async", "fail", "06:00", None),
         ("main", "fail", "06:00", None),
@@ -81,14 +85,7 @@ def test_an_async_task_that_blocks_past_its_timeout_says_so():
 def _run_file(tmp_path: Path, tasks: str, jobs: str) -> subprocess.Popen[str]:
     (tmp_path / "tasks.toml").write_text(textwrap.dedent(tasks))
     (tmp_path / "jobs.py").write_text(textwrap.dedent(jobs))
-    return subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_run(tmp_path)
 
 
 def _wait_for(process: subprocess.Popen[str], text: str) -> str:
@@ -185,11 +182,7 @@ async def async_lookup_user():
 
 
 def test_a_fail_record_keeps_the_exception_type_and_traceback():
-    app = virtual(shut_cond="time of day after 07:00", threshold=0.02)
-    app.task(Once(), name="main", execution="main")(lookup_user)
-    app.task(Once(), name="thread", execution="thread")(lookup_user)
-    app.task(Once(), name="async", execution="async")(async_lookup_user)
-    play(app)
+    app = _each_execution(lookup_user, async_lookup_user)
     failed = app.history.records(actions="fail")
     assert sorted(rec.task for rec in failed) == ["async", "main", "thread"]
     for rec in failed:
