@@ -13,10 +13,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from runtime_helpers.cli import start_run
+import pytest
+from runtime_helpers.cli import ENV, start_run
 from runtime_helpers.scenario import Once, finishes, play, virtual
 
 from conddsl.runtime import Scheduler
+from conddsl.runtime.config import ConfigError
 
 
 def exits_3():
@@ -226,3 +228,30 @@ def test_run_prints_the_exception_line_and_where_the_traceback_is(tmp_path):
     assert process.returncode == 0, err
     assert "fail       bad  ('user_id')\n    KeyError: 'user_id'\n" in out
     assert "(full traceback: tasks.history.sqlite3, records.traceback of run_id " in out
+
+
+@pytest.mark.parametrize(
+    "shut_cond", ["daily after 23:59", "every 1 hour", "cron 0 * * * *", "after task 'a'"]
+)
+def test_a_shut_cond_about_its_own_task_is_refused_when_the_scheduler_is_made(shut_cond):
+    with pytest.raises(ConfigError, match="is about the runs of the task it belongs to"):
+        Scheduler({"shut_cond": shut_cond})
+
+
+def test_check_and_run_agree_on_a_shut_cond_about_its_own_task(tmp_path):
+    tasks = '[scheduler]\nshut_cond = "daily"\n\n[tasks.a]\ncommand = ["true"]\n'
+    (tmp_path / "tasks.toml").write_text(tasks)
+    check = subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "check", "tasks.toml"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 1 and "tasks.toml:2:14: C303" in check.stdout
+    process = start_run(tmp_path)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1, out + err
+    assert "internal error" not in err
+    assert "shut_cond 'daily' is about the runs of the task it belongs to" in err

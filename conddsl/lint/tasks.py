@@ -30,6 +30,9 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     found.extend(_waiting_cycles(report, usable))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
     conditions = {(c.task, c.key): c for c in usable}
+    shut = conditions.get((None, "shut_cond"))
+    if shut is not None:
+        found.extend(_shut_checks(report, shut))
     for name in report.task_tables:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
@@ -193,6 +196,19 @@ def _when(at: datetime, long: bool) -> str:
 def _quoted(node: ast.Node) -> str:
     text = str(node)
     return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+# ---------------------------------------------------------------- C303
+
+
+def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagnostic]:
+    from conddsl.runtime.conditions import OWN_TASK_HINT, own_task_problem
+
+    why = own_task_problem(shut.node, report.rules)
+    if why is not None:
+        yield _finding(
+            report, "C303", f"shut_cond {why}", shut.source.file_range(None), OWN_TASK_HINT
+        )
 
 
 # ---------------------------------------------------------------- C404, C405

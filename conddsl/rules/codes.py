@@ -27,6 +27,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     # references
     "C301": ("error", "a task-state condition names a task the file does not define"),
     "C302": ("error", "tasks wait on each other ('after task' in a cycle): none of them can start"),
+    "C303": ("error", "a shut_cond about its own task's runs (daily, every, cron…): it has none"),
     # time
     "C401": ("error", "a start condition that can never be true"),
     "C402": ("error", "an end condition that is always true"),

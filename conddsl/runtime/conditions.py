@@ -100,6 +100,20 @@ def _reads(node: ast.Node, rules: Mapping[str, ast.Node], registry: Any, seen: t
     return found
 
 
+OWN_TASK_HINT = (
+    "the shut condition belongs to no task: name one (\"task 'backup' has succeeded today\")"
+    " or say when by the clock ('time of day after 23:00', 'scheduler has run over 8 hours')"
+)
+
+
+def own_task_problem(node: ast.Node, rules: Mapping[str, ast.Node]) -> str | None:
+    """Why ``node`` cannot be a shut condition (None if it can): it reads the runs of the
+    task it belongs to (``daily``, ``every``, ``cron``, ``after task``…)."""
+    if not _reads(node, rules, None, ()).own:
+        return None
+    return f"{str(node)!r} is about the runs of the task it belongs to"
+
+
 def is_true(condition: ConditionLike, where: str, at: datetime, **context: Any) -> bool:
     """The condition's value at ``at``; an exception becomes :class:`ConditionFailed`."""
     try:

@@ -61,11 +61,13 @@ from conddsl.errors import ConddslError, ConditionSyntaxError
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
+    OWN_TASK_HINT,
     ConditionFailed,
     ConditionLike,
     Reads,
     is_true,
     next_change,
+    own_task_problem,
     reads,
 )
 from conddsl.runtime.config import ConfigError, SchedulerConfig
@@ -320,6 +322,11 @@ class Scheduler:
             if defer_unknown and exc.code == "E120":
                 return
             raise
+        node = getattr(self._shut_cond, "ast", None)
+        if isinstance(node, ast.Node):
+            why = own_task_problem(node, getattr(self._shut_cond, "rules", None) or {})
+            if why is not None:
+                raise ConfigError(f"shut_cond {why}: {OWN_TASK_HINT}")
         self._index(_SHUT, reads(self._shut_cond))
 
     # ---------------------------------------------------------------- registration
