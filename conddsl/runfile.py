@@ -20,6 +20,8 @@ from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runlock import HistoryInUse, RunLock
 
+THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
+
 
 class PrintingHistory(History):
     """A history that prints every record as one line, then stores it in ``inner``."""
@@ -158,6 +160,11 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    if any(task.execution == "thread" for task in app.tasks.values()):
+        # Busy task threads hand the GIL back every switch interval, and the loop waits
+        # behind each of them: at the default 5 ms, ten busy threads made other runs'
+        # timeouts 264 ms late (p99), at 0.5 ms 57 ms (benchmarks/busy_threads.py).
+        sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
     lock = RunLock(history_path)
     try:
         lock.acquire()

@@ -255,3 +255,27 @@ def test_check_and_run_agree_on_a_shut_cond_about_its_own_task(tmp_path):
     assert process.returncode == 1, out + err
     assert "internal error" not in err
     assert "shut_cond 'daily' is about the runs of the task it belongs to" in err
+
+
+def test_run_shortens_the_switch_interval_when_it_has_thread_tasks(tmp_path):
+    """The loop waits behind busy task threads for the GIL (benchmarks/busy_threads.py)."""
+    process = _run_file(
+        tmp_path,
+        """
+        [scheduler]
+        shut_cond = "scheduler has run over 0.3 seconds"
+
+        [tasks.show]
+        func = "jobs:show"
+        start_cond = "every 1 hour"
+        """,
+        """
+        import sys
+
+        def show():
+            print("switch interval", sys.getswitchinterval(), flush=True)
+        """,
+    )
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "switch interval 0.0005\n" in out
