@@ -565,3 +565,18 @@ def test_a_history_that_fails_is_a_fatal_error():
     (second,) = app.history.records("second", actions="terminate")
     assert second.message.endswith("not started")
     assert not [t for t in threading.enumerate() if t.name == "conddsl:second"]
+
+
+def test_a_multilaunch_task_whose_threads_ignore_their_flag_does_not_pile_up(release):
+    from conddsl.runtime.scheduler import MAX_DYING
+
+    app = virtual(shut_cond="time of day after 09:00", kill_grace=0.05)
+    app.task("every 1 minute", name="deaf", timeout="30 seconds", multilaunch=True)(
+        thread_ignoring_flag
+    )
+    play(app)
+    release.set()
+    starts = app.history.records("deaf", actions="run")
+    assert len(starts) == MAX_DYING  # not one a minute for three hours
+    ends = app.history.records("deaf", actions="terminate")
+    assert len(ends) == MAX_DYING and all("abandoned at shutdown" in r.message for r in ends)

@@ -96,6 +96,10 @@ SLICE = 0.002  # seconds of condition evaluation before the loop lets other work
 # (less is the loop's ordinary lateness in noticing the deadline).
 OVERRUN_NOTED = 0.1
 
+# How many runs of a multilaunch task may be asked to stop and still be alive before it is
+# not started any more: threads that ignore their flag do not pile up without bound.
+MAX_DYING = 8
+
 _TICK = timedelta(microseconds=1)  # the resolution of a history's timestamps
 
 
@@ -1028,11 +1032,33 @@ class Scheduler:
             elif task.permanent:
                 await self._start_permanent(task, now)
             # A task is not started while its end condition holds: it would be ended at once.
-            elif not task.disabled and not ending and (task.multilaunch or name not in self._runs):
+            elif (
+                not task.disabled
+                and not ending
+                and (task.multilaunch or name not in self._runs)
+                and not self._dying_too_many(task)
+            ):
                 where = f"start condition of task {name!r}"
                 if self._holds(task.start, where, now, context, on_error=False):
                     await self._launch(task, now)
         self._schedule(name, self._next_check(task, now, context))
+
+    def _dying_too_many(self, task: Task) -> bool:
+        """A multilaunch task whose runs asked to stop pile up (threads that ignore their
+        flag) is not started again until one of them ends."""
+        runs = self._runs.get(task.name)
+        if not runs or len(runs) < MAX_DYING:
+            return False
+        dying = sum(1 for run in runs.values() if run.reason is not None)
+        if dying < MAX_DYING:
+            return False
+        log.warning(
+            "task %r: %d of its runs were asked to stop and have not ended; it is not started"
+            " again until one ends",
+            task.name,
+            dying,
+        )
+        return True
 
     def _watches_end(self, task: Task) -> bool:
         """Whether the end condition matters: a run is alive, or one may start."""
