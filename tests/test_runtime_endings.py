@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runtime_helpers.cli import ENV, start_run
+from runtime_helpers.cli import start_run
 from runtime_helpers.scenario import Once, finishes, play, virtual
 
 from conddsl.runtime import Scheduler
@@ -238,18 +238,13 @@ def test_a_shut_cond_about_its_own_task_is_refused_when_the_scheduler_is_made(sh
         Scheduler({"shut_cond": shut_cond})
 
 
-def test_check_and_run_agree_on_a_shut_cond_about_its_own_task(tmp_path):
+def test_check_and_run_agree_on_a_shut_cond_about_its_own_task(tmp_path, capsys):
+    from conddsl.cli import main
+
     tasks = '[scheduler]\nshut_cond = "daily"\n\n[tasks.a]\ncommand = ["true"]\n'
     (tmp_path / "tasks.toml").write_text(tasks)
-    check = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "check", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert check.returncode == 1 and "tasks.toml:2:14: C303" in check.stdout
+    code = main(["check", str(tmp_path / "tasks.toml")])
+    assert code == 1 and "tasks.toml:2:14: C303" in capsys.readouterr().out
     process = start_run(tmp_path)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1, out + err
