@@ -11,12 +11,15 @@ any time": ``next_change`` answers with the next instant it must be checked agai
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from conddsl.errors import ConddslError
 
@@ -57,6 +60,8 @@ class ConditionRegistry:
     def __init__(self) -> None:
         self._by_phrase: dict[str, CustomCondition] = {}
         self._lock = threading.Lock()
+        # Who to tell that a phrase may have changed: serving schedulers (held weakly).
+        self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
 
     def register(
         self,
@@ -96,6 +101,27 @@ class ConditionRegistry:
 
         return decorate
 
+    def recheck(self, phrase: str) -> None:
+        """Custom condition ``phrase`` may have changed: the schedulers serving with this
+        registry look again at once at the conditions that use it. Thread-safe."""
+        phrase = known_phrase(self, phrase)
+        with self._lock:
+            listeners = [ref() for ref in self._listeners]
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+        for listener in listeners:
+            if listener is not None:
+                listener(phrase)
+
+    def listen(self, method: Callable[[str], None]) -> None:
+        """Call the bound ``method`` with each phrase given to :meth:`recheck` (held weakly)."""
+        with self._lock:
+            self._listeners.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+    def unlisten(self, method: Callable[[str], None]) -> None:
+        """Stop calling ``method``."""
+        with self._lock:
+            self._listeners = [ref for ref in self._listeners if ref() not in (None, method)]
+
     def unregister(self, phrase: str) -> None:
         """Forget a phrase."""
         with self._lock:
@@ -128,17 +154,24 @@ def _signature(func: Callable[..., object]) -> tuple[int, bool]:
     return len([p for p in positional if p.name != "at"]), wants_at
 
 
-def _as_timedelta(value: timedelta | float | str) -> timedelta:
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
-    else:
-        from conddsl.literals import parse_duration
+def known_phrase(registry: Any, phrase: str) -> str:
+    """``phrase`` with its words joined by one space; ValueError (with the closest phrase)
+    if ``registry`` has no such condition."""
+    words = " ".join(phrase.split()) if isinstance(phrase, str) else phrase
+    if isinstance(words, str) and words in registry:
+        return words
+    close = difflib.get_close_matches(str(words), registry.phrases(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"no custom condition {phrase!r} is registered{hint}")
 
-        result = parse_duration(value, 0)
+
+def _as_timedelta(value: timedelta | float | str) -> timedelta:
+    """``recheck`` read as every duration setting is (the same errors and hints)."""
+    from conddsl.runtime.config import ConfigError, parse_duration_setting
+
+    result = parse_duration_setting(value, "recheck", allow_zero=True)
     if result <= timedelta(0):
-        raise ValueError("recheck must be longer than zero")
+        raise ConfigError("recheck must be longer than zero: give a duration like '30 seconds'")
     return result
 
 

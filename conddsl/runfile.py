@@ -9,6 +9,7 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -18,7 +19,10 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.runlock import HistoryInUse, RunLock
 from conddsl.terminal import Escaped
+
+THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
 
 
 class PrintingHistory(History):
@@ -28,12 +32,17 @@ class PrintingHistory(History):
         self.inner = inner
         self.out: IO[str] | None = out
         self.zone = zone
+        self.counts: Counter[str] = Counter()  # the records of this session, by action
+        self.where = "the history"  # where a failure's full traceback is kept
 
-    def record(self, task, action, *, at, run_id=None, reason=None, message=None) -> Record:
+    def record(
+        self, task, action, *, at, run_id=None, reason=None, message=None, traceback=None
+    ) -> Record:
         stored = self.inner.record(
-            task, action, at=at, run_id=run_id, reason=reason, message=message
+            task, action, at=at, run_id=run_id, reason=reason, message=message, traceback=traceback
         )
         self.show_replayed()
+        self.counts[action] += 1
         self._print(stored)
         return stored
 
@@ -49,7 +58,13 @@ class PrintingHistory(History):
             self._print(record)
 
     def _print(self, record: Record) -> None:
-        self._write(format_record(record, self.zone))
+        line = format_record(record, self.zone)
+        if record.traceback:
+            line += (
+                f"\n    {exception_line(record.traceback)}\n    (full traceback: {self.where},"
+                f" records.traceback of run_id {record.run_id})"
+            )
+        self._write(line)
 
     def _write(self, line: str) -> None:
         if self.out is None:
@@ -118,14 +133,18 @@ def format_record(record: Record, zone=None) -> str:
     return "  ".join(parts)
 
 
+def exception_line(traceback: str) -> str:
+    """The last line of a traceback: the exception's type and text."""
+    lines = [line for line in traceback.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the scheduler a task file describes; returns the exit code."""
     # A path, a task's name or a message may hold terminal escapes: none are printed.
     out = Escaped(out if out is not None else sys.stdout)
     err = Escaped(err if err is not None else sys.stderr)
-    from conddsl.runtime import SchedulerError
     from conddsl.runtime.config import ConfigError
-    from conddsl.runtime.signals import install_signal_handlers
 
     # The funcs are imported before names are checked: their modules may register
     # the custom conditions the task file uses (as `conddsl check --import-funcs`).
@@ -164,6 +183,28 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    if any(task.execution == "thread" for task in app.tasks.values()):
+        # Busy task threads hand the GIL back every switch interval, and the loop waits
+        # behind each of them: at the default 5 ms, ten busy threads made other runs'
+        # timeouts 264 ms late (p99), at 0.5 ms 57 ms (benchmarks/busy_threads.py).
+        sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
+    lock = RunLock(history_path)
+    try:
+        lock.acquire()
+    except HistoryInUse as error:
+        err.write(f"conddsl: cannot start {path}: {error}\n")
+        return 2
+    try:
+        return _serve(app, path, model, history, history_path, out, err)
+    finally:
+        lock.release()
+
+
+def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path, out, err) -> int:
+    """Open the history, run the scheduler until it stops, and say how it ended."""
+    from conddsl.runtime import SchedulerError
+    from conddsl.runtime.signals import install_signal_handlers
+
     try:
         # Opening writes first what an earlier run kept in the journal.
         store = SQLiteHistory(history_path)
@@ -172,12 +213,13 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         return 1
     history.inner = store  # the scheduler marks runs a dead process left open as crash
     history.show_replayed()
+    history.where = _shown(history_path)
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"
     )
     out.flush()
-    restore = install_signal_handlers(app)
+    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     failure: HistoryError | None = None
     try:
         app.run()
@@ -198,8 +240,16 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         summary = _summary(history_path)
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
-    out.write(f"conddsl: stopped ({summary})\n")
+    out.write(f"conddsl: {_stopped(app.stopped_by, history.counts)} ({summary})\n")
     return 0
+
+
+def _stopped(stopped_by: tuple[str, str] | None, counts: Counter[str]) -> str:
+    """The last line's start: why the run stopped, and what this session recorded."""
+    cause, why = stopped_by if stopped_by is not None else ("shut_down", "")
+    shown = ", ".join(f"{counts[a]} {a}" for a in _VERB if counts[a])
+    session = f"this session: {shown}" if shown else "this session recorded nothing"
+    return f"stopped by {cause}: {why}; {session}"
 
 
 @dataclass

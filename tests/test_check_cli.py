@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,69 @@ def test_custom_conditions_registered_in_the_process_are_known(tmp_path: Path, c
         "E122 'file exists' takes 1 quoted argument(s), 0 given",
         "E120 'office' is a named condition: it takes no quoted arguments",
     ]
+
+
+def _c406(tmp_path: Path, body: str, *args: str, capsys) -> tuple[int, str]:
+    (tmp_path / "jobs.py").write_text(
+        "import sys\n"
+        "from conddsl import TerminationFlag\n\n"
+        "def deaf():\n    pass\n\n"
+        "def listens(flag=TerminationFlag()):\n    pass\n\n"
+        "async def also_listens(*, stop=TerminationFlag()):\n    pass\n"
+    )
+    (tmp_path / "tasks.toml").write_text(body)
+    code, out, _ = run([*args, str(tmp_path / "tasks.toml")], capsys)
+    return code, out
+
+
+@pytest.mark.parametrize("args", [(), ("--import-funcs",)], ids=["source", "imported"])
+def test_c408_a_thread_task_that_takes_no_flag_cannot_be_stopped(tmp_path, capsys, args):
+    code, out = _c406(
+        tmp_path,
+        textwrap.dedent(
+            """
+            [tasks.deaf]
+            func = "jobs:deaf"
+            timeout = "1 minute"
+
+            [tasks.deaf_ended]
+            func = "jobs:deaf"
+            end_cond = "time of day after 18:00"
+
+            [tasks.listens]
+            func = "jobs:listens"
+            timeout = "1 minute"
+
+            [tasks.also_listens]
+            func = "jobs:also_listens"
+            timeout = "1 minute"
+
+            [tasks.in_a_process]
+            func = "jobs:deaf"
+            timeout = "1 minute"
+            execution = "process"
+
+            [tasks.no_limit]
+            func = "jobs:deaf"
+            timeout = "never"
+            """
+        ),
+        *args,
+        capsys=capsys,
+    )
+    assert code == 0  # a warning
+    found = [line.split(" C408 ")[1] for line in out.splitlines() if " C408 " in line]
+    assert found == [
+        "task 'deaf' runs in a thread and has a timeout, but 'jobs:deaf' takes no"
+        " TerminationFlag: nothing can stop it, it runs on until it returns",
+        "task 'deaf_ended' runs in a thread and has an end condition, but 'jobs:deaf' takes no"
+        " TerminationFlag: nothing can stop it, it runs on until it returns",
+    ]
+
+
+def test_c408_reads_the_source_without_running_it(tmp_path, capsys):
+    (tmp_path / "loud.py").write_text("raise SystemExit('ran')\n\ndef work():\n    pass\n")
+    (tmp_path / "tasks.toml").write_text('[tasks.w]\nfunc = "loud:work"\ntimeout = "1 minute"\n')
+    code, out, _ = run(["--output-format", "full", str(tmp_path / "tasks.toml")], capsys)
+    assert code == 0 and "C408" in out
+    assert 'use execution = "process"' in out

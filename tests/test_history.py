@@ -836,7 +836,7 @@ from datetime import datetime, timezone
 from conddsl.history import HistoryJournaled, SQLiteHistory
 
 history = SQLiteHistory(sys.argv[1], timeout=0.05)
-history._pending.append(("other", 0, 5, None, None, None))  # a record it could not write
+history._pending.append(("other", 0, 5, None, None, None, None))  # a record it could not write
 history._conn.execute("PRAGMA query_only = 1")  # so that writing it fails
 try:
     history.close(journal=True)
@@ -923,3 +923,51 @@ def test_sqlite_action_counts(tmp_path: Path) -> None:
         history.record("a", "success", at=t(1), run_id="1")
         history.record("b", "run", at=t(2), run_id="2")
         assert history.action_counts() == {"run": 2, "success": 1}
+
+
+# ---------------------------------------------------------------- tracebacks
+
+
+def test_a_fail_record_keeps_its_traceback(history: History) -> None:
+    text = "Traceback (most recent call last):\n  ...\nKeyError: 'user_id'\n"
+    history.record("job", "run", at=t(0), run_id="r1")
+    stored = history.record("job", "fail", at=t(1), run_id="r1", message="x", traceback=text)
+    assert stored.traceback == text
+    assert [r.traceback for r in history.records("job")] == [None, text]
+
+
+def test_an_older_sqlite_file_gains_the_traceback_column(tmp_path: Path) -> None:
+    """A file of schema version 1 (no traceback column) is migrated when opened."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT NOT NULL,"
+        " action INTEGER NOT NULL, at INTEGER NOT NULL, run_id TEXT, reason TEXT, message TEXT)"
+    )
+    conn.execute("CREATE TABLE open_runs (id INTEGER PRIMARY KEY, task TEXT NOT NULL, run_id TEXT)")
+    conn.execute(
+        "INSERT INTO records (task, action, at, run_id, message) VALUES ('job', 2, 0, 'r0', 'old')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with SQLiteHistory(path) as history:
+        history.record("job", "fail", at=t(1), run_id="r1", traceback="KeyError: 'k'\n")
+    with SQLiteHistory(path) as history:
+        found = [(r.message, r.traceback) for r in history.records("job")]
+    assert found == [("old", None), (None, "KeyError: 'k'\n")]
+
+
+def test_a_traceback_survives_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    try:
+        with pytest.raises(HistoryError):
+            history.record("job", "fail", at=t(1), run_id="r1", traceback="ValueError: v\n")
+        with pytest.raises(HistoryError):
+            history.close(journal=True)
+    finally:
+        _release(blocker)
+    with SQLiteHistory(path) as reopened:
+        assert [r.traceback for r in reopened.records("job")] == ["ValueError: v\n"]

@@ -113,8 +113,8 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
     wall_gaps: list[float] = []
     seen = {"marked": 0, "pids": 0}
     pool = ThreadPoolExecutor(1)  # /proc scans off the loop: they are not the scheduler's work
-    must = {p.name for p in tasks if not p.forced and not p.may_not_start}
-    maybe = {p.name for p in tasks if p.may_not_start}
+    must = {p.name for p in tasks if not p.ends_at_shutdown and not p.may_not_start}
+    maybe = {p.name for p in tasks if p.may_not_start and not p.ends_at_shutdown}
     began = time.monotonic()
 
     async def heartbeat(stop: asyncio.Event) -> None:

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from runtime_helpers.cli import start_run
+
 from conddsl.history import SQLiteHistory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +115,7 @@ def test_run_refuses_a_shut_cond_about_its_own_task(tmp_path):
     )
     result = _run("run", str(task_file), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
-    assert "cannot start" in result.stderr and "is about the task it belongs to" in result.stderr
+    assert "cannot start" in result.stderr and "is about the runs of the task it belongs to" in result.stderr
     assert "internal error" not in result.stderr and "start" not in result.stdout
     check = _run("check", str(task_file), cwd=tmp_path)
     assert check.returncode == 1 and "C303" in check.stdout
@@ -130,7 +132,7 @@ def test_async_task_that_blocks_past_its_timeout_says_so(tmp_path):
     result = _run("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if "success    a" in line]
-    assert "overran its timeout (0.1 s, ran 0.6" in line
+    assert "overran its timeout 0:00:00.100000 by 0.5" in line
     assert "overran its timeout" in result.stderr  # and the log
 
 
@@ -156,14 +158,7 @@ def test_second_interrupt_forces_the_shutdown(tmp_path):
             """
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_run(tmp_path)
     try:
         seen = ""
         while "start      forever" not in seen:
@@ -208,3 +203,38 @@ def test_run_goes_on_when_its_reader_goes_away(tmp_path):
     assert len(finishes) == len(runs) >= 3 and set(runs) == set(finishes)
     # The echo command shares the closed output: it fails, as it would in a shell.
     assert {r.task: r.action for r in finishes.values()}["slow"] == "terminate"
+
+
+def test_a_second_run_on_the_same_history_is_refused_at_once(tmp_path):
+    """One task file, one SQLite history, one scheduler: the second exits 2 naming the first."""
+    (tmp_path / "jobs.py").write_text("def quick():\n    pass\n")
+    (tmp_path / "tasks.toml").write_text(
+        textwrap.dedent(
+            """
+            [scheduler]
+            history = "runs.sqlite3"
+
+            [tasks.quick]
+            func = "jobs:quick"
+            start_cond = "every 1 hour"
+            """
+        )
+    )
+    first = start_run(tmp_path)
+    try:
+        assert "success    quick" in first.stdout.readline() + first.stdout.readline() + (
+            first.stdout.readline()
+        )
+        started = time.monotonic()
+        second = start_run(tmp_path)
+        out, err = second.communicate(timeout=30)
+        took = time.monotonic() - started
+        assert second.returncode == 2, out + err
+        assert f"in use by another `conddsl run` (pid {first.pid} on " in err
+        assert ", since 20" in err
+        assert "start" not in out
+        assert took < 10  # at once: it does not wait for the first to end
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+    assert not (tmp_path / "runs.sqlite3.run.lock").exists()  # the first let it go

@@ -159,7 +159,7 @@ def test_bad_start_conditions():
 )
 def test_shut_cond_about_its_own_task_is_refused(text):
     """The shut_cond belongs to no task: it used to raise MissingTaskError once running."""
-    with pytest.raises(ConfigError, match="is about the task it belongs to"):
+    with pytest.raises(ConfigError, match="is about the runs of the task it belongs to"):
         Scheduler({"shut_cond": text})
     Scheduler({"shut_cond": "task 'a' has succeeded today | time of day after 18:00"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import threading
@@ -157,21 +158,71 @@ def test_a_coroutine_swallowing_cancellation_is_abandoned_after_the_grace():
     assert record.message.endswith("ignored the cancellation; abandoned")
 
 
-def test_a_thread_ignoring_its_flag_is_terminated_and_abandoned(release):
+def test_a_thread_ignoring_its_flag_is_terminating_until_abandoned_at_shutdown(release):
+    states = []
+
+    async def watch(app: Scheduler) -> None:
+        await until(app, "07:20")
+        states.append((app.task_state("deaf"), [run.state for run in app.running_runs]))
+
     app = virtual(shut_cond="time of day after 07:30", kill_grace=0.2)
     app.task("time of day between 07:00 and 07:01", name="deaf", timeout="10 minutes")(
         thread_ignoring_flag
     )
     started = time.monotonic()
-    play(app)
+    play(app, watch)
     waited = time.monotonic() - started
-    # Recorded when termination was asked, never as a success; shutdown waited kill_grace.
-    assert finishes(app.history) == [("deaf", "terminate", "07:10", "timeout")]
-    assert 0.2 <= waited < 0.2 + 0.5, waited
+    # Alive (terminating) after its timeout; recorded when abandoned at shutdown, never as
+    # a success, with a message saying it still runs; the scheduler exits after kill_grace.
+    assert states == [("terminating", ["terminating"])]
+    assert finishes(app.history) == [("deaf", "terminate", "07:30", "timeout")]
+    (record,) = app.history.records(actions="terminate")
+    assert "still running" in record.message and "abandoned" in record.message
+    assert 0.2 <= waited < 0.4 + 0.5, waited
     deaf = [t for t in threading.enumerate() if t.name == "conddsl:deaf"]
     assert deaf and deaf[0].daemon and deaf[0].is_alive()
     release.set()
     deaf[0].join(2)
+
+
+def _sleeps_until_released():
+    runtime_helpers.RELEASE.wait(10)
+
+
+def test_a_thread_task_past_its_timeout_is_not_started_twice(release):
+    """The issue's repro: daily, timeout 1 second, a body that sleeps 10 s ignoring its flag."""
+    app = virtual(shut_cond="scheduler has run over 5 seconds", kill_grace=0.2)
+    app.task("daily", name="n", timeout="1 second")(_sleeps_until_released)
+    play(app)
+    records = [(rec.action, rec.reason) for rec in app.history.records()]
+    assert records == [("run", None), ("terminate", "timeout")]
+    (record,) = app.history.records(actions="terminate")
+    assert record.at >= at("06:00:05")  # written when abandoned, not when it was asked to stop
+    assert "still running" in record.message
+
+
+def test_a_thread_obeying_its_flag_is_recorded_when_it_returns():
+    ended = []
+
+    def slow_to_stop(flag=TerminationFlag()):  # noqa: B008
+        flag.wait(5)
+        time.sleep(0.05)  # cleans up after the flag is set
+        ended.append(time.monotonic())
+        raise TaskTerminationException()
+
+    recorded = []
+
+    class Spy(MemoryHistory):
+        def record(self, task, action, **kwargs):
+            if action == "terminate":
+                recorded.append(time.monotonic())
+            return super().record(task, action, **kwargs)
+
+    app = virtual(shut_cond="time of day after 07:30", kill_grace=2, history=Spy())
+    app.task("time of day between 07:00 and 07:01", name="tidy", timeout="10 minutes")(slow_to_stop)
+    play(app)
+    assert finishes(app.history) == [("tidy", "terminate", "07:10", "timeout")]
+    assert ended and recorded and recorded[0] >= ended[0]
 
 
 def test_forced_shutdown_does_not_wait_for_a_main_task():
@@ -372,6 +423,7 @@ def test_signals_first_graceful_then_forced():
         os.kill(os.getpid(), signal.SIGINT)
         while app.state != "graceful":
             await asyncio.sleep(0.002)
+        await asyncio.sleep(0.06)  # closer, it would count as the same interrupt
         os.kill(os.getpid(), signal.SIGTERM)
 
     app = Scheduler({"kill_grace": 0.2})
@@ -383,7 +435,37 @@ def test_signals_first_graceful_then_forced():
         restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     (record,) = app.history.records(actions="terminate")
-    assert (record.reason, record.message) == ("forced", "shut_down() was called a second time")
+    assert (record.reason, record.message) == (
+        "forced",
+        "a second interrupt (SIGTERM) forced the shutdown",
+    )
+    assert app.stopped_by == ("forced", "a second interrupt (SIGTERM) forced the shutdown")
+
+
+def test_a_signal_repeated_at_once_is_one_interrupt():
+    """GNU `timeout -s INT` signals the process and its group: the same interrupt, twice."""
+    said = io.StringIO()
+
+    async def interrupt(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0.3)
+        assert app.state == "graceful"
+        app.shut_down(force=True)
+
+    app = Scheduler({"kill_grace": 0.2})
+    app.task(Once(), name="work")(FOREVER["async"])
+    restore = install_signal_handlers(app, out=said)
+    try:
+        play(app, interrupt)
+    finally:
+        restore()
+    assert said.getvalue() == (
+        "conddsl: SIGINT: shutting down gracefully, waiting for 1 run to end;"
+        " interrupt again to force\n"
+    )
+    assert app.stopped_by == ("forced", "shut_down(force=True) was called")
 
 
 def test_times_are_aware_and_in_utc():
@@ -483,3 +565,18 @@ def test_a_history_that_fails_is_a_fatal_error():
     (second,) = app.history.records("second", actions="terminate")
     assert second.message.endswith("not started")
     assert not [t for t in threading.enumerate() if t.name == "conddsl:second"]
+
+
+def test_a_multilaunch_task_whose_threads_ignore_their_flag_does_not_pile_up(release):
+    from conddsl.runtime.scheduler import MAX_DYING
+
+    app = virtual(shut_cond="time of day after 09:00", kill_grace=0.05)
+    app.task("every 1 minute", name="deaf", timeout="30 seconds", multilaunch=True)(
+        thread_ignoring_flag
+    )
+    play(app)
+    release.set()
+    starts = app.history.records("deaf", actions="run")
+    assert len(starts) == MAX_DYING  # not one a minute for three hours
+    ends = app.history.records("deaf", actions="terminate")
+    assert len(ends) == MAX_DYING and all("abandoned at shutdown" in r.message for r in ends)

@@ -71,6 +71,10 @@ def cli(capsys, monkeypatch):
     from conddsl.cli import main
 
     monkeypatch.setattr(sys, "path", list(sys.path))
+    # The tests' task modules are named alike (jobs.py): one an earlier test imported in
+    # this process would be taken as already imported, and never judged.
+    for name in [name for name in sys.modules if name == "jobs" or name.startswith("jobs.")]:
+        monkeypatch.delitem(sys.modules, name)
 
     def call(*argv: str) -> subprocess.CompletedProcess[str]:
         code = main(list(argv))

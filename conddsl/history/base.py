@@ -72,6 +72,7 @@ class Record:
     run_id: str | None = None
     reason: str | None = None
     message: str | None = None
+    traceback: str | None = None  # a ``fail`` record's exception, its last MAX_TRACEBACK chars
 
 
 def to_us(at: datetime, name: str = "at") -> int:
@@ -141,8 +142,9 @@ class History(abc.ABC):
         run_id: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        traceback: str | None = None,
     ) -> Record:
-        """Add a record and return it (with ``at`` in UTC)."""
+        """Add a record and return it (with ``at`` in UTC); ``traceback``: see :class:`Record`."""
 
     @abc.abstractmethod
     def records(

@@ -24,8 +24,13 @@ from conddsl.history.base import (
 )
 
 # What a record keeps besides its time: None (nothing), the run_id alone (a str),
-# or a (run_id, reason, message) tuple. Most records cost one shared pointer.
-_Extra = str | tuple[str | None, str | None, str | None] | None
+# or a (run_id, reason, message[, traceback]) tuple. Most records cost one shared pointer.
+_Extra = (
+    str
+    | tuple[str | None, str | None, str | None]
+    | tuple[str | None, str | None, str | None, str | None]
+    | None
+)
 
 
 class _Series:
@@ -54,16 +59,22 @@ class _Series:
             self.extras.insert(index, extra)
 
 
-def _pack(run_id: str | None, reason: str | None, message: str | None) -> _Extra:
+def _pack(
+    run_id: str | None, reason: str | None, message: str | None, traceback: str | None = None
+) -> _Extra:
+    if traceback is not None:
+        return (run_id, reason, message, traceback)
     if reason is None and message is None:
         return run_id
     return (run_id, reason, message)
 
 
-def _unpack(extra: _Extra) -> tuple[str | None, str | None, str | None]:
+def _unpack(extra: _Extra) -> tuple[str | None, str | None, str | None, str | None]:
     if extra is None or isinstance(extra, str):
-        return extra, None, None
-    return extra
+        return extra, None, None, None
+    if len(extra) == 3:
+        return (*extra, None)
+    return extra  # type: ignore[return-value]
 
 
 class MemoryHistory(History):
@@ -103,17 +114,18 @@ class MemoryHistory(History):
         run_id: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        traceback: str | None = None,
     ) -> Record:
         """Add a record and return it (with ``at`` in UTC)."""
         check_record(task, action)
         us = to_us(at)
-        rec = Record(task, action, from_us(us), run_id, reason, message)
+        rec = Record(task, action, from_us(us), run_id, reason, message, traceback)
         with self._lock:
             by_action = self._series.setdefault(task, {})
             series = by_action.get(action)
             if series is None:
                 series = by_action[action] = _Series()
-            series.add(us, _pack(run_id, reason, message))
+            series.add(us, _pack(run_id, reason, message, traceback))
             self._count += 1
             if self._now is None or us > self._now:
                 self._now = us

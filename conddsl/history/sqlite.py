@@ -34,7 +34,7 @@ from conddsl.trust import untrusted
 
 log = logging.getLogger("conddsl.history")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records.traceback
 
 # Times are integer microseconds since the epoch (UTC); actions are their index
 # in ACTIONS. AUTOINCREMENT keeps ids growing even after the newest row is
@@ -47,7 +47,8 @@ _SCHEMA = (
         at INTEGER NOT NULL,
         run_id TEXT,
         reason TEXT,
-        message TEXT
+        message TEXT,
+        traceback TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS records_task_action_at ON records (task, action, at)",
     "CREATE INDEX IF NOT EXISTS records_at ON records (at)",
@@ -61,8 +62,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS open_runs_task_run_id ON open_runs (task, run_id)",
 )
 
-_COLUMNS = "task, action, at, run_id, reason, message"
-_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_COLUMNS = "task, action, at, run_id, reason, message, traceback"
+_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# What each older schema version needs to become the current one.
+_MIGRATIONS = {1: ("ALTER TABLE records ADD COLUMN traceback TEXT",)}
 
 # Retention drops neither an open run nor the latest record (by time, then id)
 # of each (task, action): ``last`` must keep its answer.
@@ -79,7 +82,7 @@ DELETE FROM records WHERE id IN (
     LIMIT ?)
 """
 
-_Row = tuple[str, int, int, str | None, str | None, str | None]
+_Row = tuple[str, int, int, str | None, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
 JOURNAL_SUFFIX = ".pending.jsonl"
@@ -237,10 +240,11 @@ class SQLiteHistory(History):
         run_id: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        traceback: str | None = None,
     ) -> Record:
         """Write a record and return it; on failure raise HistoryError and keep it pending."""
         check_record(task, action)
-        row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message)
+        row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback)
         with self._lock:
             self._check_open()
             # Records already pending: the file failed just now. Try once without
@@ -607,7 +611,7 @@ class SQLiteHistory(History):
         """Append the pending records to the journal (atomically); they are no longer pending."""
         assert self._journal is not None
         lines = []
-        for task, code, at, run_id, reason, message in self._pending:
+        for task, code, at, run_id, reason, message, traceback in self._pending:
             entry = {
                 "key": uuid.uuid4().hex,
                 "task": task,
@@ -616,6 +620,7 @@ class SQLiteHistory(History):
                 "run_id": run_id,
                 "reason": reason,
                 "message": message,
+                "traceback": traceback,
             }
             lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
         with _journal_locked(self._journal):
@@ -697,11 +702,13 @@ class SQLiteHistory(History):
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, SCHEMA_VERSION, *_MIGRATIONS):
                 raise HistoryError(
                     f"history file {self._path}: schema version {version} is not"
                     f" {SCHEMA_VERSION}; was it written by a newer conddsl?"
                 )
+            for statement in _MIGRATIONS.get(version, ()):  # an older file, brought up to date
+                conn.execute(statement)
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -743,7 +750,7 @@ class SQLiteHistory(History):
     def _load_runs(self) -> None:
         self._runs.clear()
         rows = self._conn.execute(
-            "SELECT r.task, r.action, r.at, r.run_id, r.reason, r.message"
+            "SELECT r.task, r.action, r.at, r.run_id, r.reason, r.message, r.traceback"
             " FROM open_runs AS o JOIN records AS r ON r.id = o.id ORDER BY o.id"
         )
         for row in rows:
@@ -862,14 +869,14 @@ def _journal_entry(line: bytes) -> tuple[str, _Row]:
     item = json.loads(line)
     key, task, action, at = item["key"], item["task"], item["action"], item["at"]
     check_record(task, action)
-    texts = [item.get(name) for name in ("run_id", "reason", "message")]
+    texts = [item.get(name) for name in ("run_id", "reason", "message", "traceback")]
     if not isinstance(key, str) or type(at) is not int:
         raise TypeError("a key and an integer time are required")
     if not _FIRST_US <= at <= _LAST_US:
         raise ValueError(f"the time {at} is outside the years 1 to 9999")
     if any(text is not None and not isinstance(text, str) for text in texts):
-        raise TypeError("run_id, reason and message are text or null")
-    return key, (task, ACTION_CODES[action], at, texts[0], texts[1], texts[2])
+        raise TypeError("run_id, reason, message and traceback are text or null")
+    return key, (task, ACTION_CODES[action], at, *texts)
 
 
 @contextlib.contextmanager
@@ -939,5 +946,5 @@ def _sync_folder(path: str) -> None:
 
 
 def _to_record(row: tuple) -> Record:
-    task, code, at, run_id, reason, message = row
-    return Record(task, ACTIONS[code], from_us(at), run_id, reason, message)
+    task, code, at, run_id, reason, message, traceback = row
+    return Record(task, ACTIONS[code], from_us(at), run_id, reason, message, traceback)

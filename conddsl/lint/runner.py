@@ -44,6 +44,7 @@ class _Target:
 def check_paths(paths: Sequence[str], *, import_funcs: bool = False) -> CheckResult:
     """Check files and folders (recursively) of ``.cond`` and TOML task files."""
     from conddsl.lint.files import check_files
+    from conddsl.lint.flags import check_flags
     from conddsl.lint.suppress import unsuppressed
     from conddsl.lint.tasks import check_tasks
 
@@ -64,6 +65,7 @@ def check_paths(paths: Sequence[str], *, import_funcs: bool = False) -> CheckRes
             check_references(report)
             found.extend(check_tasks(report))
             found.extend(check_files(report))
+            found.extend(check_flags(report, imported=import_funcs))
         found.extend(report.diagnostics)
     for target in targets:
         if target.path.suffix != ".toml":

@@ -28,9 +28,11 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     if report.model is None:
         return found
     found.extend(_waiting_cycles(report, usable))
-    found.extend(_shut_cond_checks(report, usable))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
     conditions = {(c.task, c.key): c for c in usable}
+    shut = conditions.get((None, "shut_cond"))
+    if shut is not None:
+        found.extend(_shut_checks(report, shut))
     for name in report.task_tables:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
@@ -73,27 +75,6 @@ def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCo
         where = condition.source.file_range(pointer.span if pointer is not None else None)
         found.append(_finding(report, "E123", problem[0], where, problem[1]))
     return found, usable
-
-
-# ---------------------------------------------------------------- C303
-
-
-def _shut_cond_checks(report: TaskFileReport, usable: list[FileCondition]) -> Iterator[Diagnostic]:
-    """C303: the scheduler's shut_cond belongs to no task, so `conddsl run` refuses one
-    about its own task."""
-    from conddsl.runtime.conditions import reads_own_task
-
-    for condition in usable:
-        if condition.key == "shut_cond" and reads_own_task(condition.node, report.rules):
-            yield _finding(
-                report,
-                "C303",
-                "the shut_cond is about its own task (daily, every, cron, has ...), but the"
-                " scheduler's shut_cond belongs to no task",
-                condition.source.file_range(condition.node.span),
-                "name the task (task 'x' has succeeded today), or use the clock alone"
-                " (time of day after 18:00)",
-            )
 
 
 # ---------------------------------------------------------------- C302
@@ -287,6 +268,20 @@ def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Itera
             condition.source.file_range(node.span),
             f"for either day write 'cron {' '.join(either)}'; to keep both, silence C407 here",
         )
+
+
+# ---------------------------------------------------------------- C303
+
+
+def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagnostic]:
+    """C303: the scheduler's shut_cond belongs to no task, so one about its own task's runs
+    is refused by `conddsl run`; reported where the condition is written."""
+    from conddsl.runtime.conditions import OWN_TASK_HINT, own_task_problem
+
+    why = own_task_problem(shut.node, report.rules)
+    if why is not None:
+        where = shut.source.file_range(shut.node.span)
+        yield _finding(report, "C303", f"shut_cond {why}", where, OWN_TASK_HINT)
 
 
 # ---------------------------------------------------------------- C404, C405

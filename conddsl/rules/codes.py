@@ -36,6 +36,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C405": ("warning", "a timeout or end condition on a task run in the main thread"),
     "C406": ("warning", "a window of a start condition that is the whole cycle"),
     "C407": ("warning", "a cron line whose day fields AND because one starts with '*'"),
+    "C408": ("warning", "a thread task that must be stoppable but takes no TerminationFlag"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
     # files found beside the history (the trust rule)

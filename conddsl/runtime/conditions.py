@@ -73,12 +73,6 @@ def reads(condition: object) -> Reads:
     return _reads(node, rules, registry, ())
 
 
-def reads_own_task(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:
-    """Whether the condition ``node`` (its named conditions in ``rules``) is about the
-    task it belongs to (``daily``, ``every``, ``cron``, ``has succeeded`` ...)."""
-    return _reads(node, rules, None, ()).own
-
-
 def _reads(node: ast.Node, rules: Mapping[str, ast.Node], registry: Any, seen: tuple) -> Reads:
     if isinstance(node, ast.Periodic | ast.Every | ast.Cron | ast.RunningFor):
         return _OWN
@@ -104,6 +98,20 @@ def _reads(node: ast.Node, rules: Mapping[str, ast.Node], registry: Any, seen: t
             if isinstance(child, ast.Node):
                 found |= _reads(child, rules, registry, seen)
     return found
+
+
+OWN_TASK_HINT = (
+    "the shut condition belongs to no task: name one (\"task 'backup' has succeeded today\")"
+    " or say when by the clock ('time of day after 23:00', 'scheduler has run over 8 hours')"
+)
+
+
+def own_task_problem(node: ast.Node, rules: Mapping[str, ast.Node]) -> str | None:
+    """Why ``node`` cannot be a shut condition (None if it can): it reads the runs of the
+    task it belongs to (``daily``, ``every``, ``cron``, ``after task``…)."""
+    if not _reads(node, rules, None, ()).own:
+        return None
+    return f"{str(node)!r} is about the runs of the task it belongs to"
 
 
 def is_true(condition: ConditionLike, where: str, at: datetime, **context: Any) -> bool:

@@ -61,7 +61,7 @@ class RegistryChain:
 class GatedCondition(Condition):
     """A condition with custom parts, called only when the rest of it leaves the value open."""
 
-    __slots__ = ("_upper", "_lower", "_recheck")
+    __slots__ = ("_upper", "_lower", "_recheck", "customs")
 
     def __init__(
         self,
@@ -76,6 +76,8 @@ class GatedCondition(Condition):
         customs: list[CustomCondition] = []
         self._upper = Condition(_bound(node, self.rules, True, customs), timezone=self.zone)
         self._lower = Condition(_bound(node, self.rules, False, customs), timezone=self.zone)
+        #: The phrases of its custom parts (``recheck(phrase)`` finds it by them).
+        self.customs = frozenset(customs)
         entries = [registry.get(phrase) for phrase in customs]
         self._recheck = min(entry.recheck for entry in entries if entry is not None)
 

@@ -9,10 +9,10 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.runtime.runs import Host, Run, outcome_of
+from conddsl.runtime.runs import Host, Run, ended
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -33,9 +33,9 @@ class MainExecutor:
         error = None
         try:
             run.task.func(**run.task.kwargs(run.flag))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() ends the run, not the scheduler
             error = exc
-        self.host.finish(run, *outcome_of(error))
+        self.host.finish(run, *ended(run, error))
         return None
 
     async def _await(self, run: Run) -> None:
@@ -43,12 +43,43 @@ class MainExecutor:
         error = None
         try:
             await run.task.func(**run.task.kwargs(run.flag))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             error = exc
-        self.host.finish(run, *outcome_of(error))
+        self.host.finish(run, *ended(run, error))
 
     def terminate(self, run: Run) -> None:  # pragma: no cover - the scheduler never asks
         raise RuntimeError("a main task cannot be terminated")
+
+
+class Graces:
+    """Runs asked to stop, in the order their grace (one length for all) ends: one loop
+    timer for the earliest, not one per run. ``over(run)`` is called for each whose
+    grace ended while it was still alive."""
+
+    def __init__(self, host: Host, over: Callable[[Run], None]) -> None:
+        self.host = host
+        self._over = over
+        self._queue: collections.deque[tuple[float, Run]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, run: Run) -> None:
+        """Give ``run`` its grace from now."""
+        loop = self.host.loop
+        ends = loop.time() + self.host.kill_grace
+        self._queue.append((ends, run))
+        if self._timer is None:
+            self._timer = loop.call_at(ends, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        queue, loop = self._queue, self.host.loop
+        now = loop.time()
+        while queue and queue[0][0] <= now:
+            _, run = queue.popleft()
+            if not run.finished:
+                self._over(run)
+        if queue:
+            self._timer = loop.call_at(queue[0][0], self._fire)
 
 
 class AsyncExecutor:
@@ -58,10 +89,7 @@ class AsyncExecutor:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        # Cancelled runs in the order their grace ends (one grace for all): one timer
-        # for the earliest, not one per run.
-        self._graces: collections.deque[tuple[float, Run]] = collections.deque()
-        self._grace_timer: asyncio.TimerHandle | None = None
+        self._graces = Graces(host, self._abandon)
 
     def start(self, run: Run) -> None:
         """Schedule the coroutine on the scheduler's loop."""
@@ -83,11 +111,11 @@ class AsyncExecutor:
             else:
                 self.host.finish(run, "terminate", None)
         except BaseException as exc:
-            self.host.finish(run, *outcome_of(exc))
-            if not isinstance(exc, Exception):
-                raise  # SystemExit, KeyboardInterrupt: recorded, then let go
+            self.host.finish(run, *ended(run, exc))
+            if not isinstance(exc, Exception | SystemExit):
+                raise  # KeyboardInterrupt: recorded, then let go
         else:
-            self.host.finish(run, *outcome_of(None))
+            self.host.finish(run, *ended(run, None))
 
     def _done(self, run: Run, coroutine: Awaitable[object], _: object) -> None:
         # Only an asyncio task cancelled before its first step gets here unfinished:
@@ -105,42 +133,33 @@ class AsyncExecutor:
         """Cancel the coroutine; one that swallows the cancellation is abandoned after the grace."""
         run.flag.set()
         run.handle.cancel(f"conddsl: {run.reason}")
-        loop = self.host.loop
-        ends = loop.time() + self.host.kill_grace
-        self._graces.append((ends, run))
-        if self._grace_timer is None:
-            self._grace_timer = loop.call_at(ends, self._abandon)
+        self._graces.add(run)
 
-    def _abandon(self) -> None:
-        """Give up on the runs whose grace is over and that are still not finished."""
-        self._grace_timer = None
-        graces, loop = self._graces, self.host.loop
-        now = loop.time()
-        while graces and graces[0][0] <= now:
-            _, run = graces.popleft()
-            if not run.finished:
-                log.warning("task %r ignored its cancellation; abandoned", run.task.name)
-                self.host.finish(run, "terminate", "ignored the cancellation; abandoned")
-        if graces:
-            self._grace_timer = loop.call_at(graces[0][0], self._abandon)
+    def _abandon(self, run: Run) -> None:
+        log.warning("task %r ignored its cancellation; abandoned", run.task.name)
+        self.host.finish(run, "terminate", "ignored the cancellation; abandoned")
 
 
 class ThreadExecutor:
     """Runs the function in a daemon thread; terminating sets the run's TerminationFlag.
 
-    The run is over for the scheduler once termination is asked: a thread that
-    ignores its flag is abandoned (never recorded as a success). ``exited`` is set
-    whenever no thread of this executor is alive.
+    A run is alive until its thread returns: terminated, it is *terminating* (the
+    task is not started again unless multilaunch) and its record is written when the
+    thread ends. A thread still running ``kill_grace`` after it was asked to stop is
+    reported (time, held still meanwhile on a virtual clock, goes on); once the
+    scheduler shuts down it gets one more grace and is then abandoned: recorded
+    ``terminate`` with a message saying it still runs, so the scheduler can exit.
     """
 
-    holds_clock = False
+    holds_clock = True  # time stands still while a flagged thread gets its grace
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self._alive = 0
-        self.exited = asyncio.Event()
-        self.exited.set()
         self._flags: list[TerminationFlag] = []  # to set at the end of this turn of the loop
+        self._graces = Graces(host, self._grace_over)
+        self._overdue: dict[Run, None] = {}  # past their grace, thread alive (ordered set)
+        #: Threads of abandoned runs that have not returned yet.
+        self.abandoned: list[threading.Thread] = []
 
     def start(self, run: Run) -> None:
         """Start the thread."""
@@ -148,13 +167,9 @@ class ThreadExecutor:
             target=self._body, args=(run,), name=f"conddsl:{run.task.name}", daemon=True
         )
         run.handle = thread
-        self._alive += 1
-        self.exited.clear()
         try:
             thread.start()
         except RuntimeError as exc:  # can't start new thread
-            self._alive -= 1
-            self._update()
             self.host.finish(run, "fail", f"could not start a thread: {exc}")
 
     def _body(self, run: Run) -> None:
@@ -165,35 +180,70 @@ class ThreadExecutor:
             if inspect.isawaitable(result):
                 asyncio.run(_awaited(result))
         except BaseException as exc:
-            outcome = outcome_of(exc)
+            outcome = ended(run, exc)
         else:
-            outcome = outcome_of(None)
+            outcome = ended(run, None)
         # A closed loop (RuntimeError) means nobody is waiting for this run any more.
         with contextlib.suppress(RuntimeError):
             self.host.loop.call_soon_threadsafe(self._ended, run, outcome)
 
     def _ended(self, run: Run, outcome: tuple[str, str | None]) -> None:
-        self._alive -= 1
-        self._update()
+        self._overdue.pop(run, None)
+        if run.finished:  # abandoned earlier: its record is written already
+            log.info("the abandoned thread of task %r returned", run.task.name)
+            with contextlib.suppress(ValueError):
+                self.abandoned.remove(run.handle)
+            return
         self.host.finish(run, *outcome)
 
-    def _update(self) -> None:
-        if self._alive == 0:
-            self.exited.set()
-
     def terminate(self, run: Run) -> None:
-        """The run ends now, whether or not the thread obeys; its flag is set at the end of
-        this turn of the loop, with the flags of the runs ended with it (threads woken one
-        by one would take the GIL from the scheduler while it ends the rest)."""
-        self.host.finish(run, "terminate", None)
+        """Ask the thread to stop: its flag is set at the end of this turn of the loop, with
+        the flags of the runs ended with it (threads woken one by one would take the GIL
+        from the scheduler while it ends the rest); the run ends when the thread returns."""
         self._flags.append(run.flag)
         if len(self._flags) == 1:
             self.host.loop.call_soon(self._set_flags)
+        self._graces.add(run)
 
     def _set_flags(self) -> None:
         flags, self._flags = self._flags, []
         for flag in flags:
             flag.set()
+
+    def _grace_over(self, run: Run) -> None:
+        if self.host.stopping():
+            self._abandon(run)
+            return
+        log.warning(
+            "task %r: its thread still runs %s s after it was asked to stop (%s); it is not"
+            " started again before the thread returns (a thread that never checks its"
+            " TerminationFlag cannot be stopped: use execution = 'process')",
+            run.task.name,
+            self.host.kill_grace,
+            run.reason,
+        )
+        self._overdue[run] = None
+        self.host.unhold(run)  # on a virtual clock, time goes on
+
+    def shutting_down(self) -> None:
+        """The scheduler stops: the runs past their grace get one more, then are abandoned."""
+        overdue, self._overdue = self._overdue, {}
+        for run in overdue:
+            if not run.finished:
+                self._graces.add(run)
+
+    def _abandon(self, run: Run) -> None:
+        log.warning(
+            "task %r: its thread still runs; abandoned (it goes on in the background)",
+            run.task.name,
+        )
+        self.abandoned.append(run.handle)
+        self.host.finish(
+            run,
+            "terminate",
+            f"abandoned at shutdown: the thread was still running {self.host.kill_grace:g} s"
+            " after it was asked to stop",
+        )
 
 
 async def _awaited(awaitable: Awaitable[object]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 # Messages are kept short: a record is not a log.
 MAX_MESSAGE = 2000
+# A failure's traceback is kept whole up to this many characters, else its end.
+MAX_TRACEBACK = 64 * 1024
 
 
 @dataclass(eq=False)
@@ -35,6 +38,15 @@ class Run:
     held: bool = False  # the run holds a VirtualClock while it dies
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
+    traceback: str | None = None  # the failure's, for the finishing record
+
+    @property
+    def state(self) -> str:
+        """``"running"``, ``"terminating"`` (asked to stop, its work not ended yet) or
+        ``"finished"``."""
+        if self.finished:
+            return "finished"
+        return "running" if self.reason is None else "terminating"
 
 
 @dataclass
@@ -46,6 +58,8 @@ class Host:
     kill_grace: float  # seconds between SIGTERM and SIGKILL, and for abandoned work
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # run a coroutine the scheduler keeps
     procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
+    stopping: Callable[[], bool] = lambda: False  # the scheduler is shutting down
+    unhold: Callable[[Run], None] = lambda run: None  # let time go on while ``run`` dies
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:
@@ -57,6 +71,20 @@ def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:
     if isinstance(exc, Inaction):
         return "inaction", exception_text(exc)
     return "fail", exception_text(exc)
+
+
+def ended(run: Run, exc: BaseException | None) -> tuple[str, str | None]:
+    """``outcome_of(exc)``, keeping a failure's traceback on ``run`` for its record."""
+    action, message = outcome_of(exc)
+    if action == "fail" and exc is not None:
+        run.traceback = traceback_text(exc)
+    return action, message
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, cut to its last MAX_TRACEBACK chars."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= MAX_TRACEBACK else "…" + text[-MAX_TRACEBACK + 1 :]
 
 
 def exception_text(exc: BaseException) -> str:

@@ -56,16 +56,18 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from conddsl import ast
-from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry
-from conddsl.errors import ConddslError, ConditionSyntaxError, printable
+from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
+from conddsl.errors import ConddslError, ConditionSyntaxError
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
+    OWN_TASK_HINT,
     ConditionFailed,
     ConditionLike,
     Reads,
     is_true,
     next_change,
+    own_task_problem,
     reads,
 )
 from conddsl.runtime.config import ConfigError, SchedulerConfig
@@ -89,6 +91,16 @@ STARTUP, MAIN, CLOSING = "startup", "main", "closing"
 _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+
+# A run that ends this many seconds past its timeout, never asked to stop, overran it
+# (less is the loop's ordinary lateness in noticing the deadline).
+OVERRUN_NOTED = 0.1
+
+# How many runs of a multilaunch task may be asked to stop and still be alive before it is
+# not started any more: threads that ignore their flag do not pile up without bound.
+MAX_DYING = 8
+
+_TICK = timedelta(microseconds=1)  # the resolution of a history's timestamps
 
 
 _frozen = 0  # schedulers serving with the heap frozen (see the module docstring)
@@ -114,6 +126,28 @@ def _thaw_heap() -> None:
         _frozen -= 1
         if _frozen == 0 and not _host_freezes:
             gc.unfreeze()  # collectable again, once no scheduler serves
+
+
+def _end_leftovers(loop: asyncio.AbstractEventLoop, grace: float) -> None:
+    """Cancel what still runs on ``loop`` (abandoned coroutines), waiting ``grace`` at most."""
+    left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        loop.run_until_complete(asyncio.wait(left, timeout=grace))
+    stuck = [task for task in left if not task.done()]
+    if stuck:
+        log.warning("%d coroutine(s) still running when the scheduler stopped: closed", len(stuck))
+    for task in stuck:
+        # Closed now, not whenever the collector finds them (running their code then, at
+        # a random point of the program); reported above, not again when destroyed.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        with contextlib.suppress(BaseException):  # one that ignores GeneratorExit too
+            task.get_coro().close()
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    # As asyncio.run() does, but not forever: a to_thread() call may block for good.
+    shutdown = loop.shutdown_default_executor()
+    loop.run_until_complete(asyncio.wait([loop.create_task(shutdown)], timeout=grace))
 
 
 class SchedulerError(ConddslError):
@@ -176,6 +210,10 @@ class Scheduler:
         self.rules = parse_rules(rules)
         self.state = IDLE
         self.fatal_error: BaseException | None = None
+        #: Why the scheduler stops, once it does: (cause, what happened); the cause is
+        #: ``shut_cond``, ``shut_down`` (the API), ``interrupt`` (a signal), ``forced``
+        #: or ``fatal error``.
+        self.stopped_by: tuple[str, str] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
         self._shut_cond: ConditionLike | None = None
         self._requests: list[tuple[str, Any]] = []  # control requests from other threads
@@ -190,6 +228,7 @@ class Scheduler:
         self._deadlines: list[datetime] = []  # a heap of the instants in _due
         self._due: dict[datetime, list[Run]] = {}  # runs by the instant they time out
         self._unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
+        self._ended_at: dict[str, datetime] = {}  # when each task's last run ended
         self._hold = getattr(self.clock, "hold", None)  # clocks without them never jump
         self._release = getattr(self.clock, "release", None)
         self._dirty: dict[str | None, None] = {}  # an ordered set
@@ -239,6 +278,30 @@ class Scheduler:
 
         return register if func is None else register(func)  # type: ignore[arg-type]
 
+    def recheck(self, phrase: str) -> None:
+        """Custom condition ``phrase`` may have changed: the conditions that use it are looked
+        at again at once (not at their ``recheck`` interval). Safe from any thread;
+        ``registry.recheck(phrase)`` does the same for every scheduler serving with it."""
+        from conddsl.runtime.customs import RegistryChain
+
+        self._heard(known_phrase(RegistryChain((self.registry, default_registry)), phrase))
+
+    def _heard(self, phrase: str) -> None:
+        with self._lock:
+            if self._queue_if_elsewhere("recheck", phrase):
+                return
+            self._apply("recheck", phrase)
+
+    def _users_of(self, phrase: str) -> list[str | None]:
+        """The keys (task names, _SHUT) whose conditions have custom part ``phrase``."""
+        found: list[str | None] = []
+        if phrase in getattr(self._shut_cond, "customs", ()):
+            found.append(_SHUT)
+        for name, task in self.tasks.items():
+            if any(phrase in getattr(cond, "customs", ()) for cond in (task.start, task.end)):
+                found.append(name)
+        return found
+
     def _compile(self, value: object, what: str) -> ConditionLike:
         """A condition setting as this scheduler reads it (see conddsl.runtime.customs)."""
         from conddsl.compile import Condition
@@ -263,14 +326,12 @@ class Scheduler:
             if defer_unknown and exc.code == "E120":
                 return
             raise
-        read = reads(self._shut_cond)
-        if read.own:
-            raise ConfigError(
-                f"the shut_cond {printable(str(self.config.shut_cond))!r} is about the task it"
-                " belongs to, and belongs to none: name the task (task 'x' has succeeded"
-                " today), or use the clock alone (time of day after 18:00)"
-            )
-        self._index(_SHUT, read)
+        node = getattr(self._shut_cond, "ast", None)
+        if isinstance(node, ast.Node):
+            why = own_task_problem(node, getattr(self._shut_cond, "rules", None) or {})
+            if why is not None:
+                raise ConfigError(f"shut_cond {why}: {OWN_TASK_HINT}")
+        self._index(_SHUT, reads(self._shut_cond))
 
     # ---------------------------------------------------------------- registration
 
@@ -535,6 +596,10 @@ class Scheduler:
         elif op == "touch":
             if serving and arg in self.tasks:
                 self._touch(arg)
+        elif op == "recheck":
+            if serving:
+                for key in self._users_of(arg):
+                    self._touch(key)
         else:  # pragma: no cover - every op is listed above
             raise ValueError(op)
 
@@ -545,9 +610,21 @@ class Scheduler:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.serve())
-            return
-        raise RuntimeError("an event loop is running here: use 'await scheduler.serve()'")
+            pass
+        else:
+            raise RuntimeError("an event loop is running here: use 'await scheduler.serve()'")
+        # Not asyncio.run(): it would wait forever for a coroutine that was abandoned
+        # because it swallows its cancellation.
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.serve())
+        finally:
+            try:
+                _end_leftovers(loop, self.config.kill_grace.total_seconds())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
 
     async def serve(self) -> None:
         """Run in the current event loop until shut down; raise SchedulerError after a fatal one."""
@@ -559,13 +636,23 @@ class Scheduler:
         with self._lock:  # from here on, other threads queue their requests
             self._loop = loop
             self._loop_thread = threading.get_ident()
+        for registry in (self.registry, default_registry):
+            registry.listen(self._heard)
         self._wake = asyncio.Event()
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
         recovery = recover(self.history, grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
-        host = Host(loop, self._finish, grace, self._spawn, procs)
+        host = Host(
+            loop,
+            self._finish,
+            grace,
+            self._spawn,
+            procs,
+            stopping=lambda: self.state != RUNNING,
+            unhold=self._unhold,
+        )
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
@@ -596,7 +683,11 @@ class Scheduler:
             cancelled = isinstance(exc, asyncio.CancelledError)
             if not cancelled and self.fatal_error is None:
                 self.fatal_error = exc
-            self._force("forced" if cancelled else "shutdown", f"the scheduler stopped: {exc!r}")
+            self._force(
+                "forced" if cancelled else "shutdown",
+                f"the scheduler stopped: {exc!r}",
+                "forced" if cancelled else "fatal error",
+            )
             await self._drain()
             raise
         finally:
@@ -605,21 +696,28 @@ class Scheduler:
             finally:
                 self.state = DONE
             try:
-                await self._wait_threads()
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
                 await self._executors["process"].close()
+                for registry in (self.registry, default_registry):
+                    registry.unlisten(self._heard)
                 if procs is not None:
                     procs.write()  # every tree has ended: the file goes
                 _thaw_heap()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
 
-    def shut_down(self, force: bool = False) -> None:
-        """Shut down gracefully; ``force=True`` or a second call terminates every run at once."""
+    def shut_down(
+        self, force: bool = False, *, why: str | None = None, cause: str = "shut_down"
+    ) -> None:
+        """Shut down gracefully; ``force=True`` or a second call terminates every run at once.
+
+        ``why`` replaces the words the records and the log give for it, and ``cause``
+        (see :attr:`stopped_by`) says who asked (``install_signal_handlers``: ``interrupt``).
+        """
         with self._lock:
-            self._requests.append(("shut", force))
+            self._requests.append(("shut", (force, why, cause)))
         loop = self._loop
         if loop is not None and self.state != DONE:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -631,12 +729,16 @@ class Scheduler:
         return [run for runs in self._runs.values() for run in runs.values()]
 
     def task_state(self, name: str) -> str:
-        """``"running"`` (a run is alive), ``"pending"`` (a manual run is asked for and not
+        """``"running"`` (a run is alive), ``"terminating"`` (every live run was asked to stop
+        and its work has not ended yet), ``"pending"`` (a manual run is asked for and not
         started yet), ``"disabled"`` or ``"idle"``; safe from any thread."""
         with self._lock:
             task = self._lookup(name)
             pending = self._manual.get(name) or ("run", name) in self._requests
-        if name in self._runs:
+        runs = list(self._runs.get(name, {}).values())
+        if runs:
+            if all(run.state == "terminating" for run in runs):
+                return "terminating"
             return "running"
         if pending:
             return "pending"
@@ -681,12 +783,14 @@ class Scheduler:
                 self._apply(op, arg)
             elif self._phase == CLOSING:
                 self._cut_closing()
-            elif arg:
-                self._force("forced", "shut_down(force=True) was called")
-            elif self.state == GRACEFUL:
-                self._force("forced", "shut_down() was called a second time")
             else:
-                self._begin_shutdown("shut_down() was called")
+                force, why, cause = arg
+                if force:
+                    self._force("forced", why or "shut_down(force=True) was called", "forced")
+                elif self.state == GRACEFUL:
+                    self._force("forced", why or "shut_down() was called a second time", "forced")
+                else:
+                    self._begin_shutdown(why or "shut_down() was called", cause)
 
     # ---------------------------------------------------------------- phases
 
@@ -749,6 +853,7 @@ class Scheduler:
             self._role_queue.clear()
         if self.state == GRACEFUL:
             self.state = FORCED
+            self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
                 self._terminate(run, "forced", "shut_down() was called during the shutdown tasks")
@@ -758,23 +863,35 @@ class Scheduler:
             if run.task.permanent:
                 self._terminate(run, "shutdown", "the scheduler is shutting down")
 
-    def _begin_shutdown(self, why: str) -> None:
+    def _begin_shutdown(self, why: str, cause: str = "shut_cond") -> None:
         if self.state != RUNNING:
             return
         if self.config.instant_shutdown:
-            self._force("shutdown", why)
+            self._force("shutdown", why, cause)
         else:
             log.info("shutting down gracefully: %s", why)
+            self.stopped_by = (cause, why)
             self.state = GRACEFUL
+            self._stopping()
 
-    def _force(self, reason: str, why: str) -> None:
+    def _force(self, reason: str, why: str, cause: str) -> None:
         if self.state in (FORCED, DONE):
             return
         log.info("shutting down now (%s): %s", reason, why)
+        if self.stopped_by is None or cause in ("forced", "fatal error"):
+            self.stopped_by = (cause, why)
         self.state = FORCED
+        self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
                 self._terminate(run, reason, why)
+
+    def _stopping(self) -> None:
+        """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
+        for executor in self._executors.values():
+            hook = getattr(executor, "shutting_down", None)
+            if hook is not None:
+                hook()
 
     def _fail(self, exc: BaseException) -> None:
         """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
@@ -783,7 +900,7 @@ class Scheduler:
             return
         self.fatal_error = exc
         log.error("fatal error, shutting down: %s", exc)
-        self._force("shutdown", f"fatal error: {exc}")
+        self._force("shutdown", f"fatal error: {exc}", "fatal error")
 
     def _due_timeouts(self, now: datetime) -> None:
         deadlines, due = self._deadlines, self._due
@@ -915,11 +1032,33 @@ class Scheduler:
             elif task.permanent:
                 await self._start_permanent(task, now)
             # A task is not started while its end condition holds: it would be ended at once.
-            elif not task.disabled and not ending and (task.multilaunch or name not in self._runs):
+            elif (
+                not task.disabled
+                and not ending
+                and (task.multilaunch or name not in self._runs)
+                and not self._dying_too_many(task)
+            ):
                 where = f"start condition of task {name!r}"
                 if self._holds(task.start, where, now, context, on_error=False):
                     await self._launch(task, now)
         self._schedule(name, self._next_check(task, now, context))
+
+    def _dying_too_many(self, task: Task) -> bool:
+        """A multilaunch task whose runs asked to stop pile up (threads that ignore their
+        flag) is not started again until one of them ends."""
+        runs = self._runs.get(task.name)
+        if not runs or len(runs) < MAX_DYING:
+            return False
+        dying = sum(1 for run in runs.values() if run.reason is not None)
+        if dying < MAX_DYING:
+            return False
+        log.warning(
+            "task %r: %d of its runs were asked to stop and have not ended; it is not started"
+            " again until one ends",
+            task.name,
+            dying,
+        )
+        return True
 
     def _watches_end(self, task: Task) -> bool:
         """Whether the end condition matters: a run is alive, or one may start."""
@@ -1021,6 +1160,13 @@ class Scheduler:
         """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
         executor = self._executors[task.execution]
         new_flag = getattr(executor, "new_flag", TerminationFlag)
+        # Records in causal order: every finishing record stamped so far is written
+        # first, and a run starts after the instant its task's last run ended (a
+        # microsecond later at least: a history orders ties by action, not arrival).
+        self._write_records()
+        ended = self._ended_at.get(task.name)
+        if ended is not None and ended >= now:
+            now = ended + _TICK
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
         if task.timeout is not None:
             deadline = run.deadline = now + task.timeout
@@ -1065,8 +1211,7 @@ class Scheduler:
         if run.finished:
             return
         run.finished = True
-        if run.held and self._release is not None:
-            self._release()
+        self._unhold(run)
         task = run.task
         runs = self._runs[task.name]
         del runs[run.run_id]
@@ -1087,33 +1232,48 @@ class Scheduler:
             message = "; ".join(text for text in (run.message, message) if text) or None
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
-        elif run.deadline is not None and self.clock.now() > run.deadline:
-            message = self._overran(run, message)
         # Stamped now, written after this turn of the loop (see the module docstring).
-        self._unwritten.append((run, action, self.clock.now(), reason, message))
+        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
+        self._ended_at[task.name] = stamp
+        if run.reason is None and run.deadline is not None and stamp > run.deadline:
+            message = self._overran(run, stamp, message)
+        self._unwritten.append((run, action, stamp, reason, message))
+        if action != "fail":
+            run.traceback = None  # (a terminated run's failure is not its outcome)
         if self.state == DONE or self._loop is None:
             self._write_records()  # nothing would come back for it
         elif len(self._unwritten) == 1:
             self._loop.call_soon(self._write_records)
         self._wake.set()
 
-    def _overran(self, run: Run, message: str | None) -> str:
-        """The message of a run that ended past its timeout before it could be asked to
-        stop (an async task that blocked the event loop): it says so, and so does the log."""
-        timeout = run.task.timeout.total_seconds() if run.task.timeout else 0.0
-        ran = (self.clock.now() - run.started).total_seconds()
+    def _overran(self, run: Run, stamp: datetime, message: str | None) -> str | None:
+        """``message``, saying so if the run went on past its timeout without being stoppable
+        (it held the scheduler's loop: a blocking call in a main or async task)."""
+        over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
+        if over < OVERRUN_NOTED:
+            return message
         note = (
-            f"overran its timeout ({timeout:g} s, ran {ran:.3g} s): it could not be stopped in time"
+            f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
+            " (it blocked the scheduler's loop)"
         )
         log.warning("task %r %s", run.task.name, note)
         return "; ".join(text for text in (message, note) if text)
+
+    def _unhold(self, run: Run) -> None:
+        """Let time go on (a virtual clock jump again) while ``run`` is still dying."""
+        if run.held:
+            run.held = False
+            if self._release is not None:
+                self._release()
 
     def _write_records(self) -> None:
         """Write the finishing records stamped so far, in the order the runs ended."""
         while self._unwritten:
             records, self._unwritten = self._unwritten, []
             for run, action, at, reason, message in records:
-                self._record(run, action, at, reason=reason, message=message)
+                self._record(
+                    run, action, at, reason=reason, message=message, traceback=run.traceback
+                )
 
     def _record(
         self,
@@ -1123,12 +1283,15 @@ class Scheduler:
         *,
         reason: str | None = None,
         message: str | None = None,
+        traceback: str | None = None,
         own_change: bool = True,
     ) -> None:
         name = run.task.name
+        # Only a failure passes a traceback: histories written before it existed still work.
+        extra = {} if traceback is None else {"traceback": traceback}
         try:
             self.history.record(
-                name, action, at=at, run_id=run.run_id, reason=reason, message=message
+                name, action, at=at, run_id=run.run_id, reason=reason, message=message, **extra
             )
         except Exception as exc:  # a HistoryError, or a history of the caller's that broke
             self._fail(exc)
@@ -1151,13 +1314,3 @@ class Scheduler:
         while self._active:
             self._wake.clear()
             await self._wake.wait()
-
-    async def _wait_threads(self) -> None:
-        executor = self._executors.get("thread")
-        if executor is None or executor.exited.is_set():
-            return
-        grace = self.config.kill_grace.total_seconds()
-        try:
-            await asyncio.wait_for(executor.exited.wait(), grace)
-        except asyncio.TimeoutError:
-            log.warning("abandoned threads still running after %s s; not waiting longer", grace)

@@ -131,7 +131,7 @@ def func_task(
         compile_cond=compile_cond,
     )
     task.func = func
-    task.flag_params = _flag_params(func)
+    task.flag_params = flag_params(func)
     return task
 
 
@@ -266,7 +266,8 @@ def _check_role(
         raise ConfigError(f"{what} is never timed out: give it no timeout (it ends at shutdown)")
 
 
-def _flag_params(func: Callable[..., Any]) -> tuple[str, ...]:
+def flag_params(func: Callable[..., Any]) -> tuple[str, ...]:
+    """The parameters of ``func`` whose default is a TerminationFlag (they receive the run's)."""
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):  # some builtins have no signature

@@ -19,7 +19,7 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
-from conddsl.runtime import Inaction
+from conddsl.runtime import Inaction, TaskTerminationException, TerminationFlag
 
 
 def data_folder() -> Path:
@@ -59,12 +59,15 @@ def transform() -> None:
         path.unlink()
 
 
-def load() -> None:
-    """Replace the days of totals.csv in the warehouse, in one transaction."""
+def load(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Replace the days of totals.csv in the warehouse, in one transaction; asked to stop
+    (office hours began) before it writes, it leaves the warehouse untouched."""
     base = data_folder()
     totals = base / "staging" / "totals.csv"
     with totals.open(newline="", encoding="utf-8") as file:
         rows = [(day, store, float(amount)) for day, store, amount in csv.reader(file)]
+    if flag.is_set():
+        raise TaskTerminationException("office hours began before the load")
     connection = sqlite3.connect(base / "warehouse.sqlite3")
     try:
         with connection:

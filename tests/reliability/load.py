@@ -242,6 +242,12 @@ class Planned:
     def forced(self) -> bool:
         return self.reason == "forced"
 
+    @property
+    def ends_at_shutdown(self) -> bool:
+        """Its run ends only when the scheduler stops: forced, or a thread that ignores its
+        flag (terminating until it is abandoned at shutdown)."""
+        return self.forced or (self.execution == "thread" and self.behaviour == "ignore")
+
 
 MAX_LIMIT = 2.5  # the longest timeout or end condition of a run that waits to be ended
 
@@ -316,6 +322,8 @@ def _fill(rng: random.Random, p: Planned, folder: str) -> Planned:
     p = _ending(rng, p)
     if p.execution == "async" and p.behaviour == "swallow":
         p.message = "ignored the cancellation; abandoned"
+    if p.execution == "thread" and p.behaviour == "ignore":
+        p.message = "abandoned at shutdown: the thread was still running"
     # How the task's own process died (its grandchildren are checked in /proc).
     if p.execution == "process":
         p.message = "killed by signal " + ("SIGKILL" if p.behaviour == "stubborn" else "SIGTERM")
