@@ -115,7 +115,10 @@ def test_run_refuses_a_shut_cond_about_its_own_task(tmp_path):
     )
     result = _run("run", str(task_file), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
-    assert "cannot start" in result.stderr and "is about the runs of the task it belongs to" in result.stderr
+    assert (
+        "cannot start" in result.stderr
+        and "is about the runs of the task it belongs to" in result.stderr
+    )
     assert "internal error" not in result.stderr and "start" not in result.stdout
     check = _run("check", str(task_file), cwd=tmp_path)
     assert check.returncode == 1 and "C303" in check.stdout
