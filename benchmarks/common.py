@@ -227,3 +227,44 @@ def peak_rss() -> int:
 
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib * 1024
+
+
+def wait_plan(
+    now: datetime, waits: list[float], tasks: int, lead: float
+) -> list[tuple[str, str, float, datetime]]:
+    """The tasks of the long-wait case, the same on both sides: ``(name, kind, wait,
+    opens)``. A ``start`` task's window opens ``wait`` seconds from now (its start
+    lateness is measured); a ``timeout`` task starts at once and runs past a timeout of
+    ``wait`` seconds (its termination lateness is measured). Both open ``lead`` seconds
+    later still, spread over a second so that they fall at every phase of a polling
+    scheduler's cycle."""
+    plan = []
+    for wait in waits:
+        for i in range(tasks):
+            spread = lead + i * 1.0 / tasks
+            plan.append(
+                (f"s{wait:g}_{i}", "start", wait, round_ms(now + timedelta(seconds=spread + wait)))
+            )
+            plan.append(
+                (f"t{wait:g}_{i}", "timeout", wait, round_ms(now + timedelta(seconds=spread)))
+            )
+    return plan
+
+
+def wait_lateness(
+    plan: list[tuple[str, str, float, datetime]],
+    first_lines: dict[str, float],
+    ends: dict[str, tuple[float, float]],
+) -> dict:
+    """Rows ``start <wait>`` and ``timeout <wait>`` from the first line of each start
+    task's body (epoch seconds) and each timeout task's first run (run record, terminate
+    record: epoch seconds)."""
+    samples: dict[str, list[float]] = {}
+    for name, kind, wait, opens in plan:
+        key = f"{kind} {wait:g}"
+        if kind == "start" and name in first_lines:
+            samples.setdefault(key, []).append(first_lines[name] - opens.timestamp())
+        elif kind == "timeout" and name in ends:
+            began, ended = ends[name]
+            samples.setdefault(key, []).append(ended - began - wait)
+    return {key: percentiles(values) for key, values in samples.items()}

@@ -43,6 +43,8 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    wait_lateness,
+    wait_plan,
 )
 
 UTC = timezone.utc
@@ -359,6 +361,55 @@ def case_termination(work: dict) -> dict:
     return rows
 
 
+def case_waits(work: dict) -> dict:
+    """Start and termination lateness after long waits (1 s, 65 s, 30 min by default): the
+    kernel's timer slack grows with the wait (see conddsl.runtime.clock)."""
+    from conddsl.history import MemoryHistory
+
+    rt = work["runtime"]
+    plan = wait_plan(datetime.now(timezone.utc), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
+    first_lines: dict[str, float] = {}
+    ends: dict[str, tuple[float, float]] = {}
+    began: dict[str, float] = {}
+
+    def measured() -> None:
+        if len(first_lines) + len(ends) == len(plan):
+            app.shut_down(force=True)
+
+    class Watching(MemoryHistory):
+        def record(self, task, action, **fields):
+            rec = super().record(task, action, **fields)
+            if task.startswith("t") and task not in ends:
+                if action == "run":
+                    began.setdefault(task, rec.at.timestamp())
+                elif task in began:
+                    ends[task] = (began[task], rec.at.timestamp())
+                    measured()
+            return rec
+
+    def body_of(name: str):
+        async def body() -> None:
+            first_lines.setdefault(name, time.time())
+            measured()
+            await asyncio.Event().wait()
+
+        return body
+
+    app = _scheduler(timeout="never", history=Watching())
+    for name, kind, wait, opens in plan:
+        if kind == "start":
+            app.task(opening_at(opens), name=name, timeout=0.5)(body_of(name))
+        else:
+            app.task(opening_at(opens), name=name, timeout=wait)(_forever)
+    timer = threading.Timer(max(rt["waits"]) + 60, app.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+    return wait_lateness(plan, first_lines, ends)
+
+
 def case_scheduler_memory(work: dict) -> dict:
     """Peak RSS growth while a scheduler takes its tasks and settles into waiting."""
     from conddsl import compile_condition
@@ -393,6 +444,7 @@ RUNTIME_CASES = {
     "start": case_start_lateness,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
+    "waits": case_waits,
 }
 
 

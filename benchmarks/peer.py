@@ -55,6 +55,8 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    wait_lateness,
+    wait_plan,
 )
 
 _NOW = [0.0]
@@ -435,6 +437,51 @@ def case_termination(work: dict) -> dict:
     return rows
 
 
+def case_waits(work: dict) -> dict:
+    """Start and termination lateness after long waits (see conddsl_side.case_waits)."""
+    rt = work["runtime"]
+    plan = wait_plan(datetime.now(), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
+    first_lines: dict[str, float] = {}
+    ends: dict[str, tuple[float, float]] = {}
+    began: dict[str, float] = {}
+
+    def measured() -> None:
+        if len(first_lines) + len(ends) == len(plan):
+            app.session.shut_down(force=True)
+
+    def on_record(task: str, action: str, created: float) -> None:
+        if task.startswith("t") and task not in ends:
+            if action == "run":
+                began.setdefault(task, created)
+            elif task in began:
+                ends[task] = (began[task], created)
+                measured()
+
+    def body_of(name: str):
+        async def body() -> None:
+            first_lines.setdefault(name, time.time())
+            measured()
+            await asyncio.Event().wait()
+
+        return body
+
+    app = _rocketry(timeout=3600)
+    capture = _capturing(app, on_record)
+    for name, kind, wait, opens in plan:
+        if kind == "start":
+            app.task(opening_at(opens), name=name, timeout=0.5)(body_of(name))
+        else:
+            app.task(opening_at(opens), name=name, timeout=wait)(_forever)
+    timer = threading.Timer(max(rt["waits"]) + 60, app.session.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+        _release(app, capture)
+    return wait_lateness(plan, first_lines, ends)
+
+
 def case_scheduler_memory(work: dict) -> dict:
     from rocketry import Rocketry  # noqa: F401 - imported before the baseline
     from rocketry.parse import parse_condition
@@ -471,6 +518,7 @@ CASES = {
     "memory": case_memory,
     "idle-cpu": case_idle_cpu,
     "start": case_start_lateness,
+    "waits": case_waits,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
 }

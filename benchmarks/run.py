@@ -31,6 +31,7 @@ less, or is less late). Their repeats are set per row (``RUNTIME``), not by
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
@@ -51,7 +52,7 @@ sys.path.insert(1, str(ROOT))
 import conddsl_side  # noqa: E402
 from common import summary  # noqa: E402
 
-RUNTIME_CASES = ("idle-cpu", "start", "terminate", "sched-memory", "check")
+RUNTIME_CASES = ("idle-cpu", "start", "terminate", "waits", "sched-memory", "check")
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
 PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
@@ -106,6 +107,11 @@ RUNTIME = {
         ],
     ),
     "timeout": (0.2, 0.2),
+    # Long waits: seconds to a start and timeouts of as many seconds, tasks per wait, and
+    # seconds of lead before the first opening. Both sides run at once (30 min in all).
+    "waits": ([1, 65, 1800], [0.3]),
+    "wait_tasks": (6, 1),
+    "wait_lead": (2.0, 0.5),
     "kill_grace": (0.2, 0.2),
     "memory_tasks": (10_000, 100),
     "memory_seconds": (2.0, 0.3),
@@ -619,6 +625,10 @@ def _tasks(n: int) -> str:
     return f"{n:,} task" + ("" if n == 1 else "s")
 
 
+def _seconds(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 600 else f"{seconds:g} s"
+
+
 def _repeats(n: int) -> str:
     return f"{n} repeat" + ("" if n == 1 else "s")
 
@@ -675,6 +685,24 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
             key = f"terminate {kind} {n}"
             out.append(RuntimeRow("terminate", what, "lateness", mine(key), p(key), target))
         return out
+    if case == "waits":
+        return [
+            RuntimeRow(
+                "waits",
+                f"{rt['wait_tasks']} async tasks, "
+                + (
+                    f"window opens {_seconds(w)} ahead: first line of body - opening"
+                    if kind == "start"
+                    else f"timeout {_seconds(w)}: terminate record - (run record + timeout)"
+                ),
+                "lateness",
+                mine(f"{kind} {w:g}"),
+                p(f"{kind} {w:g}"),
+                target=("p99", 0.005, "p99 <= 5 ms"),
+            )
+            for w in rt["waits"]
+            for kind in ("start", "timeout")
+        ]
     if case == "sched-memory":
         n = rt["memory_tasks"]
         return [
@@ -798,6 +826,12 @@ def main(argv: list[str] | None = None) -> int:
             if case in RUNTIME_CASES:
                 if case == "check":
                     ours, peer = case_check(work), {}
+                elif case == "waits" and python is not None:
+                    # Half an hour of waiting each: both sides wait side by side.
+                    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                        theirs = pool.submit(run_peer, python, case, workload_path)
+                        ours = run_ours_apart(case, workload_path)
+                        peer = theirs.result()
                 else:
                     ours = run_ours_apart(case, workload_path)
                     peer = {} if python is None else run_peer(python, case, workload_path)
