@@ -286,6 +286,31 @@ def test_gone_now_sees_a_living_tree_and_a_reaped_one():
     assert killer.gone_now()
 
 
+@linux_only
+def test_a_tree_left_as_zombies_is_gone_without_waiting_for_their_reaper(monkeypatch):
+    # Orphans are reaped by init, which may take its time (or, in a container, never
+    # come): a group left with zombies only is a tree that has ended. Here the root is
+    # a zombie of ours, unreaped until the end.
+    async def never(self) -> bool:
+        raise AssertionError("waited for the zombies to be reaped")
+
+    monkeypatch.setattr(processes.TreeKiller, "_group_lasts", never)
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+
+    async def main() -> None:
+        processes.snapshot(time.monotonic())  # a reading to bring up to date
+        killer = processes.TreeKiller(child.pid, 5.0, asyncio.get_running_loop())
+        killer.start()
+        await asyncio.wait_for(killer.wait_gone(), 5)
+
+    try:
+        asyncio.run(main())
+        assert processes.read_stat(child.pid).state == "Z"  # still there, unreaped
+    finally:
+        child.kill()
+        child.wait()
+
+
 def _tree_run(tmp_path) -> list[int]:
     """A process task with grandchildren ignoring SIGTERM (one left the group): its root
     dies by SIGTERM, the grandchildren are waited for and SIGKILLed after the grace."""
