@@ -268,3 +268,13 @@ def wait_lateness(
             began, ended = ends[name]
             samples.setdefault(key, []).append(ended - began - wait)
     return {key: percentiles(values) for key, values in samples.items()}
+
+
+def tree_forever() -> None:
+    """A process task with a child in its group; both die on SIGTERM (the child ends by
+    itself after a minute where a scheduler leaves it running)."""
+    import subprocess
+    import time
+
+    subprocess.Popen(["sleep", "60"])
+    time.sleep(3600)

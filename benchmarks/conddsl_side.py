@@ -43,6 +43,7 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    tree_forever,
     wait_lateness,
     wait_plan,
 )
@@ -317,6 +318,7 @@ def _terminate_once(kind: str, tasks: int, timeout: float, grace: float) -> list
         "async": (_forever, "async"),
         "thread": (thread_body, "thread"),
         "process": (_sleep_forever, "process"),
+        "tree": (tree_forever, "process"),
         "stubborn": (_ignore_sigterm, "process"),
     }
     body, execution = bodies[kind]

@@ -55,6 +55,7 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    tree_forever,
     wait_lateness,
     wait_plan,
 )
@@ -385,7 +386,11 @@ def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
             if len(done) == tasks:
                 app.session.shut_down(force=True)
 
-    app = _rocketry(execution=kind, timeout=timeout, max_process_count=max(tasks, 1))
+    app = _rocketry(
+        execution="process" if kind == "tree" else kind,
+        timeout=timeout,
+        max_process_count=max(tasks, 1),
+    )
     capture = _capturing(app, on_record)
     for i in range(tasks):
         if kind == "async":
@@ -393,7 +398,8 @@ def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
         elif kind == "thread":
             app.task("true", name=f"t{i}", execution="thread")(thread_body)
         else:
-            app.task("true", name=f"t{i}", execution="process")(_sleep_forever)
+            body = tree_forever if kind == "tree" else _sleep_forever
+            app.task("true", name=f"t{i}", execution="process")(body)
     timer = threading.Timer(60, app.session.shut_down, kwargs={"force": True})
     timer.start()
     try:
