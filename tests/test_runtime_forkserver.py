@@ -15,7 +15,7 @@ import pytest
 from runtime_helpers import gone
 from runtime_helpers.scenario import Once, play, records_appear
 
-from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
+from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag, processes
 from conddsl.runtime.forkserver import by_reference
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork server, /proc")
@@ -145,7 +145,8 @@ def test_a_server_that_dies_fails_its_runs_and_ends_their_trees(tmp_path):
 
         await records_appear(app, "run", 1)
         report = await asyncio.to_thread(read_json, path)
-        os.kill(report["parent"], signal.SIGKILL)
+        keeper = processes.read_stat(report["parent"])  # the run's keeper: its parent serves
+        os.kill(keeper.ppid, signal.SIGKILL)
         await records_appear(app, "fail", 1)
         app.shut_down()
 

@@ -25,14 +25,26 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 
 - scheduler -> server: ``("setup", sys_path, argv)``, ``("preload", modules)`` (at the
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
-  params, modules, cwd, environ)`` with the run's flag pipe (its read end) attached;
-  ``environ`` is None when it did not change since the last start.
+  params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
+  attached; ``environ`` is None when it did not change since the last start.
+  ``("go", key)`` once the run is listed in the process registry.
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
 
-Children send their outcome (JSON: action and message) to the server on a datagram
-socket before they exit; the server reports it with the exit code once it has
-reaped the child. The server runs in a session of its own (a signal to the
+Each run gets a *keeper*: a process forked by the server that leads a session of
+its own, is a subreaper (``PR_SET_CHILD_SUBREAPER``: every orphan of the run, a
+double-forked daemon or a ``setsid`` child whose parent ended, becomes its child,
+never init's) and forks the task's body only when the scheduler says go (after
+listing the keeper in its process registry: a scheduler killed at any instant
+leaves no process it does not know of, that has run a line of the task). The keeper
+is the run's root: the scheduler ends the tree under it. When the body has ended,
+whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill grace)
+before the keeper exits the way the body did. If the server dies (the scheduler
+died), the keeper gets SIGTERM and ends the run's whole tree the same way.
+
+The body sends its outcome (JSON: action and message) to the server on a datagram
+socket before it exits; the server reports it with the keeper's exit code once it
+has reaped the keeper. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
 closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
 same way.
@@ -56,12 +68,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
-from conddsl.runtime.processes import read_stat
+from conddsl.runtime.processes import Snapshot, read_stat
 from conddsl.runtime.runs import clip, exception_text, outcome_of
 
 log = logging.getLogger("conddsl.runtime")
@@ -69,6 +82,8 @@ log = logging.getLogger("conddsl.runtime")
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve.
@@ -169,6 +184,8 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     if ask_death_signal(signal.SIGTERM) and os.getppid() != scheduler:
         os._exit(0)  # the scheduler died before we could ask
+    # A keeper SIGKILLed with its tree leaves its orphans to us, not to init: reaped at once.
+    become_subreaper()
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -212,6 +229,7 @@ class _Server:
         self.own = own  # the server's descriptors, which a child closes (not its modules')
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
         self.outcomes: dict[int, Any] = {}  # pid -> what it sent
+        self.gates: dict[int, int] = {}  # key -> the write end of its keeper's go pipe
 
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
@@ -231,7 +249,17 @@ class _Server:
             _send(self.sock, ("preloaded",))
         elif message[0] == "start":
             self.start(*message[1:], flag_fd=fds[0])
+        elif message[0] == "go":
+            self.release(message[1])
         return True
+
+    def release(self, key: int) -> None:
+        """Let the keeper of run ``key`` fork its body."""
+        gate = self.gates.pop(key, None)
+        if gate is not None:
+            with contextlib.suppress(OSError):
+                os.write(gate, b"g")
+            os.close(gate)
 
     def start(
         self,
@@ -241,23 +269,32 @@ class _Server:
         modules: dict[str, str | None],
         cwd: str,
         environ: dict[str, str] | None,
+        grace: float,
         *,
         flag_fd: int,
     ) -> None:
-        """Fork a child for one run and say which pid it got."""
+        """Fork the keeper of one run and say which pid it got."""
         if environ is not None:
             os.environ.clear()
             os.environ.update(environ)
         server = os.getpid()
+        go_read, go_write = os.pipe2(os.O_CLOEXEC)
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(flag_fd)
+            for fd in (flag_fd, go_read, go_write):
+                os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _child(server, self.own, flag_fd, self.for_children, payload, params, modules, cwd)
+            theirs = (*self.own, go_write, *self.gates.values())
+            body = functools.partial(
+                _child, flag_fd, self.for_children, payload, params, modules, cwd
+            )
+            _keeper(server, theirs, go_read, grace, body)
         os.close(flag_fd)
+        os.close(go_read)
+        self.gates[key] = go_write
         self.children[pid] = key
         info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
         _send(self.sock, ("started", key, pid, info.start if info is not None else None))
@@ -273,7 +310,9 @@ class _Server:
                 self.outcomes[int(pid)] = (str(action), None if message is None else str(message))
 
     def reap(self) -> None:
-        while self.children:
+        """Reap every child that ended (keepers, and orphans handed to us) and report
+        the keepers."""
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -286,6 +325,9 @@ class _Server:
             key = self.children.pop(pid, None)
             outcome = self.outcomes.pop(pid, None)
             if key is not None:
+                gate = self.gates.pop(key, None)
+                if gate is not None:
+                    os.close(gate)
                 _send(self.sock, ("exited", key, os.waitstatus_to_exitcode(status), outcome))
 
 
@@ -298,29 +340,150 @@ def _preload(modules: dict[str, str | None]) -> None:
                 _import(name, file)
 
 
-def _child(
+class _Stop(Exception):
+    """The keeper was told to stop before its body started."""
+
+
+def _keeper(
     server: int,
     server_fds: tuple[int, ...],
+    go_fd: int,
+    grace: float,
+    body: Callable[[int], NoReturn],
+) -> NoReturn:
+    """A run's keeper (see the module docstring): wait for go, fork the body, reap it
+    and end what it left, then exit the way the body did."""
+    status = None
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        body_pid = [0]
+
+        def on_sigterm(*_: object) -> None:
+            if not body_pid[0]:
+                raise _Stop  # nothing started: nothing to end
+            # From the scheduler, the group has it already; from the server's death,
+            # it has not: pass it on (what left the group is ended once the body is).
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with contextlib.suppress(OSError):
+                os.killpg(0, signal.SIGTERM)
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
+            os._exit(1)  # the server died before we asked: the scheduler is gone
+        become_subreaper()
+        for fd in server_fds:  # the server's, and the other runs' gates
+            os.close(fd)
+        if not os.read(go_fd, 1):
+            os._exit(1)  # the server (and the scheduler) went before saying go
+        os.close(go_fd)
+        # The body must not run our SIGTERM handler: blocked until it has its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        keeper = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            body(keeper)
+        body_pid[0] = pid
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        status = _reap_until(pid)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
+        _end_leftovers(grace)
+    except _Stop:
+        status = None
+    finally:
+        _flush_output()
+        _exit_like(status)
+
+
+def _reap_until(pid: int) -> int:
+    """Reap children (orphans handed to us too) until ``pid`` has ended; its wait status."""
+    while True:
+        try:
+            found, status = os.waitpid(-1, 0)
+        except ChildProcessError:  # cannot be: it is ours until reaped
+            return 0
+        if found == pid:
+            return status
+
+
+def _end_leftovers(grace: float) -> None:
+    """End every process the body left (all are our descendants: we are their
+    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all."""
+    signalled: set[tuple[int, int]] = set()
+    kill_at = time.monotonic() + grace
+    look_at = 0.0  # when to look for (new) leftovers in /proc again
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return  # none left
+        now = time.monotonic()
+        if now >= look_at:
+            _signal_subtree(signal.SIGKILL if now >= kill_at else signal.SIGTERM, signalled)
+            look_at = now + _LEFTOVER_POLL
+        # Woken by the next child's end (SIGCHLD is blocked for this), or to look again.
+        wake_at = min(look_at, kill_at) if now < kill_at else look_at
+        signal.sigtimedwait({signal.SIGCHLD}, max(wake_at - time.monotonic(), 0.001))
+
+
+def _signal_subtree(sig: int, signalled: set[tuple[int, int]]) -> None:
+    """Send ``sig`` to every live descendant of this process (SIGTERM once each)."""
+    table = Snapshot()
+    stack = [os.getpid()]
+    while stack:
+        for info in table.children(stack.pop()):
+            stack.append(info.pid)
+            if info.state in ("Z", "X"):
+                continue
+            if sig == signal.SIGTERM and (info.pid, info.start) in signalled:
+                continue
+            signalled.add((info.pid, info.start))
+            with contextlib.suppress(OSError):
+                os.kill(info.pid, sig)
+
+
+def _exit_like(status: int | None) -> NoReturn:
+    """Exit with the body's wait status: its exit code, or the signal that killed it
+    (None: killed by SIGTERM before it started)."""
+    if status is None:
+        sig = signal.SIGTERM
+    elif os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+    else:
+        os._exit(os.waitstatus_to_exitcode(status))
+    with contextlib.suppress(Exception):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the body's core, not ours
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    os._exit(128 + int(sig))
+
+
+def _child(
     flag_fd: int,
     results: socket.socket,
     payload: bytes,
     params: tuple[str, ...],
     modules: dict[str, str | None],
     cwd: str,
+    keeper: int,
 ) -> NoReturn:
-    """A forked child: a session of its own, default signals, the function, its outcome."""
+    """A run's body, forked by its keeper: the function, its outcome."""
     code = 1
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, signal.SIG_DFL)
-        if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
-            os._exit(1)  # the server died before we asked: nobody waits for a result
-        for fd in server_fds:  # the server's, not the task's (its modules' files stay open)
-            os.close(fd)
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
+            os._exit(1)  # the keeper died before we asked
         action, message = _call(flag_fd, payload, params, modules, cwd)
-        results.send(json.dumps([os.getpid(), action, message]).encode())
+        results.send(json.dumps([keeper, action, message]).encode())
         code = 0
     finally:
         _flush_output()
@@ -362,6 +525,12 @@ def ask_death_signal(number: int) -> bool:
     """Ask Linux to send ``number`` when the parent's thread ends; whether it was done."""
     prctl = find_prctl()
     return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
+
+
+def become_subreaper() -> bool:
+    """Have the orphans of our descendants reparented to us, not to init; whether done."""
+    prctl = find_prctl()
+    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 @functools.cache
@@ -488,17 +657,24 @@ class ForkServer:
         params: tuple[str, ...],
         flag_fd: int,
         cwd: str,
+        grace: float,
     ) -> bool:
-        """Ask for a child running ``payload`` in ``cwd``; the flag's read end is handed
-        over (closed here). False if there is no server (``flag_fd`` is left alone)."""
+        """Ask for a child running ``payload`` in ``cwd`` once :meth:`go` is called; the
+        flag's read end is handed over (closed here). False if there is no server
+        (``flag_fd`` is left alone)."""
         if not self.start():
             return False
         self._sync_path()
         environ = dict(os.environ)
         changed = environ if environ != self._environ else None
         self._environ = environ
-        self._queue(("start", key, payload, params, modules, cwd, changed), flag_fd, key)
+        message = ("start", key, payload, params, modules, cwd, changed, grace)
+        self._queue(message, flag_fd, key)
         return True
+
+    def go(self, key: int) -> None:
+        """Let run ``key`` (reported started) run its body."""
+        self._queue(("go", key), None, None)
 
     def _queue(self, message: tuple[Any, ...], fd: int | None, key: int | None) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)

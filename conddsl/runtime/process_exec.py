@@ -67,6 +67,7 @@ class _TreeExecutor:
     """Termination shared by process and command runs: the tree gets SIGTERM, then SIGKILL."""
 
     holds_clock = True  # time stands still while a process dies
+    records_when_started = True  # the run record says when its process exists
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -90,6 +91,7 @@ class _TreeExecutor:
         run.root = (pid, start)
         if self.host.procs is not None:
             self.host.procs.add(run.run_id, run.task.name, *run.root)
+        self.host.began(run)
         # Its tree may have to be ended: have a recent reading of /proc to start from.
         keep_view(scanner_for(self.host.loop))
 
@@ -182,7 +184,8 @@ class ProcessExecutor(_TreeExecutor):
             key = next(self._keys)
             self._served[key] = run
             run.handle = _Served(key)
-            if self._server.launch(key, *reference, run.task.flag_params, flag_fd, cwd):
+            params = run.task.flag_params
+            if self._server.launch(key, *reference, params, flag_fd, cwd, self.host.kill_grace):
                 return
             del self._served[key]
         self._fork(run, flag_fd)
@@ -216,6 +219,12 @@ class ProcessExecutor(_TreeExecutor):
         self._spawned(run, pid, start)
         if run.flag.is_set():  # terminated before it was forked: end it now
             self.terminate(run)
+        elif self.host.procs is not None:
+            # After the registry's write, which _spawned queued for this turn: the body
+            # runs no line before the registry lists its keeper.
+            self.host.loop.call_soon(self._server.go, key)
+        else:
+            self._server.go(key)
 
     def _on_failed(self, key: int, text: str) -> None:
         run = self._served.pop(key, None)

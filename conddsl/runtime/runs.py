@@ -35,6 +35,8 @@ class Run:
     held: bool = False  # the run holds a VirtualClock while it dies
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
+    # Its run record and timeout wait for its process to exist (see Host.began).
+    pending: bool = False
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Host:
     kill_grace: float  # seconds between SIGTERM and SIGKILL, and for abandoned work
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # run a coroutine the scheduler keeps
     procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
+    # The run's process exists now (executors with ``records_when_started``): its run
+    # record is written, stamped now, and its timeout counts from now.
+    began: Callable[[Run], None] = lambda run: None
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

@@ -558,7 +558,7 @@ class Scheduler:
         # runs are marked crash); this one's are listed while they live.
         recovery = recover(self.history, grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
-        host = Host(loop, self._finish, grace, self._spawn, procs)
+        host = Host(loop, self._finish, grace, self._spawn, procs, self._began)
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
@@ -782,10 +782,13 @@ class Scheduler:
         deadlines, due = self._deadlines, self._due
         texts: dict[Task, str] = {}
         while deadlines and deadlines[0] <= now:
-            for run in due.pop(heapq.heappop(deadlines)):
+            deadline = heapq.heappop(deadlines)
+            for run in due.pop(deadline):
                 task = run.task
                 if run.finished or run.reason is not None or task.timeout is None:
                     continue
+                if run.deadline != deadline:
+                    continue  # moved later: its process began after its start (_began)
                 text = texts.get(task)
                 if text is None:
                     text = texts[task] = f"ran longer than its timeout {task.timeout}"
@@ -1015,21 +1018,22 @@ class Scheduler:
         executor = self._executors[task.execution]
         new_flag = getattr(executor, "new_flag", TerminationFlag)
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
-        if task.timeout is not None:
-            deadline = run.deadline = now + task.timeout
-            bucket = self._due.get(deadline)
-            if bucket is None:
-                self._due[deadline] = [run]
-                heapq.heappush(self._deadlines, deadline)
-            else:
-                bucket.append(run)
+        # Its timeout counts from now, or, for a process, from when the process exists
+        # (which its run record says: _began); a process that never comes is still
+        # timed out. Virtual time does not jump until it comes.
+        self._arm_timeout(run, now)
+        if getattr(executor, "records_when_started", False):
+            run.pending = True
+            if self._hold is not None:
+                self._hold()
         self._runs.setdefault(task.name, {})[run.run_id] = run
         self._active += 1
         if task.uses_process:
             self._process_runs += 1
         if task.permanent:
             self._permanent_runs += 1
-        self._record(run, "run", now, reason=reason, own_change=False)
+        if not run.pending:
+            self._record(run, "run", now, reason=reason, own_change=False)
         if run.reason is not None:  # recording it failed fatally: it never starts
             self._finish(run, "terminate", "not started")
             return run, None
@@ -1040,6 +1044,31 @@ class Scheduler:
             return run, None
         run.launched = True
         return run, awaitable
+
+    def _arm_timeout(self, run: Run, now: datetime) -> None:
+        """Time the run out at ``now`` + its timeout (runs due at one instant share it)."""
+        if run.task.timeout is None:
+            return
+        deadline = run.deadline = now + run.task.timeout
+        bucket = self._due.get(deadline)
+        if bucket is None:
+            self._due[deadline] = [run]
+            heapq.heappush(self._deadlines, deadline)
+        else:
+            bucket.append(run)
+
+    def _began(self, run: Run) -> None:
+        """A pending run's process exists: its run record, stamped now; its timeout."""
+        if not run.pending:
+            return
+        run.pending = False
+        if self._release is not None:
+            self._release()
+        now = run.started = self.clock.now()
+        if run.reason is None:
+            self._arm_timeout(run, now)
+        self._record(run, "run", now, reason="manual" if run.manual else None, own_change=False)
+        self._wake.set()  # a new deadline
 
     def _terminate(self, run: Run, reason: str, message: str) -> None:
         if run.finished or run.reason is not None:
@@ -1057,6 +1086,7 @@ class Scheduler:
         """Record how a run ended: exactly once, whatever reports it."""
         if run.finished:
             return
+        self._began(run)  # never got a process: its run record still comes first
         run.finished = True
         if run.held and self._release is not None:
             self._release()
