@@ -246,3 +246,29 @@ def test_no_descendant_escapes_the_end_of_its_run(tmp_path, body, timeout, actio
     assert ended.action == action
     (escaped,) = read_pids(pid_file)
     assert gone(escaped)
+
+
+@pytest.mark.parametrize(
+    "script, timeout, action",
+    [
+        ("setsid sleep 3600 & echo $! > {pids}; sleep 3600", 0.5, "terminate"),
+        ("setsid sleep 3600 & echo $! > {pids}", "never", "success"),
+    ],
+    ids=["terminated", "ended-by-itself"],
+)
+def test_no_descendant_escapes_a_command(tmp_path, script, timeout, action):
+    """Programs get a keeper too: a child in a session of its own does not outlive the run."""
+    pid_file = str(tmp_path / "pids")
+    app = real()
+    argv = ["sh", "-c", script.format(pids=pid_file)]
+    app.command_task(Once(), argv=argv, name="escape", timeout=timeout)
+
+    async def stop(app: Scheduler) -> None:
+        await records_appear(app, action)
+        app.shut_down()
+
+    play(app, stop)
+    _, ended = the_run(app, "escape")
+    assert ended.action == action
+    (escaped,) = read_pids(pid_file)
+    assert gone(escaped)

@@ -27,7 +27,8 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
   attached; ``environ`` is None when it did not change since the last start.
-  ``("go", key)`` once the run is listed in the process registry.
+  ``("command", key, argv, cwd, environ, grace)`` with the program's stderr file
+  attached. ``("go", key)`` once the run is listed in the process registry.
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
 
@@ -248,7 +249,11 @@ class _Server:
             _preload(message[1])
             _send(self.sock, ("preloaded",))
         elif message[0] == "start":
-            self.start(*message[1:], flag_fd=fds[0])
+            body = functools.partial(_child, fds[0], self.for_children, *message[2:6])
+            self.start(message[1], message[6], message[7], body, fds[0])
+        elif message[0] == "command":
+            body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
+            self.start(message[1], None, message[5], body, fds[0])
         elif message[0] == "go":
             self.release(message[1])
         return True
@@ -264,16 +269,13 @@ class _Server:
     def start(
         self,
         key: int,
-        payload: bytes,
-        params: tuple[str, ...],
-        modules: dict[str, str | None],
-        cwd: str,
         environ: dict[str, str] | None,
         grace: float,
-        *,
-        flag_fd: int,
+        body: Callable[[int], NoReturn],
+        passed_fd: int,
     ) -> None:
-        """Fork the keeper of one run and say which pid it got."""
+        """Fork the keeper of one run (``body``: what it forks on go) and say which pid
+        it got; ``passed_fd`` (the flag pipe, the program's stderr) is the body's."""
         if environ is not None:
             os.environ.clear()
             os.environ.update(environ)
@@ -282,17 +284,13 @@ class _Server:
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in (flag_fd, go_read, go_write):
+            for fd in (passed_fd, go_read, go_write):
                 os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            theirs = (*self.own, go_write, *self.gates.values())
-            body = functools.partial(
-                _child, flag_fd, self.for_children, payload, params, modules, cwd
-            )
-            _keeper(server, theirs, go_read, grace, body)
-        os.close(flag_fd)
+            _keeper(server, (*self.own, go_write, *self.gates.values()), go_read, grace, body)
+        os.close(passed_fd)
         os.close(go_read)
         self.gates[key] = go_write
         self.children[pid] = key
@@ -490,6 +488,43 @@ def _child(
         os._exit(code)
 
 
+def _exec_child(
+    argv: list[str],
+    cwd: str | None,
+    environ: dict[str, str],
+    stderr_fd: int,
+    results: socket.socket,
+    keeper: int,
+) -> NoReturn:
+    """A command run's body, forked by its keeper: the program, or why it could not start."""
+    try:
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
+            os._exit(1)  # the keeper died before we asked
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(stderr_fd, 2)
+        why = _exec(argv, cwd, environ)
+        with contextlib.suppress(OSError):
+            results.send(json.dumps([keeper, "fail", why]).encode())
+    finally:
+        os._exit(127)
+
+
+def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
+    """Become the program ``argv`` in ``cwd``; return only to say why that failed."""
+    if cwd is not None:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return f"working directory not found: {cwd!r} ({exc.strerror})"
+    try:
+        os.execvpe(argv[0], argv, environ)
+    except FileNotFoundError as exc:
+        return f"executable not found: {argv[0]!r} ({exc.strerror})"
+    except OSError as exc:
+        return f"could not start {argv[0]!r}: {exc}"
+    raise AssertionError("execvpe returned")  # pragma: no cover
+
+
 def _call(
     flag_fd: int,
     payload: bytes,
@@ -670,6 +705,22 @@ class ForkServer:
         self._environ = environ
         message = ("start", key, payload, params, modules, cwd, changed, grace)
         self._queue(message, flag_fd, key)
+        return True
+
+    def launch_command(
+        self,
+        key: int,
+        argv: list[str],
+        cwd: str | None,
+        environ: dict[str, str],
+        stderr_fd: int,
+        grace: float,
+    ) -> bool:
+        """Ask for a child running the program ``argv`` once :meth:`go` is called, its
+        stderr to ``stderr_fd`` (a copy is handed over); False if there is no server."""
+        if not self.start():
+            return False
+        self._queue(("command", key, argv, cwd, environ, grace), os.dup(stderr_fd), key)
         return True
 
     def go(self, key: int) -> None:

@@ -128,17 +128,21 @@ class _TreeExecutor:
 
 @dataclass
 class _Served:
-    """A run handed to the fork server: its key there, and its pid once forked."""
+    """A run handed to the fork server: its key there, its keeper's pid once forked,
+    and a command's stderr file."""
 
     key: int
     pid: int | None = None
+    stderr: IO[bytes] | None = None
 
 
 class ProcessExecutor(_TreeExecutor):
-    """Runs a Python function in a child process in its own session (see the module docstring)."""
+    """Runs a Python function (process) or a program (command) in a child process in its
+    own session, forked by the fork server (see the module docstring)."""
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
+        self._commands = CommandExecutor(host)  # programs while there is no server
         self._mp = multiprocessing.get_context("fork")
         find_prctl()  # found here, so that children forked from the scheduler have it
         self._server = ForkServer(
@@ -172,7 +176,10 @@ class ProcessExecutor(_TreeExecutor):
         await self._server.close()
 
     def start(self, run: Run) -> None:
-        """Hand the run to the fork server, or fork it here."""
+        """Hand the run to the fork server, or fork (or spawn) it here."""
+        if run.task.execution == "command":
+            self._start_command(run)
+            return
         # Pickled at each start: a partial's arguments are sent as they are now.
         reference = None if self._server.broken else by_reference(run.task.func)
         try:
@@ -190,9 +197,30 @@ class ProcessExecutor(_TreeExecutor):
             del self._served[key]
         self._fork(run, flag_fd)
 
+    def _start_command(self, run: Run) -> None:
+        task = run.task
+        if not self._server.broken:
+            # stderr goes to a file, not a pipe: a grandchild holding it open can never
+            # block on a full pipe, and its tail is read once the program has exited.
+            stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
+            key = next(self._keys)
+            self._served[key] = run
+            run.handle = _Served(key, stderr=stderr)
+            environ = task.env if task.env is not None else dict(os.environ)
+            grace = self.host.kill_grace
+            argv = list(task.argv)
+            if self._server.launch_command(key, argv, task.cwd, environ, stderr.fileno(), grace):
+                return
+            del self._served[key]
+            stderr.close()
+        self._commands.start(run)
+
     def terminate(self, run: Run) -> None:
         """As for any tree; a run the server has not forked yet ends after the grace if
         it still has not (the server is stuck: it never runs)."""
+        if run.task.execution == "command" and not isinstance(run.handle, _Served):
+            self._commands.terminate(run)
+            return
         super().terminate(run)
         if isinstance(run.handle, _Served) and run.handle.pid is None:
             self.host.loop.call_later(self.host.kill_grace, self._unforked, run)
@@ -203,6 +231,7 @@ class ProcessExecutor(_TreeExecutor):
         key = run.handle.key
         self._served.pop(key, None)
         self._abandoned.add(key)  # killed the moment it is reported forked
+        _close_stderr(run)
         self._finish(run, "terminate", "never started: the fork server did not fork it")
 
     def _on_started(self, key: int, pid: int, start: int | None) -> None:
@@ -229,12 +258,20 @@ class ProcessExecutor(_TreeExecutor):
     def _on_failed(self, key: int, text: str) -> None:
         run = self._served.pop(key, None)
         if run is not None:
+            _close_stderr(run)
             self._finish(run, "fail", text)
 
     def _on_exited(self, key: int, code: int, outcome: tuple[str, str | None] | None) -> None:
         run = self._served.pop(key, None)
-        if run is not None:
-            self._conclude(run, code, outcome, time.monotonic())
+        if run is None:
+            return
+        if run.task.execution == "command" and outcome is None and run.reason is None:
+            outcome = ("success", None)  # a program sends nothing: its exit code says
+            if code != 0:
+                text = _tail(run.handle.stderr)
+                outcome = ("fail", clip(f"{exit_text(code)}: {text}" if text else exit_text(code)))
+        _close_stderr(run)
+        self._conclude(run, code, outcome, time.monotonic())
 
     def _on_lost(self, code: int | None) -> None:
         """The server died: runs not forked yet are forked here; what is left of the
@@ -244,11 +281,15 @@ class ProcessExecutor(_TreeExecutor):
         self._abandoned.clear()
         for run in runs.values():
             if run.handle.pid is None:
+                _close_stderr(run)
                 if run.flag.is_set():
                     self._finish(run, "terminate", "never started")
+                elif run.task.execution == "command":
+                    self._commands.start(run)
                 else:
                     self._fork(run, run.flag.open())
                 continue
+            _close_stderr(run)
             self.terminate(run)  # its root got SIGTERM with the server; the rest may not have
             outcome = ("terminate", why) if run.reason is not None else ("fail", why)
             self.host.spawn(self._ended(run, *outcome, time.monotonic()))
@@ -317,6 +358,13 @@ class ProcessExecutor(_TreeExecutor):
             self._finish(run, *outcome)
         else:
             self.host.spawn(self._ended(run, *outcome, ended))
+
+
+def _close_stderr(run: Run) -> None:
+    """Close a served command's stderr file (its tail is read, or never will be)."""
+    if isinstance(run.handle, _Served) and run.handle.stderr is not None:
+        run.handle.stderr.close()
+        run.handle.stderr = None
 
 
 def _child(

@@ -72,7 +72,7 @@ from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
 from conddsl.runtime.flags import TerminationFlag
 from conddsl.runtime.leftovers import recover
-from conddsl.runtime.process_exec import CommandExecutor, ProcessExecutor
+from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.runs import Host, Run
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 
@@ -559,12 +559,13 @@ class Scheduler:
         recovery = recover(self.history, grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         host = Host(loop, self._finish, grace, self._spawn, procs, self._began)
+        processes = ProcessExecutor(host)  # programs too: both go by the fork server
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
             "thread": ThreadExecutor(host),
-            "process": ProcessExecutor(host),
-            "command": CommandExecutor(host),
+            "process": processes,
+            "command": processes,
         }
         now = self.clock.now()
         self.session.started_at = now
