@@ -368,6 +368,13 @@ def _keeper(
             with contextlib.suppress(OSError):
                 os.killpg(0, signal.SIGTERM)
             signal.signal(signal.SIGTERM, on_sigterm)
+            if not signal.getitimer(signal.ITIMER_REAL)[0]:  # SIGKILL after the grace
+                signal.setitimer(signal.ITIMER_REAL, grace)
+
+        def on_alarm(*_: object) -> None:
+            _signal_subtree(signal.SIGKILL, set())
+
+        signal.signal(signal.SIGALRM, on_alarm)
 
         signal.signal(signal.SIGTERM, on_sigterm)
         if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
