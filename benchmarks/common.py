@@ -278,3 +278,30 @@ def tree_forever() -> None:
 
     subprocess.Popen(["sleep", "60"])
     time.sleep(3600)
+
+
+def first_line(folder: str, name: str) -> None:
+    """A process task: note when the first run's first line ran (epoch seconds, in a
+    file of its own), then sleep until ended."""
+    import time
+
+    at = time.time()
+    try:
+        with open(f"{folder}/{name}", "x") as file:  # the first run's only
+            file.write(repr(at))
+    except FileExistsError:
+        pass
+    time.sleep(3600)
+
+
+def first_lines(folder: str) -> dict[str, float]:
+    """What :func:`first_line` wrote, by task name."""
+    import os
+
+    found = {}
+    for name in os.listdir(folder):
+        with open(f"{folder}/{name}") as file:
+            text = file.read()
+        if text:
+            found[name] = float(text)
+    return found

@@ -31,6 +31,8 @@ if __name__ == "__main__":  # run.py puts these on sys.path when it imports this
 
 from common import (  # noqa: E402
     closed_window,
+    first_line,
+    first_lines,
     history_events,
     idle_cpu,
     measure,
@@ -412,6 +414,45 @@ def case_waits(work: dict) -> dict:
     return wait_lateness(plan, first_lines, ends)
 
 
+def _process_start_once(tasks: int) -> list[float]:
+    """Seconds from each process run's ``run`` record to the first line of its body."""
+    import functools
+    import tempfile
+
+    from conddsl.history import MemoryHistory
+
+    folder = tempfile.mkdtemp()
+    history = MemoryHistory()
+    app = _scheduler(timeout=1.0, kill_grace=0.2, history=history)
+    lead = start_lead(tasks) + 1.0  # the fork server starts first
+    opens = round_ms(datetime.now(timezone.utc) + timedelta(seconds=lead))
+    for i in range(tasks):
+        body = functools.partial(first_line, folder, f"t{i}")
+        app.task(opening_at(opens), name=f"t{i}", execution="process")(body)
+    timer = threading.Timer(lead + 1.5, app.shut_down)
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+    runs = {}
+    for rec in history.records(actions="run"):
+        runs.setdefault(rec.task, rec.at.timestamp())
+    lines = first_lines(folder)
+    return [lines[name] - runs[name] for name in lines if name in runs]
+
+
+def case_process_start(work: dict) -> dict:
+    rows = {}
+    for tasks, repeats in work["runtime"]["process_start"]:
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += _process_start_once(tasks)
+            gc.collect()
+        rows[f"process-start {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
 def case_scheduler_memory(work: dict) -> dict:
     """Peak RSS growth while a scheduler takes its tasks and settles into waiting."""
     from conddsl import compile_condition
@@ -447,6 +488,7 @@ RUNTIME_CASES = {
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
     "waits": case_waits,
+    "process-start": case_process_start,
 }
 
 

@@ -43,6 +43,8 @@ warnings.simplefilter("ignore")
 from common import (  # noqa: E402
     HISTORY_TASKS,
     closed_window,
+    first_line,
+    first_lines,
     history_events,
     idle_cpu,
     measure,
@@ -488,6 +490,45 @@ def case_waits(work: dict) -> dict:
     return wait_lateness(plan, first_lines, ends)
 
 
+def _process_start_once(tasks: int) -> list[float]:
+    """Seconds from each process run's ``run`` log record to the first line of its body."""
+    import functools
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    app = _rocketry(execution="process", timeout=1.0, max_process_count=tasks)
+    capture = _capturing(app)
+    lead = start_lead(tasks) + 1.0
+    opens = round_ms(datetime.now() + timedelta(seconds=lead))
+    for i in range(tasks):
+        body = functools.partial(first_line, folder, f"t{i}")
+        app.task(opening_at(opens), name=f"t{i}", func=body)
+    timer = threading.Timer(lead + 1.5, app.session.shut_down)
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+        _release(app, capture)
+    runs: dict[str, float] = {}
+    for task, action, created in capture.records:
+        if action == "run":
+            runs.setdefault(task, created)
+    lines = first_lines(folder)
+    return [lines[name] - runs[name] for name in lines if name in runs]
+
+
+def case_process_start(work: dict) -> dict:
+    rows = {}
+    for tasks, repeats in work["runtime"]["process_start"]:
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += _process_start_once(tasks)
+            gc.collect()
+        rows[f"process-start {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
 def case_scheduler_memory(work: dict) -> dict:
     from rocketry import Rocketry  # noqa: F401 - imported before the baseline
     from rocketry.parse import parse_condition
@@ -525,6 +566,7 @@ CASES = {
     "idle-cpu": case_idle_cpu,
     "start": case_start_lateness,
     "waits": case_waits,
+    "process-start": case_process_start,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
 }

@@ -52,7 +52,15 @@ sys.path.insert(1, str(ROOT))
 import conddsl_side  # noqa: E402
 from common import summary  # noqa: E402
 
-RUNTIME_CASES = ("idle-cpu", "start", "terminate", "waits", "sched-memory", "check")
+RUNTIME_CASES = (
+    "idle-cpu",
+    "start",
+    "process-start",
+    "terminate",
+    "waits",
+    "sched-memory",
+    "check",
+)
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
 PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
@@ -88,6 +96,7 @@ RUNTIME = {
     "idle_samples": (3, 2),
     "idle_seconds": (1.0, 0.2),
     "start": ([[1, 10], [100, 5], [1_000, 3]], [[1, 2], [10, 1]]),
+    "process_start": ([[1, 10], [50, 3]], [[3, 1]]),
     "terminate": (
         [
             ["async", 1, 10],
@@ -691,6 +700,19 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
             key = f"terminate {kind} {n}"
             out.append(RuntimeRow("terminate", what, "lateness", mine(key), p(key), target))
         return out
+    if case == "process-start":
+        return [
+            RuntimeRow(
+                "process-start",
+                f"{_tasks(n)}, process, window opens at one instant: first line of body - "
+                f"run record, {_repeats(repeats)}",
+                "lateness",
+                mine(f"process-start {n}"),
+                p(f"process-start {n}"),
+                target=("p99", 0.01, "p99 <= 10 ms") if n == 50 else None,
+            )
+            for n, repeats in rt["process_start"]
+        ]
     if case == "waits":
         return [
             RuntimeRow(

@@ -1,21 +1,23 @@
 """Running tasks in child processes: Python functions (process) and programs (command).
 
-A Python process task is forked by the fork server (:mod:`.forkserver`) when its
-function can be passed by reference, else forked from the scheduler itself
-(``multiprocessing`` fork context, Linux); either way the child starts a session of
-its own, so that its whole tree can be signalled, and sees the run's
-``TerminationFlag`` through a pipe. The scheduler never waits on a dying process:
-the server reports each child's end on its socket; a child forked here is watched
-by its sentinel; a program (command) by a pidfd (without pidfds it polls).
-Programs start with ``subprocess.Popen`` (``vfork``, quick) and no watcher thread
-each, which asyncio's subprocesses would take.
+Both go by the fork server (:mod:`.forkserver`), which forks a *keeper* for each run:
+a subreaper in a session of its own that forks the body (the function, or an ``exec``
+of the program) once the scheduler says go, after listing the keeper in its process
+registry (:mod:`conddsl.runtime.leftovers`), and ends whatever the body leaves. The
+keeper is the run's root: the scheduler ends the tree under it, and records the run
+once all of it is gone. The run's ``run`` record is written when the keeper exists,
+and its timeout counts from then. The child sees the run's ``TerminationFlag``
+through a pipe. The server reports each keeper's end on its socket; the scheduler
+never waits on a dying process.
 
-Each tree is listed in the scheduler's process registry while it lives
-(:mod:`conddsl.runtime.leftovers`), so that a scheduler that died leaves none
-running past the next start. A child also asks Linux for SIGTERM when its parent
-(the server, which ends with the scheduler, or the scheduler's thread that forked
-it) dies (``PR_SET_PDEATHSIG``): its own descendants, in its group or not, are left
-to the next start.
+Without a server (it could not start, or died), and for functions that cannot be
+passed by reference, the run is forked from the scheduler itself (``multiprocessing``
+fork context, Linux) and watched by its sentinel, or a program is started with
+``subprocess.Popen`` and watched by a pidfd (without pidfds it polls); either starts a
+session of its own, so that its whole tree can be signalled, but has no keeper.
+A child forked here also asks Linux for SIGTERM when the scheduler's thread that
+forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
+here, are left to the next start, which ends what the registry lists.
 """
 
 from __future__ import annotations
