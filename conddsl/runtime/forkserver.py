@@ -33,15 +33,16 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
 
 Each run gets a *keeper*: a process forked by the server that leads a session of
-its own, is a subreaper (``PR_SET_CHILD_SUBREAPER``: every orphan of the run, a
+its own and is a subreaper (``PR_SET_CHILD_SUBREAPER``: every orphan of the run, a
 double-forked daemon or a ``setsid`` child whose parent ended, becomes its child,
-never init's) and forks the task's body only when the scheduler says go (after
-listing the keeper in its process registry: a scheduler killed at any instant
-leaves no process it does not know of, that has run a line of the task). The keeper
-is the run's root: the scheduler ends the tree under it. When the body has ended,
-whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill grace)
-before the keeper exits the way the body did. If the server dies (the scheduler
-died), the keeper gets SIGTERM and ends the run's whole tree the same way.
+never init's). It forks the task's body at once; the body runs no line of the task
+before the scheduler says go, which it does after listing the keeper in its process
+registry (a scheduler killed at any instant leaves no process it does not know of
+that has run a line of the task), and no fork lies between go and that first line.
+The keeper is the run's root: the scheduler ends the tree under it. When the body has
+ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
+grace) before the keeper exits the way the body did. If the server dies (the
+scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
 
 The body sends its outcome (JSON: action and message) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
@@ -338,10 +339,6 @@ def _preload(modules: dict[str, str | None]) -> None:
                 _import(name, file)
 
 
-class _Stop(Exception):
-    """The keeper was told to stop before its body started."""
-
-
 def _keeper(
     server: int,
     server_fds: tuple[int, ...],
@@ -349,57 +346,48 @@ def _keeper(
     grace: float,
     body: Callable[[int], NoReturn],
 ) -> NoReturn:
-    """A run's keeper (see the module docstring): wait for go, fork the body, reap it
-    and end what it left, then exit the way the body did."""
+    """A run's keeper (see the module docstring): fork the body (which waits for go),
+    reap it and end what it left, then exit the way the body did."""
     status = None
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        body_pid = [0]
+        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
+            os._exit(1)  # the server died before we asked: the scheduler is gone
+        become_subreaper()
+        for fd in server_fds:  # the server's, and the other runs' gates
+            os.close(fd)
+        keeper = os.getpid()
+        # Forked now, so that go finds it ready: a fork is not on the way to its first line.
+        pid = os.fork()
+        if pid == 0:
+            if not os.read(go_fd, 1):
+                os._exit(1)  # the server (and the scheduler) went before saying go
+            os.close(go_fd)
+            body(keeper)
+        os.close(go_fd)
 
         def on_sigterm(*_: object) -> None:
-            if not body_pid[0]:
-                raise _Stop  # nothing started: nothing to end
             # From the scheduler, the group has it already; from the server's death,
-            # it has not: pass it on (what left the group is ended once the body is).
+            # it has not: pass it on (what left the group is ended once the body is),
+            # and SIGKILL what is left after the grace.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             with contextlib.suppress(OSError):
                 os.killpg(0, signal.SIGTERM)
             signal.signal(signal.SIGTERM, on_sigterm)
-            if not signal.getitimer(signal.ITIMER_REAL)[0]:  # SIGKILL after the grace
+            if not signal.getitimer(signal.ITIMER_REAL)[0]:
                 signal.setitimer(signal.ITIMER_REAL, grace)
 
         def on_alarm(*_: object) -> None:
             _signal_subtree(signal.SIGKILL, set())
 
         signal.signal(signal.SIGALRM, on_alarm)
-
         signal.signal(signal.SIGTERM, on_sigterm)
-        if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
-            os._exit(1)  # the server died before we asked: the scheduler is gone
-        become_subreaper()
-        for fd in server_fds:  # the server's, and the other runs' gates
-            os.close(fd)
-        if not os.read(go_fd, 1):
-            os._exit(1)  # the server (and the scheduler) went before saying go
-        os.close(go_fd)
-        # The body must not run our SIGTERM handler: blocked until it has its own.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        keeper = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-            body(keeper)
-        body_pid[0] = pid
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         status = _reap_until(pid)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
         _end_leftovers(grace)
-    except _Stop:
-        status = None
     finally:
         _flush_output()
         _exit_like(status)
@@ -455,10 +443,10 @@ def _signal_subtree(sig: int, signalled: set[tuple[int, int]]) -> None:
 
 def _exit_like(status: int | None) -> NoReturn:
     """Exit with the body's wait status: its exit code, or the signal that killed it
-    (None: killed by SIGTERM before it started)."""
+    (None: the keeper failed before)."""
     if status is None:
-        sig = signal.SIGTERM
-    elif os.WIFSIGNALED(status):
+        os._exit(1)
+    if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
     else:
         os._exit(os.waitstatus_to_exitcode(status))

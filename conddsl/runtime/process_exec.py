@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -85,15 +86,23 @@ class _TreeExecutor:
             self._killers[run] = killer
             killer.start()
 
-    def _spawned(self, run: Run, pid: int, start: int | None = None) -> None:
-        """The run's root process started: remember it, and list it in the registry."""
+    def _spawned(
+        self, run: Run, pid: int, start: int | None = None, go: Callable[[], None] | None = None
+    ) -> None:
+        """The run's root process started: remember it, list it in the registry, record
+        the run, and let it ``go`` once the registry lists it."""
         if start is None:
             info = read_stat(pid)
             start = info.start if info is not None else None
         run.root = (pid, start)
-        if self.host.procs is not None:
-            self.host.procs.add(run.run_id, run.task.name, *run.root)
+        procs = self.host.procs
+        if procs is not None:
+            procs.add(run.run_id, run.task.name, *run.root)
         self.host.began(run)
+        if go is not None and procs is not None:
+            self.host.loop.call_soon(go)  # after the registry's write, queued for this turn
+        elif go is not None:
+            go()
         # Its tree may have to be ended: have a recent reading of /proc to start from.
         keep_view(scanner_for(self.host.loop))
 
@@ -163,14 +172,16 @@ class ProcessExecutor(_TreeExecutor):
         return PipeFlag()
 
     async def warm(self, tasks: Iterable[Task], timeout: float | None = None) -> None:
-        """Start the fork server with the modules of ``tasks`` loaded, so that their first
-        runs need not wait for it."""
+        """Start the fork server with the modules of ``tasks`` loaded (process and command
+        tasks), so that their first runs need not wait for it."""
         modules: dict[str, str | None] = {}
+        wanted = False
         for task in tasks:
-            reference = by_reference(task.func)
+            wanted = True
+            reference = None if task.execution == "command" else by_reference(task.func)
             if reference is not None:
                 modules.update(reference[1])
-        if modules and not self._server.broken:
+        if wanted and not self._server.broken:
             await self._server.preload(modules, _WARM_TIMEOUT if timeout is None else timeout)
 
     async def close(self) -> None:
@@ -247,15 +258,11 @@ class ProcessExecutor(_TreeExecutor):
         if run is None:
             return
         run.handle.pid = pid
-        self._spawned(run, pid, start)
-        if run.flag.is_set():  # terminated before it was forked: end it now
+        if run.flag.is_set():  # terminated before it was forked: end it, it never runs
+            self._spawned(run, pid, start)
             self.terminate(run)
-        elif self.host.procs is not None:
-            # After the registry's write, which _spawned queued for this turn: the body
-            # runs no line before the registry lists its keeper.
-            self.host.loop.call_soon(self._server.go, key)
         else:
-            self._server.go(key)
+            self._spawned(run, pid, start, go=functools.partial(self._server.go, key))
 
     def _on_failed(self, key: int, text: str) -> None:
         run = self._served.pop(key, None)

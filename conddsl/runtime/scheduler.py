@@ -581,9 +581,9 @@ class Scheduler:
             self._fail(exc)
         _freeze_heap()
         try:
-            # The fork server imports the process tasks' modules before anything starts.
+            # The fork server (for process and command tasks) is up before anything starts.
             await self._executors["process"].warm(
-                task for task in self.tasks.values() if task.execution == "process"
+                task for task in self.tasks.values() if task.uses_process
             )
             await self._cycle()
         except BaseException as exc:
