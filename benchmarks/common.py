@@ -305,3 +305,65 @@ def first_lines(folder: str) -> dict[str, float]:
         if text:
             found[name] = float(text)
     return found
+
+
+def latency_rows(sizes: list[list[int]], once, key: str) -> dict:
+    """Rows ``<key> <tasks>``: for each (tasks, repeats), the percentiles of every sample
+    ``once(tasks)`` gives in ``repeats`` runs."""
+    import gc
+
+    rows = {}
+    for tasks, repeats in sizes:
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += once(tasks)
+            gc.collect()
+        rows[f"{key} {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+class WaitProbe:
+    """The long-wait case's bookkeeping, the same on both sides: its tasks, what they
+    report, and ``stop()`` once every one is measured."""
+
+    def __init__(self, plan: list[tuple[str, str, float, datetime]], stop) -> None:
+        self.plan = plan
+        self.stop = stop
+        self.first_lines: dict[str, float] = {}
+        self.ends: dict[str, tuple[float, float]] = {}
+        self.began: dict[str, float] = {}
+
+    def add_tasks(self, app, forever) -> None:
+        """Register the plan's tasks (the same decorator API on both sides)."""
+        for name, kind, wait, opens in self.plan:
+            if kind == "start":
+                app.task(opening_at(opens), name=name, timeout=0.5)(self._body(name))
+            else:
+                app.task(opening_at(opens), name=name, timeout=wait)(forever)
+
+    def on_record(self, task: str, action: str, at: float) -> None:
+        """A record of the scheduler's (``at``: epoch seconds)."""
+        if task.startswith("t") and task not in self.ends:
+            if action == "run":
+                self.began.setdefault(task, at)
+            elif task in self.began:
+                self.ends[task] = (self.began[task], at)
+                self._measured()
+
+    def _body(self, name: str):
+        import asyncio
+        import time
+
+        async def body() -> None:
+            self.first_lines.setdefault(name, time.time())
+            self._measured()
+            await asyncio.Event().wait()
+
+        return body
+
+    def _measured(self) -> None:
+        if len(self.first_lines) + len(self.ends) == len(self.plan):
+            self.stop()
+
+    def rows(self) -> dict:
+        return wait_lateness(self.plan, self.first_lines, self.ends)

@@ -30,11 +30,13 @@ if __name__ == "__main__":  # run.py puts these on sys.path when it imports this
     sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from common import (  # noqa: E402
+    WaitProbe,
     closed_window,
     first_line,
     first_lines,
     history_events,
     idle_cpu,
+    latency_rows,
     measure,
     memory_runs,
     opening_at,
@@ -46,7 +48,6 @@ from common import (  # noqa: E402
     start_phases,
     task_state_instants,
     tree_forever,
-    wait_lateness,
     wait_plan,
 )
 
@@ -372,46 +373,23 @@ def case_waits(work: dict) -> dict:
 
     rt = work["runtime"]
     plan = wait_plan(datetime.now(timezone.utc), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
-    first_lines: dict[str, float] = {}
-    ends: dict[str, tuple[float, float]] = {}
-    began: dict[str, float] = {}
-
-    def measured() -> None:
-        if len(first_lines) + len(ends) == len(plan):
-            app.shut_down(force=True)
+    probe = WaitProbe(plan, lambda: app.shut_down(force=True))
 
     class Watching(MemoryHistory):
         def record(self, task, action, **fields):
             rec = super().record(task, action, **fields)
-            if task.startswith("t") and task not in ends:
-                if action == "run":
-                    began.setdefault(task, rec.at.timestamp())
-                elif task in began:
-                    ends[task] = (began[task], rec.at.timestamp())
-                    measured()
+            probe.on_record(task, action, rec.at.timestamp())
             return rec
 
-    def body_of(name: str):
-        async def body() -> None:
-            first_lines.setdefault(name, time.time())
-            measured()
-            await asyncio.Event().wait()
-
-        return body
-
     app = _scheduler(timeout="never", history=Watching())
-    for name, kind, wait, opens in plan:
-        if kind == "start":
-            app.task(opening_at(opens), name=name, timeout=0.5)(body_of(name))
-        else:
-            app.task(opening_at(opens), name=name, timeout=wait)(_forever)
+    probe.add_tasks(app, _forever)
     timer = threading.Timer(max(rt["waits"]) + 60, app.shut_down, kwargs={"force": True})
     timer.start()
     try:
         app.run()
     finally:
         timer.cancel()
-    return wait_lateness(plan, first_lines, ends)
+    return probe.rows()
 
 
 def _process_start_once(tasks: int) -> list[float]:
@@ -443,14 +421,7 @@ def _process_start_once(tasks: int) -> list[float]:
 
 
 def case_process_start(work: dict) -> dict:
-    rows = {}
-    for tasks, repeats in work["runtime"]["process_start"]:
-        samples: list[float] = []
-        for _ in range(repeats):
-            samples += _process_start_once(tasks)
-            gc.collect()
-        rows[f"process-start {tasks}"] = percentiles(samples, repeats=repeats)
-    return rows
+    return latency_rows(work["runtime"]["process_start"], _process_start_once, "process-start")
 
 
 def case_scheduler_memory(work: dict) -> dict:

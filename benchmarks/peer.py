@@ -42,11 +42,13 @@ warnings.simplefilter("ignore")
 
 from common import (  # noqa: E402
     HISTORY_TASKS,
+    WaitProbe,
     closed_window,
     first_line,
     first_lines,
     history_events,
     idle_cpu,
+    latency_rows,
     measure,
     memory_runs,
     opening_at,
@@ -58,7 +60,6 @@ from common import (  # noqa: E402
     start_phases,
     task_state_instants,
     tree_forever,
-    wait_lateness,
     wait_plan,
 )
 
@@ -305,6 +306,17 @@ def _release(app, capture: _Capture) -> None:
     logging.getLogger(app.session.config.task_logger_basename).removeHandler(capture)
 
 
+def _serve_for(app, seconds: float, capture: _Capture, *, force: bool = True) -> None:
+    """Run ``app`` until it shuts down, or for ``seconds`` at most; then stop capturing."""
+    timer = threading.Timer(seconds, app.session.shut_down, kwargs={"force": force})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+        _release(app, capture)
+
+
 def case_idle_cpu(work: dict) -> dict:
     rt = work["runtime"]
     rows = {}
@@ -402,13 +414,7 @@ def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
         else:
             body = tree_forever if kind == "tree" else _sleep_forever
             app.task("true", name=f"t{i}", execution="process")(body)
-    timer = threading.Timer(60, app.session.shut_down, kwargs={"force": True})
-    timer.start()
-    try:
-        app.run()
-    finally:
-        timer.cancel()
-        _release(app, capture)
+    _serve_for(app, 60, capture)
     first_run: dict[str, float] = {}
     ended: dict[str, tuple[str, float]] = {}
     for task, action, created in capture.records:
@@ -449,45 +455,12 @@ def case_waits(work: dict) -> dict:
     """Start and termination lateness after long waits (see conddsl_side.case_waits)."""
     rt = work["runtime"]
     plan = wait_plan(datetime.now(), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
-    first_lines: dict[str, float] = {}
-    ends: dict[str, tuple[float, float]] = {}
-    began: dict[str, float] = {}
-
-    def measured() -> None:
-        if len(first_lines) + len(ends) == len(plan):
-            app.session.shut_down(force=True)
-
-    def on_record(task: str, action: str, created: float) -> None:
-        if task.startswith("t") and task not in ends:
-            if action == "run":
-                began.setdefault(task, created)
-            elif task in began:
-                ends[task] = (began[task], created)
-                measured()
-
-    def body_of(name: str):
-        async def body() -> None:
-            first_lines.setdefault(name, time.time())
-            measured()
-            await asyncio.Event().wait()
-
-        return body
-
+    probe = WaitProbe(plan, lambda: app.session.shut_down(force=True))
     app = _rocketry(timeout=3600)
-    capture = _capturing(app, on_record)
-    for name, kind, wait, opens in plan:
-        if kind == "start":
-            app.task(opening_at(opens), name=name, timeout=0.5)(body_of(name))
-        else:
-            app.task(opening_at(opens), name=name, timeout=wait)(_forever)
-    timer = threading.Timer(max(rt["waits"]) + 60, app.session.shut_down, kwargs={"force": True})
-    timer.start()
-    try:
-        app.run()
-    finally:
-        timer.cancel()
-        _release(app, capture)
-    return wait_lateness(plan, first_lines, ends)
+    capture = _capturing(app, probe.on_record)
+    probe.add_tasks(app, _forever)
+    _serve_for(app, max(rt["waits"]) + 60, capture)
+    return probe.rows()
 
 
 def _process_start_once(tasks: int) -> list[float]:
@@ -503,13 +476,7 @@ def _process_start_once(tasks: int) -> list[float]:
     for i in range(tasks):
         body = functools.partial(first_line, folder, f"t{i}")
         app.task(opening_at(opens), name=f"t{i}", func=body)
-    timer = threading.Timer(lead + 1.5, app.session.shut_down)
-    timer.start()
-    try:
-        app.run()
-    finally:
-        timer.cancel()
-        _release(app, capture)
+    _serve_for(app, lead + 1.5, capture, force=False)
     runs: dict[str, float] = {}
     for task, action, created in capture.records:
         if action == "run":
@@ -519,14 +486,7 @@ def _process_start_once(tasks: int) -> list[float]:
 
 
 def case_process_start(work: dict) -> dict:
-    rows = {}
-    for tasks, repeats in work["runtime"]["process_start"]:
-        samples: list[float] = []
-        for _ in range(repeats):
-            samples += _process_start_once(tasks)
-            gc.collect()
-        rows[f"process-start {tasks}"] = percentiles(samples, repeats=repeats)
-    return rows
+    return latency_rows(work["runtime"]["process_start"], _process_start_once, "process-start")
 
 
 def case_scheduler_memory(work: dict) -> dict:

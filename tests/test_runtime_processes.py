@@ -217,51 +217,47 @@ def test_the_demo_shows_every_cause():
     assert "killed by signal SIGKILL" in result.stdout  # stubborn, after kill_grace
 
 
+def _process(body):
+    return lambda app, pids, timeout: app.task(
+        Once(), name="escape", execution="process", timeout=timeout
+    )(partial(body, pids))
+
+
+def _command(script: str):
+    return lambda app, pids, timeout: app.command_task(
+        Once(), argv=["sh", "-c", script.format(pids=pids)], name="escape", timeout=timeout
+    )
+
+
 @pytest.mark.parametrize(
-    "body, timeout, action",
+    "add, timeout, action",
     [
-        (double_fork_daemon, 0.5, "terminate"),
-        (setsid_child, 0.5, "terminate"),
-        (fork_on_sigterm, 0.5, "terminate"),
-        (leave_a_child, "never", "success"),
-        (partial(double_fork_daemon, then_return=True), "never", "success"),
+        (_process(double_fork_daemon), 0.5, "terminate"),
+        (_process(setsid_child), 0.5, "terminate"),
+        (_process(fork_on_sigterm), 0.5, "terminate"),
+        (_process(leave_a_child), "never", "success"),
+        (_process(partial(double_fork_daemon, then_return=True)), "never", "success"),
+        (_command("setsid sleep 3600 & echo $! > {pids}; sleep 3600"), 0.5, "terminate"),
+        (_command("setsid sleep 3600 & echo $! > {pids}"), "never", "success"),
     ],
-    ids=["double-fork", "setsid", "forked-on-sigterm", "left-by-a-run-that-ended", "daemon-left"],
+    ids=[
+        "double-fork",
+        "setsid",
+        "forked-on-sigterm",
+        "left-by-a-run-that-ended",
+        "daemon-left",
+        "command-setsid",
+        "command-left-by-a-run-that-ended",
+    ],
 )
-def test_no_descendant_escapes_the_end_of_its_run(tmp_path, body, timeout, action):
+def test_no_descendant_escapes_the_end_of_its_run(tmp_path, add, timeout, action):
     """Whatever a run's processes do (a daemon, a session of their own, a child forked
     from the SIGTERM handler, a child left behind by a run that returned), nothing of
-    the run outlives its finishing record: the run's keeper is their subreaper."""
+    the run outlives its finishing record: the run's keeper is their subreaper. The
+    same for a program."""
     pid_file = str(tmp_path / "pids")
     app = real()
-    app.task(Once(), name="escape", execution="process", timeout=timeout)(partial(body, pid_file))
-
-    async def stop(app: Scheduler) -> None:
-        await records_appear(app, "run")
-        await records_appear(app, action)
-        app.shut_down()
-
-    play(app, stop)
-    _, ended = the_run(app, "escape")
-    assert ended.action == action
-    (escaped,) = read_pids(pid_file)
-    assert gone(escaped)
-
-
-@pytest.mark.parametrize(
-    "script, timeout, action",
-    [
-        ("setsid sleep 3600 & echo $! > {pids}; sleep 3600", 0.5, "terminate"),
-        ("setsid sleep 3600 & echo $! > {pids}", "never", "success"),
-    ],
-    ids=["terminated", "ended-by-itself"],
-)
-def test_no_descendant_escapes_a_command(tmp_path, script, timeout, action):
-    """Programs get a keeper too: a child in a session of its own does not outlive the run."""
-    pid_file = str(tmp_path / "pids")
-    app = real()
-    argv = ["sh", "-c", script.format(pids=pid_file)]
-    app.command_task(Once(), argv=argv, name="escape", timeout=timeout)
+    add(app, pid_file, timeout)
 
     async def stop(app: Scheduler) -> None:
         await records_appear(app, action)
