@@ -48,6 +48,7 @@ from reliability.load import MARK, marked
 
 from conddsl.history import HistoryError, SQLiteHistory
 from conddsl.runtime import Scheduler, SchedulerError
+from conddsl.runtime.processes import read_stat
 from conddsl.timeline.zones import resolve_zone
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, /proc, SIGKILL")
@@ -361,15 +362,28 @@ def orphan_kills(folder: Path, kills: int, seed: int) -> dict:
             give_up = time.monotonic() + 3.0
             while marked(token) and time.monotonic() < give_up:
                 time.sleep(0.05)
-            orphans += marked(token)
+            orphans += [_described(pid) for pid in marked(token)]
         finally:
             _kill_stragglers(token)
-    return {"kills": kills, "orphans": len(orphans)}
+    return {"kills": kills, "orphans": len(orphans), "orphan_processes": orphans}
+
+
+def _described(pid: int) -> str:
+    """A process by its pid, command line, parent and group (what an orphan report needs)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = "?"
+    info = read_stat(pid)
+    if info is None:
+        return f"{pid} {command} (gone)"
+    return f"{pid} {command} (parent {info.ppid}, group {info.pgid}, state {info.state})"
 
 
 def test_no_orphan_after_sigkills_around_starts(tmp_path):
     figures = orphan_kills(tmp_path, SMOKE_KILLS, seed=3)
-    assert figures["orphans"] == 0
+    assert figures["orphan_processes"] == []
 
 
 @pytest.mark.long
@@ -377,4 +391,4 @@ def test_no_orphan_after_100_sigkills_around_starts(tmp_path, request):
     long_run(request)
     figures = orphan_kills(tmp_path, LONG_KILLS, seed=4)
     report("orphans_long", **figures)
-    assert figures["orphans"] == 0
+    assert figures["orphan_processes"] == []

@@ -386,3 +386,41 @@ async def _shut_after(app: Scheduler, task: str) -> None:
 def _finish(app: Scheduler, task: str):
     (ended,) = [rec for rec in app.history.records(task) if rec.action != "run"]
     return ended
+
+
+def first_line_then_sleep(path: str) -> None:
+    write_json(path, time.time())
+    time.sleep(60)
+
+
+def test_the_timeout_counts_from_when_the_process_exists(tmp_path, monkeypatch):
+    """A start the server takes long to fork (here held back 0.3 s) still gets its whole
+    timeout: the run record is written when the process exists, and the body's first
+    line comes after it."""
+    import asyncio
+
+    from conddsl.runtime.forkserver import ForkServer
+
+    sent: list[float] = []
+    launch = ForkServer.launch
+
+    def late_launch(self, *args):
+        def now() -> None:
+            sent.append(time.time())
+            launch(self, *args)
+
+        asyncio.get_running_loop().call_later(0.3, now)
+        return True
+
+    monkeypatch.setattr(ForkServer, "launch", late_launch)
+    path = str(tmp_path / "first.json")
+    app = real()
+    app.task(Once(), name="late", execution="process", timeout=0.4)(
+        functools.partial(first_line_then_sleep, path)
+    )
+    play(app, lambda app: _shut_after(app, "late"))
+    started, ended = app.history.records("late")
+    assert started.at.timestamp() >= sent[0]  # not when the scheduler decided to start it
+    assert started.at.timestamp() <= read_json(path)
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert (ended.at - started.at).total_seconds() >= 0.4

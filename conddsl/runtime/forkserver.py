@@ -360,14 +360,6 @@ def _keeper(
         for fd in server_fds:  # the server's, and the other runs' gates
             os.close(fd)
         keeper = os.getpid()
-        # Forked now, so that go finds it ready: a fork is not on the way to its first line.
-        pid = os.fork()
-        if pid == 0:
-            if not os.read(go_fd, 1):
-                os._exit(1)  # the server (and the scheduler) went before saying go
-            os.close(go_fd)
-            body(keeper)
-        os.close(go_fd)
 
         def on_sigterm(*_: object) -> None:
             # From the scheduler, the group has it already; from the server's death,
@@ -383,8 +375,23 @@ def _keeper(
         def on_alarm(*_: object) -> None:
             _signal_subtree(signal.SIGKILL, set())
 
+        # Our handlers are in place before the body can run, and the body gets none of
+        # them: SIGTERM waits (blocked) until each side has its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         signal.signal(signal.SIGALRM, on_alarm)
         signal.signal(signal.SIGTERM, on_sigterm)
+        # Forked now, so that go finds it ready: a fork is not on the way to its first line.
+        pid = os.fork()
+        if pid == 0:
+            for number in (signal.SIGALRM, signal.SIGTERM):
+                signal.signal(number, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            if not os.read(go_fd, 1):
+                os._exit(1)  # the server (and the scheduler) went before saying go
+            os.close(go_fd)
+            body(keeper)
+        os.close(go_fd)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         status = _reap_until(pid)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
         _end_leftovers(grace)
