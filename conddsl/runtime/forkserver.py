@@ -26,9 +26,10 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 - scheduler -> server: ``("setup", sys_path, argv)``, ``("preload", modules)`` (at the
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
-  attached; ``environ`` is None when it did not change since the last start.
-  ``("command", key, argv, cwd, environ, grace)`` with the program's stderr file
-  attached. ``("go", key)`` once the run is listed in the process registry.
+  and the read end of its go pipe attached; ``environ`` is None when it did not change
+  since the last start. ``("command", key, argv, cwd, environ, grace)`` with the
+  program's stderr file and the go pipe attached. The scheduler writes a byte to the go
+  pipe once the run is listed in its process registry (or closes it: never go).
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
 
@@ -231,12 +232,11 @@ class _Server:
         self.own = own  # the server's descriptors, which a child closes (not its modules')
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
         self.outcomes: dict[int, Any] = {}  # pid -> what it sent
-        self.gates: dict[int, int] = {}  # key -> the write end of its keeper's go pipe
 
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 1)
+            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 2)
         except ConnectionResetError:
             return False
         if not data:
@@ -251,49 +251,38 @@ class _Server:
             _send(self.sock, ("preloaded",))
         elif message[0] == "start":
             body = functools.partial(_child, fds[0], self.for_children, *message[2:6])
-            self.start(message[1], message[6], message[7], body, fds[0])
+            self.start(message[1], message[6], message[7], body, fds)
         elif message[0] == "command":
             body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
-            self.start(message[1], None, message[5], body, fds[0])
-        elif message[0] == "go":
-            self.release(message[1])
+            self.start(message[1], None, message[5], body, fds)
         return True
-
-    def release(self, key: int) -> None:
-        """Let the keeper of run ``key`` fork its body."""
-        gate = self.gates.pop(key, None)
-        if gate is not None:
-            with contextlib.suppress(OSError):
-                os.write(gate, b"g")
-            os.close(gate)
 
     def start(
         self,
         key: int,
         environ: dict[str, str] | None,
         grace: float,
-        body: Callable[[int], NoReturn],
-        passed_fd: int,
+        body: Callable[[int, Callable[[], None]], NoReturn],
+        passed: list[int],
     ) -> None:
-        """Fork the keeper of one run (``body``: what it forks on go) and say which pid
-        it got; ``passed_fd`` (the flag pipe, the program's stderr) is the body's."""
+        """Fork the keeper of one run (``body``: what it forks, to run on go) and say
+        which pid it got; ``passed``: the body's descriptor (the flag pipe, the program's
+        stderr) and the read end of the run's go pipe."""
         if environ is not None:
             os.environ.clear()
             os.environ.update(environ)
         server = os.getpid()
-        go_read, go_write = os.pipe2(os.O_CLOEXEC)
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in (passed_fd, go_read, go_write):
+            for fd in passed:
                 os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _keeper(server, (*self.own, go_write, *self.gates.values()), go_read, grace, body)
-        os.close(passed_fd)
-        os.close(go_read)
-        self.gates[key] = go_write
+            _keeper(server, self.own, passed[1], grace, body)
+        for fd in passed:
+            os.close(fd)
         self.children[pid] = key
         info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
         _send(self.sock, ("started", key, pid, info.start if info is not None else None))
@@ -324,9 +313,6 @@ class _Server:
             key = self.children.pop(pid, None)
             outcome = self.outcomes.pop(pid, None)
             if key is not None:
-                gate = self.gates.pop(key, None)
-                if gate is not None:
-                    os.close(gate)
                 _send(self.sock, ("exited", key, os.waitstatus_to_exitcode(status), outcome))
 
 
@@ -344,7 +330,7 @@ def _keeper(
     server_fds: tuple[int, ...],
     go_fd: int,
     grace: float,
-    body: Callable[[int], NoReturn],
+    body: Callable[[int, Callable[[], None]], NoReturn],
 ) -> NoReturn:
     """A run's keeper (see the module docstring): fork the body (which waits for go),
     reap it and end what it left, then exit the way the body did."""
@@ -357,7 +343,7 @@ def _keeper(
         if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
             os._exit(1)  # the server died before we asked: the scheduler is gone
         become_subreaper()
-        for fd in server_fds:  # the server's, and the other runs' gates
+        for fd in server_fds:  # the server's
             os.close(fd)
         keeper = os.getpid()
 
@@ -386,10 +372,7 @@ def _keeper(
             for number in (signal.SIGALRM, signal.SIGTERM):
                 signal.signal(number, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-            if not os.read(go_fd, 1):
-                os._exit(1)  # the server (and the scheduler) went before saying go
-            os.close(go_fd)
-            body(keeper)
+            body(keeper, functools.partial(_await_go, go_fd))
         os.close(go_fd)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         status = _reap_until(pid)
@@ -398,6 +381,13 @@ def _keeper(
     finally:
         _flush_output()
         _exit_like(status)
+
+
+def _await_go(go_fd: int) -> None:
+    """Return once the scheduler says go; exit if it closed the pipe (or died) instead."""
+    if not os.read(go_fd, 1):
+        os._exit(1)  # never to run: nothing of the task has
+    os.close(go_fd)
 
 
 def _reap_until(pid: int) -> int:
@@ -476,13 +466,20 @@ def _child(
     modules: dict[str, str | None],
     cwd: str,
     keeper: int,
+    go: Callable[[], None],
 ) -> NoReturn:
-    """A run's body, forked by its keeper: the function, its outcome."""
+    """A run's body, forked by its keeper: the function (loaded, then run on ``go``),
+    its outcome."""
     code = 1
     try:
         if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
             os._exit(1)  # the keeper died before we asked
-        action, message = _call(flag_fd, payload, params, modules, cwd)
+        loaded = _load(payload, modules, cwd)
+        go()
+        if isinstance(loaded, str):
+            action, message = "fail", loaded
+        else:
+            action, message = call_for_outcome(loaded, params, flag_fd)
         results.send(json.dumps([keeper, action, message]).encode())
         code = 0
     finally:
@@ -497,13 +494,16 @@ def _exec_child(
     stderr_fd: int,
     results: socket.socket,
     keeper: int,
+    go: Callable[[], None],
 ) -> NoReturn:
-    """A command run's body, forked by its keeper: the program, or why it could not start."""
+    """A command run's body, forked by its keeper: the program (on ``go``), or why it
+    could not start."""
     try:
         if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
             os._exit(1)  # the keeper died before we asked
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(stderr_fd, 2)
+        go()
         why = _exec(argv, cwd, environ)
         with contextlib.suppress(OSError):
             results.send(json.dumps([keeper, "fail", why]).encode())
@@ -527,19 +527,14 @@ def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
     raise AssertionError("execvpe returned")  # pragma: no cover
 
 
-def _call(
-    flag_fd: int,
-    payload: bytes,
-    params: tuple[str, ...],
-    modules: dict[str, str | None],
-    cwd: str,
-) -> tuple[str, str | None]:
+def _load(payload: bytes, modules: dict[str, str | None], cwd: str) -> Any:
+    """The task's function, in its working directory (before go: its first line is then
+    the next thing to run); or why it could not be loaded (a str)."""
     try:
         os.chdir(cwd)
-        func = _ReferenceUnpickler(payload, modules).load()
+        return _ReferenceUnpickler(payload, modules).load()
     except BaseException as exc:
-        return "fail", clip(f"could not load the task's function: {exception_text(exc)}")
-    return call_for_outcome(func, params, flag_fd)
+        return clip(f"could not load the task's function: {exception_text(exc)}")
 
 
 def call_for_outcome(
@@ -621,7 +616,10 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         # (message, flag fd to hand over, the run's key): written when the socket takes them
-        self._outbox: collections.deque[tuple[bytes, int | None, int | None]] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, tuple[int, ...], int | None]] = (
+            collections.deque()
+        )
+        self._gates: dict[int, int] = {}  # run key -> the write end of its go pipe
         self._environ: dict[str, str] | None = None
         self._sys_path: list[str] | None = None
         self.ready = False  # the server said it serves
@@ -677,14 +675,14 @@ class ForkServer:
             return
         self._sync_path()
         self._preloaded = self.loop.create_future()
-        self._queue(("preload", modules), None, None)
+        self._queue(("preload", modules), (), None)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._preloaded), timeout)
 
     def _sync_path(self) -> None:
         if self._sys_path != sys.path:
             self._sys_path = list(sys.path)
-            self._queue(("setup", self._sys_path, list(sys.argv)), None, None)
+            self._queue(("setup", self._sys_path, list(sys.argv)), (), None)
 
     def launch(
         self,
@@ -706,7 +704,7 @@ class ForkServer:
         changed = environ if environ != self._environ else None
         self._environ = environ
         message = ("start", key, payload, params, modules, cwd, changed, grace)
-        self._queue(message, flag_fd, key)
+        self._queue(message, (flag_fd, self._gate(key)), key)
         return True
 
     def launch_command(
@@ -722,16 +720,32 @@ class ForkServer:
         stderr to ``stderr_fd`` (a copy is handed over); False if there is no server."""
         if not self.start():
             return False
-        self._queue(("command", key, argv, cwd, environ, grace), os.dup(stderr_fd), key)
+        message = ("command", key, argv, cwd, environ, grace)
+        self._queue(message, (os.dup(stderr_fd), self._gate(key)), key)
         return True
 
-    def go(self, key: int) -> None:
-        """Let run ``key`` (reported started) run its body."""
-        self._queue(("go", key), None, None)
+    def _gate(self, key: int) -> int:
+        """A go pipe for run ``key``: its read end (to hand over), its write end kept."""
+        read, self._gates[key] = os.pipe2(os.O_CLOEXEC)
+        return read
 
-    def _queue(self, message: tuple[Any, ...], fd: int | None, key: int | None) -> None:
+    def go(self, key: int) -> None:
+        """Let run ``key`` run its body (a byte down its go pipe, straight to it)."""
+        gate = self._gates.pop(key, None)
+        if gate is not None:
+            with contextlib.suppress(OSError):
+                os.write(gate, b"g")
+            os.close(gate)
+
+    def forget(self, key: int) -> None:
+        """Run ``key`` is over: its body never goes (if it never did)."""
+        gate = self._gates.pop(key, None)
+        if gate is not None:
+            os.close(gate)
+
+    def _queue(self, message: tuple[Any, ...], fds: tuple[int, ...], key: int | None) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._outbox.append((data, fd, key))
+        self._outbox.append((data, fds, key))
         if len(self._outbox) == 1:
             self._flush()
 
@@ -740,12 +754,12 @@ class ForkServer:
         if sock is None:
             return
         while self._outbox:
-            data, fd, key = self._outbox[0]
+            data, fds, key = self._outbox[0]
             try:
-                if fd is None:
+                if not fds:
                     sock.send(data)
                 else:
-                    socket.send_fds(sock, [data], [fd])
+                    socket.send_fds(sock, [data], list(fds))
             except BlockingIOError:
                 self.loop.add_writer(sock.fileno(), self._writable)
                 return
@@ -753,17 +767,18 @@ class ForkServer:
                 return  # the server is gone: _readable reports it, with every run of it
             except OSError as exc:  # this message cannot go (too large: EMSGSIZE)
                 self._outbox.popleft()
-                if fd is not None:
+                for fd in fds:
                     os.close(fd)
                 if key is not None:
+                    self.forget(key)
                     self._environ = None  # it did not go: the next start sends it
                     self._failed(key, f"could not hand the run to the fork server: {exc}")
                 else:
                     log.warning("fork server: could not send its setup: %s", exc)
                 continue
             self._outbox.popleft()
-            if fd is not None:
-                os.close(fd)  # the server holds its own copy now
+            for fd in fds:
+                os.close(fd)  # the server holds its own copies now
 
     def _writable(self) -> None:
         if self._sock is not None:
@@ -823,10 +838,12 @@ class ForkServer:
             self.loop.remove_reader(sock.fileno())
             self.loop.remove_writer(sock.fileno())
             sock.close()
-        for _, fd, _ in self._outbox:
-            if fd is not None:
+        for _, fds, _ in self._outbox:
+            for fd in fds:
                 os.close(fd)
         self._outbox.clear()
+        for key in list(self._gates):
+            self.forget(key)
 
     async def close(self) -> None:
         """Stop the server (when no run of it is left): it ends when its socket closes."""
@@ -845,4 +862,5 @@ class ForkServer:
     @property
     def fds(self) -> tuple[int, ...]:
         """The descriptors a child forked from the scheduler must close."""
-        return (self._sock.fileno(),) if self._sock is not None else ()
+        own = (self._sock.fileno(),) if self._sock is not None else ()
+        return own + tuple(self._gates.values())

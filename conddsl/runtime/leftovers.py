@@ -7,7 +7,7 @@ whose history is a file keeps a registry of its live process trees beside it
 22 of ``/proc/<pid>/stat``: a recycled pid is never taken for it) and its process
 group. The file is rewritten atomically (a temporary file, then ``os.replace``) at
 the end of each turn of the event loop in which a tree was added or has ended; a run
-forked by the fork server runs no line of its task before that write (its keeper
+forked by the fork server runs no line of its task before that write (its body
 waits for the scheduler's go, sent after it).
 
 The next scheduler on the same history reads it when it starts, before it marks the

@@ -243,6 +243,7 @@ class ProcessExecutor(_TreeExecutor):
             return
         key = run.handle.key
         self._served.pop(key, None)
+        self._server.forget(key)
         self._abandoned.add(key)  # killed the moment it is reported forked
         _close_stderr(run)
         self._finish(run, "terminate", "never started: the fork server did not fork it")
@@ -265,12 +266,14 @@ class ProcessExecutor(_TreeExecutor):
             self._spawned(run, pid, start, go=functools.partial(self._server.go, key))
 
     def _on_failed(self, key: int, text: str) -> None:
+        self._server.forget(key)
         run = self._served.pop(key, None)
         if run is not None:
             _close_stderr(run)
             self._finish(run, "fail", text)
 
     def _on_exited(self, key: int, code: int, outcome: tuple[str, str | None] | None) -> None:
+        self._server.forget(key)
         run = self._served.pop(key, None)
         if run is None:
             return
