@@ -86,6 +86,7 @@ _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked dir
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
@@ -231,7 +232,8 @@ class _Server:
         self.for_children = for_children
         self.own = own  # the server's descriptors, which a child closes (not its modules')
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
-        self.outcomes: dict[int, Any] = {}  # pid -> what it sent
+        self.outcomes: dict[int, Any] = {}  # keeper pid -> what its body sent
+        self.codes: dict[int, int] = {}  # keeper pid -> its body's exit code (sent by it)
 
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
@@ -280,7 +282,7 @@ class _Server:
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _keeper(server, self.own, passed[1], grace, body)
+            _keeper(server, self.own, passed[1], grace, body, self.for_children)
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
@@ -295,7 +297,11 @@ class _Server:
                 return
             with contextlib.suppress(ValueError, TypeError):
                 pid, action, message = json.loads(data)
-                self.outcomes[int(pid)] = (str(action), None if message is None else str(message))
+                if action == _EXIT_CODE:  # from a keeper: how its body ended
+                    self.codes[int(pid)] = int(message)
+                else:
+                    text = None if message is None else str(message)
+                    self.outcomes[int(pid)] = (str(action), text)
 
     def reap(self) -> None:
         """Reap every child that ended (keepers, and orphans handed to us) and report
@@ -312,8 +318,11 @@ class _Server:
             self.read_outcomes()
             key = self.children.pop(pid, None)
             outcome = self.outcomes.pop(pid, None)
+            # How the body ended, which its keeper may not outlive (SIGKILLed with
+            # the leftovers it was ending).
+            code = self.codes.pop(pid, os.waitstatus_to_exitcode(status))
             if key is not None:
-                _send(self.sock, ("exited", key, os.waitstatus_to_exitcode(status), outcome))
+                _send(self.sock, ("exited", key, code, outcome))
 
 
 def _preload(modules: dict[str, str | None]) -> None:
@@ -331,6 +340,7 @@ def _keeper(
     go_fd: int,
     grace: float,
     body: Callable[[int, Callable[[], None]], NoReturn],
+    results: socket.socket,
 ) -> NoReturn:
     """A run's keeper (see the module docstring): fork the body (which waits for go),
     reap it and end what it left, then exit the way the body did."""
@@ -376,6 +386,9 @@ def _keeper(
         os.close(go_fd)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         status = _reap_until(pid)
+        with contextlib.suppress(OSError):
+            code = os.waitstatus_to_exitcode(status)
+            results.send(json.dumps([keeper, _EXIT_CODE, code]).encode())
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
         _end_leftovers(grace)
     finally:

@@ -1068,7 +1068,8 @@ class Scheduler:
         now = run.started = self.clock.now()
         if run.reason is None:
             self._arm_timeout(run, now)
-        self._record(run, "run", now, reason="manual" if run.manual else None, own_change=False)
+        # The task is looked at again: its end condition may read how long it has run.
+        self._record(run, "run", now, reason="manual" if run.manual else None)
         self._wake.set()  # a new deadline
 
     def _terminate(self, run: Run, reason: str, message: str) -> None:
