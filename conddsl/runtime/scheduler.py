@@ -1068,8 +1068,11 @@ class Scheduler:
         now = run.started = self.clock.now()
         if run.reason is None:
             self._arm_timeout(run, now)
-        # The task is looked at again: its end condition may read how long it has run.
-        self._record(run, "run", now, reason="manual" if run.manual else None)
+        self._record(run, "run", now, reason="manual" if run.manual else None, own_change=False)
+        # Its end condition may read how long it has run: when it next changes, from now.
+        name = run.task.name
+        if name in self.tasks:
+            self._schedule(name, self._next_check(run.task, now, self._context(name)))
         self._wake.set()  # a new deadline
 
     def _terminate(self, run: Run, reason: str, message: str) -> None:
