@@ -407,7 +407,7 @@ def _process_start_once(tasks: int) -> list[float]:
     for i in range(tasks):
         body = functools.partial(first_line, folder, f"t{i}")
         app.task(opening_at(opens), name=f"t{i}", execution="process")(body)
-    timer = threading.Timer(lead + 1.5, app.shut_down)
+    timer = threading.Timer(lead + 0.8, app.shut_down, kwargs={"force": True})
     timer.start()
     try:
         app.run()

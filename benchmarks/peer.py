@@ -476,7 +476,7 @@ def _process_start_once(tasks: int) -> list[float]:
     for i in range(tasks):
         body = functools.partial(first_line, folder, f"t{i}")
         app.task(opening_at(opens), name=f"t{i}", func=body)
-    _serve_for(app, lead + 1.5, capture, force=False)
+    _serve_for(app, lead + 0.8, capture)
     runs: dict[str, float] = {}
     for task, action, created in capture.records:
         if action == "run":
