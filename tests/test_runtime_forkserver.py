@@ -394,9 +394,9 @@ def first_line_then_sleep(path: str) -> None:
 
 
 def test_the_timeout_counts_from_when_the_process_exists(tmp_path, monkeypatch):
-    """A start the server takes long to fork (here held back 0.3 s) still gets its whole
-    timeout: the run record is written when the process exists, and the body's first
-    line comes after it."""
+    """A start the server takes long to fork (here held back 0.6 s, longer than the
+    timeout) still gets its whole timeout: the run record is written when the process
+    exists, and the body's first line comes after it."""
     import asyncio
 
     from conddsl.runtime.forkserver import ForkServer
@@ -409,7 +409,7 @@ def test_the_timeout_counts_from_when_the_process_exists(tmp_path, monkeypatch):
             sent.append(time.time())
             launch(self, *args)
 
-        asyncio.get_running_loop().call_later(0.3, now)
+        asyncio.get_running_loop().call_later(0.6, now)
         return True
 
     monkeypatch.setattr(ForkServer, "launch", late_launch)

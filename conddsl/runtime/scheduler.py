@@ -89,6 +89,9 @@ STARTUP, MAIN, CLOSING = "startup", "main", "closing"
 _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+# How much later than its timeout a process run whose process never came is ended (a
+# burst of starts may take the fork server a while: that time is not the body's).
+START_ALLOWANCE = timedelta(seconds=5)
 
 
 _frozen = 0  # schedulers serving with the heap frozen (see the module docstring)
@@ -1021,12 +1024,14 @@ class Scheduler:
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
         # Its timeout counts from now, or, for a process, from when the process exists
         # (which its run record says: _began); a process that never comes is still
-        # timed out. Virtual time does not jump until it comes.
-        self._arm_timeout(run, now)
+        # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
         if getattr(executor, "records_when_started", False):
             run.pending = True
+            self._arm_timeout(run, now + START_ALLOWANCE)
             if self._hold is not None:
                 self._hold()
+        else:
+            self._arm_timeout(run, now)
         self._runs.setdefault(task.name, {})[run.run_id] = run
         self._active += 1
         if task.uses_process:
