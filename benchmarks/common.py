@@ -227,3 +227,143 @@ def peak_rss() -> int:
 
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib * 1024
+
+
+def wait_plan(
+    now: datetime, waits: list[float], tasks: int, lead: float
+) -> list[tuple[str, str, float, datetime]]:
+    """The tasks of the long-wait case, the same on both sides: ``(name, kind, wait,
+    opens)``. A ``start`` task's window opens ``wait`` seconds from now (its start
+    lateness is measured); a ``timeout`` task starts at once and runs past a timeout of
+    ``wait`` seconds (its termination lateness is measured). Both open ``lead`` seconds
+    later still, spread over a second so that they fall at every phase of a polling
+    scheduler's cycle."""
+    plan = []
+    for wait in waits:
+        for i in range(tasks):
+            spread = lead + i * 1.0 / tasks
+            plan.append(
+                (f"s{wait:g}_{i}", "start", wait, round_ms(now + timedelta(seconds=spread + wait)))
+            )
+            plan.append(
+                (f"t{wait:g}_{i}", "timeout", wait, round_ms(now + timedelta(seconds=spread)))
+            )
+    return plan
+
+
+def wait_lateness(
+    plan: list[tuple[str, str, float, datetime]],
+    first_lines: dict[str, float],
+    ends: dict[str, tuple[float, float]],
+) -> dict:
+    """Rows ``start <wait>`` and ``timeout <wait>`` from the first line of each start
+    task's body (epoch seconds) and each timeout task's first run (run record, terminate
+    record: epoch seconds)."""
+    samples: dict[str, list[float]] = {}
+    for name, kind, wait, opens in plan:
+        key = f"{kind} {wait:g}"
+        if kind == "start" and name in first_lines:
+            samples.setdefault(key, []).append(first_lines[name] - opens.timestamp())
+        elif kind == "timeout" and name in ends:
+            began, ended = ends[name]
+            samples.setdefault(key, []).append(ended - began - wait)
+    return {key: percentiles(values) for key, values in samples.items()}
+
+
+def tree_forever() -> None:
+    """A process task with a child in its group; both die on SIGTERM (the child ends by
+    itself after a minute where a scheduler leaves it running)."""
+    import subprocess
+    import time
+
+    subprocess.Popen(["sleep", "60"])
+    time.sleep(3600)
+
+
+def first_line(folder: str, name: str) -> None:
+    """A process task: note when the first run's first line ran (epoch seconds, in a
+    file of its own), then sleep until ended."""
+    import time
+
+    at = time.time()
+    try:
+        with open(f"{folder}/{name}", "x") as file:  # the first run's only
+            file.write(repr(at))
+    except FileExistsError:
+        pass
+    time.sleep(3600)
+
+
+def first_lines(folder: str) -> dict[str, float]:
+    """What :func:`first_line` wrote, by task name."""
+    import os
+
+    found = {}
+    for name in os.listdir(folder):
+        with open(f"{folder}/{name}") as file:
+            text = file.read()
+        if text:
+            found[name] = float(text)
+    return found
+
+
+def latency_rows(sizes: list[list[int]], once, key: str) -> dict:
+    """Rows ``<key> <tasks>``: for each (tasks, repeats), the percentiles of every sample
+    ``once(tasks)`` gives in ``repeats`` runs."""
+    import gc
+
+    rows = {}
+    for tasks, repeats in sizes:
+        samples: list[float] = []
+        for _ in range(repeats):
+            samples += once(tasks)
+            gc.collect()
+        rows[f"{key} {tasks}"] = percentiles(samples, repeats=repeats)
+    return rows
+
+
+class WaitProbe:
+    """The long-wait case's bookkeeping, the same on both sides: its tasks, what they
+    report, and ``stop()`` once every one is measured."""
+
+    def __init__(self, plan: list[tuple[str, str, float, datetime]], stop) -> None:
+        self.plan = plan
+        self.stop = stop
+        self.first_lines: dict[str, float] = {}
+        self.ends: dict[str, tuple[float, float]] = {}
+        self.began: dict[str, float] = {}
+
+    def add_tasks(self, app, forever) -> None:
+        """Register the plan's tasks (the same decorator API on both sides)."""
+        for name, kind, wait, opens in self.plan:
+            if kind == "start":
+                app.task(opening_at(opens), name=name, timeout=0.5)(self._body(name))
+            else:
+                app.task(opening_at(opens), name=name, timeout=wait)(forever)
+
+    def on_record(self, task: str, action: str, at: float) -> None:
+        """A record of the scheduler's (``at``: epoch seconds)."""
+        if task.startswith("t") and task not in self.ends:
+            if action == "run":
+                self.began.setdefault(task, at)
+            elif task in self.began:
+                self.ends[task] = (self.began[task], at)
+                self._measured()
+
+    def _body(self, name: str):
+        import asyncio
+        import time
+
+        async def body() -> None:
+            self.first_lines.setdefault(name, time.time())
+            self._measured()
+            await asyncio.Event().wait()
+
+        return body
+
+    def _measured(self) -> None:
+        if len(self.first_lines) + len(self.ends) == len(self.plan):
+            self.stop()
+
+    def rows(self) -> dict:
+        return wait_lateness(self.plan, self.first_lines, self.ends)

@@ -30,9 +30,13 @@ if __name__ == "__main__":  # run.py puts these on sys.path when it imports this
     sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from common import (  # noqa: E402
+    WaitProbe,
     closed_window,
+    first_line,
+    first_lines,
     history_events,
     idle_cpu,
+    latency_rows,
     measure,
     memory_runs,
     opening_at,
@@ -43,6 +47,8 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    tree_forever,
+    wait_plan,
 )
 
 UTC = timezone.utc
@@ -315,6 +321,7 @@ def _terminate_once(kind: str, tasks: int, timeout: float, grace: float) -> list
         "async": (_forever, "async"),
         "thread": (thread_body, "thread"),
         "process": (_sleep_forever, "process"),
+        "tree": (tree_forever, "process"),
         "stubborn": (_ignore_sigterm, "process"),
     }
     body, execution = bodies[kind]
@@ -359,6 +366,64 @@ def case_termination(work: dict) -> dict:
     return rows
 
 
+def case_waits(work: dict) -> dict:
+    """Start and termination lateness after long waits (1 s, 65 s, 30 min by default): the
+    kernel's timer slack grows with the wait (see conddsl.runtime.clock)."""
+    from conddsl.history import MemoryHistory
+
+    rt = work["runtime"]
+    plan = wait_plan(datetime.now(timezone.utc), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
+    probe = WaitProbe(plan, lambda: app.shut_down(force=True))
+
+    class Watching(MemoryHistory):
+        def record(self, task, action, **fields):
+            rec = super().record(task, action, **fields)
+            probe.on_record(task, action, rec.at.timestamp())
+            return rec
+
+    app = _scheduler(timeout="never", history=Watching())
+    probe.add_tasks(app, _forever)
+    timer = threading.Timer(max(rt["waits"]) + 60, app.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+    return probe.rows()
+
+
+def _process_start_once(tasks: int) -> list[float]:
+    """Seconds from each process run's ``run`` record to the first line of its body."""
+    import functools
+    import tempfile
+
+    from conddsl.history import MemoryHistory
+
+    folder = tempfile.mkdtemp()
+    history = MemoryHistory()
+    app = _scheduler(timeout=1.0, kill_grace=0.2, history=history)
+    lead = start_lead(tasks) + 1.0  # the fork server starts first
+    opens = round_ms(datetime.now(timezone.utc) + timedelta(seconds=lead))
+    for i in range(tasks):
+        body = functools.partial(first_line, folder, f"t{i}")
+        app.task(opening_at(opens), name=f"t{i}", execution="process")(body)
+    timer = threading.Timer(lead + 0.8, app.shut_down, kwargs={"force": True})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+    runs = {}
+    for rec in history.records(actions="run"):
+        runs.setdefault(rec.task, rec.at.timestamp())
+    lines = first_lines(folder)
+    return [lines[name] - runs[name] for name in lines if name in runs]
+
+
+def case_process_start(work: dict) -> dict:
+    return latency_rows(work["runtime"]["process_start"], _process_start_once, "process-start")
+
+
 def case_scheduler_memory(work: dict) -> dict:
     """Peak RSS growth while a scheduler takes its tasks and settles into waiting."""
     from conddsl import compile_condition
@@ -393,6 +458,8 @@ RUNTIME_CASES = {
     "start": case_start_lateness,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
+    "waits": case_waits,
+    "process-start": case_process_start,
 }
 
 

@@ -42,9 +42,13 @@ warnings.simplefilter("ignore")
 
 from common import (  # noqa: E402
     HISTORY_TASKS,
+    WaitProbe,
     closed_window,
+    first_line,
+    first_lines,
     history_events,
     idle_cpu,
+    latency_rows,
     measure,
     memory_runs,
     opening_at,
@@ -55,6 +59,8 @@ from common import (  # noqa: E402
     start_lead,
     start_phases,
     task_state_instants,
+    tree_forever,
+    wait_plan,
 )
 
 _NOW = [0.0]
@@ -300,6 +306,17 @@ def _release(app, capture: _Capture) -> None:
     logging.getLogger(app.session.config.task_logger_basename).removeHandler(capture)
 
 
+def _serve_for(app, seconds: float, capture: _Capture, *, force: bool = True) -> None:
+    """Run ``app`` until it shuts down, or for ``seconds`` at most; then stop capturing."""
+    timer = threading.Timer(seconds, app.session.shut_down, kwargs={"force": force})
+    timer.start()
+    try:
+        app.run()
+    finally:
+        timer.cancel()
+        _release(app, capture)
+
+
 def case_idle_cpu(work: dict) -> dict:
     rt = work["runtime"]
     rows = {}
@@ -383,7 +400,11 @@ def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
             if len(done) == tasks:
                 app.session.shut_down(force=True)
 
-    app = _rocketry(execution=kind, timeout=timeout, max_process_count=max(tasks, 1))
+    app = _rocketry(
+        execution="process" if kind == "tree" else kind,
+        timeout=timeout,
+        max_process_count=max(tasks, 1),
+    )
     capture = _capturing(app, on_record)
     for i in range(tasks):
         if kind == "async":
@@ -391,14 +412,9 @@ def _terminate_once(kind: str, tasks: int, timeout: float) -> list[float]:
         elif kind == "thread":
             app.task("true", name=f"t{i}", execution="thread")(thread_body)
         else:
-            app.task("true", name=f"t{i}", execution="process")(_sleep_forever)
-    timer = threading.Timer(60, app.session.shut_down, kwargs={"force": True})
-    timer.start()
-    try:
-        app.run()
-    finally:
-        timer.cancel()
-        _release(app, capture)
+            body = tree_forever if kind == "tree" else _sleep_forever
+            app.task("true", name=f"t{i}", execution="process")(body)
+    _serve_for(app, 60, capture)
     first_run: dict[str, float] = {}
     ended: dict[str, tuple[str, float]] = {}
     for task, action, created in capture.records:
@@ -433,6 +449,44 @@ def case_termination(work: dict) -> dict:
         else:
             rows[key] = percentiles(samples, repeats=repeats)
     return rows
+
+
+def case_waits(work: dict) -> dict:
+    """Start and termination lateness after long waits (see conddsl_side.case_waits)."""
+    rt = work["runtime"]
+    plan = wait_plan(datetime.now(), rt["waits"], rt["wait_tasks"], rt["wait_lead"])
+    probe = WaitProbe(plan, lambda: app.session.shut_down(force=True))
+    app = _rocketry(timeout=3600)
+    capture = _capturing(app, probe.on_record)
+    probe.add_tasks(app, _forever)
+    _serve_for(app, max(rt["waits"]) + 60, capture)
+    return probe.rows()
+
+
+def _process_start_once(tasks: int) -> list[float]:
+    """Seconds from each process run's ``run`` log record to the first line of its body."""
+    import functools
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    app = _rocketry(execution="process", timeout=1.0, max_process_count=tasks)
+    capture = _capturing(app)
+    lead = start_lead(tasks) + 1.0
+    opens = round_ms(datetime.now() + timedelta(seconds=lead))
+    for i in range(tasks):
+        body = functools.partial(first_line, folder, f"t{i}")
+        app.task(opening_at(opens), name=f"t{i}", func=body)
+    _serve_for(app, lead + 0.8, capture)
+    runs: dict[str, float] = {}
+    for task, action, created in capture.records:
+        if action == "run":
+            runs.setdefault(task, created)
+    lines = first_lines(folder)
+    return [lines[name] - runs[name] for name in lines if name in runs]
+
+
+def case_process_start(work: dict) -> dict:
+    return latency_rows(work["runtime"]["process_start"], _process_start_once, "process-start")
 
 
 def case_scheduler_memory(work: dict) -> dict:
@@ -471,6 +525,8 @@ CASES = {
     "memory": case_memory,
     "idle-cpu": case_idle_cpu,
     "start": case_start_lateness,
+    "waits": case_waits,
+    "process-start": case_process_start,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
 }

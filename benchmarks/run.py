@@ -31,6 +31,7 @@ less, or is less late). Their repeats are set per row (``RUNTIME``), not by
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
@@ -51,7 +52,15 @@ sys.path.insert(1, str(ROOT))
 import conddsl_side  # noqa: E402
 from common import summary  # noqa: E402
 
-RUNTIME_CASES = ("idle-cpu", "start", "terminate", "sched-memory", "check")
+RUNTIME_CASES = (
+    "idle-cpu",
+    "start",
+    "process-start",
+    "terminate",
+    "waits",
+    "sched-memory",
+    "check",
+)
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
 PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
@@ -87,6 +96,7 @@ RUNTIME = {
     "idle_samples": (3, 2),
     "idle_seconds": (1.0, 0.2),
     "start": ([[1, 10], [100, 5], [1_000, 3]], [[1, 2], [10, 1]]),
+    "process_start": ([[1, 10], [50, 3]], [[3, 1]]),
     "terminate": (
         [
             ["async", 1, 10],
@@ -94,6 +104,8 @@ RUNTIME = {
             ["async", 1_000, 3],
             ["thread", 100, 3],
             ["process", 100, 3],
+            ["tree", 1, 10],
+            ["tree", 100, 3],
             ["stubborn", 1, 5],
             ["stubborn", 100, 2],
         ],
@@ -102,10 +114,16 @@ RUNTIME = {
             ["async", 10, 1],
             ["thread", 5, 1],
             ["process", 3, 1],
+            ["tree", 2, 1],
             ["stubborn", 2, 1],
         ],
     ),
     "timeout": (0.2, 0.2),
+    # Long waits: seconds to a start and timeouts of as many seconds, tasks per wait, and
+    # seconds of lead before the first opening. Both sides run at once (30 min in all).
+    "waits": ([1, 65, 1800], [0.3]),
+    "wait_tasks": (6, 1),
+    "wait_lead": (2.0, 0.5),
     "kill_grace": (0.2, 0.2),
     "memory_tasks": (10_000, 100),
     "memory_seconds": (2.0, 0.3),
@@ -611,12 +629,17 @@ _KIND_TEXT = {
     "async": "async",
     "thread": "thread (the body waits on its flag)",
     "process": "process (dies on SIGTERM)",
+    "tree": "process with a child in its group (both die on SIGTERM; Rocketry ends the root only)",
     "stubborn": "process ignoring SIGTERM",
 }
 
 
 def _tasks(n: int) -> str:
     return f"{n:,} task" + ("" if n == 1 else "s")
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 600 else f"{seconds:g} s"
 
 
 def _repeats(n: int) -> str:
@@ -663,6 +686,8 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
                 target = ("p99", 0.005, "p99 <= 5 ms")
             if kind == "stubborn":
                 target = ("p99", 0.05, "p99 <= 50 ms")
+            if kind == "tree":
+                target = ("p99", 0.02, "p99 <= 20 ms")
             allowed = "timeout"
             limits = f"timeout {rt['timeout']:g} s"
             if kind == "stubborn":
@@ -675,6 +700,37 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
             key = f"terminate {kind} {n}"
             out.append(RuntimeRow("terminate", what, "lateness", mine(key), p(key), target))
         return out
+    if case == "process-start":
+        return [
+            RuntimeRow(
+                "process-start",
+                f"{_tasks(n)}, process, window opens at one instant: first line of body - "
+                f"run record, {_repeats(repeats)}",
+                "lateness",
+                mine(f"process-start {n}"),
+                p(f"process-start {n}"),
+                target=("p99", 0.01, "p99 <= 10 ms") if n == 50 else None,
+            )
+            for n, repeats in rt["process_start"]
+        ]
+    if case == "waits":
+        return [
+            RuntimeRow(
+                "waits",
+                f"{rt['wait_tasks']} async tasks, "
+                + (
+                    f"window opens {_seconds(w)} ahead: first line of body - opening"
+                    if kind == "start"
+                    else f"timeout {_seconds(w)}: terminate record - (run record + timeout)"
+                ),
+                "lateness",
+                mine(f"{kind} {w:g}"),
+                p(f"{kind} {w:g}"),
+                target=("p99", 0.005, "p99 <= 5 ms"),
+            )
+            for w in rt["waits"]
+            for kind in ("start", "timeout")
+        ]
     if case == "sched-memory":
         n = rt["memory_tasks"]
         return [
@@ -798,6 +854,12 @@ def main(argv: list[str] | None = None) -> int:
             if case in RUNTIME_CASES:
                 if case == "check":
                     ours, peer = case_check(work), {}
+                elif case == "waits" and python is not None:
+                    # Half an hour of waiting each: both sides wait side by side.
+                    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                        theirs = pool.submit(run_peer, python, case, workload_path)
+                        ours = run_ours_apart(case, workload_path)
+                        peer = theirs.result()
                 else:
                     ours = run_ours_apart(case, workload_path)
                     peer = {} if python is None else run_peer(python, case, workload_path)

@@ -41,18 +41,22 @@ from reliability.crash import (
     read_until,
     record_lines,
     start_run,
+    starts_file,
     task_file,
 )
 from reliability.load import MARK, marked
 
 from conddsl.history import HistoryError, SQLiteHistory
 from conddsl.runtime import Scheduler, SchedulerError
+from conddsl.runtime.processes import read_stat
 from conddsl.timeline.zones import resolve_zone
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, /proc, SIGKILL")
 
 SMOKE_CYCLES = 2
 LONG_CYCLES = env_int("CONDDSL_CRASH_CYCLES", 20)
+SMOKE_KILLS = 3
+LONG_KILLS = env_int("CONDDSL_ORPHAN_KILLS", 100)
 HOLDS = ("hold_thread", "hold_process", "hold_command")
 DAILY = ("nightly", *HOLDS)
 
@@ -327,3 +331,64 @@ def test_the_processes_of_a_killed_scheduler_do_not_outlive_its_restart(tmp_path
         assert marked(token) == []
     finally:
         _kill_stragglers(token)
+
+
+def orphan_kills(folder: Path, kills: int, seed: int) -> dict:
+    """SIGKILL ``conddsl run`` 0-8 ms after one of its first starts (process and
+    command bodies ignoring SIGTERM, each with a child in a session of its own), restart
+    it on the same history, and count what the killed one left alive."""
+    rng = random.Random(seed)
+    path = starts_file(folder)
+    restart = starts_file(folder, shut_after=0.2, name="restart.toml")
+    orphans: list[int] = []
+    for _ in range(kills):
+        token = uuid.uuid4().hex
+        process = start_run(path, env={MARK: token})
+        try:
+            starts = rng.randrange(1, 6)
+            read_until(process, lambda lines, n=starts: sum(" start " in x for x in lines) >= n)
+            time.sleep(rng.random() * 0.008)  # 0-8 ms after a start was printed
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+            process.stdout.close()
+            process.stderr.close()
+        try:
+            again = start_run(restart)
+            _, err = again.communicate(timeout=60)
+            assert again.returncode == 0, err
+            # Trees the registry did not list yet end by their death signal, within
+            # their grace: give them a moment.
+            give_up = time.monotonic() + 3.0
+            while marked(token) and time.monotonic() < give_up:
+                time.sleep(0.05)
+            orphans += [_described(pid) for pid in marked(token)]
+        finally:
+            _kill_stragglers(token)
+    return {"kills": kills, "orphans": len(orphans), "orphan_processes": orphans}
+
+
+def _described(pid: int) -> str:
+    """A process by its pid, command line, parent and group (what an orphan report needs)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = "?"
+    info = read_stat(pid)
+    if info is None:
+        return f"{pid} {command} (gone)"
+    return f"{pid} {command} (parent {info.ppid}, group {info.pgid}, state {info.state})"
+
+
+def test_no_orphan_after_sigkills_around_starts(tmp_path):
+    figures = orphan_kills(tmp_path, SMOKE_KILLS, seed=3)
+    assert figures["orphan_processes"] == []
+
+
+@pytest.mark.long
+def test_no_orphan_after_100_sigkills_around_starts(tmp_path, request):
+    long_run(request)
+    figures = orphan_kills(tmp_path, LONG_KILLS, seed=4)
+    report("orphans_long", **figures)
+    assert figures["orphan_processes"] == []

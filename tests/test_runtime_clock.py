@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import selectors
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -90,3 +92,62 @@ def test_real_clock_is_aware_and_sleeps_until_the_deadline():
 
     assert -0.002 < asyncio.run(main()) < 0.05
     assert clock.now().tzinfo is timezone.utc
+
+
+class _SlackTime:
+    """A monotonic and wall clock in one, moved only by :class:`_SlackSelector`."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+
+class _SlackSelector(selectors.SelectSelector):
+    """A selector whose timeouts fire as late as Linux allows: rounded up to the
+    millisecond (as epoll does) plus the timer slack, min(T / 1000, 100 ms)."""
+
+    def __init__(self, time: _SlackTime) -> None:
+        super().__init__()
+        self.time = time
+        self.timeouts: list[float] = []
+
+    def select(self, timeout: float | None = None):  # type: ignore[override]
+        ready = super().select(0)
+        if ready or not timeout:
+            return ready
+        self.timeouts.append(timeout)
+        rounded = math.ceil(timeout * 1e3) / 1e3
+        self.time.now += rounded + min(rounded / 1000, 0.1)
+        return []
+
+
+def _slack_loop() -> tuple[asyncio.AbstractEventLoop, _SlackSelector]:
+    time = _SlackTime()
+    selector = _SlackSelector(time)
+    loop = asyncio.SelectorEventLoop(selector)
+    loop.time = lambda: time.now  # type: ignore[method-assign]
+    return loop, selector
+
+
+@pytest.mark.parametrize("seconds", [1, 65, 1800])
+def test_real_clock_wakes_early_so_timer_slack_cannot_make_it_late(seconds):
+    loop, selector = _slack_loop()
+    clock = RealClock(time_func=lambda: selector.time.now)
+    deadline = clock.now() + timedelta(seconds=seconds)
+    try:
+        loop.run_until_complete(clock.sleep_until(deadline, asyncio.Event()))
+    finally:
+        loop.close()
+    late = selector.time.now - deadline.timestamp()
+    assert 0 <= late <= 0.005
+    assert 1 <= len(selector.timeouts) <= 4  # a few legs, not a busy wait
+
+
+def test_one_long_wait_on_the_slack_selector_is_a_tenth_of_a_second_late():
+    # The model the test above runs against: one leg of 30 minutes fires 100 ms late.
+    loop, selector = _slack_loop()
+    try:
+        loop.run_until_complete(asyncio.sleep(1800))
+    finally:
+        loop.close()
+    assert selector.timeouts == [1800]
+    assert selector.time.now - 1_700_000_000.0 == pytest.approx(1800.1)

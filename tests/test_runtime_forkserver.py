@@ -15,7 +15,7 @@ import pytest
 from runtime_helpers import gone
 from runtime_helpers.scenario import Once, play, records_appear
 
-from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
+from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag, processes
 from conddsl.runtime.forkserver import by_reference
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork server, /proc")
@@ -145,7 +145,8 @@ def test_a_server_that_dies_fails_its_runs_and_ends_their_trees(tmp_path):
 
         await records_appear(app, "run", 1)
         report = await asyncio.to_thread(read_json, path)
-        os.kill(report["parent"], signal.SIGKILL)
+        keeper = processes.read_stat(report["parent"])  # the run's keeper: its parent serves
+        os.kill(keeper.ppid, signal.SIGKILL)
         await records_appear(app, "fail", 1)
         app.shut_down()
 
@@ -385,3 +386,41 @@ async def _shut_after(app: Scheduler, task: str) -> None:
 def _finish(app: Scheduler, task: str):
     (ended,) = [rec for rec in app.history.records(task) if rec.action != "run"]
     return ended
+
+
+def first_line_then_sleep(path: str) -> None:
+    write_json(path, time.time())
+    time.sleep(60)
+
+
+def test_the_timeout_counts_from_when_the_process_exists(tmp_path, monkeypatch):
+    """A start the server takes long to fork (here held back 0.6 s, longer than the
+    timeout) still gets its whole timeout: the run record is written when the process
+    exists, and the body's first line comes after it."""
+    import asyncio
+
+    from conddsl.runtime.forkserver import ForkServer
+
+    sent: list[float] = []
+    launch = ForkServer.launch
+
+    def late_launch(self, *args):
+        def now() -> None:
+            sent.append(time.time())
+            launch(self, *args)
+
+        asyncio.get_running_loop().call_later(0.6, now)
+        return True
+
+    monkeypatch.setattr(ForkServer, "launch", late_launch)
+    path = str(tmp_path / "first.json")
+    app = real()
+    app.task(Once(), name="late", execution="process", timeout=0.4)(
+        functools.partial(first_line_then_sleep, path)
+    )
+    play(app, lambda app: _shut_after(app, "late"))
+    started, ended = app.history.records("late")
+    assert started.at.timestamp() >= sent[0]  # not when the scheduler decided to start it
+    assert started.at.timestamp() <= read_json(path)
+    assert (ended.action, ended.reason) == ("terminate", "timeout")
+    assert (ended.at - started.at).total_seconds() >= 0.4

@@ -286,6 +286,31 @@ def test_gone_now_sees_a_living_tree_and_a_reaped_one():
     assert killer.gone_now()
 
 
+@linux_only
+def test_a_tree_left_as_zombies_is_gone_without_waiting_for_their_reaper(monkeypatch):
+    # Orphans are reaped by init, which may take its time (or, in a container, never
+    # come): a group left with zombies only is a tree that has ended. Here the root is
+    # a zombie of ours, unreaped until the end.
+    async def never(self) -> bool:
+        raise AssertionError("waited for the zombies to be reaped")
+
+    monkeypatch.setattr(processes.TreeKiller, "_group_lasts", never)
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+
+    async def main() -> None:
+        processes.snapshot(time.monotonic())  # a reading to bring up to date
+        killer = processes.TreeKiller(child.pid, 5.0, asyncio.get_running_loop())
+        killer.start()
+        await asyncio.wait_for(killer.wait_gone(), 5)
+
+    try:
+        asyncio.run(main())
+        assert processes.read_stat(child.pid).state == "Z"  # still there, unreaped
+    finally:
+        child.kill()
+        child.wait()
+
+
 def _tree_run(tmp_path) -> list[int]:
     """A process task with grandchildren ignoring SIGTERM (one left the group): its root
     dies by SIGTERM, the grandchildren are waited for and SIGKILLed after the grace."""
@@ -330,5 +355,21 @@ def test_a_kernel_refusing_pidfds_falls_back_to_polling(tmp_path, monkeypatch):
 
     monkeypatch.setattr(processes, "_pidfds", True)
     monkeypatch.setattr(processes.os, "pidfd_open", refuse, raising=False)
-    assert all(_gone(pid) for pid in _tree_run(tmp_path))
-    assert processes._pidfds is False
+    # A tree ended directly: a run's keeper reaps its tree before it exits, so the
+    # scheduler seldom has to wait for one.
+    root = subprocess.Popen(["sh", "-c", "sleep 30 & exec sleep 30"], start_new_session=True)
+
+    async def main() -> None:
+        killer = processes.TreeKiller(root.pid, 5.0, asyncio.get_running_loop())
+        killer.start()
+        await asyncio.wait_for(killer.wait_gone(), 10)
+
+    try:
+        time.sleep(0.1)  # the shell has started its child
+        asyncio.run(main())
+        assert processes._pidfds is False
+        left = processes.snapshot(time.monotonic()).group(root.pid)
+        assert [info for info in left if not _gone(info.pid)] == []
+    finally:
+        root.kill()
+        root.wait()

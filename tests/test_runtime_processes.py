@@ -8,12 +8,16 @@ from functools import partial
 import pytest
 from runtime_helpers import (
     FOREVER,
+    double_fork_daemon,
     exit_hard,
+    fork_on_sigterm,
     gone,
     ignore_sigterm,
     kill_self,
+    leave_a_child,
     raise_value_error,
     read_pids,
+    setsid_child,
     spawn_grandchildren,
 )
 from runtime_helpers.scenario import Once, finishes, play, records_appear, seconds
@@ -211,3 +215,56 @@ def test_the_demo_shows_every_cause():
     ]:
         assert any(f"{task:<9} {words}" in line for line in lines), (task, result.stdout)
     assert "killed by signal SIGKILL" in result.stdout  # stubborn, after kill_grace
+
+
+def _process(body):
+    return lambda app, pids, timeout: app.task(
+        Once(), name="escape", execution="process", timeout=timeout
+    )(partial(body, pids))
+
+
+def _command(script: str):
+    return lambda app, pids, timeout: app.command_task(
+        Once(), argv=["sh", "-c", script.format(pids=pids)], name="escape", timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "add, timeout, action",
+    [
+        (_process(double_fork_daemon), 0.5, "terminate"),
+        (_process(setsid_child), 0.5, "terminate"),
+        (_process(fork_on_sigterm), 0.5, "terminate"),
+        (_process(leave_a_child), "never", "success"),
+        (_process(partial(double_fork_daemon, then_return=True)), "never", "success"),
+        (_command("setsid sleep 3600 & echo $! > {pids}; sleep 3600"), 0.5, "terminate"),
+        (_command("setsid sleep 3600 & echo $! > {pids}"), "never", "success"),
+    ],
+    ids=[
+        "double-fork",
+        "setsid",
+        "forked-on-sigterm",
+        "left-by-a-run-that-ended",
+        "daemon-left",
+        "command-setsid",
+        "command-left-by-a-run-that-ended",
+    ],
+)
+def test_no_descendant_escapes_the_end_of_its_run(tmp_path, add, timeout, action):
+    """Whatever a run's processes do (a daemon, a session of their own, a child forked
+    from the SIGTERM handler, a child left behind by a run that returned), nothing of
+    the run outlives its finishing record: the run's keeper is their subreaper. The
+    same for a program."""
+    pid_file = str(tmp_path / "pids")
+    app = real()
+    add(app, pid_file, timeout)
+
+    async def stop(app: Scheduler) -> None:
+        await records_appear(app, action)
+        app.shut_down()
+
+    play(app, stop)
+    _, ended = the_run(app, "escape")
+    assert ended.action == action
+    (escaped,) = read_pids(pid_file)
+    assert gone(escaped)

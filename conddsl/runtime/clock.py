@@ -6,10 +6,28 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+# Linux lets a poll/epoll timeout of T seconds fire up to min(T / 1000, 0.1) s late
+# (timer slack: the kernel groups wake-ups). A long wait is therefore cut in legs: sleep
+# to a little before the deadline, then the rest, whose own slack is a thousandth of it.
+_SLACK_SHARE = 0.001  # of the wait: the kernel's slack for an ordinary process
+_SLACK_MAX = 0.1  # seconds: the slack's ceiling
+_EARLY_MARGIN = 0.001  # seconds more, for the event loop's millisecond rounding
+_ONE_LEG = 0.05  # seconds: a wait this short goes in one leg (its slack is <= 50 µs)
+
+
+def first_leg(remaining: float) -> float:
+    """Seconds to wait now, of ``remaining`` to a deadline, so that the timer's slack
+    cannot carry the wake-up past it (the rest is waited for in later, shorter legs)."""
+    if remaining <= _ONE_LEG:
+        return remaining
+    return remaining - min(remaining * _SLACK_SHARE, _SLACK_MAX) - _EARLY_MARGIN
 
 
 class Clock(Protocol):
@@ -25,28 +43,31 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """Wall-clock time in UTC; sleeps on the event loop's timer."""
+    """Wall-clock time in UTC; sleeps on the event loop's timer, waking a little early
+    and then waiting the rest (see :func:`first_leg`), so deadlines are met to the
+    millisecond however far off they are.
+
+    ``time_func`` (seconds since the epoch) is for tests that drive a fake event loop.
+    """
+
+    def __init__(self, time_func: Callable[[], float] = time.time) -> None:
+        self._time = time_func
 
     def now(self) -> datetime:
         """The current time in UTC."""
-        return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(self._time(), timezone.utc)
 
     async def sleep_until(self, deadline: datetime | None, wake: asyncio.Event) -> None:
         """Return at ``deadline`` or as soon as ``wake`` is set."""
         if deadline is None:
             await wake.wait()
             return
-        delay = (deadline - self.now()).total_seconds()
-        if delay <= 0 or wake.is_set():
-            return
-        if _timeout is None:  # Python 3.10
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
-            return
-        # asyncio.timeout needs no task of its own, unlike wait_for.
-        with contextlib.suppress(TimeoutError):
-            async with _timeout(delay):
-                await wake.wait()
+        # The wall clock may be stepped meanwhile: each leg measures again from now.
+        while not wake.is_set():
+            remaining = (deadline - self.now()).total_seconds()
+            if remaining <= 0:
+                return
+            await _wait(wake, first_leg(remaining))
 
     async def sleep(self, seconds: float) -> None:
         """Sleep (for tasks that should also run on a :class:`VirtualClock` in tests)."""
@@ -57,6 +78,18 @@ class RealClock:
 
     def release(self) -> None:
         """Nothing to release."""
+
+
+async def _wait(wake: asyncio.Event, delay: float) -> None:
+    """Wait ``delay`` seconds on the loop's timer, or until ``wake`` is set."""
+    if _timeout is None:  # Python 3.10
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+        return
+    # asyncio.timeout needs no task of its own, unlike wait_for.
+    with contextlib.suppress(TimeoutError):
+        async with _timeout(delay):
+            await wake.wait()
 
 
 class VirtualClock:

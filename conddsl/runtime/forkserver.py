@@ -25,14 +25,29 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
 
 - scheduler -> server: ``("setup", sys_path, argv)``, ``("preload", modules)`` (at the
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
-  params, modules, cwd, environ)`` with the run's flag pipe (its read end) attached;
-  ``environ`` is None when it did not change since the last start.
+  params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
+  and the read end of its go pipe attached; ``environ`` is None when it did not change
+  since the last start. ``("command", key, argv, cwd, environ, grace)`` with the
+  program's stderr file and the go pipe attached. The scheduler writes a byte to the go
+  pipe once the run is listed in its process registry (or closes it: never go).
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
 
-Children send their outcome (JSON: action and message) to the server on a datagram
-socket before they exit; the server reports it with the exit code once it has
-reaped the child. The server runs in a session of its own (a signal to the
+Each run gets a *keeper*: a process forked by the server that leads a session of
+its own and is a subreaper (``PR_SET_CHILD_SUBREAPER``: every orphan of the run, a
+double-forked daemon or a ``setsid`` child whose parent ended, becomes its child,
+never init's). It forks the task's body at once; the body runs no line of the task
+before the scheduler says go, which it does after listing the keeper in its process
+registry (a scheduler killed at any instant leaves no process it does not know of
+that has run a line of the task), and no fork lies between go and that first line.
+The keeper is the run's root: the scheduler ends the tree under it. When the body has
+ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
+grace) before the keeper exits the way the body did. If the server dies (the
+scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
+
+The body sends its outcome (JSON: action and message) to the server on a datagram
+socket before it exits; the server reports it with the keeper's exit code once it
+has reaped the keeper. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
 closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
 same way.
@@ -56,12 +71,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
-from conddsl.runtime.processes import read_stat
+from conddsl.runtime.processes import Snapshot, read_stat
 from conddsl.runtime.runs import clip, exception_text, outcome_of
 
 log = logging.getLogger("conddsl.runtime")
@@ -69,6 +85,9 @@ log = logging.getLogger("conddsl.runtime")
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
+_LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve. ``-c``
@@ -171,6 +190,8 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     if ask_death_signal(signal.SIGTERM) and os.getppid() != scheduler:
         os._exit(0)  # the scheduler died before we could ask
+    # A keeper SIGKILLed with its tree leaves its orphans to us, not to init: reaped at once.
+    become_subreaper()
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -213,12 +234,13 @@ class _Server:
         self.for_children = for_children
         self.own = own  # the server's descriptors, which a child closes (not its modules')
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
-        self.outcomes: dict[int, Any] = {}  # pid -> what it sent
+        self.outcomes: dict[int, Any] = {}  # keeper pid -> what its body sent
+        self.codes: dict[int, int] = {}  # keeper pid -> its body's exit code (sent by it)
 
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 1)
+            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 2)
         except ConnectionResetError:
             return False
         if not data:
@@ -232,21 +254,24 @@ class _Server:
             _preload(message[1])
             _send(self.sock, ("preloaded",))
         elif message[0] == "start":
-            self.start(*message[1:], flag_fd=fds[0])
+            body = functools.partial(_child, fds[0], self.for_children, *message[2:6])
+            self.start(message[1], message[6], message[7], body, fds)
+        elif message[0] == "command":
+            body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
+            self.start(message[1], None, message[5], body, fds)
         return True
 
     def start(
         self,
         key: int,
-        payload: bytes,
-        params: tuple[str, ...],
-        modules: dict[str, str | None],
-        cwd: str,
         environ: dict[str, str] | None,
-        *,
-        flag_fd: int,
+        grace: float,
+        body: Callable[[int, Callable[[], None]], NoReturn],
+        passed: list[int],
     ) -> None:
-        """Fork a child for one run and say which pid it got."""
+        """Fork the keeper of one run (``body``: what it forks, to run on go) and say
+        which pid it got; ``passed``: the body's descriptor (the flag pipe, the program's
+        stderr) and the read end of the run's go pipe."""
         if environ is not None:
             os.environ.clear()
             os.environ.update(environ)
@@ -254,12 +279,14 @@ class _Server:
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(flag_fd)
+            for fd in passed:
+                os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _child(server, self.own, flag_fd, self.for_children, payload, params, modules, cwd)
-        os.close(flag_fd)
+            _keeper(server, self.own, passed[1], grace, body, self.for_children)
+        for fd in passed:
+            os.close(fd)
         self.children[pid] = key
         info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
         _send(self.sock, ("started", key, pid, info.start if info is not None else None))
@@ -272,10 +299,16 @@ class _Server:
                 return
             with contextlib.suppress(ValueError, TypeError):
                 pid, action, message = json.loads(data)
-                self.outcomes[int(pid)] = (str(action), None if message is None else str(message))
+                if action == _EXIT_CODE:  # from a keeper: how its body ended
+                    self.codes[int(pid)] = int(message)
+                else:
+                    text = None if message is None else str(message)
+                    self.outcomes[int(pid)] = (str(action), text)
 
     def reap(self) -> None:
-        while self.children:
+        """Reap every child that ended (keepers, and orphans handed to us) and report
+        the keepers."""
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -287,8 +320,11 @@ class _Server:
             self.read_outcomes()
             key = self.children.pop(pid, None)
             outcome = self.outcomes.pop(pid, None)
+            # How the body ended, which its keeper may not outlive (SIGKILLed with
+            # the leftovers it was ending).
+            code = self.codes.pop(pid, os.waitstatus_to_exitcode(status))
             if key is not None:
-                _send(self.sock, ("exited", key, os.waitstatus_to_exitcode(status), outcome))
+                _send(self.sock, ("exited", key, code, outcome))
 
 
 def _preload(modules: dict[str, str | None]) -> None:
@@ -300,48 +336,220 @@ def _preload(modules: dict[str, str | None]) -> None:
                 _import(name, file)
 
 
-def _child(
+def _keeper(
     server: int,
     server_fds: tuple[int, ...],
-    flag_fd: int,
+    go_fd: int,
+    grace: float,
+    body: Callable[[int, Callable[[], None]], NoReturn],
     results: socket.socket,
-    payload: bytes,
-    params: tuple[str, ...],
-    modules: dict[str, str | None],
-    cwd: str,
 ) -> NoReturn:
-    """A forked child: a session of its own, default signals, the function, its outcome."""
-    code = 1
+    """A run's keeper (see the module docstring): fork the body (which waits for go),
+    reap it and end what it left, then exit the way the body did."""
+    status = None
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
         for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(number, signal.SIG_DFL)
         if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
-            os._exit(1)  # the server died before we asked: nobody waits for a result
-        for fd in server_fds:  # the server's, not the task's (its modules' files stay open)
+            os._exit(1)  # the server died before we asked: the scheduler is gone
+        become_subreaper()
+        for fd in server_fds:  # the server's
             os.close(fd)
-        action, message = _call(flag_fd, payload, params, modules, cwd)
-        results.send(json.dumps([os.getpid(), action, message]).encode())
+        keeper = os.getpid()
+
+        def on_sigterm(*_: object) -> None:
+            # From the scheduler, the group has it already; from the server's death,
+            # it has not: pass it on (what left the group is ended once the body is),
+            # and SIGKILL what is left after the grace.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with contextlib.suppress(OSError):
+                os.killpg(0, signal.SIGTERM)
+            signal.signal(signal.SIGTERM, on_sigterm)
+            if not signal.getitimer(signal.ITIMER_REAL)[0]:
+                signal.setitimer(signal.ITIMER_REAL, grace)
+
+        def on_alarm(*_: object) -> None:
+            _signal_subtree(signal.SIGKILL, set())
+
+        # Our handlers are in place before the body can run, and the body gets none of
+        # them: SIGTERM waits (blocked) until each side has its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.signal(signal.SIGTERM, on_sigterm)
+        # Forked now, so that go finds it ready: a fork is not on the way to its first line.
+        pid = os.fork()
+        if pid == 0:
+            for number in (signal.SIGALRM, signal.SIGTERM):
+                signal.signal(number, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            body(keeper, functools.partial(_await_go, go_fd))
+        os.close(go_fd)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        status = _reap_until(pid)
+        with contextlib.suppress(OSError):
+            code = os.waitstatus_to_exitcode(status)
+            results.send(json.dumps([keeper, _EXIT_CODE, code]).encode())
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
+        _end_leftovers(grace)
+    finally:
+        _flush_output()
+        _exit_like(status)
+
+
+def _await_go(go_fd: int) -> None:
+    """Return once the scheduler says go; exit if it closed the pipe (or died) instead."""
+    if not os.read(go_fd, 1):
+        os._exit(1)  # never to run: nothing of the task has
+    os.close(go_fd)
+
+
+def _reap_until(pid: int) -> int:
+    """Reap children (orphans handed to us too) until ``pid`` has ended; its wait status."""
+    while True:
+        try:
+            found, status = os.waitpid(-1, 0)
+        except ChildProcessError:  # cannot be: it is ours until reaped
+            return 0
+        if found == pid:
+            return status
+
+
+def _end_leftovers(grace: float) -> None:
+    """End every process the body left (all are our descendants: we are their
+    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all."""
+    signalled: set[tuple[int, int]] = set()
+    kill_at = time.monotonic() + grace
+    look_at = 0.0  # when to look for (new) leftovers in /proc again
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return  # none left
+        now = time.monotonic()
+        if now >= look_at:
+            _signal_subtree(signal.SIGKILL if now >= kill_at else signal.SIGTERM, signalled)
+            look_at = now + _LEFTOVER_POLL
+        # Woken by the next child's end (SIGCHLD is blocked for this), or to look again.
+        wake_at = min(look_at, kill_at) if now < kill_at else look_at
+        signal.sigtimedwait({signal.SIGCHLD}, max(wake_at - time.monotonic(), 0.001))
+
+
+def _signal_subtree(sig: int, signalled: set[tuple[int, int]]) -> None:
+    """Send ``sig`` to every live descendant of this process (SIGTERM once each)."""
+    table = Snapshot()
+    stack = [os.getpid()]
+    while stack:
+        for info in table.children(stack.pop()):
+            stack.append(info.pid)
+            if info.state in ("Z", "X"):
+                continue
+            if sig == signal.SIGTERM and (info.pid, info.start) in signalled:
+                continue
+            signalled.add((info.pid, info.start))
+            with contextlib.suppress(OSError):
+                os.kill(info.pid, sig)
+
+
+def _exit_like(status: int | None) -> NoReturn:
+    """Exit with the body's wait status: its exit code, or the signal that killed it
+    (None: the keeper failed before)."""
+    if status is None:
+        os._exit(1)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+    else:
+        os._exit(os.waitstatus_to_exitcode(status))
+    with contextlib.suppress(Exception):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the body's core, not ours
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    os._exit(128 + int(sig))
+
+
+def _child(
+    flag_fd: int,
+    results: socket.socket,
+    payload: bytes,
+    params: tuple[str, ...],
+    modules: dict[str, str | None],
+    cwd: str,
+    keeper: int,
+    go: Callable[[], None],
+) -> NoReturn:
+    """A run's body, forked by its keeper: the function (loaded, then run on ``go``),
+    its outcome."""
+    code = 1
+    try:
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
+            os._exit(1)  # the keeper died before we asked
+        loaded = _load(payload, modules, cwd)
+        go()
+        if isinstance(loaded, str):
+            action, message = "fail", loaded
+        else:
+            action, message = call_for_outcome(loaded, params, flag_fd)
+        results.send(json.dumps([keeper, action, message]).encode())
         code = 0
     finally:
         _flush_output()
         os._exit(code)
 
 
-def _call(
-    flag_fd: int,
-    payload: bytes,
-    params: tuple[str, ...],
-    modules: dict[str, str | None],
-    cwd: str,
-) -> tuple[str, str | None]:
+def _exec_child(
+    argv: list[str],
+    cwd: str | None,
+    environ: dict[str, str],
+    stderr_fd: int,
+    results: socket.socket,
+    keeper: int,
+    go: Callable[[], None],
+) -> NoReturn:
+    """A command run's body, forked by its keeper: the program (on ``go``), or why it
+    could not start."""
+    try:
+        if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
+            os._exit(1)  # the keeper died before we asked
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(stderr_fd, 2)
+        go()
+        why = _exec(argv, cwd, environ)
+        with contextlib.suppress(OSError):
+            results.send(json.dumps([keeper, "fail", why]).encode())
+    finally:
+        os._exit(127)
+
+
+def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
+    """Become the program ``argv`` in ``cwd``; return only to say why that failed."""
+    if cwd is not None:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return f"working directory not found: {cwd!r} ({exc.strerror})"
+    try:
+        os.execvpe(argv[0], argv, environ)
+    except FileNotFoundError as exc:
+        return f"executable not found: {argv[0]!r} ({exc.strerror})"
+    except OSError as exc:
+        return f"could not start {argv[0]!r}: {exc}"
+    raise AssertionError("execvpe returned")  # pragma: no cover
+
+
+def _load(payload: bytes, modules: dict[str, str | None], cwd: str) -> Any:
+    """The task's function, in its working directory (before go: its first line is then
+    the next thing to run); or why it could not be loaded (a str)."""
     try:
         os.chdir(cwd)
-        func = _ReferenceUnpickler(payload, modules).load()
+        return _ReferenceUnpickler(payload, modules).load()
     except BaseException as exc:
-        return "fail", clip(f"could not load the task's function: {exception_text(exc)}")
-    return call_for_outcome(func, params, flag_fd)
+        return clip(f"could not load the task's function: {exception_text(exc)}")
 
 
 def call_for_outcome(
@@ -364,6 +572,12 @@ def ask_death_signal(number: int) -> bool:
     """Ask Linux to send ``number`` when the parent's thread ends; whether it was done."""
     prctl = find_prctl()
     return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
+
+
+def become_subreaper() -> bool:
+    """Have the orphans of our descendants reparented to us, not to init; whether done."""
+    prctl = find_prctl()
+    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 @functools.cache
@@ -417,7 +631,10 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         # (message, flag fd to hand over, the run's key): written when the socket takes them
-        self._outbox: collections.deque[tuple[bytes, int | None, int | None]] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, tuple[int, ...], int | None]] = (
+            collections.deque()
+        )
+        self._gates: dict[int, int] = {}  # run key -> the write end of its go pipe
         self._environ: dict[str, str] | None = None
         self._sys_path: list[str] | None = None
         self.ready = False  # the server said it serves
@@ -473,14 +690,14 @@ class ForkServer:
             return
         self._sync_path()
         self._preloaded = self.loop.create_future()
-        self._queue(("preload", modules), None, None)
+        self._queue(("preload", modules), (), None)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._preloaded), timeout)
 
     def _sync_path(self) -> None:
         if self._sys_path != sys.path:
             self._sys_path = list(sys.path)
-            self._queue(("setup", self._sys_path, list(sys.argv)), None, None)
+            self._queue(("setup", self._sys_path, list(sys.argv)), (), None)
 
     def launch(
         self,
@@ -490,21 +707,60 @@ class ForkServer:
         params: tuple[str, ...],
         flag_fd: int,
         cwd: str,
+        grace: float,
     ) -> bool:
-        """Ask for a child running ``payload`` in ``cwd``; the flag's read end is handed
-        over (closed here). False if there is no server (``flag_fd`` is left alone)."""
+        """Ask for a child running ``payload`` in ``cwd`` once :meth:`go` is called; the
+        flag's read end is handed over (closed here). False if there is no server
+        (``flag_fd`` is left alone)."""
         if not self.start():
             return False
         self._sync_path()
         environ = dict(os.environ)
         changed = environ if environ != self._environ else None
         self._environ = environ
-        self._queue(("start", key, payload, params, modules, cwd, changed), flag_fd, key)
+        message = ("start", key, payload, params, modules, cwd, changed, grace)
+        self._queue(message, (flag_fd, self._gate(key)), key)
         return True
 
-    def _queue(self, message: tuple[Any, ...], fd: int | None, key: int | None) -> None:
+    def launch_command(
+        self,
+        key: int,
+        argv: list[str],
+        cwd: str | None,
+        environ: dict[str, str],
+        stderr_fd: int,
+        grace: float,
+    ) -> bool:
+        """Ask for a child running the program ``argv`` once :meth:`go` is called, its
+        stderr to ``stderr_fd`` (a copy is handed over); False if there is no server."""
+        if not self.start():
+            return False
+        message = ("command", key, argv, cwd, environ, grace)
+        self._queue(message, (os.dup(stderr_fd), self._gate(key)), key)
+        return True
+
+    def _gate(self, key: int) -> int:
+        """A go pipe for run ``key``: its read end (to hand over), its write end kept."""
+        read, self._gates[key] = os.pipe2(os.O_CLOEXEC)
+        return read
+
+    def go(self, key: int) -> None:
+        """Let run ``key`` run its body (a byte down its go pipe, straight to it)."""
+        gate = self._gates.pop(key, None)
+        if gate is not None:
+            with contextlib.suppress(OSError):
+                os.write(gate, b"g")
+            os.close(gate)
+
+    def forget(self, key: int) -> None:
+        """Run ``key`` is over: its body never goes (if it never did)."""
+        gate = self._gates.pop(key, None)
+        if gate is not None:
+            os.close(gate)
+
+    def _queue(self, message: tuple[Any, ...], fds: tuple[int, ...], key: int | None) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._outbox.append((data, fd, key))
+        self._outbox.append((data, fds, key))
         if len(self._outbox) == 1:
             self._flush()
 
@@ -513,12 +769,12 @@ class ForkServer:
         if sock is None:
             return
         while self._outbox:
-            data, fd, key = self._outbox[0]
+            data, fds, key = self._outbox[0]
             try:
-                if fd is None:
+                if not fds:
                     sock.send(data)
                 else:
-                    socket.send_fds(sock, [data], [fd])
+                    socket.send_fds(sock, [data], list(fds))
             except BlockingIOError:
                 self.loop.add_writer(sock.fileno(), self._writable)
                 return
@@ -526,17 +782,18 @@ class ForkServer:
                 return  # the server is gone: _readable reports it, with every run of it
             except OSError as exc:  # this message cannot go (too large: EMSGSIZE)
                 self._outbox.popleft()
-                if fd is not None:
+                for fd in fds:
                     os.close(fd)
                 if key is not None:
+                    self.forget(key)
                     self._environ = None  # it did not go: the next start sends it
                     self._failed(key, f"could not hand the run to the fork server: {exc}")
                 else:
                     log.warning("fork server: could not send its setup: %s", exc)
                 continue
             self._outbox.popleft()
-            if fd is not None:
-                os.close(fd)  # the server holds its own copy now
+            for fd in fds:
+                os.close(fd)  # the server holds its own copies now
 
     def _writable(self) -> None:
         if self._sock is not None:
@@ -596,10 +853,12 @@ class ForkServer:
             self.loop.remove_reader(sock.fileno())
             self.loop.remove_writer(sock.fileno())
             sock.close()
-        for _, fd, _ in self._outbox:
-            if fd is not None:
+        for _, fds, _ in self._outbox:
+            for fd in fds:
                 os.close(fd)
         self._outbox.clear()
+        for key in list(self._gates):
+            self.forget(key)
 
     async def close(self) -> None:
         """Stop the server (when no run of it is left): it ends when its socket closes."""
@@ -618,4 +877,5 @@ class ForkServer:
     @property
     def fds(self) -> tuple[int, ...]:
         """The descriptors a child forked from the scheduler must close."""
-        return (self._sock.fileno(),) if self._sock is not None else ()
+        own = (self._sock.fileno(),) if self._sock is not None else ()
+        return own + tuple(self._gates.values())

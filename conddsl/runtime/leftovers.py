@@ -6,7 +6,9 @@ whose history is a file keeps a registry of its live process trees beside it
 (``<history file>.procs.json``): each tree's root pid, the root's start time (field
 22 of ``/proc/<pid>/stat``: a recycled pid is never taken for it) and its process
 group. The file is rewritten atomically (a temporary file, then ``os.replace``) at
-the end of each turn of the event loop in which a tree was added or has ended.
+the end of each turn of the event loop in which a tree was added or has ended; a run
+forked by the fork server runs no line of its task before that write (its body
+waits for the scheduler's go, sent after it).
 
 The next scheduler on the same history reads it when it starts, before it marks the
 dead scheduler's runs as ``crash``: each root that is still the same process is

@@ -1,27 +1,30 @@
 """Running tasks in child processes: Python functions (process) and programs (command).
 
-A Python process task is forked by the fork server (:mod:`.forkserver`) when its
-function can be passed by reference, else forked from the scheduler itself
-(``multiprocessing`` fork context, Linux); either way the child starts a session of
-its own, so that its whole tree can be signalled, and sees the run's
-``TerminationFlag`` through a pipe. The scheduler never waits on a dying process:
-the server reports each child's end on its socket; a child forked here is watched
-by its sentinel; a program (command) by a pidfd (without pidfds it polls).
-Programs start with ``subprocess.Popen`` (``vfork``, quick) and no watcher thread
-each, which asyncio's subprocesses would take.
+Both go by the fork server (:mod:`.forkserver`), which forks a *keeper* for each run:
+a subreaper in a session of its own that forks the body (the function, or an ``exec``
+of the program) once the scheduler says go, after listing the keeper in its process
+registry (:mod:`conddsl.runtime.leftovers`), and ends whatever the body leaves. The
+keeper is the run's root: the scheduler ends the tree under it, and records the run
+once all of it is gone. The run's ``run`` record is written when the keeper exists,
+and its timeout counts from then. The child sees the run's ``TerminationFlag``
+through a pipe. The server reports each keeper's end on its socket; the scheduler
+never waits on a dying process.
 
-Each tree is listed in the scheduler's process registry while it lives
-(:mod:`conddsl.runtime.leftovers`), so that a scheduler that died leaves none
-running past the next start. A child also asks Linux for SIGTERM when its parent
-(the server, which ends with the scheduler, or the scheduler's thread that forked
-it) dies (``PR_SET_PDEATHSIG``): its own descendants, in its group or not, are left
-to the next start.
+Without a server (it could not start, or died), and for functions that cannot be
+passed by reference, the run is forked from the scheduler itself (``multiprocessing``
+fork context, Linux) and watched by its sentinel, or a program is started with
+``subprocess.Popen`` and watched by a pidfd (without pidfds it polls); either starts a
+session of its own, so that its whole tree can be signalled, but has no keeper.
+A child forked here also asks Linux for SIGTERM when the scheduler's thread that
+forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
+here, are left to the next start, which ends what the registry lists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import os
@@ -29,7 +32,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -67,6 +70,7 @@ class _TreeExecutor:
     """Termination shared by process and command runs: the tree gets SIGTERM, then SIGKILL."""
 
     holds_clock = True  # time stands still while a process dies
+    records_when_started = True  # the run record says when its process exists
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -82,14 +86,23 @@ class _TreeExecutor:
             self._killers[run] = killer
             killer.start()
 
-    def _spawned(self, run: Run, pid: int, start: int | None = None) -> None:
-        """The run's root process started: remember it, and list it in the registry."""
+    def _spawned(
+        self, run: Run, pid: int, start: int | None = None, go: Callable[[], None] | None = None
+    ) -> None:
+        """The run's root process started: remember it, list it in the registry, record
+        the run, and let it ``go`` once the registry lists it."""
         if start is None:
             info = read_stat(pid)
             start = info.start if info is not None else None
         run.root = (pid, start)
-        if self.host.procs is not None:
-            self.host.procs.add(run.run_id, run.task.name, *run.root)
+        procs = self.host.procs
+        if procs is not None:
+            procs.add(run.run_id, run.task.name, *run.root)
+        self.host.began(run)
+        if go is not None and procs is not None:
+            self.host.loop.call_soon(go)  # after the registry's write, queued for this turn
+        elif go is not None:
+            go()
         # Its tree may have to be ended: have a recent reading of /proc to start from.
         keep_view(scanner_for(self.host.loop))
 
@@ -126,17 +139,21 @@ class _TreeExecutor:
 
 @dataclass
 class _Served:
-    """A run handed to the fork server: its key there, and its pid once forked."""
+    """A run handed to the fork server: its key there, its keeper's pid once forked,
+    and a command's stderr file."""
 
     key: int
     pid: int | None = None
+    stderr: IO[bytes] | None = None
 
 
 class ProcessExecutor(_TreeExecutor):
-    """Runs a Python function in a child process in its own session (see the module docstring)."""
+    """Runs a Python function (process) or a program (command) in a child process in its
+    own session, forked by the fork server (see the module docstring)."""
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
+        self._commands = CommandExecutor(host)  # programs while there is no server
         self._mp = multiprocessing.get_context("fork")
         find_prctl()  # found here, so that children forked from the scheduler have it
         self._server = ForkServer(
@@ -155,14 +172,16 @@ class ProcessExecutor(_TreeExecutor):
         return PipeFlag()
 
     async def warm(self, tasks: Iterable[Task], timeout: float | None = None) -> None:
-        """Start the fork server with the modules of ``tasks`` loaded, so that their first
-        runs need not wait for it."""
+        """Start the fork server with the modules of ``tasks`` loaded (process and command
+        tasks), so that their first runs need not wait for it."""
         modules: dict[str, str | None] = {}
+        wanted = False
         for task in tasks:
-            reference = by_reference(task.func)
+            wanted = True
+            reference = None if task.execution == "command" else by_reference(task.func)
             if reference is not None:
                 modules.update(reference[1])
-        if modules and not self._server.broken:
+        if wanted and not self._server.broken:
             await self._server.preload(modules, _WARM_TIMEOUT if timeout is None else timeout)
 
     async def close(self) -> None:
@@ -170,7 +189,10 @@ class ProcessExecutor(_TreeExecutor):
         await self._server.close()
 
     def start(self, run: Run) -> None:
-        """Hand the run to the fork server, or fork it here."""
+        """Hand the run to the fork server, or fork (or spawn) it here."""
+        if run.task.execution == "command":
+            self._start_command(run)
+            return
         # Pickled at each start: a partial's arguments are sent as they are now.
         reference = None if self._server.broken else by_reference(run.task.func)
         try:
@@ -182,14 +204,36 @@ class ProcessExecutor(_TreeExecutor):
             key = next(self._keys)
             self._served[key] = run
             run.handle = _Served(key)
-            if self._server.launch(key, *reference, run.task.flag_params, flag_fd, cwd):
+            params = run.task.flag_params
+            if self._server.launch(key, *reference, params, flag_fd, cwd, self.host.kill_grace):
                 return
             del self._served[key]
         self._fork(run, flag_fd)
 
+    def _start_command(self, run: Run) -> None:
+        task = run.task
+        if not self._server.broken:
+            # stderr goes to a file, not a pipe: a grandchild holding it open can never
+            # block on a full pipe, and its tail is read once the program has exited.
+            stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
+            key = next(self._keys)
+            self._served[key] = run
+            run.handle = _Served(key, stderr=stderr)
+            environ = task.env if task.env is not None else dict(os.environ)
+            grace = self.host.kill_grace
+            argv = list(task.argv)
+            if self._server.launch_command(key, argv, task.cwd, environ, stderr.fileno(), grace):
+                return
+            del self._served[key]
+            stderr.close()
+        self._commands.start(run)
+
     def terminate(self, run: Run) -> None:
         """As for any tree; a run the server has not forked yet ends after the grace if
         it still has not (the server is stuck: it never runs)."""
+        if run.task.execution == "command" and not isinstance(run.handle, _Served):
+            self._commands.terminate(run)
+            return
         super().terminate(run)
         if isinstance(run.handle, _Served) and run.handle.pid is None:
             self.host.loop.call_later(self.host.kill_grace, self._unforked, run)
@@ -199,7 +243,9 @@ class ProcessExecutor(_TreeExecutor):
             return
         key = run.handle.key
         self._served.pop(key, None)
+        self._server.forget(key)
         self._abandoned.add(key)  # killed the moment it is reported forked
+        _close_stderr(run)
         self._finish(run, "terminate", "never started: the fork server did not fork it")
 
     def _on_started(self, key: int, pid: int, start: int | None) -> None:
@@ -213,19 +259,31 @@ class ProcessExecutor(_TreeExecutor):
         if run is None:
             return
         run.handle.pid = pid
-        self._spawned(run, pid, start)
-        if run.flag.is_set():  # terminated before it was forked: end it now
+        if run.flag.is_set():  # terminated before it was forked: end it, it never runs
+            self._spawned(run, pid, start)
             self.terminate(run)
+        else:
+            self._spawned(run, pid, start, go=functools.partial(self._server.go, key))
 
     def _on_failed(self, key: int, text: str) -> None:
+        self._server.forget(key)
         run = self._served.pop(key, None)
         if run is not None:
+            _close_stderr(run)
             self._finish(run, "fail", text)
 
     def _on_exited(self, key: int, code: int, outcome: tuple[str, str | None] | None) -> None:
+        self._server.forget(key)
         run = self._served.pop(key, None)
-        if run is not None:
-            self._conclude(run, code, outcome, time.monotonic())
+        if run is None:
+            return
+        if run.task.execution == "command" and outcome is None and run.reason is None:
+            outcome = ("success", None)  # a program sends nothing: its exit code says
+            if code != 0:
+                text = _tail(run.handle.stderr)
+                outcome = ("fail", clip(f"{exit_text(code)}: {text}" if text else exit_text(code)))
+        _close_stderr(run)
+        self._conclude(run, code, outcome, time.monotonic())
 
     def _on_lost(self, code: int | None) -> None:
         """The server died: runs not forked yet are forked here; what is left of the
@@ -235,11 +293,15 @@ class ProcessExecutor(_TreeExecutor):
         self._abandoned.clear()
         for run in runs.values():
             if run.handle.pid is None:
+                _close_stderr(run)
                 if run.flag.is_set():
                     self._finish(run, "terminate", "never started")
+                elif run.task.execution == "command":
+                    self._commands.start(run)
                 else:
                     self._fork(run, run.flag.open())
                 continue
+            _close_stderr(run)
             self.terminate(run)  # its root got SIGTERM with the server; the rest may not have
             outcome = ("terminate", why) if run.reason is not None else ("fail", why)
             self.host.spawn(self._ended(run, *outcome, time.monotonic()))
@@ -308,6 +370,13 @@ class ProcessExecutor(_TreeExecutor):
             self._finish(run, *outcome)
         else:
             self.host.spawn(self._ended(run, *outcome, ended))
+
+
+def _close_stderr(run: Run) -> None:
+    """Close a served command's stderr file (its tail is read, or never will be)."""
+    if isinstance(run.handle, _Served) and run.handle.stderr is not None:
+        run.handle.stderr.close()
+        run.handle.stderr = None
 
 
 def _child(

@@ -19,8 +19,10 @@ runs from the termination either way.
 
 Waiting for a tree to go is event-driven where Linux has pidfds (5.3 and later):
 the event loop watches a pidfd of each known process of the tree, and once they
-have all ended, ``killpg(root, 0)`` says whether anything is left in the group;
-only then is ``/proc`` read again, to find who (and to signal newcomers). Without
+have all ended, ``killpg(root, 0)`` says whether anything is left in the group.
+Most often that is zombies waiting for their reaper (orphans go to init, which may
+be slow to reap them): the last reading brought up to date says so at once, and the
+tree is gone. Only else is ``/proc`` read again, to find who (and to signal newcomers). Without
 pidfds the table is read every ``_POLL`` seconds.
 """
 
@@ -535,8 +537,12 @@ class TreeKiller:
                 # SIGKILL went to the group: nothing in it can live, or fork, after
                 # that. What is left is zombies, waiting for their reaper.
                 return
-            # Most often what is left is zombies about to be reaped: give them a
-            # moment before reading /proc.
+            # Most often what is left is zombies (orphans wait for whoever reaps them,
+            # which may be slow: an init that is no init): a look at the pids created
+            # since the last reading says so at once. Else give them a moment before
+            # reading /proc.
+            if self._only_zombies_left():
+                return
             if not await self._group_lasts():
                 return
             table = await self.scanner.read(since)
@@ -551,6 +557,19 @@ class TreeKiller:
                 if not members:
                     return  # only zombies are left in the group
                 since = time.monotonic()  # they ended after the reading: read again
+
+    def _only_zombies_left(self) -> bool:
+        """Whether every process of the tree has ended, by the last reading of /proc
+        brought up to now (False when that is not cheap): each member is looked at
+        again, as the reading may be older than its death."""
+        view = current_view()
+        if view is None:
+            return False
+        for info in self._members(view):
+            now = read_stat(info.pid)
+            if now is not None and now.start == info.start and now.state not in _GONE:
+                return False
+        return True
 
     async def _group_lasts(self) -> bool:
         """Whether the group is still there after up to ``_REAPING`` seconds."""

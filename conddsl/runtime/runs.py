@@ -39,6 +39,8 @@ class Run:
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
     traceback: str | None = None  # the failure's, for the finishing record
+    # Its run record and timeout wait for its process to exist (see Host.began).
+    pending: bool = False
 
     @property
     def state(self) -> str:
@@ -60,6 +62,9 @@ class Host:
     procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
     stopping: Callable[[], bool] = lambda: False  # the scheduler is shutting down
     unhold: Callable[[Run], None] = lambda run: None  # let time go on while ``run`` dies
+    # The run's process exists now (executors with ``records_when_started``): its run
+    # record is written, stamped now, and its timeout counts from now.
+    began: Callable[[Run], None] = lambda run: None
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

@@ -74,7 +74,7 @@ from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
 from conddsl.runtime.flags import TerminationFlag
 from conddsl.runtime.leftovers import recover
-from conddsl.runtime.process_exec import CommandExecutor, ProcessExecutor
+from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.runs import Host, Run
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 
@@ -91,6 +91,9 @@ STARTUP, MAIN, CLOSING = "startup", "main", "closing"
 _SHUT = None  # the key of the shut condition among the task names
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+# How much later than its timeout a process run whose process never came is ended (a
+# burst of starts may take the fork server a while: that time is not the body's).
+START_ALLOWANCE = timedelta(seconds=5)
 
 # A run that ends this many seconds past its timeout, never asked to stop, overran it
 # (less is the loop's ordinary lateness in noticing the deadline).
@@ -652,13 +655,15 @@ class Scheduler:
             procs,
             stopping=lambda: self.state != RUNNING,
             unhold=self._unhold,
+            began=self._began,
         )
+        processes = ProcessExecutor(host)  # programs too: both go by the fork server
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
             "thread": ThreadExecutor(host),
-            "process": ProcessExecutor(host),
-            "command": CommandExecutor(host),
+            "process": processes,
+            "command": processes,
         }
         now = self.clock.now()
         self.session.started_at = now
@@ -674,9 +679,9 @@ class Scheduler:
             self._fail(exc)
         _freeze_heap()
         try:
-            # The fork server imports the process tasks' modules before anything starts.
+            # The fork server (for process and command tasks) is up before anything starts.
             await self._executors["process"].warm(
-                task for task in self.tasks.values() if task.execution == "process"
+                task for task in self.tasks.values() if task.uses_process
             )
             await self._cycle()
         except BaseException as exc:
@@ -906,10 +911,13 @@ class Scheduler:
         deadlines, due = self._deadlines, self._due
         texts: dict[Task, str] = {}
         while deadlines and deadlines[0] <= now:
-            for run in due.pop(heapq.heappop(deadlines)):
+            deadline = heapq.heappop(deadlines)
+            for run in due.pop(deadline):
                 task = run.task
                 if run.finished or run.reason is not None or task.timeout is None:
                     continue
+                if run.deadline != deadline:
+                    continue  # moved later: its process began after its start (_began)
                 text = texts.get(task)
                 if text is None:
                     text = texts[task] = f"ran longer than its timeout {task.timeout}"
@@ -1168,21 +1176,24 @@ class Scheduler:
         if ended is not None and ended >= now:
             now = ended + _TICK
         run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
-        if task.timeout is not None:
-            deadline = run.deadline = now + task.timeout
-            bucket = self._due.get(deadline)
-            if bucket is None:
-                self._due[deadline] = [run]
-                heapq.heappush(self._deadlines, deadline)
-            else:
-                bucket.append(run)
+        # Its timeout counts from now, or, for a process, from when the process exists
+        # (which its run record says: _began); a process that never comes is still
+        # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
+        if getattr(executor, "records_when_started", False):
+            run.pending = True
+            self._arm_timeout(run, now + START_ALLOWANCE)
+            if self._hold is not None:
+                self._hold()
+        else:
+            self._arm_timeout(run, now)
         self._runs.setdefault(task.name, {})[run.run_id] = run
         self._active += 1
         if task.uses_process:
             self._process_runs += 1
         if task.permanent:
             self._permanent_runs += 1
-        self._record(run, "run", now, reason=reason, own_change=False)
+        if not run.pending:
+            self._record(run, "run", now, reason=reason, own_change=False)
         if run.reason is not None:  # recording it failed fatally: it never starts
             self._finish(run, "terminate", "not started")
             return run, None
@@ -1193,6 +1204,36 @@ class Scheduler:
             return run, None
         run.launched = True
         return run, awaitable
+
+    def _arm_timeout(self, run: Run, now: datetime) -> None:
+        """Time the run out at ``now`` + its timeout (runs due at one instant share it)."""
+        if run.task.timeout is None:
+            return
+        deadline = run.deadline = now + run.task.timeout
+        bucket = self._due.get(deadline)
+        if bucket is None:
+            self._due[deadline] = [run]
+            heapq.heappush(self._deadlines, deadline)
+        else:
+            bucket.append(run)
+
+    def _began(self, run: Run) -> None:
+        """A pending run's process exists: its run record, stamped now; its timeout."""
+        if not run.pending:
+            return
+        run.pending = False
+        if self._release is not None:
+            self._release()
+        # Never before the instant _start chose: after its task's last run ended.
+        now = run.started = max(self.clock.now(), run.started)
+        if run.reason is None:
+            self._arm_timeout(run, now)
+        self._record(run, "run", now, reason="manual" if run.manual else None, own_change=False)
+        # Its end condition may read how long it has run: when it next changes, from now.
+        name = run.task.name
+        if name in self.tasks:
+            self._schedule(name, self._next_check(run.task, now, self._context(name)))
+        self._wake.set()  # a new deadline
 
     def _terminate(self, run: Run, reason: str, message: str) -> None:
         if run.finished or run.reason is not None:
@@ -1210,6 +1251,7 @@ class Scheduler:
         """Record how a run ended: exactly once, whatever reports it."""
         if run.finished:
             return
+        self._began(run)  # never got a process: its run record still comes first
         run.finished = True
         self._unhold(run)
         task = run.task

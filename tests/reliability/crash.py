@@ -37,6 +37,12 @@ JOBS = textwrap.dedent(
 
     def hold_process():
         time.sleep(3600)
+
+    def escape():
+        import signal, subprocess
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        subprocess.Popen(["sleep", "3600"], start_new_session=True)
+        time.sleep(3600)
     """
 )
 
@@ -89,6 +95,39 @@ def task_file(folder: Path, *, shut_after: float | None = None, name: str = "tas
         [tasks.hold_command]
         command = ["sleep", "3600"]
         start_cond = "daily"
+        """
+    )
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def starts_file(
+    folder: Path, *, shut_after: float | None = None, name: str = "starts.toml"
+) -> Path:
+    """A task file whose process and command tasks start all the time, ignore SIGTERM
+    and leave a child in a session of its own."""
+    (folder / "jobs.py").write_text(JOBS)
+    shut = f'shut_cond = "scheduler has run over {shut_after} seconds"' if shut_after else ""
+    text = textwrap.dedent(
+        f"""
+        [scheduler]
+        history = "starts.sqlite3"
+        timezone = "UTC"
+        kill_grace = 0.1
+        instant_shutdown = true
+        {shut}
+
+        [tasks.escape]
+        func = "jobs:escape"
+        execution = "process"
+        start_cond = "every 0.03 seconds"
+        timeout = "0.05 seconds"
+
+        [tasks.escape_command]
+        command = ["sh", "-c", "trap '' TERM; setsid sleep 3600 & sleep 3600"]
+        start_cond = "every 0.03 seconds"
+        timeout = "0.05 seconds"
         """
     )
     path = folder / name

@@ -120,3 +120,48 @@ def exit_hard() -> None:
 def kill_self() -> None:
     """Die by a signal nobody in the scheduler sent."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- descendants that escape
+
+
+def _sleeper(*, new_session: bool) -> int:
+    return subprocess.Popen(["sleep", "3600"], start_new_session=new_session).pid
+
+
+def double_fork_daemon(pid_file: str, then_return: bool = False) -> None:
+    """Start a daemon the classic way (fork, setsid, fork, the middle one exits) and
+    report its pid; then sleep (or return)."""
+    read, write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        os.write(write, str(_sleeper(new_session=False)).encode())
+        os._exit(0)
+    os.waitpid(middle, 0)
+    write_pids(pid_file, int(os.read(read, 32)))
+    if not then_return:
+        time.sleep(3600)
+
+
+def setsid_child(pid_file: str) -> None:
+    """Start a child in a session of its own, report it, sleep."""
+    write_pids(pid_file, _sleeper(new_session=True))
+    time.sleep(3600)
+
+
+def fork_on_sigterm(pid_file: str) -> None:
+    """On SIGTERM, start a child in a session of its own, report it and exit."""
+
+    def on_sigterm(*_: object) -> None:
+        write_pids(pid_file, _sleeper(new_session=True))
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    write_pids(pid_file + ".ready", os.getpid())
+    time.sleep(3600)
+
+
+def leave_a_child(pid_file: str) -> None:
+    """Start a child in a session of its own, report it, and return at once."""
+    write_pids(pid_file, _sleeper(new_session=True))
