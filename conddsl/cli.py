@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError, printable
+from conddsl.errors import ConditionSyntaxError, UsageError, printable
 from conddsl.timeline.clock import later
 
 EXIT_OK = 0
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = "\n".join(printable(line) for line in str(error).split("\n"))
         print(f"conddsl: {shown}", file=sys.stderr)
         return EXIT_FINDINGS
-    except _UsageError as error:
+    except UsageError as error:
         print(f"conddsl: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -51,10 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FINDINGS
         print(f"conddsl: internal error: {error} (run with --debug for details)", file=sys.stderr)
         return EXIT_USAGE
-
-
-class _UsageError(Exception):
-    pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -106,7 +102,7 @@ def _start(args: argparse.Namespace, zone: tzinfo) -> datetime:
     try:
         at = datetime.fromisoformat(args.after)
     except ValueError as error:
-        raise _UsageError(
+        raise UsageError(
             f"--after {args.after!r} is not an ISO time like 2024-01-01T08:00"
         ) from error
     return at.replace(tzinfo=zone) if at.tzinfo is None else at
@@ -117,7 +113,7 @@ def _compile(args: argparse.Namespace):
     from conddsl.timeline.zones import resolve_zone
 
     if args.tz is not None and resolve_zone(args.tz) is None:
-        raise _UsageError(f"unknown timezone {args.tz!r}")
+        raise UsageError(f"unknown timezone {args.tz!r}")
     return compile_condition(args.expression, timezone=args.tz)
 
 
@@ -181,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.task_file)
     if not path.is_file():
         why = "not a regular file" if path.exists() else "no such task file"
-        raise _UsageError(f"{args.task_file}: {why}")
+        raise UsageError(f"{args.task_file}: {why}")
     return run_task_file(path)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
-from conddsl.errors import ConditionError, ConditionSyntaxError
+from conddsl.errors import ConditionError, ConditionSyntaxError, suggest
 from conddsl.parse import parse
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
@@ -435,12 +435,10 @@ class _Compiler:
         if target is None and self.lenient:
             return _Unresolved(node, zone)
         if target is None:
-            import difflib
-
             known = list(self.rules) + (self.registry.phrases() if self.registry else [])
-            close = difflib.get_close_matches(name, known, n=1)
+            close = suggest(name, known)
             hint = (
-                f"did you mean {close[0]!r}?"
+                f"did you mean {close!r}?"
                 if close
                 else (
                     "define it in a .cond file and pass rules=, or check the spelling of a keyword"

@@ -18,19 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from conddsl.errors import ConddslError
+from conddsl.errors import CustomConditionError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_RECHECK = timedelta(minutes=1)
-
-
-class CustomConditionError(ConddslError):
-    """A custom condition raised: the scheduler applies ``silence_cond_check`` to this."""
-
-    def __init__(self, phrase: str, error: BaseException) -> None:
-        super().__init__(f"custom condition {phrase!r} raised {type(error).__name__}: {error}")
-        self.phrase = phrase
-        self.error = error
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ says precisely what is wrong with a value, as a :class:`LiteralError` carrying t
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +21,7 @@ from conddsl.ast import (
     TimeOfDay,
     Weekday,
 )
+from conddsl.errors import LiteralError, suggest
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
@@ -36,30 +36,6 @@ class Word:
     text: str
     start: int
     end: int
-
-
-class LiteralError(ValueError):
-    """A value that is not valid where it stands.
-
-    ``better_unit`` names the cycle the value belongs to when it is a point of another
-    one (a weekday in a day window: ``week``), so the parser can spell out the form the
-    user probably meant.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        start: int,
-        end: int,
-        hint: str | None = None,
-        better_unit: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.start = start
-        self.end = end
-        self.hint = hint
-        self.better_unit = better_unit
 
 
 def better_unit(text: str) -> str | None:
@@ -167,9 +143,9 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
         meridiem = rest[0].text
         rest = rest[1:]
     if rest:
-        close = difflib.get_close_matches(rest[0].text.lower(), ["and", "or", "in"], n=1)
+        close = suggest(rest[0].text.lower(), ["and", "or", "in"])
         hint = (
-            f"did you mean '{close[0]}'?"
+            f"did you mean '{close}'?"
             if close
             else "a time of day is one word like 08:00, or a time and am/pm"
         )
@@ -313,8 +289,8 @@ def _is_quarter_word(text: str) -> bool:
 def _weekday_index(word: Word) -> int:
     index = _WEEKDAYS.get(word.text.lower())
     if index is None:
-        close = difflib.get_close_matches(word.text.lower(), list(_WEEKDAYS), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0].capitalize()}?" if close else EXPECTED["week"]
+        close = suggest(word.text.lower(), _WEEKDAYS)
+        hint = f"did you mean {close.capitalize()}?" if close else EXPECTED["week"]
         raise LiteralError(f"{word.text!r} is not a weekday", word.start, word.end, hint)
     return index
 
@@ -348,7 +324,7 @@ def _read_month_day(words: list[Word], is_end: bool) -> MonthDay:
                     first.end,
                     f"write for example '1st {first.text}' or 'last {first.text}'",
                 )
-            close = difflib.get_close_matches(first.text.lower(), ["last"], n=1, cutoff=0.6)
+            close = suggest(first.text.lower(), ["last"])
             hint = "did you mean last?" if close else f"expected {EXPECTED['month']}"
             raise LiteralError(
                 f"{first.text!r} is not a day of the month", first.start, first.end, hint

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 import threading
 from functools import lru_cache
@@ -13,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError, Span
+from conddsl.errors import ConditionSyntaxError, LiteralError, Span, suggest
 from conddsl.literals import (
     EXPECTED,
-    LiteralError,
     Word,
     ascii_digit_hint,
     better_unit,
@@ -642,9 +640,9 @@ def _misspelt_start(text: str, pos: int) -> tuple[int, int, str] | None:
     word = match.group(1).lower()
     if word in _START_KEYWORDS:
         return None
-    close = difflib.get_close_matches(word, _START_KEYWORDS, n=1, cutoff=0.75)
+    close = suggest(word, _START_KEYWORDS, cutoff=0.75)
     if close:
-        return match.start(1), match.end(1), close[0]
+        return match.start(1), match.end(1), close
     return None
 
 
@@ -712,9 +710,9 @@ def _translate(text: str, exc) -> ConditionSyntaxError:
             code="E110",
             hint=ascii_digit_hint(word.group(0) if word else found),
         )
-    close = difflib.get_close_matches(found.lower(), _keyword_candidates(expected), n=1, cutoff=0.6)
-    if close and found.lower() != close[0]:
-        hint = f"did you mean '{close[0]}'?"
+    close = suggest(found.lower(), _keyword_candidates(expected))
+    if close and found.lower() != close:
+        hint = f"did you mean '{close}'?"
         code = "E101"
     elif "DURATION" in expected and re.fullmatch(r"\d+(\.\d+)?", found):
         hint = f"a number needs a unit: '{found} seconds', '{found} minutes', '{found} hours'"
@@ -751,10 +749,10 @@ def _unexpected_end(text: str, expected: set[str]) -> ConditionSyntaxError:
     if "AND" in expected and not expected & _ATOM_START and between:
         for match in re.finditer(r"[A-Za-z]+", text[between[-1].end() :]):
             word = match.group(0).lower()
-            close = difflib.get_close_matches(word, ["and"], n=1, cutoff=0.6)
+            close = suggest(word, ["and"])
             if close and word != "and":
                 offset = between[-1].end()
-                close_word = (offset + match.start(), offset + match.end(), close[0])
+                close_word = (offset + match.start(), offset + match.end(), close)
     if close_word:
         c_start, c_end, keyword = close_word
         return ConditionSyntaxError(

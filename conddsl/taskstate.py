@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConddslError
+from conddsl.errors import MissingTaskError, SessionRequiredError
 from conddsl.timeline.clock import (
     ClockWindow,
     cron_runs,
@@ -71,14 +71,6 @@ DEPENDENCY_ACTIONS = {
     "finished": ("success", "fail"),
     "terminated": ("terminate",),
 }
-
-
-class MissingTaskError(ConddslError, ValueError):
-    """A form about "this task" was evaluated with a history but no ``task=``."""
-
-
-class SessionRequiredError(ConddslError, NotImplementedError):
-    """A scheduler or session form was evaluated without ``session=``."""
 
 
 def duration_horizon(duration: timedelta) -> timedelta:

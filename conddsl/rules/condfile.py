@@ -14,21 +14,20 @@ The format, in full:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError
+from conddsl.errors import ConditionSyntaxError, LineIndex, RuleFileError, suggest
 from conddsl.rules.conditions import (
     RESERVED_NAMES,
     ConditionText,
     references,
     syntax_diagnostic,
 )
-from conddsl.rules.diagnostics import Diagnostic, LineIndex, RuleFileError, has_errors
+from conddsl.rules.diagnostics import Diagnostic, has_errors
 from conddsl.rules.graph import find_cycles
 from conddsl.rules.textfile import read_text
 
@@ -317,9 +316,9 @@ def reference_problem(
         )
     if name in names:
         return "E120", f"{name!r} is a named condition: it takes no quoted arguments", None
-    close = difflib.get_close_matches(name, [*names, *default_registry.phrases()], n=1)
+    close = suggest(name, [*names, *default_registry.phrases()])
     hint = (
-        f"did you mean {close[0]!r}?"
+        f"did you mean {close!r}?"
         if close
         else "define it in a .cond file listed in [scheduler] rules, or check the spelling"
     )

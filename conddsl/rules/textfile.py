@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conddsl.bounded import FileTooLarge, read_bounded
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.errors import LineIndex
+from conddsl.rules.diagnostics import Diagnostic
 
 # Larger files are refused (the reading stops there): no rule or task file comes close.
 MAX_BYTES = 50_000_000
