@@ -22,6 +22,7 @@ from conddsl.ast import (
     Weekday,
 )
 from conddsl.errors import LiteralError, suggest
+from conddsl.grammar import terminal_regex
 
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
@@ -454,10 +455,6 @@ def read_duration_text(text: str) -> timedelta:
     Raises LiteralError, with a hint, when the whole text is not one duration (the
     hints mention numbers: a setting may be a number of seconds instead).
     """
-    from conddsl.ast import RunningFor
-    from conddsl.errors import ConditionSyntaxError
-    from conddsl.parse import parse
-
     stripped = text.strip()
     check_ascii_digits(text, 0)
     if stripped[:1] in ("+", "-"):
@@ -473,24 +470,24 @@ def read_duration_text(text: str) -> timedelta:
             len(text),
             f"write '{stripped} seconds' or '{stripped} minutes', or the number {stripped}",
         )
-    # The grammar owns the duration syntax: the text is read as the duration of
-    # "running for more than …", so settings and conditions accept the same words.
-    try:
-        node = parse(f"running for more than {stripped}") if stripped else None
-    except ConditionSyntaxError as exc:
-        if exc.code == "E110":  # a duration, but too long: say so
+    # The grammar owns the duration syntax: the text is read as conditions read it,
+    # one DURATION token between comments and spaces, so both accept the same words.
+    tokens = [piece for piece in terminal_regex("COMMENT").split(stripped) if piece.strip()]
+    if len(tokens) == 1 and terminal_regex("DURATION").fullmatch(tokens[0].strip()):
+        try:
+            value = parse_duration(tokens[0].strip(), 0)
+        except LiteralError as exc:  # a duration, but too long: say so
             message = f"{_shorten(text)!r} is too long a duration"
             raise LiteralError(message, 0, len(text), exc.hint) from None
-        node = None
-    # A comment would be read as one ("5 minutes # five"): not in a setting.
-    if not isinstance(node, RunningFor) or "#" in text:
-        raise LiteralError(
-            f"{_shorten(text)!r} is not a duration",
-            0,
-            len(text),
-            f"write {DURATION_EXAMPLES}, or a number of seconds",
-        )
-    return node.duration.value
+        # A comment would be read as one ("5 minutes # five"): not in a setting.
+        if "#" not in text:
+            return value
+    raise LiteralError(
+        f"{_shorten(text)!r} is not a duration",
+        0,
+        len(text),
+        f"write {DURATION_EXAMPLES}, or a number of seconds",
+    )
 
 
 def _shorten(text: str, limit: int = 40) -> str:
