@@ -14,13 +14,15 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
-from conddsl.errors import ConditionError, ConditionSyntaxError, suggest
+from conddsl.errors import ConditionError
 from conddsl.parse import parse
+from conddsl.resolve import Resolver
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
 from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
+from conddsl.visitor import ConditionVisitor
 
 Interval = tuple[datetime, datetime]
 
@@ -356,7 +358,7 @@ def _cycle_of(unit: str) -> timedelta:
     }[unit]
 
 
-class _Compiler:
+class _Compiler(ConditionVisitor["_Evaluator"]):
     """Builds evaluators for one condition, resolving named conditions from ``rules``."""
 
     def __init__(
@@ -367,111 +369,78 @@ class _Compiler:
         self.text = text
         self.rules = rules or {}
         self.registry = registry
-        self.resolving: list[str] = []
+        self.resolver = Resolver(self.rules, text=text)
         self.customs: list[_Custom] = []
-        self.expansion_checked = False  # E123, checked at the first name (see reference)
 
-    def build(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
-        if isinstance(node, ast.Constant):
-            return _Constant(node.value, zone)
-        if isinstance(node, ast.All):
-            return _All([self.build(item, zone) for item in node.items], zone)
-        if isinstance(node, ast.Any):
-            return _Any([self.build(item, zone) for item in node.items], zone)
-        if isinstance(node, ast.Not):
-            return _Not(self.build(node.item, zone), zone)
-        if isinstance(node, ast.Zoned):
-            inner_zone = resolve_zone(node.zone)
-            assert inner_zone is not None  # the parser checked the name
-            return _Zoned(self.build(node.item, inner_zone), inner_zone)
-        if isinstance(node, ast.TimeOf):
-            return _Clock(ClockWindow(node.unit, node.window), zone)
-        if isinstance(node, ast.Periodic):
-            clock = ClockWindow(ast.PERIOD_UNIT[node.period], node.window)
-            empty = _Clock(clock, zone)
-            form = taskstate.Periodic(node, clock, zone, empty.horizon)
-            return _HistoryNode(form, empty, zone)
-        if isinstance(node, ast.Cron):
-            empty = _CronClock(node.expression, zone)
-            return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
-        if isinstance(node, ast.Every):
-            return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
-        if isinstance(node, ast.TaskHas):
-            form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.AfterTask):
-            form = taskstate.AfterTask(node, zone, _MARGIN)
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.TaskRunning):
-            form = taskstate.TaskRunning(node, zone, _MARGIN)
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.RunningFor):
-            return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
-        if isinstance(
-            node,
-            ast.SchedulerCycles | ast.SchedulerUptime | ast.Env | ast.ParamExists | ast.ParamIs,
-        ):
-            return taskstate.SessionForm(node, zone)
-        if isinstance(node, ast.Reference):
-            return self.reference(node, zone)
-        raise TypeError(f"cannot compile {type(node).__name__}")  # pragma: no cover
+    def visit_Constant(self, node: ast.Constant, zone: tzinfo) -> _Evaluator:
+        return _Constant(node.value, zone)
 
-    def reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
-        name = node.name
-        target = None if node.args else self.rules.get(name)
-        entry = self.registry.get(name) if self.registry is not None else None
-        if target is None and entry is not None:
-            if len(node.args) != entry.arity:
-                raise ConditionSyntaxError(
-                    f"{name!r} takes {entry.arity} quoted argument(s), {len(node.args)} given",
-                    text=self.text,
-                    span=node.span or _whole(self.text),
-                    code="E122",
-                    hint=f"write {name} " + " ".join(["'…'"] * entry.arity),
-                )
-            custom = _Custom(entry, node.args, zone, len(self.customs))
-            self.customs.append(custom)
-            return custom
-        if target is None and self.lenient:
+    def visit_All(self, node: ast.All, zone: tzinfo) -> _Evaluator:
+        return _All([self.visit(item, zone) for item in node.items], zone)
+
+    def visit_Any(self, node: ast.Any, zone: tzinfo) -> _Evaluator:
+        return _Any([self.visit(item, zone) for item in node.items], zone)
+
+    def visit_Not(self, node: ast.Not, zone: tzinfo) -> _Evaluator:
+        return _Not(self.visit(node.item, zone), zone)
+
+    def visit_Zoned(self, node: ast.Zoned, zone: tzinfo) -> _Evaluator:
+        inner_zone = resolve_zone(node.zone)
+        assert inner_zone is not None  # the parser checked the name
+        return _Zoned(self.visit(node.item, inner_zone), inner_zone)
+
+    def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
+        return _Clock(ClockWindow(node.unit, node.window), zone)
+
+    def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
+        clock = ClockWindow(ast.PERIOD_UNIT[node.period], node.window)
+        empty = _Clock(clock, zone)
+        form = taskstate.Periodic(node, clock, zone, empty.horizon)
+        return _HistoryNode(form, empty, zone)
+
+    def visit_Cron(self, node: ast.Cron, zone: tzinfo) -> _Evaluator:
+        empty = _CronClock(node.expression, zone)
+        return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
+
+    def visit_Every(self, node: ast.Every, zone: tzinfo) -> _Evaluator:
+        return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
+
+    def visit_TaskHas(self, node: ast.TaskHas, zone: tzinfo) -> _Evaluator:
+        form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_AfterTask(self, node: ast.AfterTask, zone: tzinfo) -> _Evaluator:
+        form = taskstate.AfterTask(node, zone, _MARGIN)
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_TaskRunning(self, node: ast.TaskRunning, zone: tzinfo) -> _Evaluator:
+        form = taskstate.TaskRunning(node, zone, _MARGIN)
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_RunningFor(self, node: ast.RunningFor, zone: tzinfo) -> _Evaluator:
+        return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
+
+    def visit_session(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
+        """The scheduler's and the session's forms: answered from ``session=``."""
+        return taskstate.SessionForm(node, zone)
+
+    visit_SchedulerCycles = visit_SchedulerUptime = visit_session
+    visit_Env = visit_ParamExists = visit_ParamIs = visit_session
+
+    def visit_Reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
+        if self.resolver.target(node) is not None:
+            with self.resolver.expanding(node) as target:  # E121, E123
+                return self.visit(target, zone)
+        entry = self.registry.get(node.name) if self.registry is not None else None
+        if entry is None and self.lenient:
             return _Unresolved(node, zone)
-        if target is None:
-            known = list(self.rules) + (self.registry.phrases() if self.registry else [])
-            close = suggest(name, known)
-            hint = (
-                f"did you mean {close!r}?"
-                if close
-                else (
-                    "define it in a .cond file and pass rules=, or check the spelling of a keyword"
-                )
-            )
-            raise ConditionSyntaxError(
-                f"unknown condition {name!r}",
-                text=self.text,
-                span=node.span or _whole(self.text),
-                code="E120",
-                hint=hint,
-            )
-        if name in self.resolving:
-            cycle = " -> ".join([*self.resolving, name])
-            raise ConditionSyntaxError(
-                f"the named conditions refer to each other in a cycle: {cycle}",
-                text=self.text,
-                span=node.span or _whole(self.text),
-                code="E121",
-            )
-        if not self.expansion_checked:
-            # Names can nest without end (r0 = r1, r1 = r2, …) or double at each level:
-            # before compiling them out, check once that the condition written out is
-            # neither too deep nor too large (E123).
-            from conddsl.nesting import check_expanded_depth
+        self.resolver.check(node, self.registry, hint=_DEFINE_HINT)  # E120, E122
+        custom = _Custom(entry, node.args, zone, len(self.customs))
+        self.customs.append(custom)
+        return custom
 
-            self.expansion_checked = True
-            check_expanded_depth(self.text, node, self.rules)
-        self.resolving.append(name)
-        try:
-            return self.build(target, zone)
-        finally:
-            self.resolving.pop()
+
+_DEFINE_HINT = "define it in a .cond file and pass rules=, or check the spelling of a keyword"
 
 
 def _whole(text: str):
@@ -513,7 +482,7 @@ class Condition:
         self.registry = registry if registry is not None else default_registry
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
-        self._evaluator = compiler.build(node, self.zone)
+        self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
 

@@ -19,8 +19,10 @@ from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
 from conddsl.compile import _IRREGULAR, Condition
+from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
 from conddsl.timeline.clock import ClockWindow, cycle_length, point_offset
+from conddsl.visitor import ConditionVisitor
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
 
@@ -72,60 +74,63 @@ def negation(item: ast.Node) -> ast.Node:
     return ast.Not(item)
 
 
-class ClockAnalysis:
+class ClockAnalysis(ConditionVisitor[Bounds]):
     """Clock bounds and windows for the conditions of one file (named conditions memoized)."""
 
     def __init__(self, rules: Mapping[str, ast.Node], timezone: str | tzinfo) -> None:
         self.rules = rules
         self.timezone = timezone
-        self._memo: dict[str, Bounds] = {}
-        self._resolving: set[str] = set()
+        self._resolver = Resolver(rules)
 
     # ------------------------------------------------------------ bounds
 
     def bounds(self, node: ast.Node) -> Bounds:
         """``(over, under)``: clock-only conditions around ``node`` (see the module doc)."""
-        if isinstance(node, ast.Constant):
-            return node, node
-        if isinstance(node, ast.TimeOf):
-            return node, node
-        if isinstance(node, ast.Periodic):
-            # Once per window: the window bounds it from above; the history may say no.
-            whole = node.window is None or isinstance(node.window, ast.Starting)
-            return (TRUE if whole else node), FALSE
-        if isinstance(node, ast.Cron):
-            return node, FALSE
-        if isinstance(node, ast.All):
-            pairs = [self.bounds(item) for item in node.items]
-            return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
-        if isinstance(node, ast.Any):
-            pairs = [self.bounds(item) for item in node.items]
-            return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
-        if isinstance(node, ast.Not):
-            over, under = self.bounds(node.item)
-            return negation(under), negation(over)
-        if isinstance(node, ast.Zoned):
-            over, under = self.bounds(node.item)
-            return _zoned(over, node.zone), _zoned(under, node.zone)
-        if isinstance(node, ast.Reference):
-            # With arguments it is a custom condition, which only Python can answer.
-            return (TRUE, FALSE) if node.args else self._reference(node.name)
-        # Task state, pace (every), the scheduler and the session: unknown here.
+        return self.visit(node)
+
+    def visit_clock(self, node: ast.Node) -> Bounds:
+        return node, node
+
+    visit_Constant = visit_TimeOf = visit_clock
+
+    def visit_Periodic(self, node: ast.Periodic) -> Bounds:
+        # Once per window: the window bounds it from above; the history may say no.
+        whole = node.window is None or isinstance(node.window, ast.Starting)
+        return (TRUE if whole else node), FALSE
+
+    def visit_Cron(self, node: ast.Cron) -> Bounds:
+        return node, FALSE
+
+    def visit_All(self, node: ast.All) -> Bounds:
+        pairs = [self.visit(item) for item in node.items]
+        return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
+
+    def visit_Any(self, node: ast.Any) -> Bounds:
+        pairs = [self.visit(item) for item in node.items]
+        return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
+
+    def visit_Not(self, node: ast.Not) -> Bounds:
+        over, under = self.visit(node.item)
+        return negation(under), negation(over)
+
+    def visit_Zoned(self, node: ast.Zoned) -> Bounds:
+        over, under = self.visit(node.item)
+        return _zoned(over, node.zone), _zoned(under, node.zone)
+
+    def visit_Reference(self, node: ast.Reference) -> Bounds:
+        # A custom condition (with arguments) only Python can answer; an unknown name
+        # or a cycle is reported elsewhere (E120, E121).
+        if self._resolver.target(node) is None:
+            return TRUE, FALSE
+        return self._resolver.expand(node, self.visit, on_cycle=lambda chain: (TRUE, FALSE))
+
+    def visit_unknown(self, node: ast.Node) -> Bounds:
+        """Task state, pace (every), the scheduler and the session: unknown here."""
         return TRUE, FALSE
 
-    def _reference(self, name: str) -> Bounds:
-        found = self._memo.get(name)
-        if found is not None:
-            return found
-        target = self.rules.get(name)
-        if target is None or name in self._resolving:
-            return TRUE, FALSE  # reported elsewhere (E120, E121)
-        self._resolving.add(name)
-        try:
-            found = self._memo[name] = self.bounds(target)
-        finally:
-            self._resolving.discard(name)
-        return found
+    visit_Every = visit_TaskHas = visit_AfterTask = visit_TaskRunning = visit_unknown
+    visit_RunningFor = visit_SchedulerCycles = visit_SchedulerUptime = visit_unknown
+    visit_Env = visit_ParamExists = visit_ParamIs = visit_unknown
 
     # ------------------------------------------------------------ windows
 

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, LineIndex, TaskFileError, suggest
+from conddsl.parse import parse
+from conddsl.resolve import Resolver
 from conddsl.rules.condfile import RuleFile, read_rule_file, reference_diagnostic
 from conddsl.rules.conditions import ConditionText, references, syntax_diagnostic, task_names
 from conddsl.rules.diagnostics import Diagnostic, has_errors
@@ -308,8 +310,6 @@ def _condition_places(report: TaskFileReport) -> Iterator[tuple[str | None, str,
 
 
 def _read_conditions(report: TaskFileReport) -> None:
-    from conddsl.parse import parse
-
     for task, key, path in _condition_places(report):
         source = _source(report, path)
         try:
@@ -368,14 +368,8 @@ def check_references(report: TaskFileReport) -> None:
 
 def _tasks_in_rule(name: str, rules: dict[str, ast.Node]) -> Iterator[tuple[str, ast.Node]]:
     """Task names used by a named condition and the names it uses in turn."""
-    stack, visited = [name], set()
-    while stack:
-        current = stack.pop()
-        if current in visited or current not in rules:
-            continue
-        visited.add(current)
+    for current in Resolver(rules).reached(name):
         yield from task_names(rules[current])
-        stack.extend(reference.name for reference in references(rules[current]))
 
 
 def _unknown_task(
