@@ -119,7 +119,7 @@ def _compile(args: argparse.Namespace):
 
 def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | None]:
     """Up to ``count`` windows from ``start``, and a note when the answer is special."""
-    horizon = max(condition._evaluator.horizon, timedelta(days=2))
+    horizon = max(condition.horizon, timedelta(days=2))
     end = later(start, horizon * 4)
     try:
         found = []

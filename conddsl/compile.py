@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
+from conddsl.context import Context
+from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
 from conddsl.parse import parse
 from conddsl.resolve import Resolver
@@ -29,26 +31,10 @@ Interval = tuple[datetime, datetime]
 # How far next_change looks for a change before answering "never": two cycles of
 # the longest regular cycle involved, or 29 years (every weekday/month-day/leap-day
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
-_IRREGULAR = timedelta(days=366 * 29)
+IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 # Up to this many custom parts, next_change tries every assignment of their values.
 _EXACT_ASSIGNMENTS = 4
-
-
-class _Context:
-    """What one evaluation needs besides the wall time: the instant, task, history, session."""
-
-    __slots__ = ("real", "task", "history", "session", "custom_mode")
-
-    def __init__(
-        self, real: datetime, task: str | None, history, session=None, custom_mode=None
-    ) -> None:
-        self.real = real
-        self.task = task
-        self.history = history
-        self.session = session
-        # None: call custom conditions; True/False: pretend they all have that value.
-        self.custom_mode = custom_mode
 
 
 class _Evaluator:
@@ -59,10 +45,10 @@ class _Evaluator:
     # A plain wall-time predicate when the node needs nothing but the wall clock.
     fast = None
 
-    def value(self, wall: datetime, ctx: _Context) -> bool:  # pragma: no cover - abstract
+    def value(self, wall: datetime, ctx: Context) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def real_intervals(self, start: datetime, end: datetime, ctx: _Context) -> Iterator[Interval]:
+    def real_intervals(self, start: datetime, end: datetime, ctx: Context) -> Iterator[Interval]:
         """Maximal aware intervals inside [start, end) where the node is true."""
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -92,7 +78,9 @@ class _Clock(_Evaluator):
         self.zone = zone
         self.clock = clock
         self.fast = clock.predicate()
-        self.horizon = _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
+        self.horizon = (
+            IRREGULAR_HORIZON if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
+        )
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -305,7 +293,7 @@ def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
     scope = node.scope
     if isinstance(scope, ast.CycleScope):
         unit = ast.CYCLE_UNIT[scope.cycle]
-        return _IRREGULAR if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
+        return IRREGULAR_HORIZON if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
     return _MARGIN
 
 
@@ -321,7 +309,7 @@ def _later(at: datetime, delta: timedelta) -> datetime:
     change after it is never reached, so next_change answers None.
     """
     found = later(at, delta)
-    if delta > _IRREGULAR:
+    if delta > IRREGULAR_HORIZON:
         end = _CALENDAR_END.replace(tzinfo=at.tzinfo)
         if found > end:
             return max(at, end)
@@ -345,7 +333,7 @@ def _cron_horizon(spec) -> timedelta:
         return 2 * _cycle_of("day") + _MARGIN
     if calendar_free and not spec.day_or:
         return 2 * _cycle_of("week") + _MARGIN
-    return _IRREGULAR
+    return IRREGULAR_HORIZON
 
 
 def _cycle_of(unit: str) -> timedelta:
@@ -443,12 +431,6 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
 _DEFINE_HINT = "define it in a .cond file and pass rules=, or check the spelling of a keyword"
 
 
-def _whole(text: str):
-    from conddsl.errors import Span
-
-    return Span.from_offsets(text, 0, len(text))
-
-
 class Condition:
     """A compiled condition: ``is_true``, ``windows`` and ``next_change``."""
 
@@ -473,8 +455,6 @@ class Condition:
         text: str | None = None,
         lenient: bool = False,
     ) -> None:
-        from conddsl.custom import default_registry
-
         self.ast = node
         self.lenient = lenient
         self.zone = _zone(timezone)
@@ -485,6 +465,11 @@ class Condition:
         self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far ahead ``next_change`` looks before it answers "no change" (set at compile)."""
+        return self._evaluator.horizon
 
     # -------- combining, as with the operators of the language
 
@@ -546,7 +531,7 @@ class Condition:
         else:
             wall = to_wall(at, self.zone)
             real = at
-        return self._evaluator.value(wall, _Context(real, task, history, session))
+        return self._evaluator.value(wall, Context(real, task, history, session))
 
     def windows(
         self,
@@ -560,7 +545,7 @@ class Condition:
         """The maximal half-open intervals inside [start, end) where the condition is true."""
         naive = _same_kind(start, end)
         real_start, real_end = self._utc(start), self._utc(end)
-        ctx = _Context(real_start, task, history, session)
+        ctx = Context(real_start, task, history, session)
         # History-based parts may hand out a long stretch in adjacent pieces: merge them.
         found = intervals.normalize(self._evaluator.real_intervals(real_start, real_end, ctx))
         if naive:
@@ -577,12 +562,12 @@ class Condition:
         if self._customs:
             change = self._next_change_with_customs(real_after, task, history, session)
         else:
-            change = self._first_change(real_after, _Context(real_after, task, history, session))
+            change = self._first_change(real_after, Context(real_after, task, history, session))
         if change is None:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
 
-    def _first_change(self, real_after: datetime, ctx: _Context) -> datetime | None:
+    def _first_change(self, real_after: datetime, ctx: Context) -> datetime | None:
         horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))
         found = intervals.normalize(self._evaluator.real_intervals(real_after, horizon_end, ctx))
         for start, end in found:
@@ -610,9 +595,9 @@ class Condition:
         changes, values = [], set()
         for mode in assignments:
             changes.append(
-                self._first_change(real_after, _Context(real_after, task, history, session, mode))
+                self._first_change(real_after, Context(real_after, task, history, session, mode))
             )
-            ctx = _Context(real_after, task, history, session, mode)
+            ctx = Context(real_after, task, history, session, mode)
             values.add(self._evaluator.value(wall, ctx))
         if len(values) > 1:
             recheck = min(custom.entry.recheck for custom in self._customs)

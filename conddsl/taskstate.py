@@ -173,10 +173,7 @@ class HistoryForm:
             yield current_start, end
 
     def _value_at(self, real: datetime, ctx) -> bool:
-        from conddsl.compile import _Context
-
-        local = _Context(real, ctx.task, ctx.history, ctx.session)
-        return self.value(to_wall(real, self.zone), local)
+        return self.value(to_wall(real, self.zone), ctx.at(real))
 
     def _wall_points(self, walls: Iterator[datetime]) -> Iterator[datetime]:
         """Real instants (and one microsecond later) for wall-clock boundaries, in order.
@@ -597,8 +594,6 @@ class SessionForm:
         raise TypeError(f"not a session form: {node!r}")  # pragma: no cover
 
     def real_intervals(self, start, end, ctx):
-        from conddsl.compile import _Context
-
         points = [start]
         if isinstance(self.node, ast.SchedulerUptime) and ctx.session is not None:
             due = later(ctx.session.started_at, self.node.duration.value)
@@ -608,8 +603,7 @@ class SessionForm:
         points.append(end)
         current = None
         for left, right in zip(points, points[1:], strict=False):
-            local = _Context(left, ctx.task, ctx.history, ctx.session)
-            if self.value(to_wall(left, self.zone), local):
+            if self.value(to_wall(left, self.zone), ctx.at(left)):
                 current = (current[0] if current else left, right)
             elif current is not None:
                 yield current

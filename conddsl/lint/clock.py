@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
-from conddsl.compile import _IRREGULAR, Condition
+from conddsl.compile import IRREGULAR_HORIZON, Condition
 from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
 from conddsl.timeline.clock import ClockWindow, cycle_length, point_offset
+from conddsl.timeline.cron import parse_cron
 from conddsl.visitor import ConditionVisitor
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
@@ -144,7 +145,7 @@ class ClockAnalysis(ConditionVisitor[Bounds]):
         """
         zoned = any(isinstance(item, ast.Zoned) for item in walk(node))
         condition = Condition(node, timezone=self.timezone if zoned else "UTC")
-        return condition, max(_horizon(node, condition._evaluator.horizon), _MIN_HORIZON)
+        return condition, max(_horizon(node, condition.horizon), _MIN_HORIZON)
 
     def first_window(self, node: ast.Node) -> Window | None:
         """The first window of a clock-only node within its horizon from :data:`REFERENCE`."""
@@ -183,7 +184,7 @@ def _horizon(node: ast.Node, compiled: timedelta) -> timedelta:
     """
     months, weekdays = _calendar_parts(node)
     if months and weekdays:
-        return max(compiled, _IRREGULAR)
+        return max(compiled, IRREGULAR_HORIZON)
     if months:
         return _MONTHS
     return min(compiled, _REGULAR)
@@ -191,8 +192,6 @@ def _horizon(node: ast.Node, compiled: timedelta) -> timedelta:
 
 def _calendar_parts(node: ast.Node) -> tuple[bool, bool]:
     """Whether the node depends on month days (or months) and on weekdays."""
-    from conddsl.timeline.cron import parse_cron
-
     months = weekdays = False
     for item in walk(node):
         if isinstance(item, ast.TimeOf | ast.Periodic):

@@ -9,6 +9,7 @@ from conddsl import ast
 from conddsl.lint.clock import REFERENCE
 from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
+from conddsl.timeline.cron import parse_cron
 
 # The longest of each cycle, so that "longer than the period" is never claimed wrongly.
 _CYCLES = {
@@ -86,8 +87,6 @@ def _true(chain: list[str]) -> bool:
 
 def _cron_gap(expression: str) -> timedelta | None:
     """The shortest gap among the first fires (the true shortest gap is no longer)."""
-    from conddsl.timeline.cron import parse_cron
-
     spec = parse_cron(expression)
     fire = spec.next_fire(REFERENCE)
     gaps = []

@@ -23,7 +23,7 @@ from conddsl.timeline.cron import CronSpec
 
 Pieces = tuple[tuple[int, int], ...]
 
-_FIXED_LENGTH = {
+FIXED_LENGTH = {
     "second": MICROS_PER_SECOND,
     "minute": MICROS_PER_MINUTE,
     "hour": MICROS_PER_HOUR,
@@ -63,14 +63,14 @@ def next_cycle(unit: str, start: datetime) -> datetime:
         if start.month == 12:
             return start.replace(year=start.year + 1, month=1)
         return start.replace(month=start.month + 1)
-    return start + timedelta(microseconds=_FIXED_LENGTH[unit])
+    return start + timedelta(microseconds=FIXED_LENGTH[unit])
 
 
 def cycle_length(unit: str, start: datetime) -> int:
     """Length in microseconds of the cycle starting at ``start``."""
     if unit == "month":
         return calendar.monthrange(start.year, start.month)[1] * MICROS_PER_DAY
-    return _FIXED_LENGTH[unit]
+    return FIXED_LENGTH[unit]
 
 
 def offset_in_cycle(unit: str, at: datetime) -> int:
@@ -188,7 +188,7 @@ class ClockWindow:
     def whole_cycle(self) -> bool:
         """True when the window is the whole cycle (no window, ``starting X``, equal ends)."""
         return self._fixed_pieces is not None and self._fixed_pieces == (
-            (0, _FIXED_LENGTH[self.unit]),
+            (0, FIXED_LENGTH[self.unit]),
         )
 
     def pieces(self, cycle: datetime) -> Pieces:
@@ -204,7 +204,7 @@ class ClockWindow:
         return found
 
     def _compute(self, cycle: datetime | None) -> Pieces:
-        length = cycle_length(self.unit, cycle) if cycle is not None else _FIXED_LENGTH[self.unit]
+        length = cycle_length(self.unit, cycle) if cycle is not None else FIXED_LENGTH[self.unit]
         window = self.window
 
         def clamp(value: int) -> int:
@@ -283,7 +283,7 @@ class ClockWindow:
         if len(pieces) == 1:
             ((a, b),) = pieces
             return _inside(self.unit, a, b)
-        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[self.unit]:
+        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == FIXED_LENGTH[self.unit]:
             # A wrap-around window: [0, end) and [start, cycle end).
             return _outside(self.unit, pieces[0][1], pieces[1][0])
         return self.contains
@@ -292,7 +292,7 @@ class ClockWindow:
         """Microseconds that every edge of the window, in every cycle, is a multiple of."""
         # Edges are sums of the points' offsets, the sub-unit of "on", and cycle and
         # day lengths (clamping, overflow into the next cycle), so their gcd divides all.
-        parts = [_FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
+        parts = [FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
         window = self.window
         if isinstance(window, ast.On):
             parts.append(_SUB_UNIT[self.unit])
