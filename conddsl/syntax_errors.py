@@ -81,14 +81,7 @@ def translate(text: str, exc: UnexpectedInput, parser: Lark) -> ConditionSyntaxE
     unit = _unit_before(text, start)
     misspelt = _misspelt_start(text, start, parser)
     if misspelt:
-        m_start, m_end, keyword = misspelt
-        return ConditionSyntaxError(
-            f"unknown word {text[m_start:m_end]!r}",
-            text=text,
-            span=Span.from_offsets(text, m_start, m_end),
-            code="E101",
-            hint=f"did you mean '{keyword}'?",
-        )
+        return _unknown_word(text, *misspelt)
     hint = None
     code = "E100"
     foreign = next((c for c in found if c.isdigit() and not "0" <= c <= "9"), None)
@@ -148,14 +141,7 @@ def _unexpected_end(text: str, expected: set[str], parser: Lark) -> ConditionSyn
                 offset = between[-1].end()
                 close_word = (offset + match.start(), offset + match.end(), close)
     if close_word:
-        c_start, c_end, keyword = close_word
-        return ConditionSyntaxError(
-            f"unknown word {text[c_start:c_end]!r}",
-            text=text,
-            span=Span.from_offsets(text, c_start, c_end),
-            code="E101",
-            hint=f"did you mean '{keyword}'?",
-        )
+        return _unknown_word(text, *close_word)
     if expected & _ATOM_START:
         hint = "a condition is missing at the end"
     return ConditionSyntaxError(
@@ -164,6 +150,17 @@ def _unexpected_end(text: str, expected: set[str], parser: Lark) -> ConditionSyn
         span=Span.from_offsets(text, start, end),
         code="E106",
         hint=hint,
+    )
+
+
+def _unknown_word(text: str, start: int, end: int, keyword: str) -> ConditionSyntaxError:
+    """E101 for ``text[start:end]``, a misspelt ``keyword``."""
+    return ConditionSyntaxError(
+        f"unknown word {text[start:end]!r}",
+        text=text,
+        span=Span.from_offsets(text, start, end),
+        code="E101",
+        hint=f"did you mean '{keyword}'?",
     )
 
 
