@@ -7,7 +7,6 @@ rendering, so that every layer reports a mistake the same way.
 
 from __future__ import annotations
 
-import difflib
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,6 +87,8 @@ def suggest(name: str, known: Iterable[str], *, cutoff: float = 0.6) -> str | No
     Closeness is difflib's ratio, at least ``cutoff`` (0.6 by default; stricter where a
     wrong guess would mislead more than no guess).
     """
+    import difflib  # only on the way to an error: kept out of "import conddsl"
+
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
     return close[0] if close else None
 
