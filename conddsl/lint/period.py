@@ -10,6 +10,7 @@ from conddsl.lint.clock import REFERENCE
 from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
 from conddsl.timeline.cron import parse_cron
+from conddsl.visitor import ConditionVisitor
 
 # The longest of each cycle, so that "longer than the period" is never claimed wrongly.
 _CYCLES = {
@@ -35,35 +36,50 @@ def start_period(node: ast.Node, rules: Mapping[str, ast.Node]) -> Period | None
     return _Periods(rules).period(node)
 
 
-class _Periods:
+class _Periods(ConditionVisitor["Period | None"]):
     """The start periods of one file's conditions, named conditions resolved once."""
 
     def __init__(self, rules: Mapping[str, ast.Node]) -> None:
         self.resolver = Resolver(rules)
 
     def period(self, node: ast.Node) -> Period | None:
-        if isinstance(node, ast.Every):
-            return node.duration.value, str(node)
-        if isinstance(node, ast.Periodic):
-            return _CYCLES[node.period], str(node)
-        if isinstance(node, ast.Cron):
-            gap = _cron_gap(node.expression)
-            return None if gap is None else (gap, str(node))
-        if isinstance(node, ast.Zoned):
-            return self.period(node.item)
-        if isinstance(node, ast.Reference):
-            if self.resolver.target(node) is None:
-                return None
-            return self.resolver.expand(node, self.period, on_cycle=_none, key="period")
-        if isinstance(node, ast.All):
-            timed = [item for item in node.items if not self.clock_free(item)]
-            return self.period(timed[0]) if len(timed) == 1 else None
-        if isinstance(node, ast.Any):
-            periods = [self.period(item) for item in node.items]
-            if any(p is None for p in periods):
-                return None
-            return min(periods, key=lambda p: p[0])
+        return self.visit(node)
+
+    def visit_Every(self, node: ast.Every) -> Period | None:
+        return node.duration.value, str(node)
+
+    def visit_Periodic(self, node: ast.Periodic) -> Period | None:
+        return _CYCLES[node.period], str(node)
+
+    def visit_Cron(self, node: ast.Cron) -> Period | None:
+        gap = _cron_gap(node.expression)
+        return None if gap is None else (gap, str(node))
+
+    def visit_Zoned(self, node: ast.Zoned) -> Period | None:
+        return self.visit(node.item)
+
+    def visit_Reference(self, node: ast.Reference) -> Period | None:
+        if self.resolver.target(node) is None:
+            return None
+        return self.resolver.expand(node, self.visit, on_cycle=_none, key="period")
+
+    def visit_All(self, node: ast.All) -> Period | None:
+        timed = [item for item in node.items if not self.clock_free(item)]
+        return self.visit(timed[0]) if len(timed) == 1 else None
+
+    def visit_Any(self, node: ast.Any) -> Period | None:
+        periods = [self.visit(item) for item in node.items]
+        if any(p is None for p in periods):
+            return None
+        return min(periods, key=lambda p: p[0])
+
+    def visit_unknown(self, node: ast.Node) -> Period | None:
+        """No cadence of its own: a clock window, a negation, task state, the session."""
         return None
+
+    visit_Constant = visit_Not = visit_TimeOf = visit_TaskHas = visit_AfterTask = visit_unknown
+    visit_TaskRunning = visit_RunningFor = visit_SchedulerCycles = visit_unknown
+    visit_SchedulerUptime = visit_Env = visit_ParamExists = visit_ParamIs = visit_unknown
 
     def clock_free(self, node: ast.Node) -> bool:
         """No clock form inside (named conditions followed): it cannot change the cadence."""
