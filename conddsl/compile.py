@@ -25,6 +25,7 @@ from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
 from conddsl.visitor import ConditionVisitor
+from conddsl.windows import clock_window
 
 Interval = tuple[datetime, datetime]
 
@@ -378,10 +379,10 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         return _Zoned(self.visit(node.item, inner_zone), inner_zone)
 
     def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
-        return _Clock(ClockWindow(node.unit, node.window), zone)
+        return _Clock(clock_window(node.unit, node.window), zone)
 
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
-        clock = ClockWindow(ast.PERIOD_UNIT[node.period], node.window)
+        clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
         empty = _Clock(clock, zone)
         form = taskstate.Periodic(node, clock, zone, empty.horizon)
         return _HistoryNode(form, empty, zone)

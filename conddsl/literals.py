@@ -23,11 +23,12 @@ from conddsl.ast import (
 )
 from conddsl.errors import LiteralError, suggest
 from conddsl.grammar import terminal_regex
-
-MICROS_PER_SECOND = 1_000_000
-MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
-MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
-MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+from conddsl.timeline.clock import (  # the time engine's units, read here too
+    MICROS_PER_DAY,
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from conddsl.timeline.clock import (
 )
 from conddsl.timeline.cron import CronSpec
 from conddsl.timeline.zones import to_wall, wall_edges, wall_span, wall_to_real
+from conddsl.windows import clock_window
 
 UTC = timezone.utc
 CHUNK = 64  # candidate points per piece of a long true stretch
@@ -236,7 +237,7 @@ class Periodic(HistoryForm):
         self.clock = clock
         # A window that is the whole cycle (`daily`, `daily starting 10:00`): the value
         # changes only at a finish and at the start of the next cycle after it.
-        self.whole = clock.window is None or clock._anchor_point() is not None
+        self.whole = clock.window is None or clock.anchor_point() is not None
 
     def empty_value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -384,7 +385,7 @@ class TaskHas(HistoryForm):
             if isinstance(window, ast.Starting):
                 # Rocketry reads "this week starting Tue" as "between Tue and Tue".
                 window = ast.Between(window.point, window.point)
-            self.clock = ClockWindow(ast.CYCLE_UNIT[scope.cycle], window)
+            self.clock = clock_window(ast.CYCLE_UNIT[scope.cycle], window)
 
     def empty_value(self, wall, ctx):
         return False

@@ -92,6 +92,8 @@ def test_a_cycle_would_be_seen(tmp_path):
         ("conddsl.parse", "conddsl.compile"),
         ("conddsl.taskstate", "conddsl.compile"),
         ("conddsl.timeline", "conddsl.compile"),
+        ("conddsl.timeline", "conddsl.ast"),  # the time engine knows no condition language
+        ("conddsl.timeline", "conddsl.literals"),
         ("conddsl.compile", "conddsl.lint"),
         ("conddsl.compile", "conddsl.rules"),
         ("conddsl.parse", "conddsl.runtime"),

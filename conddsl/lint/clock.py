@@ -21,9 +21,10 @@ from conddsl import ast
 from conddsl.compile import IRREGULAR_HORIZON, Condition
 from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
-from conddsl.timeline.clock import ClockWindow, cycle_length, point_offset
+from conddsl.timeline.clock import cycle_length, point_offset
 from conddsl.timeline.cron import parse_cron
 from conddsl.visitor import ConditionVisitor
+from conddsl.windows import clock_window, cycle_point
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
 
@@ -233,7 +234,7 @@ def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:
     if not isinstance(window, ast.Between | ast.After | ast.Before):
         return None
     unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
-    clock = ClockWindow(unit, window)
+    clock = clock_window(unit, window)
     if unit == "month":
         # Month windows depend on the month: whole in every month length is whole.
         firsts = [datetime(2023, 2, 1)] + [datetime(2024, m, 1) for m in (2, 4, 1)]
@@ -248,7 +249,8 @@ def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:
     # inverted ones, which read as "never", are surprising.
     after = isinstance(window, ast.After)
     point = window.start if after else window.end
-    at_start = point_offset(point, is_end=not after, cycle=datetime(2024, 1, 1)) == 0
+    offset = point_offset(cycle_point(point), is_end=not after, cycle=datetime(2024, 1, 1))
+    at_start = offset == 0
     if at_start == after:
         return None
     edge = "end" if after else "start"

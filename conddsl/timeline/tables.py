@@ -19,8 +19,15 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from conddsl.literals import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND
-from conddsl.timeline.clock import FIXED_LENGTH, ClockWindow, cycle_length
+from conddsl.timeline.clock import (
+    FIXED_LENGTH,
+    MICROS_PER_DAY,
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
+    ClockWindow,
+    cycle_length,
+)
 
 Predicate = Callable[[datetime], bool]
 # A clock tree: a window, a constant, or ("all" | "any", children) / ("not", (child,)).
