@@ -10,10 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # for hints only: the findings module imports this one
-    from conddsl.rules.diagnostics import Diagnostic
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +211,17 @@ class CustomConditionError(ConddslError):
         self.error = error
 
 
+class Finding(Protocol):
+    """What a file error needs of a finding (:class:`conddsl.rules.diagnostics.Diagnostic`)."""
+
+    @property
+    def sort_key(self) -> tuple: ...
+
+
 class FileCheckError(ConddslError, ValueError):
     """A file that cannot be used: carries every error found in it, with positions."""
 
-    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+    def __init__(self, diagnostics: Iterable[Finding]) -> None:
         self.diagnostics = sorted(diagnostics, key=lambda d: d.sort_key)
         shown = [str(d) for d in self.diagnostics[:20]]
         if len(self.diagnostics) > 20:
