@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from conddsl.ast import Reference
 from conddsl.errors import CustomConditionError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -62,14 +63,12 @@ class ConditionRegistry:
             raise ValueError(
                 f"a condition phrase is one or more words of letters, digits and _: {phrase!r}"
             )
-        from conddsl.parse import parse
+        from conddsl.parse import parse  # lark loads at the first registration, not on import
 
         try:
             parsed = parse(" ".join(words))
         except ValueError:
             parsed = None
-        from conddsl.ast import Reference
-
         if not isinstance(parsed, Reference) or parsed.words != tuple(words):
             raise ValueError(f"{phrase!r} collides with a keyword of the language")
         arity, wants_at = _signature(func)
