@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from conddsl.errors import Span
@@ -518,6 +518,48 @@ class Reference(Node):
         return " ".join([*self.words, *(quote(arg) for arg in self.args)])
 
 
+# ---------------------------------------------------------------- kinds of node
+
+# The nodes that are conditions themselves (what a visitor of conditions must handle);
+# the rest are their parts: points, windows, durations and scopes.
+CONDITIONS: tuple[type[Node], ...] = (
+    Constant,
+    All,
+    Any,
+    Not,
+    Zoned,
+    TimeOf,
+    Periodic,
+    Every,
+    Cron,
+    TaskHas,
+    AfterTask,
+    TaskRunning,
+    RunningFor,
+    SchedulerCycles,
+    SchedulerUptime,
+    Env,
+    ParamExists,
+    ParamIs,
+    Reference,
+)
+PARTS: tuple[type[Node], ...] = (
+    TimeOfDay,
+    SecondOfMinute,
+    MillisecondOfSecond,
+    MinuteOfHour,
+    Weekday,
+    MonthDay,
+    Between,
+    After,
+    Before,
+    On,
+    Starting,
+    Duration,
+    CycleScope,
+    PastScope,
+)
+
 # ---------------------------------------------------------------- walking a tree
 
 
@@ -537,6 +579,40 @@ def walk(node: Node) -> Iterator[Node]:
         current = stack.pop()
         yield current
         stack.extend(reversed(children(current)))
+
+
+def with_children(node: Node, items: tuple[Node, ...]) -> Node:
+    """``node`` with its operands (see :func:`children`) replaced by ``items``."""
+    if isinstance(node, All | Any):
+        return replace(node, items=tuple(items))
+    if isinstance(node, Not | Zoned):
+        (item,) = items
+        return replace(node, item=item)
+    return node
+
+
+def transform(node: Node, change: Callable[[Node], Node]) -> Node:
+    """The tree rebuilt bottom-up: ``change`` gets each node with its operands already
+    changed (no recursion, so any depth the parser allows is fine)."""
+    done: dict[int, Node] = {}
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    while stack:
+        current, ready = stack.pop()
+        items = children(current)
+        if not ready and items:
+            stack.append((current, True))
+            stack.extend((item, False) for item in items)
+            continue
+        if items:
+            new = tuple(done[id(item)] for item in items)
+            if any(a is not b for a, b in zip(new, items, strict=True)):
+                current_changed = with_children(current, new)
+            else:
+                current_changed = current
+        else:
+            current_changed = current
+        done[id(current)] = change(current_changed)
+    return done[id(node)]
 
 
 # ---------------------------------------------------------------- printing helpers

@@ -11,6 +11,8 @@ import errno
 import os
 import stat
 
+from conddsl.errors import FileRefused, FileTooLarge
+
 __all__ = ["FileRefused", "FileTooLarge", "read_bounded"]
 
 _CHUNK = 1 << 20
@@ -22,14 +24,6 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
-
-
-class FileRefused(OSError):
-    """The file is not a regular file (or is too large): ``strerror`` says which."""
-
-
-class FileTooLarge(FileRefused):
-    """The file holds more bytes than the reader's limit."""
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int, *, owned: bool = False) -> bytes:

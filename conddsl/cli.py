@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError, printable
+from conddsl.errors import ConditionSyntaxError, UsageError, printable
 from conddsl.terminal import escape_warnings, printable_lines
 from conddsl.timeline.clock import later
 
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConditionSyntaxError as error:
         print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
         return EXIT_FINDINGS
-    except _UsageError as error:
+    except UsageError as error:
         print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -53,10 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = printable_lines(str(error))
         print(f"conddsl: internal error: {shown} (run with --debug for details)", file=sys.stderr)
         return EXIT_USAGE
-
-
-class _UsageError(Exception):
-    pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -108,7 +104,7 @@ def _start(args: argparse.Namespace, zone: tzinfo) -> datetime:
     try:
         at = datetime.fromisoformat(args.after)
     except ValueError as error:
-        raise _UsageError(
+        raise UsageError(
             f"--after {args.after!r} is not an ISO time like 2024-01-01T08:00"
         ) from error
     return at.replace(tzinfo=zone) if at.tzinfo is None else at
@@ -119,13 +115,13 @@ def _compile(args: argparse.Namespace):
     from conddsl.timeline.zones import resolve_zone
 
     if args.tz is not None and resolve_zone(args.tz) is None:
-        raise _UsageError(f"unknown timezone {args.tz!r}")
+        raise UsageError(f"unknown timezone {args.tz!r}")
     return compile_condition(args.expression, timezone=args.tz)
 
 
 def _next_windows(condition, start: datetime, count: int) -> tuple[list, str | None]:
     """Up to ``count`` windows from ``start``, and a note when the answer is special."""
-    horizon = max(condition._evaluator.horizon, timedelta(days=2))
+    horizon = max(condition.horizon, timedelta(days=2))
     end = later(start, horizon * 4)
     try:
         found = []
@@ -183,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.task_file)
     if not path.is_file():
         why = "not a regular file" if path.exists() else "no such task file"
-        raise _UsageError(f"{args.task_file}: {why}")
+        raise UsageError(f"{args.task_file}: {why}")
     return run_task_file(path)
 
 

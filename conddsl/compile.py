@@ -14,39 +14,28 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
-from conddsl.errors import ConditionError, ConditionSyntaxError
+from conddsl.context import Context
+from conddsl.custom import default_registry
+from conddsl.errors import ConditionError
 from conddsl.parse import parse
+from conddsl.resolve import Resolver
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
 from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
+from conddsl.visitor import ConditionVisitor
+from conddsl.windows import clock_window
 
 Interval = tuple[datetime, datetime]
 
 # How far next_change looks for a change before answering "never": two cycles of
 # the longest regular cycle involved, or 29 years (every weekday/month-day/leap-day
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
-_IRREGULAR = timedelta(days=366 * 29)
+IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 # Up to this many custom parts, next_change tries every assignment of their values.
 _EXACT_ASSIGNMENTS = 4
-
-
-class _Context:
-    """What one evaluation needs besides the wall time: the instant, task, history, session."""
-
-    __slots__ = ("real", "task", "history", "session", "custom_mode")
-
-    def __init__(
-        self, real: datetime, task: str | None, history, session=None, custom_mode=None
-    ) -> None:
-        self.real = real
-        self.task = task
-        self.history = history
-        self.session = session
-        # None: call custom conditions; True/False: pretend they all have that value.
-        self.custom_mode = custom_mode
 
 
 class _Evaluator:
@@ -57,10 +46,10 @@ class _Evaluator:
     # A plain wall-time predicate when the node needs nothing but the wall clock.
     fast = None
 
-    def value(self, wall: datetime, ctx: _Context) -> bool:  # pragma: no cover - abstract
+    def value(self, wall: datetime, ctx: Context) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def real_intervals(self, start: datetime, end: datetime, ctx: _Context) -> Iterator[Interval]:
+    def real_intervals(self, start: datetime, end: datetime, ctx: Context) -> Iterator[Interval]:
         """Maximal aware intervals inside [start, end) where the node is true."""
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -90,7 +79,9 @@ class _Clock(_Evaluator):
         self.zone = zone
         self.clock = clock
         self.fast = clock.predicate()
-        self.horizon = _IRREGULAR if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
+        self.horizon = (
+            IRREGULAR_HORIZON if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
+        )
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -303,7 +294,7 @@ def _horizon_of_scope(node: ast.TaskHas) -> timedelta:
     scope = node.scope
     if isinstance(scope, ast.CycleScope):
         unit = ast.CYCLE_UNIT[scope.cycle]
-        return _IRREGULAR if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
+        return IRREGULAR_HORIZON if unit == "month" else 2 * _cycle_of(unit) + _MARGIN
     return _MARGIN
 
 
@@ -319,7 +310,7 @@ def _later(at: datetime, delta: timedelta) -> datetime:
     change after it is never reached, so next_change answers None.
     """
     found = later(at, delta)
-    if delta > _IRREGULAR:
+    if delta > IRREGULAR_HORIZON:
         end = _CALENDAR_END.replace(tzinfo=at.tzinfo)
         if found > end:
             return max(at, end)
@@ -343,7 +334,7 @@ def _cron_horizon(spec) -> timedelta:
         return 2 * _cycle_of("day") + _MARGIN
     if calendar_free and not spec.day_or:
         return 2 * _cycle_of("week") + _MARGIN
-    return _IRREGULAR
+    return IRREGULAR_HORIZON
 
 
 def _cycle_of(unit: str) -> timedelta:
@@ -356,7 +347,7 @@ def _cycle_of(unit: str) -> timedelta:
     }[unit]
 
 
-class _Compiler:
+class _Compiler(ConditionVisitor["_Evaluator"]):
     """Builds evaluators for one condition, resolving named conditions from ``rules``."""
 
     def __init__(
@@ -367,119 +358,78 @@ class _Compiler:
         self.text = text
         self.rules = rules or {}
         self.registry = registry
-        self.resolving: list[str] = []
+        self.resolver = Resolver(self.rules, text=text)
         self.customs: list[_Custom] = []
-        self.expansion_checked = False  # E123, checked at the first name (see reference)
 
-    def build(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
-        if isinstance(node, ast.Constant):
-            return _Constant(node.value, zone)
-        if isinstance(node, ast.All):
-            return _All([self.build(item, zone) for item in node.items], zone)
-        if isinstance(node, ast.Any):
-            return _Any([self.build(item, zone) for item in node.items], zone)
-        if isinstance(node, ast.Not):
-            return _Not(self.build(node.item, zone), zone)
-        if isinstance(node, ast.Zoned):
-            inner_zone = resolve_zone(node.zone)
-            assert inner_zone is not None  # the parser checked the name
-            return _Zoned(self.build(node.item, inner_zone), inner_zone)
-        if isinstance(node, ast.TimeOf):
-            return _Clock(ClockWindow(node.unit, node.window), zone)
-        if isinstance(node, ast.Periodic):
-            clock = ClockWindow(ast.PERIOD_UNIT[node.period], node.window)
-            empty = _Clock(clock, zone)
-            form = taskstate.Periodic(node, clock, zone, empty.horizon)
-            return _HistoryNode(form, empty, zone)
-        if isinstance(node, ast.Cron):
-            empty = _CronClock(node.expression, zone)
-            return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
-        if isinstance(node, ast.Every):
-            return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
-        if isinstance(node, ast.TaskHas):
-            form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.AfterTask):
-            form = taskstate.AfterTask(node, zone, _MARGIN)
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.TaskRunning):
-            form = taskstate.TaskRunning(node, zone, _MARGIN)
-            return _HistoryNode(form, _Constant(False, zone), zone)
-        if isinstance(node, ast.RunningFor):
-            return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
-        if isinstance(
-            node,
-            ast.SchedulerCycles | ast.SchedulerUptime | ast.Env | ast.ParamExists | ast.ParamIs,
-        ):
-            return taskstate.SessionForm(node, zone)
-        if isinstance(node, ast.Reference):
-            return self.reference(node, zone)
-        raise TypeError(f"cannot compile {type(node).__name__}")  # pragma: no cover
+    def visit_Constant(self, node: ast.Constant, zone: tzinfo) -> _Evaluator:
+        return _Constant(node.value, zone)
 
-    def reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
-        name = node.name
-        target = None if node.args else self.rules.get(name)
-        entry = self.registry.get(name) if self.registry is not None else None
-        if target is None and entry is not None:
-            if len(node.args) != entry.arity:
-                raise ConditionSyntaxError(
-                    f"{name!r} takes {entry.arity} quoted argument(s), {len(node.args)} given",
-                    text=self.text,
-                    span=node.span or _whole(self.text),
-                    code="E122",
-                    hint=f"write {name} " + " ".join(["'…'"] * entry.arity),
-                )
-            custom = _Custom(entry, node.args, zone, len(self.customs))
-            self.customs.append(custom)
-            return custom
-        if target is None and self.lenient:
+    def visit_All(self, node: ast.All, zone: tzinfo) -> _Evaluator:
+        return _All([self.visit(item, zone) for item in node.items], zone)
+
+    def visit_Any(self, node: ast.Any, zone: tzinfo) -> _Evaluator:
+        return _Any([self.visit(item, zone) for item in node.items], zone)
+
+    def visit_Not(self, node: ast.Not, zone: tzinfo) -> _Evaluator:
+        return _Not(self.visit(node.item, zone), zone)
+
+    def visit_Zoned(self, node: ast.Zoned, zone: tzinfo) -> _Evaluator:
+        inner_zone = resolve_zone(node.zone)
+        assert inner_zone is not None  # the parser checked the name
+        return _Zoned(self.visit(node.item, inner_zone), inner_zone)
+
+    def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
+        return _Clock(clock_window(node.unit, node.window), zone)
+
+    def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
+        clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
+        empty = _Clock(clock, zone)
+        form = taskstate.Periodic(node, clock, zone, empty.horizon)
+        return _HistoryNode(form, empty, zone)
+
+    def visit_Cron(self, node: ast.Cron, zone: tzinfo) -> _Evaluator:
+        empty = _CronClock(node.expression, zone)
+        return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
+
+    def visit_Every(self, node: ast.Every, zone: tzinfo) -> _Evaluator:
+        return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
+
+    def visit_TaskHas(self, node: ast.TaskHas, zone: tzinfo) -> _Evaluator:
+        form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_AfterTask(self, node: ast.AfterTask, zone: tzinfo) -> _Evaluator:
+        form = taskstate.AfterTask(node, zone, _MARGIN)
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_TaskRunning(self, node: ast.TaskRunning, zone: tzinfo) -> _Evaluator:
+        form = taskstate.TaskRunning(node, zone, _MARGIN)
+        return _HistoryNode(form, _Constant(False, zone), zone)
+
+    def visit_RunningFor(self, node: ast.RunningFor, zone: tzinfo) -> _Evaluator:
+        return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
+
+    def visit_session(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
+        """The scheduler's and the session's forms: answered from ``session=``."""
+        return taskstate.SessionForm(node, zone)
+
+    visit_SchedulerCycles = visit_SchedulerUptime = visit_session
+    visit_Env = visit_ParamExists = visit_ParamIs = visit_session
+
+    def visit_Reference(self, node: ast.Reference, zone: tzinfo) -> _Evaluator:
+        if self.resolver.target(node) is not None:
+            with self.resolver.expanding(node) as target:  # E121, E123
+                return self.visit(target, zone)
+        entry = self.registry.get(node.name) if self.registry is not None else None
+        if entry is None and self.lenient:
             return _Unresolved(node, zone)
-        if target is None:
-            import difflib
-
-            known = list(self.rules) + (self.registry.phrases() if self.registry else [])
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else (
-                    "define it in a .cond file and pass rules=, or check the spelling of a keyword"
-                )
-            )
-            raise ConditionSyntaxError(
-                f"unknown condition {name!r}",
-                text=self.text,
-                span=node.span or _whole(self.text),
-                code="E120",
-                hint=hint,
-            )
-        if name in self.resolving:
-            cycle = " -> ".join([*self.resolving, name])
-            raise ConditionSyntaxError(
-                f"the named conditions refer to each other in a cycle: {cycle}",
-                text=self.text,
-                span=node.span or _whole(self.text),
-                code="E121",
-            )
-        if not self.expansion_checked:
-            # Names can nest without end (r0 = r1, r1 = r2, …) or double at each level:
-            # before compiling them out, check once that the condition written out is
-            # neither too deep nor too large (E123).
-            from conddsl.nesting import check_expanded_depth
-
-            self.expansion_checked = True
-            check_expanded_depth(self.text, node, self.rules)
-        self.resolving.append(name)
-        try:
-            return self.build(target, zone)
-        finally:
-            self.resolving.pop()
+        self.resolver.check(node, self.registry, hint=_DEFINE_HINT)  # E120, E122
+        custom = _Custom(entry, node.args, zone, len(self.customs))
+        self.customs.append(custom)
+        return custom
 
 
-def _whole(text: str):
-    from conddsl.errors import Span
-
-    return Span.from_offsets(text, 0, len(text))
+_DEFINE_HINT = "define it in a .cond file and pass rules=, or check the spelling of a keyword"
 
 
 class Condition:
@@ -506,8 +456,6 @@ class Condition:
         text: str | None = None,
         lenient: bool = False,
     ) -> None:
-        from conddsl.custom import default_registry
-
         self.ast = node
         self.lenient = lenient
         self.zone = _zone(timezone)
@@ -515,9 +463,14 @@ class Condition:
         self.registry = registry if registry is not None else default_registry
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
-        self._evaluator = compiler.build(node, self.zone)
+        self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far ahead ``next_change`` looks before it answers "no change" (set at compile)."""
+        return self._evaluator.horizon
 
     # -------- combining, as with the operators of the language
 
@@ -579,7 +532,7 @@ class Condition:
         else:
             wall = to_wall(at, self.zone)
             real = at
-        return self._evaluator.value(wall, _Context(real, task, history, session))
+        return self._evaluator.value(wall, Context(real, task, history, session))
 
     def windows(
         self,
@@ -593,7 +546,7 @@ class Condition:
         """The maximal half-open intervals inside [start, end) where the condition is true."""
         naive = _same_kind(start, end)
         real_start, real_end = self._utc(start), self._utc(end)
-        ctx = _Context(real_start, task, history, session)
+        ctx = Context(real_start, task, history, session)
         # History-based parts may hand out a long stretch in adjacent pieces: merge them.
         found = intervals.normalize(self._evaluator.real_intervals(real_start, real_end, ctx))
         if naive:
@@ -610,12 +563,12 @@ class Condition:
         if self._customs:
             change = self._next_change_with_customs(real_after, task, history, session)
         else:
-            change = self._first_change(real_after, _Context(real_after, task, history, session))
+            change = self._first_change(real_after, Context(real_after, task, history, session))
         if change is None:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
 
-    def _first_change(self, real_after: datetime, ctx: _Context) -> datetime | None:
+    def _first_change(self, real_after: datetime, ctx: Context) -> datetime | None:
         horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))
         found = intervals.normalize(self._evaluator.real_intervals(real_after, horizon_end, ctx))
         for start, end in found:
@@ -643,9 +596,9 @@ class Condition:
         changes, values = [], set()
         for mode in assignments:
             changes.append(
-                self._first_change(real_after, _Context(real_after, task, history, session, mode))
+                self._first_change(real_after, Context(real_after, task, history, session, mode))
             )
-            ctx = _Context(real_after, task, history, session, mode)
+            ctx = Context(real_after, task, history, session, mode)
             values.add(self._evaluator.value(wall, ctx))
         if len(values) > 1:
             recheck = min(custom.entry.recheck for custom in self._customs)

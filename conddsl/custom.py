@@ -21,19 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from conddsl.errors import ConddslError
+from conddsl.ast import Reference
+from conddsl.errors import CustomConditionError
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_RECHECK = timedelta(minutes=1)
-
-
-class CustomConditionError(ConddslError):
-    """A custom condition raised: the scheduler applies ``silence_cond_check`` to this."""
-
-    def __init__(self, phrase: str, error: BaseException) -> None:
-        super().__init__(f"custom condition {phrase!r} raised {type(error).__name__}: {error}")
-        self.phrase = phrase
-        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +68,12 @@ class ConditionRegistry:
             raise ValueError(
                 f"a condition phrase is one or more words of letters, digits and _: {phrase!r}"
             )
-        from conddsl.parse import parse
+        from conddsl.parse import parse  # lark loads at the first registration, not on import
 
         try:
             parsed = parse(" ".join(words))
         except ValueError:
             parsed = None
-        from conddsl.ast import Reference
-
         if not isinstance(parsed, Reference) or parsed.words != tuple(words):
             raise ValueError(f"{phrase!r} collides with a keyword of the language")
         arity, wants_at = _signature(func)

@@ -1,8 +1,16 @@
-"""The errors conddsl raises, and how a positioned error is drawn for a person."""
+"""Every error conddsl raises on purpose, where it stands in the text, and how it is drawn.
+
+One module for the error hierarchy (all under :class:`ConddslError`), positions
+(:class:`Span`, :class:`LineIndex`), close-name hints (:func:`suggest`) and the caret
+rendering, so that every layer reports a mistake the same way.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,31 +25,69 @@ class Span:
     @classmethod
     def from_offsets(cls, text: str, start: int, end: int) -> Span:
         """The span of ``text[start:end]`` (0-based offsets) in line/column terms."""
-        start = max(0, min(start, len(text)))
-        end = max(start, min(end, len(text)))
-        line, column = _line_col(text, start)
-        end_line, end_column = _line_col(text, end)
-        return cls(line, column, end_line, end_column)
+        return LineIndex(text).span(start, end)
 
     def offsets(self, text: str) -> tuple[int, int]:
         """The 0-based (start, end) offsets of this span in ``text``."""
-        return _offset(text, self.line, self.column), _offset(text, self.end_line, self.end_column)
+        index = LineIndex(text)
+        return index.offset(self.line, self.column), index.offset(self.end_line, self.end_column)
 
 
-def _line_col(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    line_start = text.rfind("\n", 0, offset) + 1
-    return line, offset - line_start + 1
+class LineIndex:
+    """Maps 0-based character offsets of one text to 1-based line/column spans, in O(log n)."""
+
+    __slots__ = ("text", "_starts")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        starts = [0]
+        find = text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        self._starts = starts
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """The 1-based (line, column) of ``offset`` (clamped to the text)."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+    def span(self, start: int, end: int | None = None) -> Span:
+        """The span of ``text[start:end]``; an empty range still covers one column."""
+        end = start if end is None else max(start, end)
+        line, column = self.position(start)
+        end_line, end_column = self.position(end)
+        return Span(line, column, end_line, end_column)
+
+    def offset(self, line: int, column: int) -> int:
+        """The 0-based offset of a 1-based (line, column), clamped to the text."""
+        if line < 1:
+            return 0
+        if line > len(self._starts):
+            return len(self.text)
+        return min(self._starts[line - 1] + max(column, 1) - 1, len(self.text))
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its newline."""
+        if not 1 <= line <= len(self._starts):
+            return ""
+        start = self._starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end >= 0 else len(self.text)]
 
 
-def _offset(text: str, line: int, column: int) -> int:
-    pos = 0
-    for _ in range(line - 1):
-        nxt = text.find("\n", pos)
-        if nxt < 0:
-            return len(text)
-        pos = nxt + 1
-    return min(pos + column - 1, len(text))
+def suggest(name: str, known: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The known name closest to ``name`` for a "did you mean" hint, or None if none is close.
+
+    Closeness is difflib's ratio, at least ``cutoff`` (0.6 by default; stricter where a
+    wrong guess would mislead more than no guess).
+    """
+    import difflib  # only on the way to an error: kept out of "import conddsl"
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 class ConddslError(Exception):
@@ -103,6 +149,104 @@ def _rebuild_syntax_error(message, text, span, code, hint):
 
 class ConditionError(ConddslError, ValueError):
     """A condition that parsed but cannot be compiled (an unknown name, for example)."""
+
+
+class LiteralError(ConddslError, ValueError):
+    """A value that is not valid where it stands.
+
+    ``better_unit`` names the cycle the value belongs to when it is a point of another
+    one (a weekday in a day window: ``week``), so the parser can spell out the form the
+    user probably meant.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        start: int,
+        end: int,
+        hint: str | None = None,
+        better_unit: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.start = start
+        self.end = end
+        self.hint = hint
+        self.better_unit = better_unit
+
+
+class CronError(ConddslError, ValueError):
+    """Bad cron text."""
+
+    def __init__(
+        self,
+        message: str,
+        start: int,
+        end: int,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.start = start
+        self.end = end
+        self.field = field
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class MissingTaskError(ConddslError, ValueError):
+    """A form about "this task" was evaluated with a history but no ``task=``."""
+
+
+class SessionRequiredError(ConddslError, NotImplementedError):
+    """A scheduler or session form was evaluated without ``session=``."""
+
+
+class CustomConditionError(ConddslError):
+    """A custom condition raised: the scheduler applies ``silence_cond_check`` to this."""
+
+    def __init__(self, phrase: str, error: BaseException) -> None:
+        super().__init__(f"custom condition {phrase!r} raised {type(error).__name__}: {error}")
+        self.phrase = phrase
+        self.error = error
+
+
+class Finding(Protocol):
+    """What a file error needs of a finding (:class:`conddsl.rules.diagnostics.Diagnostic`)."""
+
+    @property
+    def sort_key(self) -> tuple: ...
+
+
+class FileCheckError(ConddslError, ValueError):
+    """A file that cannot be used: carries every error found in it, with positions."""
+
+    def __init__(self, diagnostics: Iterable[Finding]) -> None:
+        self.diagnostics = sorted(diagnostics, key=lambda d: d.sort_key)
+        shown = [str(d) for d in self.diagnostics[:20]]
+        if len(self.diagnostics) > 20:
+            shown.append(f"... and {len(self.diagnostics) - 20} more")
+        super().__init__("\n".join(shown))
+
+
+class RuleFileError(FileCheckError):
+    """A ``.cond`` rule file with errors (``.diagnostics`` lists all of them)."""
+
+
+class TaskFileError(FileCheckError):
+    """A TOML task file with errors (``.diagnostics`` lists all of them)."""
+
+
+class FileRefused(ConddslError, OSError):
+    """The file is not a regular file (or is too large): ``strerror`` says which."""
+
+
+class FileTooLarge(FileRefused):
+    """The file holds more bytes than the reader's limit."""
+
+
+class UsageError(ConddslError):
+    """A command line that asks for something impossible (exit code 2, no traceback)."""
 
 
 def printable(text: str) -> str:

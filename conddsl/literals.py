@@ -7,7 +7,6 @@ says precisely what is wrong with a value, as a :class:`LiteralError` carrying t
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,11 +21,14 @@ from conddsl.ast import (
     TimeOfDay,
     Weekday,
 )
-
-MICROS_PER_SECOND = 1_000_000
-MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
-MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
-MICROS_PER_DAY = 24 * MICROS_PER_HOUR
+from conddsl.errors import LiteralError, suggest
+from conddsl.grammar import terminal_regex
+from conddsl.timeline.clock import (  # the time engine's units, read here too
+    MICROS_PER_DAY,
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,30 +38,6 @@ class Word:
     text: str
     start: int
     end: int
-
-
-class LiteralError(ValueError):
-    """A value that is not valid where it stands.
-
-    ``better_unit`` names the cycle the value belongs to when it is a point of another
-    one (a weekday in a day window: ``week``), so the parser can spell out the form the
-    user probably meant.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        start: int,
-        end: int,
-        hint: str | None = None,
-        better_unit: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.start = start
-        self.end = end
-        self.hint = hint
-        self.better_unit = better_unit
 
 
 def better_unit(text: str) -> str | None:
@@ -167,9 +145,9 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
         meridiem = rest[0].text
         rest = rest[1:]
     if rest:
-        close = difflib.get_close_matches(rest[0].text.lower(), ["and", "or", "in"], n=1)
+        close = suggest(rest[0].text.lower(), ["and", "or", "in"])
         hint = (
-            f"did you mean '{close[0]}'?"
+            f"did you mean '{close}'?"
             if close
             else "a time of day is one word like 08:00, or a time and am/pm"
         )
@@ -313,8 +291,8 @@ def _is_quarter_word(text: str) -> bool:
 def _weekday_index(word: Word) -> int:
     index = _WEEKDAYS.get(word.text.lower())
     if index is None:
-        close = difflib.get_close_matches(word.text.lower(), list(_WEEKDAYS), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0].capitalize()}?" if close else EXPECTED["week"]
+        close = suggest(word.text.lower(), _WEEKDAYS)
+        hint = f"did you mean {close.capitalize()}?" if close else EXPECTED["week"]
         raise LiteralError(f"{word.text!r} is not a weekday", word.start, word.end, hint)
     return index
 
@@ -348,7 +326,7 @@ def _read_month_day(words: list[Word], is_end: bool) -> MonthDay:
                     first.end,
                     f"write for example '1st {first.text}' or 'last {first.text}'",
                 )
-            close = difflib.get_close_matches(first.text.lower(), ["last"], n=1, cutoff=0.6)
+            close = suggest(first.text.lower(), ["last"])
             hint = "did you mean last?" if close else f"expected {EXPECTED['month']}"
             raise LiteralError(
                 f"{first.text!r} is not a day of the month", first.start, first.end, hint
@@ -478,10 +456,6 @@ def read_duration_text(text: str) -> timedelta:
     Raises LiteralError, with a hint, when the whole text is not one duration (the
     hints mention numbers: a setting may be a number of seconds instead).
     """
-    from conddsl.ast import RunningFor
-    from conddsl.errors import ConditionSyntaxError
-    from conddsl.parse import parse
-
     stripped = text.strip()
     check_ascii_digits(text, 0)
     if stripped[:1] in ("+", "-"):
@@ -497,24 +471,24 @@ def read_duration_text(text: str) -> timedelta:
             len(text),
             f"write '{stripped} seconds' or '{stripped} minutes', or the number {stripped}",
         )
-    # The grammar owns the duration syntax: the text is read as the duration of
-    # "running for more than …", so settings and conditions accept the same words.
-    try:
-        node = parse(f"running for more than {stripped}") if stripped else None
-    except ConditionSyntaxError as exc:
-        if exc.code == "E110":  # a duration, but too long: say so
+    # The grammar owns the duration syntax: the text is read as conditions read it,
+    # one DURATION token between comments and spaces, so both accept the same words.
+    tokens = [piece for piece in terminal_regex("COMMENT").split(stripped) if piece.strip()]
+    if len(tokens) == 1 and terminal_regex("DURATION").fullmatch(tokens[0].strip()):
+        try:
+            value = parse_duration(tokens[0].strip(), 0)
+        except LiteralError as exc:  # a duration, but too long: say so
             message = f"{_shorten(text)!r} is too long a duration"
             raise LiteralError(message, 0, len(text), exc.hint) from None
-        node = None
-    # A comment would be read as one ("5 minutes # five"): not in a setting.
-    if not isinstance(node, RunningFor) or "#" in text:
-        raise LiteralError(
-            f"{_shorten(text)!r} is not a duration",
-            0,
-            len(text),
-            f"write {DURATION_EXAMPLES}, or a number of seconds",
-        )
-    return node.duration.value
+        # A comment would be read as one ("5 minutes # five"): not in a setting.
+        if "#" not in text:
+            return value
+    raise LiteralError(
+        f"{_shorten(text)!r} is not a duration",
+        0,
+        len(text),
+        f"write {DURATION_EXAMPLES}, or a number of seconds",
+    )
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, Span
+from conddsl.parse import parse
 
 __all__ = [
     "MAX_EXPANDED_DEPTH",
@@ -166,8 +167,6 @@ def check_expanded_depth(
     is parsed again (parse is cached, so this is the tree being compiled); when that is
     not possible, the name alone is measured.
     """
-    from conddsl.parse import parse
-
     root: ast.Node = reference
     try:
         parsed = parse(text)

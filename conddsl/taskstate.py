@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConddslError
+from conddsl.errors import MissingTaskError, SessionRequiredError
 from conddsl.timeline.clock import (
     ClockWindow,
     cron_runs,
@@ -35,6 +35,7 @@ from conddsl.timeline.clock import (
 )
 from conddsl.timeline.cron import CronSpec
 from conddsl.timeline.zones import to_wall, wall_edges, wall_span, wall_to_real
+from conddsl.windows import clock_window
 
 UTC = timezone.utc
 CHUNK = 64  # candidate points per piece of a long true stretch
@@ -71,14 +72,6 @@ DEPENDENCY_ACTIONS = {
     "finished": ("success", "fail"),
     "terminated": ("terminate",),
 }
-
-
-class MissingTaskError(ConddslError, ValueError):
-    """A form about "this task" was evaluated with a history but no ``task=``."""
-
-
-class SessionRequiredError(ConddslError, NotImplementedError):
-    """A scheduler or session form was evaluated without ``session=``."""
 
 
 def duration_horizon(duration: timedelta) -> timedelta:
@@ -181,10 +174,7 @@ class HistoryForm:
             yield current_start, end
 
     def _value_at(self, real: datetime, ctx) -> bool:
-        from conddsl.compile import _Context
-
-        local = _Context(real, ctx.task, ctx.history, ctx.session)
-        return self.value(to_wall(real, self.zone), local)
+        return self.value(to_wall(real, self.zone), ctx.at(real))
 
     def _wall_points(self, walls: Iterator[datetime]) -> Iterator[datetime]:
         """Real instants (and one microsecond later) for wall-clock boundaries, in order.
@@ -247,7 +237,7 @@ class Periodic(HistoryForm):
         self.clock = clock
         # A window that is the whole cycle (`daily`, `daily starting 10:00`): the value
         # changes only at a finish and at the start of the next cycle after it.
-        self.whole = clock.window is None or clock._anchor_point() is not None
+        self.whole = clock.window is None or clock.anchor_point() is not None
 
     def empty_value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -395,7 +385,7 @@ class TaskHas(HistoryForm):
             if isinstance(window, ast.Starting):
                 # Rocketry reads "this week starting Tue" as "between Tue and Tue".
                 window = ast.Between(window.point, window.point)
-            self.clock = ClockWindow(ast.CYCLE_UNIT[scope.cycle], window)
+            self.clock = clock_window(ast.CYCLE_UNIT[scope.cycle], window)
 
     def empty_value(self, wall, ctx):
         return False
@@ -605,8 +595,6 @@ class SessionForm:
         raise TypeError(f"not a session form: {node!r}")  # pragma: no cover
 
     def real_intervals(self, start, end, ctx):
-        from conddsl.compile import _Context
-
         points = [start]
         if isinstance(self.node, ast.SchedulerUptime) and ctx.session is not None:
             due = later(ctx.session.started_at, self.node.duration.value)
@@ -616,8 +604,7 @@ class SessionForm:
         points.append(end)
         current = None
         for left, right in zip(points, points[1:], strict=False):
-            local = _Context(left, ctx.task, ctx.history, ctx.session)
-            if self.value(to_wall(left, self.zone), local):
+            if self.value(to_wall(left, self.zone), ctx.at(left)):
                 current = (current[0] if current else left, right)
             elif current is not None:
                 yield current

@@ -18,9 +18,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
-from conddsl.compile import _IRREGULAR, Condition
+from conddsl.compile import IRREGULAR_HORIZON, Condition
+from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
-from conddsl.timeline.clock import ClockWindow, cycle_length, point_offset
+from conddsl.timeline.clock import cycle_length, point_offset
+from conddsl.timeline.cron import parse_cron
+from conddsl.visitor import ConditionVisitor
+from conddsl.windows import clock_window, cycle_point
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
 
@@ -72,60 +76,63 @@ def negation(item: ast.Node) -> ast.Node:
     return ast.Not(item)
 
 
-class ClockAnalysis:
+class ClockAnalysis(ConditionVisitor[Bounds]):
     """Clock bounds and windows for the conditions of one file (named conditions memoized)."""
 
     def __init__(self, rules: Mapping[str, ast.Node], timezone: str | tzinfo) -> None:
         self.rules = rules
         self.timezone = timezone
-        self._memo: dict[str, Bounds] = {}
-        self._resolving: set[str] = set()
+        self._resolver = Resolver(rules)
 
     # ------------------------------------------------------------ bounds
 
     def bounds(self, node: ast.Node) -> Bounds:
         """``(over, under)``: clock-only conditions around ``node`` (see the module doc)."""
-        if isinstance(node, ast.Constant):
-            return node, node
-        if isinstance(node, ast.TimeOf):
-            return node, node
-        if isinstance(node, ast.Periodic):
-            # Once per window: the window bounds it from above; the history may say no.
-            whole = node.window is None or isinstance(node.window, ast.Starting)
-            return (TRUE if whole else node), FALSE
-        if isinstance(node, ast.Cron):
-            return node, FALSE
-        if isinstance(node, ast.All):
-            pairs = [self.bounds(item) for item in node.items]
-            return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
-        if isinstance(node, ast.Any):
-            pairs = [self.bounds(item) for item in node.items]
-            return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
-        if isinstance(node, ast.Not):
-            over, under = self.bounds(node.item)
-            return negation(under), negation(over)
-        if isinstance(node, ast.Zoned):
-            over, under = self.bounds(node.item)
-            return _zoned(over, node.zone), _zoned(under, node.zone)
-        if isinstance(node, ast.Reference):
-            # With arguments it is a custom condition, which only Python can answer.
-            return (TRUE, FALSE) if node.args else self._reference(node.name)
-        # Task state, pace (every), the scheduler and the session: unknown here.
+        return self.visit(node)
+
+    def visit_clock(self, node: ast.Node) -> Bounds:
+        return node, node
+
+    visit_Constant = visit_TimeOf = visit_clock
+
+    def visit_Periodic(self, node: ast.Periodic) -> Bounds:
+        # Once per window: the window bounds it from above; the history may say no.
+        whole = node.window is None or isinstance(node.window, ast.Starting)
+        return (TRUE if whole else node), FALSE
+
+    def visit_Cron(self, node: ast.Cron) -> Bounds:
+        return node, FALSE
+
+    def visit_All(self, node: ast.All) -> Bounds:
+        pairs = [self.visit(item) for item in node.items]
+        return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
+
+    def visit_Any(self, node: ast.Any) -> Bounds:
+        pairs = [self.visit(item) for item in node.items]
+        return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
+
+    def visit_Not(self, node: ast.Not) -> Bounds:
+        over, under = self.visit(node.item)
+        return negation(under), negation(over)
+
+    def visit_Zoned(self, node: ast.Zoned) -> Bounds:
+        over, under = self.visit(node.item)
+        return _zoned(over, node.zone), _zoned(under, node.zone)
+
+    def visit_Reference(self, node: ast.Reference) -> Bounds:
+        # A custom condition (with arguments) only Python can answer; an unknown name
+        # or a cycle is reported elsewhere (E120, E121).
+        if self._resolver.target(node) is None:
+            return TRUE, FALSE
+        return self._resolver.expand(node, self.visit, on_cycle=lambda chain: (TRUE, FALSE))
+
+    def visit_unknown(self, node: ast.Node) -> Bounds:
+        """Task state, pace (every), the scheduler and the session: unknown here."""
         return TRUE, FALSE
 
-    def _reference(self, name: str) -> Bounds:
-        found = self._memo.get(name)
-        if found is not None:
-            return found
-        target = self.rules.get(name)
-        if target is None or name in self._resolving:
-            return TRUE, FALSE  # reported elsewhere (E120, E121)
-        self._resolving.add(name)
-        try:
-            found = self._memo[name] = self.bounds(target)
-        finally:
-            self._resolving.discard(name)
-        return found
+    visit_Every = visit_TaskHas = visit_AfterTask = visit_TaskRunning = visit_unknown
+    visit_RunningFor = visit_SchedulerCycles = visit_SchedulerUptime = visit_unknown
+    visit_Env = visit_ParamExists = visit_ParamIs = visit_unknown
 
     # ------------------------------------------------------------ windows
 
@@ -139,7 +146,7 @@ class ClockAnalysis:
         """
         zoned = any(isinstance(item, ast.Zoned) for item in walk(node))
         condition = Condition(node, timezone=self.timezone if zoned else "UTC")
-        return condition, max(_horizon(node, condition._evaluator.horizon), _MIN_HORIZON)
+        return condition, max(_horizon(node, condition.horizon), _MIN_HORIZON)
 
     def first_window(self, node: ast.Node) -> Window | None:
         """The first window of a clock-only node within its horizon from :data:`REFERENCE`."""
@@ -178,7 +185,7 @@ def _horizon(node: ast.Node, compiled: timedelta) -> timedelta:
     """
     months, weekdays = _calendar_parts(node)
     if months and weekdays:
-        return max(compiled, _IRREGULAR)
+        return max(compiled, IRREGULAR_HORIZON)
     if months:
         return _MONTHS
     return min(compiled, _REGULAR)
@@ -186,8 +193,6 @@ def _horizon(node: ast.Node, compiled: timedelta) -> timedelta:
 
 def _calendar_parts(node: ast.Node) -> tuple[bool, bool]:
     """Whether the node depends on month days (or months) and on weekdays."""
-    from conddsl.timeline.cron import parse_cron
-
     months = weekdays = False
     for item in walk(node):
         if isinstance(item, ast.TimeOf | ast.Periodic):
@@ -229,7 +234,7 @@ def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:
     if not isinstance(window, ast.Between | ast.After | ast.Before):
         return None
     unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
-    clock = ClockWindow(unit, window)
+    clock = clock_window(unit, window)
     if unit == "month":
         # Month windows depend on the month: whole in every month length is whole.
         firsts = [datetime(2023, 2, 1)] + [datetime(2024, m, 1) for m in (2, 4, 1)]
@@ -244,7 +249,8 @@ def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:
     # inverted ones, which read as "never", are surprising.
     after = isinstance(window, ast.After)
     point = window.start if after else window.end
-    at_start = point_offset(point, is_end=not after, cycle=datetime(2024, 1, 1)) == 0
+    offset = point_offset(cycle_point(point), is_end=not after, cycle=datetime(2024, 1, 1))
+    at_start = offset == 0
     if at_start == after:
         return None
     edge = "end" if after else "start"

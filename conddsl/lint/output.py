@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from conddsl.errors import printable, render_caret
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.errors import LineIndex, printable, render_caret
+from conddsl.rules.diagnostics import Diagnostic
 
 __all__ = ["FORMATS", "render", "summary"]
 

@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from conddsl import ast
 from conddsl.lint.clock import REFERENCE
+from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
+from conddsl.timeline.cron import parse_cron
+from conddsl.visitor import ConditionVisitor
 
 # The longest of each cycle, so that "longer than the period" is never claimed wrongly.
 _CYCLES = {
@@ -30,51 +33,76 @@ def start_period(node: ast.Node, rules: Mapping[str, ast.Node]) -> Period | None
     Known for ``every <d>``, ``daily``-like forms, cron, an ``&`` of exactly one of those
     with conditions that are not about the clock, and an ``|`` of known periods.
     """
-    return _period(node, rules, frozenset())
+    return _Periods(rules).period(node)
 
 
-def _period(node: ast.Node, rules: Mapping[str, ast.Node], seen: frozenset) -> Period | None:
-    if isinstance(node, ast.Every):
+class _Periods(ConditionVisitor["Period | None"]):
+    """The start periods of one file's conditions, named conditions resolved once."""
+
+    def __init__(self, rules: Mapping[str, ast.Node]) -> None:
+        self.resolver = Resolver(rules)
+
+    def period(self, node: ast.Node) -> Period | None:
+        return self.visit(node)
+
+    def visit_Every(self, node: ast.Every) -> Period | None:
         return node.duration.value, str(node)
-    if isinstance(node, ast.Periodic):
+
+    def visit_Periodic(self, node: ast.Periodic) -> Period | None:
         return _CYCLES[node.period], str(node)
-    if isinstance(node, ast.Cron):
+
+    def visit_Cron(self, node: ast.Cron) -> Period | None:
         gap = _cron_gap(node.expression)
         return None if gap is None else (gap, str(node))
-    if isinstance(node, ast.Zoned):
-        return _period(node.item, rules, seen)
-    if isinstance(node, ast.Reference):
-        target = rules.get(node.name)
-        if target is None or node.name in seen:
+
+    def visit_Zoned(self, node: ast.Zoned) -> Period | None:
+        return self.visit(node.item)
+
+    def visit_Reference(self, node: ast.Reference) -> Period | None:
+        if self.resolver.target(node) is None:
             return None
-        return _period(target, rules, seen | {node.name})
-    if isinstance(node, ast.All):
-        timed = [item for item in node.items if not _clock_free(item, rules, seen)]
-        return _period(timed[0], rules, seen) if len(timed) == 1 else None
-    if isinstance(node, ast.Any):
-        periods = [_period(item, rules, seen) for item in node.items]
+        return self.resolver.expand(node, self.visit, on_cycle=_none, key="period")
+
+    def visit_All(self, node: ast.All) -> Period | None:
+        timed = [item for item in node.items if not self.clock_free(item)]
+        return self.visit(timed[0]) if len(timed) == 1 else None
+
+    def visit_Any(self, node: ast.Any) -> Period | None:
+        periods = [self.visit(item) for item in node.items]
         if any(p is None for p in periods):
             return None
         return min(periods, key=lambda p: p[0])
+
+    def visit_unknown(self, node: ast.Node) -> Period | None:
+        """No cadence of its own: a clock window, a negation, task state, the session."""
+        return None
+
+    visit_Constant = visit_Not = visit_TimeOf = visit_TaskHas = visit_AfterTask = visit_unknown
+    visit_TaskRunning = visit_RunningFor = visit_SchedulerCycles = visit_unknown
+    visit_SchedulerUptime = visit_Env = visit_ParamExists = visit_ParamIs = visit_unknown
+
+    def clock_free(self, node: ast.Node) -> bool:
+        """No clock form inside (named conditions followed): it cannot change the cadence."""
+        for item in walk(node):
+            if isinstance(item, _CLOCK_FORMS):
+                return False
+            if isinstance(item, ast.Reference) and self.resolver.target(item) is not None:
+                free = self.resolver.expand(item, self.clock_free, on_cycle=_true, key="free")
+                if not free:
+                    return False
+        return True
+
+
+def _none(chain: list[str]) -> None:
     return None
 
 
-def _clock_free(node: ast.Node, rules: Mapping[str, ast.Node], seen: frozenset) -> bool:
-    """No clock form inside (named conditions followed): it cannot change the cadence."""
-    for item in walk(node):
-        if isinstance(item, _CLOCK_FORMS):
-            return False
-        if isinstance(item, ast.Reference) and item.name not in seen:
-            target = rules.get(item.name)
-            if target is not None and not _clock_free(target, rules, seen | {item.name}):
-                return False
+def _true(chain: list[str]) -> bool:
     return True
 
 
 def _cron_gap(expression: str) -> timedelta | None:
     """The shortest gap among the first fires (the true shortest gap is no longer)."""
-    from conddsl.timeline.cron import parse_cron
-
     spec = parse_cron(expression)
     fire = spec.next_fire(REFERENCE)
     gaps = []

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conddsl import ast
+from conddsl.errors import LineIndex, suggest
 from conddsl.rules.condfile import RuleFile, read_rule_file
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport, check_references, read_task_file
 
 __all__ = ["CheckResult", "check_paths", "is_task_file"]
@@ -133,12 +134,10 @@ def is_task_file(data: Mapping | None, text: str) -> bool:
 
     ``data`` is the parsed TOML, or None when it does not parse (the text is searched).
     """
-    import difflib
-
     if data is None:
         return bool(_TASK_HEADER.search(text))
     for key in data:
-        if key in _TASK_TABLES or difflib.get_close_matches(key, _TASK_TABLES, n=1, cutoff=0.75):
+        if key in _TASK_TABLES or suggest(key, _TASK_TABLES, cutoff=0.75):
             return True
     return False
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.errors import LineIndex
+from conddsl.rules.diagnostics import Diagnostic
 
 _IGNORE = re.compile(r"#\s*conddsl:\s*ignore(?:\[([A-Za-z0-9,\s]*)\])?", re.I)
 

@@ -14,21 +14,22 @@ The format, in full:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conddsl import ast
-from conddsl.errors import ConditionSyntaxError
+from conddsl import ast, resolve
+from conddsl.custom import default_registry
+from conddsl.errors import ConditionSyntaxError, LineIndex, RuleFileError
+from conddsl.parse import parse
 from conddsl.rules.conditions import (
     RESERVED_NAMES,
     ConditionText,
     references,
     syntax_diagnostic,
 )
-from conddsl.rules.diagnostics import Diagnostic, LineIndex, RuleFileError, has_errors
+from conddsl.rules.diagnostics import Diagnostic, has_errors
 from conddsl.rules.graph import find_cycles
 from conddsl.rules.textfile import read_text
 
@@ -198,8 +199,6 @@ def _definition(
 ) -> Definition:
     source = ConditionText(result.text[body[0] : body[1]], base=body[0])
     try:
-        from conddsl.parse import parse
-
         node = parse(source.text)
     except ConditionSyntaxError as error:
         result.diagnostics.append(syntax_diagnostic(error, source, result.display, result.index))
@@ -248,8 +247,6 @@ def _check_name(
 
 def is_usable_name(name: str) -> bool:
     """Whether a condition can refer to ``name``: it parses as a reference to itself."""
-    from conddsl.parse import parse
-
     if name.lower() in RESERVED_NAMES:
         return False
     try:
@@ -284,7 +281,7 @@ def _check_references(result: RuleFile) -> None:
         result.diagnostics.append(
             Diagnostic(
                 "E121",
-                f"the named conditions refer to each other in a cycle: {' -> '.join(cycle)}",
+                resolve.cycle_message(cycle),
                 result.display,
                 result.index.span(start, end),
                 hint="a condition cannot depend on itself",
@@ -301,29 +298,10 @@ def reference_problem(
     registered in :data:`conddsl.custom.default_registry` in this process (with as many
     quoted arguments as it takes), as ``compile_condition`` resolves it.
     """
-    from conddsl.custom import default_registry
+    return resolve.reference_problem(reference, names, default_registry, hint=_DEFINE_HINT)
 
-    name = reference.name
-    if not reference.args and name in names:
-        return None
-    entry = default_registry.get(name)
-    if entry is not None:
-        if len(reference.args) == entry.arity:
-            return None
-        return (
-            "E122",
-            f"{name!r} takes {entry.arity} quoted argument(s), {len(reference.args)} given",
-            f"write {name} " + " ".join(["'…'"] * entry.arity),
-        )
-    if name in names:
-        return "E120", f"{name!r} is a named condition: it takes no quoted arguments", None
-    close = difflib.get_close_matches(name, [*names, *default_registry.phrases()], n=1)
-    hint = (
-        f"did you mean {close[0]!r}?"
-        if close
-        else "define it in a .cond file listed in [scheduler] rules, or check the spelling"
-    )
-    return "E120", f"unknown condition {name!r}", hint
+
+_DEFINE_HINT = "define it in a .cond file listed in [scheduler] rules, or check the spelling"
 
 
 def reference_diagnostic(

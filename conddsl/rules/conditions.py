@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from conddsl import ast
 from conddsl.ast import walk
-from conddsl.errors import ConditionSyntaxError, Span
+from conddsl.errors import ConditionSyntaxError, LineIndex, Span
 from conddsl.rules.codes import severity_of
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.tomlpos import StringMap
 
 # Words that join conditions: a rule with such a name could never be referred to.

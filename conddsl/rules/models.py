@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,10 +25,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from conddsl import ast
+from conddsl.compile import Condition, compile_condition
 from conddsl.literals import LiteralError, read_duration_text
-
-if TYPE_CHECKING:
-    from conddsl.compile import Condition
+from conddsl.timeline.zones import resolve_zone, zone_names_like
 
 __all__ = [
     "NEVER",
@@ -196,8 +195,6 @@ ConditionString = Annotated[
 
 
 def _timezone(value: Any) -> str:
-    from conddsl.timeline.zones import resolve_zone, zone_names_like
-
     if not isinstance(value, str):
         raise PydanticCustomError("timezone_type", "timezone must be text like 'Europe/Helsinki'")
     if resolve_zone(value) is None:
@@ -339,6 +336,4 @@ class TaskFile(_Model):
 
     def condition(self, text: str) -> Condition:
         """Compile a condition of this file with its rules and its timezone."""
-        from conddsl.compile import compile_condition
-
         return compile_condition(text, rules=self._rules, timezone=self.scheduler.timezone)

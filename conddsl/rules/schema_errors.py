@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from datetime import date, datetime, time
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.errors import LineIndex, suggest
+from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.models import SchedulerConfig, Task, TaskFile
 from conddsl.rules.tomlpos import TomlLocations
 
@@ -129,9 +129,9 @@ def _key_hint(key: str, table: tuple) -> str | None:
         return "task settings go in a [tasks.NAME] table"
     if model is TaskFile and key in SchedulerConfig.model_fields:
         return f"{key!r} belongs in the [scheduler] table"
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    close = suggest(key, names)
     if not close and len(key) >= 3:  # "start" for start_cond
-        close = [name for name in names if name.startswith(key.lower())]
+        close = next((name for name in names if name.startswith(key.lower())), None)
     if close:
-        return f"did you mean {close[0]!r}?"
+        return f"did you mean {close!r}?"
     return f"known keys: {', '.join(names)}"

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import ast as python_ast
-import difflib
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -18,10 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError
+from conddsl.errors import ConditionSyntaxError, LineIndex, TaskFileError, suggest
+from conddsl.parse import parse
+from conddsl.resolve import Resolver
 from conddsl.rules.condfile import RuleFile, read_rule_file, reference_diagnostic
 from conddsl.rules.conditions import ConditionText, references, syntax_diagnostic, task_names
-from conddsl.rules.diagnostics import Diagnostic, LineIndex, TaskFileError, has_errors
+from conddsl.rules.diagnostics import Diagnostic, has_errors
 from conddsl.rules.models import SchedulerConfig, Task, TaskFile
 from conddsl.rules.schema_errors import schema_diagnostics
 from conddsl.rules.textfile import read_text
@@ -309,8 +310,6 @@ def _condition_places(report: TaskFileReport) -> Iterator[tuple[str | None, str,
 
 
 def _read_conditions(report: TaskFileReport) -> None:
-    from conddsl.parse import parse
-
     for task, key, path in _condition_places(report):
         source = _source(report, path)
         try:
@@ -369,14 +368,8 @@ def check_references(report: TaskFileReport) -> None:
 
 def _tasks_in_rule(name: str, rules: dict[str, ast.Node]) -> Iterator[tuple[str, ast.Node]]:
     """Task names used by a named condition and the names it uses in turn."""
-    stack, visited = [name], set()
-    while stack:
-        current = stack.pop()
-        if current in visited or current not in rules:
-            continue
-        visited.add(current)
+    for current in Resolver(rules).reached(name):
         yield from task_names(rules[current])
-        stack.extend(reference.name for reference in references(rules[current]))
 
 
 def _unknown_task(
@@ -387,8 +380,8 @@ def _unknown_task(
     tasks: list[str],
     via: str | None = None,
 ) -> Diagnostic:
-    close = difflib.get_close_matches(name, tasks, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else None
+    close = suggest(name, tasks)
+    hint = f"did you mean {close!r}?" if close else None
     if hint is None:
         hint = "tasks are the [tasks.NAME] tables of this file"
     message = f"unknown task {name!r}"

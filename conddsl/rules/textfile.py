@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conddsl.bounded import FileTooLarge, read_bounded
-from conddsl.rules.diagnostics import Diagnostic, LineIndex
+from conddsl.errors import LineIndex, Span
+from conddsl.rules.diagnostics import Diagnostic
 
 # Larger files are refused (the reading stops there): no rule or task file comes close.
 MAX_BYTES = 50_000_000
@@ -43,8 +44,6 @@ def _byte_position(data: bytes, at: int) -> tuple[int, int]:
 
 
 def _not_text(display: str, line: int, column: int, why: str) -> Diagnostic:
-    from conddsl.errors import Span
-
     return Diagnostic(
         "C102",
         f"not a text file: {why}",

@@ -3,6 +3,10 @@
 Everything here works on NAIVE wall-clock datetimes; zones.py maps the results to
 real instants. A window is computed per cycle as pieces of microsecond offsets
 from the cycle start, so checking an instant is a few integer comparisons.
+
+Windows and points are this module's own values (:class:`Window`, :class:`CyclePoint`):
+the time engine knows nothing of the condition language; :mod:`conddsl.windows`
+translates the AST's windows into them.
 """
 
 from __future__ import annotations
@@ -10,20 +14,49 @@ from __future__ import annotations
 import calendar
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from conddsl import ast
-from conddsl.literals import (
-    MICROS_PER_DAY,
-    MICROS_PER_HOUR,
-    MICROS_PER_MINUTE,
-    MICROS_PER_SECOND,
-)
 from conddsl.timeline.cron import CronSpec
+
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
+MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
+MICROS_PER_DAY = 24 * MICROS_PER_HOUR
 
 Pieces = tuple[tuple[int, int], ...]
 
-_FIXED_LENGTH = {
+
+@dataclass(frozen=True, slots=True)
+class CyclePoint:
+    """A point in a cycle: an offset (``time``) alone, or a day with an optional time.
+
+    ``time`` is microseconds into the day (or hour, minute, second) when set. A day is
+    a weekday (``weekday`` 0 = Monday, no ``day``) or a day of the month (``day``
+    1..31 or -1 for the last; with ``weekday``, the ``day``-th such weekday).
+    """
+
+    time: int | None = None
+    weekday: int | None = None
+    day: int | None = None
+
+    @property
+    def is_day(self) -> bool:
+        """Whether the point names a day (a weekday or a day of the month)."""
+        return self.weekday is not None or self.day is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window of a cycle: ``between`` start and end, ``after`` start, ``before`` end,
+    ``on`` start (one sub-unit long), or ``starting`` start (the whole cycle, shifted)."""
+
+    kind: str
+    start: CyclePoint | None = None
+    end: CyclePoint | None = None
+
+
+FIXED_LENGTH = {
     "second": MICROS_PER_SECOND,
     "minute": MICROS_PER_MINUTE,
     "hour": MICROS_PER_HOUR,
@@ -63,14 +96,14 @@ def next_cycle(unit: str, start: datetime) -> datetime:
         if start.month == 12:
             return start.replace(year=start.year + 1, month=1)
         return start.replace(month=start.month + 1)
-    return start + timedelta(microseconds=_FIXED_LENGTH[unit])
+    return start + timedelta(microseconds=FIXED_LENGTH[unit])
 
 
 def cycle_length(unit: str, start: datetime) -> int:
     """Length in microseconds of the cycle starting at ``start``."""
     if unit == "month":
         return calendar.monthrange(start.year, start.month)[1] * MICROS_PER_DAY
-    return _FIXED_LENGTH[unit]
+    return FIXED_LENGTH[unit]
 
 
 def offset_in_cycle(unit: str, at: datetime) -> int:
@@ -143,7 +176,7 @@ def _outside(unit: str, end: int, start: int):
     return wrapped
 
 
-def _month_day_index(point: ast.MonthDay, year: int, month: int) -> int:
+def _month_day_index(point: CyclePoint, year: int, month: int) -> int:
     """0-based day of the month the point names (may be past the month's end)."""
     first_weekday, days = calendar.monthrange(year, month)
     if point.weekday is None:
@@ -154,22 +187,19 @@ def _month_day_index(point: ast.MonthDay, year: int, month: int) -> int:
     return first + 7 * (point.day - 1)
 
 
-def point_offset(point: ast.Node, *, is_end: bool, cycle: datetime | None = None) -> int:
+def point_offset(point: CyclePoint, *, is_end: bool, cycle: datetime | None = None) -> int:
     """Offset of a point within its cycle; a day named without a time ends at its end."""
-    if isinstance(point, ast.TimeOfDay):
-        return point.micros
-    if isinstance(point, ast.MillisecondOfSecond | ast.SecondOfMinute | ast.MinuteOfHour):
-        return point.micros
-    if isinstance(point, ast.Weekday):
+    if not point.is_day:
+        assert point.time is not None
+        return point.time
+    if point.day is None:
         day = point.weekday
-    elif isinstance(point, ast.MonthDay):
+    else:
         assert cycle is not None
         day = _month_day_index(point, cycle.year, cycle.month)
-    else:  # pragma: no cover - the parser builds only the kinds above
-        raise TypeError(f"not a point: {point!r}")
     offset = day * MICROS_PER_DAY
     if point.time is not None:
-        return offset + point.time.micros
+        return offset + point.time
     return offset + (MICROS_PER_DAY if is_end else 0)
 
 
@@ -178,7 +208,7 @@ class ClockWindow:
 
     __slots__ = ("unit", "window", "_fixed_pieces", "_month_cache")
 
-    def __init__(self, unit: str, window: ast.Node | None) -> None:
+    def __init__(self, unit: str, window: Window | None) -> None:
         self.unit = unit
         self.window = window
         self._month_cache: dict[tuple[int, int], Pieces] = {}
@@ -188,7 +218,7 @@ class ClockWindow:
     def whole_cycle(self) -> bool:
         """True when the window is the whole cycle (no window, ``starting X``, equal ends)."""
         return self._fixed_pieces is not None and self._fixed_pieces == (
-            (0, _FIXED_LENGTH[self.unit]),
+            (0, FIXED_LENGTH[self.unit]),
         )
 
     def pieces(self, cycle: datetime) -> Pieces:
@@ -204,7 +234,7 @@ class ClockWindow:
         return found
 
     def _compute(self, cycle: datetime | None) -> Pieces:
-        length = cycle_length(self.unit, cycle) if cycle is not None else _FIXED_LENGTH[self.unit]
+        length = cycle_length(self.unit, cycle) if cycle is not None else FIXED_LENGTH[self.unit]
         window = self.window
 
         def clamp(value: int) -> int:
@@ -218,23 +248,24 @@ class ClockWindow:
                 return [(clamp(start), clamp(end))]
             return [(0, clamp(end)), (clamp(start), length)]
 
-        if window is None or isinstance(window, ast.Starting):
+        kind = None if window is None else window.kind
+        if kind is None or kind == "starting":
             raw = [(0, length)]
-        elif isinstance(window, ast.Between):
+        elif kind == "between":
             raw = between(
                 point_offset(window.start, is_end=False, cycle=cycle),
                 point_offset(window.end, is_end=True, cycle=cycle),
             )
-        elif isinstance(window, ast.After):
+        elif kind == "after":
             start = point_offset(window.start, is_end=False, cycle=cycle)
             # A day the month does not have (the 31st in April) never comes; at the
             # end of a fixed cycle ("after 4 quarter") the ends are equal: whole cycle.
             month_too_short = self.unit == "month" and start >= length
             raw = [] if month_too_short else between(start, length)
-        elif isinstance(window, ast.Before):
+        elif kind == "before":
             raw = between(0, point_offset(window.end, is_end=True, cycle=cycle))
-        elif isinstance(window, ast.On):
-            start = point_offset(window.point, is_end=False, cycle=cycle)
+        elif kind == "on":
+            start = point_offset(window.start, is_end=False, cycle=cycle)
             raw = [(clamp(start), clamp(start + _SUB_UNIT[self.unit]))]
             # One sub-unit from the point may run into the next cycle ("on Sun 10:00"
             # lasts until Monday 10:00): the overflow of the previous cycle opens this one.
@@ -244,7 +275,7 @@ class ClockWindow:
                 overflow = 0
             else:
                 previous = cycle_start(self.unit, cycle - timedelta(microseconds=1))
-                previous_start = point_offset(window.point, is_end=False, cycle=previous)
+                previous_start = point_offset(window.start, is_end=False, cycle=previous)
                 previous_length = cycle_length(self.unit, previous)
                 overflow = previous_start + _SUB_UNIT[self.unit] - previous_length
                 if previous_start >= previous_length:  # that month had no such day
@@ -283,7 +314,7 @@ class ClockWindow:
         if len(pieces) == 1:
             ((a, b),) = pieces
             return _inside(self.unit, a, b)
-        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == _FIXED_LENGTH[self.unit]:
+        if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == FIXED_LENGTH[self.unit]:
             # A wrap-around window: [0, end) and [start, cycle end).
             return _outside(self.unit, pieces[0][1], pieces[1][0])
         return self.contains
@@ -292,17 +323,19 @@ class ClockWindow:
         """Microseconds that every edge of the window, in every cycle, is a multiple of."""
         # Edges are sums of the points' offsets, the sub-unit of "on", and cycle and
         # day lengths (clamping, overflow into the next cycle), so their gcd divides all.
-        parts = [_FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
+        parts = [FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
         window = self.window
-        if isinstance(window, ast.On):
+        if window is None:
+            return math.gcd(*parts)
+        if window.kind == "on":
             parts.append(_SUB_UNIT[self.unit])
-        for name in ("start", "end", "point"):
-            point = getattr(window, name, None)
-            if isinstance(point, ast.Weekday | ast.MonthDay):
+        for point in (window.start, window.end):
+            if point is None:
+                continue
+            if point.is_day:
                 parts.append(MICROS_PER_DAY)
-                point = point.time
-            if point is not None:
-                parts.append(point.micros)
+            if point.time is not None:
+                parts.append(point.time)
         return math.gcd(*parts)
 
     def contains(self, at: datetime) -> bool:
@@ -316,28 +349,30 @@ class ClockWindow:
                 return True
         return False
 
-    def _anchor_point(self) -> ast.Node | None:
+    def anchor_point(self) -> CyclePoint | None:
         """The point a whole-cycle window is anchored at (``starting X``, equal ends)."""
         window = self.window
-        if isinstance(window, ast.Starting):
-            return window.point
+        if window is None:
+            return None
+        if window.kind == "starting":
+            return window.start
         # A bare weekday or month day as the end covers that day, so those ends are
         # not equal: "between Mon and Mon" is Monday only.
         if (
-            isinstance(window, ast.Between)
+            window.kind == "between"
             and window.start == window.end
-            and (not isinstance(window.start, ast.Weekday | ast.MonthDay) or window.start.time)
+            and (not window.start.is_day or window.start.time is not None)
         ):
             return window.start
         return None
 
-    def _anchor_in(self, cycle: datetime, point: ast.Node) -> datetime:
+    def _anchor_in(self, cycle: datetime, point: CyclePoint) -> datetime:
         offset = point_offset(point, is_end=False, cycle=cycle)
         return cycle + timedelta(microseconds=min(offset, cycle_length(self.unit, cycle)))
 
     def anchor(self, at: datetime) -> datetime:
         """Start of the cycle as the window counts it (``starting 10:00`` shifts it)."""
-        point = self._anchor_point()
+        point = self.anchor_point()
         start = cycle_start(self.unit, at)
         if point is None:
             return start
@@ -373,7 +408,7 @@ class ClockWindow:
 
     def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The occurrence of the window holding ``at`` (for once-per-window task forms)."""
-        point = self._anchor_point()
+        point = self.anchor_point()
         if point is not None or self.window is None:
             start = self.anchor(at)
             following = next_cycle(self.unit, cycle_start(self.unit, start))

@@ -64,31 +64,13 @@ Every malformed text raises :class:`CronError`, which names the field, the
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from conddsl.errors import CronError, suggest
+
 __all__ = ["CronError", "CronSpec", "parse_cron"]
-
-
-class CronError(ValueError):
-    """Bad cron text."""
-
-    def __init__(
-        self,
-        message: str,
-        start: int,
-        end: int,
-        field: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        self.message = message
-        self.start = start
-        self.end = end
-        self.field = field
-        self.hint = hint
-        super().__init__(f"{message} ({hint})" if hint else message)
 
 
 MINUTE, HOUR, DOM, MONTH, DOW = range(5)
@@ -383,9 +365,9 @@ def _name_hint(word: str, index: int) -> str | None:
         return f"'{word}' is a {kind} name, not a {_FIELD_NAMES[index]} name"
     if word[:3] in names:
         return f"did you mean '{word[:3]}'?"
-    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.5)
+    close = suggest(word, names, cutoff=0.5)
     if close:
-        return f"did you mean '{close[0]}'?"
+        return f"did you mean '{close}'?"
     first, last = next(iter(names)), list(names)[-1]
     return f"names are {first}..{last}"
 
@@ -653,11 +635,11 @@ def parse_cron(text: str) -> CronSpec:
                 "remove the text after the alias",
             )
         if alias not in _ALIASES:
-            close = difflib.get_close_matches(alias, list(_ALIASES), n=1, cutoff=0.5)
+            close = suggest(alias, _ALIASES, cutoff=0.5)
             if alias == "@reboot":
                 hint = "@reboot has no fire times and is not supported"
             elif close:
-                hint = f"did you mean '{close[0]}'?"
+                hint = f"did you mean '{close}'?"
             else:
                 hint = "aliases are " + ", ".join(_ALIASES)
             raise CronError(

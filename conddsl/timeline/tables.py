@@ -19,8 +19,15 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from conddsl.literals import MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND
-from conddsl.timeline.clock import _FIXED_LENGTH, ClockWindow, cycle_length
+from conddsl.timeline.clock import (
+    FIXED_LENGTH,
+    MICROS_PER_DAY,
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
+    ClockWindow,
+    cycle_length,
+)
 
 Predicate = Callable[[datetime], bool]
 # A clock tree: a window, a constant, or ("all" | "any", children) / ("not", (child,)).
@@ -41,7 +48,7 @@ def table_predicate(tree: Tree) -> Predicate | None:
     if not windows:
         return None
     domain = max((window.unit for window in windows), key=_ORDER.index)
-    length = 31 * MICROS_PER_DAY if domain == "month" else _FIXED_LENGTH[domain]
+    length = 31 * MICROS_PER_DAY if domain == "month" else FIXED_LENGTH[domain]
     if _edge_count(windows, length) > MAX_EDGES:
         return None
     step_name, step = _resolution(domain, windows)
@@ -73,7 +80,7 @@ def _edge_count(windows: list[ClockWindow], length: int) -> int:
     """An upper bound of the edges of a table ``length`` long."""
     total = 0
     for window in windows:
-        period = _FIXED_LENGTH.get(window.unit, 28 * MICROS_PER_DAY)
+        period = FIXED_LENGTH.get(window.unit, 28 * MICROS_PER_DAY)
         pieces = 3 if window.unit == "month" else len(window.pieces(_REFERENCE))
         total += 2 * pieces * (length // period + 2)
     return total
@@ -125,7 +132,7 @@ def _spans(window: ClockWindow, start: datetime, length: int):
     if window.unit == "month":  # only in a month-long table, which starts a month
         cycles = [0]
     else:
-        period = _FIXED_LENGTH[window.unit]
+        period = FIXED_LENGTH[window.unit]
         # Weeks inside a month table start on the Monday on or before the 1st.
         first = -start.weekday() * MICROS_PER_DAY if window.unit == "week" else 0
         cycles = range(first, length, period)

@@ -1,0 +1,110 @@
+"""The grammar (grammar/conddsl.lark) and the one LALR parser built from it, on first use.
+
+Everything that needs the syntax asks here: the parser (:mod:`conddsl.parse`), the
+error translation (:mod:`conddsl.syntax_errors`, for keywords) and the readers of
+settings (:mod:`conddsl.literals`, for the duration terminal). Lark is imported only
+when a parser is built, so importing conddsl stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sys
+import threading
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conddsl.trust import believed, unshared_folder_problem
+
+if TYPE_CHECKING:
+    from lark import Lark
+
+__all__ = ["grammar_text", "build_parser", "parser_cache_path", "get_parser", "terminal_regex"]
+
+_parser: Lark | None = None
+_parser_lock = threading.Lock()
+
+
+def grammar_text() -> str:
+    """The grammar source: from the installed package, else from the repository."""
+    packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    source = Path(__file__).resolve().parent.parent / "grammar" / "conddsl.lark"
+    return source.read_text(encoding="utf-8")
+
+
+def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
+    """A new LALR parser for the grammar (``strict=True`` turns conflicts into errors).
+
+    With ``cache``, the parse tables are kept in the user's own cache folder (see
+    :func:`parser_cache_path`): building them costs ten times as much as loading them.
+    """
+    from lark import Lark
+
+    grammar = grammar_text()
+    cache_file = parser_cache_path(grammar) if cache and not strict else None
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        strict=strict,
+        cache=cache_file or False,
+    )
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+
+    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
+    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``), a folder only the user may
+    write, and is used only if the trust rule (:mod:`conddsl.trust`) holds for it.
+    """
+    import lark
+
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    folder = os.path.join(base, "conddsl")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: parse without a cache
+    # Lark opens the file by name after this check: nobody else may add one meanwhile.
+    why = unshared_folder_problem(folder, "a cache file")
+    if why is not None:
+        logging.getLogger("conddsl").warning(
+            "the parser cache in %s is not trusted: %s; it is not used", folder, why
+        )
+        return None
+    digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:32]
+    path = os.path.join(folder, f"parser-{digest}-py{sys.version_info[0]}{sys.version_info[1]}")
+    if not believed(path, "the parser cache", "it is not used"):
+        return None
+    return path
+
+
+def get_parser() -> Lark:
+    """The shared parser, built (or loaded from the cache) on first use; thread-safe."""
+    global _parser
+    if _parser is None:
+        with _parser_lock:
+            if _parser is None:
+                _parser = build_parser()
+    return _parser
+
+
+@cache
+def terminal_regex(name: str) -> re.Pattern[str]:
+    """The grammar's terminal ``name`` (``DURATION``, ``COMMENT``) as a compiled regex."""
+    return re.compile(get_parser().get_terminal(name).pattern.to_regexp())

@@ -1,0 +1,56 @@
+"""The AST's windows and points as the time engine reads them (:mod:`conddsl.timeline`).
+
+The one place where the condition language meets the clock: ``time of day between
+08:00 and 18:00`` becomes a :class:`~conddsl.timeline.clock.ClockWindow` of unit
+``day``; the engine itself never sees an AST node.
+"""
+
+from __future__ import annotations
+
+from conddsl import ast
+from conddsl.timeline.clock import ClockWindow, CyclePoint, Window
+
+__all__ = ["clock_window", "cycle_point", "window"]
+
+_KINDS = {
+    ast.Between: "between",
+    ast.After: "after",
+    ast.Before: "before",
+    ast.On: "on",
+    ast.Starting: "starting",
+}
+
+
+def clock_window(unit: str, node: ast.Node | None) -> ClockWindow:
+    """The instants of the ``unit`` cycle inside the window ``node`` (None: all of them)."""
+    return ClockWindow(unit, window(node))
+
+
+def window(node: ast.Node | None) -> Window | None:
+    """A window node (``between``, ``after``, ``before``, ``on``, ``starting``) as a Window."""
+    if node is None:
+        return None
+    kind = _KINDS[type(node)]
+    if kind == "between":
+        return Window(kind, cycle_point(node.start), cycle_point(node.end))
+    if kind == "before":
+        return Window(kind, end=cycle_point(node.end))
+    if kind == "after":
+        return Window(kind, start=cycle_point(node.start))
+    return Window(kind, start=cycle_point(node.point))
+
+
+def cycle_point(node: ast.Node) -> CyclePoint:
+    """A point node (a time, a weekday, a day of the month, …) as a CyclePoint."""
+    if isinstance(node, ast.Weekday):
+        return CyclePoint(_micros(node.time), weekday=node.weekday)
+    if isinstance(node, ast.MonthDay):
+        return CyclePoint(_micros(node.time), weekday=node.weekday, day=node.day)
+    points = ast.TimeOfDay | ast.MinuteOfHour | ast.SecondOfMinute | ast.MillisecondOfSecond
+    if isinstance(node, points):
+        return CyclePoint(node.micros)
+    raise TypeError(f"not a point: {node!r}")  # pragma: no cover - the parser makes no other
+
+
+def _micros(time: ast.TimeOfDay | None) -> int | None:
+    return None if time is None else time.micros
