@@ -19,7 +19,7 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
-from conddsl.runlock import HistoryInUse, RunLock
+from conddsl.runtime.runlock import HistoryInUse, RunLock
 from conddsl.terminal import Escaped
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
