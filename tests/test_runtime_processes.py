@@ -15,6 +15,7 @@ from runtime_helpers import (
     ignore_sigterm,
     kill_self,
     leave_a_child,
+    raise_a_huge_error,
     raise_value_error,
     read_pids,
     setsid_child,
@@ -103,7 +104,22 @@ def test_process_outcomes(tmp_path):
         "killed": ("fail", "the process ended without a result (killed by signal SIGKILL)"),
         "inacted": ("inaction", "nothing new"),
     }
+    tracebacks = {rec.task: rec.traceback for rec in app.history.records() if rec.traceback}
+    assert list(tracebacks) == ["raises"]  # a failure's own, sent back by its process
+    assert tracebacks["raises"].startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("disk on fire")' in tracebacks["raises"]
+    assert tracebacks["raises"].rstrip().endswith("ValueError: disk on fire")
     finishes(app.history)
+
+
+def test_a_process_tasks_huge_traceback_keeps_its_end():
+    app = real()
+    app.task(Once(), name="huge", execution="process")(raise_a_huge_error)
+    play(app, partial(stop_after_start, count=1))
+    (rec,) = app.history.records("huge", actions="fail")
+    assert rec.traceback.startswith("…")  # cut from the front to fit between processes
+    assert rec.traceback.rstrip().endswith("y the end")
+    assert 1000 < len(rec.traceback) <= 64 * 1024
 
 
 PY = sys.executable

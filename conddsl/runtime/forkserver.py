@@ -45,7 +45,7 @@ ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
 grace) before the keeper exits the way the body did. If the server dies (the
 scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
 
-The body sends its outcome (JSON: action and message) to the server on a datagram
+The body sends its outcome (JSON: action, message and traceback) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
 has reaped the keeper. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
@@ -78,11 +78,14 @@ from typing import Any, NoReturn
 
 from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
 from conddsl.runtime.processes import Snapshot, read_stat
-from conddsl.runtime.runs import clip, exception_text, outcome_of
+from conddsl.runtime.runs import clip, exception_text, outcome_of, traceback_text
 
 log = logging.getLogger("conddsl.runtime")
 
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
+# An outcome datagram at most (its traceback cut to fit), leaving room for the server's
+# own message that carries it on.
+_MAX_OUTCOME = _MAX_MESSAGE - 4096
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -298,12 +301,13 @@ class _Server:
             except BlockingIOError:
                 return
             with contextlib.suppress(ValueError, TypeError):
-                pid, action, message = json.loads(data)
+                pid, action, message, *rest = json.loads(data)
                 if action == _EXIT_CODE:  # from a keeper: how its body ended
                     self.codes[int(pid)] = int(message)
                 else:
                     text = None if message is None else str(message)
-                    self.outcomes[int(pid)] = (str(action), text)
+                    tb = str(rest[0]) if rest and rest[0] is not None else None
+                    self.outcomes[int(pid)] = (str(action), text, tb)
 
     def reap(self) -> None:
         """Reap every child that ended (keepers, and orphans handed to us) and report
@@ -492,10 +496,10 @@ def _child(
         loaded = _load(payload, modules, cwd)
         go()
         if isinstance(loaded, str):
-            action, message = "fail", loaded
+            action, message, tb = "fail", loaded, None
         else:
-            action, message = call_for_outcome(loaded, params, flag_fd)
-        results.send(json.dumps([keeper, action, message]).encode())
+            action, message, tb = call_for_outcome(loaded, params, flag_fd)
+        results.send(outcome_datagram(keeper, action, message, tb))
         code = 0
     finally:
         _flush_output()
@@ -554,18 +558,30 @@ def _load(payload: bytes, modules: dict[str, str | None], cwd: str) -> Any:
 
 def call_for_outcome(
     func: Callable[..., Any], params: tuple[str, ...], flag_fd: int
-) -> tuple[str, str | None]:
+) -> tuple[str, str | None, str | None]:
     """In a task's child process: call its function, giving the run's flag (read from the
     pipe ``flag_fd``) to each of ``params``, await what it returns if that is a
-    coroutine, and say how it ended: the action and message of its record."""
+    coroutine, and say how it ended: the action, message and (for a failure) traceback
+    of its record."""
     flag = TerminationFlag(PipeReadEvent(flag_fd))
     try:
         result = func(**dict.fromkeys(params, flag))
         if asyncio.iscoroutine(result):
             asyncio.run(result)
     except BaseException as exc:
-        return outcome_of(exc)
-    return outcome_of(None)
+        action, message = outcome_of(exc)
+        return action, message, traceback_text(exc) if action == "fail" else None
+    return (*outcome_of(None), None)
+
+
+def outcome_datagram(keeper: int, action: str, message: str | None, tb: str | None) -> bytes:
+    """A body's outcome for the server, its traceback cut from the front to fit one
+    message (the end of a traceback says the most)."""
+    while True:
+        data = json.dumps([keeper, action, message, tb], ensure_ascii=False).encode()
+        if len(data) <= _MAX_OUTCOME or tb is None:
+            return data
+        tb = "…" + tb[-(len(tb) // 2) :] if len(tb) > 64 else None
 
 
 def ask_death_signal(number: int) -> bool:

@@ -66,6 +66,11 @@ def exit_text(code: int) -> str:
     return f"killed by signal {name}"
 
 
+# How a body ended, as it sends it: action, message and, for a failure, its traceback
+# (a program sends nothing; its exit code and stderr say).
+Outcome = tuple[str, "str | None"] | tuple[str, "str | None", "str | None"]
+
+
 class _TreeExecutor:
     """Termination shared by process and command runs: the tree gets SIGTERM, then SIGKILL."""
 
@@ -272,7 +277,7 @@ class ProcessExecutor(_TreeExecutor):
             _close_stderr(run)
             self._finish(run, "fail", text)
 
-    def _on_exited(self, key: int, code: int, outcome: tuple[str, str | None] | None) -> None:
+    def _on_exited(self, key: int, code: int, outcome: Outcome | None) -> None:
         self._server.forget(key)
         run = self._served.pop(key, None)
         if run is None:
@@ -358,18 +363,19 @@ class ProcessExecutor(_TreeExecutor):
         process.close()
         self._conclude(run, code, outcome, ended)
 
-    def _conclude(
-        self, run: Run, code: int, outcome: tuple[str, str | None] | None, ended: float
-    ) -> None:
+    def _conclude(self, run: Run, code: int, outcome: Outcome | None, ended: float) -> None:
         """The run's root exited with ``code`` after sending ``outcome`` (None: nothing)."""
         if run.reason is not None:  # terminated: how it died is what matters
             outcome = ("terminate", exit_text(code))
         elif outcome is None:
             outcome = ("fail", f"the process ended without a result ({exit_text(code)})")
+        action, message, *rest = outcome
+        if action == "fail" and rest and rest[0]:
+            run.traceback = rest[0]  # the body's, for the fail record
         if self._gone(run):  # the usual case: no task hop before the record
-            self._finish(run, *outcome)
+            self._finish(run, action, message)
         else:
-            self.host.spawn(self._ended(run, *outcome, ended))
+            self.host.spawn(self._ended(run, action, message, ended))
 
 
 def _close_stderr(run: Run) -> None:

@@ -112,6 +112,11 @@ def raise_value_error() -> None:
     raise ValueError("disk on fire")
 
 
+def raise_a_huge_error() -> None:
+    """Fail with a message far longer than one message between processes may be."""
+    raise ValueError("y" * 200_000 + " the end")
+
+
 def exit_hard() -> None:
     """Leave without reporting, with exit code 3."""
     os._exit(3)
