@@ -424,7 +424,7 @@ def test_custom_conditions_registered_in_the_process_are_known(tmp_path: Path, c
     ]
 
 
-def _c406(tmp_path: Path, body: str, *args: str, capsys) -> tuple[int, str]:
+def _c408(tmp_path: Path, body: str, *args: str, capsys) -> tuple[int, str]:
     (tmp_path / "jobs.py").write_text(
         "import sys\n"
         "from conddsl import TerminationFlag\n\n"
@@ -439,7 +439,7 @@ def _c406(tmp_path: Path, body: str, *args: str, capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("args", [(), ("--import-funcs",)], ids=["source", "imported"])
 def test_c408_a_thread_task_that_takes_no_flag_cannot_be_stopped(tmp_path, capsys, args):
-    code, out = _c406(
+    code, out = _c408(
         tmp_path,
         textwrap.dedent(
             """
@@ -480,6 +480,30 @@ def test_c408_a_thread_task_that_takes_no_flag_cannot_be_stopped(tmp_path, capsy
         "task 'deaf_ended' runs in a thread and has an end condition, but 'jobs:deaf' takes no"
         " TerminationFlag: nothing can stop it, it runs on until it returns",
     ]
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "found"),
+    [
+        ('timeout = "1 hour"', ["plain"]),  # the file's own default: it asked for it
+        ('timeout = "never"', []),
+        ("", []),  # the built-in 30 minutes: the file never asked for a timeout
+    ],
+)
+def test_c408_counts_the_files_scheduler_timeout(tmp_path, capsys, scheduler, found):
+    code, out = _c408(
+        tmp_path,
+        f'[scheduler]\n{scheduler}\n[tasks.plain]\nfunc = "jobs:deaf"\n'
+        '[tasks.own_never]\nfunc = "jobs:deaf"\ntimeout = "never"\n',
+        capsys=capsys,
+    )
+    assert code == 0
+    reported = [
+        line.split("task '")[1].split("'")[0] for line in out.splitlines() if "C408" in line
+    ]
+    assert reported == found
+    if found:
+        assert "has the scheduler's timeout" in out
 
 
 def test_c408_reads_the_source_without_running_it(tmp_path, capsys):

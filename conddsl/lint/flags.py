@@ -1,5 +1,6 @@
-"""C408: a thread task that must be stoppable (a timeout or an end condition of its own) but
-whose function takes no ``TerminationFlag``, so nothing can stop it.
+"""C408: a thread task that must be stoppable (an end condition, or a timeout of its own or
+of the file's ``[scheduler]``) but whose function takes no ``TerminationFlag``, so nothing
+can stop it.
 
 The function's signature is read from its module's source with :mod:`ast`, without
 running the module; with ``--import-funcs`` the imported function itself is looked at.
@@ -31,7 +32,7 @@ def check_flags(report: TaskFileReport, *, imported: bool = False) -> Iterator[D
         execution = task.execution or defaults.execution or "thread"
         if task.func is None or execution != "thread":
             continue
-        why = _stoppable_by(task)
+        why = _stoppable_by(task, defaults)
         if why is None:
             continue
         takes = _takes_flag(task.func, report.path.parent, imported)
@@ -49,14 +50,16 @@ def check_flags(report: TaskFileReport, *, imported: bool = False) -> Iterator[D
         )
 
 
-def _stoppable_by(task: Any) -> str | None:
+def _stoppable_by(task: Any, defaults: Any) -> str | None:
     """What asks the task's runs to stop (None: nothing)."""
     if task.end_cond is not None:
         return "an end condition"
-    # The task's own timeout: a [scheduler] timeout (or the built-in 30 minutes) is a
-    # safety net over every task, which quick functions need not obey.
-    if task.timeout is not None and task.timeout != NEVER:
-        return "a timeout"
+    if task.timeout is not None:
+        return None if task.timeout == NEVER else "a timeout"
+    # The file's [scheduler] timeout is every task's; the built-in 30 minutes is not
+    # reported, as the file never asked for it (`conddsl schema` shows it).
+    if defaults.timeout is not None and defaults.timeout != NEVER:
+        return "the scheduler's timeout"
     return None
 
 

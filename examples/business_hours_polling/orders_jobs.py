@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from conddsl.runtime import Inaction
+from conddsl.runtime import Inaction, TaskTerminationException, TerminationFlag
 
 
 def data_folder() -> Path:
@@ -19,8 +19,9 @@ def data_folder() -> Path:
     return Path(os.environ.get("ORDERS_DATA", Path(__file__).parent / "data"))
 
 
-def poll_orders() -> int:
-    """Book every order waiting in the inbox; raise Inaction when there is none."""
+def poll_orders(flag: TerminationFlag = TerminationFlag()) -> int:  # noqa: B008
+    """Book every order waiting in the inbox; raise Inaction when there is none. Asked to
+    stop (its timeout), it stops between two orders: the rest wait for the next poll."""
     base = data_folder()
     inbox = base / "inbox"
     waiting = sorted(inbox.glob("*.json")) if inbox.is_dir() else []
@@ -30,6 +31,8 @@ def poll_orders() -> int:
     processed.mkdir(parents=True, exist_ok=True)
     with (base / "ledger.csv").open("a", encoding="utf-8") as ledger:
         for path in waiting:
+            if flag.is_set():
+                raise TaskTerminationException("stopped between two orders")
             order = json.loads(path.read_text(encoding="utf-8"))  # a bad file fails the poll
             ledger.write(f"{order['id']},{order['customer']},{float(order['total']):.2f}\n")
             path.rename(processed / path.name)

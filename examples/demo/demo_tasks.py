@@ -6,14 +6,16 @@ import time
 from conddsl import TaskTerminationException, TerminationFlag
 
 
-def extract() -> None:
-    """A quick job that succeeds."""
-    time.sleep(0.5)
+def extract(flag=TerminationFlag()) -> None:  # noqa: B008 - the scheduler injects the flag
+    """A quick job that succeeds (it would stop at once if its timeout came first)."""
+    if flag.wait(0.5):
+        raise TaskTerminationException()
 
 
-def load() -> None:
+def load(flag=TerminationFlag()) -> None:  # noqa: B008
     """Runs after extract has succeeded."""
-    time.sleep(0.5)
+    if flag.wait(0.5):
+        raise TaskTerminationException()
 
 
 def slow_report(flag=TerminationFlag()) -> None:  # noqa: B008 - the scheduler injects the flag

@@ -27,8 +27,9 @@ def data_folder() -> Path:
     return Path(os.environ.get("ETL_DATA", Path(__file__).parent / "data"))
 
 
-def extract() -> None:
-    """Move the new export files from the inbox to the staging area."""
+def extract(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Move the new export files from the inbox to the staging area; asked to stop, it
+    stops between two files (each file is moved whole or not at all)."""
     base = data_folder()
     exports = sorted((base / "inbox").glob("sales-*.csv"))
     if not exports:
@@ -36,15 +37,20 @@ def extract() -> None:
     staging = base / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     for path in exports:
+        if flag.is_set():
+            raise TaskTerminationException("stopped between two exports")
         path.rename(staging / path.name)
 
 
-def transform() -> None:
-    """Sum the staged exports per (day, store) into totals.csv; the exports are consumed."""
+def transform(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+    """Sum the staged exports per (day, store) into totals.csv; the exports are consumed.
+    Asked to stop, it stops before the next export and writes nothing."""
     staging = data_folder() / "staging"
     totals: dict[tuple[str, str], float] = defaultdict(float)
     exports = sorted(staging.glob("sales-*.csv"))
     for path in exports:
+        if flag.is_set():
+            raise TaskTerminationException("stopped before totals.csv was written")
         with path.open(newline="", encoding="utf-8") as file:
             for line, row in enumerate(csv.DictReader(file), start=2):
                 try:
