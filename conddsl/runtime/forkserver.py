@@ -64,6 +64,7 @@ import importlib.util
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import select
@@ -78,11 +79,14 @@ from typing import Any, NoReturn
 
 from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
 from conddsl.runtime.processes import Snapshot, read_stat
-from conddsl.runtime.runs import clip, exception_text, outcome_of
+from conddsl.runtime.runs import clip, exception_text, outcome_of, traceback_text
 
 log = logging.getLogger("conddsl.runtime")
 
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
+# A body's outcome datagram, with room left for the server's report of it (pickled, no
+# longer than its JSON) to fit in one message to the scheduler; below a pipe's 64 KiB.
+MAX_OUTCOME = _MAX_MESSAGE - 1024
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -298,12 +302,13 @@ class _Server:
             except BlockingIOError:
                 return
             with contextlib.suppress(ValueError, TypeError):
-                pid, action, message = json.loads(data)
+                pid, action, message, *trace = json.loads(data)
                 if action == _EXIT_CODE:  # from a keeper: how its body ended
                     self.codes[int(pid)] = int(message)
                 else:
                     text = None if message is None else str(message)
-                    self.outcomes[int(pid)] = (str(action), text)
+                    tb = str(trace[0]) if trace and trace[0] is not None else None
+                    self.outcomes[int(pid)] = (str(action), text, tb)
 
     def reap(self) -> None:
         """Reap every child that ended (keepers, and orphans handed to us) and report
@@ -492,14 +497,34 @@ def _child(
         loaded = _load(payload, modules, cwd)
         go()
         if isinstance(loaded, str):
-            action, message = "fail", loaded
+            action, message, trace = "fail", loaded, None
         else:
-            action, message = call_for_outcome(loaded, params, flag_fd)
-        results.send(json.dumps([keeper, action, message]).encode())
+            action, message, trace = call_for_outcome(loaded, params, flag_fd)
+        results.send(_outcome_datagram(keeper, action, message, trace))
         code = 0
     finally:
         _flush_output()
         os._exit(code)
+
+
+def fitted(encode: Callable[[str | None], bytes], trace: str | None) -> bytes:
+    """``encode(trace)`` in at most MAX_OUTCOME bytes, cutting the traceback's start: an
+    outcome must fit one datagram, or a pipe the scheduler reads only once its child ended."""
+    while True:
+        data = encode(trace)
+        over = len(data) - MAX_OUTCOME
+        if over <= 0 or trace is None or len(trace) <= 1:
+            return data
+        # Cut as many characters as the excess takes at their mean encoded size (1 to
+        # 12 bytes, escaped), at least one: a few rounds at most.
+        mean = max(1, len(data) - len(encode(None))) / len(trace)
+        trace = "…" + trace[max(2, math.ceil(over / mean) + 1) :]
+
+
+def _outcome_datagram(keeper: int, action: str, message: str | None, trace: str | None) -> bytes:
+    """A body's outcome as one datagram that the server reads whole and can report to the
+    scheduler."""
+    return fitted(lambda tb: json.dumps([keeper, action, message, tb]).encode(), trace)
 
 
 def _exec_child(
@@ -554,18 +579,19 @@ def _load(payload: bytes, modules: dict[str, str | None], cwd: str) -> Any:
 
 def call_for_outcome(
     func: Callable[..., Any], params: tuple[str, ...], flag_fd: int
-) -> tuple[str, str | None]:
+) -> tuple[str, str | None, str | None]:
     """In a task's child process: call its function, giving the run's flag (read from the
     pipe ``flag_fd``) to each of ``params``, await what it returns if that is a
-    coroutine, and say how it ended: the action and message of its record."""
+    coroutine, and say how it ended: the action, message and traceback of its record."""
     flag = TerminationFlag(PipeReadEvent(flag_fd))
     try:
         result = func(**dict.fromkeys(params, flag))
         if asyncio.iscoroutine(result):
             asyncio.run(result)
     except BaseException as exc:
-        return outcome_of(exc)
-    return outcome_of(None)
+        action, message = outcome_of(exc)
+        return action, message, traceback_text(exc) if action == "fail" else None
+    return (*outcome_of(None), None)
 
 
 def ask_death_signal(number: int) -> bool:

@@ -112,6 +112,13 @@ def raise_value_error() -> None:
     raise ValueError("disk on fire")
 
 
+def raise_deep(depth: int, char: str, count: int) -> None:
+    """Fail ``depth`` calls down with ``count`` times ``char`` as message (a huge traceback)."""
+    if depth == 0:
+        raise ValueError(char * count)
+    raise_deep(depth - 1, char, count)
+
+
 def exit_hard() -> None:
     """Leave without reporting, with exit code 3."""
     os._exit(3)
