@@ -893,6 +893,8 @@ class ForkServer:
         if process is None:
             return
         give_up = self.loop.time() + _CLOSE_WAIT
+        if self._preloaded is not None and not self._preloaded.done():
+            give_up = 0.0  # still importing the task modules: it never forked, nothing to wait for
         while process.poll() is None:
             if self.loop.time() > give_up:  # stuck (importing a module?): it has no work left
                 process.kill()
