@@ -447,6 +447,7 @@ def test_a_shutdown_while_the_server_imports_the_task_modules_is_not_held_up(tmp
 
     started = time.monotonic()
     play(app, shut_soon)
-    assert time.monotonic() - started < 3  # not the 10 s import, nor the 30 s warm limit
+    # Not the 10 s import, the 30 s warm limit, nor the 2 s a closed server gets to exit.
+    assert time.monotonic() - started < 1.5
     assert app.history.records() == []
     assert app.stopped_by[0] == "shut_down"

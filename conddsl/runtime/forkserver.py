@@ -889,12 +889,12 @@ class ForkServer:
     async def close(self) -> None:
         """Stop the server (when no run of it is left): it ends when its socket closes."""
         process, self._process = self._process, None
+        # Still importing the task modules: it never forked, there is nothing to wait for.
+        importing = self._preloaded is not None and not self._preloaded.done()
         self._disconnect()
         if process is None:
             return
-        give_up = self.loop.time() + _CLOSE_WAIT
-        if self._preloaded is not None and not self._preloaded.done():
-            give_up = 0.0  # still importing the task modules: it never forked, nothing to wait for
+        give_up = 0.0 if importing else self.loop.time() + _CLOSE_WAIT
         while process.poll() is None:
             if self.loop.time() > give_up:  # stuck (importing a module?): it has no work left
                 process.kill()
