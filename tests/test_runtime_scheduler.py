@@ -468,6 +468,34 @@ def test_a_signal_repeated_at_once_is_one_interrupt():
     assert app.stopped_by == ("forced", "shut_down(force=True) was called")
 
 
+def test_a_first_interrupt_during_a_graceful_shutdown_is_not_called_a_second_one():
+    """The shut condition began a graceful shutdown (a run holds it); the first SIGTERM
+    (from `timeout`, say) forces it, and says so without speaking of a second interrupt."""
+    said = io.StringIO()
+
+    async def interrupt(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        while app.state != "graceful":
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = Scheduler({"kill_grace": 0.2, "shut_cond": "task 'work' has started"})
+    app.task(Once(), name="work")(FOREVER["async"])
+    restore = install_signal_handlers(app, out=said)
+    try:
+        play(app, interrupt)
+    finally:
+        restore()
+    assert said.getvalue() == (
+        "conddsl: SIGTERM during the graceful shutdown: forcing it, terminating 1 run"
+        " (kill_grace 0.2 s)\n"
+    )
+    why = "an interrupt (SIGTERM) during the graceful shutdown forced it"
+    assert app.stopped_by == ("forced", why)
+    (end,) = app.history.records("work", actions="terminate")
+    assert (end.reason, end.message) == ("forced", why)
+
+
 def test_times_are_aware_and_in_utc():
     app = Scheduler({"shut_cond": "true"})
     app.run()
