@@ -19,7 +19,7 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
-from conddsl.runtime.runlock import HistoryInUse, RunLock
+from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
 from conddsl.terminal import Escaped
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
@@ -194,6 +194,9 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     except HistoryInUse as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 2
+    except LockFileError as error:
+        err.write(f"conddsl: cannot start {path}: {error}\n")
+        return 1
     try:
         return _serve(app, path, model, history, history_path, out, err)
     finally:

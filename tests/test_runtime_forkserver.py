@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -424,3 +425,29 @@ def test_the_timeout_counts_from_when_the_process_exists(tmp_path, monkeypatch):
     assert started.at.timestamp() <= read_json(path)
     assert (ended.action, ended.reason) == ("terminate", "timeout")
     assert (ended.at - started.at).total_seconds() >= 0.4
+
+
+def test_a_shutdown_while_the_server_imports_the_task_modules_is_not_held_up(tmp_path, monkeypatch):
+    """A task module slow to import (in the server: 10 s here) does not hold a shutdown
+    asked meanwhile: Ctrl-C at the start of a `conddsl run` is answered at once."""
+    module = _module(
+        tmp_path,
+        monkeypatch,
+        "conddsl_slow_import",
+        "import os, time\ntime.sleep(float(os.environ.get('CONDDSL_SLOW_IMPORT', 0)))\n"
+        "def work():\n    pass\n",
+    )
+    monkeypatch.setenv("CONDDSL_SLOW_IMPORT", "10")  # the server's import only
+    app = real()
+    app.task(Once(), name="slow", execution="process")(module.work)
+
+    async def shut_soon(app: Scheduler) -> None:
+        await asyncio.sleep(0.3)
+        app.shut_down()
+
+    started = time.monotonic()
+    play(app, shut_soon)
+    # Not the 10 s import, the 30 s warm limit, nor the 2 s a closed server gets to exit.
+    assert time.monotonic() - started < 1.5
+    assert app.history.records() == []
+    assert app.stopped_by[0] == "shut_down"

@@ -15,7 +15,7 @@ from runtime_helpers import (
     ignore_sigterm,
     kill_self,
     leave_a_child,
-    raise_a_huge_error,
+    raise_deep,
     raise_value_error,
     read_pids,
     setsid_child,
@@ -104,22 +104,7 @@ def test_process_outcomes(tmp_path):
         "killed": ("fail", "the process ended without a result (killed by signal SIGKILL)"),
         "inacted": ("inaction", "nothing new"),
     }
-    tracebacks = {rec.task: rec.traceback for rec in app.history.records() if rec.traceback}
-    assert list(tracebacks) == ["raises"]  # a failure's own, sent back by its process
-    assert tracebacks["raises"].startswith("Traceback (most recent call last):")
-    assert 'raise ValueError("disk on fire")' in tracebacks["raises"]
-    assert tracebacks["raises"].rstrip().endswith("ValueError: disk on fire")
     finishes(app.history)
-
-
-def test_a_process_tasks_huge_traceback_keeps_its_end():
-    app = real()
-    app.task(Once(), name="huge", execution="process")(raise_a_huge_error)
-    play(app, partial(stop_after_start, count=1))
-    (rec,) = app.history.records("huge", actions="fail")
-    assert rec.traceback.startswith("…")  # cut from the front to fit between processes
-    assert rec.traceback.rstrip().endswith("y the end")
-    assert 1000 < len(rec.traceback) <= 64 * 1024
 
 
 PY = sys.executable
@@ -154,6 +139,40 @@ COMMANDS = [
     ("slow", ["sleep", "30"], 0.2, "terminate", "timeout", "killed by signal SIGTERM"),
     ("stubborn", [PY, "-c", STUBBORN], 0.3, "terminate", "timeout", "killed by signal SIGKILL"),
 ]
+
+
+def test_a_process_fail_record_keeps_the_exception_type_and_traceback():
+    """From the fork server and from a child forked by the scheduler (a local function)."""
+
+    def local() -> None:
+        raise_value_error()
+
+    app = real()
+    app.task(Once(), name="served", execution="process")(raise_value_error)
+    app.task(Once(), name="forked", execution="process")(local)
+    play(app, partial(stop_after_start, count=2))
+    failed = app.history.records(actions="fail")
+    assert sorted(rec.task for rec in failed) == ["forked", "served"]
+    for rec in failed:
+        assert rec.message == "disk on fire"
+        assert rec.traceback.startswith("Traceback (most recent call last):"), rec.traceback
+        assert 'raise ValueError("disk on fire")' in rec.traceback
+        assert rec.traceback.rstrip().endswith("ValueError: disk on fire")
+
+
+@pytest.mark.parametrize("char", ["x", "\N{SNOWMAN}", "\x00"])
+@pytest.mark.parametrize("how", ["served", "forked"])
+def test_a_huge_process_traceback_is_bounded_and_keeps_its_end(char, how):
+    """Whatever its size once encoded, the outcome still arrives (not 'without a result',
+    no child stuck writing to a full pipe), with the end of its traceback."""
+    body = partial(raise_deep, 50, char, 100_000)
+    app = real()
+    app.task(Once(), name="deep", execution="process")(body if how == "served" else lambda: body())
+    play(app, stop_after_start)
+    (rec,) = app.history.records(actions="fail")
+    assert rec.message.startswith("…") and rec.message.endswith(char * 100)
+    assert len(rec.traceback) <= 64 * 1024
+    assert rec.traceback.startswith("…") and rec.traceback.endswith(char * 1000 + "\n")
 
 
 def test_command_tasks():

@@ -442,9 +442,21 @@ def test_signals_first_graceful_then_forced():
     assert app.stopped_by == ("forced", "a second interrupt (SIGTERM) forced the shutdown")
 
 
+def _interrupted(app: Scheduler, interrupt) -> io.StringIO:
+    """Play ``app``, one long task ``work``, with the signal handlers and ``interrupt``
+    beside it; what the handlers said."""
+    said = io.StringIO()
+    app.task(Once(), name="work")(FOREVER["async"])
+    restore = install_signal_handlers(app, out=said)
+    try:
+        play(app, interrupt)
+    finally:
+        restore()
+    return said
+
+
 def test_a_signal_repeated_at_once_is_one_interrupt():
     """GNU `timeout -s INT` signals the process and its group: the same interrupt, twice."""
-    said = io.StringIO()
 
     async def interrupt(app: Scheduler) -> None:
         await records_appear(app, "run")
@@ -455,17 +467,34 @@ def test_a_signal_repeated_at_once_is_one_interrupt():
         app.shut_down(force=True)
 
     app = Scheduler({"kill_grace": 0.2})
-    app.task(Once(), name="work")(FOREVER["async"])
-    restore = install_signal_handlers(app, out=said)
-    try:
-        play(app, interrupt)
-    finally:
-        restore()
+    said = _interrupted(app, interrupt)
     assert said.getvalue() == (
         "conddsl: SIGINT: shutting down gracefully, waiting for 1 run to end;"
         " interrupt again to force\n"
     )
     assert app.stopped_by == ("forced", "shut_down(force=True) was called")
+
+
+def test_a_first_interrupt_during_a_graceful_shutdown_is_not_called_a_second_one():
+    """The shut condition began a graceful shutdown (a run holds it); the first SIGTERM
+    (from `timeout`, say) forces it, and says so without speaking of a second interrupt."""
+
+    async def interrupt(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        while app.state != "graceful":
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = Scheduler({"kill_grace": 0.2, "shut_cond": "task 'work' has started"})
+    said = _interrupted(app, interrupt)
+    assert said.getvalue() == (
+        "conddsl: SIGTERM during the graceful shutdown: forcing it, terminating 1 run"
+        " (kill_grace 0.2 s)\n"
+    )
+    why = "an interrupt (SIGTERM) during the graceful shutdown forced it"
+    assert app.stopped_by == ("forced", why)
+    (end,) = app.history.records("work", actions="terminate")
+    assert (end.reason, end.message) == ("forced", why)
 
 
 def test_times_are_aware_and_in_utc():

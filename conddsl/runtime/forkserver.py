@@ -45,7 +45,7 @@ ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
 grace) before the keeper exits the way the body did. If the server dies (the
 scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
 
-The body sends its outcome (JSON: action, message and traceback) to the server on a datagram
+The body sends its outcome (JSON: action and message) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
 has reaped the keeper. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
@@ -64,6 +64,7 @@ import importlib.util
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import select
@@ -83,9 +84,9 @@ from conddsl.runtime.runs import clip, exception_text, outcome_of, traceback_tex
 log = logging.getLogger("conddsl.runtime")
 
 _MAX_MESSAGE = 1 << 16  # bytes; a function whose pickle is larger is forked directly
-# An outcome datagram at most (its traceback cut to fit), leaving room for the server's
-# own message that carries it on.
-_MAX_OUTCOME = _MAX_MESSAGE - 4096
+# A body's outcome datagram, with room left for the server's report of it (pickled, no
+# longer than its JSON) to fit in one message to the scheduler; below a pipe's 64 KiB.
+MAX_OUTCOME = _MAX_MESSAGE - 1024
 _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment rides along)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -301,12 +302,12 @@ class _Server:
             except BlockingIOError:
                 return
             with contextlib.suppress(ValueError, TypeError):
-                pid, action, message, *rest = json.loads(data)
+                pid, action, message, *trace = json.loads(data)
                 if action == _EXIT_CODE:  # from a keeper: how its body ended
                     self.codes[int(pid)] = int(message)
                 else:
                     text = None if message is None else str(message)
-                    tb = str(rest[0]) if rest and rest[0] is not None else None
+                    tb = str(trace[0]) if trace and trace[0] is not None else None
                     self.outcomes[int(pid)] = (str(action), text, tb)
 
     def reap(self) -> None:
@@ -496,14 +497,34 @@ def _child(
         loaded = _load(payload, modules, cwd)
         go()
         if isinstance(loaded, str):
-            action, message, tb = "fail", loaded, None
+            action, message, trace = "fail", loaded, None
         else:
-            action, message, tb = call_for_outcome(loaded, params, flag_fd)
-        results.send(outcome_datagram(keeper, action, message, tb))
+            action, message, trace = call_for_outcome(loaded, params, flag_fd)
+        results.send(_outcome_datagram(keeper, action, message, trace))
         code = 0
     finally:
         _flush_output()
         os._exit(code)
+
+
+def fitted(encode: Callable[[str | None], bytes], trace: str | None) -> bytes:
+    """``encode(trace)`` in at most MAX_OUTCOME bytes, cutting the traceback's start: an
+    outcome must fit one datagram, or a pipe the scheduler reads only once its child ended."""
+    while True:
+        data = encode(trace)
+        over = len(data) - MAX_OUTCOME
+        if over <= 0 or trace is None or len(trace) <= 1:
+            return data
+        # Cut as many characters as the excess takes at their mean encoded size (1 to
+        # 12 bytes, escaped), at least one: a few rounds at most.
+        mean = max(1, len(data) - len(encode(None))) / len(trace)
+        trace = "…" + trace[max(2, math.ceil(over / mean) + 1) :]
+
+
+def _outcome_datagram(keeper: int, action: str, message: str | None, trace: str | None) -> bytes:
+    """A body's outcome as one datagram that the server reads whole and can report to the
+    scheduler."""
+    return fitted(lambda tb: json.dumps([keeper, action, message, tb]).encode(), trace)
 
 
 def _exec_child(
@@ -561,8 +582,7 @@ def call_for_outcome(
 ) -> tuple[str, str | None, str | None]:
     """In a task's child process: call its function, giving the run's flag (read from the
     pipe ``flag_fd``) to each of ``params``, await what it returns if that is a
-    coroutine, and say how it ended: the action, message and (for a failure) traceback
-    of its record."""
+    coroutine, and say how it ended: the action, message and traceback of its record."""
     flag = TerminationFlag(PipeReadEvent(flag_fd))
     try:
         result = func(**dict.fromkeys(params, flag))
@@ -572,16 +592,6 @@ def call_for_outcome(
         action, message = outcome_of(exc)
         return action, message, traceback_text(exc) if action == "fail" else None
     return (*outcome_of(None), None)
-
-
-def outcome_datagram(keeper: int, action: str, message: str | None, tb: str | None) -> bytes:
-    """A body's outcome for the server, its traceback cut from the front to fit one
-    message (the end of a traceback says the most)."""
-    while True:
-        data = json.dumps([keeper, action, message, tb], ensure_ascii=False).encode()
-        if len(data) <= _MAX_OUTCOME or tb is None:
-            return data
-        tb = "…" + tb[-(len(tb) // 2) :] if len(tb) > 64 else None
 
 
 def ask_death_signal(number: int) -> bool:
@@ -879,10 +889,12 @@ class ForkServer:
     async def close(self) -> None:
         """Stop the server (when no run of it is left): it ends when its socket closes."""
         process, self._process = self._process, None
+        # Still importing the task modules: it never forked, there is nothing to wait for.
+        importing = self._preloaded is not None and not self._preloaded.done()
         self._disconnect()
         if process is None:
             return
-        give_up = self.loop.time() + _CLOSE_WAIT
+        give_up = 0.0 if importing else self.loop.time() + _CLOSE_WAIT
         while process.poll() is None:
             if self.loop.time() > give_up:  # stuck (importing a module?): it has no work left
                 process.kill()

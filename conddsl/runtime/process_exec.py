@@ -28,6 +28,7 @@ import functools
 import itertools
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import tempfile
@@ -43,6 +44,7 @@ from conddsl.runtime.forkserver import (
     by_reference,
     call_for_outcome,
     find_prctl,
+    fitted,
 )
 from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
 from conddsl.runtime.runs import Host, Run, clip
@@ -64,11 +66,6 @@ def exit_text(code: int) -> str:
     except ValueError:
         name = str(-code)
     return f"killed by signal {name}"
-
-
-# How a body ended, as it sends it: action, message and, for a failure, its traceback
-# (a program sends nothing; its exit code and stderr say).
-Outcome = tuple[str, "str | None"] | tuple[str, "str | None", "str | None"]
 
 
 class _TreeExecutor:
@@ -277,7 +274,7 @@ class ProcessExecutor(_TreeExecutor):
             _close_stderr(run)
             self._finish(run, "fail", text)
 
-    def _on_exited(self, key: int, code: int, outcome: Outcome | None) -> None:
+    def _on_exited(self, key: int, code: int, outcome: tuple[Any, ...] | None) -> None:
         self._server.forget(key)
         run = self._served.pop(key, None)
         if run is None:
@@ -363,15 +360,16 @@ class ProcessExecutor(_TreeExecutor):
         process.close()
         self._conclude(run, code, outcome, ended)
 
-    def _conclude(self, run: Run, code: int, outcome: Outcome | None, ended: float) -> None:
-        """The run's root exited with ``code`` after sending ``outcome`` (None: nothing)."""
+    def _conclude(self, run: Run, code: int, outcome: tuple[Any, ...] | None, ended: float) -> None:
+        """The run's root exited with ``code`` after sending ``outcome`` (None: nothing;
+        else its action, message and, from a body, its traceback)."""
         if run.reason is not None:  # terminated: how it died is what matters
             outcome = ("terminate", exit_text(code))
         elif outcome is None:
             outcome = ("fail", f"the process ended without a result ({exit_text(code)})")
-        action, message, *rest = outcome
-        if action == "fail" and rest and rest[0]:
-            run.traceback = rest[0]  # the body's, for the fail record
+        action, message, *trace = outcome
+        if action == "fail" and trace:
+            run.traceback = trace[0]
         if self._gone(run):  # the usual case: no task hop before the record
             self._finish(run, action, message)
         else:
@@ -404,9 +402,11 @@ def _child(
         os._exit(1)  # the scheduler died before we asked: nobody waits for a result
     for fd in server_fds:  # the server ends when the scheduler does, not when we do
         os.close(fd)
-    outcome = call_for_outcome(func, params, flag_fd)
+    action, message, trace = call_for_outcome(func, params, flag_fd)
     try:
-        conn.send(outcome)
+        # Fitted: the scheduler reads the pipe only once we exited, so a send larger
+        # than the pipe would never end.
+        conn.send_bytes(fitted(lambda tb: pickle.dumps((action, message, tb)), trace))
     finally:
         conn.close()
 

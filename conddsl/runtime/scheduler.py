@@ -679,10 +679,7 @@ class Scheduler:
             self._fail(exc)
         _freeze_heap()
         try:
-            # The fork server (for process and command tasks) is up before anything starts.
-            await self._executors["process"].warm(
-                task for task in self.tasks.values() if task.uses_process
-            )
+            await self._warm()
             await self._cycle()
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
@@ -712,6 +709,25 @@ class Scheduler:
                 _thaw_heap()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
+
+    async def _warm(self) -> None:
+        """Have the fork server (for process and command tasks) up before anything starts,
+        unless a shutdown is asked meanwhile: a task module slow to import must not hold
+        up a Ctrl-C (nothing has started yet, so nothing needs the server)."""
+        # Listed now: tasks may be added while it warms.
+        tasks = [task for task in self.tasks.values() if task.uses_process]
+        warming = asyncio.ensure_future(self._executors["process"].warm(tasks))
+        while not warming.done():
+            with self._lock:
+                shut = any(op == "shut" for op, _ in self._requests)
+            if shut:
+                warming.cancel()
+                return
+            waking = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({warming, waking}, return_when=asyncio.FIRST_COMPLETED)
+            waking.cancel()
+            self._wake.clear()  # (the cycle applies every request when it begins)
+        warming.result()
 
     def shut_down(
         self, force: bool = False, *, why: str | None = None, cause: str = "shut_down"

@@ -68,8 +68,16 @@ def install_signal_handlers(
             scheduler.shut_down(why=f"interrupted ({name})", cause="interrupt")
             return
         grace = scheduler.config.kill_grace.total_seconds()
-        say(f"{name} again: forcing the shutdown, terminating {runs} (kill_grace {grace:g} s)")
-        scheduler.shut_down(force=True, why=f"a second interrupt ({name}) forced the shutdown")
+        if first:  # a graceful shutdown (its shut_cond, shut_down()) was going on already
+            say(
+                f"{name} during the graceful shutdown: forcing it, terminating {runs}"
+                f" (kill_grace {grace:g} s)"
+            )
+            why = f"an interrupt ({name}) during the graceful shutdown forced it"
+        else:
+            say(f"{name} again: forcing the shutdown, terminating {runs} (kill_grace {grace:g} s)")
+            why = f"a second interrupt ({name}) forced the shutdown"
+        scheduler.shut_down(force=True, why=why)
         if exit_when_stuck:
             _exit_if_stuck(scheduler, grace + EXIT_MARGIN, say)
 

@@ -112,9 +112,11 @@ def raise_value_error() -> None:
     raise ValueError("disk on fire")
 
 
-def raise_a_huge_error() -> None:
-    """Fail with a message far longer than one message between processes may be."""
-    raise ValueError("y" * 200_000 + " the end")
+def raise_deep(depth: int, char: str, count: int) -> None:
+    """Fail ``depth`` calls down with ``count`` times ``char`` as message (a huge traceback)."""
+    if depth == 0:
+        raise ValueError(char * count)
+    raise_deep(depth - 1, char, count)
 
 
 def exit_hard() -> None:
