@@ -58,9 +58,10 @@ def noon_zone(now: datetime | None = None) -> str:
 
 def task_file(folder: Path, *, shut_after: float | None = None, name: str = "tasks.toml") -> Path:
     """The task file: a daily task that finishes, a stream of quick runs, three that hang."""
-    (folder / "jobs.py").write_text(JOBS)
-    shut = f'shut_cond = "scheduler has run over {shut_after} seconds"' if shut_after else ""
-    text = textwrap.dedent(
+    return _write_task_file(
+        folder,
+        name,
+        shut_after,
         f"""
         [scheduler]
         history = "runs.sqlite3"
@@ -68,7 +69,7 @@ def task_file(folder: Path, *, shut_after: float | None = None, name: str = "tas
         timeout = "never"
         kill_grace = 0.5
         instant_shutdown = true
-        {shut}
+        {{shut}}
 
         [tasks.nightly]
         func = "jobs:nightly"
@@ -95,11 +96,8 @@ def task_file(folder: Path, *, shut_after: float | None = None, name: str = "tas
         [tasks.hold_command]
         command = ["sleep", "3600"]
         start_cond = "daily"
-        """
+        """,
     )
-    path = folder / name
-    path.write_text(text)
-    return path
 
 
 def starts_file(
@@ -107,10 +105,11 @@ def starts_file(
 ) -> Path:
     """A task file whose process and command tasks start all the time, ignore SIGTERM
     and leave a child in a session of its own."""
-    (folder / "jobs.py").write_text(JOBS)
-    shut = f'shut_cond = "scheduler has run over {shut_after} seconds"' if shut_after else ""
-    text = textwrap.dedent(
-        f"""
+    return _write_task_file(
+        folder,
+        name,
+        shut_after,
+        """
         [scheduler]
         history = "starts.sqlite3"
         timezone = "UTC"
@@ -128,10 +127,17 @@ def starts_file(
         command = ["sh", "-c", "trap '' TERM; setsid sleep 3600 & sleep 3600"]
         start_cond = "every 0.03 seconds"
         timeout = "0.05 seconds"
-        """
+        """,
     )
+
+
+def _write_task_file(folder: Path, name: str, shut_after: float | None, text: str) -> Path:
+    """Write jobs.py and the task file ``name`` from ``text``, whose ``{shut}`` line becomes
+    the shut condition (none without ``shut_after``)."""
+    (folder / "jobs.py").write_text(JOBS)
+    shut = f'shut_cond = "scheduler has run over {shut_after} seconds"' if shut_after else ""
     path = folder / name
-    path.write_text(text)
+    path.write_text(textwrap.dedent(text).replace("{shut}", shut))
     return path
 
 
