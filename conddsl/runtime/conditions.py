@@ -9,6 +9,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
 from conddsl import ast
+from conddsl.errors import ConditionFailed as ConditionFailed
 
 
 @runtime_checkable
@@ -18,16 +19,6 @@ class ConditionLike(Protocol):
     def is_true(self, at: datetime, **context: Any) -> bool: ...
 
     def next_change(self, after: datetime, **context: Any) -> datetime | None: ...
-
-
-class ConditionFailed(Exception):
-    """A start, end or shut condition raised while being evaluated."""
-
-    def __init__(self, where: str, condition: object, error: BaseException) -> None:
-        self.where = where
-        self.condition = condition
-        self.error = error
-        super().__init__(f"the {where} {str(condition)!r} raised {type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True, slots=True)

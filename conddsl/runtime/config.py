@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from datetime import timedelta, tzinfo
@@ -17,16 +16,13 @@ from pydantic import (
     field_validator,
 )
 
-from conddsl.errors import ConddslError
+from conddsl.errors import ConfigError as ConfigError
+from conddsl.errors import suggest
 from conddsl.history import History, MemoryHistory
 from conddsl.literals import LiteralError, read_duration_text
 from conddsl.timeline.zones import resolve_zone, zone_names_like
 
 _DURATION_EXAMPLES = "a number of seconds, a duration like '30 minutes', '1h30m' or '01:30:00'"
-
-
-class ConfigError(ConddslError, ValueError):
-    """A scheduler or task setting that is unknown or has an unusable value."""
 
 
 def parse_duration_setting(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
@@ -140,8 +136,8 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            close = suggest(key, known)
+            hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
             problems.append(f"unknown config key {key!r}; {hint}")
         else:
             message = error["msg"].removeprefix("Value error, ")
