@@ -253,6 +253,22 @@ class ConfigError(ConddslError, ValueError):
     """A scheduler or task setting that is unknown or has an unusable value."""
 
 
+class SettingValueError(ConfigError):
+    """A setting's value that cannot be read (see :mod:`conddsl.settings`).
+
+    ``kind`` is ``type`` (not a value of this kind at all), ``text`` (text that does not
+    read) or ``value`` (read, but out of range); ``reason`` says why without naming the
+    setting, so a task file's finding can name it by its position instead.
+    """
+
+    def __init__(self, what: str, kind: str, reason: str, hint: str | None = None) -> None:
+        self.what = what
+        self.kind = kind
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{what} {reason}: {hint}" if hint else f"{what} {reason}")
+
+
 class ConditionFailed(ConddslError):
     """A start, end or shut condition raised while being evaluated."""
 
