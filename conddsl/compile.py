@@ -384,30 +384,30 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
         clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
         empty = _Clock(clock, zone)
-        form = taskstate.Periodic(node, clock, zone, empty.horizon)
+        form = taskstate.PeriodicForm(node, clock, zone, empty.horizon)
         return _HistoryNode(form, empty, zone)
 
     def visit_Cron(self, node: ast.Cron, zone: tzinfo) -> _Evaluator:
         empty = _CronClock(node.expression, zone)
-        return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
+        return _HistoryNode(taskstate.CronForm(node, empty.spec, zone, empty.horizon), empty, zone)
 
     def visit_Every(self, node: ast.Every, zone: tzinfo) -> _Evaluator:
-        return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
+        return _HistoryNode(taskstate.EveryForm(node, zone), _Constant(True, zone), zone)
 
     def visit_TaskHas(self, node: ast.TaskHas, zone: tzinfo) -> _Evaluator:
-        form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
+        form = taskstate.TaskHasForm(node, zone, _horizon_of_scope(node))
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_AfterTask(self, node: ast.AfterTask, zone: tzinfo) -> _Evaluator:
-        form = taskstate.AfterTask(node, zone, _MARGIN)
+        form = taskstate.AfterTaskForm(node, zone, _MARGIN)
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_TaskRunning(self, node: ast.TaskRunning, zone: tzinfo) -> _Evaluator:
-        form = taskstate.TaskRunning(node, zone, _MARGIN)
+        form = taskstate.TaskRunningForm(node, zone, _MARGIN)
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_RunningFor(self, node: ast.RunningFor, zone: tzinfo) -> _Evaluator:
-        return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
+        return _HistoryNode(taskstate.RunningForForm(node, zone), _Constant(False, zone), zone)
 
     def visit_session(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
         """The scheduler's and the session's forms: answered from ``session=``."""
