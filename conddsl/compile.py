@@ -18,6 +18,7 @@ from conddsl.context import Context
 from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
 from conddsl.parse import parse
+from conddsl.reads import Reads, reads_of
 from conddsl.resolve import Resolver
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
@@ -444,6 +445,7 @@ class Condition:
         "_evaluator",
         "_fast",
         "_customs",
+        "_reads",
     )
 
     def __init__(
@@ -466,6 +468,16 @@ class Condition:
         self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+        self._reads: Reads | None = None
+
+    @property
+    def reads(self) -> Reads:
+        """What besides the clock can change the value (whose records, the cycles); found
+        on first use, once: the scheduler asks it of every condition it registers."""
+        found = self._reads
+        if found is None:
+            found = self._reads = reads_of(self.ast, self.rules, self.registry)
+        return found
 
     @property
     def horizon(self) -> timedelta:

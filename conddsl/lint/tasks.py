@@ -6,7 +6,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
 from conddsl import ast
-from conddsl.lint.clock import ClockAnalysis, conjunction, negation, whole_cycle_reason
+from conddsl.bounds import conjunction, negation
+from conddsl.lint.clock import ClockAnalysis, whole_cycle_reason
 from conddsl.lint.period import start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
 from conddsl.rules.codes import severity_of
