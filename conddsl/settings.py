@@ -36,6 +36,8 @@ __all__ = [
 NEVER = "never"
 DURATION_HELP = "seconds as a number, or text such as '10 minutes', '1h30m' or '01:30:00'"
 _NEVER_HINT = "write 'never' for no timeout"
+_ZERO_HINT = f"0 would terminate every run as soon as it starts; {_NEVER_HINT}"
+_LONGER_THAN_ZERO = "must be longer than zero"
 
 
 def read_duration(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
@@ -62,7 +64,7 @@ def read_duration(value: object, what: str, *, allow_zero: bool = False) -> time
         shown = repr(value) if isinstance(value, bool) else type(value).__name__
         raise SettingValueError(what, "type", f"must be {DURATION_HELP}, not {shown}")
     if found < timedelta(0) or (not allow_zero and not found):
-        reason = "must be zero or more" if allow_zero else "must be longer than zero"
+        reason = "must be zero or more" if allow_zero else _LONGER_THAN_ZERO
         raise SettingValueError(what, "value", reason)
     return found
 
@@ -76,8 +78,17 @@ def read_timeout(value: object, what: str = "timeout") -> timedelta | None:
     except SettingValueError as error:
         if error.kind != "value":
             raise
-        # Zero is how other schedulers spell "no timeout": say how this one does.
-        raise SettingValueError(what, "value", error.reason, _NEVER_HINT) from None
+        # Zero is how other schedulers spell "no timeout": say what it would do here,
+        # and how this one spells it.
+        hint = _ZERO_HINT if _is_zero(value) else _NEVER_HINT
+        raise SettingValueError(what, "value", error.reason, hint) from None
+
+
+def _is_zero(value: object) -> bool:
+    try:
+        return read_duration(value, "", allow_zero=True) == timedelta(0)
+    except SettingValueError:
+        return False
 
 
 def read_zone(value: object, what: str = "timezone") -> str | tzinfo:

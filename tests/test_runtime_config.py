@@ -33,10 +33,10 @@ def test_timeout_values(value, expected):
 
 
 BAD_TIMEOUTS = [
-    (0, "must be longer than zero: write 'never' for no timeout"),
-    ("0 seconds", "must be longer than zero: write 'never'"),
-    (timedelta(0), "must be longer than zero: write 'never'"),
-    (-5, "must be longer than zero"),
+    (0, "longer than zero: 0 would terminate every run as soon as it starts; write 'never'"),
+    ("0 seconds", "must be longer than zero: 0 would terminate every run"),
+    (timedelta(0), "must be longer than zero: 0 would terminate every run"),
+    (-5, "must be longer than zero: write 'never' for no timeout"),
     (1e20, "timeout is too long"),  # was an OverflowError from timedelta
     ("30", "needs a unit: write '30 seconds'"),
     ("soon", "is not a duration"),
@@ -72,7 +72,7 @@ def test_defaults():
         ({"timout": 60}, "unknown config key 'timout'; did you mean 'timeout'?"),
         ({"instant_shutdwn": True}, "did you mean 'instant_shutdown'?"),
         ({"cycle_sleep": 0.1}, "unknown config key 'cycle_sleep'; known keys: timeout,"),
-        ({"timeout": 0}, "timeout must be longer than zero: write 'never' for no timeout"),
+        ({"timeout": 0}, "timeout must be longer than zero: 0 would terminate every run"),
         ({"instant_shutdown": "yes"}, "'instant_shutdown': Input should be a valid boolean"),
         ({"execution": "async"}, "'execution': Input should be 'main', 'thread' or 'process'"),
         ({"kill_grace": "never"}, "kill_grace 'never' is not a duration"),

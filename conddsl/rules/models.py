@@ -32,8 +32,8 @@ __all__ = [
     "NEVER",
     "DefaultExecution",
     "Execution",
-    "SchedulerConfig",
-    "Task",
+    "SchedulerTable",
+    "TaskTable",
     "TaskFile",
 ]
 
@@ -116,7 +116,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SchedulerConfig(_Model):
+class SchedulerTable(_Model):
     """The ``[scheduler]`` table: settings for the whole file."""
 
     model_config = ConfigDict(title="scheduler")
@@ -151,7 +151,7 @@ class SchedulerConfig(_Model):
     )
 
 
-class Task(_Model):
+class TaskTable(_Model):
     """A ``[tasks.NAME]`` table: what to run, and when it starts and stops."""
 
     model_config = ConfigDict(title="task")
@@ -173,7 +173,7 @@ class Task(_Model):
     disabled: bool = Field(False, description="Never start the task")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Task:
+    def _one_kind(self) -> TaskTable:
         if (self.func is None) == (self.command is None):
             both = self.func is not None
             raise PydanticCustomError(
@@ -202,8 +202,8 @@ class TaskFile(_Model):
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
 
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    tasks: dict[Annotated[str, StringConstraints(min_length=1)], Task] = Field(
+    scheduler: SchedulerTable = Field(default_factory=SchedulerTable)
+    tasks: dict[Annotated[str, StringConstraints(min_length=1)], TaskTable] = Field(
         default_factory=dict, description="The tasks, by name"
     )
 
