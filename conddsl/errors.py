@@ -1,8 +1,9 @@
 """Every error conddsl raises on purpose, where it stands in the text, and how it is drawn.
 
-One module for the error hierarchy (all under :class:`ConddslError`), positions
-(:class:`Span`, :class:`LineIndex`), close-name hints (:func:`suggest`) and the caret
-rendering, so that every layer reports a mistake the same way.
+One module for the exception classes of every layer (all under :class:`ConddslError`,
+but the two signals a task raises to end its run), positions (:class:`Span`,
+:class:`LineIndex`), close-name hints (:func:`suggest`) and the caret rendering, so
+that every layer reports a mistake the same way.
 """
 
 from __future__ import annotations
