@@ -76,3 +76,16 @@ def test_bounds_replace_custom_parts_by_their_truest_and_falsest_values():
     assert analysis.unknown == ["holiday"]
     over, under = analysis.bounds(parse("daily | ~ flag 'x'"))
     assert over == ast.Constant(True) and under == parse("daily")
+
+
+def test_the_analyses_follow_names_as_deep_as_a_condition_may_nest():
+    # 248 names, an '&' and its parts: 250 levels written out, E123's limit.
+    rules = {f"r{i}": parse(f"r{i + 1}") for i in range(247)}
+    rules["r247"] = parse("flag & task 'x' is running")
+    registry = ConditionRegistry()
+    registry.register("flag", lambda: True)
+    condition = Condition(parse("r0"), rules=rules, registry=registry)
+    assert condition.reads.tasks == {"x"}
+    analysis = BoundsAnalysis(rules)
+    assert analysis.bounds(parse("r0")) == (parse("task 'x' is running"), FALSE)
+    assert analysis.unknown == ["flag"]

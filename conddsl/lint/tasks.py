@@ -109,15 +109,12 @@ class _MandatoryWaits(ConditionVisitor[Waits]):
         return self.visit(node.item, anchor)
 
     def visit_Reference(self, node: ast.Reference, anchor: ast.Node | None) -> Waits:
-        if self.resolver.target(node) is None:
+        if self.resolver.target(node) is None or self.resolver.is_expanding(node.name):
             return ()
-        pointer = anchor or node
-        return self.resolver.expand(
-            node,
-            lambda target: self.visit(target, pointer),
-            on_cycle=lambda chain: (),
-            key=id(pointer),
-        )
+        # Not remembered (the pointer differs by place), and two frames a level: names
+        # may nest up to E123's limit.
+        with self.resolver.expanding(node) as target:
+            return self.visit(target, anchor or node)
 
     def visit_optional(self, node: ast.Node, anchor: ast.Node | None) -> Waits:
         """Forms that wait for no task, or (``|``, ``~``) make no wait a must."""
