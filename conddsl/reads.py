@@ -16,7 +16,16 @@ from conddsl import ast
 from conddsl.resolve import Resolver
 from conddsl.visitor import ConditionVisitor
 
-__all__ = ["NOTHING", "OWN", "UNKNOWN", "Reads", "ReadsAnalysis", "reads_of"]
+__all__ = [
+    "NOTHING",
+    "OWN",
+    "OWN_TASK_HINT",
+    "UNKNOWN",
+    "Reads",
+    "ReadsAnalysis",
+    "own_task_problem",
+    "reads_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +110,17 @@ class ReadsAnalysis(ConditionVisitor[Reads]):
 def reads_of(node: ast.Node, rules: Mapping[str, ast.Node] | None, registry: Any = None) -> Reads:
     """What ``node`` reads with the named conditions of ``rules`` and customs of ``registry``."""
     return ReadsAnalysis(rules, registry).visit(node)
+
+
+OWN_TASK_HINT = (
+    "the shut condition belongs to no task: name one (\"task 'backup' has succeeded today\")"
+    " or say when by the clock ('time of day after 23:00', 'scheduler has run over 8 hours')"
+)
+
+
+def own_task_problem(node: ast.Node, rules: Mapping[str, ast.Node]) -> str | None:
+    """Why ``node`` cannot be a shut condition (None if it can): it reads the runs of the
+    task it belongs to (``daily``, ``every``, ``cron``, ``after task``…)."""
+    if not reads_of(node, rules).own:
+        return None
+    return f"{str(node)!r} is about the runs of the task it belongs to"

@@ -10,6 +10,7 @@ from conddsl.bounds import conjunction, negation
 from conddsl.lint.clock import ClockAnalysis, whole_cycle_reason
 from conddsl.lint.period import start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
+from conddsl.reads import OWN_TASK_HINT, own_task_problem
 from conddsl.resolve import Resolver
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
@@ -301,8 +302,6 @@ def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Itera
 def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagnostic]:
     """C303: the scheduler's shut_cond belongs to no task, so one about its own task's runs
     is refused by `conddsl run`; reported where the condition is written."""
-    from conddsl.runtime.conditions import OWN_TASK_HINT, own_task_problem
-
     why = own_task_problem(shut.node, report.rules)
     if why is not None:
         where = shut.source.file_range(shut.node.span)

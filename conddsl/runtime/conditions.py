@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
-from conddsl import ast
 from conddsl.errors import ConditionFailed as ConditionFailed
-from conddsl.reads import UNKNOWN, reads_of
+from conddsl.reads import OWN_TASK_HINT as OWN_TASK_HINT
+from conddsl.reads import UNKNOWN
 from conddsl.reads import Reads as Reads
+from conddsl.reads import own_task_problem as own_task_problem
 
 
 @runtime_checkable
@@ -36,20 +36,6 @@ def reads(condition: object) -> Reads:
     """What the condition reads besides the clock (everything, for an object without an AST)."""
     found = getattr(condition, "reads", None)
     return found if isinstance(found, Reads) else UNKNOWN
-
-
-OWN_TASK_HINT = (
-    "the shut condition belongs to no task: name one (\"task 'backup' has succeeded today\")"
-    " or say when by the clock ('time of day after 23:00', 'scheduler has run over 8 hours')"
-)
-
-
-def own_task_problem(node: ast.Node, rules: Mapping[str, ast.Node]) -> str | None:
-    """Why ``node`` cannot be a shut condition (None if it can): it reads the runs of the
-    task it belongs to (``daily``, ``every``, ``cron``, ``after task``…)."""
-    if not reads_of(node, rules).own:
-        return None
-    return f"{str(node)!r} is about the runs of the task it belongs to"
 
 
 def is_true(condition: ConditionLike, where: str, at: datetime, **context: Any) -> bool:
