@@ -35,6 +35,7 @@ class Run:
     finished: bool = False
     launched: bool = False  # the executor has it
     manual: bool = False  # started by run_task(), not by its start condition
+    due: datetime | None = None  # when the scheduler was due to start it (see Recorded)
     held: bool = False  # the run holds a VirtualClock while it dies
     handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
