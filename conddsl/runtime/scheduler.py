@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
@@ -78,7 +78,7 @@ from conddsl.runtime.deadlines import Deadlines, Timeouts
 from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.runtime.leftovers import recover
+from conddsl.runtime.leftovers import recover, registry_path
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.records import Listener, RecordWriter
@@ -150,7 +150,7 @@ class Scheduler:
         clock: Clock | None = None,
         rules: Mapping[str, ast.Node | str] | None = None,
         on_record: Listener | None = None,
-        process_registry: str | os.PathLike[str] | bool | None = None,
+        process_registry: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         """``on_record``: a first listener (see :meth:`subscribe`). ``process_registry``:
         the file listing this scheduler's live process trees, so that the next one can end
@@ -166,6 +166,7 @@ class Scheduler:
         self.registry = ConditionRegistry()
         #: Named conditions its conditions may use (``load_rules`` gives such a mapping).
         self.rules = parse_rules(rules)
+        #: See ``process_registry`` above; may be changed before serving.
         self.process_registry = process_registry
         self.state = State.IDLE
         self.fatal_error: BaseException | None = None
@@ -550,7 +551,7 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        recovery = recover(self._registry_source(), grace, loop)
+        recovery = recover(self._registry_file(), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         host = Host(
             loop,
@@ -616,16 +617,16 @@ class Scheduler:
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
 
-    def _registry_source(self) -> object:
-        """What :func:`~conddsl.runtime.leftovers.recover` finds the registry file by."""
+    def _registry_file(self) -> str | None:
+        """The process registry's file (see the ``process_registry`` argument), or None."""
         setting = self.process_registry
         if setting is None:
-            return self.history  # beside a history file, if it is one
+            return registry_path(self.history)  # beside a history file, if it is one
         if setting is False:
             return None
-        if setting is True:
-            raise ConfigError("process_registry is a file's path, None or False; not True")
-        return os.fspath(setting)
+        if setting is True or not isinstance(setting, str | os.PathLike):
+            raise ConfigError(f"process_registry is a file's path, None or False; not {setting!r}")
+        return os.path.abspath(os.fspath(setting))
 
     async def _warm(self) -> None:
         """Have the fork server (for process and command tasks) up before anything starts,
