@@ -77,12 +77,11 @@ from conddsl.runtime.control import Control, Request
 from conddsl.runtime.deadlines import Deadlines, Timeouts
 from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
-from conddsl.runtime.flags import TerminationFlag
 from conddsl.runtime.leftovers import recover, registry_path
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.records import Listener, RecordWriter
-from conddsl.runtime.runs import Host, Run
+from conddsl.runtime.runs import Executor, Host, Run
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
@@ -185,13 +184,19 @@ class Scheduler:
         self._checks: Deadlines[Key] = Deadlines()  # when each key is next looked at
         self._timeouts = Timeouts()
         self._due_since: dict[str, datetime] = {}  # when a task's check came due
-        self._hold = getattr(self.clock, "hold", None)  # clocks without them never jump
-        self._release = getattr(self.clock, "release", None)
+        missing = [name for name in ("hold", "release") if not hasattr(self.clock, name)]
+        if missing:
+            raise TypeError(
+                f"the clock has no {' or '.join(missing)}(): a Clock holds time still while"
+                " runs die (a clock whose time never jumps does nothing in them)"
+            )
+        self._held: set[Run] = set()  # runs dying while the clock is held for them
         self._to_check = Due()
         self._wake_index = WakeIndex()
         self._runs = RunTable(self.config.max_process_count)
         self._background: set[asyncio.Task[None]] = set()
-        self._executors: dict[str, Any] = {}
+        self._executors: dict[str, Executor] = {}
+        self._processes: ProcessExecutor | None = None  # process and command runs
         # Every task by name, including those registered from another thread and not
         # applied yet: what control requests are checked against.
         self._known: dict[str, Task] = {}
@@ -560,10 +565,10 @@ class Scheduler:
             self._spawn,
             procs,
             stopping=lambda: self.state is not State.RUNNING,
-            unhold=self._unhold,
+            overdue=self._unhold,
             began=self._began,
         )
-        processes = ProcessExecutor(host)  # programs too: both go by the fork server
+        processes = self._processes = ProcessExecutor(host)  # programs too: by the fork server
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
@@ -608,7 +613,7 @@ class Scheduler:
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
-                await self._executors["process"].close()
+                await processes.close()
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._heard)
                 if procs is not None:
@@ -634,7 +639,8 @@ class Scheduler:
         up a Ctrl-C (nothing has started yet, so nothing needs the server)."""
         # Listed now: tasks may be added while it warms.
         tasks = [task for task in self.tasks.values() if task.uses_process]
-        warming = asyncio.ensure_future(self._executors["process"].warm(tasks))
+        assert self._processes is not None
+        warming = asyncio.ensure_future(self._processes.warm(tasks))
         while not warming.done():
             if self._control.asked("shut"):
                 warming.cancel()
@@ -838,9 +844,7 @@ class Scheduler:
     def _stopping(self) -> None:
         """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
         for executor in self._executors.values():
-            hook = getattr(executor, "shutting_down", None)
-            if hook is not None:
-                hook()
+            executor.shutting_down()
 
     def _fail(self, exc: BaseException) -> None:
         """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
@@ -1029,7 +1033,6 @@ class Scheduler:
     ) -> tuple[Run, Awaitable[None] | None]:
         """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
         executor = self._executors[task.execution]
-        new_flag = getattr(executor, "new_flag", TerminationFlag)
         # Records in causal order: every finishing record stamped so far is written
         # first, and a run starts after the instant its task's last run ended (a
         # microsecond later at least: a history orders ties by action, not arrival).
@@ -1037,16 +1040,15 @@ class Scheduler:
         ended = self._runs.ended_at.get(task.name)
         if ended is not None and ended >= now:
             now = ended + _TICK
-        run = Run(task, uuid.uuid4().hex, now, flag=new_flag(), manual=reason == "manual")
+        run = Run(task, uuid.uuid4().hex, now, flag=executor.new_flag(), manual=reason == "manual")
         run.due = due
         # Its timeout counts from now, or, for a process, from when the process exists
         # (which its run record says: _began); a process that never comes is still
         # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
-        if getattr(executor, "records_when_started", False):
+        if executor.records_when_started:
             run.pending = True
             self._timeouts.arm(run, now + START_ALLOWANCE)
-            if self._hold is not None:
-                self._hold()
+            self.clock.hold()
         else:
             self._timeouts.arm(run, now)
         self._runs.add(run)
@@ -1068,8 +1070,7 @@ class Scheduler:
         if not run.pending:
             return
         run.pending = False
-        if self._release is not None:
-            self._release()
+        self.clock.release()
         # Never before the instant _start chose: after its task's last run ended.
         now = run.started = max(self.clock.now(), run.started)
         if run.reason is None:
@@ -1088,11 +1089,11 @@ class Scheduler:
         run.reason, run.message = reason, message
         if not run.launched:
             return  # _start sees the reason and does not launch it
-        executor = self._executors[run.task.execution]
-        if executor.holds_clock and self._hold is not None:
-            run.held = True
-            self._hold()
-        executor.terminate(run)
+        # Time stands still until it has died (a process's tree, a cancelled coroutine
+        # unwinding, a flagged thread): or a virtual clock would jump past its grace.
+        self._held.add(run)
+        self.clock.hold()
+        self._executors[run.task.execution].terminate(run)
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
         """Record how a run ended: exactly once, whatever reports it."""
@@ -1140,10 +1141,9 @@ class Scheduler:
 
     def _unhold(self, run: Run) -> None:
         """Let time go on (a virtual clock jump again) while ``run`` is still dying."""
-        if run.held:
-            run.held = False
-            if self._release is not None:
-                self._release()
+        if run in self._held:
+            self._held.discard(run)
+            self.clock.release()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None
