@@ -46,7 +46,7 @@ from typing import Any
 from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
-from conddsl.trust import believed
+from conddsl.trust import believed, untrusted
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -80,6 +80,18 @@ def registry_path(history: object) -> str | None:
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
     return os.path.abspath(path) + SUFFIX
+
+
+def registry_problems(path: str) -> list[str]:
+    """What is wrong with the registry at ``path`` (for ``conddsl check``): empty if it is
+    absent or fine."""
+    if not os.path.lexists(path):
+        return []
+    why = untrusted(path)
+    if why is not None:
+        return [f"the process registry {path} is not trusted: {why}"]
+    _, trees = ProcessRegistry(path).read()
+    return [f"the process registry {path} lists {line}" for line in screen(trees)[1]]
 
 
 # The registries of the schedulers serving in this process now, by token.

@@ -50,8 +50,7 @@ import difflib
 import logging
 import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -61,7 +60,6 @@ from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
 from conddsl.errors import ConddslError, ConditionSyntaxError
 from conddsl.history import History, HistoryError
-from conddsl.runtime import frozen_heap
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
     OWN_TASK_HINT,
@@ -76,12 +74,12 @@ from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.control import Control, Request
 from conddsl.runtime.deadlines import Deadlines, Timeouts
 from conddsl.runtime.eventloop import run_on_new_loop
-from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
+from conddsl.runtime.frozen_heap import freeze, thaw
+from conddsl.runtime.launcher import Launcher
 from conddsl.runtime.leftovers import recover, registry_path
 from conddsl.runtime.phases import Phase, State
-from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.records import Listener, RecordWriter
-from conddsl.runtime.runs import Executor, Host, Run
+from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
@@ -91,15 +89,6 @@ log = logging.getLogger("conddsl.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
 
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
-# How much later than its timeout a process run whose process never came is ended (a
-# burst of starts may take the fork server a while: that time is not the body's).
-START_ALLOWANCE = timedelta(seconds=5)
-
-# A run that ends this many seconds past its timeout, never asked to stop, overran it
-# (less is the loop's ordinary lateness in noticing the deadline).
-OVERRUN_NOTED = 0.1
-
-_TICK = timedelta(microseconds=1)  # the resolution of a history's timestamps
 
 
 class SchedulerError(ConddslError):
@@ -190,13 +179,19 @@ class Scheduler:
                 f"the clock has no {' or '.join(missing)}(): a Clock holds time still while"
                 " runs die (a clock whose time never jumps does nothing in them)"
             )
-        self._held: set[Run] = set()  # runs dying while the clock is held for them
         self._to_check = Due()
         self._wake_index = WakeIndex()
         self._runs = RunTable(self.config.max_process_count)
-        self._background: set[asyncio.Task[None]] = set()
-        self._executors: dict[str, Executor] = {}
-        self._processes: ProcessExecutor | None = None  # process and command runs
+        self._launcher = Launcher(
+            self.clock,
+            self._runs,
+            self._timeouts,
+            self._records,
+            began=self._began,
+            ended=self._ended,
+            serving=lambda: self.state is State.RUNNING,
+            done=lambda: self.state is State.DONE or self._loop is None,
+        )
         # Every task by name, including those registered from another thread and not
         # applied yet: what control requests are checked against.
         self._known: dict[str, Task] = {}
@@ -427,7 +422,7 @@ class Scheduler:
             self._role_queue.remove(task)
         for run in self._runs.of(name):
             if run.task is task and run.task.terminable:
-                self._terminate(run, "forced", "the task was removed (remove_task())")
+                self._launcher.terminate(run, "forced", "the task was removed (remove_task())")
 
     def _touch(self, key: Key) -> None:
         self._to_check.mark(key)
@@ -495,7 +490,7 @@ class Scheduler:
     def _apply_terminate(self, name: str) -> None:
         self._manual.pop(name, None)
         for run in self._runs.of(name):
-            self._terminate(run, "forced", "terminate() was called")
+            self._launcher.terminate(run, "forced", "terminate() was called")
 
     def disable(self, name: str) -> None:
         """Stop starting ``name`` by its condition; its running runs go on (see ``terminate``)."""
@@ -558,24 +553,7 @@ class Scheduler:
         # runs are marked crash); this one's are listed while they live.
         recovery = recover(self._registry_file(), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
-        host = Host(
-            loop,
-            self._finish,
-            grace,
-            self._spawn,
-            procs,
-            stopping=lambda: self.state is not State.RUNNING,
-            overdue=self._unhold,
-            began=self._began,
-        )
-        processes = self._processes = ProcessExecutor(host)  # programs too: by the fork server
-        self._executors = {
-            "main": MainExecutor(host),
-            "async": AsyncExecutor(host),
-            "thread": ThreadExecutor(host),
-            "process": processes,
-            "command": processes,
-        }
+        processes = self._launcher.open(loop, grace, procs)
         now = self.clock.now()
         self.session.started_at = now
         self.state = State.RUNNING
@@ -588,7 +566,7 @@ class Scheduler:
                 self._records.mark_crashed(now)  # runs left open by a scheduler that died
         except HistoryError as exc:
             self._fail(exc)
-        frozen_heap.freeze()
+        freeze()
         try:
             await self._warm()
             await self._cycle()
@@ -618,7 +596,7 @@ class Scheduler:
                     registry.unlisten(self._heard)
                 if procs is not None:
                     procs.write()  # every tree has ended: the file goes
-                frozen_heap.thaw()
+                thaw()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
 
@@ -639,8 +617,8 @@ class Scheduler:
         up a Ctrl-C (nothing has started yet, so nothing needs the server)."""
         # Listed now: tasks may be added while it warms.
         tasks = [task for task in self.tasks.values() if task.uses_process]
-        assert self._processes is not None
-        warming = asyncio.ensure_future(self._processes.warm(tasks))
+        assert self._launcher.processes is not None
+        warming = asyncio.ensure_future(self._launcher.processes.warm(tasks))
         while not warming.done():
             if self._control.asked("shut"):
                 warming.cancel()
@@ -731,7 +709,7 @@ class Scheduler:
             text = texts.get(run.task)
             if text is None:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
-            self._terminate(run, "timeout", text)
+            self._launcher.terminate(run, "timeout", text)
 
     def _due_checks(self, now: datetime, *, new_cycle: bool = True) -> None:
         for key, at in self._checks.pop_due(now):
@@ -795,7 +773,7 @@ class Scheduler:
 
     async def _start_role(self, task: Task) -> Run:
         """Start an on_startup or on_shutdown run (outside the process limit: nothing else runs)."""
-        run, awaitable = self._start(task, self.clock.now())
+        run, awaitable = self._launcher.start(task, self.clock.now())
         if awaitable is not None:
             await awaitable
         return run
@@ -811,12 +789,13 @@ class Scheduler:
             self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
-                self._terminate(run, "forced", "shut_down() was called during the shutdown tasks")
+                why = "shut_down() was called during the shutdown tasks"
+                self._launcher.terminate(run, "forced", why)
 
     def _end_permanent(self) -> None:
         for run in self.running_runs:
             if run.task.permanent:
-                self._terminate(run, "shutdown", "the scheduler is shutting down")
+                self._launcher.terminate(run, "shutdown", "the scheduler is shutting down")
 
     def _begin_shutdown(self, why: str, cause: str = "shut_cond") -> None:
         if self.state is not State.RUNNING:
@@ -839,12 +818,11 @@ class Scheduler:
         self._stopping()
         for run in self.running_runs:
             if run.task.terminable:
-                self._terminate(run, reason, why)
+                self._launcher.terminate(run, reason, why)
 
     def _stopping(self) -> None:
         """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
-        for executor in self._executors.values():
-            executor.shutting_down()
+        self._launcher.shutting_down()
 
     def _fail(self, exc: BaseException) -> None:
         """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
@@ -915,7 +893,7 @@ class Scheduler:
             if ending:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in self._runs.of(name):
-                    self._terminate(run, "end_cond", why)
+                    self._launcher.terminate(run, "end_cond", why)
         if self.state is State.RUNNING:
             if name in self._manual:
                 await self._start_manual(task, now, why if ending else None)
@@ -945,7 +923,7 @@ class Scheduler:
         """Start a run, or None when it must wait for a process slot (max_process_count)."""
         if not self._runs.slot_for(task):
             return None
-        run, awaitable = self._start(task, now, reason=reason, due=due)
+        run, awaitable = self._launcher.start(task, now, reason=reason, due=due)
         if awaitable is not None:
             await awaitable
         return run
@@ -975,7 +953,7 @@ class Scheduler:
                 return
             count -= 1
             if ending is not None:
-                self._terminate(run, "end_cond", ending)
+                self._launcher.terminate(run, "end_cond", ending)
 
     def _next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
         times = []
@@ -1028,128 +1006,18 @@ class Scheduler:
 
     # ---------------------------------------------------------------- runs
 
-    def _start(
-        self, task: Task, now: datetime, *, reason: str | None = None, due: datetime | None = None
-    ) -> tuple[Run, Awaitable[None] | None]:
-        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
-        executor = self._executors[task.execution]
-        # Records in causal order: every finishing record stamped so far is written
-        # first, and a run starts after the instant its task's last run ended (a
-        # microsecond later at least: a history orders ties by action, not arrival).
-        self._records.flush()
-        ended = self._runs.ended_at.get(task.name)
-        if ended is not None and ended >= now:
-            now = ended + _TICK
-        run = Run(task, uuid.uuid4().hex, now, flag=executor.new_flag(), manual=reason == "manual")
-        run.due = due
-        # Its timeout counts from now, or, for a process, from when the process exists
-        # (which its run record says: _began); a process that never comes is still
-        # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
-        if executor.records_when_started:
-            run.pending = True
-            self._timeouts.arm(run, now + START_ALLOWANCE)
-            self.clock.hold()
-        else:
-            self._timeouts.arm(run, now)
-        self._runs.add(run)
-        if not run.pending:
-            self._records.write(run, "run", now, reason=reason, own_change=False)
-        if run.reason is not None:  # recording it failed fatally: it never starts
-            self._finish(run, "terminate", "not started")
-            return run, None
-        try:
-            awaitable = executor.start(run)
-        except Exception as exc:  # the function could not even be called
-            self._finish(run, "fail", f"could not start: {exc}")
-            return run, None
-        run.launched = True
-        return run, awaitable
-
-    def _began(self, run: Run) -> None:
-        """A pending run's process exists: its run record, stamped now; its timeout."""
-        if not run.pending:
-            return
-        run.pending = False
-        self.clock.release()
-        # Never before the instant _start chose: after its task's last run ended.
-        now = run.started = max(self.clock.now(), run.started)
-        if run.reason is None:
-            self._timeouts.arm(run, now)
-        reason = "manual" if run.manual else None
-        self._records.write(run, "run", now, reason=reason, own_change=False)
-        # Its end condition may read how long it has run: when it next changes, from now.
+    def _began(self, run: Run, now: datetime) -> None:
+        """A run's record came late (its process came): its end condition may read how
+        long it has run, so when it next changes is from now."""
         name = run.task.name
         if name in self.tasks:
             self._checks.set(name, self._next_check(run.task, now, self._context(name)))
         self._wake.set()  # a new deadline
 
-    def _terminate(self, run: Run, reason: str, message: str) -> None:
-        if run.finished or run.reason is not None:
-            return
-        run.reason, run.message = reason, message
-        if not run.launched:
-            return  # _start sees the reason and does not launch it
-        # Time stands still until it has died (a process's tree, a cancelled coroutine
-        # unwinding, a flagged thread): or a virtual clock would jump past its grace.
-        self._held.add(run)
-        self.clock.hold()
-        self._executors[run.task.execution].terminate(run)
-
-    def _finish(self, run: Run, action: str, message: str | None) -> None:
-        """Record how a run ended: exactly once, whatever reports it."""
-        if run.finished:
-            return
-        self._began(run)  # never got a process: its run record still comes first
-        run.finished = True
-        self._unhold(run)
-        task = run.task
-        self._to_check.mark_all(self._runs.remove(run))  # they waited for its process slot
-        if task.permanent and run.reason is None and self.state is State.RUNNING:
-            log.warning("permanent task %r ended (%s); it is not restarted", task.name, action)
-        reason = None
-        if run.reason is not None:  # we asked it to stop: whatever it did, it was terminated
-            action, reason = "terminate", run.reason
-            message = "; ".join(text for text in (run.message, message) if text) or None
-        elif action == "terminate":
-            reason = "task"  # it raised TaskTerminationException unasked
-        # Stamped now, written after this turn of the loop (see conddsl.runtime.records).
-        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
-        self._runs.ended_at[task.name] = stamp
-        if run.reason is None and run.deadline is not None and stamp > run.deadline:
-            message = self._overran(run, stamp, message)
-        first = self._records.stamp(run, action, stamp, reason, message)
-        if action != "fail":
-            run.traceback = None  # (a terminated run's failure is not its outcome)
-        if self.state is State.DONE or self._loop is None:
-            self._records.flush()  # nothing would come back for it
-        elif first:
-            self._loop.call_soon(self._records.flush)
+    def _ended(self, freed: list[str]) -> None:
+        """A run ended; the tasks in ``freed`` waited for its process slot."""
+        self._to_check.mark_all(freed)
         self._wake.set()
-
-    def _overran(self, run: Run, stamp: datetime, message: str | None) -> str | None:
-        """``message``, saying so if the run went on past its timeout without being stoppable
-        (it held the scheduler's loop: a blocking call in a main or async task)."""
-        over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
-        if over < OVERRUN_NOTED:
-            return message
-        note = (
-            f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
-            " (it blocked the scheduler's loop)"
-        )
-        log.warning("task %r %s", run.task.name, note)
-        return "; ".join(text for text in (message, note) if text)
-
-    def _unhold(self, run: Run) -> None:
-        """Let time go on (a virtual clock jump again) while ``run`` is still dying."""
-        if run in self._held:
-            self._held.discard(run)
-            self.clock.release()
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def _drain(self) -> None:
         """Wait for every run to end after a forced stop (each ends within its grace)."""
