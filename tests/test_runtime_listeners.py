@@ -7,10 +7,11 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+import pytest
 from runtime_helpers.scenario import Once, at, play, virtual
 
 from conddsl.history import MemoryHistory
-from conddsl.runtime import Scheduler, VirtualClock
+from conddsl.runtime import ConfigError, Scheduler, VirtualClock
 from conddsl.runtime.records import Recorded
 
 
@@ -117,3 +118,18 @@ def test_unsubscribed_listeners_hear_nothing_more():
     play(app)
     assert heard == ["run"]
     assert [r.action for r in app.history.records()] == ["run", "success"]
+
+
+def test_a_wrong_process_registry_or_clock_is_refused_when_the_scheduler_is_made():
+    with pytest.raises(ConfigError, match="process_registry is a file's path"):
+        Scheduler(process_registry=True)
+
+    class Stopwatch:  # no hold() or release(): the Clock protocol has them
+        def now(self) -> datetime:
+            return at("06:00")
+
+        async def sleep_until(self, deadline: datetime | None, wake: asyncio.Event) -> None:
+            await wake.wait()
+
+    with pytest.raises(TypeError, match=r"the clock has no hold\(\) or release\(\)"):
+        Scheduler(clock=Stopwatch())  # type: ignore[arg-type]

@@ -29,8 +29,9 @@ class Recorded:
     #: (``crash`` records of a scheduler that died).
     started: datetime | None = None
     #: When the run was due to start: the instant the scheduler found its start condition
-    #: true (the check that came due, or the change that woke it); None when unknown
-    #: (startup and shutdown tasks, ``crash`` records).
+    #: true (the check that came due, or the change that woke it); None for runs not
+    #: started by their condition (manual, permanent, startup and shutdown runs) and for
+    #: ``crash`` records.
     due: datetime | None = None
 
     @property

@@ -128,6 +128,16 @@ class Session:
     params: Mapping[str, object] = field(default_factory=dict)
 
 
+def _registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
+    """``setting`` if it is a ``process_registry`` value, else a ConfigError."""
+    if setting is None or setting is False or isinstance(setting, str | os.PathLike):
+        return setting  # type: ignore[return-value]
+    raise ConfigError(
+        f"process_registry is a file's path, None (beside a history file) or False (none);"
+        f" not {setting!r}"
+    )
+
+
 class Scheduler:
     """Runs tasks by their conditions; the rules are in :mod:`conddsl.runtime`'s docstring."""
 
@@ -155,7 +165,7 @@ class Scheduler:
         #: Named conditions its conditions may use (``load_rules`` gives such a mapping).
         self.rules = parse_rules(rules)
         #: See ``process_registry`` above; may be changed before serving.
-        self.process_registry = process_registry
+        self.process_registry = _registry_setting(process_registry)
         self.state = State.IDLE
         self.fatal_error: BaseException | None = None
         #: Why the scheduler stops, once it does: (cause, what happened); the cause is
@@ -176,8 +186,8 @@ class Scheduler:
         missing = [name for name in ("hold", "release") if not hasattr(self.clock, name)]
         if missing:
             raise TypeError(
-                f"the clock has no {' or '.join(missing)}(): a Clock holds time still while"
-                " runs die (a clock whose time never jumps does nothing in them)"
+                f"the clock has no {' or '.join(m + '()' for m in missing)}: a Clock holds"
+                " time still while runs die (a clock whose time never jumps does nothing in them)"
             )
         self._to_check = Due()
         self._wake_index = WakeIndex()
@@ -602,13 +612,11 @@ class Scheduler:
 
     def _registry_file(self) -> str | None:
         """The process registry's file (see the ``process_registry`` argument), or None."""
-        setting = self.process_registry
+        setting = _registry_setting(self.process_registry)
         if setting is None:
             return registry_path(self.history)  # beside a history file, if it is one
         if setting is False:
             return None
-        if setting is True or not isinstance(setting, str | os.PathLike):
-            raise ConfigError(f"process_registry is a file's path, None or False; not {setting!r}")
         return os.path.abspath(os.fspath(setting))
 
     async def _warm(self) -> None:
