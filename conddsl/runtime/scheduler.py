@@ -9,7 +9,9 @@ its own, and this module only says when each is asked:
 - :mod:`~conddsl.runtime.control`: control requests from any thread, as queued callables;
 - :mod:`~conddsl.runtime.phases`: the scheduler's state and the session's phase (enums);
 - :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
+- :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
 - :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
+- :mod:`~conddsl.runtime.eventloop`: ``run()``'s own event loop, and what is left on it;
 - :mod:`~conddsl.runtime.frozen_heap`: ``gc.freeze`` while serving.
 
 The loop sleeps until the earlier of the next check and the next timeout, or until an
@@ -36,10 +38,11 @@ Work is cut so that no run waits long for its termination:
   the other dirty tasks: end conditions are not kept behind a backlog of starts.
 - While it serves, the heap it started with is frozen (see ``frozen_heap``).
 
-Over 400 lines: the public API (registration, control, serving) is documented here,
-and each method is a few lines over the collaborators; the loop's steps (phases,
-evaluation, starting and finishing runs) share the scheduler's state and are read
-best in one place.
+Over 400 lines (about 1,000): half is the public API (registration, control, serving),
+documented here, each method a few lines over the collaborators; the rest is the loop's
+steps (phases, shutdown, evaluation), which read and change the same state (the
+scheduler's ``state``, the session's phase, the manual and permanent starts pending)
+and are read best in one place.
 """
 
 from __future__ import annotations
