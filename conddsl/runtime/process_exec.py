@@ -18,6 +18,9 @@ session of its own, so that its whole tree can be signalled, but has no keeper.
 A child forked here also asks Linux for SIGTERM when the scheduler's thread that
 forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
 here, are left to the next start, which ends what the registry lists.
+
+Over 400 lines, one job: the process and command executors share the tree handling;
+the fork server's side of each run (its callbacks) belongs with them.
 """
 
 from __future__ import annotations
