@@ -110,6 +110,7 @@ def test_a_cycle_would_be_seen(tmp_path):
                 "eventloop",
                 "executors",
                 "frozen_heap",
+                "handles",
                 "launcher",
                 "phases",
                 "process_exec",

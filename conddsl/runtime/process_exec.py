@@ -37,8 +37,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from conddsl.runtime.flags import PipeFlag, TerminationFlag
 from conddsl.runtime.forkserver import (
@@ -49,13 +48,10 @@ from conddsl.runtime.forkserver import (
     find_prctl,
     fitted,
 )
+from conddsl.runtime.handles import Forked, Served
 from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
 from conddsl.runtime.runs import Host, Run, clip
 from conddsl.runtime.tasks import Task
-
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
 
 _STDERR_TAIL = 2000  # bytes of a failed command's stderr kept in its record
 _POLL = 0.01  # seconds between looks at a program without a pidfd
@@ -150,25 +146,6 @@ class _TreeExecutor:
         elif killer is not None:
             killer.close()
         self._finish(run, action, message)
-
-
-@dataclass
-class Served:
-    """A run handed to the fork server: its key there, its keeper's pid once forked,
-    and a command's stderr file."""
-
-    key: int
-    pid: int | None = None
-    stderr: IO[bytes] | None = None
-
-
-@dataclass
-class Forked:
-    """A process run forked by the scheduler itself (no fork server): the child, and the
-    pipe its outcome comes back by."""
-
-    process: BaseProcess
-    reader: Connection
 
 
 class ProcessExecutor(_TreeExecutor):

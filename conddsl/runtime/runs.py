@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import threading
     from typing import TypeAlias
 
+    from conddsl.runtime.handles import Forked, Served
     from conddsl.runtime.leftovers import ProcessRegistry
-    from conddsl.runtime.process_exec import Forked, Served
 
     #: What an executor keeps of a run: an async run's asyncio task, a thread run's
     #: thread, a process run handed to the fork server or forked here, a command's Popen.
