@@ -106,6 +106,13 @@ class PrintingHistory(History):
     def tasks(self):
         return self.inner.tasks()
 
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def watch_failures(self, callback) -> None:
+        # The store's writer thread reports a lock it gave up on to the scheduler.
+        self.inner.watch_failures(callback)
+
     def close(self) -> None:
         self.inner.close()
 
