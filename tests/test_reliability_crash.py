@@ -248,14 +248,17 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
     app.task("every 0.05 seconds", name="tick", execution="async")(tick)
     app.task("every 1 hour", name="hold", execution="async", timeout=HOLD_TIMEOUT)(hold)
     lock = Locker(path)  # before the first record: every record of the window queues
-    locked_at = time.monotonic()
+    # Released off the event loop: the old store blocked the loop until then.
+    releaser = threading.Timer(LOCK_SECONDS, lock.release)
+    releaser.start()
+    queued: list[int] = []
 
     async def main() -> None:
         serving = asyncio.ensure_future(app.serve())
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(LOCK_SECONDS - (time.monotonic() - locked_at))
-        assert history.pending, "nothing was written while the lock was held"
-        await loop.run_in_executor(None, lock.release)
+        await asyncio.sleep(LOCK_SECONDS / 2)
+        queued.append(len(history.pending))
+        await loop.run_in_executor(None, releaser.join)
         while history.pending and not serving.done():  # the writer's next try
             await asyncio.sleep(0.01)
         app.shut_down()
@@ -264,6 +267,7 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
     try:
         asyncio.run(main())
     finally:
+        releaser.join()
         lock.release()
     history.close()
     with SQLiteHistory(path) as reopened:
@@ -273,6 +277,7 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
     late = (finish.at - run.at).total_seconds() - HOLD_TIMEOUT
     report("history locked 3 s", timeout_late_s=round(late, 3))
     assert finish.reason == "timeout" and -0.001 < late < 0.2, (finish, late)
+    assert queued[0] > 0, "nothing was queued while the lock was held"
     ticks = [r.at for r in records if r.task == "tick" and r.action == "run"]
     gaps = [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)]
     assert len(ticks) >= LOCK_SECONDS / 0.05 / 2 and max(gaps) < 0.3, max(gaps)
