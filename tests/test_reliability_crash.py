@@ -247,15 +247,21 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
 
     app.task("every 0.05 seconds", name="tick", execution="async")(tick)
     app.task("every 1 hour", name="hold", execution="async", timeout=HOLD_TIMEOUT)(hold)
-    lock = Locker(path)  # before the first record: every record of the window queues
-    # Released off the event loop: the old store blocked the loop until then.
-    releaser = threading.Timer(LOCK_SECONDS, lock.release)
-    releaser.start()
+    lock = Locker(path, later=True)
+    releaser = threading.Timer(LOCK_SECONDS, lock.release)  # off the event loop
     queued: list[int] = []
+
+    def take_lock() -> None:
+        lock.lock()
+        releaser.start()
 
     async def main() -> None:
         serving = asyncio.ensure_future(app.serve())
         loop = asyncio.get_running_loop()
+        while not history.running("hold"):
+            await asyncio.sleep(0.005)
+        # The lock comes milliseconds after hold started: its timeout is due inside it.
+        await loop.run_in_executor(None, take_lock)
         await asyncio.sleep(LOCK_SECONDS / 2)
         queued.append(len(history.pending))
         await loop.run_in_executor(None, releaser.join)
@@ -267,7 +273,8 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
     try:
         asyncio.run(main())
     finally:
-        releaser.join()
+        with contextlib.suppress(RuntimeError):  # never started
+            releaser.join()
         lock.release()
     history.close()
     with SQLiteHistory(path) as reopened:
