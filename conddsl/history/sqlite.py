@@ -550,9 +550,8 @@ class SQLiteHistory(History):
                 and (lo is None or row[2] >= lo)
                 and (hi is None or row[2] < hi)
             )
-        order = {id(row): number for number, row in enumerate(rows)}
-        rows.sort(key=lambda row: (row[2], row[0], row[1], order[id(row)]))
-        return [_to_record(row) for row in rows]
+        ordered = sorted((row[2], row[0], row[1], arrival, row) for arrival, row in enumerate(rows))
+        return [_to_record(item[-1]) for item in ordered]
 
     def last(self, task: str, actions: str | Iterable[str]) -> datetime | None:
         """The time of the task's latest record with one of the actions."""
