@@ -21,6 +21,7 @@ from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
 from conddsl.terminal import Escaped
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
 
@@ -169,6 +170,12 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     base = path.resolve().parent
     settings = model.scheduler
     zone = settings.timezone
+    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    # Before anything is imported or made: see trust.history_folder_problem.
+    folder_problem = history_folder_problem(history_path)
+    if folder_problem is not None:
+        err.write(f"conddsl: cannot start {path}: {folder_problem}\nhint: {HISTORY_FOLDER_HINT}\n")
+        return 1
 
     from conddsl.history import MemoryHistory
     from conddsl.runtime import scheduler_from_task_file
@@ -182,7 +189,6 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
-    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
     if any(task.execution == "thread" for task in app.tasks.values()):
         # Busy task threads hand the GIL back every switch interval, and the loop waits
         # behind each of them: at the default 5 ms, ten busy threads made other runs'

@@ -28,6 +28,8 @@ __all__ = [
     "untrusted",
     "untrusted_folder",
     "unshared_folder_problem",
+    "history_folder_problem",
+    "HISTORY_FOLDER_HINT",
     "believed",
     "add_import_folder",
     "import_module",
@@ -133,6 +135,32 @@ def unshared_folder_problem(folder: str | os.PathLike[str], what: str = "files")
         if os.stat(entry).st_mode & stat.S_IWOTH:
             return f"anybody may add {what} to {entry}"
     return None
+
+
+def history_folder_problem(history: str | os.PathLike[str]) -> str | None:
+    """Why the folder of the history file ``history`` is no place for it, or None.
+
+    Beside a history live files conddsl makes and opens by name: its lock
+    (``.run.lock``), process registry (``.procs.json``), journal (``.pending.jsonl``)
+    and SQLite's ``-wal``/``-shm``/``-journal``. In a folder anybody may add a file to
+    (sticky or not, whoever owns it: ``/tmp`` is root's) another user can create one of
+    those names first, or swap it between a check and SQLite's own open, which conddsl
+    cannot make ``O_NOFOLLOW``. So such a folder is refused outright: no race is left.
+    """
+    folder = os.path.dirname(os.path.abspath(history))
+    why = unshared_folder_problem(folder, "files")
+    if why is None:
+        return None
+    return (
+        f"the history's folder {folder} is not private: {why} (another user could create"
+        " its lock, process registry, journal or SQLite side files first)"
+    )
+
+
+HISTORY_FOLDER_HINT = (
+    "keep the history in a folder only you (or root) may write, e.g. ~/.local/state/conddsl/"
+    " (the `history` setting of [scheduler])"
+)
 
 
 def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:

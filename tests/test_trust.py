@@ -34,6 +34,20 @@ def sticky(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def private(tmp_path):
+    """A folder only root may write, where ``nobody``'s files were put (as if it had been
+    open once): the files themselves must still be judged."""
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o755)
+    return folder
+
+
+def elsewhere(task_file: str, folder) -> str:
+    """``task_file`` with its history in ``folder`` (a private one)."""
+    return task_file.replace("[scheduler]\n", f'[scheduler]\nhistory = "{folder}/h.sqlite3"\n', 1)
+
+
 def plant(path, data: bytes) -> None:
     """A file written by ``nobody``."""
     path.write_bytes(data)
@@ -215,7 +229,7 @@ def test_stdlib_names_beside_a_command_only_task_file_are_never_imported(sticky,
     proof = tmp_path / "ran"
     for name in ("ctypes", "json", "signal", "selectors", "sqlite3"):
         (sticky / f"{name}.py").write_text(PROOF_MODULE.format(proof=str(proof)))
-    (sticky / "tasks.toml").write_text(COMMAND_ONLY)
+    (sticky / "tasks.toml").write_text(elsewhere(COMMAND_ONLY, tmp_path))
     result = conddsl("run", str(sticky / "tasks.toml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout
@@ -282,7 +296,10 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
     folder.mkdir(exist_ok=True)
     plant(folder / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
     (folder / "tasks.toml").write_text(
-        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+        elsewhere(
+            '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n',
+            tmp_path,
+        )
     )
     task_file = str(folder / "tasks.toml")
     why = "anybody may add modules" if where == "sticky folder" else "another user"
@@ -442,12 +459,12 @@ def registry(trees: dict[int, int | None]) -> bytes:
     return json.dumps({"version": 1, "owner": owner, "trees": entries}).encode()
 
 
-def test_planted_registry_of_another_user_signals_nothing(sticky, victim, cli):
-    (sticky / "tasks.toml").write_text(HARMLESS)
-    plant(sticky / "runs.sqlite3.procs.json", registry({victim.pid: None}))
-    check = cli("check", str(sticky / "tasks.toml"))
+def test_planted_registry_of_another_user_signals_nothing(private, victim, cli):
+    (private / "tasks.toml").write_text(HARMLESS)
+    plant(private / "runs.sqlite3.procs.json", registry({victim.pid: None}))
+    check = cli("check", str(private / "tasks.toml"))
     assert "C602" in check.stdout and "another user" in check.stdout, check.stdout
-    result = conddsl("run", str(sticky / "tasks.toml"), cwd=sticky)
+    result = conddsl("run", str(private / "tasks.toml"), cwd=private)
     assert result.returncode == 0, result.stderr
     assert "process registry" in result.stderr and "not trusted" in result.stderr
     assert victim.poll() is None  # still running: never signalled
@@ -509,34 +526,84 @@ def journal_line(task: str, action: str) -> bytes:
 
 
 @pytest.mark.parametrize("planted", ["runs.sqlite3", "runs.sqlite3.pending.jsonl"])
-def test_planted_history_or_journal_is_refused(sticky, planted, cli):
+def test_planted_history_or_journal_is_refused(private, planted, cli):
     from conddsl.history import SQLiteHistory
 
-    (sticky / "tasks.toml").write_text(DAILY)
+    (private / "tasks.toml").write_text(DAILY)
     if planted.endswith(".jsonl"):
         # A "success" today would make the daily task wait until tomorrow.
-        plant(sticky / planted, journal_line("report", "success"))
+        plant(private / planted, journal_line("report", "success"))
     else:
-        SQLiteHistory(sticky / planted).close()
-        os.chown(sticky / planted, NOBODY, NOBODY)
-    check = cli("check", str(sticky / "tasks.toml"))
+        SQLiteHistory(private / planted).close()
+        os.chown(private / planted, NOBODY, NOBODY)
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "another user" in result.stderr and "Traceback" not in result.stderr
     assert "success" not in result.stdout  # nothing ran, nothing was taken from it
 
 
-def test_planted_journal_lock_symlink_creates_nothing(sticky, tmp_path, cli):
+@pytest.mark.parametrize("planted", [False, True])
+def test_history_in_a_folder_anybody_may_write_is_refused(sticky, tmp_path, cli, planted):
+    """Root's own sticky folder, as ``/tmp``: another user may create the lock, registry,
+    journal or SQLite's ``-wal``/``-shm`` first, or swap one between a check and SQLite's
+    own open. So the folder itself is refused, before anything is made or opened there."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (sticky / "tasks.toml").write_text(DAILY)
+    if planted:
+        for side in (".run.lock", ".procs.json", ".pending.jsonl", "-wal", "-shm"):
+            link = sticky / f"runs.sqlite3{side}"
+            link.symlink_to(victim)
+            os.lchown(link, NOBODY, NOBODY)
+    before = sorted(path.name for path in sticky.iterdir())
+    check = cli("check", "--output-format", "full", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert f"the history's folder {sticky} is not private" in check.stdout
+    assert "e.g. ~/.local/state/conddsl/" in check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the history's folder {sticky} is not private" in result.stderr, result.stderr
+    assert "anybody may add files" in result.stderr
+    assert "hint: keep the history in a folder only you (or root) may write" in result.stderr
+    assert "success" not in result.stdout and "Traceback" not in result.stderr
+    assert sorted(path.name for path in sticky.iterdir()) == before  # nothing made there
+    assert victim.read_text() == "keep"
+
+
+def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, victim, caplog):
+    """Through the API too (no ``conddsl run`` to refuse the folder): a registry whose name
+    anybody may take is neither obeyed nor written, even one of root's own."""
+    import asyncio
+
+    from conddsl.history import SQLiteHistory
+    from conddsl.runtime.leftovers import recover
+
+    path = sticky / "h.sqlite3"
+    (sticky / "h.sqlite3.procs.json").write_bytes(registry({victim.pid: None}))
+    history = SQLiteHistory(path)
+    loop = asyncio.new_event_loop()
+    try:
+        found = recover(history, 0.1, loop)
+    finally:
+        loop.close()
+        history.close()
+    assert found.registry is None and found.killer is None
+    assert "is not kept" in caplog.text and "anybody may add files" in caplog.text
+    assert victim.poll() is None
+
+
+def test_planted_journal_lock_symlink_creates_nothing(private, tmp_path, cli):
     """``<journal>.lock`` is a symlink another user planted: root must not create (or
     open) the file it names when it replays its own journal."""
-    (sticky / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
-    (sticky / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    (private / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (private / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
     target = tmp_path / "created-by-root"
-    lock = sticky / "runs.sqlite3.pending.jsonl.lock"
+    lock = private / "runs.sqlite3.pending.jsonl.lock"
     lock.symlink_to(target)
     os.lchown(lock, NOBODY, NOBODY)
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "now written" in result.stdout
     assert not target.exists()
@@ -574,32 +641,32 @@ def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypa
         holder.wait()
 
 
-def test_planted_sqlite_rollback_journal_is_refused(sticky, cli):
+def test_planted_sqlite_rollback_journal_is_refused(private, cli):
     """SQLite rolls a "hot" ``-journal`` back into the database when it opens it: one
     another user wrote would write their pages into the history."""
     from conddsl.history import SQLiteHistory
 
-    (sticky / "tasks.toml").write_text(DAILY)
-    SQLiteHistory(sticky / "runs.sqlite3").close()
-    plant(sticky / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
-    check = cli("check", str(sticky / "tasks.toml"))
+    (private / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(private / "runs.sqlite3").close()
+    plant(private / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert (
         result.returncode == 1 and "runs.sqlite3-journal belongs to another user" in result.stderr
     )
 
 
-def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(sticky, cli):
+def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(private, cli):
     """``runs.sqlite3-wal`` planted as a symlink: run refuses it, so check reports it."""
-    (sticky / "tasks.toml").write_text(DAILY)
-    wal = sticky / "runs.sqlite3-wal"
-    wal.symlink_to(sticky / "tasks.toml")
+    (private / "tasks.toml").write_text(DAILY)
+    wal = private / "runs.sqlite3-wal"
+    wal.symlink_to(private / "tasks.toml")
     os.lchown(wal, NOBODY, NOBODY)
-    check = cli("check", str(sticky / "tasks.toml"))
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
     assert "symlink of another user" in check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 1 and "symlink of another user" in result.stderr
     assert "hint: another user could have written it" in result.stderr
 

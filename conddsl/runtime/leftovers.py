@@ -46,7 +46,7 @@ from typing import Any
 from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
-from conddsl.trust import believed
+from conddsl.trust import believed, history_folder_problem
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -316,6 +316,14 @@ class Recovery:
 def recover(history: object, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
     """At a scheduler's start: its registry, and the trees a dead scheduler left, ended."""
     path = registry_path(history)
+    if path is not None and (why := history_folder_problem(path)) is not None:
+        # Anybody may create or swap the registry's name there (see the trust module).
+        log.warning(
+            "the process registry %s is not kept: %s; no process is signalled from it",
+            path,
+            why,
+        )
+        return Recovery(None, None)
     if path is None or not believed(
         path,
         "the process registry",
