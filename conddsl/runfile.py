@@ -20,7 +20,7 @@ from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
-from conddsl.terminal import Escaped
+from conddsl.terminal import Escaped, names_from_outside
 from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
@@ -145,6 +145,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     # A path, a task's name or a message may hold terminal escapes: none are printed.
     out = Escaped(out if out is not None else sys.stdout)
     err = Escaped(err if err is not None else sys.stderr)
+    names_from_outside(path)
     from conddsl.runtime.config import ConfigError
 
     # The funcs are imported before names are checked: their modules may register
@@ -171,6 +172,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     settings = model.scheduler
     zone = settings.timezone
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    names_from_outside(path, history_path)
     # Before anything is imported or made: see trust.history_folder_problem.
     folder_problem = history_folder_problem(history_path)
     if folder_problem is not None:
