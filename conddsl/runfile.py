@@ -21,7 +21,7 @@ from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
 from conddsl.terminal import Escaped, names_from_outside
-from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, others_may_change
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
 
@@ -168,6 +168,10 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: {path} has errors; nothing was run\n")
         return 1
     model = report.model
+    for source in (path, *(rule.path for rule in report.rule_files)):
+        warning = others_may_change(source)
+        if warning is not None:  # what the user pointed at is read, but they are told
+            err.write(f"conddsl: warning: {warning}\n")
     base = path.resolve().parent
     settings = model.scheduler
     zone = settings.timezone

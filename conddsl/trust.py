@@ -30,6 +30,7 @@ __all__ = [
     "unshared_folder_problem",
     "history_folder_problem",
     "HISTORY_FOLDER_HINT",
+    "others_may_change",
     "believed",
     "add_import_folder",
     "import_module",
@@ -40,6 +41,42 @@ log = logging.getLogger("conddsl")
 
 def _owner_ok(info: os.stat_result) -> bool:
     return info.st_uid in (0, os.geteuid())
+
+
+def _private_group(gid: int) -> bool:
+    """Whether the group ``gid`` is the current user's alone: their primary group with
+    no other member listed (a user-private group, where ``umask 002`` makes files
+    group-writable). Another account sharing it as its own primary group is not seen."""
+    import grp
+    import pwd
+
+    if gid != os.getegid():
+        return False
+    try:
+        members = grp.getgrgid(gid).gr_mem
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a group or user with no name: nothing says it is private
+        return False
+    return all(member == user for member in members)
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return f"group {grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"group {gid}"
+
+
+def _writers(info: os.stat_result) -> str | None:
+    """Who else than its owner may write a file or folder: anyone, or a group that is
+    not the current user's alone; None when nobody."""
+    if info.st_mode & stat.S_IWOTH:
+        return "anyone"
+    if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
+        return _group_name(info.st_gid)
+    return None
 
 
 def _foreign_link(path: str | os.PathLike[str]) -> str | None:
@@ -119,8 +156,9 @@ def untrusted(path: str | os.PathLike[str]) -> str | None:
             return f"{real} is not a regular file"
         if not _owner_ok(info):
             return f"{real} belongs to another user (uid {info.st_uid})"
-        if info.st_mode & stat.S_IWOTH:
-            return f"{real} may be written by anyone"
+        writers = _writers(info)
+        if writers is not None:
+            return f"{real} may be written by {writers}"
     return untrusted_folder(os.path.dirname(real))
 
 
@@ -150,6 +188,11 @@ def history_folder_problem(history: str | os.PathLike[str]) -> str | None:
     folder = os.path.dirname(os.path.abspath(history))
     why = unshared_folder_problem(folder, "files")
     if why is None:
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(os.path.realpath(folder))
+            if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
+                why = f"{_group_name(info.st_gid)} may add files to {os.path.realpath(folder)}"
+    if why is None:
         return None
     return (
         f"the history's folder {folder} is not private: {why} (another user could create"
@@ -161,6 +204,25 @@ HISTORY_FOLDER_HINT = (
     "keep the history in a folder only you (or root) may write, e.g. ~/.local/state/conddsl/"
     " (the `history` setting of [scheduler])"
 )
+
+
+def others_may_change(path: str | os.PathLike[str]) -> str | None:
+    """A warning when someone else could change ``path``, a task or rules file conddsl
+    was pointed at (by the command line, or by that task file): it belongs to another
+    user, or anyone or a group not the user's alone may write it. Such a file is read
+    anyway (it is what the user asked for) but whoever may write it decides what
+    ``conddsl run`` does; None when nobody else may."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # reading it says what is wrong
+    if not _owner_ok(info):
+        why = f"belongs to another user (uid {info.st_uid})"
+    elif (writers := _writers(info)) is not None:
+        why = f"may be written by {writers}"
+    else:
+        return None
+    return f"{path} {why}: whoever may change it decides what conddsl run does as you"
 
 
 def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:

@@ -594,6 +594,77 @@ def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, 
     assert victim.poll() is None
 
 
+NOGROUP = 65534  # nobody's group: not root's
+
+
+def test_group_writable_file_is_trusted_only_when_the_group_is_yours_alone(private, monkeypatch):
+    """``umask 002`` makes files group-writable: fine in a user-private group (your
+    primary group, nobody else in it), refused in any other group."""
+    import grp
+
+    from conddsl import trust
+
+    path = private / "file"
+    path.write_text("x")
+    os.chmod(path, 0o664)
+    assert untrusted(path) is None  # root:root, and no other member in group root
+    os.chown(path, 0, NOGROUP)
+    assert "may be written by group" in untrusted(path) and "65534" in untrusted(path)
+    os.chmod(path, 0o644)
+    assert untrusted(path) is None  # its group may read it only
+    os.chmod(path, 0o664)
+    os.chown(path, 0, os.getegid())
+    real = grp.getgrgid(os.getegid())
+    shared = grp.struct_group((real.gr_name, real.gr_passwd, real.gr_gid, ["nobody"]))
+    monkeypatch.setattr(grp, "getgrgid", lambda gid: shared)
+    assert not trust._private_group(os.getegid())
+    assert "may be written by group" in untrusted(path)
+
+
+def test_history_or_folder_a_shared_group_may_write_is_refused(private, cli):
+    from conddsl.history import SQLiteHistory
+
+    (private / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(private / "runs.sqlite3").close()
+    os.chown(private / "runs.sqlite3", 0, NOGROUP)
+    os.chmod(private / "runs.sqlite3", 0o664)
+    check = cli("check", str(private / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert "may be written by group nogroup" in check.stdout
+    result = cli("run", str(private / "tasks.toml"))
+    assert result.returncode == 1 and "may be written by group nogroup" in result.stderr
+    os.chmod(private / "runs.sqlite3", 0o644)
+    os.chown(private, 0, NOGROUP)
+    os.chmod(private, 0o775)  # the group may add the history's side files
+    result = cli("run", str(private / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "group nogroup (gid 65534) may add files" in result.stderr
+    assert "success" not in result.stdout
+
+
+def test_task_and_rules_files_others_may_write_are_read_with_a_warning(private, tmp_path, cli):
+    """They are what you pointed conddsl at (not found by it): read, but you are told."""
+    rules = private / "rules.cond"
+    plant(rules, b"often = every 1 hour\n")
+    task_file = private / "tasks.toml"
+    task_file.write_text(
+        elsewhere(COMMAND_ONLY.replace('"every 1 hour"', '"often"'), tmp_path).replace(
+            "[scheduler]\n", '[scheduler]\nrules = ["rules.cond"]\n', 1
+        )
+    )
+    os.chown(task_file, 0, NOGROUP)
+    os.chmod(task_file, 0o664)
+    check = cli("check", str(task_file))
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = cli("run", str(task_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "success" in result.stdout
+    for shown, prefix in ((check.stderr, "conddsl: note: "), (result.stderr, "conddsl: warning: ")):
+        assert f"{prefix}{rules} belongs to another user (uid {NOBODY})" in shown, shown
+        assert f"{prefix}{task_file} may be written by group nogroup (gid 65534)" in shown
+        assert "decides what conddsl run does as you" in shown
+
+
 def test_planted_journal_lock_symlink_creates_nothing(private, tmp_path, cli):
     """``<journal>.lock`` is a symlink another user planted: root must not create (or
     open) the file it names when it replays its own journal."""
