@@ -3,7 +3,9 @@ journals, histories and the modules a task file names.
 
 A file may be believed when nobody but its reader (or root) could have put it there:
 
-- it is owned by the current user or by root, and nobody else may write it;
+- it is owned by the current user or by root, and nobody else may write it: not
+  everybody, and not a group unless it is the user's alone (their primary group with
+  no other member: ``umask 002`` makes files group-writable there);
 - every folder above it is owned by the current user or by root, and a folder that
   everybody may write has the sticky bit (then only a file's owner, or the folder's,
   may replace or remove it).
@@ -11,6 +13,11 @@ A file may be believed when nobody but its reader (or root) could have put it th
 A file of another user in ``/tmp`` fails the first test; a file in a folder another
 user owns, or in a world-writable folder without the sticky bit, fails the second.
 Callers go on safely without such a file (no cache, no registry) or stop, and say why.
+
+A history is stricter (:func:`history_folder_problem`): files are made and opened by
+name beside it, some by SQLite, so its own folder must be one nobody else may add to.
+Task and rules files are what the user pointed conddsl at: they are read whoever may
+write them, with a warning (:func:`others_may_change`).
 """
 
 from __future__ import annotations
