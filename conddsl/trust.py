@@ -193,12 +193,17 @@ def history_folder_problem(history: str | os.PathLike[str]) -> str | None:
     cannot make ``O_NOFOLLOW``. So such a folder is refused outright: no race is left.
     """
     folder = os.path.dirname(os.path.abspath(history))
-    why = unshared_folder_problem(folder, "files")
+    # A folder not made yet is made in the nearest one there is: whoever may add to
+    # that one may make it first (and own it).
+    existing = folder
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    why = unshared_folder_problem(existing, "files")
     if why is None:
         with contextlib.suppress(FileNotFoundError):
-            info = os.stat(os.path.realpath(folder))
+            info = os.stat(os.path.realpath(existing))
             if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
-                why = f"{_group_name(info.st_gid)} may add files to {os.path.realpath(folder)}"
+                why = f"{_group_name(info.st_gid)} may add files to {os.path.realpath(existing)}"
     if why is None:
         return None
     return (

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 from reliability import SUBPROCESS_ENV
 
-from conddsl.trust import untrusted, untrusted_folder
+from conddsl.trust import history_folder_problem, untrusted, untrusted_folder
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="planting files owned by another user needs root"
@@ -570,6 +570,9 @@ def test_history_in_a_folder_anybody_may_write_is_refused(sticky, tmp_path, cli,
     assert "success" not in result.stdout and "Traceback" not in result.stderr
     assert sorted(path.name for path in sticky.iterdir()) == before  # nothing made there
     assert victim.read_text() == "keep"
+    # A folder not made yet would be made where anybody may make it first.
+    assert "anybody may add files" in history_folder_problem(sticky / "not-yet" / "h.sqlite3")
+    assert history_folder_problem(tmp_path / "not-yet" / "h.sqlite3") is None
 
 
 def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, victim, caplog):
