@@ -2,8 +2,10 @@
 
 A task name, a message or a file path may hold ESC, NUL or C1 characters that would
 rewrite the screen or hide what follows (:func:`conddsl.errors.printable`). Text that
-goes through :class:`Escaped` or the command line's warnings keeps its line breaks
-and loses nothing else but those characters' power.
+goes through :class:`Escaped` keeps its line breaks and loses nothing else but those
+characters' power; a line break inside a file's name is escaped too (a name could
+otherwise print a line of its own: ``a\\nfake.toml:1:1: E999 ...``), and a logged
+warning is always one line.
 """
 
 from __future__ import annotations
@@ -15,17 +17,11 @@ from typing import IO
 
 from conddsl.errors import printable
 
-__all__ = ["printable_lines", "Escaped", "escape_warnings", "shown_path", "names_from_outside"]
+__all__ = ["printable_lines", "Escaped", "escape_warnings", "names_from_outside"]
 
 # Names of files and folders with a line break in them that messages may quote (see
 # names_from_outside): their line breaks are data, never the end of an output line.
 _BROKEN_NAMES: set[str] = set()
-
-
-def shown_path(path: str | os.PathLike[str]) -> str:
-    """``path`` fit for one output line: control characters, line breaks included,
-    escaped (a file named ``a\\nfake.toml:1:1: E999 …`` would print a line of its own)."""
-    return printable(os.fspath(path))
 
 
 def names_from_outside(*paths: str | os.PathLike[str]) -> None:

@@ -214,7 +214,7 @@ def history_folder_problem(history: str | os.PathLike[str]) -> str | None:
 
 HISTORY_FOLDER_HINT = (
     "keep the history in a folder only you (or root) may write, e.g. ~/.local/state/conddsl/"
-    " (the `history` setting of [scheduler])"
+    " (`mkdir -p -m 700` it first), named by the `history` setting of [scheduler]"
 )
 
 
