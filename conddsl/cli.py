@@ -191,7 +191,7 @@ def _cmd_next(args: argparse.Namespace) -> int:
     for window in windows if not (note or "").startswith("always true") else ():
         print(_format_window(window))
     if note:
-        print(f"# {note}")
+        print(f"# {printable(note)}")  # it may quote the condition
     return EXIT_OK
 
 
@@ -207,7 +207,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     for window in windows if not (note or "").startswith("always true") else ():
         print(f"  {_format_window(window)}")
     if note:
-        print(f"  {note}")
+        print(f"  {printable(note)}")
     return EXIT_OK
 
 

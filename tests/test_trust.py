@@ -811,9 +811,14 @@ def test_control_characters_in_task_names_are_escaped_in_run_output(tmp_path):
 
 @pytest.mark.parametrize("command", ["explain", "next"])
 def test_control_characters_in_conditions_are_escaped_in_cli_output(command, cli):
-    for text in ("task 'a\x1b[2Jb' has succeeded", "task 'a\x1b[2Jb' has succeded"):
+    for text in (
+        "task 'a\x1b[2Jb' has succeeded",
+        "task 'a\x1b[2Jb' has succeded",
+        "param 'a\x1b[2J\x9bb' exists",  # quoted by the note: its windows cannot be listed
+    ):
         result = cli(command, text)
         assert "\x1b" not in result.stdout + result.stderr, (text, result)
+        assert "\x9b" not in result.stdout + result.stderr, (text, result)
 
 
 def test_control_characters_in_file_paths_are_escaped_in_every_output(tmp_path):
