@@ -581,14 +581,14 @@ def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, 
     import asyncio
 
     from conddsl.history import SQLiteHistory
-    from conddsl.runtime.leftovers import recover
+    from conddsl.runtime.leftovers import recover, registry_path
 
     path = sticky / "h.sqlite3"
     (sticky / "h.sqlite3.procs.json").write_bytes(registry({victim.pid: None}))
     history = SQLiteHistory(path)
     loop = asyncio.new_event_loop()
     try:
-        found = recover(history, 0.1, loop)
+        found = recover(registry_path(history), 0.1, loop)
     finally:
         loop.close()
         history.close()
