@@ -576,22 +576,24 @@ def test_history_in_a_folder_anybody_may_write_is_refused(sticky, tmp_path, cli,
 
 
 def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, victim, caplog):
-    """Through the API too (no ``conddsl run`` to refuse the folder): a registry whose name
-    anybody may take is neither obeyed nor written, even one of root's own."""
+    """Through the API too (no ``conddsl run`` to refuse the folder): the history is not
+    opened there, and a registry whose name anybody may take is neither obeyed nor
+    written, even one of root's own."""
     import asyncio
 
-    from conddsl.history import SQLiteHistory
-    from conddsl.runtime.leftovers import recover, registry_path
+    from conddsl.history import HistoryError, SQLiteHistory
+    from conddsl.runtime.leftovers import recover
 
     path = sticky / "h.sqlite3"
     (sticky / "h.sqlite3.procs.json").write_bytes(registry({victim.pid: None}))
-    history = SQLiteHistory(path)
+    with pytest.raises(HistoryError, match="is not private: anybody may add files"):
+        SQLiteHistory(path)
+    assert not path.exists()
     loop = asyncio.new_event_loop()
     try:
-        found = recover(registry_path(history), 0.1, loop)
+        found = recover(str(path) + ".procs.json", 0.1, loop)
     finally:
         loop.close()
-        history.close()
     assert found.registry is None and found.killer is None
     assert "is not kept" in caplog.text and "anybody may add files" in caplog.text
     assert victim.poll() is None
@@ -745,9 +747,12 @@ def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run
     assert "hint: another user could have written it" in result.stderr
 
 
-def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(sticky, tmp_path):
+def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(private, tmp_path):
     """The copy beside a replaced history has a name anybody can guess (time and pid):
-    symlinks planted under it must not make root write the database over their target."""
+    symlinks planted under it must not make root write the database over their target.
+    (A folder others may write is refused outright; this holds in a private one where such
+    links were left, as a second line.)"""
+    sticky = private
     import time
 
     from conddsl.history import HistoryError, SQLiteHistory
