@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -825,12 +826,20 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         assert str(path) in message and history.journal in message
         assert "locked" in message and "No space left" in message
         assert history.pending == [rec("a", "run", 0)]  # still here, still open
-        # No journal and no temporary file left behind (the journal's lock file stays).
+        # No temporary file left behind (the journal's lock file stays); the journal is
+        # the one line the queued record was accepted with, unchanged.
         assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite3"] + [
             name
-            for name in ("h.sqlite3-shm", "h.sqlite3-wal", "h.sqlite3.pending.jsonl.lock")
+            for name in (
+                "h.sqlite3-shm",
+                "h.sqlite3-wal",
+                "h.sqlite3.pending.jsonl",
+                "h.sqlite3.pending.jsonl.lock",
+            )
             if (tmp_path / name).exists()
         ]
+        lines = Path(history.journal).read_text().splitlines()
+        assert [json.loads(line)["task"] for line in lines] == ["a"]
     finally:
         _release(blocker)
     history.close(journal=True)  # the lock is gone: written, no journal needed
