@@ -10,7 +10,9 @@
     (``PRAGMA max_page_count`` on the store's connection): the scheduler stops with a
     ``SchedulerError`` that names the cause, the records it could not write stay in the
     store's pending buffer in order, and once the lock goes or space is freed they are
-    written: every run still has its ``run`` and exactly one finishing record.
+    written: every run still has its ``run`` and exactly one finishing record. A
+    ``conddsl run`` SIGKILLed while the file is locked loses none of the records it
+    printed meanwhile (they are in the journal): its restart writes each exactly once.
 (c) ``conddsl run`` against a history that stays locked reports it as such (exit 1) and
     keeps what it could not write in the journal; the task processes of a killed
     scheduler are ended by its restart. (These were product bugs, strict xfails until
