@@ -43,10 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:  # never a traceback unless asked for
+        from conddsl.history import HistoryError
+        from conddsl.ops.common import TaskFileProblem
+
+        if isinstance(error, TaskFileProblem):  # the findings, as `conddsl check` shows them
+            print(printable_lines(str(error)), file=sys.stderr)
+            return EXIT_FINDINGS
         if getattr(args, "debug", False):
             raise
-        from conddsl.history import HistoryError
-
         if isinstance(error, HistoryError):  # a file's trouble (locked, disk full), not ours
             print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
             return EXIT_FINDINGS
@@ -62,9 +66,15 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command")
 
-    nxt = commands.add_parser("next", help="print the next windows in which a condition is true")
+    nxt = commands.add_parser(
+        "next",
+        help="print the next windows in which a condition is true, or a task file's next starts",
+    )
     _add_window_options(nxt)
-    nxt.add_argument("-n", type=int, default=5, help="how many windows (default 5)")
+    nxt.add_argument(
+        "-n", type=int, default=None, help="how many windows (default 5; 3 a task)"
+    )
+    nxt.add_argument("--task", help="with a task file: only this task")
     nxt.set_defaults(handler=_cmd_next)
 
     explain = commands.add_parser(
@@ -77,6 +87,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from conddsl.lint.command import add_commands
 
     add_commands(commands)  # check, schema
+
+    from conddsl.ops.command import add_commands as add_operating_commands
+
+    add_operating_commands(commands)  # status, history, timeline
 
     run = commands.add_parser(
         "run",
@@ -91,7 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_window_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "expression", help="the condition, e.g. 'time of day between 08:00 and 18:00'"
+        "expression",
+        help="the condition, e.g. 'time of day between 08:00 and 18:00'"
+        + (", or a task file (FILE.toml)" if command.prog.endswith(" next") else ""),
     )
     command.add_argument("--after", help="start from this ISO time (default: now)")
     command.add_argument("--tz", help="timezone to evaluate in (default: the system's)")
@@ -184,9 +200,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_next(args: argparse.Namespace) -> int:
+    from conddsl.ops.command import is_task_file, run_next
+
+    if is_task_file(args.expression):
+        if args.n is None:
+            args.n = 3
+        return run_next(args)
+    if args.task is not None:
+        raise UsageError("--task needs a task file (conddsl next FILE.toml --task NAME)")
     condition = _compile(args)
     start = _start(args, condition.zone)
-    windows, note = _next_windows(condition, start, max(args.n, 1))
+    windows, note = _next_windows(condition, start, max(args.n or 5, 1))
     for window in windows if not (note or "").startswith("always true") else ():
         print(_format_window(window))
     if note:
