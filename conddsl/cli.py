@@ -71,9 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print the next windows in which a condition is true, or a task file's next starts",
     )
     _add_window_options(nxt)
-    nxt.add_argument(
-        "-n", type=int, default=None, help="how many windows (default 5; 3 a task)"
-    )
+    nxt.add_argument("-n", type=int, default=None, help="how many windows (default 5; 3 a task)")
     nxt.add_argument("--task", help="with a task file: only this task")
     nxt.set_defaults(handler=_cmd_next)
 

@@ -127,7 +127,9 @@ def waiting_on(
                 found.extend(waiting_on(item, setup, now, context, depth + 1))
         return found
     if isinstance(node, ast.Any):
-        parts = [" and ".join(waiting_on(item, setup, now, context, depth + 1)) for item in node.items]
+        parts = [
+            " and ".join(waiting_on(item, setup, now, context, depth + 1)) for item in node.items
+        ]
         return [" or ".join(f"({part})" for part in parts if part)] if all(parts) else []
     if isinstance(node, ast.Reference) and node.name in setup.model.rules:
         inner = waiting_on(setup.model.rules[node.name], setup, now, context, depth + 1)
@@ -195,7 +197,7 @@ def status_lines(statuses: list[TaskStatus], now: datetime, zone: tzinfo) -> lis
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines.append("")
     lines.append(f"{len(statuses)} tasks listed at {show_time(now, zone)}.")

@@ -101,7 +101,9 @@ def timeline_svg(
 
     height = _TOP + _ROW_HEIGHT * len(rows) + 60
     width = _LABEL_WIDTH + _PLOT_WIDTH + 20
-    title = f"conddsl timeline of {setup.path.name}: {show_time(start, zone)} to {show_time(end, zone)}"
+    title = (
+        f"conddsl timeline of {setup.path.name}: {show_time(start, zone)} to {show_time(end, zone)}"
+    )
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
@@ -119,7 +121,9 @@ def timeline_svg(
             ' stroke="#e0e0e0"/>'
         )
         label = tick.astimezone(zone).strftime("%a %d %H:%M")
-        out.append(f'<text x="{tx}" y="{_TOP - 10}" text-anchor="middle" font-size="10">{label}</text>')
+        out.append(
+            f'<text x="{tx}" y="{_TOP - 10}" text-anchor="middle" font-size="10">{label}</text>'
+        )
     if start <= now < end:
         nx = x(now)
         out.append(
@@ -145,10 +149,9 @@ def timeline_svg(
         for run in row.runs:
             finish = run.finish.at if run.finish is not None else now
             left, right = x(run.start.at), x(finish)
-            tip = (
-                f"{printable(run.task)}: {run.outcome}, started {show_time(run.start.at, zone)}"
-                f", {'ran ' + show_span(run.duration) if run.duration is not None else 'still open'}"
-            )
+            ran = "still open" if run.duration is None else f"ran {show_span(run.duration)}"
+            tip = f"{printable(run.task)}: {run.outcome}, started {show_time(run.start.at, zone)}"
+            tip += f", {ran}"
             if run.finish is not None and run.finish.reason:
                 tip += f" (reason: {printable(run.finish.reason)})"
             if run.finish is not None and run.finish.message:
@@ -157,7 +160,8 @@ def timeline_svg(
             out.append(
                 f'<rect class="run" x="{left}" y="{top + 17}" width="{max(right - left, 2)}"'
                 f' height="12" fill="{COLOURS.get(run.outcome, "#000000")}"'
-                f" data-outcome={quoteattr(run.outcome)} data-run-id={quoteattr(run.start.run_id or '')}"
+                f" data-outcome={quoteattr(run.outcome)}"
+                f" data-run-id={quoteattr(run.start.run_id or '')}"
                 f" data-start={_iso(run.start.at)} data-end={end_attr}>"
                 f"<title>{escape(tip)}</title></rect>"
             )

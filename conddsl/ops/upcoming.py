@@ -8,7 +8,7 @@ from the clock: they are named instead (``after extract succeeds``).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from conddsl.errors import UsageError, printable
 from conddsl.history import History
@@ -29,7 +29,8 @@ def upcoming_lines(
         hint = suggest(task, tasks)
         known = ", ".join(tasks) or "none"
         raise UsageError(
-            f"{setup.path}: no task {task!r}" + (f"; did you mean {hint!r}?" if hint else "")
+            f"{setup.path}: no task {task!r}"
+            + (f"; did you mean {hint!r}?" if hint else "")
             + f" (tasks: {known})"
         )
     session = session_at(now)
@@ -49,8 +50,9 @@ def upcoming_lines(
         try:
             condition = setup.condition(text)
             horizon = max(condition.horizon, LOOK_AHEAD)
+            until = now + horizon
             found = []
-            for window in condition.windows(now, now + horizon, **context):
+            for window in condition.windows(now, until, **context):
                 found.append(window)
                 if len(found) >= count:
                     break
@@ -59,7 +61,7 @@ def upcoming_lines(
             lines.append(f"  cannot be foreseen here: {printable(str(error))}")
             continue
         for start, end in found:
-            lines.append(f"  {_window(start, end, now, setup)}")
+            lines.append(f"  {_window(start, end, now, until, setup)}")
         if not found:
             lines.append(
                 "  waits on: " + "; ".join(reasons)
@@ -69,8 +71,9 @@ def upcoming_lines(
     return lines
 
 
-def _window(start: datetime, end: datetime, now: datetime, setup: Setup) -> str:
-    shown_start = "now" if start <= now else show_time(start, setup.zone)
-    far = end - now >= timedelta(days=365 * 100)
-    shown_end = "(no end in sight)" if far else f"until {show_time(end, setup.zone)}"
-    return f"{shown_start}  {shown_end}"
+def _window(start: datetime, end: datetime, now: datetime, until: datetime, setup: Setup) -> str:
+    """One window; one reaching the end of the look-ahead stays open until the task runs."""
+    shown_start = "from now" if start <= now else f"from {show_time(start, setup.zone)}"
+    if end >= until:
+        return f"{shown_start}  (until it runs)"
+    return f"{shown_start}  until {show_time(end, setup.zone)}"
