@@ -339,7 +339,7 @@ def test_next_of_a_task_file_lists_each_tasks_starts(served, records, capsys, mo
     report = lines.index("report: after task 'broken' & time of day between 06:00 and 07:00")
     assert lines[report + 1] == (
         "  waits on: after broken succeeds; time of day between 06:00 and 07:00"
-        f" (true from {lines[report + 1][-27:-1]})"
+        f" (true from {lines[report + 1][-24:-1]})"
     )
     assert lines[report + 1].endswith(" 06:00:00 EET)")
 
