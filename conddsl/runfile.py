@@ -223,6 +223,7 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
     )
     out.flush()
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    requests = _serve_requests(app, history_path)
     failure: HistoryError | None = None
     try:
         app.run()
@@ -232,6 +233,7 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
             raise
     finally:
         restore()
+        requests.stop()
         closed = _close(store)
         if failure is not None:
             err.write(f"conddsl: the run stopped: {_history_problem(failure)}\n")
@@ -245,6 +247,19 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
         summary = f"the history cannot be read now: {error}"
     out.write(f"conddsl: {_stopped(app.stopped_by, history.counts)} ({summary})\n")
     return 0
+
+
+def _serve_requests(app, history_path: Path):
+    """Answer `conddsl run-task` and `conddsl terminate` (conddsl.ops.requests) while serving."""
+    from conddsl.ops.requests import RequestPoller
+
+    def apply(op: str, task: str) -> None:
+        if op == "run":
+            app.run_task(task)
+        else:
+            app.terminate(task)
+
+    return RequestPoller(history_path, apply).start()
 
 
 def _stopped(stopped_by: tuple[str, str] | None, counts: Counter[str]) -> str:

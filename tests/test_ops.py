@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conddsl.cli import main as cli_main
-from conddsl.history import SQLiteHistory
+from conddsl.history import MemoryHistory, SQLiteHistory
 from conddsl.ops.common import load_setup, runs_of, show_span
 from conddsl.ops.journal import follow
 
@@ -444,3 +444,130 @@ def test_timeline_escapes_what_it_draws(tmp_path, capsys, monkeypatch):
     group = root.find("{http://www.w3.org/2000/svg}g")
     assert group.get("data-task") == "<b>&amp"
     assert len(group.findall("{http://www.w3.org/2000/svg}rect[@class='window']")) == 2
+
+
+# ---------------------------------------------------------------- run-task, terminate
+
+SERVED = textwrap.dedent(
+    """
+    [scheduler]
+    history = "runs.sqlite3"
+    kill_grace = 0.5
+
+    [tasks.manual]
+    func = "jobs:wait"
+
+    [tasks.hourly]
+    func = "jobs:quick"
+    start_cond = "every 1 hour"
+    """
+)
+SERVED_JOBS = textwrap.dedent(
+    """
+    import time
+    from conddsl import TaskTerminationException, TerminationFlag
+
+    def quick():
+        pass
+
+    def wait(flag=TerminationFlag()):
+        while not flag.is_set():
+            time.sleep(0.02)
+        raise TaskTerminationException()
+    """
+)
+
+
+def _until(check, what: str, seconds: float = 30.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"waited {seconds} s for {what}")
+
+
+def test_run_task_and_terminate_reach_the_serving_scheduler(tmp_path, capsys, monkeypatch):
+    import signal
+
+    (tmp_path / "tasks.toml").write_text(SERVED)
+    (tmp_path / "jobs.py").write_text(SERVED_JOBS)
+    code, _, err = _cli(capsys, monkeypatch, tmp_path, "run-task", "tasks.toml", "manual")
+    assert code == 2 and "nothing serves tasks.toml" in err
+    assert not (tmp_path / "runs.sqlite3").exists()
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        history = tmp_path / "runs.sqlite3"
+
+        def hourly_ran():
+            if not history.exists():
+                return False
+            with SQLiteHistory(history) as store:
+                return store.last("hourly", "success")
+
+        _until(hourly_ran, "the scheduler to serve")
+        code, out, err = _cli(capsys, monkeypatch, tmp_path, "run-task", "tasks.toml", "manual")
+        assert code == 0, err
+        assert out.startswith("conddsl: manual: started by the scheduler serving tasks.toml (pid ")
+
+        def manual_open():
+            with SQLiteHistory(history) as store:
+                return store.running("manual")
+
+        [started] = _until(manual_open, "the manual run")
+        assert started.reason == "manual"
+
+        code, _, err = _cli(capsys, monkeypatch, tmp_path, "run-task", "tasks.toml", "manual")
+        assert code == 1 and "refused" in err and "is running" in err
+
+        code, out, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manual")
+        assert code == 0, err
+        assert "asked to terminate" in out
+
+        def manual_ended():
+            with SQLiteHistory(history) as store:
+                return [r for r in store.records("manual") if r.action == "terminate"]
+
+        [ended] = _until(manual_ended, "the termination")
+        assert (ended.reason, ended.run_id) == ("forced", started.run_id)
+
+        code, out, _ = _cli(capsys, monkeypatch, tmp_path, "status", "tasks.toml", "--json")
+        manual = next(t for t in json.loads(out)["tasks"] if t["task"] == "manual")
+        assert manual["state"] == "waiting"
+        assert manual["last_run"]["outcome"] == "terminate"
+
+        code, _, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manul")
+        assert code == 2 and "did you mean 'manual'?" in err
+    finally:
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, out + err
+    assert "start      manual  reason=manual" in out
+    code, _, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manual")
+    assert code == 2 and "nothing serves" in err
+
+
+def test_status_says_terminating_while_an_asked_termination_runs(served, records):
+    from conddsl.ops.status import task_statuses
+
+    setup = load_setup(str(served / "tasks.toml"))
+    history = MemoryHistory()
+    started = datetime(2024, 1, 5, 8, 0, tzinfo=timezone.utc)
+    history.record("extract", "run", at=started, run_id="x")
+    asked = {"extract": started + timedelta(seconds=1)}
+    now = started + timedelta(seconds=2)
+    [extract] = [s for s in task_statuses(setup, history, now, terminating=asked)][:1]
+    assert extract.state == "terminating"
+    earlier = {"extract": started - timedelta(seconds=1)}  # asked of an earlier run
+    assert task_statuses(setup, history, now, terminating=earlier)[0].state == "running"

@@ -75,7 +75,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     timeline.add_argument("-o", "--output", required=True, help="the SVG file to write")
     timeline.set_defaults(handler=_run_timeline)
 
-    for command in (status, history, timeline):
+    asks = []
+    for op, name, text in (
+        ("run", "run-task", "ask the scheduler serving a task file to run a task now"),
+        ("terminate", "terminate", "ask the scheduler serving a task file to end a task's runs"),
+    ):
+        ask = commands.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ", through its history file. Exit "
+            "status: 0 done, 1 refused (the scheduler's reason is printed), 2 nothing serves "
+            "the file or no answer in time.",
+        )
+        ask.add_argument("task_file", help="a TOML task file")
+        ask.add_argument("task", help="the task's name")
+        ask.add_argument(
+            "--wait",
+            type=float,
+            default=10.0,
+            help="seconds to wait for the scheduler's answer (default 10)",
+        )
+        ask.set_defaults(handler=_run_request, op=op)
+        asks.append(ask)
+
+    for command in (status, history, timeline, *asks):
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
@@ -102,13 +125,15 @@ def _no_history_note(setup, exists: bool) -> str | None:
 
 def _run_status(args: argparse.Namespace) -> int:
     from conddsl.ops.common import read_time, utc_now
+    from conddsl.ops.requests import accepted_terminations
     from conddsl.ops.status import status_json, status_lines, task_statuses
 
     setup, history, exists = _setup(args.task_file)
     out = Escaped(sys.stdout)
+    asked = accepted_terminations(setup.history_path) if exists else {}
     with closing(history):
         now = read_time("--at", args.at, setup.zone, utc_now())
-        statuses = task_statuses(setup, history, now)
+        statuses = task_statuses(setup, history, now, terminating=asked)
     if args.json:
         out.write(status_json(statuses, now) + "\n")
         return EXIT_OK
@@ -175,6 +200,48 @@ def _run_timeline(args: argparse.Namespace) -> int:
     runs = sum(len(row.runs) for row in rows)
     windows = sum(len(row.windows) for row in rows)
     print(f"conddsl: wrote {args.output}: {len(rows)} tasks, {windows} start windows, {runs} runs")
+    return EXIT_OK
+
+
+def _run_request(args: argparse.Namespace) -> int:
+    import time
+
+    from conddsl.ops.common import load_setup
+    from conddsl.ops.requests import STALE_AFTER, RequestBox, served_by, wait_for_answer
+
+    setup = load_setup(args.task_file)
+    if args.task not in setup.model.tasks:
+        raise UsageError(_unknown_task(setup, args.task, set(setup.model.tasks)))
+    if not 0 < args.wait < STALE_AFTER:
+        raise UsageError(f"--wait must be more than 0 and less than {STALE_AFTER:.0f} seconds")
+    holder = served_by(setup.history_path)
+    if holder is None:
+        raise UsageError(
+            f"nothing serves {args.task_file}: no `conddsl run {args.task_file}` holds"
+            f" {setup.history_path.name}.run.lock; start one, then ask again"
+        )
+    deadline = time.monotonic() + args.wait
+    while not setup.history_path.exists():  # the server takes its lock, then opens the file
+        if time.monotonic() >= deadline:
+            raise UsageError(f"{setup.history_path} does not exist: the scheduler is starting")
+        time.sleep(0.05)
+    box = RequestBox(setup.history_path)
+    try:
+        request = box.ask(args.task, args.op)
+        answer = wait_for_answer(box, request, max(deadline - time.monotonic(), 0.0))
+    finally:
+        box.close()
+    what = "run" if args.op == "run" else "terminate"
+    if answer is None:
+        raise UsageError(
+            f"the scheduler serving {args.task_file} ({holder}) did not answer within"
+            f" {args.wait:g} s; the request to {what} {args.task!r} is withdrawn"
+        )
+    if not answer.accepted:
+        print(f"conddsl: {what} {args.task!r}: {answer.answer}", file=sys.stderr)
+        return EXIT_FINDINGS
+    done = "started" if args.op == "run" else "asked to terminate (reason: forced)"
+    print(f"conddsl: {args.task}: {done} by the scheduler serving {args.task_file} ({holder})")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ history written by any store, served or not, answers it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -54,9 +55,18 @@ def session_at(now: datetime, started_at: datetime | None = None):
 
 
 def task_statuses(
-    setup: Setup, history: History, now: datetime, *, terminating: frozenset[str] = frozenset()
+    setup: Setup,
+    history: History,
+    now: datetime,
+    *,
+    terminating: Mapping[str, datetime] | None = None,
 ) -> list[TaskStatus]:
-    """The status of every task of the file at ``now`` (``terminating``: runs asked to end)."""
+    """The status of every task of the file at ``now``.
+
+    ``terminating``: when each task was last asked to terminate (``conddsl terminate``);
+    a run open since before that is ``terminating``.
+    """
+    terminating = terminating or {}
     session = session_at(now)
     found = []
     for name, task in setup.model.tasks.items():
@@ -67,7 +77,7 @@ def task_statuses(
             state, start, why = "disabled", None, "disabled in the task file"
             if running:
                 why += f"; a run started {show_time(last.start.at, setup.zone)} is still open"
-        elif running and name in terminating:
+        elif running and name in terminating and last.start.at <= terminating[name]:
             state, start, why = "terminating", None, "asked to terminate; waiting for it to end"
         elif running and not task.multilaunch:
             state, start = "running", None
