@@ -29,7 +29,7 @@ TASKS = textwrap.dedent(
     [scheduler]
     history = "runs.sqlite3"
     timezone = "Europe/Helsinki"
-    shut_cond = "scheduler has run over 1 second"
+    shut_cond = "task 'broken' has failed & task 'slow' has terminated & task 'load' has succeeded"
     instant_shutdown = true
     kill_grace = 0.5
 
