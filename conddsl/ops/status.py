@@ -104,6 +104,8 @@ def _next_start(
         return None, "no start_cond: runs only when asked (conddsl run-task)"
     try:
         condition = setup.condition(text)
+        if condition.ast == ast.Constant(False):
+            return None, "runs only when asked (conddsl run-task)"
         context = {"task": name, "history": history, "session": session}
         if condition.is_true(now, **context):
             return now, f"its start condition is true: {printable(text)}"

@@ -43,7 +43,7 @@ def upcoming_lines(
         if spec.disabled:
             lines.append("  disabled in the task file")
             continue
-        if text is None:
+        if text is None or text.strip() == "false":
             lines.append("  runs only when asked (conddsl run-task)")
             continue
         context = {"task": name, "history": history, "session": session}

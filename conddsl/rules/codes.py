@@ -37,6 +37,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C406": ("warning", "a window of a start condition that is the whole cycle"),
     "C407": ("warning", "a cron line whose day fields AND because one starts with '*'"),
     "C408": ("warning", "a thread task that must be stoppable but takes no TerminationFlag"),
+    "C409": ("warning", "a task that never starts by itself (no start_cond, after a disabled one)"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
     # files found beside the history (the trust rule)
