@@ -188,7 +188,7 @@ def _never_starts(
         start = conditions.get((name, "start_cond"))
         if start is None:
             continue
-        for other, node in _mandatory_waits(start.node, report.rules, None, frozenset()):
+        for other, node in _MandatoryWaits(report.rules).visit(start.node, None):
             if other in tasks and tasks[other].disabled:
                 yield _finding(
                     report,

@@ -28,7 +28,7 @@ __all__ = [
     "load_setup",
     "open_history",
     "history_path_of",
-    "Run",
+    "PastRun",
     "runs_of",
     "show_time",
     "show_span",
@@ -100,7 +100,7 @@ def open_history(setup: Setup) -> tuple[History, bool]:
 
 
 @dataclass(frozen=True)
-class Run:
+class PastRun:
     """One run: its ``run`` record and its finishing record (None while open)."""
 
     start: Record
@@ -122,7 +122,7 @@ class Run:
         return None if self.finish is None else self.finish.at - self.start.at
 
 
-def runs_of(records: Iterable[Record]) -> list[Run]:
+def runs_of(records: Iterable[Record]) -> list[PastRun]:
     """Pair ``run`` records with their finishes (by run_id, else the oldest open one).
 
     Finishes whose ``run`` record lies before the records given are left out.
@@ -146,7 +146,7 @@ def runs_of(records: Iterable[Record]) -> list[Run]:
                 found = queue.pop(0) if queue else None
             if found is not None:
                 found[1] = record
-    return [Run(start, finish) for start, finish in runs if start is not None]
+    return [PastRun(start, finish) for start, finish in runs if start is not None]
 
 
 def show_time(at: datetime | None, zone: tzinfo) -> str:

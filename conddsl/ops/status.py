@@ -19,7 +19,7 @@ from conddsl import ast
 from conddsl.compile import Condition
 from conddsl.errors import printable
 from conddsl.history import History
-from conddsl.ops.common import Run, Setup, runs_of, show_span, show_time
+from conddsl.ops.common import PastRun, Setup, runs_of, show_span, show_time
 
 __all__ = ["TaskStatus", "task_statuses", "status_lines", "status_json", "session_at", "waiting_on"]
 
@@ -43,7 +43,7 @@ class TaskStatus:
     state: str  # waiting, running, terminating or disabled
     next_start: datetime | None  # None: not within the look-ahead, or never
     why: str
-    last: Run | None
+    last: PastRun | None
     node: str | None = None  # the node that ran it, when the store records one
 
 
@@ -89,7 +89,7 @@ def task_statuses(
     return found
 
 
-def _last_run(history: History, task: str) -> Run | None:
+def _last_run(history: History, task: str) -> PastRun | None:
     started = history.last(task, "run")
     if started is None:
         return None

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from conddsl.errors import UsageError, printable
 from conddsl.history import History
-from conddsl.ops.common import Run, Setup, runs_of, show_span, show_time
+from conddsl.ops.common import PastRun, Setup, runs_of, show_span, show_time
 from conddsl.ops.status import session_at
 
 __all__ = ["TaskRow", "timeline_rows", "timeline_svg", "MAX_WINDOWS"]
@@ -48,7 +48,7 @@ class TaskRow:
 
     task: str
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
-    runs: list[Run] = field(default_factory=list)
+    runs: list[PastRun] = field(default_factory=list)
     note: str | None = None  # why no windows are drawn, when they are not
 
 
