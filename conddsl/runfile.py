@@ -210,7 +210,8 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
 
     try:
         # Opening writes first what an earlier run kept in the journal.
-        store = SQLiteHistory(history_path)
+        # [scheduler] keep: older records are deleted while serving (never an open run's).
+        store = SQLiteHistory(history_path, max_age=model.scheduler.keep)
     except HistoryError as error:
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1

@@ -21,10 +21,25 @@ from conddsl.errors import printable
 from conddsl.history import History
 from conddsl.ops.common import PastRun, Setup, runs_of, show_span, show_time
 
-__all__ = ["TaskStatus", "task_statuses", "status_lines", "status_json", "session_at", "waiting_on"]
+__all__ = [
+    "ROLE_WORDS",
+    "TaskStatus",
+    "task_statuses",
+    "status_lines",
+    "status_json",
+    "session_at",
+    "waiting_on",
+]
 
 # How far ahead a start is looked for: a condition's horizon, at least this much.
 LOOK_AHEAD = timedelta(days=8)
+
+# What starts a task with a role (the scheduler itself, at these moments).
+ROLE_WORDS = {
+    "on_startup": "on_startup: runs once when a scheduler starts",
+    "permanent": "permanent: runs while a scheduler serves the file",
+    "on_shutdown": "on_shutdown: runs once when a scheduler shuts down",
+}
 
 _VERBS = {
     None: ("succeeds", "succeed"),
@@ -82,6 +97,8 @@ def task_statuses(
         elif running and not task.multilaunch:
             state, start = "running", None
             why = f"running since {show_time(last.start.at, setup.zone)}; starts again after it"
+        elif task.role is not None:
+            state, start, why = ("running" if running else "waiting"), None, ROLE_WORDS[task.role]
         else:
             state = "running" if running else "waiting"
             start, why = _next_start(setup, name, task.start_cond, history, now, session)

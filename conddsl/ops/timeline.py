@@ -71,6 +71,8 @@ def timeline_rows(
         row = TaskRow(name, runs=[run for run in runs if run.task == name])
         if task.disabled:
             row.note = "disabled"
+        elif task.role is not None:
+            row.note = task.role
         elif task.start_cond is None:
             row.note = "no start_cond"
         else:

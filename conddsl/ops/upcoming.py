@@ -13,7 +13,7 @@ from datetime import datetime
 from conddsl.errors import UsageError, printable
 from conddsl.history import History
 from conddsl.ops.common import Setup, show_span, show_time
-from conddsl.ops.status import LOOK_AHEAD, session_at, waiting_on
+from conddsl.ops.status import LOOK_AHEAD, ROLE_WORDS, session_at, waiting_on
 
 __all__ = ["upcoming_lines"]
 
@@ -39,9 +39,13 @@ def upcoming_lines(
         if task is not None and name != task:
             continue
         text = spec.start_cond
-        lines.append(f"{printable(name)}: {printable(text) if text else '(no start_cond)'}")
+        shown = printable(text) if text else (spec.role or "(no start_cond)")
+        lines.append(f"{printable(name)}: {shown}")
         if spec.disabled:
             lines.append("  disabled in the task file")
+            continue
+        if spec.role is not None:
+            lines.append(f"  {ROLE_WORDS[spec.role]}")
             continue
         if text is None or text.strip() == "false":
             lines.append("  runs only when asked (conddsl run-task)")

@@ -22,7 +22,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     # schema
     "C201": ("error", "an unknown key"),
     "C202": ("error", "a value of the wrong type or out of range"),
-    "C203": ("error", "a task needs exactly one of func and command; shell only with command"),
+    "C203": ("error", "a task's keys do not go together (func or command, shell, roles ...)"),
     "C204": ("error", "a rules file that cannot be read"),
     # references
     "C301": ("error", "a task-state condition names a task the file does not define"),
