@@ -96,6 +96,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "Ctrl-C stops gracefully, a second Ctrl-C forces",
     )
     run.add_argument("task_file", help="a TOML task file")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="a line a record with date and zone (text, the default), or JSON lines",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (needs the metrics "
+        "extra; 0: any free port, printed)",
+    )
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_cmd_run)
     return parser
@@ -194,7 +207,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not path.is_file():
         why = "not a regular file" if path.exists() else "no such task file"
         raise UsageError(f"{args.task_file}: {why}")
-    return run_task_file(path)
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port {args.metrics_port}: a port is 0 to 65535")
+    return run_task_file(path, log_format=args.log_format, metrics_port=args.metrics_port)
 
 
 def _cmd_next(args: argparse.Namespace) -> int:

@@ -18,7 +18,15 @@ from typing import Any
 from conddsl.errors import printable
 from conddsl.history import Record
 
-__all__ = ["RECORD_LOGGER", "RecordLogger", "TextFormatter", "JsonFormatter", "LEVELS"]
+__all__ = [
+    "RECORD_LOGGER",
+    "RecordLogger",
+    "TextFormatter",
+    "JsonFormatter",
+    "LEVELS",
+    "event_data",
+    "record_words",
+]
 
 RECORD_LOGGER = "conddsl.records"
 
@@ -96,21 +104,40 @@ class JsonFormatter(logging.Formatter):
         """The event as one line of JSON."""
         record: Record | None = getattr(event, "conddsl_record", None)
         at = record.at if record is not None else datetime.fromtimestamp(event.created).astimezone()
-        data: dict[str, Any] = {
-            "time": at.astimezone(self.zone).isoformat(timespec="milliseconds"),
-            "level": event.levelname.lower(),
-            "logger": event.name,
-            "message": event.getMessage(),
-        }
-        if record is not None:
-            data.update(
-                task=record.task,
-                action=record.action,
-                run_id=record.run_id,
-                reason=record.reason,
-                record_message=record.message,
-                traceback=record.traceback,
-            )
-        elif event.exc_info:
+        data = event_data(at, event.levelname, event.name, event.getMessage(), record, self.zone)
+        if record is None and event.exc_info:
             data["traceback"] = self.formatException(event.exc_info)
         return json.dumps(data)
+
+
+def event_data(
+    at: datetime,
+    level: str,
+    logger: str,
+    message: str,
+    record: Record | None = None,
+    zone: tzinfo | None = None,
+) -> dict[str, Any]:
+    """One JSON log line's fields (see :class:`JsonFormatter`); ``conddsl run`` writes its own
+    lines (the start, the summary) with these fields too."""
+    data: dict[str, Any] = {
+        "time": at.astimezone(zone).isoformat(timespec="milliseconds"),
+        "level": level.lower(),
+        "logger": logger,
+        "message": message,
+    }
+    if record is not None:
+        data.update(
+            task=record.task,
+            action=record.action,
+            run_id=record.run_id,
+            reason=record.reason,
+            record_message=record.message,
+            traceback=record.traceback,
+        )
+    return data
+
+
+def record_words(record: Record) -> str:
+    """What happened, in a line (the message of a record's log event)."""
+    return _words(record)

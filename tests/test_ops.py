@@ -100,6 +100,7 @@ def served(tmp_path_factory) -> Path:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    (folder / "run.out").write_text(done.stdout)
     return folder
 
 
@@ -118,6 +119,49 @@ def _cli(capsys, monkeypatch, folder: Path, *argv: str) -> tuple[int, str, str]:
 
 def _last(records, task, action="run"):
     return [r for r in records if r.task == task and r.action == action][-1]
+
+
+# ---------------------------------------------------------------- conddsl run's output
+
+
+def test_run_prints_dates_with_the_zone_and_prefixes_task_output(served, records):
+    lines = (served / "run.out").read_text().splitlines()
+    zone = load_setup(str(served / "tasks.toml")).zone
+    failed = _last(records, "broken", "fail").at.astimezone(zone)
+    stamp = f"{failed:%Y-%m-%d %H:%M:%S}.{failed.microsecond // 1000:03d} {failed.tzname()}"
+    assert f"{stamp}  fail       broken  (the input file is empty)" in lines
+    assert "extract | extracting" in lines  # what the thread task printed, with its name
+    assert "extracting" not in lines
+
+
+def test_run_log_format_json_writes_only_json_lines(tmp_path):
+    (tmp_path / "tasks.toml").write_text(TASKS)
+    (tmp_path / "jobs.py").write_text(JOBS)
+    done = subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml", "--log-format", "json"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["logger"] == "conddsl.run" and "running 7 tasks" in events[0]["message"]
+    assert events[-1]["message"].startswith("conddsl: stopped by shut_cond")
+    output = [e for e in events if e["logger"] == "conddsl.output"]
+    assert [(e["task"], e["message"]) for e in output] == [("extract", "extracting")]
+    fail = next(e for e in events if e.get("action") == "fail")
+    assert (fail["level"], fail["task"]) == ("error", "broken")
+    assert fail["traceback"].rstrip().endswith("ValueError: the input file is empty")
+    timeout = next(e for e in events if e.get("action") == "terminate")
+    assert (timeout["level"], timeout["reason"]) == ("warning", "timeout")
+    assert datetime.fromisoformat(fail["time"]).utcoffset() in (
+        timedelta(hours=2),
+        timedelta(hours=3),
+    )  # Helsinki
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        assert len(history.records()) == len([e for e in events if "action" in e])
 
 
 # ---------------------------------------------------------------- status

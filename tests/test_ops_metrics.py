@@ -133,3 +133,64 @@ def test_record_logger_logs_under_conddsl_with_levels(caplog):
         "record_message": None,
         "traceback": None,
     }
+
+
+def test_conddsl_run_serves_its_metrics_over_http(tmp_path):
+    """`conddsl run --metrics-port 0`: the address is printed, a scrape sees the runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "tasks.toml").write_text(
+        textwrap.dedent(
+            """
+            [scheduler]
+            history = "runs.sqlite3"
+
+            [tasks.ok]
+            command = ["true"]
+            start_cond = "every 1 hour"
+
+            [tasks.bad]
+            command = ["false"]
+            start_cond = "after task 'ok'"
+            """
+        )
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml", "--metrics-port", "0"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = child.stdout.readline()
+        assert first.startswith("conddsl: metrics at http://127.0.0.1:"), first
+        url = first.split(" at ", 1)[1].strip()
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                got = _samples(answer.read().decode())
+            runs = "conddsl_task_runs_total"
+            if (runs, (("outcome", "fail"), ("task", "bad"))) in got:
+                break
+            assert time.monotonic() < deadline, "no fail counted within 30 s"
+            time.sleep(0.1)
+        assert got[(runs, (("outcome", "success"), ("task", "ok")))] == 1
+        assert got[(runs, (("outcome", "fail"), ("task", "bad")))] == 1
+        last = got[("conddsl_task_last_success_timestamp_seconds", (("task", "ok"),))]
+        assert abs(last - time.time()) < 60
+        assert got[("conddsl_task_start_delay_seconds_count", (("task", "ok"),))] == 1
+        assert got[("conddsl_task_run_duration_seconds_count", (("task", "bad"),))] == 1
+        assert ("conddsl_scheduler_loop_lag_seconds", ()) in got
+    finally:
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, out + err
