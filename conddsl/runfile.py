@@ -124,7 +124,8 @@ def format_record(record: Record, zone=None) -> str:
     """One line for a record: date, time and zone, what happened, the task, its reason or
     message."""
     at = record.at.astimezone(zone) if zone is not None else record.at.astimezone()
-    stamp = f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} {at.tzname() or at.strftime('%z')}"
+    zone_name = at.tzname() or at.strftime("%z")
+    stamp = f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} {zone_name}"
     parts = [stamp, f"{_VERB.get(record.action, record.action):<9}"]
     parts.append(printable(record.task))
     if record.reason:

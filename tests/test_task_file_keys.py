@@ -188,3 +188,25 @@ def test_a_run_with_every_new_key(tmp_path):
     # The open run a dead scheduler left is closed as a crash, its start never deleted.
     assert gone == [("run", "open"), ("crash", "open")]
     assert order[0] == "prepare" and order[-1] == "goodbye"
+
+
+def test_the_examples_use_the_new_keys():
+    """The demo (roles, params, cwd, env, keep, silence_cond_check) and the warehouse
+    example (cwd, env) build into the scheduler with them."""
+    import functools
+
+    demo = load_task_file(ROOT / "examples" / "demo" / "tasks.toml")
+    assert demo.scheduler.keep == timedelta(days=30) and demo.scheduler.silence_cond_check
+    app = scheduler_from_task_file(demo)
+    roles = {name: task.role for name, task in app.tasks.items() if task.role}
+    assert roles == {"warm_up": "on_startup", "server": "permanent", "goodbye": "on_shutdown"}
+    warm_up = app.tasks["warm_up"].func
+    assert isinstance(warm_up, functools.partial)
+    assert warm_up.keywords == {"caches": ["rates", "customers"]}
+    goodbye = app.tasks["goodbye"]
+    assert goodbye.cwd == str((ROOT / "examples" / "demo").resolve())
+    assert goodbye.env is not None and goodbye.env["DEMO_GREETING"] == "goodbye"
+    assert goodbye.env["PATH"] == os.environ["PATH"]  # added to, not replacing, the env
+    warehouse = load_task_file(ROOT / "examples" / "warehouse_maintenance" / "tasks.toml")
+    vacuum = scheduler_from_task_file(warehouse).tasks["vacuum"]
+    assert vacuum.env is not None and vacuum.env["PYTHONUNBUFFERED"] == "1"
