@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError, UsageError, printable
+from conddsl.errors import ConditionSyntaxError, TaskFileProblem, UsageError, printable
 from conddsl.terminal import escape_warnings, printable_lines
 from conddsl.timeline.clock import later
 
@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as error:  # never a traceback unless asked for
         from conddsl.history import HistoryError
-        from conddsl.ops.common import TaskFileProblem
 
         if isinstance(error, TaskFileProblem):  # the findings, as `conddsl check` shows them
             print(printable_lines(str(error)), file=sys.stderr)

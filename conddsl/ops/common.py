@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import IO
 
-from conddsl.errors import ConddslError, UsageError
+from conddsl.errors import TaskFileProblem, UsageError
 from conddsl.history import History, MemoryHistory, Record, SQLiteHistory
 from conddsl.history.base import FINISH_ACTIONS
 from conddsl.rules.diagnostics import has_errors
@@ -24,7 +24,6 @@ from conddsl.timeline.zones import local_zone, resolve_zone
 
 __all__ = [
     "Setup",
-    "TaskFileProblem",
     "load_setup",
     "open_history",
     "history_path_of",
@@ -34,14 +33,6 @@ __all__ = [
     "show_span",
     "read_since",
 ]
-
-
-class TaskFileProblem(ConddslError):
-    """The task file has errors: the findings, as ``conddsl check --output-format full``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
 
 
 @dataclass
