@@ -134,36 +134,6 @@ def test_run_prints_dates_with_the_zone_and_prefixes_task_output(served, records
     assert "extracting" not in lines
 
 
-def test_run_log_format_json_writes_only_json_lines(tmp_path):
-    (tmp_path / "tasks.toml").write_text(TASKS)
-    (tmp_path / "jobs.py").write_text(JOBS)
-    done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml", "--log-format", "json"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert events[0]["logger"] == "conddsl.run" and "running 7 tasks" in events[0]["message"]
-    assert events[-1]["message"].startswith("conddsl: stopped by shut_cond")
-    output = [e for e in events if e["logger"] == "conddsl.output"]
-    assert [(e["task"], e["message"]) for e in output] == [("extract", "extracting")]
-    fail = next(e for e in events if e.get("action") == "fail")
-    assert (fail["level"], fail["task"]) == ("error", "broken")
-    assert fail["traceback"].rstrip().endswith("ValueError: the input file is empty")
-    timeout = next(e for e in events if e.get("action") == "terminate")
-    assert (timeout["level"], timeout["reason"]) == ("warning", "timeout")
-    assert datetime.fromisoformat(fail["time"]).utcoffset() in (
-        timedelta(hours=2),
-        timedelta(hours=3),
-    )  # Helsinki
-    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
-        assert len(history.records()) == len([e for e in events if "action" in e])
-
-
 # ---------------------------------------------------------------- status
 
 

@@ -133,6 +133,7 @@ JOBS = textwrap.dedent(
 
     def prepare():
         (HERE / "prepared.txt").write_text("yes")
+        print("prepared")
 
     def serve(flag=TerminationFlag()):
         while not flag.is_set():
@@ -161,7 +162,7 @@ def test_a_run_with_every_new_key(tmp_path):
             history.record("report", "success", at=at + timedelta(seconds=1), run_id=f"old{days}")
         history.record("gone", "run", at=old, run_id="open")  # a run still open: kept
     done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml", "--log-format", "json"],
         cwd=tmp_path,
         env=ENV,
         capture_output=True,
@@ -169,6 +170,15 @@ def test_a_run_with_every_new_key(tmp_path):
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # --log-format json: every line is one JSON object, conddsl's own, records, task output
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["logger"] == "conddsl.run" and "running 5 tasks" in events[0]["message"]
+    assert events[-1]["message"].startswith("conddsl: stopped by shut_cond")
+    output = [(e["task"], e["message"]) for e in events if e["logger"] == "conddsl.output"]
+    assert output == [("prepare", "prepared")]
+    shutdown = next(e for e in events if e.get("task") == "serve" and e["action"] == "terminate")
+    assert (shutdown["level"], shutdown["reason"]) == ("warning", "shutdown")
+    assert datetime.fromisoformat(shutdown["time"]).tzinfo is not None
     assert (tmp_path / "prepared.txt").read_text() == "yes"
     assert (tmp_path / "goodbye.txt").read_text() == "bye"
     assert (tmp_path / "report.txt").read_text() == "orders 7 ['a', 'b']"
