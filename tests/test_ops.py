@@ -306,6 +306,24 @@ def test_follow_yields_each_new_record_once_including_late_stamped_ones(tmp_path
     assert [(r.task, r.action) for r in got] == [("a", "success"), ("b", "run"), ("b", "fail")]
 
 
+def test_follow_keeps_to_since_when_nothing_was_seen(tmp_path):
+    history = SQLiteHistory(tmp_path / "h.sqlite3")
+    t0 = datetime(2024, 1, 5, 8, 0, tzinfo=timezone.utc)
+    history.record("a", "run", at=t0, run_id="1")  # before --since: never shown
+    polls = []
+
+    def writer_sleep(_: float) -> None:
+        polls.append(1)
+        if len(polls) == 1:
+            history.record("a", "success", at=t0 + timedelta(seconds=20), run_id="1")
+
+    since = t0 + timedelta(seconds=10)
+    stop = lambda: len(polls) >= 2  # noqa: E731
+    got = list(follow(history, [], since=since, interval=0, stop=stop, sleep=writer_sleep))
+    history.close()
+    assert [(r.task, r.action) for r in got] == [("a", "success")]
+
+
 def test_history_follow_prints_records_as_a_run_writes_them(served, tmp_path):
     """`conddsl history --follow` in a child: a record written meanwhile appears."""
     folder = tmp_path

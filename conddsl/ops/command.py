@@ -170,7 +170,7 @@ def _run_history(args: argparse.Namespace) -> int:
                 f"{setup.history_path} does not exist yet: start `conddsl run {args.task_file}`"
                 " first, then follow its history"
             )
-        for record in follow(history, found, task=args.task, failed=args.failed):
+        for record in follow(history, found, task=args.task, failed=args.failed, since=since):
             write_records([record], out, setup.zone, args.json)
     return EXIT_OK
 

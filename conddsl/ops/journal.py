@@ -94,11 +94,13 @@ def follow(
     *,
     task: str | None = None,
     failed: bool = False,
+    since: datetime | None = None,
     interval: float = 0.5,
     stop: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Record]:
-    """The records written after ``seen``, as they come, until ``stop()`` (or Ctrl-C).
+    """The records written after ``seen`` (and at ``since`` or later), as they come, until
+    ``stop()`` (or Ctrl-C).
 
     The store is polled every ``interval`` seconds. A finish is stamped when its run
     ended and may be written a moment after a later record of another task, so each
@@ -106,12 +108,12 @@ def follow(
     it has shown.
     """
     shown: dict[tuple, datetime] = {_key(r): r.at for r in seen}
-    latest = max((r.at for r in seen), default=None)
+    latest = max((r.at for r in seen), default=since)
     while not stop():
-        since = None if latest is None else latest - FOLLOW_OVERLAP
-        for record in select(history, task=task, since=since, failed=failed):
+        look_from = None if latest is None else latest - FOLLOW_OVERLAP
+        for record in select(history, task=task, since=look_from, failed=failed):
             key = _key(record)
-            if key in shown:
+            if key in shown or (since is not None and record.at < since):
                 continue
             shown[key] = record.at
             latest = record.at if latest is None else max(latest, record.at)
