@@ -563,6 +563,11 @@ def test_run_task_and_terminate_reach_the_serving_scheduler(tmp_path, capsys, mo
         code, _, err = _cli(capsys, monkeypatch, tmp_path, "run-task", "tasks.toml", "manual")
         assert code == 1 and "refused" in err and "is running" in err
 
+        code, out, _ = _cli(capsys, monkeypatch, tmp_path, "status", "tasks.toml", "--json")
+        manual = next(t for t in json.loads(out)["tasks"] if t["task"] == "manual")
+        assert (manual["state"], manual["last_run"]["outcome"]) == ("running", "running")
+        assert manual["why"].startswith("running since ")
+
         code, out, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manual")
         assert code == 0, err
         assert "asked to terminate" in out
