@@ -267,7 +267,7 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
         restore()
         requests.stop()
         sys.stdout = real_stdout
-        task_output.finish()
+        task_output.finish()  # never raises: the history must be closed below
         printer.show_replayed()  # a journal replayed by the crash marking, nothing recorded since
         closed = _close(store)
         if failure is not None:

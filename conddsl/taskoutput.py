@@ -13,6 +13,7 @@ their output is not prefixed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import IO
@@ -72,7 +73,8 @@ class TaskOutput:
             pending, self._partial = self._partial, {}
         for (_, task), text in pending.items():
             self._emit(task, text)
-        self.stream.flush()
+        with contextlib.suppress(OSError, ValueError):  # the reader went away (`… | head`)
+            self.stream.flush()
 
     def _writer_id(self) -> int:
         try:
