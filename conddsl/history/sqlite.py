@@ -31,7 +31,7 @@ from conddsl.history.base import (
     to_us,
 )
 from conddsl.history.filecheck import copy_out, identity
-from conddsl.trust import untrusted
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
 
 log = logging.getLogger("conddsl.history")
 
@@ -218,6 +218,15 @@ class SQLiteHistory(History):
     def _check_trusted(self) -> None:
         """Refuse a database, its SQLite side files or its journal that another user could
         have written (:mod:`conddsl.trust`): their records would decide what runs."""
+        # Its folder first: in one others may add files to, its side files can be
+        # planted or swapped between any check and SQLite's own open by name.
+        folder = history_folder_problem(self._path)
+        if folder is not None:
+            raise HistoryError(
+                f"history file {self._path}: not opened: {folder}; {HISTORY_FOLDER_HINT}",
+                path=self._path,
+                reason=f"its folder is not private: {folder}",
+            )
         for candidate in trusted_files(self._path):
             why = untrusted(candidate)
             if why is not None:
