@@ -63,7 +63,7 @@ RUNTIME_CASES = (
 )
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
-PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
+PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0", "apscheduler==4.0.0a6")
 ROCKETRY = "Rocketry 2.5.1"
 CRONITER = "croniter 7.0.0"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from dataclasses import replace
 from functools import lru_cache
 
@@ -19,6 +20,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, CronError, LiteralError, Span
 from conddsl.grammar import build_parser, get_parser, grammar_text, parser_cache_path
+from conddsl.lalr import fast_parser
 from conddsl.literals import Word, better_unit, parse_duration, parse_point, unquote
 from conddsl.syntax_errors import translate
 from conddsl.timeline.cron import parse_cron
@@ -61,6 +63,17 @@ def parse(text: str) -> ast.Node:
             code="E103",
             hint="write a condition such as 'daily' or 'time of day between 08:00 and 18:00'",
         )
+    fast = _fast_parser()
+    if fast is not None:
+        try:
+            return fast(text, AstBuilder(text))
+        except Exception:  # noqa: BLE001 - Lark's full path below words every failure
+            pass
+    return _parse_with_tree(text)
+
+
+def _parse_with_tree(text: str) -> ast.Node:
+    """Lark's full path: parse tree, depth check, transform; the one that words errors."""
     parser = get_parser()
     try:
         tree = parser.parse(text)
@@ -76,6 +89,25 @@ def parse(text: str) -> ast.Node:
         if isinstance(error, ConditionSyntaxError):
             raise error from None
         raise
+
+
+_fast = None
+_fast_lock = threading.Lock()
+
+
+def _fast_parser():
+    """The driver of :mod:`conddsl.lalr` over the shared parser, made once; None if unusable."""
+    global _fast
+    if _fast is None:
+        with _fast_lock:
+            if _fast is None:
+                try:
+                    # A stack this deep may hold a tree deeper than MAX_DEPTH: such a text
+                    # takes the full path, which measures the tree and says where.
+                    _fast = fast_parser(get_parser(), AstBuilder, MAX_DEPTH - 20)
+                except TypeError:  # pragma: no cover - a grammar the driver cannot run
+                    _fast = False
+    return _fast or None
 
 
 def _only_comments(text: str) -> bool:
