@@ -108,6 +108,21 @@ class _CronClock(_Evaluator):
     def value(self, wall, ctx):
         return self.spec.matches(wall)
 
+    def wall_next_change(self, wall: datetime, horizon: timedelta) -> datetime | None:
+        """``next_change`` read on the wall clock of a fixed-offset zone (no gaps or folds).
+
+        The same answer as the interval path (the first edge of ``cron_runs`` within the
+        horizon), without building intervals: the usual case is one ``next_fire``.
+        """
+        limit = wall + max(horizon, _MARGIN)  # OverflowError: the caller's full path
+        spec = self.spec
+        if not spec.matches(wall):
+            fire = spec.next_fire(wall)
+            return fire if fire is not None and fire < limit else None
+        for _start, end in cron_runs(spec, wall, limit):
+            return end if end < limit else None
+        return None  # pragma: no cover - a matching minute always gives a run
+
     def real_intervals(self, start, end, ctx):
         if not start < end:
             return iter(())
@@ -444,6 +459,7 @@ class Condition:
         "_evaluator",
         "_fast",
         "_customs",
+        "_wall_next",
     )
 
     def __init__(
@@ -466,6 +482,7 @@ class Condition:
         self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+        self._wall_next = _wall_next_of(self._evaluator, self.zone)
 
     @property
     def horizon(self) -> timedelta:
@@ -559,6 +576,17 @@ class Condition:
     ) -> datetime | None:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
+        wall_next = self._wall_next
+        if wall_next is not None and history is None:
+            try:
+                wall = after if naive else to_wall(after, self.zone)
+                change = wall_next(wall, self._evaluator.horizon)
+            except OverflowError:  # the calendar's last days: the interval path copes
+                pass
+            else:
+                if change is None or naive:
+                    return change
+                return change.replace(tzinfo=self.zone).astimezone(after.tzinfo)
         real_after = self._utc(after)
         if self._customs:
             change = self._next_change_with_customs(real_after, task, history, session)
@@ -615,6 +643,22 @@ class Condition:
         except OverflowError:  # a wall time of the calendar's first or last hours
             edge = datetime.max if aware.year == datetime.max.year else datetime.min
             return edge.replace(tzinfo=timezone.utc)
+
+
+def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):
+    """``next_change`` on the wall clock, for a cron condition in a fixed-offset zone.
+
+    Without a history its value is the cron clock alone, and a fixed offset has no gaps
+    or folds, so the answer is read from the cron spec at once (no intervals, no
+    conversions between wall and real time). None: every other condition.
+    """
+    if not isinstance(zone, timezone):
+        return None
+    if isinstance(evaluator, _HistoryNode) and isinstance(evaluator.empty, _CronClock):
+        return evaluator.empty.wall_next_change
+    if isinstance(evaluator, _CronClock):  # pragma: no cover - cron is compiled with its form
+        return evaluator.wall_next_change
+    return None
 
 
 def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
