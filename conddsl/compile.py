@@ -34,6 +34,8 @@ Interval = tuple[datetime, datetime]
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
 IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
+# A pure clock condition builds its lookup table at this many-th is_true (see below).
+_TABLE_AFTER = 8
 # Up to this many custom parts, next_change tries every assignment of their values.
 _EXACT_ASSIGNMENTS = 4
 
@@ -79,9 +81,7 @@ class _Clock(_Evaluator):
         self.zone = zone
         self.clock = clock
         self.fast = clock.predicate()
-        self.horizon = (
-            IRREGULAR_HORIZON if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
-        )
+        self.horizon = _CLOCK_HORIZON[clock.unit]
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -352,14 +352,20 @@ def _cron_horizon(spec) -> timedelta:
     return IRREGULAR_HORIZON
 
 
+_CYCLES = {
+    "second": timedelta(seconds=1),
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+}
+# The horizon of a window of each unit, made once (compiling reads it for every window).
+_CLOCK_HORIZON = {unit: 2 * cycle + _MARGIN for unit, cycle in _CYCLES.items()}
+_CLOCK_HORIZON["month"] = IRREGULAR_HORIZON
+
+
 def _cycle_of(unit: str) -> timedelta:
-    return {
-        "second": timedelta(seconds=1),
-        "minute": timedelta(minutes=1),
-        "hour": timedelta(hours=1),
-        "day": timedelta(days=1),
-        "week": timedelta(weeks=1),
-    }[unit]
+    return _CYCLES[unit]
 
 
 class _Compiler(ConditionVisitor["_Evaluator"]):
@@ -664,8 +670,9 @@ def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):
 def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
     """The wall-time predicate of a pure clock condition: a lookup table (see below).
 
-    The table (see ``timeline.tables``) is built at the first ``is_true``, not here,
-    so compiling stays cheap for conditions that are only listed or checked.
+    The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
+    not here: compiling stays cheap for conditions that are only listed or checked, and
+    a condition asked once or twice (a 100 µs table for one answer) asks the closures.
     """
     predicate = evaluator.fast
     if predicate is None:
@@ -673,8 +680,13 @@ def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
     tree = _clock_tree(evaluator)
     if tree is None:
         return predicate
+    calls = 0
 
     def build_then_answer(wall: datetime) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls < _TABLE_AFTER:
+            return predicate(wall)
         found = table_predicate(tree) or predicate
         condition._fast = found
         return found(wall)

@@ -15,6 +15,7 @@ which words the error exactly as before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -165,23 +166,50 @@ class FastParser:
                 for symbol, (action, arg) in actions.items()
                 if not (symbol.isupper() or symbol == "$END")
             }
-            lexer = frontend.lexer.lexers.get(state)
-            if lexer is not None:
-                scanner = lexer.scanner
-                if len(scanner._mres) != 1:  # pragma: no cover - Lark splits past 100 terminals
-                    raise TypeError("the grammar's scanner is split in parts")
-                if lexer.ignore_types & set(lexer.callback):  # pragma: no cover
-                    raise TypeError("a keyword callback on an ignored terminal")
-                keywords = {}
-                for type_, callback in lexer.callback.items():
-                    if not isinstance(callback, UnlessCallback):  # pragma: no cover
-                        raise TypeError(f"unexpected lexer callback for {type_}")
-                    keywords[type_] = callback.scanner.fullmatch
-                scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
         self._actions = actions_of
         self._gotos = gotos
         self._scans = scans
+        self._lexers = frontend.lexer.lexers
         self._kept = frozenset(kept_terminals)
+        self._unit_chains: dict[tuple[int, int, str], int] = {}
+        # Skipping a blank before the scanner is exact only if no terminal but the
+        # ignored ones can match from a blank (Lark would then weigh priorities).
+        conf = frontend.lexer_conf
+        self._skip_blank = not any(
+            terminal.name not in conf.ignore
+            and re.match(terminal.pattern.to_regexp(), " x", conf.g_regex_flags)
+            for terminal in conf.terminals
+        )
+
+    def _scan(self, state: int) -> tuple:
+        """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
+        lexer = self._lexers[state]
+        scanner = lexer.scanner
+        if len(scanner._mres) != 1:  # pragma: no cover - Lark splits past 100 terminals
+            raise TypeError("the grammar's scanner is split in parts")
+        if lexer.ignore_types & set(lexer.callback):  # pragma: no cover
+            raise TypeError("a keyword callback on an ignored terminal")
+        keywords = {}
+        for type_, callback in lexer.callback.items():
+            if not isinstance(callback, UnlessCallback):  # pragma: no cover
+                raise TypeError(f"unexpected lexer callback for {type_}")
+            keywords[type_] = callback.scanner.fullmatch
+        scan = self._scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
+        return scan
+
+    def _unit_chain(self, below: int, state: int, type_: str) -> int:
+        """The state after every reduction of a ?rule around one rule, for this lookahead."""
+        key = (below, state, type_)
+        found = self._unit_chains.get(key)
+        if found is None:
+            found = state
+            while True:
+                arg = self._actions[found].get(type_)
+                if arg is None or arg.__class__ is int or arg[0] != _UNIT:
+                    break
+                found = self._gotos[below][arg[4]]
+            self._unit_chains[key] = found
+        return found
 
     def parse(self, text: str, builder: Any) -> Any:
         """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off."""
@@ -192,6 +220,8 @@ class FastParser:
         kept = self._kept
         end_state = self._end
         max_stack = self._max_stack
+        chains = self._unit_chains
+        skip_blank = self._skip_blank
         stack = [self._start]
         values: list = []
         starts: list[int] = []
@@ -202,10 +232,12 @@ class FastParser:
         while True:
             state = stack[-1]
             # ---- the next token, read by this state's scanner
+            if skip_blank and pos < size_text and text[pos] == " ":
+                pos += 1  # the usual single blank between words, without the scanner
             if pos >= size_text:
                 type_ = "$END"
             else:
-                match, keywords, ignored = scans[state]
+                match, keywords, ignored = scans[state] or self._scan(state)
                 while True:
                     found = match(text, pos)
                     if found is None:
@@ -244,8 +276,10 @@ class FastParser:
                     pos = end
                     break
                 kind, size, keep, handler, origin = arg
-                if kind is _UNIT:
-                    state = gotos[stack[-2]][origin]
+                if kind == _UNIT:
+                    state = chains.get((stack[-2], state, type_)) or self._unit_chain(
+                        stack[-2], state, type_
+                    )
                     stack[-1] = state
                 else:
                     raw = values[-size:]
@@ -261,9 +295,9 @@ class FastParser:
                                 children.extend(raw[index])
                             else:
                                 children.append(raw[index])
-                    if kind is _BUILD:
+                    if kind == _BUILD:
                         value = handler(builder, Meta(start, stop, lines), children)
-                    elif kind is _SPLICE:
+                    elif kind == _SPLICE:
                         value = children
                     elif len(children) == 1:  # _EXPAND1: the child stands for the rule
                         value = children[0]

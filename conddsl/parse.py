@@ -8,10 +8,8 @@ inside windows are read by :mod:`conddsl.literals`.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from dataclasses import replace
 from functools import lru_cache
 
 from lark import Token, Transformer, Tree, v_args
@@ -159,7 +157,15 @@ def _opt(children: list, index: int):
 
 
 def _with_span(point: ast.Node, text: str, words: list[Word]):
-    return replace(point, span=Span.from_offsets(text, words[0].start, words[-1].end))
+    start, end = words[0].start, words[-1].end
+    if "\n" in text:
+        span = Span.from_offsets(text, start, end)
+    else:  # one line: columns are offsets
+        span = Span(1, start + 1, 1, end + 1)
+    # The point was made a moment ago by literals.py and nobody else holds it: setting
+    # its span in place costs a tenth of dataclasses.replace (a copy of every field).
+    object.__setattr__(point, "span", span)
+    return point
 
 
 @v_args(meta=True)
@@ -270,8 +276,11 @@ class AstBuilder(Transformer):
         unit, raw = children
         if raw[0] == "starting":  # pragma: no cover - the grammar does not allow it
             raise AssertionError("time of … starting")
-        with self._suggesting(meta, raw, r"(time\s+of\s+)[a-z]+", lambda u: rf"\g<1>{u}"):
+        try:
             window = self._window(unit, raw)
+        except LiteralError as error:
+            self._suggest(error, meta, raw, r"(time\s+of\s+)[a-z]+", lambda u: rf"\g<1>{u}")
+            raise
         return ast.TimeOf(unit, window, span=_meta_span(meta))
 
     def periodic(self, meta, children):
@@ -279,29 +288,28 @@ class AstBuilder(Transformer):
         window = None
         if len(children) > 1:
             raw = children[1]
-            with self._suggesting(meta, raw, r"[a-z]+", lambda u: _PERIOD_OF_UNIT[u]):
+            try:
                 window = self._window(ast.PERIOD_UNIT[period], raw)
+            except LiteralError as error:
+                self._suggest(error, meta, raw, r"[a-z]+", lambda u: _PERIOD_OF_UNIT[u])
+                raise
         return ast.Periodic(period, window, span=_meta_span(meta))
 
-    @contextlib.contextmanager
-    def _suggesting(self, meta, raw, unit_word: str, replacement):
+    def _suggest(self, error: LiteralError, meta, raw, unit_word: str, replacement) -> None:
         """Name the form meant when a window holds points of another cycle.
 
         Rocketry reads ``time of day between Mon and Wed`` as always true (a weekday
-        is no time of day): conddsl refuses it and says ``time of week …``.
+        is no time of day): conddsl refuses it and says ``time of week …``. The caller
+        raises the error again, its hint changed or not.
         """
-        try:
-            yield
-        except LiteralError as error:
-            unit = error.better_unit
-            points = raw[2:]
-            if unit is None or any(better_unit(p[0].text) != unit for p in points):
-                raise
-            written = self.text[meta.start_pos : meta.end_pos]
-            meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
-            word = points[0][0].text
-            error.hint = f"did you mean '{meant}'? {word} is a {_POINT_NAME[unit]}"
-            raise
+        unit = error.better_unit
+        points = raw[2:]
+        if unit is None or any(better_unit(p[0].text) != unit for p in points):
+            return
+        written = self.text[meta.start_pos : meta.end_pos]
+        meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
+        word = points[0][0].text
+        error.hint = f"did you mean '{meant}'? {word} is a {_POINT_NAME[unit]}"
 
     def duration(self, meta, children):
         token = children[0]
