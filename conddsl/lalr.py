@@ -222,15 +222,13 @@ class FastParser:
         max_stack = self._max_stack
         chains = self._unit_chains
         skip_blank = self._skip_blank
-        stack = [self._start]
-        values: list = []
-        starts: list[int] = []
-        ends: list[int] = []
+        # One entry per symbol: (parser state, value, start offset, end offset).
+        stack = [(self._start, None, 0, 0)]
         size_text = len(text)
         pos = 0
         found = None
+        state = self._start
         while True:
-            state = stack[-1]
             # ---- the next token, read by this state's scanner
             if skip_blank and pos < size_text and text[pos] == " ":
                 pos += 1  # the usual single blank between words, without the scanner
@@ -260,7 +258,6 @@ class FastParser:
                 if arg.__class__ is int:  # shift
                     if type_ == "$END" or len(stack) > max_stack:
                         raise _Fallback
-                    stack.append(arg)
                     end = found.end()
                     if type_ in kept:
                         token = _new_str(Token, found.group())
@@ -268,33 +265,34 @@ class FastParser:
                         token.start_pos = pos
                         token.end_pos = end
                         token.lines = lines
-                        values.append(token)
+                        stack.append((arg, token, pos, end))
                     else:
-                        values.append(None)
-                    starts.append(pos)
-                    ends.append(end)
+                        stack.append((arg, None, pos, end))
+                    state = arg
                     pos = end
                     break
                 kind, size, keep, handler, origin = arg
                 if kind == _UNIT:
-                    state = chains.get((stack[-2], state, type_)) or self._unit_chain(
-                        stack[-2], state, type_
+                    below = stack[-2][0]
+                    state = chains.get((below, state, type_)) or self._unit_chain(
+                        below, state, type_
                     )
-                    stack[-1] = state
+                    top = stack[-1]
+                    stack[-1] = (state, top[1], top[2], top[3])
                 else:
-                    raw = values[-size:]
-                    start = starts[-size]
-                    stop = ends[-1]
-                    del stack[-size:], values[-size:], starts[-size:], ends[-size:]
+                    raw = stack[-size:]
+                    del stack[-size:]
+                    start = raw[0][2]
+                    stop = raw[-1][3]
                     if len(keep) == 1 and not keep[0][1]:
-                        children = [raw[keep[0][0]]]
+                        children = [raw[keep[0][0]][1]]
                     else:
                         children = []
                         for index, inline in keep:
                             if inline:
-                                children.extend(raw[index])
+                                children.extend(raw[index][1])
                             else:
-                                children.append(raw[index])
+                                children.append(raw[index][1])
                     if kind == _BUILD:
                         value = handler(builder, Meta(start, stop, lines), children)
                     elif kind == _SPLICE:
@@ -305,13 +303,10 @@ class FastParser:
                             start, stop = value.start_pos, value.end_pos
                     else:
                         value = handler(builder, Meta(start, stop, lines), children)
-                    state = gotos[stack[-1]][origin]
-                    stack.append(state)
-                    values.append(value)
-                    starts.append(start)
-                    ends.append(stop)
+                    state = gotos[stack[-1][0]][origin]
+                    stack.append((state, value, start, stop))
                 if state == end_state and type_ == "$END":
-                    return values[-1]
+                    return stack[-1][1]
 
 
 def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:

@@ -144,12 +144,29 @@ _PERIOD_OF_UNIT = {unit: period for period, unit in ast.PERIOD_UNIT.items()}
 _POINT_NAME = {"week": "weekday", "month": "day of the month"}
 
 
+# Spans are immutable and most are alike (line 1, a few dozen columns): one object per
+# distinct span, made once, costs a dict look-up instead of a frozen dataclass's four
+# attribute stores each time.
+_SPANS: dict[tuple[int, int, int, int], Span] = {}
+_SPANS_MAX = 8192
+
+
+def _span(line: int, column: int, end_line: int, end_column: int) -> Span:
+    key = (line, column, end_line, end_column)
+    found = _SPANS.get(key)
+    if found is None:
+        if len(_SPANS) >= _SPANS_MAX:
+            _SPANS.clear()
+        found = _SPANS[key] = Span(line, column, end_line, end_column)
+    return found
+
+
 def _meta_span(meta) -> Span:
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+    return _span(meta.line, meta.column, meta.end_line, meta.end_column)
 
 
 def _token_span(token: Token) -> Span:
-    return Span(token.line, token.column, token.end_line, token.end_column)
+    return _span(token.line, token.column, token.end_line, token.end_column)
 
 
 def _opt(children: list, index: int):
@@ -161,7 +178,7 @@ def _with_span(point: ast.Node, text: str, words: list[Word]):
     if "\n" in text:
         span = Span.from_offsets(text, start, end)
     else:  # one line: columns are offsets
-        span = Span(1, start + 1, 1, end + 1)
+        span = _span(1, start + 1, 1, end + 1)
     # The point was made a moment ago by literals.py and nobody else holds it: setting
     # its span in place costs a tenth of dataclasses.replace (a copy of every field).
     object.__setattr__(point, "span", span)
