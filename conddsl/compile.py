@@ -34,6 +34,7 @@ Interval = tuple[datetime, datetime]
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
 IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
+_MINUTE = timedelta(minutes=1)
 # A pure clock condition builds its lookup table at this many-th is_true (see below).
 _TABLE_AFTER = 8
 # Up to this many custom parts, next_change tries every assignment of their values.
@@ -583,7 +584,7 @@ class Condition:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
         wall_next = self._wall_next
-        if wall_next is not None and history is None:
+        if wall_next is not None and (history is None or self._clock_alone(after, task, history)):
             try:
                 wall = after if naive else to_wall(after, self.zone)
                 change = wall_next(wall, self._evaluator.horizon)
@@ -601,6 +602,24 @@ class Condition:
         if change is None:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
+
+    def _clock_alone(self, after: datetime, task: str | None, history) -> bool:
+        """Whether a cron condition's value from ``after`` on is its clock alone.
+
+        It is false in a matching minute once the task started in it: with no start
+        from the wall minute of ``after`` to the horizon, no record can change it (the
+        scheduler's case: a history holds no future starts).
+        """
+        if task is None:
+            return False  # the full path says what is missing
+        try:
+            wall = after if after.tzinfo is None else to_wall(after, self.zone)
+            minute = wall.replace(second=0, microsecond=0, tzinfo=self.zone)
+            since = minute.astimezone(timezone.utc)
+            until = since + max(self._evaluator.horizon, _MARGIN) + _MINUTE
+        except OverflowError:
+            return False
+        return history.first_in(task, "run", since, until) is None
 
     def _first_change(self, real_after: datetime, ctx: Context) -> datetime | None:
         horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))

@@ -664,3 +664,35 @@ def test_next_change_with_a_history_or_a_dst_zone_takes_the_interval_path() -> N
     # The start in that minute turned it false: nothing changes until the next fire.
     assert utc.next_change(at, task="t", history=history) == datetime(2024, 4, 1, 2, 30)
     assert utc.next_change(at) == datetime(2024, 3, 31, 2, 31)
+
+
+@pytest.mark.parametrize("expr", ["*/5 9-17 * * 1-5", "* * * * *", "0 0 1 * *", "* 3 * * *"])
+def test_next_change_with_a_history_agrees_with_the_interval_path(expr: str) -> None:
+    """With no start from the instant's minute on, a history leaves cron to its clock;
+    otherwise the interval path answers: both give the interval path's answer."""
+    import random
+    from datetime import timezone
+
+    from conddsl.compile import Condition, compile_condition
+    from conddsl.history import MemoryHistory
+
+    rnd = random.Random(expr)
+    history = MemoryHistory()
+    at = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
+    for _ in range(300):
+        at += timedelta(minutes=rnd.randrange(0, 30), seconds=rnd.randrange(60))
+        history.record("t", "run", at=at)
+        history.record("t", "success", at=at + timedelta(seconds=rnd.randrange(1, 90)))
+    for zone in ("UTC", timezone(timedelta(hours=-4, minutes=-30))):
+        fast = compile_condition(f"cron {expr}", timezone=zone)
+        slow = Condition(fast.ast, timezone=zone)
+        slow._wall_next = None
+        clock_alone = 0
+        for _ in range(60):
+            instant = datetime(2024, 3, 1, 6) + timedelta(seconds=rnd.randrange(12 * 86400))
+            if rnd.random() < 0.3:
+                instant = instant.replace(second=0, microsecond=0)
+            got = fast.next_change(instant, task="t", history=history)
+            assert got == slow.next_change(instant, task="t", history=history), (zone, instant)
+            clock_alone += fast._clock_alone(instant, "t", history)
+        assert 0 < clock_alone < 60  # both paths were taken
