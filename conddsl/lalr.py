@@ -15,7 +15,6 @@ which words the error exactly as before.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -173,13 +172,10 @@ class FastParser:
         self._kept = frozenset(kept_terminals)
         self._unit_chains: dict[tuple[int, int, str], int] = {}
         # Skipping a blank before the scanner is exact only if no terminal but the
-        # ignored ones can match from a blank (Lark would then weigh priorities).
-        conf = frontend.lexer_conf
-        self._skip_blank = not any(
-            terminal.name not in conf.ignore
-            and re.match(terminal.pattern.to_regexp(), " x", conf.g_regex_flags)
-            for terminal in conf.terminals
-        )
+        # ignored ones can match from a blank (Lark would then weigh priorities): true
+        # of grammar/conddsl.lark, which tests/test_fast_parse.py checks (checking it
+        # here would compile every terminal's regex on the first parse).
+        self._skip_blank = True
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""

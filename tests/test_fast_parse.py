@@ -147,3 +147,19 @@ def test_deep_nesting_is_measured_as_before(shape):
         except ConditionSyntaxError as error:
             got = ("error", error.code, error.span)
         assert got == expected, (n, text[:40])
+
+
+def test_no_terminal_but_the_ignored_ones_starts_with_a_blank():
+    """The driver skips a single blank without its scanner (lalr.FastParser._skip_blank)."""
+    import re
+
+    from conddsl.grammar import get_parser
+
+    conf = get_parser().parser.lexer_conf
+    for terminal in conf.terminals:
+        if terminal.name in conf.ignore:
+            continue
+        for blank in " \t\n\r\f":
+            for rest in ("x", "1", "and", "'a'", "#", "*", "in past"):
+                pattern = terminal.pattern.to_regexp()
+                assert re.match(pattern, blank + rest, conf.g_regex_flags) is None, terminal
