@@ -6,9 +6,11 @@ from conddsl.history.base import (
     History,
     HistoryError,
     HistoryJournaled,
+    HistoryUnavailable,
     Record,
 )
 from conddsl.history.memory import MemoryHistory
+from conddsl.history.postgres import PostgresHistory, RunLost
 from conddsl.history.sqlite import SQLiteHistory
 
 __all__ = [
@@ -17,7 +19,10 @@ __all__ = [
     "History",
     "HistoryError",
     "HistoryJournaled",
+    "HistoryUnavailable",
     "MemoryHistory",
+    "PostgresHistory",
     "Record",
+    "RunLost",
     "SQLiteHistory",
 ]

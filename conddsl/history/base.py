@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
@@ -62,6 +62,14 @@ class HistoryJournaled(HistoryError):
         self.count = count
 
 
+class HistoryUnavailable(HistoryError):
+    """The store could not be reached (a database server down or cut off).
+
+    A record that failed this way is kept pending and written, in order, once the store
+    answers again: a scheduler may go on running what it has.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One event of a task: it started a run, or a run finished with an outcome."""
@@ -73,6 +81,9 @@ class Record:
     reason: str | None = None
     message: str | None = None
     traceback: str | None = None  # a ``fail`` record's exception, its last MAX_TRACEBACK chars
+    # The scheduler that wrote it (a shared PostgreSQL history; None elsewhere). Where a
+    # record came from is not what it says: two records differing only here are equal.
+    node: str | None = field(default=None, compare=False)
 
 
 def to_us(at: datetime, name: str = "at") -> int:
