@@ -71,6 +71,7 @@ class Listener:
 
     def _serve(self) -> None:
         failures = 0
+        was_connected = False
         while not self._stop.is_set():
             try:
                 conn = self._connect()
@@ -83,10 +84,11 @@ class Listener:
                 continue
             with self._conn_lock:
                 self._conn = conn
-            if failures or self.connected.is_set():
+            if was_connected:
                 self.reconnects += 1
                 log.info("history listener connected again: resynchronising")
             failures = 0
+            was_connected = True
             self.connected.set()
             self._emit(None)  # whatever happened while nobody listened
             try:
