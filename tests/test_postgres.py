@@ -50,8 +50,9 @@ def nodes(postgres_dsn: str):
     """A factory of PostgresHistory nodes on the test database, closed after the test."""
     opened: list[PostgresHistory] = []
 
-    def make(name: str, **kwargs) -> PostgresHistory:
-        history = PostgresHistory(postgres_dsn, node=name, **kwargs)
+    def make(name: str, *, dsn=None, **kwargs) -> PostgresHistory:
+        where = postgres_dsn if dsn is None else dsn(postgres_dsn)
+        history = PostgresHistory(where, node=name, **kwargs)
         opened.append(history)
         return history
 
@@ -278,8 +279,13 @@ def test_clock_offset_is_measured_and_reported(nodes, caplog) -> None:
     on_time = nodes("on-time", lease=1)
     wait_for(lambda: on_time.clock_offset is not None, 3, "the offset is measured")
     assert abs(on_time.clock_offset) < 0.5
-    rows = {name: offset for name, _, _, offset in fast.nodes()}
-    assert rows["fast"] is not None and rows["fast"] < -4.5
+
+    # Each renewal stores it beside the lease, for a status view of the nodes.
+    def stored() -> float | None:
+        return {name: offset for name, _, _, offset in fast.nodes()}["fast"]
+
+    wait_for(lambda: stored() is not None, 3, "the offset is stored")
+    assert stored() < -4.5
 
 
 def test_claims_use_the_database_clock_not_the_node_clock(nodes) -> None:
@@ -370,3 +376,49 @@ def test_pending_records_survive_a_lost_connection(nodes, postgres_dsn) -> None:
     except HistoryUnavailable:
         a.flush()
     assert [r.action for r in a.records("job")] == ["run", "success"]
+
+
+@pytest.fixture
+def proxy():
+    from tests.postgres_helpers.tcpproxy import Proxy
+
+    found = Proxy(("127.0.0.1", 5432))
+    yield found
+    found.close()
+
+
+def test_a_short_outage_keeps_records_pending_and_claims_nothing(nodes, proxy) -> None:
+    cut_off = nodes("behind", lease=3, dsn=proxy.dsn)
+    run = cut_off.claim("job", lambda h, now: 1, run_id="r1")
+    assert run is not None
+    proxy.cut()
+    with pytest.raises(HistoryUnavailable, match="kept pending"):
+        cut_off.record("job", "success", at=run.at, run_id="r1")
+    with pytest.raises(HistoryUnavailable):
+        cut_off.claim("other", lambda h, now: 1)
+    proxy.restore()
+    # The lease thread writes what was pending once the server answers again.
+    wait_for(lambda: not cut_off.pending, 5, "the pending record is written")
+    assert [r.action for r in cut_off.records("job")] == ["run", "success"]
+    assert not cut_off.fenced
+    assert cut_off.claim("other", lambda h, now: 1) is not None
+
+
+def test_an_outage_longer_than_the_lease_fences_the_node_and_the_others_take_over(
+    nodes, proxy
+) -> None:
+    fenced: list[str] = []
+    cut_off = nodes("behind", lease=1, dsn=proxy.dsn, on_fenced=fenced.append)
+    other = nodes("other", lease=1)
+    assert cut_off.claim("job", lambda h, now: 1, run_id="r1") is not None
+    proxy.cut()
+    wait_for(lambda: fenced, 3, "the cut-off node fences itself")
+    assert "could not be renewed" in fenced[0]
+    wait_for(lambda: other.takeovers, 3, "the other node takes over")
+    with pytest.raises(HistoryUnavailable):
+        cut_off.record("job", "success", at=datetime.now(timezone.utc), run_id="r1")
+    proxy.restore()
+    # Back: its finish of the taken-over run is dropped (the crash stands), it joins again.
+    wait_for(lambda: not cut_off.pending and not cut_off.fenced, 5, "the node is back")
+    assert [r.action for r in other.records("job")] == ["run", "crash"]
+    assert cut_off.claim("job", lambda h, now: 2) is not None

@@ -187,6 +187,7 @@ class PostgresHistory(History):
                 )
             self.takeovers.extend(taken)
             self._renewed = time.monotonic()
+            self._measure(conn)
             self._load()
         except self._psycopg.Error as exc:
             self._close_conn()
@@ -483,8 +484,13 @@ class PostgresHistory(History):
             except self._psycopg.Error as exc:
                 raise self._error("claim", exc) from exc
 
+    def database_time(self) -> float:
+        """Seconds since the epoch on the database's clock, as last measured (no query):
+        the local clock plus the measured offset, for a scheduler's clock."""
+        return self._clock() + (self.clock_offset or 0.0)
+
     def now(self) -> datetime:
-        """The database's clock."""
+        """The database's clock (a query)."""
         return from_us(self._read("read the clock", f"SELECT {NOW_US}")[0][0])
 
     # Queries ---------------------------------------------------------------------
