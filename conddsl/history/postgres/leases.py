@@ -89,13 +89,10 @@ def renew(conn: Any, node: str, lease: timedelta, offset: float | None) -> bool:
     return row is not None
 
 
-def release(conn: Any, node: str) -> None:
-    """End the lease now (a clean close): any run left open is taken over at once."""
-    conn.execute(
-        "UPDATE conddsl_nodes SET lease_until = clock_timestamp()"
-        " WHERE node = %s AND lost_at IS NULL",
-        (node,),
-    )
+def release(conn: Any, node: str) -> Takeover:
+    """End the lease now (a clean close): a run still open is recorded as crashed at once,
+    and no other node needs to take this one over."""
+    return take_over_node(conn, node, node, why="closed its history")
 
 
 def take_over_expired(conn: Any, me: str) -> list[Takeover]:
@@ -111,7 +108,9 @@ def take_over_expired(conn: Any, me: str) -> list[Takeover]:
     return [take_over_node(conn, lost, me) for (lost,) in rows]
 
 
-def take_over_node(conn: Any, lost: str, me: str) -> Takeover:
+def take_over_node(
+    conn: Any, lost: str, me: str, *, why: str = "stopped renewing its lease"
+) -> Takeover:
     """Crash the lost node's open runs, mark its claims lost, leave its retries pending."""
     conn.execute("UPDATE conddsl_nodes SET lost_at = clock_timestamp() WHERE node = %s", (lost,))
     runs = conn.execute(
@@ -120,7 +119,7 @@ def take_over_node(conn: Any, lost: str, me: str) -> Takeover:
     crashed: list[Record] = []
     retries = 0
     who = "its previous run" if lost == me else f"node {me}"
-    message = f"node {lost} stopped renewing its lease; {who} recorded the crash"
+    message = f"node {lost} {why}; {who} recorded the crash"
     for _, task, run_id in sorted(runs):
         claim = None
         if run_id is not None:

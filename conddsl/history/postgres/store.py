@@ -663,7 +663,8 @@ class PostgresHistory(History):
                 with conn.transaction():
                     taken = leases.take_over_expired(conn, self.node)
                 for takeover in taken:
-                    log.warning(
+                    log.log(
+                        logging.WARNING if takeover.crashed else logging.INFO,
                         "node %s lost (lease passed): %d run(s) recorded as crashed, %d retried",
                         takeover.node,
                         len(takeover.crashed),
@@ -685,13 +686,9 @@ class PostgresHistory(History):
                     self._lose(f"its lease could not be renewed for {overdue:.1f} s ({exc})")
                 else:
                     log.warning("history lease of node %s not renewed: %s", self.node, exc)
-        if conn is not None:
-            try:
-                with conn.transaction():
-                    leases.release(conn, self.node)
-            except Exception:  # released by expiry then
-                pass
-            conn.close()
+        if conn is not None:  # close() ends the lease, on the store's connection
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _lose(self, why: str) -> None:
         self._fenced = True
