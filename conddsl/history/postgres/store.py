@@ -173,6 +173,7 @@ class PostgresHistory(History):
         self._warned_offset = False
         self.takeovers: list[Takeover] = []  # what this node took over (for status and tests)
         self._listener: Listener | None = None
+        self._on_change: OnChange | None = None  # the watcher, told of our takeovers too
         self._conn: Any = None
         try:
             conn = self._connection("open")
@@ -635,6 +636,7 @@ class PostgresHistory(History):
                 raise HistoryError("this history already has a listener")
             wait = poll if poll is not None else self.lease.total_seconds()
             self._listener = Listener(self.connect, self.node, on_change, poll=wait)
+            self._on_change = on_change
         self._listener.start()
         return self._listener
 
@@ -671,6 +673,11 @@ class PostgresHistory(History):
                         takeover.retries,
                     )
                 self.takeovers.extend(taken)
+                # Our own NOTIFYs are not echoed to us: tell our watcher of the crashes
+                # (a dependent task may start, a retry is waiting).
+                for task in sorted({r.task for t in taken for r in t.crashed}):
+                    if self._on_change is not None:
+                        self._on_change(task)
                 if self._pending and self._lock.acquire(timeout=interval / 2):
                     try:
                         self._flush_quietly()
