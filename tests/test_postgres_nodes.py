@@ -67,7 +67,7 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
     write_setup(tmp_path, _mixed_task_file(25))
     nodes = [start_node(tmp_path, postgres_dsn) for _ in range(3)]
     outputs = [stop(node, timeout=90) for node in nodes]
-    for node, (_, err) in zip(nodes, outputs):
+    for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     rows = records(postgres_dsn)
     runs = runs_by_task(rows)
@@ -80,10 +80,10 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
     for task, found in runs.items():
         times = [row[2] for row in found]
         if task[0] in "ta":  # every 1 second: never two starts within a second
-            gaps = [b - a for a, b in zip(times, times[1:])]
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert min(gaps) >= 1.0 - 1e-6, (task, min(gaps))
         elif task[0] == "p":
-            gaps = [b - a for a, b in zip(times, times[1:])]
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert min(gaps) >= 2.0 - 1e-6, (task, min(gaps))
         elif task[0] == "c":  # one start a minute
             minutes = [int(at // 60) for at in times]
@@ -95,7 +95,7 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
         upstream = [row[2] for row in rows if row[0] == f"t{n}" and row[1] == "success"]
         starts = [row[2] for row in runs.get(f"after{n}", [])]
         assert starts, f"after{n} never started"
-        for a, b in zip(starts, starts[1:]):
+        for a, b in zip(starts, starts[1:], strict=False):
             assert any(a < at < b for at in upstream), (n, a, b)
 
 
@@ -217,7 +217,7 @@ def test_nodes_with_wrong_clocks_still_start_exactly_once(
     write_setup(tmp_path, header + _tables(**tasks))
     nodes = [start_node(tmp_path, postgres_dsn, offset=offset) for offset in (0.0, *offsets)]
     outputs = [stop(node, timeout=90) for node in nodes]
-    for node, (_, err) in zip(nodes, outputs):
+    for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     assert any("differs from the database" in err for _, err in outputs)
     rows = records(postgres_dsn)
@@ -226,10 +226,10 @@ def test_nodes_with_wrong_clocks_still_start_exactly_once(
     for n in range(10):
         times = [row[2] for row in runs[f"e{n}"]]
         assert len(times) >= 3
-        assert min(b - a for a, b in zip(times, times[1:])) >= 2.0 - 1e-6
+        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 2.0 - 1e-6
     upstream = [row[2] for row in rows if row[0] == "e0" and row[1] == "success"]
     follows = [row[2] for row in runs["follow"]]
-    for a, b in zip(follows, follows[1:]):
+    for a, b in zip(follows, follows[1:], strict=False):
         assert any(a < at < b for at in upstream)
 
 
