@@ -422,3 +422,26 @@ def test_an_outage_longer_than_the_lease_fences_the_node_and_the_others_take_ove
     wait_for(lambda: not cut_off.pending and not cut_off.fenced, 5, "the node is back")
     assert [r.action for r in other.records("job")] == ["run", "crash"]
     assert cut_off.claim("job", lambda h, now: 2) is not None
+
+
+def test_a_claim_does_not_wait_forever_for_a_frozen_claimant(nodes, postgres_dsn) -> None:
+    a = nodes("a", lease=2)
+    a.claim("job", lambda h, now: None)  # the task's row exists
+    with psycopg.connect(postgres_dsn) as frozen:  # a transaction that never ends
+        frozen.execute("SELECT 1 FROM conddsl_tasks WHERE task = 'job' FOR UPDATE")
+        started = time.monotonic()
+        assert a.claim("job", lambda h, now: 1) is None
+        assert time.monotonic() - started < 3
+        frozen.rollback()
+    assert a.claim("job", lambda h, now: 1) is not None
+
+
+def test_the_server_ends_a_session_frozen_inside_a_transaction(nodes) -> None:
+    a = nodes("a", lease=1)
+    conn = a.connect()
+    conn.autocommit = False
+    conn.execute("SELECT 1")  # a transaction is open, then nothing comes
+    time.sleep(1.0)
+    with pytest.raises(psycopg.Error, match="idle-in-transaction"):
+        conn.execute("SELECT 1")
+    conn.close()

@@ -68,6 +68,10 @@ class RunLost(HistoryError):
     """
 
 
+class _Busy(Exception):
+    """A claim that waited too long for another node's claim of the same task."""
+
+
 CheckClaim = Callable[[History, datetime], "int | None"]
 """Decides a claim inside its transaction: given the history (reading committed records)
 and the database's time, the occurrence the start belongs to, or None not to start."""
@@ -154,6 +158,9 @@ class PostgresHistory(History):
             raise ValueError(f"node must be a non-empty one-line name, got {self.node!r}")
         self.lease = parse_lease(lease)
         self._margin = max(self.lease / 5, timedelta(milliseconds=500))
+        # How long a claim waits for another node's claim of the same task (then it is
+        # not won now); also how long the server lets a session idle inside a transaction.
+        self._lock_wait_ms = max(500, int(self.lease.total_seconds() * 1000 / 2))
         self._connect_timeout = connect_timeout
         self._clock = clock
         self._on_fenced = on_fenced
@@ -204,7 +211,7 @@ class PostgresHistory(History):
 
     def connect(self) -> Any:
         """A new autocommit connection to the history's database (with dead-peer timeouts)."""
-        return self._psycopg.connect(
+        conn = self._psycopg.connect(
             self._dsn,
             autocommit=True,
             connect_timeout=max(1, round(self._connect_timeout)),
@@ -217,6 +224,13 @@ class PostgresHistory(History):
             keepalives_count=3,
             tcp_user_timeout=max(1000, int(self._connect_timeout * 1000)),
         )
+        # A node frozen (SIGSTOP) inside a transaction would hold its row locks, and every
+        # other node's claims of that task would wait: the server ends such a session.
+        conn.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+            (str(self._lock_wait_ms),),
+        )
+        return conn
 
     def _connection(self, doing: str) -> Any:
         conn = self._conn
@@ -407,14 +421,23 @@ class PostgresHistory(History):
             try:
                 with conn.transaction():
                     return self._claim_in(conn, task, check, run_id, on_lost, reason)
+            except _Busy:
+                log.warning("claim of task %r: another node holds it; not started now", task)
+                return None
             except self._psycopg.Error as exc:
                 raise self._error("claim", exc) from exc
 
     def _claim_in(
         self, conn: Any, task: str, check: CheckClaim, run_id: str, on_lost: str, reason: str | None
     ) -> Record | None:
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(self._lock_wait_ms),))
         conn.execute("INSERT INTO conddsl_tasks (task) VALUES (%s) ON CONFLICT DO NOTHING", (task,))
-        conn.execute("SELECT 1 FROM conddsl_tasks WHERE task = %s FOR UPDATE", (task,))
+        try:
+            conn.execute("SELECT 1 FROM conddsl_tasks WHERE task = %s FOR UPDATE", (task,))
+        except self._psycopg.errors.LockNotAvailable:
+            # Another node holds the task (its claim hangs): not won now. The transaction
+            # is aborted: raised to roll it back, caught in claim().
+            raise _Busy() from None
         # After the lock: READ COMMITTED gives each later statement a fresh snapshot, so
         # everything the previous claimant committed is seen.
         valid, now_us = conn.execute(
@@ -711,10 +734,14 @@ class PostgresHistory(History):
         self._on_fenced = callback
 
     def _measure(self, conn: Any) -> None:
-        before = self._clock()
-        db_us = conn.execute(f"SELECT {NOW_US}").fetchone()[0]
-        after = self._clock()
-        self.clock_offset = db_us / 1e6 - (before + after) / 2
+        # The sample with the shortest round trip bounds the error best (half of it).
+        samples = []
+        for _ in range(3):
+            before = self._clock()
+            db_us = conn.execute(f"SELECT {NOW_US}").fetchone()[0]
+            after = self._clock()
+            samples.append((after - before, db_us / 1e6 - (before + after) / 2))
+        self.clock_offset = min(samples)[1]
         if abs(self.clock_offset) > 1.0 and not self._warned_offset:
             self._warned_offset = True
             log.warning(
