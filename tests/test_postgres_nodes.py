@@ -64,7 +64,7 @@ shut_cond = "scheduler has run over {seconds} seconds"
 
 
 def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres_dsn: str) -> None:
-    write_setup(tmp_path, _mixed_task_file(25))
+    write_setup(tmp_path, _mixed_task_file(30))
     nodes = [start_node(tmp_path, postgres_dsn) for _ in range(3)]
     outputs = [stop(node, timeout=90) for node in nodes]
     for node, (_, err) in zip(nodes, outputs, strict=True):
@@ -79,6 +79,8 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
     assert len({row[5] for row in rows if row[1] == "run"}) == 3
     for task, found in runs.items():
         times = [row[2] for row in found]
+        if task.startswith("after"):
+            continue  # below
         if task[0] in "ta":  # every 1 second: never two starts within a second
             gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert min(gaps) >= 1.0 - 1e-6, (task, min(gaps))
@@ -109,7 +111,7 @@ def test_a_killed_node_is_taken_over_its_tree_dies_and_retry_starts_once(
     task_file = """
 [scheduler]
 lease = "3 seconds"
-shut_cond = "scheduler has run over 40 seconds"
+shut_cond = "scheduler has run over 28 seconds"
 kill_grace = 1
 
 [tasks.tree]
@@ -120,7 +122,7 @@ on_node_lost = "retry"
 timeout = "1 minute"
 """
     write_setup(tmp_path, task_file)
-    extra = {"NODE_TEST_SLEEP": "12"}
+    extra = {"NODE_TEST_SLEEP": "8"}
     nodes = [start_node(tmp_path, postgres_dsn, extra=extra) for _ in range(2)]
     try:
         wait_until(lambda: records(postgres_dsn, "tree"), 30, "the task starts")

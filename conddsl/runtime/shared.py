@@ -90,7 +90,7 @@ class SharedNode:
                 on_lost=getattr(task, "on_node_lost", "fail"),
             )
         except HistoryUnavailable as error:
-            self._outage(error)
+            self.outage(error)
             return None
         self._reachable()
         return found
@@ -103,12 +103,13 @@ class SharedNode:
         try:
             found = self.store.take_retries(names)
         except HistoryUnavailable as error:
-            self._outage(error)
+            self.outage(error)
             return []
         self._reachable()
         return found
 
-    def _outage(self, error: BaseException) -> None:
+    def outage(self, error: BaseException) -> None:
+        """Say once that the shared history cannot be reached (again when it answers)."""
         if not self._unreachable:
             self._unreachable = True
             log.error(

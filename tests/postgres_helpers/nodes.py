@@ -104,6 +104,8 @@ def records(dsn: str, task: str | None = None) -> list[tuple]:
     from conddsl.history.base import ACTIONS
 
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('conddsl_records')").fetchone()[0] is None:
+            return []  # no node has made the tables yet
         rows = conn.execute(
             "SELECT task, action, at, run_id, reason, node FROM conddsl_records"
             + (" WHERE task = %s" if task else "")
