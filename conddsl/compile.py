@@ -18,6 +18,7 @@ from conddsl.context import Context
 from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
 from conddsl.parse import parse
+from conddsl.reads import Reads, reads_of
 from conddsl.resolve import Resolver
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
@@ -384,30 +385,30 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
         clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
         empty = _Clock(clock, zone)
-        form = taskstate.Periodic(node, clock, zone, empty.horizon)
+        form = taskstate.PeriodicForm(node, clock, zone, empty.horizon)
         return _HistoryNode(form, empty, zone)
 
     def visit_Cron(self, node: ast.Cron, zone: tzinfo) -> _Evaluator:
         empty = _CronClock(node.expression, zone)
-        return _HistoryNode(taskstate.Cron(node, empty.spec, zone, empty.horizon), empty, zone)
+        return _HistoryNode(taskstate.CronForm(node, empty.spec, zone, empty.horizon), empty, zone)
 
     def visit_Every(self, node: ast.Every, zone: tzinfo) -> _Evaluator:
-        return _HistoryNode(taskstate.Every(node, zone), _Constant(True, zone), zone)
+        return _HistoryNode(taskstate.EveryForm(node, zone), _Constant(True, zone), zone)
 
     def visit_TaskHas(self, node: ast.TaskHas, zone: tzinfo) -> _Evaluator:
-        form = taskstate.TaskHas(node, zone, _horizon_of_scope(node))
+        form = taskstate.TaskHasForm(node, zone, _horizon_of_scope(node))
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_AfterTask(self, node: ast.AfterTask, zone: tzinfo) -> _Evaluator:
-        form = taskstate.AfterTask(node, zone, _MARGIN)
+        form = taskstate.AfterTaskForm(node, zone, _MARGIN)
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_TaskRunning(self, node: ast.TaskRunning, zone: tzinfo) -> _Evaluator:
-        form = taskstate.TaskRunning(node, zone, _MARGIN)
+        form = taskstate.TaskRunningForm(node, zone, _MARGIN)
         return _HistoryNode(form, _Constant(False, zone), zone)
 
     def visit_RunningFor(self, node: ast.RunningFor, zone: tzinfo) -> _Evaluator:
-        return _HistoryNode(taskstate.RunningFor(node, zone), _Constant(False, zone), zone)
+        return _HistoryNode(taskstate.RunningForForm(node, zone), _Constant(False, zone), zone)
 
     def visit_session(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
         """The scheduler's and the session's forms: answered from ``session=``."""
@@ -444,6 +445,7 @@ class Condition:
         "_evaluator",
         "_fast",
         "_customs",
+        "_reads",
     )
 
     def __init__(
@@ -466,6 +468,16 @@ class Condition:
         self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+        self._reads: Reads | None = None
+
+    @property
+    def reads(self) -> Reads:
+        """What besides the clock can change the value (whose records, the cycles); found
+        on first use, once: the scheduler asks it of every condition it registers."""
+        found = self._reads
+        if found is None:
+            found = self._reads = reads_of(self.ast, self.rules, self.registry)
+        return found
 
     @property
     def horizon(self) -> timedelta:

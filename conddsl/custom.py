@@ -11,7 +11,6 @@ any time": ``next_change`` answers with the next instant it must be checked agai
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import threading
@@ -22,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from conddsl.ast import Reference
-from conddsl.errors import CustomConditionError
+from conddsl.errors import CustomConditionError, suggest
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_RECHECK = timedelta(minutes=1)
@@ -150,19 +149,16 @@ def known_phrase(registry: Any, phrase: str) -> str:
     words = " ".join(phrase.split()) if isinstance(phrase, str) else phrase
     if isinstance(words, str) and words in registry:
         return words
-    close = difflib.get_close_matches(str(words), registry.phrases(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = suggest(str(words), registry.phrases())
+    hint = f"; did you mean {close!r}?" if close else ""
     raise ValueError(f"no custom condition {phrase!r} is registered{hint}")
 
 
 def _as_timedelta(value: timedelta | float | str) -> timedelta:
     """``recheck`` read as every duration setting is (the same errors and hints)."""
-    from conddsl.runtime.config import ConfigError, parse_duration_setting
+    from conddsl.settings import read_duration  # pydantic loads with the first registration
 
-    result = parse_duration_setting(value, "recheck", allow_zero=True)
-    if result <= timedelta(0):
-        raise ConfigError("recheck must be longer than zero: give a duration like '30 seconds'")
-    return result
+    return read_duration(value, "recheck")
 
 
 #: The registry ``compile_condition`` uses when none is given.

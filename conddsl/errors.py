@@ -1,8 +1,9 @@
 """Every error conddsl raises on purpose, where it stands in the text, and how it is drawn.
 
-One module for the error hierarchy (all under :class:`ConddslError`), positions
-(:class:`Span`, :class:`LineIndex`), close-name hints (:func:`suggest`) and the caret
-rendering, so that every layer reports a mistake the same way.
+One module for the exception classes of every layer (all under :class:`ConddslError`,
+but the two signals a task raises to end its run), positions (:class:`Span`,
+:class:`LineIndex`), close-name hints (:func:`suggest`) and the caret rendering, so
+that every layer reports a mistake the same way.
 """
 
 from __future__ import annotations
@@ -247,6 +248,139 @@ class FileTooLarge(FileRefused):
 
 class UsageError(ConddslError):
     """A command line that asks for something impossible (exit code 2, no traceback)."""
+
+
+class ConfigError(ConddslError, ValueError):
+    """A scheduler or task setting that is unknown or has an unusable value."""
+
+
+class SettingValueError(ConfigError):
+    """A setting's value that cannot be read (see :mod:`conddsl.settings`).
+
+    ``kind`` is ``type`` (not a value of this kind at all), ``text`` (text that does not
+    read) or ``value`` (read, but out of range); ``reason`` says why without naming the
+    setting, so a task file's finding can name it by its position instead.
+    """
+
+    def __init__(self, what: str, kind: str, reason: str, hint: str | None = None) -> None:
+        self.what = what
+        self.kind = kind
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{what} {reason}: {hint}" if hint else f"{what} {reason}")
+
+
+class ConditionFailed(ConddslError):
+    """A start, end or shut condition raised while being evaluated."""
+
+    def __init__(self, where: str, condition: object, error: BaseException) -> None:
+        self.where = where
+        self.condition = condition
+        self.error = error
+        super().__init__(f"the {where} {str(condition)!r} raised {type(error).__name__}: {error}")
+
+
+class SchedulerError(ConddslError):
+    """The scheduler stopped on a fatal error (a condition or the history failed)."""
+
+
+class UnknownTaskError(ConddslError, KeyError):
+    """No task has this name: a ``KeyError`` whose message suggests the closest name."""
+
+    def __init__(self, name: object, known: Iterable[str]) -> None:
+        known = list(known)
+        close = suggest(name, known) if isinstance(name, str) else None
+        if close:
+            hint = f"; did you mean {close!r}?"
+        elif not known:
+            hint = "; the scheduler has no tasks"
+        else:
+            hint = ""
+        super().__init__(f"no task named {name!r}{hint}")
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+class ControlError(ConddslError, RuntimeError):
+    """A control request that cannot be applied now (see ``Scheduler.run_task``)."""
+
+
+class HistoryInUse(ConddslError):
+    """Another scheduler serves on this history now; the message names it."""
+
+
+class LockFileError(ConddslError):
+    """The lock file is not one this run may use (planted: a link, a folder)."""
+
+
+class HistoryError(ConddslError):
+    """A history store could not be read or written (locked, disk full, closed).
+
+    ``path`` is the store's file (None for a store without one) and ``reason`` the
+    cause in plain words (``"the database is locked by another connection (waited 5 s)"``),
+    when the store knows them.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class HistoryJournaled(HistoryError):
+    """Closing found records the store could not write, and kept them in its journal file.
+
+    Nothing is lost: ``count`` records wait in ``journal`` and are written to the store,
+    in order and once, the next time it is opened (see ``SQLiteHistory``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        reason: str | None = None,
+        journal: str | None = None,
+        count: int = 0,
+    ) -> None:
+        super().__init__(message, path=path, reason=reason)
+        self.journal = journal
+        self.count = count
+
+
+class HistoryUnavailable(HistoryError):
+    """The store could not be reached (a database server down or cut off).
+
+    A record that failed this way is kept pending and written, in order, once the store
+    answers again: a scheduler may go on running what it has.
+    """
+
+
+class RunLost(HistoryError):
+    """A finishing record of a run this node no longer owns (it was taken over): not written.
+
+    The run's local copy must end: another node recorded it as crashed (and may run it again).
+    """
+
+
+class JournalError(HistoryError):
+    """A history journal file cannot be read or holds something that is not a record."""
+
+
+# ---------------------------------------------------------------- signals from task code
+# Task code raises these to tell the scheduler how its run ended. They are deliberately
+# NOT ConddslError: a task that guards its own work with ``except ConddslError`` (a
+# condition it compiles, a history it reads) must not swallow its own termination.
+
+
+class TaskTerminationException(Exception):
+    """Raised by a task that stops because its termination flag was set."""
+
+
+class Inaction(Exception):
+    """Raised by a task that found nothing to do: its run is recorded as ``inaction``."""
 
 
 def printable(text: str) -> str:

@@ -92,6 +92,10 @@ class Resolver:
         finally:
             self._expanding.pop()
 
+    def is_expanding(self, name: str) -> bool:
+        """Whether ``name`` is being expanded now: met again, it would close a cycle."""
+        return name in self._expanding
+
     def reached(self, name: str) -> Iterator[str]:
         """``name`` and every defined name it uses in turn, each once (no recursion)."""
         stack, visited = [name], set()

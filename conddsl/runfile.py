@@ -19,39 +19,38 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.runtime.leftovers import registry_path
+from conddsl.runtime.records import Recorded
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
 from conddsl.terminal import Escaped
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
 
 
-class PrintingHistory(History):
-    """A history that prints every record as one line, then stores it in ``inner``."""
+class RecordPrinter:
+    """Prints every record the scheduler writes as one line: a listener of
+    :meth:`Scheduler.subscribe <conddsl.runtime.Scheduler.subscribe>`."""
 
-    def __init__(self, inner: History, out: IO[str], zone=None) -> None:
-        self.inner = inner
+    def __init__(self, out: IO[str], zone=None) -> None:
         self.out: IO[str] | None = out
         self.zone = zone
         self.counts: Counter[str] = Counter()  # the records of this session, by action
+        self.store: History | None = None  # whose journal's replayed records are shown too
         self.where = "the history"  # where a failure's full traceback is kept
 
-    def record(
-        self, task, action, *, at, run_id=None, reason=None, message=None, traceback=None
-    ) -> Record:
-        stored = self.inner.record(
-            task, action, at=at, run_id=run_id, reason=reason, message=message, traceback=traceback
-        )
-        self.show_replayed()
-        self.counts[action] += 1
-        self._print(stored)
-        return stored
+    def __call__(self, recorded: Recorded) -> None:
+        record = recorded.record
+        self.show_replayed()  # written before it: the journal goes first
+        if record.action != "crash":  # crash records close the runs of an earlier session
+            self.counts[record.action] += 1
+        self._print(record)
 
     def show_replayed(self) -> None:
         """Print the records the store has just written from its journal (an earlier run's)."""
-        take = getattr(self.inner, "take_replayed", None)
+        take = getattr(self.store, "take_replayed", None)
         found = take() if take is not None else []
         if found:
-            journal = getattr(self.inner, "journal", None) or "its journal"
+            journal = getattr(self.store, "journal", None) or "its journal"
             count = f"{len(found)} record" + ("" if len(found) == 1 else "s")
             self._write(f"conddsl: {count} kept in {journal} by an earlier run, now written:")
         for record in found:
@@ -76,38 +75,6 @@ class PrintingHistory(History):
             # The reader went away (`conddsl run … | head`): the run goes on, unprinted;
             # the records are in the history either way.
             self.out = None
-
-    def mark_crashed(self, at):
-        # The store's own: it writes the journal's records before it looks for open runs.
-        found = self.inner.mark_crashed(at)
-        self.show_replayed()
-        for record in found:
-            self._print(record)
-        return found
-
-    def records(self, task=None, *, since=None, until=None, actions=None):
-        return self.inner.records(task, since=since, until=until, actions=actions)
-
-    def last(self, task, actions):
-        return self.inner.last(task, actions)
-
-    def first_in(self, task, actions, since, until):
-        return self.inner.first_in(task, actions, since, until)
-
-    def last_in(self, task, actions, since, until):
-        return self.inner.last_in(task, actions, since, until)
-
-    def count_in(self, task, actions, since, until):
-        return self.inner.count_in(task, actions, since, until)
-
-    def running(self, task):
-        return self.inner.running(task)
-
-    def tasks(self):
-        return self.inner.tasks()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 _VERB = {
@@ -176,9 +143,9 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
 
     # Tasks are registered against a placeholder; the SQLite file is opened only once
     # everything imported and validated, so a broken setup leaves no file behind.
-    history = PrintingHistory(MemoryHistory(), out, resolve_zone(zone) if zone else local_zone())
+    printer = RecordPrinter(out, resolve_zone(zone) if zone else local_zone())
     try:
-        app = scheduler_from_task_file(model, history=history)
+        app = scheduler_from_task_file(model, history=MemoryHistory())
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
@@ -198,12 +165,12 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     try:
-        return _serve(app, path, model, history, history_path, out, err)
+        return _serve(app, path, model, printer, history_path, out, err)
     finally:
         lock.release()
 
 
-def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path, out, err) -> int:
+def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, out, err) -> int:
     """Open the history, run the scheduler until it stops, and say how it ended."""
     from conddsl.runtime import SchedulerError
     from conddsl.runtime.signals import install_signal_handlers
@@ -214,9 +181,13 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
     except HistoryError as error:
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1
-    history.inner = store  # the scheduler marks runs a dead process left open as crash
-    history.show_replayed()
-    history.where = _shown(history_path)
+    # The scheduler marks runs a dead process left open as crash; its process registry
+    # is the file beside the history's.
+    app.history = printer.store = store
+    app.process_registry = registry_path(store) or False
+    app.subscribe(printer)
+    printer.show_replayed()
+    printer.where = _shown(history_path)
     out.write(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"
@@ -232,6 +203,7 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
             raise
     finally:
         restore()
+        printer.show_replayed()  # a journal replayed by the crash marking, nothing recorded since
         closed = _close(store)
         if failure is not None:
             err.write(f"conddsl: the run stopped: {_history_problem(failure)}\n")
@@ -243,7 +215,7 @@ def _serve(app, path: Path, model, history: PrintingHistory, history_path: Path,
         summary = _summary(history_path)
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
-    out.write(f"conddsl: {_stopped(app.stopped_by, history.counts)} ({summary})\n")
+    out.write(f"conddsl: {_stopped(app.stopped_by, printer.counts)} ({summary})\n")
     return 0
 
 

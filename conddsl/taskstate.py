@@ -227,7 +227,7 @@ def _window_walls(clock: ClockWindow, start: datetime, end: datetime) -> Iterato
         cycle = next_cycle(unit, cycle)
 
 
-class Periodic(HistoryForm):
+class PeriodicForm(HistoryForm):
     """``daily``, ``daily between 22:00 and 04:00``, ``weekly on Mon``, ``daily starting 10:00``."""
 
     __slots__ = ("clock", "whole")
@@ -280,7 +280,7 @@ class Periodic(HistoryForm):
         return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))
 
 
-class Every(HistoryForm):
+class EveryForm(HistoryForm):
     """``every D``: no start of the task within [now - D, now]."""
 
     __slots__ = ("duration",)
@@ -309,7 +309,7 @@ class Every(HistoryForm):
         return points
 
 
-class Cron(HistoryForm):
+class CronForm(HistoryForm):
     """``cron …``: inside a matching minute and no start of the task in that minute."""
 
     __slots__ = ("spec",)
@@ -366,7 +366,7 @@ def _cron_edges(spec: CronSpec, start: datetime, end: datetime) -> Iterator[date
         yield run_end
 
 
-class TaskHas(HistoryForm):
+class TaskHasForm(HistoryForm):
     """``[task 'x'] has <action> [today | this week between … | in past D]``."""
 
     __slots__ = ("actions", "clock", "past")
@@ -455,7 +455,7 @@ class TaskHas(HistoryForm):
         return self._wall_points(_window_walls(self.clock, earlier(low, _LOOKBACK), high))
 
 
-class AfterTask(HistoryForm):
+class AfterTaskForm(HistoryForm):
     """``after task 'a' [outcome]``, ``after tasks …`` (all), ``after any tasks …``."""
 
     __slots__ = ("actions",)
@@ -491,7 +491,7 @@ class AfterTask(HistoryForm):
         return points
 
 
-class TaskRunning(HistoryForm):
+class TaskRunningForm(HistoryForm):
     """``task 'x' is running``: a run of x started and has not finished."""
 
     __slots__ = ()
@@ -509,7 +509,7 @@ class TaskRunning(HistoryForm):
         return [r.at for r in ctx.history.records(self.node.task, since=start, until=end)]  # type: ignore[attr-defined]
 
 
-class RunningFor(HistoryForm):
+class RunningForForm(HistoryForm):
     """``running for more|less than D``: about the current run of the task itself."""
 
     __slots__ = ("duration",)

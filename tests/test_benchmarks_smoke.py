@@ -87,3 +87,25 @@ def test_percentiles_are_nearest_rank() -> None:
     values = percentiles([i / 1000 for i in range(1, 101)])
     assert (values["p50"], values["p99"], values["max"], values["n"]) == (0.05, 0.099, 0.1, 100)
     assert percentiles([0.2])["p99"] == 0.2
+
+
+@pytest.mark.long
+@pytest.mark.smoke
+def test_postgres_benchmark_smoke(postgres_server: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "postgres_bench.py"),
+            "--smoke",
+            "--server",
+            postgres_server,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("claims, 1 node(s)", "claims, 3 node(s)", "takeover after kill -9", "| record |"):
+        assert row in done.stdout, f"{row!r} missing from:\n{done.stdout}"
+    assert done.stdout.count("each exactly once") == 2

@@ -1,4 +1,4 @@
-"""The one error module: every language error under ConddslError, one suggest, one line index."""
+"""The one error module: every error under ConddslError, one suggest, one line index."""
 
 from __future__ import annotations
 
@@ -11,39 +11,78 @@ import pytest
 import conddsl
 from conddsl.errors import ConddslError, LineIndex, Span, suggest
 
-# The runtime and the history are being reworked separately; their errors move later.
-_NOT_YET = ("conddsl.runtime", "conddsl.history")
+# Raised by task code to end its run: not errors of conddsl (see errors.py).
+_SIGNALS = {"TaskTerminationException", "Inaction"}
 
 
-def _language_modules():
+def _modules():
     for info in pkgutil.walk_packages(conddsl.__path__, "conddsl."):
-        if not info.name.startswith(_NOT_YET) and info.name != "conddsl.errors":
+        if info.name != "conddsl.errors":
             yield importlib.import_module(info.name)
 
 
-def test_every_language_exception_is_defined_in_errors_and_under_conddsl_error():
+def test_every_exception_is_defined_in_errors_and_under_conddsl_error():
     stray = []
-    for module in _language_modules():
+    for module in _modules():
         for name, value in vars(module).items():
             if (
                 inspect.isclass(value)
                 and issubclass(value, BaseException)
                 and value.__module__ == module.__name__
+                and not issubclass(value, Warning)  # a warning is not an error
                 # a private signal that never leaves its module (tomlpos._Stop) may stay
                 and not name.startswith("_")
             ):
                 stray.append(f"{module.__name__}.{name}")
     assert stray == []
     errors = importlib.import_module("conddsl.errors")
-    defined = [
-        value
-        for value in vars(errors).values()
+    defined = {
+        name: value
+        for name, value in vars(errors).items()
         if inspect.isclass(value)
         and issubclass(value, BaseException)
         and value.__module__ == "conddsl.errors"
-    ]
-    assert len(defined) > 10
-    assert all(issubclass(cls, ConddslError) for cls in defined)
+    }
+    assert len(defined) > 20
+    assert [name for name, cls in defined.items() if not issubclass(cls, ConddslError)] == sorted(
+        _SIGNALS, key=list(defined).index
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("conddsl.runtime.runlock", "HistoryInUse"),
+        ("conddsl.runtime.runlock", "LockFileError"),
+        ("conddsl.runtime.flags", "TaskTerminationException"),
+        ("conddsl.runtime.flags", "Inaction"),
+        ("conddsl.runtime", "TaskTerminationException"),
+        ("conddsl.runtime.config", "ConfigError"),
+        ("conddsl.runtime.conditions", "ConditionFailed"),
+        ("conddsl.history.base", "HistoryError"),
+        ("conddsl.history", "HistoryJournaled"),
+    ],
+)
+def test_old_import_paths_give_the_one_class(module, name):
+    assert getattr(importlib.import_module(module), name) is getattr(errors_module(), name)
+
+
+def errors_module():
+    return importlib.import_module("conddsl.errors")
+
+
+@pytest.mark.parametrize("signal", sorted(_SIGNALS))
+def test_a_task_guarding_with_conddsl_error_does_not_swallow_its_termination(signal):
+    raised = getattr(errors_module(), signal)
+
+    def task_body():
+        try:
+            raise raised()
+        except ConddslError:  # a task's own guard around, say, compiling a condition
+            return "swallowed"
+
+    with pytest.raises(raised):
+        task_body()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from conddsl.history import MemoryHistory, SQLiteHistory
 from conddsl.runtime import ConfigError, Scheduler, SchedulerConfig, TerminationWarning
-from conddsl.runtime.config import parse_timeout
+from conddsl.settings import read_timeout as parse_timeout
 
 TIMEOUTS = [
     (30, timedelta(seconds=30)),
@@ -33,10 +33,11 @@ def test_timeout_values(value, expected):
 
 
 BAD_TIMEOUTS = [
-    (0, "of 0 would terminate every run"),
-    ("0 seconds", "of 0 would terminate every run"),
-    (timedelta(0), "of 0 would terminate every run"),
-    (-5, "must not be negative"),
+    (0, "longer than zero: 0 would terminate every run as soon as it starts; write 'never'"),
+    ("0 seconds", "must be longer than zero: 0 would terminate every run"),
+    (timedelta(0), "must be longer than zero: 0 would terminate every run"),
+    (-5, "must be longer than zero: write 'never' for no timeout"),
+    (1e20, "timeout is too long"),  # was an OverflowError from timedelta
     ("30", "needs a unit: write '30 seconds'"),
     ("soon", "is not a duration"),
     ("1 hour and a bit", "is not a duration"),
@@ -71,7 +72,7 @@ def test_defaults():
         ({"timout": 60}, "unknown config key 'timout'; did you mean 'timeout'?"),
         ({"instant_shutdwn": True}, "did you mean 'instant_shutdown'?"),
         ({"cycle_sleep": 0.1}, "unknown config key 'cycle_sleep'; known keys: timeout,"),
-        ({"timeout": 0}, "timeout of 0 would terminate every run"),
+        ({"timeout": 0}, "timeout must be longer than zero: 0 would terminate every run"),
         ({"instant_shutdown": "yes"}, "'instant_shutdown': Input should be a valid boolean"),
         ({"execution": "async"}, "'execution': Input should be 'main', 'thread' or 'process'"),
         ({"kill_grace": "never"}, "kill_grace 'never' is not a duration"),
@@ -128,7 +129,7 @@ def test_task_timeouts_inherit_or_override_the_session():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"timeout": 0}, "timeout of task 'plain' of 0 would terminate every run"),
+        ({"timeout": 0}, "timeout of task 'plain' must be longer than zero"),
         ({"execution": "async"}, "async execution needs an 'async def' function"),
         ({"execution": "fork"}, "execution must be one of main, async, thread, process"),
         ({"name": ""}, "a task name must be a non-empty string"),

@@ -139,14 +139,14 @@ def test_runs_timing_out_together_share_one_deadline():
 
     async def look(app: Scheduler) -> None:
         await until(app, "07:05")
-        assert list(app._due) == [at("07:10")]
-        assert len(app._due[at("07:10")]) == 40
+        assert list(app._timeouts.due) == [at("07:10")]
+        assert len(app._timeouts.due[at("07:10")]) == 40
 
     play(app, look)
     assert sorted(finishes(app.history)) == sorted(
         (f"t{n}", "terminate", "07:10", "timeout") for n in range(40)
     )
-    assert app._due == {} and app._deadlines == []
+    assert app._timeouts.due == {} and app._timeouts.heap == []
 
 
 def test_runs_that_finish_early_leave_the_deadline_heap():
@@ -166,7 +166,7 @@ def test_runs_that_finish_early_leave_the_deadline_heap():
         ("alone", "terminate", "07:30", "timeout"),
         ("slow", "terminate", "08:00", "timeout"),
     ]
-    assert app._due == {} and app._deadlines == []
+    assert app._timeouts.due == {} and app._timeouts.heap == []
 
 
 # ---------------------------------------------------------------- finishing records
@@ -199,7 +199,7 @@ def test_every_record_is_written_when_serve_returns():
     for number in range(25):
         app.task("time of day between 07:00 and 07:01", name=f"t{number}")(FOREVER["async"])
     play(app, force)
-    assert app._unwritten == []
+    assert app._records.unwritten == []
     assert len(finishes(app.history)) == 25
 
 

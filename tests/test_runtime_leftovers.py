@@ -238,18 +238,41 @@ def test_the_registry_lists_the_live_trees_while_they_run(tmp_path):
 
 
 def test_only_a_history_file_gets_a_registry(tmp_path):
-    class Wrapper(MemoryHistory):  # as conddsl run wraps its store
-        def __init__(self, inner) -> None:
-            super().__init__()
-            self.inner = inner
-
     assert registry_path(MemoryHistory()) is None
     with SQLiteHistory(":memory:") as history:
         assert registry_path(history) is None
     with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
-        expected = str(tmp_path / "runs.sqlite3") + SUFFIX
-        assert registry_path(history) == expected
-        assert registry_path(Wrapper(history)) == expected
+        assert registry_path(history) == str(tmp_path / "runs.sqlite3") + SUFFIX
+
+
+def test_the_process_registry_can_be_named_or_turned_off(tmp_path):
+    """Whatever the history: a path lists the live trees there; False keeps no registry
+    even beside a history file."""
+    named = tmp_path / "elsewhere.processes"
+    seen: list[bool] = []
+
+    async def look(app: Scheduler) -> None:
+        await records_appear(app, "run", 1)
+        await asyncio.sleep(0.05)  # the registry is written at the end of the turn
+        seen.append(named.exists())
+        seen.append(Path(str(tmp_path / "runs.sqlite3") + SUFFIX).exists())
+        app.shut_down(force=True)
+
+    app = Scheduler(
+        {"history": MemoryHistory(), "kill_grace": GRACE, "timeout": "never"},
+        process_registry=named,
+    )
+    app.command_task(Once(), argv=["sleep", "60"], name="wait")
+    play(app, look)
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        app = Scheduler(
+            {"history": history, "kill_grace": GRACE, "timeout": "never"},
+            process_registry=False,
+        )
+        app.command_task(Once(), argv=["sleep", "60"], name="wait")
+        play(app, look)
+    assert seen == [True, False, False, False]
+    assert not named.exists()  # every tree ended: the file goes
 
 
 SCHEDULER = textwrap.dedent(

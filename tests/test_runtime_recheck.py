@@ -66,7 +66,9 @@ def test_recheck_of_an_unknown_phrase_suggests_the_registered_one():
         ("5 parsecs", "recheck '5 parsecs' is not a duration"),
         ("10 minutes and then some", "recheck '10 minutes and then some' is not a duration"),
         ("0 seconds", "recheck must be longer than zero"),
-        (True, "recheck must be a number of seconds, a duration"),
+        (True, "recheck must be seconds as a number, or text such as '10 minutes'"),
+        (-1, "recheck must be longer than zero"),
+        (1e20, "recheck is too long"),
     ],
 )
 def test_recheck_is_read_like_every_duration_setting(value, message):

@@ -597,7 +597,7 @@ def test_a_history_that_fails_is_a_fatal_error():
 
 
 def test_a_multilaunch_task_whose_threads_ignore_their_flag_does_not_pile_up(release):
-    from conddsl.runtime.scheduler import MAX_DYING
+    from conddsl.runtime.runtable import MAX_DYING
 
     app = virtual(shut_cond="time of day after 09:00", kill_grace=0.05)
     app.task("every 1 minute", name="deaf", timeout="30 seconds", multilaunch=True)(

@@ -382,13 +382,13 @@ def test_cron_every_minute_looks_only_at_starts(monkeypatch):
     from conddsl import taskstate
 
     calls = []
-    original = taskstate.Cron.history_value
+    original = taskstate.CronForm.history_value
 
     def counted(self, wall, ctx):
         calls.append(wall)
         return original(self, wall, ctx)
 
-    monkeypatch.setattr(taskstate.Cron, "history_value", counted)
+    monkeypatch.setattr(taskstate.CronForm, "history_value", counted)
     condition = compile_condition("cron * * * * *", timezone="Europe/Helsinki")
     now = datetime(2024, 1, 1, 10, 0, 20, tzinfo=UTC)
     history = _cron_history([now - timedelta(seconds=15)])

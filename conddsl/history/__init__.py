@@ -8,9 +8,10 @@ from conddsl.history.base import (
     HistoryJournaled,
     HistoryUnavailable,
     Record,
+    RunLost,
 )
 from conddsl.history.memory import MemoryHistory
-from conddsl.history.postgres import PostgresHistory, RunLost
+from conddsl.history.postgres import PostgresHistory
 from conddsl.history.sqlite import SQLiteHistory
 
 __all__ = [

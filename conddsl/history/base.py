@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
-from conddsl.errors import ConddslError
+from conddsl.errors import HistoryError as HistoryError
+from conddsl.errors import HistoryJournaled as HistoryJournaled
+from conddsl.errors import HistoryUnavailable as HistoryUnavailable
+from conddsl.errors import RunLost as RunLost
 
 ACTIONS: tuple[str, ...] = ("run", "success", "fail", "terminate", "inaction", "crash")
 FINISH_ACTIONS: frozenset[str] = frozenset(ACTIONS[1:])
@@ -25,49 +28,6 @@ ACTION_CODES: dict[str, int] = {action: code for code, action in enumerate(ACTIO
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
-
-
-class HistoryError(ConddslError):
-    """A history store could not be read or written (locked, disk full, closed).
-
-    ``path`` is the store's file (None for a store without one) and ``reason`` the
-    cause in plain words (``"the database is locked by another connection (waited 5 s)"``),
-    when the store knows them.
-    """
-
-    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None):
-        super().__init__(message)
-        self.path = path
-        self.reason = reason
-
-
-class HistoryJournaled(HistoryError):
-    """Closing found records the store could not write, and kept them in its journal file.
-
-    Nothing is lost: ``count`` records wait in ``journal`` and are written to the store,
-    in order and once, the next time it is opened (see ``SQLiteHistory``).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | None = None,
-        reason: str | None = None,
-        journal: str | None = None,
-        count: int = 0,
-    ) -> None:
-        super().__init__(message, path=path, reason=reason)
-        self.journal = journal
-        self.count = count
-
-
-class HistoryUnavailable(HistoryError):
-    """The store could not be reached (a database server down or cut off).
-
-    A record that failed this way is kept pending and written, in order, once the store
-    answers again: a scheduler may go on running what it has.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from conddsl.bounded import read_bounded
+from conddsl.errors import JournalError as _JournalError
 from conddsl.history.base import (
     ACTION_CODES,
     ACTIONS,
@@ -859,10 +860,6 @@ class SQLiteHistory(History):
                 " retried by the next write or flush()"
             )
         return HistoryError(message, path=self._path, reason=cause)
-
-
-class _JournalError(HistoryError):
-    """The journal file cannot be read or holds something that is not a record."""
 
 
 def _journal_entry(line: bytes) -> tuple[str, _Row]:

@@ -2,14 +2,11 @@
 
 A condition mixes clock forms (``time of day …``, the windows of ``daily after …``,
 cron minutes) with forms about tasks and the session, which the checker cannot know.
-For each condition two clock-only conditions are built:
-
-- ``over``: true wherever the condition *may* be true (unknown parts read as true);
-- ``under``: true only where the condition is *surely* true (unknown parts read as false).
-
-``~`` swaps them. "Never true" is then claimed only when ``over`` has no window, and
-"always true" only when ``under`` has no gap, over the condition's whole horizon: the
-claims are sound whatever the run history holds.
+For each condition the bounds of :mod:`conddsl.bounds` are built with all of those read
+as unknown: ``over`` (true wherever the condition *may* be true) and ``under`` (true
+only where it *surely* is), both clock-only. "Never true" is then claimed only when
+``over`` has no window, and "always true" only when ``under`` has no gap, over the
+condition's whole horizon: the claims are sound whatever the run history holds.
 """
 
 from __future__ import annotations
@@ -18,12 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
+from conddsl.bounds import FALSE, TRUE, Bounds, BoundsAnalysis
+from conddsl.bounds import conjunction as conjunction
+from conddsl.bounds import negation as negation
 from conddsl.compile import IRREGULAR_HORIZON, Condition
-from conddsl.resolve import Resolver
 from conddsl.rules.conditions import walk
 from conddsl.timeline.clock import cycle_length, point_offset
 from conddsl.timeline.cron import parse_cron
-from conddsl.visitor import ConditionVisitor
 from conddsl.windows import clock_window, cycle_point
 
 __all__ = ["Bounds", "ClockAnalysis", "REFERENCE", "whole_cycle_reason"]
@@ -38,62 +36,20 @@ _MONTHS = timedelta(days=430)
 _ALL_DAYS = (1 << 31) - 1
 _ALL_MONTHS = 0x1FFE
 _ALL_WEEKDAYS = 0x7F
-TRUE = ast.Constant(True)
-FALSE = ast.Constant(False)
-
-Bounds = tuple[ast.Node, ast.Node]
 Window = tuple[datetime, datetime]
 
 
-def _fold(items: list[ast.Node], unit: ast.Node, zero: ast.Node, node_type) -> ast.Node:
-    kept = []
-    for item in items:
-        if item == zero:
-            return zero
-        if item != unit:
-            kept.append(item)
-    if not kept:
-        return unit
-    return kept[0] if len(kept) == 1 else node_type(tuple(kept))
+class ClockAnalysis(BoundsAnalysis):
+    """Clock bounds and windows for the conditions of one file (named conditions memoized).
 
-
-def conjunction(items: list[ast.Node]) -> ast.Node:
-    """``&`` of the items with constants folded away."""
-    return _fold(items, TRUE, FALSE, ast.All)
-
-
-def disjunction(items: list[ast.Node]) -> ast.Node:
-    """``|`` of the items with constants folded away."""
-    return _fold(items, FALSE, TRUE, ast.Any)
-
-
-def negation(item: ast.Node) -> ast.Node:
-    """``~`` of the item, folding constants and double negation."""
-    if isinstance(item, ast.Constant):
-        return ast.Constant(not item.value)
-    if isinstance(item, ast.Not):
-        return item.item
-    return ast.Not(item)
-
-
-class ClockAnalysis(ConditionVisitor[Bounds]):
-    """Clock bounds and windows for the conditions of one file (named conditions memoized)."""
+    The bounds are :class:`~conddsl.bounds.BoundsAnalysis`'s with every form that is not
+    the clock's read as unknown: the checker knows no run history and no session.
+    """
 
     def __init__(self, rules: Mapping[str, ast.Node], timezone: str | tzinfo) -> None:
+        super().__init__(rules)
         self.rules = rules
         self.timezone = timezone
-        self._resolver = Resolver(rules)
-
-    # ------------------------------------------------------------ bounds
-
-    def bounds(self, node: ast.Node) -> Bounds:
-        """``(over, under)``: clock-only conditions around ``node`` (see the module doc)."""
-        return self.visit(node)
-
-    def visit_clock(self, node: ast.Node) -> Bounds:
-        return node, node
-
-    visit_Constant = visit_TimeOf = visit_clock
 
     def visit_Periodic(self, node: ast.Periodic) -> Bounds:
         # Once per window: the window bounds it from above; the history may say no.
@@ -103,36 +59,12 @@ class ClockAnalysis(ConditionVisitor[Bounds]):
     def visit_Cron(self, node: ast.Cron) -> Bounds:
         return node, FALSE
 
-    def visit_All(self, node: ast.All) -> Bounds:
-        pairs = [self.visit(item) for item in node.items]
-        return conjunction([o for o, _ in pairs]), conjunction([u for _, u in pairs])
-
-    def visit_Any(self, node: ast.Any) -> Bounds:
-        pairs = [self.visit(item) for item in node.items]
-        return disjunction([o for o, _ in pairs]), disjunction([u for _, u in pairs])
-
-    def visit_Not(self, node: ast.Not) -> Bounds:
-        over, under = self.visit(node.item)
-        return negation(under), negation(over)
-
-    def visit_Zoned(self, node: ast.Zoned) -> Bounds:
-        over, under = self.visit(node.item)
-        return _zoned(over, node.zone), _zoned(under, node.zone)
-
-    def visit_Reference(self, node: ast.Reference) -> Bounds:
-        # A custom condition (with arguments) only Python can answer; an unknown name
-        # or a cycle is reported elsewhere (E120, E121).
-        if self._resolver.target(node) is None:
-            return TRUE, FALSE
-        return self._resolver.expand(node, self.visit, on_cycle=lambda chain: (TRUE, FALSE))
-
-    def visit_unknown(self, node: ast.Node) -> Bounds:
-        """Task state, pace (every), the scheduler and the session: unknown here."""
-        return TRUE, FALSE
-
-    visit_Every = visit_TaskHas = visit_AfterTask = visit_TaskRunning = visit_unknown
-    visit_RunningFor = visit_SchedulerCycles = visit_SchedulerUptime = visit_unknown
-    visit_Env = visit_ParamExists = visit_ParamIs = visit_unknown
+    # Task state, pace (every), the scheduler and the session: unknown here.
+    visit_Every = BoundsAnalysis.visit_unknown
+    visit_TaskHas = visit_AfterTask = visit_TaskRunning = BoundsAnalysis.visit_unknown
+    visit_RunningFor = visit_SchedulerCycles = BoundsAnalysis.visit_unknown
+    visit_SchedulerUptime = visit_Env = BoundsAnalysis.visit_unknown
+    visit_ParamExists = visit_ParamIs = BoundsAnalysis.visit_unknown
 
     # ------------------------------------------------------------ windows
 
@@ -216,10 +148,6 @@ def _names_weekday(window: ast.Node | None) -> bool:
         return False
     points = [getattr(window, name, None) for name in ("start", "end", "point")]
     return any(isinstance(p, ast.MonthDay) and p.weekday is not None for p in points)
-
-
-def _zoned(node: ast.Node, zone: str) -> ast.Node:
-    return node if isinstance(node, ast.Constant) else ast.Zoned(node, zone)
 
 
 def whole_cycle_reason(node: ast.TimeOf | ast.Periodic) -> str | None:

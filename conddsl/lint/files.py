@@ -13,7 +13,7 @@ from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport
 from conddsl.runtime.leftovers import SUFFIX as REGISTRY_SUFFIX
-from conddsl.runtime.registry_trust import registry_problems
+from conddsl.runtime.leftovers import registry_problems
 from conddsl.trust import untrusted
 
 __all__ = ["check_files"]

@@ -6,14 +6,18 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
 from conddsl import ast
-from conddsl.lint.clock import ClockAnalysis, conjunction, negation, whole_cycle_reason
+from conddsl.bounds import conjunction, negation
+from conddsl.lint.clock import ClockAnalysis, whole_cycle_reason
 from conddsl.lint.period import start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
+from conddsl.reads import OWN_TASK_HINT, own_task_problem
+from conddsl.resolve import Resolver
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.graph import find_cycles
 from conddsl.rules.models import NEVER
 from conddsl.rules.taskfile import FileCondition, TaskFileReport
+from conddsl.visitor import ConditionVisitor
 
 __all__ = ["check_tasks"]
 
@@ -80,26 +84,47 @@ def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCo
 # ---------------------------------------------------------------- C302
 
 
-def _mandatory_waits(
-    node: ast.Node, rules: Mapping[str, ast.Node], anchor: ast.Node | None, seen: frozenset
-) -> Iterator[tuple[str, ast.Node]]:
-    """Tasks this condition can never do without: ``after task`` reached through ``&`` only.
+Waits = tuple[tuple[str, ast.Node], ...]
 
-    Yields ``(task, node to point at)``; inside a named condition the pointer is the
-    reference in the task file.
+
+class _MandatoryWaits(ConditionVisitor[Waits]):
+    """Tasks a condition can never do without: ``after task`` reached through ``&`` only.
+
+    Answers ``(task, node to point at)`` pairs; inside a named condition the pointer is
+    the reference in the task file (``anchor``). A cycle of names answers nothing here:
+    it is E121's.
     """
-    if isinstance(node, ast.AfterTask):
-        if node.mode != "any" or len(node.tasks) == 1:
-            for task in node.tasks:
-                yield task, anchor or node
-    elif isinstance(node, ast.All):
-        for item in node.items:
-            yield from _mandatory_waits(item, rules, anchor, seen)
-    elif isinstance(node, ast.Zoned):
-        yield from _mandatory_waits(node.item, rules, anchor, seen)
-    elif isinstance(node, ast.Reference) and node.name in rules and node.name not in seen:
-        target = rules[node.name]
-        yield from _mandatory_waits(target, rules, anchor or node, seen | {node.name})
+
+    def __init__(self, rules: Mapping[str, ast.Node]) -> None:
+        self.resolver = Resolver(rules)
+
+    def visit_AfterTask(self, node: ast.AfterTask, anchor: ast.Node | None) -> Waits:
+        if node.mode == "any" and len(node.tasks) > 1:
+            return ()  # any one of them will do: none is a must
+        return tuple((task, anchor or node) for task in node.tasks)
+
+    def visit_All(self, node: ast.All, anchor: ast.Node | None) -> Waits:
+        return tuple(wait for item in node.items for wait in self.visit(item, anchor))
+
+    def visit_Zoned(self, node: ast.Zoned, anchor: ast.Node | None) -> Waits:
+        return self.visit(node.item, anchor)
+
+    def visit_Reference(self, node: ast.Reference, anchor: ast.Node | None) -> Waits:
+        if self.resolver.target(node) is None or self.resolver.is_expanding(node.name):
+            return ()
+        # Not remembered (the pointer differs by place), and two frames a level: names
+        # may nest up to E123's limit.
+        with self.resolver.expanding(node) as target:
+            return self.visit(target, anchor or node)
+
+    def visit_optional(self, node: ast.Node, anchor: ast.Node | None) -> Waits:
+        """Forms that wait for no task, or (``|``, ``~``) make no wait a must."""
+        return ()
+
+    visit_Constant = visit_Any = visit_Not = visit_TimeOf = visit_Periodic = visit_optional
+    visit_Every = visit_Cron = visit_TaskHas = visit_TaskRunning = visit_optional
+    visit_RunningFor = visit_SchedulerCycles = visit_SchedulerUptime = visit_optional
+    visit_Env = visit_ParamExists = visit_ParamIs = visit_optional
 
 
 def _waiting_cycles(
@@ -108,10 +133,11 @@ def _waiting_cycles(
     tasks = report.task_tables
     edges: dict[str, list[str]] = {name: [] for name in tasks}
     pointers: dict[tuple[str, str], tuple[FileCondition, ast.Node]] = {}
+    waits = _MandatoryWaits(report.rules)
     for condition in conditions:
         if condition.task is None or condition.key != "start_cond":
             continue
-        for task, node in _mandatory_waits(condition.node, report.rules, None, frozenset()):
+        for task, node in waits.visit(condition.node, None):
             if task in tasks:
                 edges[condition.task].append(task)
                 pointers.setdefault((condition.task, task), (condition, node))
@@ -276,8 +302,6 @@ def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Itera
 def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagnostic]:
     """C303: the scheduler's shut_cond belongs to no task, so one about its own task's runs
     is refused by `conddsl run`; reported where the condition is written."""
-    from conddsl.runtime.conditions import OWN_TASK_HINT, own_task_problem
-
     why = own_task_problem(shut.node, report.rules)
     if why is not None:
         where = shut.source.file_range(shut.node.span)

@@ -14,15 +14,15 @@ from conddsl.rules.diagnostics import (
     RuleFileError,
     TaskFileError,
 )
-from conddsl.rules.models import SchedulerConfig, Task, TaskFile
+from conddsl.rules.models import SchedulerTable, TaskFile, TaskTable
 from conddsl.rules.taskfile import load_task_file, read_task_file
 
 __all__ = [
     "Diagnostic",
     "FileCheckError",
     "RuleFileError",
-    "SchedulerConfig",
-    "Task",
+    "SchedulerTable",
+    "TaskTable",
     "TaskFile",
     "TaskFileError",
     "load_rules",

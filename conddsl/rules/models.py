@@ -26,103 +26,20 @@ from pydantic_core import PydanticCustomError
 
 from conddsl import ast
 from conddsl.compile import Condition, compile_condition
-from conddsl.literals import LiteralError, read_duration_text
-from conddsl.timeline.zones import resolve_zone, zone_names_like
+from conddsl.settings import NEVER, Grace, Timeout, Zone
 
 __all__ = [
     "NEVER",
     "DefaultExecution",
     "Execution",
-    "SchedulerConfig",
-    "Task",
+    "SchedulerTable",
+    "TaskTable",
     "TaskFile",
-    "to_duration",
-    "to_timeout",
 ]
 
 Execution = Literal["main", "async", "thread", "process"]
 # A scheduler-wide default: async is chosen per task (for coroutine functions).
 DefaultExecution = Literal["main", "thread", "process"]
-
-_DURATION_HELP = "seconds as a number, or text such as '10 minutes', '1h30m' or '01:30:00'"
-
-
-def to_duration(value: Any, *, allow_zero: bool = False) -> timedelta:
-    """A duration from a TOML value: a number of seconds or duration text (``"1h30m"``)."""
-    if isinstance(value, timedelta):
-        found = value
-    elif isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise PydanticCustomError(
-            "duration_type", f"expected a duration: {_DURATION_HELP}", {"hint": None}
-        )
-    elif isinstance(value, str):
-        found = _duration_text(value)
-    else:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise PydanticCustomError("duration_value", "the duration must be a finite number")
-        try:
-            found = timedelta(seconds=value)
-        except OverflowError:
-            raise PydanticCustomError("duration_value", "the duration is too long") from None
-    if found < timedelta(0) or (not allow_zero and not found):
-        wanted = "zero or more" if allow_zero else "longer than zero"
-        raise PydanticCustomError("duration_value", f"the duration must be {wanted}")
-    return found
-
-
-def _duration_text(text: str) -> timedelta:
-    try:
-        return read_duration_text(text)
-    except LiteralError as error:
-        raise PydanticCustomError("duration_text", error.message, {"hint": error.hint}) from None
-
-
-def _json_duration(description: str) -> WithJsonSchema:
-    return WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*[0-9.]"},
-            ],
-            "description": f"{description} ({_DURATION_HELP})",
-        }
-    )
-
-
-def to_timeout(value: Any) -> timedelta | str:
-    """A timeout: a duration (see :func:`to_duration`), or ``"never"`` for none."""
-    if isinstance(value, str) and value.strip().lower() == NEVER:
-        return NEVER
-    try:
-        return to_duration(value)
-    except PydanticCustomError as error:
-        if error.type == "duration_value":
-            raise PydanticCustomError(
-                "duration_value", error.message(), {"hint": "write 'never' for no timeout"}
-            ) from None
-        raise
-
-
-NEVER = "never"
-Timeout = Annotated[
-    timedelta | Literal["never"],
-    PlainValidator(to_timeout),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*([0-9.]|never\s*$)"},
-            ],
-            "description": "How long a run may take before it is terminated "
-            f"({_DURATION_HELP}), or 'never'",
-        }
-    ),
-]
-Grace = Annotated[
-    timedelta,
-    PlainValidator(lambda value: to_duration(value, allow_zero=True)),
-    _json_duration("How long a terminated run gets before it is killed"),
-]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _FUNC = re.compile(rf"{_DOTTED}:{_DOTTED}")
@@ -194,29 +111,12 @@ ConditionString = Annotated[
 ]
 
 
-def _timezone(value: Any) -> str:
-    if not isinstance(value, str):
-        raise PydanticCustomError("timezone_type", "timezone must be text like 'Europe/Helsinki'")
-    if resolve_zone(value) is None:
-        close = zone_names_like(value, 1)
-        hint = f"did you mean {close[0]!r}?" if close else "use an IANA name like Europe/Helsinki"
-        raise PydanticCustomError("timezone_value", f"unknown timezone {value!r}", {"hint": hint})
-    return value
-
-
-Timezone = Annotated[
-    str,
-    PlainValidator(_timezone),
-    WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
-]
-
-
 class _Model(BaseModel):
     # TOML values are typed: no coercion of "yes" to true or 1.0 to 1.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SchedulerConfig(_Model):
+class SchedulerTable(_Model):
     """The ``[scheduler]`` table: settings for the whole file."""
 
     model_config = ConfigDict(title="scheduler")
@@ -228,7 +128,7 @@ class SchedulerConfig(_Model):
         False, description="On shutdown, terminate running tasks instead of waiting for them"
     )
     shut_cond: ConditionString | None = Field(None, description="Shut the scheduler down when true")
-    timezone: Timezone | None = Field(
+    timezone: Zone | None = Field(
         None, description="The zone conditions are evaluated in (default: the system's)"
     )
     history: str | None = Field(
@@ -251,7 +151,7 @@ class SchedulerConfig(_Model):
     )
 
 
-class Task(_Model):
+class TaskTable(_Model):
     """A ``[tasks.NAME]`` table: what to run, and when it starts and stops."""
 
     model_config = ConfigDict(title="task")
@@ -273,7 +173,7 @@ class Task(_Model):
     disabled: bool = Field(False, description="Never start the task")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Task:
+    def _one_kind(self) -> TaskTable:
         if (self.func is None) == (self.command is None):
             both = self.func is not None
             raise PydanticCustomError(
@@ -302,8 +202,8 @@ class TaskFile(_Model):
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
 
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    tasks: dict[Annotated[str, StringConstraints(min_length=1)], Task] = Field(
+    scheduler: SchedulerTable = Field(default_factory=SchedulerTable)
+    tasks: dict[Annotated[str, StringConstraints(min_length=1)], TaskTable] = Field(
         default_factory=dict, description="The tasks, by name"
     )
 

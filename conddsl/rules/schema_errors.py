@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from conddsl.errors import LineIndex, suggest
 from conddsl.rules.diagnostics import Diagnostic
-from conddsl.rules.models import SchedulerConfig, Task, TaskFile
+from conddsl.rules.models import SchedulerTable, TaskFile, TaskTable
 from conddsl.rules.tomlpos import TomlLocations
 
 _EXPECTED = {
@@ -110,9 +110,9 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     if not loc:
         return TaskFile
     if loc == ("scheduler",):
-        return SchedulerConfig
+        return SchedulerTable
     if len(loc) == 2 and loc[0] == "tasks":
-        return Task
+        return TaskTable
     return None
 
 
@@ -121,13 +121,13 @@ def _key_hint(key: str, table: tuple) -> str | None:
     if model is None:
         return None
     names = list(model.model_fields)
-    if model is Task and key in SchedulerConfig.model_fields:
+    if model is TaskTable and key in SchedulerTable.model_fields:
         return f"{key!r} belongs in the [scheduler] table"
-    if model is SchedulerConfig and key in Task.model_fields:
+    if model is SchedulerTable and key in TaskTable.model_fields:
         return f"{key!r} belongs in a [tasks.NAME] table"
-    if model is TaskFile and key in Task.model_fields:
+    if model is TaskFile and key in TaskTable.model_fields:
         return "task settings go in a [tasks.NAME] table"
-    if model is TaskFile and key in SchedulerConfig.model_fields:
+    if model is TaskFile and key in SchedulerTable.model_fields:
         return f"{key!r} belongs in the [scheduler] table"
     close = suggest(key, names)
     if not close and len(key) >= 3:  # "start" for start_cond

@@ -23,7 +23,7 @@ from conddsl.resolve import Resolver
 from conddsl.rules.condfile import RuleFile, read_rule_file, reference_diagnostic
 from conddsl.rules.conditions import ConditionText, references, syntax_diagnostic, task_names
 from conddsl.rules.diagnostics import Diagnostic, has_errors
-from conddsl.rules.models import SchedulerConfig, Task, TaskFile
+from conddsl.rules.models import SchedulerTable, TaskFile, TaskTable
 from conddsl.rules.schema_errors import schema_diagnostics
 from conddsl.rules.textfile import read_text
 from conddsl.rules.tomlpos import MAX_NESTING, TomlLocations, locate, nesting, too_deep
@@ -248,13 +248,13 @@ def _validate(report: TaskFileReport) -> None:
     # and a runtime could report the rest.
     scheduler = data.get("scheduler", {})
     try:
-        config = SchedulerConfig.model_validate(scheduler)
+        config = SchedulerTable.model_validate(scheduler)
     except ValidationError:
-        config = SchedulerConfig()
+        config = SchedulerTable()
     tasks = {}
     for name, table in report.task_tables.items():
         try:
-            tasks[name] = Task.model_validate(table)
+            tasks[name] = TaskTable.model_validate(table)
         except ValidationError:
             continue
     report.model = TaskFile(scheduler=config, tasks={n: t for n, t in tasks.items() if n})

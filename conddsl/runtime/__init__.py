@@ -99,7 +99,9 @@ from conddsl.runtime.clock import Clock, RealClock, VirtualClock
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
 from conddsl.runtime.from_file import scheduler_from_task_file
-from conddsl.runtime.runs import Run
+from conddsl.runtime.phases import Phase, State
+from conddsl.runtime.records import Recorded
+from conddsl.runtime.runs import Executor, Run
 from conddsl.runtime.scheduler import (
     ControlError,
     Scheduler,
@@ -114,13 +116,17 @@ __all__ = [
     "Clock",
     "ConfigError",
     "ControlError",
+    "Executor",
     "Inaction",
+    "Phase",
     "RealClock",
+    "Recorded",
     "Run",
     "Scheduler",
     "SchedulerConfig",
     "SchedulerError",
     "Session",
+    "State",
     "Task",
     "TaskTerminationException",
     "TerminationFlag",

@@ -41,6 +41,15 @@ class Clock(Protocol):
         """Return at ``deadline`` (None: no deadline) or as soon as ``wake`` is set."""
         ...
 
+    def hold(self) -> None:
+        """Keep time from jumping ahead until a matching :meth:`release` (a run is dying,
+        or its process is being started, in real time); a no-op for a clock that never jumps."""
+        ...
+
+    def release(self) -> None:
+        """Undo one :meth:`hold`."""
+        ...
+
 
 class RealClock:
     """Wall-clock time in UTC; sleeps on the event loop's timer, waking a little early

@@ -1,9 +1,7 @@
-"""The scheduler's settings: a strict pydantic model, and the reader for timeouts and durations."""
+"""The scheduler's settings: a strict pydantic model of what ``Scheduler(config)`` accepts."""
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 from datetime import timedelta, tzinfo
 from typing import Any, Literal
@@ -17,54 +15,10 @@ from pydantic import (
     field_validator,
 )
 
-from conddsl.errors import ConddslError
+from conddsl.errors import ConfigError as ConfigError
+from conddsl.errors import SettingValueError, suggest
 from conddsl.history import History, MemoryHistory
-from conddsl.literals import LiteralError, read_duration_text
-from conddsl.timeline.zones import resolve_zone, zone_names_like
-
-_DURATION_EXAMPLES = "a number of seconds, a duration like '30 minutes', '1h30m' or '01:30:00'"
-
-
-class ConfigError(ConddslError, ValueError):
-    """A scheduler or task setting that is unknown or has an unusable value."""
-
-
-def parse_duration_setting(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
-    """A positive duration from seconds (int/float), text or a timedelta."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be {_DURATION_EXAMPLES}, not {value!r}")
-    if isinstance(value, int | float):
-        if math.isnan(value) or math.isinf(value):
-            raise ConfigError(f"{what} must be a finite number of seconds, not {value!r}")
-        value = timedelta(seconds=value)
-    elif isinstance(value, str):
-        value = _parse_duration_text(value, what)
-    if not isinstance(value, timedelta):
-        raise ConfigError(f"{what} must be {_DURATION_EXAMPLES}, not {type(value).__name__}")
-    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
-        if value == timedelta(0):
-            # Rocketry silently falls back to the session timeout here; a zero that
-            # terminates every run at once is never what was meant either.
-            raise ConfigError(
-                f"{what} of 0 would terminate every run as soon as it starts;"
-                " give a positive duration, or 'never' for no timeout"
-            )
-        raise ConfigError(f"{what} must not be negative, got {value.total_seconds():g} seconds")
-    return value
-
-
-def parse_timeout(value: object, what: str = "timeout") -> timedelta | None:
-    """A timeout: like :func:`parse_duration_setting`, plus ``"never"`` (None) for no limit."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
-        return None
-    return parse_duration_setting(value, what)
-
-
-def _parse_duration_text(text: str, what: str) -> timedelta:
-    try:
-        return read_duration_text(text)
-    except LiteralError as error:
-        raise ConfigError(f"{what} {error.message}: {error.hint}") from None
+from conddsl.settings import read_duration, read_timeout, read_zone
 
 
 class SchedulerConfig(BaseModel):
@@ -98,16 +52,17 @@ class SchedulerConfig(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, value: object) -> timedelta | None:
-        return parse_timeout(value, "timeout")
+        return read_timeout(value, "timeout")
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | tzinfo | None) -> str | tzinfo | None:
-        if isinstance(value, str) and resolve_zone(value) is None:
-            close = zone_names_like(value, 1)
-            hint = f"did you mean {close[0]!r}?" if close else "an IANA name like Europe/Helsinki"
-            raise ValueError(f"unknown timezone {value!r}; {hint}")
-        return value
+        if value is None:
+            return None
+        try:
+            return read_zone(value)
+        except SettingValueError as error:
+            raise ValueError(f"{error.reason}; {error.hint}") from None
 
     @field_validator("history", mode="before")
     @classmethod
@@ -121,7 +76,7 @@ class SchedulerConfig(BaseModel):
     @field_validator("kill_grace", mode="before")
     @classmethod
     def _kill_grace(cls, value: object) -> timedelta:
-        return parse_duration_setting(value, "kill_grace", allow_zero=True)
+        return read_duration(value, "kill_grace", allow_zero=True)
 
     @classmethod
     def load(cls, config: SchedulerConfig | dict[str, Any] | None) -> SchedulerConfig:
@@ -140,8 +95,8 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            close = suggest(key, known)
+            hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
             problems.append(f"unknown config key {key!r}; {hint}")
         else:
             message = error["msg"].removeprefix("Value error, ")

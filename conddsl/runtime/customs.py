@@ -7,11 +7,9 @@ compiled with one), then the scheduler's, then the default registry; named rules
 from the condition's own ``rules``, then the scheduler's ``rules=``.
 
 A custom condition is a Python call the time engine cannot see into. The scheduler
-wraps a condition with custom parts in a :class:`GatedCondition`, built from two
-bounds compiled without them: the *upper* bound (each custom part replaced by the
-value that makes the whole condition truest: ``true`` where it is not negated,
-``false`` under a ``~``) and the *lower* bound (the other way round). ``and``, ``or``
-and ``not`` being monotone, the condition's value always lies between the two:
+wraps a condition with custom parts in a :class:`GatedCondition`, built from the two
+bounds of :mod:`conddsl.bounds` compiled without them: the *upper* bound (true wherever
+the condition may be true) and the *lower* bound (true only where it surely is):
 
 - when the upper bound is false the condition is false, and when the lower bound is
   true it is true, without calling any custom function;
@@ -27,6 +25,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from conddsl import ast
+from conddsl.bounds import BoundsAnalysis
 from conddsl.compile import Condition, compile_condition
 from conddsl.custom import ConditionRegistry, CustomCondition, default_registry
 from conddsl.parse import parse
@@ -73,12 +72,13 @@ class GatedCondition(Condition):
         text: str | None = None,
     ) -> None:
         super().__init__(node, timezone=timezone, rules=rules, registry=registry, text=text)
-        customs: list[CustomCondition] = []
-        self._upper = Condition(_bound(node, self.rules, True, customs), timezone=self.zone)
-        self._lower = Condition(_bound(node, self.rules, False, customs), timezone=self.zone)
+        analysis = BoundsAnalysis(self.rules)
+        upper, lower = analysis.bounds(node)
+        self._upper = Condition(upper, timezone=self.zone)
+        self._lower = Condition(lower, timezone=self.zone)
         #: The phrases of its custom parts (``recheck(phrase)`` finds it by them).
-        self.customs = frozenset(customs)
-        entries = [registry.get(phrase) for phrase in customs]
+        self.customs = frozenset(analysis.unknown)
+        entries = [registry.get(phrase) for phrase in self.customs]
         self._recheck = min(entry.recheck for entry in entries if entry is not None)
 
     @property
@@ -109,35 +109,14 @@ class GatedCondition(Condition):
         return min(found) if found else None
 
 
-def _bound(node: ast.Node, rules: Mapping[str, ast.Node], upper: bool, customs: list[str]):
-    """``node`` with each custom part replaced by its value in the upper or lower bound."""
-
-    def walk(node: ast.Node, positive: bool, seen: tuple[str, ...]) -> ast.Node:
-        if isinstance(node, ast.Reference):
-            target = None if node.args else rules.get(node.name)
-            if target is not None and node.name not in seen:
-                return walk(target, positive, (*seen, node.name))
-            customs.append(node.name)
-            return ast.Constant(upper == positive)
-        if isinstance(node, ast.All | ast.Any):
-            return type(node)(tuple(walk(item, positive, seen) for item in node.items))
-        if isinstance(node, ast.Not):
-            return ast.Not(walk(node.item, not positive, seen))
-        if isinstance(node, ast.Zoned):
-            return ast.Zoned(walk(node.item, positive, seen), node.zone)
-        return node
-
-    return walk(node, True, ())
-
-
 def _references(node: ast.Node) -> bool:
     return any(isinstance(item, ast.Reference) for item in ast.walk(node))
 
 
 def _has_custom(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:
-    found: list[str] = []
-    _bound(node, rules, True, found)
-    return bool(found)
+    analysis = BoundsAnalysis(rules)
+    analysis.bounds(node)
+    return bool(analysis.unknown)
 
 
 class SchedulerConditions:

@@ -17,13 +17,24 @@ from conddsl.runtime.runs import Host, Run, ended
 log = logging.getLogger("conddsl.runtime")
 
 
-class MainExecutor:
-    """Runs the task in the scheduler's own thread; the scheduler waits for it. Not terminable."""
+class _InProcess:
+    """What the executors of Python functions in the scheduler's process share."""
 
-    holds_clock = False
+    records_when_started = False  # the run record is written as the run starts
 
     def __init__(self, host: Host) -> None:
         self.host = host
+
+    def new_flag(self) -> TerminationFlag:
+        """A flag in this process's memory."""
+        return TerminationFlag()
+
+    def shutting_down(self) -> None:
+        """Nothing to do (see ThreadExecutor)."""
+
+
+class MainExecutor(_InProcess):
+    """Runs the task in the scheduler's own thread; the scheduler waits for it. Not terminable."""
 
     def start(self, run: Run) -> Awaitable[None] | None:
         """Call the function; a coroutine function gives an awaitable for the scheduler."""
@@ -82,13 +93,11 @@ class Graces:
             self._timer = loop.call_at(queue[0][0], self._fire)
 
 
-class AsyncExecutor:
+class AsyncExecutor(_InProcess):
     """Runs a coroutine function as an asyncio task; terminating cancels it at its next await."""
 
-    holds_clock = True  # time stands still while a cancelled coroutine unwinds
-
     def __init__(self, host: Host) -> None:
-        self.host = host
+        super().__init__(host)
         self._graces = Graces(host, self._abandon)
 
     def start(self, run: Run) -> None:
@@ -132,6 +141,7 @@ class AsyncExecutor:
     def terminate(self, run: Run) -> None:
         """Cancel the coroutine; one that swallows the cancellation is abandoned after the grace."""
         run.flag.set()
+        assert isinstance(run.handle, asyncio.Task)
         run.handle.cancel(f"conddsl: {run.reason}")
         self._graces.add(run)
 
@@ -140,7 +150,7 @@ class AsyncExecutor:
         self.host.finish(run, "terminate", "ignored the cancellation; abandoned")
 
 
-class ThreadExecutor:
+class ThreadExecutor(_InProcess):
     """Runs the function in a daemon thread; terminating sets the run's TerminationFlag.
 
     A run is alive until its thread returns: terminated, it is *terminating* (the
@@ -151,10 +161,8 @@ class ThreadExecutor:
     ``terminate`` with a message saying it still runs, so the scheduler can exit.
     """
 
-    holds_clock = True  # time stands still while a flagged thread gets its grace
-
     def __init__(self, host: Host) -> None:
-        self.host = host
+        super().__init__(host)
         self._flags: list[TerminationFlag] = []  # to set at the end of this turn of the loop
         self._graces = Graces(host, self._grace_over)
         self._overdue: dict[Run, None] = {}  # past their grace, thread alive (ordered set)
@@ -192,7 +200,7 @@ class ThreadExecutor:
         if run.finished:  # abandoned earlier: its record is written already
             log.info("the abandoned thread of task %r returned", run.task.name)
             with contextlib.suppress(ValueError):
-                self.abandoned.remove(run.handle)
+                self.abandoned.remove(run.handle)  # type: ignore[arg-type]
             return
         self.host.finish(run, *outcome)
 
@@ -223,7 +231,7 @@ class ThreadExecutor:
             run.reason,
         )
         self._overdue[run] = None
-        self.host.unhold(run)  # on a virtual clock, time goes on
+        self.host.overdue(run)  # on a virtual clock, time goes on
 
     def shutting_down(self) -> None:
         """The scheduler stops: the runs past their grace get one more, then are abandoned."""
@@ -237,6 +245,7 @@ class ThreadExecutor:
             "task %r: its thread still runs; abandoned (it goes on in the background)",
             run.task.name,
         )
+        assert isinstance(run.handle, threading.Thread)
         self.abandoned.append(run.handle)
         self.host.finish(
             run,

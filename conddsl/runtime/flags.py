@@ -8,6 +8,11 @@ import select
 import threading
 from typing import Protocol
 
+# Defined with every other exception; importable here, where task code has always found them.
+from conddsl.errors import Inaction, TaskTerminationException
+
+__all__ = ["Inaction", "PipeFlag", "PipeReadEvent", "TaskTerminationException", "TerminationFlag"]
+
 
 class _Event(Protocol):
     def set(self) -> None: ...
@@ -106,11 +111,3 @@ class PipeReadEvent:
             poller.register(self._fd, select.POLLIN)
             self._set = bool(poller.poll(None if timeout is None else max(0, timeout) * 1000))
         return self._set
-
-
-class TaskTerminationException(Exception):
-    """Raised by a task that stops because its termination flag was set."""
-
-
-class Inaction(Exception):
-    """Raised by a task that found nothing to do: its run is recorded as ``inaction``."""

@@ -51,6 +51,9 @@ has reaped the keeper. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
 closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
 same way.
+
+Over 400 lines, one job: the server's protocol, its process and the keeper it forks
+for each run are one exchange, read best together (both ends of each message).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from typing import Any
 from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
-from conddsl.trust import believed
+from conddsl.trust import believed, untrusted
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -71,22 +71,27 @@ class Tree:
 
 
 def registry_path(history: object) -> str | None:
-    """The registry file for a history kept in a file, or None.
-
-    Wrappers that keep the store in ``inner`` (as ``conddsl run`` does) are looked through.
-    """
+    """The registry file beside a history kept in a file of its own, or None."""
     from conddsl.history import SQLiteHistory
 
-    seen: set[int] = set()
-    while history is not None and id(history) not in seen:
-        seen.add(id(history))
-        if isinstance(history, SQLiteHistory):
-            path = history.path
-            if not path or path == ":memory:" or path.startswith("file:"):
-                return None
-            return os.path.abspath(path) + SUFFIX
-        history = getattr(history, "inner", None)
-    return None
+    if not isinstance(history, SQLiteHistory):
+        return None
+    path = history.path
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return os.path.abspath(path) + SUFFIX
+
+
+def registry_problems(path: str) -> list[str]:
+    """What is wrong with the registry at ``path`` (for ``conddsl check``): empty if it is
+    absent or fine."""
+    if not os.path.lexists(path):
+        return []
+    why = untrusted(path)
+    if why is not None:
+        return [f"the process registry {path} is not trusted: {why}"]
+    _, trees = ProcessRegistry(path).read()
+    return [f"the process registry {path} lists {line}" for line in screen(trees)[1]]
 
 
 # The registries of the schedulers serving in this process now, by token.
@@ -313,9 +318,9 @@ class Recovery:
     shared: bool = False  # another scheduler serves on the same history file now
 
 
-def recover(history: object, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
-    """At a scheduler's start: its registry, and the trees a dead scheduler left, ended."""
-    path = registry_path(history)
+def recover(path: str | None, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
+    """At a scheduler's start: its registry (the file ``path``; None: none), and the trees
+    a dead scheduler left, ended."""
     if path is None or not believed(
         path,
         "the process registry",

@@ -18,6 +18,9 @@ session of its own, so that its whole tree can be signalled, but has no keeper.
 A child forked here also asks Linux for SIGTERM when the scheduler's thread that
 forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
 here, are left to the next start, which ends what the registry lists.
+
+Over 400 lines, one job: the process and command executors share the tree handling;
+the fork server's side of each run (its callbacks) belongs with them.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import IO, Any
 
 from conddsl.runtime.flags import PipeFlag, TerminationFlag
@@ -46,6 +48,7 @@ from conddsl.runtime.forkserver import (
     find_prctl,
     fitted,
 )
+from conddsl.runtime.handles import Forked, Served
 from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
 from conddsl.runtime.runs import Host, Run, clip
 from conddsl.runtime.tasks import Task
@@ -71,12 +74,18 @@ def exit_text(code: int) -> str:
 class _TreeExecutor:
     """Termination shared by process and command runs: the tree gets SIGTERM, then SIGKILL."""
 
-    holds_clock = True  # time stands still while a process dies
     records_when_started = True  # the run record says when its process exists
 
     def __init__(self, host: Host) -> None:
         self.host = host
         self._killers: dict[Run, TreeKiller] = {}
+
+    def new_flag(self) -> TerminationFlag:
+        """A flag the child process sees too (see ProcessExecutor)."""
+        return TerminationFlag()
+
+    def shutting_down(self) -> None:
+        """Nothing to do: a tree asked to stop is killed after its grace anyway."""
 
     def terminate(self, run: Run) -> None:
         """Ask the run's process tree to stop (at once if the process is not started yet)."""
@@ -139,16 +148,6 @@ class _TreeExecutor:
         self._finish(run, action, message)
 
 
-@dataclass
-class _Served:
-    """A run handed to the fork server: its key there, its keeper's pid once forked,
-    and a command's stderr file."""
-
-    key: int
-    pid: int | None = None
-    stderr: IO[bytes] | None = None
-
-
 class ProcessExecutor(_TreeExecutor):
     """Runs a Python function (process) or a program (command) in a child process in its
     own session, forked by the fork server (see the module docstring)."""
@@ -205,7 +204,7 @@ class ProcessExecutor(_TreeExecutor):
         if reference is not None:
             key = next(self._keys)
             self._served[key] = run
-            run.handle = _Served(key)
+            run.handle = Served(key)
             params = run.task.flag_params
             if self._server.launch(key, *reference, params, flag_fd, cwd, self.host.kill_grace):
                 return
@@ -220,7 +219,7 @@ class ProcessExecutor(_TreeExecutor):
             stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
             key = next(self._keys)
             self._served[key] = run
-            run.handle = _Served(key, stderr=stderr)
+            run.handle = Served(key, stderr=stderr)
             environ = task.env if task.env is not None else dict(os.environ)
             grace = self.host.kill_grace
             argv = list(task.argv)
@@ -233,15 +232,15 @@ class ProcessExecutor(_TreeExecutor):
     def terminate(self, run: Run) -> None:
         """As for any tree; a run the server has not forked yet ends after the grace if
         it still has not (the server is stuck: it never runs)."""
-        if run.task.execution == "command" and not isinstance(run.handle, _Served):
+        if run.task.execution == "command" and not isinstance(run.handle, Served):
             self._commands.terminate(run)
             return
         super().terminate(run)
-        if isinstance(run.handle, _Served) and run.handle.pid is None:
+        if isinstance(run.handle, Served) and run.handle.pid is None:
             self.host.loop.call_later(self.host.kill_grace, self._unforked, run)
 
     def _unforked(self, run: Run) -> None:
-        if run.finished or not isinstance(run.handle, _Served) or run.handle.pid is not None:
+        if run.finished or not isinstance(run.handle, Served) or run.handle.pid is not None:
             return
         key = run.handle.key
         self._served.pop(key, None)
@@ -260,7 +259,7 @@ class ProcessExecutor(_TreeExecutor):
         run = self._served.get(key)
         if run is None:
             return
-        run.handle.pid = pid
+        served(run).pid = pid
         if run.flag.is_set():  # terminated before it was forked: end it, it never runs
             self._spawned(run, pid, start)
             self.terminate(run)
@@ -282,7 +281,8 @@ class ProcessExecutor(_TreeExecutor):
         if run.task.execution == "command" and outcome is None and run.reason is None:
             outcome = ("success", None)  # a program sends nothing: its exit code says
             if code != 0:
-                text = _tail(run.handle.stderr)
+                stderr = served(run).stderr
+                text = _tail(stderr) if stderr is not None else ""
                 outcome = ("fail", clip(f"{exit_text(code)}: {text}" if text else exit_text(code)))
         _close_stderr(run)
         self._conclude(run, code, outcome, time.monotonic())
@@ -294,7 +294,7 @@ class ProcessExecutor(_TreeExecutor):
         runs, self._served = self._served, {}
         self._abandoned.clear()
         for run in runs.values():
-            if run.handle.pid is None:
+            if served(run).pid is None:
                 _close_stderr(run)
                 if run.flag.is_set():
                     self._finish(run, "terminate", "never started")
@@ -329,15 +329,17 @@ class ProcessExecutor(_TreeExecutor):
             return
         writer.close()
         os.close(flag_fd)
-        run.handle = (process, reader)
+        run.handle = Forked(process, reader)
         self._spawned(run, process.pid)
         self.host.loop.add_reader(process.sentinel, self._exited, run)
 
     def _pid(self, run: Run) -> int | None:
         handle = run.handle
-        if isinstance(handle, _Served):
+        if isinstance(handle, Served):
             return handle.pid
-        return handle[0].pid if handle else None
+        if isinstance(handle, Forked):
+            return handle.process.pid
+        return None
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
         run.flag.close()
@@ -345,7 +347,8 @@ class ProcessExecutor(_TreeExecutor):
 
     def _exited(self, run: Run) -> None:
         ended = time.monotonic()
-        process, reader = run.handle
+        assert isinstance(run.handle, Forked)
+        process, reader = run.handle.process, run.handle.reader
         self.host.loop.remove_reader(process.sentinel)
         process.join()  # already over: this only reaps it
         outcome: Any = None
@@ -376,9 +379,15 @@ class ProcessExecutor(_TreeExecutor):
             self.host.spawn(self._ended(run, action, message, ended))
 
 
+def served(run: Run) -> Served:
+    """The handle of a run handed to the fork server."""
+    assert isinstance(run.handle, Served), run.handle
+    return run.handle
+
+
 def _close_stderr(run: Run) -> None:
     """Close a served command's stderr file (its tail is read, or never will be)."""
-    if isinstance(run.handle, _Served) and run.handle.stderr is not None:
+    if isinstance(run.handle, Served) and run.handle.stderr is not None:
         run.handle.stderr.close()
         run.handle.stderr = None
 
@@ -446,7 +455,7 @@ class CommandExecutor(_TreeExecutor):
         self.host.spawn(self._body(run, process, stderr))
 
     def _pid(self, run: Run) -> int | None:
-        return run.handle.pid if run.handle is not None else None
+        return run.handle.pid if isinstance(run.handle, subprocess.Popen) else None
 
     async def _body(self, run: Run, process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
         with stderr:

@@ -24,6 +24,9 @@ Most often that is zombies waiting for their reaper (orphans go to init, which m
 be slow to reap them): the last reading brought up to date says so at once, and the
 tree is gone. Only else is ``/proc`` read again, to find who (and to signal newcomers). Without
 pidfds the table is read every ``_POLL`` seconds.
+
+Over 400 lines, one job: finding a tree's processes in /proc, watching them end
+(pidfds, else polling) and signalling them are the parts of ending a tree.
 """
 
 from __future__ import annotations

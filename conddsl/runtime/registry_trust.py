@@ -14,12 +14,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from conddsl.runtime.processes import read_stat
-from conddsl.trust import untrusted
 
 if TYPE_CHECKING:
     from conddsl.runtime.leftovers import Tree
 
-__all__ = ["refusal", "screen", "registry_problems"]
+__all__ = ["refusal", "screen"]
 
 
 def _ancestry() -> tuple[set[int], set[int]]:
@@ -69,17 +68,3 @@ def screen(trees: Iterable[Tree]) -> tuple[list[Tree], list[str]]:
         else:
             refused.append(f"{tree.task} (pid {tree.pid}): {why}")
     return kept, refused
-
-
-def registry_problems(path: str) -> list[str]:
-    """What is wrong with the registry at ``path`` (for ``conddsl check``): empty if it is
-    absent or fine."""
-    from conddsl.runtime.leftovers import ProcessRegistry
-
-    if not os.path.lexists(path):
-        return []
-    why = untrusted(path)
-    if why is not None:
-        return [f"the process registry {path} is not trusted: {why}"]
-    _, trees = ProcessRegistry(path).read()
-    return [f"the process registry {path} lists {line}" for line in screen(trees)[1]]

@@ -12,15 +12,11 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
+from conddsl.errors import HistoryInUse, LockFileError
+
+__all__ = ["LOCK_SUFFIX", "HistoryInUse", "LockFileError", "RunLock"]
+
 LOCK_SUFFIX = ".run.lock"
-
-
-class HistoryInUse(Exception):
-    """Another scheduler serves on this history now; the message names it."""
-
-
-class LockFileError(Exception):
-    """The lock file is not one this run may use (planted: a link, a folder)."""
 
 
 class RunLock:

@@ -1,19 +1,32 @@
-"""One run of a task, and what an executor tells the scheduler about it."""
+"""One run of a task, and the contract between the scheduler and the executors: what an
+executor does for it (:class:`Executor`) and tells it (:class:`Host`)."""
 
 from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
 from conddsl.runtime.tasks import Task
 
 if TYPE_CHECKING:
+    import subprocess
+    import threading
+    from typing import TypeAlias
+
+    from conddsl.runtime.handles import Forked, Served
     from conddsl.runtime.leftovers import ProcessRegistry
+
+    #: What an executor keeps of a run: an async run's asyncio task, a thread run's
+    #: thread, a process run handed to the fork server or forked here, a command's Popen.
+    #: Each executor checks the type of the handles it is given back.
+    RunHandle: TypeAlias = (
+        asyncio.Task[None] | threading.Thread | Served | Forked | subprocess.Popen[bytes] | None
+    )
 
 # Messages are kept short: a record is not a log.
 MAX_MESSAGE = 2000
@@ -35,8 +48,8 @@ class Run:
     finished: bool = False
     launched: bool = False  # the executor has it
     manual: bool = False  # started by run_task(), not by its start condition
-    held: bool = False  # the run holds a VirtualClock while it dies
-    handle: Any = None  # the executor's own: an asyncio.Task, a Thread, a process
+    due: datetime | None = None  # when the scheduler was due to start it (see Recorded)
+    handle: RunHandle = None  # the executor's own (see RunHandle)
     root: tuple[int, int | None] | None = None  # a process run's pid and its start time
     traceback: str | None = None  # the failure's, for the finishing record
     # Its run record and timeout wait for its process to exist (see Host.began).
@@ -61,10 +74,41 @@ class Host:
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # run a coroutine the scheduler keeps
     procs: ProcessRegistry | None = None  # the durable list of live process trees, if any
     stopping: Callable[[], bool] = lambda: False  # the scheduler is shutting down
-    unhold: Callable[[Run], None] = lambda run: None  # let time go on while ``run`` dies
+    # ``run`` was asked to stop, its grace is over and it is still alive (a thread that
+    # ignores its flag): the scheduler lets (virtual) time go on.
+    overdue: Callable[[Run], None] = lambda run: None
     # The run's process exists now (executors with ``records_when_started``): its run
     # record is written, stamped now, and its timeout counts from now.
     began: Callable[[Run], None] = lambda run: None
+
+
+class Executor(Protocol):
+    """An execution (main, async, thread, process, command): starts and stops runs, and
+    reports through its :class:`Host` how each ended (``host.finish``, exactly once).
+
+    Time on a virtual clock stands still from the moment the scheduler asks a run to
+    stop until the run ends (or ``host.overdue(run)``): executors know nothing of clocks.
+    """
+
+    #: Whether the run record waits for the run's process to exist (``host.began``):
+    #: its timeout then counts from there.
+    records_when_started: bool
+
+    def new_flag(self) -> TerminationFlag:
+        """The termination flag a new run of this execution gets."""
+        ...
+
+    def start(self, run: Run) -> Awaitable[None] | None:
+        """Start ``run``; an awaitable (a main coroutine's) is awaited by the scheduler."""
+        ...
+
+    def terminate(self, run: Run) -> None:
+        """Ask ``run`` to stop (``run.reason`` is set already); it ends when it ends."""
+        ...
+
+    def shutting_down(self) -> None:
+        """The scheduler has begun shutting down (runs still alive get their last grace)."""
+        ...
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, str | None]:

@@ -11,8 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from conddsl.runtime.conditions import ConditionLike, Reads, compile_setting, reads
-from conddsl.runtime.config import ConfigError, SchedulerConfig, parse_timeout
+from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import TerminationFlag
+from conddsl.settings import read_timeout
 
 EXECUTIONS = ("main", "async", "thread", "process")
 ROLES = ("permanent", "on_startup", "on_shutdown")
@@ -214,7 +215,7 @@ def _task(
     elif timeout is None:
         limit = config.timeout
     else:
-        limit = parse_timeout(timeout, f"timeout of task {name!r}")
+        limit = read_timeout(timeout, f"timeout of task {name!r}")
     found = reads(start) if end is None else reads(start) | reads(end)
     return Task(
         name=name,

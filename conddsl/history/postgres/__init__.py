@@ -1,5 +1,5 @@
 """The run history in PostgreSQL: one store shared by several schedulers (nodes)."""
 
-from conddsl.history.postgres.store import PostgresHistory, RunLost
+from conddsl.history.postgres.store import PostgresHistory
 
-__all__ = ["PostgresHistory", "RunLost"]
+__all__ = ["PostgresHistory"]

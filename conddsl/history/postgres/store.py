@@ -26,6 +26,7 @@ from conddsl.history.base import (
     HistoryError,
     HistoryUnavailable,
     Record,
+    RunLost,
     check_actions,
     check_record,
     check_retention,
@@ -59,13 +60,6 @@ DELETE FROM conddsl_records WHERE id IN (
 """
 # Several histories in one process each need a node name of their own.
 _SERIAL = itertools.count()
-
-
-class RunLost(HistoryError):
-    """A finishing record of a run this node no longer owns (it was taken over): not written.
-
-    The run's local copy must end: another node recorded it as crashed (and may run it again).
-    """
 
 
 class _Busy(Exception):

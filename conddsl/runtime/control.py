@@ -1,0 +1,85 @@
+"""Control requests as queued callables: safe from any thread, applied in the loop's.
+
+A request made in the loop's own thread (a coroutine beside the scheduler, an endpoint
+of a web app sharing its loop), or while no loop serves, is applied at once. From
+another thread it is queued and applied, in the order requests were made, at the
+start of the loop's next turn, which it wakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What to do, in the loop's thread; ``kind`` and ``name`` say what is asked (a
+    manual run of ``name`` already asked for is not asked twice)."""
+
+    apply: Callable[[], None]
+    kind: str  # "run", "shut", ...: what requests.asked() looks for
+    name: str | None = None
+
+
+class Control:
+    """The queue of requests from other threads, and the lock every request takes."""
+
+    def __init__(self) -> None:
+        # Reentrant: a signal handler calling shut_down() runs in the thread it interrupts.
+        self.lock = threading.RLock()
+        self._queue: list[Request] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._wake: Callable[[], None] = lambda: None
+        self._closed = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        """The loop serves in this thread from now on; ``wake`` wakes it (called in it)."""
+        with self.lock:  # from here on, other threads queue their requests
+            self._loop = loop
+            self._thread = threading.get_ident()
+            self._wake = wake
+
+    def close(self) -> None:
+        """The loop serves no more: requests are applied at once again."""
+        self._closed = True
+
+    @property
+    def attached(self) -> bool:
+        """A loop serves (or served): registration rules of a running scheduler apply."""
+        return self._loop is not None
+
+    def submit(self, request: Request) -> None:
+        """Apply ``request`` now, or queue it for the loop if it serves in another thread.
+
+        Called with :attr:`lock` held.
+        """
+        loop = self._loop
+        if loop is None or self._closed or threading.get_ident() == self._thread:
+            request.apply()
+            return
+        self.queue(request)
+
+    def queue(self, request: Request) -> None:
+        """Queue ``request`` for the loop's next turn whatever the thread (and wake it)."""
+        with self.lock:
+            self._queue.append(request)
+        loop = self._loop
+        if loop is not None and not self._closed:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake)
+
+    def asked(self, kind: str, name: str | None = None) -> bool:
+        """Whether a request of ``kind`` (for ``name``) waits in the queue."""
+        with self.lock:
+            return any(r.kind == kind and r.name == name for r in self._queue)
+
+    def take(self) -> list[Request]:
+        """The queued requests, oldest first; the queue is empty after."""
+        with self.lock:
+            requests, self._queue = self._queue, []
+        return requests

@@ -1,0 +1,226 @@
+"""Starting runs on their executors and recording how each ends: exactly once, in
+causal order, with its timeout armed and the clock held while it dies.
+
+The scheduler decides *when* a task starts or a run is asked to stop; this module does
+it: it builds the executors (one per execution), gives each run its flag, its timeout
+and its ``run`` record, and turns whatever an executor reports into one finishing
+record, stamped when the run ends and written right after that turn of the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from conddsl.runtime.clock import Clock
+from conddsl.runtime.deadlines import Timeouts
+from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
+from conddsl.runtime.leftovers import ProcessRegistry
+from conddsl.runtime.process_exec import ProcessExecutor
+from conddsl.runtime.records import RecordWriter
+from conddsl.runtime.runs import Executor, Host, Run
+from conddsl.runtime.runtable import RunTable
+from conddsl.runtime.tasks import Task
+
+log = logging.getLogger("conddsl.runtime")
+
+# How much later than its timeout a process run whose process never came is ended (a
+# burst of starts may take the fork server a while: that time is not the body's).
+START_ALLOWANCE = timedelta(seconds=5)
+
+# A run that ends this many seconds past its timeout, never asked to stop, overran it
+# (less is the loop's ordinary lateness in noticing the deadline).
+OVERRUN_NOTED = 0.1
+
+_TICK = timedelta(microseconds=1)  # the resolution of a history's timestamps
+
+
+class Launcher:
+    """Runs' starts and ends for one scheduler.
+
+    ``began(run, now)``: a run's ``run`` record was written late (its process came), so
+    its task's next check may move; ``ended(freed)``: a run ended, and the tasks in
+    ``freed`` waited for its process slot; ``serving()``: the scheduler is running (not
+    shutting down); ``done()``: nothing will come back to write a stamped record.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        runs: RunTable,
+        timeouts: Timeouts,
+        records: RecordWriter,
+        *,
+        began: Callable[[Run, datetime], None],
+        ended: Callable[[list[str]], None],
+        serving: Callable[[], bool],
+        done: Callable[[], bool],
+    ) -> None:
+        self.clock = clock
+        self._runs = runs
+        self._timeouts = timeouts
+        self._records = records
+        self._on_began = began
+        self._on_ended = ended
+        self._serving = serving
+        self._done = done
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executors: dict[str, Executor] = {}
+        self.processes: ProcessExecutor | None = None  # process and command runs
+        self._held: set[Run] = set()  # runs dying while the clock is held for them
+        self._background: set[asyncio.Task[None]] = set()
+
+    def open(
+        self, loop: asyncio.AbstractEventLoop, grace: float, procs: ProcessRegistry | None
+    ) -> ProcessExecutor:
+        """Build the executors on ``loop``; the process executor (warmed, closed by the caller)."""
+        self._loop = loop
+        host = Host(
+            loop,
+            self.finish,
+            grace,
+            self._spawn,
+            procs,
+            stopping=lambda: not self._serving(),
+            overdue=self._unhold,
+            began=self._began,
+        )
+        processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
+        self._executors = {
+            "main": MainExecutor(host),
+            "async": AsyncExecutor(host),
+            "thread": ThreadExecutor(host),
+            "process": processes,
+            "command": processes,
+        }
+        return processes
+
+    def start(
+        self, task: Task, now: datetime, *, reason: str | None = None, due: datetime | None = None
+    ) -> tuple[Run, Awaitable[None] | None]:
+        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
+        executor = self._executors[task.execution]
+        # Records in causal order: every finishing record stamped so far is written
+        # first, and a run starts after the instant its task's last run ended (a
+        # microsecond later at least: a history orders ties by action, not arrival).
+        self._records.flush()
+        ended = self._runs.ended_at.get(task.name)
+        if ended is not None and ended >= now:
+            now = ended + _TICK
+        run = Run(task, uuid.uuid4().hex, now, flag=executor.new_flag(), manual=reason == "manual")
+        run.due = due
+        # Its timeout counts from now, or, for a process, from when the process exists
+        # (which its run record says: _began); a process that never comes is still
+        # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
+        if executor.records_when_started:
+            run.pending = True
+            self._timeouts.arm(run, now + START_ALLOWANCE)
+            self.clock.hold()
+        else:
+            self._timeouts.arm(run, now)
+        self._runs.add(run)
+        if not run.pending:
+            self._records.write(run, "run", now, reason=reason, own_change=False)
+        if run.reason is not None:  # recording it failed fatally: it never starts
+            self.finish(run, "terminate", "not started")
+            return run, None
+        try:
+            awaitable = executor.start(run)
+        except Exception as exc:  # the function could not even be called
+            self.finish(run, "fail", f"could not start: {exc}")
+            return run, None
+        run.launched = True
+        return run, awaitable
+
+    def _began(self, run: Run) -> None:
+        """A pending run's process exists: its run record, stamped now; its timeout."""
+        if not run.pending:
+            return
+        run.pending = False
+        self.clock.release()
+        # Never before the instant start() chose: after its task's last run ended.
+        now = run.started = max(self.clock.now(), run.started)
+        if run.reason is None:
+            self._timeouts.arm(run, now)
+        reason = "manual" if run.manual else None
+        self._records.write(run, "run", now, reason=reason, own_change=False)
+        self._on_began(run, now)
+
+    def terminate(self, run: Run, reason: str, message: str) -> None:
+        """Ask ``run`` to stop (once; a later reason does not replace the first)."""
+        if run.finished or run.reason is not None:
+            return
+        run.reason, run.message = reason, message
+        if not run.launched:
+            return  # start() sees the reason and does not launch it
+        # Time stands still until it has died (a process's tree, a cancelled coroutine
+        # unwinding, a flagged thread): or a virtual clock would jump past its grace.
+        self._held.add(run)
+        self.clock.hold()
+        self._executors[run.task.execution].terminate(run)
+
+    def finish(self, run: Run, action: str, message: str | None) -> None:
+        """Record how a run ended: exactly once, whatever reports it."""
+        if run.finished:
+            return
+        self._began(run)  # never got a process: its run record still comes first
+        run.finished = True
+        self._unhold(run)
+        task = run.task
+        freed = self._runs.remove(run)
+        if task.permanent and run.reason is None and self._serving():
+            log.warning("permanent task %r ended (%s); it is not restarted", task.name, action)
+        reason = None
+        if run.reason is not None:  # we asked it to stop: whatever it did, it was terminated
+            action, reason = "terminate", run.reason
+            message = "; ".join(text for text in (run.message, message) if text) or None
+        elif action == "terminate":
+            reason = "task"  # it raised TaskTerminationException unasked
+        # Stamped now, written after this turn of the loop (see conddsl.runtime.records).
+        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
+        self._runs.ended_at[task.name] = stamp
+        if run.reason is None and run.deadline is not None and stamp > run.deadline:
+            message = _overran(run, stamp, message)
+        first = self._records.stamp(run, action, stamp, reason, message)
+        if action != "fail":
+            run.traceback = None  # (a terminated run's failure is not its outcome)
+        if self._done() or self._loop is None:
+            self._records.flush()  # nothing would come back for it
+        elif first:
+            self._loop.call_soon(self._records.flush)
+        self._on_ended(freed)
+
+    def shutting_down(self) -> None:
+        """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
+        for executor in self._executors.values():
+            executor.shutting_down()
+
+    def _unhold(self, run: Run) -> None:
+        """Let time go on (a virtual clock jump again) while ``run`` is still dying."""
+        if run in self._held:
+            self._held.discard(run)
+            self.clock.release()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _overran(run: Run, stamp: datetime, message: str | None) -> str | None:
+    """``message``, saying so if the run went on past its timeout without being stoppable
+    (it held the scheduler's loop: a blocking call in a main or async task)."""
+    over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
+    if over < OVERRUN_NOTED:
+        return message
+    note = (
+        f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
+        " (it blocked the scheduler's loop)"
+    )
+    log.warning("task %r %s", run.task.name, note)
+    return "; ".join(text for text in (message, note) if text)

@@ -1,0 +1,141 @@
+"""The record writer: every record a scheduler makes goes to its history through here,
+then to the listeners subscribed to it (the CLI's printing, logs, metrics).
+
+A finishing record is stamped when its run ends and written right after the current
+turn of the event loop (and always before any condition is evaluated), so a burst of
+terminations is not slowed by history writes. A listener that raises is reported once
+(in the log) and never breaks the scheduler: it is still called for later records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from conddsl.history import History, Record
+from conddsl.runtime.runs import Run
+
+log = logging.getLogger("conddsl.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A record just written, with what the scheduler knows of its run besides it."""
+
+    record: Record
+    #: When the run started (its ``run`` record's time); None for a record of no live run
+    #: (``crash`` records of a scheduler that died).
+    started: datetime | None = None
+    #: When the run was due to start: the instant the scheduler found its start condition
+    #: true (the check that came due, or the change that woke it); None for runs not
+    #: started by their condition (manual, permanent, startup and shutdown runs) and for
+    #: ``crash`` records.
+    due: datetime | None = None
+
+    @property
+    def start_delay(self) -> timedelta | None:
+        """For a ``run`` record: how long after it was due the run started."""
+        if self.record.action != "run" or self.due is None:
+            return None
+        return self.record.at - self.due
+
+    @property
+    def duration(self) -> timedelta | None:
+        """For a finishing record: how long the run ran."""
+        if self.record.action == "run" or self.started is None:
+            return None
+        return self.record.at - self.started
+
+
+Listener = Callable[[Recorded], object]
+
+
+class RecordWriter:
+    """Writes records to ``history`` and tells the listeners; ``wake(task, own)`` is
+    called after each record (``own``: the task's own state may have changed)."""
+
+    def __init__(
+        self,
+        history: History,
+        *,
+        on_error: Callable[[BaseException], None],
+        wake: Callable[[str, bool], None],
+    ) -> None:
+        self.history = history
+        self._on_error = on_error
+        self._wake = wake
+        self._listeners: tuple[Listener, ...] = ()  # replaced whole: safe from any thread
+        self._failed: set[int] = set()  # ids of listeners whose failure was reported
+        self.unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every record written from now on; returns the unsubscribe."""
+        if not callable(listener):
+            raise TypeError(f"a listener is called with each record, not a {type(listener)}")
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def write(
+        self,
+        run: Run,
+        action: str,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        traceback: str | None = None,
+        own_change: bool = True,
+    ) -> None:
+        """Write one record of ``run`` now."""
+        name = run.task.name
+        # Only a failure passes a traceback: histories written before it existed still work.
+        extra = {} if traceback is None else {"traceback": traceback}
+        stored: Record | None = None
+        try:
+            stored = self.history.record(
+                name, action, at=at, run_id=run.run_id, reason=reason, message=message, **extra
+            )
+        except Exception as exc:  # a HistoryError, or a history of the caller's that broke
+            self._on_error(exc)
+        self._wake(name, own_change)
+        if stored is not None and self._listeners:
+            started = None if action == "run" else run.started
+            self.tell(Recorded(stored, started, run.due if action == "run" else None))
+
+    def stamp(
+        self, run: Run, action: str, at: datetime, reason: str | None, message: str | None
+    ) -> bool:
+        """Keep a finishing record to write with :meth:`flush`; True if it is the first kept."""
+        self.unwritten.append((run, action, at, reason, message))
+        return len(self.unwritten) == 1
+
+    def flush(self) -> None:
+        """Write the finishing records stamped so far, in the order the runs ended."""
+        while self.unwritten:
+            records, self.unwritten = self.unwritten, []
+            for run, action, at, reason, message in records:
+                self.write(run, action, at, reason=reason, message=message, traceback=run.traceback)
+
+    def mark_crashed(self, now: datetime) -> None:
+        """Close the runs a scheduler that died left open (``crash`` records)."""
+        found = self.history.mark_crashed(now)
+        for record in found or ():
+            self.tell(Recorded(record))
+
+    def tell(self, recorded: Recorded) -> None:
+        """Give ``recorded`` to every listener; one that raises is reported once."""
+        for listener in self._listeners:
+            try:
+                listener(recorded)
+            except Exception:
+                if id(listener) not in self._failed:
+                    self._failed.add(id(listener))
+                    log.exception(
+                        "record listener %r failed (reported once; it is still called)", listener
+                    )
