@@ -8,6 +8,7 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -155,6 +156,12 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         # behind each of them: at the default 5 ms, ten busy threads made other runs'
         # timeouts 264 ms late (p99), at 0.5 ms 57 ms (benchmarks/busy_threads.py).
         sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
+    shared = shared_dsn(settings.history)
+    if isinstance(shared, Exception):
+        err.write(f"conddsl: cannot start {path}: {shared}\n")
+        return 1
+    if shared is not None:  # several schedulers share it: no run lock, no process registry
+        return _serve_shared(app, path, model, printer, shared, out, err)
     lock = RunLock(history_path)
     try:
         lock.acquire()
@@ -216,6 +223,75 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
     out.write(f"conddsl: {_stopped(app.stopped_by, printer.counts)} ({summary})\n")
+    return 0
+
+
+SHARED_SCHEMES = ("postgresql://", "postgres://")
+
+
+def shared_dsn(setting: str | None) -> str | ValueError | None:
+    """The connection string of a shared (PostgreSQL) history: ``CONDDSL_HISTORY`` (so that a
+    password need not live in the task file), else the ``history`` setting when it is one;
+    None for a SQLite history; a ValueError for an environment variable of another kind."""
+    found = os.environ.get("CONDDSL_HISTORY", "").strip()
+    if found:
+        # A URL or libpq's key=value form; a file name is not a connection string.
+        if not found.startswith(SHARED_SCHEMES) and "=" not in found:
+            return ValueError(
+                f"CONDDSL_HISTORY={found!r} is not a PostgreSQL connection string (postgresql://"
+                "... or host=... dbname=...); a SQLite history is the task file's history setting"
+            )
+        return found
+    if setting is not None and setting.startswith(SHARED_SCHEMES):
+        return setting
+    return None
+
+
+def _serve_shared(app, path: Path, model, printer: RecordPrinter, dsn: str, out, err) -> int:
+    """Run the scheduler as one node of a shared PostgreSQL history (docs/deployment.md)."""
+    from conddsl.history import PostgresHistory
+    from conddsl.history.postgres.store import describe_dsn
+    from conddsl.runtime import SchedulerError
+    from conddsl.runtime.signals import install_signal_handlers
+
+    settings = model.scheduler
+    lease = settings.lease if settings.lease is not None else "10 seconds"
+    try:
+        store = PostgresHistory(dsn, node=settings.node, lease=lease)
+    except (HistoryError, ValueError) as error:
+        err.write(
+            f"conddsl: cannot start {path}: {error}\nhint: check that the database answers"
+            " and that CONDDSL_HISTORY or the history setting names it\n"
+        )
+        return 1
+    app.history = printer.store = store
+    app.process_registry = False  # a killed node's task processes die with it
+    app.subscribe(printer)
+    where = describe_dsn(dsn)
+    printer.where = where
+    out.write(
+        f"conddsl: running {len(model.tasks)} tasks from {path} as node {store.node}"
+        f" (history: {where}); Ctrl-C stops gracefully, twice forces\n"
+    )
+    out.flush()
+    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    failure: HistoryError | None = None
+    try:
+        app.run()
+    except (SchedulerError, HistoryError) as error:
+        failure = _history_failure(error)
+        if failure is None:
+            raise
+    finally:
+        restore()
+        try:
+            store.close()
+        except HistoryError as error:
+            failure = failure or error
+    if failure is not None:
+        err.write(f"conddsl: the run stopped: {failure}\n")
+        return 1
+    out.write(f"conddsl: {_stopped(app.stopped_by, printer.counts)}\n")
     return 0
 
 

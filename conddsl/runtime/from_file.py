@@ -52,6 +52,7 @@ def scheduler_from_task_file(
             "end_cond": condition(task.end_cond),
             "timeout": task.timeout,
             "multilaunch": task.multilaunch,
+            "on_node_lost": task.on_node_lost,
             "disabled": task.disabled,
         }
         # A task without a start condition only runs when asked (run_task).

@@ -80,22 +80,14 @@ def default_node() -> str:
 
 def parse_lease(value: object) -> timedelta:
     """A lease from a timedelta, a number of seconds or text like ``"10 seconds"``."""
-    from conddsl.literals import LiteralError, read_duration_text
+    from conddsl.errors import SettingValueError
+    from conddsl.settings import read_duration
 
-    if isinstance(value, bool):
-        raise ValueError(f"lease must be a duration, not {value!r}")
-    if isinstance(value, int | float):
-        value = timedelta(seconds=value)
-    elif isinstance(value, str):
-        try:
-            value = read_duration_text(value)
-        except LiteralError as error:
-            raise ValueError(f"lease {error.message}: {error.hint}") from None
-    if not isinstance(value, timedelta):
-        raise ValueError(f"lease must be a duration like '10 seconds', not {value!r}")
-    if value < timedelta(seconds=1):
-        raise ValueError(f"lease must be at least 1 second, got {value.total_seconds():g} s")
-    return value
+    found = read_duration(value, "lease")
+    if found < timedelta(seconds=1):
+        # Renewed every third of it over a network: shorter ones fence nodes for nothing.
+        raise SettingValueError("lease", "value", "must be at least 1 second")
+    return found
 
 
 def describe_dsn(dsn: str) -> str:
