@@ -345,7 +345,8 @@ def test_lease_values(value, expected) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "match"), [(0.5, "at least 1 second"), ("soon", "lease"), (True, "seconds as a number")]
+    ("value", "match"),
+    [(0.5, "at least 1 second"), ("soon", "lease"), (True, "seconds as a number")],
 )
 def test_bad_lease_values(value, match) -> None:
     with pytest.raises(ValueError, match=match):
