@@ -358,6 +358,14 @@ class HistoryUnavailable(HistoryError):
     """
 
 
+class ClaimBusy(HistoryError):
+    """Another node is claiming the same task at this instant (a claim made without waiting).
+
+    Its claim decides: if it starts the run its record wakes this node; if not, this node
+    looks again a moment later.
+    """
+
+
 class RunLost(HistoryError):
     """A finishing record of a run this node no longer owns (it was taken over): not written.
 

@@ -15,7 +15,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conddsl.history import History, HistoryError, HistoryUnavailable, PostgresHistory, RunLost
+from conddsl.history import (
+    ClaimBusy,
+    History,
+    HistoryError,
+    HistoryUnavailable,
+    PostgresHistory,
+    RunLost,
+)
 from conddsl.history.postgres.store import describe_dsn, parse_lease
 
 psycopg = pytest.importorskip("psycopg")
@@ -430,6 +437,19 @@ def test_a_claim_does_not_wait_forever_for_a_frozen_claimant(nodes, postgres_dsn
         assert time.monotonic() - started < 3
         frozen.rollback()
     assert a.claim("job", lambda h, now: 1) is not None
+
+
+def test_a_claim_without_waiting_says_another_node_is_claiming(nodes, postgres_dsn) -> None:
+    a = nodes("a")
+    a.claim("job", lambda h, now: None)  # the task's row exists
+    with psycopg.connect(postgres_dsn) as other:  # another node's claim, in progress
+        other.execute("SELECT 1 FROM conddsl_tasks WHERE task = 'job' FOR UPDATE")
+        started = time.monotonic()
+        with pytest.raises(ClaimBusy, match="another node is claiming task 'job'"):
+            a.claim("job", lambda h, now: 1, wait=False)
+        assert time.monotonic() - started < 0.5
+        other.rollback()
+    assert a.claim("job", lambda h, now: 1, wait=False) is not None
 
 
 def test_the_server_ends_a_session_frozen_inside_a_transaction(nodes) -> None:

@@ -64,8 +64,12 @@ shut_cond = "scheduler has run over {seconds} seconds"
 
 
 def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres_dsn: str) -> None:
-    write_setup(tmp_path, _mixed_task_file(30))
+    write_setup(tmp_path, _mixed_task_file(36))
     nodes = [start_node(tmp_path, postgres_dsn) for _ in range(3)]
+    # Midway, every node's listening connection is cut (pg_terminate_backend): each
+    # reconnects and looks at everything again; nothing is missed or doubled.
+    wait_until(lambda: len(records(postgres_dsn)) > 200, 60, "the nodes run")
+    assert _terminate_listeners(postgres_dsn) == 3
     outputs = [stop(node, timeout=90) for node in nodes]
     for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
@@ -110,6 +114,19 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
         f" p90 {delays[len(delays) * 9 // 10] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
     )
     assert median < 0.5  # 100 ms on a quiet machine; this one is shared
+
+
+def _terminate_listeners(dsn: str) -> int:
+    """End the LISTEN connection of every node; how many there were."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'conddsl %'"
+            " AND query LIKE 'LISTEN%'"
+        ).fetchall()
+    return len(rows)
 
 
 def _owner_pid(row: tuple) -> int:

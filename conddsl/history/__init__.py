@@ -3,6 +3,7 @@
 from conddsl.history.base import (
     ACTIONS,
     FINISH_ACTIONS,
+    ClaimBusy,
     History,
     HistoryError,
     HistoryJournaled,
@@ -17,6 +18,7 @@ from conddsl.history.sqlite import SQLiteHistory
 __all__ = [
     "ACTIONS",
     "FINISH_ACTIONS",
+    "ClaimBusy",
     "History",
     "HistoryError",
     "HistoryJournaled",

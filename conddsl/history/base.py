@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
+from conddsl.errors import ClaimBusy as ClaimBusy
 from conddsl.errors import HistoryError as HistoryError
 from conddsl.errors import HistoryJournaled as HistoryJournaled
 from conddsl.errors import HistoryUnavailable as HistoryUnavailable

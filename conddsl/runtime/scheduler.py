@@ -67,7 +67,7 @@ from conddsl.errors import (
     SchedulerError,
     UnknownTaskError,
 )
-from conddsl.history import History, HistoryError, Record, RunLost
+from conddsl.history import ClaimBusy, History, HistoryError, Record, RunLost
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
     OWN_TASK_HINT,
@@ -96,6 +96,9 @@ from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
 log = logging.getLogger("conddsl.runtime")
 # While a shared history cannot be reached, conditions are tried again this often.
 OUTAGE_RECHECK = timedelta(seconds=2)
+# A start another node was claiming at the same instant is looked at again this soon (its
+# run record usually wakes this node first).
+BUSY_RECHECK = timedelta(milliseconds=100)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,6 +202,7 @@ class Scheduler:
         # and the tasks whose lost runs may wait to be retried here.
         self._shared: SharedNode | None = None
         self._retry_hint: set[str] = set()
+        self._recheck_soon: dict[str, datetime] = {}  # starts another node was claiming
         if self.config.shut_cond is not None:
             self._resolve_shut_cond(defer_unknown=True)
 
@@ -948,6 +952,9 @@ class Scheduler:
             self._records.flush()  # our finishes first: the claim's check reads them
             try:
                 claimed = self._shared.claim(task, uuid.uuid4().hex)
+            except ClaimBusy:
+                self._recheck_soon[task.name] = now + BUSY_RECHECK
+                return None
             except Exception as exc:  # the start condition raised inside the claim
                 self._fail(
                     ConditionFailed(f"start condition of task {task.name!r}", task.start, exc)
@@ -1002,7 +1009,8 @@ class Scheduler:
             times.append(self._next(task.start, f"start condition of {name!r}", now, context))
         if task.end is not None and self._watches_end(task):
             times.append(self._next(task.end, f"end condition of {name!r}", now, context))
-        found = [at for at in times if at is not None]
+        soon = self._recheck_soon.pop(name, None)
+        found = [at for at in (*times, soon) if at is not None]
         return min(found) if found else None
 
     def _context(self, name: str | None) -> dict[str, Any]:

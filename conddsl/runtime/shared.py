@@ -78,6 +78,8 @@ class SharedNode:
         """The run record if this node wins the start of ``task`` now, else None.
 
         An unreachable database claims nothing (said once, and again when it answers).
+        ``ClaimBusy`` when another node is claiming the task at this instant: the caller
+        looks again soon, rather than hold its loop until that node decides.
         """
         check = claim_check(
             task.start, task=task.name, session=self.session, exclusive=not task.multilaunch
@@ -88,6 +90,7 @@ class SharedNode:
                 check,
                 run_id=run_id,
                 on_lost=getattr(task, "on_node_lost", "fail"),
+                wait=False,
             )
         except HistoryUnavailable as error:
             self.outage(error)

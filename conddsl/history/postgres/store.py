@@ -22,6 +22,7 @@ from typing import Any
 from conddsl.history.base import (
     ACTION_CODES,
     ACTIONS,
+    ClaimBusy,
     History,
     HistoryError,
     HistoryUnavailable,
@@ -385,6 +386,7 @@ class PostgresHistory(History):
         run_id: str | None = None,
         on_lost: str = "fail",
         reason: str | None = None,
+        wait: bool = True,
     ) -> Record | None:
         """Start a run of ``task`` if this node wins it; its ``run`` record, or None.
 
@@ -393,6 +395,9 @@ class PostgresHistory(History):
         decides against the committed history at the database's time (``now``) and names
         the occurrence, and the run is inserted under the uniqueness of (task, occurrence,
         attempt 1). Exactly one node wins an occurrence; the others get None.
+
+        ``wait=False``: when another node is claiming the task at this instant, raise
+        ``ClaimBusy`` at once instead of waiting for its decision (up to lease/2).
         """
         check_record(task, "run")
         if on_lost not in ON_LOST:
@@ -406,20 +411,33 @@ class PostgresHistory(History):
             conn = self._connection("claim")
             try:
                 with conn.transaction():
-                    return self._claim_in(conn, task, check, run_id, on_lost, reason)
+                    return self._claim_in(conn, task, check, run_id, on_lost, reason, wait)
             except _Busy:
+                if not wait:
+                    raise ClaimBusy(
+                        f"history {self._where}: another node is claiming task {task!r} now",
+                        reason="claim busy",
+                    ) from None
                 log.warning("claim of task %r: another node holds it; not started now", task)
                 return None
             except self._psycopg.Error as exc:
                 raise self._error("claim", exc) from exc
 
     def _claim_in(
-        self, conn: Any, task: str, check: CheckClaim, run_id: str, on_lost: str, reason: str | None
+        self,
+        conn: Any,
+        task: str,
+        check: CheckClaim,
+        run_id: str,
+        on_lost: str,
+        reason: str | None,
+        wait: bool,
     ) -> Record | None:
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(self._lock_wait_ms),))
         conn.execute("INSERT INTO conddsl_tasks (task) VALUES (%s) ON CONFLICT DO NOTHING", (task,))
+        lock = "FOR UPDATE" if wait else "FOR UPDATE NOWAIT"
         try:
-            conn.execute("SELECT 1 FROM conddsl_tasks WHERE task = %s FOR UPDATE", (task,))
+            conn.execute(f"SELECT 1 FROM conddsl_tasks WHERE task = %s {lock}", (task,))
         except self._psycopg.errors.LockNotAvailable:
             # Another node holds the task (its claim hangs): not won now. The transaction
             # is aborted: raised to roll it back, caught in claim().
