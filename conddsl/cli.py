@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, UsageError, printable
-from conddsl.terminal import escape_warnings, printable_lines
+from conddsl.terminal import escape_warnings, names_from_outside, printable_lines
 from conddsl.timeline.clock import later
 
 EXIT_OK = 0
@@ -176,6 +176,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from conddsl.runfile import run_task_file
 
+    names_from_outside(args.task_file)
     path = Path(args.task_file)
     if not path.is_file():
         why = "not a regular file" if path.exists() else "no such task file"
@@ -190,7 +191,7 @@ def _cmd_next(args: argparse.Namespace) -> int:
     for window in windows if not (note or "").startswith("always true") else ():
         print(_format_window(window))
     if note:
-        print(f"# {note}")
+        print(f"# {printable(note)}")  # it may quote the condition
     return EXIT_OK
 
 
@@ -206,7 +207,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     for window in windows if not (note or "").startswith("always true") else ():
         print(f"  {_format_window(window)}")
     if note:
-        print(f"  {note}")
+        print(f"  {printable(note)}")
     return EXIT_OK
 
 

@@ -23,7 +23,8 @@ from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runtime.leftovers import registry_path
 from conddsl.runtime.records import Recorded
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
-from conddsl.terminal import Escaped
+from conddsl.terminal import Escaped, names_from_outside
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, others_may_change
 
 THREAD_SWITCH_INTERVAL = 0.0005  # seconds; see run_task_file
 
@@ -112,6 +113,7 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     # A path, a task's name or a message may hold terminal escapes: none are printed.
     out = Escaped(out if out is not None else sys.stdout)
     err = Escaped(err if err is not None else sys.stderr)
+    names_from_outside(path)
     from conddsl.runtime.config import ConfigError
 
     # The funcs are imported before names are checked: their modules may register
@@ -134,9 +136,20 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: {path} has errors; nothing was run\n")
         return 1
     model = report.model
+    for source in (path, *(rule.path for rule in report.rule_files)):
+        warning = others_may_change(source)
+        if warning is not None:  # what the user pointed at is read, but they are told
+            err.write(f"conddsl: warning: {warning}\n")
     base = path.resolve().parent
     settings = model.scheduler
     zone = settings.timezone
+    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
+    names_from_outside(path, history_path)
+    # Before anything is imported or made: see trust.history_folder_problem.
+    folder_problem = history_folder_problem(history_path)
+    if folder_problem is not None:
+        err.write(f"conddsl: cannot start {path}: {folder_problem}\nhint: {HISTORY_FOLDER_HINT}\n")
+        return 1
 
     from conddsl.history import MemoryHistory
     from conddsl.runtime import scheduler_from_task_file
@@ -150,7 +163,6 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
-    history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
     if any(task.execution == "thread" for task in app.tasks.values()):
         # Busy task threads hand the GIL back every switch interval, and the loop waits
         # behind each of them: at the default 5 ms, ten busy threads made other runs'

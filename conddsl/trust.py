@@ -3,7 +3,9 @@ journals, histories and the modules a task file names.
 
 A file may be believed when nobody but its reader (or root) could have put it there:
 
-- it is owned by the current user or by root, and nobody else may write it;
+- it is owned by the current user or by root, and nobody else may write it: not
+  everybody, and not a group unless it is the user's alone (their primary group with
+  no other member: ``umask 002`` makes files group-writable there);
 - every folder above it is owned by the current user or by root, and a folder that
   everybody may write has the sticky bit (then only a file's owner, or the folder's,
   may replace or remove it).
@@ -11,6 +13,11 @@ A file may be believed when nobody but its reader (or root) could have put it th
 A file of another user in ``/tmp`` fails the first test; a file in a folder another
 user owns, or in a world-writable folder without the sticky bit, fails the second.
 Callers go on safely without such a file (no cache, no registry) or stop, and say why.
+
+A history is stricter (:func:`history_folder_problem`): files are made and opened by
+name beside it, some by SQLite, so its own folder must be one nobody else may add to.
+Task and rules files are what the user pointed conddsl at: they are read whoever may
+write them, with a warning (:func:`others_may_change`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ __all__ = [
     "untrusted",
     "untrusted_folder",
     "unshared_folder_problem",
+    "history_folder_problem",
+    "HISTORY_FOLDER_HINT",
+    "others_may_change",
     "believed",
     "add_import_folder",
     "import_module",
@@ -38,6 +48,42 @@ log = logging.getLogger("conddsl")
 
 def _owner_ok(info: os.stat_result) -> bool:
     return info.st_uid in (0, os.geteuid())
+
+
+def _private_group(gid: int) -> bool:
+    """Whether the group ``gid`` is the current user's alone: their primary group with
+    no other member listed (a user-private group, where ``umask 002`` makes files
+    group-writable). Another account sharing it as its own primary group is not seen."""
+    import grp
+    import pwd
+
+    if gid != os.getegid():
+        return False
+    try:
+        members = grp.getgrgid(gid).gr_mem
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a group or user with no name: nothing says it is private
+        return False
+    return all(member == user for member in members)
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return f"group {grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"group {gid}"
+
+
+def _writers(info: os.stat_result) -> str | None:
+    """Who else than its owner may write a file or folder: anyone, or a group that is
+    not the current user's alone; None when nobody."""
+    if info.st_mode & stat.S_IWOTH:
+        return "anyone"
+    if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
+        return _group_name(info.st_gid)
+    return None
 
 
 def _foreign_link(path: str | os.PathLike[str]) -> str | None:
@@ -117,8 +163,9 @@ def untrusted(path: str | os.PathLike[str]) -> str | None:
             return f"{real} is not a regular file"
         if not _owner_ok(info):
             return f"{real} belongs to another user (uid {info.st_uid})"
-        if info.st_mode & stat.S_IWOTH:
-            return f"{real} may be written by anyone"
+        writers = _writers(info)
+        if writers is not None:
+            return f"{real} may be written by {writers}"
     return untrusted_folder(os.path.dirname(real))
 
 
@@ -133,6 +180,61 @@ def unshared_folder_problem(folder: str | os.PathLike[str], what: str = "files")
         if os.stat(entry).st_mode & stat.S_IWOTH:
             return f"anybody may add {what} to {entry}"
     return None
+
+
+def history_folder_problem(history: str | os.PathLike[str]) -> str | None:
+    """Why the folder of the history file ``history`` is no place for it, or None.
+
+    Beside a history live files conddsl makes and opens by name: its lock
+    (``.run.lock``), process registry (``.procs.json``), journal (``.pending.jsonl``)
+    and SQLite's ``-wal``/``-shm``/``-journal``. In a folder anybody may add a file to
+    (sticky or not, whoever owns it: ``/tmp`` is root's) another user can create one of
+    those names first, or swap it between a check and SQLite's own open, which conddsl
+    cannot make ``O_NOFOLLOW``. So such a folder is refused outright: no race is left.
+    """
+    folder = os.path.dirname(os.path.abspath(history))
+    # A folder not made yet is made in the nearest one there is: whoever may add to
+    # that one may make it first (and own it).
+    existing = folder
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    why = unshared_folder_problem(existing, "files")
+    if why is None:
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(os.path.realpath(existing))
+            if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
+                why = f"{_group_name(info.st_gid)} may add files to {os.path.realpath(existing)}"
+    if why is None:
+        return None
+    return (
+        f"the history's folder {folder} is not private: {why} (another user could create"
+        " its lock, process registry, journal or SQLite side files first)"
+    )
+
+
+HISTORY_FOLDER_HINT = (
+    "keep the history in a folder only you (or root) may write, e.g. ~/.local/state/conddsl/"
+    " (`mkdir -p -m 700` it first), named by the `history` setting of [scheduler]"
+)
+
+
+def others_may_change(path: str | os.PathLike[str]) -> str | None:
+    """A warning when someone else could change ``path``, a task or rules file conddsl
+    was pointed at (by the command line, or by that task file): it belongs to another
+    user, or anyone or a group not the user's alone may write it. Such a file is read
+    anyway (it is what the user asked for) but whoever may write it decides what
+    ``conddsl run`` does; None when nobody else may."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # reading it says what is wrong
+    if not _owner_ok(info):
+        why = f"belongs to another user (uid {info.st_uid})"
+    elif (writers := _writers(info)) is not None:
+        why = f"may be written by {writers}"
+    else:
+        return None
+    return f"{path} {why}: whoever may change it decides what conddsl run does as you"
 
 
 def believed(path: str | os.PathLike[str], what: str, consequence: str) -> bool:

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from conddsl.cli import main
+from conddsl.errors import Span
+from conddsl.lint.output import as_json
 from conddsl.rules.codes import CODES
+from conddsl.rules.diagnostics import Diagnostic
 
 CASES = Path(__file__).resolve().parent / "check_cases"
 ROOT = CASES.parent.parent
@@ -512,3 +515,55 @@ def test_c408_reads_the_source_without_running_it(tmp_path, capsys):
     code, out, _ = run(["--output-format", "full", str(tmp_path / "tasks.toml")], capsys)
     assert code == 0 and "C408" in out
     assert 'use execution = "process"' in out
+
+
+TERMINAL_BAIT = textwrap.dedent(
+    r"""
+    [tasks.a]
+    command = ["true"]
+    start_cond = "task 'n\u0085\u009b2J\u202e\u007f' has succeeded"
+    """
+)
+
+
+def _terminal_safe(text: str) -> bool:
+    return all(ch.isprintable() or ch in "\n " for ch in text)
+
+
+def test_json_and_github_output_escape_what_a_terminal_acts_on(tmp_path: Path, capsys) -> None:
+    """C1 controls (U+0085, U+009B: CSI), DEL and bidirectional overrides in a message and
+    a path are escaped in JSON (``\\u009b``, which JSON readers decode back) and GitHub
+    annotations; JSON itself escapes only U+0000-U+001F."""
+    folder = tmp_path / "x\x9b\u202e"
+    folder.mkdir()
+    (folder / "tasks.toml").write_text(TERMINAL_BAIT)
+    code, out, err = run(["--output-format", "json", str(folder / "tasks.toml")], capsys)
+    assert code == 1 and _terminal_safe(out + err), ascii(out + err)
+    assert "x\\u009b\\u202e" in out
+    (item,) = json.loads(out)
+    assert item["code"] == "C301" and item["filename"] == str(folder / "tasks.toml")
+    # A message and hint as raw as a custom condition's could make them.
+    found = Diagnostic("C301", "a\x85\x9b2J\x7f\u2028", "f", Span(1, 1, 1, 2), hint="\U000e0001")
+    shown = as_json([found], {})
+    assert _terminal_safe(shown) and "a\\u0085\\u009b2J\\u007f\\u2028" in shown
+    assert json.loads(shown)[0]["message"] == found.message
+    assert json.loads(shown)[0]["hint"] == found.hint
+    code, out, err = run(["--output-format", "github", str(folder / "tasks.toml")], capsys)
+    assert code == 1 and _terminal_safe(out + err), ascii(out + err)
+    assert out.startswith("::error file=") and len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("output_format", ["concise", "full", "json", "github"])
+def test_a_file_name_cannot_forge_an_output_line(tmp_path: Path, capsys, output_format) -> None:
+    """A task file named ``a<newline>fake.toml:1:1: E999 forged.toml``, and a missing one
+    alike: the line break is printed escaped, so no line of output is the forged one."""
+    forged = "fake.toml:1:1: E999 forged"
+    (tmp_path / f"a\n{forged}.toml").write_text(TERMINAL_BAIT)
+    missing = str(tmp_path / f"m\n{forged}.toml")
+    argv = ["--output-format", output_format, str(tmp_path / f"a\n{forged}.toml"), missing]
+    code, out, err = run(argv, capsys)
+    assert code == 2, out + err  # the missing path
+    for line in (out + err).splitlines():
+        assert not line.lstrip("\"' ").startswith("fake.toml"), out + err
+    assert f"m\\n{forged}.toml: no such file or folder" in err
+    assert "C301" in out

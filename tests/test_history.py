@@ -484,28 +484,48 @@ def test_sqlite_read_by_one_process_while_another_writes(tmp_path: Path) -> None
     reader.close()
 
 
-def test_sqlite_locked_database_raises_and_keeps_the_record(tmp_path: Path) -> None:
+def _gives_up(history: SQLiteHistory) -> threading.Event:
+    """An event set (with the error in ``.failure``) when the history's writer gives up."""
+    event = threading.Event()
+
+    def heard(exc: HistoryError) -> None:
+        event.failure = exc  # type: ignore[attr-defined]
+        event.set()
+
+    history.watch_failures(heard)
+    return event
+
+
+def test_sqlite_locked_database_queues_the_record_and_reports_the_lock_later(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "locked.sqlite3"
-    history = SQLiteHistory(path, timeout=0.05)
+    history = SQLiteHistory(path, timeout=0.3)
+    gave_up = _gives_up(history)
     history.record("a", "run", at=t(0), run_id="1")
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
+    blocker = _locked(path)
     try:
-        with pytest.raises(HistoryError) as info:
-            history.record("a", "success", at=t(1), run_id="1")
-        assert str(path) in str(info.value)
-        assert "locked" in str(info.value)
+        started = time.monotonic()
+        history.record("a", "success", at=t(1), run_id="1")  # queued: no wait for the lock
+        assert time.monotonic() - started < 0.1
         assert history.pending == [rec("a", "success", 1, "1")]
-        with pytest.raises(HistoryError):
+        # Pending records are part of every answer at once.
+        assert history.last("a", "success") == t(1)
+        assert history.running("a") == []
+        assert history.count_in("a", "success", t(0), t(2)) == 1
+        assert history.records() == [rec("a", "run", 0, "1"), rec("a", "success", 1, "1")]
+        assert gave_up.wait(10), "the writer never reported the lock"
+        message = str(gave_up.failure)  # type: ignore[attr-defined]
+        assert str(path) in message and "locked" in message and "waited 0.3 s" in message
+        assert time.monotonic() - started >= 0.3
+        with pytest.raises(HistoryError, match="locked"):  # told to every later record too
             history.record("a", "run", at=t(2), run_id="2")
         with pytest.raises(HistoryError, match="not closing"):
             history.close()
-        # Pending records are not visible until they are written.
-        assert history.last("a", "success") is None
-        assert history.running("a") == [rec("a", "run", 0, "1")]
+        assert len(history.pending) == 2
+        assert history.running("a") == [rec("a", "run", 2, "2")]
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        _release(blocker)
     history.flush()
     assert history.pending == []
     assert history.records() == [
@@ -517,6 +537,26 @@ def test_sqlite_locked_database_raises_and_keeps_the_record(tmp_path: Path) -> N
     history.close()
     with SQLiteHistory(path) as reopened:
         assert reopened.last("a", "success") == t(1)
+
+
+def test_sqlite_queued_records_are_written_in_order_once_the_lock_goes(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    blocker = _locked(path)
+    try:
+        for second in range(5):
+            history.record("a", "run" if second % 2 == 0 else "success", at=t(second))
+        assert len(history.pending) == 5
+    finally:
+        _release(blocker)
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:  # the writer's next try
+        time.sleep(0.01)
+    assert history.pending == []
+    assert _rows(path) == [("a", a, None) for a in ("run", "success", "run", "success", "run")]
+    history.record("b", "run", at=t(5))  # the file is free: written before record returns
+    assert history.pending == [] and _rows(path)[-1] == ("b", "run", None)
+    history.close()
 
 
 def test_sqlite_full_disk_raises_and_retries_on_next_write(tmp_path: Path) -> None:
@@ -575,11 +615,8 @@ def _journaled(path: Path) -> Path:
     history.record("a", "run", at=t(0), run_id="1")
     blocker = _locked(path)
     try:
-        for row in JOURNAL_ROWS:
-            with pytest.raises(HistoryError, match="locked"):
-                history.record(
-                    row.task, row.action, at=row.at, run_id=row.run_id, message=row.message
-                )
+        for row in JOURNAL_ROWS:  # queued: the writer thread waits for the lock
+            history.record(row.task, row.action, at=row.at, run_id=row.run_id, message=row.message)
         with pytest.raises(HistoryJournaled) as info:
             history.close(journal=True)
     finally:
@@ -677,29 +714,30 @@ def test_sqlite_crash_during_replay_loses_and_duplicates_nothing(tmp_path: Path)
     assert not journal.exists()
 
 
-def test_sqlite_after_a_failed_write_the_next_records_do_not_wait_for_the_lock(
+def test_sqlite_after_the_writer_gave_up_the_next_records_do_not_wait_for_the_lock(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.sqlite3"
-    history = SQLiteHistory(path, timeout=2.0)
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
+    history = SQLiteHistory(path, timeout=0.5)
+    gave_up = _gives_up(history)
+    blocker = _locked(path)
     try:
-        with pytest.raises(HistoryError, match=r"waited 2 s"):
-            history.record("a", "run", at=t(0), run_id="1")
-        # The file failed just now: the next records are tried once, not after 2 s each.
+        history.record("a", "run", at=t(0), run_id="1")
+        assert gave_up.wait(10)
+        assert "waited 0.5 s" in str(gave_up.failure)  # type: ignore[attr-defined]
+        # The file failed just now: the next records are tried once, never waited for.
         started = time.monotonic()
         for second in (1, 2, 3):
             with pytest.raises(HistoryError, match="the last write failed moments ago"):
                 history.record("a", "success", at=t(second), run_id="1")
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 0.5
         assert len(history.pending) == 4
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        _release(blocker)
     # Once the lock is gone, the next write takes everything pending, in order.
     history.record("b", "run", at=t(4))
     assert [r.at for r in history.records()] == [t(0), t(1), t(2), t(3), t(4)]
+    assert history.pending == []
     history.close()
 
 
@@ -728,8 +766,7 @@ def test_sqlite_journal_is_appended_in_order(tmp_path: Path) -> None:
     blocker = _locked(path)
     try:
         history = SQLiteHistory(path, timeout=0.05)
-        with pytest.raises(HistoryError):
-            history.record("c", "run", at=t(7))
+        history.record("c", "run", at=t(7))  # queued
         with pytest.raises(HistoryJournaled) as info:
             history.close(journal=True)
         assert info.value.count == 1
@@ -746,12 +783,8 @@ def test_sqlite_leaving_a_with_block_keeps_unwritable_records(tmp_path: Path) ->
     SQLiteHistory(path).close()
     blocker = _locked(path)
     try:
-        with (
-            pytest.raises(HistoryJournaled),
-            SQLiteHistory(path, timeout=0.05) as history,
-            pytest.raises(HistoryError, match="locked"),
-        ):
-            history.record("a", "run", at=t(0))
+        with pytest.raises(HistoryJournaled), SQLiteHistory(path, timeout=0.05) as history:
+            history.record("a", "run", at=t(0))  # queued; the block's end journals it
     finally:
         _release(blocker)
     with SQLiteHistory(path) as history:
@@ -782,8 +815,7 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
     history = SQLiteHistory(path, timeout=0.05)
     blocker = _locked(path)
     try:
-        with pytest.raises(HistoryError):
-            history.record("a", "run", at=t(0))
+        history.record("a", "run", at=t(0))  # queued
 
         def no_space(fd: int) -> None:
             raise OSError(28, "No space left on device")
@@ -901,8 +933,7 @@ def test_conddsl_run_shows_the_records_it_could_not_keep_anywhere(
     history = SQLiteHistory(path, timeout=0.05)
     blocker = _locked(path)
     try:
-        with pytest.raises(HistoryError):
-            history.record("extract", "success", at=t(1), run_id="r7")
+        history.record("extract", "success", at=t(1), run_id="r7")  # queued
 
         def no_space(fd: int) -> None:
             raise OSError(28, "No space left on device")
@@ -967,8 +998,7 @@ def test_a_traceback_survives_the_journal(tmp_path: Path) -> None:
     history = SQLiteHistory(path, timeout=0.05)
     blocker = _locked(path)
     try:
-        with pytest.raises(HistoryError):
-            history.record("job", "fail", at=t(1), run_id="r1", traceback="ValueError: v\n")
+        history.record("job", "fail", at=t(1), run_id="r1", traceback="ValueError: v\n")
         with pytest.raises(HistoryError):
             history.close(journal=True)
     finally:

@@ -4,8 +4,10 @@ lost, and a run whose history went elsewhere never ends with exit code 0."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -31,6 +33,24 @@ def test_deleted_history_is_written_again_with_every_record(tmp_path, side_files
     history.record("a", "success", at=NOW)  # noticed here: the file is put back
     assert path.exists()
     os.remove(path)  # and again, with nothing written after: noticed at close
+    history.close()
+    assert actions(path) == [("a", "run"), ("a", "success")]
+
+
+def test_history_deleted_while_records_wait_for_its_lock_is_written_again(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    history.record("a", "success", at=NOW)  # queued for the writer thread
+    os.remove(path)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:  # its next try notices
+        time.sleep(0.01)
+    assert history.pending == [] and path.exists()
     history.close()
     assert actions(path) == [("a", "run"), ("a", "success")]
 

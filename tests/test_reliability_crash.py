@@ -26,6 +26,7 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -221,6 +222,84 @@ def test_a_locked_history_stops_the_scheduler_without_losing_records(tmp_path):
     assert history.pending == []
     _all_records_once(history)
     history.close()
+
+
+LOCK_SECONDS = 3.0
+HOLD_TIMEOUT = 1.0  # due inside the lock's window
+
+
+@pytest.mark.long
+@pytest.mark.smoke
+def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
+    """Another process holds the file's lock for 3 s, less than the store's timeout (5 s):
+    a task's timeout due inside that window is applied on time and a 0.05 s timer keeps
+    ticking (before, the first write waited out the lock in the event loop: the timeout
+    was applied 2 s late), and once the lock goes every record is written, in order."""
+    path = tmp_path / "runs.sqlite3"
+    history = SQLiteHistory(path)  # timeout 5 s: the lock is waited out, not given up on
+    app = Scheduler({"timeout": "never", "history": history, "kill_grace": 0.2})
+
+    async def tick() -> None:
+        pass
+
+    async def hold() -> None:
+        await asyncio.sleep(3600)
+
+    app.task("every 0.05 seconds", name="tick", execution="async")(tick)
+    app.task("every 1 hour", name="hold", execution="async", timeout=HOLD_TIMEOUT)(hold)
+    lock = Locker(path, later=True)
+    releaser = threading.Timer(LOCK_SECONDS, lock.release)  # off the event loop
+    queued: list[int] = []
+
+    def take_lock() -> None:
+        lock.lock()
+        releaser.start()
+
+    async def main() -> None:
+        serving = asyncio.ensure_future(app.serve())
+        loop = asyncio.get_running_loop()
+        while not history.running("hold"):
+            await asyncio.sleep(0.005)
+        # The lock comes milliseconds after hold started: its timeout is due inside it.
+        await loop.run_in_executor(None, take_lock)
+        await asyncio.sleep(LOCK_SECONDS / 2)
+        queued.append(len(history.pending))
+        await loop.run_in_executor(None, releaser.join)
+        while history.pending and not serving.done():  # the writer's next try
+            await asyncio.sleep(0.01)
+        app.shut_down()
+        await asyncio.wait_for(serving, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        with contextlib.suppress(RuntimeError):  # never started
+            releaser.join()
+        lock.release()
+    history.close()
+    with SQLiteHistory(path) as reopened:
+        records = reopened.records()
+    run = next(r for r in records if r.task == "hold" and r.action == "run")
+    finish = one_finish_per_run(records)[run.run_id]
+    late = (finish.at - run.at).total_seconds() - HOLD_TIMEOUT
+    ticks = [r.at for r in records if r.task == "tick" and r.action == "run"]
+    gaps = [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)]
+    report("history locked 3 s", timeout_late_s=round(late, 3), tick_gap_max_s=max(gaps))
+    assert finish.reason == "timeout" and -0.001 < late < 0.2, (finish, late)
+    assert queued[0] > 0, "nothing was queued while the lock was held"
+    assert len(ticks) >= LOCK_SECONDS / 0.05 / 2 and max(gaps) < 0.3, max(gaps)
+    runs = {r.run_id for r in records if r.action == "run"}
+    assert set(one_finish_per_run(records)) == runs, "a run without its finishing record"
+    # Written in causal order: each task's records in the table's order go forward in time.
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT task, at FROM records ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == len(records)
+    for task in ("tick", "hold"):
+        times = [at for name, at in rows if name == task]
+        assert times == sorted(times), task
 
 
 def test_a_full_disk_stops_the_scheduler_without_losing_records(tmp_path):

@@ -241,3 +241,54 @@ def test_a_second_run_on_the_same_history_is_refused_at_once(tmp_path):
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
     assert not (tmp_path / "runs.sqlite3.run.lock").exists()  # the first let it go
+
+
+FORGED = "fake.toml:1:1: E999 forged"
+
+
+def _forged_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if FORGED in line and "\\n" not in line]
+
+
+def _in_process(capsys, *argv: str) -> subprocess.CompletedProcess:
+    from conddsl.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+def test_a_folder_name_cannot_forge_an_output_line_of_run_or_next(tmp_path: Path, capsys) -> None:
+    """A folder named ``d<newline>fake.toml:1:1: E999 forged``: run's header, its
+    errors (a missing file, a history refused) and the warnings ``next`` logs (about a
+    parser cache there) print the name escaped, on the line it belongs to."""
+    folder = tmp_path / f"d\n{FORGED}"
+    folder.mkdir()
+    (folder / "tasks.toml").write_text(
+        '[scheduler]\nshut_cond = "true"\ninstant_shutdown = true\n'
+        '[tasks.a]\ncommand = ["true"]\nstart_cond = "every 1 hour"\n'
+    )
+    (folder / "refused.toml").write_text('[scheduler]\nhistory = "open/h.sqlite3"\n')
+    (folder / "open").mkdir()
+    os.chmod(folder / "open", 0o777)
+    cache = folder / "conddsl"
+    cache.mkdir()
+    os.chmod(cache, 0o777)  # the parser cache is not used there, and a warning says so
+    results = [
+        _in_process(capsys, "run", str(folder / "tasks.toml")),
+        _in_process(capsys, "run", str(folder / "missing.toml")),
+        _in_process(capsys, "run", str(folder / "refused.toml")),
+        subprocess.run(
+            [sys.executable, "-m", "conddsl.cli", "next", "daily", "-n", "1"],
+            env={**ENV, "XDG_CACHE_HOME": str(folder)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ),
+    ]
+    for result in results:
+        shown = result.stdout + result.stderr
+        assert not _forged_lines(shown), shown
+        assert f"d\\n{FORGED}" in shown, shown
+    assert [result.returncode for result in results] == [0, 2, 1, 0]
+    assert "not trusted" in results[3].stderr

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 from reliability import SUBPROCESS_ENV
 
-from conddsl.trust import untrusted, untrusted_folder
+from conddsl.trust import history_folder_problem, untrusted, untrusted_folder
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="planting files owned by another user needs root"
@@ -32,6 +32,20 @@ def sticky(tmp_path_factory):
     os.chmod(folder.parent, 0o755)  # pytest's base folder is root's 0700: reachable
     os.chmod(folder, 0o1777)
     return folder
+
+
+@pytest.fixture
+def private(tmp_path):
+    """A folder only root may write, where ``nobody``'s files were put (as if it had been
+    open once): the files themselves must still be judged."""
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o755)
+    return folder
+
+
+def elsewhere(task_file: str, folder) -> str:
+    """``task_file`` with its history in ``folder`` (a private one)."""
+    return task_file.replace("[scheduler]\n", f'[scheduler]\nhistory = "{folder}/h.sqlite3"\n', 1)
 
 
 def plant(path, data: bytes) -> None:
@@ -215,7 +229,7 @@ def test_stdlib_names_beside_a_command_only_task_file_are_never_imported(sticky,
     proof = tmp_path / "ran"
     for name in ("ctypes", "json", "signal", "selectors", "sqlite3"):
         (sticky / f"{name}.py").write_text(PROOF_MODULE.format(proof=str(proof)))
-    (sticky / "tasks.toml").write_text(COMMAND_ONLY)
+    (sticky / "tasks.toml").write_text(elsewhere(COMMAND_ONLY, tmp_path))
     result = conddsl("run", str(sticky / "tasks.toml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout
@@ -282,7 +296,10 @@ def test_func_module_of_another_user_is_refused(sticky, tmp_path, cli, where):
     folder.mkdir(exist_ok=True)
     plant(folder / "jobs.py", PROOF_MODULE.format(proof=str(proof)).encode())
     (folder / "tasks.toml").write_text(
-        '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n'
+        elsewhere(
+            '[scheduler]\nshut_cond = "true"\n[tasks.a]\nfunc = "jobs:go"\nstart_cond = "true"\n',
+            tmp_path,
+        )
     )
     task_file = str(folder / "tasks.toml")
     why = "anybody may add modules" if where == "sticky folder" else "another user"
@@ -442,12 +459,12 @@ def registry(trees: dict[int, int | None]) -> bytes:
     return json.dumps({"version": 1, "owner": owner, "trees": entries}).encode()
 
 
-def test_planted_registry_of_another_user_signals_nothing(sticky, victim, cli):
-    (sticky / "tasks.toml").write_text(HARMLESS)
-    plant(sticky / "runs.sqlite3.procs.json", registry({victim.pid: None}))
-    check = cli("check", str(sticky / "tasks.toml"))
+def test_planted_registry_of_another_user_signals_nothing(private, victim, cli):
+    (private / "tasks.toml").write_text(HARMLESS)
+    plant(private / "runs.sqlite3.procs.json", registry({victim.pid: None}))
+    check = cli("check", str(private / "tasks.toml"))
     assert "C602" in check.stdout and "another user" in check.stdout, check.stdout
-    result = conddsl("run", str(sticky / "tasks.toml"), cwd=sticky)
+    result = conddsl("run", str(private / "tasks.toml"), cwd=private)
     assert result.returncode == 0, result.stderr
     assert "process registry" in result.stderr and "not trusted" in result.stderr
     assert victim.poll() is None  # still running: never signalled
@@ -509,34 +526,160 @@ def journal_line(task: str, action: str) -> bytes:
 
 
 @pytest.mark.parametrize("planted", ["runs.sqlite3", "runs.sqlite3.pending.jsonl"])
-def test_planted_history_or_journal_is_refused(sticky, planted, cli):
+def test_planted_history_or_journal_is_refused(private, planted, cli):
     from conddsl.history import SQLiteHistory
 
-    (sticky / "tasks.toml").write_text(DAILY)
+    (private / "tasks.toml").write_text(DAILY)
     if planted.endswith(".jsonl"):
         # A "success" today would make the daily task wait until tomorrow.
-        plant(sticky / planted, journal_line("report", "success"))
+        plant(private / planted, journal_line("report", "success"))
     else:
-        SQLiteHistory(sticky / planted).close()
-        os.chown(sticky / planted, NOBODY, NOBODY)
-    check = cli("check", str(sticky / "tasks.toml"))
+        SQLiteHistory(private / planted).close()
+        os.chown(private / planted, NOBODY, NOBODY)
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "another user" in result.stderr and "Traceback" not in result.stderr
     assert "success" not in result.stdout  # nothing ran, nothing was taken from it
 
 
-def test_planted_journal_lock_symlink_creates_nothing(sticky, tmp_path, cli):
+@pytest.mark.parametrize("planted", [False, True])
+def test_history_in_a_folder_anybody_may_write_is_refused(sticky, tmp_path, cli, planted):
+    """Root's own sticky folder, as ``/tmp``: another user may create the lock, registry,
+    journal or SQLite's ``-wal``/``-shm`` first, or swap one between a check and SQLite's
+    own open. So the folder itself is refused, before anything is made or opened there."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (sticky / "tasks.toml").write_text(DAILY)
+    if planted:
+        for side in (".run.lock", ".procs.json", ".pending.jsonl", "-wal", "-shm"):
+            link = sticky / f"runs.sqlite3{side}"
+            link.symlink_to(victim)
+            os.lchown(link, NOBODY, NOBODY)
+    before = sorted(path.name for path in sticky.iterdir())
+    check = cli("check", "--output-format", "full", str(sticky / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert f"the history's folder {sticky} is not private" in check.stdout
+    assert "e.g. ~/.local/state/conddsl/" in check.stdout
+    result = cli("run", str(sticky / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the history's folder {sticky} is not private" in result.stderr, result.stderr
+    assert "anybody may add files" in result.stderr
+    assert "hint: keep the history in a folder only you (or root) may write" in result.stderr
+    assert "success" not in result.stdout and "Traceback" not in result.stderr
+    assert sorted(path.name for path in sticky.iterdir()) == before  # nothing made there
+    assert victim.read_text() == "keep"
+    # A folder not made yet would be made where anybody may make it first.
+    assert "anybody may add files" in history_folder_problem(sticky / "not-yet" / "h.sqlite3")
+    assert history_folder_problem(tmp_path / "not-yet" / "h.sqlite3") is None
+
+
+def test_scheduler_keeps_no_registry_beside_a_history_in_an_open_folder(sticky, victim, caplog):
+    """Through the API too (no ``conddsl run`` to refuse the folder): the history is not
+    opened there, and a registry whose name anybody may take is neither obeyed nor
+    written, even one of root's own."""
+    import asyncio
+
+    from conddsl.history import HistoryError, SQLiteHistory
+    from conddsl.runtime.leftovers import recover
+
+    path = sticky / "h.sqlite3"
+    (sticky / "h.sqlite3.procs.json").write_bytes(registry({victim.pid: None}))
+    with pytest.raises(HistoryError, match="is not private: anybody may add files"):
+        SQLiteHistory(path)
+    assert not path.exists()
+    loop = asyncio.new_event_loop()
+    try:
+        found = recover(str(path) + ".procs.json", 0.1, loop)
+    finally:
+        loop.close()
+    assert found.registry is None and found.killer is None
+    assert "is not kept" in caplog.text and "anybody may add files" in caplog.text
+    assert victim.poll() is None
+
+
+NOGROUP = 65534  # nobody's group: not root's
+
+
+def test_group_writable_file_is_trusted_only_when_the_group_is_yours_alone(private, monkeypatch):
+    """``umask 002`` makes files group-writable: fine in a user-private group (your
+    primary group, nobody else in it), refused in any other group."""
+    import grp
+
+    from conddsl import trust
+
+    path = private / "file"
+    path.write_text("x")
+    os.chmod(path, 0o664)
+    assert untrusted(path) is None  # root:root, and no other member in group root
+    os.chown(path, 0, NOGROUP)
+    assert "may be written by group" in untrusted(path) and "65534" in untrusted(path)
+    os.chmod(path, 0o644)
+    assert untrusted(path) is None  # its group may read it only
+    os.chmod(path, 0o664)
+    os.chown(path, 0, os.getegid())
+    real = grp.getgrgid(os.getegid())
+    shared = grp.struct_group((real.gr_name, real.gr_passwd, real.gr_gid, ["nobody"]))
+    monkeypatch.setattr(grp, "getgrgid", lambda gid: shared)
+    assert not trust._private_group(os.getegid())
+    assert "may be written by group" in untrusted(path)
+
+
+def test_history_or_folder_a_shared_group_may_write_is_refused(private, cli):
+    from conddsl.history import SQLiteHistory
+
+    (private / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(private / "runs.sqlite3").close()
+    os.chown(private / "runs.sqlite3", 0, NOGROUP)
+    os.chmod(private / "runs.sqlite3", 0o664)
+    check = cli("check", str(private / "tasks.toml"))
+    assert check.returncode == 1 and "C601" in check.stdout, check.stdout
+    assert "may be written by group nogroup" in check.stdout
+    result = cli("run", str(private / "tasks.toml"))
+    assert result.returncode == 1 and "may be written by group nogroup" in result.stderr
+    os.chmod(private / "runs.sqlite3", 0o644)
+    os.chown(private, 0, NOGROUP)
+    os.chmod(private, 0o775)  # the group may add the history's side files
+    result = cli("run", str(private / "tasks.toml"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "group nogroup (gid 65534) may add files" in result.stderr
+    assert "success" not in result.stdout
+
+
+def test_task_and_rules_files_others_may_write_are_read_with_a_warning(private, tmp_path, cli):
+    """They are what you pointed conddsl at (not found by it): read, but you are told."""
+    rules = private / "rules.cond"
+    plant(rules, b"often = every 1 hour\n")
+    task_file = private / "tasks.toml"
+    task_file.write_text(
+        elsewhere(COMMAND_ONLY.replace('"every 1 hour"', '"often"'), tmp_path).replace(
+            "[scheduler]\n", '[scheduler]\nrules = ["rules.cond"]\n', 1
+        )
+    )
+    os.chown(task_file, 0, NOGROUP)
+    os.chmod(task_file, 0o664)
+    check = cli("check", str(task_file))
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = cli("run", str(task_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "success" in result.stdout
+    for shown, prefix in ((check.stderr, "conddsl: note: "), (result.stderr, "conddsl: warning: ")):
+        assert f"{prefix}{rules} belongs to another user (uid {NOBODY})" in shown, shown
+        assert f"{prefix}{task_file} may be written by group nogroup (gid 65534)" in shown
+        assert "decides what conddsl run does as you" in shown
+
+
+def test_planted_journal_lock_symlink_creates_nothing(private, tmp_path, cli):
     """``<journal>.lock`` is a symlink another user planted: root must not create (or
     open) the file it names when it replays its own journal."""
-    (sticky / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
-    (sticky / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
+    (private / "tasks.toml").write_text(DAILY.replace("task 'report' has succeeded", "true"))
+    (private / "runs.sqlite3.pending.jsonl").write_bytes(journal_line("report", "success"))
     target = tmp_path / "created-by-root"
-    lock = sticky / "runs.sqlite3.pending.jsonl.lock"
+    lock = private / "runs.sqlite3.pending.jsonl.lock"
     lock.symlink_to(target)
     os.lchown(lock, NOBODY, NOBODY)
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "now written" in result.stdout
     assert not target.exists()
@@ -574,39 +717,42 @@ def test_journal_lock_held_by_another_user_does_not_hang_open(tmp_path, monkeypa
         holder.wait()
 
 
-def test_planted_sqlite_rollback_journal_is_refused(sticky, cli):
+def test_planted_sqlite_rollback_journal_is_refused(private, cli):
     """SQLite rolls a "hot" ``-journal`` back into the database when it opens it: one
     another user wrote would write their pages into the history."""
     from conddsl.history import SQLiteHistory
 
-    (sticky / "tasks.toml").write_text(DAILY)
-    SQLiteHistory(sticky / "runs.sqlite3").close()
-    plant(sticky / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
-    check = cli("check", str(sticky / "tasks.toml"))
+    (private / "tasks.toml").write_text(DAILY)
+    SQLiteHistory(private / "runs.sqlite3").close()
+    plant(private / "runs.sqlite3-journal", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert (
         result.returncode == 1 and "runs.sqlite3-journal belongs to another user" in result.stderr
     )
 
 
-def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(sticky, cli):
+def test_history_side_file_symlinked_by_another_user_is_refused_by_check_and_run(private, cli):
     """``runs.sqlite3-wal`` planted as a symlink: run refuses it, so check reports it."""
-    (sticky / "tasks.toml").write_text(DAILY)
-    wal = sticky / "runs.sqlite3-wal"
-    wal.symlink_to(sticky / "tasks.toml")
+    (private / "tasks.toml").write_text(DAILY)
+    wal = private / "runs.sqlite3-wal"
+    wal.symlink_to(private / "tasks.toml")
     os.lchown(wal, NOBODY, NOBODY)
-    check = cli("check", str(sticky / "tasks.toml"))
+    check = cli("check", str(private / "tasks.toml"))
     assert check.returncode == 1 and "C601" in check.stdout, check.stdout
     assert "symlink of another user" in check.stdout
-    result = cli("run", str(sticky / "tasks.toml"))
+    result = cli("run", str(private / "tasks.toml"))
     assert result.returncode == 1 and "symlink of another user" in result.stderr
     assert "hint: another user could have written it" in result.stderr
 
 
-def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(sticky, tmp_path):
+def test_copy_of_a_replaced_history_is_never_written_through_a_planted_symlink(private, tmp_path):
     """The copy beside a replaced history has a name anybody can guess (time and pid):
-    symlinks planted under it must not make root write the database over their target."""
+    symlinks planted under it must not make root write the database over their target.
+    (A folder others may write is refused outright; this holds in a private one where such
+    links were left, as a second line.)"""
+    sticky = private
     import time
 
     from conddsl.history import HistoryError, SQLiteHistory
@@ -670,9 +816,14 @@ def test_control_characters_in_task_names_are_escaped_in_run_output(tmp_path):
 
 @pytest.mark.parametrize("command", ["explain", "next"])
 def test_control_characters_in_conditions_are_escaped_in_cli_output(command, cli):
-    for text in ("task 'a\x1b[2Jb' has succeeded", "task 'a\x1b[2Jb' has succeded"):
+    for text in (
+        "task 'a\x1b[2Jb' has succeeded",
+        "task 'a\x1b[2Jb' has succeded",
+        "param 'a\x1b[2J\x9bb' exists",  # quoted by the note: its windows cannot be listed
+    ):
         result = cli(command, text)
         assert "\x1b" not in result.stdout + result.stderr, (text, result)
+        assert "\x9b" not in result.stdout + result.stderr, (text, result)
 
 
 def test_control_characters_in_file_paths_are_escaped_in_every_output(tmp_path):

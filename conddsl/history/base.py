@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -162,6 +162,21 @@ class History(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store's resources."""
+
+    def flush(self) -> None:  # noqa: B027 - a default, not an abstract method
+        """Write every record accepted so far; raise HistoryError if that fails."""
+        # The default store writes before ``record`` returns: nothing waits.
+
+    def watch_failures(  # noqa: B027 - a default, not an abstract method
+        self, callback: Callable[[HistoryError], None] | None
+    ) -> None:
+        """Have ``callback`` called, from any thread, when records ``record`` accepted fail later.
+
+        A store that writes in the background (``SQLiteHistory`` while its file is locked)
+        cannot raise from ``record``: this is how its owner (the scheduler) hears of it at
+        once. The default does nothing: a store that writes before ``record`` returns
+        raises from it. ``None`` stops the calls.
+        """
 
     def mark_crashed(self, at: datetime) -> list[Record]:
         """Record ``crash`` at ``at`` for every run still open and return the new records."""

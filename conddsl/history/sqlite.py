@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
 from conddsl.bounded import read_bounded
@@ -31,7 +31,7 @@ from conddsl.history.base import (
     to_us,
 )
 from conddsl.history.filecheck import copy_out, identity
-from conddsl.trust import untrusted
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
 
 log = logging.getLogger("conddsl.history")
 
@@ -109,6 +109,10 @@ _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
 _LOCK_WAIT = 2.0  # seconds a journal lock held elsewhere is waited for (see _journal_locked)
+# How often the writer thread tries a file locked by another connection again. It asks
+# without waiting (busy_timeout 0) and sleeps between tries, so that it never holds the
+# connection, which the event loop's reads need, while the lock lasts.
+_RETRY_EVERY = 0.01
 # The range of times a datetime can hold, in microseconds since the epoch (UTC).
 _FIRST_US = to_us(datetime.min.replace(tzinfo=timezone.utc))
 _LAST_US = to_us(datetime.max.replace(tzinfo=timezone.utc))
@@ -123,12 +127,20 @@ class SQLiteHistory(History):
     - ``last``, ``running`` and ``tasks`` are served from caches loaded at open and
       refreshed when another connection commits (``PRAGMA data_version``); the
       table is the truth. The other queries read the indexed table.
-    - If a write fails (database locked past ``timeout`` seconds, disk full) the
-      call raises ``HistoryError`` naming the file and the cause, and the record
-      is kept in a pending buffer, not lost: the next ``record`` or ``flush``
-      writes pending records first, in order (so do not record it again).
-      Pending records are not visible to queries until written, and ``close``
-      refuses to drop them.
+    - ``record`` never waits for the file's lock (an event loop calls it): it writes
+      at once when the file is free; when another connection holds the lock, the
+      record is kept pending and a writer thread of the history writes every pending
+      record, in order, in one transaction as soon as the lock goes, trying every
+      ``_RETRY_EVERY`` seconds without holding the connection. Pending records are
+      part of every answer at once (``last``, ``running``, ``records``...). Reads
+      never wait either: a WAL file can be read while another connection writes.
+    - If the lock lasts past ``timeout`` seconds, the writer gives up: the callback
+      of ``watch_failures`` hears the ``HistoryError`` (naming the file and the
+      cause), and so does every later ``record`` (its record is kept pending too, so
+      do not record it again) until a write succeeds. Any other failure (disk full)
+      raises from ``record`` at once, the record kept pending. The next ``record``
+      or ``flush`` writes pending records first, in order; ``close`` refuses to drop
+      them.
     - Retention (``max_age``, ``max_records``) works as in ``MemoryHistory``,
       deleting in batches of ``batch_size`` rows, one short transaction each.
       A retention pass that fails is retried after the next write.
@@ -174,6 +186,13 @@ class SQLiteHistory(History):
         self._journal = None if memory else self._path + JOURNAL_SUFFIX
         self._journal_waiting = False  # a journal file may hold records to replay
         self._replayed: list[Record] = []  # written from the journal, not yet taken
+        # The writer thread (started at the first locked write) and what it shares.
+        self._writer: threading.Thread | None = None
+        self._kick = threading.Event()  # there is work, or the writer must stop
+        self._writing = False  # the writer owns the pending records until it is done
+        self._stop_writer = False
+        self._failure: HistoryError | None = None  # the writer's last failure
+        self._on_failure: Callable[[HistoryError], None] | None = None
         on_disk = not memory and not self._path.startswith("file:")
         if on_disk:
             self._check_trusted()
@@ -199,6 +218,15 @@ class SQLiteHistory(History):
     def _check_trusted(self) -> None:
         """Refuse a database, its SQLite side files or its journal that another user could
         have written (:mod:`conddsl.trust`): their records would decide what runs."""
+        # Its folder first: in one others may add files to, its side files can be
+        # planted or swapped between any check and SQLite's own open by name.
+        folder = history_folder_problem(self._path)
+        if folder is not None:
+            raise HistoryError(
+                f"history file {self._path}: not opened: {folder}; {HISTORY_FOLDER_HINT}",
+                path=self._path,
+                reason=f"its folder is not private: {folder}",
+            )
         for candidate in trusted_files(self._path):
             why = untrusted(candidate)
             if why is not None:
@@ -226,9 +254,13 @@ class SQLiteHistory(History):
 
     @property
     def pending(self) -> list[Record]:
-        """The records that failed to write and wait for the next write or ``flush``."""
+        """The records accepted but not written yet (the file is locked, or failed)."""
         with self._lock:
             return [_to_record(row) for row in self._pending]
+
+    def watch_failures(self, callback: Callable[[HistoryError], None] | None) -> None:
+        """Have ``callback`` called, from the writer thread, when it gives up on a locked file."""
+        self._on_failure = callback
 
     # Writing -------------------------------------------------------------------
 
@@ -243,18 +275,27 @@ class SQLiteHistory(History):
         message: str | None = None,
         traceback: str | None = None,
     ) -> Record:
-        """Write a record and return it; on failure raise HistoryError and keep it pending."""
+        """Write (or, while the file is locked, queue) a record and return it, never waiting.
+
+        Raise HistoryError, the record kept pending, if the write fails otherwise, or
+        after the writer thread gave up on the lock (see the class docstring).
+        """
         check_record(task, action)
         row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback)
         with self._lock:
             self._check_open()
-            # Records already pending: the file failed just now. Try once without
-            # waiting for its lock, so a burst of records (a shutdown after the
-            # failure) does not wait ``timeout`` each; flush() and close() wait.
-            failing = bool(self._pending)
             self._pending.append(row)
-            self._write_pending(wait=not failing)
-            self._retain()
+            if self._writing:  # behind the records the writer waits to write: in order
+                return _to_record(row)
+            try:
+                self._write_pending(wait=False)
+            except HistoryError as exc:
+                if self._failure is not None or not _is_lock(exc):
+                    raise
+                self._start_writer()  # the lock is somebody else's for now: not our wait
+            else:
+                self._failure = None
+                self._retain()
         return _to_record(row)
 
     def flush(self) -> None:
@@ -263,6 +304,7 @@ class SQLiteHistory(History):
             self._check_open()
             if self._pending or self._journal_waiting:
                 self._write_pending()
+                self._failure, self._writing = None, False
                 self._retain()
 
     def mark_crashed(self, at: datetime) -> list[Record]:
@@ -272,6 +314,74 @@ class SQLiteHistory(History):
             if self._journal_waiting:
                 self._write_pending()  # its finishes close runs that did not crash
             return super().mark_crashed(at)
+
+    def _start_writer(self) -> None:
+        """Hand the pending records to the writer thread (started on first use)."""
+        self._writing = True
+        if self._writer is None or not self._writer.is_alive():
+            self._stop_writer = False
+            self._writer = threading.Thread(
+                target=self._write_behind, name=f"conddsl history {self._path}", daemon=True
+            )
+            self._writer.start()
+        self._kick.set()
+
+    def _write_behind(self) -> None:
+        """The writer thread: write what is pending once the lock is free, or give up."""
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            if self._stop_writer:
+                return
+            failure = self._write_when_free()
+            callback = self._on_failure
+            if failure is not None and callback is not None:
+                try:
+                    callback(failure)
+                except Exception as exc:  # e.g. its event loop closed; the next record raises
+                    log.warning("the history failure could not be reported: %s", exc)
+
+    def _write_when_free(self) -> HistoryError | None:
+        """Try to write the pending records until done, ``timeout`` passed, or told to stop."""
+        deadline = time.monotonic() + self._timeout
+        while not self._stop_writer:
+            with self._lock:
+                if self._closed or not self._writing:
+                    return None
+                if not self._pending and not self._journal_waiting:  # flush() wrote them
+                    self._writing = False
+                    return None
+                try:
+                    self._write_pending(wait=False)
+                except HistoryError as exc:
+                    if _is_lock(exc) and time.monotonic() < deadline:
+                        pass  # tried again below, the connection free meanwhile
+                    else:
+                        if _is_lock(exc) and isinstance(exc.__cause__, sqlite3.Error):
+                            exc = self._error("write", exc.__cause__)  # "waited N s"
+                        self._failure = exc
+                        self._writing = False
+                        log.error("%s", exc)
+                        return exc
+                else:
+                    self._writing = False
+                    self._failure = None
+                    self._retain()
+                    return None
+            time.sleep(_RETRY_EVERY)
+        return None
+
+    def _stop(self) -> None:
+        """Stop the writer thread (the caller writes what is pending itself)."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._stop_writer = True
+        self._kick.set()
+        if writer is not threading.current_thread():
+            writer.join()
+        self._writer = None
+        self._writing = False
 
     def _write_pending(self, *, wait: bool = True) -> None:
         # Before and after: a write to a file that is gone, or to one renamed over ours
@@ -434,7 +544,24 @@ class SQLiteHistory(History):
             sql += " WHERE " + " AND ".join(where)
         # Ties at one microsecond: by task, then action order, then arrival.
         sql += " ORDER BY at, task, action, id"
-        return [_to_record(row) for row in self._read(sql, params)]
+        with self._lock:
+            rows = self._read(sql, params)
+            if not self._pending:
+                return [_to_record(row) for row in rows]
+            # Pending records arrived after every written one: the same order rule.
+            codes = None if actions is None else {ACTION_CODES[a] for a in check_actions(actions)}
+            lo = None if since is None else to_us(since, "since")
+            hi = None if until is None else to_us(until, "until")
+            rows.extend(
+                row
+                for row in self._pending
+                if (task is None or row[0] == task)
+                and (codes is None or row[1] in codes)
+                and (lo is None or row[2] >= lo)
+                and (hi is None or row[2] < hi)
+            )
+        ordered = sorted((row[2], row[0], row[1], arrival, row) for arrival, row in enumerate(rows))
+        return [_to_record(item[-1]) for item in ordered]
 
     def last(self, task: str, actions: str | Iterable[str]) -> datetime | None:
         """The time of the task's latest record with one of the actions."""
@@ -442,10 +569,12 @@ class SQLiteHistory(History):
         with self._lock:
             self._check_open()
             self._refresh()
-            by_action = self._last.get(task)
-            if not by_action:
-                return None
-            best = max((by_action.get(ACTION_CODES[a], -1) for a in actions), default=-1)
+            by_action = self._last.get(task, {})
+            codes = {ACTION_CODES[a] for a in actions}
+            best = max((by_action.get(code, -1) for code in codes), default=-1)
+            for row in self._pending_of(task):
+                if row[1] in codes and row[2] > best:
+                    best = row[2]
         return None if best < 0 else from_us(best)
 
     def first_in(
@@ -478,21 +607,33 @@ class SQLiteHistory(History):
             "SELECT COUNT(*) FROM records WHERE task = ?"
             f" AND action IN ({', '.join('?' * len(codes))}) AND at >= ? AND at < ?"
         )
-        return self._read(sql, [task, *codes, lo, hi])[0][0]
+        with self._lock:
+            count = self._read(sql, [task, *codes, lo, hi])[0][0]
+            pending = self._pending_of(task)
+        return count + sum(1 for row in pending if row[1] in codes and lo <= row[2] < hi)
 
     def running(self, task: str) -> list[Record]:
         """The task's ``run`` records whose run has no finishing record yet, oldest first."""
         with self._lock:
             self._check_open()
             self._refresh()
-            return self._runs.running(task)
+            written = self._runs.running(task)
+            pending = self._pending_of(task)
+        if not pending:
+            return written
+        runs = OpenRuns()  # the written open runs, then the pending records, in order
+        for rec in written:
+            runs.apply(rec)
+        for row in pending:
+            runs.apply(_to_record(row))
+        return runs.running(task)
 
     def tasks(self) -> list[str]:
         """The names of the tasks with records, sorted."""
         with self._lock:
             self._check_open()
             self._refresh()
-            return sorted(self._last)
+            return sorted({*self._last, *(row[0] for row in self._pending)})
 
     def _edge(
         self, task: str, actions: str | Iterable[str], since: datetime, until: datetime, order: str
@@ -514,12 +655,23 @@ class SQLiteHistory(History):
                         found.append(row[0])
             except sqlite3.Error as exc:
                 raise self._error("read", exc) from exc
+            found.extend(
+                row[2] for row in self._pending_of(task) if row[1] in codes and lo <= row[2] < hi
+            )
         return found
+
+    def _pending_of(self, task: str) -> list[_Row]:
+        """The task's pending records, in order (few: only while the file is locked)."""
+        return [row for row in self._pending if row[0] == task] if self._pending else []
 
     def action_counts(self) -> dict[str, int]:
         """How many records of each action the file holds (one query, nothing loaded)."""
-        rows = self._read("SELECT action, COUNT(*) FROM records GROUP BY action", ())
-        return {ACTIONS[code]: count for code, count in rows}
+        with self._lock:
+            rows = self._read("SELECT action, COUNT(*) FROM records GROUP BY action", ())
+            counts = {ACTIONS[code]: count for code, count in rows}
+            for row in self._pending:
+                counts[ACTIONS[row[1]]] = counts.get(ACTIONS[row[1]], 0) + 1
+        return counts
 
     def _read(self, sql: str, params: Iterable[object]) -> list[tuple]:
         with self._lock:
@@ -542,6 +694,7 @@ class SQLiteHistory(History):
         the file is opened. If the journal cannot be written either, HistoryError
         names both failures and the history stays open with the records pending.
         """
+        self._stop()  # close waits for the lock itself (bounded by ``timeout``)
         with self._lock:
             if self._closed:
                 return
@@ -789,7 +942,14 @@ class SQLiteHistory(History):
     # Retention -----------------------------------------------------------------
 
     def _retain(self) -> None:
+        # Never waited for: the record is written, and a retention pass that could not
+        # get the lock simply runs again after the next write.
+        due = self._trim_count_at is not None and self._count > self._trim_count_at
+        if not due and not self._age_sweep_due():
+            return
+        conn = self._conn
         try:
+            conn.execute("PRAGMA busy_timeout = 0")
             if self._trim_count_at is not None and self._count > self._trim_count_at:
                 self._trim_count()
             if self._age_sweep_due():
@@ -797,9 +957,10 @@ class SQLiteHistory(History):
                 self._delete_older(self._now - self._max_age_us)
                 self._next_age_sweep = self._now + max(1, self._max_age_us // 10)
         except sqlite3.Error:
-            # The record is written; a retention pass that could not get the lock
-            # simply runs again after the next write.
             pass
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
 
     def _age_sweep_due(self) -> bool:
         if self._max_age_us is None or self._now is None:
@@ -860,6 +1021,15 @@ class SQLiteHistory(History):
                 " retried by the next write or flush()"
             )
         return HistoryError(message, path=self._path, reason=cause)
+
+
+def _is_lock(exc: HistoryError) -> bool:
+    """Whether the write failed only because another connection holds the file's lock."""
+    cause = exc.__cause__
+    if not isinstance(cause, sqlite3.OperationalError):
+        return False
+    text = str(cause)
+    return "locked" in text or "busy" in text
 
 
 def _journal_entry(line: bytes) -> tuple[str, _Row]:

@@ -63,9 +63,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from conddsl.errors import printable
     from conddsl.lint.output import render, summary
     from conddsl.lint.runner import check_paths
-    from conddsl.terminal import printable_lines
 
     result = check_paths(args.paths, import_funcs=args.import_funcs)
     text = render(result.diagnostics, result.texts, args.output_format)
@@ -74,10 +74,11 @@ def _run_check(args: argparse.Namespace) -> int:
             print(text, flush=True)
         except BrokenPipeError:  # `conddsl check . | head`: the reader has had enough
             _silence_stdout()
+    # One line each: a line break in one is in a path (a file named to forge a line).
     for note in result.notes:
-        print(f"conddsl: note: {printable_lines(note)}", file=sys.stderr)
+        print(f"conddsl: note: {printable(note)}", file=sys.stderr)
     for problem in result.io_errors:
-        print(f"conddsl: error: {printable_lines(problem)}", file=sys.stderr)
+        print(f"conddsl: error: {printable(problem)}", file=sys.stderr)
     print(summary(result.diagnostics, len(result.io_errors)), file=sys.stderr)
     if result.io_errors:
         return EXIT_TROUBLE

@@ -1,7 +1,8 @@
 """The files ``conddsl run`` would find beside a task file's history: the history itself,
 its journal and its process registry, checked by the trust rule (:mod:`conddsl.trust`).
 
-C601: the history or its journal is not trusted (``run`` refuses to start).
+C601: the history or its journal is not trusted, or its folder is one anybody may add a
+file to (``run`` refuses to start).
 C602: the process registry is not trusted, or lists processes no scheduler of ours
 started (``run`` leaves them alone): someone may be trying to make it signal them.
 """
@@ -14,7 +15,7 @@ from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport
 from conddsl.runtime.leftovers import SUFFIX as REGISTRY_SUFFIX
 from conddsl.runtime.leftovers import registry_problems
-from conddsl.trust import untrusted
+from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
 
 __all__ = ["check_files"]
 
@@ -30,6 +31,9 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
     )
     where = report.span(("scheduler", "history"))
     found = []
+    folder_problem = history_folder_problem(history)
+    if folder_problem is not None:
+        return [_finding(report, "C601", folder_problem, where, HISTORY_FOLDER_HINT)]
     for path in trusted_files(history):
         why = untrusted(path)
         if why is not None:

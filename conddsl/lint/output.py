@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from conddsl.errors import LineIndex, printable, render_caret
 from conddsl.rules.diagnostics import Diagnostic
+from conddsl.terminal import printable_lines
 
 __all__ = ["FORMATS", "render", "summary"]
 
@@ -44,7 +45,23 @@ def as_json(diagnostics: Sequence[Diagnostic], texts: Mapping[str, LineIndex]) -
         }
         for d in diagnostics
     ]
-    return json.dumps(items, indent=2, ensure_ascii=False)
+    return _escape_unprintable(json.dumps(items, indent=2, ensure_ascii=False))
+
+
+def _escape_unprintable(text: str) -> str:
+    """JSON text with every character a terminal could act on (C1 such as U+009B, DEL,
+    bidirectional overrides, line separators) written as ``\\uXXXX``: JSON itself only
+    escapes U+0000-U+001F, and this output is read on terminals too. The line breaks
+    and spaces outside strings stay (JSON escapes those inside them)."""
+    return "".join(ch if ch.isprintable() or ch in "\n " else _json_escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as JSON writes characters past the BMP
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def github(diagnostics: Sequence[Diagnostic], texts: Mapping[str, LineIndex]) -> str:
@@ -67,6 +84,7 @@ def github(diagnostics: Sequence[Diagnostic], texts: Mapping[str, LineIndex]) ->
 
 
 def _escape(text: str, *, property: bool = False) -> str:
+    text = printable_lines(text)  # ESC, C1 ... as \x1b; line breaks become %0A below
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if property:
         text = text.replace(":", "%3A").replace(",", "%2C")

@@ -13,6 +13,7 @@ from conddsl.errors import LineIndex, suggest
 from conddsl.rules.condfile import RuleFile, read_rule_file
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport, check_references, read_task_file
+from conddsl.trust import others_may_change
 
 __all__ = ["CheckResult", "check_paths", "is_task_file"]
 
@@ -58,6 +59,11 @@ def check_paths(paths: Sequence[str], *, import_funcs: bool = False) -> CheckRes
         if report is None:
             continue
         if report.data is not None:
+            # As `conddsl run` warns (trust.others_may_change): read anyway, but said.
+            for source in (report.path, *(rule.path for rule in report.rule_files)):
+                warning = others_may_change(source)
+                if warning is not None:
+                    result.notes.append(warning)
             if import_funcs:
                 # First: the imported modules may register custom conditions.
                 from conddsl.lint.imports import check_imports

@@ -40,7 +40,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
     # files found beside the history (the trust rule)
-    "C601": ("error", "a history or journal another user could have written"),
+    "C601": ("error", "a history or journal another user could have written or created"),
     "C602": ("warning", "a process registry that is not trusted or names foreign processes"),
 }
 

@@ -46,7 +46,7 @@ from typing import Any
 from conddsl.bounded import read_bounded
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
-from conddsl.trust import believed, untrusted
+from conddsl.trust import believed, history_folder_problem, untrusted
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -321,6 +321,14 @@ class Recovery:
 def recover(path: str | None, grace: float, loop: asyncio.AbstractEventLoop) -> Recovery:
     """At a scheduler's start: its registry (the file ``path``; None: none), and the trees
     a dead scheduler left, ended."""
+    if path is not None and (why := history_folder_problem(path)) is not None:
+        # Anybody may create or swap the registry's name there (see the trust module).
+        log.warning(
+            "the process registry %s is not kept: %s; no process is signalled from it",
+            path,
+            why,
+        )
+        return Recovery(None, None)
     if path is None or not believed(
         path,
         "the process registry",

@@ -555,6 +555,8 @@ class Scheduler:
         self._control.attach(loop, self._wake.set)
         for registry in (self.registry, default_registry):
             registry.listen(self._heard)
+        # A store writing in the background (its file locked) reports a failure here.
+        self.history.watch_failures(lambda e: loop.call_soon_threadsafe(self._history_failed, e))
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
@@ -845,6 +847,11 @@ class Scheduler:
         self.fatal_error = exc
         log.error("fatal error, shutting down: %s", exc)
         self._force("shutdown", f"fatal error: {exc}", "fatal error")
+
+    def _history_failed(self, exc: HistoryError) -> None:
+        """The store gave up on records it had accepted (its file stayed locked): fatal."""
+        self._fail(exc)
+        self._wake.set()
 
     # ---------------------------------------------------------------- evaluation
 

@@ -199,6 +199,9 @@ LOCKER = textwrap.dedent(
     """
     import sqlite3, sys
     conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    if sys.argv[2:] == ["later"]:
+        print("ready", flush=True)
+        sys.stdin.readline()
     conn.execute("BEGIN EXCLUSIVE")
     print("locked", flush=True)
     sys.stdin.readline()
@@ -209,15 +212,23 @@ LOCKER = textwrap.dedent(
 
 
 class Locker:
-    """Another process holding ``BEGIN EXCLUSIVE`` on a SQLite file until released."""
+    """Another process holding ``BEGIN EXCLUSIVE`` on a SQLite file until released
+    (``later``: started now, the lock taken by ``lock()``, in milliseconds)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, later: bool = False) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", LOCKER, str(path)],
+            [sys.executable, "-c", LOCKER, str(path), *(["later"] if later else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
+        expected = "ready" if later else "locked"
+        assert self.process.stdout.readline().strip() == expected
+
+    def lock(self) -> None:
+        """Take the lock (a Locker made with ``later``)."""
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
         assert self.process.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
