@@ -63,9 +63,10 @@ RUNTIME_CASES = (
 )
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
 PEER_VENV = HERE / ".venv-rocketry"
-PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0")
+PEER_REQUIREMENTS = ("rocketry==2.5.1", "pydantic<2", "croniter==7.0.0", "apscheduler==4.0.0a6")
 ROCKETRY = "Rocketry 2.5.1"
 CRONITER = "croniter 7.0.0"
+APSCHEDULER = "APScheduler 4.0.0a6"
 
 TASK_EXPRS = (
     "daily between 07:00 and 08:00",
@@ -127,7 +128,7 @@ RUNTIME = {
     "kill_grace": (0.2, 0.2),
     "memory_tasks": (10_000, 100),
     "memory_seconds": (2.0, 0.3),
-    "check_tasks": (500, 20),
+    "check_tasks": ([500, 5_000], [20]),
     "check_repeats": (5, 1),
 }
 
@@ -158,6 +159,7 @@ def build_workload(smoke: bool, repeats: int) -> dict:
     return {
         "timing": {"repeats": repeats, "min_time": 0.0 if smoke else 0.05},
         "parse_exprs": exprs,
+        "first_value_at": "2024-05-17T12:30:00",  # the first evaluation of the parse rows
         "clock_pairs": [[row["expr"], row["at"]] for row in clock_rows],
         "clock_expected_trues": sum(row["value"] for row in clock_rows),
         "task_exprs": list(TASK_EXPRS),
@@ -296,20 +298,24 @@ def case_check(work: dict) -> dict:
         env=env,
     )
     if probe.returncode != 0:
-        return {"check": {"unavailable": "`conddsl check` is not in conddsl/cli.py yet"}}
+        missing = {"unavailable": "`conddsl check` is not in conddsl/cli.py yet"}
+        return {f"check {tasks}": missing for tasks in rt["check_tasks"]}
     import check_bench
 
-    samples, codes = [], set()
-    with tempfile.TemporaryDirectory() as folder:
-        path = check_bench.write_task_files(Path(folder), rt["check_tasks"])
-        argv = [sys.executable, "-m", "conddsl.cli", "check", str(path)]
-        for index in range(rt["check_repeats"] + 1):  # the first run warms the file cache
-            started = time.perf_counter()
-            done = subprocess.run(argv, capture_output=True, cwd=str(ROOT), env=env)
-            if index:
-                samples.append(time.perf_counter() - started)
-            codes.add(done.returncode)
-    return {"check": summary(samples, exit_codes=sorted(codes))}
+    results = {}
+    for tasks in rt["check_tasks"]:
+        samples, codes = [], set()
+        with tempfile.TemporaryDirectory() as folder:
+            path = check_bench.write_task_files(Path(folder), tasks)
+            argv = [sys.executable, "-m", "conddsl.cli", "check", str(path)]
+            for index in range(rt["check_repeats"] + 1):  # the first run warms the file cache
+                started = time.perf_counter()
+                done = subprocess.run(argv, capture_output=True, cwd=str(ROOT), env=env)
+                if index:
+                    samples.append(time.perf_counter() - started)
+                codes.add(done.returncode)
+        results[f"check {tasks}"] = summary(samples, exit_codes=sorted(codes))
+    return results
 
 
 # ---------------------------------------------------------------- the table
@@ -421,6 +427,25 @@ def rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool) -> list
             ),
             Row(
                 "parse",
+                f"{n_parse} distinct strings, parse + compile through `compile_condition` "
+                "(its caches emptied first; Rocketry: parse_condition)",
+                "us",
+                ours["parse-compile-cold"],
+                p("parse-compile-cold"),
+                ROCKETRY,
+                target=2,
+            ),
+            Row(
+                "parse",
+                f"{n_parse} distinct strings, parse + compile + a first `is_true` "
+                "(Rocketry: parse_condition + observe)",
+                "us",
+                ours["parse-compile-first-value"],
+                p("parse-compile-first-value"),
+                ROCKETRY,
+            ),
+            Row(
+                "parse",
                 f"{n_parse} strings, repeated (conddsl: lru_cache hit; Rocketry has no cache)",
                 "us",
                 ours["parse-repeated"],
@@ -467,6 +492,30 @@ def rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool) -> list
                 )
                 key = f"cron {variant} {expr}"
                 out.append(Row("cron", what, "us", ours[key], p(key), CRONITER, target=3))
+            key = f"cron next_change {expr}"
+            what = f"`cron {expr}`: public `Condition.next_change` vs "
+            out.append(
+                Row(
+                    "cron",
+                    what + "a reused croniter",
+                    "us",
+                    ours[key],
+                    p(f"cron reused {expr}"),
+                    CRONITER,
+                    target=5,
+                )
+            )
+            out.append(
+                Row(
+                    "cron",
+                    what + "a reused CronTrigger's `next()`",
+                    "us",
+                    ours[key],
+                    p(f"cron apscheduler {expr}"),
+                    APSCHEDULER,
+                    target=3,
+                )
+            )
         return out
     if case == "memory":
         n, peer_n = _human(work["memory_runs"]), _human(work["memory_peer_runs"])
@@ -515,7 +564,11 @@ def checks(case: str, ours: dict, peer: dict, work: dict) -> list[str]:
         )
         lines.append(line + (f"; differ at {_shown(diffs)}" if diffs else ""))
     if case == "cron":
+        for expr in work["cron_exprs"]:
+            lines.extend(_next_change_checks(expr, ours, peer_rows, work))
         for key, result in ours.items():
+            if key.startswith("cron next_change"):
+                continue
             other = peer_rows.get(key)
             if other and "answers" in other:
                 diffs = _differences(result["answers"], other["answers"], work["cron_instants"])
@@ -538,6 +591,34 @@ def checks(case: str, ours: dict, peer: dict, work: dict) -> list[str]:
                     f"Rocketry ({work['task_peer_records']} records) at {other['trues']}"
                 )
                 lines.append(line + (f"; differ at {_shown(diffs)}" if diffs else ""))
+    return lines
+
+
+def _next_change_checks(expr: str, ours: dict, peer_rows: dict, work: dict) -> list[str]:
+    """next_change against each peer's next fire, at the instants outside a matching minute."""
+    result = ours.get(f"cron next_change {expr}")
+    if result is None:
+        return []
+    lines = []
+    outside = [i for i, inside in enumerate(result["inside"]) if not inside]
+    for peer_key, name in (
+        (f"cron reused {expr}", CRONITER),
+        (f"cron apscheduler {expr}", APSCHEDULER),
+    ):
+        other = peer_rows.get(peer_key)
+        if not other or "answers" not in other:
+            continue
+        diffs = _differences(
+            [result["answers"][i] for i in outside],
+            [other["answers"][i] for i in outside],
+            [work["cron_instants"][i] for i in outside],
+        )
+        line = (
+            f"cron next_change {expr} vs {name}: {len(diffs)} of {len(outside)} differ "
+            f"({len(result['inside']) - len(outside)} instants inside a matching minute, where "
+            "the condition changes at the minute's end, left out)"
+        )
+        lines.append(line + (f" ({_shown(diffs)})" if diffs else ""))
     return lines
 
 
@@ -746,13 +827,14 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
         return [
             RuntimeRow(
                 "check",
-                f"`python -m conddsl.cli check` on a {rt['check_tasks']}-task file "
+                f"`python -m conddsl.cli check` on a {tasks:,}-task file "
                 "(benchmarks/check_bench.py), whole command",
                 "wall",
-                mine("check"),
+                mine(f"check {tasks}"),
                 "no equivalent",
                 target=("median", 1.0, "< 1 s"),
             )
+            for tasks in rt["check_tasks"]
         ]
     raise ValueError(case)
 
@@ -769,9 +851,9 @@ def runtime_notes(case: str, ours: dict, peer: dict) -> list[str]:
             for field in ("unsupported", "error", "unavailable"):
                 if field in result:
                     lines.append(f"{key}: {who}: {result[field]}")
-    check = ours.get("check")
-    if isinstance(check, dict) and "exit_codes" in check:
-        lines.append(f"check: exit codes {check['exit_codes']}")
+    for key, check in ours.items():
+        if key.startswith("check") and isinstance(check, dict) and "exit_codes" in check:
+            lines.append(f"{key}: exit codes {check['exit_codes']}")
     return lines
 
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from conddsl import ast
-from conddsl.errors import ConditionSyntaxError, UsageError, printable
+from conddsl.errors import ConditionSyntaxError, TaskFileProblem, UsageError, printable
 from conddsl.terminal import escape_warnings, names_from_outside, printable_lines
 from conddsl.timeline.clock import later
 
@@ -43,10 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:  # never a traceback unless asked for
-        if getattr(args, "debug", False):
-            raise
         from conddsl.history import HistoryError
 
+        if isinstance(error, TaskFileProblem):  # the findings, as `conddsl check` shows them
+            print(printable_lines(str(error)), file=sys.stderr)
+            return EXIT_FINDINGS
+        if getattr(args, "debug", False):
+            raise
         if isinstance(error, HistoryError):  # a file's trouble (locked, disk full), not ours
             print(f"conddsl: {printable_lines(str(error))}", file=sys.stderr)
             return EXIT_FINDINGS
@@ -62,9 +65,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command")
 
-    nxt = commands.add_parser("next", help="print the next windows in which a condition is true")
+    nxt = commands.add_parser(
+        "next",
+        help="print the next windows in which a condition is true, or a task file's next starts",
+    )
     _add_window_options(nxt)
-    nxt.add_argument("-n", type=int, default=5, help="how many windows (default 5)")
+    nxt.add_argument("-n", type=int, default=None, help="how many windows (default 5; 3 a task)")
+    nxt.add_argument("--task", help="with a task file: only this task")
     nxt.set_defaults(handler=_cmd_next)
 
     explain = commands.add_parser(
@@ -78,12 +85,29 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_commands(commands)  # check, schema
 
+    from conddsl.ops.command import add_commands as add_operating_commands
+
+    add_operating_commands(commands)  # status, history, timeline
+
     run = commands.add_parser(
         "run",
         help="run the scheduler of a task file (SQLite history beside it); "
         "Ctrl-C stops gracefully, a second Ctrl-C forces",
     )
     run.add_argument("task_file", help="a TOML task file")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="a line a record with date and zone (text, the default), or JSON lines",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (needs the metrics "
+        "extra; 0: any free port, printed)",
+    )
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_cmd_run)
     return parser
@@ -91,7 +115,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_window_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "expression", help="the condition, e.g. 'time of day between 08:00 and 18:00'"
+        "expression",
+        help="the condition, e.g. 'time of day between 08:00 and 18:00'"
+        + (", or a task file (FILE.toml)" if command.prog.endswith(" next") else ""),
     )
     command.add_argument("--after", help="start from this ISO time (default: now)")
     command.add_argument("--tz", help="timezone to evaluate in (default: the system's)")
@@ -181,13 +207,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not path.is_file():
         why = "not a regular file" if path.exists() else "no such task file"
         raise UsageError(f"{args.task_file}: {why}")
-    return run_task_file(path)
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port {args.metrics_port}: a port is 0 to 65535")
+    return run_task_file(path, log_format=args.log_format, metrics_port=args.metrics_port)
 
 
 def _cmd_next(args: argparse.Namespace) -> int:
+    from conddsl.ops.command import is_task_file, run_next
+
+    if is_task_file(args.expression):
+        if args.n is None:
+            args.n = 3
+        return run_next(args)
+    if args.task is not None:
+        raise UsageError("--task needs a task file (conddsl next FILE.toml --task NAME)")
     condition = _compile(args)
     start = _start(args, condition.zone)
-    windows, note = _next_windows(condition, start, max(args.n, 1))
+    windows, note = _next_windows(condition, start, max(args.n or 5, 1))
     for window in windows if not (note or "").startswith("always true") else ():
         print(_format_window(window))
     if note:

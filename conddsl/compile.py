@@ -35,6 +35,9 @@ Interval = tuple[datetime, datetime]
 # pattern of the calendar repeats within 28 years) for month and cron patterns.
 IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
+_MINUTE = timedelta(minutes=1)
+# A pure clock condition builds its lookup table at this many-th is_true (see below).
+_TABLE_AFTER = 8
 # Up to this many custom parts, next_change tries every assignment of their values.
 _EXACT_ASSIGNMENTS = 4
 
@@ -80,9 +83,7 @@ class _Clock(_Evaluator):
         self.zone = zone
         self.clock = clock
         self.fast = clock.predicate()
-        self.horizon = (
-            IRREGULAR_HORIZON if clock.unit == "month" else 2 * _cycle_of(clock.unit) + _MARGIN
-        )
+        self.horizon = _CLOCK_HORIZON[clock.unit]
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -108,6 +109,21 @@ class _CronClock(_Evaluator):
 
     def value(self, wall, ctx):
         return self.spec.matches(wall)
+
+    def wall_next_change(self, wall: datetime, horizon: timedelta) -> datetime | None:
+        """``next_change`` read on the wall clock of a fixed-offset zone (no gaps or folds).
+
+        The same answer as the interval path (the first edge of ``cron_runs`` within the
+        horizon), without building intervals: the usual case is one ``next_fire``.
+        """
+        limit = wall + max(horizon, _MARGIN)  # OverflowError: the caller's full path
+        spec = self.spec
+        if not spec.matches(wall):
+            fire = spec.next_fire(wall)
+            return fire if fire is not None and fire < limit else None
+        for _start, end in cron_runs(spec, wall, limit):
+            return end if end < limit else None
+        return None  # pragma: no cover - a matching minute always gives a run
 
     def real_intervals(self, start, end, ctx):
         if not start < end:
@@ -338,14 +354,20 @@ def _cron_horizon(spec) -> timedelta:
     return IRREGULAR_HORIZON
 
 
+_CYCLES = {
+    "second": timedelta(seconds=1),
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+}
+# The horizon of a window of each unit, made once (compiling reads it for every window).
+_CLOCK_HORIZON = {unit: 2 * cycle + _MARGIN for unit, cycle in _CYCLES.items()}
+_CLOCK_HORIZON["month"] = IRREGULAR_HORIZON
+
+
 def _cycle_of(unit: str) -> timedelta:
-    return {
-        "second": timedelta(seconds=1),
-        "minute": timedelta(minutes=1),
-        "hour": timedelta(hours=1),
-        "day": timedelta(days=1),
-        "week": timedelta(weeks=1),
-    }[unit]
+    return _CYCLES[unit]
 
 
 class _Compiler(ConditionVisitor["_Evaluator"]):
@@ -445,6 +467,7 @@ class Condition:
         "_evaluator",
         "_fast",
         "_customs",
+        "_wall_next",
         "_reads",
     )
 
@@ -468,6 +491,7 @@ class Condition:
         self._evaluator = compiler.visit(node, self.zone)
         self._fast = _table_on_first_use(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+        self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
 
     @property
@@ -571,6 +595,17 @@ class Condition:
     ) -> datetime | None:
         """The first instant later than ``after`` at which the value can change; None if never."""
         naive = after.tzinfo is None
+        wall_next = self._wall_next
+        if wall_next is not None and (history is None or self._clock_alone(after, task, history)):
+            try:
+                wall = after if naive else to_wall(after, self.zone)
+                change = wall_next(wall, self._evaluator.horizon)
+            except OverflowError:  # the calendar's last days: the interval path copes
+                pass
+            else:
+                if change is None or naive:
+                    return change
+                return change.replace(tzinfo=self.zone).astimezone(after.tzinfo)
         real_after = self._utc(after)
         if self._customs:
             change = self._next_change_with_customs(real_after, task, history, session)
@@ -579,6 +614,24 @@ class Condition:
         if change is None:
             return None
         return to_wall(change, self.zone) if naive else change.astimezone(after.tzinfo)
+
+    def _clock_alone(self, after: datetime, task: str | None, history) -> bool:
+        """Whether a cron condition's value from ``after`` on is its clock alone.
+
+        It is false in a matching minute once the task started in it: with no start
+        from the wall minute of ``after`` to the horizon, no record can change it (the
+        scheduler's case: a history holds no future starts).
+        """
+        if task is None:
+            return False  # the full path says what is missing
+        try:
+            wall = after if after.tzinfo is None else to_wall(after, self.zone)
+            minute = wall.replace(second=0, microsecond=0, tzinfo=self.zone)
+            since = minute.astimezone(timezone.utc)
+            until = since + max(self._evaluator.horizon, _MARGIN) + _MINUTE
+        except OverflowError:
+            return False
+        return history.first_in(task, "run", since, until) is None
 
     def _first_change(self, real_after: datetime, ctx: Context) -> datetime | None:
         horizon_end = _later(real_after, max(self._evaluator.horizon, _MARGIN))
@@ -629,11 +682,28 @@ class Condition:
             return edge.replace(tzinfo=timezone.utc)
 
 
+def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):
+    """``next_change`` on the wall clock, for a cron condition in a fixed-offset zone.
+
+    Without a history its value is the cron clock alone, and a fixed offset has no gaps
+    or folds, so the answer is read from the cron spec at once (no intervals, no
+    conversions between wall and real time). None: every other condition.
+    """
+    if not isinstance(zone, timezone):
+        return None
+    if isinstance(evaluator, _HistoryNode) and isinstance(evaluator.empty, _CronClock):
+        return evaluator.empty.wall_next_change
+    if isinstance(evaluator, _CronClock):  # pragma: no cover - cron is compiled with its form
+        return evaluator.wall_next_change
+    return None
+
+
 def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
     """The wall-time predicate of a pure clock condition: a lookup table (see below).
 
-    The table (see ``timeline.tables``) is built at the first ``is_true``, not here,
-    so compiling stays cheap for conditions that are only listed or checked.
+    The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
+    not here: compiling stays cheap for conditions that are only listed or checked, and
+    a condition asked once or twice (a 100 µs table for one answer) asks the closures.
     """
     predicate = evaluator.fast
     if predicate is None:
@@ -641,8 +711,13 @@ def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
     tree = _clock_tree(evaluator)
     if tree is None:
         return predicate
+    calls = 0
 
     def build_then_answer(wall: datetime) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls < _TABLE_AFTER:
+            return predicate(wall)
         found = table_predicate(tree) or predicate
         condition._fast = found
         return found(wall)

@@ -250,6 +250,15 @@ class UsageError(ConddslError):
     """A command line that asks for something impossible (exit code 2, no traceback)."""
 
 
+class TaskFileProblem(ConddslError):
+    """An operating command's task file has errors: its findings, as ``conddsl check
+    --output-format full`` shows them (exit code 1)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 class ConfigError(ConddslError, ValueError):
     """A scheduler or task setting that is unknown or has an unusable value."""
 

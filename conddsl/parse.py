@@ -8,9 +8,8 @@ inside windows are read by :mod:`conddsl.literals`.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from dataclasses import replace
+import threading
 from functools import lru_cache
 
 from lark import Token, Transformer, Tree, v_args
@@ -19,6 +18,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, CronError, LiteralError, Span
 from conddsl.grammar import build_parser, get_parser, grammar_text, parser_cache_path
+from conddsl.lalr import fast_parser
 from conddsl.literals import Word, better_unit, parse_duration, parse_point, unquote
 from conddsl.syntax_errors import translate
 from conddsl.timeline.cron import parse_cron
@@ -61,6 +61,17 @@ def parse(text: str) -> ast.Node:
             code="E103",
             hint="write a condition such as 'daily' or 'time of day between 08:00 and 18:00'",
         )
+    fast = _fast_parser()
+    if fast is not None:
+        try:
+            return fast(text, AstBuilder(text))
+        except Exception:  # noqa: BLE001 - Lark's full path below words every failure
+            pass
+    return _parse_with_tree(text)
+
+
+def _parse_with_tree(text: str) -> ast.Node:
+    """Lark's full path: parse tree, depth check, transform; the one that words errors."""
     parser = get_parser()
     try:
         tree = parser.parse(text)
@@ -76,6 +87,25 @@ def parse(text: str) -> ast.Node:
         if isinstance(error, ConditionSyntaxError):
             raise error from None
         raise
+
+
+_fast = None
+_fast_lock = threading.Lock()
+
+
+def _fast_parser():
+    """The driver of :mod:`conddsl.lalr` over the shared parser, made once; None if unusable."""
+    global _fast
+    if _fast is None:
+        with _fast_lock:
+            if _fast is None:
+                try:
+                    # A stack this deep may hold a tree deeper than MAX_DEPTH: such a text
+                    # takes the full path, which measures the tree and says where.
+                    _fast = fast_parser(get_parser(), AstBuilder, MAX_DEPTH - 20)
+                except TypeError:  # pragma: no cover - a grammar the driver cannot run
+                    _fast = False
+    return _fast or None
 
 
 def _only_comments(text: str) -> bool:
@@ -114,12 +144,29 @@ _PERIOD_OF_UNIT = {unit: period for period, unit in ast.PERIOD_UNIT.items()}
 _POINT_NAME = {"week": "weekday", "month": "day of the month"}
 
 
+# Spans are immutable and most are alike (line 1, a few dozen columns): one object per
+# distinct span, made once, costs a dict look-up instead of a frozen dataclass's four
+# attribute stores each time.
+_SPANS: dict[tuple[int, int, int, int], Span] = {}
+_SPANS_MAX = 8192
+
+
+def _span(line: int, column: int, end_line: int, end_column: int) -> Span:
+    key = (line, column, end_line, end_column)
+    found = _SPANS.get(key)
+    if found is None:
+        if len(_SPANS) >= _SPANS_MAX:
+            _SPANS.clear()
+        found = _SPANS[key] = Span(line, column, end_line, end_column)
+    return found
+
+
 def _meta_span(meta) -> Span:
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+    return _span(meta.line, meta.column, meta.end_line, meta.end_column)
 
 
 def _token_span(token: Token) -> Span:
-    return Span(token.line, token.column, token.end_line, token.end_column)
+    return _span(token.line, token.column, token.end_line, token.end_column)
 
 
 def _opt(children: list, index: int):
@@ -127,7 +174,15 @@ def _opt(children: list, index: int):
 
 
 def _with_span(point: ast.Node, text: str, words: list[Word]):
-    return replace(point, span=Span.from_offsets(text, words[0].start, words[-1].end))
+    start, end = words[0].start, words[-1].end
+    if "\n" in text:
+        span = Span.from_offsets(text, start, end)
+    else:  # one line: columns are offsets
+        span = _span(1, start + 1, 1, end + 1)
+    # The point was made a moment ago by literals.py and nobody else holds it: setting
+    # its span in place costs a tenth of dataclasses.replace (a copy of every field).
+    object.__setattr__(point, "span", span)
+    return point
 
 
 @v_args(meta=True)
@@ -238,8 +293,11 @@ class AstBuilder(Transformer):
         unit, raw = children
         if raw[0] == "starting":  # pragma: no cover - the grammar does not allow it
             raise AssertionError("time of … starting")
-        with self._suggesting(meta, raw, r"(time\s+of\s+)[a-z]+", lambda u: rf"\g<1>{u}"):
+        try:
             window = self._window(unit, raw)
+        except LiteralError as error:
+            self._suggest(error, meta, raw, r"(time\s+of\s+)[a-z]+", lambda u: rf"\g<1>{u}")
+            raise
         return ast.TimeOf(unit, window, span=_meta_span(meta))
 
     def periodic(self, meta, children):
@@ -247,29 +305,28 @@ class AstBuilder(Transformer):
         window = None
         if len(children) > 1:
             raw = children[1]
-            with self._suggesting(meta, raw, r"[a-z]+", lambda u: _PERIOD_OF_UNIT[u]):
+            try:
                 window = self._window(ast.PERIOD_UNIT[period], raw)
+            except LiteralError as error:
+                self._suggest(error, meta, raw, r"[a-z]+", lambda u: _PERIOD_OF_UNIT[u])
+                raise
         return ast.Periodic(period, window, span=_meta_span(meta))
 
-    @contextlib.contextmanager
-    def _suggesting(self, meta, raw, unit_word: str, replacement):
+    def _suggest(self, error: LiteralError, meta, raw, unit_word: str, replacement) -> None:
         """Name the form meant when a window holds points of another cycle.
 
         Rocketry reads ``time of day between Mon and Wed`` as always true (a weekday
-        is no time of day): conddsl refuses it and says ``time of week …``.
+        is no time of day): conddsl refuses it and says ``time of week …``. The caller
+        raises the error again, its hint changed or not.
         """
-        try:
-            yield
-        except LiteralError as error:
-            unit = error.better_unit
-            points = raw[2:]
-            if unit is None or any(better_unit(p[0].text) != unit for p in points):
-                raise
-            written = self.text[meta.start_pos : meta.end_pos]
-            meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
-            word = points[0][0].text
-            error.hint = f"did you mean '{meant}'? {word} is a {_POINT_NAME[unit]}"
-            raise
+        unit = error.better_unit
+        points = raw[2:]
+        if unit is None or any(better_unit(p[0].text) != unit for p in points):
+            return
+        written = self.text[meta.start_pos : meta.end_pos]
+        meant = re.sub(unit_word, replacement(unit), written, count=1, flags=re.I)
+        word = points[0][0].text
+        error.hint = f"did you mean '{meant}'? {word} is a {_POINT_NAME[unit]}"
 
     def duration(self, meta, children):
         token = children[0]

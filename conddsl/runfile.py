@@ -8,10 +8,12 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from json import dumps as json_dumps
 from pathlib import Path
 from typing import IO
 
@@ -20,9 +22,11 @@ from conddsl.history import History, HistoryError, HistoryJournaled, Record, SQL
 from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
+from conddsl.runlog import LEVELS, RECORD_LOGGER, event_data, record_words
 from conddsl.runtime.leftovers import registry_path
 from conddsl.runtime.records import Recorded
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
+from conddsl.taskoutput import TaskOutput
 from conddsl.terminal import Escaped, names_from_outside
 from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, others_may_change
 
@@ -33,9 +37,10 @@ class RecordPrinter:
     """Prints every record the scheduler writes as one line: a listener of
     :meth:`Scheduler.subscribe <conddsl.runtime.Scheduler.subscribe>`."""
 
-    def __init__(self, out: IO[str], zone=None) -> None:
+    def __init__(self, out: IO[str], zone=None, *, json: bool = False) -> None:
         self.out: IO[str] | None = out
         self.zone = zone
+        self.json = json  # one JSON object a line (``--log-format json``)
         self.counts: Counter[str] = Counter()  # the records of this session, by action
         self.store: History | None = None  # whose journal's replayed records are shown too
         self.where = "the history"  # where a failure's full traceback is kept
@@ -58,7 +63,35 @@ class RecordPrinter:
         for record in found:
             self._print(record)
 
+    def note(self, text: str, level: str = "info") -> None:
+        """One of conddsl run's own lines (the start, the summary)."""
+        if self.json:
+            from datetime import datetime, timezone
+
+            at = datetime.now(timezone.utc)
+            self._write(json_dumps(event_data(at, level, "conddsl.run", text, zone=self.zone)))
+        else:
+            self._write(text)
+
+    def task_line(self, task: str, line: str) -> None:
+        """A line a task printed (see :mod:`conddsl.taskoutput`)."""
+        if self.json:
+            from datetime import datetime, timezone
+
+            at = datetime.now(timezone.utc)
+            data = event_data(at, "info", "conddsl.output", line, zone=self.zone)
+            data["task"] = task
+            self._write(json_dumps(data))
+        else:
+            self._write(f"{printable(task)} | {line}")
+
     def _print(self, record: Record) -> None:
+        if self.json:
+            level = logging.getLevelName(LEVELS.get(record.action, logging.INFO))
+            words = record_words(record)
+            data = event_data(record.at, level, RECORD_LOGGER, words, record, self.zone)
+            self._write(json_dumps(data))
+            return
         line = format_record(record, self.zone)
         if record.traceback:
             line += (
@@ -90,9 +123,12 @@ _VERB = {
 
 
 def format_record(record: Record, zone=None) -> str:
-    """One line for a record: time, what happened, the task, its reason or message."""
+    """One line for a record: date, time and zone, what happened, the task, its reason or
+    message."""
     at = record.at.astimezone(zone) if zone is not None else record.at.astimezone()
-    parts = [at.strftime("%H:%M:%S.%f")[:-3], f"{_VERB.get(record.action, record.action):<9}"]
+    zone_name = at.tzname() or at.strftime("%z")
+    stamp = f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} {zone_name}"
+    parts = [stamp, f"{_VERB.get(record.action, record.action):<9}"]
     parts.append(printable(record.task))
     if record.reason:
         parts.append(f"reason={printable(record.reason)}")
@@ -108,8 +144,20 @@ def exception_line(traceback: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
-    """Run the scheduler a task file describes; returns the exit code."""
+def run_task_file(
+    path: Path,
+    *,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    log_format: str = "text",
+    metrics_port: int | None = None,
+) -> int:
+    """Run the scheduler a task file describes; returns the exit code.
+
+    ``log_format``: ``text`` (a line a record, with date and zone) or ``json`` (one JSON
+    object a line). ``metrics_port``: serve Prometheus metrics on 127.0.0.1 at that port
+    (0: any free port, printed).
+    """
     # A path, a task's name or a message may hold terminal escapes: none are printed.
     out = Escaped(out if out is not None else sys.stdout)
     err = Escaped(err if err is not None else sys.stderr)
@@ -143,10 +191,15 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
     base = path.resolve().parent
     settings = model.scheduler
     zone = settings.timezone
+    shared = shared_dsn(settings.history)
+    if isinstance(shared, Exception):
+        err.write(f"conddsl: cannot start {path}: {shared}\n")
+        return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
     names_from_outside(path, history_path)
-    # Before anything is imported or made: see trust.history_folder_problem.
-    folder_problem = history_folder_problem(history_path)
+    # Before anything is imported or made: see trust.history_folder_problem (a shared
+    # history makes no file).
+    folder_problem = None if shared is not None else history_folder_problem(history_path)
     if folder_problem is not None:
         err.write(f"conddsl: cannot start {path}: {folder_problem}\nhint: {HISTORY_FOLDER_HINT}\n")
         return 1
@@ -157,7 +210,9 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
 
     # Tasks are registered against a placeholder; the SQLite file is opened only once
     # everything imported and validated, so a broken setup leaves no file behind.
-    printer = RecordPrinter(out, resolve_zone(zone) if zone else local_zone())
+    printer = RecordPrinter(
+        out, resolve_zone(zone) if zone else local_zone(), json=log_format == "json"
+    )
     try:
         app = scheduler_from_task_file(model, history=MemoryHistory())
     except (ConfigError, ImportError, AttributeError, ValueError) as error:
@@ -168,12 +223,8 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         # behind each of them: at the default 5 ms, ten busy threads made other runs'
         # timeouts 264 ms late (p99), at 0.5 ms 57 ms (benchmarks/busy_threads.py).
         sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
-    shared = shared_dsn(settings.history)
-    if isinstance(shared, Exception):
-        err.write(f"conddsl: cannot start {path}: {shared}\n")
-        return 1
     if shared is not None:  # several schedulers share it: no run lock, no process registry
-        return _serve_shared(app, path, model, printer, shared, out, err)
+        return _serve_shared(app, path, model, printer, shared, out, err, metrics_port)
     lock = RunLock(history_path)
     try:
         lock.acquire()
@@ -184,7 +235,15 @@ def run_task_file(path: Path, *, out: IO[str] | None = None, err: IO[str] | None
         err.write(f"conddsl: cannot start {path}: {error}\n")
         return 1
     try:
-        return _serve(app, path, model, printer, history_path, out, err)
+        metrics = _start_metrics(app, metrics_port, printer, err)
+        if metrics is False:
+            return 1
+        try:
+            return _serve(app, path, model, printer, history_path, out, err)
+        finally:
+            if metrics is not None:
+                metrics.shutdown()
+                metrics.server_close()
     finally:
         lock.release()
 
@@ -196,7 +255,8 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
 
     try:
         # Opening writes first what an earlier run kept in the journal.
-        store = SQLiteHistory(history_path)
+        # [scheduler] keep: older records are deleted while serving (never an open run's).
+        store = SQLiteHistory(history_path, max_age=model.scheduler.keep)
     except HistoryError as error:
         err.write(f"conddsl: cannot start {path}: {error}\nhint: {_history_hint(error)}\n")
         return 1
@@ -207,12 +267,15 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
     app.subscribe(printer)
     printer.show_replayed()
     printer.where = _shown(history_path)
-    out.write(
+    printer.note(
         f"conddsl: running {len(model.tasks)} tasks from {path} "
-        f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces\n"
+        f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces"
     )
-    out.flush()
+    # What thread and async tasks print is shown with their name (conddsl.taskoutput).
+    task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+    real_stdout, sys.stdout = sys.stdout, task_output
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    requests = _serve_requests(app, history_path)
     failure: HistoryError | None = None
     try:
         app.run()
@@ -222,6 +285,9 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
             raise
     finally:
         restore()
+        requests.stop()
+        sys.stdout = real_stdout
+        task_output.finish()  # never raises: the history must be closed below
         printer.show_replayed()  # a journal replayed by the crash marking, nothing recorded since
         closed = _close(store)
         if failure is not None:
@@ -234,8 +300,42 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
         summary = _summary(history_path)
     except HistoryError as error:
         summary = f"the history cannot be read now: {error}"
-    out.write(f"conddsl: {_stopped(app.stopped_by, printer.counts)} ({summary})\n")
+    printer.note(f"conddsl: {_stopped(app.stopped_by, printer.counts)} ({summary})")
     return 0
+
+
+def _start_metrics(app, port: int | None, printer: RecordPrinter, err):
+    """Serve the run's Prometheus metrics on 127.0.0.1 (None: not asked; False: failed)."""
+    if port is None:
+        return None
+    try:
+        from conddsl.metrics import SchedulerMetrics
+    except ImportError as error:
+        err.write(f"conddsl: --metrics-port: {error}\n")
+        return False
+    metrics = SchedulerMetrics()
+    try:
+        server, _ = metrics.serve(port)
+    except OSError as error:
+        err.write(f"conddsl: --metrics-port {port}: cannot listen on 127.0.0.1: {error}\n")
+        return False
+    app.subscribe(metrics)
+    app.on_loop_lag = metrics.observe_loop_lag
+    printer.note(f"conddsl: metrics at http://127.0.0.1:{server.server_port}/metrics")
+    return server
+
+
+def _serve_requests(app, history_path: Path):
+    """Answer `conddsl run-task` and `conddsl terminate` (conddsl.ops.requests) while serving."""
+    from conddsl.ops.requests import RequestPoller
+
+    def apply(op: str, task: str) -> None:
+        if op == "run":
+            app.run_task(task)
+        else:
+            app.terminate(task)
+
+    return RequestPoller(history_path, apply).start()
 
 
 SHARED_SCHEMES = ("postgresql://", "postgres://")
@@ -259,8 +359,13 @@ def shared_dsn(setting: str | None) -> str | ValueError | None:
     return None
 
 
-def _serve_shared(app, path: Path, model, printer: RecordPrinter, dsn: str, out, err) -> int:
-    """Run the scheduler as one node of a shared PostgreSQL history (docs/deployment.md)."""
+def _serve_shared(
+    app, path: Path, model, printer: RecordPrinter, dsn: str, out, err, metrics_port: int | None
+) -> int:
+    """Run the scheduler as one node of a shared PostgreSQL history (docs/deployment.md).
+
+    ``conddsl run-task`` and ``terminate`` go through a SQLite history's requests table:
+    a node does not answer them."""
     from conddsl.history import PostgresHistory
     from conddsl.history.postgres.store import describe_dsn
     from conddsl.runtime import SchedulerError
@@ -281,11 +386,16 @@ def _serve_shared(app, path: Path, model, printer: RecordPrinter, dsn: str, out,
     app.subscribe(printer)
     where = describe_dsn(dsn)
     printer.where = where
-    out.write(
+    metrics = _start_metrics(app, metrics_port, printer, err)
+    if metrics is False:
+        store.close()
+        return 1
+    printer.note(
         f"conddsl: running {len(model.tasks)} tasks from {path} as node {store.node}"
-        f" (history: {where}); Ctrl-C stops gracefully, twice forces\n"
+        f" (history: {where}); Ctrl-C stops gracefully, twice forces"
     )
-    out.flush()
+    task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+    real_stdout, sys.stdout = sys.stdout, task_output
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     failure: HistoryError | None = None
     try:
@@ -296,6 +406,11 @@ def _serve_shared(app, path: Path, model, printer: RecordPrinter, dsn: str, out,
             raise
     finally:
         restore()
+        sys.stdout = real_stdout
+        task_output.finish()
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         try:
             store.close()
         except HistoryError as error:
@@ -303,7 +418,7 @@ def _serve_shared(app, path: Path, model, printer: RecordPrinter, dsn: str, out,
     if failure is not None:
         err.write(f"conddsl: the run stopped: {failure}\n")
         return 1
-    out.write(f"conddsl: {_stopped(app.stopped_by, printer.counts)}\n")
+    printer.note(f"conddsl: {_stopped(app.stopped_by, printer.counts)}")
     return 0
 
 

@@ -21,9 +21,22 @@ _KINDS = {
 }
 
 
+# Windows equal in value (spans aside) share one ClockWindow: many conditions repeat
+# a window ("between 08:00 and 18:00"), and a ClockWindow never changes once made
+# (its per-month pieces are a cache, shared the better).
+_SHARED: dict[tuple[str, ast.Node | None], ClockWindow] = {}
+_SHARED_MAX = 4096
+
+
 def clock_window(unit: str, node: ast.Node | None) -> ClockWindow:
     """The instants of the ``unit`` cycle inside the window ``node`` (None: all of them)."""
-    return ClockWindow(unit, window(node))
+    key = (unit, node)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = ClockWindow(unit, window(node))
+    return found
 
 
 def window(node: ast.Node | None) -> Window | None:
@@ -40,14 +53,16 @@ def window(node: ast.Node | None) -> Window | None:
     return Window(kind, start=cycle_point(node.point))
 
 
+_PLAIN_POINTS = (ast.TimeOfDay, ast.MinuteOfHour, ast.SecondOfMinute, ast.MillisecondOfSecond)
+
+
 def cycle_point(node: ast.Node) -> CyclePoint:
     """A point node (a time, a weekday, a day of the month, …) as a CyclePoint."""
     if isinstance(node, ast.Weekday):
         return CyclePoint(_micros(node.time), weekday=node.weekday)
     if isinstance(node, ast.MonthDay):
         return CyclePoint(_micros(node.time), weekday=node.weekday, day=node.day)
-    points = ast.TimeOfDay | ast.MinuteOfHour | ast.SecondOfMinute | ast.MillisecondOfSecond
-    if isinstance(node, points):
+    if isinstance(node, _PLAIN_POINTS):
         return CyclePoint(node.micros)
     raise TypeError(f"not a point: {node!r}")  # pragma: no cover - the parser makes no other
 

@@ -600,3 +600,99 @@ def test_prev_fire_against_brute_force(text: str, start: datetime) -> None:
         assert got is None or got <= start - timedelta(minutes=WINDOW)
     else:
         assert got == expected
+
+
+# ---------------------------------------------------------------- Condition.next_change on cron
+
+_WALL_NEXT_EXPRS = (
+    "*/5 9-17 * * 1-5",
+    "0 0 1 * *",
+    "30 2 * * sun",
+    "0 0 29 2 *",
+    "* * * * *",
+    "* 3 * * *",
+    "0-58 * * * *",
+    "* * 29 2 *",
+    "@yearly",
+    "*/7 */3 1-10 * mon",
+    "0 0 30 2 *",
+)
+
+
+@pytest.mark.parametrize("expr", _WALL_NEXT_EXPRS)
+def test_next_change_on_the_wall_clock_agrees_with_the_interval_path(expr: str) -> None:
+    """A cron condition in a fixed-offset zone answers next_change from the spec alone."""
+    import random
+    from datetime import timezone
+
+    from conddsl.compile import Condition, compile_condition
+
+    rnd = random.Random(expr)
+    for zone in ("UTC", timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=3))):
+        fast = compile_condition(f"cron {expr}", timezone=zone)
+        slow = Condition(fast.ast, timezone=zone)
+        assert fast._wall_next is not None
+        slow._wall_next = None  # the interval path, as every other condition takes
+        for _ in range(150):
+            at = datetime(2023, 1, 1) + timedelta(
+                seconds=rnd.randrange(4 * 365 * 86400), microseconds=rnd.randrange(10**6)
+            )
+            if rnd.random() < 0.3:
+                at = at.replace(second=0, microsecond=0)
+            for instant in (
+                at,
+                at.replace(tzinfo=timezone.utc),
+                at.replace(tzinfo=timezone(timedelta(hours=2))),
+            ):
+                got, expected = fast.next_change(instant), slow.next_change(instant)
+                assert got == expected, (zone, instant)
+                assert got is None or got.tzinfo is expected.tzinfo, (zone, instant)
+
+
+def test_next_change_with_a_history_or_a_dst_zone_takes_the_interval_path() -> None:
+    from conddsl.compile import compile_condition
+    from conddsl.history import MemoryHistory
+
+    helsinki = compile_condition("cron 30 2 * * *", timezone="Europe/Helsinki")
+    assert helsinki._wall_next is None
+    # On 2024-03-31 Helsinki skips 03:00-04:00, not 02:30: the change is at 02:30.
+    assert helsinki.next_change(datetime(2024, 3, 31, 1, 0)) == datetime(2024, 3, 31, 2, 30)
+    utc = compile_condition("cron 30 2 * * *", timezone="UTC")
+    history = MemoryHistory()
+    history.record("t", "run", at=datetime(2024, 3, 31, 2, 30, 10, tzinfo=utc.zone))
+    at = datetime(2024, 3, 31, 2, 30, 20)
+    # The start in that minute turned it false: nothing changes until the next fire.
+    assert utc.next_change(at, task="t", history=history) == datetime(2024, 4, 1, 2, 30)
+    assert utc.next_change(at) == datetime(2024, 3, 31, 2, 31)
+
+
+@pytest.mark.parametrize("expr", ["*/5 9-17 * * 1-5", "* * * * *", "0 0 1 * *", "* 3 * * *"])
+def test_next_change_with_a_history_agrees_with_the_interval_path(expr: str) -> None:
+    """With no start from the instant's minute on, a history leaves cron to its clock;
+    otherwise the interval path answers: both give the interval path's answer."""
+    import random
+    from datetime import timezone
+
+    from conddsl.compile import Condition, compile_condition
+    from conddsl.history import MemoryHistory
+
+    rnd = random.Random(expr)
+    history = MemoryHistory()
+    at = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
+    for _ in range(300):
+        at += timedelta(minutes=rnd.randrange(0, 30), seconds=rnd.randrange(60))
+        history.record("t", "run", at=at)
+        history.record("t", "success", at=at + timedelta(seconds=rnd.randrange(1, 90)))
+    for zone in ("UTC", timezone(timedelta(hours=-4, minutes=-30))):
+        fast = compile_condition(f"cron {expr}", timezone=zone)
+        slow = Condition(fast.ast, timezone=zone)
+        slow._wall_next = None
+        clock_alone = 0
+        for _ in range(60):
+            instant = datetime(2024, 3, 1, 6) + timedelta(seconds=rnd.randrange(12 * 86400))
+            if rnd.random() < 0.3:
+                instant = instant.replace(second=0, microsecond=0)
+            got = fast.next_change(instant, task="t", history=history)
+            assert got == slow.next_change(instant, task="t", history=history), (zone, instant)
+            clock_alone += fast._clock_alone(instant, "t", history)
+        assert 0 < clock_alone < 60  # both paths were taken

@@ -298,3 +298,4 @@ def test_included_files_exist() -> None:
 def test_every_command_is_shown() -> None:
     shown = {shlex.split(command)[1] for command in _console_commands()}
     assert {"run", "check", "schema", "next", "explain"} <= shown
+    assert {"status", "history", "timeline"} <= shown

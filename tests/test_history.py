@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -714,6 +715,107 @@ def test_sqlite_crash_during_replay_loses_and_duplicates_nothing(tmp_path: Path)
     assert not journal.exists()
 
 
+KILLED_WHILE_LOCKED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import datetime, timedelta, timezone
+    from conddsl.history import SQLiteHistory
+
+    T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    history = SQLiteHistory(sys.argv[1], timeout=30)  # the lock is waited out, not given up
+    for minute, action in enumerate(["run", "success", "run"]):
+        history.record("a", action, at=T0 + timedelta(minutes=minute))  # queued, accepted
+    assert len(history.pending) == 3
+    os.kill(os.getpid(), signal.SIGKILL)  # before its writer thread could write them
+    """
+)
+
+
+def test_sqlite_records_accepted_while_locked_survive_a_sigkill(tmp_path: Path) -> None:
+    """A record ``record`` returned while the file was locked is not only in memory: the
+    process killed before the lock went, the next open writes it, once."""
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    blocker = _locked(path)
+    try:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_WHILE_LOCKED, str(path)], env=env, capture_output=True
+        )
+    finally:
+        _release(blocker)
+    assert killed.returncode == -9, killed.stderr
+    with SQLiteHistory(path) as history:
+        assert history.records() == [rec("a", "run", 0), rec("a", "success", 1), rec("a", "run", 2)]
+    assert not Path(f"{path}.pending.jsonl").exists()
+    assert _rows(path) == [("a", "run", None), ("a", "success", None), ("a", "run", None)]
+
+
+def test_sqlite_records_the_writer_wrote_are_not_replayed_from_the_journal(
+    tmp_path: Path,
+) -> None:
+    """Killed after the writer wrote the queued records but before it deleted their
+    journal lines: the next open writes none of them again."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    journal = Path(history.journal)
+    blocker = _locked(path)
+    try:
+        history.record("a", "run", at=t(0), run_id="1")
+        history.record("a", "success", at=t(1), run_id="1")
+        kept = journal.read_bytes()  # accepted: both are in the journal already
+        assert [json.loads(line)["action"] for line in kept.splitlines()] == ["run", "success"]
+    finally:
+        _release(blocker)
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:  # the writer's next try
+        time.sleep(0.01)
+    assert history.pending == [] and not journal.exists()
+    history.close()
+    journal.write_bytes(kept)  # as if it died between the writer's commit and the delete
+    with SQLiteHistory(path) as reopened:
+        assert reopened.records() == [rec("a", "run", 0, "1"), rec("a", "success", 1, "1")]
+        assert reopened.take_replayed() == []
+    assert not journal.exists()
+    assert _rows(path) == [("a", "run", "1"), ("a", "success", "1")]
+
+
+def test_sqlite_a_burst_of_queued_records_costs_one_journal_sync_off_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    journal = os.path.realpath(history.journal)
+    syncs: list[int] = []  # the threads that synced the journal
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == journal:
+            syncs.append(threading.get_ident())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    blocker = _locked(path)
+    try:
+        with history._lock:  # one burst: the writer thread cannot come in between
+            for second in range(50):
+                history.record("a", "run", at=t(second))
+        assert len(Path(journal).read_text().splitlines()) == 50  # all accepted
+        deadline = time.monotonic() + 10
+        while not syncs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # ten more tries of the writer: nothing more to sync
+        assert len(syncs) == 1
+        assert syncs[0] != threading.get_ident()
+    finally:
+        _release(blocker)
+    history.close()
+    assert len(_rows(path)) == 50
+
+
 def test_sqlite_after_the_writer_gave_up_the_next_records_do_not_wait_for_the_lock(
     tmp_path: Path,
 ) -> None:
@@ -829,12 +931,20 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         assert str(path) in message and history.journal in message
         assert "locked" in message and "No space left" in message
         assert history.pending == [rec("a", "run", 0)]  # still here, still open
-        # No journal and no temporary file left behind (the journal's lock file stays).
+        # No temporary file left behind (the journal's lock file stays); the journal is
+        # the one line the queued record was accepted with, unchanged.
         assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite3"] + [
             name
-            for name in ("h.sqlite3-shm", "h.sqlite3-wal", "h.sqlite3.pending.jsonl.lock")
+            for name in (
+                "h.sqlite3-shm",
+                "h.sqlite3-wal",
+                "h.sqlite3.pending.jsonl",
+                "h.sqlite3.pending.jsonl.lock",
+            )
             if (tmp_path / name).exists()
         ]
+        lines = Path(history.journal).read_text().splitlines()
+        assert [json.loads(line)["task"] for line in lines] == ["a"]
     finally:
         _release(blocker)
     history.close(journal=True)  # the lock is gone: written, no journal needed

@@ -10,7 +10,9 @@
     (``PRAGMA max_page_count`` on the store's connection): the scheduler stops with a
     ``SchedulerError`` that names the cause, the records it could not write stay in the
     store's pending buffer in order, and once the lock goes or space is freed they are
-    written: every run still has its ``run`` and exactly one finishing record.
+    written: every run still has its ``run`` and exactly one finishing record. A
+    ``conddsl run`` SIGKILLed while the file is locked loses none of the records it
+    printed meanwhile (they are in the journal): its restart writes each exactly once.
 (c) ``conddsl run`` against a history that stays locked reports it as such (exit 1) and
     keeps what it could not write in the journal; the task processes of a killed
     scheduler are ended by its restart. (These were product bugs, strict xfails until
@@ -300,6 +302,55 @@ def test_a_locked_history_never_blocks_the_event_loop(tmp_path):
     for task in ("tick", "hold"):
         times = [at for name, at in rows if name == task]
         assert times == sorted(times), task
+
+
+@pytest.mark.long
+@pytest.mark.smoke
+def test_records_printed_while_the_history_is_locked_survive_a_sigkill(tmp_path):
+    """``conddsl run`` goes on while another process locks its history, printing the
+    records it queues; SIGKILLed before the lock goes, then restarted once the lock is
+    released: every record it printed is in the history exactly once (before, those it
+    queued were only in memory and died with it)."""
+    path = task_file(tmp_path)
+    db = tmp_path / "runs.sqlite3"
+    journal = tmp_path / "runs.sqlite3.pending.jsonl"
+    zone = resolve_zone(path.read_text().split('timezone = "')[1].split('"')[0])
+    token = uuid.uuid4().hex
+    process = start_run(path, env={MARK: token})
+    lock: Locker | None = None
+    try:
+        lines = read_until(process, lambda lines: "\n".join(lines).count("success    tick") >= 3)
+        lock = Locker(db)
+        before = sum(record_lines(lines).values())
+        lines += read_until(process, lambda more: sum(record_lines(more).values()) >= 8)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        _kill_stragglers(token)  # they hold its stdout open
+        rest, _ = process.communicate(timeout=30)
+        lines += rest.splitlines()
+        queued = journal.read_text().splitlines() if journal.exists() else []
+    finally:
+        with contextlib.suppress(OSError):
+            process.kill()
+        if lock is not None:
+            lock.release()
+        _kill_stragglers(token)
+    printed = record_lines(lines)
+    assert sum(printed.values()) - before >= 8, "records printed while the file was locked"
+    # The restart: it replays the journal at open, then closes the runs left open.
+    restart = start_run(task_file(tmp_path, shut_after=0.5, name="restart.toml"))
+    out, err = restart.communicate(timeout=60)
+    assert restart.returncode == 0, err
+    records, _ = _history_records(db)
+    stored = as_lines(records, zone)
+    wrong = {key: stored[key] for key in printed if stored[key] != printed[key]}
+    assert not wrong, f"printed once, but this many times in the history: {wrong}"
+    one_finish_per_run(records)  # no run recorded twice
+    assert queued, "the records it queued for the lock went through the journal"
+    assert not journal.exists()
+    report(
+        "killed while locked", printed_after_lock=sum(printed.values()) - before, queued=len(queued)
+    )
 
 
 def test_a_full_disk_stops_the_scheduler_without_losing_records(tmp_path):

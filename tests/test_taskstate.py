@@ -421,3 +421,56 @@ def test_cron_start_in_the_first_pass_of_a_repeated_minute():
     ]
     after = second_pass - timedelta(seconds=30)
     assert condition.next_change(after, task="t", history=history) == second_pass
+
+
+# ---------------------------------------------------------------- fixed-offset zones
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cron */5 9-17 * * 1-5",
+        "cron 0 0 * * *",
+        "daily between 07:00 and 08:00",
+        "has succeeded today",
+        "has succeeded this week between Mon and Wed",
+        "daily",
+        "every 10 minutes",
+    ],
+)
+def test_fixed_offset_zones_look_no_further_back_than_their_offset(text, monkeypatch):
+    """Without DST, clock points are neither looked for 3 h back nor held for 16 h:
+    next_change and windows with a history are what the DST-proof walk gives."""
+    import random
+    from datetime import timezone as tz
+
+    from conddsl import taskstate
+    from conddsl.compile import compile_condition
+    from conddsl.history import MemoryHistory
+
+    rnd = random.Random(text)
+    zones = ["UTC", tz(timedelta(hours=5, minutes=30)), tz(-timedelta(hours=3))]
+    history = MemoryHistory()
+    at = datetime(2024, 3, 1, 6, 0, tzinfo=tz.utc)
+    for _ in range(120):
+        at += timedelta(minutes=rnd.randrange(1, 200), seconds=rnd.randrange(60))
+        history.record("t", "run", at=at)
+        history.record("t", rnd.choice(["success", "fail"]), at=at + timedelta(seconds=20))
+    instants = [
+        datetime(2024, 3, 1) + timedelta(seconds=rnd.randrange(20 * 86400)) for _ in range(10)
+    ]
+
+    def answers():
+        out = []
+        for zone in zones:
+            cond = compile_condition(text, timezone=zone)
+            for instant in instants:
+                out.append(cond.next_change(instant, task="t", history=history))
+                end = instant + timedelta(hours=12)
+                out.append(list(cond.windows(instant, end, task="t", history=history)))
+        return out
+
+    fast = answers()
+    monkeypatch.setattr(taskstate, "clock_lookback", lambda zone: taskstate._LOOKBACK)
+    monkeypatch.setattr(taskstate, "largest_offset", lambda zone: taskstate._MAX_OFFSET)
+    assert answers() == fast

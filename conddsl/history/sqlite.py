@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -134,6 +135,16 @@ class SQLiteHistory(History):
       ``_RETRY_EVERY`` seconds without holding the connection. Pending records are
       part of every answer at once (``last``, ``running``, ``records``...). Reads
       never wait either: a WAL file can be read while another connection writes.
+    - A record queued for the lock is *accepted* (``record`` returns it) only once it
+      is appended to the journal (below) with a key of its own: from then on a kill
+      of the process, SIGKILL included, cannot lose it, since the line is in the
+      kernel. The writer thread then syncs the journal to the disk (one ``fsync``
+      for every line appended since its last one, so a burst costs one, and never on
+      the caller's thread), after which a power cut cannot lose it either. The
+      transaction that writes a queued record also marks its key as replayed, so a
+      restart after a kill replays each journaled record exactly once, whether or
+      not the writer got to it. If the journal cannot be appended to, ``record``
+      raises HistoryError (the record kept pending, in memory only).
     - If the lock lasts past ``timeout`` seconds, the writer gives up: the callback
       of ``watch_failures`` hears the ``HistoryError`` (naming the file and the
       cause), and so does every later ``record`` (its record is kept pending too, so
@@ -175,6 +186,11 @@ class SQLiteHistory(History):
         self._timeout = timeout
         self._lock = threading.RLock()
         self._pending: list[_Row] = []
+        # The journal keys of the first pending records: those appended to the journal
+        # (records queued for a lock; it takes every pending record, so they lead).
+        self._keys: list[str] = []
+        self._unsynced = False  # journal lines appended and not yet fsynced
+        self._journal_created = False  # ...and the journal's folder entry is new
         self._last: dict[str, dict[int, int]] = {}  # task -> action code -> latest microseconds
         self._runs = OpenRuns()
         self._count = 0
@@ -286,6 +302,7 @@ class SQLiteHistory(History):
             self._check_open()
             self._pending.append(row)
             if self._writing:  # behind the records the writer waits to write: in order
+                self._to_journal()  # accepted once it is there
                 return _to_record(row)
             try:
                 self._write_pending(wait=False)
@@ -293,6 +310,7 @@ class SQLiteHistory(History):
                 if self._failure is not None or not _is_lock(exc):
                     raise
                 self._start_writer()  # the lock is somebody else's for now: not our wait
+                self._to_journal()
             else:
                 self._failure = None
                 self._retain()
@@ -334,6 +352,7 @@ class SQLiteHistory(History):
             if self._stop_writer:
                 return
             failure = self._write_when_free()
+            self._sync_journal()  # lines appended since its last try (it gave up, or wrote)
             callback = self._on_failure
             if failure is not None and callback is not None:
                 try:
@@ -345,6 +364,7 @@ class SQLiteHistory(History):
         """Try to write the pending records until done, ``timeout`` passed, or told to stop."""
         deadline = time.monotonic() + self._timeout
         while not self._stop_writer:
+            self._sync_journal()
             with self._lock:
                 if self._closed or not self._writing:
                     return None
@@ -371,6 +391,57 @@ class SQLiteHistory(History):
             time.sleep(_RETRY_EVERY)
         return None
 
+    def _to_journal(self) -> None:
+        """Append the pending records not in the journal yet to it, each with a key, so
+        that a kill of the process cannot lose them (the writer thread fsyncs them).
+
+        Raise HistoryError if it cannot be written: the records stay pending."""
+        if self._journal is None:
+            return  # in memory: nothing outlives the process anyway
+        rows = self._pending[len(self._keys) :]
+        if not rows:
+            return
+        keys = [uuid.uuid4().hex for _ in rows]
+        lines = "".join(_journal_line(key, row) for key, row in zip(keys, rows, strict=True))
+        try:
+            with _journal_locked(self._journal):
+                created = _append(self._journal, lines.encode("utf-8"))
+        except OSError as exc:
+            raise HistoryError(
+                f"history file {self._path} is locked by another connection, and the"
+                f" journal {self._journal} that would keep {len(rows)} record(s) safe"
+                f" meanwhile cannot be written: {exc.strerror or exc}; the record(s) are"
+                " kept pending in memory only",
+                path=self._path,
+                reason=f"its journal cannot be written: {exc.strerror or exc}",
+            ) from exc
+        self._keys.extend(keys)
+        self._journal_waiting = True
+        self._unsynced = True
+        self._journal_created = self._journal_created or created
+        self._kick.set()
+
+    def _sync_journal(self) -> None:
+        """On the writer thread: fsync the journal lines appended since the last sync."""
+        with self._lock:
+            if not self._unsynced or self._journal is None:
+                return
+            self._unsynced = False
+            created, self._journal_created = self._journal_created, False
+        # Outside the lock: ``record`` may append meanwhile (synced by the next call).
+        try:
+            fd = os.open(self._journal, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _sync_folder(self._journal)
+        except FileNotFoundError:
+            pass  # written to the table and dropped meanwhile
+        except OSError as exc:
+            log.warning("history journal %s could not be synced: %s", self._journal, exc)
+
     def _stop(self) -> None:
         """Stop the writer thread (the caller writes what is pending itself)."""
         writer = self._writer
@@ -382,6 +453,7 @@ class SQLiteHistory(History):
             writer.join()
         self._writer = None
         self._writing = False
+        self._sync_journal()  # what it had no time to sync
 
     def _write_pending(self, *, wait: bool = True) -> None:
         # Before and after: a write to a file that is gone, or to one renamed over ours
@@ -402,11 +474,19 @@ class SQLiteHistory(History):
                 # Under the write lock nobody else can add rows, so after this sync
                 # our own ids are the next ones and the caches miss nothing.
                 self._sync()
+                own = set(self._keys)
                 if self._journal_waiting:  # older than anything pending: first
-                    replayed = self._replay(written)
+                    replayed = self._replay(written, own)
                 from_journal = len(written)
-                for row in self._pending:
-                    self._insert(row, written)
+                if own:
+                    conn.execute(_REPLAYED)
+                for i, row in enumerate(self._pending):
+                    # A journaled record is marked replayed in the same transaction: a
+                    # restart after a kill finds it written and skips its journal line.
+                    # Already marked: another history on the file replayed it.
+                    key = self._keys[i] if i < len(self._keys) else None
+                    if key is None or conn.execute(_MARK_REPLAYED, (key,)).rowcount:
+                        self._insert(row, written)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -415,6 +495,8 @@ class SQLiteHistory(History):
         except sqlite3.Error as exc:
             raise self._error("write", exc, waited=wait) from exc
         self._pending.clear()
+        self._keys.clear()
+        self._unsynced = self._journal_created = False  # in the table now: no sync needed
         if replayed is not None:
             self._replayed.extend(_to_record(row) for _, row in written[:from_journal])
             self._drop_journal(replayed)
@@ -764,19 +846,8 @@ class SQLiteHistory(History):
     def _save_journal(self) -> None:
         """Append the pending records to the journal (atomically); they are no longer pending."""
         assert self._journal is not None
-        lines = []
-        for task, code, at, run_id, reason, message, traceback in self._pending:
-            entry = {
-                "key": uuid.uuid4().hex,
-                "task": task,
-                "action": ACTIONS[code],
-                "at": at,
-                "run_id": run_id,
-                "reason": reason,
-                "message": message,
-                "traceback": traceback,
-            }
-            lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        # Records queued for a lock are in it already (with their keys): not twice.
+        lines = [_journal_line(uuid.uuid4().hex, row) for row in self._pending[len(self._keys) :]]
         with _journal_locked(self._journal):
             try:
                 old = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
@@ -784,8 +855,11 @@ class SQLiteHistory(History):
                 old = b""
             if old and not old.endswith(b"\n"):
                 old += b"\n"
+            # Rewritten and synced whole, the lines appended for a lock included.
             _write_atomically(self._journal, old + "".join(lines).encode("utf-8"))
         self._pending.clear()
+        self._keys.clear()
+        self._unsynced = False
         self._journal_waiting = True
 
     def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row]]] | None:
@@ -814,8 +888,9 @@ class SQLiteHistory(History):
                 ) from exc
         return data, entries
 
-    def _replay(self, written: list[tuple[int, _Row]]) -> bytes | None:
-        """Insert the journal's records not replayed before (inside the write transaction)."""
+    def _replay(self, written: list[tuple[int, _Row]], own: set[str]) -> bytes | None:
+        """Insert the journal's records not replayed before (inside the write transaction),
+        but those still pending here (keys ``own``): they are written as pending records."""
         found = self._read_journal()
         if found is None:
             self._journal_waiting = False
@@ -824,7 +899,7 @@ class SQLiteHistory(History):
         conn = self._conn
         conn.execute(_REPLAYED)
         for key, row in entries:
-            if conn.execute(_MARK_REPLAYED, (key,)).rowcount:
+            if key not in own and conn.execute(_MARK_REPLAYED, (key,)).rowcount:
                 self._insert(row, written)
         return data
 
@@ -1032,6 +1107,22 @@ def _is_lock(exc: HistoryError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _journal_line(key: str, row: _Row) -> str:
+    """One journal line: the record and its key (read back by :func:`_journal_entry`)."""
+    task, code, at, run_id, reason, message, traceback = row
+    entry = {
+        "key": key,
+        "task": task,
+        "action": ACTIONS[code],
+        "at": at,
+        "run_id": run_id,
+        "reason": reason,
+        "message": message,
+        "traceback": traceback,
+    }
+    return json.dumps(entry, ensure_ascii=False) + "\n"
+
+
 def _journal_entry(line: bytes) -> tuple[str, _Row]:
     item = json.loads(line)
     key, task, action, at = item["key"], item["task"], item["action"], item["at"]
@@ -1084,6 +1175,34 @@ def _journal_locked(journal: str):
             yield
         finally:
             os.close(handle)  # releases the flock
+
+
+def _append(path: str, data: bytes) -> bool:
+    """Append ``data`` to the journal at ``path`` (not synced); True if it was created.
+
+    The same rule as reading it: never through a symlink, only a regular file of ours
+    (or root's) that nobody else may write."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+        created = False
+    except FileNotFoundError:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        created = True
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if info.st_uid not in (0, os.geteuid()) or info.st_mode & stat.S_IWOTH:
+            raise OSError(f"{path} is another user's, or anybody may write it")
+        if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+            data = b"\n" + data  # after a line cut short (a kill mid-write): a line apart
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return created
 
 
 def _write_atomically(path: str, data: bytes) -> None:

@@ -50,6 +50,10 @@ class ClockAnalysis(BoundsAnalysis):
         super().__init__(rules)
         self.rules = rules
         self.timezone = timezone
+        # Many tasks share a clock part ("office", "daily after 08:00"): each distinct one
+        # (equal nodes, spans aside) is compiled and searched once per file.
+        self._compiled: dict[ast.Node, tuple[Condition, timedelta]] = {}
+        self._first: dict[ast.Node, Window | None] = {}
 
     def visit_Periodic(self, node: ast.Periodic) -> Bounds:
         # Once per window: the window bounds it from above; the history may say no.
@@ -76,16 +80,25 @@ class ClockAnalysis(BoundsAnalysis):
         all wall times holds for all instants, and it is faster. With a suffix, the
         file's zone matters (it sets the offset between the parts) and is used.
         """
-        zoned = any(isinstance(item, ast.Zoned) for item in walk(node))
-        condition = Condition(node, timezone=self.timezone if zoned else "UTC")
-        return condition, max(_horizon(node, condition.horizon), _MIN_HORIZON)
+        found = self._compiled.get(node)
+        if found is None:
+            zoned = any(isinstance(item, ast.Zoned) for item in walk(node))
+            condition = Condition(node, timezone=self.timezone if zoned else "UTC")
+            found = condition, max(_horizon(node, condition.horizon), _MIN_HORIZON)
+            self._compiled[node] = found
+        return found
 
     def first_window(self, node: ast.Node) -> Window | None:
         """The first window of a clock-only node within its horizon from :data:`REFERENCE`."""
         if isinstance(node, ast.Constant):
             return (REFERENCE, REFERENCE + _MIN_HORIZON) if node.value else None
+        if node in self._first:
+            return self._first[node]
         condition, horizon = self.compiled(node)
-        return next(iter(condition.windows(REFERENCE, REFERENCE + horizon)), None)
+        found = self._first[node] = next(
+            iter(condition.windows(REFERENCE, REFERENCE + horizon)), None
+        )
+        return found
 
     def window_at(self, node: ast.Node, at: datetime) -> Window | None:
         """The window of a clock-only node that holds ``at`` (searched from :data:`REFERENCE`)."""

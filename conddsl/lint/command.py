@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 __all__ = ["add_commands"]
@@ -67,7 +68,16 @@ def _run_check(args: argparse.Namespace) -> int:
     from conddsl.lint.output import render, summary
     from conddsl.lint.runner import check_paths
 
-    result = check_paths(args.paths, import_funcs=args.import_funcs)
+    # A check builds many small objects that all live until it ends (nodes, locations,
+    # findings): the collector's young-generation passes would walk them again and
+    # again for nothing (a sixth of the time at 5,000 tasks). Fewer passes, then as
+    # before.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
+    try:
+        result = check_paths(args.paths, import_funcs=args.import_funcs)
+    finally:
+        gc.set_threshold(*thresholds)
     text = render(result.diagnostics, result.texts, args.output_format)
     if text:
         try:

@@ -28,6 +28,9 @@ def check_flags(report: TaskFileReport, *, imported: bool = False) -> Iterator[D
     if model is None:
         return
     defaults = model.scheduler
+    # Thousands of tasks name a handful of functions: each is looked up (its module
+    # found, read and parsed) once per check.
+    found: dict[str, bool | None] = {}
     for name, task in model.tasks.items():
         execution = task.execution or defaults.execution or "thread"
         if task.func is None or execution != "thread":
@@ -35,7 +38,9 @@ def check_flags(report: TaskFileReport, *, imported: bool = False) -> Iterator[D
         why = _stoppable_by(task, defaults)
         if why is None:
             continue
-        takes = _takes_flag(task.func, report.path.parent, imported)
+        if task.func not in found:
+            found[task.func] = _takes_flag(task.func, report.path.parent, imported)
+        takes = found[task.func]
         if takes is not False:  # True, or not found: nothing to say
             continue
         yield Diagnostic(

@@ -47,6 +47,7 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
             if condition is not None:
                 found.extend(_day_field_checks(report, condition))
         found.extend(_timeout_checks(report, name, start))
+    found.extend(_never_starts(report, conditions))
     return found
 
 
@@ -154,6 +155,55 @@ def _waiting_cycles(
             )
             hint = f"let one of them also start another way: after task {cycle[1]!r} | daily"
         yield _finding(report, "C302", message, condition.source.file_range(node.span), hint)
+
+
+# ---------------------------------------------------------------- C409
+
+# Keys that start a task without a start condition (a task-file model may not have them yet).
+_ROLES = ("on_startup", "on_shutdown", "permanent")
+
+
+def _never_starts(
+    report: TaskFileReport, conditions: Mapping[tuple[str | None, str], FileCondition]
+) -> Iterator[Diagnostic]:
+    """C409: a task with nothing that starts it but `conddsl run-task` or the API.
+
+    Only tasks whose table is valid are looked at: a broken one has its own finding.
+    """
+    assert report.model is not None
+    tasks = report.model.tasks
+    for name, task in tasks.items():
+        if task.disabled or any(getattr(task, role, False) is True for role in _ROLES):
+            continue
+        if task.start_cond is None:
+            yield _finding(
+                report,
+                "C409",
+                f"task {name!r} has no start_cond: it never starts by itself",
+                _table_range(report, name),
+                'say so with start_cond = "false" if it runs only when asked'
+                " (conddsl run-task), or give it a start condition",
+            )
+            continue
+        start = conditions.get((name, "start_cond"))
+        if start is None:
+            continue
+        for other, node in _MandatoryWaits(report.rules).visit(start.node, None):
+            if other in tasks and tasks[other].disabled:
+                yield _finding(
+                    report,
+                    "C409",
+                    f"task {name!r} waits for task {other!r}, which is disabled: it never starts",
+                    start.source.file_range(node.span),
+                    f"enable {other!r}, or let {name!r} also start another way:"
+                    f" after task {other!r} | daily",
+                )
+                break
+
+
+def _table_range(report: TaskFileReport, name: str) -> tuple[int, int]:
+    located = report.locations.get(("tasks", name)) if report.locations else None
+    return located.key if located is not None else (0, 0)
 
 
 # ---------------------------------------------------------------- C401-C403

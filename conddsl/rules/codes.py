@@ -22,7 +22,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     # schema
     "C201": ("error", "an unknown key"),
     "C202": ("error", "a value of the wrong type or out of range"),
-    "C203": ("error", "a task needs exactly one of func and command; shell only with command"),
+    "C203": ("error", "a task's keys do not go together (func or command, shell, roles ...)"),
     "C204": ("error", "a rules file that cannot be read"),
     # references
     "C301": ("error", "a task-state condition names a task the file does not define"),
@@ -37,6 +37,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "C406": ("warning", "a window of a start condition that is the whole cycle"),
     "C407": ("warning", "a cron line whose day fields AND because one starts with '*'"),
     "C408": ("warning", "a thread task that must be stoppable but takes no TerminationFlag"),
+    "C409": ("warning", "a task that never starts by itself (no start_cond, after a disabled one)"),
     # imports
     "C501": ("error", "a func that does not import (with --import-funcs)"),
     # files found beside the history (the trust rule)

@@ -163,6 +163,16 @@ class SchedulerTable(_Model):
     execution: DefaultExecution | None = Field(
         None, description="How tasks without their own execution are run (default: thread)"
     )
+    keep: Duration | None = Field(
+        None,
+        description="Delete history records older than this while serving ('90 days');"
+        " a run still going keeps its records (default: keep everything)",
+    )
+    silence_cond_check: bool = Field(
+        False,
+        description="A condition that raises is taken as false instead of stopping the"
+        " scheduler (Rocketry's silence_cond_check)",
+    )
 
 
 class TaskTable(_Model):
@@ -190,6 +200,34 @@ class TaskTable(_Model):
         " ('fail': at most once) or started again on another node ('retry': at least once)",
     )
     disabled: bool = Field(False, description="Never start the task")
+    on_startup: bool = Field(
+        False, description="Run once when the scheduler starts, before anything else"
+    )
+    permanent: bool = Field(
+        False,
+        description="Start once after the startup tasks, never time out, end at shutdown",
+    )
+    on_shutdown: bool = Field(False, description="Run once when the scheduler shuts down")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments func is called with"
+    )
+    cwd: str | None = Field(
+        None,
+        description="The folder a command runs in, relative to this task file"
+        " (default: the task file's folder)",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of a command, added to those conddsl run has",
+    )
+
+    @property
+    def role(self) -> str | None:
+        """``on_startup``, ``permanent`` or ``on_shutdown`` when one is set."""
+        for role in _ROLES:
+            if getattr(self, role):
+                return role
+        return None
 
     @model_validator(mode="after")
     def _one_kind(self) -> TaskTable:
@@ -210,7 +248,44 @@ class TaskTable(_Model):
                 "has a command given as one string, which needs shell = true",
                 {"hint": 'split it into a list: command = ["program", "arg"]'},
             )
+        self._check_keys()
         return self
+
+    def _check_keys(self) -> None:
+        """Keys that belong to one kind of task, and the roles' rules."""
+        if self.params and self.func is None:
+            raise _keys("has params, which are keyword arguments for func", "drop params")
+        for key in ("cwd", "env"):
+            if getattr(self, key) and self.command is None:
+                raise _keys(f"has {key}, which is for command tasks only", f"drop {key}")
+        roles = [role for role in _ROLES if getattr(self, role)]
+        if len(roles) > 1:
+            raise _keys(f"has two roles ({' and '.join(roles)})", "keep one of them")
+        if not roles:
+            return
+        role = roles[0]
+        started = "the scheduler starts it" if role != "on_shutdown" else "it runs at shutdown"
+        for key, given in (
+            ("start_cond", self.start_cond is not None),
+            ("end_cond", self.end_cond is not None),
+            ("multilaunch", self.multilaunch),
+        ):
+            if given:
+                raise _keys(f"is {role}: {started}, so it takes no {key}", f"drop {key}")
+        if role == "permanent" and self.timeout is not None:
+            raise _keys("is permanent: it is never timed out (it ends at shutdown)", "drop timeout")
+        if role == "permanent" and self.execution == "main":
+            raise _keys(
+                "is permanent and would hold the scheduler for ever in the main execution",
+                'use execution = "thread", "async" or "process"',
+            )
+
+
+_ROLES = ("on_startup", "permanent", "on_shutdown")
+
+
+def _keys(message: str, hint: str) -> PydanticCustomError:
+    return PydanticCustomError("task_keys", message, {"hint": hint})
 
 
 class TaskFile(_Model):

@@ -22,7 +22,7 @@ _EXPECTED = {
     "model_type": "a table",
     "dict_type": "a table",
 }
-_KIND_CODES = {"task_kind": "C203", "task_shell": "C203"}
+_KIND_CODES = {"task_kind": "C203", "task_shell": "C203", "task_keys": "C203"}
 
 
 def schema_diagnostics(

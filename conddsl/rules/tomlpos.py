@@ -36,9 +36,12 @@ MAX_NESTING = 100
 
 Path = tuple[str | int, ...]
 
-_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 _SCALAR_END = frozenset(",]}#\n")
+# Runs that need no character-by-character look: plain characters of a basic string
+# (no quote, escape or line break) and bare-key characters.
+_PLAIN_RUN = re.compile(r'[^"\\\r\n]+')
+_BARE_RUN = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +263,10 @@ class _Scanner:
             elif char == "'":
                 name = self._literal_string(multiline=False).value
             else:
-                while self.i < self.n and self.text[self.i] in _BARE_KEY:
-                    self.i += 1
-                if self.i == start:
+                run = _BARE_RUN.match(self.text, self.i)
+                if run is None:
                     raise _Stop
+                self.i = run.end()
                 name = self.text[start : self.i]
             keys.append((name, start, self.i))
             self._skip_blank()
@@ -362,6 +365,13 @@ class _Scanner:
         while True:
             if j >= n:
                 raise _Stop
+            run = _PLAIN_RUN.match(text, j)
+            if run is not None:  # a stretch of plain characters at once
+                end = run.end()
+                chars.append(text[j:end])
+                raw.extend(range(j, end))
+                j = end
+                continue
             char = text[j]
             if char == '"' and (not multiline or text.startswith('"""', j)):
                 if multiline:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conddsl.runtime.scheduler import Scheduler
@@ -20,7 +23,9 @@ def scheduler_from_task_file(
     ``history`` defaults to an in-memory one (``conddsl run`` passes the file's SQLite
     history); ``overrides`` replace configuration keys (``kill_grace=0.1``, say). The
     task file's folder is put on ``sys.path`` (last, and only if a task names a ``func``)
-    so that its ``func`` modules import, and command tasks run in that folder. Raises
+    so that its ``func`` modules import, and command tasks run in that folder (or their
+    ``cwd``, relative to it). A task's ``params`` are bound to its ``func``; its ``env``
+    is added to the environment the scheduler runs in. Raises
     ``ImportError`` or ``AttributeError`` when a ``func`` cannot be found (or is not
     trusted: :mod:`conddsl.trust`), and ``ConfigError`` for a setting the scheduler refuses.
     """
@@ -36,6 +41,7 @@ def scheduler_from_task_file(
         "history": history if history is not None else MemoryHistory(),
         "instant_shutdown": settings.instant_shutdown,
         "kill_grace": settings.kill_grace,
+        "silence_cond_check": settings.silence_cond_check,
     }
     for key in ("timeout", "timezone", "max_process_count", "execution"):
         if getattr(settings, key) is not None:
@@ -47,7 +53,7 @@ def scheduler_from_task_file(
     if base is not None and any(task.func is not None for task in tasks.tasks.values()):
         add_import_folder(base)
     for name, task in tasks.tasks.items():
-        options = {
+        options: dict[str, Any] = {
             "name": name,
             "end_cond": condition(task.end_cond),
             "timeout": task.timeout,
@@ -55,14 +61,36 @@ def scheduler_from_task_file(
             "on_node_lost": task.on_node_lost,
             "disabled": task.disabled,
         }
-        # A task without a start condition only runs when asked (run_task).
-        start = condition(task.start_cond or "false")
-        if task.command is not None:
-            cwd = str(base) if base is not None else None
-            app.command_task(start, argv=task.command, shell=task.shell, cwd=cwd, **options)
+        if task.role is not None:  # started by the scheduler itself, never by a condition
+            options[task.role] = True
+            start = None
         else:
-            app.task(start, execution=task.execution, **options)(import_func(task.func))
+            # A task without a start condition only runs when asked (run_task).
+            start = condition(task.start_cond or "false")
+        if task.command is not None:
+            cwd = _folder(base, task.cwd)
+            # The file's env adds to the environment conddsl runs in (the API's replaces it).
+            env = {**os.environ, **task.env} if task.env else None
+            app.command_task(
+                start, argv=task.command, shell=task.shell, cwd=cwd, env=env, **options
+            )
+        else:
+            func = import_func(task.func)
+            if task.params:
+                # A partial of a module-level function still goes to a process by reference.
+                func = functools.partial(func, **task.params)
+            app.task(start, execution=task.execution, **options)(func)
     return app
+
+
+def _folder(base: Path | None, cwd: str | None) -> str | None:
+    """A command's folder: ``cwd`` relative to the task file's folder (default: that folder)."""
+    if cwd is None:
+        return str(base) if base is not None else None
+    folder = Path(cwd).expanduser()
+    if base is not None and not folder.is_absolute():
+        folder = base / folder
+    return str(folder)
 
 
 def import_func(reference: str):

@@ -160,6 +160,8 @@ class Scheduler:
         #: ``shut_cond``, ``shut_down`` (the API), ``interrupt`` (a signal), ``forced``
         #: or ``fatal error``.
         self.stopped_by: tuple[str, str] | None = None
+        #: Called with how many seconds late the loop woke for a deadline (metrics).
+        self.on_loop_lag: Callable[[float], None] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
         self._shut_cond: ConditionLike | None = None
         self._control = Control()
@@ -709,7 +711,12 @@ class Scheduler:
             if self._to_check:  # sliced, or deferred: dirtied again
                 await asyncio.sleep(0)
                 continue
-            await self.clock.sleep_until(self._next_deadline(), self._wake)
+            deadline = self._next_deadline()
+            await self.clock.sleep_until(deadline, self._wake)
+            if self.on_loop_lag is not None and deadline is not None:
+                late = (self.clock.now() - deadline).total_seconds()
+                if late >= 0:  # woke for the deadline, not for an event before it
+                    self.on_loop_lag(late)
 
     def _due_timeouts(self, now: datetime) -> None:
         texts: dict[Task, str] = {}  # runs timed out together share their message

@@ -26,6 +26,11 @@ def slow_report(flag=TerminationFlag()) -> None:  # noqa: B008 - the scheduler i
         time.sleep(0.1)
 
 
+def warm_up(caches: list[str]) -> None:
+    """Run once at startup, before anything else: its params are the task file's."""
+    print(f"warming up {', '.join(caches)}")
+
+
 def backup() -> None:
     """A process that runs until its end condition terminates it."""
     time.sleep(60)

@@ -153,7 +153,7 @@ def start_run(path: Path, env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
-LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3})  (\S+)\s+(\S+)")
+LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+)  (\S+)\s+(\S+)")
 
 
 def record_lines(lines: list[str]) -> Counter:

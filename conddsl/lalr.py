@@ -1,0 +1,310 @@
+"""A lean LALR driver over the tables Lark built: text straight to AST, no parse tree.
+
+Lark's own loop builds a token object per word, a tree node per rule and then walks
+the tree again to transform it; for conditions of a dozen words that costs more than
+the rest of compiling. This driver runs the same parse table and the same per-state
+scanners of the contextual lexer (so it accepts exactly what Lark accepts and splits
+the text into the same tokens), and calls the :class:`~conddsl.parse.AstBuilder`
+methods as each rule is reduced, with the positions Lark would have given them.
+
+It only ever answers for a text that parses and builds without a problem: anything
+else (a syntax error, a bad value, a nesting deep enough to need the depth check)
+raises :class:`_Fallback`, and :func:`conddsl.parse.parse` then runs Lark's full path,
+which words the error exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lark import Lark
+from lark.lexer import UnlessCallback
+from lark.parsers.lalr_analysis import Shift
+
+__all__ = ["FastParser", "Token", "Meta"]
+
+
+class _Fallback(Exception):
+    """The fast path does not answer for this text: run Lark's full parser."""
+
+
+class _Lines:
+    """Offsets to 1-based (line, column) for one text, as Lark's line counter gives them."""
+
+    __slots__ = ("starts",)
+
+    def __init__(self, text: str) -> None:
+        starts = [0]
+        at = text.find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = text.find("\n", at + 1)
+        self.starts = starts
+
+    def position(self, offset: int) -> tuple[int, int]:
+        starts = self.starts
+        line = len(starts)
+        while starts[line - 1] > offset:  # few lines in a condition: a scan is enough
+            line -= 1
+        return line, offset - starts[line - 1] + 1
+
+
+class Token(str):
+    """A word of the text with its type and offsets (the part of ``lark.Token`` we use)."""
+
+    type: str
+    start_pos: int
+    end_pos: int
+    lines: _Lines | None
+
+    @property
+    def line(self) -> int:
+        return 1 if self.lines is None else self.lines.position(self.start_pos)[0]
+
+    @property
+    def column(self) -> int:
+        return self.start_pos + 1 if self.lines is None else self.lines.position(self.start_pos)[1]
+
+    @property
+    def end_line(self) -> int:
+        return 1 if self.lines is None else self.lines.position(self.end_pos)[0]
+
+    @property
+    def end_column(self) -> int:
+        return self.end_pos + 1 if self.lines is None else self.lines.position(self.end_pos)[1]
+
+
+class Meta:
+    """A rule's positions, as Lark's ``propagate_positions`` sets them."""
+
+    __slots__ = ("start_pos", "end_pos", "line", "column", "end_line", "end_column")
+
+    def __init__(self, start: int, end: int, lines: _Lines | None) -> None:
+        self.start_pos = start
+        self.end_pos = end
+        if lines is None:  # one line: columns are offsets
+            self.line = self.end_line = 1
+            self.column = start + 1
+            self.end_column = end + 1
+        else:
+            self.line, self.column = lines.position(start)
+            self.end_line, self.end_column = lines.position(end)
+
+
+_new_str = str.__new__
+
+# What a reduction does (see FastParser.__init__).
+_UNIT = 0
+_SPLICE = 1
+_EXPAND1 = 2
+_BUILD = 3
+
+
+def _no_handler(builder: Any, meta: Meta, children: list) -> Any:
+    raise _Fallback  # a ?rule left with several children: Lark would keep a bare tree
+
+
+class FastParser:
+    """The parse table, scanners and tree shaping of one Lark parser, made into one loop."""
+
+    def __init__(self, lark: Lark, builder_type: type, max_stack: int) -> None:
+        frontend = lark.parser
+        table = frontend.parser.parser.parse_table
+        self._start = table.start_states["start"]
+        self._end = table.end_states["start"]
+        self._max_stack = max_stack
+        kept_terminals: set[str] = set()
+        plans: dict[Any, tuple] = {}
+        for rule in lark.rules:
+            keep = []
+            for index, symbol in enumerate(rule.expansion):
+                if rule.options.keep_all_tokens or not (symbol.is_term and symbol.filter_out):
+                    inline = not symbol.is_term and symbol.name.startswith("_")
+                    keep.append((index, inline))
+                    if symbol.is_term:
+                        kept_terminals.add(symbol.name)
+            name = rule.alias or rule.origin.name
+            inline_rule = name.startswith("_")
+            expand1 = bool(rule.options.expand1) and not rule.alias
+            handler = _no_handler
+            if not inline_rule:
+                wrapped = builder_type.__dict__.get(name)
+                if wrapped is not None:
+                    handler = getattr(wrapped, "base_func", wrapped)
+                elif not expand1:
+                    raise TypeError(f"{builder_type.__name__} has no method for rule {name!r}")
+            if (
+                expand1
+                and len(rule.expansion) == 1
+                and keep == [(0, False)]
+                and not rule.expansion[0].is_term
+            ):
+                kind = _UNIT  # a ?rule around one rule: only the parser's state changes
+            elif inline_rule:
+                kind = _SPLICE
+            elif expand1:
+                kind = _EXPAND1
+            else:
+                kind = _BUILD
+            plans[rule] = (kind, len(rule.expansion), tuple(keep), handler, rule.origin.name)
+        # Each parser state: its actions (an int is a shift to that state, a tuple a
+        # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
+        count = max(table.states) + 1
+        actions_of: list[dict] = [{}] * count
+        gotos: list[dict] = [{}] * count
+        scans: list = [None] * count
+        for state, actions in table.states.items():
+            actions_of[state] = {
+                symbol: arg if action is Shift else plans[arg]
+                for symbol, (action, arg) in actions.items()
+                if symbol.isupper() or symbol == "$END"
+            }
+            gotos[state] = {
+                symbol: arg
+                for symbol, (action, arg) in actions.items()
+                if not (symbol.isupper() or symbol == "$END")
+            }
+        self._actions = actions_of
+        self._gotos = gotos
+        self._scans = scans
+        self._lexers = frontend.lexer.lexers
+        self._kept = frozenset(kept_terminals)
+        self._unit_chains: dict[tuple[int, int, str], int] = {}
+        # Skipping a blank before the scanner is exact only if no terminal but the
+        # ignored ones can match from a blank (Lark would then weigh priorities): true
+        # of grammar/conddsl.lark, which tests/test_fast_parse.py checks (checking it
+        # here would compile every terminal's regex on the first parse).
+        self._skip_blank = True
+
+    def _scan(self, state: int) -> tuple:
+        """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
+        lexer = self._lexers[state]
+        scanner = lexer.scanner
+        if len(scanner._mres) != 1:  # pragma: no cover - Lark splits past 100 terminals
+            raise TypeError("the grammar's scanner is split in parts")
+        if lexer.ignore_types & set(lexer.callback):  # pragma: no cover
+            raise TypeError("a keyword callback on an ignored terminal")
+        keywords = {}
+        for type_, callback in lexer.callback.items():
+            if not isinstance(callback, UnlessCallback):  # pragma: no cover
+                raise TypeError(f"unexpected lexer callback for {type_}")
+            keywords[type_] = callback.scanner.fullmatch
+        scan = self._scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
+        return scan
+
+    def _unit_chain(self, below: int, state: int, type_: str) -> int:
+        """The state after every reduction of a ?rule around one rule, for this lookahead."""
+        key = (below, state, type_)
+        found = self._unit_chains.get(key)
+        if found is None:
+            found = state
+            while True:
+                arg = self._actions[found].get(type_)
+                if arg is None or arg.__class__ is int or arg[0] != _UNIT:
+                    break
+                found = self._gotos[below][arg[4]]
+            self._unit_chains[key] = found
+        return found
+
+    def parse(self, text: str, builder: Any) -> Any:
+        """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off."""
+        lines = _Lines(text) if "\n" in text else None
+        actions_of = self._actions
+        gotos = self._gotos
+        scans = self._scans
+        kept = self._kept
+        end_state = self._end
+        max_stack = self._max_stack
+        chains = self._unit_chains
+        skip_blank = self._skip_blank
+        # One entry per symbol: (parser state, value, start offset, end offset).
+        stack = [(self._start, None, 0, 0)]
+        size_text = len(text)
+        pos = 0
+        found = None
+        state = self._start
+        while True:
+            # ---- the next token, read by this state's scanner
+            if skip_blank and pos < size_text and text[pos] == " ":
+                pos += 1  # the usual single blank between words, without the scanner
+            if pos >= size_text:
+                type_ = "$END"
+            else:
+                match, keywords, ignored = scans[state] or self._scan(state)
+                while True:
+                    found = match(text, pos)
+                    if found is None:
+                        raise _Fallback
+                    type_ = found.lastgroup
+                    if type_ in ignored:
+                        pos = found.end()
+                        if pos >= size_text:
+                            type_ = "$END"
+                            break
+                        continue
+                    if type_ in keywords:  # a word that is a keyword here (Lark's "unless")
+                        type_ = keywords[type_](found.group()) or type_
+                    break
+            # ---- reduce as long as the table says so, then shift the token
+            while True:
+                arg = actions_of[state].get(type_)
+                if arg is None:
+                    raise _Fallback
+                if arg.__class__ is int:  # shift
+                    if type_ == "$END" or len(stack) > max_stack:
+                        raise _Fallback
+                    end = found.end()
+                    if type_ in kept:
+                        token = _new_str(Token, found.group())
+                        token.type = type_
+                        token.start_pos = pos
+                        token.end_pos = end
+                        token.lines = lines
+                        stack.append((arg, token, pos, end))
+                    else:
+                        stack.append((arg, None, pos, end))
+                    state = arg
+                    pos = end
+                    break
+                kind, size, keep, handler, origin = arg
+                if kind == _UNIT:
+                    below = stack[-2][0]
+                    state = chains.get((below, state, type_)) or self._unit_chain(
+                        below, state, type_
+                    )
+                    top = stack[-1]
+                    stack[-1] = (state, top[1], top[2], top[3])
+                else:
+                    raw = stack[-size:]
+                    del stack[-size:]
+                    start = raw[0][2]
+                    stop = raw[-1][3]
+                    if len(keep) == 1 and not keep[0][1]:
+                        children = [raw[keep[0][0]][1]]
+                    else:
+                        children = []
+                        for index, inline in keep:
+                            if inline:
+                                children.extend(raw[index][1])
+                            else:
+                                children.append(raw[index][1])
+                    if kind == _BUILD:
+                        value = handler(builder, Meta(start, stop, lines), children)
+                    elif kind == _SPLICE:
+                        value = children
+                    elif len(children) == 1:  # _EXPAND1: the child stands for the rule
+                        value = children[0]
+                        if value.__class__ is Token:  # Lark keeps a token's own positions
+                            start, stop = value.start_pos, value.end_pos
+                    else:
+                        value = handler(builder, Meta(start, stop, lines), children)
+                    state = gotos[stack[-1][0]][origin]
+                    stack.append((state, value, start, stop))
+                if state == end_state and type_ == "$END":
+                    return stack[-1][1]
+
+
+def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:
+    """The ``parse(text, builder)`` of a :class:`FastParser` over ``lark``'s tables."""
+    return FastParser(lark, builder_type, max_stack).parse

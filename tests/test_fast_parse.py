@@ -1,0 +1,165 @@
+"""The lean LALR driver (conddsl/lalr.py) answers exactly as Lark's parse tree + AstBuilder.
+
+`parse` tries the driver first and falls back to Lark's full path on anything the
+driver does not answer for. These tests compare the two paths node by node, spans
+included (AST equality ignores spans), over every condition text of the fixtures and
+of random edits of them, and check that every failing text still fails the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conddsl.errors import ConditionSyntaxError
+from conddsl.parse import AstBuilder, _fast_parser, _parse_with_tree, parse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CASES = Path(__file__).parent / "cases"
+
+
+def _texts() -> list[str]:
+    found: set[str] = set()
+
+    def strings(value) -> None:
+        if isinstance(value, str):
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                strings(item)
+
+    for path in (
+        FIXTURES / "rocketry_clock_verdicts.json",
+        FIXTURES / "rocketry_task_verdicts.json",
+        FIXTURES / "rocketry_rejects.json",
+        FIXTURES / "rocketry_suite_table.json",
+        CASES / "language.json",
+    ):
+        strings(json.loads(path.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _deep(node):
+    """A node as nested tuples with every field, the spans too."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        fields = dataclasses.fields(node)
+        return (type(node).__name__, tuple((f.name, _deep(getattr(node, f.name))) for f in fields))
+    if isinstance(node, (tuple, list)):
+        return tuple(_deep(item) for item in node)
+    return node
+
+
+def _slow(text: str):
+    try:
+        return ("ok", _deep(_parse_with_tree(text)))
+    except ConditionSyntaxError as error:
+        return ("error", error.code, str(error))
+
+
+def _fast(text: str):
+    try:
+        return ("ok", _deep(_fast_parser()(text, AstBuilder(text))))
+    except Exception:  # noqa: BLE001 - the driver declines: parse() falls back
+        return ("declined",)
+
+
+def _edits(texts: list[str], count: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    good = [text for text in texts if text.strip()]
+    made = []
+    for _ in range(count):
+        text = rnd.choice(good)
+        kind = rnd.randrange(5)
+        if kind == 0:
+            spaces = rnd.choice(["\n", " \n  ", "  ", "\t", " # note\n"])
+            text = text.replace(" ", spaces, rnd.randrange(1, 4))
+        elif kind == 1:
+            text = "".join(c.upper() if rnd.random() < 0.3 else c for c in text)
+        elif kind == 2:
+            text = "(" * 3 + text + ")" * 3
+        elif kind == 3:
+            text = f"{text} {rnd.choice(['&', '|', 'and', 'or'])} ~{rnd.choice(good)}"
+        else:
+            at = rnd.randrange(len(text) + 1)
+            extra = rnd.choice(["\n", " ", "(", ")", "'", "~", "&", "#x\n", "in UTC"])
+            text = text[:at] + extra + text[at:]
+        made.append(text)
+    return made
+
+
+def test_the_driver_is_in_use():
+    assert _fast_parser() is not None
+    assert _fast("time of day between 08:00 and 18:00 & daily")[0] == "ok"
+
+
+def test_fixture_texts_parse_alike_spans_included():
+    answered = 0
+    for text in _texts():
+        slow, fast = _slow(text), _fast(text)
+        if fast[0] == "ok":
+            answered += 1
+            assert fast == slow, text
+        else:  # the driver declines only what the full path refuses
+            assert slow[0] == "error", text
+    assert answered > 1_500  # most of the fixtures are valid conditions
+
+
+def test_random_edits_parse_alike_spans_included():
+    answered = 0
+    for text in _edits(_texts(), 2_000, seed=21):
+        slow, fast = _slow(text), _fast(text)
+        if fast[0] == "ok":
+            answered += 1
+            assert fast == slow, repr(text)
+        else:
+            assert slow[0] == "error", repr(text)
+    assert answered > 100
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda n: "~" * n + "daily",
+        lambda n: "(" * n + "daily" + ")" * n,
+        lambda n: "~(" * n + "daily" + ")" * n,
+        lambda n: "(" * n + "daily in UTC" + ") in UTC" * n,
+        lambda n: " & ".join(["daily"] * n),
+        lambda n: "(~" * n + "x" + ")" * n,
+    ],
+)
+def test_deep_nesting_is_measured_as_before(shape):
+    """Around MAX_DEPTH the driver hands over to the full path, which says E104 where."""
+    for n in (1, 50, 150, 170, 180, 190, 199, 200, 201, 202, 210, 260):
+        text = shape(n)
+        try:
+            expected = ("ok", _deep(_parse_with_tree(text)))
+        except ConditionSyntaxError as error:
+            expected = ("error", error.code, error.span)
+        try:
+            got = ("ok", _deep(parse.__wrapped__(text)))
+        except ConditionSyntaxError as error:
+            got = ("error", error.code, error.span)
+        assert got == expected, (n, text[:40])
+
+
+def test_no_terminal_but_the_ignored_ones_starts_with_a_blank():
+    """The driver skips a single blank without its scanner (lalr.FastParser._skip_blank)."""
+    import re
+
+    from conddsl.grammar import get_parser
+
+    conf = get_parser().parser.lexer_conf
+    for terminal in conf.terminals:
+        if terminal.name in conf.ignore:
+            continue
+        for blank in " \t\n\r\f":
+            for rest in ("x", "1", "and", "'a'", "#", "*", "in past"):
+                pattern = terminal.pattern.to_regexp()
+                assert re.match(pattern, blank + rest, conf.g_regex_flags) is None, terminal
