@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+from conddsl.history import Record
 from conddsl.runtime.clock import Clock
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
@@ -100,9 +101,18 @@ class Launcher:
         return processes
 
     def start(
-        self, task: Task, now: datetime, *, reason: str | None = None, due: datetime | None = None
+        self,
+        task: Task,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        due: datetime | None = None,
+        claimed: Record | None = None,
     ) -> tuple[Run, Awaitable[None] | None]:
-        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
+        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's.
+
+        ``claimed``: the run record a shared history wrote when this node won the start
+        (its run_id is the run's; nothing more is written for the start)."""
         executor = self._executors[task.execution]
         # Records in causal order: every finishing record stamped so far is written
         # first, and a run starts after the instant its task's last run ended (a
@@ -111,8 +121,10 @@ class Launcher:
         ended = self._runs.ended_at.get(task.name)
         if ended is not None and ended >= now:
             now = ended + _TICK
-        run = Run(task, uuid.uuid4().hex, now, flag=executor.new_flag(), manual=reason == "manual")
+        run_id = uuid.uuid4().hex if claimed is None else claimed.run_id
+        run = Run(task, run_id, now, flag=executor.new_flag(), manual=reason == "manual")
         run.due = due
+        run.claimed = claimed is not None
         # Its timeout counts from now, or, for a process, from when the process exists
         # (which its run record says: _began); a process that never comes is still
         # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
@@ -123,7 +135,9 @@ class Launcher:
         else:
             self._timeouts.arm(run, now)
         self._runs.add(run)
-        if not run.pending:
+        if claimed is not None:
+            self._records.written(run, claimed, own_change=False)
+        elif not run.pending:
             self._records.write(run, "run", now, reason=reason, own_change=False)
         if run.reason is not None:  # recording it failed fatally: it never starts
             self.finish(run, "terminate", "not started")
@@ -146,8 +160,9 @@ class Launcher:
         now = run.started = max(self.clock.now(), run.started)
         if run.reason is None:
             self._timeouts.arm(run, now)
-        reason = "manual" if run.manual else None
-        self._records.write(run, "run", now, reason=reason, own_change=False)
+        if not run.claimed:  # a claimed run's record was written by its claim
+            reason = "manual" if run.manual else None
+            self._records.write(run, "run", now, reason=reason, own_change=False)
         self._on_began(run, now)
 
     def terminate(self, run: Run, reason: str, message: str) -> None:

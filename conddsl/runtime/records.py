@@ -108,6 +108,14 @@ class RecordWriter:
             started = None if action == "run" else run.started
             self.tell(Recorded(stored, started, run.due if action == "run" else None))
 
+    def written(self, run: Run, stored: Record, *, own_change: bool = True) -> None:
+        """A record of ``run`` that the history wrote itself (a claim's run record): wake
+        and tell the listeners as :meth:`write` does."""
+        self._wake(run.task.name, own_change)
+        if self._listeners:
+            started = None if stored.action == "run" else run.started
+            self.tell(Recorded(stored, started, run.due if stored.action == "run" else None))
+
     def stamp(
         self, run: Run, action: str, at: datetime, reason: str | None, message: str | None
     ) -> bool:

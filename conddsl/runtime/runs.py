@@ -54,6 +54,8 @@ class Run:
     traceback: str | None = None  # the failure's, for the finishing record
     # Its run record and timeout wait for its process to exist (see Host.began).
     pending: bool = False
+    # Its run record was written by a claim on a shared history (runtime/shared.py).
+    claimed: bool = False
 
     @property
     def state(self) -> str:
