@@ -133,3 +133,55 @@ def test_a_wrong_process_registry_or_clock_is_refused_when_the_scheduler_is_made
 
     with pytest.raises(TypeError, match=r"the clock has no hold\(\) or release\(\)"):
         Scheduler(clock=Stopwatch())  # type: ignore[arg-type]
+
+
+async def _nothing_async() -> None:
+    pass
+
+
+_nothing = {"main": lambda: None, "thread": lambda: None, "async": _nothing_async}
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), asyncio.CancelledError()])
+@pytest.mark.parametrize("execution", ["main", "async"])
+def test_a_listener_raising_a_base_exception_neither_hangs_nor_stops_the_scheduler(
+    error, execution, caplog
+):
+    # SystemExit from a listener (a sys.exit() in it) once left the run it was told of
+    # unlaunched but counted alive: the stop then waited for it forever.
+    app = virtual(shut_cond="time of day after 07:00")
+    calls: list[str] = []
+
+    def exiting(recorded: Recorded) -> None:
+        calls.append(recorded.record.action)
+        raise error
+
+    app.subscribe(exiting)
+    app.task(Once(), name="a", execution=execution)(_nothing[execution])
+    with caplog.at_level(logging.ERROR, logger="conddsl.runtime"):
+        play(app, limit=5.0)
+    assert calls == ["run", "success"]
+    assert [r.action for r in app.history.records()] == ["run", "success"]
+    assert app.fatal_error is None
+    assert len([r for r in caplog.records if "listener" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("execution", ["main", "async", "thread"])
+def test_a_ctrl_c_in_a_listener_stops_the_scheduler_with_its_run_closed(execution):
+    # A KeyboardInterrupt goes on up (a Ctrl-C); the run whose record the listener was
+    # told of is closed first, not left counted alive for the stop to wait on forever.
+    app = virtual(shut_cond="time of day after 07:00")
+    interrupted: list[str] = []
+
+    def ctrl_c(recorded: Recorded) -> None:
+        if not interrupted:
+            interrupted.append(recorded.record.action)
+            raise KeyboardInterrupt
+
+    app.subscribe(ctrl_c)
+    app.task(Once(), name="a", execution=execution)(_nothing[execution])
+    with pytest.raises(KeyboardInterrupt):
+        play(app, limit=5.0)
+    assert interrupted == ["run"]
+    actions = [r.action for r in app.history.records()]
+    assert actions[0] == "run" and len(actions) == 2, actions

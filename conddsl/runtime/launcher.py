@@ -124,7 +124,12 @@ class Launcher:
             self._timeouts.arm(run, now)
         self._runs.add(run)
         if not run.pending:
-            self._records.write(run, "run", now, reason=reason, own_change=False)
+            try:
+                self._records.write(run, "run", now, reason=reason, own_change=False)
+            except BaseException:  # a Ctrl-C in a listener: the run must not stay counted
+                self.terminate(run, "shutdown", "interrupted while starting")
+                self.finish(run, "terminate", "not started")
+                raise
         if run.reason is not None:  # recording it failed fatally: it never starts
             self.finish(run, "terminate", "not started")
             return run, None

@@ -4,7 +4,9 @@ then to the listeners subscribed to it (the CLI's printing, logs, metrics).
 A finishing record is stamped when its run ends and written right after the current
 turn of the event loop (and always before any condition is evaluated), so a burst of
 terminations is not slowed by history writes. A listener that raises is reported once
-(in the log) and never breaks the scheduler: it is still called for later records.
+(in the log) and never breaks the scheduler: it is still called for later records. That
+holds for ``SystemExit`` (a ``sys.exit()`` in a listener) and ``CancelledError`` too; only
+``KeyboardInterrupt`` goes on up, as a Ctrl-C would anywhere else.
 """
 
 from __future__ import annotations
@@ -133,7 +135,11 @@ class RecordWriter:
         for listener in self._listeners:
             try:
                 listener(recorded)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            # Not just Exception: a SystemExit or CancelledError raised here would unwind
+            # the scheduler's loop in the middle of a start or a stop.
+            except BaseException:
                 if id(listener) not in self._failed:
                     self._failed.add(id(listener))
                     log.exception(
