@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,31 @@ def test_an_async_task_that_blocks_past_its_timeout_says_so():
         "overran its timeout 0:00:01 by 2 s: it could not be stopped"
         " (it blocked the scheduler's loop)"
     )
+
+
+def test_a_run_off_the_loop_is_not_blamed_for_another_run_blocking_it():
+    """A thread run ends at once, but its end is only seen after an async run blocked the
+    loop: it was recorded late, as terminated by its timeout or as having overrun it
+    ("it blocked the scheduler's loop"), whichever the loop saw first."""
+    app = Scheduler({"shut_cond": "scheduler has run over 0.5 seconds", "kill_grace": 0.2})
+    blocking = threading.Event()
+
+    async def blocks():
+        blocking.set()
+        time.sleep(1.0)  # the quick run ends meanwhile; its end waits for the loop
+
+    app.task(Once(), name="blocker", execution="async", timeout="0.2 seconds")(blocks)
+    app.task(Once(), name="quick", execution="thread", timeout="0.2 seconds")(
+        lambda: blocking.wait(10)
+    )
+    app.run()
+    (blocker,) = app.history.records("blocker", actions="success")
+    assert "it blocked the scheduler's loop" in (blocker.message or "")
+    start, end = app.history.records("quick")
+    # Not "overran its timeout ... (it blocked the scheduler's loop)", nor terminated for
+    # a timeout it never reached: a success, at the time it returned.
+    assert (end.action, end.reason, end.message) == ("success", None, None), end
+    assert (end.at - start.at).total_seconds() < 0.2
 
 
 def _run_file(tmp_path: Path, tasks: str, jobs: str) -> subprocess.Popen[str]:

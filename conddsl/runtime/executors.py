@@ -191,6 +191,7 @@ class ThreadExecutor(_InProcess):
             outcome = ended(run, exc)
         else:
             outcome = ended(run, None)
+        self.host.returned(run)
         # A closed loop (RuntimeError) means nobody is waiting for this run any more.
         with contextlib.suppress(RuntimeError):
             self.host.loop.call_soon_threadsafe(self._ended, run, outcome)

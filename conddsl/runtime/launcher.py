@@ -88,6 +88,7 @@ class Launcher:
             stopping=lambda: not self._serving(),
             overdue=self._unhold,
             began=self._began,
+            returned=self._returned,
         )
         processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
         self._executors = {
@@ -155,9 +156,17 @@ class Launcher:
         self._records.write(run, "run", now, reason=reason, own_change=False)
         self._on_began(run, now)
 
+    def _returned(self, run: Run) -> None:
+        """A thread run's function returned (called in its thread): when, for its record."""
+        run.returned_at = self.clock.now()
+
     def terminate(self, run: Run, reason: str, message: str) -> None:
         """Ask ``run`` to stop (once; a later reason does not replace the first)."""
         if run.finished or run.reason is not None:
+            return
+        if run.returned_at is not None:
+            # Its work ended already, its end not seen yet (the loop was held by another
+            # run): not a timeout or a termination, and it ended when it did.
             return
         run.reason, run.message = reason, message
         if not run.launched:
@@ -186,7 +195,8 @@ class Launcher:
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
         # Stamped now, written after this turn of the loop (see conddsl.runtime.records).
-        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
+        # (A start may be a tick ahead of now.) A thread's end is when it returned.
+        stamp = max(run.returned_at or self.clock.now(), run.started)
         self._runs.ended_at[task.name] = stamp
         if run.reason is None and run.deadline is not None and stamp > run.deadline:
             message = _overran(run, stamp, message)

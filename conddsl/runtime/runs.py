@@ -54,6 +54,9 @@ class Run:
     traceback: str | None = None  # the failure's, for the finishing record
     # Its run record and timeout wait for its process to exist (see Host.began).
     pending: bool = False
+    # When its work returned, set in the run's own thread (see Host.returned): the loop
+    # may see that end late, behind another run that held it.
+    returned_at: datetime | None = None
 
     @property
     def state(self) -> str:
@@ -80,6 +83,9 @@ class Host:
     # The run's process exists now (executors with ``records_when_started``): its run
     # record is written, stamped now, and its timeout counts from now.
     began: Callable[[Run], None] = lambda run: None
+    # Called in a thread run's own thread when its function has returned: the time of
+    # its end is taken there, not when the loop gets to it.
+    returned: Callable[[Run], None] = lambda run: None
 
 
 class Executor(Protocol):
