@@ -110,6 +110,31 @@ def test_a_run_off_the_loop_is_not_blamed_for_another_run_blocking_it():
     assert (end.at - start.at).total_seconds() < 0.2
 
 
+def test_an_async_run_held_up_by_another_is_not_said_to_have_blocked_the_loop():
+    """Started beside a run that blocks the loop, its first line runs past its timeout:
+    its record says the loop was held by another run, not that it blocked it."""
+    app = Scheduler({"shut_cond": "scheduler has run over 0.5 seconds", "kill_grace": 0.2})
+
+    async def blocks():
+        app.run_task("starved")
+        # Its run exists once started; its first step comes after this one's.
+        while not any(run.task.name == "starved" for run in app.running_runs):
+            await asyncio.sleep(0)
+        time.sleep(1.0)
+
+    async def starved():
+        pass
+
+    app.task(Once(), name="blocker", execution="async", timeout="0.2 seconds")(blocks)
+    app.task("false", name="starved", execution="async", timeout="0.2 seconds")(starved)
+    app.run()
+    (blocker,) = app.history.records("blocker", actions="success")
+    assert "(it blocked the scheduler's loop)" in (blocker.message or ""), blocker
+    (end,) = app.history.records("starved", actions=("success", "fail", "terminate"))
+    assert end.action == "success", end
+    assert "(the scheduler's loop was held by another run)" in (end.message or ""), end
+
+
 def _run_file(tmp_path: Path, tasks: str, jobs: str) -> subprocess.Popen[str]:
     (tmp_path / "tasks.toml").write_text(textwrap.dedent(tasks))
     (tmp_path / "jobs.py").write_text(textwrap.dedent(jobs))

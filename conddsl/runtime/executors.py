@@ -110,6 +110,7 @@ class AsyncExecutor(_InProcess):
         handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
     async def _body(self, run: Run, coroutine: Awaitable[object]) -> None:
+        self.host.stepped(run)
         try:
             await coroutine
         except asyncio.CancelledError:

@@ -89,6 +89,7 @@ class Launcher:
             overdue=self._unhold,
             began=self._began,
             returned=self._returned,
+            stepped=self._stepped,
         )
         processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
         self._executors = {
@@ -159,6 +160,10 @@ class Launcher:
     def _returned(self, run: Run) -> None:
         """A thread run's function returned (called in its thread): when, for its record."""
         run.returned_at = self.clock.now()
+
+    def _stepped(self, run: Run) -> None:
+        """An async run's coroutine runs its first line: when (see :func:`_overran`)."""
+        run.stepped_at = self.clock.now()
 
     def terminate(self, run: Run, reason: str, message: str) -> None:
         """Ask ``run`` to stop (once; a later reason does not replace the first)."""
@@ -233,9 +238,16 @@ def _overran(run: Run, stamp: datetime, message: str | None) -> str | None:
     over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
     if over < OVERRUN_NOTED:
         return message
+    # Only code on the loop can hold it; an async run that first ran past its timeout
+    # was held up by another run (a thread's end is stamped when it returned).
+    first, deadline = run.stepped_at, run.deadline
+    held_up = first is not None and deadline is not None and first > deadline
+    if run.task.execution in ("main", "async") and not held_up:
+        why = "it blocked the scheduler's loop"
+    else:
+        why = "the scheduler's loop was held by another run"
     note = (
-        f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
-        " (it blocked the scheduler's loop)"
+        f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped ({why})"
     )
     log.warning("task %r %s", run.task.name, note)
     return "; ".join(text for text in (message, note) if text)

@@ -57,6 +57,9 @@ class Run:
     # When its work returned, set in the run's own thread (see Host.returned): the loop
     # may see that end late, behind another run that held it.
     returned_at: datetime | None = None
+    # When an async run's coroutine first ran (see Host.stepped): a loop held by another
+    # run may start it past its timeout.
+    stepped_at: datetime | None = None
 
     @property
     def state(self) -> str:
@@ -86,6 +89,8 @@ class Host:
     # Called in a thread run's own thread when its function has returned: the time of
     # its end is taken there, not when the loop gets to it.
     returned: Callable[[Run], None] = lambda run: None
+    # Called when an async run's coroutine runs its first line.
+    stepped: Callable[[Run], None] = lambda run: None
 
 
 class Executor(Protocol):
