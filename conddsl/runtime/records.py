@@ -12,6 +12,7 @@ holds for ``SystemExit`` (a ``sys.exit()`` in a listener) and ``CancelledError``
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,7 +69,10 @@ class RecordWriter:
         self.history = history
         self._on_error = on_error
         self._wake = wake
-        self._listeners: tuple[Listener, ...] = ()  # replaced whole: safe from any thread
+        self._listeners: tuple[Listener, ...] = ()  # replaced whole: read from any thread
+        # Held while the tuple is rebuilt: a rebuild from a stale copy would drop a
+        # listener another thread added meanwhile.
+        self._subscribing = threading.Lock()
         self._failed: set[int] = set()  # ids of listeners whose failure was reported
         self.unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
 
@@ -76,10 +80,12 @@ class RecordWriter:
         """Call ``listener`` with every record written from now on; returns the unsubscribe."""
         if not callable(listener):
             raise TypeError(f"a listener is called with each record, not a {type(listener)}")
-        self._listeners = (*self._listeners, listener)
+        with self._subscribing:
+            self._listeners = (*self._listeners, listener)
 
         def unsubscribe() -> None:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            with self._subscribing:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
 
         return unsubscribe
 
