@@ -10,6 +10,7 @@ record, stamped when the run ends and written right after that turn of the event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -159,7 +160,10 @@ class Launcher:
 
     def _returned(self, run: Run) -> None:
         """A thread run's function returned (called in its thread): when, for its record."""
-        run.returned_at = self.clock.now()
+        # A clock that fails here must not keep the thread from reporting its end: the
+        # record is then stamped when the loop sees it, as before.
+        with contextlib.suppress(Exception):
+            run.returned_at = self.clock.now()
 
     def _stepped(self, run: Run) -> None:
         """An async run's coroutine runs its first line: when (see :func:`_overran`)."""
