@@ -607,7 +607,7 @@ class Scheduler:
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._heard)
                 if procs is not None:
-                    procs.write()  # every tree has ended: the file goes
+                    procs.close()  # every tree has ended: the file goes
                 thaw()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
