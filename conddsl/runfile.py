@@ -437,7 +437,8 @@ def _serve_shared_requests(app, store):
             app.terminate(task)
 
     try:
-        poller = PgRequestPoller(store.connect, store.node, app.tasks, apply)
+        exclusive = [name for name, task in app.tasks.items() if not task.multilaunch]
+        poller = PgRequestPoller(store.connect, store.node, app.tasks, apply, exclusive=exclusive)
     except Exception as error:  # psycopg.Error: the node runs on, unasked
         raise HistoryError(f"the requests table cannot be read: {error}") from error
     return poller.start()

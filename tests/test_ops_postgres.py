@@ -411,3 +411,61 @@ def test_every_command_works_through_a_real_node(tmp_path: Path, postgres_dsn: s
     assert node.returncode == 0, err[-3000:]
     gone = _command(tmp_path, postgres_dsn, "run-task", "tasks.toml", "sleeper")
     assert gone.returncode == 2 and "nothing serves tasks.toml" in gone.stderr
+
+
+def _serve_with_manual_start(history: PostgresHistory, task: str) -> list:
+    """A scheduler on ``history`` asked to run ``task`` by hand, served 0.6 s."""
+    from conddsl.runtime import Scheduler
+
+    app = Scheduler({"history": history, "shut_cond": "scheduler has run over 0.6 seconds"})
+    app.task("false", name=task, execution="thread")(lambda: None)
+    app.run_task(task)
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    return history.records(task)
+
+
+def test_a_manual_start_on_a_shared_history_is_claimed(node, postgres_dsn: str) -> None:
+    found = _serve_with_manual_start(node, "manual")
+    assert [(r.action, r.reason, r.node) for r in found][:1] == [("run", "manual", "alpha")]
+    assert [r.action for r in found] == ["run", "success"]
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        claims = conn.execute("SELECT occurrence, node, state FROM conddsl_claims").fetchall()
+    (occurrence, owner, state), *more = claims
+    assert not more and owner == "alpha" and state == "done"
+    assert occurrence < 0  # a manual start's own occurrence, never a window's start
+
+
+def test_a_manual_start_is_not_made_while_another_node_runs_the_task(node, postgres_dsn):
+    other = PostgresHistory(postgres_dsn, node="other", lease="3 seconds")
+    try:
+        assert other.claim("manual", lambda h, now: 1, run_id="theirs") is not None
+        found = _serve_with_manual_start(node, "manual")
+        assert [(r.action, r.node) for r in found] == [("run", "other")]
+    finally:
+        other.close()
+
+
+def test_a_run_request_for_a_task_running_on_another_node_is_refused(node, postgres_dsn):
+    other = PostgresHistory(postgres_dsn, node="other", lease="3 seconds")
+    applied: list[str] = []
+    try:
+        other.record("hourly", "run", at=other.now(), run_id="theirs")
+        poller = PgRequestPoller(
+            node.connect,
+            "alpha",
+            ["hourly"],
+            lambda op, task: applied.append(task),
+            exclusive=["hourly"],
+        )
+        box = PgRequestBox(node.connect)
+        request = box.ask("hourly", "run")
+        assert poller.poll() == 1 and applied == []
+        answer = box.answer_of(request)[0].answer
+        assert answer == "refused: task 'hourly' is running on node other (and not multilaunch)"
+        box.close()
+        poller.stop()
+    finally:
+        other.close()

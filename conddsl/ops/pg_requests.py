@@ -130,9 +130,11 @@ class PgRequestPoller:
         tasks: Iterable[str],
         apply: Callable[[str, str], None],
         *,
+        exclusive: Iterable[str] = (),
         interval: float = 2.0,
     ) -> None:
         self._connect = connect
+        self._exclusive = set(exclusive)  # the tasks that are not multilaunch
         self.node = node
         self._tasks = sorted(tasks)
         self._apply = apply
@@ -190,6 +192,15 @@ class PgRequestPoller:
         """Take and apply the requests this node serves, once; returns how many."""
         found = self.take()
         for request in found:
+            elsewhere = self._running_elsewhere(request)
+            if elsewhere is not None:
+                # Said now; the start's claim would refuse it too, after "started".
+                self.answer(
+                    request.id,
+                    f"refused: task {request.task!r} is running on node {elsewhere}"
+                    " (and not multilaunch)",
+                )
+                continue
             try:
                 self._apply(request.op, request.task)
             except Exception as error:  # refused: the scheduler's own words
@@ -197,6 +208,16 @@ class PgRequestPoller:
             else:
                 self.answer(request.id, ACCEPTED[request.op])
         return len(found)
+
+    def _running_elsewhere(self, request: Answer) -> str | None:
+        """The other node running a non-multilaunch task asked to run, if one does."""
+        if request.op != "run" or request.task not in self._exclusive:
+            return None
+        row = self._conn.execute(
+            "SELECT node FROM conddsl_open_runs WHERE task = %s AND node <> %s LIMIT 1",
+            (request.task, self.node),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def _wait(self) -> None:
         """Until a NOTIFY on the channel, or ``interval`` seconds."""
