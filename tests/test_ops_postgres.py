@@ -469,3 +469,12 @@ def test_a_run_request_for_a_task_running_on_another_node_is_refused(node, postg
         poller.stop()
     finally:
         other.close()
+
+
+def test_an_unreachable_database_is_a_clear_error_with_a_hint(folder, monkeypatch, capsys):
+    monkeypatch.setenv("CONDDSL_HISTORY", "postgresql://postgres:secret@127.0.0.1:9/none")
+    code, _, err = _cli(capsys, "status", "tasks.toml")
+    assert code == 2
+    assert "tasks.toml" in err and "postgresql://127.0.0.1:9/none" in err
+    assert "cannot be reached" in err and "hint: check that the database answers" in err
+    assert "secret" not in err

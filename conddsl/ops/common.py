@@ -114,7 +114,10 @@ def open_history(setup: Setup) -> tuple[History, bool]:
         try:
             store = PostgresHistory(setup.shared, reader=True)
         except HistoryError as error:
-            raise UsageError(f"{setup.path}: {error}") from None
+            raise UsageError(
+                f"{setup.path}: {error}\nhint: check that the database answers and that"
+                " CONDDSL_HISTORY or the history setting names it"
+            ) from None
         if not store.exists:
             store.close()
             return MemoryHistory(), False
