@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -478,3 +479,23 @@ def test_an_unreachable_database_is_a_clear_error_with_a_hint(folder, monkeypatc
     assert "tasks.toml" in err and "postgresql://127.0.0.1:9/none" in err
     assert "cannot be reached" in err and "hint: check that the database answers" in err
     assert "secret" not in err
+
+
+def test_a_notify_wakes_the_serving_node_at_once(node) -> None:
+    done = threading.Event()
+    # Polling every 60 s: only the NOTIFY can bring the request within the wait below.
+    poller = PgRequestPoller(
+        node.connect, "alpha", ["hourly"], lambda op, task: done.set(), interval=60
+    ).start()
+    box = PgRequestBox(node.connect)
+    try:
+        wait_until(lambda: poller._listen is not None, 10, "the node listens")
+        request = box.ask("hourly", "run")
+        answer, by = box.wait(request, 10)
+        assert answer is not None and answer.answer == "started" and by == "alpha"
+        assert done.is_set()
+    finally:
+        box.close()
+        stopping = time.monotonic()
+        poller.stop()  # wakes its own wait
+    assert time.monotonic() - stopping < 10

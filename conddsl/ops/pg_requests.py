@@ -158,6 +158,9 @@ class PgRequestPoller:
     def stop(self) -> None:
         """Stop (requests taken so far are answered) and close the connections."""
         self._stop.set()
+        # Wakes our listening thread (and, harmlessly, the other nodes' for one look).
+        with contextlib.suppress(Exception):
+            self._conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
         if self._thread.is_alive():
             self._thread.join(self._interval + 5)
         with contextlib.suppress(Exception):  # a broken connection may fail to close
@@ -219,21 +222,23 @@ class PgRequestPoller:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def _wait(self) -> None:
-        """Until a NOTIFY on the channel, or ``interval`` seconds."""
+    def _listening(self) -> Any:
+        """The LISTEN connection, made again after a failure."""
         if self._listen is None or self._listen.closed or self._listen.broken:
             self._listen = self._connect()
             self._listen.execute(f"LISTEN {CHANNEL}")
-        for _ in self._listen.notifies(timeout=self._interval, stop_after=1):
-            pass
+        return self._listen
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 if self._conn.closed or self._conn.broken:
                     self._conn = self._connect()
+                # Listening before looking: a request asked in between wakes the wait.
+                listen = self._listening()
                 self.poll()
-                self._wait()
+                for _ in listen.notifies(timeout=self._interval, stop_after=1):
+                    pass
             except Exception as error:  # the database away a moment: try again
                 log.warning("node %s: requests not served now: %s", self.node, error)
                 self._stop.wait(self._interval)
