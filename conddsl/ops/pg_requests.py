@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from conddsl.history.base import from_us, to_us
-from conddsl.ops.requests import ACCEPTED, OPS, STALE_AFTER, WITHDRAWN, Answer, _asker
+from conddsl.ops.requests import ACCEPTED, OPS, STALE_AFTER, WITHDRAWN, Answer, asker
 
 __all__ = ["CHANNEL", "PgRequestBox", "PgRequestPoller", "accepted_terminations"]
 
@@ -59,7 +59,7 @@ class PgRequestBox:
             found = self._conn.execute(
                 "INSERT INTO conddsl_requests (task, op, asked_at, asked_by)"
                 " VALUES (%s, %s, %s, %s) RETURNING id",
-                (task, op, _now_us(), _asker()),
+                (task, op, _now_us(), asker()),
             ).fetchone()
             self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, task[:200]))
         return int(found[0])
