@@ -6,6 +6,10 @@ for the same reason. The readers raise :class:`~conddsl.errors.SettingValueError
 which names the setting for the API; the pydantic types (``Duration``, ``Grace``,
 ``Timeout``, ``Zone``) turn the same facts into a task file's finding (its key is the
 finding's location, so the message starts with "the duration").
+
+:class:`SchedulerSettings` declares once the scheduler settings that the API's
+``SchedulerConfig`` and the task file's ``[scheduler]`` table share (name, type, default
+and description); each of the two extends it with the settings only it has.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 from datetime import timedelta, tzinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from conddsl.errors import SettingValueError
@@ -24,8 +28,10 @@ from conddsl.timeline.zones import resolve_zone, zone_names_like
 __all__ = [
     "DURATION_HELP",
     "NEVER",
+    "DefaultExecution",
     "Duration",
     "Grace",
+    "SchedulerSettings",
     "Timeout",
     "Zone",
     "read_duration",
@@ -187,3 +193,37 @@ Zone = Annotated[
     PlainValidator(_file_zone),
     WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
 ]
+#: How tasks without an execution of their own run; ``async`` is chosen per task (for
+#: coroutine functions), so it is no scheduler-wide default.
+DefaultExecution = Literal["main", "thread", "process"]
+
+
+# ---------------------------------------------------------------- the shared settings
+
+
+class SchedulerSettings(BaseModel):
+    """The scheduler settings the API and the task file share: one declaration of each."""
+
+    # The runtime's SchedulerConfig keeps this lax (the API takes what Python passes);
+    # the task file's SchedulerTable adds strict=True (TOML values are typed). A setting
+    # whose default or kind differs (timeout, timezone, history...) is declared by each.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instant_shutdown: StrictBool = Field(
+        False,
+        description="On shutdown, terminate running tasks instead of waiting for them",
+    )
+    kill_grace: Grace = Field(
+        timedelta(seconds=5),
+        description="Time between terminate and kill for processes (and for threads"
+        " abandoned at exit)",
+        json_schema_extra={"default": 5},
+    )
+    max_process_count: int | None = Field(
+        None, ge=1, description="At most this many tasks run in processes at once"
+    )
+    silence_cond_check: StrictBool = Field(
+        False,
+        description="A condition that raises is taken as false instead of stopping the"
+        " scheduler (Rocketry's silence_cond_check)",
+    )

@@ -8,7 +8,6 @@ parses them, so that their errors get a position in the file.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,14 @@ from pydantic_core import PydanticCustomError
 
 from conddsl import ast
 from conddsl.compile import Condition, compile_condition
-from conddsl.settings import NEVER, Duration, Grace, Timeout, Zone
+from conddsl.settings import (
+    NEVER,
+    DefaultExecution,
+    Duration,
+    SchedulerSettings,
+    Timeout,
+    Zone,
+)
 
 __all__ = [
     "NEVER",
@@ -38,8 +44,6 @@ __all__ = [
 ]
 
 Execution = Literal["main", "async", "thread", "process"]
-# A scheduler-wide default: async is chosen per task (for coroutine functions).
-DefaultExecution = Literal["main", "thread", "process"]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _FUNC = re.compile(rf"{_DOTTED}:{_DOTTED}")
@@ -116,16 +120,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SchedulerTable(_Model):
-    """The ``[scheduler]`` table: settings for the whole file."""
+class SchedulerTable(SchedulerSettings):
+    """The ``[scheduler]`` table: settings for the whole file.
 
-    model_config = ConfigDict(title="scheduler")
+    The settings it shares with the API's ``SchedulerConfig`` are declared once, in
+    :class:`~conddsl.settings.SchedulerSettings`; here are those whose kind or default
+    differs in a file (unset stays None, so the checker can tell it from a value) and
+    those only a file has.
+    """
+
+    model_config = ConfigDict(title="scheduler", strict=True)
 
     timeout: Timeout | None = Field(
         None, description="Default timeout of every task (default: 30 minutes)"
-    )
-    instant_shutdown: bool = Field(
-        False, description="On shutdown, terminate running tasks instead of waiting for them"
     )
     shut_cond: ConditionString | None = Field(None, description="Shut the scheduler down when true")
     timezone: Zone | None = Field(
@@ -138,14 +145,6 @@ class SchedulerTable(_Model):
         default_factory=list,
         description="Files of named conditions (.cond), relative to this task file, in order",
     )
-    kill_grace: Grace = Field(
-        timedelta(seconds=5),
-        description="Time between terminate and kill for processes",
-        json_schema_extra={"default": 5},
-    )
-    max_process_count: int | None = Field(
-        None, ge=1, description="At most this many tasks run in processes at once"
-    )
     execution: DefaultExecution | None = Field(
         None, description="How tasks without their own execution are run (default: thread)"
     )
@@ -153,11 +152,6 @@ class SchedulerTable(_Model):
         None,
         description="Delete history records older than this while serving ('90 days');"
         " a run still going keeps its records (default: keep everything)",
-    )
-    silence_cond_check: bool = Field(
-        False,
-        description="A condition that raises is taken as false instead of stopping the"
-        " scheduler (Rocketry's silence_cond_check)",
     )
 
 
