@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta, tzinfo
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -29,7 +29,10 @@ __all__ = [
     "DURATION_HELP",
     "NEVER",
     "DefaultExecution",
+    "EXECUTIONS",
+    "ROLES",
     "Duration",
+    "Execution",
     "Grace",
     "SchedulerSettings",
     "Timeout",
@@ -193,9 +196,14 @@ Zone = Annotated[
     PlainValidator(_file_zone),
     WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
 ]
+#: How a task's runs are run.
+Execution = Literal["main", "async", "thread", "process"]
+EXECUTIONS: tuple[str, ...] = get_args(Execution)
 #: How tasks without an execution of their own run; ``async`` is chosen per task (for
 #: coroutine functions), so it is no scheduler-wide default.
 DefaultExecution = Literal["main", "thread", "process"]
+#: A task started by the scheduler itself has one of these roles (the order of messages).
+ROLES = ("on_startup", "permanent", "on_shutdown")
 
 
 # ---------------------------------------------------------------- the shared settings

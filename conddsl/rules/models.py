@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -27,8 +27,10 @@ from conddsl import ast
 from conddsl.compile import Condition, compile_condition
 from conddsl.settings import (
     NEVER,
+    ROLES,
     DefaultExecution,
     Duration,
+    Execution,
     SchedulerSettings,
     Timeout,
     Zone,
@@ -43,7 +45,6 @@ __all__ = [
     "TaskFile",
 ]
 
-Execution = Literal["main", "async", "thread", "process"]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _FUNC = re.compile(rf"{_DOTTED}:{_DOTTED}")
@@ -199,7 +200,7 @@ class TaskTable(_Model):
     @property
     def role(self) -> str | None:
         """``on_startup``, ``permanent`` or ``on_shutdown`` when one is set."""
-        for role in _ROLES:
+        for role in ROLES:
             if getattr(self, role):
                 return role
         return None
@@ -233,7 +234,7 @@ class TaskTable(_Model):
         for key in ("cwd", "env"):
             if getattr(self, key) and self.command is None:
                 raise _keys(f"has {key}, which is for command tasks only", f"drop {key}")
-        roles = [role for role in _ROLES if getattr(self, role)]
+        roles = [role for role in ROLES if getattr(self, role)]
         if len(roles) > 1:
             raise _keys(f"has two roles ({' and '.join(roles)})", "keep one of them")
         if not roles:
@@ -254,9 +255,6 @@ class TaskTable(_Model):
                 "is permanent and would hold the scheduler for ever in the main execution",
                 'use execution = "thread", "async" or "process"',
             )
-
-
-_ROLES = ("on_startup", "permanent", "on_shutdown")
 
 
 def _keys(message: str, hint: str) -> PydanticCustomError:
