@@ -214,7 +214,10 @@ class SchedulerSettings(BaseModel):
 
     # The runtime's SchedulerConfig keeps this lax (the API takes what Python passes);
     # the task file's SchedulerTable adds strict=True (TOML values are typed). A setting
-    # whose default or kind differs (timeout, timezone, history...) is declared by each.
+    # whose default or kind differs is declared by each: timeout (the file keeps unset
+    # and "never" apart for the checker), shut_cond (the API takes a compiled one),
+    # timezone (the API keeps a tzinfo), history (a store against a file name).
+    # tests/test_settings.py holds that list, so a new shared key comes here.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     instant_shutdown: StrictBool = Field(
@@ -229,6 +232,10 @@ class SchedulerSettings(BaseModel):
     )
     max_process_count: int | None = Field(
         None, ge=1, description="At most this many tasks run in processes at once"
+    )
+    execution: DefaultExecution = Field(
+        "thread",
+        description="How tasks without their own execution are run (coroutine functions: async)",
     )
     silence_cond_check: StrictBool = Field(
         False,

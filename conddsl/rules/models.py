@@ -146,9 +146,6 @@ class SchedulerTable(SchedulerSettings):
         default_factory=list,
         description="Files of named conditions (.cond), relative to this task file, in order",
     )
-    execution: DefaultExecution | None = Field(
-        None, description="How tasks without their own execution are run (default: thread)"
-    )
     keep: Duration | None = Field(
         None,
         description="Delete history records older than this while serving ('90 days');"

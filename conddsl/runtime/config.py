@@ -12,7 +12,6 @@ from conddsl.errors import ConfigError as ConfigError
 from conddsl.errors import SettingValueError, suggest
 from conddsl.history import History, MemoryHistory
 from conddsl.settings import (
-    DefaultExecution,
     SchedulerSettings,
     read_duration,
     read_timeout,
@@ -25,9 +24,10 @@ class SchedulerConfig(SchedulerSettings):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    # instant_shutdown, kill_grace, max_process_count and silence_cond_check are
-    # SchedulerSettings'. A condition that raises counts as false (start) or true (end)
-    # with silence_cond_check; max_process_count counts command runs too.
+    # instant_shutdown, kill_grace, max_process_count, execution and silence_cond_check
+    # come from SchedulerSettings, shared with the task file. Here: what only the API
+    # has, and what it holds in another kind (a store, a compiled condition, a tzinfo,
+    # the 30-minute default where the file keeps "unset").
 
     timeout: timedelta | None = Field(default=timedelta(minutes=30), validate_default=False)
     """Default run timeout of terminable tasks; None (or "never") for none."""
@@ -37,8 +37,6 @@ class SchedulerConfig(SchedulerSettings):
     """The zone condition texts are read in; None is the local zone."""
     history: History = Field(default_factory=MemoryHistory)
     """Where runs are recorded: a store, or a file path for a SQLiteHistory."""
-    execution: DefaultExecution = "thread"
-    """Execution of plain functions without their own; coroutine functions default to async."""
     env: str | None = None
     """The session environment name read by ``env 'x'``."""
     params: dict[str, Any] = Field(default_factory=dict)
