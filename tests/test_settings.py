@@ -3,6 +3,7 @@ custom conditions accept and refuse the same values for the same reasons."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +13,9 @@ from pydantic import ValidationError
 
 from conddsl.custom import ConditionRegistry
 from conddsl.errors import ConfigError, SettingValueError, TaskFileError
-from conddsl.rules.models import SchedulerTable
+from conddsl.rules.models import SchedulerTable, TaskTable
 from conddsl.rules.taskfile import load_task_file
-from conddsl.runtime import scheduler_from_task_file
+from conddsl.runtime import Scheduler, scheduler_from_task_file
 from conddsl.runtime.config import SchedulerConfig
 from conddsl.settings import SchedulerSettings, read_duration, read_timeout, read_zone
 
@@ -140,3 +141,14 @@ def test_the_api_names_the_setting_of_a_bad_shared_duration():
     # own reader, so its message names the setting as before.
     with pytest.raises(ConfigError, match="^kill_grace must be zero or more$"):
         SchedulerConfig.load({"kill_grace": -1})
+
+
+def test_a_task_table_key_is_the_api_keyword_of_the_same_name():
+    # A task's settings are keywords of Scheduler.task and command_task, not a model; the
+    # file names what the API is handed instead (the callable, argv, a partial's params).
+    keywords = set(inspect.signature(Scheduler.task).parameters) | set(
+        inspect.signature(Scheduler.command_task).parameters
+    )
+    file_only = {"func", "command", "params"}
+    assert set(TaskTable.model_fields) - file_only <= keywords
+    assert file_only.isdisjoint(keywords - {"self"})
