@@ -143,9 +143,9 @@ def _file_timeout(value: Any) -> timedelta | str:
     return NEVER if found is None else found
 
 
-def _file_zone(value: Any) -> str:
-    if isinstance(value, tzinfo):  # not in a file; a model built in code may hold one
-        value = getattr(value, "key", None) or str(value)
+def _file_zone(value: Any) -> str | tzinfo:
+    if isinstance(value, tzinfo):  # not in a file: the API's, or a model built in code
+        return value
     if not isinstance(value, str):
         raise PydanticCustomError("timezone_type", "timezone must be text like 'Europe/Helsinki'")
     try:
@@ -190,9 +190,9 @@ Timeout = Annotated[
         }
     ),
 ]
-#: An IANA timezone name.
+#: An IANA timezone name (in a file), or a ``tzinfo`` (given in code).
 Zone = Annotated[
-    str,
+    str | tzinfo,
     PlainValidator(_file_zone),
     WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
 ]
@@ -216,7 +216,7 @@ class SchedulerSettings(BaseModel):
     # the task file's SchedulerTable adds strict=True (TOML values are typed). A setting
     # whose default or kind differs is declared by each: timeout (the file keeps unset
     # and "never" apart for the checker), shut_cond (the API takes a compiled one),
-    # timezone (the API keeps a tzinfo), history (a store against a file name).
+    # history (a store against a file name).
     # tests/test_settings.py holds that list, so a new shared key comes here.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -232,6 +232,9 @@ class SchedulerSettings(BaseModel):
     )
     max_process_count: int | None = Field(
         None, ge=1, description="At most this many tasks run in processes at once"
+    )
+    timezone: Zone | None = Field(
+        None, description="The zone conditions are evaluated in (default: the system's)"
     )
     execution: DefaultExecution = Field(
         "thread",

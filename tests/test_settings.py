@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_a_zone_is_an_iana_name_with_a_close_guess():
 
 # Keys the API and the file both have but declare each (see SchedulerSettings: the
 # kind or the default differs), and keys only one of them has.
-DECLARED_BY_EACH = {"timeout", "shut_cond", "timezone", "history"}
+DECLARED_BY_EACH = {"timeout", "shut_cond", "history"}
 FILE_ONLY = {"rules", "keep"}
 API_ONLY = {"env", "params"}
 
@@ -152,3 +153,13 @@ def test_a_task_table_key_is_the_api_keyword_of_the_same_name():
     file_only = {"func", "command", "params"}
     assert set(TaskTable.model_fields) - file_only <= keywords
     assert file_only.isdisjoint(keywords - {"self"})
+
+
+def test_the_shared_timezone_keeps_a_tzinfo_given_in_code():
+    fixed = dt_timezone(timedelta(hours=2))
+    assert SchedulerConfig.load({"timezone": fixed}).timezone is fixed
+    assert SchedulerTable(timezone=fixed).timezone is fixed
+    with pytest.raises(ConfigError, match="'Europe/Helsinky'; did you mean 'Europe/Helsinki'"):
+        SchedulerConfig.load({"timezone": "Europe/Helsinky"})
+    with pytest.raises(ConfigError, match="timezone must be text"):
+        SchedulerConfig.load({"timezone": 2})

@@ -33,7 +33,6 @@ from conddsl.settings import (
     Execution,
     SchedulerSettings,
     Timeout,
-    Zone,
 )
 
 __all__ = [
@@ -136,9 +135,6 @@ class SchedulerTable(SchedulerSettings):
         None, description="Default timeout of every task (default: 30 minutes)"
     )
     shut_cond: ConditionString | None = Field(None, description="Shut the scheduler down when true")
-    timezone: Zone | None = Field(
-        None, description="The zone conditions are evaluated in (default: the system's)"
-    )
     history: str | None = Field(
         None, description="The SQLite run-history file, relative to this task file"
     )

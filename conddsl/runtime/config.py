@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta, tzinfo
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -24,17 +24,15 @@ class SchedulerConfig(SchedulerSettings):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    # instant_shutdown, kill_grace, max_process_count, execution and silence_cond_check
-    # come from SchedulerSettings, shared with the task file. Here: what only the API
-    # has, and what it holds in another kind (a store, a compiled condition, a tzinfo,
-    # the 30-minute default where the file keeps "unset").
+    # instant_shutdown, kill_grace, max_process_count, timezone, execution and
+    # silence_cond_check come from SchedulerSettings, shared with the task file. Here:
+    # what only the API has, and what it holds in another kind (a store, a compiled
+    # condition, the 30-minute default where the file keeps "unset").
 
     timeout: timedelta | None = Field(default=timedelta(minutes=30), validate_default=False)
     """Default run timeout of terminable tasks; None (or "never") for none."""
     shut_cond: Any = None
     """A condition (text or compiled) that shuts the scheduler down when it becomes true."""
-    timezone: str | tzinfo | None = None
-    """The zone condition texts are read in; None is the local zone."""
     history: History = Field(default_factory=MemoryHistory)
     """Where runs are recorded: a store, or a file path for a SQLiteHistory."""
     env: str | None = None
@@ -47,15 +45,16 @@ class SchedulerConfig(SchedulerSettings):
     def _timeout(cls, value: object) -> timedelta | None:
         return read_timeout(value, "timeout")
 
-    @field_validator("timezone")
+    @field_validator("timezone", mode="before")
     @classmethod
-    def _timezone(cls, value: str | tzinfo | None) -> str | tzinfo | None:
-        if value is None:
-            return None
-        try:
-            return read_zone(value)
-        except SettingValueError as error:
-            raise ValueError(f"{error.reason}; {error.hint}") from None
+    def _timezone(cls, value: object) -> object:
+        # The API's message carries the hint (the file's puts it on its own line).
+        if isinstance(value, str):
+            try:
+                return read_zone(value)
+            except SettingValueError as error:
+                raise ValueError(f"{error.reason}; {error.hint}") from None
+        return value
 
     @field_validator("history", mode="before")
     @classmethod

@@ -42,9 +42,8 @@ def scheduler_from_task_file(
     # one (None) leaves the scheduler's default.
     config: dict[str, Any] = {key: getattr(settings, key) for key in SchedulerSettings.model_fields}
     config["history"] = history if history is not None else MemoryHistory()
-    for key in ("timeout", "timezone"):
-        if getattr(settings, key) is not None:
-            config[key] = getattr(settings, key)
+    if settings.timeout is not None:
+        config["timeout"] = settings.timeout
     if settings.shut_cond is not None:
         config["shut_cond"] = condition(settings.shut_cond)
     config.update(overrides)
