@@ -33,6 +33,8 @@ __all__ = [
     "ROLES",
     "Duration",
     "Execution",
+    "NODE_LOST",
+    "NodeLost",
     "Grace",
     "SchedulerSettings",
     "Timeout",
@@ -202,6 +204,10 @@ EXECUTIONS: tuple[str, ...] = get_args(Execution)
 #: How tasks without an execution of their own run; ``async`` is chosen per task (for
 #: coroutine functions), so it is no scheduler-wide default.
 DefaultExecution = Literal["main", "thread", "process"]
+#: On a shared history, what a run lost with its node becomes: "fail" (recorded as
+#: crashed: at most once) or "retry" (started again on another node: at least once).
+NodeLost = Literal["fail", "retry"]
+NODE_LOST: tuple[str, ...] = get_args(NodeLost)
 #: A task started by the scheduler itself has one of these roles (the order of messages).
 ROLES = ("on_startup", "permanent", "on_shutdown")
 

@@ -90,7 +90,7 @@ def test_a_zone_is_an_iana_name_with_a_close_guess():
 # Keys the API and the file both have but declare each (see SchedulerSettings: the
 # kind or the default differs), and keys only one of them has.
 DECLARED_BY_EACH = {"timeout", "shut_cond", "history"}
-FILE_ONLY = {"rules", "keep"}
+FILE_ONLY = {"rules", "keep", "node", "lease"}  # node and lease: for a shared history
 API_ONLY = {"env", "params"}
 
 

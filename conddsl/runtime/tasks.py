@@ -13,7 +13,7 @@ from typing import Any
 from conddsl.runtime.conditions import ConditionLike, Reads, compile_setting, reads
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.settings import EXECUTIONS, ROLES, read_timeout
+from conddsl.settings import EXECUTIONS, NODE_LOST, ROLES, read_timeout
 
 # How a task is compiled: the setting, and what it is (for messages).
 Compile = Callable[[object, str], ConditionLike]
@@ -41,6 +41,8 @@ class Task:
     flag_params: tuple[str, ...] = ()
     reads: Reads = field(default_factory=Reads)
     role: str | None = None  # one of ROLES, or None for a task started by its condition
+    # On a shared history, what a run lost with its node becomes: "fail" or "retry".
+    on_node_lost: str = "fail"
 
     @property
     def permanent(self) -> bool:
@@ -85,6 +87,7 @@ def func_task(
     disabled: bool = False,
     role: str | None = None,
     compile_cond: Compile | None = None,
+    on_node_lost: str = "fail",
 ) -> Task:
     """Check the settings of a Python task and build it."""
     if not callable(func):
@@ -130,6 +133,7 @@ def func_task(
     )
     task.func = func
     task.flag_params = flag_params(func)
+    task.on_node_lost = node_lost_setting(name, on_node_lost)
     return task
 
 
@@ -148,6 +152,7 @@ def command_task(
     shell: bool = False,
     role: str | None = None,
     compile_cond: Compile | None = None,
+    on_node_lost: str = "fail",
 ) -> Task:
     """Check the settings of a command task (argv run without a shell, unless ``shell``)."""
     if shell:
@@ -178,7 +183,18 @@ def command_task(
     task.argv = tuple(argv)
     task.cwd = None if cwd is None else os.fspath(cwd)
     task.env = None if env is None else dict(env)
+    task.on_node_lost = node_lost_setting(name, on_node_lost)
     return task
+
+
+def node_lost_setting(name: str, value: object) -> str:
+    """``on_node_lost``: "fail" or "retry" (see docs/deployment.md)."""
+    if value not in NODE_LOST:
+        raise ConfigError(
+            f"task {name!r}: on_node_lost must be 'fail' (at most once) or 'retry'"
+            f" (at least once), not {value!r}"
+        )
+    return str(value)
 
 
 def _task(
