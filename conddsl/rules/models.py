@@ -122,14 +122,12 @@ class _Model(BaseModel):
 
 
 class SchedulerTable(SchedulerSettings):
-    """The ``[scheduler]`` table: settings for the whole file.
+    """The ``[scheduler]`` table: settings for the whole file."""
 
-    The settings it shares with the API's ``SchedulerConfig`` are declared once, in
-    :class:`~conddsl.settings.SchedulerSettings`; here are those whose kind or default
-    differs in a file (unset stays None, so the checker can tell it from a value) and
-    those only a file has.
-    """
-
+    # (The docstring is the schema's description.) The settings shared with the API's
+    # SchedulerConfig are SchedulerSettings'; here are those whose kind or default
+    # differs in a file (unset stays None, so the checker can tell it from a value) and
+    # those only a file has.
     model_config = ConfigDict(title="scheduler", strict=True)
 
     timeout: Timeout | None = Field(
