@@ -494,3 +494,18 @@ def test_a_notify_wakes_the_serving_node_at_once(node) -> None:
         stopping = time.monotonic()
         poller.stop()  # wakes its own wait
     assert time.monotonic() - stopping < 10
+
+
+def test_status_shows_a_run_asked_to_terminate_as_terminating(folder, node, capsys) -> None:
+    node.record("manual", "run", at=node.now() - timedelta(seconds=5), run_id="m1")
+    poller = PgRequestPoller(node.connect, "alpha", ["manual"], lambda op, task: None)
+    box = PgRequestBox(node.connect)
+    try:
+        box.ask("manual", "terminate")
+        assert poller.poll() == 1  # alpha owns the run: it takes the request
+    finally:
+        box.close()
+        poller.stop()
+    code, out, _ = _cli(capsys, "status", "tasks.toml", "--json")
+    by_task = {task["task"]: task for task in json.loads(out)["tasks"]}
+    assert code == 0 and by_task["manual"]["state"] == "terminating"
