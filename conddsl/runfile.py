@@ -364,8 +364,8 @@ def _serve_shared(
 ) -> int:
     """Run the scheduler as one node of a shared PostgreSQL history (docs/deployment.md).
 
-    ``conddsl run-task`` and ``terminate`` go through a SQLite history's requests table:
-    a node does not answer them."""
+    The node answers ``conddsl run-task`` and ``terminate`` through the history's
+    ``conddsl_requests`` table (conddsl.ops.pg_requests)."""
     from conddsl.history import PostgresHistory
     from conddsl.history.postgres.store import describe_dsn
     from conddsl.runtime import SchedulerError
@@ -398,7 +398,9 @@ def _serve_shared(
     real_stdout, sys.stdout = sys.stdout, task_output
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     failure: HistoryError | None = None
+    requests = None
     try:
+        requests = _serve_shared_requests(app, store)
         app.run()
     except (SchedulerError, HistoryError) as error:
         failure = _history_failure(error)
@@ -406,6 +408,8 @@ def _serve_shared(
             raise
     finally:
         restore()
+        if requests is not None:
+            requests.stop()
         sys.stdout = real_stdout
         task_output.finish()
         if metrics is not None:
@@ -420,6 +424,24 @@ def _serve_shared(
         return 1
     printer.note(f"conddsl: {_stopped(app.stopped_by, printer.counts)}")
     return 0
+
+
+def _serve_shared_requests(app, store):
+    """Answer `conddsl run-task` and `terminate` for this node (conddsl.ops.pg_requests)."""
+    from conddsl.ops.pg_requests import PgRequestPoller
+
+    def apply(op: str, task: str) -> None:
+        if op == "run":
+            app.run_task(task)
+        else:
+            app.terminate(task)
+
+    try:
+        exclusive = [name for name, task in app.tasks.items() if not task.multilaunch]
+        poller = PgRequestPoller(store.connect, store.node, app.tasks, apply, exclusive=exclusive)
+    except Exception as error:  # psycopg.Error: the node runs on, unasked
+        raise HistoryError(f"the requests table cannot be read: {error}") from error
+    return poller.start()
 
 
 def _stopped(stopped_by: tuple[str, str] | None, counts: Counter[str]) -> str:

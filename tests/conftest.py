@@ -21,7 +21,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 POSTGRES_ADMIN = os.environ.get(
     "CONDDSL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-POSTGRES_TABLES = "conddsl_records, conddsl_open_runs, conddsl_tasks, conddsl_claims, conddsl_nodes"
+POSTGRES_TABLES = (
+    "conddsl_records, conddsl_open_runs, conddsl_tasks, conddsl_claims, conddsl_nodes,"
+    " conddsl_requests"
+)
 
 
 def _postgres_missing(reason: str) -> None:

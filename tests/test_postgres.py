@@ -23,6 +23,7 @@ from conddsl.history import (
     PostgresHistory,
     RunLost,
 )
+from conddsl.history.postgres.schema import SCHEMA_VERSION
 from conddsl.history.postgres.store import describe_dsn, parse_lease
 
 psycopg = pytest.importorskip("psycopg")
@@ -331,7 +332,7 @@ def test_a_newer_schema_is_refused(nodes, postgres_dsn) -> None:
             nodes("second")
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute("UPDATE conddsl_schema SET version = 1")
+            conn.execute("UPDATE conddsl_schema SET version = %s", (SCHEMA_VERSION,))
 
 
 @pytest.mark.parametrize(

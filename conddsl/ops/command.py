@@ -120,6 +120,8 @@ def _setup(file: str):
 def _no_history_note(setup, exists: bool) -> str | None:
     if exists:
         return None
+    if setup.shared is not None:
+        return f"conddsl: no history yet ({setup.where} has no conddsl tables): nothing has run"
     return f"conddsl: no history yet ({setup.history_path} does not exist): nothing has run"
 
 
@@ -130,17 +132,25 @@ def _run_status(args: argparse.Namespace) -> int:
 
     setup, history, exists = _setup(args.task_file)
     out = Escaped(sys.stdout)
-    asked = accepted_terminations(setup.history_path) if exists else {}
+    nodes = None
     with closing(history):
+        if setup.shared is None:
+            asked = accepted_terminations(setup.history_path) if exists else {}
+        else:
+            from conddsl.ops.pg_requests import accepted_terminations as shared_terminations
+            from conddsl.ops.status import live_nodes
+
+            asked = shared_terminations(history.connect) if exists else {}
+            nodes = live_nodes(history) if exists else []
         now = read_time("--at", args.at, setup.zone, utc_now())
         statuses = task_statuses(setup, history, now, terminating=asked)
     if args.json:
-        out.write(status_json(statuses, now) + "\n")
+        out.write(status_json(statuses, now, nodes) + "\n")
         return EXIT_OK
     note = _no_history_note(setup, exists)
     if note:
         print(note, file=sys.stderr)
-    for line in status_lines(statuses, now, setup.zone):
+    for line in status_lines(statuses, now, setup.zone, nodes):
         out.write(line + "\n")
     return EXIT_OK
 
@@ -167,7 +177,7 @@ def _run_history(args: argparse.Namespace) -> int:
             return EXIT_OK
         if not exists:
             raise UsageError(
-                f"{setup.history_path} does not exist yet: start `conddsl run {args.task_file}`"
+                f"{setup.where} holds no history yet: start `conddsl run {args.task_file}`"
                 " first, then follow its history"
             )
         for record in follow(history, found, task=args.task, failed=args.failed, since=since):
@@ -214,6 +224,8 @@ def _run_request(args: argparse.Namespace) -> int:
         raise UsageError(_unknown_task(setup, args.task, set(setup.model.tasks)))
     if not 0 < args.wait < STALE_AFTER:
         raise UsageError(f"--wait must be more than 0 and less than {STALE_AFTER:.0f} seconds")
+    if setup.shared is not None:
+        return _run_shared_request(args, setup)
     holder = served_by(setup.history_path)
     if holder is None:
         raise UsageError(
@@ -242,6 +254,42 @@ def _run_request(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     done = "started" if args.op == "run" else "asked to terminate (reason: forced)"
     print(f"conddsl: {args.task}: {done} by the scheduler serving {args.task_file} ({holder})")
+    return EXIT_OK
+
+
+def _run_shared_request(args: argparse.Namespace, setup) -> int:
+    """run-task / terminate through a shared PostgreSQL history's live nodes."""
+    from conddsl.ops.common import open_history
+    from conddsl.ops.pg_requests import PgRequestBox
+
+    history, exists = open_history(setup)
+    with closing(history):
+        live = history.live_nodes() if exists else []  # type: ignore[attr-defined]
+        if not live:
+            raise UsageError(
+                f"nothing serves {args.task_file}: no `conddsl run {args.task_file}` node holds"
+                f" a lease on {setup.where}; start one, then ask again"
+            )
+        names = ", ".join(node for node, _, _ in live)
+        box = PgRequestBox(history.connect)  # type: ignore[attr-defined]
+        try:
+            request = box.ask(args.task, args.op)
+            answer, node = box.wait(request, args.wait)
+        finally:
+            box.close()
+    what = "run" if args.op == "run" else "terminate"
+    if answer is None:
+        took = f"node {node} took it and did not answer" if node else "no node took it"
+        raise UsageError(
+            f"the nodes serving {args.task_file} ({names}) did not answer within"
+            f" {args.wait:g} s: {took}; the request to {what} {args.task!r}"
+            + (" is withdrawn" if node is None else " may still be applied")
+        )
+    if not answer.accepted:
+        print(f"conddsl: {what} {args.task!r}: {answer.answer} (node {node})", file=sys.stderr)
+        return EXIT_FINDINGS
+    done = "started" if args.op == "run" else "asked to terminate (reason: forced)"
+    print(f"conddsl: {args.task}: {done} by node {node} serving {args.task_file}")
     return EXIT_OK
 
 

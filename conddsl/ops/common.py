@@ -2,7 +2,8 @@
 
 The commands (``status``, ``history``, ``next FILE``, ``timeline``) read a task file the
 way ``conddsl run`` does, open the history it names through the ``History`` interface
-only (so any store answers them), and show times with their zone.
+only (so any store answers them: the SQLite file, or a shared PostgreSQL history opened
+as a reader, which takes no lease), and show times with their zone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from conddsl.errors import TaskFileProblem, UsageError
-from conddsl.history import History, MemoryHistory, Record, SQLiteHistory
+from conddsl.history import History, HistoryError, MemoryHistory, Record, SQLiteHistory
 from conddsl.history.base import FINISH_ACTIONS
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.models import TaskFile
@@ -37,12 +38,26 @@ __all__ = [
 
 @dataclass
 class Setup:
-    """A task file read for an operating command: its model, zone and history file."""
+    """A task file read for an operating command: its model, zone and history.
+
+    ``shared``: the connection string of a shared PostgreSQL history (``CONDDSL_HISTORY``
+    or a ``postgresql://`` history setting), None for the SQLite file ``history_path``.
+    """
 
     path: Path
     model: TaskFile
     zone: tzinfo
     history_path: Path
+    shared: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The history in words (a connection string without its password)."""
+        if self.shared is None:
+            return str(self.history_path)
+        from conddsl.history.postgres.store import describe_dsn
+
+        return describe_dsn(self.shared)
 
     def condition(self, text: str | None):
         """A condition of this file compiled with its rules and zone (None: never starts)."""
@@ -77,14 +92,36 @@ def load_setup(file: str) -> Setup:
     model = report.model
     zone_name = model.scheduler.timezone
     zone = (resolve_zone(zone_name) if zone_name else None) or local_zone()
+    from conddsl.runfile import shared_dsn
+
+    shared = shared_dsn(model.scheduler.history)
+    if isinstance(shared, ValueError):
+        raise UsageError(str(shared))
+    if shared is not None:  # the setting is a URL, not a file name
+        return Setup(path, model, zone, path.resolve().parent, shared)
     return Setup(path, model, zone, history_path_of(path, model))
 
 
 def open_history(setup: Setup) -> tuple[History, bool]:
     """The task file's history and whether it exists (an empty one in memory if not yet).
 
-    A missing file is not created: looking must not leave files behind.
+    A missing file is not created: looking must not leave files behind. A shared history
+    is opened as a reader: no lease, no node row, no tables made.
     """
+    if setup.shared is not None:
+        from conddsl.history import PostgresHistory
+
+        try:
+            store = PostgresHistory(setup.shared, reader=True)
+        except HistoryError as error:
+            raise UsageError(
+                f"{setup.path}: {error}\nhint: check that the database answers and that"
+                " CONDDSL_HISTORY or the history setting names it"
+            ) from None
+        if not store.exists:
+            store.close()
+            return MemoryHistory(), False
+        return store, True
     if not setup.history_path.exists():
         return MemoryHistory(), False
     return SQLiteHistory(setup.history_path), True

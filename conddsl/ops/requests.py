@@ -76,7 +76,7 @@ def _now_us() -> int:
     return to_us(datetime.now(timezone.utc))
 
 
-def _asker() -> str:
+def asker() -> str:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)
@@ -103,7 +103,7 @@ class RequestBox:
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO requests (task, op, asked_at, asked_by) VALUES (?, ?, ?, ?)",
-                (task, op, _now_us(), _asker()),
+                (task, op, _now_us(), asker()),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid

@@ -203,8 +203,61 @@ def _left(start: datetime | None, now: datetime) -> str:
     return "now" if start <= now else show_span(start - now)
 
 
-def status_lines(statuses: list[TaskStatus], now: datetime, zone: tzinfo) -> list[str]:
-    """The table: NEXT, LEFT, LAST, PASSED, OUTCOME, DURATION, TASK, STATE (NODE), WHY."""
+# A node whose clock differs from the database's by more than this is pointed out (claims
+# and leases use the database's clock, but its own logs and task code do not).
+CLOCK_WARN = 1.0
+
+
+@dataclass(frozen=True)
+class LiveNode:
+    """A scheduler holding a lease on a shared history now."""
+
+    node: str
+    lease_until: datetime
+    clock_offset: float | None  # seconds, the node's clock minus the database's
+
+    @property
+    def clock_warning(self) -> bool:
+        """Whether its clock is off by more than ``CLOCK_WARN``."""
+        return self.clock_offset is not None and abs(self.clock_offset) > CLOCK_WARN
+
+
+def live_nodes(history: History) -> list[LiveNode]:
+    """The live nodes of a shared history (``PostgresHistory.live_nodes``)."""
+    found = getattr(history, "live_nodes", None)
+    if found is None:
+        return []
+    # The store keeps database minus node; people read how far the node is off.
+    return [
+        LiveNode(node, until, None if offset is None else -offset)
+        for node, until, offset in found()
+    ]
+
+
+def node_lines(nodes: list[LiveNode], zone: tzinfo) -> list[str]:
+    """The live nodes under the table, with their clock offset (a warning past 1 s)."""
+    if not nodes:
+        return ["No live node serves this history (no lease held)."]
+    lines = [f"{len(nodes)} live node{'s' if len(nodes) != 1 else ''}:"]
+    for node in nodes:
+        offset = "clock offset unknown"
+        if node.clock_offset is not None:
+            offset = f"clock {node.clock_offset:+.3f} s"
+            if node.clock_warning:
+                offset += f" (warning: off by more than {CLOCK_WARN:g} s)"
+        until = show_time(node.lease_until, zone)
+        lines.append(f"  {printable(node.node)}  lease until {until}  {offset}")
+    return lines
+
+
+def status_lines(
+    statuses: list[TaskStatus],
+    now: datetime,
+    zone: tzinfo,
+    nodes: list[LiveNode] | None = None,
+) -> list[str]:
+    """The table: NEXT, LEFT, LAST, PASSED, OUTCOME, DURATION, TASK, STATE (NODE), WHY;
+    then, for a shared history (``nodes`` not None), its live nodes."""
     with_node = any(status.node for status in statuses)
     head = ["NEXT", "LEFT", "LAST", "PASSED", "OUTCOME", "DURATION", "TASK", "STATE"]
     head += ["NODE"] if with_node else []
@@ -230,11 +283,16 @@ def status_lines(statuses: list[TaskStatus], now: datetime, zone: tzinfo) -> lis
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines.append("")
     lines.append(f"{len(statuses)} tasks listed at {show_time(now, zone)}.")
+    if nodes is not None:
+        lines.extend(node_lines(nodes, zone))
     return lines
 
 
-def status_json(statuses: list[TaskStatus], now: datetime) -> str:
-    """The statuses as one JSON document (times ISO 8601 with their offset, in UTC)."""
+def status_json(
+    statuses: list[TaskStatus], now: datetime, nodes: list[LiveNode] | None = None
+) -> str:
+    """The statuses as one JSON document (times ISO 8601 with their offset, in UTC); with
+    ``nodes`` (a shared history) also ``nodes``: name, lease end, clock offset, warning."""
 
     def iso(at: datetime | None) -> str | None:
         return None if at is None else at.isoformat()
@@ -263,4 +321,15 @@ def status_json(statuses: list[TaskStatus], now: datetime) -> str:
                 },
             }
         )
-    return json.dumps({"at": iso(now), "tasks": tasks}, indent=2)
+    document: dict[str, Any] = {"at": iso(now), "tasks": tasks}
+    if nodes is not None:
+        document["nodes"] = [
+            {
+                "node": node.node,
+                "lease_until": iso(node.lease_until),
+                "clock_offset_seconds": node.clock_offset,
+                "clock_warning": node.clock_warning,
+            }
+            for node in nodes
+        ]
+    return json.dumps(document, indent=2)

@@ -1000,7 +1000,24 @@ class Scheduler:
             if not task.multilaunch and name in self._runs:
                 log.warning("task %r is running: a manual run of it was not started", name)
                 return
-            run = await self._launch(task, now, reason="manual")
+            claimed = None
+            if self._shared is not None and self._runs.slot_for(task):
+                # Claimed like every start on a shared history (runtime/shared.py).
+                self._records.flush()
+                try:
+                    claimed = self._shared.claim_manual(task, uuid.uuid4().hex)
+                except ClaimBusy:
+                    self._manual[name] = count
+                    self._recheck_soon[name] = now + BUSY_RECHECK
+                    return
+                if claimed is None:
+                    log.warning(
+                        "task %r runs on another node (or the shared history cannot be"
+                        " reached): a manual run of it was not started",
+                        name,
+                    )
+                    return
+            run = await self._launch(task, now, reason="manual", claimed=claimed)
             if run is None:  # waits for a process slot
                 self._manual[name] = count
                 return

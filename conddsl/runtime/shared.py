@@ -98,6 +98,39 @@ class SharedNode:
         self._reachable()
         return found
 
+    def claim_manual(self, task: Any, run_id: str) -> Record | None:
+        """The run record of a manual start (``run_task``) if this node may make it now.
+
+        Claimed like any start, under the task's lock: a task that is not ``multilaunch``
+        never runs on two nodes at once. Each manual start is an occurrence of its own
+        (minus the claim's instant in microseconds: never a condition window's start,
+        and claims of one task are serial). None when it runs elsewhere or the database
+        cannot be reached; ``ClaimBusy`` as for ``claim``.
+        """
+        from conddsl.history.base import to_us
+
+        exclusive = not task.multilaunch
+
+        def check(history: History, now: Any) -> int | None:
+            if exclusive and history.running(task.name):
+                return None
+            return -to_us(now)
+
+        try:
+            found = self.store.claim(
+                task.name,
+                check,
+                run_id=run_id,
+                on_lost=getattr(task, "on_node_lost", "fail"),
+                reason="manual",
+                wait=False,
+            )
+        except HistoryUnavailable as error:
+            self.outage(error)
+            return None
+        self._reachable()
+        return found
+
     def retries(self, tasks: list[Any]) -> list[Record]:
         """The run records of the retries (``on_node_lost = "retry"``) this node took."""
         names = [task.name for task in tasks if getattr(task, "on_node_lost", "fail") == "retry"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from conddsl.history.base import HistoryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: conddsl_requests (conddsl run-task / terminate)
 
 # Every table is prefixed so that the history can live in a database used for other things.
 # Times are integer microseconds since the epoch (UTC), as in the SQLite store; actions
@@ -66,8 +66,26 @@ _SCHEMA = (
     )""",
 )
 
-# What each older schema version needs to become the current one (none yet).
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+# Requests of ``conddsl run-task`` and ``conddsl terminate`` (conddsl.ops.pg_requests): the
+# asker writes a row, exactly one live node takes it (``node``) and answers it.
+_REQUESTS = (
+    """CREATE TABLE IF NOT EXISTS conddsl_requests (
+        id BIGSERIAL PRIMARY KEY,
+        task TEXT NOT NULL,
+        op TEXT NOT NULL,
+        asked_at BIGINT NOT NULL,
+        asked_by TEXT,
+        node TEXT,
+        answered_at BIGINT,
+        answer TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS conddsl_requests_open ON conddsl_requests (id)"
+    " WHERE answer IS NULL",
+)
+_SCHEMA = _SCHEMA + _REQUESTS
+
+# What each older schema version needs to become the next one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _REQUESTS}
 
 # Nodes starting together would race on CREATE TABLE IF NOT EXISTS (a unique violation
 # in the catalog): the setup holds this transaction-level advisory lock.

@@ -129,6 +129,7 @@ class PostgresHistory(History):
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         on_fenced: Callable[[str], None] | None = None,
+        reader: bool = False,
     ) -> None:
         try:
             import psycopg
@@ -169,6 +170,20 @@ class PostgresHistory(History):
         self._listener: Listener | None = None
         self._on_change: OnChange | None = None  # the watcher, told of our takeovers too
         self._conn: Any = None
+        # A reader (the operating commands) only queries: no lease, no node row, no
+        # schema made, so that looking at a shared history never looks like a node.
+        self.reader = reader
+        self.exists = True  # whether the tables are there (a reader may find none)
+        if reader:
+            try:
+                conn = self._connection("open")
+                found = conn.execute("SELECT to_regclass('conddsl_records')").fetchone()
+                self.exists = found is not None and found[0] is not None
+            except self._psycopg.Error as exc:
+                self._close_conn()
+                raise self._error("open", exc) from exc
+            self._heart = None
+            return
         try:
             conn = self._connection("open")
             ensure_schema(conn, self._where)
@@ -183,6 +198,11 @@ class PostgresHistory(History):
             self.takeovers.extend(taken)
             self._renewed = time.monotonic()
             self._measure(conn)
+            # Shown by `conddsl status` at once, not only after the first renewal.
+            conn.execute(
+                "UPDATE conddsl_nodes SET clock_offset = %s WHERE node = %s",
+                (self.clock_offset, self.node),
+            )
             self._load()
         except self._psycopg.Error as exc:
             self._close_conn()
@@ -191,7 +211,9 @@ class PostgresHistory(History):
             self._close_conn()
             raise
         self._stop = threading.Event()
-        self._heart = threading.Thread(target=self._beat, name="conddsl-lease", daemon=True)
+        self._heart: threading.Thread | None = threading.Thread(
+            target=self._beat, name="conddsl-lease", daemon=True
+        )
         self._heart.start()
 
     # Connections ---------------------------------------------------------------
@@ -258,6 +280,15 @@ class PostgresHistory(History):
         if self._closed:
             raise HistoryError(f"history {self._where} is closed")
 
+    def _check_writer(self) -> None:
+        self._check_open()
+        if self.reader:
+            raise HistoryError(
+                f"history {self._where} was opened to read only (reader=True): it neither"
+                " records, claims nor watches",
+                reason="read only",
+            )
+
     # Writing -------------------------------------------------------------------
 
     def record(
@@ -275,7 +306,7 @@ class PostgresHistory(History):
         check_record(task, action)
         row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback)
         with self._lock:
-            self._check_open()
+            self._check_writer()
             self._pending.append(row)
             refused = self._write_pending()
             self._retain()
@@ -404,7 +435,7 @@ class PostgresHistory(History):
             raise ValueError(f"on_lost must be 'fail' or 'retry', got {on_lost!r}")
         run_id = run_id if run_id is not None else uuid.uuid4().hex
         with self._lock:
-            self._check_open()
+            self._check_writer()
             if self.fenced:
                 return None
             self._flush_quietly()  # our finishes first: the check must see them
@@ -476,7 +507,7 @@ class PostgresHistory(History):
         if not names:
             return []
         with self._lock:
-            self._check_open()
+            self._check_writer()
             if self.fenced:
                 return []
             conn = self._connection("claim")
@@ -635,9 +666,20 @@ class PostgresHistory(History):
         )
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
+    def live_nodes(self) -> list[tuple[str, datetime, float | None]]:
+        """The nodes holding a lease now, on the database's clock: (name, lease until,
+        clock offset in seconds: database minus node)."""
+        rows = self._read(
+            "read",
+            "SELECT node, lease_until, clock_offset FROM conddsl_nodes"
+            " WHERE lost_at IS NULL AND lease_until > clock_timestamp() ORDER BY node",
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
     def mark_crashed(self, at: datetime) -> list[Record]:
         """Record ``crash`` for this node's runs still open (other nodes' runs are theirs)."""
         to_us(at)
+        self._check_writer()
         crashed = []
         rows = self._read(
             "read",
@@ -658,7 +700,7 @@ class PostgresHistory(History):
         and ``on_change(None)`` after a reconnect or every ``poll`` seconds (default: the
         lease) when nothing came: then everything may have changed."""
         with self._lock:
-            self._check_open()
+            self._check_writer()
             if self._listener is not None:
                 raise HistoryError("this history already has a listener")
             wait = poll if poll is not None else self.lease.total_seconds()
@@ -808,10 +850,13 @@ class PostgresHistory(History):
             if self._closed:
                 return
             self._closed = True
+            if self.reader:
+                self._close_conn()
+                return
         self._stop.set()
         if self._listener is not None:
             self._listener.close()
-        if self._heart is not threading.current_thread():
+        if self._heart is not None and self._heart is not threading.current_thread():
             self._heart.join(timeout=self.lease.total_seconds())
         with self._lock:
             left = len(self._pending)
