@@ -608,3 +608,30 @@ def test_status_says_terminating_while_an_asked_termination_runs(served, records
     assert extract.state == "terminating"
     earlier = {"extract": started - timedelta(seconds=1)}  # asked of an earlier run
     assert task_statuses(setup, history, now, terminating=earlier)[0].state == "running"
+
+
+def test_a_request_taken_but_never_answered_is_waited_for_a_bounded_time(monkeypatch):
+    """The scheduler took the request (so it cannot be withdrawn) and died before answering:
+    the asker gives up after the taker's grace instead of spinning for ever."""
+    from conddsl.ops import requests
+
+    class TakenBox:
+        withdrawals = 0
+
+        def answer_of(self, request):
+            return None  # taken, never answered
+
+        def withdraw(self, request):
+            self.withdrawals += 1
+            return False  # the scheduler took it meanwhile
+
+    now = [0.0]
+    monkeypatch.setattr(requests.time, "monotonic", lambda: now[0])
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    box = TakenBox()
+    assert requests.wait_for_answer(box, 1, 2.0, sleep=sleep) is None
+    assert box.withdrawals == 1
+    assert 2.0 + requests.TAKER_GRACE <= now[0] < 2.0 + requests.TAKER_GRACE + 0.2

@@ -270,17 +270,24 @@ class RequestPoller:
                 self.poll()
 
 
+TAKER_GRACE = 5.0  # seconds a scheduler that took a request has to answer it
+
+
 def wait_for_answer(
     box: RequestBox, request: int, wait: float, *, sleep: Callable[[float], None] = time.sleep
 ) -> Answer | None:
     """The request's answer once given, or None after ``wait`` seconds (then withdrawn)."""
     deadline = time.monotonic() + wait
+    taken_by = None  # when a withdrawal found it taken: its taker gets a few seconds more
     while True:
         found = box.answer_of(request)
         if found is not None and found.answer is not None:
             return found
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if taken_by is not None and now >= taken_by:
+            return None  # the taker died or hangs before answering: stop waiting
+        if taken_by is None and now >= deadline:
             if box.withdraw(request):
                 return None
-            continue  # taken meanwhile: read its answer
+            taken_by = now + TAKER_GRACE  # taken meanwhile: wait for its answer, bounded
         sleep(0.05)
