@@ -75,9 +75,14 @@ class Launcher:
         self._background: set[asyncio.Task[None]] = set()
 
     def open(
-        self, loop: asyncio.AbstractEventLoop, grace: float, procs: ProcessRegistry | None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        grace: float,
+        procs: ProcessRegistry | None,
+        output: Callable[[str, str, str], None] | None = None,
     ) -> ProcessExecutor:
-        """Build the executors on ``loop``; the process executor (warmed, closed by the caller)."""
+        """Build the executors on ``loop``; the process executor (warmed, closed by the
+        caller). ``output``: see ``Host.output``."""
         self._loop = loop
         host = Host(
             loop,
@@ -88,6 +93,7 @@ class Launcher:
             stopping=lambda: not self._serving(),
             overdue=self._unhold,
             began=self._began,
+            output=output,
         )
         processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
         self._executors = {

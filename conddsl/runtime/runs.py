@@ -80,6 +80,9 @@ class Host:
     # The run's process exists now (executors with ``records_when_started``): its run
     # record is written, stamped now, and its timeout counts from now.
     began: Callable[[Run], None] = lambda run: None
+    # Where process and command runs' output lines go, ``(task, stream, line)``
+    # (:mod:`conddsl.runtime.output`); None: the children write where the scheduler does.
+    output: Callable[[str, str, str], None] | None = None
 
 
 class Executor(Protocol):
