@@ -132,14 +132,18 @@ def test_a_pipe_nobody_writes_to_any_more_is_closed_at_eof():
 # -- a real conddsl run ----------------------------------------------------------------
 
 TASKS = textwrap.dedent(
-    """
+    r"""
     [scheduler]
     history = "runs.sqlite3"
-    shut_cond = "task 'cmd' has finished & task 'proc' has finished & task 'bad' has finished & task 'loud' has terminated"
+    shut_cond = '''task 'cmd' has finished & task 'proc' has finished
+        & task 'bad' has finished & task 'loud' has terminated'''
     kill_grace = 2
 
     [tasks.cmd]
-    command = ["sh", "-c", "echo out line; echo err line >&2; printf 'esc \\\\033[31m \\\\377\\\\n'; printf 'no end'"]
+    command = [
+        "sh", "-c",
+        "echo out line; echo err line >&2; printf 'esc \\033[31m \\377\\n'; printf 'no end'",
+    ]
     start_cond = "every 1 hour"
 
     [tasks.bad]
