@@ -260,3 +260,31 @@ def test_task_output_asked_in_the_api_gets_a_commands_lines():
     app.command_task("~has started", argv=["sh", "-c", "echo plain; echo raw >&2"], name="hi")
     app.run()
     assert sorted(lines) == [("hi", "stderr", "raw"), ("hi", "stdout", "plain")]
+
+
+def test_without_a_fork_server_forked_and_spawned_runs_are_piped_too(tmp_path, monkeypatch):
+    """No server (the interpreter cannot serve): a function forked from the scheduler and
+    a program started by ``subprocess`` write to the same pipes."""
+    from conddsl.runtime import forkserver
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "not-python"))
+    monkeypatch.setattr(forkserver, "_READY_TIMEOUT", 0.3)
+    lines: list[tuple[str, str, str]] = []
+    done = "task 'forked' has finished & task 'spawned' has finished"
+    app = Scheduler({"timezone": "UTC", "shut_cond": done})
+    app.task_output = lambda task, stream, line: lines.append((task, stream, line))
+
+    def forked() -> None:  # a closure: never by reference, forked here
+        print("from the scheduler's fork")
+        print("unended", end="", file=sys.stderr)
+
+    app.task("~has started", name="forked", execution="process")(forked)
+    app.command_task("~has started", argv=["sh", "-c", "echo spawned; exit 2"], name="spawned")
+    app.run()
+    assert sorted(lines) == [
+        ("forked", "stderr", "unended"),
+        ("forked", "stdout", "from the scheduler's fork"),
+        ("spawned", "stdout", "spawned"),
+    ]
+    ends = {r.task: r.action for r in app.history.records() if r.action != "run"}
+    assert ends == {"forked": "success", "spawned": "fail"}

@@ -48,7 +48,6 @@ from conddsl.runtime.forkserver import (
     call_for_outcome,
     find_prctl,
     fitted,
-    line_by_line,
 )
 from conddsl.runtime.handles import Forked, Served
 from conddsl.runtime.output import OutputPump, Pipe
@@ -459,7 +458,10 @@ def _child(
                 stream.flush()
         for target, fd in enumerate(output, start=1):  # 1: stdout, 2: stderr
             os.dup2(fd, target)
-        line_by_line()
+        # The scheduler's sys.stdout may not write to fd 1 (a host program's, conddsl
+        # run's TaskOutput): the child's own, a line at a time, do.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     action, message, trace = call_for_outcome(func, params, flag_fd)
     try:
         # Fitted: the scheduler reads the pipe only once we exited, so a send larger
