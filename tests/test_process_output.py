@@ -288,3 +288,35 @@ def test_without_a_fork_server_forked_and_spawned_runs_are_piped_too(tmp_path, m
     ]
     ends = {r.task: r.action for r in app.history.records() if r.action != "run"}
     assert ends == {"forked": "success", "spawned": "fail"}
+
+
+def test_a_sink_that_never_returns_blocks_the_runs_not_the_scheduler(caplog, monkeypatch):
+    """Nobody reads (a terminal stopped with Ctrl-S): the run blocks on its full pipe, its
+    timeout still ends it, and the scheduler stops."""
+    from conddsl.runtime import output
+
+    monkeypatch.setattr(output, "CLOSE_WAIT", 0.1)
+    blocked = threading.Event()
+    config = {"timezone": "UTC", "shut_cond": "task 'flood' has terminated", "kill_grace": 0.2}
+    app = Scheduler(config)
+    app.task_output = lambda task, stream, line: blocked.wait()
+    flood = "yes 'a line of output' | head -c 5000000; echo finished"
+    app.command_task("~has started", argv=["sh", "-c", flood], name="flood", timeout=0.3)
+    began = time.monotonic()
+    try:
+        app.run()
+    finally:
+        blocked.set()
+    assert time.monotonic() - began < 10
+    ends = [(r.action, r.reason) for r in app.history.records("flood") if r.action != "run"]
+    assert ends == [("terminate", "timeout")]
+    assert "the output is blocked" in caplog.text
+
+
+def test_a_lot_of_output_comes_through_whole_and_in_order():
+    lines: list[str] = []
+    app = Scheduler({"timezone": "UTC", "shut_cond": "task 'many' has finished"})
+    app.task_output = lambda task, stream, line: lines.append(line)
+    app.command_task("~has started", argv=["seq", "1", "50000"], name="many")
+    app.run()
+    assert lines == [str(n) for n in range(1, 50001)]

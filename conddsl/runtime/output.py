@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LINE_LIMIT = 16384  # bytes of one line held; a longer line is handed on in pieces
 _READ = 65536  # bytes read at once (a pipe's default capacity)
 _SETTLE_READS = 4  # reads at most by settle(): what a dead program left, not a flood
+CLOSE_WAIT = 1.0  # seconds the scheduler's end waits for a blocked sink before dropping lines
 
 Emit = Callable[[str, str, str], None]  # (task, "stdout" or "stderr", line)
 
@@ -132,9 +133,10 @@ class OutputPump:
         self._wake()
         return pipe.tail_text()
 
-    def close(self, timeout: float = 1.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Read what is left, hand on the unended lines, close every pipe (the runs have
-        ended); wait up to ``timeout`` for the sink."""
+        ended); wait up to ``timeout`` (default ``CLOSE_WAIT``) for the sink."""
+        timeout = CLOSE_WAIT if timeout is None else timeout
         with self._lock:
             self._closing = True
             thread = self._thread
