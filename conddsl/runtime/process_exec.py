@@ -19,6 +19,10 @@ A child forked here also asks Linux for SIGTERM when the scheduler's thread that
 forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
 here, are left to the next start, which ends what the registry lists.
 
+When the scheduler is given somewhere for its runs' output (``Host.output``: ``conddsl
+run``), each run's stdout and stderr are pipes that :mod:`.output` reads, whichever way
+it starts; otherwise they are the scheduler's, and a program's stderr is a file.
+
 Over 400 lines, one job: the process and command executors share the tree handling;
 the fork server's side of each run (its callbacks) belongs with them.
 """
