@@ -12,6 +12,7 @@ from conddsl.errors import ConddslError, ConditionError, ConditionSyntaxError, S
 if TYPE_CHECKING:
     from conddsl.compile import Condition, compile_condition
     from conddsl.custom import ConditionRegistry, condition
+    from conddsl.history import PostgresHistory
     from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ConditionRegistry",
     "ConditionSyntaxError",
     "ConddslError",
+    "PostgresHistory",
     "Scheduler",
     "TaskTerminationException",
     "TerminationFlag",
@@ -35,6 +37,7 @@ _LAZY = {
     "compile_condition": "conddsl.compile",
     "ConditionRegistry": "conddsl.custom",
     "condition": "conddsl.custom",
+    "PostgresHistory": "conddsl.history",
     "Scheduler": "conddsl.runtime",
     "TerminationFlag": "conddsl.runtime",
     "TaskTerminationException": "conddsl.runtime",

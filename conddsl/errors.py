@@ -359,6 +359,29 @@ class HistoryJournaled(HistoryError):
         self.count = count
 
 
+class HistoryUnavailable(HistoryError):
+    """The store could not be reached (a database server down or cut off).
+
+    A record that failed this way is kept pending and written, in order, once the store
+    answers again: a scheduler may go on running what it has.
+    """
+
+
+class ClaimBusy(HistoryError):
+    """Another node is claiming the same task at this instant (a claim made without waiting).
+
+    Its claim decides: if it starts the run its record wakes this node; if not, this node
+    looks again a moment later.
+    """
+
+
+class RunLost(HistoryError):
+    """A finishing record of a run this node no longer owns (it was taken over): not written.
+
+    The run's local copy must end: another node recorded it as crashed (and may run it again).
+    """
+
+
 class JournalError(HistoryError):
     """A history journal file cannot be read or holds something that is not a record."""
 

@@ -9,6 +9,7 @@ in its journal (``SQLiteHistory.close(journal=True)``), written at its next open
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -197,10 +198,15 @@ def run_task_file(
     base = path.resolve().parent
     settings = model.scheduler
     zone = settings.timezone
+    shared = shared_dsn(settings.history)
+    if isinstance(shared, Exception):
+        err.write(f"conddsl: cannot start {path}: {shared}\n")
+        return 1
     history_path = base / (settings.history or f"{path.stem}.history.sqlite3")
     names_from_outside(path, history_path)
-    # Before anything is imported or made: see trust.history_folder_problem.
-    folder_problem = history_folder_problem(history_path)
+    # Before anything is imported or made: see trust.history_folder_problem (a shared
+    # history makes no file).
+    folder_problem = None if shared is not None else history_folder_problem(history_path)
     if folder_problem is not None:
         err.write(f"conddsl: cannot start {path}: {folder_problem}\nhint: {HISTORY_FOLDER_HINT}\n")
         return 1
@@ -224,6 +230,8 @@ def run_task_file(
         # behind each of them: at the default 5 ms, ten busy threads made other runs'
         # timeouts 264 ms late (p99), at 0.5 ms 57 ms (benchmarks/busy_threads.py).
         sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
+    if shared is not None:  # several schedulers share it: no run lock, no process registry
+        return _serve_shared(app, path, model, printer, shared, out, err, metrics_port)
     lock = RunLock(history_path)
     try:
         lock.acquire()
@@ -336,6 +344,91 @@ def _serve_requests(app, history_path: Path):
             app.terminate(task)
 
     return RequestPoller(history_path, apply).start()
+
+
+SHARED_SCHEMES = ("postgresql://", "postgres://")
+
+
+def shared_dsn(setting: str | None) -> str | ValueError | None:
+    """The connection string of a shared (PostgreSQL) history: ``CONDDSL_HISTORY`` (so that a
+    password need not live in the task file), else the ``history`` setting when it is one;
+    None for a SQLite history; a ValueError for an environment variable of another kind."""
+    found = os.environ.get("CONDDSL_HISTORY", "").strip()
+    if found:
+        # A URL or libpq's key=value form; a file name is not a connection string.
+        if not found.startswith(SHARED_SCHEMES) and "=" not in found:
+            return ValueError(
+                f"CONDDSL_HISTORY={found!r} is not a PostgreSQL connection string (postgresql://"
+                "... or host=... dbname=...); a SQLite history is the task file's history setting"
+            )
+        return found
+    if setting is not None and setting.startswith(SHARED_SCHEMES):
+        return setting
+    return None
+
+
+def _serve_shared(
+    app, path: Path, model, printer: RecordPrinter, dsn: str, out, err, metrics_port: int | None
+) -> int:
+    """Run the scheduler as one node of a shared PostgreSQL history (docs/deployment.md).
+
+    ``conddsl run-task`` and ``terminate`` go through a SQLite history's requests table:
+    a node does not answer them."""
+    from conddsl.history import PostgresHistory
+    from conddsl.history.postgres.store import describe_dsn
+    from conddsl.runtime import SchedulerError
+    from conddsl.runtime.signals import install_signal_handlers
+
+    settings = model.scheduler
+    lease = settings.lease if settings.lease is not None else "10 seconds"
+    try:
+        store = PostgresHistory(dsn, node=settings.node, lease=lease)
+    except (HistoryError, ValueError) as error:
+        err.write(
+            f"conddsl: cannot start {path}: {error}\nhint: check that the database answers"
+            " and that CONDDSL_HISTORY or the history setting names it\n"
+        )
+        return 1
+    app.history = printer.store = store
+    app.process_registry = False  # a killed node's task processes die with it
+    app.subscribe(printer)
+    where = describe_dsn(dsn)
+    printer.where = where
+    metrics = _start_metrics(app, metrics_port, printer, err)
+    if metrics is False:
+        store.close()
+        return 1
+    printer.note(
+        f"conddsl: running {len(model.tasks)} tasks from {path} as node {store.node}"
+        f" (history: {where}); Ctrl-C stops gracefully, twice forces"
+    )
+    task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+    app.task_output = printer.process_line  # and process and command tasks' (their pipes)
+    real_stdout, sys.stdout = sys.stdout, task_output
+    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    failure: HistoryError | None = None
+    try:
+        app.run()
+    except (SchedulerError, HistoryError) as error:
+        failure = _history_failure(error)
+        if failure is None:
+            raise
+    finally:
+        restore()
+        sys.stdout = real_stdout
+        task_output.finish()
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
+        try:
+            store.close()
+        except HistoryError as error:
+            failure = failure or error
+    if failure is not None:
+        err.write(f"conddsl: the run stopped: {failure}\n")
+        return 1
+    printer.note(f"conddsl: {_stopped(app.stopped_by, printer.counts)}")
+    return 0
 
 
 def _stopped(stopped_by: tuple[str, str] | None, counts: Counter[str]) -> str:

@@ -13,3 +13,62 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     subprocesses and real seconds, and the extra worker runs meanwhile (2 cores: 101 s with
     two workers, 79 s with three)."""
     return (os.cpu_count() or 1) + 1
+
+
+# PostgreSQL ---------------------------------------------------------------------------
+
+# The server the PostgreSQL tests use (a database of their own is created on it).
+POSTGRES_ADMIN = os.environ.get(
+    "CONDDSL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+POSTGRES_TABLES = "conddsl_records, conddsl_open_runs, conddsl_tasks, conddsl_claims, conddsl_nodes"
+
+
+def _postgres_missing(reason: str) -> None:
+    """Skip a PostgreSQL test with the reason, or fail it where CI requires the server."""
+    if os.environ.get("CONDDSL_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"CONDDSL_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The administration DSN of a reachable server (skips or fails when there is none)."""
+    try:
+        import psycopg
+    except ImportError:
+        _postgres_missing("psycopg is not installed (pip install -e '.[test]')")
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3):
+            pass
+    except psycopg.Error as exc:
+        _postgres_missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN}: {exc}")
+    return POSTGRES_ADMIN
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str):
+    """The DSN of a fresh database for this test run (each xdist worker its own), dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"conddsl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(postgres_server, dbname=name)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_dsn(postgres_database: str) -> str:
+    """The test run's database, emptied of conddsl's rows for this test."""
+    import psycopg
+
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('conddsl_records')").fetchone()[0]
+        if found is not None:
+            conn.execute(f"TRUNCATE {POSTGRES_TABLES} RESTART IDENTITY")
+    return postgres_database

@@ -1,4 +1,4 @@
-"""The run history stores: each behaviour checked on MemoryHistory and SQLiteHistory."""
+"""The run history stores: each behaviour checked on the memory, SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from conddsl.history import (
     HistoryError,
     HistoryJournaled,
     MemoryHistory,
+    PostgresHistory,
     Record,
     SQLiteHistory,
 )
@@ -47,14 +48,17 @@ def fill(history: History, rows: list[tuple]) -> None:
         history.record(task, action, at=t(minutes), run_id=rest[0] if rest else None)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make(request: pytest.FixtureRequest, tmp_path: Path):
     """A factory of empty histories of one kind, closed after the test."""
     opened: list[History] = []
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
 
     def factory(**kwargs) -> History:
         if request.param == "memory":
             history: History = MemoryHistory(**kwargs)
+        elif request.param == "postgres":
+            history = PostgresHistory(dsn, **kwargs)
         else:
             history = SQLiteHistory(tmp_path / f"history-{len(opened)}.sqlite3", **kwargs)
         opened.append(history)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,57 @@ def test_an_async_task_that_blocks_past_its_timeout_says_so():
         "overran its timeout 0:00:01 by 2 s: it could not be stopped"
         " (it blocked the scheduler's loop)"
     )
+
+
+def test_a_run_off_the_loop_is_not_blamed_for_another_run_blocking_it():
+    """A thread run ends at once, but its end is only seen after an async run blocked the
+    loop: it was recorded late, as terminated by its timeout or as having overrun it
+    ("it blocked the scheduler's loop"), whichever the loop saw first."""
+    app = Scheduler({"shut_cond": "scheduler has run over 0.5 seconds", "kill_grace": 0.2})
+    blocking = threading.Event()
+
+    async def blocks():
+        blocking.set()
+        time.sleep(1.5)  # the quick run ends meanwhile; its end waits for the loop
+
+    app.task(Once(), name="blocker", execution="async", timeout="0.2 seconds")(blocks)
+    # (A timeout that leaves a loaded machine time to start the thread.)
+    app.task(Once(), name="quick", execution="thread", timeout="0.8 seconds")(
+        lambda: blocking.wait(10)
+    )
+    app.run()
+    (blocker,) = app.history.records("blocker", actions="success")
+    assert "it blocked the scheduler's loop" in (blocker.message or "")
+    start, end = app.history.records("quick")
+    # Not "overran its timeout ... (it blocked the scheduler's loop)", nor terminated for
+    # a timeout it never reached: a success, at the time it returned.
+    assert (end.action, end.reason, end.message) == ("success", None, None), end
+    assert (end.at - start.at).total_seconds() < 0.8
+
+
+def test_an_async_run_held_up_by_another_is_not_said_to_have_blocked_the_loop():
+    """Started beside a run that blocks the loop, its first line runs past its timeout:
+    its record says the loop was held by another run, not that it blocked it."""
+    app = Scheduler({"shut_cond": "scheduler has run over 0.5 seconds", "kill_grace": 0.2})
+
+    async def blocks():
+        app.run_task("starved")
+        # Its run exists once started; its first step comes after this one's.
+        while not any(run.task.name == "starved" for run in app.running_runs):
+            await asyncio.sleep(0)
+        time.sleep(1.0)
+
+    async def starved():
+        pass
+
+    app.task(Once(), name="blocker", execution="async", timeout="0.2 seconds")(blocks)
+    app.task("false", name="starved", execution="async", timeout="0.2 seconds")(starved)
+    app.run()
+    (blocker,) = app.history.records("blocker", actions="success")
+    assert "(it blocked the scheduler's loop)" in (blocker.message or ""), blocker
+    (end,) = app.history.records("starved", actions=("success", "fail", "terminate"))
+    assert end.action == "success", end
+    assert "(the scheduler's loop was held by another run)" in (end.message or ""), end
 
 
 def _run_file(tmp_path: Path, tasks: str, jobs: str) -> subprocess.Popen[str]:

@@ -49,6 +49,13 @@ def leave(db: Path, *trees: tuple[str, int, int], owner=DEAD_OWNER) -> Path:
     return Path(registry.path)
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def restart(db: Path) -> float:
     """Serve a scheduler on the history file until its shut condition (at once); seconds."""
     with SQLiteHistory(db) as history:
@@ -168,7 +175,8 @@ def test_a_second_scheduler_of_the_same_process_leaves_the_first_ones_alone(tmp_
     try:
         registry = Path(str(db) + SUFFIX)
         deadline = time.monotonic() + 10
-        while not registry.exists() and time.monotonic() < deadline:
+        # (The file names its owner from the start; the tree comes once the run does.)
+        while "long_a" not in _text(registry) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert "long_a" in registry.read_text()
         restart(db)  # B: starts and stops at once
@@ -179,6 +187,40 @@ def test_a_second_scheduler_of_the_same_process_leaves_the_first_ones_alone(tmp_
     with SQLiteHistory(db) as history:
         finish = [r for r in history.records("long_a") if r.action != "run"]
     assert [(r.action, r.reason) for r in finish] == [("terminate", "shutdown")]
+
+
+def test_a_scheduler_with_no_process_running_is_not_taken_for_a_dead_one(tmp_path):
+    """A serves on the history file with an async run open and no process tree: B,
+    started beside it, must not record A's live run as crash (it once did, and A then
+    wrote the run's success too: two finishing records for one run)."""
+    db = tmp_path / "runs.sqlite3"
+    first = Scheduler(
+        {
+            "history": SQLiteHistory(db),
+            "shut_cond": "scheduler has run over 3 seconds",
+            "timeout": "never",
+        }
+    )
+    started = threading.Event()
+
+    @first.task(Once(), name="waits", execution="async")
+    async def waits() -> None:
+        started.set()
+        await asyncio.sleep(60)  # ended by the shutdown
+
+    serving = threading.Thread(target=first.run)
+    serving.start()
+    try:
+        assert started.wait(10)
+        restart(db)  # B: starts and stops at once
+        with SQLiteHistory(db) as history:
+            assert [r.action for r in history.records("waits")] == ["run"]  # not crash
+    finally:
+        first.shut_down(force=True)
+        serving.join(30)
+    with SQLiteHistory(db) as history:
+        assert [r.action for r in history.records("waits")] == ["run", "terminate"]
+    assert not Path(str(db) + SUFFIX).exists()  # A's mark goes with it
 
 
 def test_a_registry_from_before_the_last_boot_is_dropped_unread(tmp_path):

@@ -609,3 +609,26 @@ def test_a_multilaunch_task_whose_threads_ignore_their_flag_does_not_pile_up(rel
     assert len(starts) == MAX_DYING  # not one a minute for three hours
     ends = app.history.records("deaf", actions="terminate")
     assert len(ends) == MAX_DYING and all("abandoned at shutdown" in r.message for r in ends)
+
+
+@pytest.mark.parametrize("where", ["scheduler", "task"])
+def test_a_timeout_past_the_end_of_the_calendar_never_comes(where):
+    # "999999999 days" passes the config (durations past the calendar are durations);
+    # the first start once died on "date value out of range" (conddsl run: an internal error).
+    far = "999999999 days"
+    app = virtual(
+        shut_cond="time of day after 07:00", **({"timeout": far} if where == "scheduler" else {})
+    )
+
+    async def work() -> None:
+        await app.clock.sleep(60)
+
+    app.task(
+        Once(), name="long", execution="async", **({"timeout": far} if where == "task" else {})
+    )(work)
+    play(app)
+    assert app.fatal_error is None
+    assert [(r.action, r.reason) for r in app.history.records("long")] == [
+        ("run", None),
+        ("success", None),
+    ]

@@ -10,12 +10,15 @@ from __future__ import annotations
 import abc
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
+from conddsl.errors import ClaimBusy as ClaimBusy
 from conddsl.errors import HistoryError as HistoryError
 from conddsl.errors import HistoryJournaled as HistoryJournaled
+from conddsl.errors import HistoryUnavailable as HistoryUnavailable
+from conddsl.errors import RunLost as RunLost
 
 ACTIONS: tuple[str, ...] = ("run", "success", "fail", "terminate", "inaction", "crash")
 FINISH_ACTIONS: frozenset[str] = frozenset(ACTIONS[1:])
@@ -39,6 +42,9 @@ class Record:
     reason: str | None = None
     message: str | None = None
     traceback: str | None = None  # a ``fail`` record's exception, its last MAX_TRACEBACK chars
+    # The scheduler that wrote it (a shared PostgreSQL history; None elsewhere). Where a
+    # record came from is not what it says: two records differing only here are equal.
+    node: str | None = field(default=None, compare=False)
 
 
 def to_us(at: datetime, name: str = "at") -> int:

@@ -132,7 +132,21 @@ class SchedulerTable(_Model):
         None, description="The zone conditions are evaluated in (default: the system's)"
     )
     history: str | None = Field(
-        None, description="The SQLite run-history file, relative to this task file"
+        None,
+        description="The SQLite run-history file, relative to this task file, or a"
+        " postgresql:// connection string shared by several schedulers (also the environment"
+        " variable CONDDSL_HISTORY, which wins)",
+    )
+    node: str | None = Field(
+        None,
+        min_length=1,
+        description="This scheduler's name on a shared history (default: hostname:pid)",
+    )
+    lease: Duration | None = Field(
+        None,
+        description="On a shared history, how long a node counts as alive after its last"
+        " renewal (default: 10 seconds)",
+        json_schema_extra={"default": 10},
     )
     rules: list[str] = Field(
         default_factory=list,
@@ -180,6 +194,11 @@ class TaskTable(_Model):
         None, description="Terminate a run after this long (default: the [scheduler] timeout)"
     )
     multilaunch: bool = Field(False, description="Allow several runs at the same time")
+    on_node_lost: Literal["fail", "retry"] = Field(
+        "fail",
+        description="On a shared history, a run whose node is lost: recorded as crashed"
+        " ('fail': at most once) or started again on another node ('retry': at least once)",
+    )
     disabled: bool = Field(False, description="Never start the task")
     on_startup: bool = Field(
         False, description="Run once when the scheduler starts, before anything else"

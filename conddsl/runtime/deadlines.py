@@ -71,7 +71,12 @@ class Timeouts:
         """Time ``run`` out at ``start`` + its task's timeout (none: never)."""
         if run.task.timeout is None:
             return
-        deadline = run.deadline = start + run.task.timeout
+        try:
+            deadline = start + run.task.timeout
+        except OverflowError:  # past the calendar's end ("999999999 days"): it never comes
+            run.deadline = None  # (an earlier arm's instant, before its process began, too)
+            return
+        run.deadline = deadline
         bucket = self.due.get(deadline)
         if bucket is None:
             self.due[deadline] = [run]

@@ -110,6 +110,7 @@ class AsyncExecutor(_InProcess):
         handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
     async def _body(self, run: Run, coroutine: Awaitable[object]) -> None:
+        self.host.stepped(run)
         try:
             await coroutine
         except asyncio.CancelledError:
@@ -191,6 +192,7 @@ class ThreadExecutor(_InProcess):
             outcome = ended(run, exc)
         else:
             outcome = ended(run, None)
+        self.host.returned(run)
         # A closed loop (RuntimeError) means nobody is waiting for this run any more.
         with contextlib.suppress(RuntimeError):
             self.host.loop.call_soon_threadsafe(self._ended, run, outcome)

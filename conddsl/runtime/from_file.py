@@ -58,6 +58,7 @@ def scheduler_from_task_file(
             "end_cond": condition(task.end_cond),
             "timeout": task.timeout,
             "multilaunch": task.multilaunch,
+            "on_node_lost": task.on_node_lost,
             "disabled": task.disabled,
         }
         if task.role is not None:  # started by the scheduler itself, never by a condition

@@ -10,12 +10,14 @@ record, stamped when the run ends and written right after that turn of the event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+from conddsl.history import Record
 from conddsl.runtime.clock import Clock
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
@@ -93,6 +95,8 @@ class Launcher:
             stopping=lambda: not self._serving(),
             overdue=self._unhold,
             began=self._began,
+            returned=self._returned,
+            stepped=self._stepped,
             output=output,
         )
         processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
@@ -106,9 +110,18 @@ class Launcher:
         return processes
 
     def start(
-        self, task: Task, now: datetime, *, reason: str | None = None, due: datetime | None = None
+        self,
+        task: Task,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        due: datetime | None = None,
+        claimed: Record | None = None,
     ) -> tuple[Run, Awaitable[None] | None]:
-        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's."""
+        """Start a run (``reason``: on its ``run`` record); the awaitable is a main coroutine's.
+
+        ``claimed``: the run record a shared history wrote when this node won the start
+        (its run_id is the run's; nothing more is written for the start)."""
         executor = self._executors[task.execution]
         # Records in causal order: every finishing record stamped so far is written
         # first, and a run starts after the instant its task's last run ended (a
@@ -117,8 +130,10 @@ class Launcher:
         ended = self._runs.ended_at.get(task.name)
         if ended is not None and ended >= now:
             now = ended + _TICK
-        run = Run(task, uuid.uuid4().hex, now, flag=executor.new_flag(), manual=reason == "manual")
+        run_id = uuid.uuid4().hex if claimed is None else claimed.run_id
+        run = Run(task, run_id, now, flag=executor.new_flag(), manual=reason == "manual")
         run.due = due
+        run.claimed = claimed is not None
         # Its timeout counts from now, or, for a process, from when the process exists
         # (which its run record says: _began); a process that never comes is still
         # timed out, START_ALLOWANCE later. Virtual time does not jump until it comes.
@@ -129,8 +144,16 @@ class Launcher:
         else:
             self._timeouts.arm(run, now)
         self._runs.add(run)
-        if not run.pending:
-            self._records.write(run, "run", now, reason=reason, own_change=False)
+        if claimed is not None or not run.pending:
+            try:
+                if claimed is not None:
+                    self._records.written(run, claimed, own_change=False)
+                else:
+                    self._records.write(run, "run", now, reason=reason, own_change=False)
+            except BaseException:  # a Ctrl-C in a listener: the run must not stay counted
+                self.terminate(run, "shutdown", "interrupted while starting")
+                self.finish(run, "terminate", "not started")
+                raise
         if run.reason is not None:  # recording it failed fatally: it never starts
             self.finish(run, "terminate", "not started")
             return run, None
@@ -152,13 +175,29 @@ class Launcher:
         now = run.started = max(self.clock.now(), run.started)
         if run.reason is None:
             self._timeouts.arm(run, now)
-        reason = "manual" if run.manual else None
-        self._records.write(run, "run", now, reason=reason, own_change=False)
+        if not run.claimed:  # a claimed run's record was written by its claim
+            reason = "manual" if run.manual else None
+            self._records.write(run, "run", now, reason=reason, own_change=False)
         self._on_began(run, now)
+
+    def _returned(self, run: Run) -> None:
+        """A thread run's function returned (called in its thread): when, for its record."""
+        # A clock that fails here must not keep the thread from reporting its end: the
+        # record is then stamped when the loop sees it, as before.
+        with contextlib.suppress(Exception):
+            run.returned_at = self.clock.now()
+
+    def _stepped(self, run: Run) -> None:
+        """An async run's coroutine runs its first line: when (see :func:`_overran`)."""
+        run.stepped_at = self.clock.now()
 
     def terminate(self, run: Run, reason: str, message: str) -> None:
         """Ask ``run`` to stop (once; a later reason does not replace the first)."""
         if run.finished or run.reason is not None:
+            return
+        if run.returned_at is not None:
+            # Its work ended already, its end not seen yet (the loop was held by another
+            # run): not a timeout or a termination, and it ended when it did.
             return
         run.reason, run.message = reason, message
         if not run.launched:
@@ -187,7 +226,8 @@ class Launcher:
         elif action == "terminate":
             reason = "task"  # it raised TaskTerminationException unasked
         # Stamped now, written after this turn of the loop (see conddsl.runtime.records).
-        stamp = max(self.clock.now(), run.started)  # (a start may be a tick ahead of now)
+        # (A start may be a tick ahead of now.) A thread's end is when it returned.
+        stamp = max(run.returned_at or self.clock.now(), run.started)
         self._runs.ended_at[task.name] = stamp
         if run.reason is None and run.deadline is not None and stamp > run.deadline:
             message = _overran(run, stamp, message)
@@ -224,9 +264,16 @@ def _overran(run: Run, stamp: datetime, message: str | None) -> str | None:
     over = (stamp - run.deadline).total_seconds() if run.deadline is not None else 0.0
     if over < OVERRUN_NOTED:
         return message
+    # Only code on the loop can hold it; an async run that first ran past its timeout
+    # was held up by another run (a thread's end is stamped when it returned).
+    first, deadline = run.stepped_at, run.deadline
+    held_up = first is not None and deadline is not None and first > deadline
+    if run.task.execution in ("main", "async") and not held_up:
+        why = "it blocked the scheduler's loop"
+    else:
+        why = "the scheduler's loop was held by another run"
     note = (
-        f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped"
-        " (it blocked the scheduler's loop)"
+        f"overran its timeout {run.task.timeout} by {over:.3g} s: it could not be stopped ({why})"
     )
     log.warning("task %r %s", run.task.name, note)
     return "; ".join(text for text in (message, note) if text)

@@ -15,7 +15,10 @@ dead scheduler's runs as ``crash``: each root that is still the same process is
 ended with its tree like a terminated run (SIGTERM to the tree, SIGKILL after
 ``kill_grace``), and so is what is left of its process group when the root itself
 has ended. A warning names what was ended; each entry leaves the file once its tree
-is gone, so a scheduler killed again meanwhile leaves it to the next one.
+is gone, so a scheduler killed again meanwhile leaves it to the next one. While its
+scheduler serves, the file stays even with no tree listed (it names the owner): a
+scheduler running only coroutines and threads is still seen to be alive. It goes when
+the scheduler stops (:meth:`ProcessRegistry.close`).
 
 The registry also names its owner (pid, start time, a token of its own, and the boot
 it was written in): a registry whose owner is alive (another process that is the same
@@ -132,6 +135,7 @@ class ProcessRegistry:
         self.trees: dict[str, Tree] = {}
         self._write_soon = False
         self._failed = False  # a write failed: warned once
+        self._closed = False  # its scheduler stopped: no owner to name any more
 
     # ---------------------------------------------------------------- reading
 
@@ -209,11 +213,18 @@ class ProcessRegistry:
             self._write_soon = True
             self.loop.call_soon(self.write)  # once per turn, whatever the number of changes
 
+    def close(self) -> None:
+        """The scheduler stops: the file goes once no tree is listed."""
+        self._closed = True
+        self.write()
+
     def write(self) -> None:
-        """Write the file now (atomically); remove it when no tree is listed."""
+        """Write the file now (atomically); remove it when closed and no tree is listed."""
         self._write_soon = False
         try:
-            if not self.trees:
+            # Kept, naming its owner, while the scheduler serves: a second scheduler on
+            # the history must not take its open runs for a dead one's.
+            if not self.trees and self._closed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
                 return
@@ -340,7 +351,7 @@ def recover(path: str | None, grace: float, loop: asyncio.AbstractEventLoop) -> 
     if trees is None:
         return Recovery(None, None, shared=True)
     if not trees:
-        registry.write()  # an empty or stale file goes
+        registry.write()  # an empty or stale file is replaced by one naming its owner
         return Recovery(registry, None)
     killer = LeftoverKiller(registry, grace, loop)
     killer.start(trees)

@@ -4,12 +4,15 @@ then to the listeners subscribed to it (the CLI's printing, logs, metrics).
 A finishing record is stamped when its run ends and written right after the current
 turn of the event loop (and always before any condition is evaluated), so a burst of
 terminations is not slowed by history writes. A listener that raises is reported once
-(in the log) and never breaks the scheduler: it is still called for later records.
+(in the log) and never breaks the scheduler: it is still called for later records. That
+holds for ``SystemExit`` (a ``sys.exit()`` in a listener) and ``CancelledError`` too; only
+``KeyboardInterrupt`` goes on up, as a Ctrl-C would anywhere else.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,7 +69,10 @@ class RecordWriter:
         self.history = history
         self._on_error = on_error
         self._wake = wake
-        self._listeners: tuple[Listener, ...] = ()  # replaced whole: safe from any thread
+        self._listeners: tuple[Listener, ...] = ()  # replaced whole: read from any thread
+        # Held while the tuple is rebuilt: a rebuild from a stale copy would drop a
+        # listener another thread added meanwhile.
+        self._subscribing = threading.Lock()
         self._failed: set[int] = set()  # ids of listeners whose failure was reported
         self.unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
 
@@ -74,10 +80,12 @@ class RecordWriter:
         """Call ``listener`` with every record written from now on; returns the unsubscribe."""
         if not callable(listener):
             raise TypeError(f"a listener is called with each record, not a {type(listener)}")
-        self._listeners = (*self._listeners, listener)
+        with self._subscribing:
+            self._listeners = (*self._listeners, listener)
 
         def unsubscribe() -> None:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            with self._subscribing:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
 
         return unsubscribe
 
@@ -108,6 +116,14 @@ class RecordWriter:
             started = None if action == "run" else run.started
             self.tell(Recorded(stored, started, run.due if action == "run" else None))
 
+    def written(self, run: Run, stored: Record, *, own_change: bool = True) -> None:
+        """A record of ``run`` that the history wrote itself (a claim's run record): wake
+        and tell the listeners as :meth:`write` does."""
+        self._wake(run.task.name, own_change)
+        if self._listeners:
+            started = None if stored.action == "run" else run.started
+            self.tell(Recorded(stored, started, run.due if stored.action == "run" else None))
+
     def stamp(
         self, run: Run, action: str, at: datetime, reason: str | None, message: str | None
     ) -> bool:
@@ -133,7 +149,11 @@ class RecordWriter:
         for listener in self._listeners:
             try:
                 listener(recorded)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            # Not just Exception: a SystemExit or CancelledError raised here would unwind
+            # the scheduler's loop in the middle of a start or a stop.
+            except BaseException:
                 if id(listener) not in self._failed:
                     self._failed.add(id(listener))
                     log.exception(

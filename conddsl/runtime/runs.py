@@ -54,6 +54,14 @@ class Run:
     traceback: str | None = None  # the failure's, for the finishing record
     # Its run record and timeout wait for its process to exist (see Host.began).
     pending: bool = False
+    # Its run record was written by a claim on a shared history (runtime/shared.py).
+    claimed: bool = False
+    # When its work returned, set in the run's own thread (see Host.returned): the loop
+    # may see that end late, behind another run that held it.
+    returned_at: datetime | None = None
+    # When an async run's coroutine first ran (see Host.stepped): a loop held by another
+    # run may start it past its timeout.
+    stepped_at: datetime | None = None
 
     @property
     def state(self) -> str:
@@ -80,6 +88,11 @@ class Host:
     # The run's process exists now (executors with ``records_when_started``): its run
     # record is written, stamped now, and its timeout counts from now.
     began: Callable[[Run], None] = lambda run: None
+    # Called in a thread run's own thread when its function has returned: the time of
+    # its end is taken there, not when the loop gets to it.
+    returned: Callable[[Run], None] = lambda run: None
+    # Called when an async run's coroutine runs its first line.
+    stepped: Callable[[Run], None] = lambda run: None
     # Where process and command runs' output lines go, ``(task, stream, line)``
     # (:mod:`conddsl.runtime.output`); None: the children write where the scheduler does.
     output: Callable[[str, str, str], None] | None = None

@@ -52,6 +52,7 @@ import collections
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,7 +67,7 @@ from conddsl.errors import (
     SchedulerError,
     UnknownTaskError,
 )
-from conddsl.history import History, HistoryError
+from conddsl.history import ClaimBusy, History, HistoryError, Record, RunLost
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
     OWN_TASK_HINT,
@@ -88,10 +89,16 @@ from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
+from conddsl.runtime.shared import SharedNode, is_outage, shared_store
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
 
 log = logging.getLogger("conddsl.runtime")
+# While a shared history cannot be reached, conditions are tried again this often.
+OUTAGE_RECHECK = timedelta(seconds=2)
+# A start another node was claiming at the same instant is looked at again this soon (its
+# run record usually wakes this node first).
+BUSY_RECHECK = timedelta(milliseconds=100)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,6 +145,7 @@ class Scheduler:
 
         self.config = SchedulerConfig.load(config)  # type: ignore[arg-type]
         self.clock: Clock = clock if clock is not None else RealClock()
+        self._own_clock = clock is None  # on a shared history: set to the database's
         self.session = Session(env=self.config.env, params=self.config.params)
         self.tasks: dict[str, Task] = {}
         #: The scheduler's own custom conditions (``app.cond``), found by its conditions.
@@ -197,6 +205,11 @@ class Scheduler:
         self._permanent_pending: dict[str, None] = {}  # permanent tasks not started yet
         self._role_queue: collections.deque[Task] = collections.deque()
         self._role_run: Run | None = None  # the on_startup or on_shutdown run going on
+        # On a history several schedulers share (runtime/shared.py): this node's part,
+        # and the tasks whose lost runs may wait to be retried here.
+        self._shared: SharedNode | None = None
+        self._retry_hint: set[str] = set()
+        self._recheck_soon: dict[str, datetime] = {}  # starts another node was claiming
         if self.config.shut_cond is not None:
             self._resolve_shut_cond(defer_unknown=True)
 
@@ -317,6 +330,7 @@ class Scheduler:
         permanent: bool = False,
         on_startup: bool = False,
         on_shutdown: bool = False,
+        on_node_lost: str = "fail",
     ) -> Callable[[F], F]:
         """Register the decorated function as a task; it is returned unchanged.
 
@@ -338,6 +352,7 @@ class Scheduler:
                 disabled=disabled,
                 role=role,
                 compile_cond=self._compile,
+                on_node_lost=on_node_lost,
             )
             self._add(task)
             return func
@@ -360,6 +375,7 @@ class Scheduler:
         permanent: bool = False,
         on_startup: bool = False,
         on_shutdown: bool = False,
+        on_node_lost: str = "fail",
     ) -> Task:
         """Register a program run without a shell (``shell=True``: one string for /bin/sh -c).
 
@@ -379,6 +395,7 @@ class Scheduler:
             shell=shell,
             role=role_of(permanent, on_startup, on_shutdown),
             compile_cond=self._compile,
+            on_node_lost=on_node_lost,
         )
         self._add(task)
         return task
@@ -552,6 +569,7 @@ class Scheduler:
         # runs are marked crash); this one's are listed while they live.
         recovery = recover(self._registry_file(), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
+        self._join_shared(loop)
         processes = self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
@@ -594,7 +612,7 @@ class Scheduler:
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._heard)
                 if procs is not None:
-                    procs.write()  # every tree has ended: the file goes
+                    procs.close()  # every tree has ended: the file goes
                 thaw()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
@@ -828,6 +846,13 @@ class Scheduler:
 
     def _fail(self, exc: BaseException) -> None:
         """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
+        if isinstance(exc, RunLost):
+            # Another node took the run over (it recorded the crash): not ours to record.
+            log.warning("%s", exc)
+            return
+        if self._shared is not None and is_outage(exc):
+            self._shared.outage(exc)  # ridden out: the records wait, nothing is claimed
+            return
         if self.fatal_error is not None:
             log.error("another error while stopping: %s", exc)
             return
@@ -913,9 +938,13 @@ class Scheduler:
                 and (task.multilaunch or name not in self._runs)
                 and not self._runs.dying_too_many(task)
             ):
+                if name in self._retry_hint:
+                    await self._start_retries(task, now)
                 where = f"start condition of task {name!r}"
-                if self._holds(task.start, where, now, context, on_error=False):
-                    await self._launch(task, now, due=due)
+                if (task.multilaunch or name not in self._runs) and self._holds(
+                    task.start, where, now, context, on_error=False
+                ):
+                    await self._launch(task, now, due=due, claim=self._shared is not None)
         self._checks.set(name, self._next_check(task, now, context))
 
     def _watches_end(self, task: Task) -> bool:
@@ -925,12 +954,34 @@ class Scheduler:
         return self.state is State.RUNNING and (not task.disabled or task.name in self._manual)
 
     async def _launch(
-        self, task: Task, now: datetime, reason: str | None = None, due: datetime | None = None
+        self,
+        task: Task,
+        now: datetime,
+        reason: str | None = None,
+        due: datetime | None = None,
+        *,
+        claim: bool = False,
+        claimed: Record | None = None,
     ) -> Run | None:
-        """Start a run, or None when it must wait for a process slot (max_process_count)."""
+        """Start a run, or None when it must wait for a process slot (max_process_count)
+        or, with ``claim``, when another node won its start (a shared history)."""
         if not self._runs.slot_for(task):
             return None
-        run, awaitable = self._launcher.start(task, now, reason=reason, due=due)
+        if claim and self._shared is not None:
+            self._records.flush()  # our finishes first: the claim's check reads them
+            try:
+                claimed = self._shared.claim(task, uuid.uuid4().hex)
+            except ClaimBusy:
+                self._recheck_soon[task.name] = now + BUSY_RECHECK
+                return None
+            except Exception as exc:  # the start condition raised inside the claim
+                self._fail(
+                    ConditionFailed(f"start condition of task {task.name!r}", task.start, exc)
+                )
+                return None
+            if claimed is None:
+                return None
+        run, awaitable = self._launcher.start(task, now, reason=reason, due=due, claimed=claimed)
         if awaitable is not None:
             await awaitable
         return run
@@ -977,7 +1028,8 @@ class Scheduler:
             times.append(self._next(task.start, f"start condition of {name!r}", now, context))
         if task.end is not None and self._watches_end(task):
             times.append(self._next(task.end, f"end condition of {name!r}", now, context))
-        found = [at for at in times if at is not None]
+        soon = self._recheck_soon.pop(name, None)
+        found = [at for at in (*times, soon) if at is not None]
         return min(found) if found else None
 
     def _context(self, name: str | None) -> dict[str, Any]:
@@ -995,6 +1047,9 @@ class Scheduler:
         try:
             return is_true(cond, where, now, **context)
         except ConditionFailed as exc:
+            if self._shared is not None and is_outage(exc):
+                self._shared.outage(exc)
+                return False  # neither started nor ended while the history cannot answer
             if self.config.silence_cond_check:
                 log.debug("%s (silenced: taken as %s)", exc, on_error)
             else:
@@ -1007,9 +1062,49 @@ class Scheduler:
         try:
             return next_change(cond, where, now, **context)
         except ConditionFailed as exc:
+            if self._shared is not None and is_outage(exc):
+                self._shared.outage(exc)
+                return now + OUTAGE_RECHECK
             if not self.config.silence_cond_check:
                 self._fail(exc)
             return None
+
+    # ---------------------------------------------------------------- shared history
+
+    def _join_shared(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a history several schedulers share: claims, wake-ups, fencing, its clock."""
+        store = shared_store(self.history)
+        if store is None:
+            return
+        if self._own_clock:
+            # Records and deadlines on the database's clock, whatever this machine's says.
+            self.clock = self._launcher.clock = RealClock(store.database_time)
+        self._shared = SharedNode(store, self.session)
+        self._retry_hint.update(self.tasks)  # retries left pending while no node took them
+        self._shared.start(loop, self._heard_record, self._fenced)
+
+    def _heard_record(self, task: str | None) -> None:
+        """Another node recorded for ``task`` (None: anything may have changed)."""
+        names = list(self.tasks) if task is None else [task]
+        for name in names:
+            self._woken(name, True)
+            if name in self.tasks and self.tasks[name].on_node_lost == "retry":
+                self._retry_hint.add(name)
+        self._wake.set()
+
+    def _fenced(self, why: str) -> None:
+        """This node lost its lease: its runs are another node's now; end the local copies."""
+        for run in self.running_runs:
+            if run.task.terminable:
+                self._launcher.terminate(run, "fenced", f"this node lost its lease: {why}")
+        self._wake.set()
+
+    async def _start_retries(self, task: Task, now: datetime) -> None:
+        """Start the retries of ``task``'s runs lost with their node that this node wins."""
+        self._retry_hint.discard(task.name)
+        assert self._shared is not None
+        for record in self._shared.retries([task]):
+            await self._launch(task, now, reason="retry", claimed=record)
 
     # ---------------------------------------------------------------- runs
 

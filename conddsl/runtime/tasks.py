@@ -44,6 +44,8 @@ class Task:
     flag_params: tuple[str, ...] = ()
     reads: Reads = field(default_factory=Reads)
     role: str | None = None  # one of ROLES, or None for a task started by its condition
+    # On a shared history, what a run lost with its node becomes: "fail" or "retry".
+    on_node_lost: str = "fail"
 
     @property
     def permanent(self) -> bool:
@@ -88,6 +90,7 @@ def func_task(
     disabled: bool = False,
     role: str | None = None,
     compile_cond: Compile | None = None,
+    on_node_lost: str = "fail",
 ) -> Task:
     """Check the settings of a Python task and build it."""
     if not callable(func):
@@ -133,6 +136,7 @@ def func_task(
     )
     task.func = func
     task.flag_params = flag_params(func)
+    task.on_node_lost = node_lost_setting(name, on_node_lost)
     return task
 
 
@@ -151,6 +155,7 @@ def command_task(
     shell: bool = False,
     role: str | None = None,
     compile_cond: Compile | None = None,
+    on_node_lost: str = "fail",
 ) -> Task:
     """Check the settings of a command task (argv run without a shell, unless ``shell``)."""
     if shell:
@@ -181,7 +186,18 @@ def command_task(
     task.argv = tuple(argv)
     task.cwd = None if cwd is None else os.fspath(cwd)
     task.env = None if env is None else dict(env)
+    task.on_node_lost = node_lost_setting(name, on_node_lost)
     return task
+
+
+def node_lost_setting(name: str, value: object) -> str:
+    """``on_node_lost``: "fail" or "retry" (see docs/deployment.md)."""
+    if value not in ("fail", "retry"):
+        raise ConfigError(
+            f"task {name!r}: on_node_lost must be 'fail' (at most once) or 'retry'"
+            f" (at least once), not {value!r}"
+        )
+    return str(value)
 
 
 def _task(
