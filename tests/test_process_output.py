@@ -320,3 +320,9 @@ def test_a_lot_of_output_comes_through_whole_and_in_order():
     app.command_task("~has started", argv=["seq", "1", "50000"], name="many")
     app.run()
     assert lines == [str(n) for n in range(1, 50001)]
+
+
+def test_a_pump_that_never_served_closes_what_it_opened():
+    before = len(os.listdir("/proc/self/fd"))
+    OutputPump(lambda task, stream, line: None).close()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -141,7 +141,9 @@ class OutputPump:
             self._closing = True
             thread = self._thread
         self._wake()
-        if thread is not None:
+        if thread is None:
+            self._selector.close()  # never served: the thread would have closed it
+        else:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("output of process tasks: the output is blocked; lines dropped")
