@@ -73,17 +73,24 @@ class RecordPrinter:
         else:
             self._write(text)
 
-    def task_line(self, task: str, line: str) -> None:
-        """A line a task printed (see :mod:`conddsl.taskoutput`)."""
+    def task_line(self, task: str, line: str, stream: str | None = None) -> None:
+        """A line a task printed (see :mod:`conddsl.taskoutput`); ``stream``: ``stdout``
+        or ``stderr`` for a process or command run's (:mod:`conddsl.runtime.output`)."""
         if self.json:
             from datetime import datetime, timezone
 
             at = datetime.now(timezone.utc)
             data = event_data(at, "info", "conddsl.output", line, zone=self.zone)
             data["task"] = task
+            if stream is not None:
+                data["stream"] = stream
             self._write(json_dumps(data))
         else:
             self._write(f"{printable(task)} | {line}")
+
+    def process_line(self, task: str, stream: str, line: str) -> None:
+        """A line a process or command run printed (``Scheduler.task_output``)."""
+        self.task_line(task, line, stream)
 
     def _print(self, record: Record) -> None:
         if self.json:
@@ -273,6 +280,7 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
     )
     # What thread and async tasks print is shown with their name (conddsl.taskoutput).
     task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+    app.task_output = printer.process_line  # and process and command tasks' (their pipes)
     real_stdout, sys.stdout = sys.stdout, task_output
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     requests = _serve_requests(app, history_path)
@@ -395,6 +403,7 @@ def _serve_shared(
         f" (history: {where}); Ctrl-C stops gracefully, twice forces"
     )
     task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+    app.task_output = printer.process_line  # and process and command tasks' (their pipes)
     real_stdout, sys.stdout = sys.stdout, task_output
     restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
     failure: HistoryError | None = None

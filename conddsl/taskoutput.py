@@ -6,8 +6,8 @@ its asyncio task (``conddsl:<task>:<run_id>``) becomes ``<task> | <line>``; anyt
 (conddsl's own lines, a main task) passes through unchanged. Lines are put together per
 thread or asyncio task, so two tasks printing at once never mix within a line.
 
-Process and command tasks write to the terminal from processes of their own, directly:
-their output is not prefixed.
+Process and command tasks write from processes of their own: ``conddsl run`` reads
+their pipes instead (:mod:`conddsl.runtime.output`) and prints their lines the same way.
 """
 
 from __future__ import annotations

@@ -112,6 +112,7 @@ def test_a_cycle_would_be_seen(tmp_path):
                 "frozen_heap",
                 "handles",
                 "launcher",
+                "output",
                 "phases",
                 "process_exec",
                 "records",
@@ -123,6 +124,7 @@ def test_a_cycle_would_be_seen(tmp_path):
         # Executors know nothing of clocks (the scheduler holds the clock for them).
         ("conddsl.runtime.executors", "conddsl.runtime.clock"),
         ("conddsl.runtime.process_exec", "conddsl.runtime.clock"),
+        ("conddsl.runtime.output", "conddsl.runtime.clock"),
     ],
 )
 def test_a_lower_layer_never_imports_a_higher_one(lower, upper):

@@ -293,8 +293,9 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
     # The only modules of the task file's folder imported are the named ones.
     new = {name for name in set(sys.modules) - modules if name != "myjobs"}
     assert not [m for m in new if str(tmp_path) in str(getattr(sys.modules[m], "__file__", ""))]
-    # Files written: the history file (SQLite: the file, its -wal and -shm), the command's
-    # stderr in a temporary file removed at once, /dev/null as the command's stdin (and
+    # Files written: the history file (SQLite: the file, its -wal and -shm), a command's
+    # stderr in a temporary file removed at once when it starts without the fork server
+    # (its output is piped), /dev/null as the command's stdin (and
     # Python's bytecode cache of the imported module, where bytecode is written at all).
     databases = {os.fspath(args[0]) for event, args in events if event == "sqlite3.connect"}
     assert databases == {str(tmp_path / "data" / "runs.sqlite3")}

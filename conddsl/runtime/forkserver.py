@@ -28,7 +28,9 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
   and the read end of its go pipe attached; ``environ`` is None when it did not change
   since the last start. ``("command", key, argv, cwd, environ, grace)`` with the
-  program's stderr file and the go pipe attached. The scheduler writes a byte to the go
+  program's stderr file and the go pipe attached. Either may carry, after those, the
+  body's stdout (and, for ``start``, stderr) pipes: the body writes there (``conddsl
+  run`` prefixes each line: :mod:`.output`). The scheduler writes a byte to the go
   pipe once the run is listed in its process registry (or closes it: never go).
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
   start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
@@ -247,7 +249,7 @@ class _Server:
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 2)
+            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 4)
         except ConnectionResetError:
             return False
         if not data:
@@ -262,10 +264,10 @@ class _Server:
             _send(self.sock, ("preloaded",))
         elif message[0] == "start":
             body = functools.partial(_child, fds[0], self.for_children, *message[2:6])
-            self.start(message[1], message[6], message[7], body, fds)
+            self.start(message[1], message[6], message[7], _writing_to(fds[2:], body), fds)
         elif message[0] == "command":
             body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
-            self.start(message[1], None, message[5], body, fds)
+            self.start(message[1], None, message[5], _writing_to(fds[2:], body), fds)
         return True
 
     def start(
@@ -481,6 +483,23 @@ def _exit_like(status: int | None) -> NoReturn:
     os._exit(128 + int(sig))
 
 
+def _writing_to(
+    output: list[int], body: Callable[[int, Callable[[], None]], NoReturn]
+) -> Callable[[int, Callable[[], None]], NoReturn]:
+    """``body`` with its stdout (and stderr) on the descriptors in ``output``, if any."""
+    if not output:
+        return body
+
+    def redirected(keeper: int, go: Callable[[], None]) -> NoReturn:
+        _flush_output()  # nothing of the server's may land in the run's pipe
+        for target, fd in enumerate(output, start=1):  # 1: stdout, 2: stderr
+            os.dup2(fd, target)
+        line_by_line()
+        return body(keeper, go)
+
+    return redirected
+
+
 def _child(
     flag_fd: int,
     results: socket.socket,
@@ -622,6 +641,14 @@ def find_prctl() -> Callable[..., int] | None:
         return None
 
 
+def line_by_line() -> None:
+    """Have Python write stdout and stderr at each line end (to a run's pipe: a person
+    reads along, and a line printed before the run is killed is not lost in a buffer)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
 def _flush_output() -> None:
     """Flush what Python buffered for stdout and stderr (before ``os._exit``)."""
     for stream in (sys.stdout, sys.stderr):
@@ -737,10 +764,12 @@ class ForkServer:
         flag_fd: int,
         cwd: str,
         grace: float,
+        output: tuple[int, ...] = (),
     ) -> bool:
         """Ask for a child running ``payload`` in ``cwd`` once :meth:`go` is called; the
-        flag's read end is handed over (closed here). False if there is no server
-        (``flag_fd`` is left alone)."""
+        flag's read end is handed over (closed here), and copies of ``output`` (its
+        stdout and stderr, if given). False if there is no server (``flag_fd`` is left
+        alone)."""
         if not self.start():
             return False
         self._sync_path()
@@ -748,7 +777,7 @@ class ForkServer:
         changed = environ if environ != self._environ else None
         self._environ = environ
         message = ("start", key, payload, params, modules, cwd, changed, grace)
-        self._queue(message, (flag_fd, self._gate(key)), key)
+        self._queue(message, (flag_fd, self._gate(key), *map(os.dup, output)), key)
         return True
 
     def launch_command(
@@ -759,13 +788,16 @@ class ForkServer:
         environ: dict[str, str],
         stderr_fd: int,
         grace: float,
+        stdout_fd: int | None = None,
     ) -> bool:
         """Ask for a child running the program ``argv`` once :meth:`go` is called, its
-        stderr to ``stderr_fd`` (a copy is handed over); False if there is no server."""
+        stderr to ``stderr_fd`` and, if given, its stdout to ``stdout_fd`` (copies are
+        handed over); False if there is no server."""
         if not self.start():
             return False
         message = ("command", key, argv, cwd, environ, grace)
-        self._queue(message, (os.dup(stderr_fd), self._gate(key)), key)
+        output = () if stdout_fd is None else (os.dup(stdout_fd),)
+        self._queue(message, (os.dup(stderr_fd), self._gate(key), *output), key)
         return True
 
     def _gate(self, key: int) -> int:

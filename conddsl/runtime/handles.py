@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
+    from conddsl.runtime.output import Pipe
+
 
 @dataclass
 class Served:
@@ -19,6 +21,7 @@ class Served:
     key: int
     pid: int | None = None
     stderr: IO[bytes] | None = None
+    output: Pipe | None = None  # a command's stderr pipe, when output is piped (its tail)
 
 
 @dataclass

@@ -77,9 +77,14 @@ class Launcher:
         self._background: set[asyncio.Task[None]] = set()
 
     def open(
-        self, loop: asyncio.AbstractEventLoop, grace: float, procs: ProcessRegistry | None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        grace: float,
+        procs: ProcessRegistry | None,
+        output: Callable[[str, str, str], None] | None = None,
     ) -> ProcessExecutor:
-        """Build the executors on ``loop``; the process executor (warmed, closed by the caller)."""
+        """Build the executors on ``loop``; the process executor (warmed, closed by the
+        caller). ``output``: see ``Host.output``."""
         self._loop = loop
         host = Host(
             loop,
@@ -92,6 +97,7 @@ class Launcher:
             began=self._began,
             returned=self._returned,
             stepped=self._stepped,
+            output=output,
         )
         processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
         self._executors = {

@@ -19,6 +19,10 @@ A child forked here also asks Linux for SIGTERM when the scheduler's thread that
 forked it dies (``PR_SET_PDEATHSIG``); its own descendants, and programs started
 here, are left to the next start, which ends what the registry lists.
 
+When the scheduler is given somewhere for its runs' output (``Host.output``: ``conddsl
+run``), each run's stdout and stderr are pipes that :mod:`.output` reads, whichever way
+it starts; otherwise they are the scheduler's, and a program's stderr is a file.
+
 Over 400 lines, one job: the process and command executors share the tree handling;
 the fork server's side of each run (its callbacks) belongs with them.
 """
@@ -34,6 +38,7 @@ import os
 import pickle
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -49,6 +54,7 @@ from conddsl.runtime.forkserver import (
     fitted,
 )
 from conddsl.runtime.handles import Forked, Served
+from conddsl.runtime.output import OutputPump, Pipe
 from conddsl.runtime.processes import TreeKiller, keep_view, read_stat, scanner_for
 from conddsl.runtime.runs import Host, Run, clip
 from conddsl.runtime.tasks import Task
@@ -154,7 +160,9 @@ class ProcessExecutor(_TreeExecutor):
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
-        self._commands = CommandExecutor(host)  # programs while there is no server
+        # Their output piped, line by line to host.output (conddsl run), or not at all.
+        self._pump = OutputPump(host.output) if host.output is not None else None
+        self._commands = CommandExecutor(host, self._pump)  # programs while there is no server
         self._mp = multiprocessing.get_context("fork")
         find_prctl()  # found here, so that children forked from the scheduler have it
         self._server = ForkServer(
@@ -186,8 +194,10 @@ class ProcessExecutor(_TreeExecutor):
             await self._server.preload(modules, _WARM_TIMEOUT if timeout is None else timeout)
 
     async def close(self) -> None:
-        """Stop the fork server (every run has ended)."""
+        """Stop the fork server (every run has ended) and read the last of the output."""
         await self._server.close()
+        if self._pump is not None:
+            self._pump.close()
 
     def start(self, run: Run) -> None:
         """Hand the run to the fork server, or fork (or spawn) it here."""
@@ -201,32 +211,62 @@ class ProcessExecutor(_TreeExecutor):
         except OSError:  # removed: a child forked here still runs in it
             reference = None
         flag_fd = run.flag.open()
-        if reference is not None:
-            key = next(self._keys)
-            self._served[key] = run
-            run.handle = Served(key)
-            params = run.task.flag_params
-            if self._server.launch(key, *reference, params, flag_fd, cwd, self.host.kill_grace):
-                return
-            del self._served[key]
-        self._fork(run, flag_fd)
+        pipes = self._pipes(run)
+        output = tuple(pipe.write_fd for pipe in pipes)
+        try:
+            if reference is not None:
+                key = next(self._keys)
+                self._served[key] = run
+                run.handle = Served(key)
+                params = run.task.flag_params
+                grace = self.host.kill_grace
+                if self._server.launch(key, *reference, params, flag_fd, cwd, grace, output):
+                    return
+                del self._served[key]
+            self._fork(run, flag_fd, output)
+        finally:
+            for pipe in pipes:  # the child (or the server) has its copy
+                pipe.close_write()
+
+    def _pipes(self, run: Run, tail: int = 0) -> tuple[Pipe, ...]:
+        """The run's stdout and stderr pipes (``tail``: bytes of stderr's end kept), or
+        none when output is not piped."""
+        if self._pump is None:
+            return ()
+        name = run.task.name
+        return self._pump.pipe(name, "stdout"), self._pump.pipe(name, "stderr", tail)
 
     def _start_command(self, run: Run) -> None:
         task = run.task
         if not self._server.broken:
             # stderr goes to a file, not a pipe: a grandchild holding it open can never
             # block on a full pipe, and its tail is read once the program has exited.
-            stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
+            # Piped instead when output is (its tail kept by the pump, which reads on).
+            pipes = self._pipes(run, _STDERR_TAIL)
             key = next(self._keys)
             self._served[key] = run
-            run.handle = Served(key, stderr=stderr)
             environ = task.env if task.env is not None else dict(os.environ)
             grace = self.host.kill_grace
             argv = list(task.argv)
-            if self._server.launch_command(key, argv, task.cwd, environ, stderr.fileno(), grace):
+            if pipes:
+                out, err = pipes
+                run.handle = Served(key, output=err)
+                launched = self._server.launch_command(
+                    key, argv, task.cwd, environ, err.write_fd, grace, out.write_fd
+                )
+                out.close_write()
+                err.close_write()
+            else:
+                stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
+                run.handle = Served(key, stderr=stderr)
+                launched = self._server.launch_command(
+                    key, argv, task.cwd, environ, stderr.fileno(), grace
+                )
+                if not launched:
+                    stderr.close()
+            if launched:
                 return
             del self._served[key]
-            stderr.close()
         self._commands.start(run)
 
     def terminate(self, run: Run) -> None:
@@ -281,8 +321,11 @@ class ProcessExecutor(_TreeExecutor):
         if run.task.execution == "command" and outcome is None and run.reason is None:
             outcome = ("success", None)  # a program sends nothing: its exit code says
             if code != 0:
-                stderr = served(run).stderr
-                text = _tail(stderr) if stderr is not None else ""
+                handle = served(run)
+                if handle.output is not None and self._pump is not None:
+                    text = self._pump.settle(handle.output)
+                else:
+                    text = _tail(handle.stderr) if handle.stderr is not None else ""
                 outcome = ("fail", clip(f"{exit_text(code)}: {text}" if text else exit_text(code)))
         _close_stderr(run)
         self._conclude(run, code, outcome, time.monotonic())
@@ -308,14 +351,15 @@ class ProcessExecutor(_TreeExecutor):
             outcome = ("terminate", why) if run.reason is not None else ("fail", why)
             self.host.spawn(self._ended(run, *outcome, time.monotonic()))
 
-    def _fork(self, run: Run, flag_fd: int) -> None:
-        """Fork the child from the scheduler and watch its sentinel."""
+    def _fork(self, run: Run, flag_fd: int, output: tuple[int, ...] = ()) -> None:
+        """Fork the child from the scheduler and watch its sentinel (``output``: its
+        stdout and stderr, if piped)."""
         reader, writer = self._mp.Pipe(duplex=False)
         process = self._mp.Process(
             target=_child,
             args=(
                 *(run.task.func, run.task.flag_params, flag_fd, writer),
-                *(os.getpid(), self._server.fds),
+                *(os.getpid(), self._server.fds, output),
             ),
             name=f"conddsl:{run.task.name}",
         )
@@ -399,6 +443,7 @@ def _child(
     conn: Any,
     parent: int,
     server_fds: tuple[int, ...],
+    output: tuple[int, ...] = (),
 ) -> None:
     """The side of a child forked from the scheduler: a session of its own, default
     signals, one result sent back."""
@@ -411,6 +456,16 @@ def _child(
         os._exit(1)  # the scheduler died before we asked: nobody waits for a result
     for fd in server_fds:  # the server ends when the scheduler does, not when we do
         os.close(fd)
+    if output:
+        for stream in (sys.stdout, sys.stderr):  # what the scheduler buffered is its own
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for target, fd in enumerate(output, start=1):  # 1: stdout, 2: stderr
+            os.dup2(fd, target)
+        # The scheduler's sys.stdout may not write to fd 1 (a host program's, conddsl
+        # run's TaskOutput): the child's own, a line at a time, do.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     action, message, trace = call_for_outcome(func, params, flag_fd)
     try:
         # Fitted: the scheduler reads the pipe only once we exited, so a send larger
@@ -423,19 +478,29 @@ def _child(
 class CommandExecutor(_TreeExecutor):
     """Runs a program (argv, no shell) in its own session; stderr's tail goes in a fail record."""
 
+    def __init__(self, host: Host, pump: OutputPump | None = None) -> None:
+        super().__init__(host)
+        self._pump = pump  # output piped to it, or not
+
     def start(self, run: Run) -> None:
         """Start the program here (its cost counts in the scheduler's time slice); a
         coroutine on the loop waits for it."""
         task = run.task
         run.handle = None
         # stderr goes to a file, not a pipe: a grandchild holding it open can never
-        # block on a full pipe, and its tail is read once the program has exited.
+        # block on a full pipe, and its tail is read once the program has exited. When
+        # output is piped, the pump reads on whatever happens (its tail kept there).
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - _body closes it
+        out = err = None
+        if self._pump is not None:
+            out = self._pump.pipe(task.name, "stdout")
+            err = self._pump.pipe(task.name, "stderr", _STDERR_TAIL)
         try:
             process = subprocess.Popen(
                 task.argv,
                 stdin=subprocess.DEVNULL,
-                stderr=stderr,
+                stdout=out.write_fd if out is not None else None,
+                stderr=err.write_fd if err is not None else stderr,
                 cwd=task.cwd,
                 env=task.env,
                 start_new_session=True,
@@ -450,14 +515,20 @@ class CommandExecutor(_TreeExecutor):
             stderr.close()
             self._finish(run, "fail", f"could not start {task.argv[0]!r}: {exc}")
             return
+        finally:
+            for pipe in (out, err):
+                if pipe is not None:
+                    pipe.close_write()
         run.handle = process
         self._spawned(run, process.pid)
-        self.host.spawn(self._body(run, process, stderr))
+        self.host.spawn(self._body(run, process, stderr, err))
 
     def _pid(self, run: Run) -> int | None:
         return run.handle.pid if isinstance(run.handle, subprocess.Popen) else None
 
-    async def _body(self, run: Run, process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+    async def _body(
+        self, run: Run, process: subprocess.Popen[bytes], stderr: IO[bytes], err: Pipe | None
+    ) -> None:
         with stderr:
             code = await self._exit_code(process)
             if run.reason is not None:
@@ -465,7 +536,8 @@ class CommandExecutor(_TreeExecutor):
             elif code == 0:
                 await self._ended(run, "success", None)
             else:
-                text = _tail(stderr)
+                pump = self._pump
+                text = pump.settle(err) if pump is not None and err is not None else _tail(stderr)
                 message = f"{exit_text(code)}: {text}" if text else exit_text(code)
                 await self._ended(run, "fail", clip(message))
 

@@ -93,6 +93,9 @@ class Host:
     returned: Callable[[Run], None] = lambda run: None
     # Called when an async run's coroutine runs its first line.
     stepped: Callable[[Run], None] = lambda run: None
+    # Where process and command runs' output lines go, ``(task, stream, line)``
+    # (:mod:`conddsl.runtime.output`); None: the children write where the scheduler does.
+    output: Callable[[str, str, str], None] | None = None
 
 
 class Executor(Protocol):

@@ -154,6 +154,11 @@ class Scheduler:
         self.rules = parse_rules(rules)
         #: See ``process_registry`` above; may be changed before serving.
         self.process_registry = _registry_setting(process_registry)
+        #: Where the lines process and command runs print go, as ``(task, stream, line)``
+        #: with stream ``"stdout"`` or ``"stderr"`` (read from pipes on a thread: see
+        #: :mod:`conddsl.runtime.output`); None (the default): the children write to the
+        #: scheduler's stdout and stderr themselves. Set before serving.
+        self.task_output: Callable[[str, str, str], None] | None = None
         self.state = State.IDLE
         self.fatal_error: BaseException | None = None
         #: Why the scheduler stops, once it does: (cause, what happened); the cause is
@@ -565,7 +570,7 @@ class Scheduler:
         recovery = recover(self._registry_file(), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         self._join_shared(loop)
-        processes = self._launcher.open(loop, grace, procs)
+        processes = self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
         self.state = State.RUNNING
