@@ -112,6 +112,7 @@ def test_a_cycle_would_be_seen(tmp_path):
                 "frozen_heap",
                 "handles",
                 "launcher",
+                "lifecycle",
                 "phases",
                 "process_exec",
                 "records",
