@@ -8,6 +8,8 @@ its own, and this module only says when each is asked:
 - :mod:`~conddsl.runtime.wake`: which tasks a record wakes, and the keys due now;
 - :mod:`~conddsl.runtime.control`: control requests from any thread, as queued callables;
 - :mod:`~conddsl.runtime.phases`: the scheduler's state and the session's phase (enums);
+- :mod:`~conddsl.runtime.lifecycle`: the steps that move them: the startup and closing
+  tasks, graceful and forced shutdown, fatal errors;
 - :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
 - :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
 - :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
@@ -39,10 +41,11 @@ Work is cut so that no run waits long for its termination:
 - While it serves, the heap it started with is frozen (see ``frozen_heap``).
 
 Over 400 lines (about 1,000): half is the public API (registration, control, serving),
-documented here, each method a few lines over the collaborators; the rest is the loop's
-steps (phases, shutdown, evaluation), which read and change the same state (the
-scheduler's ``state``, the session's phase, the manual and permanent starts pending)
-and are read best in one place.
+documented here, each method a few lines over the collaborators; the rest is the loop
+and the evaluation of the keys due, which reads and changes the scheduler's own
+bookkeeping (the manual and permanent starts pending, the retries and claims of a
+shared history, when each task is next looked at) at every step, and is read best in
+one place.
 """
 
 from __future__ import annotations
