@@ -111,6 +111,7 @@ def test_a_cycle_would_be_seen(tmp_path):
                 "executors",
                 "frozen_heap",
                 "handles",
+                "judge",
                 "launcher",
                 "lifecycle",
                 "phases",

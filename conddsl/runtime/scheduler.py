@@ -12,6 +12,8 @@ its own, and this module only says when each is asked:
   tasks, graceful and forced shutdown, fatal errors;
 - :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
 - :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
+- :mod:`~conddsl.runtime.judge`: what a condition that fails (or an outage) makes of
+  the answer;
 - :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
 - :mod:`~conddsl.runtime.eventloop`: ``run()``'s own event loop, and what is left on it;
 - :mod:`~conddsl.runtime.frozen_heap`: ``gc.freeze`` while serving.
@@ -75,8 +77,6 @@ from conddsl.runtime.conditions import (
     OWN_TASK_HINT,
     ConditionFailed,
     ConditionLike,
-    is_true,
-    next_change,
     own_task_problem,
     reads,
 )
@@ -85,6 +85,7 @@ from conddsl.runtime.control import Control, Request
 from conddsl.runtime.deadlines import Deadlines, Timeouts
 from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
+from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
 from conddsl.runtime.leftovers import recover, registry_path
 from conddsl.runtime.lifecycle import Lifecycle
@@ -92,13 +93,11 @@ from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
-from conddsl.runtime.shared import SharedNode, is_outage, shared_store
+from conddsl.runtime.shared import SharedNode, shared_store
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
 
 log = logging.getLogger("conddsl.runtime")
-# While a shared history cannot be reached, conditions are tried again this often.
-OUTAGE_RECHECK = timedelta(seconds=2)
 # A start another node was claiming at the same instant is looked at again this soon (its
 # run record usually wakes this node first).
 BUSY_RECHECK = timedelta(milliseconds=100)
@@ -198,6 +197,7 @@ class Scheduler:
             instant_shutdown=self.config.instant_shutdown,
             wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
         )
+        self._judge = Judge(silence=self.config.silence_cond_check, fail=self._life.fail)
         # Every task by name, including those registered from another thread and not
         # applied yet: what control requests are checked against.
         self._known: dict[str, Task] = {}
@@ -802,10 +802,10 @@ class Scheduler:
         if cond is None or self.state is not State.RUNNING:
             return
         context = self._context(None)
-        if self._holds(cond, "shut_cond", now, context, on_error=False):
+        if self._judge.holds(cond, "shut_cond", now, context, on_error=False):
             self._life.begin_shutdown(f"the shut condition {str(cond)!r} became true")
             return
-        self._checks.set(SHUT, self._next(cond, "shut_cond", now, context))
+        self._checks.set(SHUT, self._judge.next(cond, "shut_cond", now, context))
 
     async def _evaluate(self, task: Task, now: datetime) -> None:
         if self._life.phase is Phase.STARTUP:
@@ -817,7 +817,7 @@ class Scheduler:
         why = ""
         if task.end is not None and self._watches_end(task):
             where = f"end condition of task {name!r}"
-            ending = self._holds(task.end, where, now, context, on_error=True)
+            ending = self._judge.holds(task.end, where, now, context, on_error=True)
             if ending:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in self._runs.of(name):
@@ -837,7 +837,7 @@ class Scheduler:
                 if name in self._retry_hint:
                     await self._start_retries(task, now)
                 where = f"start condition of task {name!r}"
-                if (task.multilaunch or name not in self._runs) and self._holds(
+                if (task.multilaunch or name not in self._runs) and self._judge.holds(
                     task.start, where, now, context, on_error=False
                 ):
                     await self._launch(task, now, due=due, claim=self._shared is not None)
@@ -921,49 +921,15 @@ class Scheduler:
             and startable
             and (task.multilaunch or name not in self._runs)
         ):
-            times.append(self._next(task.start, f"start condition of {name!r}", now, context))
+            times.append(self._judge.next(task.start, f"start condition of {name!r}", now, context))
         if task.end is not None and self._watches_end(task):
-            times.append(self._next(task.end, f"end condition of {name!r}", now, context))
+            times.append(self._judge.next(task.end, f"end condition of {name!r}", now, context))
         soon = self._recheck_soon.pop(name, None)
         found = [at for at in (*times, soon) if at is not None]
         return min(found) if found else None
 
     def _context(self, name: str | None) -> dict[str, Any]:
         return {"task": name, "history": self.history, "session": self.session}
-
-    def _holds(
-        self,
-        cond: ConditionLike,
-        where: str,
-        now: datetime,
-        context: dict[str, Any],
-        *,
-        on_error: bool,
-    ) -> bool:
-        try:
-            return is_true(cond, where, now, **context)
-        except ConditionFailed as exc:
-            if self._shared is not None and is_outage(exc):
-                self._shared.outage(exc)
-                return False  # neither started nor ended while the history cannot answer
-            if self.config.silence_cond_check:
-                log.debug("%s (silenced: taken as %s)", exc, on_error)
-            else:
-                self._life.fail(exc)
-            return on_error
-
-    def _next(
-        self, cond: ConditionLike, where: str, now: datetime, context: dict[str, Any]
-    ) -> datetime | None:
-        try:
-            return next_change(cond, where, now, **context)
-        except ConditionFailed as exc:
-            if self._shared is not None and is_outage(exc):
-                self._shared.outage(exc)
-                return now + OUTAGE_RECHECK
-            if not self.config.silence_cond_check:
-                self._life.fail(exc)
-            return None
 
     # ---------------------------------------------------------------- shared history
 
@@ -975,7 +941,7 @@ class Scheduler:
         if self._own_clock:
             # Records and deadlines on the database's clock, whatever this machine's says.
             self.clock = self._launcher.clock = RealClock(store.database_time)
-        self._shared = self._life.shared = SharedNode(store, self.session)
+        self._shared = self._life.shared = self._judge.shared = SharedNode(store, self.session)
         self._retry_hint.update(self.tasks)  # retries left pending while no node took them
         self._shared.start(loop, self._heard_record, self._fenced)
 
