@@ -6,15 +6,19 @@ for the same reason. The readers raise :class:`~conddsl.errors.SettingValueError
 which names the setting for the API; the pydantic types (``Duration``, ``Grace``,
 ``Timeout``, ``Zone``) turn the same facts into a task file's finding (its key is the
 finding's location, so the message starts with "the duration").
+
+:class:`SchedulerSettings` declares once the scheduler settings that the API's
+``SchedulerConfig`` and the task file's ``[scheduler]`` table share (name, type, default
+and description); each of the two extends it with the settings only it has.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta, tzinfo
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from conddsl.errors import SettingValueError
@@ -24,8 +28,15 @@ from conddsl.timeline.zones import resolve_zone, zone_names_like
 __all__ = [
     "DURATION_HELP",
     "NEVER",
+    "DefaultExecution",
+    "EXECUTIONS",
+    "ROLES",
     "Duration",
+    "Execution",
+    "NODE_LOST",
+    "NodeLost",
     "Grace",
+    "SchedulerSettings",
     "Timeout",
     "Zone",
     "read_duration",
@@ -134,9 +145,9 @@ def _file_timeout(value: Any) -> timedelta | str:
     return NEVER if found is None else found
 
 
-def _file_zone(value: Any) -> str:
-    if isinstance(value, tzinfo):  # not in a file; a model built in code may hold one
-        value = getattr(value, "key", None) or str(value)
+def _file_zone(value: Any) -> str | tzinfo:
+    if isinstance(value, tzinfo):  # not in a file: the API's, or a model built in code
+        return value
     if not isinstance(value, str):
         raise PydanticCustomError("timezone_type", "timezone must be text like 'Europe/Helsinki'")
     try:
@@ -181,9 +192,62 @@ Timeout = Annotated[
         }
     ),
 ]
-#: An IANA timezone name.
+#: An IANA timezone name (in a file), or a ``tzinfo`` (given in code).
 Zone = Annotated[
-    str,
+    str | tzinfo,
     PlainValidator(_file_zone),
     WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
 ]
+#: How a task's runs are run.
+Execution = Literal["main", "async", "thread", "process"]
+EXECUTIONS: tuple[str, ...] = get_args(Execution)
+#: How tasks without an execution of their own run; ``async`` is chosen per task (for
+#: coroutine functions), so it is no scheduler-wide default.
+DefaultExecution = Literal["main", "thread", "process"]
+#: On a shared history, what a run lost with its node becomes: "fail" (recorded as
+#: crashed: at most once) or "retry" (started again on another node: at least once).
+NodeLost = Literal["fail", "retry"]
+NODE_LOST: tuple[str, ...] = get_args(NodeLost)
+#: A task started by the scheduler itself has one of these roles (the order of messages).
+ROLES = ("on_startup", "permanent", "on_shutdown")
+
+
+# ---------------------------------------------------------------- the shared settings
+
+
+class SchedulerSettings(BaseModel):
+    """The scheduler settings the API and the task file share: one declaration of each."""
+
+    # The runtime's SchedulerConfig keeps this lax (the API takes what Python passes);
+    # the task file's SchedulerTable adds strict=True (TOML values are typed). A setting
+    # whose default or kind differs is declared by each: timeout (the file keeps unset
+    # and "never" apart for the checker), shut_cond (the API takes a compiled one),
+    # history (a store against a file name).
+    # tests/test_settings.py holds that list, so a new shared key comes here.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instant_shutdown: StrictBool = Field(
+        False,
+        description="On shutdown, terminate running tasks instead of waiting for them",
+    )
+    kill_grace: Grace = Field(
+        timedelta(seconds=5),
+        description="Time between terminate and kill for processes (and for threads"
+        " abandoned at exit)",
+        json_schema_extra={"default": 5},
+    )
+    max_process_count: int | None = Field(
+        None, ge=1, description="At most this many tasks run in processes at once"
+    )
+    timezone: Zone | None = Field(
+        None, description="The zone conditions are evaluated in (default: the system's)"
+    )
+    execution: DefaultExecution = Field(
+        "thread",
+        description="How tasks without their own execution are run (coroutine functions: async)",
+    )
+    silence_cond_check: StrictBool = Field(
+        False,
+        description="A condition that raises is taken as false instead of stopping the"
+        " scheduler (Rocketry's silence_cond_check)",
+    )

@@ -211,7 +211,9 @@ TASKS = """
 [scheduler]
 history = "data/runs.sqlite3"
 rules = ["office.cond"]
-shut_cond = "scheduler has run over 0.8 seconds"
+# Ends when the work is done, however slow the machine (a minute at most if it never is).
+shut_cond = '''task 'greet' has finished & task 'forked' has finished
+             | scheduler has run over 60 seconds'''
 timezone = "Europe/Helsinki"
 
 [tasks.hello]
@@ -246,7 +248,16 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
     """The list in docs/reliability.md, "What a task file can make conddsl do"."""
     import tempfile
 
+    from conddsl import grammar
     from conddsl.cli import main
+
+    # As at any start of `conddsl run`, the parser is made in the run, from the tables
+    # cached in the user's cache folder (whether this process parsed before must not
+    # change what the run does). They are cached first, so that the run only reads them.
+    tables = grammar.parser_cache_path(grammar.grammar_text())
+    if tables is not None and not os.path.exists(tables):
+        grammar.build_parser()
+    monkeypatch.setattr(grammar, "_parser", None)
 
     (tmp_path / "data").mkdir()
     (tmp_path / "myjobs.py").write_text(JOBS)
@@ -263,6 +274,7 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "success    greet" in out
+    assert "success    forked" in out
     kinds = {event.split(".")[0] for event, _ in events}
     assert not kinds & {"socket.connect", "urllib", "http", "webbrowser"}
     # ctypes only to reach libc's prctl (PR_SET_PDEATHSIG for the forked process task).
@@ -289,14 +301,18 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
     # Beside the history: its list of live task processes (runs.sqlite3.procs.json,
     # written through a temporary file and renamed), removed once none is left.
     registry = str(tmp_path / "data" / "runs.sqlite3.procs.json")
-    allowed = (tempfile.gettempdir(), os.devnull, str(tmp_path / "__pycache__"))
+    # The parser's cache folder: made if missing (os.makedirs tries even when it is there).
+    parser_cache = os.path.dirname(tables) if tables is not None else os.devnull
+    allowed = (tempfile.gettempdir(), os.devnull, str(tmp_path / "__pycache__"), parser_cache)
     others = [
         w
         for w in _writes(events)
-        if not w.removeprefix("os.remove ").startswith(allowed)
+        if not w.removeprefix("os.remove ").removeprefix("os.mkdir ").startswith(allowed)
         and not w.removeprefix("os.rename ").startswith(registry)
     ]
     assert others == [], others
+    assert [w for w in _writes(events) if w.startswith("os.mkdir")] == [f"os.mkdir {parser_cache}"]
+    assert [w for w in _writes(events) if w.startswith(parser_cache)] == []  # tables only read
     history_files = {"runs.sqlite3", "runs.sqlite3-shm", "runs.sqlite3-wal"}
     assert {p.name for p in (tmp_path / "data").iterdir()} <= history_files
 

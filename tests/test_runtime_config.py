@@ -71,7 +71,7 @@ def test_defaults():
     [
         ({"timout": 60}, "unknown config key 'timout'; did you mean 'timeout'?"),
         ({"instant_shutdwn": True}, "did you mean 'instant_shutdown'?"),
-        ({"cycle_sleep": 0.1}, "unknown config key 'cycle_sleep'; known keys: timeout,"),
+        ({"cycle_sleep": 0.1}, "unknown config key 'cycle_sleep'; known keys: env, execution,"),
         ({"timeout": 0}, "timeout must be longer than zero: 0 would terminate every run"),
         ({"instant_shutdown": "yes"}, "'instant_shutdown': Input should be a valid boolean"),
         ({"execution": "async"}, "'execution': Input should be 'main', 'thread' or 'process'"),

@@ -265,7 +265,7 @@ def test_run_prints_the_exception_line_and_where_the_traceback_is(tmp_path):
         tmp_path,
         """
         [scheduler]
-        shut_cond = "scheduler has run over 0.3 seconds"
+        shut_cond = "task 'bad' has finished"
 
         [tasks.bad]
         func = "jobs:bad"
@@ -310,7 +310,7 @@ def test_run_shortens_the_switch_interval_when_it_has_thread_tasks(tmp_path):
         tmp_path,
         """
         [scheduler]
-        shut_cond = "scheduler has run over 0.3 seconds"
+        shut_cond = "task 'show' has finished"
 
         [tasks.show]
         func = "jobs:show"

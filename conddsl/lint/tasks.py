@@ -17,6 +17,7 @@ from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.graph import find_cycles
 from conddsl.rules.models import NEVER
 from conddsl.rules.taskfile import FileCondition, TaskFileReport
+from conddsl.settings import ROLES
 from conddsl.visitor import ConditionVisitor
 
 __all__ = ["check_tasks"]
@@ -160,7 +161,6 @@ def _waiting_cycles(
 # ---------------------------------------------------------------- C409
 
 # Keys that start a task without a start condition (a task-file model may not have them yet).
-_ROLES = ("on_startup", "on_shutdown", "permanent")
 
 
 def _never_starts(
@@ -173,7 +173,7 @@ def _never_starts(
     assert report.model is not None
     tasks = report.model.tasks
     for name, task in tasks.items():
-        if task.disabled or any(getattr(task, role, False) is True for role in _ROLES):
+        if task.disabled or any(getattr(task, role, False) is True for role in ROLES):
             continue
         if task.start_cond is None:
             yield _finding(

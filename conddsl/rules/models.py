@@ -8,9 +8,8 @@ parses them, so that their errors get a position in the file.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -26,7 +25,16 @@ from pydantic_core import PydanticCustomError
 
 from conddsl import ast
 from conddsl.compile import Condition, compile_condition
-from conddsl.settings import NEVER, Duration, Grace, Timeout, Zone
+from conddsl.settings import (
+    NEVER,
+    ROLES,
+    DefaultExecution,
+    Duration,
+    Execution,
+    NodeLost,
+    SchedulerSettings,
+    Timeout,
+)
 
 __all__ = [
     "NEVER",
@@ -37,9 +45,6 @@ __all__ = [
     "TaskFile",
 ]
 
-Execution = Literal["main", "async", "thread", "process"]
-# A scheduler-wide default: async is chosen per task (for coroutine functions).
-DefaultExecution = Literal["main", "thread", "process"]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _FUNC = re.compile(rf"{_DOTTED}:{_DOTTED}")
@@ -116,21 +121,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SchedulerTable(_Model):
+class SchedulerTable(SchedulerSettings):
     """The ``[scheduler]`` table: settings for the whole file."""
 
-    model_config = ConfigDict(title="scheduler")
+    # (The docstring is the schema's description.) The settings shared with the API's
+    # SchedulerConfig are SchedulerSettings'; here are those whose kind or default
+    # differs in a file (unset stays None, so the checker can tell it from a value) and
+    # those only a file has.
+    model_config = ConfigDict(title="scheduler", strict=True)
 
     timeout: Timeout | None = Field(
         None, description="Default timeout of every task (default: 30 minutes)"
     )
-    instant_shutdown: bool = Field(
-        False, description="On shutdown, terminate running tasks instead of waiting for them"
-    )
     shut_cond: ConditionString | None = Field(None, description="Shut the scheduler down when true")
-    timezone: Zone | None = Field(
-        None, description="The zone conditions are evaluated in (default: the system's)"
-    )
     history: str | None = Field(
         None,
         description="The SQLite run-history file, relative to this task file, or a"
@@ -152,26 +155,10 @@ class SchedulerTable(_Model):
         default_factory=list,
         description="Files of named conditions (.cond), relative to this task file, in order",
     )
-    kill_grace: Grace = Field(
-        timedelta(seconds=5),
-        description="Time between terminate and kill for processes",
-        json_schema_extra={"default": 5},
-    )
-    max_process_count: int | None = Field(
-        None, ge=1, description="At most this many tasks run in processes at once"
-    )
-    execution: DefaultExecution | None = Field(
-        None, description="How tasks without their own execution are run (default: thread)"
-    )
     keep: Duration | None = Field(
         None,
         description="Delete history records older than this while serving ('90 days');"
         " a run still going keeps its records (default: keep everything)",
-    )
-    silence_cond_check: bool = Field(
-        False,
-        description="A condition that raises is taken as false instead of stopping the"
-        " scheduler (Rocketry's silence_cond_check)",
     )
 
 
@@ -194,7 +181,7 @@ class TaskTable(_Model):
         None, description="Terminate a run after this long (default: the [scheduler] timeout)"
     )
     multilaunch: bool = Field(False, description="Allow several runs at the same time")
-    on_node_lost: Literal["fail", "retry"] = Field(
+    on_node_lost: NodeLost = Field(
         "fail",
         description="On a shared history, a run whose node is lost: recorded as crashed"
         " ('fail': at most once) or started again on another node ('retry': at least once)",
@@ -224,7 +211,7 @@ class TaskTable(_Model):
     @property
     def role(self) -> str | None:
         """``on_startup``, ``permanent`` or ``on_shutdown`` when one is set."""
-        for role in _ROLES:
+        for role in ROLES:
             if getattr(self, role):
                 return role
         return None
@@ -258,7 +245,7 @@ class TaskTable(_Model):
         for key in ("cwd", "env"):
             if getattr(self, key) and self.command is None:
                 raise _keys(f"has {key}, which is for command tasks only", f"drop {key}")
-        roles = [role for role in _ROLES if getattr(self, role)]
+        roles = [role for role in ROLES if getattr(self, role)]
         if len(roles) > 1:
             raise _keys(f"has two roles ({' and '.join(roles)})", "keep one of them")
         if not roles:
@@ -279,9 +266,6 @@ class TaskTable(_Model):
                 "is permanent and would hold the scheduler for ever in the main execution",
                 'use execution = "thread", "async" or "process"',
             )
-
-
-_ROLES = ("on_startup", "permanent", "on_shutdown")
 
 
 def _keys(message: str, hint: str) -> PydanticCustomError:

@@ -3,47 +3,38 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta, tzinfo
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    field_validator,
-)
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from conddsl.errors import ConfigError as ConfigError
 from conddsl.errors import SettingValueError, suggest
 from conddsl.history import History, MemoryHistory
-from conddsl.settings import read_duration, read_timeout, read_zone
+from conddsl.settings import (
+    SchedulerSettings,
+    read_duration,
+    read_timeout,
+    read_zone,
+)
 
 
-class SchedulerConfig(BaseModel):
+class SchedulerConfig(SchedulerSettings):
     """Session settings; unknown keys are an error (Rocketry ignores them silently)."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # instant_shutdown, kill_grace, max_process_count, timezone, execution and
+    # silence_cond_check come from SchedulerSettings, shared with the task file. Here:
+    # what only the API has, and what it holds in another kind (a store, a compiled
+    # condition, the 30-minute default where the file keeps "unset").
 
     timeout: timedelta | None = Field(default=timedelta(minutes=30), validate_default=False)
     """Default run timeout of terminable tasks; None (or "never") for none."""
-    instant_shutdown: StrictBool = False
-    """Terminate running tasks as soon as the scheduler shuts down (reason ``shutdown``)."""
     shut_cond: Any = None
     """A condition (text or compiled) that shuts the scheduler down when it becomes true."""
-    timezone: str | tzinfo | None = None
-    """The zone condition texts are read in; None is the local zone."""
     history: History = Field(default_factory=MemoryHistory)
     """Where runs are recorded: a store, or a file path for a SQLiteHistory."""
-    kill_grace: timedelta = timedelta(seconds=5)
-    """How long a terminated process (or an abandoned thread at exit) gets before SIGKILL."""
-    max_process_count: int | None = Field(default=None, ge=1)
-    """At most this many process and command runs at once; None for no limit."""
-    execution: Literal["main", "thread", "process"] = "thread"
-    """Execution of plain functions without their own; coroutine functions default to async."""
-    silence_cond_check: StrictBool = False
-    """A condition that raises counts as false (start) or true (end) instead of a fatal error."""
     env: str | None = None
     """The session environment name read by ``env 'x'``."""
     params: dict[str, Any] = Field(default_factory=dict)
@@ -54,15 +45,16 @@ class SchedulerConfig(BaseModel):
     def _timeout(cls, value: object) -> timedelta | None:
         return read_timeout(value, "timeout")
 
-    @field_validator("timezone")
+    @field_validator("timezone", mode="before")
     @classmethod
-    def _timezone(cls, value: str | tzinfo | None) -> str | tzinfo | None:
-        if value is None:
-            return None
-        try:
-            return read_zone(value)
-        except SettingValueError as error:
-            raise ValueError(f"{error.reason}; {error.hint}") from None
+    def _timezone(cls, value: object) -> object:
+        # The API's message carries the hint (the file's puts it on its own line).
+        if isinstance(value, str):
+            try:
+                return read_zone(value)
+            except SettingValueError as error:
+                raise ValueError(f"{error.reason}; {error.hint}") from None
+        return value
 
     @field_validator("history", mode="before")
     @classmethod
@@ -76,6 +68,8 @@ class SchedulerConfig(BaseModel):
     @field_validator("kill_grace", mode="before")
     @classmethod
     def _kill_grace(cls, value: object) -> timedelta:
+        # Read first by the API's reader, so that its error names the setting
+        # ("kill_grace must be zero or more") as the other keys' errors do.
         return read_duration(value, "kill_grace", allow_zero=True)
 
     @classmethod
@@ -90,7 +84,8 @@ class SchedulerConfig(BaseModel):
 
 
 def _describe(exc: ValidationError) -> str:
-    known = list(SchedulerConfig.model_fields)
+    # Sorted: the declaration order (shared settings first) means nothing to a reader.
+    known = sorted(SchedulerConfig.model_fields)
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conddsl.runtime.scheduler import Scheduler
+from conddsl.settings import SchedulerSettings
 from conddsl.trust import add_import_folder, import_module
 
 if TYPE_CHECKING:
@@ -37,15 +38,12 @@ def scheduler_from_task_file(
     def condition(text: str | None):
         return None if text is None else tasks.condition(text)
 
-    config: dict[str, Any] = {
-        "history": history if history is not None else MemoryHistory(),
-        "instant_shutdown": settings.instant_shutdown,
-        "kill_grace": settings.kill_grace,
-        "silence_cond_check": settings.silence_cond_check,
-    }
-    for key in ("timeout", "timezone", "max_process_count", "execution"):
-        if getattr(settings, key) is not None:
-            config[key] = getattr(settings, key)
+    # The settings declared once for both pass as they are; of the others, an unset
+    # one (None) leaves the scheduler's default.
+    config: dict[str, Any] = {key: getattr(settings, key) for key in SchedulerSettings.model_fields}
+    config["history"] = history if history is not None else MemoryHistory()
+    if settings.timeout is not None:
+        config["timeout"] = settings.timeout
     if settings.shut_cond is not None:
         config["shut_cond"] = condition(settings.shut_cond)
     config.update(overrides)

@@ -13,10 +13,7 @@ from typing import Any
 from conddsl.runtime.conditions import ConditionLike, Reads, compile_setting, reads
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.settings import read_timeout
-
-EXECUTIONS = ("main", "async", "thread", "process")
-ROLES = ("permanent", "on_startup", "on_shutdown")
+from conddsl.settings import EXECUTIONS, NODE_LOST, ROLES, read_timeout
 
 # How a task is compiled: the setting, and what it is (for messages).
 Compile = Callable[[object, str], ConditionLike]
@@ -192,7 +189,7 @@ def command_task(
 
 def node_lost_setting(name: str, value: object) -> str:
     """``on_node_lost``: "fail" or "retry" (see docs/deployment.md)."""
-    if value not in ("fail", "retry"):
+    if value not in NODE_LOST:
         raise ConfigError(
             f"task {name!r}: on_node_lost must be 'fail' (at most once) or 'retry'"
             f" (at least once), not {value!r}"
@@ -248,9 +245,8 @@ def _task(
 
 def role_of(permanent: bool, on_startup: bool, on_shutdown: bool) -> str | None:
     """The one role the flags name (None: a task started by its condition)."""
-    chosen = [
-        role for role, flag in zip(ROLES, (permanent, on_startup, on_shutdown), strict=True) if flag
-    ]
+    flags = {"permanent": permanent, "on_startup": on_startup, "on_shutdown": on_shutdown}
+    chosen = [role for role in ROLES if flags[role]]
     if len(chosen) > 1:
         raise ConfigError(f"a task has one role at most, not {' and '.join(chosen)}")
     return chosen[0] if chosen else None
