@@ -8,8 +8,12 @@ its own, and this module only says when each is asked:
 - :mod:`~conddsl.runtime.wake`: which tasks a record wakes, and the keys due now;
 - :mod:`~conddsl.runtime.control`: control requests from any thread, as queued callables;
 - :mod:`~conddsl.runtime.phases`: the scheduler's state and the session's phase (enums);
+- :mod:`~conddsl.runtime.lifecycle`: the steps that move them: the startup and closing
+  tasks, graceful and forced shutdown, fatal errors;
 - :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
 - :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
+- :mod:`~conddsl.runtime.judge`: what a condition that fails (or an outage) makes of
+  the answer;
 - :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
 - :mod:`~conddsl.runtime.eventloop`: ``run()``'s own event loop, and what is left on it;
 - :mod:`~conddsl.runtime.frozen_heap`: ``gc.freeze`` while serving.
@@ -39,16 +43,16 @@ Work is cut so that no run waits long for its termination:
 - While it serves, the heap it started with is frozen (see ``frozen_heap``).
 
 Over 400 lines (about 1,000): half is the public API (registration, control, serving),
-documented here, each method a few lines over the collaborators; the rest is the loop's
-steps (phases, shutdown, evaluation), which read and change the same state (the
-scheduler's ``state``, the session's phase, the manual and permanent starts pending)
-and are read best in one place.
+documented here, each method a few lines over the collaborators; the rest is the loop
+and the evaluation of the keys due, which reads and changes the scheduler's own
+bookkeeping (the manual and permanent starts pending, the retries and claims of a
+shared history, when each task is next looked at) at every step, and is read best in
+one place.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import time
@@ -67,14 +71,12 @@ from conddsl.errors import (
     SchedulerError,
     UnknownTaskError,
 )
-from conddsl.history import ClaimBusy, History, HistoryError, Record, RunLost
+from conddsl.history import ClaimBusy, History, HistoryError, Record
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import (
     OWN_TASK_HINT,
     ConditionFailed,
     ConditionLike,
-    is_true,
-    next_change,
     own_task_problem,
     reads,
 )
@@ -83,19 +85,19 @@ from conddsl.runtime.control import Control, Request
 from conddsl.runtime.deadlines import Deadlines, Timeouts
 from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
+from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
 from conddsl.runtime.leftovers import recover, registry_path
+from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
-from conddsl.runtime.shared import SharedNode, is_outage, shared_store
+from conddsl.runtime.shared import SharedNode, shared_store
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
 
 log = logging.getLogger("conddsl.runtime")
-# While a shared history cannot be reached, conditions are tried again this often.
-OUTAGE_RECHECK = timedelta(seconds=2)
 # A start another node was claiming at the same instant is looked at again this soon (its
 # run record usually wakes this node first).
 BUSY_RECHECK = timedelta(milliseconds=100)
@@ -159,12 +161,6 @@ class Scheduler:
         #: :mod:`conddsl.runtime.output`); None (the default): the children write to the
         #: scheduler's stdout and stderr themselves. Set before serving.
         self.task_output: Callable[[str, str, str], None] | None = None
-        self.state = State.IDLE
-        self.fatal_error: BaseException | None = None
-        #: Why the scheduler stops, once it does: (cause, what happened); the cause is
-        #: ``shut_cond``, ``shut_down`` (the API), ``interrupt`` (a signal), ``forced``
-        #: or ``fatal error``.
-        self.stopped_by: tuple[str, str] | None = None
         #: Called with how many seconds late the loop woke for a deadline (metrics).
         self.on_loop_lag: Callable[[float], None] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
@@ -172,7 +168,9 @@ class Scheduler:
         self._control = Control()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._records = RecordWriter(self.config.history, on_error=self._fail, wake=self._woken)
+        self._records = RecordWriter(
+            self.config.history, on_error=lambda exc: self._life.fail(exc), wake=self._woken
+        )
         if on_record is not None:
             self._records.subscribe(on_record)
         self._checks: Deadlines[Key] = Deadlines()  # when each key is next looked at
@@ -197,14 +195,19 @@ class Scheduler:
             serving=lambda: self.state is State.RUNNING,
             done=lambda: self.state is State.DONE or self._loop is None,
         )
+        self._life = Lifecycle(
+            self._launcher,
+            self._runs,
+            self._records,
+            instant_shutdown=self.config.instant_shutdown,
+            wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
+        )
+        self._judge = Judge(silence=self.config.silence_cond_check, fail=self._life.fail)
         # Every task by name, including those registered from another thread and not
         # applied yet: what control requests are checked against.
         self._known: dict[str, Task] = {}
-        self._phase: Phase | None = None
         self._manual: dict[str, int] = {}  # manual starts asked for and not made yet
         self._permanent_pending: dict[str, None] = {}  # permanent tasks not started yet
-        self._role_queue: collections.deque[Task] = collections.deque()
-        self._role_run: Run | None = None  # the on_startup or on_shutdown run going on
         # On a history several schedulers share (runtime/shared.py): this node's part,
         # and the tasks whose lost runs may wait to be retried here.
         self._shared: SharedNode | None = None
@@ -221,6 +224,23 @@ class Scheduler:
     @history.setter
     def history(self, history: History) -> None:
         self._records.history = history
+
+    @property
+    def state(self) -> State:
+        """Where the scheduler is: a :class:`~conddsl.runtime.phases.State`."""
+        return self._life.state
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """The error that stopped the scheduler, if one did (``serve()`` raises it)."""
+        return self._life.fatal_error
+
+    @property
+    def stopped_by(self) -> tuple[str, str] | None:
+        """Why the scheduler stops, once it does: (cause, what happened); the cause is
+        ``shut_cond``, ``shut_down`` (the API), ``interrupt`` (a signal), ``forced`` or
+        ``fatal error``."""
+        return self._life.stopped_by
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(recorded)`` after each record is written; returns the unsubscribe.
@@ -415,7 +435,7 @@ class Scheduler:
     def _register(self, task: Task) -> None:
         self.tasks[task.name] = task
         self._wake_index.add(task.name, task.reads)
-        if self._phase is Phase.MAIN:  # added while the scheduler runs
+        if self._life.phase is Phase.MAIN:  # added while the scheduler runs
             if task.permanent:
                 self._permanent_pending[task.name] = None
             self._touch(task.name)
@@ -432,8 +452,7 @@ class Scheduler:
         self._manual.pop(name, None)
         self._permanent_pending.pop(name, None)
         self._to_check.discard(name)
-        if self._role_queue and task in self._role_queue:
-            self._role_queue.remove(task)
+        self._life.forget(task)
         for run in self._runs.of(name):
             if run.task is task and run.task.terminable:
                 self._launcher.terminate(run, "forced", "the task was removed (remove_task())")
@@ -563,7 +582,9 @@ class Scheduler:
         for registry in (self.registry, default_registry):
             registry.listen(self._heard)
         # A store writing in the background (its file locked) reports a failure here.
-        self.history.watch_failures(lambda e: loop.call_soon_threadsafe(self._history_failed, e))
+        self.history.watch_failures(
+            lambda e: loop.call_soon_threadsafe(self._life.history_failed, e)
+        )
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
@@ -573,36 +594,27 @@ class Scheduler:
         processes = self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
-        self.state = State.RUNNING
-        self._phase = Phase.STARTUP
-        self._role_queue.extend(task for task in self.tasks.values() if task.on_startup)
+        self._life.begin(self.tasks.values())
         if self._shut_cond is not None:
             self._to_check.mark(SHUT)
         try:
             if not recovery.shared:  # a scheduler serving now has open runs, not crashed
                 self._records.mark_crashed(now)  # runs left open by a scheduler that died
         except HistoryError as exc:
-            self._fail(exc)
+            self._life.fail(exc)
         freeze()
         try:
             await self._warm()
             await self._cycle()
         except BaseException as exc:
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            if not cancelled and self.fatal_error is None:
-                self.fatal_error = exc
-            self._force(
-                "forced" if cancelled else "shutdown",
-                f"the scheduler stopped: {exc!r}",
-                "forced" if cancelled else "fatal error",
-            )
+            self._life.stopped(exc)
             await self._drain()
             raise
         finally:
             try:
                 self._records.flush()
             finally:
-                self.state = State.DONE
+                self._life.finish()
                 self._control.close()
             try:
                 if leftovers is not None:
@@ -652,17 +664,7 @@ class Scheduler:
         ``why`` replaces the words the records and the log give for it, and ``cause``
         (see :attr:`stopped_by`) says who asked (``install_signal_handlers``: ``interrupt``).
         """
-        self._control.queue(Request(partial(self._apply_shut, force, why, cause), "shut"))
-
-    def _apply_shut(self, force: bool, why: str | None, cause: str) -> None:
-        if self._phase is Phase.CLOSING:
-            self._cut_closing()
-        elif force:
-            self._force("forced", why or "shut_down(force=True) was called", "forced")
-        elif self.state is State.GRACEFUL:
-            self._force("forced", why or "shut_down() was called a second time", "forced")
-        else:
-            self._begin_shutdown(why or "shut_down() was called", cause)
+        self._control.queue(Request(partial(self._life.shut, force, why, cause), "shut"))
 
     @property
     def running_runs(self) -> list[Run]:
@@ -689,7 +691,7 @@ class Scheduler:
     def phase(self) -> Phase | None:
         """``"startup"``, ``"main"`` or ``"closing"`` while serving (None before): a
         :class:`~conddsl.runtime.phases.Phase`, a ``str`` enum equal to those words."""
-        return self._phase
+        return self._life.phase
 
     # ---------------------------------------------------------------- the loop
 
@@ -704,13 +706,14 @@ class Scheduler:
                 request.apply()
             self._due_timeouts(now)
             self._due_checks(now, new_cycle=not sliced)
-            if self._phase is Phase.STARTUP:
-                await self._step_startup(now)
+            if self._life.phase is Phase.STARTUP and await self._life.step_startup(
+                partial(self._check_shut_now, now)
+            ):
+                self._enter_main()
             sliced = await self._evaluate_due(now)
-            if self.state is State.GRACEFUL and self._runs.permanent == self._runs.active > 0:
-                self._end_permanent()  # only permanent runs are left
+            self._life.end_permanent()
             if self.state.stopping and self._runs.active == 0:
-                if await self._step_closing():
+                if await self._life.step_closing(self.tasks.values()):
                     continue  # an on_shutdown run is going on
                 return
             if self._to_check:  # sliced, or deferred: dirtied again
@@ -748,122 +751,20 @@ class Scheduler:
 
     # ---------------------------------------------------------------- phases
 
-    async def _step_startup(self, now: datetime) -> None:
-        """Start the next on_startup task once the one before has ended; then the main phase."""
-        while self._phase is Phase.STARTUP:
-            run = self._role_run
-            if run is not None and not run.finished:
-                return
-            self._role_run = None
-            self._records.flush()  # the shut condition may read the records of the last one
-            if self._role_queue and self.state is State.RUNNING and self._to_check.take_shut():
-                # Nothing starts once the shut condition is true: startup tasks neither.
-                self._evaluate_shut(now)
-            if self.state is not State.RUNNING or not self._role_queue:
-                self._role_queue.clear()  # a shutdown during startup skips the rest
-                self._enter_main()
-                return
-            task = self._role_queue.popleft()
-            if not task.disabled:
-                self._role_run = await self._start_role(task)
+    def _check_shut_now(self, now: datetime) -> None:
+        """Between startup tasks: the shut condition, if it is due (nothing starts once true)."""
+        if self._to_check.take_shut():
+            self._evaluate_shut(now)
 
     def _enter_main(self) -> None:
-        self._phase = Phase.MAIN
-        if self.state is not State.RUNNING:
-            return
+        """The main phase began (see ``lifecycle``): the permanent tasks are to start, and
+        every task and the shut condition are looked at."""
         for name, task in self.tasks.items():
             if task.permanent:
                 self._permanent_pending[name] = None
         if self._shut_cond is not None:
             self._to_check.mark(SHUT)
         self._to_check.mark_all(self.tasks)
-
-    async def _step_closing(self) -> bool:
-        """Start the next on_shutdown task; False once none is left (the scheduler stops)."""
-        if self._phase is not Phase.CLOSING:
-            self._phase = Phase.CLOSING
-            self._role_queue = collections.deque(
-                task for task in self.tasks.values() if task.on_shutdown and not task.disabled
-            )
-        while self._role_queue:
-            run = await self._start_role(self._role_queue.popleft())
-            if not run.finished:
-                return True
-        return False
-
-    async def _start_role(self, task: Task) -> Run:
-        """Start an on_startup or on_shutdown run (outside the process limit: nothing else runs)."""
-        run, awaitable = self._launcher.start(task, self.clock.now())
-        if awaitable is not None:
-            await awaitable
-        return run
-
-    def _cut_closing(self) -> None:
-        """A shut_down() while the on_shutdown tasks run: end the one running, skip the rest."""
-        if self._role_queue:
-            skipped = ", ".join(task.name for task in self._role_queue)
-            log.warning("shut down again: on_shutdown tasks not run: %s", skipped)
-            self._role_queue.clear()
-        if self.state is State.GRACEFUL:
-            self.state = State.FORCED
-            self._stopping()
-        for run in self.running_runs:
-            if run.task.terminable:
-                why = "shut_down() was called during the shutdown tasks"
-                self._launcher.terminate(run, "forced", why)
-
-    def _end_permanent(self) -> None:
-        for run in self.running_runs:
-            if run.task.permanent:
-                self._launcher.terminate(run, "shutdown", "the scheduler is shutting down")
-
-    def _begin_shutdown(self, why: str, cause: str = "shut_cond") -> None:
-        if self.state is not State.RUNNING:
-            return
-        if self.config.instant_shutdown:
-            self._force("shutdown", why, cause)
-        else:
-            log.info("shutting down gracefully: %s", why)
-            self.stopped_by = (cause, why)
-            self.state = State.GRACEFUL
-            self._stopping()
-
-    def _force(self, reason: str, why: str, cause: str) -> None:
-        if self.state is State.FORCED or self.state is State.DONE:
-            return
-        log.info("shutting down now (%s): %s", reason, why)
-        if self.stopped_by is None or cause in ("forced", "fatal error"):
-            self.stopped_by = (cause, why)
-        self.state = State.FORCED
-        self._stopping()
-        for run in self.running_runs:
-            if run.task.terminable:
-                self._launcher.terminate(run, reason, why)
-
-    def _stopping(self) -> None:
-        """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
-        self._launcher.shutting_down()
-
-    def _fail(self, exc: BaseException) -> None:
-        """A fatal error: terminate everything (reason ``shutdown``); serve() raises it."""
-        if isinstance(exc, RunLost):
-            # Another node took the run over (it recorded the crash): not ours to record.
-            log.warning("%s", exc)
-            return
-        if self._shared is not None and is_outage(exc):
-            self._shared.outage(exc)  # ridden out: the records wait, nothing is claimed
-            return
-        if self.fatal_error is not None:
-            log.error("another error while stopping: %s", exc)
-            return
-        self.fatal_error = exc
-        log.error("fatal error, shutting down: %s", exc)
-        self._force("shutdown", f"fatal error: {exc}", "fatal error")
-
-    def _history_failed(self, exc: HistoryError) -> None:
-        """The store gave up on records it had accepted (its file stayed locked): fatal."""
-        self._fail(exc)
-        self._wake.set()
 
     # ---------------------------------------------------------------- evaluation
 
@@ -906,13 +807,13 @@ class Scheduler:
         if cond is None or self.state is not State.RUNNING:
             return
         context = self._context(None)
-        if self._holds(cond, "shut_cond", now, context, on_error=False):
-            self._begin_shutdown(f"the shut condition {str(cond)!r} became true")
+        if self._judge.holds(cond, "shut_cond", now, context, on_error=False):
+            self._life.begin_shutdown(f"the shut condition {str(cond)!r} became true")
             return
-        self._checks.set(SHUT, self._next(cond, "shut_cond", now, context))
+        self._checks.set(SHUT, self._judge.next(cond, "shut_cond", now, context))
 
     async def _evaluate(self, task: Task, now: datetime) -> None:
-        if self._phase is Phase.STARTUP:
+        if self._life.phase is Phase.STARTUP:
             return  # every task is looked at when the main phase begins
         name = task.name
         due = self._due_since.pop(name, now)
@@ -921,7 +822,7 @@ class Scheduler:
         why = ""
         if task.end is not None and self._watches_end(task):
             where = f"end condition of task {name!r}"
-            ending = self._holds(task.end, where, now, context, on_error=True)
+            ending = self._judge.holds(task.end, where, now, context, on_error=True)
             if ending:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in self._runs.of(name):
@@ -941,7 +842,7 @@ class Scheduler:
                 if name in self._retry_hint:
                     await self._start_retries(task, now)
                 where = f"start condition of task {name!r}"
-                if (task.multilaunch or name not in self._runs) and self._holds(
+                if (task.multilaunch or name not in self._runs) and self._judge.holds(
                     task.start, where, now, context, on_error=False
                 ):
                     await self._launch(task, now, due=due, claim=self._shared is not None)
@@ -975,7 +876,7 @@ class Scheduler:
                 self._recheck_soon[task.name] = now + BUSY_RECHECK
                 return None
             except Exception as exc:  # the start condition raised inside the claim
-                self._fail(
+                self._life.fail(
                     ConditionFailed(f"start condition of task {task.name!r}", task.start, exc)
                 )
                 return None
@@ -1042,49 +943,15 @@ class Scheduler:
             and startable
             and (task.multilaunch or name not in self._runs)
         ):
-            times.append(self._next(task.start, f"start condition of {name!r}", now, context))
+            times.append(self._judge.next(task.start, f"start condition of {name!r}", now, context))
         if task.end is not None and self._watches_end(task):
-            times.append(self._next(task.end, f"end condition of {name!r}", now, context))
+            times.append(self._judge.next(task.end, f"end condition of {name!r}", now, context))
         soon = self._recheck_soon.pop(name, None)
         found = [at for at in (*times, soon) if at is not None]
         return min(found) if found else None
 
     def _context(self, name: str | None) -> dict[str, Any]:
         return {"task": name, "history": self.history, "session": self.session}
-
-    def _holds(
-        self,
-        cond: ConditionLike,
-        where: str,
-        now: datetime,
-        context: dict[str, Any],
-        *,
-        on_error: bool,
-    ) -> bool:
-        try:
-            return is_true(cond, where, now, **context)
-        except ConditionFailed as exc:
-            if self._shared is not None and is_outage(exc):
-                self._shared.outage(exc)
-                return False  # neither started nor ended while the history cannot answer
-            if self.config.silence_cond_check:
-                log.debug("%s (silenced: taken as %s)", exc, on_error)
-            else:
-                self._fail(exc)
-            return on_error
-
-    def _next(
-        self, cond: ConditionLike, where: str, now: datetime, context: dict[str, Any]
-    ) -> datetime | None:
-        try:
-            return next_change(cond, where, now, **context)
-        except ConditionFailed as exc:
-            if self._shared is not None and is_outage(exc):
-                self._shared.outage(exc)
-                return now + OUTAGE_RECHECK
-            if not self.config.silence_cond_check:
-                self._fail(exc)
-            return None
 
     # ---------------------------------------------------------------- shared history
 
@@ -1096,7 +963,7 @@ class Scheduler:
         if self._own_clock:
             # Records and deadlines on the database's clock, whatever this machine's says.
             self.clock = self._launcher.clock = RealClock(store.database_time)
-        self._shared = SharedNode(store, self.session)
+        self._shared = self._life.shared = self._judge.shared = SharedNode(store, self.session)
         self._retry_hint.update(self.tasks)  # retries left pending while no node took them
         self._shared.start(loop, self._heard_record, self._fenced)
 
