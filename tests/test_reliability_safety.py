@@ -312,7 +312,9 @@ def test_what_conddsl_run_does(tmp_path, monkeypatch, capsys):
         and not w.removeprefix("os.rename ").startswith(registry)
     ]
     assert others == [], others
-    assert [w for w in _writes(events) if w.startswith("os.mkdir")] == [f"os.mkdir {parser_cache}"]
+    # At most that folder (none when this process's fast parser was built before the run).
+    made = [w for w in _writes(events) if w.startswith("os.mkdir")]
+    assert made in ([], [f"os.mkdir {parser_cache}"]), made
     assert [w for w in _writes(events) if w.startswith(parser_cache)] == []  # tables only read
     history_files = {"runs.sqlite3", "runs.sqlite3-shm", "runs.sqlite3-wal"}
     assert {p.name for p in (tmp_path / "data").iterdir()} <= history_files
