@@ -56,7 +56,7 @@ class Token(str):
     type: str
     start_pos: int
     end_pos: int
-    lines: _Lines | None
+    lines: _Lines | None = None  # set on a token only when its text has several lines
 
     @property
     def line(self) -> int:
@@ -290,7 +290,8 @@ class FastParser:
                         token.type = type_
                         token.start_pos = pos
                         token.end_pos = end
-                        token.lines = lines
+                        if lines is not None:
+                            token.lines = lines
                         stack.append((arg, token, pos, end))
                     else:
                         stack.append((arg, None, pos, end))
