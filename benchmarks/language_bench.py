@@ -5,7 +5,8 @@
 conddsl only, no peer (the side-by-side rows are in ``run.py``): on the distinct
 expressions of ``tests/fixtures/rocketry_clock_verdicts.json`` it times the uncached
 parse through the LALR driver (``conddsl/lalr.py``) and through Lark's parse tree (the
-path every error still takes), the compile, and a cron condition's ``next_change`` from
+path every error still takes), the compile, both through ``compile_condition`` (its
+caches emptied), and a cron condition's ``next_change`` from
 the cron spec and through the interval path, without and with a history (the
 scheduler's case). Times are CPU time of this process (``time.process_time``), the
 best of ``--repeats`` passes, so that other work on a shared machine moves them less.
@@ -25,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conddsl import windows  # noqa: E402
-from conddsl.compile import Condition, compile_condition  # noqa: E402
+from conddsl.compile import Condition, _compile_cached, compile_condition  # noqa: E402
 from conddsl.history import MemoryHistory  # noqa: E402
-from conddsl.parse import AstBuilder, _fast_parser, _parse_with_tree  # noqa: E402
+from conddsl.parse import AstBuilder, _fast_parser, _parse_with_tree, parse  # noqa: E402
 
 CRON = "cron */5 9-17 * * 1-5"
 
@@ -63,6 +64,13 @@ def main() -> None:
         for node, expr in zip(nodes, exprs, strict=True):
             Condition(node, timezone="UTC", text=expr)
 
+    def public_path() -> None:
+        # compile_condition as run.py's parse + compile row times it: both caches emptied.
+        parse.cache_clear()
+        _compile_cached.cache_clear()
+        for expr in exprs:
+            compile_condition(expr, timezone="UTC")
+
     n = len(exprs)
     print(f"{n} distinct expressions, µs each (CPU time, best of {repeats}):")
     tree = best(lambda: [_parse_with_tree(e) for e in exprs], n, repeats)
@@ -70,6 +78,7 @@ def main() -> None:
     print(f"  parse, Lark parse tree + AstBuilder:  {tree:7.1f}")
     print(f"  parse, LALR driver (conddsl/lalr.py): {driver:7.1f}")
     print(f"  compile (windows not shared yet):     {best(compile_all, n, repeats):7.1f}")
+    print(f"  parse + compile, compile_condition:   {best(public_path, n, repeats):7.1f}")
 
     history = MemoryHistory()
     at = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)

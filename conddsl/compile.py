@@ -9,6 +9,7 @@ map their windows to real instants with the DST policy of ``timeline.zones``;
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -469,6 +470,7 @@ class Condition:
         "_customs",
         "_wall_next",
         "_reads",
+        "__weakref__",
     )
 
     def __init__(
@@ -712,6 +714,9 @@ def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
     if tree is None:
         return predicate
     calls = 0
+    # A weak reference: the condition holds this closure, and a strong one back would
+    # make every compiled condition a cycle that only the garbage collector frees.
+    owner = weakref.ref(condition)
 
     def build_then_answer(wall: datetime) -> bool:
         nonlocal calls
@@ -719,7 +724,9 @@ def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
         if calls < _TABLE_AFTER:
             return predicate(wall)
         found = table_predicate(tree) or predicate
-        condition._fast = found
+        held = owner()
+        if held is not None:
+            held._fast = found
         return found(wall)
 
     return build_then_answer

@@ -56,7 +56,7 @@ class Token(str):
     type: str
     start_pos: int
     end_pos: int
-    lines: _Lines | None
+    lines: _Lines | None = None  # set on a token only when its text has several lines
 
     @property
     def line(self) -> int:
@@ -93,6 +93,26 @@ class Meta:
 
 
 _new_str = str.__new__
+
+# The positions of a rule on one line depend on its offsets only, and no builder changes
+# a Meta: one object per (start, end), shared by every text, saves building six fields
+# per rule reduced. Bounded like the span cache of conddsl.parse.
+_ONE_LINE_METAS: dict[tuple[int, int], Meta] = {}
+_ONE_LINE_METAS_MAX = 8192
+
+
+def _one_line_meta(start: int, end: int) -> Meta:
+    if len(_ONE_LINE_METAS) >= _ONE_LINE_METAS_MAX:
+        _ONE_LINE_METAS.clear()
+    meta = _ONE_LINE_METAS[(start, end)] = Meta(start, end, None)
+    return meta
+
+
+def _meta(start: int, end: int, lines: _Lines | None) -> Meta:
+    if lines is None:
+        return _ONE_LINE_METAS.get((start, end)) or _one_line_meta(start, end)
+    return Meta(start, end, lines)
+
 
 # What a reduction does (see FastParser.__init__).
 _UNIT = 0
@@ -147,7 +167,16 @@ class FastParser:
                 kind = _EXPAND1
             else:
                 kind = _BUILD
-            plans[rule] = (kind, len(rule.expansion), tuple(keep), handler, rule.origin.name)
+            # The index of the one child a rule keeps as is (-1: several, or spliced ones).
+            single = keep[0][0] if len(keep) == 1 and not keep[0][1] else -1
+            plans[rule] = (
+                kind,
+                len(rule.expansion),
+                tuple(keep),
+                handler,
+                rule.origin.name,
+                single,
+            )
         # Each parser state: its actions (an int is a shift to that state, a tuple a
         # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
         count = max(table.states) + 1
@@ -218,6 +247,7 @@ class FastParser:
         max_stack = self._max_stack
         chains = self._unit_chains
         skip_blank = self._skip_blank
+        metas = _ONE_LINE_METAS
         # One entry per symbol: (parser state, value, start offset, end offset).
         stack = [(self._start, None, 0, 0)]
         size_text = len(text)
@@ -260,14 +290,15 @@ class FastParser:
                         token.type = type_
                         token.start_pos = pos
                         token.end_pos = end
-                        token.lines = lines
+                        if lines is not None:
+                            token.lines = lines
                         stack.append((arg, token, pos, end))
                     else:
                         stack.append((arg, None, pos, end))
                     state = arg
                     pos = end
                     break
-                kind, size, keep, handler, origin = arg
+                kind, size, keep, handler, origin, single = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
                     state = chains.get((below, state, type_)) or self._unit_chain(
@@ -280,8 +311,8 @@ class FastParser:
                     del stack[-size:]
                     start = raw[0][2]
                     stop = raw[-1][3]
-                    if len(keep) == 1 and not keep[0][1]:
-                        children = [raw[keep[0][0]][1]]
+                    if single >= 0:
+                        children = [raw[single][1]]
                     else:
                         children = []
                         for index, inline in keep:
@@ -290,7 +321,13 @@ class FastParser:
                             else:
                                 children.append(raw[index][1])
                     if kind == _BUILD:
-                        value = handler(builder, Meta(start, stop, lines), children)
+                        if lines is None:
+                            meta = metas.get((start, stop))
+                            if meta is None:
+                                meta = _one_line_meta(start, stop)
+                        else:
+                            meta = Meta(start, stop, lines)
+                        value = handler(builder, meta, children)
                     elif kind == _SPLICE:
                         value = children
                     elif len(children) == 1:  # _EXPAND1: the child stands for the rule
@@ -298,7 +335,7 @@ class FastParser:
                         if value.__class__ is Token:  # Lark keeps a token's own positions
                             start, stop = value.start_pos, value.end_pos
                     else:
-                        value = handler(builder, Meta(start, stop, lines), children)
+                        value = handler(builder, _meta(start, stop, lines), children)
                     state = gotos[stack[-1][0]][origin]
                     stack.append((state, value, start, stop))
                 if state == end_state and type_ == "$END":

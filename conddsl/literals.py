@@ -8,9 +8,9 @@ says precisely what is wrong with a value, as a :class:`LiteralError` carrying t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from conddsl.ast import (
     MillisecondOfSecond,
@@ -31,9 +31,11 @@ from conddsl.timeline.clock import (  # the time engine's units, read here too
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
+class Word(NamedTuple):
     """One word of a value with its 0-based offsets in the source text."""
+
+    # A named tuple, not a frozen dataclass: the parser makes one per word of every
+    # point, and a tuple is built without a store per field.
 
     text: str
     start: int

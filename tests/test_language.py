@@ -701,3 +701,23 @@ def test_duration_settings_are_ascii_and_unsigned(text, message, hint):
     with pytest.raises(LiteralError) as info:
         read_duration_text(text)
     assert message in info.value.message and hint in info.value.hint
+
+
+def test_a_dropped_condition_is_freed_without_the_cycle_collector():
+    # The table closure refers back to its condition weakly: a strong reference made
+    # every compiled condition a cycle that lingered until the collector ran.
+    import gc
+    import weakref
+
+    from conddsl.compile import Condition
+    from conddsl.parse import parse
+
+    gc.disable()
+    try:
+        condition = Condition(parse("time of day between 08:00 and 17:00"), timezone="UTC")
+        assert condition._fast is not None  # a pure clock condition: the closure is there
+        gone = weakref.ref(condition)
+        del condition
+        assert gone() is None
+    finally:
+        gc.enable()
