@@ -71,6 +71,12 @@ def postgres_dsn(postgres_database: str) -> str:
     import psycopg
 
     with psycopg.connect(postgres_database, autocommit=True) as conn:
+        # Connections an earlier test left (a node it could not stop, a store it did not
+        # close) would hold locks the TRUNCATE waits on: this test starts on its own.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         found = conn.execute("SELECT to_regclass('conddsl_records')").fetchone()[0]
         if found is not None:
             conn.execute(f"TRUNCATE {POSTGRES_TABLES} RESTART IDENTITY")

@@ -117,14 +117,15 @@ def test_three_nodes_start_each_occurrence_exactly_once(tmp_path: Path, postgres
 
 
 def _terminate_listeners(dsn: str) -> int:
-    """End the LISTEN connection of every node; how many there were."""
+    """End the records' LISTEN connection of every node (its wake-ups from other nodes'
+    records; the request poller listens on a connection of its own); how many there were."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND application_name LIKE 'conddsl %'"
-            " AND query LIKE 'LISTEN%'"
+            " AND query LIKE 'LISTEN conddsl_records%'"
         ).fetchall()
     return len(rows)
 

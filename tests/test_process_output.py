@@ -159,7 +159,8 @@ TASKS = textwrap.dedent(
     func = "jobs:loud"
     execution = "process"
     start_cond = "every 1 hour"
-    timeout = "0.5 seconds"
+    # Long enough for a loaded machine to start it and set its SIGTERM handler first.
+    timeout = "2 seconds"
     """
 )
 JOBS = textwrap.dedent(
