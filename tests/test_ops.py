@@ -19,8 +19,6 @@ from conddsl.history import MemoryHistory, SQLiteHistory
 from conddsl.ops.common import load_setup, runs_of, show_span
 from conddsl.ops.journal import follow
 
-ROOT = Path(__file__).resolve().parent.parent
-
 TASKS = textwrap.dedent(
     """
     [scheduler]

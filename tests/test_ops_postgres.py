@@ -9,13 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from runtime_helpers.cli import run_cli
 
 from conddsl.cli import main as cli_main
 from conddsl.history import HistoryError, MemoryHistory, PostgresHistory
@@ -326,14 +326,7 @@ def test_a_version_1_schema_gets_the_requests_table(node, postgres_dsn: str) -> 
 def _command(folder: Path, dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
     env["CONDDSL_HISTORY"] = dsn
-    return subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", *argv],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(folder, *argv, env=env)
 
 
 E2E_FILE = (
