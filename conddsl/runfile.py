@@ -258,7 +258,6 @@ def run_task_file(
 def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, out, err) -> int:
     """Open the history, run the scheduler until it stops, and say how it ended."""
     from conddsl.runtime import SchedulerError
-    from conddsl.runtime.signals import install_signal_handlers
 
     try:
         # Opening writes first what an earlier run kept in the journal.
@@ -278,11 +277,7 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
         f"conddsl: running {len(model.tasks)} tasks from {path} "
         f"(history: {_shown(history_path)}); Ctrl-C stops gracefully, twice forces"
     )
-    # What thread and async tasks print is shown with their name (conddsl.taskoutput).
-    task_output = TaskOutput(sys.stdout, emit=printer.task_line)
-    app.task_output = printer.process_line  # and process and command tasks' (their pipes)
-    real_stdout, sys.stdout = sys.stdout, task_output
-    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    console = _RunConsole(app, printer, out)
     requests = _serve_requests(app, history_path)
     failure: HistoryError | None = None
     try:
@@ -292,10 +287,9 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
         if failure is None:
             raise
     finally:
-        restore()
+        console.restore_signals()
         requests.stop()
-        sys.stdout = real_stdout
-        task_output.finish()  # never raises: the history must be closed below
+        console.restore_output()  # never raises: the history must be closed below
         printer.show_replayed()  # a journal replayed by the crash marking, nothing recorded since
         closed = _close(store)
         if failure is not None:
@@ -310,6 +304,28 @@ def _serve(app, path: Path, model, printer: RecordPrinter, history_path: Path, o
         summary = f"the history cannot be read now: {error}"
     printer.note(f"conddsl: {_stopped(app.stopped_by, printer.counts)} ({summary})")
     return 0
+
+
+class _RunConsole:
+    """What a run takes over of the process while it lasts: stdout and the signal handlers."""
+
+    def __init__(self, app, printer: RecordPrinter, out) -> None:
+        from conddsl.runtime.signals import install_signal_handlers
+
+        # What thread and async tasks print is shown with their name (conddsl.taskoutput).
+        self._task_output = TaskOutput(sys.stdout, emit=printer.task_line)
+        app.task_output = printer.process_line  # and process and command tasks' (their pipes)
+        self._real_stdout, sys.stdout = sys.stdout, self._task_output
+        self._restore_signals = install_signal_handlers(app, out=out, exit_when_stuck=True)
+
+    def restore_signals(self) -> None:
+        """Give Ctrl-C back to the handlers the process had before the run."""
+        self._restore_signals()
+
+    def restore_output(self) -> None:
+        """Give stdout back, with what tasks printed last flushed (never raises)."""
+        sys.stdout = self._real_stdout
+        self._task_output.finish()
 
 
 def _start_metrics(app, port: int | None, printer: RecordPrinter, err):
@@ -377,7 +393,6 @@ def _serve_shared(
     from conddsl.history import PostgresHistory
     from conddsl.history.postgres.store import describe_dsn
     from conddsl.runtime import SchedulerError
-    from conddsl.runtime.signals import install_signal_handlers
 
     settings = model.scheduler
     lease = settings.lease if settings.lease is not None else "10 seconds"
@@ -402,10 +417,7 @@ def _serve_shared(
         f"conddsl: running {len(model.tasks)} tasks from {path} as node {store.node}"
         f" (history: {where}); Ctrl-C stops gracefully, twice forces"
     )
-    task_output = TaskOutput(sys.stdout, emit=printer.task_line)
-    app.task_output = printer.process_line  # and process and command tasks' (their pipes)
-    real_stdout, sys.stdout = sys.stdout, task_output
-    restore = install_signal_handlers(app, out=out, exit_when_stuck=True)
+    console = _RunConsole(app, printer, out)
     failure: HistoryError | None = None
     requests = None
     try:
@@ -416,11 +428,10 @@ def _serve_shared(
         if failure is None:
             raise
     finally:
-        restore()
+        console.restore_signals()
         if requests is not None:
             requests.stop()
-        sys.stdout = real_stdout
-        task_output.finish()
+        console.restore_output()
         if metrics is not None:
             metrics.shutdown()
             metrics.server_close()

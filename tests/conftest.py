@@ -52,17 +52,10 @@ def postgres_server():
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server: str):
     """The DSN of a fresh database for this test run (each xdist worker its own), dropped after."""
-    import uuid
+    from tests.postgres_helpers.databases import scratch_database
 
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    name = f"conddsl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(postgres_server, dbname=name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_server, "conddsl_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture

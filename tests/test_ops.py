@@ -4,10 +4,7 @@ SQLite history a real ``conddsl run`` wrote (one short run, shared by the tests 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 import threading
 import xml.etree.ElementTree as ElementTree
@@ -15,14 +12,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from runtime_helpers.cli import run_cli, start_cli, start_run
 
 from conddsl.cli import main as cli_main
 from conddsl.history import MemoryHistory, SQLiteHistory
 from conddsl.ops.common import load_setup, runs_of, show_span
 from conddsl.ops.journal import follow
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 TASKS = textwrap.dedent(
     """
@@ -91,14 +86,7 @@ def served(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ops")
     (folder / "tasks.toml").write_text(TASKS)
     (folder / "jobs.py").write_text(JOBS)
-    done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=folder,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(folder, "run", "tasks.toml")
     assert done.returncode == 0, done.stdout + done.stderr
     (folder / "run.out").write_text(done.stdout)
     return folder
@@ -330,14 +318,7 @@ def test_history_follow_prints_records_as_a_run_writes_them(served, tmp_path):
     (folder / "tasks.toml").write_text(TASKS)
     store = SQLiteHistory(folder / "runs.sqlite3")
     store.record("extract", "run", at=datetime.now(timezone.utc), run_id="r1")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "history", "tasks.toml", "--follow", "--json"],
-        cwd=folder,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_cli(folder, "history", "tasks.toml", "--follow", "--json")
     try:
         first = json.loads(child.stdout.readline())
         assert first["run_id"] == "r1"
@@ -531,14 +512,7 @@ def test_run_task_and_terminate_reach_the_serving_scheduler(tmp_path, capsys, mo
     assert code == 2 and "nothing serves tasks.toml" in err
     assert not (tmp_path / "runs.sqlite3").exists()
 
-    child = subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_run(tmp_path)
     try:
         history = tmp_path / "runs.sqlite3"
 

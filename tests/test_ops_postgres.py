@@ -9,26 +9,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from runtime_helpers.cli import run_cli
 
 from conddsl.cli import main as cli_main
 from conddsl.history import HistoryError, MemoryHistory, PostgresHistory
 from conddsl.history.postgres.schema import SCHEMA_VERSION
 from conddsl.ops.common import load_setup, open_history
 from conddsl.ops.pg_requests import PgRequestBox, PgRequestPoller
+from tests.postgres_helpers.databases import scratch_database
 from tests.postgres_helpers.nodes import ROOT, records, start_node, stop, wait_until, write_setup
 
 psycopg = pytest.importorskip("psycopg")
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
-TASK_FILE = """
+# The scheduler and the hourly task both task files of these tests have.
+_HOURLY = """
 [scheduler]
 timezone = "UTC"
 lease = "3 seconds"
@@ -37,11 +39,16 @@ lease = "3 seconds"
 func = "nodetasks:quick"
 execution = "thread"
 start_cond = "every 1 hour"
+"""
 
+TASK_FILE = (
+    _HOURLY
+    + """
 [tasks.manual]
 func = "nodetasks:quick"
 execution = "thread"
 """
+)
 
 
 @pytest.fixture
@@ -56,16 +63,8 @@ def node(postgres_dsn: str):
 @pytest.fixture
 def empty_dsn(postgres_server: str):
     """A database of its own without conddsl's tables, dropped after the test."""
-    import uuid
-
-    from psycopg.conninfo import make_conninfo
-
-    name = f"conddsl_empty_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(postgres_server, dbname=name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_server, "conddsl_empty") as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -327,30 +326,17 @@ def test_a_version_1_schema_gets_the_requests_table(node, postgres_dsn: str) -> 
 def _command(folder: Path, dsn: str, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
     env["CONDDSL_HISTORY"] = dsn
-    return subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", *argv],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(folder, *argv, env=env)
 
 
-E2E_FILE = """
-[scheduler]
-timezone = "UTC"
-lease = "3 seconds"
-
-[tasks.hourly]
-func = "nodetasks:quick"
-execution = "thread"
-start_cond = "every 1 hour"
-
+E2E_FILE = (
+    _HOURLY
+    + """
 [tasks.sleeper]
 func = "nodetasks:sleeper"
 execution = "process"
 """
+)
 
 
 @pytest.mark.long

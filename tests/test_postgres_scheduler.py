@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from runtime_helpers.cli import run_cli
 
 from conddsl.history import PostgresHistory
 from conddsl.history.postgres.leases import take_over_node
@@ -83,14 +84,7 @@ def test_conddsl_run_says_when_the_database_cannot_be_reached(tmp_path: Path) ->
         "PYTHONPATH": str(ROOT),
         "CONDDSL_HISTORY": "postgresql://postgres:secret@127.0.0.1:9/none?connect_timeout=1",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=60,
-    )
+    done = run_cli(tmp_path, "run", "tasks.toml", env=env)
     assert done.returncode == 1
     assert "cannot be reached" in done.stderr and "hint:" in done.stderr
     assert "secret" not in done.stderr

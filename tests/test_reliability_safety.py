@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from reliability import SUBPROCESS_ENV
+from runtime_helpers.cli import run_cli
 
 from conddsl.compile import compile_condition
 from conddsl.errors import ConditionSyntaxError
@@ -172,8 +173,6 @@ def test_a_command_task_runs_without_a_shell(tmp_path, monkeypatch):
 
 
 def test_a_task_file_command_runs_without_a_shell(tmp_path):
-    import subprocess
-
     (tmp_path / "tasks.toml").write_text(
         textwrap.dedent(
             """
@@ -187,14 +186,7 @@ def test_a_task_file_command_runs_without_a_shell(tmp_path):
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=tmp_path,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(tmp_path, "run", "tasks.toml", env=SUBPROCESS_ENV)
     assert done.returncode == 0, done.stderr
     assert "<$(touch PWNED1)><`touch PWNED2`><; touch PWNED3>" in done.stdout
     assert "success    report; touch PWNED0 # $(id)" in done.stdout

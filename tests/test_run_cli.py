@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from runtime_helpers.cli import start_run
+from runtime_helpers.cli import run_cli, start_run
 
 from conddsl.history import SQLiteHistory
 
@@ -72,20 +72,9 @@ def _write(folder: Path) -> Path:
     return folder / "tasks.toml"
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_run_prints_each_record_and_keeps_the_history(tmp_path):
     task_file = _write(tmp_path)
-    result = _run("run", str(task_file), cwd=tmp_path)
+    result = run_cli(tmp_path, "run", str(task_file))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "Traceback" not in result.stdout + result.stderr
@@ -102,7 +91,7 @@ def test_run_prints_each_record_and_keeps_the_history(tmp_path):
 def test_run_refuses_a_broken_task_file(tmp_path):
     task_file = tmp_path / "tasks.toml"
     task_file.write_text('[tasks.a]\ncommand = ["true"]\nstart_cond = "time of dya after 10:00"\n')
-    result = _run("run", str(task_file), cwd=tmp_path)
+    result = run_cli(tmp_path, "run", str(task_file))
     assert result.returncode == 1
     assert "tasks.toml:3:" in result.stdout + result.stderr
     assert "nothing was run" in result.stderr
@@ -116,14 +105,14 @@ def test_run_refuses_a_shut_cond_about_its_own_task(tmp_path):
         '[scheduler]\nshut_cond = "every 1 minute"\n'
         '[tasks.a]\ncommand = ["true"]\nstart_cond = "true"\n'
     )
-    result = _run("run", str(task_file), cwd=tmp_path)
+    result = run_cli(tmp_path, "run", str(task_file))
     assert result.returncode == 1, result.stderr
     assert (
         "cannot start" in result.stderr
         and "is about the runs of the task it belongs to" in result.stderr
     )
     assert "internal error" not in result.stderr and "start" not in result.stdout
-    check = _run("check", str(task_file), cwd=tmp_path)
+    check = run_cli(tmp_path, "check", str(task_file))
     assert check.returncode == 1 and "C303" in check.stdout
 
 
@@ -135,7 +124,7 @@ def test_async_task_that_blocks_past_its_timeout_says_so(tmp_path):
         '[tasks.a]\nfunc = "jobs:block"\nexecution = "async"\ntimeout = "0.1 seconds"\n'
         'start_cond = "true"\n'
     )
-    result = _run("run", str(tmp_path / "tasks.toml"), cwd=tmp_path)
+    result = run_cli(tmp_path, "run", str(tmp_path / "tasks.toml"))
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if "success    a" in line]
     assert "overran its timeout 0:00:00.100000 by 0.5" in line
@@ -143,7 +132,7 @@ def test_async_task_that_blocks_past_its_timeout_says_so(tmp_path):
 
 
 def test_run_missing_file_is_a_usage_error(tmp_path):
-    result = _run("run", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    result = run_cli(tmp_path, "run", str(tmp_path / "nope.toml"))
     assert result.returncode == 2
     assert "no such task file" in result.stderr
 

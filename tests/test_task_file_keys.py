@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from runtime_helpers.cli import run_cli
 
 from conddsl.cli import main as cli_main
 from conddsl.history import SQLiteHistory
@@ -22,7 +21,6 @@ from conddsl.rules.taskfile import load_task_file
 from conddsl.runtime import scheduler_from_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 NEW_TASK_KEYS = {"on_startup", "permanent", "on_shutdown", "params", "cwd", "env"}
 NEW_SCHEDULER_KEYS = {"keep", "silence_cond_check"}
 
@@ -161,14 +159,7 @@ def test_a_run_with_every_new_key(tmp_path):
             history.record("report", "run", at=at, run_id=f"old{days}")
             history.record("report", "success", at=at + timedelta(seconds=1), run_id=f"old{days}")
         history.record("gone", "run", at=old, run_id="open")  # a run still open: kept
-    done = subprocess.run(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml", "--log-format", "json"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(tmp_path, "run", "tasks.toml", "--log-format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     # --log-format json: every line is one JSON object, conddsl's own, records, task output
     events = [json.loads(line) for line in done.stdout.splitlines()]

@@ -18,10 +18,10 @@ from conddsl.history.base import (
     Record,
     check_actions,
     check_record,
-    check_retention,
     from_us,
     to_us,
 )
+from conddsl.history.retention import Retention
 
 # What a record keeps besides its time: None (nothing), the run_id alone (a str),
 # or a (run_id, reason, message[, traceback]) tuple. Most records cost one shared pointer.
@@ -77,7 +77,7 @@ def _unpack(extra: _Extra) -> tuple[str | None, str | None, str | None, str | No
     return extra  # type: ignore[return-value]
 
 
-class MemoryHistory(History):
+class MemoryHistory(Retention, History):
     """A run history in memory with optional retention.
 
     Retention (applied on insert, in batches so its cost is amortised):
@@ -93,11 +93,7 @@ class MemoryHistory(History):
     """
 
     def __init__(self, *, max_age: timedelta | None = None, max_records: int | None = None) -> None:
-        self._max_age_us = check_retention(max_age, max_records)
-        self._max_records = max_records
-        self._slack = max(1, max_records // 10) if max_records else 0
-        self._trim_count_at = max_records
-        self._next_age_sweep: int | None = None
+        self._init_retention(max_age, max_records)
         self._series: dict[str, dict[str, _Series]] = {}
         self._runs = OpenRuns()
         self._count = 0
@@ -230,19 +226,12 @@ class MemoryHistory(History):
     # Retention -----------------------------------------------------------------
 
     def _retain(self) -> None:
-        if self._trim_count_at is not None and self._count > self._trim_count_at:
+        if self._count_trim_due():
             self._trim_count()
         if self._age_sweep_due():
-            assert self._max_age_us is not None and self._now is not None
-            self._sweep_age(self._now - self._max_age_us)
-            self._next_age_sweep = self._now + max(1, self._max_age_us // 10)
+            self._run_age_sweep(self._drop_older)
 
-    def _age_sweep_due(self) -> bool:
-        if self._max_age_us is None or self._now is None:
-            return False
-        return self._next_age_sweep is None or self._now >= self._next_age_sweep
-
-    def _sweep_age(self, cutoff: int) -> None:
+    def _drop_older(self, cutoff: int) -> None:
         """Drop the records older than cutoff that retention may drop."""
         for task, by_action in self._series.items():
             for action, series in by_action.items():
@@ -253,8 +242,7 @@ class MemoryHistory(History):
 
     def _trim_count(self) -> None:
         """Drop the oldest droppable records until the count is back to 9/10 of the limit."""
-        assert self._max_records is not None
-        excess = self._count - (self._max_records - self._slack)
+        excess = self._count - self._trim_target()
         # A merge over the heads of every series, oldest first: each pop is one
         # candidate, so the cost follows the number dropped, not the store size.
         heap = []
@@ -275,9 +263,7 @@ class MemoryHistory(History):
                 heapq.heappush(heap, (series.times[index + 1], task, action, index + 1))
         for (task, action), count in drop.items():
             self._drop_prefix(task, action, self._series[task][action], count)
-        # If protected records alone exceed the limit, wait for another slack's worth
-        # of inserts before trying again, rather than sweeping on every insert.
-        self._trim_count_at = max(self._max_records, self._count + self._slack)
+        self._count_trimmed()
 
     def _drop_prefix(self, task: str, action: str, series: _Series, count: int) -> None:
         """Drop the first ``count`` records of a series, keeping open runs among them."""

@@ -27,11 +27,11 @@ from conddsl.history.base import (
     Record,
     check_actions,
     check_record,
-    check_retention,
     from_us,
     to_us,
 )
 from conddsl.history.filecheck import copy_out, identity
+from conddsl.history.retention import Retention
 from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
 
 log = logging.getLogger("conddsl.history")
@@ -119,7 +119,7 @@ _FIRST_US = to_us(datetime.min.replace(tzinfo=timezone.utc))
 _LAST_US = to_us(datetime.max.replace(tzinfo=timezone.utc))
 
 
-class SQLiteHistory(History):
+class SQLiteHistory(Retention, History):
     """A run history in a SQLite file (WAL mode), safe for several readers and threads.
 
     - Times come back as UTC-aware datetimes (the original offset is not stored).
@@ -176,11 +176,7 @@ class SQLiteHistory(History):
         timeout: float = 5.0,
         batch_size: int = 10_000,
     ) -> None:
-        self._max_age_us = check_retention(max_age, max_records)
-        self._max_records = max_records
-        self._slack = max(1, max_records // 10) if max_records else 0
-        self._trim_count_at = max_records
-        self._next_age_sweep: int | None = None
+        self._init_retention(max_age, max_records)
         self._batch_size = batch_size
         self._path = os.fspath(path)
         self._timeout = timeout
@@ -1019,39 +1015,30 @@ class SQLiteHistory(History):
     def _retain(self) -> None:
         # Never waited for: the record is written, and a retention pass that could not
         # get the lock simply runs again after the next write.
-        due = self._trim_count_at is not None and self._count > self._trim_count_at
-        if not due and not self._age_sweep_due():
+        if not self._count_trim_due() and not self._age_sweep_due():
             return
         conn = self._conn
         try:
             conn.execute("PRAGMA busy_timeout = 0")
-            if self._trim_count_at is not None and self._count > self._trim_count_at:
+            if self._count_trim_due():
                 self._trim_count()
             if self._age_sweep_due():
-                assert self._max_age_us is not None and self._now is not None
-                self._delete_older(self._now - self._max_age_us)
-                self._next_age_sweep = self._now + max(1, self._max_age_us // 10)
+                self._run_age_sweep(self._delete_older)
         except sqlite3.Error:
             pass
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
 
-    def _age_sweep_due(self) -> bool:
-        if self._max_age_us is None or self._now is None:
-            return False
-        return self._next_age_sweep is None or self._now >= self._next_age_sweep
-
     def _trim_count(self) -> None:
-        assert self._max_records is not None
         # Other processes may have added or deleted rows: count the truth.
         self._count = self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-        target = self._max_records - self._slack
+        target = self._trim_target()
         while self._count > target:
             deleted = self._delete_batch(_NO_CUTOFF, min(self._batch_size, self._count - target))
             if deleted == 0:
                 break  # only protected records are left
-        self._trim_count_at = max(self._max_records, self._count + self._slack)
+        self._count_trimmed()
 
     def _delete_older(self, cutoff: int) -> None:
         while self._delete_batch(cutoff, self._batch_size) == self._batch_size:

@@ -84,19 +84,7 @@ class SharedNode:
         check = claim_check(
             task.start, task=task.name, session=self.session, exclusive=not task.multilaunch
         )
-        try:
-            found = self.store.claim(
-                task.name,
-                check,
-                run_id=run_id,
-                on_lost=getattr(task, "on_node_lost", "fail"),
-                wait=False,
-            )
-        except HistoryUnavailable as error:
-            self.outage(error)
-            return None
-        self._reachable()
-        return found
+        return self._claim_now(task, check, run_id)
 
     def claim_manual(self, task: Any, run_id: str) -> Record | None:
         """The run record of a manual start (``run_task``) if this node may make it now.
@@ -116,13 +104,23 @@ class SharedNode:
                 return None
             return -to_us(now)
 
+        return self._claim_now(task, check, run_id, reason="manual")
+
+    def _claim_now(
+        self,
+        task: Any,
+        check: Callable[[History, Any], int | None],
+        run_id: str,
+        reason: str | None = None,
+    ) -> Record | None:
+        """Claim a start of ``task`` without waiting; None when the database cannot be reached."""
         try:
             found = self.store.claim(
                 task.name,
                 check,
                 run_id=run_id,
                 on_lost=getattr(task, "on_node_lost", "fail"),
-                reason="manual",
+                reason=reason,
                 wait=False,
             )
         except HistoryUnavailable as error:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from runtime_helpers.cli import start_cli
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -73,15 +74,8 @@ def start_node(
         "CONDDSL_TEST_CLOCK_OFFSET": str(offset),
         **(extra or {}),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a kill -9 of the node, not of the test
-    )
+    # start_new_session: a kill -9 of the node, not of the test
+    return start_cli(folder, "run", "tasks.toml", env=env, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:

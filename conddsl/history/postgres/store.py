@@ -30,7 +30,6 @@ from conddsl.history.base import (
     RunLost,
     check_actions,
     check_record,
-    check_retention,
     from_us,
     to_us,
 )
@@ -38,6 +37,7 @@ from conddsl.history.postgres import leases
 from conddsl.history.postgres.leases import CHANNEL, NOW_US, Takeover, payload
 from conddsl.history.postgres.listen import Listener, OnChange
 from conddsl.history.postgres.schema import ensure_schema
+from conddsl.history.retention import Retention
 
 log = logging.getLogger("conddsl.history")
 
@@ -104,7 +104,7 @@ def describe_dsn(dsn: str) -> str:
     return f"postgresql://{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
 
 
-class PostgresHistory(History):
+class PostgresHistory(Retention, History):
     """A run history in PostgreSQL that several schedulers share (see docs/deployment.md).
 
     - The same queries as the other stores; every record also says which ``node`` wrote it.
@@ -152,11 +152,7 @@ class PostgresHistory(History):
         self._connect_timeout = connect_timeout
         self._clock = clock
         self._on_fenced = on_fenced
-        self._max_age_us = check_retention(max_age, max_records)
-        self._max_records = max_records
-        self._slack = max(1, max_records // 10) if max_records else 0
-        self._trim_count_at = max_records
-        self._next_age_sweep: int | None = None
+        self._init_retention(max_age, max_records)
         self._count = 0
         self._now: int | None = None
         self._lock = threading.RLock()
@@ -812,29 +808,25 @@ class PostgresHistory(History):
 
     def _retain(self) -> None:
         try:
-            if self._trim_count_at is not None and self._count > self._trim_count_at:
+            if self._count_trim_due():
                 self._trim_count()
-            if (
-                self._max_age_us is not None
-                and self._now is not None
-                and (self._next_age_sweep is None or self._now >= self._next_age_sweep)
-            ):
-                cutoff = self._now - self._max_age_us
-                while self._delete_batch(cutoff, 10_000) == 10_000:
-                    pass
-                self._next_age_sweep = self._now + max(1, self._max_age_us // 10)
+            if self._age_sweep_due():
+                self._run_age_sweep(self._delete_older)
         except (self._psycopg.Error, HistoryError):
             pass  # the records are written; retention runs again after the next write
 
+    def _delete_older(self, cutoff: int) -> None:
+        while self._delete_batch(cutoff, 10_000) == 10_000:
+            pass
+
     def _trim_count(self) -> None:
-        assert self._max_records is not None
         conn = self._connection("trim")
         self._count = conn.execute("SELECT count(*) FROM conddsl_records").fetchone()[0]
-        target = self._max_records - self._slack
+        target = self._trim_target()
         while self._count > target:
             if self._delete_batch(_NO_CUTOFF, min(10_000, self._count - target)) == 0:
                 break  # only protected records are left
-        self._trim_count_at = max(self._max_records, self._count + self._slack)
+        self._count_trimmed()
 
     def _delete_batch(self, cutoff: int, limit: int) -> int:
         conn = self._connection("trim")
