@@ -77,13 +77,19 @@ class _Constant(_Evaluator):
 class _Clock(_Evaluator):
     """``time of day between …`` and the clock part of ``daily between …``."""
 
-    __slots__ = ("clock", "horizon", "fast")
+    __slots__ = ("clock", "horizon")
 
     def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
         self.zone = zone
         self.clock = clock
-        self.fast = clock.predicate()
         self.horizon = _CLOCK_HORIZON[clock.unit]
+
+    @property
+    def fast(self):
+        """The window's predicate, made when asked: a waiting condition answers from its
+        lookup table (built at the ``_TABLE_AFTER``-th is_true), so keeping the closures of
+        every one of 10,000 windows would cost ~300 bytes each for a handful of calls."""
+        return self.clock.predicate()
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -466,6 +472,7 @@ class Condition:
         "lenient",
         "_evaluator",
         "_fast",
+        "_calls",
         "_customs",
         "_wall_next",
         "_reads",
@@ -489,7 +496,8 @@ class Condition:
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
-        self._fast = _table_on_first_use(self, self._evaluator)
+        self._calls = 0
+        self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
@@ -569,6 +577,16 @@ class Condition:
             wall = to_wall(at, self.zone)
             real = at
         return self._evaluator.value(wall, Context(real, task, history, session))
+
+    def _warm_up(self, wall: datetime) -> bool:
+        """``_fast`` until the table is built: the closures for the first calls."""
+        calls = self._calls = self._calls + 1
+        predicate = self._evaluator.fast
+        if calls < _TABLE_AFTER:
+            return predicate(wall)
+        found = table_predicate(_clock_tree(self._evaluator)) or predicate
+        self._fast = found
+        return found(wall)
 
     def windows(
         self,
@@ -698,31 +716,18 @@ def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):
     return None
 
 
-def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
+def _first_predicate(condition: Condition, evaluator: _Evaluator):
     """The wall-time predicate of a pure clock condition: a lookup table (see below).
 
     The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
     not here: compiling stays cheap for conditions that are only listed or checked, and
     a condition asked once or twice (a 100 µs table for one answer) asks the closures.
+    Until then the predicate is the condition's own ``_warm_up`` (a bound method and a
+    counter slot, not a closure with four cells: the memory of 10,000 waiting tasks).
     """
-    predicate = evaluator.fast
-    if predicate is None:
-        return predicate
-    tree = _clock_tree(evaluator)
-    if tree is None:
-        return predicate
-    calls = 0
-
-    def build_then_answer(wall: datetime) -> bool:
-        nonlocal calls
-        calls += 1
-        if calls < _TABLE_AFTER:
-            return predicate(wall)
-        found = table_predicate(tree) or predicate
-        condition._fast = found
-        return found(wall)
-
-    return build_then_answer
+    if _clock_tree(evaluator) is None:
+        return evaluator.fast
+    return condition._warm_up
 
 
 def _clock_tree(evaluator: _Evaluator):
