@@ -36,6 +36,7 @@ Interval = tuple[datetime, datetime]
 IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 _MINUTE = timedelta(minutes=1)
+_NO_RULES: dict[str, ast.Node] = {}
 # A pure clock condition builds its lookup table at this many-th is_true (see below).
 _TABLE_AFTER = 8
 # Up to this many custom parts, next_change tries every assignment of their values.
@@ -491,7 +492,8 @@ class Condition:
         self.ast = node
         self.lenient = lenient
         self.zone = _zone(timezone)
-        self.rules = dict(rules) if rules else {}
+        # One empty dict for every condition without rules (nothing writes to ``rules``).
+        self.rules = dict(rules) if rules else _NO_RULES
         self.registry = registry if registry is not None else default_registry
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
