@@ -474,6 +474,7 @@ class Condition:
         "_evaluator",
         "_fast",
         "_calls",
+        "_predicate",
         "_customs",
         "_wall_next",
         "_reads",
@@ -499,6 +500,7 @@ class Condition:
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
         self._calls = 0
+        self._predicate = None
         self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
@@ -583,10 +585,17 @@ class Condition:
     def _warm_up(self, wall: datetime) -> bool:
         """``_fast`` until the table is built: the closures for the first calls."""
         calls = self._calls = self._calls + 1
-        predicate = self._evaluator.fast
+        if calls == 1:
+            # A waiting task's condition is asked once: the tree's own value (a pure
+            # clock tree reads no context), no closures kept for 10,000 such conditions.
+            return self._evaluator.value(wall, None)
+        predicate = self._predicate
+        if predicate is None:  # asked again: the specialised closures pay off
+            predicate = self._predicate = self._evaluator.fast
         if calls < _TABLE_AFTER:
             return predicate(wall)
         found = table_predicate(_clock_tree(self._evaluator)) or predicate
+        self._predicate = None
         self._fast = found
         return found(wall)
 
