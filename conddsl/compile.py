@@ -9,7 +9,6 @@ map their windows to real instants with the DST policy of ``timeline.zones``;
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -37,8 +36,11 @@ Interval = tuple[datetime, datetime]
 IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 _MINUTE = timedelta(minutes=1)
+_NO_RULES: dict[str, ast.Node] = {}
 # A pure clock condition builds its lookup table at this many-th is_true (see below).
 _TABLE_AFTER = 8
+# ``Condition._fast`` while a pure clock condition warms up (see _first_predicate).
+_WARMING = object()
 # Up to this many custom parts, next_change tries every assignment of their values.
 _EXACT_ASSIGNMENTS = 4
 
@@ -78,13 +80,19 @@ class _Constant(_Evaluator):
 class _Clock(_Evaluator):
     """``time of day between …`` and the clock part of ``daily between …``."""
 
-    __slots__ = ("clock", "horizon", "fast")
+    __slots__ = ("clock", "horizon")
 
     def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
         self.zone = zone
         self.clock = clock
-        self.fast = clock.predicate()
         self.horizon = _CLOCK_HORIZON[clock.unit]
+
+    @property
+    def fast(self):
+        """The window's predicate, made when asked: a waiting condition answers from its
+        lookup table (built at the ``_TABLE_AFTER``-th is_true), so keeping the closures of
+        every one of 10,000 windows would cost ~300 bytes each for a handful of calls."""
+        return self.clock.predicate()
 
     def value(self, wall, ctx):
         return self.clock.contains(wall)
@@ -467,6 +475,8 @@ class Condition:
         "lenient",
         "_evaluator",
         "_fast",
+        "_calls",
+        "_predicate",
         "_customs",
         "_wall_next",
         "_reads",
@@ -486,12 +496,15 @@ class Condition:
         self.ast = node
         self.lenient = lenient
         self.zone = _zone(timezone)
-        self.rules = dict(rules) if rules else {}
+        # One empty dict for every condition without rules (nothing writes to ``rules``).
+        self.rules = dict(rules) if rules else _NO_RULES
         self.registry = registry if registry is not None else default_registry
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
-        self._fast = _table_on_first_use(self, self._evaluator)
+        self._calls = 0
+        self._predicate = None
+        self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
@@ -563,7 +576,10 @@ class Condition:
         """The value at ``at`` (naive = wall-clock time in the condition's timezone)."""
         fast = self._fast
         if fast is not None:  # a pure clock condition: only the wall time matters
-            return fast(at if at.tzinfo is None else to_wall(at, self.zone))
+            wall = at if at.tzinfo is None else to_wall(at, self.zone)
+            if fast is _WARMING:
+                return self._warm_up(wall)
+            return fast(wall)
         if at.tzinfo is None:
             wall = at
             real = at.replace(tzinfo=self.zone)
@@ -571,6 +587,23 @@ class Condition:
             wall = to_wall(at, self.zone)
             real = at
         return self._evaluator.value(wall, Context(real, task, history, session))
+
+    def _warm_up(self, wall: datetime) -> bool:
+        """``_fast`` until the table is built: the closures for the first calls."""
+        calls = self._calls = self._calls + 1
+        if calls == 1:
+            # A waiting task's condition is asked once: the tree's own value (a pure
+            # clock tree reads no context), no closures kept for 10,000 such conditions.
+            return self._evaluator.value(wall, None)
+        predicate = self._predicate
+        if predicate is None:  # asked again: the specialised closures pay off
+            predicate = self._predicate = self._evaluator.fast
+        if calls < _TABLE_AFTER:
+            return predicate(wall)
+        found = table_predicate(_clock_tree(self._evaluator)) or predicate
+        self._predicate = None
+        self._fast = found
+        return found(wall)
 
     def windows(
         self,
@@ -700,36 +733,20 @@ def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):
     return None
 
 
-def _table_on_first_use(condition: Condition, evaluator: _Evaluator):
+def _first_predicate(condition: Condition, evaluator: _Evaluator):
     """The wall-time predicate of a pure clock condition: a lookup table (see below).
 
     The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
     not here: compiling stays cheap for conditions that are only listed or checked, and
     a condition asked once or twice (a 100 µs table for one answer) asks the closures.
+    Until then the predicate is ``_WARMING``: ``is_true`` calls the condition's own
+    ``_warm_up`` (a counter slot, not a closure with four cells: the memory of 10,000
+    waiting tasks; nor a bound method, which would make every condition a cycle that
+    only the garbage collector frees).
     """
-    predicate = evaluator.fast
-    if predicate is None:
-        return predicate
-    tree = _clock_tree(evaluator)
-    if tree is None:
-        return predicate
-    calls = 0
-    # A weak reference: the condition holds this closure, and a strong one back would
-    # make every compiled condition a cycle that only the garbage collector frees.
-    owner = weakref.ref(condition)
-
-    def build_then_answer(wall: datetime) -> bool:
-        nonlocal calls
-        calls += 1
-        if calls < _TABLE_AFTER:
-            return predicate(wall)
-        found = table_predicate(tree) or predicate
-        held = owner()
-        if held is not None:
-            held._fast = found
-        return found(wall)
-
-    return build_then_answer
+    if _clock_tree(evaluator) is None:
+        return evaluator.fast
+    return _WARMING
 
 
 def _clock_tree(evaluator: _Evaluator):

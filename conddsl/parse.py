@@ -9,6 +9,7 @@ inside windows are read by :mod:`conddsl.literals`.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from functools import lru_cache
 
@@ -236,7 +237,8 @@ class AstBuilder(Transformer):
         return ast.Constant(value, span=_meta_span(meta))
 
     def clock_unit(self, meta, children):
-        return str(children[0]).lower()
+        # Interned: every condition of the same unit shares the one string (issue 21).
+        return sys.intern(str(children[0]).lower())
 
     def period(self, meta, children):
         return str(children[0]).lower()

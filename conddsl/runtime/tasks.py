@@ -23,7 +23,8 @@ class TerminationWarning(UserWarning):
     """A termination setting that can have no effect (on a ``main`` task)."""
 
 
-@dataclass(eq=False)
+# Slots: no per-task __dict__ (10,000 waiting tasks, issue 21).
+@dataclass(eq=False, slots=True)
 class Task:
     """One registered task; ``func`` for Python tasks, ``argv`` for command tasks."""
 

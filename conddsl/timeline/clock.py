@@ -211,7 +211,8 @@ class ClockWindow:
     def __init__(self, unit: str, window: Window | None) -> None:
         self.unit = unit
         self.window = window
-        self._month_cache: dict[tuple[int, int], Pieces] = {}
+        # Only a month's pieces vary by cycle: other units keep no cache (64 bytes a window).
+        self._month_cache: dict[int, Pieces] | None = {} if unit == "month" else None
         self._fixed_pieces = None if unit == "month" else self._compute(None)
 
     @property
