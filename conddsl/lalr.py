@@ -314,12 +314,23 @@ class FastParser:
                     if single >= 0:
                         children = [raw[single][1]]
                     else:
-                        children = []
+                        children = None
                         for index, inline in keep:
-                            if inline:
-                                children.extend(raw[index][1])
+                            value = raw[index][1]
+                            if children is not None:
+                                if inline:
+                                    children.extend(value)
+                                else:
+                                    children.append(value)
+                            elif inline:
+                                # The first part's own list, grown in place: it was made by
+                                # this driver for that reduction alone (left-recursive lists
+                                # like many words stay linear, not a copy per word).
+                                children = value
                             else:
-                                children.append(raw[index][1])
+                                children = [value]
+                        if children is None:
+                            children = []
                     if kind == _BUILD:
                         if lines is None:
                             meta = metas.get((start, stop))
