@@ -268,6 +268,9 @@ def test_wrong_types_everywhere(tmp_path: Path, capsys) -> None:
     ]
 
 
+# Seconds of real work: run by CI's smoke pass, kept out of the default run.
+@pytest.mark.long
+@pytest.mark.smoke
 def test_huge_files(tmp_path: Path, capsys) -> None:
     rules = tmp_path / "big.cond"
     body = "".join(f"rule_{i} = time of day after {i % 24:02d}:00 & weekly\n" for i in range(5000))

@@ -157,6 +157,9 @@ def crash_cycles(folder: Path, cycles: int, seed: int) -> dict:
     }
 
 
+# Seconds of real work: run by CI's smoke pass, kept out of the default run.
+@pytest.mark.long
+@pytest.mark.smoke
 def test_crash_recovery_smoke(tmp_path):
     report("crash_smoke", **crash_cycles(tmp_path, SMOKE_CYCLES, seed=1))
 
@@ -511,6 +514,9 @@ def _described(pid: int) -> str:
     return f"{pid} {command} (parent {info.ppid}, group {info.pgid}, state {info.state})"
 
 
+# Seconds of real work: run by CI's smoke pass, kept out of the default run.
+@pytest.mark.long
+@pytest.mark.smoke
 def test_no_orphan_after_sigkills_around_starts(tmp_path):
     figures = orphan_kills(tmp_path, SMOKE_KILLS, seed=3)
     assert figures["orphan_processes"] == []

@@ -219,6 +219,9 @@ def test_a_file_a_task_module_opened_at_import_stays_open_in_the_child(tmp_path,
     assert log_path.read_text() == "written by the child\n"
 
 
+# Seconds of real work: run by CI's smoke pass, kept out of the default run.
+@pytest.mark.long
+@pytest.mark.smoke
 def test_a_run_the_stuck_server_never_forks_ends_after_the_grace(tmp_path, monkeypatch):
     """The server hangs importing a module (a lock, say): the run is terminated by its
     timeout, and ends kill_grace later although no process ever started."""
