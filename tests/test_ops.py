@@ -609,3 +609,15 @@ def test_a_request_taken_but_never_answered_is_waited_for_a_bounded_time(monkeyp
     assert requests.wait_for_answer(box, 1, 2.0, sleep=sleep) is None
     assert box.withdrawals == 1
     assert 2.0 + requests.TAKER_GRACE <= now[0] < 2.0 + requests.TAKER_GRACE + 0.2
+
+
+def test_a_request_answer_escapes_a_task_name_that_holds_control_characters() -> None:
+    # Found by hand: `run-task` echoed a task named "we\x1b[2Jird" raw, clearing the screen.
+    from conddsl.ops.command import answer_line
+
+    line = answer_line("we\x1b[2Jird\n'q", "run", "the scheduler serving t.toml (pid 1)")
+    assert "\x1b" not in line and "\n" not in line
+    assert line == "conddsl: we\\x1b[2Jird\\n'q: started by the scheduler serving t.toml (pid 1)"
+    assert answer_line("x", "terminate", "node n1 serving t.toml") == (
+        "conddsl: x: asked to terminate (reason: forced) by node n1 serving t.toml"
+    )

@@ -308,6 +308,35 @@ def test_a_refused_request_carries_the_reason_and_a_node_skips_unknown_tasks(nod
         poller.stop()
 
 
+def test_a_malformed_request_row_is_refused_and_strands_none_beside_it(node) -> None:
+    # A row written by hand (not by run-task) with an asked_at no date holds once made
+    # every request taken with it stay taken and unanswered.
+    applied: list[tuple[str, str]] = []
+    poller = PgRequestPoller(node.connect, "alpha", ["hourly"], lambda *a: applied.append(a))
+    box = PgRequestBox(node.connect)
+    try:
+        before = box.ask("hourly", "run")
+        with node.connect() as conn:
+            bad = conn.execute(
+                "INSERT INTO conddsl_requests (task, op, asked_at) VALUES ('hourly', 'run', %s)"
+                " RETURNING id",
+                (2**63 - 1,),
+            ).fetchone()[0]
+        after = box.ask("hourly", "run")
+        assert poller.poll() == 2
+        assert box.answer_of(before)[0].answer == "started"
+        assert box.answer_of(after)[0].answer == "started"
+        with node.connect() as conn:
+            (answer,) = conn.execute(
+                "SELECT answer FROM conddsl_requests WHERE id = %s", (bad,)
+            ).fetchone()
+        assert answer.startswith("refused: malformed request")
+        assert applied == [("run", "hourly"), ("run", "hourly")]
+    finally:
+        box.close()
+        poller.stop()
+
+
 def test_a_version_1_schema_gets_the_requests_table(node, postgres_dsn: str) -> None:
     node.close()
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:

@@ -369,6 +369,15 @@ def test_describe_dsn_hides_the_password() -> None:
     )
 
 
+def test_a_malformed_connection_string_is_reported_without_its_password() -> None:
+    # libpq quotes a URI it cannot parse whole in its message, password and all.
+    for dsn in ("postgresql://u:S3CRET@[bad/x", "postgresql://u:S3CRET@db/x?nosuch=1"):
+        with pytest.raises(HistoryError) as info:
+            PostgresHistory(dsn, node="alpha")
+        assert "S3CRET" not in str(info.value)
+        assert "postgresql (unreadable connection string)" in str(info.value)
+
+
 def test_pending_records_survive_a_lost_connection(nodes, postgres_dsn) -> None:
     a = nodes("a")
     at = datetime.now(timezone.utc)

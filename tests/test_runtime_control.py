@@ -375,6 +375,33 @@ def test_run_task_before_serving_starts_when_the_scheduler_does():
         app.run_task("once")
 
 
+def test_a_run_asked_while_a_manual_start_is_being_made_is_refused_not_dropped():
+    # Between taking the manual start off the queue and the run being registered (a
+    # history flush, a claim on a shared history, the process launch) the task is
+    # neither asked for nor running: a second ask there was told "started" and then
+    # silently not started (found by a run-task flood on PostgreSQL).
+    app = virtual(shut_cond="time of day after 07:00")
+    app.task("false", name="once")(quick)
+    launch = app._launch
+    answers: list[str] = []
+
+    async def asking_meanwhile(task, now, **options):
+        if not answers:
+            try:
+                app.run_task("once")
+            except ControlError as error:
+                answers.append(str(error))
+            else:
+                answers.append("accepted")
+        return await launch(task, now, **options)
+
+    app._launch = asking_meanwhile
+    app.run_task("once")
+    play(app)
+    assert answers == ["a run of task 'once' is already asked for"]
+    assert runs(app) == [("once", "06:00", "manual")]
+
+
 def test_nothing_is_run_by_hand_during_a_shutdown():
     app = virtual(timeout="1 hour")
     app.task("time of day after 06:00 & daily", name="work")(FOREVER["async"])

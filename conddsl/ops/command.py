@@ -8,7 +8,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from conddsl.errors import UsageError
+from conddsl.errors import UsageError, printable
 from conddsl.terminal import Escaped
 
 __all__ = ["add_commands", "run_next", "is_task_file"]
@@ -250,11 +250,17 @@ def _run_request(args: argparse.Namespace) -> int:
             f" {args.wait:g} s; the request to {what} {args.task!r} is withdrawn"
         )
     if not answer.accepted:
-        print(f"conddsl: {what} {args.task!r}: {answer.answer}", file=sys.stderr)
+        print(f"conddsl: {what} {args.task!r}: {printable(answer.answer)}", file=sys.stderr)
         return EXIT_FINDINGS
-    done = "started" if args.op == "run" else "asked to terminate (reason: forced)"
-    print(f"conddsl: {args.task}: {done} by the scheduler serving {args.task_file} ({holder})")
+    print(answer_line(args.task, args.op, f"the scheduler serving {args.task_file} ({holder})"))
     return EXIT_OK
+
+
+def answer_line(task: str, op: str, by: str) -> str:
+    """The line saying a request was accepted; the task name is the file's, which may
+    hold control characters: they are escaped, not sent to the terminal."""
+    done = "started" if op == "run" else "asked to terminate (reason: forced)"
+    return f"conddsl: {printable(task)}: {done} by {printable(by)}"
 
 
 def _run_shared_request(args: argparse.Namespace, setup) -> int:
@@ -286,10 +292,10 @@ def _run_shared_request(args: argparse.Namespace, setup) -> int:
             + (" is withdrawn" if node is None else " may still be applied")
         )
     if not answer.accepted:
-        print(f"conddsl: {what} {args.task!r}: {answer.answer} (node {node})", file=sys.stderr)
+        refused = printable(f"{answer.answer} (node {node})")
+        print(f"conddsl: {what} {args.task!r}: {refused}", file=sys.stderr)
         return EXIT_FINDINGS
-    done = "started" if args.op == "run" else "asked to terminate (reason: forced)"
-    print(f"conddsl: {args.task}: {done} by node {node} serving {args.task_file}")
+    print(answer_line(args.task, args.op, f"node {node} serving {args.task_file}"))
     return EXIT_OK
 
 

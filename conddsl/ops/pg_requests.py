@@ -181,7 +181,16 @@ class PgRequestPoller:
                 f" RETURNING {_FIELDS}",
                 (self.node, self._tasks, self.node),
             ).fetchall()
-        return sorted((_answer(row) for row in rows), key=lambda found: found.id)
+        found = []
+        for row in sorted(rows):
+            # The rows are taken (committed) already: one written by hand with a value
+            # we cannot read is answered here, or the others taken with it would be
+            # left unanswered for good.
+            try:
+                found.append(_answer(row))
+            except (OverflowError, TypeError, ValueError) as error:
+                self.answer(row[0], f"refused: malformed request ({error})")
+        return found
 
     def answer(self, request: int, text: str) -> None:
         """Write this node's answer to a request it took."""

@@ -899,11 +899,14 @@ class Scheduler:
         """Make the manual starts asked for (``run_task``); ``ending``: why the end condition
         ends them at once."""
         name = task.name
-        count = self._manual.pop(name)
         if task.permanent:
             self._permanent_pending.pop(name, None)  # started now: not started again
-        while count:
+        # The count stays in _manual until each run is launched: in between (a flush, a
+        # claim, the launch) run_task must still see the start as asked for, or it would
+        # accept a second one that is then dropped as "running".
+        while self._manual.get(name):
             if not task.multilaunch and name in self._runs:
+                self._manual.pop(name, None)
                 log.warning("task %r is running: a manual run of it was not started", name)
                 return
             claimed = None
@@ -913,10 +916,10 @@ class Scheduler:
                 try:
                     claimed = self._shared.claim_manual(task, uuid.uuid4().hex)
                 except ClaimBusy:
-                    self._manual[name] = count
                     self._recheck_soon[name] = now + BUSY_RECHECK
                     return
                 if claimed is None:
+                    self._manual.pop(name, None)
                     log.warning(
                         "task %r runs on another node (or the shared history cannot be"
                         " reached): a manual run of it was not started",
@@ -925,9 +928,11 @@ class Scheduler:
                     return
             run = await self._launch(task, now, reason="manual", claimed=claimed)
             if run is None:  # waits for a process slot
-                self._manual[name] = count
                 return
-            count -= 1
+            # terminate() may have dropped the asked starts during the launch.
+            left = self._manual.pop(name, 0) - 1
+            if left > 0:
+                self._manual[name] = left
             if ending is not None:
                 self._launcher.terminate(run, "end_cond", ending)
 

@@ -255,6 +255,9 @@ class PostgresHistory(Retention, History):
 
     def _error(self, doing: str, exc: Exception) -> HistoryError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # libpq quotes a connection string it cannot parse whole, password and all.
+        if self._dsn:
+            text = text.replace(self._dsn, self._where)
         unreachable = isinstance(exc, self._psycopg.OperationalError)
         cause = f"the database cannot be reached ({text})" if unreachable else text
         message = f"history {self._where}: could not {doing}: {cause}"
