@@ -266,10 +266,13 @@ def test_task_output_asked_in_the_api_gets_a_commands_lines():
 def test_without_a_fork_server_forked_and_spawned_runs_are_piped_too(tmp_path, monkeypatch):
     """No server (the interpreter cannot serve): a function forked from the scheduler and
     a program started by ``subprocess`` write to the same pipes."""
-    from conddsl.runtime import forkserver
+    from conddsl.runtime import forkserver, output
 
     monkeypatch.setattr(sys, "executable", str(tmp_path / "not-python"))
     monkeypatch.setattr(forkserver, "_READY_TIMEOUT", 0.3)
+    # The sink never blocks here: a loaded machine may still take over a second to run the
+    # pump's thread at the end, which must not count as a blocked terminal.
+    monkeypatch.setattr(output, "CLOSE_WAIT", 30.0)
     lines: list[tuple[str, str, str]] = []
     done = "task 'forked' has finished & task 'spawned' has finished"
     app = Scheduler({"timezone": "UTC", "shut_cond": done})
