@@ -109,6 +109,25 @@ class Launcher:
         }
         return processes
 
+    async def warm(
+        self, tasks: list[Task], cancelled: Callable[[], bool], woken: asyncio.Event
+    ) -> None:
+        """Have the fork server (for ``tasks``, process and command tasks) up before
+        anything starts, unless ``cancelled()`` turns true meanwhile (checked whenever
+        ``woken`` is set): a task module slow to import must not hold up a Ctrl-C
+        (nothing has started yet, so nothing needs the server)."""
+        assert self.processes is not None
+        warming = asyncio.ensure_future(self.processes.warm(tasks))
+        while not warming.done():
+            if cancelled():
+                warming.cancel()
+                return
+            waking = asyncio.ensure_future(woken.wait())
+            await asyncio.wait({warming, waking}, return_when=asyncio.FIRST_COMPLETED)
+            waking.cancel()
+            woken.clear()  # (the scheduler's loop applies every request when it begins)
+        warming.result()
+
     def start(
         self,
         task: Task,

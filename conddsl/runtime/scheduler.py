@@ -61,8 +61,8 @@ from conddsl.errors import (
 )
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
-from conddsl.runtime.conditions import OWN_TASK_HINT, ConditionLike, own_task_problem, reads
-from conddsl.runtime.config import ConfigError, SchedulerConfig
+from conddsl.runtime.conditions import ConditionLike
+from conddsl.runtime.config import SchedulerConfig
 from conddsl.runtime.control import Control, Request
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.evaluator import Evaluator
@@ -70,33 +70,24 @@ from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
 from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
-from conddsl.runtime.leftovers import recover, registry_path
+from conddsl.runtime.leftovers import recover, registry_file, registry_setting
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
+from conddsl.runtime.requests import Requests
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.session import Session
 from conddsl.runtime.shared import SharedNode, shared_store
 from conddsl.runtime.taskbook import TaskBook
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
-from conddsl.runtime.wake import SHUT, Key
+from conddsl.runtime.wake import SHUT
 
 log = logging.getLogger("conddsl.runtime")
 
 __all__ = ["ControlError", "Scheduler", "SchedulerError", "Session", "UnknownTaskError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
-    """``setting`` if it is a ``process_registry`` value, else a ConfigError."""
-    if setting is None or setting is False or isinstance(setting, str | os.PathLike):
-        return setting  # type: ignore[return-value]
-    raise ConfigError(
-        f"process_registry is a file's path, None (beside a history file) or False (none);"
-        f" not {setting!r}"
-    )
 
 
 class Scheduler:
@@ -129,7 +120,7 @@ class Scheduler:
         #: Named conditions its conditions may use (``load_rules`` gives such a mapping).
         self.rules = parse_rules(rules)
         #: See ``process_registry`` above; may be changed before serving.
-        self.process_registry = _registry_setting(process_registry)
+        self.process_registry = registry_setting(process_registry)
         #: Where the lines process and command runs print go, as ``(task, stream, line)``
         #: with stream ``"stdout"`` or ``"stderr"`` (read from pipes on a thread: see
         #: :mod:`conddsl.runtime.output`); None (the default): the children write to the
@@ -139,7 +130,6 @@ class Scheduler:
         self.on_loop_lag: Callable[[float], None] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
         self._control = Control()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._records = RecordWriter(
             self.config.history, on_error=lambda exc: self._life.fail(exc), wake=book.woken
@@ -162,7 +152,7 @@ class Scheduler:
             began=self._began,
             ended=self._ended,
             serving=lambda: self.state is State.RUNNING,
-            done=lambda: self.state is State.DONE or self._loop is None,
+            done=lambda: self.state is State.DONE or not self._control.attached,
         )
         self._life = Lifecycle(
             self._launcher,
@@ -172,6 +162,14 @@ class Scheduler:
             wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
         )
         self._judge = Judge(silence=self.config.silence_cond_check, fail=self._life.fail)
+        self._requests = Requests(
+            book,
+            self._control,
+            self._runs,
+            self._launcher,
+            self._life,
+            wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
+        )
         self._evaluator = Evaluator(
             book,
             self._runs,
@@ -252,16 +250,9 @@ class Scheduler:
         ``registry.recheck(phrase)`` does the same for every scheduler serving with it."""
         from conddsl.runtime.customs import RegistryChain
 
-        self._heard(known_phrase(RegistryChain((self.registry, default_registry)), phrase))
-
-    def _heard(self, phrase: str) -> None:
-        with self._control.lock:
-            self._control.submit(Request(partial(self._apply_recheck, phrase), "recheck"))
-
-    def _apply_recheck(self, phrase: str) -> None:
-        if self._serving():
-            for key in self._book.users_of(phrase):
-                self._touch(key)
+        self._requests.recheck(
+            known_phrase(RegistryChain((self.registry, default_registry)), phrase)
+        )
 
     def _compile(self, value: object, what: str) -> ConditionLike:
         """A condition setting as this scheduler reads it (see conddsl.runtime.customs)."""
@@ -287,12 +278,7 @@ class Scheduler:
             if defer_unknown and exc.code == "E120":
                 return
             raise
-        node = getattr(cond, "ast", None)
-        if isinstance(node, ast.Node):
-            why = own_task_problem(node, getattr(cond, "rules", None) or {})
-            if why is not None:
-                raise ConfigError(f"shut_cond {why}: {OWN_TASK_HINT}")
-        self._book.wake_index.add(SHUT, reads(cond))
+        self._book.watch_shut_cond(cond)
 
     # ---------------------------------------------------------------- registration
 
@@ -333,7 +319,7 @@ class Scheduler:
                 compile_cond=self._compile,
                 on_node_lost=on_node_lost,
             )
-            self._add(task)
+            self._requests.add(task)
             return func
 
         return register
@@ -376,33 +362,8 @@ class Scheduler:
             compile_cond=self._compile,
             on_node_lost=on_node_lost,
         )
-        self._add(task)
+        self._requests.add(task)
         return task
-
-    def _add(self, task: Task) -> None:
-        with self._control.lock:
-            self._book.declare(task, serving=self._control.attached)
-            self._control.submit(Request(partial(self._register, task), "add", task.name))
-
-    def _register(self, task: Task) -> None:
-        main = self._life.phase is Phase.MAIN  # added while the scheduler runs
-        self._book.register(task, main=main)
-        if main:
-            self._wake.set()
-
-    def _unregister(self, task: Task) -> None:
-        if not self._book.unregister(task):
-            return
-        name = task.name
-        self._runs.forget(name)
-        self._life.forget(task)
-        for run in self._runs.of(name):
-            if run.task is task and run.task.terminable:
-                self._launcher.terminate(run, "forced", "the task was removed (remove_task())")
-
-    def _touch(self, key: Key) -> None:
-        self._book.due.mark(key)
-        self._wake.set()
 
     # ---------------------------------------------------------------- control
 
@@ -418,27 +379,7 @@ class Scheduler:
         when the task is running and not ``multilaunch`` (or a manual run of it is
         already asked for) or when the scheduler is shutting down or done.
         """
-        with self._control.lock:
-            task = self._book.lookup(name)
-            if self.state is not State.RUNNING and self.state is not State.IDLE:
-                now = "has stopped" if self.state is State.DONE else "is shutting down"
-                raise ControlError(f"cannot run task {name!r}: the scheduler {now}")
-            if not task.multilaunch:
-                if name in self._runs:
-                    raise ControlError(
-                        f"task {name!r} is running (and not multilaunch): not started again"
-                    )
-                if self._book.manual.get(name) or self._control.asked("run", name):
-                    raise ControlError(f"a run of task {name!r} is already asked for")
-            self._control.submit(Request(partial(self._apply_run, name), "run", name))
-
-    def _apply_run(self, name: str) -> None:
-        if name not in self.tasks or self.state not in (State.IDLE, State.RUNNING):
-            log.warning("manual run of %r not started: the task or the scheduler is gone", name)
-            return
-        self._book.ask_manual(name)
-        if self._serving():
-            self._touch(name)
+        self._requests.run(name)
 
     def terminate(self, name: str) -> None:
         """Terminate every running run of ``name`` now: reason ``forced``.
@@ -446,36 +387,15 @@ class Scheduler:
         A manual run asked for and not started yet is dropped. Runs of a ``main``
         task cannot be terminated (:class:`ControlError`).
         """
-        with self._control.lock:
-            task = self._book.lookup(name)
-            if not task.terminable:
-                raise ControlError(
-                    f"task {name!r} runs in the main execution, which cannot be terminated"
-                )
-            self._control.submit(Request(partial(self._apply_terminate, name), "terminate", name))
-
-    def _apply_terminate(self, name: str) -> None:
-        self._book.manual.pop(name, None)
-        for run in self._runs.of(name):
-            self._launcher.terminate(run, "forced", "terminate() was called")
+        self._requests.terminate(name)
 
     def disable(self, name: str) -> None:
         """Stop starting ``name`` by its condition; its running runs go on (see ``terminate``)."""
-        self._set_disabled(name, True)
+        self._requests.set_disabled(name, True)
 
     def enable(self, name: str) -> None:
         """Let ``name`` start by its condition again; it is looked at at once."""
-        self._set_disabled(name, False)
-
-    def _set_disabled(self, name: str, disabled: bool) -> None:
-        with self._control.lock:
-            task = self._book.lookup(name)
-            task.disabled = disabled
-            self._control.submit(Request(partial(self._apply_touch, name), "touch", name))
-
-    def _apply_touch(self, name: str) -> None:
-        if self._serving() and name in self.tasks:
-            self._touch(name)
+        self._requests.set_disabled(name, False)
 
     def remove_task(self, name: str) -> Task:
         """Forget ``name`` and return its task; its running runs are terminated (``forced``).
@@ -483,13 +403,7 @@ class Scheduler:
         Its records stay in the history. A ``main`` run cannot be terminated, but none
         is running when this is applied: main runs hold the scheduler's thread.
         """
-        with self._control.lock:
-            task = self._book.withdraw(name)
-            self._control.submit(Request(partial(self._unregister, task), "remove", name))
-            return task
-
-    def _serving(self) -> bool:
-        return self._loop is not None and self.state is not State.DONE
+        return self._requests.remove(name)
 
     # ---------------------------------------------------------------- running
 
@@ -503,11 +417,11 @@ class Scheduler:
             raise RuntimeError("a scheduler runs once; make a new one")
         if self.config.shut_cond is not None and self._book.shut_cond is None:
             self._resolve_shut_cond()  # names registered since the scheduler was made
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._control.attach(loop, self._wake.set)
         for registry in (self.registry, default_registry):
-            registry.listen(self._heard)
+            registry.listen(self._requests.recheck)
         # A store writing in the background (its file locked) reports a failure here.
         self.history.watch_failures(
             lambda e: loop.call_soon_threadsafe(self._life.history_failed, e)
@@ -515,7 +429,7 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        recovery = recover(self._registry_file(), grace, loop)
+        recovery = recover(registry_file(self.process_registry, self.history), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         self._join_shared(loop)
         processes = self._launcher.open(loop, grace, procs, self.task_output)
@@ -531,7 +445,9 @@ class Scheduler:
             self._life.fail(exc)
         freeze()
         try:
-            await self._warm()
+            # Listed now: tasks may be added while it warms.
+            tasks = [task for task in self.tasks.values() if task.uses_process]
+            await self._launcher.warm(tasks, lambda: self._control.asked("shut"), self._wake)
             await self._cycle()
         except BaseException as exc:
             self._life.stopped(exc)
@@ -549,39 +465,12 @@ class Scheduler:
             finally:
                 await processes.close()
                 for registry in (self.registry, default_registry):
-                    registry.unlisten(self._heard)
+                    registry.unlisten(self._requests.recheck)
                 if procs is not None:
                     procs.close()  # every tree has ended: the file goes
                 thaw()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
-
-    def _registry_file(self) -> str | None:
-        """The process registry's file (see the ``process_registry`` argument), or None."""
-        setting = _registry_setting(self.process_registry)
-        if setting is None:
-            return registry_path(self.history)  # beside a history file, if it is one
-        if setting is False:
-            return None
-        return os.path.abspath(os.fspath(setting))
-
-    async def _warm(self) -> None:
-        """Have the fork server (for process and command tasks) up before anything starts,
-        unless a shutdown is asked meanwhile: a task module slow to import must not hold
-        up a Ctrl-C (nothing has started yet, so nothing needs the server)."""
-        # Listed now: tasks may be added while it warms.
-        tasks = [task for task in self.tasks.values() if task.uses_process]
-        assert self._launcher.processes is not None
-        warming = asyncio.ensure_future(self._launcher.processes.warm(tasks))
-        while not warming.done():
-            if self._control.asked("shut"):
-                warming.cancel()
-                return
-            waking = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({warming, waking}, return_when=asyncio.FIRST_COMPLETED)
-            waking.cancel()
-            self._wake.clear()  # (the cycle applies every request when it begins)
-        warming.result()
 
     def shut_down(
         self, force: bool = False, *, why: str | None = None, cause: str = "shut_down"
@@ -602,17 +491,7 @@ class Scheduler:
         """``"running"`` (a run is alive), ``"terminating"`` (every live run was asked to stop
         and its work has not ended yet), ``"pending"`` (a manual run is asked for and not
         started yet), ``"disabled"`` or ``"idle"``; safe from any thread."""
-        with self._control.lock:
-            task = self._book.lookup(name)
-            pending = self._book.manual.get(name) or self._control.asked("run", name)
-        runs = self._runs.of(name)
-        if runs:
-            if all(run.state == "terminating" for run in runs):
-                return "terminating"
-            return "running"
-        if pending:
-            return "pending"
-        return "disabled" if task.disabled else "idle"
+        return self._requests.task_state(name)
 
     @property
     def phase(self) -> Phase | None:

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from conddsl import ast
 from conddsl.errors import UnknownTaskError
-from conddsl.runtime.conditions import ConditionLike, reads
+from conddsl.runtime.conditions import OWN_TASK_HINT, ConditionLike, own_task_problem, reads
 from conddsl.runtime.config import ConfigError
 from conddsl.runtime.deadlines import Deadlines
 from conddsl.runtime.tasks import Task
@@ -95,9 +96,14 @@ class TaskBook:
         self.due.discard(name)
         return True
 
-    def set_shut_cond(self, cond: ConditionLike) -> None:
-        """The shut condition, woken by the records it reads."""
-        self.shut_cond = cond
+    def watch_shut_cond(self, cond: ConditionLike) -> None:
+        """Wake the shut condition ``cond`` by the records it reads; a ConfigError if it
+        reads its own task's state (it has no task)."""
+        node = getattr(cond, "ast", None)
+        if isinstance(node, ast.Node):
+            why = own_task_problem(node, getattr(cond, "rules", None) or {})
+            if why is not None:
+                raise ConfigError(f"shut_cond {why}: {OWN_TASK_HINT}")
         self.wake_index.add(SHUT, reads(cond))
 
     def users_of(self, phrase: str) -> list[Key]:
