@@ -1,5 +1,6 @@
 """Starting runs on their executors and recording how each ends: exactly once, in
-causal order, with its timeout armed and the clock held while it dies.
+causal order, with its timeout armed and the clock held while it dies; the fork server
+warmed before anything starts.
 
 The scheduler decides *when* a task starts or a run is asked to stop; this module does
 it: it builds the executors (one per execution), gives each run its flag, its timeout

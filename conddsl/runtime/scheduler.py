@@ -6,45 +6,41 @@ its own, and this module only says when each is asked:
 
 - :mod:`~conddsl.runtime.taskbook`: the tasks and what is pending for each (manual and
   permanent starts, retries, when each is next looked at, the keys due now);
-- :mod:`~conddsl.runtime.evaluator`: the evaluation of the keys due (starts, ends, next
+- :mod:`~conddsl.runtime.evaluator`: the evaluation of the keys due (ends, starts, next
   checks), in time slices;
-- :mod:`~conddsl.runtime.deadlines`: the timers under both (checks and timeouts);
-- :mod:`~conddsl.runtime.wake`: which tasks a record wakes, and the order of the keys due;
-- :mod:`~conddsl.runtime.control`: control requests from any thread, as queued callables;
-- :mod:`~conddsl.runtime.phases`: the scheduler's state and the session's phase (enums);
-- :mod:`~conddsl.runtime.lifecycle`: the steps that move them: the startup and closing
-  tasks, graceful and forced shutdown, fatal errors;
-- :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
-- :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
-- :mod:`~conddsl.runtime.judge`: what a condition that fails (or an outage) makes of
-  the answer;
-- :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
-- :mod:`~conddsl.runtime.session`: what conditions read of the scheduler (``Session``);
-- :mod:`~conddsl.runtime.eventloop`: ``run()``'s own event loop, and what is left on it;
-- :mod:`~conddsl.runtime.frozen_heap`: ``gc.freeze`` while serving.
+- :mod:`~conddsl.runtime.requests`: what each control request checks and does, applied
+  through :mod:`~conddsl.runtime.control` (queued callables, safe from any thread);
+- :mod:`~conddsl.runtime.deadlines` and :mod:`~conddsl.runtime.wake`: the timers (checks,
+  timeouts), which tasks a record wakes, the order of the keys due;
+- :mod:`~conddsl.runtime.lifecycle` and :mod:`~conddsl.runtime.phases`: the state and the
+  session's phase, and the steps that move them (startup and closing tasks, graceful
+  and forced shutdown, fatal errors);
+- :mod:`~conddsl.runtime.runtable`, :mod:`~conddsl.runtime.launcher`,
+  :mod:`~conddsl.runtime.judge`, :mod:`~conddsl.runtime.records`: the live runs and
+  process slots; starting runs and recording how they end; what a condition that fails
+  makes of the answer; the record writer and its listeners (``subscribe``);
+- :mod:`~conddsl.runtime.session`, :mod:`~conddsl.runtime.eventloop`,
+  :mod:`~conddsl.runtime.frozen_heap`: what conditions read of the scheduler; ``run()``'s
+  own event loop; ``gc.freeze`` while serving.
 
 The loop sleeps until the earlier of the next check and the next timeout, or until an
-event (a run ended, a task was added, a shutdown or another control request was made).
-An idle scheduler touches no task whose time has not come. Each turn applies the control
-requests, then has the evaluator collect and evaluate the keys due; a turn the evaluator
-cut at its time slice goes on at once, and is not a new cycle (``scheduler cycles``
-counts wake-ups).
+event (a run ended, a task was added, a control request was made); an idle scheduler
+touches no task whose time has not come. Each turn applies the control requests, then
+has the evaluator collect and evaluate the keys due; a turn the evaluator cut at its
+time slice goes on at once and is not a new cycle (``scheduler cycles`` counts
+wake-ups). A session goes through three phases: *startup* (the ``on_startup`` tasks,
+one after the other), *main* (the permanent tasks start, the others by their
+conditions) and, once a shutdown has let every run end, *closing* (the
+``on_shutdown`` tasks, one after the other).
 
-A session goes through three phases: *startup* (the ``on_startup`` tasks, one after
-the other), *main* (the permanent tasks start, the others by their conditions) and,
-once a shutdown has let every run end, *closing* (the ``on_shutdown`` tasks, one
-after the other).
-
-Control requests (``run_task``, ``terminate``, ``disable``, ``enable``, adding and
-removing tasks, ``shut_down``) are safe from any thread (see ``control``). A finishing
-record is stamped when the run ends and written right after the current turn of the
-event loop (see ``records``). While it serves, the heap it started with is frozen.
+Over 400 lines (about 540): half is the public API, each method documented here and a
+line or a few over the collaborators; the rest is their wiring, ``serve()`` (the order
+in which a session's resources are taken and given back) and the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -53,12 +49,7 @@ from typing import Any, Literal, TypeVar
 
 from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
-from conddsl.errors import (
-    ConditionSyntaxError,
-    ControlError,
-    SchedulerError,
-    UnknownTaskError,
-)
+from conddsl.errors import ConditionSyntaxError, ControlError, SchedulerError, UnknownTaskError
 from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import ConditionLike
@@ -82,8 +73,6 @@ from conddsl.runtime.shared import SharedNode, shared_store
 from conddsl.runtime.taskbook import TaskBook
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
 from conddsl.runtime.wake import SHUT
-
-log = logging.getLogger("conddsl.runtime")
 
 __all__ = ["ControlError", "Scheduler", "SchedulerError", "Session", "UnknownTaskError"]
 
