@@ -110,7 +110,7 @@ class Evaluator:
         times = [at for at in (self.book.checks.next(), self.timeouts.next()) if at is not None]
         return min(times) if times else None
 
-    def recheck(self, task: Task, now: datetime) -> None:
+    def reschedule(self, task: Task, now: datetime) -> None:
         """When ``task`` is next looked at, from ``now`` (its run's record came late: its
         end condition may read how long it has run)."""
         if task.name in self.book.tasks:

@@ -553,7 +553,7 @@ class Scheduler:
     def _began(self, run: Run, now: datetime) -> None:
         """A run's record came late (its process came): its end condition may read how
         long it has run, so when it next changes is from now."""
-        self._evaluator.recheck(run.task, now)
+        self._evaluator.reschedule(run.task, now)
         self._wake.set()  # a new deadline
 
     def _ended(self, freed: list[str]) -> None:
