@@ -33,7 +33,7 @@ one after the other), *main* (the permanent tasks start, the others by their
 conditions) and, once a shutdown has let every run end, *closing* (the
 ``on_shutdown`` tasks, one after the other).
 
-Over 400 lines (about 540): half is the public API, each method documented here and a
+Over 400 lines (about 570): half is the public API, each method documented here and a
 line or a few over the collaborators; the rest is their wiring, ``serve()`` (the order
 in which a session's resources are taken and given back) and the loop.
 """
