@@ -570,3 +570,32 @@ def test_a_file_name_cannot_forge_an_output_line(tmp_path: Path, capsys, output_
         assert not line.lstrip("\"' ").startswith("fake.toml"), out + err
     assert f"m\\n{forged}.toml: no such file or folder" in err
     assert "C301" in out
+
+
+def test_equal_condition_texts_are_reported_at_each_place(tmp_path: Path, capsys) -> None:
+    """The checks work out each distinct text once: every task written with it still has
+    its own findings, at its own line and column (one written with an escape)."""
+    path = tmp_path / "tasks.toml"
+    start = "daily between 10:00 and 10:00 & cron 0 9 */2 * 1 & after task 'nosuch'"
+    end = "time of day after 00:00"
+    path.write_text(
+        f'[tasks.a]\nfunc = "m:f"\nstart_cond = "{start}"\nend_cond = "{end}"\n'
+        'timeout = "2 days"\n\n'
+        f'[tasks.b]\nfunc = "m:f"\nstart_cond =   "\\u0064{start[1:]}"\nend_cond = "{end}"\n'
+        'timeout = "2 days"\n'
+    )
+    _, out, _ = run([str(path)], capsys)
+    found = sorted(line.split(" ")[0] + " " + line.split(" ")[1] for line in out.splitlines())
+    place = f"{path}:"
+    assert found == sorted(
+        [
+            f"{place}3:15: C406",
+            f"{place}3:47: C407",
+            f"{place}3:66: C301",
+            f"{place}4:13: C402",
+            f"{place}9:17: C406",
+            f"{place}9:54: C407",
+            f"{place}9:73: C301",
+            f"{place}10:13: C402",
+        ]
+    ), out

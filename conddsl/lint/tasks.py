@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from conddsl import ast
 from conddsl.bounds import conjunction, negation
+from conddsl.errors import Span
 from conddsl.lint.clock import ClockAnalysis, whole_cycle_reason
-from conddsl.lint.period import start_period
+from conddsl.lint.period import Period, start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
 from conddsl.reads import OWN_TASK_HINT, own_task_problem
 from conddsl.resolve import Resolver
@@ -32,7 +33,8 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     found, usable = _depth_checks(report)
     if report.model is None:
         return found
-    found.extend(_waiting_cycles(report, usable))
+    memo = _Memo(report.rules)
+    found.extend(_waiting_cycles(report, usable, memo))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
     conditions = {(c.task, c.key): c for c in usable}
     shut = conditions.get((None, "shut_cond"))
@@ -41,15 +43,68 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     for name in report.task_tables:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
-        found.extend(_clock_checks(report, analysis, start, end))
+        found.extend(_clock_checks(report, analysis, start, end, memo))
         if start is not None:
-            found.extend(_whole_cycle_checks(report, start))
+            found.extend(_whole_cycle_checks(report, start, memo))
         for condition in (start, end):
             if condition is not None:
-                found.extend(_day_field_checks(report, condition))
-        found.extend(_timeout_checks(report, name, start))
-    found.extend(_never_starts(report, conditions))
+                found.extend(_day_field_checks(report, condition, memo))
+        found.extend(_timeout_checks(report, name, start, memo))
+    found.extend(_never_starts(report, conditions, memo))
     return found
+
+
+# What a check finds in a condition text, before it is placed in the file: the span in
+# the text (None for all of it), the message and the hint.
+_Said = tuple[Span | None, str, str | None]
+
+
+class _Memo:
+    """What the checks learn of each distinct condition text, learnt once per file.
+
+    Thousands of tasks share a few hundred texts ("daily after 08:00", "office"): a
+    text's findings depend on the text and the file's rules only, so each is worked
+    out once and then placed at every condition written with it. Keyed by the text
+    (equal texts parse to equal trees, spans included).
+    """
+
+    def __init__(self, rules: Mapping[str, ast.Node]) -> None:
+        self.rules = rules
+        self.waits: dict[str, Waits] = {}
+        self.periods: dict[str, Period | None] = {}
+        self.said: dict[tuple[str, str], tuple[_Said, ...]] = {}
+        self.clock: dict[tuple, tuple] = {}
+        self._waits = _MandatoryWaits(rules)
+
+    def waits_of(self, condition: FileCondition) -> Waits:
+        """:class:`_MandatoryWaits` of the condition."""
+        text = condition.source.text
+        found = self.waits.get(text)
+        if found is None:
+            found = self.waits[text] = self._waits.visit(condition.node, None)
+        return found
+
+    def period_of(self, condition: FileCondition) -> Period | None:
+        """:func:`start_period` of the condition."""
+        text = condition.source.text
+        if text not in self.periods:
+            self.periods[text] = start_period(condition.node, self.rules)
+        return self.periods[text]
+
+    def findings(
+        self,
+        report: TaskFileReport,
+        code: str,
+        condition: FileCondition,
+        check: Callable[[ast.Node], Iterator[_Said]],
+    ) -> Iterator[Diagnostic]:
+        """The findings ``code`` of ``check`` on the condition, placed in the file."""
+        key = (code, condition.source.text)
+        said = self.said.get(key)
+        if said is None:
+            said = self.said[key] = tuple(check(condition.node))
+        for span, message, hint in said:
+            yield _finding(report, code, message, condition.source.file_range(span), hint)
 
 
 def _finding(
@@ -71,9 +126,13 @@ def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCo
     """E123 for conditions whose names written out nest too deep or expand too far, and
     the other conditions."""
     depths = ExpandedDepth(report.rules)
+    measured: dict[str, tuple[int, int, ast.Reference | None]] = {}  # by text
     found, usable = [], []
     for condition in report.conditions:
-        depth, size, pointer = depths.measure(condition.node)
+        text = condition.source.text
+        if text not in measured:
+            measured[text] = depths.measure(condition.node)
+        depth, size, pointer = measured[text]
         problem = expansion_problem(depth, size)
         if problem is None:
             usable.append(condition)
@@ -130,16 +189,15 @@ class _MandatoryWaits(ConditionVisitor[Waits]):
 
 
 def _waiting_cycles(
-    report: TaskFileReport, conditions: list[FileCondition]
+    report: TaskFileReport, conditions: list[FileCondition], memo: _Memo
 ) -> Iterator[Diagnostic]:
     tasks = report.task_tables
     edges: dict[str, list[str]] = {name: [] for name in tasks}
     pointers: dict[tuple[str, str], tuple[FileCondition, ast.Node]] = {}
-    waits = _MandatoryWaits(report.rules)
     for condition in conditions:
         if condition.task is None or condition.key != "start_cond":
             continue
-        for task, node in waits.visit(condition.node, None):
+        for task, node in memo.waits_of(condition):
             if task in tasks:
                 edges[condition.task].append(task)
                 pointers.setdefault((condition.task, task), (condition, node))
@@ -164,7 +222,9 @@ def _waiting_cycles(
 
 
 def _never_starts(
-    report: TaskFileReport, conditions: Mapping[tuple[str | None, str], FileCondition]
+    report: TaskFileReport,
+    conditions: Mapping[tuple[str | None, str], FileCondition],
+    memo: _Memo,
 ) -> Iterator[Diagnostic]:
     """C409: a task with nothing that starts it but `conddsl run-task` or the API.
 
@@ -188,7 +248,7 @@ def _never_starts(
         start = conditions.get((name, "start_cond"))
         if start is None:
             continue
-        for other, node in _MandatoryWaits(report.rules).visit(start.node, None):
+        for other, node in memo.waits_of(start):
             if other in tasks and tasks[other].disabled:
                 yield _finding(
                     report,
@@ -214,43 +274,57 @@ def _clock_checks(
     analysis: ClockAnalysis,
     start: FileCondition | None,
     end: FileCondition | None,
+    memo: _Memo,
 ) -> Iterator[Diagnostic]:
+    key = (start and start.source.text, end and end.source.text)
+    said = memo.clock.get(key)
+    if said is None:
+        said = memo.clock[key] = tuple(
+            _clock_said(analysis, start and start.node, end and end.node)
+        )
+    for code, on_start, message, hint in said:
+        condition = start if on_start else end
+        assert condition is not None
+        yield _finding(report, code, message, condition.source.file_range(None), hint)
+
+
+def _clock_said(
+    analysis: ClockAnalysis, start: ast.Node | None, end: ast.Node | None
+) -> Iterator[tuple[str, bool, str, str]]:
+    """C401-C403 of a start and an end condition: code, whether on the start, message, hint."""
     never_starts = always_ends = False
     start_over = end_under = None
     if start is not None:
-        start_over, _ = analysis.bounds(start.node)
+        start_over, _ = analysis.bounds(start)
         # "false" written out is a task started by hand or by the API: not a mistake.
-        if not isinstance(start.node, ast.Constant) and analysis.first_window(start_over) is None:
+        if not isinstance(start, ast.Constant) and analysis.first_window(start_over) is None:
             never_starts = True
-            yield _finding(
-                report,
+            yield (
                 "C401",
+                True,
                 f"the start condition is never true: its clock part {_quoted(start_over)} "
                 "has no window",
-                start.source.file_range(None),
                 "check the windows: do two of them exclude each other?",
             )
     if end is not None:
-        _, end_under = analysis.bounds(end.node)
+        _, end_under = analysis.bounds(end)
         if analysis.first_window(negation(end_under)) is None:
             always_ends = True
-            why = "" if isinstance(end.node, ast.Constant) else f" ({_quoted(end_under)})"
-            yield _finding(
-                report,
+            why = "" if isinstance(end, ast.Constant) else f" ({_quoted(end_under)})"
+            yield (
                 "C402",
+                False,
                 f"the end condition is always true{why}: every run would be terminated at once",
-                end.source.file_range(None),
                 "an end condition says when a run must stop: give it a window",
             )
     if start_over is None or end_under is None or never_starts or always_ends:
         return
     if analysis.first_window(conjunction([start_over, negation(end_under)])) is None:
-        yield _finding(
-            report,
+        yield (
             "C403",
+            False,
             "the end condition is already true whenever the task can start, so every run "
             f"would be terminated at once ({_overlap(analysis, start_over, end_under)})",
-            end.source.file_range(None),
             "the end condition should become true after the start window, not during it",
         )
 
@@ -282,9 +356,15 @@ def _quoted(node: ast.Node) -> str:
 # ---------------------------------------------------------------- C406
 
 
-def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterator[Diagnostic]:
+def _whole_cycle_checks(
+    report: TaskFileReport, start: FileCondition, memo: _Memo
+) -> Iterator[Diagnostic]:
     """C406 for each window of a start condition that is silently the whole cycle."""
-    for node in ast.walk(start.node):
+    return memo.findings(report, "C406", start, _whole_cycle_said)
+
+
+def _whole_cycle_said(root: ast.Node) -> Iterator[_Said]:
+    for node in ast.walk(root):
         window = getattr(node, "window", None)
         if not isinstance(node, ast.TimeOf | ast.Periodic) or window is None:
             continue
@@ -292,11 +372,9 @@ def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterato
         if why is None:
             continue
         unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
-        yield _finding(
-            report,
-            "C406",
+        yield (
+            node.span,
             f"the window {_quoted(node)} is the whole {unit}: {why}",
-            start.source.file_range(node.span),
             _WHOLE_CYCLE_HINT[type(node)].format(
                 unit=unit, period=_period_word(node), article="an" if unit == "hour" else "a"
             ),
@@ -321,9 +399,15 @@ def _period_word(node: ast.Node) -> str:
 _FIELD_RANGE = {2: "1-31", 4: "0-6"}
 
 
-def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Iterator[Diagnostic]:
+def _day_field_checks(
+    report: TaskFileReport, condition: FileCondition, memo: _Memo
+) -> Iterator[Diagnostic]:
     """C407 for cron lines whose day fields AND only because one text starts with '*'."""
-    for node in ast.walk(condition.node):
+    return memo.findings(report, "C407", condition, _day_field_said)
+
+
+def _day_field_said(root: ast.Node) -> Iterator[_Said]:
+    for node in ast.walk(root):
         if not isinstance(node, ast.Cron):
             continue
         fields = node.expression.split()
@@ -335,13 +419,11 @@ def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Itera
         either = list(fields)
         for index in starred:
             either[index] = _FIELD_RANGE[index] + fields[index][1:]
-        yield _finding(
-            report,
-            "C407",
+        yield (
+            node.span,
             f"in {_quoted(node)} a day must match both day fields, because "
             f"{fields[starred[0]]!r} starts with '*' (Vixie cron); Rocketry and croniter "
             "fire on a day that matches either",
-            condition.source.file_range(node.span),
             f"for either day write 'cron {' '.join(either)}'; to keep both, silence C407 here",
         )
 
@@ -362,7 +444,7 @@ def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagno
 
 
 def _timeout_checks(
-    report: TaskFileReport, name: str, start: FileCondition | None
+    report: TaskFileReport, name: str, start: FileCondition | None, memo: _Memo
 ) -> Iterator[Diagnostic]:
     model = report.model
     task = model.tasks.get(name) if model is not None else None
@@ -384,7 +466,7 @@ def _timeout_checks(
     timeout = task.timeout or model.scheduler.timeout
     if not isinstance(timeout, timedelta) or start is None:
         return
-    period = start_period(start.node, report.rules)
+    period = memo.period_of(start)
     if period is None or timeout <= period[0]:
         return
     from conddsl.ast import format_duration

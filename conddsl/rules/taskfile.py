@@ -340,9 +340,18 @@ def check_references(report: TaskFileReport) -> None:
     broken = {d.name for f in report.rule_files for d in f.definitions if d.node is None}
     tasks = list(report.task_tables)
     in_rule: dict[str, list[str]] = {}  # the tasks each named condition names, in the end
+    # Thousands of tasks share a few hundred texts: each one's tree is walked once.
+    walked: dict[str, tuple[tuple[ast.Reference, ...], tuple[tuple[str, ast.Node], ...]]] = {}
     for condition in report.conditions:
         seen: set[tuple[str, int]] = set()
-        for reference in references(condition.node):
+        parts = walked.get(condition.source.text)
+        if parts is None:
+            node = condition.node
+            parts = walked[condition.source.text] = (
+                tuple(references(node)),
+                tuple(task_names(node)),
+            )
+        for reference in parts[0]:
             if reference.name in broken:
                 continue  # its own error is reported in its rules file
             found = reference_diagnostic(
@@ -361,7 +370,7 @@ def check_references(report: TaskFileReport) -> None:
                     report.diagnostics.append(
                         _unknown_task(report, condition, reference, name, tasks, reference.name)
                     )
-        for name, node in task_names(condition.node):
+        for name, node in parts[1]:
             if name not in report.task_tables:
                 report.diagnostics.append(_unknown_task(report, condition, node, name, tasks))
 
