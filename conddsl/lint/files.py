@@ -29,7 +29,7 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
     history = report.path.resolve().parent / (
         settings.history or f"{report.path.stem}.history.sqlite3"
     )
-    where = report.span(("scheduler", "history"))
+    where = ("scheduler", "history")  # placed only for a finding
     found = []
     folder_problem = history_folder_problem(history)
     if folder_problem is not None:
@@ -61,4 +61,5 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
 
 
 def _finding(report: TaskFileReport, code: str, message: str, where, hint: str) -> Diagnostic:
-    return Diagnostic(code, message, report.display, where, severity_of(code), hint)
+    span = report.span(where)
+    return Diagnostic(code, message, report.display, span, severity_of(code), hint)

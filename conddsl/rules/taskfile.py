@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +65,26 @@ class TaskFileReport:
     display: str
     text: str = ""
     index: LineIndex = field(default_factory=lambda: LineIndex(""))
-    locations: TomlLocations | None = None
     data: dict[str, Any] | None = None
     model: TaskFile | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     rule_files: list[RuleFile] = field(default_factory=list)
     conditions: list[FileCondition] = field(default_factory=list)
     _task_tables: tuple | None = field(default=None, repr=False, compare=False)
+    _locations: TomlLocations | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def locations(self) -> TomlLocations | None:
+        """Where keys and values stand in the text (None unless the TOML was read)."""
+        # Scanned when a position is first needed: a file without findings needs none,
+        # and the scan costs as much as reading the TOML.
+        if self._locations is None and self.data is not None:
+            self._locations = locate(self.text)
+        return self._locations
+
+    @locations.setter
+    def locations(self, value: TomlLocations | None) -> None:
+        self._locations = value
 
     @property
     def rules(self) -> dict[str, ast.Node]:
@@ -153,7 +167,6 @@ def read_task_file(
         report.data = None
         report.diagnostics.append(_too_deep(report, deep))
         return report
-    report.locations = locate(text)
     _validate(report)
     _read_rules(report, rule_file_reader)
     _read_conditions(report)
@@ -275,10 +288,11 @@ def _read_rules(report: TaskFileReport, reader: Callable[..., RuleFile]) -> None
         if not isinstance(name, str):
             continue
         path = report.path.parent / name
-        entry = report.span(("scheduler", "rules", i))
+        where = ("scheduler", "rules", i)
         if path.resolve() in listed:
             message = f"rules file {name!r} is listed twice: its names would be defined twice"
             hint = "list each rules file once"
+            entry = report.span(where)
             report.diagnostics.append(Diagnostic("C105", message, report.display, entry, hint=hint))
             continue
         listed.add(path.resolve())
@@ -287,6 +301,7 @@ def _read_rules(report: TaskFileReport, reader: Callable[..., RuleFile]) -> None
         except OSError as error:
             message = f"cannot read rules file {name!r}: {error.strerror or type(error).__name__}"
             hint = "rules paths are relative to the task file"
+            entry = report.span(where)
             report.diagnostics.append(Diagnostic("C204", message, report.display, entry, hint=hint))
             continue
         report.rule_files.append(rule_file)
@@ -326,6 +341,11 @@ def _source(report: TaskFileReport, path: tuple) -> ConditionText:
     value = report.data
     for part in path:
         value = value[part]
+    return ConditionText(value, placed=partial(_placed, report, path, value))
+
+
+def _placed(report: TaskFileReport, path: tuple, value: str) -> ConditionText:
+    """Where the condition ``value`` at ``path`` stands in the file (the scan runs once)."""
     located = report.locations.get(path) if report.locations else None
     if located is not None and located.string is not None and located.string.value == value:
         return ConditionText(value, string=located.string)

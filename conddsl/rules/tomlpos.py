@@ -42,6 +42,12 @@ _SCALAR_END = frozenset(",]}#\n")
 # (no quote, escape or line break) and bare-key characters.
 _PLAIN_RUN = re.compile(r'[^"\\\r\n]+')
 _BARE_RUN = re.compile(r"[A-Za-z0-9_\-]+")
+# A table header of bare keys (group 1), or a bare key (2) set to a one-line basic string
+# of plain characters (3, not empty: '""' may open a multi-line string).
+_SIMPLE_LINE = re.compile(
+    r"\[([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\]"
+    r'|([A-Za-z0-9_\-]+)[ \t]*=[ \t]*"([^"\\\r\n]+)"'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,20 +198,54 @@ class _Scanner:
 
     # ------------------------------------------------------------ structure
 
-    def run(self) -> None:
+    def run(self, *, fast: bool = True) -> None:
         prefix: Path = ()
+        text = self.text
         while True:
             self._skip_blank(newlines=True)
             if self.i >= self.n:
                 return
+            # Most lines of a task file are "[tasks.NAME]" or 'key = "plain text"': those
+            # are read by one match each, with the same result as the steps below.
+            simple = _SIMPLE_LINE.match(text, self.i) if fast else None
+            if simple is not None:
+                if simple.lastindex == 1:
+                    prefix = self._simple_header(simple)
+                else:
+                    self._simple_pair(prefix, simple)
+                self._skip_line()
+                continue
             try:
-                if self.text[self.i] == "[":
+                if text[self.i] == "[":
                     prefix = self._header()
                 else:
                     self._pair(prefix)
             except _Stop:
                 pass
             self._skip_line()
+
+    def _simple_header(self, match: re.Match[str]) -> Path:
+        """``[a.b]`` of bare keys: as :meth:`_header` records it."""
+        span = match.span()
+        found = self.result.found
+        path: Path = ()
+        at = span[0] + 1
+        for name in match.group(1).split("."):
+            end = at + len(name)
+            path = (*path, name)
+            found.setdefault(path, Located((at, end), span))
+            at = end + 1
+        self.result.headers.setdefault(path, []).append(span)
+        return path
+
+    def _simple_pair(self, prefix: Path, match: re.Match[str]) -> None:
+        """``key = "text"`` of a bare key and a string without escapes: as :meth:`_pair`."""
+        start, end = match.span(3)
+        self.i = end + 1
+        string = StringMap(match.group(3), tuple(range(start, end + 1)))
+        self.result.found.setdefault(
+            (*prefix, match.group(2)), Located(match.span(2), (start - 1, end + 1), string)
+        )
 
     def _header(self) -> Path:
         start = self.i
