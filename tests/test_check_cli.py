@@ -348,6 +348,29 @@ def test_subprocess_exit_code_and_no_traceback() -> None:
     assert done.stderr.splitlines()[-1] == "Found 15 errors in 1 file; 1 path could not be checked."
 
 
+_CHECK_ONLY = """
+import sys
+from conddsl.cli import main
+code = main(["check", *sys.argv[1:]])
+heavy = ("conddsl.runtime", "conddsl.history", "asyncio", "psycopg", "prometheus_client")
+print(code, sorted(m for m in sys.modules if m.startswith(heavy)))
+"""
+
+
+def test_check_imports_neither_the_runtime_nor_the_history() -> None:
+    """`conddsl check` runs in editors and hooks at every save: it loads what it checks
+    with, not the scheduler (asyncio, the histories, PostgreSQL, metrics)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECK_ONLY, "clock.toml", "clean.toml", "syntax.cond"],
+        cwd=CASES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.splitlines()[-1] == "1 []", done.stderr
+
+
 def test_schema_command(capsys) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     assert main(["schema"]) == 0
