@@ -110,10 +110,20 @@ def locate(text: str) -> TomlLocations:
     return scanner.result
 
 
-_DEPTH_TOKENS = re.compile(r"'''|\"\"\"|[\[\]{}#\"']")
-_BASIC_END = re.compile(r'[\\"\n]')
-_BASIC_ML_END = re.compile(r'\\|"""')
-_LITERAL_END = re.compile(r"['\n]")
+# One match each: an opening bracket (group 1), a closing one (2), or a stretch without
+# brackets that count: other characters, comments, and strings as a reader ends them
+# (one-line strings at their quote, or left open at the line's end; a multi-line one at
+# its closing three quotes and up to two more, which belong to it; escapes inside).
+_DEPTH_TOKENS = re.compile(
+    r"([\[{])|([\]}])|(?:"
+    r"[^\[\]{}#\"']+"
+    r"|'''[\s\S]*?(?:'''(?:''?)?|\Z)"
+    r'|"""(?:[^"\\]|\\[\s\S]?|"(?!""))*(?:"""(?:""?)?|\Z)'
+    r"|#[^\n]*"
+    r'|"(?:[^"\\\n]|\\[\s\S]?)*(?:"|(?=\n)|\Z)'
+    r"|'[^'\n]*'?"
+    r")+"
+)
 
 
 def too_deep(text: str, limit: int = MAX_NESTING) -> int | None:
@@ -132,59 +142,18 @@ def nesting(text: str, *, stop_over: int | None = None) -> tuple[int, int]:
     levels), which keeps the scan free of any grammar. With ``stop_over`` the scan stops
     at the first bracket deeper than that. ``(0, 0)`` for a text without brackets.
     """
-    n = len(text)
-    depth = deepest = where = i = 0
-    while True:
-        match = _DEPTH_TOKENS.search(text, i)
-        if match is None:
-            return deepest, where
-        token = match.group()
-        i = match.end()
-        if token in ("[", "{"):
+    depth = deepest = where = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        kind = match.lastindex
+        if kind == 1:
             depth += 1
             if depth > deepest:
                 deepest, where = depth, match.start()
                 if stop_over is not None and depth > stop_over:
-                    return deepest, where
-        elif token in ("]", "}"):
-            depth = max(0, depth - 1)
-        elif token == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif token == '"""':
-            i = _after_multiline_basic(text, i)
-        elif token == "'''":
-            end = text.find("'''", i)
-            i = n if end < 0 else end + 3 + _extra_quotes(text, end, "'")
-        elif token == '"':
-            i = _after_line_string(text, i, _BASIC_END)
-        else:
-            i = _after_line_string(text, i, _LITERAL_END)
-
-
-def _after_multiline_basic(text: str, i: int) -> int:
-    while True:
-        match = _BASIC_ML_END.search(text, i)
-        if match is None:
-            return len(text)
-        if match.group() == "\\":
-            i = match.end() + 1  # the escaped character
-            continue
-        end = match.start()
-        return end + 3 + _extra_quotes(text, end)
-
-
-def _after_line_string(text: str, i: int, ends: re.Pattern[str]) -> int:
-    """After a one-line string; at the newline if it is left open there."""
-    while True:
-        match = ends.search(text, i)
-        if match is None:
-            return len(text)
-        char = match.group()
-        if char == "\\":
-            i = match.end() + 1
-            continue
-        return match.start() if char == "\n" else match.end()
+                    break
+        elif kind == 2 and depth:
+            depth -= 1
+    return deepest, where
 
 
 class _Scanner:
