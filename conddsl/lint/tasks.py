@@ -45,10 +45,9 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
         end = conditions.get((name, "end_cond"))
         found.extend(_clock_checks(report, analysis, start, end, memo))
         if start is not None:
-            found.extend(_whole_cycle_checks(report, start, memo))
-        for condition in (start, end):
-            if condition is not None:
-                found.extend(_day_field_checks(report, condition, memo))
+            found.extend(memo.findings(report, start, _START_CHECKS))
+        if end is not None:
+            found.extend(memo.findings(report, end, _END_CHECKS))
         found.extend(_timeout_checks(report, name, start, memo))
     found.extend(_never_starts(report, conditions, memo))
     return found
@@ -57,6 +56,8 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
 # What a check finds in a condition text, before it is placed in the file: the span in
 # the text (None for all of it), the message and the hint.
 _Said = tuple[Span | None, str, str | None]
+# Checks of one condition on its own: (code, what it finds in the condition's tree).
+_Checks = tuple[tuple[str, Callable[[ast.Node], Iterator[_Said]]], ...]
 
 
 class _Memo:
@@ -72,7 +73,7 @@ class _Memo:
         self.rules = rules
         self.waits: dict[str, Waits] = {}
         self.periods: dict[str, Period | None] = {}
-        self.said: dict[tuple[str, str], tuple[_Said, ...]] = {}
+        self.said: dict[tuple[_Checks, str], tuple[tuple[str, _Said], ...]] = {}
         self.clock: dict[tuple, tuple] = {}
         self._waits = _MandatoryWaits(rules)
 
@@ -92,19 +93,19 @@ class _Memo:
         return self.periods[text]
 
     def findings(
-        self,
-        report: TaskFileReport,
-        code: str,
-        condition: FileCondition,
-        check: Callable[[ast.Node], Iterator[_Said]],
-    ) -> Iterator[Diagnostic]:
-        """The findings ``code`` of ``check`` on the condition, placed in the file."""
-        key = (code, condition.source.text)
+        self, report: TaskFileReport, condition: FileCondition, checks: _Checks
+    ) -> list[Diagnostic]:
+        """The findings of ``checks`` on the condition, placed in the file."""
+        key = (checks, condition.source.text)
         said = self.said.get(key)
         if said is None:
-            said = self.said[key] = tuple(check(condition.node))
-        for span, message, hint in said:
-            yield _finding(report, code, message, condition.source.file_range(span), hint)
+            said = self.said[key] = tuple(
+                (code, item) for code, check in checks for item in check(condition.node)
+            )
+        return [
+            _finding(report, code, message, condition.source.file_range(span), hint)
+            for code, (span, message, hint) in said
+        ]
 
 
 def _finding(
@@ -275,17 +276,19 @@ def _clock_checks(
     start: FileCondition | None,
     end: FileCondition | None,
     memo: _Memo,
-) -> Iterator[Diagnostic]:
+) -> list[Diagnostic]:
     key = (start and start.source.text, end and end.source.text)
     said = memo.clock.get(key)
     if said is None:
         said = memo.clock[key] = tuple(
             _clock_said(analysis, start and start.node, end and end.node)
         )
+    found = []
     for code, on_start, message, hint in said:
         condition = start if on_start else end
         assert condition is not None
-        yield _finding(report, code, message, condition.source.file_range(None), hint)
+        found.append(_finding(report, code, message, condition.source.file_range(None), hint))
+    return found
 
 
 def _clock_said(
@@ -356,14 +359,8 @@ def _quoted(node: ast.Node) -> str:
 # ---------------------------------------------------------------- C406
 
 
-def _whole_cycle_checks(
-    report: TaskFileReport, start: FileCondition, memo: _Memo
-) -> Iterator[Diagnostic]:
-    """C406 for each window of a start condition that is silently the whole cycle."""
-    return memo.findings(report, "C406", start, _whole_cycle_said)
-
-
 def _whole_cycle_said(root: ast.Node) -> Iterator[_Said]:
+    """C406 for each window of a start condition that is silently the whole cycle."""
     for node in ast.walk(root):
         window = getattr(node, "window", None)
         if not isinstance(node, ast.TimeOf | ast.Periodic) or window is None:
@@ -399,14 +396,8 @@ def _period_word(node: ast.Node) -> str:
 _FIELD_RANGE = {2: "1-31", 4: "0-6"}
 
 
-def _day_field_checks(
-    report: TaskFileReport, condition: FileCondition, memo: _Memo
-) -> Iterator[Diagnostic]:
-    """C407 for cron lines whose day fields AND only because one text starts with '*'."""
-    return memo.findings(report, "C407", condition, _day_field_said)
-
-
 def _day_field_said(root: ast.Node) -> Iterator[_Said]:
+    """C407 for cron lines whose day fields AND only because one text starts with '*'."""
     for node in ast.walk(root):
         if not isinstance(node, ast.Cron):
             continue
@@ -428,6 +419,11 @@ def _day_field_said(root: ast.Node) -> Iterator[_Said]:
         )
 
 
+# The checks of one condition: C406 and C407 of a start condition, C407 of an end one.
+_START_CHECKS: _Checks = (("C406", _whole_cycle_said), ("C407", _day_field_said))
+_END_CHECKS: _Checks = (("C407", _day_field_said),)
+
+
 # ---------------------------------------------------------------- C303
 
 
@@ -445,44 +441,50 @@ def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagno
 
 def _timeout_checks(
     report: TaskFileReport, name: str, start: FileCondition | None, memo: _Memo
-) -> Iterator[Diagnostic]:
+) -> list[Diagnostic]:
     model = report.model
     task = model.tasks.get(name) if model is not None else None
     if task is None:
-        return
+        return []
+    found = []
     execution = task.execution or model.scheduler.execution
     if execution == "main":
         for key in ("timeout", "end_cond"):
             if getattr(task, key) not in (None, NEVER):
-                yield _finding(
-                    report,
-                    "C405",
-                    f"a task run in the main thread cannot be terminated: its {key} "
-                    "is never enforced",
-                    _value_range(report, ("tasks", name, key)),
-                    'use execution = "thread", "process" or "async" to enforce it',
+                found.append(
+                    _finding(
+                        report,
+                        "C405",
+                        f"a task run in the main thread cannot be terminated: its {key} "
+                        "is never enforced",
+                        _value_range(report, ("tasks", name, key)),
+                        'use execution = "thread", "process" or "async" to enforce it',
+                    )
                 )
     # Only timeouts written in the file: the scheduler's built-in default is not checked.
     timeout = task.timeout or model.scheduler.timeout
     if not isinstance(timeout, timedelta) or start is None:
-        return
+        return found
     period = memo.period_of(start)
     if period is None or timeout <= period[0]:
-        return
+        return found
     from conddsl.ast import format_duration
 
     if task.timeout is not None:
         owner, where = "timeout", _value_range(report, ("tasks", name, "timeout"))
     else:
         owner, where = "the [scheduler] timeout", start.source.file_range(None)
-    yield _finding(
-        report,
-        "C404",
-        f"{owner} {format_duration(timeout)} is longer than the task's period "
-        f"({period[1]}): the next run is due before a slow run times out",
-        where,
-        f"a timeout of at most {format_duration(period[0])}, or a longer period",
+    found.append(
+        _finding(
+            report,
+            "C404",
+            f"{owner} {format_duration(timeout)} is longer than the task's period "
+            f"({period[1]}): the next run is due before a slow run times out",
+            where,
+            f"a timeout of at most {format_duration(period[0])}, or a longer period",
+        )
     )
+    return found
 
 
 def _value_range(report: TaskFileReport, path: tuple) -> tuple[int, int]:
