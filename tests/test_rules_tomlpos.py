@@ -173,7 +173,7 @@ _LINES = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_LINES, max_size=12), st.sampled_from(["\n", "\r\n"]))
 def test_simple_lines_are_located_as_step_by_step(lines: list[str], newline: str) -> None:
     text = newline.join(lines)

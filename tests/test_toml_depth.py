@@ -249,7 +249,7 @@ def _nesting_step_by_step(text: str) -> tuple[int, int]:
     return deepest, where
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.sampled_from(["[", "]", "{", "}", '"', "'", "#", "\\", "\n", "a", " "]), max_size=60
