@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta, tzinfo
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
@@ -61,7 +62,7 @@ def read_duration(value: object, what: str, *, allow_zero: bool = False) -> time
         found = value
     elif isinstance(value, str):
         try:
-            found = read_duration_text(value)
+            found = _duration_text(value)
         except LiteralError as error:
             raise SettingValueError(what, "text", error.message, error.hint) from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -78,6 +79,10 @@ def read_duration(value: object, what: str, *, allow_zero: bool = False) -> time
         reason = "must be zero or more" if allow_zero else _LONGER_THAN_ZERO
         raise SettingValueError(what, "value", reason)
     return found
+
+
+# A task file says "30 minutes" for hundreds of tasks: each text is read once.
+_duration_text = lru_cache(maxsize=512)(read_duration_text)
 
 
 def read_timeout(value: object, what: str = "timeout") -> timedelta | None:

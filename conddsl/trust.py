@@ -36,7 +36,10 @@ __all__ = [
     "untrusted_folder",
     "unshared_folder_problem",
     "history_folder_problem",
+    "history_files",
     "HISTORY_FOLDER_HINT",
+    "JOURNAL_SUFFIX",
+    "REGISTRY_SUFFIX",
     "others_may_change",
     "believed",
     "add_import_folder",
@@ -180,6 +183,21 @@ def unshared_folder_problem(folder: str | os.PathLike[str], what: str = "files")
         if os.stat(entry).st_mode & stat.S_IWOTH:
             return f"anybody may add {what} to {entry}"
     return None
+
+
+# Files kept beside a history, named after it: the records it could not take yet, and
+# the process trees of its scheduler (conddsl.runtime.leftovers).
+JOURNAL_SUFFIX = ".pending.jsonl"
+REGISTRY_SUFFIX = ".procs.json"
+
+
+def history_files(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The files a history at ``path`` reads that must pass the trust rule: the database,
+    SQLite's side files (a ``-journal`` left there is rolled back into the database when
+    it is opened) and the journal (``conddsl check`` looks at the same ones)."""
+    path = os.fspath(path)
+    sides = (f"{path}-wal", f"{path}-shm", f"{path}-journal")
+    return (path, *sides, path + JOURNAL_SUFFIX)
 
 
 def history_folder_problem(history: str | os.PathLike[str]) -> str | None:

@@ -348,6 +348,29 @@ def test_subprocess_exit_code_and_no_traceback() -> None:
     assert done.stderr.splitlines()[-1] == "Found 15 errors in 1 file; 1 path could not be checked."
 
 
+_CHECK_ONLY = """
+import sys
+from conddsl.cli import main
+code = main(["check", *sys.argv[1:]])
+heavy = ("conddsl.runtime", "conddsl.history", "asyncio", "psycopg", "prometheus_client")
+print(code, sorted(m for m in sys.modules if m.startswith(heavy)))
+"""
+
+
+def test_check_imports_neither_the_runtime_nor_the_history() -> None:
+    """`conddsl check` runs in editors and hooks at every save: it loads what it checks
+    with, not the scheduler (asyncio, the histories, PostgreSQL, metrics)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECK_ONLY, "clock.toml", "clean.toml", "syntax.cond"],
+        cwd=CASES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.splitlines()[-1] == "1 []", done.stderr
+
+
 def test_schema_command(capsys) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     assert main(["schema"]) == 0
@@ -570,3 +593,32 @@ def test_a_file_name_cannot_forge_an_output_line(tmp_path: Path, capsys, output_
         assert not line.lstrip("\"' ").startswith("fake.toml"), out + err
     assert f"m\\n{forged}.toml: no such file or folder" in err
     assert "C301" in out
+
+
+def test_equal_condition_texts_are_reported_at_each_place(tmp_path: Path, capsys) -> None:
+    """The checks work out each distinct text once: every task written with it still has
+    its own findings, at its own line and column (one written with an escape)."""
+    path = tmp_path / "tasks.toml"
+    start = "daily between 10:00 and 10:00 & cron 0 9 */2 * 1 & after task 'nosuch'"
+    end = "time of day after 00:00"
+    path.write_text(
+        f'[tasks.a]\nfunc = "m:f"\nstart_cond = "{start}"\nend_cond = "{end}"\n'
+        'timeout = "2 days"\n\n'
+        f'[tasks.b]\nfunc = "m:f"\nstart_cond =   "\\u0064{start[1:]}"\nend_cond = "{end}"\n'
+        'timeout = "2 days"\n'
+    )
+    _, out, _ = run([str(path)], capsys)
+    found = sorted(line.split(" ")[0] + " " + line.split(" ")[1] for line in out.splitlines())
+    place = f"{path}:"
+    assert found == sorted(
+        [
+            f"{place}3:15: C406",
+            f"{place}3:47: C407",
+            f"{place}3:66: C301",
+            f"{place}4:13: C402",
+            f"{place}9:17: C406",
+            f"{place}9:54: C407",
+            f"{place}9:73: C301",
+            f"{place}10:13: C402",
+        ]
+    ), out

@@ -8,7 +8,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conddsl.rules.tomlpos import locate
+from conddsl.rules.tomlpos import TomlLocations, _Scanner, locate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,3 +133,64 @@ def test_quotes_before_the_closing_delimiter_belong_to_the_string() -> None:
     found = locate(text)
     assert found.get(("a",)).string.value == data["a"] == 'x""'
     assert found.get(("b",)).string.value == data["b"] == "y''"
+
+
+def _located_step_by_step(text: str) -> TomlLocations:
+    """What :func:`locate` finds without its one-match reading of simple lines."""
+    scanner = _Scanner(text)
+    scanner.run(fast=False)
+    return scanner.result
+
+
+# Lines a task file is made of, simple and not: the fast reading must not change a thing.
+_LINES = st.sampled_from(
+    [
+        "[tasks.a]",
+        "[tasks.b-2]  # comment",
+        "[ tasks.c ]",
+        '[tasks."d e"]',
+        "[[runs]]",
+        "[tasks.a.sub]",
+        "[tasks.]",
+        'start_cond = "daily after 10:00"',
+        'start_cond="every 10 minutes"  # why',
+        'end_cond = "x" "y"',
+        'a = ""',
+        'a = """',
+        'multi = """\nline "quoted"\n"""',
+        'b = "esc\\u0041pe"',
+        'c = "open',
+        'dotted.key = "v"',
+        '"quoted" = "v"',
+        "n = 30",
+        'arr = ["a.cond", "b.cond"]',
+        'inline = { k = "v" }',
+        "  \t",
+        "# only a comment",
+        'k = "v"\r',
+        "garbage ] = [",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_LINES, max_size=12), st.sampled_from(["\n", "\r\n"]))
+def test_simple_lines_are_located_as_step_by_step(lines: list[str], newline: str) -> None:
+    text = newline.join(lines)
+    fast, slow = locate(text), _located_step_by_step(text)
+    assert fast.found == slow.found
+    assert fast.headers == slow.headers
+
+
+def test_the_benchmark_file_is_located_as_step_by_step() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    where = Path(__file__).resolve().parent.parent / "benchmarks" / "check_bench.py"
+    spec = importlib.util.spec_from_file_location("check_bench", where)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = bench.task_file_text(60, problems=5)
+    fast, slow = locate(text), _located_step_by_step(text)
+    assert fast.found == slow.found and fast.headers == slow.headers
+    assert len(fast.found) > 240

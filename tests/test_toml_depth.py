@@ -8,6 +8,7 @@ once per level (docs/files.md, "Task files").
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -193,3 +194,70 @@ def test_deep_brackets_in_a_comment_pass_the_check(tmp_path: Path, capsys, monke
     monkeypatch.chdir(tmp_path)
     Path("tasks.toml").write_text(f"{HEAD}# {arrays(5_000)}\n")
     assert _cli(["check", "tasks.toml"], capsys)[0] == 0
+
+
+# ---------------------------------------------------------------- the scan, step by step
+
+# The scan as first written, a token at a time: the one-match scan must agree with it.
+_TOKENS = re.compile(r"'''|\"\"\"|[\[\]{}#\"']")
+_BASIC_END = re.compile(r'[\\"\n]')
+_BASIC_ML_END = re.compile(r'\\|"""')
+_LITERAL_END = re.compile(r"['\n]")
+
+
+def _extra(text: str, at: int, quote: str) -> int:
+    count = 0
+    while at + count < len(text) and text[at + count] == quote:
+        count += 1
+    return max(0, min(count - 3, 2))
+
+
+def _after(text: str, i: int, ends: re.Pattern[str], triple: bool = False) -> int:
+    while True:
+        match = ends.search(text, i)
+        if match is None:
+            return len(text)
+        if match.group() == "\\":
+            i = match.end() + 1
+        elif triple:
+            return match.start() + 3 + _extra(text, match.start(), '"')
+        else:
+            return match.start() if match.group() == "\n" else match.end()
+
+
+def _nesting_step_by_step(text: str) -> tuple[int, int]:
+    n = len(text)
+    depth = deepest = where = i = 0
+    while (match := _TOKENS.search(text, i)) is not None:
+        token, i = match.group(), match.end()
+        if token in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, match.start()
+        elif token in "]}":
+            depth = max(0, depth - 1)
+        elif token == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif token == '"""':
+            i = _after(text, i, _BASIC_ML_END, triple=True)
+        elif token == "'''":
+            end = text.find("'''", i)
+            i = n if end < 0 else end + 3 + _extra(text, end, "'")
+        else:
+            i = _after(text, i, _BASIC_END if token == '"' else _LITERAL_END)
+    return deepest, where
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["[", "]", "{", "}", '"', "'", "#", "\\", "\n", "a", " "]), max_size=60
+    )
+)
+def test_the_scan_agrees_with_the_scan_step_by_step(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert nesting(text) == _nesting_step_by_step(text)
+    for limit in range(4):
+        found = too_deep(text, limit)
+        assert found is None or (text[found] in "[{" and nesting(text[:found])[0] == limit)

@@ -32,7 +32,13 @@ from conddsl.history.base import (
 )
 from conddsl.history.filecheck import copy_out, identity
 from conddsl.history.retention import Retention
-from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
+from conddsl.trust import (
+    HISTORY_FOLDER_HINT,
+    JOURNAL_SUFFIX,
+    history_files,
+    history_folder_problem,
+    untrusted,
+)
 
 log = logging.getLogger("conddsl.history")
 
@@ -87,16 +93,8 @@ DELETE FROM records WHERE id IN (
 _Row = tuple[str, int, int, str | None, str | None, str | None, str | None]
 _NO_CUTOFF = 2**63 - 1
 
-JOURNAL_SUFFIX = ".pending.jsonl"
-
-
-def trusted_files(path: str | os.PathLike[str]) -> tuple[str, ...]:
-    """The files a history at ``path`` reads that must pass the trust rule: the database,
-    SQLite's side files (a ``-journal`` left there is rolled back into the database when
-    it is opened) and the journal (``conddsl check`` looks at the same ones)."""
-    path = os.fspath(path)
-    sides = (f"{path}-wal", f"{path}-shm", f"{path}-journal")
-    return (path, *sides, path + JOURNAL_SUFFIX)
+# In conddsl.trust, which `conddsl check` reads without importing the history.
+trusted_files = history_files
 
 
 # A journal holds what a failing history could not take: a few hundred bytes a record.

@@ -9,13 +9,18 @@ started (``run`` leaves them alone): someone may be trying to make it signal the
 
 from __future__ import annotations
 
-from conddsl.history.sqlite import trusted_files
+import os
+
 from conddsl.rules.codes import severity_of
 from conddsl.rules.diagnostics import Diagnostic
 from conddsl.rules.taskfile import TaskFileReport
-from conddsl.runtime.leftovers import SUFFIX as REGISTRY_SUFFIX
-from conddsl.runtime.leftovers import registry_problems
-from conddsl.trust import HISTORY_FOLDER_HINT, history_folder_problem, untrusted
+from conddsl.trust import (
+    HISTORY_FOLDER_HINT,
+    REGISTRY_SUFFIX,
+    history_files,
+    history_folder_problem,
+    untrusted,
+)
 
 __all__ = ["check_files"]
 
@@ -29,12 +34,12 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
     history = report.path.resolve().parent / (
         settings.history or f"{report.path.stem}.history.sqlite3"
     )
-    where = report.span(("scheduler", "history"))
+    where = ("scheduler", "history")  # placed only for a finding
     found = []
     folder_problem = history_folder_problem(history)
     if folder_problem is not None:
         return [_finding(report, "C601", folder_problem, where, HISTORY_FOLDER_HINT)]
-    for path in trusted_files(history):
+    for path in history_files(history):
         why = untrusted(path)
         if why is not None:
             found.append(
@@ -47,7 +52,13 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
                 )
             )
             return found
-    for problem in registry_problems(f"{history}{REGISTRY_SUFFIX}"):
+    registry = f"{history}{REGISTRY_SUFFIX}"
+    if not os.path.lexists(registry):
+        return found  # as registry_problems says: no registry, nothing wrong with it
+    # Reading one takes the runtime's process code (and asyncio): only when there is one.
+    from conddsl.runtime.leftovers import registry_problems
+
+    for problem in registry_problems(registry):
         found.append(
             _finding(
                 report,
@@ -61,4 +72,5 @@ def check_files(report: TaskFileReport) -> list[Diagnostic]:
 
 
 def _finding(report: TaskFileReport, code: str, message: str, where, hint: str) -> Diagnostic:
-    return Diagnostic(code, message, report.display, where, severity_of(code), hint)
+    span = report.span(where)
+    return Diagnostic(code, message, report.display, span, severity_of(code), hint)

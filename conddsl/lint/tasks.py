@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from conddsl import ast
 from conddsl.bounds import conjunction, negation
+from conddsl.errors import Span
 from conddsl.lint.clock import ClockAnalysis, whole_cycle_reason
-from conddsl.lint.period import start_period
+from conddsl.lint.period import Period, start_period
 from conddsl.nesting import ExpandedDepth, expansion_problem
 from conddsl.reads import OWN_TASK_HINT, own_task_problem
 from conddsl.resolve import Resolver
@@ -32,7 +33,8 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     found, usable = _depth_checks(report)
     if report.model is None:
         return found
-    found.extend(_waiting_cycles(report, usable))
+    memo = _Memo(report.rules)
+    found.extend(_waiting_cycles(report, usable, memo))
     analysis = ClockAnalysis(report.rules, report.model.scheduler.timezone or "UTC")
     conditions = {(c.task, c.key): c for c in usable}
     shut = conditions.get((None, "shut_cond"))
@@ -41,15 +43,69 @@ def check_tasks(report: TaskFileReport) -> list[Diagnostic]:
     for name in report.task_tables:
         start = conditions.get((name, "start_cond"))
         end = conditions.get((name, "end_cond"))
-        found.extend(_clock_checks(report, analysis, start, end))
+        found.extend(_clock_checks(report, analysis, start, end, memo))
         if start is not None:
-            found.extend(_whole_cycle_checks(report, start))
-        for condition in (start, end):
-            if condition is not None:
-                found.extend(_day_field_checks(report, condition))
-        found.extend(_timeout_checks(report, name, start))
-    found.extend(_never_starts(report, conditions))
+            found.extend(memo.findings(report, start, _START_CHECKS))
+        if end is not None:
+            found.extend(memo.findings(report, end, _END_CHECKS))
+        found.extend(_timeout_checks(report, name, start, memo))
+    found.extend(_never_starts(report, conditions, memo))
     return found
+
+
+# What a check finds in a condition text, before it is placed in the file: the span in
+# the text (None for all of it), the message and the hint.
+_Said = tuple[Span | None, str, str | None]
+# Checks of one condition on its own: (code, what it finds in the condition's tree).
+_Checks = tuple[tuple[str, Callable[[ast.Node], Iterator[_Said]]], ...]
+
+
+class _Memo:
+    """What the checks learn of each distinct condition text, learnt once per file.
+
+    Thousands of tasks share a few hundred texts ("daily after 08:00", "office"): a
+    text's findings depend on the text and the file's rules only, so each is worked
+    out once and then placed at every condition written with it. Keyed by the text
+    (equal texts parse to equal trees, spans included).
+    """
+
+    def __init__(self, rules: Mapping[str, ast.Node]) -> None:
+        self.rules = rules
+        self.waits: dict[str, Waits] = {}
+        self.periods: dict[str, Period | None] = {}
+        self.said: dict[tuple[_Checks, str], tuple[tuple[str, _Said], ...]] = {}
+        self.clock: dict[tuple, tuple] = {}
+        self._waits = _MandatoryWaits(rules)
+
+    def waits_of(self, condition: FileCondition) -> Waits:
+        """:class:`_MandatoryWaits` of the condition."""
+        text = condition.source.text
+        found = self.waits.get(text)
+        if found is None:
+            found = self.waits[text] = self._waits.visit(condition.node, None)
+        return found
+
+    def period_of(self, condition: FileCondition) -> Period | None:
+        """:func:`start_period` of the condition."""
+        text = condition.source.text
+        if text not in self.periods:
+            self.periods[text] = start_period(condition.node, self.rules)
+        return self.periods[text]
+
+    def findings(
+        self, report: TaskFileReport, condition: FileCondition, checks: _Checks
+    ) -> list[Diagnostic]:
+        """The findings of ``checks`` on the condition, placed in the file."""
+        key = (checks, condition.source.text)
+        said = self.said.get(key)
+        if said is None:
+            said = self.said[key] = tuple(
+                (code, item) for code, check in checks for item in check(condition.node)
+            )
+        return [
+            _finding(report, code, message, condition.source.file_range(span), hint)
+            for code, (span, message, hint) in said
+        ]
 
 
 def _finding(
@@ -71,9 +127,13 @@ def _depth_checks(report: TaskFileReport) -> tuple[list[Diagnostic], list[FileCo
     """E123 for conditions whose names written out nest too deep or expand too far, and
     the other conditions."""
     depths = ExpandedDepth(report.rules)
+    measured: dict[str, tuple[int, int, ast.Reference | None]] = {}  # by text
     found, usable = [], []
     for condition in report.conditions:
-        depth, size, pointer = depths.measure(condition.node)
+        text = condition.source.text
+        if text not in measured:
+            measured[text] = depths.measure(condition.node)
+        depth, size, pointer = measured[text]
         problem = expansion_problem(depth, size)
         if problem is None:
             usable.append(condition)
@@ -130,16 +190,15 @@ class _MandatoryWaits(ConditionVisitor[Waits]):
 
 
 def _waiting_cycles(
-    report: TaskFileReport, conditions: list[FileCondition]
+    report: TaskFileReport, conditions: list[FileCondition], memo: _Memo
 ) -> Iterator[Diagnostic]:
     tasks = report.task_tables
     edges: dict[str, list[str]] = {name: [] for name in tasks}
     pointers: dict[tuple[str, str], tuple[FileCondition, ast.Node]] = {}
-    waits = _MandatoryWaits(report.rules)
     for condition in conditions:
         if condition.task is None or condition.key != "start_cond":
             continue
-        for task, node in waits.visit(condition.node, None):
+        for task, node in memo.waits_of(condition):
             if task in tasks:
                 edges[condition.task].append(task)
                 pointers.setdefault((condition.task, task), (condition, node))
@@ -164,7 +223,9 @@ def _waiting_cycles(
 
 
 def _never_starts(
-    report: TaskFileReport, conditions: Mapping[tuple[str | None, str], FileCondition]
+    report: TaskFileReport,
+    conditions: Mapping[tuple[str | None, str], FileCondition],
+    memo: _Memo,
 ) -> Iterator[Diagnostic]:
     """C409: a task with nothing that starts it but `conddsl run-task` or the API.
 
@@ -188,7 +249,7 @@ def _never_starts(
         start = conditions.get((name, "start_cond"))
         if start is None:
             continue
-        for other, node in _MandatoryWaits(report.rules).visit(start.node, None):
+        for other, node in memo.waits_of(start):
             if other in tasks and tasks[other].disabled:
                 yield _finding(
                     report,
@@ -214,43 +275,59 @@ def _clock_checks(
     analysis: ClockAnalysis,
     start: FileCondition | None,
     end: FileCondition | None,
-) -> Iterator[Diagnostic]:
+    memo: _Memo,
+) -> list[Diagnostic]:
+    key = (start and start.source.text, end and end.source.text)
+    said = memo.clock.get(key)
+    if said is None:
+        said = memo.clock[key] = tuple(
+            _clock_said(analysis, start and start.node, end and end.node)
+        )
+    found = []
+    for code, on_start, message, hint in said:
+        condition = start if on_start else end
+        assert condition is not None
+        found.append(_finding(report, code, message, condition.source.file_range(None), hint))
+    return found
+
+
+def _clock_said(
+    analysis: ClockAnalysis, start: ast.Node | None, end: ast.Node | None
+) -> Iterator[tuple[str, bool, str, str]]:
+    """C401-C403 of a start and an end condition: code, whether on the start, message, hint."""
     never_starts = always_ends = False
     start_over = end_under = None
     if start is not None:
-        start_over, _ = analysis.bounds(start.node)
+        start_over, _ = analysis.bounds(start)
         # "false" written out is a task started by hand or by the API: not a mistake.
-        if not isinstance(start.node, ast.Constant) and analysis.first_window(start_over) is None:
+        if not isinstance(start, ast.Constant) and analysis.first_window(start_over) is None:
             never_starts = True
-            yield _finding(
-                report,
+            yield (
                 "C401",
+                True,
                 f"the start condition is never true: its clock part {_quoted(start_over)} "
                 "has no window",
-                start.source.file_range(None),
                 "check the windows: do two of them exclude each other?",
             )
     if end is not None:
-        _, end_under = analysis.bounds(end.node)
+        _, end_under = analysis.bounds(end)
         if analysis.first_window(negation(end_under)) is None:
             always_ends = True
-            why = "" if isinstance(end.node, ast.Constant) else f" ({_quoted(end_under)})"
-            yield _finding(
-                report,
+            why = "" if isinstance(end, ast.Constant) else f" ({_quoted(end_under)})"
+            yield (
                 "C402",
+                False,
                 f"the end condition is always true{why}: every run would be terminated at once",
-                end.source.file_range(None),
                 "an end condition says when a run must stop: give it a window",
             )
     if start_over is None or end_under is None or never_starts or always_ends:
         return
     if analysis.first_window(conjunction([start_over, negation(end_under)])) is None:
-        yield _finding(
-            report,
+        yield (
             "C403",
+            False,
             "the end condition is already true whenever the task can start, so every run "
             f"would be terminated at once ({_overlap(analysis, start_over, end_under)})",
-            end.source.file_range(None),
             "the end condition should become true after the start window, not during it",
         )
 
@@ -282,9 +359,9 @@ def _quoted(node: ast.Node) -> str:
 # ---------------------------------------------------------------- C406
 
 
-def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterator[Diagnostic]:
+def _whole_cycle_said(root: ast.Node) -> Iterator[_Said]:
     """C406 for each window of a start condition that is silently the whole cycle."""
-    for node in ast.walk(start.node):
+    for node in ast.walk(root):
         window = getattr(node, "window", None)
         if not isinstance(node, ast.TimeOf | ast.Periodic) or window is None:
             continue
@@ -292,11 +369,9 @@ def _whole_cycle_checks(report: TaskFileReport, start: FileCondition) -> Iterato
         if why is None:
             continue
         unit = node.unit if isinstance(node, ast.TimeOf) else ast.PERIOD_UNIT[node.period]
-        yield _finding(
-            report,
-            "C406",
+        yield (
+            node.span,
             f"the window {_quoted(node)} is the whole {unit}: {why}",
-            start.source.file_range(node.span),
             _WHOLE_CYCLE_HINT[type(node)].format(
                 unit=unit, period=_period_word(node), article="an" if unit == "hour" else "a"
             ),
@@ -321,9 +396,9 @@ def _period_word(node: ast.Node) -> str:
 _FIELD_RANGE = {2: "1-31", 4: "0-6"}
 
 
-def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Iterator[Diagnostic]:
+def _day_field_said(root: ast.Node) -> Iterator[_Said]:
     """C407 for cron lines whose day fields AND only because one text starts with '*'."""
-    for node in ast.walk(condition.node):
+    for node in ast.walk(root):
         if not isinstance(node, ast.Cron):
             continue
         fields = node.expression.split()
@@ -335,15 +410,18 @@ def _day_field_checks(report: TaskFileReport, condition: FileCondition) -> Itera
         either = list(fields)
         for index in starred:
             either[index] = _FIELD_RANGE[index] + fields[index][1:]
-        yield _finding(
-            report,
-            "C407",
+        yield (
+            node.span,
             f"in {_quoted(node)} a day must match both day fields, because "
             f"{fields[starred[0]]!r} starts with '*' (Vixie cron); Rocketry and croniter "
             "fire on a day that matches either",
-            condition.source.file_range(node.span),
             f"for either day write 'cron {' '.join(either)}'; to keep both, silence C407 here",
         )
+
+
+# The checks of one condition: C406 and C407 of a start condition, C407 of an end one.
+_START_CHECKS: _Checks = (("C406", _whole_cycle_said), ("C407", _day_field_said))
+_END_CHECKS: _Checks = (("C407", _day_field_said),)
 
 
 # ---------------------------------------------------------------- C303
@@ -362,45 +440,51 @@ def _shut_checks(report: TaskFileReport, shut: FileCondition) -> Iterator[Diagno
 
 
 def _timeout_checks(
-    report: TaskFileReport, name: str, start: FileCondition | None
-) -> Iterator[Diagnostic]:
+    report: TaskFileReport, name: str, start: FileCondition | None, memo: _Memo
+) -> list[Diagnostic]:
     model = report.model
     task = model.tasks.get(name) if model is not None else None
     if task is None:
-        return
+        return []
+    found = []
     execution = task.execution or model.scheduler.execution
     if execution == "main":
         for key in ("timeout", "end_cond"):
             if getattr(task, key) not in (None, NEVER):
-                yield _finding(
-                    report,
-                    "C405",
-                    f"a task run in the main thread cannot be terminated: its {key} "
-                    "is never enforced",
-                    _value_range(report, ("tasks", name, key)),
-                    'use execution = "thread", "process" or "async" to enforce it',
+                found.append(
+                    _finding(
+                        report,
+                        "C405",
+                        f"a task run in the main thread cannot be terminated: its {key} "
+                        "is never enforced",
+                        _value_range(report, ("tasks", name, key)),
+                        'use execution = "thread", "process" or "async" to enforce it',
+                    )
                 )
     # Only timeouts written in the file: the scheduler's built-in default is not checked.
     timeout = task.timeout or model.scheduler.timeout
     if not isinstance(timeout, timedelta) or start is None:
-        return
-    period = start_period(start.node, report.rules)
+        return found
+    period = memo.period_of(start)
     if period is None or timeout <= period[0]:
-        return
+        return found
     from conddsl.ast import format_duration
 
     if task.timeout is not None:
         owner, where = "timeout", _value_range(report, ("tasks", name, "timeout"))
     else:
         owner, where = "the [scheduler] timeout", start.source.file_range(None)
-    yield _finding(
-        report,
-        "C404",
-        f"{owner} {format_duration(timeout)} is longer than the task's period "
-        f"({period[1]}): the next run is due before a slow run times out",
-        where,
-        f"a timeout of at most {format_duration(period[0])}, or a longer period",
+    found.append(
+        _finding(
+            report,
+            "C404",
+            f"{owner} {format_duration(timeout)} is longer than the task's period "
+            f"({period[1]}): the next run is due before a slow run times out",
+            where,
+            f"a timeout of at most {format_duration(period[0])}, or a longer period",
+        )
     )
+    return found
 
 
 def _value_range(report: TaskFileReport, path: tuple) -> tuple[int, int]:

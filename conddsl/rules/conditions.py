@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from conddsl import ast
 from conddsl.ast import walk
@@ -22,16 +22,20 @@ class ConditionText:
 
     Text copied verbatim from the file (a ``.cond`` body) starts at ``base``; text
     decoded from a TOML string maps through ``string``. When neither is exact, every
-    position falls back to ``whole``, the raw value in the file.
+    position falls back to ``whole``, the raw value in the file. With ``placed`` the map
+    is found when a position is first asked for (most conditions never need one).
     """
 
     text: str
     base: int = 0
     string: StringMap | None = None
     whole: tuple[int, int] | None = None
+    placed: Callable[[], ConditionText] | None = field(default=None, compare=False, repr=False)
 
     def file_range(self, span: Span | None) -> tuple[int, int]:
         """File offsets of a span of the condition text (all of it when ``span`` is None)."""
+        if self.placed is not None:
+            return self.placed().file_range(span)
         if span is None:
             start, end = 0, len(self.text)
         else:

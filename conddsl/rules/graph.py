@@ -15,6 +15,8 @@ def find_cycles(edges: Mapping[str, Iterable[str]], order: Iterable[str]) -> lis
     rank = {name: i for i, name in enumerate(order)}
     cycles = []
     for component in _components(graph):
+        if len(component) == 1 and component[0] not in graph[component[0]]:
+            continue  # most names: no cycle through them
         first = min(component, key=lambda name: rank.get(name, len(rank)))
         if len(component) > 1 or first in graph[first]:
             cycles.append(_path_back(graph, first, set(component)))

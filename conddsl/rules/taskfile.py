@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from conddsl.rules.condfile import RuleFile, read_rule_file, reference_diagnosti
 from conddsl.rules.conditions import ConditionText, references, syntax_diagnostic, task_names
 from conddsl.rules.diagnostics import Diagnostic, has_errors
 from conddsl.rules.models import SchedulerTable, TaskFile, TaskTable
+from conddsl.rules.plaintoml import read_plain_toml
 from conddsl.rules.schema_errors import schema_diagnostics
 from conddsl.rules.textfile import read_text
 from conddsl.rules.tomlpos import MAX_NESTING, TomlLocations, locate, nesting, too_deep
@@ -64,13 +66,26 @@ class TaskFileReport:
     display: str
     text: str = ""
     index: LineIndex = field(default_factory=lambda: LineIndex(""))
-    locations: TomlLocations | None = None
     data: dict[str, Any] | None = None
     model: TaskFile | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     rule_files: list[RuleFile] = field(default_factory=list)
     conditions: list[FileCondition] = field(default_factory=list)
     _task_tables: tuple | None = field(default=None, repr=False, compare=False)
+    _locations: TomlLocations | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def locations(self) -> TomlLocations | None:
+        """Where keys and values stand in the text (None unless the TOML was read)."""
+        # Scanned when a position is first needed: a file without findings needs none,
+        # and the scan costs as much as reading the TOML.
+        if self._locations is None and self.data is not None:
+            self._locations = locate(self.text)
+        return self._locations
+
+    @locations.setter
+    def locations(self, value: TomlLocations | None) -> None:
+        self._locations = value
 
     @property
     def rules(self) -> dict[str, ast.Node]:
@@ -138,7 +153,11 @@ def read_task_file(
         return report
     report.text, report.index = text, LineIndex(text)
     try:
-        report.data = tomllib.loads(text)
+        # The plain shape of most task files is read a line at a time; tomllib reads
+        # anything else, and says what is wrong with it.
+        report.data = read_plain_toml(text)
+        if report.data is None:
+            report.data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         report.diagnostics.append(_toml_error(report, str(error)))
         return report
@@ -153,7 +172,6 @@ def read_task_file(
         report.data = None
         report.diagnostics.append(_too_deep(report, deep))
         return report
-    report.locations = locate(text)
     _validate(report)
     _read_rules(report, rule_file_reader)
     _read_conditions(report)
@@ -275,10 +293,11 @@ def _read_rules(report: TaskFileReport, reader: Callable[..., RuleFile]) -> None
         if not isinstance(name, str):
             continue
         path = report.path.parent / name
-        entry = report.span(("scheduler", "rules", i))
+        where = ("scheduler", "rules", i)
         if path.resolve() in listed:
             message = f"rules file {name!r} is listed twice: its names would be defined twice"
             hint = "list each rules file once"
+            entry = report.span(where)
             report.diagnostics.append(Diagnostic("C105", message, report.display, entry, hint=hint))
             continue
         listed.add(path.resolve())
@@ -287,6 +306,7 @@ def _read_rules(report: TaskFileReport, reader: Callable[..., RuleFile]) -> None
         except OSError as error:
             message = f"cannot read rules file {name!r}: {error.strerror or type(error).__name__}"
             hint = "rules paths are relative to the task file"
+            entry = report.span(where)
             report.diagnostics.append(Diagnostic("C204", message, report.display, entry, hint=hint))
             continue
         report.rule_files.append(rule_file)
@@ -326,6 +346,11 @@ def _source(report: TaskFileReport, path: tuple) -> ConditionText:
     value = report.data
     for part in path:
         value = value[part]
+    return ConditionText(value, placed=partial(_placed, report, path, value))
+
+
+def _placed(report: TaskFileReport, path: tuple, value: str) -> ConditionText:
+    """Where the condition ``value`` at ``path`` stands in the file (the scan runs once)."""
     located = report.locations.get(path) if report.locations else None
     if located is not None and located.string is not None and located.string.value == value:
         return ConditionText(value, string=located.string)
@@ -340,9 +365,18 @@ def check_references(report: TaskFileReport) -> None:
     broken = {d.name for f in report.rule_files for d in f.definitions if d.node is None}
     tasks = list(report.task_tables)
     in_rule: dict[str, list[str]] = {}  # the tasks each named condition names, in the end
+    # Thousands of tasks share a few hundred texts: each one's tree is walked once.
+    walked: dict[str, tuple[tuple[ast.Reference, ...], tuple[tuple[str, ast.Node], ...]]] = {}
     for condition in report.conditions:
         seen: set[tuple[str, int]] = set()
-        for reference in references(condition.node):
+        parts = walked.get(condition.source.text)
+        if parts is None:
+            node = condition.node
+            parts = walked[condition.source.text] = (
+                tuple(references(node)),
+                tuple(task_names(node)),
+            )
+        for reference in parts[0]:
             if reference.name in broken:
                 continue  # its own error is reported in its rules file
             found = reference_diagnostic(
@@ -361,7 +395,7 @@ def check_references(report: TaskFileReport) -> None:
                     report.diagnostics.append(
                         _unknown_task(report, condition, reference, name, tasks, reference.name)
                     )
-        for name, node in task_names(condition.node):
+        for name, node in parts[1]:
             if name not in report.task_tables:
                 report.diagnostics.append(_unknown_task(report, condition, node, name, tasks))
 

@@ -42,6 +42,12 @@ _SCALAR_END = frozenset(",]}#\n")
 # (no quote, escape or line break) and bare-key characters.
 _PLAIN_RUN = re.compile(r'[^"\\\r\n]+')
 _BARE_RUN = re.compile(r"[A-Za-z0-9_\-]+")
+# A table header of bare keys (group 1), or a bare key (2) set to a one-line basic string
+# of plain characters (3, not empty: '""' may open a multi-line string).
+_SIMPLE_LINE = re.compile(
+    r"\[([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\]"
+    r'|([A-Za-z0-9_\-]+)[ \t]*=[ \t]*"([^"\\\r\n]+)"'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +110,20 @@ def locate(text: str) -> TomlLocations:
     return scanner.result
 
 
-_DEPTH_TOKENS = re.compile(r"'''|\"\"\"|[\[\]{}#\"']")
-_BASIC_END = re.compile(r'[\\"\n]')
-_BASIC_ML_END = re.compile(r'\\|"""')
-_LITERAL_END = re.compile(r"['\n]")
+# One match each: an opening bracket (group 1), a closing one (2), or a stretch without
+# brackets that count: other characters, comments, and strings as a reader ends them
+# (one-line strings at their quote, or left open at the line's end; a multi-line one at
+# its closing three quotes and up to two more, which belong to it; escapes inside).
+_DEPTH_TOKENS = re.compile(
+    r"([\[{])|([\]}])|(?:"
+    r"[^\[\]{}#\"']+"
+    r"|'''[\s\S]*?(?:'''(?:''?)?|\Z)"
+    r'|"""(?:[^"\\]|\\[\s\S]?|"(?!""))*(?:"""(?:""?)?|\Z)'
+    r"|#[^\n]*"
+    r'|"(?:[^"\\\n]|\\[\s\S]?)*(?:"|(?=\n)|\Z)'
+    r"|'[^'\n]*'?"
+    r")+"
+)
 
 
 def too_deep(text: str, limit: int = MAX_NESTING) -> int | None:
@@ -126,59 +142,18 @@ def nesting(text: str, *, stop_over: int | None = None) -> tuple[int, int]:
     levels), which keeps the scan free of any grammar. With ``stop_over`` the scan stops
     at the first bracket deeper than that. ``(0, 0)`` for a text without brackets.
     """
-    n = len(text)
-    depth = deepest = where = i = 0
-    while True:
-        match = _DEPTH_TOKENS.search(text, i)
-        if match is None:
-            return deepest, where
-        token = match.group()
-        i = match.end()
-        if token in ("[", "{"):
+    depth = deepest = where = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        kind = match.lastindex
+        if kind == 1:
             depth += 1
             if depth > deepest:
                 deepest, where = depth, match.start()
                 if stop_over is not None and depth > stop_over:
-                    return deepest, where
-        elif token in ("]", "}"):
-            depth = max(0, depth - 1)
-        elif token == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif token == '"""':
-            i = _after_multiline_basic(text, i)
-        elif token == "'''":
-            end = text.find("'''", i)
-            i = n if end < 0 else end + 3 + _extra_quotes(text, end, "'")
-        elif token == '"':
-            i = _after_line_string(text, i, _BASIC_END)
-        else:
-            i = _after_line_string(text, i, _LITERAL_END)
-
-
-def _after_multiline_basic(text: str, i: int) -> int:
-    while True:
-        match = _BASIC_ML_END.search(text, i)
-        if match is None:
-            return len(text)
-        if match.group() == "\\":
-            i = match.end() + 1  # the escaped character
-            continue
-        end = match.start()
-        return end + 3 + _extra_quotes(text, end)
-
-
-def _after_line_string(text: str, i: int, ends: re.Pattern[str]) -> int:
-    """After a one-line string; at the newline if it is left open there."""
-    while True:
-        match = ends.search(text, i)
-        if match is None:
-            return len(text)
-        char = match.group()
-        if char == "\\":
-            i = match.end() + 1
-            continue
-        return match.start() if char == "\n" else match.end()
+                    break
+        elif kind == 2 and depth:
+            depth -= 1
+    return deepest, where
 
 
 class _Scanner:
@@ -192,20 +167,54 @@ class _Scanner:
 
     # ------------------------------------------------------------ structure
 
-    def run(self) -> None:
+    def run(self, *, fast: bool = True) -> None:
         prefix: Path = ()
+        text = self.text
         while True:
             self._skip_blank(newlines=True)
             if self.i >= self.n:
                 return
+            # Most lines of a task file are "[tasks.NAME]" or 'key = "plain text"': those
+            # are read by one match each, with the same result as the steps below.
+            simple = _SIMPLE_LINE.match(text, self.i) if fast else None
+            if simple is not None:
+                if simple.lastindex == 1:
+                    prefix = self._simple_header(simple)
+                else:
+                    self._simple_pair(prefix, simple)
+                self._skip_line()
+                continue
             try:
-                if self.text[self.i] == "[":
+                if text[self.i] == "[":
                     prefix = self._header()
                 else:
                     self._pair(prefix)
             except _Stop:
                 pass
             self._skip_line()
+
+    def _simple_header(self, match: re.Match[str]) -> Path:
+        """``[a.b]`` of bare keys: as :meth:`_header` records it."""
+        span = match.span()
+        found = self.result.found
+        path: Path = ()
+        at = span[0] + 1
+        for name in match.group(1).split("."):
+            end = at + len(name)
+            path = (*path, name)
+            found.setdefault(path, Located((at, end), span))
+            at = end + 1
+        self.result.headers.setdefault(path, []).append(span)
+        return path
+
+    def _simple_pair(self, prefix: Path, match: re.Match[str]) -> None:
+        """``key = "text"`` of a bare key and a string without escapes: as :meth:`_pair`."""
+        start, end = match.span(3)
+        self.i = end + 1
+        string = StringMap(match.group(3), tuple(range(start, end + 1)))
+        self.result.found.setdefault(
+            (*prefix, match.group(2)), Located(match.span(2), (start - 1, end + 1), string)
+        )
 
     def _header(self) -> Path:
         start = self.i

@@ -50,11 +50,11 @@ from conddsl.bounded import read_bounded
 from conddsl.errors import ConfigError
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
-from conddsl.trust import believed, history_folder_problem, untrusted
+from conddsl.trust import REGISTRY_SUFFIX, believed, history_folder_problem, untrusted
 
 log = logging.getLogger("conddsl.runtime")
 
-SUFFIX = ".procs.json"
+SUFFIX = REGISTRY_SUFFIX
 MAX_BYTES = 16_000_000  # a registry read past this is not one of ours (a tree is ~100 bytes)
 _VERSION = 1
 _GONE = ("Z", "X")
