@@ -25,7 +25,6 @@ from conddsl.rules.condfile import RuleFile, read_rule_file, reference_diagnosti
 from conddsl.rules.conditions import ConditionText, references, syntax_diagnostic, task_names
 from conddsl.rules.diagnostics import Diagnostic, has_errors
 from conddsl.rules.models import SchedulerTable, TaskFile, TaskTable
-from conddsl.rules.plaintoml import read_plain_toml
 from conddsl.rules.schema_errors import schema_diagnostics
 from conddsl.rules.textfile import read_text
 from conddsl.rules.tomlpos import MAX_NESTING, TomlLocations, locate, nesting, too_deep
@@ -153,11 +152,7 @@ def read_task_file(
         return report
     report.text, report.index = text, LineIndex(text)
     try:
-        # The plain shape of most task files is read a line at a time; tomllib reads
-        # anything else, and says what is wrong with it.
-        report.data = read_plain_toml(text)
-        if report.data is None:
-            report.data = tomllib.loads(text)
+        report.data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         report.diagnostics.append(_toml_error(report, str(error)))
         return report
