@@ -6,6 +6,7 @@
 - finishing records are stamped when the run ends and written before any condition
   is evaluated, and all of them by the time ``serve()`` returns;
 - a long evaluation pass is cut into slices that are not counted as cycles;
+- a clock condition many tasks share is evaluated once an instant, not once a task;
 - process trees: shared readings of /proc, the quick "gone" check, the polling fallback.
 """
 
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -33,7 +35,7 @@ from runtime_helpers.scenario import (
     virtual,
 )
 
-from conddsl.compile import compile_condition
+from conddsl.compile import Condition, compile_condition
 from conddsl.runtime import RealClock, Scheduler, processes
 from conddsl.runtime import scheduler as scheduler_module
 from conddsl.runtime.executors import AsyncExecutor
@@ -230,6 +232,56 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
         )
     play(app)
     assert app.session.cycles <= 5
+
+
+# ---------------------------------------------------------------- shared conditions
+
+
+def _counting(monkeypatch, method: str) -> Counter:
+    """Count the calls of ``Condition.<method>`` by the condition's text."""
+    calls: Counter = Counter()
+    original = getattr(Condition, method)
+
+    def counted(self, *args, **kwargs):
+        calls[str(self)] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Condition, method, counted)
+    return calls
+
+
+def test_a_clock_condition_many_tasks_share_is_evaluated_once_an_instant(monkeypatch):
+    values = _counting(monkeypatch, "is_true")
+    changes = _counting(monkeypatch, "next_change")
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    window, end = "time of day between 07:00 and 07:01", "time of day after 07:10"
+    for number in range(40):
+        app.task(window, name=f"t{number}", end_cond=end)(FOREVER["async"])
+    play(app)
+    runs = app.history.records(actions="run")
+    assert len(runs) == 40 and {rec.at for rec in runs} == {at("07:00")}
+    assert {(action, hhmm, reason) for _, action, hhmm, reason in finishes(app.history)} == {
+        ("terminate", "07:10", "end_cond")
+    }
+    # Instants the tasks are looked at: 06:59, 07:00 and 07:10 (and a few more at most),
+    # each condition once an instant whatever the number of tasks.
+    assert 0 < values[window] <= 5 and 0 < values[end] <= 5, (values, changes)
+    assert 0 < changes[window] <= 5 and 0 < changes[end] <= 5, (values, changes)
+
+
+def test_a_condition_reading_the_history_is_evaluated_for_each_task(monkeypatch):
+    """``daily`` reads the task's own runs: one task's answer is not another's."""
+    values = _counting(monkeypatch, "is_true")
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.history.record("t0", "run", at=at("06:00"), run_id="earlier")
+    app.history.record("t0", "success", at=at("06:01"), run_id="earlier")
+    daily = "daily"
+    for number in range(5):
+        app.task(daily, name=f"t{number}", timeout=60)(FOREVER["async"])
+    play(app)
+    started = {rec.task for rec in app.history.records(actions="run") if rec.at >= at("06:59")}
+    assert started == {"t1", "t2", "t3", "t4"}
+    assert values[daily] >= 5  # each task's own at 06:59
 
 
 # ---------------------------------------------------------------- the real clock
