@@ -36,7 +36,7 @@ from runtime_helpers.scenario import (
 )
 
 from conddsl.compile import Condition, compile_condition
-from conddsl.runtime import RealClock, Scheduler, processes
+from conddsl.runtime import RealClock, Scheduler, TerminationFlag, processes
 from conddsl.runtime import scheduler as scheduler_module
 from conddsl.runtime.executors import AsyncExecutor
 from conddsl.runtime.runs import Host, Run
@@ -232,6 +232,47 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
         )
     play(app)
     assert app.session.cycles <= 5
+
+
+# ---------------------------------------------------------------- thread runs
+
+
+def test_thread_flags_are_set_a_batch_at_a_time():
+    """Hundreds of threads woken at once would hold the GIL the loop needs: a batch a turn."""
+    from conddsl.runtime import executors
+
+    count = executors.FLAG_BATCH * 2 + 3
+    ended: list[str] = []
+
+    def body(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+        flag.wait()
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        host = Host(loop, lambda run, action, message: ended.append(action), 60, None)
+        executor = executors.ThreadExecutor(host)
+        task = Task(name="t", start=compile_condition("true"), execution="thread", func=body)
+        task.flag_params = ("flag",)
+        runs = [
+            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
+        ]
+        for run in runs:
+            executor.start(run)
+        for run in runs:
+            run.reason = "timeout"
+            executor.terminate(run)
+        seen = [sum(run.flag.is_set() for run in runs)]  # none before this turn ends
+        await asyncio.sleep(0)
+        seen.append(sum(run.flag.is_set() for run in runs))  # the first batch
+        for _ in range(1000):  # (10 s at most)
+            if len(ended) == count:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(sum(run.flag.is_set() for run in runs))
+        return seen
+
+    assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
+    assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
 
 
 # ---------------------------------------------------------------- shared conditions
