@@ -7,6 +7,8 @@
   is evaluated, and all of them by the time ``serve()`` returns;
 - a long evaluation pass is cut into slices that are not counted as cycles;
 - a clock condition many tasks share is evaluated once an instant, not once a task;
+- async starts due at one instant are prepared ahead (run, coroutine, asyncio task) and
+  only launched at the instant, their records still true and in order;
 - process trees: shared readings of /proc, the quick "gone" check, the polling fallback.
 """
 
@@ -323,6 +325,82 @@ def test_a_condition_reading_the_history_is_evaluated_for_each_task(monkeypatch)
     started = {rec.task for rec in app.history.records(actions="run") if rec.at >= at("06:59")}
     assert started == {"t1", "t2", "t3", "t4"}
     assert values[daily] >= 5  # each task's own at 06:59
+
+
+# ---------------------------------------------------------------- prepared starts
+
+
+def _prepared_calls(monkeypatch) -> list[str]:
+    """The task names :meth:`Launcher.prepare` made a run for."""
+    from conddsl.runtime.launcher import Launcher
+
+    made: list[str] = []
+    original = Launcher.prepare
+
+    def prepare(self, task, at):
+        run = original(self, task, at)
+        if run is not None:
+            made.append(task.name)
+        return run
+
+    monkeypatch.setattr(Launcher, "prepare", prepare)
+    return made
+
+
+def test_starts_due_at_one_instant_are_prepared_ahead_and_recorded_at_it(monkeypatch):
+    made = _prepared_calls(monkeypatch)
+    heard: list[tuple[str, str]] = []
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
+    first_lines: dict[str, datetime] = {}
+
+    def body_of(name: str):
+        async def body() -> None:
+            first_lines[name] = app.clock.now()
+            await asyncio.Event().wait()
+
+        return body
+
+    window = "time of day between 07:00 and 07:00:30"  # closed before the runs time out
+    for number in range(30):
+        name = f"t{number}"
+        app.task(window, name=name, timeout=60)(body_of(name))
+    app.task(window, name="p", execution="thread", timeout=60)(FOREVER["thread"])
+    app.task("daily after 07:00", name="d", timeout=60)(FOREVER["async"])  # reads its runs
+    play(app)
+    assert sorted(made) == sorted(f"t{number}" for number in range(30))  # async, clock only
+    runs = app.history.records(actions="run")
+    assert len(runs) == 32 and {rec.at for rec in runs} == {at("07:00")}
+    assert set(first_lines.values()) == {at("07:00")}  # no body ran before the instant
+    assert {(action, hhmm, reason) for _, action, hhmm, reason in finishes(app.history)} == {
+        ("terminate", "07:01", "timeout")
+    }
+    for number in range(30):  # the listeners heard each run's start, then its end
+        assert [action for task, action in heard if task == f"t{number}"] == ["run", "terminate"]
+
+
+def test_a_prepared_start_that_no_longer_holds_is_dropped_unrun(monkeypatch):
+    made = _prepared_calls(monkeypatch)
+    ran: list[str] = []
+
+    async def body() -> None:
+        ran.append("ran")
+
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.task("time of day after 07:00", name="off", timeout=60)(body)
+    app.task("time of day after 07:00", name="gone", timeout=60)(body)
+
+    async def change(app: Scheduler) -> None:
+        while not made:  # prepared (50 ms ahead of 07:00)
+            await asyncio.sleep(0)
+        app.disable("off")
+        app.remove_task("gone")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        play(app, change)
+    assert sorted(made) == ["gone", "off"]
+    assert ran == [] and app.history.records() == []
 
 
 # ---------------------------------------------------------------- the real clock

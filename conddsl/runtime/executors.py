@@ -107,18 +107,46 @@ class AsyncExecutor(_InProcess):
 
     def start(self, run: Run) -> None:
         """Schedule the coroutine on the scheduler's loop."""
+        self._create(run, None)
+
+    def prepare(self, run: Run) -> None:
+        """Make the run's coroutine and asyncio task ahead of its start: the task waits
+        on the run's gate, and its body runs once :meth:`go` opens it (:meth:`drop`: never)."""
+        gate = run.gate = self.host.loop.create_future()
+        self._create(run, gate)
+
+    def go(self, run: Run) -> None:
+        """Let a prepared run's body run (at the loop's next turn)."""
+        assert run.gate is not None
+        run.gate.set_result(True)
+
+    def drop(self, run: Run) -> None:
+        """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
+        if run.gate is not None and not run.gate.done():
+            run.gate.set_result(False)
+
+    def _create(self, run: Run, gate: asyncio.Future[bool] | None) -> None:
         assert run.task.func is not None
         coroutine = run.task.func(**run.task.kwargs(run.flag))
         handle = run.handle = self.host.loop.create_task(
-            self._body(run, coroutine), name=f"conddsl:{run.task.name}:{run.run_id}"
+            self._body(run, coroutine, gate), name=f"conddsl:{run.task.name}:{run.run_id}"
         )
         handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
-    async def _body(self, run: Run, coroutine: Awaitable[object]) -> None:
-        self.host.stepped(run)
+    async def _body(
+        self, run: Run, coroutine: Awaitable[object], gate: asyncio.Future[bool] | None
+    ) -> None:
         try:
+            if gate is not None and not await gate:
+                _close(coroutine)  # prepared, never started: no run, no record
+                return
+            self.host.stepped(run)
             await coroutine
         except asyncio.CancelledError:
+            if run.gate is not None and not run.launched:  # prepared, then cancelled: no run
+                _close(coroutine)
+                raise
+            _close(coroutine)  # (cancelled at its gate: it never ran)
             # Our own cancellation is known by run.reason (set before cancel());
             # anyone else's is a failure of the run, not a termination.
             if run.reason is None:
@@ -134,11 +162,10 @@ class AsyncExecutor(_InProcess):
 
     def _done(self, run: Run, coroutine: Awaitable[object], _: object) -> None:
         # Only an asyncio task cancelled before its first step gets here unfinished:
-        # its _body never ran, so nothing else will record the run.
-        if not run.finished:
-            close = getattr(coroutine, "close", None)
-            if close is not None:
-                close()  # never started: no "never awaited" warning
+        # its _body never ran, so nothing else will record the run (a prepared run never
+        # launched is no run at all).
+        if not run.finished and (run.gate is None or run.launched):
+            _close(coroutine)  # never started: no "never awaited" warning
             if run.reason is None:
                 self.host.finish(run, "fail", "cancelled from outside the scheduler")
             else:
@@ -276,3 +303,11 @@ class ThreadExecutor(_InProcess):
 
 async def _awaited(awaitable: Awaitable[object]) -> None:
     await awaitable
+
+
+def _close(coroutine: Awaitable[object]) -> None:
+    """Close a coroutine that may never have run (no "never awaited" warning); a coroutine
+    that ran to its end is closed already, and closing it again does nothing."""
+    close = getattr(coroutine, "close", None)
+    if close is not None:
+        close()
