@@ -124,7 +124,7 @@ RUNTIME = {
     "timeout": (0.2, 0.2),
     # Loop stalls: (tasks, repeats) of mixed executions ended by one end condition, and the
     # seconds before it (plus 2 ms a task) for every run to start.
-    "stall": ([[1_000, 3]], [[10, 1]]),
+    "stall": ([[100, 3], [1_000, 3]], [[10, 1]]),
     "stall_lead": (2.0, 1.0),
     # Long waits: seconds to a start and timeouts of as many seconds, tasks per wait, and
     # seconds of lead before the first opening. Both sides run at once (30 min in all).
