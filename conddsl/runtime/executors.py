@@ -18,7 +18,7 @@ log = logging.getLogger("conddsl.runtime")
 
 # Thread runs asked to stop together have their flags set this many at a time, a batch
 # every FLAG_PACE seconds (see ThreadExecutor.terminate).
-FLAG_BATCH = 16
+FLAG_BATCH = 32
 FLAG_PACE = 0.001
 
 
@@ -196,9 +196,11 @@ class ThreadExecutor(_InProcess):
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
-        # Flags to set, a batch each turn of the loop (see terminate); a batch is due.
-        self._flags: collections.deque[TerminationFlag] = collections.deque()
-        self._setting = False
+        # Runs whose flag is to be set, a batch at a time (see terminate); the batch whose
+        # threads have not returned yet; the timer of the next batch.
+        self._flags: collections.deque[Run] = collections.deque()
+        self._batch: set[Run] = set()
+        self._next: asyncio.Handle | None = None
         self._graces = Graces(host, self._grace_over)
         self._overdue: dict[Run, None] = {}  # past their grace, thread alive (ordered set)
         #: Threads of abandoned runs that have not returned yet.
@@ -233,6 +235,7 @@ class ThreadExecutor(_InProcess):
 
     def _ended(self, run: Run, outcome: tuple[str, str | None]) -> None:
         self._overdue.pop(run, None)
+        self._returned(run)
         if run.finished:  # abandoned earlier: its record is written already
             log.info("the abandoned thread of task %r returned", run.task.name)
             with contextlib.suppress(ValueError):
@@ -247,22 +250,28 @@ class ThreadExecutor(_InProcess):
 
         Threads woken one by one would take the GIL from the scheduler while it ends the
         rest; hundreds woken at once all want it as the loop does, and the loop waited for
-        them 20-30 ms at a time. A batch's threads have usually ended before the next wakes
-        (a thread reports its end and returns in a fraction of a millisecond)."""
-        self._flags.append(run.flag)
-        if not self._setting:
-            self._setting = True
-            self.host.loop.call_soon(self._set_flags)
+        them 20-30 ms at a time. The next batch comes as soon as every thread of the last
+        one has returned (a fraction of a millisecond, usually), ``FLAG_PACE`` at the latest."""
+        self._flags.append(run)
+        if self._next is None:
+            self._next = self.host.loop.call_soon(self._set_flags)
         self._graces.add(run)
 
     def _set_flags(self) -> None:
         flags = self._flags
-        for _ in range(min(FLAG_BATCH, len(flags))):
-            flags.popleft().set()
-        if flags:
-            self.host.loop.call_later(FLAG_PACE, self._set_flags)
-        else:
-            self._setting = False
+        batch = self._batch = {flags.popleft() for _ in range(min(FLAG_BATCH, len(flags)))}
+        for run in batch:
+            run.flag.set()
+        self._next = self.host.loop.call_later(FLAG_PACE, self._set_flags) if flags else None
+
+    def _returned(self, run: Run) -> None:
+        """A thread of the batch flagged last returned: the next batch once all have."""
+        batch = self._batch
+        if run in batch:
+            batch.discard(run)
+            if not batch and self._next is not None:
+                self._next.cancel()
+                self._next = self.host.loop.call_soon(self._set_flags)
 
     def _grace_over(self, run: Run) -> None:
         if self.host.stopping():
