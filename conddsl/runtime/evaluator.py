@@ -247,7 +247,10 @@ class Evaluator:
     def _launch_prepared(self, task: Task, now: datetime) -> bool:
         """Start ``task``'s prepared run if nothing changed since it was prepared (else it
         is dropped, and the task evaluated as any other)."""
-        run, until = self.prepared.pop(task.name)
+        run, until = self.prepared[task.name]
+        if run.started > now:
+            return False  # looked at before its instant (an event): kept for it
+        del self.prepared[task.name]
         if self.life.phase is not Phase.MAIN:
             self.launcher.drop(run)
             return False
@@ -255,7 +258,6 @@ class Evaluator:
         if (
             run.task is task  # (not removed and added again)
             and self.life.state is State.RUNNING
-            and run.started <= now
             and (until is None or now < until)
             and not task.disabled
             and name not in self.runs
