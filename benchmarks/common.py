@@ -270,6 +270,71 @@ def wait_lateness(
     return {key: percentiles(values) for key, values in samples.items()}
 
 
+# The loop-stall case: tasks of several executions running at once, all ended by one
+# end condition; a heartbeat on the scheduler's event loop measures its gaps meanwhile.
+STALL_TICK = 0.001  # seconds between the heartbeat's beats
+
+
+def stall_mix(tasks: int) -> list[str]:
+    """The executions of the stall case's tasks, the same on both sides: half async, three
+    tenths thread, a fifth process (at least one of each)."""
+    thread = max(1, tasks * 3 // 10)
+    process = max(1, tasks // 5)
+    return ["async"] * (tasks - thread - process) + ["thread"] * thread + ["process"] * process
+
+
+def runqueue_wait() -> float:
+    """Seconds this thread has waited for a CPU while runnable (another process had it):
+    time the machine took, not the scheduler (0 where Linux does not say)."""
+    try:
+        with open("/proc/thread-self/schedstat") as file:
+            return int(file.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Heartbeat:
+    """Beats every ``STALL_TICK`` on the running loop; keeps each beat's lateness (the
+    loop's gap beyond the tick, less the time its thread waited for a CPU) with when the
+    beat came (``time.time()``), so that a window of interest can be picked afterwards."""
+
+    def __init__(self) -> None:
+        self.beats: list[tuple[float, float]] = []  # (epoch seconds, gap seconds)
+        self._stopped = False
+
+    async def run(self) -> None:
+        """Beat until :meth:`stop`."""
+        import asyncio
+
+        last, waited = time.perf_counter(), runqueue_wait()
+        while not self._stopped:
+            await asyncio.sleep(STALL_TICK)
+            now, wait = time.perf_counter(), runqueue_wait()
+            self.beats.append((time.time(), max(0.0, now - last - STALL_TICK - (wait - waited))))
+            last, waited = now, wait
+
+    def stop(self) -> None:
+        """End :meth:`run` at its next beat."""
+        self._stopped = True
+
+    def gaps(self, begin: float, end: float) -> list[float]:
+        """The gaps of the beats from ``begin`` to the first beat after ``end`` (epoch s)."""
+        picked = []
+        for at, gap in self.beats:
+            if at >= begin:
+                picked.append(gap)
+                if at > end:
+                    break
+        return picked
+
+
+def stall_sleep() -> None:
+    """A process task of the stall case: sleeps until ended (SIGTERM)."""
+    import time
+
+    time.sleep(3600)
+
+
 def tree_forever() -> None:
     """A process task with a child in its group; both die on SIGTERM (the child ends by
     itself after a minute where a scheduler leaves it running)."""

@@ -30,6 +30,7 @@ if __name__ == "__main__":  # run.py puts these on sys.path when it imports this
     sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from common import (  # noqa: E402
+    Heartbeat,
     WaitProbe,
     closed_window,
     first_line,
@@ -44,6 +45,8 @@ from common import (  # noqa: E402
     percentiles,
     round_ms,
     rss_baseline,
+    stall_mix,
+    stall_sleep,
     start_lead,
     start_phases,
     task_state_instants,
@@ -489,6 +492,77 @@ def case_scheduler_memory(work: dict) -> dict:
     }
 
 
+def _stall_once(tasks: int, lead: float) -> tuple[list[float], int]:
+    """The loop's gaps (a heartbeat beside the scheduler) from the instant one end condition
+    ends every run of a mix of async, thread and process tasks to the last finishing
+    record; and how many runs were ended by it."""
+    from conddsl.history import MemoryHistory
+    from conddsl.runtime import TaskTerminationException, TerminationFlag
+
+    def thread_body(flag=TerminationFlag()):  # noqa: B008
+        flag.wait()
+        raise TaskTerminationException()
+
+    bodies = {"async": _forever, "thread": thread_body, "process": stall_sleep}
+    heart = Heartbeat()
+    finished: set[str] = set()
+    last: list[float] = []
+
+    class Watching(MemoryHistory):
+        """Stops the heartbeat and the scheduler once every run has its finishing record."""
+
+        def record(self, task, action, **fields):
+            rec = super().record(task, action, **fields)
+            if action != "run" and task not in finished:
+                finished.add(task)
+                if len(finished) == tasks:
+                    last.append(time.time())
+                    heart.stop()
+                    app.shut_down(force=True)
+            return rec
+
+    history = Watching()
+    app = _scheduler(timeout="never", kill_grace=1.0, history=history)
+    ends = round_ms(datetime.now(timezone.utc) + timedelta(seconds=lead))
+    end_cond = opening_at(ends)
+    for i, execution in enumerate(stall_mix(tasks)):
+        app.task("true", name=f"t{i}", execution=execution, end_cond=end_cond)(bodies[execution])
+
+    async def main() -> None:
+        beat = asyncio.ensure_future(heart.run())
+        try:
+            await asyncio.wait_for(app.serve(), lead + 60)
+        finally:
+            heart.stop()
+            await beat
+
+    asyncio.run(main())
+    ended = sum(
+        1 for rec in history.records() if rec.action == "terminate" and rec.reason == "end_cond"
+    )
+    return heart.gaps(ends.timestamp(), last[0] if last else float("inf")), ended
+
+
+def case_loop_stall(work: dict) -> dict:
+    """Gaps of the scheduler's loop while 1,000 runs of mixed executions are ended at once."""
+    rt = work["runtime"]
+    rows = {}
+    for tasks, repeats in rt["stall"]:
+        samples: list[float] = []
+        ended = 0
+        for _ in range(repeats):
+            gaps, count = _stall_once(tasks, rt["stall_lead"] + tasks * 0.002)
+            samples += gaps
+            ended += count
+            gc.collect()
+        key = f"stall {tasks}"
+        if ended < tasks * repeats or not samples:
+            rows[key] = {"error": f"{ended} of {tasks * repeats} runs ended by the end condition"}
+        else:
+            rows[key] = percentiles(samples, repeats=repeats)
+    return rows
+
+
 RUNTIME_CASES = {
     "idle-cpu": case_idle_cpu,
     "start": case_start_lateness,
@@ -496,6 +570,7 @@ RUNTIME_CASES = {
     "sched-memory": case_scheduler_memory,
     "waits": case_waits,
     "process-start": case_process_start,
+    "stall": case_loop_stall,
 }
 
 

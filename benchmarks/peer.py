@@ -42,6 +42,7 @@ warnings.simplefilter("ignore")
 
 from common import (  # noqa: E402
     HISTORY_TASKS,
+    Heartbeat,
     WaitProbe,
     closed_window,
     first_line,
@@ -56,6 +57,8 @@ from common import (  # noqa: E402
     percentiles,
     round_ms,
     rss_baseline,
+    stall_mix,
+    stall_sleep,
     start_lead,
     start_phases,
     task_state_instants,
@@ -489,6 +492,86 @@ def case_termination(work: dict) -> dict:
     return rows
 
 
+# The most tasks of the stall case Rocketry is run with (see case_loop_stall).
+STALL_MOST = 100
+
+
+def _stall_once(tasks: int, lead: float) -> tuple[list[float], int]:
+    """The loop's gaps from the instant one end condition ends every run of the mix to the
+    last finishing record (see conddsl_side._stall_once), and how many runs it ended."""
+    from rocketry.args import TerminationFlag
+    from rocketry.exc import TaskTerminationException
+
+    def thread_body(flag=TerminationFlag()):  # noqa: B008
+        flag.wait()
+        raise TaskTerminationException()
+
+    bodies = {"async": _forever, "thread": thread_body, "process": stall_sleep}
+    heart = Heartbeat()
+    finished: set[str] = set()
+    last: list[float] = []
+
+    def on_record(task: str, action: str, created: float) -> None:
+        if action != "run" and task not in finished:
+            finished.add(task)
+            if len(finished) == tasks:
+                last.append(time.time())
+                heart.stop()
+                app.session.shut_down(force=True)
+
+    app = _rocketry(timeout=3600, max_process_count=max(tasks, 1))
+    capture = _capturing(app, on_record)
+    ends = round_ms(datetime.now() + timedelta(seconds=lead))
+    end_cond = opening_at(ends)
+    for i, execution in enumerate(stall_mix(tasks)):
+        app.task("true", name=f"t{i}", execution=execution, end_cond=end_cond)(bodies[execution])
+
+    async def main() -> None:
+        beat = asyncio.ensure_future(heart.run())
+        timer = threading.Timer(lead + 60, app.session.shut_down, kwargs={"force": True})
+        timer.start()
+        try:
+            await app.serve()
+        finally:
+            timer.cancel()
+            heart.stop()
+            await beat
+
+    try:
+        asyncio.run(main())
+    finally:
+        _release(app, capture)
+    ended = sum(1 for _, action, _ in capture.records if action == "terminate")
+    return heart.gaps(ends.timestamp(), last[0] if last else float("inf")), ended
+
+
+def case_loop_stall(work: dict) -> dict:
+    """Gaps of Rocketry's loop while runs of mixed executions are ended at once."""
+    rt = work["runtime"]
+    rows = {}
+    for tasks, repeats in rt["stall"]:
+        if tasks > STALL_MOST:
+            rows[f"stall {tasks}"] = {
+                "unsupported": f"Rocketry at {tasks:,} tasks: in a trial, 127 of its "
+                f"{tasks // 5} process runs had started 90 s after the scheduler (it starts "
+                "them one at a time), and it ended neither on a forced shut_down() nor on SIGINT"
+            }
+            continue
+        samples: list[float] = []
+        ended = 0
+        for _ in range(repeats):
+            gaps, count = _stall_once(tasks, rt["stall_lead"] + tasks * 0.002)
+            samples += gaps
+            ended += count
+            gc.collect()
+        key = f"stall {tasks}"
+        if ended < tasks * repeats or not samples:
+            rows[key] = {"error": f"{ended} of {tasks * repeats} runs ended by the end condition"}
+        else:
+            rows[key] = percentiles(samples, repeats=repeats)
+    return rows
+
+
 def case_waits(work: dict) -> dict:
     """Start and termination lateness after long waits (see conddsl_side.case_waits)."""
     rt = work["runtime"]
@@ -566,6 +649,7 @@ CASES = {
     "waits": case_waits,
     "process-start": case_process_start,
     "terminate": case_termination,
+    "stall": case_loop_stall,
     "sched-memory": case_scheduler_memory,
 }
 

@@ -3,7 +3,8 @@
     python benchmarks/run.py [--smoke] [--only CASE ...] [--repeats N] [--json PATH]
 
 Cases: parse, clock, task-state, cron, memory, cli, and the scheduler runtime:
-idle-cpu, start, terminate, sched-memory, check (see docs/performance.md).
+idle-cpu, start, process-start, terminate, stall, waits, sched-memory, check
+(see docs/performance.md).
 
 The conddsl side runs in this interpreter. The peer side runs in a side
 virtualenv, ``benchmarks/.venv-rocketry`` (Rocketry needs ``pydantic<2``, the
@@ -57,6 +58,7 @@ RUNTIME_CASES = (
     "start",
     "process-start",
     "terminate",
+    "stall",
     "waits",
     "sched-memory",
     "check",
@@ -120,6 +122,10 @@ RUNTIME = {
         ],
     ),
     "timeout": (0.2, 0.2),
+    # Loop stalls: (tasks, repeats) of mixed executions ended by one end condition, and the
+    # seconds before it (plus 2 ms a task) for every run to start.
+    "stall": ([[100, 3], [1_000, 3]], [[10, 1]]),
+    "stall_lead": (2.0, 1.0),
     # Long waits: seconds to a start and timeouts of as many seconds, tasks per wait, and
     # seconds of lead before the first opening. Both sides run at once (30 min in all).
     "waits": ([1, 65, 1800], [0.3]),
@@ -781,6 +787,21 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
             key = f"terminate {kind} {n}"
             out.append(RuntimeRow("terminate", what, "lateness", mine(key), p(key), target))
         return out
+    if case == "stall":
+        return [
+            RuntimeRow(
+                "stall",
+                f"{_tasks(n)} running at once (half async, 3/10 thread, 1/5 process), "
+                "ended together by one end condition: the loop's gaps (a 1 ms heartbeat, less "
+                "the time others held the CPU) from the end to the last finishing record, "
+                f"{_repeats(repeats)}",
+                "lateness",
+                mine(f"stall {n}"),
+                p(f"stall {n}"),
+                target=("p99", 0.01, "p99 <= 10 ms") if n == 1_000 else None,
+            )
+            for n, repeats in rt["stall"]
+        ]
     if case == "process-start":
         return [
             RuntimeRow(

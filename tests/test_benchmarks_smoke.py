@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli")
-RUNTIME_CASES = ("idle-cpu", "start", "terminate", "sched-memory", "check")
+RUNTIME_CASES = ("idle-cpu", "start", "terminate", "stall", "sched-memory", "check")
 
 
 @pytest.mark.long

@@ -6,6 +6,9 @@
 - finishing records are stamped when the run ends and written before any condition
   is evaluated, and all of them by the time ``serve()`` returns;
 - a long evaluation pass is cut into slices that are not counted as cycles;
+- a clock condition many tasks share is evaluated once an instant, not once a task;
+- async starts due at one instant are prepared ahead (run, coroutine, asyncio task) and
+  only launched at the instant, their records still true and in order;
 - process trees: shared readings of /proc, the quick "gone" check, the polling fallback.
 """
 
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -33,8 +37,8 @@ from runtime_helpers.scenario import (
     virtual,
 )
 
-from conddsl.compile import compile_condition
-from conddsl.runtime import RealClock, Scheduler, processes
+from conddsl.compile import Condition, compile_condition
+from conddsl.runtime import RealClock, Scheduler, TerminationFlag, processes
 from conddsl.runtime import evaluator as evaluator_module
 from conddsl.runtime.executors import AsyncExecutor
 from conddsl.runtime.runs import Host, Run
@@ -230,6 +234,173 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
         )
     play(app)
     assert app.session.cycles <= 5
+
+
+# ---------------------------------------------------------------- thread runs
+
+
+def test_thread_flags_are_set_a_batch_at_a_time():
+    """Hundreds of threads woken at once would hold the GIL the loop needs: a batch a turn."""
+    from conddsl.runtime import executors
+
+    count = executors.FLAG_BATCH * 2 + 3
+    ended: list[str] = []
+
+    def body(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+        flag.wait()
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        host = Host(loop, lambda run, action, message: ended.append(action), 60, None)
+        executor = executors.ThreadExecutor(host)
+        task = Task(name="t", start=compile_condition("true"), execution="thread", func=body)
+        task.flag_params = ("flag",)
+        runs = [
+            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
+        ]
+        for run in runs:
+            executor.start(run)
+        for run in runs:
+            run.reason = "timeout"
+            executor.terminate(run)
+        seen = [sum(run.flag.is_set() for run in runs)]  # none before this turn ends
+        await asyncio.sleep(0)
+        seen.append(sum(run.flag.is_set() for run in runs))  # the first batch
+        for _ in range(1000):  # (10 s at most)
+            if len(ended) == count:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(sum(run.flag.is_set() for run in runs))
+        return seen
+
+    assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
+    assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
+
+
+# ---------------------------------------------------------------- shared conditions
+
+
+def _counting(monkeypatch, method: str) -> Counter:
+    """Count the calls of ``Condition.<method>`` by the condition's text."""
+    calls: Counter = Counter()
+    original = getattr(Condition, method)
+
+    def counted(self, *args, **kwargs):
+        calls[str(self)] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Condition, method, counted)
+    return calls
+
+
+def test_a_clock_condition_many_tasks_share_is_evaluated_once_an_instant(monkeypatch):
+    values = _counting(monkeypatch, "is_true")
+    changes = _counting(monkeypatch, "next_change")
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    window, end = "time of day between 07:00 and 07:01", "time of day after 07:10"
+    for number in range(40):
+        app.task(window, name=f"t{number}", end_cond=end)(FOREVER["async"])
+    play(app)
+    runs = app.history.records(actions="run")
+    assert len(runs) == 40 and {rec.at for rec in runs} == {at("07:00")}
+    assert {(action, hhmm, reason) for _, action, hhmm, reason in finishes(app.history)} == {
+        ("terminate", "07:10", "end_cond")
+    }
+    # Instants the tasks are looked at: 06:59, 07:00 and 07:10 (and a few more at most),
+    # each condition once an instant whatever the number of tasks.
+    assert 0 < values[window] <= 5 and 0 < values[end] <= 5, (values, changes)
+    assert 0 < changes[window] <= 5 and 0 < changes[end] <= 5, (values, changes)
+
+
+def test_a_condition_reading_the_history_is_evaluated_for_each_task(monkeypatch):
+    """``daily`` reads the task's own runs: one task's answer is not another's."""
+    values = _counting(monkeypatch, "is_true")
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.history.record("t0", "run", at=at("06:00"), run_id="earlier")
+    app.history.record("t0", "success", at=at("06:01"), run_id="earlier")
+    daily = "daily"
+    for number in range(5):
+        app.task(daily, name=f"t{number}", timeout=60)(FOREVER["async"])
+    play(app)
+    started = {rec.task for rec in app.history.records(actions="run") if rec.at >= at("06:59")}
+    assert started == {"t1", "t2", "t3", "t4"}
+    assert values[daily] >= 5  # each task's own at 06:59
+
+
+# ---------------------------------------------------------------- prepared starts
+
+
+def _prepared_calls(monkeypatch) -> list[str]:
+    """The task names :meth:`Launcher.prepare` made a run for."""
+    from conddsl.runtime.launcher import Launcher
+
+    made: list[str] = []
+    original = Launcher.prepare
+
+    def prepare(self, task, at):
+        run = original(self, task, at)
+        if run is not None:
+            made.append(task.name)
+        return run
+
+    monkeypatch.setattr(Launcher, "prepare", prepare)
+    return made
+
+
+def test_starts_due_at_one_instant_are_prepared_ahead_and_recorded_at_it(monkeypatch):
+    made = _prepared_calls(monkeypatch)
+    heard: list[tuple[str, str]] = []
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
+    first_lines: dict[str, datetime] = {}
+
+    def body_of(name: str):
+        async def body() -> None:
+            first_lines[name] = app.clock.now()
+            await asyncio.Event().wait()
+
+        return body
+
+    window = "time of day between 07:00 and 07:00:30"  # closed before the runs time out
+    for number in range(30):
+        name = f"t{number}"
+        app.task(window, name=name, timeout=60)(body_of(name))
+    app.task(window, name="p", execution="thread", timeout=60)(FOREVER["thread"])
+    app.task("daily after 07:00", name="d", timeout=60)(FOREVER["async"])  # reads its runs
+    play(app)
+    assert sorted(made) == sorted(f"t{number}" for number in range(30))  # async, clock only
+    runs = app.history.records(actions="run")
+    assert len(runs) == 32 and {rec.at for rec in runs} == {at("07:00")}
+    assert set(first_lines.values()) == {at("07:00")}  # no body ran before the instant
+    assert {(action, hhmm, reason) for _, action, hhmm, reason in finishes(app.history)} == {
+        ("terminate", "07:01", "timeout")
+    }
+    for number in range(30):  # the listeners heard each run's start, then its end
+        assert [action for task, action in heard if task == f"t{number}"] == ["run", "terminate"]
+
+
+def test_a_prepared_start_that_no_longer_holds_is_dropped_unrun(monkeypatch):
+    made = _prepared_calls(monkeypatch)
+    ran: list[str] = []
+
+    async def body() -> None:
+        ran.append("ran")
+
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.task("time of day after 07:00", name="off", timeout=60)(body)
+    app.task("time of day after 07:00", name="gone", timeout=60)(body)
+
+    async def change(app: Scheduler) -> None:
+        while not made:  # prepared (50 ms ahead of 07:00)
+            await asyncio.sleep(0)
+        app.disable("off")
+        app.remove_task("gone")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        play(app, change)
+    assert sorted(made) == ["gone", "off"]
+    assert ran == [] and app.history.records() == []
 
 
 # ---------------------------------------------------------------- the real clock

@@ -49,6 +49,21 @@ class Deadlines(Generic[K]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    def due_first(self) -> list[K]:
+        """The keys due at the earliest instant (:meth:`next`), each once; they stay due."""
+        top = self.next()
+        heap, at = self._heap, self._at
+        found: dict[K, None] = {}
+        stack = [0] if top is not None else []
+        while stack:  # the entries at that instant form a subtree at the heap's root
+            index = stack.pop()
+            if index < len(heap) and heap[index][0] == top:
+                key = heap[index][2]
+                if at.get(key) == top:
+                    found[key] = None
+                stack += (2 * index + 1, 2 * index + 2)
+        return list(found)
+
     def pop_due(self, now: datetime) -> Iterator[tuple[K, datetime]]:
         """The keys due at ``now`` or before, earliest first, with the instant each was due
         at; they are due no more."""

@@ -52,6 +52,8 @@ log = logging.getLogger("conddsl.runtime")
 # run record usually wakes this node first).
 BUSY_RECHECK = timedelta(milliseconds=100)
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+# Starts due at one instant are prepared this long before it (see Evaluator.prepare).
+PREPARE_AHEAD = timedelta(milliseconds=50)
 
 
 class Evaluator:
@@ -79,6 +81,10 @@ class Evaluator:
         self.session = session
         #: This node's part of a shared history, once it joined one: starts are claimed.
         self.shared: SharedNode | None = None
+        #: Runs prepared to start at an instant (see :meth:`prepare`), by task, with the
+        #: instant their start condition stops holding (None: never).
+        self.prepared: dict[str, tuple[Run, datetime | None]] = {}
+        self._prepared_for: datetime | None = None
 
     def context(self, name: str | None) -> dict[str, Any]:
         """What a condition of task ``name`` (None: the shut condition) is evaluated with."""
@@ -132,25 +138,139 @@ class Evaluator:
         if soonest is not None:  # what comes due meanwhile is not kept waiting for the slice
             ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
         sliced = False
-        if records.unwritten:  # conditions see every record stamped before evaluation
-            records.flush()
+        prepared, launched = self.prepared, False
         while due:
             key = due.pop()
             if key in seen:
                 deferred[key] = None
                 continue
             seen.add(key)
-            if key is SHUT:
-                self.evaluate_shut(now)
-            elif key in tasks:
-                await self.evaluate(tasks[key], now)
-            if records.unwritten:
-                records.flush()
+            if key in prepared and key in tasks and self._launch_prepared(tasks[key], now):
+                # Its run record is stamped; a prepared start reads no record.
+                launched = True
+            else:
+                if records.unwritten:  # conditions see every record stamped before evaluation
+                    records.flush()
+                if key is SHUT:
+                    self.evaluate_shut(now)
+                elif key in tasks:
+                    await self.evaluate(tasks[key], now)
+                if records.unwritten:
+                    records.flush()
             if due and time.perf_counter() > ends:
                 sliced = True
                 break
         due.mark_all(deferred)
+        if prepared and not sliced:
+            self.drop_prepared(now)
+        if launched:
+            # The bodies of the runs launched take their first step at the loop's next
+            # turn; the pass that follows at once (not a new cycle) writes their records
+            # before it evaluates any condition, or at its end.
+            return True
+        if records.unwritten:
+            records.flush()
+            return sliced or bool(due)  # the tasks that read them, at once
         return sliced
+
+    # ---------------------------------------------------------------- prepared starts
+
+    def prepare_at(self, deadline: datetime | None) -> datetime | None:
+        """When to wake to prepare the starts due at ``deadline`` (None: nothing to do).
+
+        A burst of starts at one instant (a thousand tasks opening together) costs the
+        loop a few milliseconds of work each; done at the instant, the last body ran tens
+        of milliseconds late. What does not depend on what can still change (the run, its
+        id and flag, the coroutine and its asyncio task) is made ``PREPARE_AHEAD`` before:
+        at the instant only the checks, the launch and the record stamp are left.
+        """
+        if (
+            deadline is None
+            or deadline == self._prepared_for
+            or self.shared is not None
+            or self.life.state is not State.RUNNING
+            or self.life.phase is not Phase.MAIN
+            or self.book.checks.next() != deadline
+        ):
+            return None
+        if not any(self._preparable(key) for key in self.book.checks.due_first()):
+            self._prepared_for = deadline  # (asked once an instant)
+            return None
+        return deadline - PREPARE_AHEAD
+
+    def _preparable(self, key: Key) -> Task | None:
+        """The task of ``key`` if a start of it can be prepared: async, not running, nothing
+        pending, no end condition, a start condition the same for every task."""
+        book = self.book
+        task = book.tasks.get(key) if isinstance(key, str) else None
+        if (
+            task is None
+            or task.execution != "async"
+            or task.name in self.prepared
+            or task.name in self.runs
+            or task.name in book.manual
+            or task.multilaunch
+            or task.permanent
+            or task.disabled
+            or task.role is not None
+            or task.end is not None
+            or not self.judge.alike(task.start)
+        ):
+            return None
+        return task
+
+    def prepare(self, at: datetime) -> None:
+        """Prepare the starts of the tasks due at ``at`` that will start then if nothing
+        changes (see :meth:`_preparable`): those whose start condition holds at ``at``."""
+        self._prepared_for = at
+        judge = self.judge
+        for key in self.book.checks.due_first():
+            task = self._preparable(key)
+            if task is None:
+                continue
+            where = f"start condition of task {task.name!r}"
+            context = self.context(task.name)
+            if not judge.holds(task.start, where, at, context, on_error=False):
+                continue
+            until = judge.next(task.start, where, at, context)
+            run = self.launcher.prepare(task, at)
+            if run is not None:
+                self.prepared[task.name] = (run, until)
+
+    def drop_prepared(self, before: datetime | None = None) -> None:
+        """Drop the prepared runs (those for ``before`` or earlier) that were not started."""
+        for name, (run, _) in list(self.prepared.items()):
+            if before is None or run.started <= before:
+                del self.prepared[name]
+                self.launcher.drop(run)
+
+    def _launch_prepared(self, task: Task, now: datetime) -> bool:
+        """Start ``task``'s prepared run if nothing changed since it was prepared (else it
+        is dropped, and the task evaluated as any other)."""
+        run, until = self.prepared[task.name]
+        if run.started > now:
+            return False  # looked at before its instant (an event): kept for it
+        del self.prepared[task.name]
+        if self.life.phase is not Phase.MAIN:
+            self.launcher.drop(run)
+            return False
+        book, name = self.book, task.name
+        if (
+            run.task is task  # (not removed and added again)
+            and self.life.state is State.RUNNING
+            and (until is None or now < until)
+            and not task.disabled
+            and name not in self.runs
+            and name not in book.manual
+            and name not in book.retry_hint
+            and self.shared is None
+        ):
+            self.launcher.launch(run, now, due=book.due_since.pop(name, now))
+            # Running, not multilaunch, no end condition: only its finish looks at it again.
+            book.checks.set(name, book.recheck_soon.pop(name, None))
+            return True
+        self.launcher.drop(run)
+        return False
 
     def check_shut_now(self, now: datetime) -> None:
         """Between startup tasks: the shut condition, if it is due (nothing starts once true)."""

@@ -16,6 +16,11 @@ from conddsl.runtime.runs import Host, Run, ended
 
 log = logging.getLogger("conddsl.runtime")
 
+# Thread runs asked to stop together have their flags set this many at a time, a batch
+# every FLAG_PACE seconds (see ThreadExecutor.terminate).
+FLAG_BATCH = 32
+FLAG_PACE = 0.001
+
 
 class _InProcess:
     """What the executors of Python functions in the scheduler's process share."""
@@ -102,18 +107,46 @@ class AsyncExecutor(_InProcess):
 
     def start(self, run: Run) -> None:
         """Schedule the coroutine on the scheduler's loop."""
+        self._create(run, None)
+
+    def prepare(self, run: Run) -> None:
+        """Make the run's coroutine and asyncio task ahead of its start: the task waits
+        on the run's gate, and its body runs once :meth:`go` opens it (:meth:`drop`: never)."""
+        gate = run.gate = self.host.loop.create_future()
+        self._create(run, gate)
+
+    def go(self, run: Run) -> None:
+        """Let a prepared run's body run (at the loop's next turn)."""
+        assert run.gate is not None
+        run.gate.set_result(True)
+
+    def drop(self, run: Run) -> None:
+        """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
+        if run.gate is not None and not run.gate.done():
+            run.gate.set_result(False)
+
+    def _create(self, run: Run, gate: asyncio.Future[bool] | None) -> None:
         assert run.task.func is not None
         coroutine = run.task.func(**run.task.kwargs(run.flag))
         handle = run.handle = self.host.loop.create_task(
-            self._body(run, coroutine), name=f"conddsl:{run.task.name}:{run.run_id}"
+            self._body(run, coroutine, gate), name=f"conddsl:{run.task.name}:{run.run_id}"
         )
         handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
-    async def _body(self, run: Run, coroutine: Awaitable[object]) -> None:
-        self.host.stepped(run)
+    async def _body(
+        self, run: Run, coroutine: Awaitable[object], gate: asyncio.Future[bool] | None
+    ) -> None:
         try:
+            if gate is not None and not await gate:
+                _close(coroutine)  # prepared, never started: no run, no record
+                return
+            self.host.stepped(run)
             await coroutine
         except asyncio.CancelledError:
+            if run.gate is not None and not run.launched:  # prepared, then cancelled: no run
+                _close(coroutine)
+                raise
+            _close(coroutine)  # (cancelled at its gate: it never ran)
             # Our own cancellation is known by run.reason (set before cancel());
             # anyone else's is a failure of the run, not a termination.
             if run.reason is None:
@@ -129,11 +162,10 @@ class AsyncExecutor(_InProcess):
 
     def _done(self, run: Run, coroutine: Awaitable[object], _: object) -> None:
         # Only an asyncio task cancelled before its first step gets here unfinished:
-        # its _body never ran, so nothing else will record the run.
-        if not run.finished:
-            close = getattr(coroutine, "close", None)
-            if close is not None:
-                close()  # never started: no "never awaited" warning
+        # its _body never ran, so nothing else will record the run (a prepared run never
+        # launched is no run at all).
+        if not run.finished and (run.gate is None or run.launched):
+            _close(coroutine)  # never started: no "never awaited" warning
             if run.reason is None:
                 self.host.finish(run, "fail", "cancelled from outside the scheduler")
             else:
@@ -164,7 +196,11 @@ class ThreadExecutor(_InProcess):
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
-        self._flags: list[TerminationFlag] = []  # to set at the end of this turn of the loop
+        # Runs whose flag is to be set, a batch at a time (see terminate); the batch whose
+        # threads have not returned yet; the timer of the next batch.
+        self._flags: collections.deque[Run] = collections.deque()
+        self._batch: set[Run] = set()
+        self._next: asyncio.Handle | None = None
         self._graces = Graces(host, self._grace_over)
         self._overdue: dict[Run, None] = {}  # past their grace, thread alive (ordered set)
         #: Threads of abandoned runs that have not returned yet.
@@ -199,6 +235,7 @@ class ThreadExecutor(_InProcess):
 
     def _ended(self, run: Run, outcome: tuple[str, str | None]) -> None:
         self._overdue.pop(run, None)
+        self._returned(run)
         if run.finished:  # abandoned earlier: its record is written already
             log.info("the abandoned thread of task %r returned", run.task.name)
             with contextlib.suppress(ValueError):
@@ -207,18 +244,34 @@ class ThreadExecutor(_InProcess):
         self.host.finish(run, *outcome)
 
     def terminate(self, run: Run) -> None:
-        """Ask the thread to stop: its flag is set at the end of this turn of the loop, with
-        the flags of the runs ended with it (threads woken one by one would take the GIL
-        from the scheduler while it ends the rest); the run ends when the thread returns."""
-        self._flags.append(run.flag)
-        if len(self._flags) == 1:
-            self.host.loop.call_soon(self._set_flags)
+        """Ask the thread to stop: its flag is set after this turn of the loop, with the flags
+        of the runs ended with it, ``FLAG_BATCH`` at a time, a batch every ``FLAG_PACE``
+        seconds; the run ends when the thread returns.
+
+        Threads woken one by one would take the GIL from the scheduler while it ends the
+        rest; hundreds woken at once all want it as the loop does, and the loop waited for
+        them 20-30 ms at a time. The next batch comes as soon as every thread of the last
+        one has returned (a fraction of a millisecond, usually), ``FLAG_PACE`` at the latest."""
+        self._flags.append(run)
+        if self._next is None:
+            self._next = self.host.loop.call_soon(self._set_flags)
         self._graces.add(run)
 
     def _set_flags(self) -> None:
-        flags, self._flags = self._flags, []
-        for flag in flags:
-            flag.set()
+        flags = self._flags
+        batch = self._batch = {flags.popleft() for _ in range(min(FLAG_BATCH, len(flags)))}
+        for run in batch:
+            run.flag.set()
+        self._next = self.host.loop.call_later(FLAG_PACE, self._set_flags) if flags else None
+
+    def _returned(self, run: Run) -> None:
+        """A thread of the batch flagged last returned: the next batch once all have."""
+        batch = self._batch
+        if run in batch:
+            batch.discard(run)
+            if not batch and self._next is not None:
+                self._next.cancel()
+                self._next = self.host.loop.call_soon(self._set_flags)
 
     def _grace_over(self, run: Run) -> None:
         if self.host.stopping():
@@ -259,3 +312,11 @@ class ThreadExecutor(_InProcess):
 
 async def _awaited(awaitable: Awaitable[object]) -> None:
     await awaitable
+
+
+def _close(coroutine: Awaitable[object]) -> None:
+    """Close a coroutine that may never have run (no "never awaited" warning); a coroutine
+    that ran to its end is closed already, and closing it again does nothing."""
+    close = getattr(coroutine, "close", None)
+    if close is not None:
+        close()

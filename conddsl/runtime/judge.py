@@ -4,6 +4,11 @@ the answer.
 A condition that raises is fatal to the scheduler, unless ``silence_cond_check`` is
 set (then it is taken as the caller's default); on a shared history that cannot be
 reached, it is neither: the outage is ridden out and the condition tried again soon.
+
+A condition that reads neither records nor the cycle counter (a clock window, ``env``,
+``param``, ``scheduler has run over``) answers the same for every task at one instant:
+tasks that share it (equal texts compile to one condition) get the answer found for the
+first of them at that instant, so a thousand tasks opening at once cost one evaluation.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from conddsl.compile import Condition
+from conddsl.reads import NOTHING
 from conddsl.runtime.conditions import ConditionFailed, ConditionLike, is_true, next_change
 from conddsl.runtime.shared import SharedNode, is_outage
 
 log = logging.getLogger("conddsl.runtime")
 # While a shared history cannot be reached, conditions are tried again this often.
 OUTAGE_RECHECK = timedelta(seconds=2)
+# Conditions whose kind (shared answers or not) is remembered; past this, forgotten at once.
+_KEPT = 4096
 
 
 class Judge:
@@ -30,6 +39,35 @@ class Judge:
         self._fail = fail
         #: This node's part of a shared history, once it joined one.
         self.shared: SharedNode | None = None
+        # Answers of conditions the same for every task (see above), at _at only.
+        self._at: datetime | None = None
+        self._values: dict[int, tuple[ConditionLike, bool]] = {}
+        self._changes: dict[int, tuple[ConditionLike, datetime | None]] = {}
+        self._same: dict[int, tuple[ConditionLike, bool]] = {}
+
+    def _shared_answers(self, cond: ConditionLike, now: datetime) -> bool:
+        """Whether ``cond``'s answers at ``now`` are kept for the other tasks that use it
+        (the answers kept are those of ``now``: another instant drops them)."""
+        if now != self._at:
+            self._at = now
+            self._values.clear()
+            self._changes.clear()
+        return self.alike(cond)
+
+    def alike(self, cond: ConditionLike) -> bool:
+        """Whether ``cond`` answers the same for every task: it reads neither records nor
+        the cycle counter (see the module)."""
+        found = self._same.get(id(cond))
+        if found is not None and found[0] is cond:
+            return found[1]
+        # Only a plain compiled Condition: a GatedCondition calls custom parts (Python
+        # code that may answer otherwise at each call), and the scheduler compiles every
+        # condition with a custom part as one; an object of the caller's may read anything.
+        same = type(cond) is Condition and cond.reads == NOTHING
+        if len(self._same) >= _KEPT:
+            self._same.clear()
+        self._same[id(cond)] = (cond, same)
+        return same
 
     def holds(
         self,
@@ -42,7 +80,14 @@ class Judge:
     ) -> bool:
         """Whether ``cond`` holds at ``now``; ``on_error`` when it fails and is silenced."""
         try:
-            return is_true(cond, where, now, **context)
+            if not self._shared_answers(cond, now):
+                return is_true(cond, where, now, **context)
+            found = self._values.get(id(cond))
+            if found is not None and found[0] is cond:
+                return found[1]
+            value = is_true(cond, where, now, **context)
+            self._values[id(cond)] = (cond, value)
+            return value
         except ConditionFailed as exc:
             if self.shared is not None and is_outage(exc):
                 self.shared.outage(exc)
@@ -58,7 +103,14 @@ class Judge:
     ) -> datetime | None:
         """When ``cond`` may next change after ``now`` (None: never, or it failed)."""
         try:
-            return next_change(cond, where, now, **context)
+            if not self._shared_answers(cond, now):
+                return next_change(cond, where, now, **context)
+            found = self._changes.get(id(cond))
+            if found is not None and found[0] is cond:
+                return found[1]
+            change = next_change(cond, where, now, **context)
+            self._changes[id(cond)] = (cond, change)
+            return change
         except ConditionFailed as exc:
             if self.shared is not None and is_outage(exc):
                 self.shared.outage(exc)

@@ -185,6 +185,38 @@ class Launcher:
         run.launched = True
         return run, awaitable
 
+    def prepare(self, task: Task, at: datetime) -> Run | None:
+        """A run of ``task`` made ready to start at ``at`` (its coroutine and asyncio task
+        made, its body held back), or None if its execution cannot be prepared (only async
+        runs are). :meth:`launch` starts it, :meth:`drop` discards it."""
+        executor = self._executors.get(task.execution)
+        if not isinstance(executor, AsyncExecutor):
+            return None
+        run = Run(task, uuid.uuid4().hex, at, flag=executor.new_flag())
+        executor.prepare(run)
+        return run
+
+    def launch(self, run: Run, now: datetime, *, due: datetime | None = None) -> None:
+        """Start a prepared run at ``now``: its ``run`` record is stamped (written in order
+        with the finishing records, before any condition is evaluated), its timeout armed,
+        and its body let go at the loop's next turn."""
+        task = run.task
+        ended = self._runs.ended_at.get(task.name)
+        if ended is not None and ended >= now:
+            now = ended + _TICK  # after its task's last run ended (see start)
+        run.started = now
+        run.due = due
+        self._timeouts.arm(run, now)
+        self._runs.add(run)
+        self._records.stamp(run, "run", now, None, None)
+        run.launched = True
+        assert isinstance(run.handle, asyncio.Task)
+        self._executors[task.execution].go(run)  # type: ignore[attr-defined]
+
+    def drop(self, run: Run) -> None:
+        """A prepared run not started after all: its body never runs, nothing is recorded."""
+        self._executors[run.task.execution].drop(run)  # type: ignore[attr-defined]
+
     def _began(self, run: Run) -> None:
         """A pending run's process exists: its run record, stamped now; its timeout."""
         if not run.pending:

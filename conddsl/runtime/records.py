@@ -127,16 +127,22 @@ class RecordWriter:
     def stamp(
         self, run: Run, action: str, at: datetime, reason: str | None, message: str | None
     ) -> bool:
-        """Keep a finishing record to write with :meth:`flush`; True if it is the first kept."""
+        """Keep a record to write with :meth:`flush` (a finishing record, or the ``run``
+        record of a prepared start); True if it is the first kept."""
         self.unwritten.append((run, action, at, reason, message))
         return len(self.unwritten) == 1
 
     def flush(self) -> None:
-        """Write the finishing records stamped so far, in the order the runs ended."""
+        """Write the records stamped so far, in the order they were stamped."""
         while self.unwritten:
             records, self.unwritten = self.unwritten, []
             for run, action, at, reason, message in records:
-                self.write(run, action, at, reason=reason, message=message, traceback=run.traceback)
+                if action == "run":  # a start: the task itself is looked at when it ends
+                    self.write(run, action, at, reason=reason, own_change=False)
+                else:
+                    self.write(
+                        run, action, at, reason=reason, message=message, traceback=run.traceback
+                    )
 
     def mark_crashed(self, now: datetime) -> None:
         """Close the runs a scheduler that died left open (``crash`` records)."""

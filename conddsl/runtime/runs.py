@@ -62,6 +62,8 @@ class Run:
     # When an async run's coroutine first ran (see Host.stepped): a loop held by another
     # run may start it past its timeout.
     stepped_at: datetime | None = None
+    # A prepared async run's body waits on this until launched (True) or dropped (False).
+    gate: asyncio.Future[bool] | None = None
 
     @property
     def state(self) -> str:

@@ -444,6 +444,7 @@ class Scheduler:
             raise
         finally:
             try:
+                self._evaluator.drop_prepared()
                 self._records.flush()
             finally:
                 self._life.finish()
@@ -511,10 +512,17 @@ class Scheduler:
                 if await self._life.step_closing(self.tasks.values()):
                     continue  # an on_shutdown run is going on
                 return
-            if self._book.due:  # sliced, or deferred: dirtied again
+            if sliced or self._book.due:  # sliced, or deferred: dirtied again
                 await asyncio.sleep(0)
                 continue
             deadline = evaluator.next_deadline()
+            early = evaluator.prepare_at(deadline)
+            if early is not None:
+                if early > self.clock.now():
+                    await self.clock.sleep_until(early, self._wake)
+                    if self._wake.is_set():
+                        continue  # an event came first
+                evaluator.prepare(deadline)  # (not a cycle: nothing is evaluated yet)
             await self.clock.sleep_until(deadline, self._wake)
             if self.on_loop_lag is not None and deadline is not None:
                 late = (self.clock.now() - deadline).total_seconds()
