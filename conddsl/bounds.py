@@ -219,20 +219,15 @@ class BoundsAnalysis(ConditionVisitor[Part]):
     visit_Env = visit_ParamExists = visit_ParamIs = visit_known
 
     def visit_All(self, node: ast.All) -> Part:
-        parts = [self.visit(item) for item in node.items]
-        return Part(
-            conjunction(part.over for part in parts),
-            conjunction(part.under for part in parts),
-            _merged(parts),
-        )
+        return self._combined(node.items, conjunction)
 
     def visit_Any(self, node: ast.Any) -> Part:
-        parts = [self.visit(item) for item in node.items]
-        return Part(
-            disjunction(part.over for part in parts),
-            disjunction(part.under for part in parts),
-            _merged(parts),
-        )
+        return self._combined(node.items, disjunction)
+
+    def _combined(self, items: tuple[ast.Node, ...], combine) -> Part:
+        parts = [self.visit(item) for item in items]
+        over = combine(part.over for part in parts)
+        return Part(over, combine(part.under for part in parts), _merged(parts))
 
     def visit_Not(self, node: ast.Not) -> Part:
         part = self.visit(node.item)
