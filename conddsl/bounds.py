@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from conddsl import ast
 from conddsl.resolve import Resolver
@@ -63,26 +64,27 @@ _BOTH = _POSITIVE | _NEGATIVE
 _NO_UNKNOWNS: Mapping[Hashable, int] = {}
 
 
-def _fold(items: Iterable[ast.Node], unit: ast.Node, zero: ast.Node, node_type) -> ast.Node:
+def _fold(items: Iterable[ast.Node], zero: bool, node_type) -> ast.Node:
     kept = []
     for item in items:
-        if item == zero:
-            return zero
-        if item != unit:
+        # A type check, not ``==``: comparing trees field by field is slow.
+        if type(item) is not ast.Constant:
             kept.append(item)
+        elif item.value is zero:
+            return item
     if not kept:
-        return unit
+        return ast.Constant(not zero)
     return kept[0] if len(kept) == 1 else node_type(tuple(kept))
 
 
 def conjunction(items: Iterable[ast.Node]) -> ast.Node:
     """``&`` of the items with constants folded away."""
-    return _fold(items, TRUE, FALSE, ast.All)
+    return _fold(items, False, ast.All)
 
 
 def disjunction(items: Iterable[ast.Node]) -> ast.Node:
     """``|`` of the items with constants folded away."""
-    return _fold(items, FALSE, TRUE, ast.Any)
+    return _fold(items, True, ast.Any)
 
 
 def negation(item: ast.Node) -> ast.Node:
@@ -102,8 +104,7 @@ def _distinct(nodes: Iterable[ast.Node]) -> tuple[ast.Node, ...]:
     return tuple(dict.fromkeys(nodes))
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
     """One subtree analysed: its bounds and its unknown parts with how they are read."""
 
     over: ast.Node
@@ -114,8 +115,9 @@ class Part:
 def _merged(parts: list[Part]) -> Mapping[Hashable, int]:
     found: dict[Hashable, int] = {}
     for part in parts:
-        for key, reading in part.unknowns.items():
-            found[key] = found.get(key, 0) | reading
+        if part.unknowns is not _NO_UNKNOWNS:
+            for key, reading in part.unknowns.items():
+                found[key] = found.get(key, 0) | reading
     return found or _NO_UNKNOWNS
 
 
@@ -161,19 +163,24 @@ class BoundsAnalysis(ConditionVisitor[Part]):
     def readings(self, node: ast.Node) -> Readings:
         """Bounds, cases and custom parts of ``node`` (see the module doc)."""
         free = self._pass(node, {})
-        over, under, exact = self._bounds(node, free)
         keys = list(free.unknowns)
-        if len(keys) <= EXACT_LIMIT:
-            cases = _distinct(self._pass(node, values).over for values in _assignments(keys))
+        if len(keys) > EXACT_LIMIT:
+            over, under, exact = self._bounds(node, free)
+            return Readings(over, under, _distinct((over, under)), _customs(free), exact)
+        cases = _distinct(self._pass(node, values).over for values in _assignments(keys))
+        if all(reading == _BOTH for reading in free.unknowns.values()):
+            # Every part is enumerated for the bounds too: the same passes.
+            over, under = disjunction(cases), conjunction(cases)
         else:
-            cases = _distinct((over, under))
-        return Readings(over, under, cases, _customs(free), exact)
+            over, under, _ = self._bounds(node, free)
+        return Readings(over, under, cases, _customs(free), True)
 
     def customs(self, node: ast.Node) -> tuple[str, ...]:
         """The names of the custom conditions in ``node``, in the order met."""
         return _customs(self._pass(node, {}))
 
     def _bounds(self, node: ast.Node, free: Part) -> tuple[ast.Node, ast.Node, bool]:
+        """``(over, under, exact)``: the parts read both ways enumerated, up to the limit."""
         both = [key for key, reading in free.unknowns.items() if reading == _BOTH]
         if not both:
             return free.over, free.under, True
@@ -226,13 +233,17 @@ class BoundsAnalysis(ConditionVisitor[Part]):
 
     def _combined(self, items: tuple[ast.Node, ...], combine) -> Part:
         parts = [self.visit(item) for item in items]
-        over = combine(part.over for part in parts)
-        return Part(over, combine(part.under for part in parts), _merged(parts))
+        over = combine([part.over for part in parts])
+        if all(part.over is part.under for part in parts):  # nothing unknown left here
+            return Part(over, over, _merged(parts))
+        return Part(over, combine([part.under for part in parts]), _merged(parts))
 
     def visit_Not(self, node: ast.Not) -> Part:
         part = self.visit(node.item)
         unknowns = {key: _FLIPPED[reading] for key, reading in part.unknowns.items()}
-        return Part(negation(part.under), negation(part.over), unknowns or _NO_UNKNOWNS)
+        over = negation(part.under)
+        under = over if part.over is part.under else negation(part.over)
+        return Part(over, under, unknowns or _NO_UNKNOWNS)
 
     def visit_Zoned(self, node: ast.Zoned) -> Part:
         outer, self._zone = self._zone, node.zone
@@ -240,7 +251,9 @@ class BoundsAnalysis(ConditionVisitor[Part]):
             part = self.visit(node.item)
         finally:
             self._zone = outer
-        return Part(_zoned(part.over, node.zone), _zoned(part.under, node.zone), part.unknowns)
+        over = _zoned(part.over, node.zone)
+        under = over if part.over is part.under else _zoned(part.under, node.zone)
+        return Part(over, under, part.unknowns)
 
     def visit_Reference(self, node: ast.Reference) -> Part:
         # A custom condition (with arguments, or a name no rule defines) only Python can

@@ -649,9 +649,7 @@ class Condition:
                 return change.replace(tzinfo=self.zone).astimezone(after.tzinfo)
         real_after = self._utc(after)
         if self._customs:
-            change = self.bounded.next_change(
-                real_after, task=task, history=history, session=session
-            )
+            change = self.bounded.next_change(real_after, task, history, session)
         else:
             change = self._first_change(real_after, Context(real_after, task, history, session))
         if change is None:
@@ -703,7 +701,8 @@ class Bounded:
 
     Its custom parts hold their value until they are checked again (``recheck``), so
     the value can change first where a case changes, or at the next check while the
-    cases disagree (the custom parts decide the value).
+    cases disagree (the custom parts decide the value). While they agree, the first
+    case to change is where the bound that decides changes.
     """
 
     __slots__ = ("over", "under", "cases", "customs", "recheck")
@@ -726,18 +725,24 @@ class Bounded:
         #: How soon custom parts are looked at again while they decide (None: no custom part).
         self.recheck = recheck
 
-    def decided(self, at: datetime, **context) -> bool | None:
+    def decided(self, at: datetime, task: str | None, history, session) -> bool | None:
         """The value at ``at`` if the known parts decide it, else None."""
-        if not self.over.is_true(at, **context):
+        if not self.over.is_true(at, task=task, history=history, session=session):
             return False
-        if self.under.is_true(at, **context):
+        if self.under.is_true(at, task=task, history=history, session=session):
             return True
         return None
 
-    def next_change(self, after: datetime, **context) -> datetime | None:
+    def next_change(self, after: datetime, task: str | None, history, session) -> datetime | None:
         """The first change of any case after ``after``, or the next check while undecided."""
+        context = {"task": task, "history": history, "session": session}
+        decided = self.decided(after, task, history, session)
+        # Decided, every case has the same value: the first case to change changes
+        # the bound (false: over, true: under), one search instead of one per case.
+        if decided is not None:
+            return (self.under if decided else self.over).next_change(after, **context)
         found = [case.next_change(after, **context) for case in self.cases]
-        if self.recheck is not None and self.decided(after, **context) is None:
+        if self.recheck is not None:
             found.append(after + self.recheck)
         changes = [change for change in found if change is not None]
         return min(changes) if changes else None

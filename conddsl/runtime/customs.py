@@ -61,7 +61,7 @@ class RegistryChain:
 class GatedCondition(Condition):
     """A condition with custom parts, called only when the rest of it leaves the value open."""
 
-    __slots__ = ("customs",)
+    __slots__ = ("customs", "_decided")
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class GatedCondition(Condition):
         # Built now, not at the first wake-up: the scheduler registers it once.
         #: The phrases of its custom parts (``recheck(phrase)`` finds it by them).
         self.customs = frozenset(self.bounded.customs)
+        self._decided = self.bounded.decided  # is_true is hot: no property on the way
 
     @property
     def recheck(self) -> timedelta:
@@ -86,7 +87,7 @@ class GatedCondition(Condition):
 
     def is_true(self, at: datetime, *, task: str | None = None, history=None, session=None) -> bool:
         """The value at ``at``; the custom functions are called only if the bounds differ."""
-        decided = self.bounded.decided(at, task=task, history=history, session=session)
+        decided = self._decided(at, task, history, session)
         if decided is not None:
             return decided
         return super().is_true(at, task=task, history=history, session=session)
