@@ -262,7 +262,7 @@ class _Custom(_Evaluator):
 
     def real_intervals(self, start, end, ctx):
         # Its future is unknown: the value now is held (next_change does not come here:
-        # it reads the condition under each value of its custom parts, see Bounded).
+        # it reads the condition under each value of its custom parts, see CustomCases).
         if self.entry(self.args, start) and start < end:
             yield start, end
 
@@ -468,7 +468,7 @@ class Condition:
         "_calls",
         "_predicate",
         "_customs",
-        "_bounded",
+        "_custom_cases",
         "_wall_next",
         "_reads",
         "__weakref__",
@@ -497,22 +497,22 @@ class Condition:
         self._predicate = None
         self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
-        self._bounded: Bounded | None = None
+        self._custom_cases: CustomCases | None = None
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
 
     @property
-    def bounded(self) -> Bounded:
+    def custom_cases(self) -> CustomCases:
         """The condition under each value of its custom parts (:mod:`conddsl.bounds`),
         compiled on first use, once."""
-        found = self._bounded
+        found = self._custom_cases
         if found is None:
             readings = BoundsAnalysis(self.rules).readings(self.ast)
             unregistered = [name for name in readings.customs if self.registry.get(name) is None]
             if unregistered:  # a lenient condition's name not defined yet
                 raise _unknown_name(unregistered[0])
             recheck = min((custom.entry.recheck for custom in self._customs), default=None)
-            found = self._bounded = Bounded(readings, self.zone, recheck)
+            found = self._custom_cases = CustomCases(readings, self.zone, recheck)
         return found
 
     @property
@@ -649,7 +649,7 @@ class Condition:
                 return change.replace(tzinfo=self.zone).astimezone(after.tzinfo)
         real_after = self._utc(after)
         if self._customs:
-            change = self.bounded.next_change(real_after, task, history, session)
+            change = self.custom_cases.next_change(real_after, task, history, session)
         else:
             change = self._first_change(real_after, Context(real_after, task, history, session))
         if change is None:
@@ -696,7 +696,7 @@ class Condition:
             return edge.replace(tzinfo=timezone.utc)
 
 
-class Bounded:
+class CustomCases:
     """A condition's cases and bounds (:class:`conddsl.bounds.Readings`) compiled.
 
     Its custom parts hold their value until they are checked again (``recheck``), so

@@ -91,5 +91,5 @@ def test_the_analyses_follow_names_as_deep_as_a_condition_may_nest():
     assert analysis.bounds(parse("r0")) == (parse("task 'x' is running"), FALSE)
     assert analysis.customs(parse("r0")) == ("flag",)
     # So do the runtime's cases of it.
-    assert condition.bounded.customs == ("flag",)
+    assert condition.custom_cases.customs == ("flag",)
     assert condition.next_change(datetime(2024, 1, 1)) is None

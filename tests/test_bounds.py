@@ -185,6 +185,6 @@ def test_next_change_finds_the_change_of_a_mixed_assignment():
     registry = _registry(x=True, y=False)
     text = "(time of day after 10:00 & x) | (time of day after 09:30 & y)"
     condition = Condition(parse(text), registry=registry)
-    assert condition.bounded.under.ast == FALSE
+    assert condition.custom_cases.under.ast == FALSE
     assert condition.next_change(MORNING) == datetime(2024, 1, 1, 9, 30)
     assert condition.next_change(datetime(2024, 1, 1, 9, 30)) == datetime(2024, 1, 1, 10, 0)

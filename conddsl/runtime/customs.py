@@ -8,7 +8,7 @@ from the condition's own ``rules``, then the scheduler's ``rules=``.
 
 A custom condition is a Python call the time engine cannot see into. The scheduler
 wraps a condition with custom parts in a :class:`GatedCondition`, which reads it
-through :mod:`conddsl.bounds` compiled (``Condition.bounded``): the *over* bound (true
+through :mod:`conddsl.bounds` compiled (``Condition.custom_cases``): the *over* bound (true
 wherever the condition may be true), the *under* bound (true only where it surely is)
 and the cases (the condition under each value of its custom parts):
 
@@ -75,13 +75,13 @@ class GatedCondition(Condition):
         super().__init__(node, timezone=timezone, rules=rules, registry=registry, text=text)
         # Built now, not at the first wake-up: the scheduler registers it once.
         #: The phrases of its custom parts (``recheck(phrase)`` finds it by them).
-        self.customs = frozenset(self.bounded.customs)
-        self._decided = self.bounded.decided  # is_true is hot: no property on the way
+        self.customs = frozenset(self.custom_cases.customs)
+        self._decided = self.custom_cases.decided  # is_true is hot: no property on the way
 
     @property
     def recheck(self) -> timedelta:
         """How soon the condition is looked at again while its custom parts decide it."""
-        recheck = self.bounded.recheck
+        recheck = self.custom_cases.recheck
         assert recheck is not None  # it has custom parts
         return recheck
 
