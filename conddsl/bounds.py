@@ -21,17 +21,19 @@ analysis falls back to the polarity bounds above for every part (sound, less pre
 ``a | ~a`` instead of ``true``), and the cases are just ``over`` and ``under``.
 
 The users: ``Condition.next_change`` with custom parts (:mod:`conddsl.compile`) finds
-the first change of any case; the scheduler's :class:`~conddsl.runtime.customs.GatedCondition`
-calls custom functions only while ``over`` and ``under`` differ; the checker claims
-"never true" only when ``over`` has no window (:mod:`conddsl.lint.clock`).
+the first change of any case (:class:`CustomCases`, the cases compiled); the scheduler's
+:class:`~conddsl.runtime.customs.GatedCondition` calls custom functions only while
+``over`` and ``under`` differ; the checker claims "never true" only when ``over`` has
+no window (:mod:`conddsl.lint.clock`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import NamedTuple, Protocol
 
 from conddsl import ast
 from conddsl.resolve import Resolver
@@ -43,6 +45,7 @@ __all__ = [
     "TRUE",
     "Bounds",
     "BoundsAnalysis",
+    "CustomCases",
     "Part",
     "Readings",
     "conjunction",
@@ -274,3 +277,74 @@ def _assignments(keys: list[Hashable]) -> Iterable[dict[Hashable, bool]]:
     """Every assignment of true/false to ``keys``."""
     for values in itertools.product((True, False), repeat=len(keys)):
         yield dict(zip(keys, values, strict=True))
+
+
+class Evaluable(Protocol):
+    """A compiled condition, as :class:`CustomCases` asks it."""
+
+    def is_true(self, at: datetime, *, task: str | None, history, session) -> bool:
+        """The value at ``at``."""
+        ...
+
+    def next_change(
+        self, after: datetime, *, task: str | None, history, session
+    ) -> datetime | None:
+        """The first instant after ``after`` at which the value can change."""
+        ...
+
+
+class CustomCases:
+    """A condition's cases and bounds (:class:`Readings`) compiled, custom parts held.
+
+    Its custom parts hold their value until they are checked again (``recheck``), so
+    the value can change first where a case changes, or at the next check while the
+    cases disagree (the custom parts decide the value). While they agree, the first
+    case to change is where the bound that decides changes.
+    """
+
+    __slots__ = ("over", "under", "cases", "customs", "recheck")
+
+    def __init__(
+        self,
+        readings: Readings,
+        compile: Callable[[ast.Node], Evaluable],
+        recheck: timedelta | None,
+    ) -> None:
+        compiled: dict[ast.Node, Evaluable] = {}
+
+        def build(node: ast.Node) -> Evaluable:
+            found = compiled.get(node)
+            if found is None:
+                found = compiled[node] = compile(node)
+            return found
+
+        #: True wherever the condition may be true, and only where it surely is.
+        self.over = build(readings.over)
+        self.under = build(readings.under)
+        self.cases = tuple(build(case) for case in readings.cases)
+        #: The phrases of its custom parts.
+        self.customs = readings.customs
+        #: How soon custom parts are looked at again while they decide (None: no custom part).
+        self.recheck = recheck
+
+    def decided(self, at: datetime, task: str | None, history, session) -> bool | None:
+        """The value at ``at`` if the known parts decide it, else None."""
+        if not self.over.is_true(at, task=task, history=history, session=session):
+            return False
+        if self.under.is_true(at, task=task, history=history, session=session):
+            return True
+        return None
+
+    def next_change(self, after: datetime, task: str | None, history, session) -> datetime | None:
+        """The first change of any case after ``after``, or the next check while undecided."""
+        context = {"task": task, "history": history, "session": session}
+        decided = self.decided(after, task, history, session)
+        # Decided, every case has the same value: the first case to change changes
+        # the bound (false: over, true: under), one search instead of one per case.
+        if decided is not None:
+            return (self.under if decided else self.over).next_change(after, **context)
+        found = [case.next_change(after, **context) for case in self.cases]
+        if self.recheck is not None:
+            found.append(after + self.recheck)
+        changes = [change for change in found if change is not None]
+        return min(changes) if changes else None

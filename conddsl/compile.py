@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
-from conddsl.bounds import BoundsAnalysis, Readings
+from conddsl.bounds import BoundsAnalysis, CustomCases
 from conddsl.context import Context
 from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
@@ -262,7 +262,7 @@ class _Custom(_Evaluator):
 
     def real_intervals(self, start, end, ctx):
         # Its future is unknown: the value now is held (next_change does not come here:
-        # it reads the condition under each value of its custom parts, see CustomCases).
+        # it reads the condition under each value of its custom parts, see bounds.CustomCases).
         if self.entry(self.args, start) and start < end:
             yield start, end
 
@@ -512,7 +512,9 @@ class Condition:
             if unregistered:  # a lenient condition's name not defined yet
                 raise _unknown_name(unregistered[0])
             recheck = min((custom.entry.recheck for custom in self._customs), default=None)
-            found = self._custom_cases = CustomCases(readings, self.zone, recheck)
+            zone = self.zone
+            found = CustomCases(readings, lambda node: Condition(node, timezone=zone), recheck)
+            self._custom_cases = found
         return found
 
     @property
@@ -694,58 +696,6 @@ class Condition:
         except OverflowError:  # a wall time of the calendar's first or last hours
             edge = datetime.max if aware.year == datetime.max.year else datetime.min
             return edge.replace(tzinfo=timezone.utc)
-
-
-class CustomCases:
-    """A condition's cases and bounds (:class:`conddsl.bounds.Readings`) compiled.
-
-    Its custom parts hold their value until they are checked again (``recheck``), so
-    the value can change first where a case changes, or at the next check while the
-    cases disagree (the custom parts decide the value). While they agree, the first
-    case to change is where the bound that decides changes.
-    """
-
-    __slots__ = ("over", "under", "cases", "customs", "recheck")
-
-    def __init__(self, readings: Readings, zone: tzinfo, recheck: timedelta | None) -> None:
-        compiled: dict[ast.Node, Condition] = {}
-
-        def build(node: ast.Node) -> Condition:
-            found = compiled.get(node)
-            if found is None:
-                found = compiled[node] = Condition(node, timezone=zone)
-            return found
-
-        #: True wherever the condition may be true, and only where it surely is.
-        self.over = build(readings.over)
-        self.under = build(readings.under)
-        self.cases = tuple(build(case) for case in readings.cases)
-        #: The phrases of its custom parts.
-        self.customs = readings.customs
-        #: How soon custom parts are looked at again while they decide (None: no custom part).
-        self.recheck = recheck
-
-    def decided(self, at: datetime, task: str | None, history, session) -> bool | None:
-        """The value at ``at`` if the known parts decide it, else None."""
-        if not self.over.is_true(at, task=task, history=history, session=session):
-            return False
-        if self.under.is_true(at, task=task, history=history, session=session):
-            return True
-        return None
-
-    def next_change(self, after: datetime, task: str | None, history, session) -> datetime | None:
-        """The first change of any case after ``after``, or the next check while undecided."""
-        context = {"task": task, "history": history, "session": session}
-        decided = self.decided(after, task, history, session)
-        # Decided, every case has the same value: the first case to change changes
-        # the bound (false: over, true: under), one search instead of one per case.
-        if decided is not None:
-            return (self.under if decided else self.over).next_change(after, **context)
-        found = [case.next_change(after, **context) for case in self.cases]
-        if self.recheck is not None:
-            found.append(after + self.recheck)
-        changes = [change for change in found if change is not None]
-        return min(changes) if changes else None
 
 
 def _unknown_name(name: str) -> ConditionError:
