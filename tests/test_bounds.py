@@ -19,6 +19,7 @@ from conddsl.bounds import EXACT_LIMIT, FALSE, TRUE, BoundsAnalysis
 from conddsl.cli import main
 from conddsl.compile import Condition
 from conddsl.custom import ConditionRegistry
+from conddsl.errors import ConditionError
 from conddsl.lint.clock import ClockAnalysis
 from conddsl.parse import parse
 from conddsl.runtime.customs import GatedCondition
@@ -188,3 +189,9 @@ def test_next_change_finds_the_change_of_a_mixed_assignment():
     assert condition.custom_cases.under.ast == FALSE
     assert condition.next_change(MORNING) == datetime(2024, 1, 1, 9, 30)
     assert condition.next_change(datetime(2024, 1, 1, 9, 30)) == datetime(2024, 1, 1, 10, 0)
+
+
+def test_a_lenient_condition_with_a_name_not_defined_yet_says_so_in_next_change():
+    condition = Condition(parse("x & later"), registry=_registry(x=True), lenient=True)
+    with pytest.raises(ConditionError, match="unknown condition 'later'"):
+        condition.next_change(MORNING)
