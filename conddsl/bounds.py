@@ -46,6 +46,7 @@ __all__ = [
     "Bounds",
     "BoundsAnalysis",
     "CustomCases",
+    "Evaluable",
     "Part",
     "Readings",
     "conjunction",
