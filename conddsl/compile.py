@@ -8,12 +8,12 @@ map their windows to real instants with the DST policy of ``timeline.zones``;
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from conddsl import ast, taskstate
+from conddsl.bounds import BoundsAnalysis, CustomCases
 from conddsl.context import Context
 from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
@@ -41,8 +41,6 @@ _NO_RULES: dict[str, ast.Node] = {}
 _TABLE_AFTER = 8
 # ``Condition._fast`` while a pure clock condition warms up (see _first_predicate).
 _WARMING = object()
-# Up to this many custom parts, next_change tries every assignment of their values.
-_EXACT_ASSIGNMENTS = 4
 
 
 class _Evaluator:
@@ -251,27 +249,21 @@ class _Zoned(_Evaluator):
 class _Custom(_Evaluator):
     """A registered Python callable: opaque to the time engine."""
 
-    __slots__ = ("entry", "args", "horizon", "index")
+    __slots__ = ("entry", "args", "horizon")
 
-    def __init__(self, entry, args: tuple[str, ...], zone: tzinfo, index: int) -> None:
+    def __init__(self, entry, args: tuple[str, ...], zone: tzinfo) -> None:
         self.zone = zone
         self.entry = entry
         self.args = args
         self.horizon = entry.recheck
-        self.index = index  # its place in an assignment of assumed values
 
     def value(self, wall, ctx):
-        mode = ctx.custom_mode
-        if mode is not None:
-            return mode[self.index]
         return self.entry(self.args, ctx.real)
 
     def real_intervals(self, start, end, ctx):
-        # Its future is unknown: the value now is held (or the assumed value, when
-        # next_change asks "what if it were true / false").
-        mode = ctx.custom_mode
-        holds = self.entry(self.args, start) if mode is None else mode[self.index]
-        if holds and start < end:
+        # Its future is unknown: the value now is held (next_change does not come here:
+        # it reads the condition under each value of its custom parts, see bounds.CustomCases).
+        if self.entry(self.args, start) and start < end:
             yield start, end
 
 
@@ -285,9 +277,7 @@ class _Unresolved(_Evaluator):
         self.node = node
 
     def _fail(self):
-        raise ConditionError(
-            f"unknown condition {self.node.name!r}: define it in rules= or register it"
-        )
+        raise _unknown_name(self.node.name)
 
     def value(self, wall, ctx):
         self._fail()
@@ -456,7 +446,7 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         if entry is None and self.lenient:
             return _Unresolved(node, zone)
         self.resolver.check(node, self.registry, hint=_DEFINE_HINT)  # E120, E122
-        custom = _Custom(entry, node.args, zone, len(self.customs))
+        custom = _Custom(entry, node.args, zone)
         self.customs.append(custom)
         return custom
 
@@ -478,6 +468,7 @@ class Condition:
         "_calls",
         "_predicate",
         "_customs",
+        "_custom_cases",
         "_wall_next",
         "_reads",
         "__weakref__",
@@ -506,8 +497,25 @@ class Condition:
         self._predicate = None
         self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
+        self._custom_cases: CustomCases | None = None
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
+
+    @property
+    def custom_cases(self) -> CustomCases:
+        """The condition under each value of its custom parts (:mod:`conddsl.bounds`),
+        compiled on first use, once."""
+        found = self._custom_cases
+        if found is None:
+            readings = BoundsAnalysis(self.rules).readings(self.ast)
+            unregistered = [name for name in readings.customs if self.registry.get(name) is None]
+            if unregistered:  # a lenient condition's name not defined yet
+                raise _unknown_name(unregistered[0])
+            recheck = min((custom.entry.recheck for custom in self._customs), default=None)
+            zone = self.zone
+            found = CustomCases(readings, lambda node: Condition(node, timezone=zone), recheck)
+            self._custom_cases = found
+        return found
 
     @property
     def reads(self) -> Reads:
@@ -643,7 +651,7 @@ class Condition:
                 return change.replace(tzinfo=self.zone).astimezone(after.tzinfo)
         real_after = self._utc(after)
         if self._customs:
-            change = self._next_change_with_customs(real_after, task, history, session)
+            change = self.custom_cases.next_change(real_after, task, history, session)
         else:
             change = self._first_change(real_after, Context(real_after, task, history, session))
         if change is None:
@@ -679,33 +687,6 @@ class Condition:
             return None
         return None
 
-    def _next_change_with_customs(self, real_after, task, history, session):
-        # Custom conditions may change at any time, so every assignment of values to
-        # them is possible: the rest of the condition can change at the first change
-        # under any assignment; and while the custom parts decide the value (it differs
-        # between assignments), they must be checked again after their interval.
-        count = len(self._customs)
-        if count <= _EXACT_ASSIGNMENTS:
-            assignments = list(itertools.product((True, False), repeat=count))
-        else:  # too many to try all: the uniform ones and each one flipped alone
-            assignments = [(True,) * count, (False,) * count]
-            for i in range(count):
-                assignments.append(tuple(j == i for j in range(count)))
-                assignments.append(tuple(j != i for j in range(count)))
-        wall = to_wall(real_after, self.zone)
-        changes, values = [], set()
-        for mode in assignments:
-            changes.append(
-                self._first_change(real_after, Context(real_after, task, history, session, mode))
-            )
-            ctx = Context(real_after, task, history, session, mode)
-            values.add(self._evaluator.value(wall, ctx))
-        if len(values) > 1:
-            recheck = min(custom.entry.recheck for custom in self._customs)
-            changes.append(real_after + recheck)
-        found = [change for change in changes if change is not None]
-        return min(found) if found else None
-
     def _utc(self, at: datetime) -> datetime:
         # The interval algebra runs in UTC: datetimes sharing a zone compare by wall
         # reading and ignore fold, which would merge the two passes of a repeated hour.
@@ -715,6 +696,10 @@ class Condition:
         except OverflowError:  # a wall time of the calendar's first or last hours
             edge = datetime.max if aware.year == datetime.max.year else datetime.min
             return edge.replace(tzinfo=timezone.utc)
+
+
+def _unknown_name(name: str) -> ConditionError:
+    return ConditionError(f"unknown condition {name!r}: define it in rules= or register it")
 
 
 def _wall_next_of(evaluator: _Evaluator, zone: tzinfo):

@@ -10,17 +10,13 @@ __all__ = ["Context"]
 class Context:
     """The real instant, the task, its history and the session of one evaluation."""
 
-    __slots__ = ("real", "task", "history", "session", "custom_mode")
+    __slots__ = ("real", "task", "history", "session")
 
-    def __init__(
-        self, real: datetime, task: str | None, history, session=None, custom_mode=None
-    ) -> None:
+    def __init__(self, real: datetime, task: str | None, history, session=None) -> None:
         self.real = real
         self.task = task
         self.history = history
         self.session = session
-        # None: call custom conditions; True/False: pretend they all have that value.
-        self.custom_mode = custom_mode
 
     def at(self, real: datetime) -> Context:
         """The same evaluation at another instant (custom conditions called again)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
@@ -73,7 +74,7 @@ def test_bounds_replace_custom_parts_by_their_truest_and_falsest_values():
     analysis = BoundsAnalysis({"quiet": parse("~holiday")})
     over, under = analysis.bounds(parse("daily & quiet"))
     assert (over, under) == (parse("daily"), FALSE)
-    assert analysis.unknown == ["holiday"]
+    assert analysis.customs(parse("daily & quiet")) == ("holiday",)
     over, under = analysis.bounds(parse("daily | ~ flag 'x'"))
     assert over == ast.Constant(True) and under == parse("daily")
 
@@ -88,4 +89,7 @@ def test_the_analyses_follow_names_as_deep_as_a_condition_may_nest():
     assert condition.reads.tasks == {"x"}
     analysis = BoundsAnalysis(rules)
     assert analysis.bounds(parse("r0")) == (parse("task 'x' is running"), FALSE)
-    assert analysis.unknown == ["flag"]
+    assert analysis.customs(parse("r0")) == ("flag",)
+    # So do the runtime's cases of it.
+    assert condition.custom_cases.customs == ("flag",)
+    assert condition.next_change(datetime(2024, 1, 1)) is None

@@ -4,8 +4,9 @@ A condition mixes clock forms (``time of day …``, the windows of ``daily after
 cron minutes) with forms about tasks and the session, which the checker cannot know.
 For each condition the bounds of :mod:`conddsl.bounds` are built with all of those read
 as unknown: ``over`` (true wherever the condition *may* be true) and ``under`` (true
-only where it *surely* is), both clock-only. "Never true" is then claimed only when
-``over`` has no window, and "always true" only when ``under`` has no gap, over the
+only where it *surely* is), both clock-only, exact when a part is read both ways
+(``has succeeded & ~has succeeded`` is never true). "Never true" is then claimed only
+when ``over`` has no window, and "always true" only when ``under`` has no gap, over the
 condition's whole horizon: the claims are sound whatever the run history holds.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 
 from conddsl import ast
-from conddsl.bounds import FALSE, TRUE, Bounds, BoundsAnalysis
+from conddsl.bounds import TRUE, Bounds, BoundsAnalysis, Part
 from conddsl.bounds import conjunction as conjunction
 from conddsl.bounds import negation as negation
 from conddsl.compile import IRREGULAR_HORIZON, Condition
@@ -55,13 +56,14 @@ class ClockAnalysis(BoundsAnalysis):
         self._compiled: dict[ast.Node, tuple[Condition, timedelta]] = {}
         self._first: dict[ast.Node, Window | None] = {}
 
-    def visit_Periodic(self, node: ast.Periodic) -> Bounds:
+    def visit_Periodic(self, node: ast.Periodic) -> Part:
         # Once per window: the window bounds it from above; the history may say no.
         whole = node.window is None or isinstance(node.window, ast.Starting)
-        return (TRUE if whole else node), FALSE
+        return self.unknown_part(node, TRUE if whole else node)
 
-    def visit_Cron(self, node: ast.Cron) -> Bounds:
-        return node, FALSE
+    def visit_Cron(self, node: ast.Cron) -> Part:
+        # In a matching minute, unless the history has a run in it.
+        return self.unknown_part(node, node)
 
     # Task state, pace (every), the scheduler and the session: unknown here.
     visit_Every = BoundsAnalysis.visit_unknown

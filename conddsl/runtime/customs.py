@@ -7,15 +7,16 @@ compiled with one), then the scheduler's, then the default registry; named rules
 from the condition's own ``rules``, then the scheduler's ``rules=``.
 
 A custom condition is a Python call the time engine cannot see into. The scheduler
-wraps a condition with custom parts in a :class:`GatedCondition`, built from the two
-bounds of :mod:`conddsl.bounds` compiled without them: the *upper* bound (true wherever
-the condition may be true) and the *lower* bound (true only where it surely is):
+wraps a condition with custom parts in a :class:`GatedCondition`, which reads it
+through :mod:`conddsl.bounds` compiled (``Condition.custom_cases``): the *over* bound (true
+wherever the condition may be true), the *under* bound (true only where it surely is)
+and the cases (the condition under each value of its custom parts):
 
-- when the upper bound is false the condition is false, and when the lower bound is
+- when the over bound is false the condition is false, and when the under bound is
   true it is true, without calling any custom function;
-- the value can change only where a bound changes, or where a custom part changes
+- the value can change only where a case changes, or where a custom part changes
   while the bounds differ: then the condition is looked at again ``recheck`` later
-  (the smallest ``recheck`` of its custom parts).
+  (the smallest ``recheck`` of its custom parts); ``next_change`` is ``Condition``'s.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class RegistryChain:
 class GatedCondition(Condition):
     """A condition with custom parts, called only when the rest of it leaves the value open."""
 
-    __slots__ = ("_upper", "_lower", "_recheck", "customs")
+    __slots__ = ("customs", "_decided")
 
     def __init__(
         self,
@@ -72,41 +73,24 @@ class GatedCondition(Condition):
         text: str | None = None,
     ) -> None:
         super().__init__(node, timezone=timezone, rules=rules, registry=registry, text=text)
-        analysis = BoundsAnalysis(self.rules)
-        upper, lower = analysis.bounds(node)
-        self._upper = Condition(upper, timezone=self.zone)
-        self._lower = Condition(lower, timezone=self.zone)
+        # Built now, not at the first wake-up: the scheduler registers it once.
         #: The phrases of its custom parts (``recheck(phrase)`` finds it by them).
-        self.customs = frozenset(analysis.unknown)
-        entries = [registry.get(phrase) for phrase in self.customs]
-        self._recheck = min(entry.recheck for entry in entries if entry is not None)
+        self.customs = frozenset(self.custom_cases.customs)
+        self._decided = self.custom_cases.decided  # is_true is hot: no property on the way
 
     @property
     def recheck(self) -> timedelta:
         """How soon the condition is looked at again while its custom parts decide it."""
-        return self._recheck
+        recheck = self.custom_cases.recheck
+        assert recheck is not None  # it has custom parts
+        return recheck
 
     def is_true(self, at: datetime, *, task: str | None = None, history=None, session=None) -> bool:
         """The value at ``at``; the custom functions are called only if the bounds differ."""
-        if not self._upper.is_true(at, task=task, history=history, session=session):
-            return False
-        if self._lower.is_true(at, task=task, history=history, session=session):
-            return True
+        decided = self._decided(at, task, history, session)
+        if decided is not None:
+            return decided
         return super().is_true(at, task=task, history=history, session=session)
-
-    def next_change(
-        self, after: datetime, *, task: str | None = None, history=None, session=None
-    ) -> datetime | None:
-        """When a bound changes, or ``recheck`` after ``after`` while the custom parts decide."""
-        context = {"task": task, "history": history, "session": session}
-        changes = [
-            self._upper.next_change(after, **context),
-            self._lower.next_change(after, **context),
-        ]
-        if self._upper.is_true(after, **context) and not self._lower.is_true(after, **context):
-            changes.append(after + self._recheck)
-        found = [change for change in changes if change is not None]
-        return min(found) if found else None
 
 
 def _references(node: ast.Node) -> bool:
@@ -114,9 +98,7 @@ def _references(node: ast.Node) -> bool:
 
 
 def _has_custom(node: ast.Node, rules: Mapping[str, ast.Node]) -> bool:
-    analysis = BoundsAnalysis(rules)
-    analysis.bounds(node)
-    return bool(analysis.unknown)
+    return bool(BoundsAnalysis(rules).customs(node))
 
 
 class SchedulerConditions:
