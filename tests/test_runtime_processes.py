@@ -158,6 +158,11 @@ def test_a_process_fail_record_keeps_the_exception_type_and_traceback():
         assert rec.traceback.startswith("Traceback (most recent call last):"), rec.traceback
         assert 'raise ValueError("disk on fire")' in rec.traceback
         assert rec.traceback.rstrip().endswith("ValueError: disk on fire")
+        # The outermost frame is the task's own, not conddsl's (call_for_outcome).
+        first = next(line for line in rec.traceback.splitlines() if line.startswith("  File"))
+        own = "raise_value_error" if rec.task == "served" else "local"
+        where = "runtime_helpers" if rec.task == "served" else "test_runtime_processes.py"
+        assert where in first and first.endswith(f"in {own}"), rec.traceback
 
 
 @pytest.mark.parametrize("char", ["x", "\N{SNOWMAN}", "\x00"])
