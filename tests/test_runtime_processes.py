@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from functools import partial
 
 import pytest
 from runtime_helpers import (
     FOREVER,
+    count_sigterms,
     double_fork_daemon,
     exit_hard,
     fork_on_sigterm,
@@ -63,6 +66,35 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     assert GRACE - 0.01 <= late <= GRACE + 0.05, late
     (pid,) = read_pids(pid_file)
     assert gone(pid)
+
+
+@pytest.mark.parametrize(
+    "how", ["timeout", pytest.param("terminate", marks=[pytest.mark.long, pytest.mark.smoke])]
+)
+def test_a_terminated_process_gets_one_sigterm(tmp_path, how):
+    """The scheduler signals the run's tree (its group and each process), and the run's
+    keeper does not pass the SIGTERM it got on to the group again: the task's handler
+    runs once."""
+    path = str(tmp_path / "sigterms")
+    app = real(kill_grace=5)
+    timeout = "never" if how == "terminate" else 0.3
+    app.task(Once(), name="counted", execution="process", timeout=timeout)(
+        partial(count_sigterms, path)
+    )
+
+    async def end_it(app: Scheduler) -> None:
+        while not os.path.exists(path + ".ready"):
+            await asyncio.sleep(0.005)
+        if how == "terminate":
+            app.terminate("counted")
+        app.shut_down()
+
+    play(app, end_it)
+    started, ended = the_run(app, "counted")
+    assert (ended.action, ended.reason) == ("terminate", "forced" if how == "terminate" else how)
+    assert ended.message.endswith("exit code 0"), ended  # it ended by itself, in its grace
+    with open(path) as file:
+        assert file.read() == "SIGTERM\n"
 
 
 def test_no_descendant_survives_a_terminated_process(tmp_path):
