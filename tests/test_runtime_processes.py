@@ -21,10 +21,11 @@ from runtime_helpers import (
     raise_deep,
     raise_value_error,
     read_pids,
+    report_time,
     setsid_child,
     spawn_grandchildren,
 )
-from runtime_helpers.scenario import Once, finishes, play, records_appear, seconds
+from runtime_helpers.scenario import Once, at, finishes, play, records_appear, seconds, virtual
 
 from conddsl.runtime import Inaction, Scheduler
 
@@ -95,6 +96,29 @@ def test_a_terminated_process_gets_one_sigterm(tmp_path, how):
     assert ended.message.endswith("exit code 0"), ended  # it ended by itself, in its grace
     with open(path) as file:
         assert file.read() == "SIGTERM\n"
+
+
+def test_a_process_let_go_late_gets_its_whole_timeout(tmp_path, monkeypatch):
+    """The loop is held (by another run: here time jumps 2 s) after the keeper is
+    reported and before the run is told to go: its timeout of 1 s counts from the go,
+    so the body, which returns at once, is a success, not 'ran longer than its timeout'."""
+    from conddsl.runtime.process_exec import ProcessExecutor
+
+    app = virtual(threshold=0.5, shut_cond="time of day after 06:05", kill_grace=GRACE)
+    app.process_registry = tmp_path / "registry"  # the go waits for its write: a turn later
+    started = ProcessExecutor._on_started
+
+    def held_before_go(executor: ProcessExecutor, *args: object) -> None:
+        executor.host.loop.call_soon(app.clock.advance, 2)  # queued ahead of the go
+        started(executor, *args)
+
+    monkeypatch.setattr(ProcessExecutor, "_on_started", held_before_go)
+    path = str(tmp_path / "time")
+    app.task(Once(), name="late", execution="process", timeout=1)(partial(report_time, path))
+    play(app)
+    (start, end) = app.history.records("late")
+    assert (end.action, end.reason, end.message) == ("success", None, None), end
+    assert start.at == at("06:00:02")  # stamped when it was let go
 
 
 def test_no_descendant_survives_a_terminated_process(tmp_path):

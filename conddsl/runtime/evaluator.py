@@ -35,7 +35,7 @@ from conddsl.history import ClaimBusy, Record
 from conddsl.runtime.conditions import ConditionFailed
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.judge import Judge
-from conddsl.runtime.launcher import Launcher
+from conddsl.runtime.launcher import Launcher, never_started
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import RecordWriter
@@ -90,6 +90,9 @@ class Evaluator:
         """End the runs timed out at ``now`` and mark the keys whose check came due."""
         texts: dict[Task, str] = {}  # runs timed out together share their message
         for run in self.timeouts.pop_due(now):
+            if run.pending:  # its process never came (armed START_ALLOWANCE late)
+                self.launcher.terminate(run, "timeout", never_started(run.task))
+                continue
             text = texts.get(run.task)
             if text is None:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
