@@ -44,9 +44,23 @@ class Control:
             self._thread = threading.get_ident()
             self._wake = wake
 
-    def close(self) -> None:
-        """The loop serves no more: requests are applied at once again."""
-        self._closed = True
+    def seal(self) -> bool:
+        """The loop is about to stop: True, and requests are applied at once from now on,
+        if none waits; False if one does (the loop applies it first: a request accepted
+        is never left in the queue)."""
+        with self.lock:
+            if self._queue:
+                return False
+            self._closed = True
+            return True
+
+    def close(self) -> list[Request]:
+        """The loop serves no more: requests are applied at once again; returns those it
+        left in the queue (it stopped on an error), for the caller to apply."""
+        with self.lock:
+            self._closed = True
+            left, self._queue = self._queue, []
+        return left
 
     @property
     def attached(self) -> bool:

@@ -188,6 +188,8 @@ class Evaluator:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in runs.of(name):
                     self.launcher.terminate(run, "end_cond", why)
+        if name in book.manual and life.state.stopping:  # accepted before the shutdown
+            await self._start_manual(task, now, why if ending else None)
         if life.state is State.RUNNING:
             if name in book.manual:
                 await self._start_manual(task, now, why if ending else None)
@@ -213,8 +215,8 @@ class Evaluator:
         """Whether the end condition matters: a run is alive, or one may start."""
         if task.name in self.runs:
             return True
-        return self.life.state is State.RUNNING and (
-            not task.disabled or task.name in self.book.manual
+        return task.name in self.book.manual or (
+            self.life.state is State.RUNNING and not task.disabled
         )
 
     def next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
@@ -318,6 +320,8 @@ class Evaluator:
             book.manual_made(name)  # (terminate() may have dropped the asked starts meanwhile)
             if ending is not None:
                 self.launcher.terminate(run, "end_cond", ending)
+            elif self.life.forced is not None and run.task.terminable:
+                self.launcher.terminate(run, *self.life.forced)  # asked for before it
 
     async def _start_retries(self, task: Task, now: datetime) -> None:
         """Start the retries of ``task``'s runs lost with their node that this node wins."""
