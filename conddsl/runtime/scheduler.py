@@ -428,13 +428,13 @@ class Scheduler:
         self._life.begin(self.tasks.values())
         if self._book.shut_cond is not None:
             self._book.due.mark(SHUT)
-        try:
-            if not recovery.shared:  # a scheduler serving now has open runs, not crashed
-                self._records.mark_crashed(now)  # runs left open by a scheduler that died
-        except HistoryError as exc:
-            self._life.fail(exc)
         freeze()
         try:
+            try:
+                if not recovery.shared:  # a scheduler serving now has open runs, not crashed
+                    await self._records.mark_crashed(now)  # left open by one that died
+            except HistoryError as exc:
+                self._life.fail(exc)
             # Listed now: tasks may be added while it warms.
             tasks = [task for task in self.tasks.values() if task.uses_process]
             await self._launcher.warm(tasks, lambda: self._control.asked("shut"), self._wake)
