@@ -3,7 +3,9 @@
 A request made in the loop's own thread (a coroutine beside the scheduler, an endpoint
 of a web app sharing its loop), or while no loop serves, is applied at once. From
 another thread it is queued and applied, in the order requests were made, at the
-start of the loop's next turn, which it wakes.
+start of the loop's next turn, which it wakes. The loop stops serving only once the
+queue is empty (:meth:`Control.seal`, under the lock every request takes): a request
+accepted is applied, never left behind.
 """
 
 from __future__ import annotations
