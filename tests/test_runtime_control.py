@@ -444,6 +444,7 @@ def test_requests_racing_the_shut_condition_are_applied_or_refused_never_dropped
     app = virtual(shut_cond="time of day after 07:00")
     app.task("false", name="asked")(quick)
     app.task("false", name="removed")(quick)
+    app.task("false", name="other")(quick)
     collect = app._evaluator.collect
     answers: dict[str, BaseException | None] = {}
 
@@ -453,12 +454,15 @@ def test_requests_racing_the_shut_condition_are_applied_or_refused_never_dropped
             answers["run"] = _from_another_thread(lambda: app.run_task("asked"))
             answers["add"] = _from_another_thread(lambda: app.task("false", name="added")(quick))
             answers["remove"] = _from_another_thread(lambda: app.remove_task("removed"))
+            answers["disable"] = _from_another_thread(lambda: app.disable("other"))
+            answers["terminate"] = _from_another_thread(lambda: app.terminate("other"))
 
     app._evaluator.collect = collect_and_race
     play(app)
-    assert answers == {"run": None, "add": None, "remove": None}  # all three accepted...
+    assert answers == dict.fromkeys(["run", "add", "remove", "disable", "terminate"])  # accepted
     assert runs(app) == [("asked", "07:00", "manual")]  # ... and applied
-    assert sorted(app.tasks) == ["added", "asked"]
+    assert sorted(app.tasks) == ["added", "asked", "other"] and app.tasks["other"].disabled
+    assert app._control.take() == []  # nothing left behind
 
 
 def test_a_manual_run_accepted_before_a_shutdown_still_runs():
