@@ -7,7 +7,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
@@ -74,6 +76,95 @@ def test_replaced_history_keeps_this_runs_records_beside_it_and_raises(tmp_path)
     assert actions(copy) == [("a", "run")]
     # The newcomer is left as it was until it is opened again: then the journal's go in.
     assert actions(path) == [("a", "success"), ("a", "fail")]
+
+
+def _serve_at_startup_while(history: SQLiteHistory, blocked: Callable[[], None]) -> list[str]:
+    """Serve a scheduler on ``history`` whose file another connection holds locked;
+    ``blocked()`` runs in a thread that releases the lock once a coroutine beside the
+    scheduler has run (the event loop was not held by the scheduler's start). What
+    happened, in order."""
+    from runtime_helpers.scenario import play, virtual
+
+    blocker = sqlite3.connect(history.path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    blocked()
+    app = virtual(start="12:00", shut_cond="time of day after 12:00")
+    app.history = history
+    beside = threading.Event()
+    order: list[str] = []
+
+    def releaser() -> None:
+        order.append("loop ran" if beside.wait(20) else "loop held")
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    async def coroutine(app) -> None:
+        beside.set()
+
+    thread = threading.Thread(target=releaser)
+    thread.start()
+    try:
+        play(app, coroutine)
+        order.append("served")
+    finally:
+        beside.set()
+        thread.join()
+    return order
+
+
+def test_startup_marks_crashed_runs_off_the_event_loop_while_the_file_is_locked(tmp_path):
+    """A journal waits to be written before the crashed runs are marked, and the file is
+    locked: the wait (up to the store's timeout) is not the event loop's."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=3)
+    history.record("a", "run", at=NOW, run_id="1")  # left open by a scheduler that died
+
+    def journaled() -> None:
+        history.record("b", "inaction", at=NOW)  # the file is locked: to the journal
+        assert history.pending
+
+    order = _serve_at_startup_while(history, journaled)
+    assert order == ["loop ran", "served"]
+    history.close()
+    assert sorted(actions(path)) == [("a", "crash"), ("a", "run"), ("b", "inaction")]
+
+
+def test_startup_copies_a_deleted_history_back_off_the_event_loop(tmp_path, monkeypatch):
+    """A journal left by the last session waits (the file was locked when it was opened),
+    and the file is deleted before the scheduler serves: the copy put back before the
+    journal's records and the crashes are written is not made in the event loop."""
+    from runtime_helpers.scenario import play, virtual
+
+    from conddsl.history import sqlite as store
+
+    path = tmp_path / "h.sqlite3"
+    last = SQLiteHistory(path, timeout=0.05)
+    last.record("a", "run", at=NOW, run_id="1")  # left open by a scheduler that died
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        last.record("b", "inaction", at=NOW)
+        with pytest.raises(HistoryJournaled):
+            last.close(journal=True)
+        history = SQLiteHistory(path, timeout=0.05)  # locked: its journal waits
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    os.remove(path)
+    copied_in: list[int] = []
+    copy_out = store.copy_out
+
+    def noted(*args, **options):
+        copied_in.append(threading.get_ident())
+        return copy_out(*args, **options)
+
+    monkeypatch.setattr(store, "copy_out", noted)
+    app = virtual(start="12:00", shut_cond="time of day after 12:00")
+    app.history = history
+    play(app)  # its event loop runs in this thread
+    history.close()
+    assert copied_in and threading.get_ident() not in copied_in
+    assert sorted(actions(path)) == [("a", "crash"), ("a", "run"), ("b", "inaction")]
 
 
 def run(tmp_path, command: str) -> subprocess.CompletedProcess[str]:

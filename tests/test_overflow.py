@@ -12,7 +12,7 @@ import pytest
 
 from conddsl import compile_condition
 from conddsl.history import MemoryHistory
-from conddsl.runtime.scheduler import Session
+from conddsl.runtime.session import Session
 
 UTC = timezone.utc
 US = timedelta(microseconds=1)

@@ -28,7 +28,7 @@ from conddsl.compile import compile_condition
 from conddsl.errors import ConditionSyntaxError
 from conddsl.history import MemoryHistory
 from conddsl.runtime import Scheduler
-from conddsl.runtime.scheduler import Session
+from conddsl.runtime.session import Session
 
 # ---------------------------------------------------------------- an audit hook
 

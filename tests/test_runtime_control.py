@@ -420,6 +420,87 @@ def test_nothing_is_run_by_hand_during_a_shutdown():
     assert refused and runs(app) == [("work", "06:00", None)]
 
 
+def _from_another_thread(call) -> BaseException | None:
+    """Call ``call()`` in a thread of its own and wait for it; what it raised, if anything."""
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - handed back to the test
+            raised.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return raised[0] if raised else None
+
+
+def test_requests_racing_the_shut_condition_are_applied_or_refused_never_dropped():
+    """Requests from another thread queued during the loop's last turn (after it read its
+    queue, before the shut condition ended the session) were left in the queue: a manual
+    run accepted and never started, a task added or removed that was not. Each is either
+    applied or refused."""
+    app = virtual(shut_cond="time of day after 07:00")
+    app.task("false", name="asked")(quick)
+    app.task("false", name="removed")(quick)
+    app.task("false", name="other")(quick)
+    collect = app._evaluator.collect
+    answers: dict[str, BaseException | None] = {}
+
+    def collect_and_race(now, **options):
+        collect(now, **options)
+        if now == at("07:00") and not answers:  # the last turn: its queue was read
+            answers["run"] = _from_another_thread(lambda: app.run_task("asked"))
+            answers["add"] = _from_another_thread(lambda: app.task("false", name="added")(quick))
+            answers["remove"] = _from_another_thread(lambda: app.remove_task("removed"))
+            answers["disable"] = _from_another_thread(lambda: app.disable("other"))
+            answers["terminate"] = _from_another_thread(lambda: app.terminate("other"))
+
+    app._evaluator.collect = collect_and_race
+    play(app)
+    assert answers == dict.fromkeys(["run", "add", "remove", "disable", "terminate"])  # accepted
+    assert runs(app) == [("asked", "07:00", "manual")]  # ... and applied
+    assert sorted(app.tasks) == ["added", "asked", "other"] and app.tasks["other"].disabled
+    assert app._control.take() == []  # nothing left behind
+
+
+def test_a_manual_run_accepted_before_a_shutdown_still_runs():
+    """Asked for, then a shutdown asked for, both from another thread before the loop's
+    next turn: the run was accepted, so it runs (the graceful shutdown waits for it);
+    asked for once the shutdown has begun, it is refused."""
+    app = virtual(timeout="1 hour")
+    app.task("false", name="asked", timeout="10 minutes")(FOREVER["async"])
+    refused: list[BaseException | None] = []
+
+    async def operator(app: Scheduler) -> None:
+        await until(app, "06:10")
+        assert _from_another_thread(lambda: app.run_task("asked")) is None
+        assert _from_another_thread(app.shut_down) is None
+        await app.clock.sleep(60)
+        refused.append(_from_another_thread(lambda: app.run_task("asked")))
+
+    play(app, operator)
+    assert isinstance(refused[0], ControlError), refused
+    assert "the scheduler is shutting down" in str(refused[0])
+    assert finishes(app.history) == [("asked", "terminate", "06:20", "timeout")]
+
+
+def test_a_manual_run_accepted_before_a_forced_shutdown_is_ended_at_once():
+    app = virtual(timeout="1 hour")
+    app.task("false", name="asked")(FOREVER["async"])
+
+    async def operator(app: Scheduler) -> None:
+        await until(app, "06:10")
+        assert _from_another_thread(lambda: app.run_task("asked")) is None
+        assert _from_another_thread(lambda: app.shut_down(force=True)) is None
+
+    play(app, operator)
+    assert finishes(app.history) == [("asked", "terminate", "06:10", "forced")]
+    (end,) = app.history.records("asked", actions="terminate")
+    assert end.message == "shut_down(force=True) was called"
+
+
 def test_control_from_another_thread_is_applied_in_order():
     app = Scheduler({"timeout": "never", "kill_grace": 0.2})
     app.task("false", name="first")(FOREVER["async"])

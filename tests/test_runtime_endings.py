@@ -246,6 +246,31 @@ def test_a_fail_record_keeps_the_exception_type_and_traceback():
         assert rec.traceback.rstrip().endswith("KeyError: 'user_id'")
 
 
+def _first_frame(traceback: str) -> str:
+    """The first ``File ...`` line of a stored traceback (the outermost frame)."""
+    return next(line for line in traceback.splitlines() if line.startswith("  File "))
+
+
+def test_a_stored_traceback_begins_at_the_tasks_own_code():
+    """Not at conddsl's frames (executors.py ``_body``, ``start``) nor asyncio's: the
+    outermost frame is the task's function, as a user reads it, in every execution."""
+    app = virtual(shut_cond="time of day after 07:00", threshold=0.02)
+    app.task(Once(), name="main", execution="main")(lookup_user)
+    app.task(Once(), name="main_coroutine", execution="main")(async_lookup_user)
+    app.task(Once(), name="thread", execution="thread")(lookup_user)
+    app.task(Once(), name="thread_coroutine", execution="thread")(async_lookup_user)
+    app.task(Once(), name="async", execution="async")(async_lookup_user)
+    play(app)
+    failed = {rec.task: rec.traceback for rec in app.history.records(actions="fail")}
+    assert len(failed) == 5, failed
+    here = __file__.rstrip("c")
+    for task, traceback in failed.items():
+        own = "lookup_user" if task in ("main", "thread") else "async_lookup_user"
+        first = _first_frame(traceback)
+        assert first.startswith(f'  File "{here}"') and first.endswith(f"in {own}"), traceback
+        assert traceback.rstrip().endswith("KeyError: 'user_id'")
+
+
 def test_a_long_traceback_keeps_its_end():
     def deep(depth: int) -> None:
         if depth == 0:

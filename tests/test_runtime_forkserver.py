@@ -246,6 +246,8 @@ def test_a_run_the_stuck_server_never_forks_ends_after_the_grace(tmp_path, monke
     ended = _finish(app, "stuck")
     assert (ended.action, ended.reason) == ("terminate", "timeout")
     assert ended.message.endswith("never started: the fork server did not fork it")
+    # Not "ran longer than its timeout": it never ran.
+    assert ended.message.startswith("its process did not start within its timeout 0:00:00.2")
     assert time.monotonic() - started < 10  # the stuck server was killed at the end
 
 

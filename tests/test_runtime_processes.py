@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from functools import partial
 
 import pytest
 from runtime_helpers import (
     FOREVER,
+    count_sigterms,
     double_fork_daemon,
     exit_hard,
     fork_on_sigterm,
@@ -18,10 +21,11 @@ from runtime_helpers import (
     raise_deep,
     raise_value_error,
     read_pids,
+    report_time,
     setsid_child,
     spawn_grandchildren,
 )
-from runtime_helpers.scenario import Once, finishes, play, records_appear, seconds
+from runtime_helpers.scenario import Once, at, finishes, play, records_appear, seconds, virtual
 
 from conddsl.runtime import Inaction, Scheduler
 
@@ -63,6 +67,58 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     assert GRACE - 0.01 <= late <= GRACE + 0.05, late
     (pid,) = read_pids(pid_file)
     assert gone(pid)
+
+
+@pytest.mark.parametrize(
+    "how", ["timeout", pytest.param("terminate", marks=[pytest.mark.long, pytest.mark.smoke])]
+)
+def test_a_terminated_process_gets_one_sigterm(tmp_path, how):
+    """The scheduler signals the run's tree (its group and each process), and the run's
+    keeper does not pass the SIGTERM it got on to the group again: the task's handler
+    runs once."""
+    path = str(tmp_path / "sigterms")
+    app = real(kill_grace=5)
+    timeout = "never" if how == "terminate" else 0.3
+    app.task(Once(), name="counted", execution="process", timeout=timeout)(
+        partial(count_sigterms, path)
+    )
+
+    async def end_it(app: Scheduler) -> None:
+        while not os.path.exists(path + ".ready"):
+            await asyncio.sleep(0.005)
+        if how == "terminate":
+            app.terminate("counted")
+        app.shut_down()
+
+    play(app, end_it)
+    started, ended = the_run(app, "counted")
+    assert (ended.action, ended.reason) == ("terminate", "forced" if how == "terminate" else how)
+    assert ended.message.endswith("exit code 0"), ended  # it ended by itself, in its grace
+    with open(path) as file:
+        assert file.read() == "SIGTERM\n"
+
+
+def test_a_process_let_go_late_gets_its_whole_timeout(tmp_path, monkeypatch):
+    """The loop is held (by another run: here time jumps 2 s) after the keeper is
+    reported and before the run is told to go: its timeout of 1 s counts from the go,
+    so the body, which returns at once, is a success, not 'ran longer than its timeout'."""
+    from conddsl.runtime.process_exec import ProcessExecutor
+
+    app = virtual(threshold=0.5, shut_cond="time of day after 06:05", kill_grace=GRACE)
+    app.process_registry = tmp_path / "registry"  # the go waits for its write: a turn later
+    started = ProcessExecutor._on_started
+
+    def held_before_go(executor: ProcessExecutor, *args: object) -> None:
+        executor.host.loop.call_soon(app.clock.advance, 2)  # queued ahead of the go
+        started(executor, *args)
+
+    monkeypatch.setattr(ProcessExecutor, "_on_started", held_before_go)
+    path = str(tmp_path / "time")
+    app.task(Once(), name="late", execution="process", timeout=1)(partial(report_time, path))
+    play(app)
+    (start, end) = app.history.records("late")
+    assert (end.action, end.reason, end.message) == ("success", None, None), end
+    assert start.at == at("06:00:02")  # stamped when it was let go
 
 
 def test_no_descendant_survives_a_terminated_process(tmp_path):
@@ -158,6 +214,11 @@ def test_a_process_fail_record_keeps_the_exception_type_and_traceback():
         assert rec.traceback.startswith("Traceback (most recent call last):"), rec.traceback
         assert 'raise ValueError("disk on fire")' in rec.traceback
         assert rec.traceback.rstrip().endswith("ValueError: disk on fire")
+        # The outermost frame is the task's own, not conddsl's (call_for_outcome).
+        first = next(line for line in rec.traceback.splitlines() if line.startswith("  File"))
+        own = "raise_value_error" if rec.task == "served" else "local"
+        where = "runtime_helpers" if rec.task == "served" else "test_runtime_processes.py"
+        assert where in first and first.endswith(f"in {own}"), rec.traceback
 
 
 @pytest.mark.parametrize("char", ["x", "\N{SNOWMAN}", "\x00"])

@@ -64,7 +64,7 @@ class TaskStatus:
 
 def session_at(now: datetime, started_at: datetime | None = None):
     """The session conditions read (``scheduler has run over …``): one started ``now``."""
-    from conddsl.runtime.scheduler import Session
+    from conddsl.runtime.session import Session
 
     return Session(started_at=started_at or now)
 

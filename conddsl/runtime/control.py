@@ -3,7 +3,9 @@
 A request made in the loop's own thread (a coroutine beside the scheduler, an endpoint
 of a web app sharing its loop), or while no loop serves, is applied at once. From
 another thread it is queued and applied, in the order requests were made, at the
-start of the loop's next turn, which it wakes.
+start of the loop's next turn, which it wakes. The loop stops serving only once the
+queue is empty (:meth:`Control.seal`, under the lock every request takes): a request
+accepted is applied, never left behind.
 """
 
 from __future__ import annotations
@@ -44,9 +46,23 @@ class Control:
             self._thread = threading.get_ident()
             self._wake = wake
 
-    def close(self) -> None:
-        """The loop serves no more: requests are applied at once again."""
-        self._closed = True
+    def seal(self) -> bool:
+        """The loop is about to stop: True, and requests are applied at once from now on,
+        if none waits; False if one does (the loop applies it first: a request accepted
+        is never left in the queue)."""
+        with self.lock:
+            if self._queue:
+                return False
+            self._closed = True
+            return True
+
+    def close(self) -> list[Request]:
+        """The loop serves no more: requests are applied at once again; returns those it
+        left in the queue (it stopped on an error), for the caller to apply."""
+        with self.lock:
+            self._closed = True
+            left, self._queue = self._queue, []
+        return left
 
     @property
     def attached(self) -> bool:

@@ -35,7 +35,7 @@ from conddsl.history import ClaimBusy, Record
 from conddsl.runtime.conditions import ConditionFailed
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.judge import Judge
-from conddsl.runtime.launcher import Launcher
+from conddsl.runtime.launcher import Launcher, never_started
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import RecordWriter
@@ -96,6 +96,9 @@ class Evaluator:
         """End the runs timed out at ``now`` and mark the keys whose check came due."""
         texts: dict[Task, str] = {}  # runs timed out together share their message
         for run in self.timeouts.pop_due(now):
+            if run.pending:  # its process never came (armed START_ALLOWANCE late)
+                self.launcher.terminate(run, "timeout", never_started(run.task))
+                continue
             text = texts.get(run.task)
             if text is None:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
@@ -305,6 +308,8 @@ class Evaluator:
                 why = f"its end condition {str(task.end)!r} became true"
                 for run in runs.of(name):
                     self.launcher.terminate(run, "end_cond", why)
+        if name in book.manual and life.state.stopping:  # accepted before the shutdown
+            await self._start_manual(task, now, why if ending else None)
         if life.state is State.RUNNING:
             if name in book.manual:
                 await self._start_manual(task, now, why if ending else None)
@@ -330,8 +335,8 @@ class Evaluator:
         """Whether the end condition matters: a run is alive, or one may start."""
         if task.name in self.runs:
             return True
-        return self.life.state is State.RUNNING and (
-            not task.disabled or task.name in self.book.manual
+        return task.name in self.book.manual or (
+            self.life.state is State.RUNNING and not task.disabled
         )
 
     def next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
@@ -435,6 +440,8 @@ class Evaluator:
             book.manual_made(name)  # (terminate() may have dropped the asked starts meanwhile)
             if ending is not None:
                 self.launcher.terminate(run, "end_cond", ending)
+            elif self.life.forced is not None and run.task.terminable:
+                self.launcher.terminate(run, *self.life.forced)  # asked for before it
 
     async def _start_retries(self, task: Task, now: datetime) -> None:
         """Start the retries of ``task``'s runs lost with their node that this node wins."""

@@ -370,13 +370,15 @@ def _keeper(
         keeper = os.getpid()
 
         def on_sigterm(*_: object) -> None:
-            # From the scheduler, the group has it already; from the server's death,
-            # it has not: pass it on (what left the group is ended once the body is),
-            # and SIGKILL what is left after the grace.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            with contextlib.suppress(OSError):
-                os.killpg(0, signal.SIGTERM)
-            signal.signal(signal.SIGTERM, on_sigterm)
+            # From the scheduler, the group has it already (passed on, the body would
+            # get it twice); from the server's death (we are reparented before the
+            # death signal comes), it has not: pass it on (what left the group is
+            # ended once the body is). SIGKILL what is left after the grace.
+            if os.getppid() != server:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                with contextlib.suppress(OSError):
+                    os.killpg(0, signal.SIGTERM)
+                signal.signal(signal.SIGTERM, on_sigterm)
             if not signal.getitimer(signal.ITIMER_REAL)[0]:
                 signal.setitimer(signal.ITIMER_REAL, grace)
 

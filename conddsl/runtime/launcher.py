@@ -310,6 +310,12 @@ class Launcher:
         task.add_done_callback(self._background.discard)
 
 
+def never_started(task: Task) -> str:
+    """Why a run whose process never came is timed out (START_ALLOWANCE after its timeout)."""
+    extra = START_ALLOWANCE.total_seconds()
+    return f"its process did not start within its timeout {task.timeout} and {extra:g} s more"
+
+
 def _overran(run: Run, stamp: datetime, message: str | None) -> str | None:
     """``message``, saying so if the run went on past its timeout without being stoppable
     (it held the scheduler's loop: a blocking call in a main or async task)."""

@@ -55,6 +55,8 @@ class Lifecycle:
         self.stopped_by: tuple[str, str] | None = None
         #: This node's part of a shared history, once it joined one: outages are ridden out.
         self.shared: SharedNode | None = None
+        #: (reason, message) of a forced shutdown's terminations, once one began.
+        self.forced: tuple[str, str] | None = None
         self._queue: collections.deque[Task] = collections.deque()  # role tasks to run
         self._role_run: Run | None = None  # the on_startup or on_shutdown run going on
 
@@ -173,6 +175,7 @@ class Lifecycle:
         if self.stopped_by is None or cause in ("forced", "fatal error"):
             self.stopped_by = (cause, why)
         self.state = State.FORCED
+        self.forced = (reason, why)
         self._launcher.shutting_down()
         for run in list(self._runs):
             if run.task.terminable:

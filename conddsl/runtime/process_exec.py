@@ -5,10 +5,10 @@ a subreaper in a session of its own that forks the body (the function, or an ``e
 of the program) once the scheduler says go, after listing the keeper in its process
 registry (:mod:`conddsl.runtime.leftovers`), and ends whatever the body leaves. The
 keeper is the run's root: the scheduler ends the tree under it, and records the run
-once all of it is gone. The run's ``run`` record is written when the keeper exists,
-and its timeout counts from then. The child sees the run's ``TerminationFlag``
-through a pipe. The server reports each keeper's end on its socket; the scheduler
-never waits on a dying process.
+once all of it is gone. The run's ``run`` record is written when the keeper exists and
+the body is told to go, and its timeout counts from then. The child sees the run's
+``TerminationFlag`` through a pipe. The server reports each keeper's end on its
+socket; the scheduler never waits on a dying process.
 
 Without a server (it could not start, or died), and for functions that cannot be
 passed by reference, the run is forked from the scheduler itself (``multiprocessing``
@@ -106,8 +106,9 @@ class _TreeExecutor:
     def _spawned(
         self, run: Run, pid: int, start: int | None = None, go: Callable[[], None] | None = None
     ) -> None:
-        """The run's root process started: remember it, list it in the registry, record
-        the run, and let it ``go`` once the registry lists it."""
+        """The run's root process started: remember it, list it in the registry, and
+        let it ``go`` once the registry lists it; the run is recorded (its timeout
+        counts) from the go, when its body may run its first line."""
         if start is None:
             info = read_stat(pid)
             start = info.start if info is not None else None
@@ -115,13 +116,20 @@ class _TreeExecutor:
         procs = self.host.procs
         if procs is not None:
             procs.add(run.run_id, run.task.name, *run.root)
-        self.host.began(run)
         if go is not None and procs is not None:
-            self.host.loop.call_soon(go)  # after the registry's write, queued for this turn
-        elif go is not None:
-            go()
+            # After the registry's write, queued for this turn: the loop may be held by
+            # another run in between, which is no part of this one's timeout.
+            self.host.loop.call_soon(self._go, run, go)
+        else:
+            self._go(run, go)
         # Its tree may have to be ended: have a recent reading of /proc to start from.
         keep_view(scanner_for(self.host.loop))
+
+    def _go(self, run: Run, go: Callable[[], None] | None) -> None:
+        """Record the run (stamped now) and let its body run (``go``; None: it runs)."""
+        self.host.began(run)
+        if go is not None:
+            go()
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
         """The run's tree is gone: unlist it and record the run."""

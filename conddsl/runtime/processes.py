@@ -661,22 +661,32 @@ class TreeKiller:
     def _signal(self, sig: signal.Signals, table: Snapshot | View) -> None:
         first, self._signalled = not self._signalled, True
         grouped = first and not self._recycled(table)
+        alive = []
         for info in self._members(table):
-            # Each by its pid, as what was read may be out of date (it may have left the
-            # group, or not be in it yet: a child before its setsid), after a fresh look
-            # at it, so that a recycled pid is spared.
+            # Each after a fresh look at it, as what was read may be out of date (it may
+            # have left the group, or not be in it yet: a child before its setsid), and
+            # so that a recycled pid is spared.
             now = read_stat(info.pid)
             if now is None or now.start != info.start or now.state in _GONE:
                 continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(info.pid, sig)
+            alive.append(info)
             if now.pgid == self.root:
                 grouped = True  # the group signal below reaches the rest of it
         if grouped:
             # The group also catches processes forked after the table was read.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.root, sig)
-        if first and table.get(self.root) is None and self._root_is_ours():
+        for info in alive:
+            # By its pid only if the group's signal missed it: a process signalled twice
+            # runs its SIGTERM handler twice (two signals in a row are one only while the
+            # first is still pending).
+            if grouped:
+                now = read_stat(info.pid)
+                if now is None or now.start != info.start or now.pgid == self.root:
+                    continue  # gone meanwhile (its pid may name another now), or signalled
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(info.pid, sig)
+        if first and not grouped and table.get(self.root) is None and self._root_is_ours():
             # Not in /proc (no /proc, or not read since it started): signal the pid we started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.root, sig)

@@ -11,6 +11,7 @@ holds for ``SystemExit`` (a ``sys.exit()`` in a listener) and ``CancelledError``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -144,9 +145,13 @@ class RecordWriter:
                         run, action, at, reason=reason, message=message, traceback=run.traceback
                     )
 
-    def mark_crashed(self, now: datetime) -> None:
-        """Close the runs a scheduler that died left open (``crash`` records)."""
-        found = self.history.mark_crashed(now)
+    async def mark_crashed(self, now: datetime) -> None:
+        """Close the runs a scheduler that died left open (``crash`` records).
+
+        In a worker thread: a store may first write records a journal kept (waiting up
+        to its timeout for a file another connection locked) or put back a file deleted
+        in use, and the event loop goes on meanwhile. The listeners hear of them here."""
+        found = await asyncio.to_thread(self.history.mark_crashed, now)
         for record in found or ():
             self.tell(Recorded(record))
 

@@ -106,7 +106,8 @@ class Requests:
             self._control.submit(Request(partial(self._apply_run, name), "run", name))
 
     def _apply_run(self, name: str) -> None:
-        if name not in self._book.tasks or self._life.state not in (State.IDLE, State.RUNNING):
+        # Accepted while the scheduler ran: it starts even if a shutdown began since.
+        if name not in self._book.tasks or self._life.state is State.DONE:
             log.warning("manual run of %r not started: the task or the scheduler is gone", name)
             return
         self._book.ask_manual(name)

@@ -4,10 +4,12 @@ executor does for it (:class:`Executor`) and tells it (:class:`Host`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conddsl.runtime.flags import Inaction, TaskTerminationException, TerminationFlag
@@ -149,9 +151,23 @@ def ended(run: Run, exc: BaseException | None) -> tuple[str, str | None]:
 
 
 def traceback_text(exc: BaseException) -> str:
-    """The exception's traceback as Python prints it, cut to its last MAX_TRACEBACK chars."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The exception's traceback as Python prints it from the task's own code (the
+    executors' and asyncio's frames above it left out), cut to its last MAX_TRACEBACK chars."""
+    text = "".join(traceback.format_exception(type(exc), exc, _from_task(exc.__traceback__)))
     return text if len(text) <= MAX_TRACEBACK else "…" + text[-MAX_TRACEBACK + 1 :]
+
+
+# Frames a run's exception passes through on its way out of the task: conddsl's runtime
+# (the executors, the fork server's child) and asyncio (a coroutine run by asyncio.run).
+_WRAPPERS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(asyncio.__file__))
+
+
+def _from_task(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` from its first frame outside the wrappers: what the task's code did (None,
+    just the exception, when the task has no frame of its own: a builtin that raised)."""
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) in _WRAPPERS:
+        tb = tb.tb_next
+    return tb
 
 
 def exception_text(exc: BaseException) -> str:

@@ -366,7 +366,8 @@ class Scheduler:
 
         Raises :class:`UnknownTaskError` for an unknown name, and :class:`ControlError`
         when the task is running and not ``multilaunch`` (or a manual run of it is
-        already asked for) or when the scheduler is shutting down or done.
+        already asked for) or when the scheduler is shutting down or done. A run
+        accepted before a shutdown began still starts (a forced shutdown ends it at once).
         """
         self._requests.run(name)
 
@@ -427,13 +428,13 @@ class Scheduler:
         self._life.begin(self.tasks.values())
         if self._book.shut_cond is not None:
             self._book.due.mark(SHUT)
-        try:
-            if not recovery.shared:  # a scheduler serving now has open runs, not crashed
-                self._records.mark_crashed(now)  # runs left open by a scheduler that died
-        except HistoryError as exc:
-            self._life.fail(exc)
         freeze()
         try:
+            try:
+                if not recovery.shared:  # a scheduler serving now has open runs, not crashed
+                    await self._records.mark_crashed(now)  # left open by one that died
+            except HistoryError as exc:
+                self._life.fail(exc)
             # Listed now: tasks may be added while it warms.
             tasks = [task for task in self.tasks.values() if task.uses_process]
             await self._launcher.warm(tasks, lambda: self._control.asked("shut"), self._wake)
@@ -448,7 +449,8 @@ class Scheduler:
                 self._records.flush()
             finally:
                 self._life.finish()
-                self._control.close()
+                for request in self._control.close():  # the loop stopped on an error
+                    request.apply()
             try:
                 if leftovers is not None:
                     await leftovers.wait()
@@ -502,16 +504,20 @@ class Scheduler:
             for request in self._control.take():
                 request.apply()
             evaluator.collect(now, new_cycle=not sliced)
-            if self._life.phase is Phase.STARTUP and await self._life.step_startup(
-                partial(evaluator.check_shut_now, now)
-            ):
-                self._book.enter_main()
+            if self._life.phase is Phase.STARTUP:
+                if await self._life.step_startup(partial(evaluator.check_shut_now, now)):
+                    self._book.enter_main()
+                elif self._life.phase is Phase.MAIN:  # shut down during startup
+                    self._book.due.mark_all(self._book.manual)  # asked for before: they run
             sliced = await evaluator.evaluate_due(now)
             self._life.end_permanent()
-            if self.state.stopping and self._runs.active == 0:
+            # Manual runs accepted before the shutdown began start first.
+            if self.state.stopping and self._runs.active == 0 and not self._book.manual:
                 if await self._life.step_closing(self.tasks.values()):
                     continue  # an on_shutdown run is going on
-                return
+                if self._control.seal():
+                    return
+                continue  # a request came meanwhile: applied (or refused) first
             if sliced or self._book.due:  # sliced, or deferred: dirtied again
                 await asyncio.sleep(0)
                 continue

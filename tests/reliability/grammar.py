@@ -483,7 +483,7 @@ def _history():
 
 
 def _session():
-    from conddsl.runtime.scheduler import Session
+    from conddsl.runtime.session import Session
 
     return Session(started_at=AT - timedelta(hours=1), cycles=7, env="prod", params={"a": "b"})
 

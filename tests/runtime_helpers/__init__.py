@@ -169,6 +169,25 @@ def fork_on_sigterm(pid_file: str) -> None:
     time.sleep(3600)
 
 
+def count_sigterms(path: str, linger: float = 0.5) -> None:
+    """Write a line to ``path`` for each SIGTERM, and end ``linger`` seconds after the
+    first (time for a second one to come): ``path`` says how many it got."""
+    got: list[int] = []
+
+    def on_sigterm(*_: object) -> None:
+        got.append(1)
+        with open(path, "a") as file:
+            file.write("SIGTERM\n")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    write_pids(path + ".ready", os.getpid())
+    while not got:
+        time.sleep(0.005)
+    ends = time.monotonic() + linger
+    while time.monotonic() < ends:  # (a handler cuts a sleep short: sleep what is left)
+        time.sleep(max(ends - time.monotonic(), 0))
+
+
 def leave_a_child(pid_file: str) -> None:
     """Start a child in a session of its own, report it, and return at once."""
     write_pids(pid_file, _sleeper(new_session=True))
