@@ -783,9 +783,23 @@ def _zone(timezone: str | tzinfo | None) -> tzinfo:
     return timezone
 
 
+class _NotKept(Exception):
+    """A text compiled by ``_compile_cached`` that must not be kept: it names conditions."""
+
+    def __init__(self, condition: Condition) -> None:
+        super().__init__()
+        self.condition = condition
+
+
 @lru_cache(maxsize=4096)
 def _compile_cached(text: str, timezone: str | None) -> Condition:
-    return Condition(parse(text), timezone=timezone, text=text)
+    condition = Condition(parse(text), timezone=timezone, text=text)
+    # Without rules, every name in the text is a registered custom condition (or the
+    # compile raised): such texts are not kept, as custom conditions may be registered
+    # later. An exception leaves the lru_cache untouched.
+    if condition._customs:
+        raise _NotKept(condition)
+    return condition
 
 
 def compile_condition(
@@ -800,16 +814,13 @@ def compile_condition(
     ``rules`` maps names to conditions defined elsewhere (see ``load_rules``);
     ``registry`` holds custom conditions (default: ``conddsl.custom.default_registry``).
     """
-    node = parse(text)
-    plain = rules is None and registry is None and not _has_reference(node)
-    if plain and (timezone is None or isinstance(timezone, str)):
-        # Texts with names are not cached: custom conditions may be registered later.
-        return _compile_cached(text, timezone)
-    return Condition(node, timezone=timezone, rules=rules, registry=registry, text=text)
-
-
-def _has_reference(node: ast.Node) -> bool:
-    return any(isinstance(item, ast.Reference) for item in ast.walk(node))
+    if rules is None and registry is None and (timezone is None or isinstance(timezone, str)):
+        # The text cache first: a text compiled before is neither parsed nor walked again.
+        try:
+            return _compile_cached(text, timezone)
+        except _NotKept as named:
+            return named.condition
+    return Condition(parse(text), timezone=timezone, rules=rules, registry=registry, text=text)
 
 
 def _zoned(node: ast.Node, zone: tzinfo) -> ast.Node:

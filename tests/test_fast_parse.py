@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,32 @@ def test_no_terminal_but_the_ignored_ones_starts_with_a_blank():
             for rest in ("x", "1", "and", "'a'", "#", "*", "in past"):
                 pattern = terminal.pattern.to_regexp()
                 assert re.match(pattern, blank + rest, conf.g_regex_flags) is None, terminal
+
+
+def test_a_compiled_text_is_not_parsed_again(monkeypatch):
+    """compile_condition asks its text cache before parsing: a hit costs no parse."""
+    import conddsl.compile as compile_module
+
+    compile_module._compile_cached.cache_clear()
+    calls = []
+    real = compile_module.parse
+    monkeypatch.setattr(compile_module, "parse", lambda text: calls.append(text) or real(text))
+    text = "time of day between 08:13 and 09:47 | weekly"
+    first = compile_module.compile_condition(text, timezone="UTC")
+    assert compile_module.compile_condition(text, timezone="UTC") is first
+    assert calls == [text]
+
+
+def test_a_text_with_names_is_compiled_anew_each_time(monkeypatch):
+    """Custom conditions may be registered later: such texts are not kept."""
+    from conddsl.compile import compile_condition
+    from conddsl.custom import default_registry
+
+    monkeypatch.setattr(default_registry, "_by_phrase", {})
+    with pytest.raises(ConditionSyntaxError, match="E120"):
+        compile_condition("disk is full", timezone="UTC")
+    default_registry.register("disk is full", lambda: True)
+    first = compile_condition("disk is full", timezone="UTC")
+    second = compile_condition("disk is full", timezone="UTC")
+    assert first is not second and first == second
+    assert first.is_true(datetime(2024, 1, 1))
