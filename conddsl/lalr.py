@@ -108,10 +108,19 @@ def _one_line_meta(start: int, end: int) -> Meta:
     return meta
 
 
-def _meta(start: int, end: int, lines: _Lines | None) -> Meta:
+def _meta_of(key: tuple[int, int], lines: _Lines | None) -> Meta:
+    """The Meta of (start, end): shared for one line, made anew for several."""
     if lines is None:
-        return _ONE_LINE_METAS.get((start, end)) or _one_line_meta(start, end)
-    return Meta(start, end, lines)
+        return _one_line_meta(*key)
+    return Meta(key[0], key[1], lines)
+
+
+def _handler_name(handler: Any) -> str:
+    return f"h_{handler.__name__}_{id(handler):x}"
+
+
+# Shapes learnt before the trie starts again (a program is about 2 KB).
+_SHAPES_MAX = 2048
 
 
 # What a reduction does (see FastParser.__init__).
@@ -200,11 +209,23 @@ class FastParser:
         self._lexers = frontend.lexer.lexers
         self._kept = frozenset(kept_terminals)
         self._unit_chains: dict[tuple[int, int, str], int] = {}
-        # Skipping a blank before the scanner is exact only if no terminal but the
-        # ignored ones can match from a blank (Lark would then weigh priorities): true
-        # of grammar/conddsl.lark, which tests/test_fast_parse.py checks (checking it
-        # here would compile every terminal's regex on the first parse).
-        self._skip_blank = True
+        # What every program of a shape sees: each handler under one name, and the
+        # makers of words and positions. Reading a single blank between words without
+        # the scanner is exact only if no terminal but the ignored ones can match from a
+        # blank (Lark would then weigh priorities): true of grammar/conddsl.lark, which
+        # tests/test_fast_parse.py checks.
+        self._namespace: dict[str, Any] = {
+            "__builtins__": {},
+            "new": _new_str,
+            "Token": Token,
+            "ONE_LINE": _ONE_LINE_METAS,
+            "NONE": {},  # never filled: a text of several lines makes each Meta anew
+            "meta": _meta_of,
+        }
+        for plan in plans.values():
+            self._namespace.setdefault(_handler_name(plan[3]), plan[3])
+        self._root = _Node(self._scan(self._start))
+        self._shapes = 0
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
@@ -237,27 +258,73 @@ class FastParser:
         return found
 
     def parse(self, text: str, builder: Any) -> Any:
-        """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off."""
-        lines = _Lines(text) if "\n" in text else None
+        """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off.
+
+        The words are read along the trie of shapes seen before: each node holds the
+        scanner of the parser's state after the words that lead to it, so no parse
+        table is consulted; the shape's program then builds the AST. A shape not seen
+        before is studied first (:meth:`_study`), which runs the parse table.
+        """
+        size_text = len(text)
+        node = self._root
+        pos = 0
+        matches: list = []
+        append = matches.append
+        while True:
+            if pos < size_text and text[pos] == " ":
+                pos += 1  # the usual single blank between words, without the scanner
+            if pos >= size_text:
+                program = node.program
+                break
+            found = node.match(text, pos)
+            if found is None:
+                raise _Fallback
+            type_ = found.lastgroup
+            if type_ in node.ignored:
+                pos = found.end()
+                continue
+            keyword = node.keywords.get(type_)
+            if keyword is not None:  # a word that is a keyword here (Lark's "unless")
+                type_ = keyword(found.group()) or type_
+            node = node.children.get(type_)
+            if node is None:
+                program = None
+                break
+            append(found)
+            pos = found.end()
+        if program is None:
+            program, matches = self._study(text)
+        return program(matches, builder, _Lines(text) if "\n" in text else None)
+
+    def _study(self, text: str) -> tuple[Callable, list]:
+        """The program of ``text``'s shape and the words it reads; the trie learns the shape.
+
+        The parse table runs as Lark runs it, with the same per-state scanners, but on
+        symbols: each reduction the builder will make becomes a line of the program
+        (which children it gets, from which words its positions come), so a text of
+        the same shape is built without the table. :class:`_Fallback` for anything the
+        fast path does not answer for: the text is then not learnt.
+        """
         actions_of = self._actions
         gotos = self._gotos
         scans = self._scans
         kept = self._kept
         end_state = self._end
         max_stack = self._max_stack
-        chains = self._unit_chains
-        skip_blank = self._skip_blank
-        metas = _ONE_LINE_METAS
-        # One entry per symbol: (parser state, value, start offset, end offset).
-        stack = [(self._start, None, 0, 0)]
+        program = _Program()
+        # One entry per symbol: (parser state, symbolic value, first word, last word);
+        # a value is None (a word the tree drops), a _Word, a variable's name, or a list
+        # of values (what a _rule splices into its parent).
+        stack: list[tuple[int, Any, int, int]] = [(self._start, None, -1, -1)]
+        matches: list = []
+        path: list[tuple[str, int]] = []  # (word type, parser state after it)
         size_text = len(text)
         pos = 0
         found = None
         state = self._start
         while True:
-            # ---- the next token, read by this state's scanner
-            if skip_blank and pos < size_text and text[pos] == " ":
-                pos += 1  # the usual single blank between words, without the scanner
+            if pos < size_text and text[pos] == " ":
+                pos += 1
             if pos >= size_text:
                 type_ = "$END"
             else:
@@ -273,10 +340,9 @@ class FastParser:
                             type_ = "$END"
                             break
                         continue
-                    if type_ in keywords:  # a word that is a keyword here (Lark's "unless")
+                    if type_ in keywords:
                         type_ = keywords[type_](found.group()) or type_
                     break
-            # ---- reduce as long as the table says so, then shift the token
             while True:
                 arg = actions_of[state].get(type_)
                 if arg is None:
@@ -284,73 +350,134 @@ class FastParser:
                 if arg.__class__ is int:  # shift
                     if type_ == "$END" or len(stack) > max_stack:
                         raise _Fallback
-                    end = found.end()
-                    if type_ in kept:
-                        token = _new_str(Token, found.group())
-                        token.type = type_
-                        token.start_pos = pos
-                        token.end_pos = end
-                        if lines is not None:
-                            token.lines = lines
-                        stack.append((arg, token, pos, end))
-                    else:
-                        stack.append((arg, None, pos, end))
+                    index = len(matches)
+                    matches.append(found)
+                    path.append((type_, arg))
+                    value = _Word(index, type_) if type_ in kept else None
+                    stack.append((arg, value, index, index))
                     state = arg
-                    pos = end
+                    pos = found.end()
                     break
-                kind, size, keep, handler, origin, single = arg
+                kind, size, keep, handler, origin, _single = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
-                    state = chains.get((below, state, type_)) or self._unit_chain(
-                        below, state, type_
-                    )
+                    state = self._unit_chain(below, state, type_)
                     top = stack[-1]
                     stack[-1] = (state, top[1], top[2], top[3])
+                    if state == end_state and type_ == "$END":
+                        break
+                    continue
+                raw = stack[-size:]
+                del stack[-size:]
+                first = raw[0][2]
+                last = raw[-1][3]
+                children: list = []
+                for index, inline in keep:
+                    value = raw[index][1]
+                    if inline:
+                        children.extend(value)
+                    else:
+                        children.append(value)
+                if kind == _SPLICE:
+                    value = children
+                elif kind == _EXPAND1 and len(children) == 1:
+                    value = children[0]  # the child stands for the rule
+                    if value.__class__ is _Word:  # Lark keeps a word's own positions
+                        first = last = value.index
                 else:
-                    raw = stack[-size:]
-                    del stack[-size:]
-                    start = raw[0][2]
-                    stop = raw[-1][3]
-                    if single >= 0:
-                        children = [raw[single][1]]
-                    else:
-                        children = None
-                        for index, inline in keep:
-                            value = raw[index][1]
-                            if children is not None:
-                                if inline:
-                                    children.extend(value)
-                                else:
-                                    children.append(value)
-                            elif inline:
-                                # The first part's own list, grown in place: it was made by
-                                # this driver for that reduction alone (left-recursive lists
-                                # like many words stay linear, not a copy per word).
-                                children = value
-                            else:
-                                children = [value]
-                        if children is None:
-                            children = []
-                    if kind == _BUILD:
-                        if lines is None:
-                            meta = metas.get((start, stop))
-                            if meta is None:
-                                meta = _one_line_meta(start, stop)
-                        else:
-                            meta = Meta(start, stop, lines)
-                        value = handler(builder, meta, children)
-                    elif kind == _SPLICE:
-                        value = children
-                    elif len(children) == 1:  # _EXPAND1: the child stands for the rule
-                        value = children[0]
-                        if value.__class__ is Token:  # Lark keeps a token's own positions
-                            start, stop = value.start_pos, value.end_pos
-                    else:
-                        value = handler(builder, _meta(start, stop, lines), children)
-                    state = gotos[stack[-1][0]][origin]
-                    stack.append((state, value, start, stop))
+                    if handler is _no_handler:
+                        raise _Fallback
+                    value = program.call(handler, first, last, children)
+                state = gotos[stack[-1][0]][origin]
+                stack.append((state, value, first, last))
                 if state == end_state and type_ == "$END":
-                    return stack[-1][1]
+                    break
+            if type_ == "$END":
+                break  # only an accepted text leaves the loop above on its end
+        made = program.finish(stack[-1][1], self._namespace)
+        self._learn(path, made)
+        return made, matches
+
+    def _learn(self, path: list[tuple[str, int]], program: Callable) -> None:
+        """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
+        if self._shapes >= _SHAPES_MAX:
+            self._root = _Node(self._scan(self._start))
+            self._shapes = 0
+        node = self._root
+        for type_, state in path:
+            child = node.children.get(type_)
+            if child is None:
+                # Made whole before it is put in: another thread may be walking the trie.
+                child = node.children.setdefault(
+                    type_, _Node(self._scans[state] or self._scan(state))
+                )
+            node = child
+        if node.program is None:
+            self._shapes += 1
+        node.program = program
+
+
+class _Word:
+    """A word the tree keeps, while a shape is studied: its index among the words read."""
+
+    __slots__ = ("index", "type")
+
+    def __init__(self, index: int, type_: str) -> None:
+        self.index = index
+        self.type = type_
+
+
+class _Node:
+    """A node of the trie of shapes: the words so far lead here."""
+
+    __slots__ = ("match", "keywords", "ignored", "children", "program")
+
+    def __init__(self, scan: tuple) -> None:
+        self.match, self.keywords, self.ignored = scan
+        self.children: dict[str, _Node] = {}
+        self.program: Callable | None = None  # set where a whole condition may end
+
+
+class _Program:
+    """The source of one shape's program, written as its reductions are studied."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.words: list[_Word] = []
+        self.count = 0
+
+    def value(self, value: Any) -> str:
+        if value.__class__ is _Word:
+            self.words.append(value)
+            return f"t{value.index}"
+        return value
+
+    def call(self, handler: Any, first: int, last: int, children: list) -> str:
+        name = _handler_name(handler)
+        args = ", ".join(self.value(child) for child in children)
+        variable = f"v{self.count}"
+        self.count += 1
+        self.lines.append(f"k = (m[{first}].start(), m[{last}].end())")
+        self.lines.append(f"{variable} = {name}(b, M.get(k) or meta(k, lines), [{args}])")
+        return variable
+
+    def finish(self, result: Any, namespace: dict) -> Callable:
+        """The program as a function ``(matches, builder, lines) -> AST``."""
+        head = ["M = ONE_LINE if lines is None else NONE"]
+        for word in self.words:
+            i = word.index
+            head.append(
+                f"w = m[{i}]; t{i} = new(Token, w.group()); t{i}.type = {word.type!r}; "
+                f"t{i}.start_pos = w.start(); t{i}.end_pos = w.end()"
+            )
+        if self.words:
+            names = " = ".join(f"t{word.index}.lines" for word in self.words)
+            head.append(f"if lines is not None: {names} = lines")
+        body = head + self.lines + [f"return {self.value(result)}"]
+        source = "def shape(m, b, lines):\n" + "".join(f"    {line}\n" for line in body)
+        local: dict[str, Callable] = {}
+        exec(source, namespace, local)  # noqa: S102 - our own text, made from the parse table
+        return local["shape"]
 
 
 def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:
