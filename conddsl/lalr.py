@@ -115,10 +115,6 @@ def _meta_of(key: tuple[int, int], lines: _Lines | None) -> Meta:
     return Meta(key[0], key[1], lines)
 
 
-def _handler_name(handler: Any) -> str:
-    return f"h_{handler.__name__}_{id(handler):x}"
-
-
 # Shapes learnt before the trie starts again (a program is about 2 KB).
 _SHAPES_MAX = 2048
 
@@ -209,21 +205,9 @@ class FastParser:
         self._lexers = frontend.lexer.lexers
         self._kept = frozenset(kept_terminals)
         self._unit_chains: dict[tuple[int, int, str], int] = {}
-        # What every program of a shape sees: each handler under one name, and the
-        # makers of words and positions. Reading a single blank between words without
-        # the scanner is exact only if no terminal but the ignored ones can match from a
-        # blank (Lark would then weigh priorities): true of grammar/conddsl.lark, which
-        # tests/test_fast_parse.py checks.
-        self._namespace: dict[str, Any] = {
-            "__builtins__": {},
-            "new": _new_str,
-            "Token": Token,
-            "ONE_LINE": _ONE_LINE_METAS,
-            "NONE": {},  # never filled: a text of several lines makes each Meta anew
-            "meta": _meta_of,
-        }
-        for plan in plans.values():
-            self._namespace.setdefault(_handler_name(plan[3]), plan[3])
+        # Reading a single blank between words without the scanner is exact only if no
+        # terminal but the ignored ones can match from a blank (Lark would then weigh
+        # priorities): true of grammar/conddsl.lark, which tests/test_fast_parse.py checks.
         self._root = _Node(self._scan(self._start))
         self._shapes = 0
 
@@ -294,9 +278,9 @@ class FastParser:
             pos = found.end()
         if program is None:
             program, matches = self._study(text)
-        return program(matches, builder, _Lines(text) if "\n" in text else None)
+        return _run(program, matches, builder, _Lines(text) if "\n" in text else None)
 
-    def _study(self, text: str) -> tuple[Callable, list]:
+    def _study(self, text: str) -> tuple[tuple, list]:
         """The program of ``text``'s shape and the words it reads; the trie learns the shape.
 
         The parse table runs as Lark runs it, with the same per-state scanners, but on
@@ -394,11 +378,11 @@ class FastParser:
                     break
             if type_ == "$END":
                 break  # only an accepted text leaves the loop above on its end
-        made = program.finish(stack[-1][1], self._namespace)
+        made = program.finish(stack[-1][1], len(matches))
         self._learn(path, made)
         return made, matches
 
-    def _learn(self, path: list[tuple[str, int]], program: Callable) -> None:
+    def _learn(self, path: list[tuple[str, int]], program: tuple) -> None:
         """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
         if self._shapes >= _SHAPES_MAX:
             self._root = _Node(self._scan(self._start))
@@ -435,49 +419,75 @@ class _Node:
     def __init__(self, scan: tuple) -> None:
         self.match, self.keywords, self.ignored = scan
         self.children: dict[str, _Node] = {}
-        self.program: Callable | None = None  # set where a whole condition may end
+        self.program: tuple | None = None  # set where a whole condition may end
+
+
+class _Built:
+    """A value a handler returns, while a shape is studied: its index among the values."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 class _Program:
-    """The source of one shape's program, written as its reductions are studied."""
+    """One shape's program, written as its reductions are studied.
+
+    ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
+    the builder makes, (handler, first word, last word, the indexes of its children
+    among the values). The values are the words, then each step's result in turn.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.words: list[_Word] = []
-        self.count = 0
+        self.words: list[tuple[int, str]] = []
+        self.steps: list[tuple[Any, int, int, tuple]] = []
 
-    def value(self, value: Any) -> str:
-        if value.__class__ is _Word:
-            self.words.append(value)
-            return f"t{value.index}"
-        return value
+    def call(self, handler: Any, first: int, last: int, children: list) -> _Built:
+        refs = []
+        for child in children:
+            if child.__class__ is _Word:
+                self.words.append((child.index, child.type))
+                refs.append(child.index)
+            else:
+                refs.append(~child.index)  # a step's result: placed once the words are counted
+        self.steps.append((handler, first, last, tuple(refs)))
+        return _Built(len(self.steps) - 1)
 
-    def call(self, handler: Any, first: int, last: int, children: list) -> str:
-        name = _handler_name(handler)
-        args = ", ".join(self.value(child) for child in children)
-        variable = f"v{self.count}"
-        self.count += 1
-        self.lines.append(f"k = (m[{first}].start(), m[{last}].end())")
-        self.lines.append(f"{variable} = {name}(b, M.get(k) or meta(k, lines), [{args}])")
-        return variable
+    def finish(self, result: Any, words: int) -> tuple:
+        """The program, for a shape of ``words`` words."""
+        if result.__class__ is not _Built or result.index != len(self.steps) - 1:
+            raise _Fallback  # pragma: no cover - the start rule is always built last
+        steps = tuple(
+            (handler, first, last, tuple(r if r >= 0 else words + ~r for r in refs))
+            for handler, first, last, refs in self.steps
+        )
+        return tuple(self.words), steps
 
-    def finish(self, result: Any, namespace: dict) -> Callable:
-        """The program as a function ``(matches, builder, lines) -> AST``."""
-        head = ["M = ONE_LINE if lines is None else NONE"]
-        for word in self.words:
-            i = word.index
-            head.append(
-                f"w = m[{i}]; t{i} = new(Token, w.group()); t{i}.type = {word.type!r}; "
-                f"t{i}.start_pos = w.start(); t{i}.end_pos = w.end()"
-            )
-        if self.words:
-            names = " = ".join(f"t{word.index}.lines" for word in self.words)
-            head.append(f"if lines is not None: {names} = lines")
-        body = head + self.lines + [f"return {self.value(result)}"]
-        source = "def shape(m, b, lines):\n" + "".join(f"    {line}\n" for line in body)
-        local: dict[str, Callable] = {}
-        exec(source, namespace, local)  # noqa: S102 - our own text, made from the parse table
-        return local["shape"]
+
+_NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta anew
+
+
+def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> Any:
+    """The AST of a text of a known shape: its words made tokens, then each step."""
+    words, steps = program
+    values: list = [None] * len(matches)
+    for index, type_ in words:
+        found = matches[index]
+        token = _new_str(Token, found.group())
+        token.type = type_
+        token.start_pos = found.start()
+        token.end_pos = found.end()
+        if lines is not None:
+            token.lines = lines
+        values[index] = token
+    metas = _ONE_LINE_METAS if lines is None else _NO_METAS
+    append = values.append
+    for handler, first, last, refs in steps:
+        key = (matches[first].start(), matches[last].end())
+        meta = metas.get(key) or _meta_of(key, lines)
+        append(handler(builder, meta, [values[ref] for ref in refs]))
+    return values[-1]
 
 
 def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:
