@@ -78,11 +78,14 @@ class Token(str):
 class Meta:
     """A rule's positions, as Lark's ``propagate_positions`` sets them."""
 
-    __slots__ = ("start_pos", "end_pos", "line", "column", "end_line", "end_column")
+    __slots__ = ("start_pos", "end_pos", "line", "column", "end_line", "end_column", "span")
 
     def __init__(self, start: int, end: int, lines: _Lines | None) -> None:
         self.start_pos = start
         self.end_pos = end
+        # The builder's Span of these positions, kept here by the builder on first use:
+        # a Meta of one line is shared by every text, and so is its Span.
+        self.span = None
         if lines is None:  # one line: columns are offsets
             self.line = self.end_line = 1
             self.column = start + 1
@@ -223,7 +226,11 @@ class FastParser:
         for type_, callback in lexer.callback.items():
             if not isinstance(callback, UnlessCallback):  # pragma: no cover
                 raise TypeError(f"unexpected lexer callback for {type_}")
-            keywords[type_] = callback.scanner.fullmatch
+            mres = callback.scanner._mres
+            if len(mres) != 1:  # pragma: no cover - Lark splits past 100 keywords
+                raise TypeError("a keyword scanner is split in parts")
+            # The compiled pattern's own fullmatch: its match names the keyword's type.
+            keywords[type_] = mres[0].fullmatch
         scan = self._scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
         return scan
 
@@ -268,8 +275,10 @@ class FastParser:
                 pos = found.end()
                 continue
             keyword = node.keywords.get(type_)
-            if keyword is not None:  # a word that is a keyword here (Lark's "unless")
-                type_ = keyword(found.group()) or type_
+            if keyword is not None:  # a word that may be a keyword here (Lark's "unless")
+                keyword = keyword(found.group())
+                if keyword is not None:
+                    type_ = keyword.lastgroup
             node = node.children.get(type_)
             if node is None:
                 program = None
@@ -325,7 +334,9 @@ class FastParser:
                             break
                         continue
                     if type_ in keywords:
-                        type_ = keywords[type_](found.group()) or type_
+                        keyword = keywords[type_](found.group())
+                        if keyword is not None:
+                            type_ = keyword.lastgroup
                     break
             while True:
                 arg = actions_of[state].get(type_)
