@@ -143,13 +143,18 @@ class _CronClock(_Evaluator):
 
 
 class _All(_Evaluator):
-    __slots__ = ("items", "horizon", "fast")
+    __slots__ = ("items", "horizon")
 
     def __init__(self, items: list[_Evaluator], zone: tzinfo) -> None:
         self.zone = zone
         self.items = tuple(items)
         self.horizon = max(item.horizon for item in items)
-        self.fast = self._combine([item.fast for item in items])
+
+    @property
+    def fast(self):
+        """The parts' predicates combined, made when asked (as ``_Clock.fast``): a condition
+        asks once, and compiling one does not pay for closures it may never call."""
+        return self._combine([item.fast for item in self.items])
 
     @staticmethod
     def _combine(parts):
@@ -215,14 +220,18 @@ class _Any(_All):
 
 
 class _Not(_Evaluator):
-    __slots__ = ("item", "horizon", "fast")
+    __slots__ = ("item", "horizon")
 
     def __init__(self, item: _Evaluator, zone: tzinfo) -> None:
         self.zone = zone
         self.item = item
         self.horizon = item.horizon
-        inner = item.fast
-        self.fast = None if inner is None else (lambda wall: not inner(wall))
+
+    @property
+    def fast(self):
+        """The part's predicate negated, made when asked (see ``_All.fast``)."""
+        inner = self.item.fast
+        return None if inner is None else (lambda wall: not inner(wall))
 
     def value(self, wall, ctx):
         return not self.item.value(wall, ctx)
