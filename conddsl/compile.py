@@ -80,12 +80,24 @@ class _Constant(_Evaluator):
 class _Clock(_Evaluator):
     """``time of day between …`` and the clock part of ``daily between …``."""
 
-    __slots__ = ("clock", "horizon")
+    __slots__ = ("_clock", "horizon")
 
-    def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
+    def __init__(self, clock: ClockWindow | ast.TimeOf, zone: tzinfo) -> None:
+        # A TimeOf node is made a (shared) ClockWindow on first use: looking a fresh
+        # window up among the shared ones (hashing and comparing its AST) is a third of
+        # a cold compile, and a condition that is only checked or listed never needs it.
+        # The node is the condition's own AST: holding it costs nothing.
         self.zone = zone
-        self.clock = clock
+        self._clock = clock
         self.horizon = _CLOCK_HORIZON[clock.unit]
+
+    @property
+    def clock(self) -> ClockWindow:
+        """The window, found among the shared ones on first use."""
+        clock = self._clock
+        if clock.__class__ is ast.TimeOf:
+            clock = self._clock = clock_window(clock.unit, clock.window)
+        return clock
 
     @property
     def fast(self):
@@ -420,7 +432,7 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         return _Zoned(self.visit(node.item, inner_zone), inner_zone)
 
     def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
-        return _Clock(clock_window(node.unit, node.window), zone)
+        return _Clock(node, zone)
 
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
         clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
@@ -753,9 +765,20 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
     waiting tasks; nor a bound method, which would make every condition a cycle that
     only the garbage collector frees).
     """
-    if _clock_tree(evaluator) is None:
+    if not _pure_clock(evaluator):
         return evaluator.fast
     return _WARMING
+
+
+def _pure_clock(evaluator: _Evaluator) -> bool:
+    """Whether ``_clock_tree`` has a tree for ``evaluator`` (its windows left unresolved)."""
+    if isinstance(evaluator, (_Clock, _Constant)):
+        return True
+    if isinstance(evaluator, _Not):
+        return _pure_clock(evaluator.item)
+    if isinstance(evaluator, _All):  # _Any is an _All too
+        return all(_pure_clock(item) for item in evaluator.items)
+    return False
 
 
 def _clock_tree(evaluator: _Evaluator):
