@@ -118,8 +118,9 @@ def _meta_of(key: tuple[int, int], lines: _Lines | None) -> Meta:
     return Meta(key[0], key[1], lines)
 
 
-# Shapes learnt before the trie starts again (a program is about 2 KB).
-_SHAPES_MAX = 2048
+# Shapes learnt before the trie starts again: each costs about 3 KB (its trie nodes and
+# program), most applications have a few dozen.
+_SHAPES_MAX = 1024
 
 
 # What a reduction does (see FastParser.__init__).
@@ -213,6 +214,7 @@ class FastParser:
         # priorities): true of grammar/conddsl.lark, which tests/test_fast_parse.py checks.
         self._root = _Node(self._scan(self._start))
         self._shapes = 0
+        self._shared: dict[tuple, tuple] = {}  # the parts of programs, one of each
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
@@ -389,7 +391,7 @@ class FastParser:
                     break
             if type_ == "$END":
                 break  # only an accepted text leaves the loop above on its end
-        made = program.finish(stack[-1][1], len(matches))
+        made = program.finish(stack[-1][1], len(matches), self._shared)
         self._learn(path, made)
         return made, matches
 
@@ -398,6 +400,7 @@ class FastParser:
         if self._shapes >= _SHAPES_MAX:
             self._root = _Node(self._scan(self._start))
             self._shapes = 0
+            self._shared = {}
         node = self._root
         for type_, state in path:
             child = node.children.get(type_)
@@ -465,15 +468,17 @@ class _Program:
         self.steps.append((handler, first, last, tuple(refs)))
         return _Built(len(self.steps) - 1)
 
-    def finish(self, result: Any, words: int) -> tuple:
-        """The program, for a shape of ``words`` words."""
+    def finish(self, result: Any, words: int, shared: dict) -> tuple:
+        """The program, for a shape of ``words`` words; its equal parts taken from ``shared``
+        (most steps recur from shape to shape: a program then costs its two tuples)."""
         if result.__class__ is not _Built or result.index != len(self.steps) - 1:
             raise _Fallback  # pragma: no cover - the start rule is always built last
-        steps = tuple(
-            (handler, first, last, tuple(r if r >= 0 else words + ~r for r in refs))
-            for handler, first, last, refs in self.steps
-        )
-        return tuple(self.words), steps
+        steps = []
+        for handler, first, last, refs in self.steps:
+            placed = tuple(r if r >= 0 else words + ~r for r in refs)
+            step = (handler, first, last, shared.setdefault(placed, placed))
+            steps.append(shared.setdefault(step, step))
+        return tuple(shared.setdefault(word, word) for word in self.words), tuple(steps)
 
 
 _NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta anew
