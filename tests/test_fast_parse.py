@@ -193,3 +193,36 @@ def test_a_text_with_names_is_compiled_anew_each_time(monkeypatch):
     second = compile_condition("disk is full", timezone="UTC")
     assert first is not second and first == second
     assert first.is_true(datetime(2024, 1, 1))
+
+
+def test_a_shape_is_studied_once(monkeypatch):
+    """Texts of one shape (the same words' types) share one program: the parse table runs
+    for the first of them only, and each still gets its own values and positions."""
+    fast = _fast_parser().__self__
+    studied = []
+    real = fast._study
+    monkeypatch.setattr(fast, "_study", lambda text: studied.append(text) or real(text))
+    texts = [
+        "time of week between Mon 07:13 and Fri 19:41 | time of minute after 41",
+        "time of week between sat 00:00 and Sun 23:59 | time of minute after 7",
+        "time of  week between\\nTue 1:00 and wed 2:00 # the night\\n| time of minute after 0",
+    ]
+    texts[2] = texts[2].replace("\\n", "\n")
+    for text in texts:
+        assert _fast(text) == _slow(text), text
+    assert studied.count(texts[0]) <= 1
+    assert texts[1] not in studied and texts[2] not in studied
+
+
+def test_the_trie_of_shapes_is_bounded(monkeypatch):
+    import conddsl.lalr as lalr
+
+    fast = _fast_parser().__self__
+    monkeypatch.setattr(lalr, "_SHAPES_MAX", 5)
+    monkeypatch.setattr(fast, "_root", lalr._Node(fast._scan(fast._start)))
+    monkeypatch.setattr(fast, "_shapes", 0)
+    monkeypatch.setattr(fast, "_shared", {})
+    texts = [" | ".join(["daily"] * n) for n in range(1, 13)]
+    for text in texts * 2:
+        assert _fast(text) == _slow(text)
+        assert fast._shapes <= 5
