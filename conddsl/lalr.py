@@ -450,7 +450,8 @@ class _Program:
 
     ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
     the builder makes, (handler, first word, last word, the indexes of its children
-    among the values). The values are the words, then each step's result in turn.
+    among the values: an int for a single child). The values are the words, then each
+    step's result in turn.
     """
 
     def __init__(self) -> None:
@@ -476,7 +477,10 @@ class _Program:
         steps = []
         for handler, first, last, refs in self.steps:
             placed = tuple(r if r >= 0 else words + ~r for r in refs)
-            step = (handler, first, last, shared.setdefault(placed, placed))
+            if len(placed) == 1:
+                step = (handler, first, last, placed[0])
+            else:
+                step = (handler, first, last, shared.setdefault(placed, placed))
             steps.append(shared.setdefault(step, step))
         return tuple(shared.setdefault(word, word) for word in self.words), tuple(steps)
 
@@ -502,7 +506,10 @@ def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> A
     for handler, first, last, refs in steps:
         key = (matches[first].start(), matches[last].end())
         meta = metas.get(key) or _meta_of(key, lines)
-        append(handler(builder, meta, [values[ref] for ref in refs]))
+        if refs.__class__ is int:  # one child, the most common: no comprehension
+            append(handler(builder, meta, [values[refs]]))
+        else:
+            append(handler(builder, meta, [values[ref] for ref in refs]))
     return values[-1]
 
 
