@@ -212,9 +212,18 @@ class FastParser:
         # Reading a single blank between words without the scanner is exact only if no
         # terminal but the ignored ones can match from a blank (Lark would then weigh
         # priorities): true of grammar/conddsl.lark, which tests/test_fast_parse.py checks.
+        self.forget()
+
+    def forget(self) -> None:
+        """Start the trie of shapes again (it is bounded; benchmarks time a first sight)."""
         self._root = _Node(self._scan(self._start))
         self._shapes = 0
         self._shared: dict[tuple, tuple] = {}  # the parts of programs, one of each
+
+    @property
+    def shapes(self) -> int:
+        """How many shapes the trie holds."""
+        return self._shapes
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
@@ -398,9 +407,7 @@ class FastParser:
     def _learn(self, path: list[tuple[str, int]], program: tuple) -> None:
         """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
         if self._shapes >= _SHAPES_MAX:
-            self._root = _Node(self._scan(self._start))
-            self._shapes = 0
-            self._shared = {}
+            self.forget()
         node = self._root
         for type_, state in path:
             child = node.children.get(type_)
