@@ -145,6 +145,9 @@ class FastParser:
         self._max_stack = max_stack
         kept_terminals: set[str] = set()
         plans: dict[Any, tuple] = {}
+        # Rules whose handlers never read their positions (the builder says which): their
+        # steps pass None, and no Meta is looked up for them.
+        unplaced = frozenset(getattr(builder_type, "without_positions", ()))
         for rule in lark.rules:
             keep = []
             for index, symbol in enumerate(rule.expansion):
@@ -176,15 +179,13 @@ class FastParser:
                 kind = _EXPAND1
             else:
                 kind = _BUILD
-            # The index of the one child a rule keeps as is (-1: several, or spliced ones).
-            single = keep[0][0] if len(keep) == 1 and not keep[0][1] else -1
             plans[rule] = (
                 kind,
                 len(rule.expansion),
                 tuple(keep),
                 handler,
                 rule.origin.name,
-                single,
+                name not in unplaced,  # whether the handler reads its Meta
             )
         # Each parser state: its actions (an int is a shift to that state, a tuple a
         # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
@@ -364,7 +365,7 @@ class FastParser:
                     state = arg
                     pos = found.end()
                     break
-                kind, size, keep, handler, origin, _single = arg
+                kind, size, keep, handler, origin, placed = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
                     state = self._unit_chain(below, state, type_)
@@ -393,7 +394,10 @@ class FastParser:
                 else:
                     if handler is _no_handler:
                         raise _Fallback
-                    value = program.call(handler, first, last, children)
+                    if placed:
+                        value = program.call(handler, first, last, children)
+                    else:
+                        value = program.call(handler, -1, -1, children)
                 state = gotos[stack[-1][0]][origin]
                 stack.append((state, value, first, last))
                 if state == end_state and type_ == "$END":
@@ -456,9 +460,9 @@ class _Program:
     """One shape's program, written as its reductions are studied.
 
     ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
-    the builder makes, (handler, first word, last word, the indexes of its children
-    among the values: an int for a single child). The values are the words, then each
-    step's result in turn.
+    the builder makes, (handler, first word, last word (-1: it reads no positions), the
+    indexes of its children among the values: an int for a single child). The values
+    are the words, then each step's result in turn.
     """
 
     def __init__(self) -> None:
@@ -511,8 +515,11 @@ def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> A
     metas = _ONE_LINE_METAS if lines is None else _NO_METAS
     append = values.append
     for handler, first, last, refs in steps:
-        key = (matches[first].start(), matches[last].end())
-        meta = metas.get(key) or _meta_of(key, lines)
+        if first < 0:  # a handler that reads no positions
+            meta = None
+        else:
+            key = (matches[first].start(), matches[last].end())
+            meta = metas.get(key) or _meta_of(key, lines)
         if refs.__class__ is int:  # one child, the most common: no comprehension
             append(handler(builder, meta, [values[refs]]))
         else:

@@ -205,6 +205,24 @@ def _with_span(point: ast.Node, text: str, words: list[Word]):
 class AstBuilder(Transformer):
     """The parse tree -> AST nodes with spans; literal values are read by conddsl.literals."""
 
+    # The rules whose methods below never read ``meta``: conddsl.lalr gives them None.
+    without_positions = frozenset(
+        {
+            "start",
+            "zone",
+            "clock_unit",
+            "period",
+            "point",
+            "duration",
+            "task_name",
+            "task_names",
+            "task_prefix",
+            "action",
+            "dependency",
+            "comparison",
+        }
+    )
+
     def __init__(self, text: str) -> None:
         super().__init__(visit_tokens=False)
         self.text = text
