@@ -298,17 +298,19 @@ class FastParser:
             append(found)
             pos = found.end()
         if program is None:
-            program, matches = self._study(text)
+            return self._study(text, builder)
         return _run(program, matches, builder, _Lines(text) if "\n" in text else None)
 
-    def _study(self, text: str) -> tuple[tuple, list]:
-        """The program of ``text``'s shape and the words it reads; the trie learns the shape.
+    def _study(self, text: str, builder: Any) -> Any:
+        """The AST of a text of a shape not seen yet; the trie learns the shape.
 
-        The parse table runs as Lark runs it, with the same per-state scanners, but on
-        symbols: each reduction the builder will make becomes a line of the program
-        (which children it gets, from which words its positions come), so a text of
-        the same shape is built without the table. :class:`_Fallback` for anything the
-        fast path does not answer for: the text is then not learnt.
+        The parse table runs as Lark runs it, with the same per-state scanners, and the
+        builder's methods are called as each rule is reduced. Beside each value goes its
+        symbol, which says where it came from: each reduction also becomes a step of the
+        shape's program (which children the method gets, from which words its positions
+        come), so a later text of the same shape is built without the table.
+        :class:`_Fallback` for anything the fast path does not answer for; a text that
+        raises is not learnt.
         """
         actions_of = self._actions
         gotos = self._gotos
@@ -316,11 +318,14 @@ class FastParser:
         kept = self._kept
         end_state = self._end
         max_stack = self._max_stack
-        program = _Program()
-        # One entry per symbol: (parser state, symbolic value, first word, last word);
-        # a value is None (a word the tree drops), a _Word, a variable's name, or a list
-        # of values (what a _rule splices into its parent).
-        stack: list[tuple[int, Any, int, int]] = [(self._start, None, -1, -1)]
+        lines = _Lines(text) if "\n" in text else None
+        metas = _ONE_LINE_METAS if lines is None else _NO_METAS
+        program = _Program(self._shared)
+        # One entry per symbol: (parser state, slot, value, first word, last word). The
+        # slot says where the value will be in the program's values (see _Program): a
+        # word's index, ~i for the i-th step's result, None for a word the tree drops,
+        # or a list of slots (what a _rule splices into its parent), the value alike.
+        stack: list[tuple[int, Any, Any, int, int]] = [(self._start, None, None, -1, -1)]
         matches: list = []
         path: list[tuple[str, int]] = []  # (word type, parser state after it)
         size_text = len(text)
@@ -360,53 +365,71 @@ class FastParser:
                     index = len(matches)
                     matches.append(found)
                     path.append((type_, arg))
-                    value = _Word(index, type_) if type_ in kept else None
-                    stack.append((arg, value, index, index))
+                    end = found.end()
+                    if type_ in kept:
+                        token = _new_str(Token, found.group())
+                        token.type = type_
+                        token.start_pos = pos
+                        token.end_pos = end
+                        if lines is not None:
+                            token.lines = lines
+                        program.words.append((index, type_))
+                        stack.append((arg, index, token, index, index))
+                    else:
+                        stack.append((arg, None, None, index, index))
                     state = arg
-                    pos = found.end()
+                    pos = end
                     break
                 kind, size, keep, handler, origin, placed = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
                     state = self._unit_chain(below, state, type_)
                     top = stack[-1]
-                    stack[-1] = (state, top[1], top[2], top[3])
+                    stack[-1] = (state, top[1], top[2], top[3], top[4])
                     if state == end_state and type_ == "$END":
                         break
                     continue
                 raw = stack[-size:]
                 del stack[-size:]
-                first = raw[0][2]
-                last = raw[-1][3]
+                first = raw[0][3]
+                last = raw[-1][4]
+                symbols: list = []
                 children: list = []
                 for index, inline in keep:
-                    value = raw[index][1]
+                    entry = raw[index]
                     if inline:
-                        children.extend(value)
+                        symbols.extend(entry[1])
+                        children.extend(entry[2])
                     else:
-                        children.append(value)
+                        symbols.append(entry[1])
+                        children.append(entry[2])
                 if kind == _SPLICE:
-                    value = children
+                    symbol, value = symbols, children
                 elif kind == _EXPAND1 and len(children) == 1:
-                    value = children[0]  # the child stands for the rule
-                    if value.__class__ is _Word:  # Lark keeps a word's own positions
-                        first = last = value.index
+                    symbol, value = symbols[0], children[0]  # the child stands for the rule
+                    if symbol >= 0:  # a word: Lark keeps its own positions
+                        first = last = symbol
                 else:
                     if handler is _no_handler:
                         raise _Fallback
                     if placed:
-                        value = program.call(handler, first, last, children)
+                        key = (matches[first].start(), matches[last].end())
+                        meta = metas.get(key) or _meta_of(key, lines)
+                        symbol = program.call(handler, first, last, symbols)
                     else:
-                        value = program.call(handler, -1, -1, children)
+                        meta = None
+                        symbol = program.call(handler, -1, -1, symbols)
+                    value = handler(builder, meta, children)
                 state = gotos[stack[-1][0]][origin]
-                stack.append((state, value, first, last))
+                stack.append((state, symbol, value, first, last))
                 if state == end_state and type_ == "$END":
                     break
             if type_ == "$END":
                 break  # only an accepted text leaves the loop above on its end
-        made = program.finish(stack[-1][1], len(matches), self._shared)
-        self._learn(path, made)
-        return made, matches
+        if stack[-1][1] != ~(len(program.steps) - 1):  # pragma: no cover - see _run
+            raise _Fallback  # the start rule is the last step, whose result _run returns
+        self._learn(path, program.finish())
+        return stack[-1][2]
 
     def _learn(self, path: list[tuple[str, int]], program: tuple) -> None:
         """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
@@ -426,16 +449,6 @@ class FastParser:
         node.program = program
 
 
-class _Word:
-    """A word the tree keeps, while a shape is studied: its index among the words read."""
-
-    __slots__ = ("index", "type")
-
-    def __init__(self, index: int, type_: str) -> None:
-        self.index = index
-        self.type = type_
-
-
 class _Node:
     """A node of the trie of shapes: the words so far lead here."""
 
@@ -447,53 +460,36 @@ class _Node:
         self.program: tuple | None = None  # set where a whole condition may end
 
 
-class _Built:
-    """A value a handler returns, while a shape is studied: its index among the values."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
 class _Program:
     """One shape's program, written as its reductions are studied.
 
     ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
     the builder makes, (handler, first word, last word (-1: it reads no positions), the
-    indexes of its children among the values: an int for a single child). The values
-    are the words, then each step's result in turn.
+    slots of its children among the values (an int for a single child), its own slot).
+    The values are the words from the front, then the steps' results from the back: the
+    i-th step's slot is ``~i``, whatever the number of words, so equal steps of different
+    shapes are one tuple.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: dict) -> None:
         self.words: list[tuple[int, str]] = []
-        self.steps: list[tuple[Any, int, int, tuple]] = []
+        self.steps: list[tuple] = []
+        self.shared = shared  # the steps of every program, one of each
 
-    def call(self, handler: Any, first: int, last: int, children: list) -> _Built:
-        refs = []
-        for child in children:
-            if child.__class__ is _Word:
-                self.words.append((child.index, child.type))
-                refs.append(child.index)
-            else:
-                refs.append(~child.index)  # a step's result: placed once the words are counted
-        self.steps.append((handler, first, last, tuple(refs)))
-        return _Built(len(self.steps) - 1)
+    def call(self, handler: Any, first: int, last: int, slots: list) -> int:
+        """Add a step; its slot, which stands for its result while the shape is studied."""
+        slot = ~len(self.steps)
+        if len(slots) == 1:
+            step = (handler, first, last, slots[0], slot)
+        else:
+            refs = tuple(slots)
+            step = (handler, first, last, self.shared.setdefault(refs, refs), slot)
+        self.steps.append(self.shared.setdefault(step, step))
+        return slot
 
-    def finish(self, result: Any, words: int, shared: dict) -> tuple:
-        """The program, for a shape of ``words`` words; its equal parts taken from ``shared``
-        (most steps recur from shape to shape: a program then costs its two tuples)."""
-        if result.__class__ is not _Built or result.index != len(self.steps) - 1:
-            raise _Fallback  # pragma: no cover - the start rule is always built last
-        steps = []
-        for handler, first, last, refs in self.steps:
-            placed = tuple(r if r >= 0 else words + ~r for r in refs)
-            if len(placed) == 1:
-                step = (handler, first, last, placed[0])
-            else:
-                step = (handler, first, last, shared.setdefault(placed, placed))
-            steps.append(shared.setdefault(step, step))
-        return tuple(shared.setdefault(word, word) for word in self.words), tuple(steps)
+    def finish(self) -> tuple:
+        """The program."""
+        return tuple(self.words), tuple(self.steps)
 
 
 _NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta anew
@@ -502,7 +498,7 @@ _NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta an
 def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> Any:
     """The AST of a text of a known shape: its words made tokens, then each step."""
     words, steps = program
-    values: list = [None] * len(matches)
+    values: list = [None] * (len(matches) + len(steps))
     for index, type_ in words:
         found = matches[index]
         token = _new_str(Token, found.group())
@@ -513,18 +509,17 @@ def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> A
             token.lines = lines
         values[index] = token
     metas = _ONE_LINE_METAS if lines is None else _NO_METAS
-    append = values.append
-    for handler, first, last, refs in steps:
+    for handler, first, last, refs, slot in steps:
         if first < 0:  # a handler that reads no positions
             meta = None
         else:
             key = (matches[first].start(), matches[last].end())
             meta = metas.get(key) or _meta_of(key, lines)
         if refs.__class__ is int:  # one child, the most common: no comprehension
-            append(handler(builder, meta, [values[refs]]))
+            values[slot] = handler(builder, meta, [values[refs]])
         else:
-            append(handler(builder, meta, [values[ref] for ref in refs]))
-    return values[-1]
+            values[slot] = handler(builder, meta, [values[ref] for ref in refs])
+    return values[-len(steps)]  # the last step's: the start rule
 
 
 def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:

@@ -201,7 +201,7 @@ def test_a_shape_is_studied_once(monkeypatch):
     fast = _fast_parser().__self__
     studied = []
     real = fast._study
-    monkeypatch.setattr(fast, "_study", lambda text: studied.append(text) or real(text))
+    monkeypatch.setattr(fast, "_study", lambda text, b: studied.append(text) or real(text, b))
     texts = [
         "time of week between Mon 07:13 and Fri 19:41 | time of minute after 41",
         "time of week between sat 00:00 and Sun 23:59 | time of minute after 7",
