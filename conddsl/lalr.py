@@ -7,6 +7,15 @@ scanners of the contextual lexer (so it accepts exactly what Lark accepts and sp
 the text into the same tokens), and calls the :class:`~conddsl.parse.AstBuilder`
 methods as each rule is reduced, with the positions Lark would have given them.
 
+An LALR parse depends on the types of the words alone, so every text of one *shape*
+(``time of day between 08:00 and 18:00`` and ``time of day between 7pm and 9pm``) is
+reduced alike. The first text of a shape runs the table and writes the shape's program
+(which method each reduction calls, with which words' positions and which children);
+the trie of shapes then keeps, for each sequence of word types, the scanner of the
+parser's state after it. A later text of that shape is read along the trie and built
+by the program: no table is consulted. Trie and programs are made from Lark's tables,
+so the grammar stays the one source of syntax.
+
 It only ever answers for a text that parses and builds without a problem: anything
 else (a syntax error, a bad value, a nesting deep enough to need the depth check)
 raises :class:`_Fallback`, and :func:`conddsl.parse.parse` then runs Lark's full path,
@@ -265,8 +274,8 @@ class FastParser:
 
         The words are read along the trie of shapes seen before: each node holds the
         scanner of the parser's state after the words that lead to it, so no parse
-        table is consulted; the shape's program then builds the AST. A shape not seen
-        before is studied first (:meth:`_study`), which runs the parse table.
+        table is consulted; the shape's program then builds the AST. A text of a shape
+        not seen before is parsed on the table by :meth:`_study`, which learns it.
         """
         size_text = len(text)
         node = self._root
