@@ -54,7 +54,7 @@ def parse(text: str) -> ast.Node:
             code="E105",
             hint="split it into named conditions in a .cond file",
         )
-    if not text.strip() or ("#" in text and _only_comments(text)):
+    if not text or text.isspace() or ("#" in text and _only_comments(text)):
         raise ConditionSyntaxError(
             "the condition is empty",
             text=text,
@@ -223,8 +223,11 @@ class AstBuilder(Transformer):
         }
     )
 
+    # What Transformer.__init__(visit_tokens=False) would set on each builder: one is
+    # made per parse, and the class attribute spares the call.
+    __visit_tokens__ = False
+
     def __init__(self, text: str) -> None:
-        super().__init__(visit_tokens=False)
         self.text = text
 
     # -------- structure
@@ -283,7 +286,7 @@ class AstBuilder(Transformer):
 
     def between(self, meta, children):
         start, joiner, end = children
-        if str(joiner) == "&":
+        if joiner == "&":  # a token is a str
             raise ConditionSyntaxError(
                 "'between' needs the word 'and' between its two ends",
                 text=self.text,
