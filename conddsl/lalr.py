@@ -292,19 +292,18 @@ class FastParser:
             if found is None:
                 raise _Fallback
             type_ = found.lastgroup
-            if type_ in node.ignored:
-                pos = found.end()
-                continue
             keyword = node.keywords.get(type_)
             if keyword is not None:  # a word that may be a keyword here (Lark's "unless")
                 keyword = keyword(found.group())
                 if keyword is not None:
                     type_ = keyword.lastgroup
-            node = node.children.get(type_)
-            if node is None:
+            child = node.children.get(type_)
+            if child is None:
                 program = None
                 break
-            append(found)
+            if child is not node:  # else an ignored word
+                append(found)
+                node = child
             pos = found.end()
         if program is None:
             return self._study(text, builder)
@@ -461,11 +460,13 @@ class FastParser:
 class _Node:
     """A node of the trie of shapes: the words so far lead here."""
 
-    __slots__ = ("match", "keywords", "ignored", "children", "program")
+    __slots__ = ("match", "keywords", "children", "program")
 
     def __init__(self, scan: tuple) -> None:
-        self.match, self.keywords, self.ignored = scan
-        self.children: dict[str, _Node] = {}
+        self.match, self.keywords, ignored = scan
+        # An ignored word (a blank, a comment) leads back here: one look-up a word tells
+        # it from the words of the shape (no ignored type has a keyword, see _scan).
+        self.children: dict[str, _Node] = dict.fromkeys(ignored, self)
         self.program: tuple | None = None  # set where a whole condition may end
 
 
