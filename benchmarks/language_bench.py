@@ -5,11 +5,13 @@
 conddsl only, no peer (the side-by-side rows are in ``run.py``): on the distinct
 expressions of ``tests/fixtures/rocketry_clock_verdicts.json`` it times the uncached
 parse through the LALR driver (``conddsl/lalr.py``) and through Lark's parse tree (the
-path every error still takes), the compile, both through ``compile_condition`` (its
-caches emptied), and a cron condition's ``next_change`` from
-the cron spec and through the interval path, without and with a history (the
-scheduler's case). Times are CPU time of this process (``time.process_time``), the
-best of ``--repeats`` passes, so that other work on a shared machine moves them less.
+path every error still takes), the driver again with its trie of shapes emptied before
+each pass (a text of a shape not seen before is studied on the parse table first), the
+compile, both through ``compile_condition`` (its caches emptied), and a cron
+condition's ``next_change`` from the cron spec and through the interval path, without
+and with a history (the scheduler's case). Times are CPU time of this process
+(``time.process_time``), the best of ``--repeats`` passes, so that other work on a
+shared machine moves them less.
 """
 
 from __future__ import annotations
@@ -75,9 +77,18 @@ def main() -> None:
     print(f"{n} distinct expressions, µs each (CPU time, best of {repeats}):")
     tree = best(lambda: [_parse_with_tree(e) for e in exprs], n, repeats)
     driver = best(lambda: [fast(e, AstBuilder(e)) for e in exprs], n, repeats)
+    shapes = fast.__self__
+
+    def first_sight() -> None:
+        shapes.forget()  # every shape unknown: each is studied on the parse table first
+        for expr in exprs:
+            fast(expr, AstBuilder(expr))
+
+    unseen = best(first_sight, n, repeats)
     print(f"  parse, Lark parse tree + AstBuilder:  {tree:7.1f}")
     print(f"  parse, LALR driver (conddsl/lalr.py): {driver:7.1f}")
-    print(f"  compile (windows not shared yet):     {best(compile_all, n, repeats):7.1f}")
+    print(f"  the same, no shape seen before:       {unseen:7.1f}  ({shapes.shapes} shapes)")
+    print(f"  compile (windows made on first use):  {best(compile_all, n, repeats):7.1f}")
     print(f"  parse + compile, compile_condition:   {best(public_path, n, repeats):7.1f}")
 
     history = MemoryHistory()

@@ -78,12 +78,24 @@ class _Constant(_Evaluator):
 class _Clock(_Evaluator):
     """``time of day between …`` and the clock part of ``daily between …``."""
 
-    __slots__ = ("clock", "horizon")
+    __slots__ = ("_clock", "horizon")
 
-    def __init__(self, clock: ClockWindow, zone: tzinfo) -> None:
+    def __init__(self, clock: ClockWindow | ast.TimeOf, zone: tzinfo) -> None:
+        # A TimeOf node is made a (shared) ClockWindow on first use: looking a fresh
+        # window up among the shared ones (hashing and comparing its AST) is a third of
+        # a cold compile, and a condition that is only checked or listed never needs it.
+        # The node is the condition's own AST: holding it costs nothing.
         self.zone = zone
-        self.clock = clock
+        self._clock = clock
         self.horizon = _CLOCK_HORIZON[clock.unit]
+
+    @property
+    def clock(self) -> ClockWindow:
+        """The window, found among the shared ones on first use."""
+        clock = self._clock
+        if clock.__class__ is ast.TimeOf:
+            clock = self._clock = clock_window(clock.unit, clock.window)
+        return clock
 
     @property
     def fast(self):
@@ -141,13 +153,18 @@ class _CronClock(_Evaluator):
 
 
 class _All(_Evaluator):
-    __slots__ = ("items", "horizon", "fast")
+    __slots__ = ("items", "horizon")
 
     def __init__(self, items: list[_Evaluator], zone: tzinfo) -> None:
         self.zone = zone
         self.items = tuple(items)
         self.horizon = max(item.horizon for item in items)
-        self.fast = self._combine([item.fast for item in items])
+
+    @property
+    def fast(self):
+        """The parts' predicates combined, made when asked (as ``_Clock.fast``): a condition
+        asks once, and compiling one does not pay for closures it may never call."""
+        return self._combine([item.fast for item in self.items])
 
     @staticmethod
     def _combine(parts):
@@ -213,14 +230,18 @@ class _Any(_All):
 
 
 class _Not(_Evaluator):
-    __slots__ = ("item", "horizon", "fast")
+    __slots__ = ("item", "horizon")
 
     def __init__(self, item: _Evaluator, zone: tzinfo) -> None:
         self.zone = zone
         self.item = item
         self.horizon = item.horizon
-        inner = item.fast
-        self.fast = None if inner is None else (lambda wall: not inner(wall))
+
+    @property
+    def fast(self):
+        """The part's predicate negated, made when asked (see ``_All.fast``)."""
+        inner = self.item.fast
+        return None if inner is None else (lambda wall: not inner(wall))
 
     def value(self, wall, ctx):
         return not self.item.value(wall, ctx)
@@ -401,7 +422,7 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         return _Zoned(self.visit(node.item, inner_zone), inner_zone)
 
     def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
-        return _Clock(clock_window(node.unit, node.window), zone)
+        return _Clock(node, zone)
 
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
         clock = clock_window(ast.PERIOD_UNIT[node.period], node.window)
@@ -729,9 +750,20 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
     waiting tasks; nor a bound method, which would make every condition a cycle that
     only the garbage collector frees).
     """
-    if _clock_tree(evaluator) is None:
+    if not _pure_clock(evaluator):
         return evaluator.fast
     return _WARMING
+
+
+def _pure_clock(evaluator: _Evaluator) -> bool:
+    """Whether ``_clock_tree`` has a tree for ``evaluator`` (its windows left unresolved)."""
+    if isinstance(evaluator, (_Clock, _Constant)):
+        return True
+    if isinstance(evaluator, _Not):
+        return _pure_clock(evaluator.item)
+    if isinstance(evaluator, _All):  # _Any is an _All too
+        return all(_pure_clock(item) for item in evaluator.items)
+    return False
 
 
 def _clock_tree(evaluator: _Evaluator):
@@ -768,9 +800,23 @@ def _zone(timezone: str | tzinfo | None) -> tzinfo:
     return timezone
 
 
+class _NotKept(Exception):
+    """A text compiled by ``_compile_cached`` that must not be kept: it names conditions."""
+
+    def __init__(self, condition: Condition) -> None:
+        super().__init__()
+        self.condition = condition
+
+
 @lru_cache(maxsize=4096)
 def _compile_cached(text: str, timezone: str | None) -> Condition:
-    return Condition(parse(text), timezone=timezone, text=text)
+    condition = Condition(parse(text), timezone=timezone, text=text)
+    # Without rules, every name in the text is a registered custom condition (or the
+    # compile raised): such texts are not kept, as custom conditions may be registered
+    # later. An exception leaves the lru_cache untouched.
+    if condition._customs:
+        raise _NotKept(condition)
+    return condition
 
 
 def compile_condition(
@@ -785,16 +831,13 @@ def compile_condition(
     ``rules`` maps names to conditions defined elsewhere (see ``load_rules``);
     ``registry`` holds custom conditions (default: ``conddsl.custom.default_registry``).
     """
-    node = parse(text)
-    plain = rules is None and registry is None and not _has_reference(node)
-    if plain and (timezone is None or isinstance(timezone, str)):
-        # Texts with names are not cached: custom conditions may be registered later.
-        return _compile_cached(text, timezone)
-    return Condition(node, timezone=timezone, rules=rules, registry=registry, text=text)
-
-
-def _has_reference(node: ast.Node) -> bool:
-    return any(isinstance(item, ast.Reference) for item in ast.walk(node))
+    if rules is None and registry is None and (timezone is None or isinstance(timezone, str)):
+        # The text cache first: a text compiled before is neither parsed nor walked again.
+        try:
+            return _compile_cached(text, timezone)
+        except _NotKept as named:
+            return named.condition
+    return Condition(parse(text), timezone=timezone, rules=rules, registry=registry, text=text)
 
 
 def _zoned(node: ast.Node, zone: tzinfo) -> ast.Node:

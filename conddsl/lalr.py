@@ -7,6 +7,15 @@ scanners of the contextual lexer (so it accepts exactly what Lark accepts and sp
 the text into the same tokens), and calls the :class:`~conddsl.parse.AstBuilder`
 methods as each rule is reduced, with the positions Lark would have given them.
 
+An LALR parse depends on the types of the words alone, so every text of one *shape*
+(``time of day between 08:00 and 18:00`` and ``time of day between 7pm and 9pm``) is
+reduced alike. The first text of a shape runs the table and writes the shape's program
+(which method each reduction calls, with which words' positions and which children);
+the trie of shapes then keeps, for each sequence of word types, the scanner of the
+parser's state after it. A later text of that shape is read along the trie and built
+by the program: no table is consulted. Trie and programs are made from Lark's tables,
+so the grammar stays the one source of syntax.
+
 It only ever answers for a text that parses and builds without a problem: anything
 else (a syntax error, a bad value, a nesting deep enough to need the depth check)
 raises :class:`_Fallback`, and :func:`conddsl.parse.parse` then runs Lark's full path,
@@ -78,11 +87,14 @@ class Token(str):
 class Meta:
     """A rule's positions, as Lark's ``propagate_positions`` sets them."""
 
-    __slots__ = ("start_pos", "end_pos", "line", "column", "end_line", "end_column")
+    __slots__ = ("start_pos", "end_pos", "line", "column", "end_line", "end_column", "span")
 
     def __init__(self, start: int, end: int, lines: _Lines | None) -> None:
         self.start_pos = start
         self.end_pos = end
+        # The builder's Span of these positions, kept here by the builder on first use:
+        # a Meta of one line is shared by every text, and so is its Span.
+        self.span = None
         if lines is None:  # one line: columns are offsets
             self.line = self.end_line = 1
             self.column = start + 1
@@ -108,10 +120,16 @@ def _one_line_meta(start: int, end: int) -> Meta:
     return meta
 
 
-def _meta(start: int, end: int, lines: _Lines | None) -> Meta:
+def _meta_of(key: tuple[int, int], lines: _Lines | None) -> Meta:
+    """The Meta of (start, end): shared for one line, made anew for several."""
     if lines is None:
-        return _ONE_LINE_METAS.get((start, end)) or _one_line_meta(start, end)
-    return Meta(start, end, lines)
+        return _one_line_meta(*key)
+    return Meta(key[0], key[1], lines)
+
+
+# Shapes learnt before the trie starts again: each costs about 3 KB (its trie nodes and
+# program), most applications have a few dozen.
+_SHAPES_MAX = 1024
 
 
 # What a reduction does (see FastParser.__init__).
@@ -136,6 +154,9 @@ class FastParser:
         self._max_stack = max_stack
         kept_terminals: set[str] = set()
         plans: dict[Any, tuple] = {}
+        # Rules whose handlers never read their positions (the builder says which): their
+        # steps pass None, and no Meta is looked up for them.
+        unplaced = frozenset(getattr(builder_type, "without_positions", ()))
         for rule in lark.rules:
             keep = []
             for index, symbol in enumerate(rule.expansion):
@@ -167,15 +188,13 @@ class FastParser:
                 kind = _EXPAND1
             else:
                 kind = _BUILD
-            # The index of the one child a rule keeps as is (-1: several, or spliced ones).
-            single = keep[0][0] if len(keep) == 1 and not keep[0][1] else -1
             plans[rule] = (
                 kind,
                 len(rule.expansion),
                 tuple(keep),
                 handler,
                 rule.origin.name,
-                single,
+                name not in unplaced,  # whether the handler reads its Meta
             )
         # Each parser state: its actions (an int is a shift to that state, a tuple a
         # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
@@ -200,11 +219,21 @@ class FastParser:
         self._lexers = frontend.lexer.lexers
         self._kept = frozenset(kept_terminals)
         self._unit_chains: dict[tuple[int, int, str], int] = {}
-        # Skipping a blank before the scanner is exact only if no terminal but the
-        # ignored ones can match from a blank (Lark would then weigh priorities): true
-        # of grammar/conddsl.lark, which tests/test_fast_parse.py checks (checking it
-        # here would compile every terminal's regex on the first parse).
-        self._skip_blank = True
+        # Reading a single blank between words without the scanner is exact only if no
+        # terminal but the ignored ones can match from a blank (Lark would then weigh
+        # priorities): true of grammar/conddsl.lark, which tests/test_fast_parse.py checks.
+        self.forget()
+
+    def forget(self) -> None:
+        """Start the trie of shapes again (it is bounded; benchmarks time a first sight)."""
+        self._root = _Node(self._scan(self._start))
+        self._shapes = 0
+        self._shared: dict[tuple, tuple] = {}  # the parts of programs, one of each
+
+    @property
+    def shapes(self) -> int:
+        """How many shapes the trie holds."""
+        return self._shapes
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
@@ -218,7 +247,11 @@ class FastParser:
         for type_, callback in lexer.callback.items():
             if not isinstance(callback, UnlessCallback):  # pragma: no cover
                 raise TypeError(f"unexpected lexer callback for {type_}")
-            keywords[type_] = callback.scanner.fullmatch
+            mres = callback.scanner._mres
+            if len(mres) != 1:  # pragma: no cover - Lark splits past 100 keywords
+                raise TypeError("a keyword scanner is split in parts")
+            # The compiled pattern's own fullmatch: its match names the keyword's type.
+            keywords[type_] = mres[0].fullmatch
         scan = self._scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
         return scan
 
@@ -237,27 +270,79 @@ class FastParser:
         return found
 
     def parse(self, text: str, builder: Any) -> Any:
-        """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off."""
-        lines = _Lines(text) if "\n" in text else None
+        """The AST of ``text``, built by ``builder``; :class:`_Fallback` if anything is off.
+
+        The words are read along the trie of shapes seen before: each node holds the
+        scanner of the parser's state after the words that lead to it, so no parse
+        table is consulted; the shape's program then builds the AST. A text of a shape
+        not seen before is parsed on the table by :meth:`_study`, which learns it.
+        """
+        size_text = len(text)
+        node = self._root
+        pos = 0
+        matches: list = []
+        append = matches.append
+        while True:
+            if pos < size_text and text[pos] == " ":
+                pos += 1  # the usual single blank between words, without the scanner
+            if pos >= size_text:
+                program = node.program
+                break
+            found = node.match(text, pos)
+            if found is None:
+                raise _Fallback
+            type_ = found.lastgroup
+            keyword = node.keywords.get(type_)
+            if keyword is not None:  # a word that may be a keyword here (Lark's "unless")
+                keyword = keyword(found.group())
+                if keyword is not None:
+                    type_ = keyword.lastgroup
+            child = node.children.get(type_)
+            if child is None:
+                program = None
+                break
+            if child is not node:  # else an ignored word
+                append(found)
+                node = child
+            pos = found.end()
+        if program is None:
+            return self._study(text, builder)
+        return _run(program, matches, builder, _Lines(text) if "\n" in text else None)
+
+    def _study(self, text: str, builder: Any) -> Any:
+        """The AST of a text of a shape not seen yet; the trie learns the shape.
+
+        The parse table runs as Lark runs it, with the same per-state scanners, and the
+        builder's methods are called as each rule is reduced. Beside each value goes its
+        symbol, which says where it came from: each reduction also becomes a step of the
+        shape's program (which children the method gets, from which words its positions
+        come), so a later text of the same shape is built without the table.
+        :class:`_Fallback` for anything the fast path does not answer for; a text that
+        raises is not learnt.
+        """
         actions_of = self._actions
         gotos = self._gotos
         scans = self._scans
         kept = self._kept
         end_state = self._end
         max_stack = self._max_stack
-        chains = self._unit_chains
-        skip_blank = self._skip_blank
-        metas = _ONE_LINE_METAS
-        # One entry per symbol: (parser state, value, start offset, end offset).
-        stack = [(self._start, None, 0, 0)]
+        lines = _Lines(text) if "\n" in text else None
+        metas = _ONE_LINE_METAS if lines is None else _NO_METAS
+        program = _Program(self._shared)
+        # One entry per symbol: (parser state, slot, value, first word, last word). The
+        # slot says where the value will be in the program's values (see _Program): a
+        # word's index, ~i for the i-th step's result, None for a word the tree drops,
+        # or a list of slots (what a _rule splices into its parent), the value alike.
+        stack: list[tuple[int, Any, Any, int, int]] = [(self._start, None, None, -1, -1)]
+        matches: list = []
+        path: list[tuple[str, int]] = []  # (word type, parser state after it)
         size_text = len(text)
         pos = 0
         found = None
         state = self._start
         while True:
-            # ---- the next token, read by this state's scanner
-            if skip_blank and pos < size_text and text[pos] == " ":
-                pos += 1  # the usual single blank between words, without the scanner
+            if pos < size_text and text[pos] == " ":
+                pos += 1
             if pos >= size_text:
                 type_ = "$END"
             else:
@@ -273,10 +358,11 @@ class FastParser:
                             type_ = "$END"
                             break
                         continue
-                    if type_ in keywords:  # a word that is a keyword here (Lark's "unless")
-                        type_ = keywords[type_](found.group()) or type_
+                    if type_ in keywords:
+                        keyword = keywords[type_](found.group())
+                        if keyword is not None:
+                            type_ = keyword.lastgroup
                     break
-            # ---- reduce as long as the table says so, then shift the token
             while True:
                 arg = actions_of[state].get(type_)
                 if arg is None:
@@ -284,6 +370,9 @@ class FastParser:
                 if arg.__class__ is int:  # shift
                     if type_ == "$END" or len(stack) > max_stack:
                         raise _Fallback
+                    index = len(matches)
+                    matches.append(found)
+                    path.append((type_, arg))
                     end = found.end()
                     if type_ in kept:
                         token = _new_str(Token, found.group())
@@ -292,65 +381,155 @@ class FastParser:
                         token.end_pos = end
                         if lines is not None:
                             token.lines = lines
-                        stack.append((arg, token, pos, end))
+                        program.words.append((index, type_))
+                        stack.append((arg, index, token, index, index))
                     else:
-                        stack.append((arg, None, pos, end))
+                        stack.append((arg, None, None, index, index))
                     state = arg
                     pos = end
                     break
-                kind, size, keep, handler, origin, single = arg
+                kind, size, keep, handler, origin, placed = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
-                    state = chains.get((below, state, type_)) or self._unit_chain(
-                        below, state, type_
-                    )
+                    state = self._unit_chain(below, state, type_)
                     top = stack[-1]
-                    stack[-1] = (state, top[1], top[2], top[3])
+                    stack[-1] = (state, top[1], top[2], top[3], top[4])
+                    if state == end_state and type_ == "$END":
+                        break
+                    continue
+                raw = stack[-size:]
+                del stack[-size:]
+                first = raw[0][3]
+                last = raw[-1][4]
+                symbols: list = []
+                children: list = []
+                for index, inline in keep:
+                    entry = raw[index]
+                    if inline:
+                        symbols.extend(entry[1])
+                        children.extend(entry[2])
+                    else:
+                        symbols.append(entry[1])
+                        children.append(entry[2])
+                if kind == _SPLICE:
+                    symbol, value = symbols, children
+                elif kind == _EXPAND1 and len(children) == 1:
+                    symbol, value = symbols[0], children[0]  # the child stands for the rule
+                    if symbol >= 0:  # a word: Lark keeps its own positions
+                        first = last = symbol
                 else:
-                    raw = stack[-size:]
-                    del stack[-size:]
-                    start = raw[0][2]
-                    stop = raw[-1][3]
-                    if single >= 0:
-                        children = [raw[single][1]]
+                    if handler is _no_handler:
+                        raise _Fallback
+                    if placed:
+                        key = (matches[first].start(), matches[last].end())
+                        meta = metas.get(key) or _meta_of(key, lines)
+                        symbol = program.call(handler, first, last, symbols)
                     else:
-                        children = None
-                        for index, inline in keep:
-                            value = raw[index][1]
-                            if children is not None:
-                                if inline:
-                                    children.extend(value)
-                                else:
-                                    children.append(value)
-                            elif inline:
-                                # The first part's own list, grown in place: it was made by
-                                # this driver for that reduction alone (left-recursive lists
-                                # like many words stay linear, not a copy per word).
-                                children = value
-                            else:
-                                children = [value]
-                        if children is None:
-                            children = []
-                    if kind == _BUILD:
-                        if lines is None:
-                            meta = metas.get((start, stop))
-                            if meta is None:
-                                meta = _one_line_meta(start, stop)
-                        else:
-                            meta = Meta(start, stop, lines)
-                        value = handler(builder, meta, children)
-                    elif kind == _SPLICE:
-                        value = children
-                    elif len(children) == 1:  # _EXPAND1: the child stands for the rule
-                        value = children[0]
-                        if value.__class__ is Token:  # Lark keeps a token's own positions
-                            start, stop = value.start_pos, value.end_pos
-                    else:
-                        value = handler(builder, _meta(start, stop, lines), children)
-                    state = gotos[stack[-1][0]][origin]
-                    stack.append((state, value, start, stop))
+                        meta = None
+                        symbol = program.call(handler, -1, -1, symbols)
+                    value = handler(builder, meta, children)
+                state = gotos[stack[-1][0]][origin]
+                stack.append((state, symbol, value, first, last))
                 if state == end_state and type_ == "$END":
-                    return stack[-1][1]
+                    break
+            if type_ == "$END":
+                break  # only an accepted text leaves the loop above on its end
+        if stack[-1][1] != ~(len(program.steps) - 1):  # pragma: no cover - see _run
+            raise _Fallback  # the start rule is the last step, whose result _run returns
+        self._learn(path, program.finish())
+        return stack[-1][2]
+
+    def _learn(self, path: list[tuple[str, int]], program: tuple) -> None:
+        """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
+        if self._shapes >= _SHAPES_MAX:
+            self.forget()
+        node = self._root
+        for type_, state in path:
+            child = node.children.get(type_)
+            if child is None:
+                # Made whole before it is put in: another thread may be walking the trie.
+                child = node.children.setdefault(
+                    type_, _Node(self._scans[state] or self._scan(state))
+                )
+            node = child
+        if node.program is None:
+            self._shapes += 1
+        node.program = program
+
+
+class _Node:
+    """A node of the trie of shapes: the words so far lead here."""
+
+    __slots__ = ("match", "keywords", "children", "program")
+
+    def __init__(self, scan: tuple) -> None:
+        self.match, self.keywords, ignored = scan
+        # An ignored word (a blank, a comment) leads back here: one look-up a word tells
+        # it from the words of the shape (no ignored type has a keyword, see _scan).
+        self.children: dict[str, _Node] = dict.fromkeys(ignored, self)
+        self.program: tuple | None = None  # set where a whole condition may end
+
+
+class _Program:
+    """One shape's program, written as its reductions are studied.
+
+    ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
+    the builder makes, (handler, first word, last word (-1: it reads no positions), the
+    slots of its children among the values (an int for a single child), its own slot).
+    The values are the words from the front, then the steps' results from the back: the
+    i-th step's slot is ``~i``, whatever the number of words, so equal steps of different
+    shapes are one tuple.
+    """
+
+    def __init__(self, shared: dict) -> None:
+        self.words: list[tuple[int, str]] = []
+        self.steps: list[tuple] = []
+        self.shared = shared  # the steps of every program, one of each
+
+    def call(self, handler: Any, first: int, last: int, slots: list) -> int:
+        """Add a step; its slot, which stands for its result while the shape is studied."""
+        slot = ~len(self.steps)
+        if len(slots) == 1:
+            step = (handler, first, last, slots[0], slot)
+        else:
+            refs = tuple(slots)
+            step = (handler, first, last, self.shared.setdefault(refs, refs), slot)
+        self.steps.append(self.shared.setdefault(step, step))
+        return slot
+
+    def finish(self) -> tuple:
+        """The program."""
+        return tuple(self.words), tuple(self.steps)
+
+
+_NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta anew
+
+
+def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> Any:
+    """The AST of a text of a known shape: its words made tokens, then each step."""
+    words, steps = program
+    values: list = [None] * (len(matches) + len(steps))
+    for index, type_ in words:
+        found = matches[index]
+        token = _new_str(Token, found.group())
+        token.type = type_
+        token.start_pos = found.start()
+        token.end_pos = found.end()
+        if lines is not None:
+            token.lines = lines
+        values[index] = token
+    metas = _ONE_LINE_METAS if lines is None else _NO_METAS
+    for handler, first, last, refs, slot in steps:
+        if first < 0:  # a handler that reads no positions
+            meta = None
+        else:
+            key = (matches[first].start(), matches[last].end())
+            meta = metas.get(key) or _meta_of(key, lines)
+        if refs.__class__ is int:  # one child, the most common: no comprehension
+            values[slot] = handler(builder, meta, [values[refs]])
+        else:
+            values[slot] = handler(builder, meta, [values[ref] for ref in refs])
+    return values[-len(steps)]  # the last step's: the start rule
 
 
 def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:

@@ -96,7 +96,9 @@ _NON_ASCII_DIGIT = re.compile(r"[^\x00-\x7f]", re.A)
 
 def _fraction(digits: str | None) -> int:
     """Microseconds of a fraction's digits (``5`` -> 500000); past six digits are dropped."""
-    return int((digits or "")[:6].ljust(6, "0"))
+    if not digits:
+        return 0  # the usual case: no fraction written
+    return int(digits[:6].ljust(6, "0"))
 
 
 def check_ascii_digits(text: str, start: int) -> None:

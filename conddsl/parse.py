@@ -54,7 +54,7 @@ def parse(text: str) -> ast.Node:
             code="E105",
             hint="split it into named conditions in a .cond file",
         )
-    if not text.strip() or _only_comments(text):
+    if not text or text.isspace() or ("#" in text and _only_comments(text)):
         raise ConditionSyntaxError(
             "the condition is empty",
             text=text,
@@ -163,11 +163,26 @@ def _span(line: int, column: int, end_line: int, end_column: int) -> Span:
 
 
 def _meta_span(meta) -> Span:
-    return _span(meta.line, meta.column, meta.end_line, meta.end_column)
+    try:
+        span = meta.span  # conddsl.lalr's Meta keeps its Span
+    except AttributeError:  # Lark's own Meta, on the full path
+        return _span(meta.line, meta.column, meta.end_line, meta.end_column)
+    if span is None:
+        span = meta.span = _span(meta.line, meta.column, meta.end_line, meta.end_column)
+    return span
 
 
 def _token_span(token: Token) -> Span:
     return _span(token.line, token.column, token.end_line, token.end_column)
+
+
+_ONE_POINT_WINDOWS = {
+    "after": ast.After,
+    "before": ast.Before,
+    "on": ast.On,
+    "starting": ast.Starting,
+}
+_new_tuple = tuple.__new__
 
 
 def _opt(children: list, index: int):
@@ -190,8 +205,29 @@ def _with_span(point: ast.Node, text: str, words: list[Word]):
 class AstBuilder(Transformer):
     """The parse tree -> AST nodes with spans; literal values are read by conddsl.literals."""
 
+    # The rules whose methods below never read ``meta``: conddsl.lalr gives them None.
+    without_positions = frozenset(
+        {
+            "start",
+            "zone",
+            "clock_unit",
+            "period",
+            "point",
+            "duration",
+            "task_name",
+            "task_names",
+            "task_prefix",
+            "action",
+            "dependency",
+            "comparison",
+        }
+    )
+
+    # What Transformer.__init__(visit_tokens=False) would set on each builder: one is
+    # made per parse, and the class attribute spares the call.
+    __visit_tokens__ = False
+
     def __init__(self, text: str) -> None:
-        super().__init__(visit_tokens=False)
         self.text = text
 
     # -------- structure
@@ -238,17 +274,19 @@ class AstBuilder(Transformer):
 
     def clock_unit(self, meta, children):
         # Interned: every condition of the same unit shares the one string (issue 21).
-        return sys.intern(str(children[0]).lower())
+        # (A token's lower() is already a plain str.)
+        return sys.intern(children[0].lower())
 
     def period(self, meta, children):
-        return str(children[0]).lower()
+        return children[0].lower()
 
     def point(self, meta, children):
-        return [Word(str(t), t.start_pos, t.end_pos) for t in children]
+        # tuple.__new__ straight: the named tuple's own __new__ is one more Python call.
+        return [_new_tuple(Word, (str(t), t.start_pos, t.end_pos)) for t in children]
 
     def between(self, meta, children):
         start, joiner, end = children
-        if str(joiner) == "&":
+        if joiner == "&":  # a token is a str
             raise ConditionSyntaxError(
                 "'between' needs the word 'and' between its two ends",
                 text=self.text,
@@ -271,25 +309,20 @@ class AstBuilder(Transformer):
         return ("starting", meta, children[0])
 
     def _window(self, unit: str, raw) -> ast.Node:
-        kind, meta, *points = raw
-        span = _meta_span(meta)
+        kind = raw[0]
+        span = _meta_span(raw[1])
         if kind == "between":
-            start = parse_point(unit, points[0], is_end=False)
-            end = parse_point(unit, points[1], is_end=True)
+            first, second = raw[2], raw[3]
+            start = parse_point(unit, first, is_end=False)
+            end = parse_point(unit, second, is_end=True)
             return ast.Between(
-                _with_span(start, self.text, points[0]),
-                _with_span(end, self.text, points[1]),
+                _with_span(start, self.text, first),
+                _with_span(end, self.text, second),
                 span=span,
             )
-        is_end = kind == "before"
-        value = _with_span(parse_point(unit, points[0], is_end=is_end), self.text, points[0])
-        node_type = {
-            "after": ast.After,
-            "before": ast.Before,
-            "on": ast.On,
-            "starting": ast.Starting,
-        }[kind]
-        return node_type(value, span=span)
+        words = raw[2]
+        value = _with_span(parse_point(unit, words, is_end=kind == "before"), self.text, words)
+        return _ONE_POINT_WINDOWS[kind](value, span=span)
 
     def time_of(self, meta, children):
         unit, raw = children

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,63 @@ def test_no_terminal_but_the_ignored_ones_starts_with_a_blank():
             for rest in ("x", "1", "and", "'a'", "#", "*", "in past"):
                 pattern = terminal.pattern.to_regexp()
                 assert re.match(pattern, blank + rest, conf.g_regex_flags) is None, terminal
+
+
+def test_a_compiled_text_is_not_parsed_again(monkeypatch):
+    """compile_condition asks its text cache before parsing: a hit costs no parse."""
+    import conddsl.compile as compile_module
+
+    compile_module._compile_cached.cache_clear()
+    calls = []
+    real = compile_module.parse
+    monkeypatch.setattr(compile_module, "parse", lambda text: calls.append(text) or real(text))
+    text = "time of day between 08:13 and 09:47 | weekly"
+    first = compile_module.compile_condition(text, timezone="UTC")
+    assert compile_module.compile_condition(text, timezone="UTC") is first
+    assert calls == [text]
+
+
+def test_a_text_with_names_is_compiled_anew_each_time(monkeypatch):
+    """Custom conditions may be registered later: such texts are not kept."""
+    from conddsl.compile import compile_condition
+    from conddsl.custom import default_registry
+
+    monkeypatch.setattr(default_registry, "_by_phrase", {})
+    with pytest.raises(ConditionSyntaxError, match="E120"):
+        compile_condition("disk is full", timezone="UTC")
+    default_registry.register("disk is full", lambda: True)
+    first = compile_condition("disk is full", timezone="UTC")
+    second = compile_condition("disk is full", timezone="UTC")
+    assert first is not second and first == second
+    assert first.is_true(datetime(2024, 1, 1))
+
+
+def test_a_shape_is_studied_once(monkeypatch):
+    """Texts of one shape (the same words' types) share one program: the parse table runs
+    for the first of them only, and each still gets its own values and positions."""
+    fast = _fast_parser().__self__
+    studied = []
+    real = fast._study
+    monkeypatch.setattr(fast, "_study", lambda text, b: studied.append(text) or real(text, b))
+    texts = [
+        "time of week between Mon 07:13 and Fri 19:41 | time of minute after 41",
+        "time of week between sat 00:00 and Sun 23:59 | time of minute after 7",
+        "time of  week between\\nTue 1:00 and wed 2:00 # the night\\n| time of minute after 0",
+    ]
+    texts[2] = texts[2].replace("\\n", "\n")
+    for text in texts:
+        assert _fast(text) == _slow(text), text
+    assert studied.count(texts[0]) <= 1
+    assert texts[1] not in studied and texts[2] not in studied
+
+
+def test_the_trie_of_shapes_is_bounded(monkeypatch):
+    import conddsl.lalr as lalr
+
+    fast = _fast_parser().__self__
+    monkeypatch.setattr(lalr, "_SHAPES_MAX", 5)
+    fast.forget()
+    texts = [" | ".join(["daily"] * n) for n in range(1, 13)]
+    for text in texts * 2:
+        assert _fast(text) == _slow(text)
+        assert 1 <= fast.shapes <= 5
