@@ -3,9 +3,9 @@
 The readers of durations, timeouts and timezones live in :mod:`conddsl.setting_values`
 (re-exported here), which does not need pydantic. They raise
 :class:`~conddsl.errors.SettingValueError`, which names the setting for the API; the
-pydantic types (``Duration``, ``Grace``,
-``Timeout``, ``Zone``) turn the same facts into a task file's finding (its key is the
-finding's location, so the message starts with "the duration").
+pydantic types (``Duration``, ``Grace``, ``Timeout``, ``Zone``) turn the same facts into
+a task file's finding (its key is the finding's location, so the message starts with
+"the duration").
 
 :class:`SchedulerSettings` declares once the scheduler settings that the API's
 ``SchedulerConfig`` and the task file's ``[scheduler]`` table share (name, type, default
