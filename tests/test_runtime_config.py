@@ -278,7 +278,7 @@ def test_plain_values_read_as_the_model_reads_them(config):
 
     assert _plain(config) is not None  # read without the model
     ours = SchedulerConfig.load(config)
-    model = config_model.SchedulerConfig.model_validate(config or {})
+    model = config_model.SchedulerConfigModel.model_validate(config or {})
     for name in FIELDS:
         if name == "history":
             assert type(getattr(ours, name)) is type(getattr(model, name))
@@ -290,7 +290,7 @@ def test_the_fields_and_defaults_are_the_models():
     from conddsl.runtime import config_model
     from conddsl.runtime.config import FIELDS, _default
 
-    model = config_model.SchedulerConfig
+    model = config_model.SchedulerConfigModel
     assert FIELDS == tuple(model.model_fields) == tuple(SchedulerConfig.model_fields)
     for name, field in model.model_fields.items():
         expected = field.default_factory() if field.default_factory else field.default
@@ -329,7 +329,7 @@ def test_the_config_is_frozen_and_answers_as_the_model():
     assert SchedulerConfig.load(config) is config
     assert copy.copy(config) == config and copy.copy(config).history is config.history
     assert SchedulerConfig(timeout=60).timeout == timedelta(minutes=1)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="1 validation error for SchedulerConfig\n"):
         SchedulerConfig(timout=60)
 
 

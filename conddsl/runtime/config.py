@@ -43,7 +43,7 @@ FIELDS = (
 def _model() -> Any:
     from conddsl.runtime import config_model
 
-    return config_model.SchedulerConfig
+    return config_model.SchedulerConfigModel
 
 
 class _Fields(type):

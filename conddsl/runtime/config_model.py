@@ -20,13 +20,13 @@ from conddsl.settings import (
 )
 
 
-class SchedulerConfig(SchedulerSettings):
+class SchedulerConfigModel(SchedulerSettings):
     """Session settings; unknown keys are an error (Rocketry ignores them silently).
 
-    Named as the public :class:`conddsl.runtime.config.SchedulerConfig` is, so that a
-    ``ValidationError`` of ``SchedulerConfig(**values)`` reads as it always did."""
+    Titled as the public :class:`conddsl.runtime.config.SchedulerConfig` is named, so
+    that a ``ValidationError`` of ``SchedulerConfig(**values)`` reads as it always did."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, title="SchedulerConfig")
 
     # instant_shutdown, kill_grace, max_process_count, timezone, execution and
     # silence_cond_check come from SchedulerSettings, shared with the task file. Here:
