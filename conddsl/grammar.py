@@ -37,11 +37,12 @@ def grammar_text() -> str:
         # A package in a folder: the file itself. importlib.resources would load its
         # readers (zipfile and 20-odd modules, ~2 MiB of RSS) to say the same.
         return beside.read_text(encoding="utf-8")
-    from importlib import resources
+    if not Path(__file__).is_file():  # a package in an archive: its loader has the file
+        from importlib import resources
 
-    packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
+        packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
+        if packaged.is_file():
+            return packaged.read_text(encoding="utf-8")
     source = here.parent / "grammar" / "conddsl.lark"
     return source.read_text(encoding="utf-8")
 

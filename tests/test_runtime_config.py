@@ -331,18 +331,3 @@ def test_the_config_is_frozen_and_answers_as_the_model():
     assert SchedulerConfig(timeout=60).timeout == timedelta(minutes=1)
     with pytest.raises(ValidationError, match="1 validation error for SchedulerConfig\n"):
         SchedulerConfig(timout=60)
-
-
-def test_a_scheduler_from_plain_values_does_not_load_pydantic():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from conddsl.runtime import Scheduler\n"
-        "app = Scheduler({'timezone': 'UTC', 'timeout': 'never', 'kill_grace': 1})\n"
-        "app.task('time of day between 10:00 and 11:00', name='t')(lambda: None)\n"
-        "print('pydantic' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.stdout.strip() == "False", done.stderr
