@@ -353,13 +353,24 @@ def _serve_requests(app, history_path: Path):
     """Answer `conddsl run-task` and `conddsl terminate` (conddsl.ops.requests) while serving."""
     from conddsl.ops.requests import RequestPoller
 
+    return RequestPoller(history_path, _request_applier(app)).start()
+
+
+def _request_applier(app):
+    """Apply a `run-task` / `terminate` request to ``app``; raising refuses it (the
+    error's text is the asker's answer)."""
+    from conddsl.errors import ControlError
+
     def apply(op: str, task: str) -> None:
         if op == "run":
             app.run_task(task)
+        elif app.task_state(task) in ("idle", "disabled"):
+            # Said, not pretended: "asked to terminate" for a task nobody runs misleads.
+            raise ControlError(f"task {task!r} is not running: nothing to terminate")
         else:
             app.terminate(task)
 
-    return RequestPoller(history_path, apply).start()
+    return apply
 
 
 SHARED_SCHEMES = ("postgresql://", "postgres://")
@@ -450,12 +461,7 @@ def _serve_shared_requests(app, store):
     """Answer `conddsl run-task` and `terminate` for this node (conddsl.ops.pg_requests)."""
     from conddsl.ops.pg_requests import PgRequestPoller
 
-    def apply(op: str, task: str) -> None:
-        if op == "run":
-            app.run_task(task)
-        else:
-            app.terminate(task)
-
+    apply = _request_applier(app)
     try:
         exclusive = [name for name, task in app.tasks.items() if not task.multilaunch]
         poller = PgRequestPoller(store.connect, store.node, app.tasks, apply, exclusive=exclusive)

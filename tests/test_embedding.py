@@ -137,7 +137,7 @@ def test_runs_still_going_after_the_grace_are_forced():
     with TestClient(webapp.create_app(app, grace=0.1)) as client:
         client.post("/tasks/slow/run")
         wait_for(client, "slow", lambda task: task["state"] == "running")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # a hang guard (slow runs for ever)
     (end,) = app.history.records("slow", actions="terminate")
     assert (end.reason, end.message) == ("forced", "shut_down(force=True) was called")
     assert [r.action for r in app.history.records("goodbye")] == ["run", "success"]

@@ -558,6 +558,11 @@ def test_run_task_and_terminate_reach_the_serving_scheduler(tmp_path, capsys, mo
         assert manual["state"] == "waiting"
         assert manual["last_run"]["outcome"] == "terminate"
 
+        # Nothing runs now: the answer says so instead of "asked to terminate".
+        code, out, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manual")
+        assert (code, out) == (1, "")
+        assert "refused: task 'manual' is not running: nothing to terminate" in err
+
         code, _, err = _cli(capsys, monkeypatch, tmp_path, "terminate", "tasks.toml", "manul")
         assert code == 2 and "did you mean 'manual'?" in err
     finally:

@@ -197,3 +197,27 @@ def test_the_cli_lists_windows_in_the_last_day_of_the_calendar(zone, capsys):
     output = capsys.readouterr()
     assert code == 0, output.err
     assert "no window before the end of the calendar" in output.out
+
+
+LAST_MINUTES = datetime(9999, 12, 31, 23, 58)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Helsinki", "America/New_York", "Etc/GMT-14"])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("cron * * * * *", True),
+        ("cron * 23 * * *", True),
+        ("cron 0 0 1 1 *", False),
+        ("time of day between 22:00 and 23:00", False),
+        ("daily", True),
+    ],
+)
+def test_the_last_minutes_of_the_calendar_in_any_zone(text, value, zone):
+    # A cron minute stepping past 9999-12-31 and a zone east of UTC (whose wall time of the
+    # calendar's last instant is past year 9999) both raised OverflowError.
+    condition = compile_condition(text, timezone=zone)
+    assert condition.is_true(LAST_MINUTES) is value
+    assert condition.next_change(LAST_MINUTES) is None  # nothing changes before the end
+    windows = list(condition.windows(datetime(9999, 12, 30), LAST_MINUTES))
+    assert bool(windows) is (text != "cron 0 0 1 1 *")

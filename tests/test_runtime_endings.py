@@ -64,7 +64,7 @@ def test_run_returns_although_a_coroutine_swallows_every_cancellation():
     )
     started = time.monotonic()
     app.run()  # asyncio.run() would wait for the coroutine forever
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # a hang guard, generous for a loaded machine
     (record,) = app.history.records(actions="terminate")
     assert record.message.endswith("ignored the cancellation; abandoned")
 

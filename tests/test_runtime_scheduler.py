@@ -307,7 +307,7 @@ def test_idle_cost_does_not_grow_with_the_number_of_tasks():
     assert app.history.records() == []
     assert app.session.cycles <= 3
     assert max(cond.calls for cond in conds) <= 2  # one is_true and one next_change
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # a hang guard; the counts above are the test
 
 
 def test_max_process_count_queues_starts():

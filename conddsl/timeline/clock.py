@@ -485,15 +485,15 @@ def _run_end(spec: CronSpec, fire: datetime, limit: datetime) -> datetime:
                 # Whole matching days: step a day at a time.
                 day = t.replace(hour=0, minute=0)
                 if spec.matches(day):
-                    t = day + timedelta(days=1)
+                    t = later(day, timedelta(days=1))
                     continue
                 return t
             if spec.matches(t):
-                t = t.replace(minute=0) + timedelta(hours=1)
+                t = later(t.replace(minute=0), timedelta(hours=1))
                 continue
             return t
         if spec.matches(t):
-            t += minute
+            t = later(t, minute)
             continue
         return t
     return limit

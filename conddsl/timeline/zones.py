@@ -183,7 +183,12 @@ def to_wall(at: datetime, zone: tzinfo) -> datetime:
     """The naive wall-clock time in ``zone`` of the aware instant ``at`` (fold kept)."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"to_wall needs an aware datetime, got {at!r}")
-    return at.astimezone(zone).replace(tzinfo=None)
+    try:
+        return at.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        # Within a day of the calendar's ends the wall time of a zone east (west) of the
+        # instant's own may lie past year 9999 (before year 1): clamp to the calendar.
+        return datetime.max if at.year == 9999 else datetime.min
 
 
 def wall_to_real(
