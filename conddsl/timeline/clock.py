@@ -343,7 +343,9 @@ class ClockWindow:
         # Edges are sums of the points' offsets, the sub-unit of "on", and cycle and
         # day lengths (clamping, overflow into the next cycle), so their gcd divides all.
         parts = [FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
-        window = self.window
+        window = self._window
+        if window is _FROM_PIECES:
+            return math.gcd(*parts, *self._fixed_pieces[0])
         if window is None:
             return math.gcd(*parts)
         if window.kind == "on":
@@ -370,8 +372,8 @@ class ClockWindow:
 
     def anchor_point(self) -> CyclePoint | None:
         """The point a whole-cycle window is anchored at (``starting X``, equal ends)."""
-        window = self.window
-        if window is None:
+        window = self._window
+        if window is None or window is _FROM_PIECES:  # a piece has ends apart: no anchor
             return None
         if window.kind == "starting":
             return window.start
@@ -428,7 +430,7 @@ class ClockWindow:
     def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The occurrence of the window holding ``at`` (for once-per-window task forms)."""
         point = self.anchor_point()
-        if point is not None or self.window is None:
+        if point is not None or self._window is None:
             start = self.anchor(at)
             following = next_cycle(self.unit, cycle_start(self.unit, start))
             end = following if point is None else self._anchor_in(following, point)
