@@ -331,3 +331,30 @@ def test_the_config_is_frozen_and_answers_as_the_model():
     assert SchedulerConfig(timeout=60).timeout == timedelta(minutes=1)
     with pytest.raises(ValidationError, match="1 validation error for SchedulerConfig\n"):
         SchedulerConfig(timout=60)
+
+
+def test_every_plain_value_of_every_key_reads_as_the_models():
+    import itertools
+    from datetime import timezone
+
+    from conddsl.runtime import config_model
+    from conddsl.runtime.config import FIELDS, _plain
+
+    store = MemoryHistory()
+    values = [True, False, 0, 1, -1, 2, 2.5, math.nan, 10**20, "2", "1h", "0 s", "never"]
+    values += [" Never ", None, timedelta(0), timedelta(seconds=3), -timedelta(seconds=1)]
+    values += ["UTC", "Europe/Helsinki", "Bad/Zone", timezone.utc, "main", "thread"]
+    values += ["process", "async", {}, {"a": 1}, {1: 2}, [], store, "x"]
+    plain = 0
+    for key, value in itertools.product(FIELDS, values):
+        config = {key: value}
+        read = _plain(config)
+        if read is None:
+            continue  # the model's to judge: accepted or refused, as it always was
+        plain += 1
+        model = config_model.SchedulerConfigModel.model_validate(config)
+        for name in FIELDS:
+            if name != "history" or key == "history":
+                theirs = getattr(model, name)
+                assert read[name] is theirs or read[name] == theirs, (key, value, name)
+    assert plain > 40  # the common values do take the plain path
