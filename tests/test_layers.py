@@ -107,22 +107,34 @@ def test_a_cycle_would_be_seen(tmp_path):
             for name in (
                 "control",
                 "deadlines",
+                "evaluator",
                 "eventloop",
                 "executors",
                 "frozen_heap",
                 "handles",
                 "judge",
                 "launcher",
+                "leftovers",
                 "lifecycle",
                 "output",
                 "phases",
                 "process_exec",
                 "records",
+                "requests",
                 "runs",
                 "runtable",
+                "session",
+                "taskbook",
                 "wake",
             )
         ),
+        # The task book is bookkeeping: it neither evaluates, nor starts, nor controls.
+        *(
+            ("conddsl.runtime.taskbook", f"conddsl.runtime.{name}")
+            for name in ("evaluator", "requests", "launcher", "lifecycle", "judge", "runtable")
+        ),
+        ("conddsl.runtime.evaluator", "conddsl.runtime.requests"),
+        ("conddsl.runtime.requests", "conddsl.runtime.evaluator"),
         # Executors know nothing of clocks (the scheduler holds the clock for them).
         ("conddsl.runtime.executors", "conddsl.runtime.clock"),
         ("conddsl.runtime.process_exec", "conddsl.runtime.clock"),

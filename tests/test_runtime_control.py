@@ -382,7 +382,7 @@ def test_a_run_asked_while_a_manual_start_is_being_made_is_refused_not_dropped()
     # silently not started (found by a run-task flood on PostgreSQL).
     app = virtual(shut_cond="time of day after 07:00")
     app.task("false", name="once")(quick)
-    launch = app._launch
+    launch = app._evaluator.launch
     answers: list[str] = []
 
     async def asking_meanwhile(task, now, **options):
@@ -395,7 +395,7 @@ def test_a_run_asked_while_a_manual_start_is_being_made_is_refused_not_dropped()
                 answers.append("accepted")
         return await launch(task, now, **options)
 
-    app._launch = asking_meanwhile
+    app._evaluator.launch = asking_meanwhile
     app.run_task("once")
     play(app)
     assert answers == ["a run of task 'once' is already asked for"]

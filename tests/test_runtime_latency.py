@@ -35,7 +35,7 @@ from runtime_helpers.scenario import (
 
 from conddsl.compile import compile_condition
 from conddsl.runtime import RealClock, Scheduler, processes
-from conddsl.runtime import scheduler as scheduler_module
+from conddsl.runtime import evaluator as evaluator_module
 from conddsl.runtime.executors import AsyncExecutor
 from conddsl.runtime.runs import Host, Run
 from conddsl.runtime.tasks import Task
@@ -207,7 +207,7 @@ def test_every_record_is_written_when_serve_returns():
 
 
 def test_a_sliced_pass_starts_everything_at_the_same_instant(monkeypatch):
-    monkeypatch.setattr(scheduler_module, "SLICE", 0.0)  # yield after every evaluation
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)  # yield after every evaluation
     app = virtual(start="06:59", shut_cond="time of day after 07:30")
     for number in range(30):
         app.task("time of day between 07:00 and 07:01", name=f"t{number}", timeout=60)(
@@ -222,7 +222,7 @@ def test_a_sliced_pass_starts_everything_at_the_same_instant(monkeypatch):
 
 
 def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
-    monkeypatch.setattr(scheduler_module, "SLICE", 0.0)
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)
     app = virtual(start="06:59", shut_cond="scheduler has more than 3 cycles")
     for number in range(20):
         app.task("time of day between 07:00 and 07:01", name=f"t{number}", timeout=60)(

@@ -110,9 +110,9 @@ if TYPE_CHECKING:
         ControlError,
         Scheduler,
         SchedulerError,
-        Session,
         UnknownTaskError,
     )
+    from conddsl.runtime.session import Session
     from conddsl.runtime.signals import install_signal_handlers
     from conddsl.runtime.tasks import Task, TerminationWarning
 
@@ -162,7 +162,7 @@ _WHERE = {
     "ControlError": "scheduler",
     "Scheduler": "scheduler",
     "SchedulerError": "scheduler",
-    "Session": "scheduler",
+    "Session": "session",
     "UnknownTaskError": "scheduler",
     "install_signal_handlers": "signals",
     "Task": "tasks",

@@ -1,5 +1,6 @@
 """Starting runs on their executors and recording how each ends: exactly once, in
-causal order, with its timeout armed and the clock held while it dies.
+causal order, with its timeout armed and the clock held while it dies; the fork server
+warmed before anything starts.
 
 The scheduler decides *when* a task starts or a run is asked to stop; this module does
 it: it builds the executors (one per execution), gives each run its flag, its timeout
@@ -108,6 +109,25 @@ class Launcher:
             "command": processes,
         }
         return processes
+
+    async def warm(
+        self, tasks: list[Task], cancelled: Callable[[], bool], woken: asyncio.Event
+    ) -> None:
+        """Have the fork server (for ``tasks``, process and command tasks) up before
+        anything starts, unless ``cancelled()`` turns true meanwhile (checked whenever
+        ``woken`` is set): a task module slow to import must not hold up a Ctrl-C
+        (nothing has started yet, so nothing needs the server)."""
+        assert self.processes is not None
+        warming = asyncio.ensure_future(self.processes.warm(tasks))
+        while not warming.done():
+            if cancelled():
+                warming.cancel()
+                return
+            waking = asyncio.ensure_future(woken.wait())
+            await asyncio.wait({warming, waking}, return_when=asyncio.FIRST_COMPLETED)
+            waking.cancel()
+            woken.clear()  # (the scheduler's loop applies every request when it begins)
+        warming.result()
 
     def start(
         self,

@@ -45,9 +45,10 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from conddsl.bounded import read_bounded
+from conddsl.errors import ConfigError
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
 from conddsl.trust import believed, history_folder_problem, untrusted
@@ -85,6 +86,27 @@ def registry_path(history: object) -> str | None:
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
     return os.path.abspath(path) + SUFFIX
+
+
+def registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
+    """``setting`` if it is a ``process_registry`` value, else a ConfigError."""
+    if setting is None or setting is False or isinstance(setting, str | os.PathLike):
+        return setting  # type: ignore[return-value]
+    raise ConfigError(
+        f"process_registry is a file's path, None (beside a history file) or False (none);"
+        f" not {setting!r}"
+    )
+
+
+def registry_file(setting: object, history: object) -> str | None:
+    """The process registry's file for a ``process_registry`` setting (None: beside
+    ``history`` if it is a file, False: none), or None."""
+    setting = registry_setting(setting)
+    if setting is None:
+        return registry_path(history)
+    if setting is False:
+        return None
+    return os.path.abspath(os.fspath(setting))
 
 
 def registry_problems(path: str) -> list[str]:

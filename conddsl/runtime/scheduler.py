@@ -1,130 +1,82 @@
 """The scheduler: starts tasks when their condition holds and ends them by timeout, end
 condition or shutdown, sleeping until the next instant anything can change.
 
-This module is the core loop and the public API; each subsystem is a collaborator of
+This module is the public API and the core loop; each subsystem is a collaborator of
 its own, and this module only says when each is asked:
 
-- :mod:`~conddsl.runtime.deadlines`: when each task is next looked at, when runs time out;
-- :mod:`~conddsl.runtime.wake`: which tasks a record wakes, and the keys due now;
-- :mod:`~conddsl.runtime.control`: control requests from any thread, as queued callables;
-- :mod:`~conddsl.runtime.phases`: the scheduler's state and the session's phase (enums);
-- :mod:`~conddsl.runtime.lifecycle`: the steps that move them: the startup and closing
-  tasks, graceful and forced shutdown, fatal errors;
-- :mod:`~conddsl.runtime.runtable`: the live runs, process slots, the dying cap;
-- :mod:`~conddsl.runtime.launcher`: starting runs on the executors, recording how they end;
-- :mod:`~conddsl.runtime.judge`: what a condition that fails (or an outage) makes of
-  the answer;
-- :mod:`~conddsl.runtime.records`: the record writer and its listeners (``subscribe``);
-- :mod:`~conddsl.runtime.eventloop`: ``run()``'s own event loop, and what is left on it;
-- :mod:`~conddsl.runtime.frozen_heap`: ``gc.freeze`` while serving.
+- :mod:`~conddsl.runtime.taskbook`: the tasks and what is pending for each (manual and
+  permanent starts, retries, when each is next looked at, the keys due now);
+- :mod:`~conddsl.runtime.evaluator`: the evaluation of the keys due (ends, starts, next
+  checks), in time slices;
+- :mod:`~conddsl.runtime.requests`: what each control request checks and does, applied
+  through :mod:`~conddsl.runtime.control` (queued callables, safe from any thread);
+- :mod:`~conddsl.runtime.deadlines` and :mod:`~conddsl.runtime.wake`: the timers (checks,
+  timeouts), which tasks a record wakes, the order of the keys due;
+- :mod:`~conddsl.runtime.lifecycle` and :mod:`~conddsl.runtime.phases`: the state and the
+  session's phase, and the steps that move them (startup and closing tasks, graceful
+  and forced shutdown, fatal errors);
+- :mod:`~conddsl.runtime.runtable`, :mod:`~conddsl.runtime.launcher`,
+  :mod:`~conddsl.runtime.judge`, :mod:`~conddsl.runtime.records`: the live runs and
+  process slots; starting runs and recording how they end; what a condition that fails
+  makes of the answer; the record writer and its listeners (``subscribe``);
+- :mod:`~conddsl.runtime.session`, :mod:`~conddsl.runtime.eventloop`,
+  :mod:`~conddsl.runtime.frozen_heap`: what conditions read of the scheduler; ``run()``'s
+  own event loop; ``gc.freeze`` while serving.
 
 The loop sleeps until the earlier of the next check and the next timeout, or until an
-event (a run ended, a task was added, a shutdown or another control request was made).
-An idle scheduler touches no task whose time has not come.
+event (a run ended, a task was added, a control request was made); an idle scheduler
+touches no task whose time has not come. Each turn applies the control requests, then
+has the evaluator collect and evaluate the keys due; a turn the evaluator cut at its
+time slice goes on at once and is not a new cycle (``scheduler cycles`` counts
+wake-ups). A session goes through three phases: *startup* (the ``on_startup`` tasks,
+one after the other), *main* (the permanent tasks start, the others by their
+conditions) and, once a shutdown has let every run end, *closing* (the
+``on_shutdown`` tasks, one after the other).
 
-A session goes through three phases: *startup* (the ``on_startup`` tasks, one after
-the other), *main* (the permanent tasks start, the others by their conditions) and,
-once a shutdown has let every run end, *closing* (the ``on_shutdown`` tasks, one
-after the other).
-
-Control requests (``run_task``, ``terminate``, ``disable``, ``enable``, adding and
-removing tasks, ``shut_down``) are safe from any thread (see ``control``).
-
-Work is cut so that no run waits long for its termination:
-
-- A finishing record is stamped when the run ends and written right after the current
-  turn of the event loop (see ``records``).
-- Evaluating many tasks (thousands waking at once) yields to the event loop every
-  ``SLICE`` seconds, and as soon as a run's timeout or a check comes due; the rest is
-  evaluated at once after, at a fresh "now". Such a continuation is not a new cycle
-  (``scheduler cycles`` counts wake-ups).
-- A running task whose check comes due (its end condition may now hold) goes ahead of
-  the other dirty tasks: end conditions are not kept behind a backlog of starts.
-- While it serves, the heap it started with is frozen (see ``frozen_heap``).
-
-Over 400 lines (about 1,000): half is the public API (registration, control, serving),
-documented here, each method a few lines over the collaborators; the rest is the loop
-and the evaluation of the keys due, which reads and changes the scheduler's own
-bookkeeping (the manual and permanent starts pending, the retries and claims of a
-shared history, when each task is next looked at) at every step, and is read best in
-one place.
+Over 400 lines (about 570): half is the public API, each method documented here and a
+line or a few over the collaborators; the rest is their wiring, ``serve()`` (the order
+in which a session's resources are taken and given back) and the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
 
 from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
-from conddsl.errors import (
-    ConditionSyntaxError,
-    ControlError,
-    SchedulerError,
-    UnknownTaskError,
-)
-from conddsl.history import ClaimBusy, History, HistoryError, Record
+from conddsl.errors import ConditionSyntaxError, ControlError, SchedulerError, UnknownTaskError
+from conddsl.history import History, HistoryError
 from conddsl.runtime.clock import Clock, RealClock
-from conddsl.runtime.conditions import (
-    OWN_TASK_HINT,
-    ConditionFailed,
-    ConditionLike,
-    own_task_problem,
-    reads,
-)
-from conddsl.runtime.config import ConfigError, SchedulerConfig
+from conddsl.runtime.conditions import ConditionLike
+from conddsl.runtime.config import SchedulerConfig
 from conddsl.runtime.control import Control, Request
-from conddsl.runtime.deadlines import Deadlines, Timeouts
+from conddsl.runtime.deadlines import Timeouts
+from conddsl.runtime.evaluator import Evaluator
 from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
 from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
-from conddsl.runtime.leftovers import recover, registry_path
+from conddsl.runtime.leftovers import recover, registry_file, registry_setting
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
+from conddsl.runtime.requests import Requests
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
+from conddsl.runtime.session import Session
 from conddsl.runtime.shared import SharedNode, shared_store
+from conddsl.runtime.taskbook import TaskBook
 from conddsl.runtime.tasks import Task, command_task, func_task, role_of
-from conddsl.runtime.wake import SHUT, Due, Key, WakeIndex
+from conddsl.runtime.wake import SHUT
 
-log = logging.getLogger("conddsl.runtime")
-# A start another node was claiming at the same instant is looked at again this soon (its
-# run record usually wakes this node first).
-BUSY_RECHECK = timedelta(milliseconds=100)
+__all__ = ["ControlError", "Scheduler", "SchedulerError", "Session", "UnknownTaskError"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
-
-
-@dataclass
-class Session:
-    """The scheduler state that conditions may read (``scheduler …``, ``env``, ``param``)."""
-
-    started_at: datetime | None = None
-    cycles: int = 0  # loop iterations: each wake-up of the scheduler is one cycle
-    env: str | None = None
-    params: Mapping[str, object] = field(default_factory=dict)
-
-
-def _registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
-    """``setting`` if it is a ``process_registry`` value, else a ConfigError."""
-    if setting is None or setting is False or isinstance(setting, str | os.PathLike):
-        return setting  # type: ignore[return-value]
-    raise ConfigError(
-        f"process_registry is a file's path, None (beside a history file) or False (none);"
-        f" not {setting!r}"
-    )
 
 
 class Scheduler:
@@ -149,13 +101,15 @@ class Scheduler:
         self.clock: Clock = clock if clock is not None else RealClock()
         self._own_clock = clock is None  # on a shared history: set to the database's
         self.session = Session(env=self.config.env, params=self.config.params)
-        self.tasks: dict[str, Task] = {}
+        self._book = book = TaskBook()
+        #: The tasks by name (the task book's, applied in the loop's thread).
+        self.tasks: dict[str, Task] = book.tasks
         #: The scheduler's own custom conditions (``app.cond``), found by its conditions.
         self.registry = ConditionRegistry()
         #: Named conditions its conditions may use (``load_rules`` gives such a mapping).
         self.rules = parse_rules(rules)
         #: See ``process_registry`` above; may be changed before serving.
-        self.process_registry = _registry_setting(process_registry)
+        self.process_registry = registry_setting(process_registry)
         #: Where the lines process and command runs print go, as ``(task, stream, line)``
         #: with stream ``"stdout"`` or ``"stderr"`` (read from pipes on a thread: see
         #: :mod:`conddsl.runtime.output`); None (the default): the children write to the
@@ -164,26 +118,20 @@ class Scheduler:
         #: Called with how many seconds late the loop woke for a deadline (metrics).
         self.on_loop_lag: Callable[[float], None] | None = None
         self._conditions: Any = None  # a SchedulerConditions, made on first use
-        self._shut_cond: ConditionLike | None = None
         self._control = Control()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._records = RecordWriter(
-            self.config.history, on_error=lambda exc: self._life.fail(exc), wake=self._woken
+            self.config.history, on_error=lambda exc: self._life.fail(exc), wake=book.woken
         )
         if on_record is not None:
             self._records.subscribe(on_record)
-        self._checks: Deadlines[Key] = Deadlines()  # when each key is next looked at
         self._timeouts = Timeouts()
-        self._due_since: dict[str, datetime] = {}  # when a task's check came due
         missing = [name for name in ("hold", "release") if not hasattr(self.clock, name)]
         if missing:
             raise TypeError(
                 f"the clock has no {' or '.join(m + '()' for m in missing)}: a Clock holds"
                 " time still while runs die (a clock whose time never jumps does nothing in them)"
             )
-        self._to_check = Due()
-        self._wake_index = WakeIndex()
         self._runs = RunTable(self.config.max_process_count)
         self._launcher = Launcher(
             self.clock,
@@ -193,7 +141,7 @@ class Scheduler:
             began=self._began,
             ended=self._ended,
             serving=lambda: self.state is State.RUNNING,
-            done=lambda: self.state is State.DONE or self._loop is None,
+            done=lambda: self.state is State.DONE or not self._control.attached,
         )
         self._life = Lifecycle(
             self._launcher,
@@ -203,16 +151,24 @@ class Scheduler:
             wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
         )
         self._judge = Judge(silence=self.config.silence_cond_check, fail=self._life.fail)
-        # Every task by name, including those registered from another thread and not
-        # applied yet: what control requests are checked against.
-        self._known: dict[str, Task] = {}
-        self._manual: dict[str, int] = {}  # manual starts asked for and not made yet
-        self._permanent_pending: dict[str, None] = {}  # permanent tasks not started yet
-        # On a history several schedulers share (runtime/shared.py): this node's part,
-        # and the tasks whose lost runs may wait to be retried here.
-        self._shared: SharedNode | None = None
-        self._retry_hint: set[str] = set()
-        self._recheck_soon: dict[str, datetime] = {}  # starts another node was claiming
+        self._requests = Requests(
+            book,
+            self._control,
+            self._runs,
+            self._launcher,
+            self._life,
+            wake=lambda: self._wake.set(),  # (the event is made anew when serving begins)
+        )
+        self._evaluator = Evaluator(
+            book,
+            self._runs,
+            self._timeouts,
+            launcher=self._launcher,
+            judge=self._judge,
+            life=self._life,
+            records=self._records,
+            session=self.session,
+        )
         if self.config.shut_cond is not None:
             self._resolve_shut_cond(defer_unknown=True)
 
@@ -283,26 +239,9 @@ class Scheduler:
         ``registry.recheck(phrase)`` does the same for every scheduler serving with it."""
         from conddsl.runtime.customs import RegistryChain
 
-        self._heard(known_phrase(RegistryChain((self.registry, default_registry)), phrase))
-
-    def _heard(self, phrase: str) -> None:
-        with self._control.lock:
-            self._control.submit(Request(partial(self._apply_recheck, phrase), "recheck"))
-
-    def _apply_recheck(self, phrase: str) -> None:
-        if self._serving():
-            for key in self._users_of(phrase):
-                self._touch(key)
-
-    def _users_of(self, phrase: str) -> list[Key]:
-        """The keys (task names, SHUT) whose conditions have custom part ``phrase``."""
-        found: list[Key] = []
-        if phrase in getattr(self._shut_cond, "customs", ()):
-            found.append(SHUT)
-        for name, task in self.tasks.items():
-            if any(phrase in getattr(cond, "customs", ()) for cond in (task.start, task.end)):
-                found.append(name)
-        return found
+        self._requests.recheck(
+            known_phrase(RegistryChain((self.registry, default_registry)), phrase)
+        )
 
     def _compile(self, value: object, what: str) -> ConditionLike:
         """A condition setting as this scheduler reads it (see conddsl.runtime.customs)."""
@@ -323,17 +262,12 @@ class Scheduler:
         """Compile the shut condition; names unknown when the scheduler is made may be
         registered (``app.cond``) before it starts: they are resolved then."""
         try:
-            self._shut_cond = self._compile(self.config.shut_cond, "shut_cond")
+            cond = self._book.shut_cond = self._compile(self.config.shut_cond, "shut_cond")
         except ConditionSyntaxError as exc:
             if defer_unknown and exc.code == "E120":
                 return
             raise
-        node = getattr(self._shut_cond, "ast", None)
-        if isinstance(node, ast.Node):
-            why = own_task_problem(node, getattr(self._shut_cond, "rules", None) or {})
-            if why is not None:
-                raise ConfigError(f"shut_cond {why}: {OWN_TASK_HINT}")
-        self._wake_index.add(SHUT, reads(self._shut_cond))
+        self._book.watch_shut_cond(cond)
 
     # ---------------------------------------------------------------- registration
 
@@ -374,7 +308,7 @@ class Scheduler:
                 compile_cond=self._compile,
                 on_node_lost=on_node_lost,
             )
-            self._add(task)
+            self._requests.add(task)
             return func
 
         return register
@@ -417,58 +351,8 @@ class Scheduler:
             compile_cond=self._compile,
             on_node_lost=on_node_lost,
         )
-        self._add(task)
+        self._requests.add(task)
         return task
-
-    def _add(self, task: Task) -> None:
-        with self._control.lock:
-            if task.name in self._known:
-                raise ConfigError(f"a task named {task.name!r} already exists")
-            if task.on_startup and self._control.attached:
-                raise ConfigError(
-                    f"task {task.name!r}: on_startup tasks are registered before the"
-                    " scheduler starts"
-                )
-            self._known[task.name] = task
-            self._control.submit(Request(partial(self._register, task), "add", task.name))
-
-    def _register(self, task: Task) -> None:
-        self.tasks[task.name] = task
-        self._wake_index.add(task.name, task.reads)
-        if self._life.phase is Phase.MAIN:  # added while the scheduler runs
-            if task.permanent:
-                self._permanent_pending[task.name] = None
-            self._touch(task.name)
-
-    def _unregister(self, task: Task) -> None:
-        name = task.name
-        if self.tasks.get(name) is not task:
-            return
-        del self.tasks[name]
-        self._wake_index.remove(name, task.reads)
-        self._checks.discard(name)
-        self._due_since.pop(name, None)
-        self._runs.forget(name)
-        self._manual.pop(name, None)
-        self._permanent_pending.pop(name, None)
-        self._to_check.discard(name)
-        self._life.forget(task)
-        for run in self._runs.of(name):
-            if run.task is task and run.task.terminable:
-                self._launcher.terminate(run, "forced", "the task was removed (remove_task())")
-
-    def _touch(self, key: Key) -> None:
-        self._to_check.mark(key)
-        self._wake.set()
-
-    def _woken(self, name: str, own_change: bool) -> None:
-        """A record of task ``name`` was written: whose conditions may read it. The task
-        itself after its own start is looked at again at its next change instead."""
-        for key in self._wake_index.readers(name):
-            if own_change or key != name:
-                self._to_check.mark(key)
-        if own_change:
-            self._to_check.mark(name)  # "not running" may have changed
 
     # ---------------------------------------------------------------- control
 
@@ -484,27 +368,7 @@ class Scheduler:
         when the task is running and not ``multilaunch`` (or a manual run of it is
         already asked for) or when the scheduler is shutting down or done.
         """
-        with self._control.lock:
-            task = self._lookup(name)
-            if self.state is not State.RUNNING and self.state is not State.IDLE:
-                now = "has stopped" if self.state is State.DONE else "is shutting down"
-                raise ControlError(f"cannot run task {name!r}: the scheduler {now}")
-            if not task.multilaunch:
-                if name in self._runs:
-                    raise ControlError(
-                        f"task {name!r} is running (and not multilaunch): not started again"
-                    )
-                if self._manual.get(name) or self._control.asked("run", name):
-                    raise ControlError(f"a run of task {name!r} is already asked for")
-            self._control.submit(Request(partial(self._apply_run, name), "run", name))
-
-    def _apply_run(self, name: str) -> None:
-        if name not in self.tasks or self.state not in (State.IDLE, State.RUNNING):
-            log.warning("manual run of %r not started: the task or the scheduler is gone", name)
-            return
-        self._manual[name] = self._manual.get(name, 0) + 1
-        if self._serving():
-            self._touch(name)
+        self._requests.run(name)
 
     def terminate(self, name: str) -> None:
         """Terminate every running run of ``name`` now: reason ``forced``.
@@ -512,36 +376,15 @@ class Scheduler:
         A manual run asked for and not started yet is dropped. Runs of a ``main``
         task cannot be terminated (:class:`ControlError`).
         """
-        with self._control.lock:
-            task = self._lookup(name)
-            if not task.terminable:
-                raise ControlError(
-                    f"task {name!r} runs in the main execution, which cannot be terminated"
-                )
-            self._control.submit(Request(partial(self._apply_terminate, name), "terminate", name))
-
-    def _apply_terminate(self, name: str) -> None:
-        self._manual.pop(name, None)
-        for run in self._runs.of(name):
-            self._launcher.terminate(run, "forced", "terminate() was called")
+        self._requests.terminate(name)
 
     def disable(self, name: str) -> None:
         """Stop starting ``name`` by its condition; its running runs go on (see ``terminate``)."""
-        self._set_disabled(name, True)
+        self._requests.set_disabled(name, True)
 
     def enable(self, name: str) -> None:
         """Let ``name`` start by its condition again; it is looked at at once."""
-        self._set_disabled(name, False)
-
-    def _set_disabled(self, name: str, disabled: bool) -> None:
-        with self._control.lock:
-            task = self._lookup(name)
-            task.disabled = disabled
-            self._control.submit(Request(partial(self._apply_touch, name), "touch", name))
-
-    def _apply_touch(self, name: str) -> None:
-        if self._serving() and name in self.tasks:
-            self._touch(name)
+        self._requests.set_disabled(name, False)
 
     def remove_task(self, name: str) -> Task:
         """Forget ``name`` and return its task; its running runs are terminated (``forced``).
@@ -549,20 +392,7 @@ class Scheduler:
         Its records stay in the history. A ``main`` run cannot be terminated, but none
         is running when this is applied: main runs hold the scheduler's thread.
         """
-        with self._control.lock:
-            task = self._lookup(name)
-            del self._known[name]
-            self._control.submit(Request(partial(self._unregister, task), "remove", name))
-            return task
-
-    def _lookup(self, name: str) -> Task:
-        task = self._known.get(name)
-        if task is None:
-            raise UnknownTaskError(name, self._known)
-        return task
-
-    def _serving(self) -> bool:
-        return self._loop is not None and self.state is not State.DONE
+        return self._requests.remove(name)
 
     # ---------------------------------------------------------------- running
 
@@ -574,13 +404,13 @@ class Scheduler:
         """Run in the current event loop until shut down; raise SchedulerError after a fatal one."""
         if self.state is not State.IDLE:
             raise RuntimeError("a scheduler runs once; make a new one")
-        if self.config.shut_cond is not None and self._shut_cond is None:
+        if self.config.shut_cond is not None and self._book.shut_cond is None:
             self._resolve_shut_cond()  # names registered since the scheduler was made
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._control.attach(loop, self._wake.set)
         for registry in (self.registry, default_registry):
-            registry.listen(self._heard)
+            registry.listen(self._requests.recheck)
         # A store writing in the background (its file locked) reports a failure here.
         self.history.watch_failures(
             lambda e: loop.call_soon_threadsafe(self._life.history_failed, e)
@@ -588,15 +418,15 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        recovery = recover(self._registry_file(), grace, loop)
+        recovery = recover(registry_file(self.process_registry, self.history), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         self._join_shared(loop)
         processes = self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
         self._life.begin(self.tasks.values())
-        if self._shut_cond is not None:
-            self._to_check.mark(SHUT)
+        if self._book.shut_cond is not None:
+            self._book.due.mark(SHUT)
         try:
             if not recovery.shared:  # a scheduler serving now has open runs, not crashed
                 self._records.mark_crashed(now)  # runs left open by a scheduler that died
@@ -604,7 +434,9 @@ class Scheduler:
             self._life.fail(exc)
         freeze()
         try:
-            await self._warm()
+            # Listed now: tasks may be added while it warms.
+            tasks = [task for task in self.tasks.values() if task.uses_process]
+            await self._launcher.warm(tasks, lambda: self._control.asked("shut"), self._wake)
             await self._cycle()
         except BaseException as exc:
             self._life.stopped(exc)
@@ -622,39 +454,12 @@ class Scheduler:
             finally:
                 await processes.close()
                 for registry in (self.registry, default_registry):
-                    registry.unlisten(self._heard)
+                    registry.unlisten(self._requests.recheck)
                 if procs is not None:
                     procs.close()  # every tree has ended: the file goes
                 thaw()
         if self.fatal_error is not None:
             raise SchedulerError(f"the scheduler stopped: {self.fatal_error}") from self.fatal_error
-
-    def _registry_file(self) -> str | None:
-        """The process registry's file (see the ``process_registry`` argument), or None."""
-        setting = _registry_setting(self.process_registry)
-        if setting is None:
-            return registry_path(self.history)  # beside a history file, if it is one
-        if setting is False:
-            return None
-        return os.path.abspath(os.fspath(setting))
-
-    async def _warm(self) -> None:
-        """Have the fork server (for process and command tasks) up before anything starts,
-        unless a shutdown is asked meanwhile: a task module slow to import must not hold
-        up a Ctrl-C (nothing has started yet, so nothing needs the server)."""
-        # Listed now: tasks may be added while it warms.
-        tasks = [task for task in self.tasks.values() if task.uses_process]
-        assert self._launcher.processes is not None
-        warming = asyncio.ensure_future(self._launcher.processes.warm(tasks))
-        while not warming.done():
-            if self._control.asked("shut"):
-                warming.cancel()
-                return
-            waking = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({warming, waking}, return_when=asyncio.FIRST_COMPLETED)
-            waking.cancel()
-            self._wake.clear()  # (the cycle applies every request when it begins)
-        warming.result()
 
     def shut_down(
         self, force: bool = False, *, why: str | None = None, cause: str = "shut_down"
@@ -675,17 +480,7 @@ class Scheduler:
         """``"running"`` (a run is alive), ``"terminating"`` (every live run was asked to stop
         and its work has not ended yet), ``"pending"`` (a manual run is asked for and not
         started yet), ``"disabled"`` or ``"idle"``; safe from any thread."""
-        with self._control.lock:
-            task = self._lookup(name)
-            pending = self._manual.get(name) or self._control.asked("run", name)
-        runs = self._runs.of(name)
-        if runs:
-            if all(run.state == "terminating" for run in runs):
-                return "terminating"
-            return "running"
-        if pending:
-            return "pending"
-        return "disabled" if task.disabled else "idle"
+        return self._requests.task_state(name)
 
     @property
     def phase(self) -> Phase | None:
@@ -696,6 +491,7 @@ class Scheduler:
     # ---------------------------------------------------------------- the loop
 
     async def _cycle(self) -> None:
+        evaluator = self._evaluator
         sliced = False  # the last pass stopped at its time slice, with tasks left to evaluate
         while True:
             self._wake.clear()
@@ -704,259 +500,26 @@ class Scheduler:
                 self.session.cycles += 1
             for request in self._control.take():
                 request.apply()
-            self._due_timeouts(now)
-            self._due_checks(now, new_cycle=not sliced)
+            evaluator.collect(now, new_cycle=not sliced)
             if self._life.phase is Phase.STARTUP and await self._life.step_startup(
-                partial(self._check_shut_now, now)
+                partial(evaluator.check_shut_now, now)
             ):
-                self._enter_main()
-            sliced = await self._evaluate_due(now)
+                self._book.enter_main()
+            sliced = await evaluator.evaluate_due(now)
             self._life.end_permanent()
             if self.state.stopping and self._runs.active == 0:
                 if await self._life.step_closing(self.tasks.values()):
                     continue  # an on_shutdown run is going on
                 return
-            if self._to_check:  # sliced, or deferred: dirtied again
+            if self._book.due:  # sliced, or deferred: dirtied again
                 await asyncio.sleep(0)
                 continue
-            deadline = self._next_deadline()
+            deadline = evaluator.next_deadline()
             await self.clock.sleep_until(deadline, self._wake)
             if self.on_loop_lag is not None and deadline is not None:
                 late = (self.clock.now() - deadline).total_seconds()
                 if late >= 0:  # woke for the deadline, not for an event before it
                     self.on_loop_lag(late)
-
-    def _due_timeouts(self, now: datetime) -> None:
-        texts: dict[Task, str] = {}  # runs timed out together share their message
-        for run in self._timeouts.pop_due(now):
-            text = texts.get(run.task)
-            if text is None:
-                text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
-            self._launcher.terminate(run, "timeout", text)
-
-    def _due_checks(self, now: datetime, *, new_cycle: bool = True) -> None:
-        for key, at in self._checks.pop_due(now):
-            if isinstance(key, str):
-                self._due_since.setdefault(key, at)
-                if key in self._runs:  # its end condition may hold: ahead of any backlog
-                    self._to_check.mark_urgent(key)
-                    continue
-            self._to_check.mark(key)
-        if new_cycle:
-            self._to_check.mark_all(self._wake_index.cycles)
-
-    def _next_deadline(self) -> datetime | None:
-        times = [at for at in (self._checks.next(), self._timeouts.next()) if at is not None]
-        return min(times) if times else None
-
-    # ---------------------------------------------------------------- phases
-
-    def _check_shut_now(self, now: datetime) -> None:
-        """Between startup tasks: the shut condition, if it is due (nothing starts once true)."""
-        if self._to_check.take_shut():
-            self._evaluate_shut(now)
-
-    def _enter_main(self) -> None:
-        """The main phase began (see ``lifecycle``): the permanent tasks are to start, and
-        every task and the shut condition are looked at."""
-        for name, task in self.tasks.items():
-            if task.permanent:
-                self._permanent_pending[name] = None
-        if self._shut_cond is not None:
-            self._to_check.mark(SHUT)
-        self._to_check.mark_all(self.tasks)
-
-    # ---------------------------------------------------------------- evaluation
-
-    async def _evaluate_due(self, now: datetime) -> bool:
-        """Evaluate the keys due (in :class:`~conddsl.runtime.wake.Due`'s order); True if it
-        stopped at its time slice with some left."""
-        seen: set[Key] = set()
-        deferred: dict[Key, None] = {}
-        due = self._to_check
-        ends = time.perf_counter() + SLICE
-        soonest = self._timeouts.peek()
-        check = self._checks.peek()
-        if check is not None and (soonest is None or check < soonest):
-            soonest = check
-        if soonest is not None:  # what comes due meanwhile is not kept waiting for the slice
-            ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
-        sliced = False
-        if self._records.unwritten:  # conditions see every record stamped before evaluation
-            self._records.flush()
-        while due:
-            key = due.pop()
-            if key in seen:
-                deferred[key] = None
-                continue
-            seen.add(key)
-            if key is SHUT:
-                self._evaluate_shut(now)
-            elif key in self.tasks:
-                await self._evaluate(self.tasks[key], now)
-            if self._records.unwritten:
-                self._records.flush()
-            if due and time.perf_counter() > ends:
-                sliced = True
-                break
-        due.mark_all(deferred)
-        return sliced
-
-    def _evaluate_shut(self, now: datetime) -> None:
-        cond = self._shut_cond
-        if cond is None or self.state is not State.RUNNING:
-            return
-        context = self._context(None)
-        if self._judge.holds(cond, "shut_cond", now, context, on_error=False):
-            self._life.begin_shutdown(f"the shut condition {str(cond)!r} became true")
-            return
-        self._checks.set(SHUT, self._judge.next(cond, "shut_cond", now, context))
-
-    async def _evaluate(self, task: Task, now: datetime) -> None:
-        if self._life.phase is Phase.STARTUP:
-            return  # every task is looked at when the main phase begins
-        name = task.name
-        due = self._due_since.pop(name, now)
-        context = self._context(name)
-        ending = False
-        why = ""
-        if task.end is not None and self._watches_end(task):
-            where = f"end condition of task {name!r}"
-            ending = self._judge.holds(task.end, where, now, context, on_error=True)
-            if ending:
-                why = f"its end condition {str(task.end)!r} became true"
-                for run in self._runs.of(name):
-                    self._launcher.terminate(run, "end_cond", why)
-        if self.state is State.RUNNING:
-            if name in self._manual:
-                await self._start_manual(task, now, why if ending else None)
-            elif task.permanent:
-                await self._start_permanent(task, now)
-            # A task is not started while its end condition holds: it would be ended at once.
-            elif (
-                not task.disabled
-                and not ending
-                and (task.multilaunch or name not in self._runs)
-                and not self._runs.dying_too_many(task)
-            ):
-                if name in self._retry_hint:
-                    await self._start_retries(task, now)
-                where = f"start condition of task {name!r}"
-                if (task.multilaunch or name not in self._runs) and self._judge.holds(
-                    task.start, where, now, context, on_error=False
-                ):
-                    await self._launch(task, now, due=due, claim=self._shared is not None)
-        self._checks.set(name, self._next_check(task, now, context))
-
-    def _watches_end(self, task: Task) -> bool:
-        """Whether the end condition matters: a run is alive, or one may start."""
-        if task.name in self._runs:
-            return True
-        return self.state is State.RUNNING and (not task.disabled or task.name in self._manual)
-
-    async def _launch(
-        self,
-        task: Task,
-        now: datetime,
-        reason: str | None = None,
-        due: datetime | None = None,
-        *,
-        claim: bool = False,
-        claimed: Record | None = None,
-    ) -> Run | None:
-        """Start a run, or None when it must wait for a process slot (max_process_count)
-        or, with ``claim``, when another node won its start (a shared history)."""
-        if not self._runs.slot_for(task):
-            return None
-        if claim and self._shared is not None:
-            self._records.flush()  # our finishes first: the claim's check reads them
-            try:
-                claimed = self._shared.claim(task, uuid.uuid4().hex)
-            except ClaimBusy:
-                self._recheck_soon[task.name] = now + BUSY_RECHECK
-                return None
-            except Exception as exc:  # the start condition raised inside the claim
-                self._life.fail(
-                    ConditionFailed(f"start condition of task {task.name!r}", task.start, exc)
-                )
-                return None
-            if claimed is None:
-                return None
-        run, awaitable = self._launcher.start(task, now, reason=reason, due=due, claimed=claimed)
-        if awaitable is not None:
-            await awaitable
-        return run
-
-    async def _start_permanent(self, task: Task, now: datetime) -> None:
-        """Start a permanent task once per session (once enabled, if it is disabled)."""
-        name = task.name
-        if name not in self._permanent_pending or task.disabled or name in self._runs:
-            return
-        if await self._launch(task, now) is not None:
-            del self._permanent_pending[name]
-
-    async def _start_manual(self, task: Task, now: datetime, ending: str | None) -> None:
-        """Make the manual starts asked for (``run_task``); ``ending``: why the end condition
-        ends them at once."""
-        name = task.name
-        if task.permanent:
-            self._permanent_pending.pop(name, None)  # started now: not started again
-        # The count stays in _manual until each run is launched: in between (a flush, a
-        # claim, the launch) run_task must still see the start as asked for, or it would
-        # accept a second one that is then dropped as "running".
-        while self._manual.get(name):
-            if not task.multilaunch and name in self._runs:
-                self._manual.pop(name, None)
-                log.warning("task %r is running: a manual run of it was not started", name)
-                return
-            claimed = None
-            if self._shared is not None and self._runs.slot_for(task):
-                # Claimed like every start on a shared history (runtime/shared.py).
-                self._records.flush()
-                try:
-                    claimed = self._shared.claim_manual(task, uuid.uuid4().hex)
-                except ClaimBusy:
-                    self._recheck_soon[name] = now + BUSY_RECHECK
-                    return
-                if claimed is None:
-                    self._manual.pop(name, None)
-                    log.warning(
-                        "task %r runs on another node (or the shared history cannot be"
-                        " reached): a manual run of it was not started",
-                        name,
-                    )
-                    return
-            run = await self._launch(task, now, reason="manual", claimed=claimed)
-            if run is None:  # waits for a process slot
-                return
-            # terminate() may have dropped the asked starts during the launch.
-            left = self._manual.pop(name, 0) - 1
-            if left > 0:
-                self._manual[name] = left
-            if ending is not None:
-                self._launcher.terminate(run, "end_cond", ending)
-
-    def _next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
-        times = []
-        # A running task that cannot start again needs no start check: its finish
-        # record looks at it again (so a long run costs nothing per cycle). Tasks that
-        # have a role, or are disabled, are not started by their condition.
-        name = task.name
-        startable = task.role is None and not task.disabled
-        if (
-            self.state is State.RUNNING
-            and startable
-            and (task.multilaunch or name not in self._runs)
-        ):
-            times.append(self._judge.next(task.start, f"start condition of {name!r}", now, context))
-        if task.end is not None and self._watches_end(task):
-            times.append(self._judge.next(task.end, f"end condition of {name!r}", now, context))
-        soon = self._recheck_soon.pop(name, None)
-        found = [at for at in (*times, soon) if at is not None]
-        return min(found) if found else None
-
-    def _context(self, name: str | None) -> dict[str, Any]:
-        return {"task": name, "history": self.history, "session": self.session}
 
     # ---------------------------------------------------------------- shared history
 
@@ -968,17 +531,14 @@ class Scheduler:
         if self._own_clock:
             # Records and deadlines on the database's clock, whatever this machine's says.
             self.clock = self._launcher.clock = RealClock(store.database_time)
-        self._shared = self._life.shared = self._judge.shared = SharedNode(store, self.session)
-        self._retry_hint.update(self.tasks)  # retries left pending while no node took them
-        self._shared.start(loop, self._heard_record, self._fenced)
+        node = SharedNode(store, self.session)
+        self._evaluator.shared = self._life.shared = self._judge.shared = node
+        self._book.retry_hint.update(self.tasks)  # retries left pending while no node took them
+        node.start(loop, self._heard_record, self._fenced)
 
     def _heard_record(self, task: str | None) -> None:
         """Another node recorded for ``task`` (None: anything may have changed)."""
-        names = list(self.tasks) if task is None else [task]
-        for name in names:
-            self._woken(name, True)
-            if name in self.tasks and self.tasks[name].on_node_lost == "retry":
-                self._retry_hint.add(name)
+        self._book.heard(task)
         self._wake.set()
 
     def _fenced(self, why: str) -> None:
@@ -988,26 +548,17 @@ class Scheduler:
                 self._launcher.terminate(run, "fenced", f"this node lost its lease: {why}")
         self._wake.set()
 
-    async def _start_retries(self, task: Task, now: datetime) -> None:
-        """Start the retries of ``task``'s runs lost with their node that this node wins."""
-        self._retry_hint.discard(task.name)
-        assert self._shared is not None
-        for record in self._shared.retries([task]):
-            await self._launch(task, now, reason="retry", claimed=record)
-
     # ---------------------------------------------------------------- runs
 
     def _began(self, run: Run, now: datetime) -> None:
         """A run's record came late (its process came): its end condition may read how
         long it has run, so when it next changes is from now."""
-        name = run.task.name
-        if name in self.tasks:
-            self._checks.set(name, self._next_check(run.task, now, self._context(name)))
+        self._evaluator.reschedule(run.task, now)
         self._wake.set()  # a new deadline
 
     def _ended(self, freed: list[str]) -> None:
         """A run ended; the tasks in ``freed`` waited for its process slot."""
-        self._to_check.mark_all(freed)
+        self._book.due.mark_all(freed)
         self._wake.set()
 
     async def _drain(self) -> None:

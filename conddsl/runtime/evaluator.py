@@ -1,0 +1,324 @@
+"""The evaluation of the keys due: which tasks start or end now, and when each is next
+looked at.
+
+Each turn of the scheduler's loop asks the evaluator, in this order:
+
+1. :meth:`Evaluator.collect`: the runs timed out are terminated, the keys whose check
+   came due are marked (a running task ahead of the others: its end condition may now
+   hold, and is not kept behind a backlog of starts), and on a new cycle the keys that
+   read the cycle counter;
+2. :meth:`Evaluator.evaluate_due`: the keys due, in :class:`~conddsl.runtime.wake.Due`'s
+   order. For a task: its end condition (runs end), then its manual, permanent,
+   retried or conditional start, then when it is next looked at. For ``SHUT``: the shut
+   condition (a shutdown begins);
+3. :meth:`Evaluator.next_deadline`: when the loop is to wake if nothing happens first.
+
+Evaluating many keys (thousands waking at once) stops every ``SLICE`` seconds, and as
+soon as a run's timeout or a check comes due, to let the event loop through; the rest
+is evaluated at once after, at a fresh "now" (the loop does not count it a new cycle).
+
+Its state is explicit: the task book (``taskbook.py``: tasks, pending starts, checks,
+keys due), the run table, the timeouts, and the collaborators that act (launcher,
+judge, lifecycle, record writer); ``shared`` is set once the scheduler joins a shared
+history. It knows nothing of the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from conddsl.history import ClaimBusy, Record
+from conddsl.runtime.conditions import ConditionFailed
+from conddsl.runtime.deadlines import Timeouts
+from conddsl.runtime.judge import Judge
+from conddsl.runtime.launcher import Launcher
+from conddsl.runtime.lifecycle import Lifecycle
+from conddsl.runtime.phases import Phase, State
+from conddsl.runtime.records import RecordWriter
+from conddsl.runtime.runs import Run
+from conddsl.runtime.runtable import RunTable
+from conddsl.runtime.session import Session
+from conddsl.runtime.shared import SharedNode
+from conddsl.runtime.taskbook import TaskBook
+from conddsl.runtime.tasks import Task
+from conddsl.runtime.wake import SHUT, Key
+
+log = logging.getLogger("conddsl.runtime")
+# A start another node was claiming at the same instant is looked at again this soon (its
+# run record usually wakes this node first).
+BUSY_RECHECK = timedelta(milliseconds=100)
+SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+
+
+class Evaluator:
+    """Evaluates the keys due over the task book and the runs (see the module)."""
+
+    def __init__(
+        self,
+        book: TaskBook,
+        runs: RunTable,
+        timeouts: Timeouts,
+        *,
+        launcher: Launcher,
+        judge: Judge,
+        life: Lifecycle,
+        records: RecordWriter,
+        session: Session,
+    ) -> None:
+        self.book = book
+        self.runs = runs
+        self.timeouts = timeouts
+        self.launcher = launcher
+        self.judge = judge
+        self.life = life
+        self.records = records
+        self.session = session
+        #: This node's part of a shared history, once it joined one: starts are claimed.
+        self.shared: SharedNode | None = None
+
+    def context(self, name: str | None) -> dict[str, Any]:
+        """What a condition of task ``name`` (None: the shut condition) is evaluated with."""
+        return {"task": name, "history": self.records.history, "session": self.session}
+
+    # ---------------------------------------------------------------- what is due
+
+    def collect(self, now: datetime, *, new_cycle: bool) -> None:
+        """End the runs timed out at ``now`` and mark the keys whose check came due."""
+        texts: dict[Task, str] = {}  # runs timed out together share their message
+        for run in self.timeouts.pop_due(now):
+            text = texts.get(run.task)
+            if text is None:
+                text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
+            self.launcher.terminate(run, "timeout", text)
+        book, due = self.book, self.book.due
+        for key, at in book.checks.pop_due(now):
+            if isinstance(key, str):
+                book.due_since.setdefault(key, at)
+                if key in self.runs:  # its end condition may hold: ahead of any backlog
+                    due.mark_urgent(key)
+                    continue
+            due.mark(key)
+        if new_cycle:
+            due.mark_all(book.wake_index.cycles)
+
+    def next_deadline(self) -> datetime | None:
+        """The earlier of the next check and the next timeout (None: neither)."""
+        times = [at for at in (self.book.checks.next(), self.timeouts.next()) if at is not None]
+        return min(times) if times else None
+
+    def reschedule(self, task: Task, now: datetime) -> None:
+        """When ``task`` is next looked at, from ``now`` (its run's record came late: its
+        end condition may read how long it has run)."""
+        if task.name in self.book.tasks:
+            self.book.checks.set(task.name, self.next_check(task, now, self.context(task.name)))
+
+    # ---------------------------------------------------------------- evaluation
+
+    async def evaluate_due(self, now: datetime) -> bool:
+        """Evaluate the keys due (in :class:`~conddsl.runtime.wake.Due`'s order); True if it
+        stopped at its time slice with some left."""
+        seen: set[Key] = set()
+        deferred: dict[Key, None] = {}
+        due, tasks, records = self.book.due, self.book.tasks, self.records
+        ends = time.perf_counter() + SLICE
+        soonest = self.timeouts.peek()
+        check = self.book.checks.peek()
+        if check is not None and (soonest is None or check < soonest):
+            soonest = check
+        if soonest is not None:  # what comes due meanwhile is not kept waiting for the slice
+            ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
+        sliced = False
+        if records.unwritten:  # conditions see every record stamped before evaluation
+            records.flush()
+        while due:
+            key = due.pop()
+            if key in seen:
+                deferred[key] = None
+                continue
+            seen.add(key)
+            if key is SHUT:
+                self.evaluate_shut(now)
+            elif key in tasks:
+                await self.evaluate(tasks[key], now)
+            if records.unwritten:
+                records.flush()
+            if due and time.perf_counter() > ends:
+                sliced = True
+                break
+        due.mark_all(deferred)
+        return sliced
+
+    def check_shut_now(self, now: datetime) -> None:
+        """Between startup tasks: the shut condition, if it is due (nothing starts once true)."""
+        if self.book.due.take_shut():
+            self.evaluate_shut(now)
+
+    def evaluate_shut(self, now: datetime) -> None:
+        """The shut condition: a shutdown begins when it holds, else when it is next due."""
+        cond = self.book.shut_cond
+        if cond is None or self.life.state is not State.RUNNING:
+            return
+        context = self.context(None)
+        if self.judge.holds(cond, "shut_cond", now, context, on_error=False):
+            self.life.begin_shutdown(f"the shut condition {str(cond)!r} became true")
+            return
+        self.book.checks.set(SHUT, self.judge.next(cond, "shut_cond", now, context))
+
+    async def evaluate(self, task: Task, now: datetime) -> None:
+        """Task ``task`` at ``now``: its end condition, then its start, then its next check."""
+        life, book, runs = self.life, self.book, self.runs
+        if life.phase is Phase.STARTUP:
+            return  # every task is looked at when the main phase begins
+        name = task.name
+        due = book.due_since.pop(name, now)
+        context = self.context(name)
+        ending = False
+        why = ""
+        if task.end is not None and self.watches_end(task):
+            where = f"end condition of task {name!r}"
+            ending = self.judge.holds(task.end, where, now, context, on_error=True)
+            if ending:
+                why = f"its end condition {str(task.end)!r} became true"
+                for run in runs.of(name):
+                    self.launcher.terminate(run, "end_cond", why)
+        if life.state is State.RUNNING:
+            if name in book.manual:
+                await self._start_manual(task, now, why if ending else None)
+            elif task.permanent:
+                await self._start_permanent(task, now)
+            # A task is not started while its end condition holds: it would be ended at once.
+            elif (
+                not task.disabled
+                and not ending
+                and (task.multilaunch or name not in runs)
+                and not runs.dying_too_many(task)
+            ):
+                if name in book.retry_hint:
+                    await self._start_retries(task, now)
+                where = f"start condition of task {name!r}"
+                if (task.multilaunch or name not in runs) and self.judge.holds(
+                    task.start, where, now, context, on_error=False
+                ):
+                    await self.launch(task, now, due=due, claim=self.shared is not None)
+        book.checks.set(name, self.next_check(task, now, context))
+
+    def watches_end(self, task: Task) -> bool:
+        """Whether the end condition matters: a run is alive, or one may start."""
+        if task.name in self.runs:
+            return True
+        return self.life.state is State.RUNNING and (
+            not task.disabled or task.name in self.book.manual
+        )
+
+    def next_check(self, task: Task, now: datetime, context: dict[str, Any]) -> datetime | None:
+        """When ``task`` is next to be looked at (None: only when an event wakes it)."""
+        times = []
+        # A running task that cannot start again needs no start check: its finish
+        # record looks at it again (so a long run costs nothing per cycle). Tasks that
+        # have a role, or are disabled, are not started by their condition.
+        name = task.name
+        startable = task.role is None and not task.disabled
+        if (
+            self.life.state is State.RUNNING
+            and startable
+            and (task.multilaunch or name not in self.runs)
+        ):
+            times.append(self.judge.next(task.start, f"start condition of {name!r}", now, context))
+        if task.end is not None and self.watches_end(task):
+            times.append(self.judge.next(task.end, f"end condition of {name!r}", now, context))
+        soon = self.book.recheck_soon.pop(name, None)
+        found = [at for at in (*times, soon) if at is not None]
+        return min(found) if found else None
+
+    # ---------------------------------------------------------------- starts
+
+    async def launch(
+        self,
+        task: Task,
+        now: datetime,
+        reason: str | None = None,
+        due: datetime | None = None,
+        *,
+        claim: bool = False,
+        claimed: Record | None = None,
+    ) -> Run | None:
+        """Start a run, or None when it must wait for a process slot (max_process_count)
+        or, with ``claim``, when another node won its start (a shared history)."""
+        if not self.runs.slot_for(task):
+            return None
+        if claim and self.shared is not None:
+            self.records.flush()  # our finishes first: the claim's check reads them
+            try:
+                claimed = self.shared.claim(task, uuid.uuid4().hex)
+            except ClaimBusy:
+                self.book.recheck_soon[task.name] = now + BUSY_RECHECK
+                return None
+            except Exception as exc:  # the start condition raised inside the claim
+                self.life.fail(
+                    ConditionFailed(f"start condition of task {task.name!r}", task.start, exc)
+                )
+                return None
+            if claimed is None:
+                return None
+        run, awaitable = self.launcher.start(task, now, reason=reason, due=due, claimed=claimed)
+        if awaitable is not None:
+            await awaitable
+        return run
+
+    async def _start_permanent(self, task: Task, now: datetime) -> None:
+        """Start a permanent task once per session (once enabled, if it is disabled)."""
+        name = task.name
+        pending = self.book.permanent_pending
+        if name not in pending or task.disabled or name in self.runs:
+            return
+        if await self.launch(task, now) is not None:
+            del pending[name]
+
+    async def _start_manual(self, task: Task, now: datetime, ending: str | None) -> None:
+        """Make the manual starts asked for (``run_task``); ``ending``: why the end condition
+        ends them at once."""
+        name, book = task.name, self.book
+        if task.permanent:
+            book.permanent_pending.pop(name, None)  # started now: not started again
+        # The count stays in book.manual until each run is launched: in between (a flush,
+        # a claim, the launch) run_task must still see the start as asked for, or it would
+        # accept a second one that is then dropped as "running".
+        while book.manual.get(name):
+            if not task.multilaunch and name in self.runs:
+                book.manual.pop(name, None)
+                log.warning("task %r is running: a manual run of it was not started", name)
+                return
+            claimed = None
+            if self.shared is not None and self.runs.slot_for(task):
+                # Claimed like every start on a shared history (runtime/shared.py).
+                self.records.flush()
+                try:
+                    claimed = self.shared.claim_manual(task, uuid.uuid4().hex)
+                except ClaimBusy:
+                    book.recheck_soon[name] = now + BUSY_RECHECK
+                    return
+                if claimed is None:
+                    book.manual.pop(name, None)
+                    log.warning(
+                        "task %r runs on another node (or the shared history cannot be"
+                        " reached): a manual run of it was not started",
+                        name,
+                    )
+                    return
+            run = await self.launch(task, now, reason="manual", claimed=claimed)
+            if run is None:  # waits for a process slot
+                return
+            book.manual_made(name)  # (terminate() may have dropped the asked starts meanwhile)
+            if ending is not None:
+                self.launcher.terminate(run, "end_cond", ending)
+
+    async def _start_retries(self, task: Task, now: datetime) -> None:
+        """Start the retries of ``task``'s runs lost with their node that this node wins."""
+        self.book.retry_hint.discard(task.name)
+        assert self.shared is not None
+        for record in self.shared.retries([task]):
+            await self.launch(task, now, reason="retry", claimed=record)

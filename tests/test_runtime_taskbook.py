@@ -1,0 +1,86 @@
+"""The task book on its own: what registering, removing and asking for manual starts
+leave pending (the scheduler's behaviour over it is tested in test_runtime_*.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from conddsl.compile import compile_condition
+from conddsl.runtime.config import ConfigError
+from conddsl.runtime.taskbook import TaskBook
+from conddsl.runtime.tasks import Task
+from conddsl.runtime.wake import SHUT
+
+NOON = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)
+
+
+def _task(name: str, role: str | None = None) -> Task:
+    return Task(name=name, start=compile_condition("true"), execution="async", role=role)
+
+
+def _due(book: TaskBook) -> list[object]:
+    keys = []
+    while book.due:
+        keys.append(book.due.pop())
+    return keys
+
+
+def test_a_task_added_in_the_main_phase_is_due_at_once_and_a_permanent_one_pending():
+    book = TaskBook()
+    book.register(_task("before"), main=False)
+    assert _due(book) == []
+    book.register(_task("later"), main=True)
+    book.register(_task("keep", role="permanent"), main=True)
+    assert _due(book) == ["later", "keep"]
+    assert list(book.permanent_pending) == ["keep"]
+
+
+def test_removing_a_task_forgets_everything_pending_for_it():
+    book = TaskBook()
+    task = _task("gone", role="permanent")
+    book.register(task, main=True)
+    book.ask_manual("gone")
+    book.checks.set("gone", NOON)
+    book.due_since["gone"] = NOON
+    assert book.unregister(task) is True
+    assert (book.tasks, book.manual, book.permanent_pending, book.due_since) == ({}, {}, {}, {})
+    assert book.checks.next() is None and _due(book) == []
+
+
+def test_an_old_copy_of_a_task_removed_and_added_again_removes_nothing():
+    book = TaskBook()
+    old, new = _task("again"), _task("again")
+    book.register(new, main=False)
+    assert book.unregister(old) is False
+    assert book.tasks == {"again": new}
+
+
+def test_manual_starts_are_counted_down_as_they_are_made():
+    book = TaskBook()
+    book.ask_manual("m")
+    book.ask_manual("m")
+    book.manual_made("m")
+    assert book.manual == {"m": 1}
+    book.manual_made("m")
+    assert book.manual == {}
+
+
+def test_a_name_is_taken_once_and_on_startup_tasks_only_before_serving():
+    book = TaskBook()
+    book.declare(_task("a"), serving=False)
+    with pytest.raises(ConfigError, match="already exists"):
+        book.declare(_task("a"), serving=False)
+    with pytest.raises(ConfigError, match="before the scheduler starts"):
+        book.declare(_task("boot", role="on_startup"), serving=True)
+    assert book.withdraw("a").name == "a" and book.known == {}
+
+
+def test_entering_the_main_phase_looks_at_the_shut_condition_first():
+    book = TaskBook()
+    book.register(_task("t"), main=False)
+    book.shut_cond = compile_condition("false")
+    book.watch_shut_cond(book.shut_cond)
+    book.enter_main()
+    assert _due(book) == [SHUT, "t"]
