@@ -8,8 +8,9 @@ import sys
 
 # Each costs a process 1-10 MiB of RSS and is needed only by what a plain scheduler
 # does not do: validate a task file or an odd config (pydantic), keep its history in a
-# file (sqlite3), read a packaged file from an archive (zipfile, importlib's readers).
-NOT_LOADED = ("pydantic", "sqlite3", "zipfile", "importlib.readers")
+# file (sqlite3), read a packaged file from an archive (zipfile, importlib's readers),
+# suggest a name on the way to an error (difflib).
+NOT_LOADED = ("pydantic", "sqlite3", "zipfile", "importlib.readers", "difflib")
 
 SERVE = """
 import sys, threading
