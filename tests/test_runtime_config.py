@@ -329,6 +329,9 @@ def test_the_config_is_frozen_and_answers_as_the_model():
     assert SchedulerConfig.load(config) is config
     assert copy.copy(config) == config and copy.copy(config).history is config.history
     assert SchedulerConfig(timeout=60).timeout == timedelta(minutes=1)
+    assert SchedulerConfig.model_validate({"timeout": 60}).timeout == timedelta(minutes=1)
+    with pytest.raises(AttributeError):
+        SchedulerConfig.no_such_thing  # noqa: B018
     with pytest.raises(ValidationError, match="1 validation error for SchedulerConfig\n"):
         SchedulerConfig(timout=60)
 

@@ -47,12 +47,18 @@ def _model() -> Any:
 
 
 class _Fields(type):
-    """Gives the class the model's ``model_fields`` (loading the model when asked)."""
+    """Gives the class the model's ``model_fields`` and other ``model_*`` class
+    attributes (``model_json_schema``...), loading the model when asked."""
 
     @property
     def model_fields(cls) -> dict[str, FieldInfo]:
         """The model's fields: name, default, description."""
         return _model().model_fields
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("model_"):
+            return getattr(_model(), name)
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
 
 
 class SchedulerConfig(metaclass=_Fields):
