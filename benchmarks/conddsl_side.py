@@ -7,7 +7,7 @@ bytes, for memory), measured by ``common.measure``.
 The runtime cases (``RUNTIME_CASES``: the scheduler's idle CPU, start and
 termination lateness, memory) run in a fresh process each, as the peer's do::
 
-    python benchmarks/conddsl_side.py CASE WORKLOAD.json
+    python benchmarks/conddsl_side.py CASE WORKLOAD.json [TASKS]
 
 which prints ``{"rows": {key: result}}`` as JSON.
 """
@@ -563,11 +563,28 @@ def case_loop_stall(work: dict) -> dict:
     return rows
 
 
+def case_total_memory(work: dict, tasks: str) -> dict:
+    """This whole process's peak RSS (interpreter, imports, grammar, tasks) after building
+    ``tasks`` waiting tasks and running; the process must be fresh (no baseline reset)."""
+    from conddsl.runtime import Scheduler  # noqa: F401 - as the sched-memory case
+
+    count = int(tasks)
+    now = datetime.now(timezone.utc)
+    app = _scheduler(timeout="never")
+    for i in range(count):
+        app.task(closed_window(now, i), name=f"t{i}")(_forever)
+    timer = threading.Timer(work["runtime"]["memory_seconds"], app.shut_down)
+    timer.start()
+    app.run()
+    return {f"total {count}": {"bytes": peak_rss(), "tasks": count}}
+
+
 RUNTIME_CASES = {
     "idle-cpu": case_idle_cpu,
     "start": case_start_lateness,
     "terminate": case_termination,
     "sched-memory": case_scheduler_memory,
+    "total-memory": case_total_memory,
     "waits": case_waits,
     "process-start": case_process_start,
     "stall": case_loop_stall,
@@ -575,9 +592,9 @@ RUNTIME_CASES = {
 
 
 def main() -> None:
-    case, workload = sys.argv[1], sys.argv[2]
+    case, workload, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
     work = json.loads(Path(workload).read_text(encoding="utf-8"))
-    rows = RUNTIME_CASES[case](work)
+    rows = RUNTIME_CASES[case](work, *extra)
     json.dump({"rows": rows}, sys.stdout)
 
 

@@ -4,7 +4,7 @@ Runs only in the side virtualenv that ``run.py`` builds (``benchmarks/.venv-rock
 which has ``pydantic<2``); conddsl never imports Rocketry. ``run.py`` starts it once
 per case::
 
-    .venv-rocketry/bin/python benchmarks/peer.py CASE WORKLOAD.json
+    .venv-rocketry/bin/python benchmarks/peer.py CASE WORKLOAD.json [TASKS]
 
 and reads one JSON object from its standard output: ``{"rows": {key: result}}``,
 where a result holds min/median/max seconds per operation (or bytes, for memory)
@@ -638,6 +638,20 @@ def case_scheduler_memory(work: dict) -> dict:
     }
 
 
+def case_total_memory(work: dict, tasks: str) -> dict:
+    """This whole process's peak RSS (interpreter, imports, tasks) after building ``tasks``
+    waiting tasks and running; the process must be fresh (no baseline reset)."""
+    count = int(tasks)
+    now = datetime.now()
+    app = _rocketry()
+    for i in range(count):
+        app.task(closed_window(now, i), name=f"t{i}")(_forever)
+    timer = threading.Timer(work["runtime"]["memory_seconds"], app.session.shut_down)
+    timer.start()
+    app.run()
+    return {f"total {count}": {"bytes": peak_rss(), "tasks": count}}
+
+
 CASES = {
     "parse": case_parse,
     "clock": case_clock,
@@ -651,15 +665,16 @@ CASES = {
     "terminate": case_termination,
     "stall": case_loop_stall,
     "sched-memory": case_scheduler_memory,
+    "total-memory": case_total_memory,
 }
 
 
 def main() -> None:
-    case, workload = sys.argv[1], sys.argv[2]
+    case, workload, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
     work = json.loads(Path(workload).read_text(encoding="utf-8"))
     from importlib.metadata import version
 
-    rows = CASES[case](work)
+    rows = CASES[case](work, *extra)
     versions = {name: version(name) for name in ("rocketry", "croniter", "pydantic")}
     json.dump({"rows": rows, "versions": versions}, sys.stdout)
 

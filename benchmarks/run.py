@@ -3,8 +3,8 @@
     python benchmarks/run.py [--smoke] [--only CASE ...] [--repeats N] [--json PATH]
 
 Cases: parse, clock, task-state, cron, memory, cli, and the scheduler runtime:
-idle-cpu, start, process-start, terminate, stall, waits, sched-memory, check
-(see docs/performance.md).
+idle-cpu, start, process-start, terminate, stall, waits, sched-memory, total-memory,
+check (see docs/performance.md).
 
 The conddsl side runs in this interpreter. The peer side runs in a side
 virtualenv, ``benchmarks/.venv-rocketry`` (Rocketry needs ``pydantic<2``, the
@@ -21,9 +21,10 @@ shared machine, as both sides run in the same invocation, case after case.
 The runtime cases run each scheduler (conddsl's and Rocketry's) in a fresh
 process on the same workload and report latencies as p50 / p99 / max over all
 runs of all repeats, CPU as min / median / max of several readings, and memory as
-the growth of peak RSS; there the ratio is peer / conddsl too (> 1: conddsl uses
-less, or is less late). Their repeats are set per row (``RUNTIME``), not by
-``--repeats``.
+the growth of peak RSS (``sched-memory``) or the whole process's peak RSS
+(``total-memory``, one fresh process per size and side); there the ratio is
+peer / conddsl too (> 1: conddsl uses less, or is less late). Their repeats are
+set per row (``RUNTIME``), not by ``--repeats``.
 
 ``--smoke`` runs every case at a tiny size, conddsl side only, in a few seconds
 (the peer side is marked "skipped in smoke" and the side virtualenv is not built).
@@ -61,6 +62,7 @@ RUNTIME_CASES = (
     "stall",
     "waits",
     "sched-memory",
+    "total-memory",
     "check",
 )
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli", *RUNTIME_CASES)
@@ -134,6 +136,8 @@ RUNTIME = {
     "kill_grace": (0.2, 0.2),
     "memory_tasks": (10_000, 100),
     "memory_seconds": (2.0, 0.3),
+    # Whole-process peak RSS (interpreter, imports, grammar, tasks): one fresh process a size.
+    "total_tasks": ([1_000, 10_000], [100]),
     "check_tasks": ([500, 5_000], [20]),
     "check_repeats": (5, 1),
 }
@@ -215,15 +219,35 @@ def run_peer(python: Path, case: str, workload_path: str) -> dict:
     return _run_side(python, HERE / "peer.py", case, workload_path, "peer")
 
 
-def run_ours_apart(case: str, workload_path: str) -> dict:
+def run_ours_apart(case: str, workload_path: str, *extra: str) -> dict:
     """conddsl's rows for a runtime case, measured in a fresh process (as the peer's are)."""
-    done = _run_side(Path(sys.executable), HERE / "conddsl_side.py", case, workload_path, "conddsl")
+    script = HERE / "conddsl_side.py"
+    done = _run_side(Path(sys.executable), script, case, workload_path, "conddsl", *extra)
     return done if "error" in done else done["rows"]
 
 
-def _run_side(python: Path, script: Path, case: str, workload_path: str, who: str) -> dict:
+def run_total_memory(python: Path | None, workload_path: str, work: dict) -> tuple[dict, dict]:
+    """The total-memory rows: each size in a fresh process per side, the sides alternating."""
+    ours: dict = {}
+    rows: dict = {}
+    peer: dict = {"rows": rows}
+    for tasks in work["runtime"]["total_tasks"]:
+        mine = run_ours_apart("total-memory", workload_path, str(tasks))
+        ours.update(mine if "error" not in mine else {f"total {tasks}": mine})
+        if python is not None:
+            theirs = _run_side(
+                python, HERE / "peer.py", "total-memory", workload_path, "peer", str(tasks)
+            )
+            rows.update(theirs.get("rows", {f"total {tasks}": theirs}))
+            peer.setdefault("versions", theirs.get("versions"))
+    return ours, ({} if python is None else peer)
+
+
+def _run_side(
+    python: Path, script: Path, case: str, workload_path: str, who: str, *extra: str
+) -> dict:
     done = subprocess.run(
-        [str(python), str(script), case, workload_path],
+        [str(python), str(script), case, workload_path, *extra],
         capture_output=True,
         text=True,
         env=peer_env(),
@@ -652,6 +676,7 @@ _UNITS = {
     "lateness": "ms, p50 / p99 / max",
     "cpu": "% of a core, min / median / max",
     "memory": "MiB (KiB per task)",
+    "total": "MiB",
     "wall": "s, min / median / max",
 }
 _SCALES = {"lateness": 1e3, "cpu": 1.0, "wall": 1.0}
@@ -668,6 +693,8 @@ def _runtime_cell(result, kind: str) -> str:
         return "error (see below)"
     if kind == "memory":
         return f"{_num(result['bytes'] / 2**20)} ({_num(result['per_task'] / 1024)})"
+    if kind == "total":
+        return _num(result["bytes"] / 2**20)
     scale = _SCALES[kind]
     return " / ".join(_num(result[key] * scale) for key in _KEYS[kind])
 
@@ -677,7 +704,7 @@ def _runtime_ratio(row: RuntimeRow, tail: bool) -> float | None:
     ours, peer = row.ours, row.peer
     if not isinstance(ours, dict) or not isinstance(peer, dict):
         return None
-    if row.kind == "memory":
+    if row.kind in ("memory", "total"):
         key = None if tail else "bytes"
     elif row.kind == "lateness":
         key = "p99" if tail else "p50"
@@ -694,7 +721,12 @@ def _target_text(row: RuntimeRow) -> str:
     key, limit, text = row.target
     if not isinstance(row.ours, dict) or key not in row.ours:
         return text
-    return text + (" met" if row.ours[key] <= limit else " NOT met")
+    value = row.ours[key]
+    if key == "bytes":  # a share of the peer's
+        if not isinstance(row.peer, dict) or not row.peer.get(key):
+            return text
+        value /= row.peer[key]
+    return text + (" met" if value <= limit else " NOT met")
 
 
 def render_runtime(rows: list[RuntimeRow]) -> str:
@@ -842,7 +874,24 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
                 "memory",
                 mine(f"memory {n}"),
                 p(f"memory {n}"),
+                target=("per_task", 1024, "<= 1 KiB a task") if n == 10_000 else None,
             )
+        ]
+    if case == "total-memory":
+        limits = {1_000: 0.75, 10_000: 0.5}
+        return [
+            RuntimeRow(
+                "total-memory",
+                f"whole process's peak RSS (interpreter, imports, grammar): {n:,} waiting "
+                f"tasks, run {rt['memory_seconds']:g} s",
+                "total",
+                mine(f"total {n}"),
+                p(f"total {n}"),
+                target=("bytes", limits[n], f"<= {limits[n]:g}x Rocketry's")
+                if n in limits
+                else None,
+            )
+            for n in rt["total_tasks"]
         ]
     if case == "check":
         return [
@@ -957,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
             if case in RUNTIME_CASES:
                 if case == "check":
                     ours, peer = case_check(work), {}
+                elif case == "total-memory":
+                    ours, peer = run_total_memory(python, workload_path, work)
                 elif case == "waits" and python is not None:
                     # Half an hour of waiting each: both sides wait side by side.
                     with concurrent.futures.ThreadPoolExecutor(2) as pool:

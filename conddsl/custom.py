@@ -156,7 +156,7 @@ def known_phrase(registry: Any, phrase: str) -> str:
 
 def _as_timedelta(value: timedelta | float | str) -> timedelta:
     """``recheck`` read as every duration setting is (the same errors and hints)."""
-    from conddsl.settings import read_duration  # pydantic loads with the first registration
+    from conddsl.setting_values import read_duration
 
     return read_duration(value, "recheck")
 

@@ -15,7 +15,6 @@ import re
 import sys
 import threading
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,10 +31,19 @@ _parser_lock = threading.Lock()
 
 def grammar_text() -> str:
     """The grammar source: from the installed package, else from the repository."""
-    packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    source = Path(__file__).resolve().parent.parent / "grammar" / "conddsl.lark"
+    here = Path(__file__).resolve().parent
+    beside = here / "grammar" / "conddsl.lark"
+    if beside.is_file():
+        # A package in a folder: the file itself. importlib.resources would load its
+        # readers (zipfile and 20-odd modules, ~2 MiB of RSS) to say the same.
+        return beside.read_text(encoding="utf-8")
+    if not Path(__file__).is_file():  # a package in an archive: its loader has the file
+        from importlib import resources
+
+        packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
+        if packaged.is_file():
+            return packaged.read_text(encoding="utf-8")
+    source = here.parent / "grammar" / "conddsl.lark"
     return source.read_text(encoding="utf-8")
 
 

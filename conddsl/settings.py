@@ -1,11 +1,11 @@
-"""Setting values read one way everywhere: durations, timeouts and timezones.
+"""The settings' pydantic types, and the scheduler settings the API and the file share.
 
-The API (``Scheduler(config)``, ``task(timeout=...)``), task files, custom conditions'
-``recheck=`` all read their values here, so one value is accepted or refused alike and
-for the same reason. The readers raise :class:`~conddsl.errors.SettingValueError`,
-which names the setting for the API; the pydantic types (``Duration``, ``Grace``,
-``Timeout``, ``Zone``) turn the same facts into a task file's finding (its key is the
-finding's location, so the message starts with "the duration").
+The readers of durations, timeouts and timezones live in :mod:`conddsl.setting_values`
+(re-exported here), which does not need pydantic. They raise
+:class:`~conddsl.errors.SettingValueError`, which names the setting for the API; the
+pydantic types (``Duration``, ``Grace``, ``Timeout``, ``Zone``) turn the same facts into
+a task file's finding (its key is the finding's location, so the message starts with
+"the duration").
 
 :class:`SchedulerSettings` declares once the scheduler settings that the API's
 ``SchedulerConfig`` and the task file's ``[scheduler]`` table share (name, type, default
@@ -14,17 +14,26 @@ and description); each of the two extends it with the settings only it has.
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta, tzinfo
-from functools import lru_cache
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from conddsl.errors import SettingValueError
-from conddsl.literals import LiteralError, read_duration_text
-from conddsl.timeline.zones import resolve_zone, zone_names_like
+from conddsl.setting_values import (
+    DURATION_HELP,
+    EXECUTIONS,
+    NEVER,
+    NODE_LOST,
+    ROLES,
+    DefaultExecution,
+    Execution,
+    NodeLost,
+    read_duration,
+    read_timeout,
+    read_zone,
+)
 
 __all__ = [
     "DURATION_HELP",
@@ -44,81 +53,6 @@ __all__ = [
     "read_timeout",
     "read_zone",
 ]
-
-NEVER = "never"
-DURATION_HELP = "seconds as a number, or text such as '10 minutes', '1h30m' or '01:30:00'"
-_NEVER_HINT = "write 'never' for no timeout"
-_ZERO_HINT = f"0 would terminate every run as soon as it starts; {_NEVER_HINT}"
-_LONGER_THAN_ZERO = "must be longer than zero"
-
-
-def read_duration(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
-    """A duration from seconds (int/float), duration text (``"1h30m"``) or a timedelta.
-
-    Zero is refused unless ``allow_zero``; a negative, non-finite or too long value
-    always is. ``what`` names the setting in the error.
-    """
-    if isinstance(value, timedelta):
-        found = value
-    elif isinstance(value, str):
-        try:
-            found = _duration_text(value)
-        except LiteralError as error:
-            raise SettingValueError(what, "text", error.message, error.hint) from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        if math.isnan(value) or math.isinf(value):
-            raise SettingValueError(what, "value", "must be a finite number")
-        try:
-            found = timedelta(seconds=value)
-        except OverflowError:
-            raise SettingValueError(what, "value", "is too long") from None
-    else:
-        shown = repr(value) if isinstance(value, bool) else type(value).__name__
-        raise SettingValueError(what, "type", f"must be {DURATION_HELP}, not {shown}")
-    if found < timedelta(0) or (not allow_zero and not found):
-        reason = "must be zero or more" if allow_zero else _LONGER_THAN_ZERO
-        raise SettingValueError(what, "value", reason)
-    return found
-
-
-# A task file says "30 minutes" for hundreds of tasks: each text is read once.
-_duration_text = lru_cache(maxsize=512)(read_duration_text)
-
-
-def read_timeout(value: object, what: str = "timeout") -> timedelta | None:
-    """A timeout: a duration longer than zero, or ``"never"`` (and None) for no limit."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == NEVER):
-        return None
-    try:
-        return read_duration(value, what)
-    except SettingValueError as error:
-        if error.kind != "value":
-            raise
-        # Zero is how other schedulers spell "no timeout": say what it would do here,
-        # and how this one spells it.
-        hint = _ZERO_HINT if _is_zero(value) else _NEVER_HINT
-        raise SettingValueError(what, "value", error.reason, hint) from None
-
-
-def _is_zero(value: object) -> bool:
-    try:
-        return read_duration(value, "", allow_zero=True) == timedelta(0)
-    except SettingValueError:
-        return False
-
-
-def read_zone(value: object, what: str = "timezone") -> str | tzinfo:
-    """A timezone: an IANA name this machine knows, or a ``tzinfo``."""
-    if isinstance(value, tzinfo):
-        return value
-    if not isinstance(value, str):
-        raise SettingValueError(what, "type", "must be text like 'Europe/Helsinki'")
-    if resolve_zone(value) is None:
-        close = zone_names_like(value, 1)
-        hint = f"did you mean {close[0]!r}?" if close else "use an IANA name like Europe/Helsinki"
-        raise SettingValueError(what, "value", f"unknown timezone {value!r}", hint)
-    return value
-
 
 # ---------------------------------------------------------------- the pydantic types
 # Task files: the facts of a SettingValueError as a finding (``duration_value``...).
@@ -203,18 +137,6 @@ Zone = Annotated[
     PlainValidator(_file_zone),
     WithJsonSchema({"type": "string", "description": "An IANA timezone such as Europe/Helsinki"}),
 ]
-#: How a task's runs are run.
-Execution = Literal["main", "async", "thread", "process"]
-EXECUTIONS: tuple[str, ...] = get_args(Execution)
-#: How tasks without an execution of their own run; ``async`` is chosen per task (for
-#: coroutine functions), so it is no scheduler-wide default.
-DefaultExecution = Literal["main", "thread", "process"]
-#: On a shared history, what a run lost with its node becomes: "fail" (recorded as
-#: crashed: at most once) or "retry" (started again on another node: at least once).
-NodeLost = Literal["fail", "retry"]
-NODE_LOST: tuple[str, ...] = get_args(NodeLost)
-#: A task started by the scheduler itself has one of these roles (the order of messages).
-ROLES = ("on_startup", "permanent", "on_shutdown")
 
 
 # ---------------------------------------------------------------- the shared settings

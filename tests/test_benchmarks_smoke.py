@@ -10,7 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ("parse", "clock", "task-state", "cron", "memory", "cli")
-RUNTIME_CASES = ("idle-cpu", "start", "terminate", "stall", "sched-memory", "check")
+RUNTIME_CASES = (
+    "idle-cpu",
+    "start",
+    "terminate",
+    "stall",
+    "sched-memory",
+    "total-memory",
+    "check",
+)
 
 
 @pytest.mark.long
@@ -76,6 +84,19 @@ def test_runtime_cells_and_ratios() -> None:
     assert run._runtime_cell("skipped in smoke", "cpu") == "skipped in smoke"
     memory = {"bytes": 3 * 2**20, "per_task": 2048.0}
     assert run._runtime_cell(memory, "memory") == "3.00 (2.00)"
+
+
+def test_total_memory_target_is_a_share_of_the_peer() -> None:
+    run = _run_module()
+    ours, peer = {"bytes": 30 * 2**20}, {"bytes": 50 * 2**20}
+    row = run.RuntimeRow("total-memory", "w", "total", ours, peer, ("bytes", 0.75, "<= 0.75x"))
+    assert run._runtime_cell(ours, "total") == "30.0"
+    assert run._runtime_ratio(row, False) == 50 / 30
+    assert run._target_text(row) == "<= 0.75x met"
+    row.target = ("bytes", 0.5, "<= 0.5x")
+    assert run._target_text(row) == "<= 0.5x NOT met"
+    row.peer = "skipped in smoke"  # no peer: no verdict
+    assert run._target_text(row) == "<= 0.5x"
 
 
 def test_percentiles_are_nearest_rank() -> None:

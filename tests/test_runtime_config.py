@@ -255,3 +255,109 @@ def test_conditions_without_an_ast_may_read_anything():
 
     found = reads(Opaque())
     assert found.any_task and found.cycles
+
+
+# ---------------------------------------------------------------- plain values, no pydantic
+
+PLAIN_CONFIGS = [
+    None,
+    {},
+    {"timezone": "UTC", "timeout": "never"},
+    {"timeout": 90, "kill_grace": 0, "instant_shutdown": True, "silence_cond_check": False},
+    {"timeout": "1h30m", "kill_grace": "2 seconds", "max_process_count": 3},
+    {"timeout": timedelta(minutes=5), "kill_grace": 0.5, "execution": "process"},
+    {"timezone": None, "env": "prod", "params": {"a": 1}, "shut_cond": "false"},
+    {"execution": "main", "env": None, "timeout": None},
+]
+
+
+@pytest.mark.parametrize("config", PLAIN_CONFIGS, ids=repr)
+def test_plain_values_read_as_the_model_reads_them(config):
+    from conddsl.runtime import config_model
+    from conddsl.runtime.config import FIELDS, _plain
+
+    assert _plain(config) is not None  # read without the model
+    ours = SchedulerConfig.load(config)
+    model = config_model.SchedulerConfigModel.model_validate(config or {})
+    for name in FIELDS:
+        if name == "history":
+            assert type(getattr(ours, name)) is type(getattr(model, name))
+        else:
+            assert getattr(ours, name) == getattr(model, name), name
+
+
+def test_the_fields_and_defaults_are_the_models():
+    from conddsl.runtime import config_model
+    from conddsl.runtime.config import FIELDS, _default
+
+    model = config_model.SchedulerConfigModel
+    assert FIELDS == tuple(model.model_fields) == tuple(SchedulerConfig.model_fields)
+    for name, field in model.model_fields.items():
+        expected = field.default_factory() if field.default_factory else field.default
+        assert type(_default(name)) is type(expected)
+        if name != "history":
+            assert _default(name) == expected, name
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"max_process_count": "2"},  # lax: the model turns text into a number
+        {"max_process_count": 2.0},
+        {"history": "runs.db"},  # a file name: the model opens the store
+        {"timezone": "Europe/Helsinky"},  # refused: the model's message
+        {"instant_shutdown": 1},
+        {"timout": 5},
+    ],
+    ids=repr,
+)
+def test_anything_else_goes_to_the_model(config):
+    from conddsl.runtime.config import _plain
+
+    assert _plain(config) is None
+
+
+def test_the_config_is_frozen_and_answers_as_the_model():
+    import copy
+
+    from pydantic import ValidationError
+
+    config = SchedulerConfig.load({"timeout": 60, "params": {"a": 1}})
+    with pytest.raises(ValidationError, match="frozen"):
+        config.timeout = None
+    assert config.model_dump()["timeout"] == timedelta(minutes=1)
+    assert SchedulerConfig.load(config) is config
+    assert copy.copy(config) == config and copy.copy(config).history is config.history
+    assert SchedulerConfig(timeout=60).timeout == timedelta(minutes=1)
+    assert SchedulerConfig.model_validate({"timeout": 60}).timeout == timedelta(minutes=1)
+    with pytest.raises(AttributeError):
+        SchedulerConfig.no_such_thing  # noqa: B018
+    with pytest.raises(ValidationError, match="1 validation error for SchedulerConfig\n"):
+        SchedulerConfig(timout=60)
+
+
+def test_every_plain_value_of_every_key_reads_as_the_models():
+    import itertools
+    from datetime import timezone
+
+    from conddsl.runtime import config_model
+    from conddsl.runtime.config import FIELDS, _plain
+
+    store = MemoryHistory()
+    values = [True, False, 0, 1, -1, 2, 2.5, math.nan, 10**20, "2", "1h", "0 s", "never"]
+    values += [" Never ", None, timedelta(0), timedelta(seconds=3), -timedelta(seconds=1)]
+    values += ["UTC", "Europe/Helsinki", "Bad/Zone", timezone.utc, "main", "thread"]
+    values += ["process", "async", {}, {"a": 1}, {1: 2}, [], store, "x"]
+    plain = 0
+    for key, value in itertools.product(FIELDS, values):
+        config = {key: value}
+        read = _plain(config)
+        if read is None:
+            continue  # the model's to judge: accepted or refused, as it always was
+        plain += 1
+        model = config_model.SchedulerConfigModel.model_validate(config)
+        for name in FIELDS:
+            if name != "history" or key == "history":
+                theirs = getattr(model, name)
+                assert read[name] is theirs or read[name] == theirs, (key, value, name)
+    assert plain > 40  # the common values do take the plain path

@@ -919,3 +919,37 @@ def test_combined_clock_conditions_are_answered_from_a_table():
     assert table_predicate(_clock_tree(big._evaluator)) is None
     assert big.is_true(datetime(2024, 3, 1, 5, 10, 29)) is True
     assert big.is_true(datetime(2024, 3, 1, 5, 10, 30)) is False
+
+
+# ---------------------------------------------------------------- a window kept as its piece
+
+
+@pytest.mark.parametrize(
+    "unit, window, kept",
+    [
+        ("day", ("between", 8, 18), False),  # one piece as it is: kept as the piece
+        ("hour", ("between", 0, 60), False),
+        ("day", ("between", 18, 8), True),  # wraps around: two pieces
+        ("day", ("between", 8, 8), True),  # equal ends: the whole cycle
+        ("day", ("after", 8, None), True),
+        ("week", ("between", 8, 18), False),
+    ],
+)
+def test_a_plain_window_is_given_back_equal_from_its_piece(unit, window, kept):
+    from conddsl.timeline.clock import MICROS_PER_MINUTE, ClockWindow, CyclePoint, Window
+
+    kind, start, end = window
+    scale = MICROS_PER_MINUTE if unit == "hour" else 60 * MICROS_PER_MINUTE
+    made = Window(
+        kind,
+        CyclePoint(start * scale),
+        None if end is None else CyclePoint(end * scale),
+    )
+    clock = ClockWindow(unit, made)
+    assert clock.window == made
+    assert (clock.window is made) == kept
+    if unit == "day" and window == ("between", 8, 18):
+        day = datetime(2024, 5, 6)
+        inside = [clock.contains(day + timedelta(hours=h)) for h in range(24)]
+        assert inside == [8 <= h < 18 for h in range(24)]
+    assert clock.anchor_point() == (made.start if kind == "between" and start == end else None)

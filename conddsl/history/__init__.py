@@ -1,5 +1,9 @@
 """The run history: what tasks did and when, answered fast enough for conditions."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from conddsl.history.base import (
     ACTIONS,
     FINISH_ACTIONS,
@@ -12,8 +16,10 @@ from conddsl.history.base import (
     RunLost,
 )
 from conddsl.history.memory import MemoryHistory
-from conddsl.history.postgres import PostgresHistory
-from conddsl.history.sqlite import SQLiteHistory
+
+if TYPE_CHECKING:
+    from conddsl.history.postgres import PostgresHistory
+    from conddsl.history.sqlite import SQLiteHistory
 
 __all__ = [
     "ACTIONS",
@@ -29,3 +35,21 @@ __all__ = [
     "RunLost",
     "SQLiteHistory",
 ]
+
+# The stores on disk and on a server load on first use: sqlite3, json and the PostgreSQL
+# modules cost a scheduler that keeps its history in memory about 3 MiB of RSS.
+_LAZY = {
+    "PostgresHistory": "conddsl.history.postgres",
+    "SQLiteHistory": "conddsl.history.sqlite",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conddsl.history' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -39,6 +39,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 import weakref
@@ -76,9 +77,10 @@ class Tree:
 
 def registry_path(history: object) -> str | None:
     """The registry file beside a history kept in a file of its own, or None."""
-    from conddsl.history import SQLiteHistory
-
-    if not isinstance(history, SQLiteHistory):
+    # Until the SQLite store is loaded no history can be one (loading it to ask costs
+    # every scheduler with an in-memory history ~2 MiB of RSS).
+    store = sys.modules.get("conddsl.history.sqlite")
+    if store is None or not isinstance(history, store.SQLiteHistory):
         return None
     path = history.path
     if not path or path == ":memory:" or path.startswith("file:"):

@@ -13,7 +13,7 @@ from typing import Any
 from conddsl.runtime.conditions import ConditionLike, Reads, compile_setting, reads
 from conddsl.runtime.config import ConfigError, SchedulerConfig
 from conddsl.runtime.flags import TerminationFlag
-from conddsl.settings import EXECUTIONS, NODE_LOST, ROLES, read_timeout
+from conddsl.setting_values import EXECUTIONS, NODE_LOST, ROLES, read_timeout
 
 # How a task is compiled: the setting, and what it is (for messages).
 Compile = Callable[[object, str], ConditionLike]

@@ -203,17 +203,35 @@ def point_offset(point: CyclePoint, *, is_end: bool, cycle: datetime | None = No
     return offset + (MICROS_PER_DAY if is_end else 0)
 
 
+# A ClockWindow's ``_window`` when its pieces say it all (see ClockWindow.__init__).
+_FROM_PIECES = object()
+
+
 class ClockWindow:
     """The set of wall-clock instants inside a window of a cycle (``time of day between …``)."""
 
-    __slots__ = ("unit", "window", "_fixed_pieces", "_month_cache")
+    __slots__ = ("unit", "_window", "_fixed_pieces", "_month_cache")
 
     def __init__(self, unit: str, window: Window | None) -> None:
         self.unit = unit
-        self.window = window
+        self._window: Window | None | object = window
         # Only a month's pieces vary by cycle: other units keep no cache (64 bytes a window).
         self._month_cache: dict[int, Pieces] | None = {} if unit == "month" else None
         self._fixed_pieces = None if unit == "month" else self._compute(None)
+        if self._fixed_pieces is not None and _plain_between(window, self._fixed_pieces):
+            # "between 08:00 and 18:00" in a fixed cycle is its one piece: the Window and
+            # its two points (168 bytes, most of a waiting task's window) are made again
+            # when asked, equal to these.
+            self._window = _FROM_PIECES
+
+    @property
+    def window(self) -> Window | None:
+        """The window of the cycle (None: all of it)."""
+        found = self._window
+        if found is _FROM_PIECES:
+            ((start, end),) = self._fixed_pieces
+            return Window("between", CyclePoint(start), CyclePoint(end))
+        return found
 
     @property
     def whole_cycle(self) -> bool:
@@ -325,7 +343,9 @@ class ClockWindow:
         # Edges are sums of the points' offsets, the sub-unit of "on", and cycle and
         # day lengths (clamping, overflow into the next cycle), so their gcd divides all.
         parts = [FIXED_LENGTH.get(self.unit, MICROS_PER_DAY)]
-        window = self.window
+        window = self._window
+        if window is _FROM_PIECES:
+            return math.gcd(*parts, *self._fixed_pieces[0])
         if window is None:
             return math.gcd(*parts)
         if window.kind == "on":
@@ -352,8 +372,8 @@ class ClockWindow:
 
     def anchor_point(self) -> CyclePoint | None:
         """The point a whole-cycle window is anchored at (``starting X``, equal ends)."""
-        window = self.window
-        if window is None:
+        window = self._window
+        if window is None or window is _FROM_PIECES:  # a piece has ends apart: no anchor
             return None
         if window.kind == "starting":
             return window.start
@@ -410,7 +430,7 @@ class ClockWindow:
     def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The occurrence of the window holding ``at`` (for once-per-window task forms)."""
         point = self.anchor_point()
-        if point is not None or self.window is None:
+        if point is not None or self._window is None:
             start = self.anchor(at)
             following = next_cycle(self.unit, cycle_start(self.unit, start))
             end = following if point is None else self._anchor_in(following, point)
@@ -426,6 +446,19 @@ class ClockWindow:
             if s <= at < e:
                 return s, e
         return None  # pragma: no cover - contains() said it is inside
+
+
+def _plain_between(window: Window | None, pieces: Pieces) -> bool:
+    """Whether ``window`` is ``between`` two times (no days) that are its one piece as
+    they are, so that the piece gives the window back."""
+    if window is None or window.kind != "between" or len(pieces) != 1:
+        return False
+    start, end = window.start, window.end
+    return (
+        start == CyclePoint(start.time)
+        and end == CyclePoint(end.time)
+        and pieces[0] == (start.time, end.time)
+    )
 
 
 def later(at: datetime, delta: timedelta) -> datetime:

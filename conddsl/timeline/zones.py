@@ -34,7 +34,6 @@ interval algebra (or comparing them at all), express them in UTC: pass
 
 from __future__ import annotations
 
-import difflib
 import functools
 import heapq
 import os
@@ -110,6 +109,8 @@ def zone_names_like(name: str, n: int = 3) -> list[str]:
     wanted = name.strip().lower()[:_MAX_NAME_LENGTH]
     if wanted in names:
         return [names[wanted]]
+    import difflib  # only on the way to an error: kept out of every scheduler's memory
+
     scored: dict[str, float] = {}
     for lowered, real in names.items():
         # People often type just the city ("helsinki", "new york"), so also compare

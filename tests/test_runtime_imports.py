@@ -1,0 +1,45 @@
+"""What a scheduler loads: a whole process's memory is mostly modules (issue 21), so a
+scheduler that needs no store on disk, no task file and no pydantic loads none of them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# Each costs a process 1-10 MiB of RSS and is needed only by what a plain scheduler
+# does not do: validate a task file or an odd config (pydantic), keep its history in a
+# file (sqlite3), read a packaged file from an archive (zipfile, importlib's readers),
+# suggest a name on the way to an error (difflib).
+NOT_LOADED = ("pydantic", "sqlite3", "zipfile", "importlib.readers", "difflib")
+
+SERVE = """
+import sys, threading
+from conddsl.runtime import Scheduler
+
+app = Scheduler({"timezone": "UTC", "timeout": "never", "kill_grace": 1})
+
+async def wait():
+    pass
+
+app.task("time of day between 10:00 and 11:00", name="t")(wait)
+threading.Timer(0.2, app.shut_down).start()
+app.run()
+print(" ".join(name for name in %r if name in sys.modules))
+"""
+
+
+def test_a_plain_scheduler_loads_no_store_no_pydantic_no_archive_reader():
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE % (NOT_LOADED,)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"loaded: {done.stdout.strip()}"
+
+
+def test_the_grammar_read_beside_the_package_is_the_repositorys():
+    from pathlib import Path
+
+    from conddsl.grammar import grammar_text
+
+    root = Path(__file__).resolve().parent.parent
+    assert grammar_text() == (root / "grammar" / "conddsl.lark").read_text(encoding="utf-8")
