@@ -111,6 +111,21 @@ def memory_runs(runs: int) -> Iterator[tuple[str, datetime, datetime, bool]]:
 # lateness). Windows are wall-clock times of day in UTC (``TZ=UTC`` on the peer).
 
 
+def stall_row(tasks: int, repeats: int, lead: float, stall_once, collect) -> dict:
+    """The ``stall`` row of one size: every repeat's loop gaps, or an error when some run
+    was not ended by the end condition. ``stall_once(tasks, lead)`` gives (gaps, ended)."""
+    samples: list[float] = []
+    ended = 0
+    for _ in range(repeats):
+        gaps, count = stall_once(tasks, lead + tasks * 0.002)
+        samples += gaps
+        ended += count
+        collect()
+    if ended < tasks * repeats or not samples:
+        return {"error": f"{ended} of {tasks * repeats} runs ended by the end condition"}
+    return percentiles(samples, repeats=repeats)
+
+
 def percentiles(samples: list[float], **extra) -> dict:
     """p50 / p99 / max (nearest rank) and min of latency samples, in seconds."""
     ordered = sorted(samples)

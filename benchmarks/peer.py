@@ -58,6 +58,7 @@ from common import (  # noqa: E402
     round_ms,
     rss_baseline,
     stall_mix,
+    stall_row,
     stall_sleep,
     start_lead,
     start_phases,
@@ -557,18 +558,9 @@ def case_loop_stall(work: dict) -> dict:
                 "them one at a time), and it ended neither on a forced shut_down() nor on SIGINT"
             }
             continue
-        samples: list[float] = []
-        ended = 0
-        for _ in range(repeats):
-            gaps, count = _stall_once(tasks, rt["stall_lead"] + tasks * 0.002)
-            samples += gaps
-            ended += count
-            gc.collect()
-        key = f"stall {tasks}"
-        if ended < tasks * repeats or not samples:
-            rows[key] = {"error": f"{ended} of {tasks * repeats} runs ended by the end condition"}
-        else:
-            rows[key] = percentiles(samples, repeats=repeats)
+        rows[f"stall {tasks}"] = stall_row(
+            tasks, repeats, rt["stall_lead"], _stall_once, gc.collect
+        )
     return rows
 
 
