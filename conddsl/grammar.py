@@ -3,7 +3,8 @@
 Everything that needs the syntax asks here: the parser (:mod:`conddsl.parse`), the
 error translation (:mod:`conddsl.syntax_errors`, for keywords) and the readers of
 settings (:mod:`conddsl.literals`, for the duration terminal). Lark is imported only
-when a parser is built, so importing conddsl stays light.
+when a parser is built, so importing conddsl stays light; the fast parser and the
+terminals read Lark's tables from :mod:`conddsl.lalr_tables` without importing it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from conddsl.trust import believed, unshared_folder_problem
 if TYPE_CHECKING:
     from lark import Lark
 
-__all__ = ["grammar_text", "build_parser", "parser_cache_path", "get_parser", "terminal_regex"]
+__all__ = [
+    "grammar_text",
+    "build_parser",
+    "cache_folder",
+    "parser_cache_path",
+    "get_parser",
+    "terminal_regex",
+]
 
 _parser: Lark | None = None
 _parser_lock = threading.Lock()
@@ -68,15 +76,12 @@ def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
     )
 
 
-def parser_cache_path(grammar: str) -> str | None:
-    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+def cache_folder() -> str | None:
+    """The user's own cache folder for conddsl, made if need be; None if unusable.
 
-    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
-    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``), a folder only the user may
-    write, and is used only if the trust rule (:mod:`conddsl.trust`) holds for it.
+    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``): files are opened there by name,
+    so it is used only if nobody else may add one (the trust rule, :mod:`conddsl.trust`).
     """
-    import lark
-
     base = os.environ.get("XDG_CACHE_HOME") or ""
     if not os.path.isabs(base):
         home = os.path.expanduser("~")
@@ -88,12 +93,26 @@ def parser_cache_path(grammar: str) -> str | None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return None  # a read-only home: parse without a cache
-    # Lark opens the file by name after this check: nobody else may add one meanwhile.
+    # Files are opened by name after this check: nobody else may add one meanwhile.
     why = unshared_folder_problem(folder, "a cache file")
     if why is not None:
         logging.getLogger("conddsl").warning(
             "the parser cache in %s is not trusted: %s; it is not used", folder, why
         )
+        return None
+    return folder
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+
+    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
+    :func:`cache_folder`, and is used only if the trust rule holds for it.
+    """
+    import lark
+
+    folder = cache_folder()
+    if folder is None:
         return None
     digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:32]
     path = os.path.join(folder, f"parser-{digest}-py{sys.version_info[0]}{sys.version_info[1]}")
@@ -115,4 +134,6 @@ def get_parser() -> Lark:
 @cache
 def terminal_regex(name: str) -> re.Pattern[str]:
     """The grammar's terminal ``name`` (``DURATION``, ``COMMENT``) as a compiled regex."""
-    return re.compile(get_parser().get_terminal(name).pattern.to_regexp())
+    from conddsl.lalr_tables import terminal_pattern  # read without importing Lark
+
+    return re.compile(terminal_pattern(name))
