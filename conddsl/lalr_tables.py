@@ -4,8 +4,8 @@ The fast parser (:mod:`conddsl.lalr`) needs only Lark's parse table, the pattern
 its per-state scanners and which words each rule keeps. Importing Lark to get them
 costs about 4 MiB of memory and 50 ms; reading them back from JSON costs a tenth. So
 the tables Lark built are written once to the user's cache folder (beside Lark's own
-cache) under a name made of the hash of the grammar, of Lark's source and of this
-format: a change to any of them reads (and writes) another file, and the grammar stays
+cache) keyed by the grammar, Lark's source and this format: a change to any of them
+reads (and writes) another file, and the grammar stays
 the one source of syntax. Lark itself is still what builds the tables and what parses
 (and words) every text the fast parser does not answer for.
 
@@ -17,13 +17,12 @@ problem (a missing, corrupt or planted file) means the tables are built again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
 import os
 import re
-import tempfile
+import zlib
 from typing import Any
 
 from conddsl.grammar import cache_folder, grammar_text
@@ -126,20 +125,23 @@ def tables_of(lark: Any) -> dict:
     }
 
 
-def _lark_source_hash() -> str:
-    """A hash of the installed Lark's ``__init__.py`` (it holds the version), unimported."""
+def _lark_source() -> str:
+    """The installed Lark's ``__init__.py`` (it holds the version), read unimported."""
     spec = importlib.util.find_spec("lark")
     origin = spec.origin if spec is not None else None
     if not origin:  # pragma: no cover - lark is a dependency
-        return "none"
-    with open(origin, "rb") as file:
-        return hashlib.sha256(file.read()).hexdigest()
+        return ""
+    with open(origin, encoding="utf-8", errors="replace") as file:
+        return file.read()
 
 
 def tables_key(grammar: str) -> str:
-    """What the tables depend on: this format, the grammar and Lark's source."""
-    seed = f"{FORMAT}\0{_lark_source_hash()}\0{grammar}".encode()
-    return hashlib.sha256(seed).hexdigest()[:32]
+    """What the tables depend on: this format, Lark's source and the grammar.
+
+    The file holds its key whole and is used only if it is equal, so a file name made of
+    a short checksum (not hashlib's: its OpenSSL costs 0.6 MiB of RSS) cannot mislead.
+    """
+    return f"{FORMAT}\0{_lark_source()}\0{grammar}"
 
 
 def tables_path(key: str) -> str | None:
@@ -147,7 +149,7 @@ def tables_path(key: str) -> str | None:
     folder = cache_folder()
     if folder is None:
         return None
-    return os.path.join(folder, f"tables-{key}.json")
+    return os.path.join(folder, f"tables-{zlib.crc32(key.encode()):08x}.json")
 
 
 def check_tables(data: Any, key: str) -> dict:
@@ -202,6 +204,8 @@ def _read(path: str, key: str) -> dict | None:
 
 
 def _write(path: str, key: str, tables: dict) -> None:
+    import tempfile  # only to write: with shutil and random it is ~0.7 MiB of RSS
+
     folder = os.path.dirname(path)
     try:
         # Whole or not at all: another process may read the file meanwhile.

@@ -116,7 +116,7 @@ def test_the_key_follows_the_grammar_lark_and_the_format(monkeypatch):
     monkeypatch.setattr(lalr_tables, "FORMAT", lalr_tables.FORMAT + 1)
     assert tables_key(grammar) != key
     monkeypatch.undo()
-    monkeypatch.setattr(lalr_tables, "_lark_source_hash", lambda: "another lark")
+    monkeypatch.setattr(lalr_tables, "_lark_source", lambda: "another lark")
     assert tables_key(grammar) != key
 
 
