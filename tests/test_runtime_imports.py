@@ -11,7 +11,7 @@ import sys
 # does not do: validate a task file or an odd config (pydantic), keep its history in a
 # file (sqlite3), read a packaged file from an archive (zipfile, importlib's readers),
 # suggest a name on the way to an error (difflib), parse a text the cached tables do not
-# answer for or build them (lark), run a process task (multiprocessing, tempfile), hash
+# answer for or build them (lark), run a process task (multiprocessing, tempfile, ctypes), hash
 # (hashlib: OpenSSL), or make path objects (pathlib, with urllib.parse and ipaddress).
 NOT_LOADED = (
     "pydantic",
@@ -21,6 +21,7 @@ NOT_LOADED = (
     "difflib",
     "lark",
     "multiprocessing",
+    "ctypes",
     "tempfile",
     "hashlib",
     "pathlib",

@@ -169,7 +169,6 @@ class ProcessExecutor(_TreeExecutor):
         # Their output piped, line by line to host.output (conddsl run), or not at all.
         self._pump = OutputPump(host.output) if host.output is not None else None
         self._commands = CommandExecutor(host, self._pump)  # programs while there is no server
-        find_prctl()  # found here, so that children forked from the scheduler have it
         self._server = ForkServer(
             host.loop,
             started=self._on_started,
@@ -361,6 +360,9 @@ class ProcessExecutor(_TreeExecutor):
         stdout and stderr, if piped)."""
         import multiprocessing  # only without the fork server: ~0.4 MiB of RSS otherwise
 
+        # Found before the fork, so that the child has it (ctypes, ~0.3 MiB of RSS, loads
+        # at the first such run, not in every scheduler).
+        find_prctl()
         forking = multiprocessing.get_context("fork")
         reader, writer = forking.Pipe(duplex=False)
         process = forking.Process(
