@@ -1,13 +1,13 @@
 """The LALR tables Lark builds from the grammar, as plain data cached in a JSON file.
 
 The fast parser (:mod:`conddsl.lalr`) needs only Lark's parse table, the patterns of
-its per-state scanners and which words each rule keeps. Importing Lark to get them
-costs about 4 MiB of memory and 50 ms; reading them back from JSON costs a tenth. So
-the tables Lark built are written once to the user's cache folder (beside Lark's own
-cache) keyed by the grammar, Lark's source and this format: a change to any of them
-reads (and writes) another file, and the grammar stays
-the one source of syntax. Lark itself is still what builds the tables and what parses
-(and words) every text the fast parser does not answer for.
+its per-state scanners and which words each rule keeps. Importing Lark and loading its
+cached parser to get them costs about 25 ms of CPU and 1-2 MiB of memory; reading them
+back from JSON costs about 1 ms. So the tables Lark built are written once to the
+user's cache folder (beside Lark's own cache), keyed by the grammar, Lark's source and
+this format: a change to any of them reads (and writes) another file, and the grammar
+stays the one source of syntax. Lark itself is still what builds the tables and what
+parses (and words) every text the fast parser does not answer for.
 
 The file is data, never code: JSON, read only if the trust rule
 (:mod:`conddsl.trust`) holds for it, checked against its own key and shape, and any
