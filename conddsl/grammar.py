@@ -1,20 +1,18 @@
 """The grammar (grammar/conddsl.lark) and the one LALR parser built from it, on first use.
 
 Everything that needs the syntax asks here: the parser (:mod:`conddsl.parse`), the
-error translation (:mod:`conddsl.syntax_errors`, for keywords) and the readers of
-settings (:mod:`conddsl.literals`, for the duration terminal). Lark is imported only
-when a parser is built, so importing conddsl stays light; the fast parser and the
-terminals read Lark's tables from :mod:`conddsl.lalr_tables` without importing it.
+error translation (:mod:`conddsl.syntax_errors`, for keywords) and the tables of
+:mod:`conddsl.lalr_tables` (for the fast parser and the terminals the readers of
+settings use). Lark is imported only when a parser is built, so importing conddsl
+stays light; the tables are read back without importing it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
-from functools import cache
 from typing import TYPE_CHECKING
 
 from conddsl.trust import believed, unshared_folder_problem
@@ -28,7 +26,6 @@ __all__ = [
     "cache_folder",
     "parser_cache_path",
     "get_parser",
-    "terminal_regex",
 ]
 
 _parser: Lark | None = None
@@ -135,11 +132,3 @@ def get_parser() -> Lark:
             if _parser is None:
                 _parser = build_parser()
     return _parser
-
-
-@cache
-def terminal_regex(name: str) -> re.Pattern[str]:
-    """The grammar's terminal ``name`` (``DURATION``, ``COMMENT``) as a compiled regex."""
-    from conddsl.lalr_tables import terminal_pattern  # read without importing Lark
-
-    return re.compile(terminal_pattern(name))

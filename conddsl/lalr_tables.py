@@ -23,9 +23,10 @@ import logging
 import os
 import re
 import zlib
+from functools import cache
 from typing import Any
 
-from conddsl.grammar import cache_folder, grammar_text
+from conddsl.grammar import cache_folder, get_parser, grammar_text
 from conddsl.trust import believed
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "load_tables",
     "check_tables",
     "terminal_pattern",
+    "terminal_regex",
 ]
 
 # Raised when what the file holds (or what tables_of exports) changes meaning.
@@ -113,6 +115,8 @@ def tables_of(lark: Any) -> dict:
             seen[key] = len(scanners)
             scanners.append(scanner)
         scanner_of[state] = seen[key]
+    if -1 in scanner_of:  # pragma: no cover - Lark's contextual lexer covers every state
+        raise TypeError("a parser state without a scanner")
     return {
         "start": table.start_states["start"],
         "end": table.end_states["start"],
@@ -171,6 +175,10 @@ def check_tables(data: Any, key: str) -> dict:
     need(isinstance(states, list) and isinstance(rules, list), "states or rules")
     need(isinstance(scanners, list) and isinstance(tables.get("scanner_of"), list), "scanners")
     need(len(tables["scanner_of"]) == len(states), "one scanner a state")
+    need(
+        all(isinstance(i, int) and 0 <= i < len(scanners) for i in tables["scanner_of"]),
+        "a state's scanner",
+    )
     need(all(isinstance(tables.get(k), int) for k in ("start", "end")), "start or end")
     for rule in rules:
         need(isinstance(rule, list) and len(rule) == 6, "a rule")
@@ -234,8 +242,6 @@ def load_tables() -> dict:
         if tables is not None:
             _terminals = tables["terminals"]
             return tables
-    from conddsl.grammar import get_parser
-
     tables = tables_of(get_parser())
     if path is not None:
         _write(path, key, tables)
@@ -247,3 +253,9 @@ def terminal_pattern(name: str) -> str:
     """The regular expression of the grammar's terminal ``name``."""
     terminals = _terminals if _terminals is not None else load_tables()["terminals"]
     return terminals[name]
+
+
+@cache
+def terminal_regex(name: str) -> re.Pattern[str]:
+    """The grammar's terminal ``name`` (``DURATION``, ``COMMENT``) as a compiled regex."""
+    return re.compile(terminal_pattern(name))

@@ -61,7 +61,7 @@ def test_a_warm_cache_parses_without_importing_lark(tmp_path):
     script = (
         "import sys\n"
         "from conddsl.parse import parse\n"
-        "from conddsl.grammar import terminal_regex\n"
+        "from conddsl.lalr_tables import terminal_regex\n"
         "print(repr(parse('time of day between 08:00 and 18:00')))\n"
         "print(bool(terminal_regex('DURATION').fullmatch('5 minutes')))\n"
         "print('lark' in sys.modules)\n"
@@ -82,7 +82,14 @@ def test_a_warm_cache_parses_without_importing_lark(tmp_path):
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated", "not json", "another key", "a target out of range", "a bad rule name"],
+    [
+        "truncated",
+        "not json",
+        "another key",
+        "a target out of range",
+        "a bad rule name",
+        "a missing scanner",
+    ],
 )
 def test_a_corrupt_file_is_made_anew(cache, damage):
     good = load_tables()
@@ -99,6 +106,8 @@ def test_a_corrupt_file_is_made_anew(cache, damage):
             data["key"] = "0" * 32
         elif damage == "a target out of range":
             data["tables"]["states"][0][0][2] = 10**6
+        elif damage == "a missing scanner":
+            data["tables"]["scanner_of"][0] = -1
         else:
             data["tables"]["rules"][0][1] = "__init__()"
         text = json.dumps(data)
