@@ -1,21 +1,18 @@
 """The grammar (grammar/conddsl.lark) and the one LALR parser built from it, on first use.
 
 Everything that needs the syntax asks here: the parser (:mod:`conddsl.parse`), the
-error translation (:mod:`conddsl.syntax_errors`, for keywords) and the readers of
-settings (:mod:`conddsl.literals`, for the duration terminal). Lark is imported only
-when a parser is built, so importing conddsl stays light.
+error translation (:mod:`conddsl.syntax_errors`, for keywords) and the tables of
+:mod:`conddsl.lalr_tables` (for the fast parser and the terminals the readers of
+settings use). Lark is imported only when a parser is built, so importing conddsl
+stays light; the tables are read back without importing it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import sys
 import threading
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conddsl.trust import believed, unshared_folder_problem
@@ -23,7 +20,13 @@ from conddsl.trust import believed, unshared_folder_problem
 if TYPE_CHECKING:
     from lark import Lark
 
-__all__ = ["grammar_text", "build_parser", "parser_cache_path", "get_parser", "terminal_regex"]
+__all__ = [
+    "grammar_text",
+    "build_parser",
+    "cache_folder",
+    "parser_cache_path",
+    "get_parser",
+]
 
 _parser: Lark | None = None
 _parser_lock = threading.Lock()
@@ -31,20 +34,26 @@ _parser_lock = threading.Lock()
 
 def grammar_text() -> str:
     """The grammar source: from the installed package, else from the repository."""
-    here = Path(__file__).resolve().parent
-    beside = here / "grammar" / "conddsl.lark"
-    if beside.is_file():
+    # os.path, not pathlib: a scheduler that needs no other path object spares its
+    # imports (pathlib, urllib.parse, ipaddress: ~0.6 MiB of RSS).
+    here = os.path.dirname(os.path.realpath(__file__))
+    beside = os.path.join(here, "grammar", "conddsl.lark")
+    if os.path.isfile(beside):
         # A package in a folder: the file itself. importlib.resources would load its
         # readers (zipfile and 20-odd modules, ~2 MiB of RSS) to say the same.
-        return beside.read_text(encoding="utf-8")
-    if not Path(__file__).is_file():  # a package in an archive: its loader has the file
+        return _read_text(beside)
+    if not os.path.isfile(__file__):  # a package in an archive: its loader has the file
         from importlib import resources
 
         packaged = resources.files("conddsl").joinpath("grammar/conddsl.lark")
         if packaged.is_file():
             return packaged.read_text(encoding="utf-8")
-    source = here.parent / "grammar" / "conddsl.lark"
-    return source.read_text(encoding="utf-8")
+    return _read_text(os.path.join(os.path.dirname(here), "grammar", "conddsl.lark"))
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as file:
+        return file.read()
 
 
 def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
@@ -68,15 +77,12 @@ def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
     )
 
 
-def parser_cache_path(grammar: str) -> str | None:
-    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+def cache_folder() -> str | None:
+    """The user's own cache folder for conddsl, made if need be; None if unusable.
 
-    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
-    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``), a folder only the user may
-    write, and is used only if the trust rule (:mod:`conddsl.trust`) holds for it.
+    ``$XDG_CACHE_HOME/conddsl`` (``~/.cache/conddsl``): files are opened there by name,
+    so it is used only if nobody else may add one (the trust rule, :mod:`conddsl.trust`).
     """
-    import lark
-
     base = os.environ.get("XDG_CACHE_HOME") or ""
     if not os.path.isabs(base):
         home = os.path.expanduser("~")
@@ -88,12 +94,28 @@ def parser_cache_path(grammar: str) -> str | None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return None  # a read-only home: parse without a cache
-    # Lark opens the file by name after this check: nobody else may add one meanwhile.
+    # Files are opened by name after this check: nobody else may add one meanwhile.
     why = unshared_folder_problem(folder, "a cache file")
     if why is not None:
         logging.getLogger("conddsl").warning(
             "the parser cache in %s is not trusted: %s; it is not used", folder, why
         )
+        return None
+    return folder
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the parse tables of ``grammar`` are cached, or None for no cache.
+
+    Lark unpickles the file, so loading it runs whatever its writer wanted: it lives in
+    :func:`cache_folder`, and is used only if the trust rule holds for it.
+    """
+    import hashlib
+
+    import lark
+
+    folder = cache_folder()
+    if folder is None:
         return None
     digest = hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()[:32]
     path = os.path.join(folder, f"parser-{digest}-py{sys.version_info[0]}{sys.version_info[1]}")
@@ -110,9 +132,3 @@ def get_parser() -> Lark:
             if _parser is None:
                 _parser = build_parser()
     return _parser
-
-
-@cache
-def terminal_regex(name: str) -> re.Pattern[str]:
-    """The grammar's terminal ``name`` (``DURATION``, ``COMMENT``) as a compiled regex."""
-    return re.compile(get_parser().get_terminal(name).pattern.to_regexp())

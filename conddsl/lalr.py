@@ -13,8 +13,9 @@ reduced alike. The first text of a shape runs the table and writes the shape's p
 (which method each reduction calls, with which words' positions and which children);
 the trie of shapes then keeps, for each sequence of word types, the scanner of the
 parser's state after it. A later text of that shape is read along the trie and built
-by the program: no table is consulted. Trie and programs are made from Lark's tables,
-so the grammar stays the one source of syntax.
+by the program: no table is consulted. Trie and programs are made from Lark's tables
+(read as data by :mod:`conddsl.lalr_tables`, without importing Lark), so the grammar
+stays the one source of syntax.
 
 It only ever answers for a text that parses and builds without a problem: anything
 else (a syntax error, a bad value, a nesting deep enough to need the depth check)
@@ -24,12 +25,9 @@ which words the error exactly as before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
-
-from lark import Lark
-from lark.lexer import UnlessCallback
-from lark.parsers.lalr_analysis import Shift
 
 __all__ = ["FastParser", "Token", "Meta"]
 
@@ -146,28 +144,18 @@ def _no_handler(builder: Any, meta: Meta, children: list) -> Any:
 class FastParser:
     """The parse table, scanners and tree shaping of one Lark parser, made into one loop."""
 
-    def __init__(self, lark: Lark, builder_type: type, max_stack: int) -> None:
-        frontend = lark.parser
-        table = frontend.parser.parser.parse_table
-        self._start = table.start_states["start"]
-        self._end = table.end_states["start"]
+    def __init__(self, tables: dict, builder_type: type, max_stack: int) -> None:
+        # ``tables`` as conddsl.lalr_tables exports them from Lark's parser.
+        self._start = tables["start"]
+        self._end = tables["end"]
         self._max_stack = max_stack
-        kept_terminals: set[str] = set()
-        plans: dict[Any, tuple] = {}
+        plans = []
         # Rules whose handlers never read their positions (the builder says which): their
         # steps pass None, and no Meta is looked up for them.
         unplaced = frozenset(getattr(builder_type, "without_positions", ()))
-        for rule in lark.rules:
-            keep = []
-            for index, symbol in enumerate(rule.expansion):
-                if rule.options.keep_all_tokens or not (symbol.is_term and symbol.filter_out):
-                    inline = not symbol.is_term and symbol.name.startswith("_")
-                    keep.append((index, inline))
-                    if symbol.is_term:
-                        kept_terminals.add(symbol.name)
-            name = rule.alias or rule.origin.name
+        for origin, name, size, keep, expand1, one_rule in tables["rules"]:
+            keep = tuple((index, bool(inline)) for index, inline in keep)
             inline_rule = name.startswith("_")
-            expand1 = bool(rule.options.expand1) and not rule.alias
             handler = _no_handler
             if not inline_rule:
                 wrapped = builder_type.__dict__.get(name)
@@ -175,12 +163,7 @@ class FastParser:
                     handler = getattr(wrapped, "base_func", wrapped)
                 elif not expand1:
                     raise TypeError(f"{builder_type.__name__} has no method for rule {name!r}")
-            if (
-                expand1
-                and len(rule.expansion) == 1
-                and keep == [(0, False)]
-                and not rule.expansion[0].is_term
-            ):
+            if expand1 and one_rule and keep == ((0, False),):
                 kind = _UNIT  # a ?rule around one rule: only the parser's state changes
             elif inline_rule:
                 kind = _SPLICE
@@ -188,36 +171,31 @@ class FastParser:
                 kind = _EXPAND1
             else:
                 kind = _BUILD
-            plans[rule] = (
-                kind,
-                len(rule.expansion),
-                tuple(keep),
-                handler,
-                rule.origin.name,
-                name not in unplaced,  # whether the handler reads its Meta
-            )
+            # Whether the handler reads its Meta is the last field.
+            plans.append((kind, size, keep, handler, origin, name not in unplaced))
         # Each parser state: its actions (an int is a shift to that state, a tuple a
         # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
-        count = max(table.states) + 1
+        count = len(tables["states"])
         actions_of: list[dict] = [{}] * count
         gotos: list[dict] = [{}] * count
-        scans: list = [None] * count
-        for state, actions in table.states.items():
+        for state, actions in enumerate(tables["states"]):
             actions_of[state] = {
-                symbol: arg if action is Shift else plans[arg]
-                for symbol, (action, arg) in actions.items()
+                symbol: arg if kind == 0 else plans[arg]
+                for symbol, kind, arg in actions
                 if symbol.isupper() or symbol == "$END"
             }
             gotos[state] = {
                 symbol: arg
-                for symbol, (action, arg) in actions.items()
+                for symbol, kind, arg in actions
                 if not (symbol.isupper() or symbol == "$END")
             }
         self._actions = actions_of
         self._gotos = gotos
-        self._scans = scans
-        self._lexers = frontend.lexer.lexers
-        self._kept = frozenset(kept_terminals)
+        self._scans: list = [None] * count
+        self._scanner_specs = tables["scanners"]
+        self._scanner_of = tables["scanner_of"]
+        self._compiled: dict[int, tuple] = {}  # one compiled scanner per distinct spec
+        self._kept = frozenset(tables["kept"])
         self._unit_chains: dict[tuple[int, int, str], int] = {}
         # Reading a single blank between words without the scanner is exact only if no
         # terminal but the ignored ones can match from a blank (Lark would then weigh
@@ -237,22 +215,18 @@ class FastParser:
 
     def _scan(self, state: int) -> tuple:
         """A state's scanner, made on first use: (match, keyword lookups, ignored)."""
-        lexer = self._lexers[state]
-        scanner = lexer.scanner
-        if len(scanner._mres) != 1:  # pragma: no cover - Lark splits past 100 terminals
-            raise TypeError("the grammar's scanner is split in parts")
-        if lexer.ignore_types & set(lexer.callback):  # pragma: no cover
-            raise TypeError("a keyword callback on an ignored terminal")
-        keywords = {}
-        for type_, callback in lexer.callback.items():
-            if not isinstance(callback, UnlessCallback):  # pragma: no cover
-                raise TypeError(f"unexpected lexer callback for {type_}")
-            mres = callback.scanner._mres
-            if len(mres) != 1:  # pragma: no cover - Lark splits past 100 keywords
-                raise TypeError("a keyword scanner is split in parts")
+        index = self._scanner_of[state]
+        scan = self._compiled.get(index)
+        if scan is None:
+            pattern, flags, keyword_specs, ignored = self._scanner_specs[index]
             # The compiled pattern's own fullmatch: its match names the keyword's type.
-            keywords[type_] = mres[0].fullmatch
-        scan = self._scans[state] = (scanner._mres[0].match, keywords, lexer.ignore_types)
+            keywords = {
+                type_: re.compile(spec[0], spec[1]).fullmatch
+                for type_, spec in keyword_specs.items()
+            }
+            scan = (re.compile(pattern, flags).match, keywords, frozenset(ignored))
+            self._compiled[index] = scan
+        self._scans[state] = scan
         return scan
 
     def _unit_chain(self, below: int, state: int, type_: str) -> int:
@@ -532,6 +506,6 @@ def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> A
     return values[-len(steps)]  # the last step's: the start rule
 
 
-def fast_parser(lark: Lark, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:
-    """The ``parse(text, builder)`` of a :class:`FastParser` over ``lark``'s tables."""
-    return FastParser(lark, builder_type, max_stack).parse
+def fast_parser(tables: dict, builder_type: type, max_stack: int) -> Callable[[str, Any], Any]:
+    """The ``parse(text, builder)`` of a :class:`FastParser` over ``tables``."""
+    return FastParser(tables, builder_type, max_stack).parse

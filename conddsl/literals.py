@@ -22,7 +22,7 @@ from conddsl.ast import (
     Weekday,
 )
 from conddsl.errors import LiteralError, suggest
-from conddsl.grammar import terminal_regex
+from conddsl.lalr_tables import terminal_regex
 from conddsl.timeline.clock import (  # the time engine's units, read here too
     MICROS_PER_DAY,
     MICROS_PER_HOUR,

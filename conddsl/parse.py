@@ -11,17 +11,14 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from functools import lru_cache
-
-from lark import Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from functools import cache, lru_cache
 
 from conddsl import ast
 from conddsl.errors import ConditionSyntaxError, CronError, LiteralError, Span
 from conddsl.grammar import build_parser, get_parser, grammar_text, parser_cache_path
-from conddsl.lalr import fast_parser
+from conddsl.lalr import Token, fast_parser
+from conddsl.lalr_tables import load_tables
 from conddsl.literals import Word, better_unit, parse_duration, parse_point, unquote
-from conddsl.syntax_errors import translate
 from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.zones import resolve_zone, zone_names_like
 
@@ -73,6 +70,10 @@ def parse(text: str) -> ast.Node:
 
 def _parse_with_tree(text: str) -> ast.Node:
     """Lark's full path: parse tree, depth check, transform; the one that words errors."""
+    from lark.exceptions import UnexpectedInput  # Lark loads only when this path runs
+
+    from conddsl.syntax_errors import translate
+
     parser = get_parser()
     try:
         tree = parser.parse(text)
@@ -80,14 +81,30 @@ def _parse_with_tree(text: str) -> ast.Node:
         raise translate(text, exc, parser) from None
     _check_depth(text, tree)
     try:
-        return AstBuilder(text).transform(tree)
-    except VisitError as exc:
-        error = exc.orig_exc
-        if isinstance(error, LiteralError):
-            raise _literal_error(text, error) from None
-        if isinstance(error, ConditionSyntaxError):
-            raise error from None
-        raise
+        return _tree_builder_type()(AstBuilder(text)).transform(tree)
+    except LiteralError as error:
+        raise _literal_error(text, error) from None
+
+
+@cache
+def _tree_builder_type() -> type:
+    """A Lark ``Transformer`` that calls an :class:`AstBuilder`'s method for each rule."""
+    from lark import Transformer, Tree
+
+    class TreeBuilder(Transformer):
+        # No method is named after a rule, so every rule comes to __default__.
+        __visit_tokens__ = False
+
+        def __init__(self, builder: AstBuilder) -> None:
+            self.builder = builder
+
+        def __default__(self, data, children, meta):
+            method = _BUILDER_METHODS.get(data)
+            if method is None:  # a ?rule Lark keeps with several children
+                return Tree(data, children, meta)
+            return method(self.builder, meta, children)
+
+    return TreeBuilder
 
 
 _fast = None
@@ -103,7 +120,7 @@ def _fast_parser():
                 try:
                     # A stack this deep may hold a tree deeper than MAX_DEPTH: such a text
                     # takes the full path, which measures the tree and says where.
-                    _fast = fast_parser(get_parser(), AstBuilder, MAX_DEPTH - 20)
+                    _fast = fast_parser(load_tables(), AstBuilder, MAX_DEPTH - 20)
                 except TypeError:  # pragma: no cover - a grammar the driver cannot run
                     _fast = False
     return _fast or None
@@ -123,7 +140,9 @@ def _literal_error(text: str, error: LiteralError, code: str = "E110") -> Condit
     )
 
 
-def _check_depth(text: str, tree: Tree) -> None:
+def _check_depth(text: str, tree) -> None:
+    from lark import Tree
+
     stack = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -201,9 +220,13 @@ def _with_span(point: ast.Node, text: str, words: list[Word]):
     return point
 
 
-@v_args(meta=True)
-class AstBuilder(Transformer):
-    """The parse tree -> AST nodes with spans; literal values are read by conddsl.literals."""
+class AstBuilder:
+    """Each rule's values -> AST nodes with spans; literal values are read by conddsl.literals.
+
+    A method per rule, called with the rule's positions (``meta``) and its children's
+    values: by the fast parser (:mod:`conddsl.lalr`) as it reduces, and on Lark's parse
+    tree by a ``Transformer`` made on first use (so the fast path never imports Lark).
+    """
 
     # The rules whose methods below never read ``meta``: conddsl.lalr gives them None.
     without_positions = frozenset(
@@ -222,10 +245,6 @@ class AstBuilder(Transformer):
             "comparison",
         }
     )
-
-    # What Transformer.__init__(visit_tokens=False) would set on each builder: one is
-    # made per parse, and the class attribute spares the call.
-    __visit_tokens__ = False
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -483,3 +502,11 @@ class AstBuilder(Transformer):
         words = tuple(str(t) for t in children if t.type == "NAME")
         args = tuple(unquote(t) for t in children if t.type == "STRING")
         return ast.Reference(words, args, span=_meta_span(meta))
+
+
+# The rules' methods by rule name, for the Transformer of Lark's full path.
+_BUILDER_METHODS = {
+    name: method
+    for name, method in vars(AstBuilder).items()
+    if not name.startswith("_") and callable(method)
+}

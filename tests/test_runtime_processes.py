@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from functools import partial
 
@@ -21,6 +22,7 @@ from runtime_helpers import (
     raise_deep,
     raise_value_error,
     read_pids,
+    report_death_signal,
     report_time,
     setsid_child,
     spawn_grandchildren,
@@ -50,6 +52,21 @@ def the_run(app: Scheduler, task: str):
     (started,) = app.history.records(task, actions="run")
     (ended,) = [rec for rec in app.history.records(task) if rec.action != "run"]
     return started, ended
+
+
+def test_a_process_forked_from_the_scheduler_gets_its_death_signal(tmp_path, monkeypatch):
+    """Without a fork server (as in a frozen program) runs are forked from the scheduler,
+    and the child asks for SIGTERM when the scheduler ends (libc's prctl is found at the
+    first such fork, no longer when every scheduler starts)."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # no fork server
+    path = str(tmp_path / "signal")
+    app = real()
+    app.task(Once(), name="child", execution="process")(partial(report_death_signal, path))
+    play(app, stop_after_start)
+    _, ended = the_run(app, "child")
+    assert ended.action == "success", ended.message
+    with open(path) as file:
+        assert int(file.read()) == signal.SIGTERM
 
 
 def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):

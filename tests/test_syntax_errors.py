@@ -7,7 +7,8 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput
 
 from conddsl.errors import ConditionSyntaxError
-from conddsl.grammar import get_parser, grammar_text, terminal_regex
+from conddsl.grammar import get_parser, grammar_text
+from conddsl.lalr_tables import terminal_regex
 from conddsl.literals import read_duration_text
 from conddsl.parse import parse
 from conddsl.syntax_errors import keyword_words, start_keywords, translate

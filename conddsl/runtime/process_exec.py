@@ -33,13 +33,11 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import multiprocessing
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
@@ -171,8 +169,6 @@ class ProcessExecutor(_TreeExecutor):
         # Their output piped, line by line to host.output (conddsl run), or not at all.
         self._pump = OutputPump(host.output) if host.output is not None else None
         self._commands = CommandExecutor(host, self._pump)  # programs while there is no server
-        self._mp = multiprocessing.get_context("fork")
-        find_prctl()  # found here, so that children forked from the scheduler have it
         self._server = ForkServer(
             host.loop,
             started=self._on_started,
@@ -265,7 +261,7 @@ class ProcessExecutor(_TreeExecutor):
                 out.close_write()
                 err.close_write()
             else:
-                stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the run
+                stderr = _temporary_file()
                 run.handle = Served(key, stderr=stderr)
                 launched = self._server.launch_command(
                     key, argv, task.cwd, environ, stderr.fileno(), grace
@@ -362,8 +358,14 @@ class ProcessExecutor(_TreeExecutor):
     def _fork(self, run: Run, flag_fd: int, output: tuple[int, ...] = ()) -> None:
         """Fork the child from the scheduler and watch its sentinel (``output``: its
         stdout and stderr, if piped)."""
-        reader, writer = self._mp.Pipe(duplex=False)
-        process = self._mp.Process(
+        import multiprocessing  # only without the fork server: ~0.4 MiB of RSS otherwise
+
+        # Found before the fork, so that the child has it (ctypes, ~0.3 MiB of RSS, loads
+        # at the first such run, not in every scheduler).
+        find_prctl()
+        forking = multiprocessing.get_context("fork")
+        reader, writer = forking.Pipe(duplex=False)
+        process = forking.Process(
             target=_child,
             args=(
                 *(run.task.func, run.task.flag_params, flag_fd, writer),
@@ -498,7 +500,7 @@ class CommandExecutor(_TreeExecutor):
         # stderr goes to a file, not a pipe: a grandchild holding it open can never
         # block on a full pipe, and its tail is read once the program has exited. When
         # output is piped, the pump reads on whatever happens (its tail kept there).
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - _body closes it
+        stderr = _temporary_file()  # _body closes it
         out = err = None
         if self._pump is not None:
             out = self._pump.pipe(task.name, "stdout")
@@ -577,3 +579,12 @@ def _tail(file: IO[bytes]) -> str:
     size = file.seek(0, os.SEEK_END)
     file.seek(max(0, size - _STDERR_TAIL))
     return file.read().decode(errors="replace").strip()
+
+
+def _temporary_file() -> IO[bytes]:
+    """An unnamed temporary file, closed by the caller with the run."""
+    # Imported at the first run in a process: tempfile brings shutil and random (~0.7 MiB
+    # of RSS), which a scheduler without such runs never needs.
+    import tempfile
+
+    return tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it

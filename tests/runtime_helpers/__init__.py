@@ -191,3 +191,13 @@ def count_sigterms(path: str, linger: float = 0.5) -> None:
 def leave_a_child(pid_file: str) -> None:
     """Start a child in a session of its own, report it, and return at once."""
     write_pids(pid_file, _sleeper(new_session=True))
+
+
+def report_death_signal(path: str) -> None:
+    """A process task: write the signal Linux sends it when its parent ends (0: none)."""
+    import ctypes
+
+    number = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(number), 0, 0, 0)  # GET_PDEATHSIG
+    with open(path, "w") as file:
+        file.write(str(number.value))
