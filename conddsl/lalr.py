@@ -128,6 +128,9 @@ def _meta_of(key: tuple[int, int], lines: _Lines | None) -> Meta:
 # Shapes learnt before the trie starts again: each costs about 3 KB (its trie nodes and
 # program), most applications have a few dozen.
 _SHAPES_MAX = 1024
+# A shape longer than this is not learnt: conditions that long do not repeat, and its
+# path in the trie would hold a node a word (a name of a megabyte of words: 125,000).
+_SHAPE_WORDS_MAX = 512
 
 
 # What a reduction does (see FastParser.__init__).
@@ -375,16 +378,25 @@ class FastParser:
                 del stack[-size:]
                 first = raw[0][3]
                 last = raw[-1][4]
-                symbols: list = []
+                symbols: list | None = None
                 children: list = []
                 for index, inline in keep:
                     entry = raw[index]
-                    if inline:
+                    if inline and symbols is None:
+                        # A spliced child's lists are its alone (popped above): grown in
+                        # place, a left-recursive list (a name of many words) is not
+                        # copied at every word, which made a long text quadratic.
+                        symbols, children = entry[1], entry[2]
+                    elif inline:
                         symbols.extend(entry[1])
                         children.extend(entry[2])
                     else:
+                        if symbols is None:
+                            symbols = []
                         symbols.append(entry[1])
                         children.append(entry[2])
+                if symbols is None:
+                    symbols = []
                 if kind == _SPLICE:
                     symbol, value = symbols, children
                 elif kind == _EXPAND1 and len(children) == 1:
@@ -415,6 +427,8 @@ class FastParser:
 
     def _learn(self, path: list[tuple[str, int]], program: tuple) -> None:
         """Put the shape ``path`` with its ``program`` into the trie (bounded)."""
+        if len(path) > _SHAPE_WORDS_MAX:
+            return
         if self._shapes >= _SHAPES_MAX:
             self.forget()
         node = self._root

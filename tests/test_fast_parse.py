@@ -224,3 +224,22 @@ def test_the_trie_of_shapes_is_bounded(monkeypatch):
     for text in texts * 2:
         assert _fast(text) == _slow(text)
         assert 1 <= fast.shapes <= 5
+
+
+def test_a_long_shape_is_parsed_in_linear_steps_and_not_learnt():
+    """A name of many words is a left-recursive list, and a shape that long is not kept
+    (it held a trie node a word). Studying it once copied the list at every word: a
+    megabyte of words took 97 s; that copy happens inside ``list.extend``, which counts
+    as one step, so ``test_megabyte_inputs`` (now well under a second) is its guard."""
+    from tests.reliability import count_steps
+
+    fast = _fast_parser().__self__
+    fast.forget()
+    costs = {}
+    for words in (2_000, 4_000):
+        text = " ".join(["holiday"] * words)
+        costs[words] = count_steps(lambda text=text: _fast(text))
+        assert _fast(text) == _slow(text)
+    # Linear: twice the words, about twice the steps (a quadratic copy counts ~4x).
+    assert costs[4_000] / costs[2_000] < 2.2
+    assert fast.shapes == 0
