@@ -193,7 +193,10 @@ class Launcher:
         if not isinstance(executor, AsyncExecutor):
             return None
         run = Run(task, uuid.uuid4().hex, at, flag=executor.new_flag())
-        executor.prepare(run)
+        try:
+            executor.prepare(run)
+        except Exception:  # the function cannot be called: start() records why, at the instant
+            return None
         return run
 
     def launch(self, run: Run, now: datetime, *, due: datetime | None = None) -> None:
