@@ -4,12 +4,21 @@ each case once broke the scheduler, and holds it to what the unprepared path doe
 
 from __future__ import annotations
 
-import asyncio
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from datetime import datetime, timedelta, timezone
 
+import pytest
+from reliability import SUBPROCESS_ENV
 from runtime_helpers.scenario import at, finishes, play, virtual
 
-from conddsl.runtime import Scheduler
+from conddsl.history import SQLiteHistory
+from conddsl.runtime.launcher import Launcher
+from conddsl.runtime.runs import Run
+from conddsl.runtime.tasks import Task
 
 
 def test_a_prepared_start_whose_function_cannot_be_called_is_recorded_not_raised():
@@ -31,3 +40,79 @@ def test_a_prepared_start_whose_function_cannot_be_called_is_recorded_not_raised
     (failed,) = app.history.records(actions="fail")
     assert failed.at == at("07:00")
     assert "could not start" in (failed.message or "") and "'x'" in (failed.message or "")
+
+
+def test_a_prepared_start_is_recorded_before_its_body_takes_a_step(monkeypatch):
+    # The unprepared path writes the run record, then starts the body. Prepared starts
+    # let the bodies take their first step before the records were written: a scheduler
+    # killed in between left a body that ran with no record (its restart had nothing to
+    # mark crashed).
+    made: list[str] = []
+    prepare = Launcher.prepare
+
+    def counted(launcher: Launcher, task: Task, when: datetime) -> Run | None:
+        run = prepare(launcher, task, when)
+        made.append(task.name)
+        return run
+
+    monkeypatch.setattr(Launcher, "prepare", counted)
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    seen: dict[str, list[str]] = {}
+
+    def body_of(name: str):
+        async def body() -> None:
+            seen[name] = [rec.task for rec in app.history.records(actions="run")]
+
+        return body
+
+    for name in ("a", "b", "c"):
+        app.task("time of day between 07:00 and 07:00:30", name=name, timeout=60)(body_of(name))
+    app.subscribe(
+        lambda recorded: recorded.record.action == "success" and app.disable(recorded.record.task)
+    )
+    play(app)
+    assert sorted(made) == sorted(seen) == ["a", "b", "c"]  # (each start was prepared)
+    for name, recorded in seen.items():
+        assert name in recorded, f"{name}'s body ran before its run record was written"
+    assert {(task, action) for task, action, _, _ in finishes(app.history)} == {
+        (name, "success") for name in ("a", "b", "c")
+    }
+
+
+@pytest.mark.long
+@pytest.mark.smoke
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL of the scheduler")
+def test_conddsl_run_killed_in_a_prepared_body_leaves_its_run_record(tmp_path):
+    # The body SIGKILLs the scheduler in its first step: the history must know it ran
+    # (a run record, then a crash record at the restart), as for an unprepared start.
+    now = datetime.now(timezone.utc)
+    if (now + timedelta(seconds=10)).date() != now.date():
+        time.sleep(12)  # its condition is a time of day: not across midnight
+        now = datetime.now(timezone.utc)
+    opens = (now + timedelta(seconds=2)).strftime("%H:%M:%S")
+    (tmp_path / "bodies.py").write_text(
+        "import os, pathlib, signal\n"
+        "async def boom():\n"
+        "    pathlib.Path('body-ran').write_text('ran')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    (tmp_path / "tasks.toml").write_text(
+        '[scheduler]\nhistory = "runs.sqlite3"\ntimezone = "UTC"\n'
+        'shut_cond = "time of day after 23:59:59"\n\n'
+        f'[tasks.boom]\nfunc = "bodies:boom"\nexecution = "async"\n'
+        f'start_cond = "time of day after {opens}"\ntimeout = 60\n'
+    )
+    tmp_path.chmod(0o700)
+    killed = subprocess.run(
+        [sys.executable, "-m", "conddsl.cli", "run", "tasks.toml"],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "body-ran").exists()
+    with SQLiteHistory(tmp_path / "runs.sqlite3") as history:
+        assert [rec.action for rec in history.records(task="boom")] == ["run"]
+        crashed = history.mark_crashed(datetime.now(timezone.utc))
+    assert [rec.action for rec in crashed] == ["crash"]

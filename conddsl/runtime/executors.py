@@ -118,7 +118,8 @@ class AsyncExecutor(_InProcess):
     def go(self, run: Run) -> None:
         """Let a prepared run's body run (at the loop's next turn)."""
         assert run.gate is not None
-        run.gate.set_result(True)
+        if not run.gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
+            run.gate.set_result(True)
 
     def drop(self, run: Run) -> None:
         """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
