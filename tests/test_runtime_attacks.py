@@ -116,3 +116,37 @@ def test_conddsl_run_killed_in_a_prepared_body_leaves_its_run_record(tmp_path):
         assert [rec.action for rec in history.records(task="boom")] == ["run"]
         crashed = history.mark_crashed(datetime.now(timezone.utc))
     assert [rec.action for rec in crashed] == ["crash"]
+
+
+class _Unprintable(Exception):
+    """An exception whose text cannot be had: str() raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize("execution", ["async", "thread", "main"])
+def test_a_failure_whose_text_raises_is_recorded_as_a_failure(execution):
+    # str(exc) raised inside the executor's reporting: an async run was recorded as
+    # "cancelled from outside the scheduler" (and asyncio logged "Task exception was never
+    # retrieved"), a thread run was never reported and ended as a timeout 30 minutes
+    # later, a main run was recorded as "could not start".
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    if execution == "async":
+
+        async def job() -> None:
+            raise _Unprintable
+
+    else:
+
+        def job() -> None:
+            raise _Unprintable
+
+    kind = None if execution == "async" else execution
+    app.task("time of day after 07:00", name="job", execution=kind)(job)
+    app.subscribe(lambda recorded: recorded.record.action != "run" and app.disable("job"))
+    play(app)
+    assert finishes(app.history) == [("job", "fail", "07:00", None)]
+    (failed,) = app.history.records(actions="fail")
+    assert failed.message == "_Unprintable (its text could not be made: RuntimeError)"
+    assert failed.traceback is not None and "raise _Unprintable" in failed.traceback
