@@ -4,19 +4,27 @@ each case once broke the scheduler, and holds it to what the unprepared path doe
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 from reliability import SUBPROCESS_ENV
+from runtime_helpers import gone, read_pids, spawn_grandchildren
 from runtime_helpers.scenario import at, finishes, play, virtual
 
 from conddsl.history import SQLiteHistory
+from conddsl.runtime import Scheduler
 from conddsl.runtime.launcher import Launcher
+from conddsl.runtime.processes import read_stat
+from conddsl.runtime.records import Recorded
 from conddsl.runtime.runs import Run
 from conddsl.runtime.tasks import Task
 
@@ -150,3 +158,43 @@ def test_a_failure_whose_text_raises_is_recorded_as_a_failure(execution):
     (failed,) = app.history.records(actions="fail")
     assert failed.message == "_Unprintable (its text could not be made: RuntimeError)"
     assert failed.traceback is not None and "raise _Unprintable" in failed.traceback
+
+
+@pytest.mark.long
+@pytest.mark.smoke
+@pytest.mark.skipif(sys.platform != "linux", reason="fork server, /proc")
+def test_a_run_whose_keeper_is_killed_is_recorded_once_its_tree_is_gone(tmp_path):
+    # SIGKILL of a run's keeper (a hostile local user): the run was recorded "ended
+    # without a result" at once, while its body and the child it started in a session of
+    # its own went on running, outliving the scheduler, listed nowhere.
+    pid_file = str(tmp_path / "pids")
+    at_record: dict[int, bool] = {}
+    app = Scheduler({"timezone": "UTC", "kill_grace": 0.5, "timeout": 60})
+    app.task("true", name="tree", execution="process")(partial(spawn_grandchildren, pid_file))
+
+    def heard(recorded: Recorded) -> None:
+        if recorded.record.action != "run":
+            for pid in read_pids(pid_file, 0):
+                at_record[pid] = gone(pid)
+            app.shut_down(force=True)
+
+    app.subscribe(heard)
+
+    def attack() -> None:
+        body = read_pids(pid_file, 20)[0]
+        info = read_stat(body)
+        assert info is not None
+        os.kill(info.ppid, signal.SIGKILL)  # the body's parent: its keeper
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    try:
+        app.run()
+    finally:
+        attacker.join()
+        pids = read_pids(pid_file, 0)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert [rec.action for rec in app.history.records()] == ["run", "fail"]
+    assert len(at_record) == 3 and all(at_record.values()), at_record
