@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -233,3 +234,25 @@ def test_the_history_cannot_be_replaced_while_serving():
     assert refused and "before serve()" in refused[0]
     with pytest.raises(ControlError):  # nor after: the records are this store's
         app.history = MemoryHistory()
+
+
+class _Stop(BaseException):
+    """A task author's own BaseException (as GeneratorExit is one)."""
+
+
+@pytest.mark.parametrize("raised", [_Stop, GeneratorExit])
+def test_an_async_run_raising_a_base_exception_is_recorded_without_a_traceback(raised, caplog):
+    # Recorded as a failure (as a thread run's is), and then raised again out of its
+    # asyncio task, which nobody awaits: asyncio printed "Task exception was never
+    # retrieved" with a traceback. Only a KeyboardInterrupt is to go on up.
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+
+    async def job() -> None:
+        raise raised
+
+    app.task("time of day after 07:00", name="job")(job)
+    app.subscribe(lambda recorded: recorded.record.action != "run" and app.disable("job"))
+    play(app)
+    gc.collect()  # asyncio reports a task's exception nobody retrieved when it is collected
+    assert finishes(app.history) == [("job", "fail", "07:00", None)]
+    assert "never retrieved" not in caplog.text

@@ -156,8 +156,9 @@ class AsyncExecutor(_InProcess):
                 self.host.finish(run, "terminate", None)
         except BaseException as exc:
             self.host.finish(run, *ended(run, exc))
-            if not isinstance(exc, Exception | SystemExit):
-                raise  # KeyboardInterrupt: recorded, then let go
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # recorded, then let go; any other (GeneratorExit, a task's own
+                # BaseException) is the run's failure only, as in a thread run
         else:
             self.host.finish(run, *ended(run, None))
 
