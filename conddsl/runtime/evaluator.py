@@ -141,17 +141,22 @@ class Evaluator:
         if soonest is not None:  # what comes due meanwhile is not kept waiting for the slice
             ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
         sliced = False
-        prepared, launched = self.prepared, False
-        while due:
-            key = due.pop()
-            if key in seen:
-                deferred[key] = None
-                continue
-            seen.add(key)
-            if key in prepared and key in tasks and self._launch_prepared(tasks[key], now):
-                # Its run record is stamped; a prepared start reads no record.
-                launched = True
-            else:
+        prepared, launched = self.prepared, []
+        try:
+            while due:
+                key = due.pop()
+                if key in seen:
+                    deferred[key] = None
+                    continue
+                seen.add(key)
+                if key in prepared and key in tasks:
+                    run = self._launch_prepared(tasks[key], now)
+                    if run is not None:  # its run record is stamped; it reads no record
+                        launched.append(run)
+                        if due and time.perf_counter() > ends:
+                            sliced = True
+                            break
+                        continue
                 if records.unwritten:  # conditions see every record stamped before evaluation
                     records.flush()
                 if key is SHUT:
@@ -160,17 +165,22 @@ class Evaluator:
                     await self.evaluate(tasks[key], now)
                 if records.unwritten:
                     records.flush()
-            if due and time.perf_counter() > ends:
-                sliced = True
-                break
+                if due and time.perf_counter() > ends:
+                    sliced = True
+                    break
+        finally:
+            if launched:
+                # Their run records first (a scheduler killed before the bodies ran leaves
+                # records to mark crashed, not bodies that ran unrecorded); the bodies take
+                # their first step at the loop's next turn.
+                records.flush()
+                for run in launched:
+                    self.launcher.go(run)
         due.mark_all(deferred)
         if prepared and not sliced:
             self.drop_prepared(now)
         if launched:
-            # The bodies of the runs launched take their first step at the loop's next
-            # turn; the pass that follows at once (not a new cycle) writes their records
-            # before it evaluates any condition, or at its end.
-            return True
+            return True  # the keys their records woke, in a pass that follows at once
         if records.unwritten:
             records.flush()
             return sliced or bool(due)  # the tasks that read them, at once
@@ -247,16 +257,16 @@ class Evaluator:
                 del self.prepared[name]
                 self.launcher.drop(run)
 
-    def _launch_prepared(self, task: Task, now: datetime) -> bool:
-        """Start ``task``'s prepared run if nothing changed since it was prepared (else it
-        is dropped, and the task evaluated as any other)."""
+    def _launch_prepared(self, task: Task, now: datetime) -> Run | None:
+        """Launch ``task``'s prepared run if nothing changed since it was prepared (else it
+        is dropped, and the task evaluated as any other); its body is let go by the caller."""
         run, until = self.prepared[task.name]
         if run.started > now:
-            return False  # looked at before its instant (an event): kept for it
+            return None  # looked at before its instant (an event): kept for it
         del self.prepared[task.name]
         if self.life.phase is not Phase.MAIN:
             self.launcher.drop(run)
-            return False
+            return None
         book, name = self.book, task.name
         if (
             run.task is task  # (not removed and added again)
@@ -271,9 +281,9 @@ class Evaluator:
             self.launcher.launch(run, now, due=book.due_since.pop(name, now))
             # Running, not multilaunch, no end condition: only its finish looks at it again.
             book.checks.set(name, book.recheck_soon.pop(name, None))
-            return True
+            return run
         self.launcher.drop(run)
-        return False
+        return None
 
     def check_shut_now(self, now: datetime) -> None:
         """Between startup tasks: the shut condition, if it is due (nothing starts once true)."""

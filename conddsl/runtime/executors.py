@@ -118,7 +118,8 @@ class AsyncExecutor(_InProcess):
     def go(self, run: Run) -> None:
         """Let a prepared run's body run (at the loop's next turn)."""
         assert run.gate is not None
-        run.gate.set_result(True)
+        if not run.gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
+            run.gate.set_result(True)
 
     def drop(self, run: Run) -> None:
         """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
@@ -155,8 +156,9 @@ class AsyncExecutor(_InProcess):
                 self.host.finish(run, "terminate", None)
         except BaseException as exc:
             self.host.finish(run, *ended(run, exc))
-            if not isinstance(exc, Exception | SystemExit):
-                raise  # KeyboardInterrupt: recorded, then let go
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # recorded, then let go; any other (GeneratorExit, a task's own
+                # BaseException) is the run's failure only, as in a thread run
         else:
             self.host.finish(run, *ended(run, None))
 

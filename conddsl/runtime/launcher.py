@@ -193,13 +193,16 @@ class Launcher:
         if not isinstance(executor, AsyncExecutor):
             return None
         run = Run(task, uuid.uuid4().hex, at, flag=executor.new_flag())
-        executor.prepare(run)
+        try:
+            executor.prepare(run)
+        except Exception:  # the function cannot be called: start() records why, at the instant
+            return None
         return run
 
     def launch(self, run: Run, now: datetime, *, due: datetime | None = None) -> None:
         """Start a prepared run at ``now``: its ``run`` record is stamped (written in order
-        with the finishing records, before any condition is evaluated), its timeout armed,
-        and its body let go at the loop's next turn."""
+        with the finishing records, before any condition is evaluated) and its timeout
+        armed; :meth:`go` lets its body go once that record is written."""
         task = run.task
         ended = self._runs.ended_at.get(task.name)
         if ended is not None and ended >= now:
@@ -210,8 +213,13 @@ class Launcher:
         self._runs.add(run)
         self._records.stamp(run, "run", now, None, None)
         run.launched = True
+
+    def go(self, run: Run) -> None:
+        """Let a launched run's body go (at the loop's next turn), its ``run`` record written:
+        a scheduler killed in between leaves a record the next one marks crashed, never a
+        body that ran unrecorded."""
         assert isinstance(run.handle, asyncio.Task)
-        self._executors[task.execution].go(run)  # type: ignore[attr-defined]
+        self._executors[run.task.execution].go(run)  # type: ignore[attr-defined]
 
     def drop(self, run: Run) -> None:
         """A prepared run not started after all: its body never runs, nothing is recorded."""

@@ -332,6 +332,10 @@ class ProcessExecutor(_TreeExecutor):
                     text = _tail(handle.stderr) if handle.stderr is not None else ""
                 outcome = ("fail", clip(f"{exit_text(code)}: {text}" if text else exit_text(code)))
         _close_stderr(run)
+        if outcome is None and run.reason is None and served(run).pid is not None:
+            # No word from the body: its keeper may have been killed before it could end
+            # what the body left (it ends all of it otherwise, and this finds nothing).
+            self.terminate(run)
         self._conclude(run, code, outcome, time.monotonic())
 
     def _on_lost(self, code: int | None) -> None:

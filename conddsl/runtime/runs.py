@@ -172,10 +172,13 @@ def _from_task(tb: TracebackType | None) -> TracebackType | None:
 
 def exception_text(exc: BaseException) -> str:
     """The exception's text (its class name when it has none), cut to MAX_MESSAGE."""
-    if isinstance(exc, SystemExit):
-        text = f"SystemExit: {exc.code}"
-    else:
-        text = str(exc) or type(exc).__name__
+    try:
+        if isinstance(exc, SystemExit):
+            text = f"SystemExit: {exc.code}"
+        else:
+            text = str(exc) or type(exc).__name__
+    except Exception as failed:  # a task's own exception class: its run is still recorded
+        text = f"{type(exc).__name__} (its text could not be made: {type(failed).__name__})"
     return clip(text)
 
 

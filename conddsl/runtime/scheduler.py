@@ -179,6 +179,11 @@ class Scheduler:
 
     @history.setter
     def history(self, history: History) -> None:
+        if self._control.attached:  # its runs' records would be split between two stores
+            raise ControlError(
+                "the history cannot be replaced once the scheduler serves (or served):"
+                " give it before serve(), as the history setting or this attribute"
+            )
         self._records.history = history
 
     @property
