@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from conddsl.errors import ConddslError, ConditionError, ConditionSyntaxError, Span
+from conddsl.lazy import lazy_names
 
 if TYPE_CHECKING:
     from conddsl.compile import Condition, compile_condition
@@ -44,14 +45,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    import importlib
-
-    if name == "conds":
-        return importlib.import_module("conddsl.conds")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'conddsl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(globals(), {**_LAZY, "conds": "conddsl.conds"})

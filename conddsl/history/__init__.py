@@ -16,6 +16,7 @@ from conddsl.history.base import (
     RunLost,
 )
 from conddsl.history.memory import MemoryHistory
+from conddsl.lazy import lazy_names
 
 if TYPE_CHECKING:
     from conddsl.history.postgres import PostgresHistory
@@ -44,12 +45,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'conddsl.history' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(globals(), _LAZY)

@@ -95,8 +95,9 @@ execution (``execution`` in the config), coroutine functions to ``async``. A
 time on any clock.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from conddsl.lazy import lazy_names
 
 if TYPE_CHECKING:
     from conddsl.runtime.clock import Clock, RealClock, VirtualClock
@@ -170,13 +171,9 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"conddsl.runtime.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(
+    globals(), {name: f"conddsl.runtime.{module}" for name, module in _WHERE.items()}
+)
 
 
 def __dir__() -> list[str]:
