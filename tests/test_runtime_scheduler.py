@@ -428,12 +428,15 @@ def test_signals_first_graceful_then_forced():
 
     app = Scheduler({"kill_grace": 0.2})
     app.task(Once(), name="work")(FOREVER["async"])
+    # What was there before (default_int_handler, or SIG_IGN in a process started in the
+    # background by a non-interactive shell) is what restore() puts back.
+    before = signal.getsignal(signal.SIGINT)
     restore = install_signal_handlers(app)
     try:
         play(app, interrupt)
     finally:
         restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
     (record,) = app.history.records(actions="terminate")
     assert (record.reason, record.message) == (
         "forced",
