@@ -8,7 +8,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from conddsl.history.base import (
     ACTION_CODES,
@@ -129,7 +129,9 @@ class MemoryHistory(Retention, History):
         for task, action, at, run_id, reason, message, traceback in entries:
             check_record(task, action)
             us = to_us(at)
-            rec = Record(task, action, from_us(us), run_id, reason, message, traceback)
+            # A UTC datetime is its own microsecond instant (what the scheduler stamps).
+            exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
+            rec = Record(task, action, exact, run_id, reason, message, traceback)
             checked.append((rec, us))
         with self._lock:
             for rec, us in checked:

@@ -55,6 +55,8 @@ BUSY_RECHECK = timedelta(milliseconds=100)
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 # Starts due at one instant are prepared this long before it (see Evaluator.prepare).
 PREPARE_AHEAD = timedelta(milliseconds=50)
+# (Read once a start in a burst: an enum member read through its class costs more.)
+_MAIN, _RUNNING = Phase.MAIN, State.RUNNING
 
 
 class Evaluator:
@@ -281,13 +283,13 @@ class Evaluator:
         if run.started > now:
             return None  # looked at before its instant (an event): kept for it
         del self.prepared[task.name]
-        if self.life.phase is not Phase.MAIN:
+        if self.life.phase is not _MAIN:
             self.launcher.drop(run)
             return None
         book, name = self.book, task.name
         if (
             run.task is task  # (not removed and added again)
-            and self.life.state is State.RUNNING
+            and self.life.state is _RUNNING
             and (until is None or now < until)
             and not task.disabled
             and name not in self.runs
