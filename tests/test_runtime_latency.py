@@ -483,6 +483,36 @@ def test_collections_are_paused_for_a_burst_of_starts_and_then_as_before(enabled
             gc.enable()
 
 
+def test_collections_go_on_when_a_burst_ends_with_a_start_dropped(monkeypatch):
+    # A pass that launches nothing (its prepared start dropped) after one that launched:
+    # the scheduler then sleeps until its next check, and collections must not wait for it.
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)  # a pass a key
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    window = "time of day between 07:00 and 07:00:30"
+
+    async def first() -> None:
+        app.disable("second")  # between the two passes: its prepared start is dropped
+        await asyncio.Event().wait()
+
+    app.task(window, name="first", timeout=60)(first)
+    app.task(window, name="second", timeout=60)(FOREVER["async"])
+    seen: list[bool] = []
+
+    async def look(app: Scheduler) -> None:
+        await until(app, "07:00:10")
+        seen.append(gc.isenabled())
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        play(app, look)
+    finally:
+        if not was:
+            gc.disable()
+    assert [rec.task for rec in app.history.records(actions="run")] == ["first"]
+    assert seen == [True]
+
+
 # ---------------------------------------------------------------- the real clock
 
 

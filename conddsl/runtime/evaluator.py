@@ -192,6 +192,8 @@ class Evaluator:
             self.drop_prepared(now)
         if launched:
             return True  # the keys their records woke, in a pass that follows at once
+        if self._paused and not prepared:  # the burst is over (its last bodies have stepped)
+            self._resume()
         if records.unwritten:
             records.flush()
             return sliced or bool(due)  # the tasks that read them, at once
