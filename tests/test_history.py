@@ -1201,3 +1201,30 @@ def test_a_batch_is_used_only_where_it_writes_as_record_does() -> None:
     both = Both()
     assert batch_writer(both) == both.record_many
     assert batch_writer(Forwarding(plain)) is None
+
+
+def test_sqlite_record_many_on_a_locked_file_queues_the_batch_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    history.record("a", "run", at=t(0), run_id="0")
+    blocker = _locked(path)
+    try:
+        history.record("a", "success", at=t(1), run_id="0")  # queued: the writer waits
+        history.record_many(BATCH)  # behind it, in order, never waiting
+        assert len(history.pending) == 5
+        assert history.running("b") == []  # answers include what is pending
+    finally:
+        _release(blocker)
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:  # the writer's next try
+        time.sleep(0.01)
+    assert history.pending == []
+    assert _rows(path) == [
+        ("a", "run", "0"),
+        ("a", "success", "0"),
+        ("a", "run", "1"),
+        ("b", "run", "2"),
+        ("a", "fail", "1"),
+        ("b", "success", "2"),
+    ]
+    history.close()
