@@ -27,6 +27,7 @@ from conddsl.history import (
     Record,
     SQLiteHistory,
 )
+from conddsl.history.base import batch_writer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -1117,3 +1118,113 @@ def test_a_traceback_survives_the_journal(tmp_path: Path) -> None:
         _release(blocker)
     with SQLiteHistory(path) as reopened:
         assert [r.traceback for r in reopened.records("job")] == ["ValueError: v\n"]
+
+
+# Writing many records in one call ---------------------------------------------------
+
+BATCH = [
+    ("a", "run", t(0), "1", None, None, None),
+    ("b", "run", t(0), "2", "manual", None, None),
+    ("a", "fail", t(1), "1", None, "boom", "Traceback ...\nValueError: boom"),
+    ("b", "success", t(1), "2", None, None, None),
+]
+
+
+def test_record_many_writes_what_record_writes(make) -> None:
+    one_by_one, batched = make(), make()
+    expected = [
+        one_by_one.record(task, action, at=at, run_id=r, reason=why, message=m, traceback=tb)
+        for task, action, at, r, why, m, tb in BATCH
+    ]
+    batch = batch_writer(batched)
+    if isinstance(batched, PostgresHistory):  # one transaction a record, each fenced
+        assert batch is None
+        return
+    assert batch is not None
+    assert batch(BATCH) == expected
+    assert batched.records() == one_by_one.records() == expected
+    assert batched.running("a") == batched.running("b") == []
+
+
+def test_record_many_checks_every_entry_before_writing_any(make) -> None:
+    history = make()
+    batch = batch_writer(history)
+    if batch is None:
+        return
+    history.record("a", "run", at=t(0), run_id="0")
+    bad = [*BATCH[:2], ("a", "stop", t(1), "1", None, None, None), *BATCH[2:]]
+    with pytest.raises(ValueError, match="unknown action 'stop'"):
+        batch(bad)
+    assert history.records() == [rec("a", "run", 0, "0")]  # what came before is kept
+
+
+def test_sqlite_record_many_that_fails_keeps_the_batch_pending(tmp_path: Path) -> None:
+    path = tmp_path / "full.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=t(0), run_id="0")
+    conn = history._conn  # white box: cap the file's size to act out a full disk
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = [(f"t{i}", "run", t(1), str(i), None, "x" * 10_000, None) for i in range(20)]
+    with pytest.raises(HistoryError, match="full"):
+        history.record_many(big)
+    assert len(history.pending) == 20  # one transaction: none half written
+    assert _rows(path) == [("a", "run", "0")]  # the record before it is kept
+    conn.execute("PRAGMA max_page_count = 1000000")
+    history.flush()
+    assert history.pending == [] and len(history.records()) == 21
+    history.close()
+
+
+def test_a_batch_is_used_only_where_it_writes_as_record_does() -> None:
+    class Counting(MemoryHistory):  # overrides record alone: its record sees each one
+        def record(self, task, action, **fields):
+            return super().record(task, action, **fields)
+
+    class Both(Counting):  # its own batch, below its own record
+        def record_many(self, entries):
+            return super().record_many(entries)
+
+    class Forwarding:  # a wrapper that forwards what it does not define
+        def __init__(self, inner: History) -> None:
+            self.inner = inner
+
+        def record(self, task, action, **fields):
+            return self.inner.record(task, action, **fields)
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+    plain = MemoryHistory()
+    assert batch_writer(plain) == plain.record_many
+    assert batch_writer(Counting()) is None
+    both = Both()
+    assert batch_writer(both) == both.record_many
+    assert batch_writer(Forwarding(plain)) is None
+
+
+def test_sqlite_record_many_on_a_locked_file_queues_the_batch_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    history.record("a", "run", at=t(0), run_id="0")
+    blocker = _locked(path)
+    try:
+        history.record("a", "success", at=t(1), run_id="0")  # queued: the writer waits
+        history.record_many(BATCH)  # behind it, in order, never waiting
+        assert len(history.pending) == 5
+        assert history.running("b") == []  # answers include what is pending
+    finally:
+        _release(blocker)
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:  # the writer's next try
+        time.sleep(0.01)
+    assert history.pending == []
+    assert _rows(path) == [
+        ("a", "run", "0"),
+        ("a", "success", "0"),
+        ("a", "run", "1"),
+        ("b", "run", "2"),
+        ("a", "fail", "1"),
+        ("b", "success", "2"),
+    ]
+    history.close()

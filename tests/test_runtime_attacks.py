@@ -53,6 +53,34 @@ def test_a_prepared_start_whose_function_cannot_be_called_is_recorded_not_raised
     assert "could not start" in (failed.message or "") and "'x'" in (failed.message or "")
 
 
+def test_a_prepared_start_whose_function_cannot_be_called_calls_it_once():
+    # Prepared 50 ms ahead, the call raised and was forgotten; at the instant the start
+    # was made again from scratch: the function was called twice for one failed run.
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+
+    async def needs(x: object) -> None:
+        return None
+
+    app.task("time of day after 07:00", name="needs", timeout=60)(needs)
+    calls: list[datetime] = []
+
+    def refusing(**kwargs: object) -> None:  # what calling `needs` without x does
+        calls.append(app.clock.now())
+        raise TypeError("needs() missing 1 required positional argument: 'x'")
+
+    app.tasks["needs"].func = refusing
+    app.subscribe(lambda recorded: recorded.record.action == "fail" and app.disable("needs"))
+    play(app)
+    assert len(calls) == 1
+    assert [(rec.action, rec.at) for rec in app.history.records()] == [
+        ("run", at("07:00")),
+        ("fail", at("07:00")),
+    ]
+    (failed,) = app.history.records(actions="fail")
+    assert failed.message == "could not start: needs() missing 1 required positional argument: 'x'"
+    assert failed.run_id == app.history.records(actions="run")[0].run_id
+
+
 def test_a_prepared_start_is_recorded_before_its_body_takes_a_step(monkeypatch):
     # The unprepared path writes the run record, then starts the body. Prepared starts
     # let the bodies take their first step before the records were written: a scheduler

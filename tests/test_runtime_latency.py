@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from runtime_helpers.scenario import (
 )
 
 from conddsl.compile import Condition, compile_condition
+from conddsl.history import MemoryHistory
 from conddsl.runtime import RealClock, Scheduler, TerminationFlag, processes
 from conddsl.runtime import evaluator as evaluator_module
 from conddsl.runtime.executors import AsyncExecutor
@@ -401,6 +403,114 @@ def test_a_prepared_start_that_no_longer_holds_is_dropped_unrun(monkeypatch):
         play(app, change)
     assert sorted(made) == ["gone", "off"]
     assert ran == [] and app.history.records() == []
+
+
+class _Batching(MemoryHistory):
+    """A memory history that counts its batches and its single records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.singles = 0
+
+    def record(self, task, action, **fields):
+        self.singles += 1
+        return super().record(task, action, **fields)
+
+    def record_many(self, entries):
+        self.batches.append(len(entries))
+        return super().record_many(entries)
+
+
+class _Single(MemoryHistory):
+    """A store of the caller's that overrides ``record`` alone: it must see every record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def record(self, task, action, **fields):
+        self.seen.append((task, action))
+        return super().record(task, action, **fields)
+
+
+@pytest.mark.parametrize("store", [_Batching, _Single])
+def test_the_run_records_of_a_burst_are_written_in_one_call_where_the_store_can(store):
+    history = store()
+    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    heard: list[tuple[str, str]] = []
+    app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
+    for number in range(20):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    play(app)
+    runs = history.records(actions="run")
+    assert len(runs) == 20 and {rec.at for rec in runs} == {at("07:00")}
+    assert len({rec.run_id for rec in runs}) == 20
+    assert {(action, hhmm, reason) for _, action, hhmm, reason in finishes(history)} == {
+        ("terminate", "07:01", "timeout")
+    }
+    assert sorted(heard) == sorted(
+        (f"t{number}", action) for number in range(20) for action in ("run", "terminate")
+    )
+    if store is _Batching:
+        assert 20 in history.batches  # the burst's run records: one call
+    else:
+        assert sorted(history.seen) == sorted(heard)  # each through its own record()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collections_are_paused_for_a_burst_of_starts_and_then_as_before(enabled):
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    seen: list[bool] = []
+
+    async def body() -> None:
+        seen.append(gc.isenabled())
+        await asyncio.Event().wait()
+
+    for number in range(5):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(body)
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()  # the program's own choice: left as it was
+        play(app)
+        assert seen == [False] * 5  # their first steps, in the burst
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_collections_go_on_when_a_burst_ends_with_a_start_dropped(monkeypatch):
+    # A pass that launches nothing (its prepared start dropped) after one that launched:
+    # the scheduler then sleeps until its next check, and collections must not wait for it.
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)  # a pass a key
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    window = "time of day between 07:00 and 07:00:30"
+
+    async def first() -> None:
+        app.disable("second")  # between the two passes: its prepared start is dropped
+        await asyncio.Event().wait()
+
+    app.task(window, name="first", timeout=60)(first)
+    app.task(window, name="second", timeout=60)(FOREVER["async"])
+    seen: list[bool] = []
+
+    async def look(app: Scheduler) -> None:
+        await until(app, "07:00:10")
+        seen.append(gc.isenabled())
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        play(app, look)
+    finally:
+        if not was:
+            gc.disable()
+    assert [rec.task for rec in app.history.records(actions="run")] == ["first"]
+    assert seen == [True]
 
 
 # ---------------------------------------------------------------- the real clock

@@ -203,6 +203,31 @@ class History(abc.ABC):
         self.close()
 
 
+#: One record to write: (task, action, at, run_id, reason, message, traceback), the
+#: arguments of :meth:`History.record` in its order.
+Entry = tuple[str, str, datetime, str | None, str | None, str | None, str | None]
+
+
+def batch_writer(history: object) -> Callable[[list[Entry]], list[Record]] | None:
+    """``history.record_many`` if it writes as ``history.record`` does, else None.
+
+    A store may write many records in one call (one lock, one transaction): the
+    scheduler writes the ``run`` records of a burst of starts that way. The contract of
+    ``record_many(entries)``: it writes (or keeps pending, as ``record`` would) every
+    entry in order and returns their records, or raises a ``HistoryError`` with the
+    entries kept pending, or raises another error having written none of them. It is
+    used only where the class that defines it is (or derives from) the one that
+    defines ``record``: a subclass that overrides ``record`` alone, or a wrapper that
+    forwards unknown names, is written to one record at a time, through its ``record``.
+    """
+    mro = type(history).__mro__
+    batching = next((cls for cls in mro if "record_many" in cls.__dict__), None)
+    recording = next((cls for cls in mro if "record" in cls.__dict__), None)
+    if batching is None or recording is None or not issubclass(batching, recording):
+        return None
+    return history.record_many  # type: ignore[attr-defined, no-any-return]
+
+
 class OpenRuns:
     """The live set of runs without a finishing record, kept per task.
 

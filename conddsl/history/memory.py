@@ -8,11 +8,12 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from conddsl.history.base import (
     ACTION_CODES,
     ACTIONS,
+    Entry,
     History,
     OpenRuns,
     Record,
@@ -117,17 +118,38 @@ class MemoryHistory(Retention, History):
         us = to_us(at)
         rec = Record(task, action, from_us(us), run_id, reason, message, traceback)
         with self._lock:
-            by_action = self._series.setdefault(task, {})
-            series = by_action.get(action)
-            if series is None:
-                series = by_action[action] = _Series()
-            series.add(us, _pack(run_id, reason, message, traceback))
-            self._count += 1
-            if self._now is None or us > self._now:
-                self._now = us
-            self._runs.apply(rec)
+            self._add(rec, us)
             self._retain()
         return rec
+
+    def record_many(self, entries: list[Entry]) -> list[Record]:
+        """Add records in order (see :func:`~conddsl.history.base.batch_writer`): every
+        entry is checked before any is added, then they are added under one lock."""
+        checked = []
+        for task, action, at, run_id, reason, message, traceback in entries:
+            check_record(task, action)
+            us = to_us(at)
+            # A UTC datetime is its own microsecond instant (what the scheduler stamps).
+            exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
+            rec = Record(task, action, exact, run_id, reason, message, traceback)
+            checked.append((rec, us))
+        with self._lock:
+            for rec, us in checked:
+                self._add(rec, us)
+            self._retain()  # (amortised: once a batch is as good as once a record)
+        return [rec for rec, _ in checked]
+
+    def _add(self, rec: Record, us: int) -> None:
+        """Add one checked record (the lock held)."""
+        by_action = self._series.setdefault(rec.task, {})
+        series = by_action.get(rec.action)
+        if series is None:
+            series = by_action[rec.action] = _Series()
+        series.add(us, _pack(rec.run_id, rec.reason, rec.message, rec.traceback))
+        self._count += 1
+        if self._now is None or us > self._now:
+            self._now = us
+        self._runs.apply(rec)
 
     def records(
         self,

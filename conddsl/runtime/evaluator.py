@@ -34,6 +34,7 @@ from typing import Any
 from conddsl.history import ClaimBusy, Record
 from conddsl.runtime.conditions import ConditionFailed
 from conddsl.runtime.deadlines import Timeouts
+from conddsl.runtime.frozen_heap import pause_collections, resume_collections
 from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher, never_started
 from conddsl.runtime.lifecycle import Lifecycle
@@ -54,6 +55,8 @@ BUSY_RECHECK = timedelta(milliseconds=100)
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 # Starts due at one instant are prepared this long before it (see Evaluator.prepare).
 PREPARE_AHEAD = timedelta(milliseconds=50)
+# (Read once a start in a burst: an enum member read through its class costs more.)
+_MAIN, _RUNNING = Phase.MAIN, State.RUNNING
 
 
 class Evaluator:
@@ -85,6 +88,9 @@ class Evaluator:
         #: instant their start condition stops holding (None: never).
         self.prepared: dict[str, tuple[Run, datetime | None]] = {}
         self._prepared_for: datetime | None = None
+        # Automatic garbage collections are paused from the first prepared launch of an
+        # instant until its last body took its first step (see frozen_heap).
+        self._paused = False
 
     def context(self, name: str | None) -> dict[str, Any]:
         """What a condition of task ``name`` (None: the shut condition) is evaluated with."""
@@ -142,6 +148,8 @@ class Evaluator:
             ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
         sliced = False
         prepared, launched = self.prepared, []
+        if self._paused and not prepared:  # every body of the burst took its first step
+            self._resume()
         try:
             while due:
                 key = due.pop()
@@ -152,6 +160,9 @@ class Evaluator:
                 if key in prepared and key in tasks:
                     run = self._launch_prepared(tasks[key], now)
                     if run is not None:  # its run record is stamped; it reads no record
+                        if not self._paused:
+                            self._paused = True
+                            pause_collections()
                         launched.append(run)
                         if due and time.perf_counter() > ends:
                             sliced = True
@@ -181,6 +192,8 @@ class Evaluator:
             self.drop_prepared(now)
         if launched:
             return True  # the keys their records woke, in a pass that follows at once
+        if self._paused and not prepared:  # the burst is over (its last bodies have stepped)
+            self._resume()
         if records.unwritten:
             records.flush()
             return sliced or bool(due)  # the tasks that read them, at once
@@ -251,11 +264,19 @@ class Evaluator:
                 self.prepared[task.name] = (run, until)
 
     def drop_prepared(self, before: datetime | None = None) -> None:
-        """Drop the prepared runs (those for ``before`` or earlier) that were not started."""
+        """Drop the prepared runs (those for ``before`` or earlier) that were not started;
+        with no ``before`` (the scheduler stops), collections paused for them go on."""
         for name, (run, _) in list(self.prepared.items()):
             if before is None or run.started <= before:
                 del self.prepared[name]
                 self.launcher.drop(run)
+        if before is None and self._paused:
+            self._resume()
+
+    def _resume(self) -> None:
+        """The burst of prepared starts is over: garbage collections go on."""
+        self._paused = False
+        resume_collections()
 
     def _launch_prepared(self, task: Task, now: datetime) -> Run | None:
         """Launch ``task``'s prepared run if nothing changed since it was prepared (else it
@@ -264,13 +285,13 @@ class Evaluator:
         if run.started > now:
             return None  # looked at before its instant (an event): kept for it
         del self.prepared[task.name]
-        if self.life.phase is not Phase.MAIN:
+        if self.life.phase is not _MAIN:
             self.launcher.drop(run)
             return None
         book, name = self.book, task.name
         if (
             run.task is task  # (not removed and added again)
-            and self.life.state is State.RUNNING
+            and self.life.state is _RUNNING
             and (until is None or now < until)
             and not task.disabled
             and name not in self.runs

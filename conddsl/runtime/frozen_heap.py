@@ -47,3 +47,36 @@ def frozen() -> Iterator[None]:
         yield
     finally:
         thaw()
+
+
+# Automatic collections paused for a burst of starts (see pause_collections): by how
+# many schedulers, and whether it was on when the first of them paused it.
+_pausing = 0
+_was_enabled = False
+
+
+def pause_collections() -> None:
+    """A burst of prepared starts begins: no automatic collection until it ends.
+
+    A thousand runs started at one instant make some thousands of young objects, and
+    the collections they set off (a dozen, one of them walking every prepared coroutine)
+    took about a fifth of the burst. Paired with :func:`resume_collections`; nothing is
+    lost, the objects are collected after. Counted here: the state is the process's.
+    """
+    global _pausing, _was_enabled
+    with _lock:
+        if _pausing == 0:
+            _was_enabled = gc.isenabled()
+            if _was_enabled:
+                gc.disable()
+        _pausing += 1
+
+
+def resume_collections() -> None:
+    """A burst ended: automatic collections go on once no scheduler pauses them (if they
+    were on before)."""
+    global _pausing
+    with _lock:
+        _pausing -= 1
+        if _pausing == 0 and _was_enabled:
+            gc.enable()

@@ -188,15 +188,17 @@ class Launcher:
     def prepare(self, task: Task, at: datetime) -> Run | None:
         """A run of ``task`` made ready to start at ``at`` (its coroutine and asyncio task
         made, its body held back), or None if its execution cannot be prepared (only async
-        runs are). :meth:`launch` starts it, :meth:`drop` discards it."""
+        runs are). If calling the function raised, the run says why (``uncalled``): it is
+        launched as a failed run, the function not called again. :meth:`launch` starts
+        it, :meth:`drop` discards it."""
         executor = self._executors.get(task.execution)
         if not isinstance(executor, AsyncExecutor):
             return None
         run = Run(task, uuid.uuid4().hex, at, flag=executor.new_flag())
         try:
             executor.prepare(run)
-        except Exception:  # the function cannot be called: start() records why, at the instant
-            return None
+        except Exception as exc:  # the function cannot be called: launch() records why
+            run.uncalled = f"could not start: {exc}"  # (not called again at the instant)
         return run
 
     def launch(self, run: Run, now: datetime, *, due: datetime | None = None) -> None:
@@ -212,12 +214,17 @@ class Launcher:
         self._timeouts.arm(run, now)
         self._runs.add(run)
         self._records.stamp(run, "run", now, None, None)
+        if run.uncalled is not None:  # its function raised when called ahead: a failed run
+            self.finish(run, "fail", run.uncalled)
+            return
         run.launched = True
 
     def go(self, run: Run) -> None:
         """Let a launched run's body go (at the loop's next turn), its ``run`` record written:
         a scheduler killed in between leaves a record the next one marks crashed, never a
         body that ran unrecorded."""
+        if run.uncalled is not None:
+            return  # no body: recorded failed at its launch
         assert isinstance(run.handle, asyncio.Task)
         self._executors[run.task.execution].go(run)  # type: ignore[attr-defined]
 
@@ -249,7 +256,8 @@ class Launcher:
 
     def _stepped(self, run: Run) -> None:
         """An async run's coroutine runs its first line: when (see :func:`_overran`)."""
-        run.stepped_at = self.clock.now()
+        if run.deadline is not None:  # (only a run that can overrun a timeout needs it)
+            run.stepped_at = self.clock.now()
 
     def terminate(self, run: Run, reason: str, message: str) -> None:
         """Ask ``run`` to stop (once; a later reason does not replace the first)."""

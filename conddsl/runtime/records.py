@@ -18,10 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from conddsl.history import History, Record
+from conddsl.history import History, HistoryError, Record
+from conddsl.history.base import Entry, batch_writer
 from conddsl.runtime.runs import Run
 
 log = logging.getLogger("conddsl.runtime")
+# A record kept to write (see RecordWriter.stamp): run, action, at, reason, message.
+_Stamped = tuple[Run, str, datetime, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,10 @@ class RecordWriter:
         # listener another thread added meanwhile.
         self._subscribing = threading.Lock()
         self._failed: set[int] = set()  # ids of listeners whose failure was reported
-        self.unwritten: list[tuple[Run, str, datetime, str | None, str | None]] = []
+        self.unwritten: list[_Stamped] = []
+        # The history whose batch was looked up, and the batch (None: it has none).
+        self._batch_of: object = None
+        self._batch: Callable[[list[Entry]], list[Record]] | None = None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every record written from now on; returns the unsubscribe."""
@@ -134,9 +140,13 @@ class RecordWriter:
         return len(self.unwritten) == 1
 
     def flush(self) -> None:
-        """Write the records stamped so far, in the order they were stamped."""
+        """Write the records stamped so far, in the order they were stamped: several in
+        one call of the history's batch (see :func:`~conddsl.history.base.batch_writer`)
+        if it has one, else one by one."""
         while self.unwritten:
             records, self.unwritten = self.unwritten, []
+            if len(records) > 1 and self._write_batch(records):
+                continue
             for run, action, at, reason, message in records:
                 if action == "run":  # a start: the task itself is looked at when it ends
                     self.write(run, action, at, reason=reason, own_change=False)
@@ -144,6 +154,37 @@ class RecordWriter:
                     self.write(
                         run, action, at, reason=reason, message=message, traceback=run.traceback
                     )
+
+    def _write_batch(self, records: list[_Stamped]) -> bool:
+        """Write ``records`` in one call of the history's batch, then wake and tell as
+        :meth:`write` does for each; False (nothing written) if it has no batch, or it
+        refused them before writing any (they are then written one by one)."""
+        history = self.history
+        if history is not self._batch_of:
+            self._batch_of, self._batch = history, batch_writer(history)
+        batch = self._batch
+        if batch is None:
+            return False
+        entries: list[Entry] = [
+            (run.task.name, action, at, run.run_id, reason, None, None)
+            if action == "run"
+            else (run.task.name, action, at, run.run_id, reason, message, run.traceback)
+            for run, action, at, reason, message in records
+        ]
+        stored: list[Record] | None = None
+        try:
+            stored = batch(entries)
+        except HistoryError as exc:  # kept pending by the store, as a single record would be
+            self._on_error(exc)
+        except Exception:  # refused before any was written: each gets its own answer
+            return False
+        wake, listeners = self._wake, self._listeners
+        for i, (run, action, _, _, _) in enumerate(records):
+            wake(run.task.name, action != "run")  # a start: looked at when it ends
+            if stored is not None and listeners:
+                started = None if action == "run" else run.started
+                self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
+        return True
 
     async def mark_crashed(self, now: datetime) -> None:
         """Close the runs a scheduler that died left open (``crash`` records).

@@ -66,6 +66,8 @@ class Run:
     stepped_at: datetime | None = None
     # A prepared async run's body waits on this until launched (True) or dropped (False).
     gate: asyncio.Future[bool] | None = None
+    # A prepared run whose function raised when called ahead: the message of its failure.
+    uncalled: str | None = None
 
     @property
     def state(self) -> str:
