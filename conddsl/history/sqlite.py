@@ -104,6 +104,15 @@ JOURNAL_MAX_BYTES = 256_000_000
 # first replay; a file without it reads as before.
 _REPLAYED = "CREATE TABLE IF NOT EXISTS journal_replayed (key TEXT PRIMARY KEY)"
 _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
+# A key is needed while something may still present it: a journal line (until the journal
+# is deleted) or the history that queued the record, which holds the key in memory until
+# its own transaction. When another history replays a line of a record still queued
+# elsewhere (the line says "queued"), its key is also kept here until that history's
+# transaction sees it marked; only then, with no journal left, may the mark go.
+_UNCLAIMED = "CREATE TABLE IF NOT EXISTS journal_unclaimed (key TEXT PRIMARY KEY)"
+_PRUNE_REPLAYED = (
+    "DELETE FROM journal_replayed WHERE key NOT IN (SELECT key FROM journal_unclaimed)"
+)
 # Journal files are read, rewritten and deleted under this lock, so that two histories of
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
@@ -163,6 +172,7 @@ class SQLiteHistory(Retention, History):
       never writes a record twice), then deletes the journal. A journal that cannot be
       replayed at open (the file is locked) waits for the next write; ``mark_crashed``
       replays it first, so a run whose finish is in the journal is not taken for a crash.
+      The keys go again at the first write with no journal file (see ``_prune_marks``).
     """
 
     def __init__(
@@ -195,6 +205,9 @@ class SQLiteHistory(Retention, History):
         memory = self._path in ("", ":memory:")
         self._journal = None if memory else self._path + JOURNAL_SUFFIX
         self._journal_waiting = False  # a journal file may hold records to replay
+        # journal_replayed may hold keys nothing can present any more (see _prune_marks);
+        # at open too: a file written by an older conddsl kept every key.
+        self._prune_due = not memory
         self._replayed: list[Record] = []  # written from the journal, not yet taken
         # The writer thread (started at the first locked write) and what it shares.
         self._writer: threading.Thread | None = None
@@ -396,7 +409,9 @@ class SQLiteHistory(Retention, History):
         if not rows:
             return
         keys = [uuid.uuid4().hex for _ in rows]
-        lines = "".join(_journal_line(key, row) for key, row in zip(keys, rows, strict=True))
+        lines = "".join(
+            _journal_line(key, row, queued=True) for key, row in zip(keys, rows, strict=True)
+        )
         try:
             with _journal_locked(self._journal):
                 created = _append(self._journal, lines.encode("utf-8"))
@@ -474,13 +489,20 @@ class SQLiteHistory(Retention, History):
                 from_journal = len(written)
                 if own:
                     conn.execute(_REPLAYED)
+                    conn.execute(_UNCLAIMED)
+                claimed = False
                 for i, row in enumerate(self._pending):
                     # A journaled record is marked replayed in the same transaction: a
                     # restart after a kill finds it written and skips its journal line.
-                    # Already marked: another history on the file replayed it.
+                    # Already marked: another history on the file replayed it, and kept
+                    # the key for us to see; seen now, it may go with the journal.
                     key = self._keys[i] if i < len(self._keys) else None
                     if key is None or conn.execute(_MARK_REPLAYED, (key,)).rowcount:
                         self._insert(row, written)
+                    else:
+                        conn.execute("DELETE FROM journal_unclaimed WHERE key = ?", (key,))
+                        claimed = True
+                pruned = self._prune_due and replayed is None and self._prune_marks()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -491,6 +513,10 @@ class SQLiteHistory(Retention, History):
         self._pending.clear()
         self._keys.clear()
         self._unsynced = self._journal_created = False  # in the table now: no sync needed
+        if pruned:
+            self._prune_due = False
+        if claimed:
+            self._prune_due = True
         if replayed is not None:
             self._replayed.extend(_to_record(row) for _, row in written[:from_journal])
             self._drop_journal(replayed)
@@ -841,12 +867,18 @@ class SQLiteHistory(Retention, History):
         """Append the pending records to the journal (atomically); they are no longer pending."""
         assert self._journal is not None
         # Records queued for a lock are in it already (with their keys): not twice.
-        lines = [_journal_line(uuid.uuid4().hex, row) for row in self._pending[len(self._keys) :]]
+        lines = [
+            _journal_line(uuid.uuid4().hex, row, queued=False)
+            for row in self._pending[len(self._keys) :]
+        ]
         with _journal_locked(self._journal):
             try:
                 old = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
             except FileNotFoundError:
                 old = b""
+            # This history gives its queued records up: their lines say so, and a replay
+            # need not keep their keys for it.
+            old = _given_up(old, set(self._keys))
             if old and not old.endswith(b"\n"):
                 old += b"\n"
             # Rewritten and synced whole, the lines appended for a lock included.
@@ -856,8 +888,8 @@ class SQLiteHistory(Retention, History):
         self._unsynced = False
         self._journal_waiting = True
 
-    def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row]]] | None:
-        """The journal's bytes and its (key, row) entries; None if there is none."""
+    def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row, bool]]] | None:
+        """The journal's bytes and its (key, row, queued) entries; None if there is none."""
         assert self._journal is not None
         try:
             data = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
@@ -892,10 +924,34 @@ class SQLiteHistory(Retention, History):
         data, entries = found
         conn = self._conn
         conn.execute(_REPLAYED)
-        for key, row in entries:
+        conn.execute(_UNCLAIMED)
+        for key, row, queued in entries:
             if key not in own and conn.execute(_MARK_REPLAYED, (key,)).rowcount:
                 self._insert(row, written)
+                if queued:  # its history may still hold it: kept until it sees the mark
+                    conn.execute("INSERT OR IGNORE INTO journal_unclaimed (key) VALUES (?)", (key,))
         return data
+
+    def _prune_marks(self) -> bool:
+        """Inside the write transaction: delete the journal keys nothing can present again;
+        True if done (else tried again at the next write).
+
+        A key is presented again only by a journal line or by the history that queued it
+        (the keys kept in journal_unclaimed). With no journal file, seen under the journal
+        lock (so nobody is rewriting one from what they read), no line holds a key already
+        marked: lines appended from now on carry new keys. Never waits for the lock."""
+        assert self._journal is not None
+        with _journal_locked(self._journal, wait=False) as held:
+            if not held or os.path.lexists(self._journal):
+                return False  # a journal to replay first, or somebody writing one
+            conn = self._conn
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_replayed'"
+            ).fetchone()
+            if exists:
+                conn.execute(_UNCLAIMED)
+                conn.execute(_PRUNE_REPLAYED)
+        return True
 
     def _drop_journal(self, replayed: bytes) -> None:
         """After the replay's commit: delete the journal, unless records were added to it since."""
@@ -908,6 +964,7 @@ class SQLiteHistory(Retention, History):
             if now == replayed:
                 _sync_folder(self._journal)
                 self._journal_waiting = False
+                self._prune_due = True  # its keys can go at the next write
         except FileNotFoundError:
             self._journal_waiting = False
         except OSError:
@@ -1092,11 +1149,13 @@ def _is_lock(exc: HistoryError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _journal_line(key: str, row: _Row) -> str:
-    """One journal line: the record and its key (read back by :func:`_journal_entry`)."""
+def _journal_line(key: str, row: _Row, *, queued: bool) -> str:
+    """One journal line: the record, its key, and whether the history that wrote it still
+    holds it queued (read back by :func:`_journal_entry`)."""
     task, code, at, run_id, reason, message, traceback = row
     entry = {
         "key": key,
+        "queued": queued,
         "task": task,
         "action": ACTIONS[code],
         "at": at,
@@ -1108,9 +1167,13 @@ def _journal_line(key: str, row: _Row) -> str:
     return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
-def _journal_entry(line: bytes) -> tuple[str, _Row]:
+def _journal_entry(line: bytes) -> tuple[str, _Row, bool]:
     item = json.loads(line)
     key, task, action, at = item["key"], item["task"], item["action"], item["at"]
+    # A line without the flag (an older conddsl) is taken as queued: its key is kept.
+    queued = item.get("queued", True)
+    if not isinstance(queued, bool):
+        raise TypeError("queued is true or false")
     check_record(task, action)
     texts = [item.get(name) for name in ("run_id", "reason", "message", "traceback")]
     if not isinstance(key, str) or type(at) is not int:
@@ -1119,36 +1182,64 @@ def _journal_entry(line: bytes) -> tuple[str, _Row]:
         raise ValueError(f"the time {at} is outside the years 1 to 9999")
     if any(text is not None and not isinstance(text, str) for text in texts):
         raise TypeError("run_id, reason, message and traceback are text or null")
-    return key, (task, ACTION_CODES[action], at, *texts)
+    return key, (task, ACTION_CODES[action], at, *texts), queued
+
+
+def _given_up(data: bytes, keys: set[str]) -> bytes:
+    """The journal ``data`` with the lines of ``keys`` no longer marked queued (other
+    lines, whole or not, kept byte for byte)."""
+    if not keys:
+        return data
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            continue
+        if item["key"] in keys and item.get("queued", True):
+            item["queued"] = False
+            lines[i] = json.dumps(item, ensure_ascii=False).encode("utf-8")
+    return b"\n".join(lines)
 
 
 @contextlib.contextmanager
-def _journal_locked(journal: str):
-    """Hold the journal for a read-modify-write, against threads and other processes.
+def _journal_locked(journal: str, *, wait: bool = True):
+    """Hold the journal for a read-modify-write, against threads and other processes;
+    yields whether the lock is held.
 
     Other processes closing the same history at once (each saving its records) would
     otherwise read the same journal and the last rename would win; the lock is an
     advisory ``flock`` on ``<journal>.lock``, left in place. It is never a symlink (one
     planted beside a history in /tmp would make root create the file it names), and it
     is waited for at most ``_LOCK_WAIT`` seconds: anybody who may open the file may
-    hold it, and then the journal is written without it.
+    hold it, and then the journal is written without it. With ``wait=False`` it is
+    only tried, once.
     """
-    with _JOURNAL_LOCK:
+    if not _JOURNAL_LOCK.acquire(blocking=wait):
+        yield False
+        return
+    try:
         try:
             import fcntl
 
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
             handle = os.open(f"{journal}.lock", flags, 0o600)
         except (ImportError, OSError):  # no flock here, no room, or a symlink
-            yield
+            yield False
             return
         try:
-            deadline = time.monotonic() + _LOCK_WAIT
+            deadline = time.monotonic() + (_LOCK_WAIT if wait else 0.0)
+            held = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
                     break
                 except BlockingIOError:
+                    if not wait:
+                        break
                     if time.monotonic() >= deadline:
                         log.warning(
                             "history journal lock %s.lock is held by another process: "
@@ -1157,9 +1248,11 @@ def _journal_locked(journal: str):
                         )
                         break
                     time.sleep(0.02)
-            yield
+            yield held
         finally:
             os.close(handle)  # releases the flock
+    finally:
+        _JOURNAL_LOCK.release()
 
 
 def _append(path: str, data: bytes) -> bool:
