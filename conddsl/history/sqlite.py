@@ -30,7 +30,7 @@ from conddsl.history.base import (
     from_us,
     to_us,
 )
-from conddsl.history.filecheck import copy_out, identity
+from conddsl.history.filecheck import copy_into, identity, reserve
 from conddsl.history.retention import Retention
 from conddsl.trust import (
     HISTORY_FOLDER_HINT,
@@ -227,6 +227,11 @@ class SQLiteHistory(Retention, History):
             raise self._error("open", exc) from exc
         self._identity: tuple[int, int] | None = None  # of the file opened (see filecheck)
         self._replaced_copy: str | None = None  # where this run's records went, if replaced
+        # A file deleted or replaced in use, noticed by ``record``: the copy it reserved
+        # (made by the writer thread, off the caller's thread), and whether it is under way.
+        self._copy_due: str | None = None
+        self._copying = False
+        self._copied = threading.Condition(self._lock)
         try:
             self._setup()
             self._identity = identity(self._path) if on_disk else None
@@ -308,12 +313,22 @@ class SQLiteHistory(Retention, History):
         with self._lock:
             self._check_open()
             self._pending.append(row)
+            if self._replaced_copy is not None:  # nothing more goes through the connection
+                raise self._replaced_error()
             if self._writing:  # behind the records the writer waits to write: in order
                 self._to_journal()  # accepted once it is there
                 return _to_record(row)
             try:
-                self._write_pending(wait=False)
+                self._write_pending(wait=False, copy=False)
+            except _Moved:
+                # The file was deleted: the writer thread copies it back, then writes.
+                if self._failure is not None:
+                    raise self._failure from None
+                self._start_writer()
+                self._to_journal()
             except HistoryError as exc:
+                if self._copy_due is not None:  # replaced: this run's records go beside it
+                    self._start_writer()
                 if self._failure is not None or not _is_lock(exc):
                     raise
                 self._start_writer()  # the lock is somebody else's for now: not our wait
@@ -372,31 +387,54 @@ class SQLiteHistory(Retention, History):
         deadline = time.monotonic() + self._timeout
         while not self._stop_writer:
             self._sync_journal()
+            try:
+                self._copy_behind()
+            except HistoryError as exc:
+                return self._give_up(exc)
+            found: HistoryError | None = None  # a replaced file, found by this write
             with self._lock:
                 if self._closed or not self._writing:
+                    return None
+                if self._replaced_copy is not None:  # the record that found it said so
+                    self._writing = False
                     return None
                 if not self._pending and not self._journal_waiting:  # flush() wrote them
                     self._writing = False
                     return None
                 try:
-                    self._write_pending(wait=False)
+                    self._write_pending(wait=False, copy=False)
+                except _Moved:
+                    continue  # deleted (again) meanwhile: copied back first
                 except HistoryError as exc:
-                    if _is_lock(exc) and time.monotonic() < deadline:
+                    if self._copy_due is not None:
+                        found = exc
+                    elif _is_lock(exc) and time.monotonic() < deadline:
                         pass  # tried again below, the connection free meanwhile
                     else:
                         if _is_lock(exc) and isinstance(exc.__cause__, sqlite3.Error):
                             exc = self._error("write", exc.__cause__)  # "waited N s"
-                        self._failure = exc
-                        self._writing = False
-                        log.error("%s", exc)
-                        return exc
+                        return self._give_up(exc)
                 else:
                     self._writing = False
                     self._failure = None
                     self._retain()
                     return None
+            if found is not None:  # this run's records copied beside it first
+                try:
+                    self._copy_behind()
+                except HistoryError as exc:
+                    found = exc
+                return self._give_up(found)
             time.sleep(_RETRY_EVERY)
         return None
+
+    def _give_up(self, failure: HistoryError) -> HistoryError:
+        """The writer thread stops trying: later records hear ``failure`` (see ``record``)."""
+        with self._lock:
+            self._failure = failure
+            self._writing = False
+        log.error("%s", failure)
+        return failure
 
     def _to_journal(self) -> None:
         """Append the pending records not in the journal yet to it, each with a key, so
@@ -464,10 +502,11 @@ class SQLiteHistory(Retention, History):
         self._writing = False
         self._sync_journal()  # what it had no time to sync
 
-    def _write_pending(self, *, wait: bool = True) -> None:
+    def _write_pending(self, *, wait: bool = True, copy: bool = True) -> None:
         # Before and after: a write to a file that is gone, or to one renamed over ours
-        # (whose WAL shares our WAL's name), would be lost or fail.
-        self._check_file()
+        # (whose WAL shares our WAL's name), would be lost or fail. Without ``copy`` the
+        # copy such a file needs is left to the writer thread (_Moved or HistoryError).
+        self._check_file(copy=copy)
         conn = self._conn
         written: list[tuple[int, _Row]] = []
         replayed: bytes | None = None
@@ -525,13 +564,21 @@ class SQLiteHistory(Retention, History):
             self._runs.apply(_to_record(row))
             self._count += 1
             self._max_id = rid
-        self._check_file()
+        self._check_file(copy=copy)
 
-    def _check_file(self) -> None:
+    def _check_file(self, *, copy: bool = True) -> None:
         """The file at the path is still the one open: put a deleted one back, keep this
-        run's records beside a replaced one and raise (see :mod:`conddsl.history.filecheck`)."""
+        run's records beside a replaced one and raise (see :mod:`conddsl.history.filecheck`).
+
+        Without ``copy`` (on the caller's thread: an event loop) only the copy's file is
+        made; the copy is left to the writer thread: :class:`_Moved` for a deleted file,
+        the HistoryError of a replaced one at once."""
         if self._identity is None:
             return
+        if copy:
+            self._finish_copy()
+        elif self._copy_due is not None:
+            raise _Moved()  # nothing goes through the connection before the copy
         if self._replaced_copy is not None:
             # Nothing more goes through this connection: the newcomer may share its WAL's
             # name. Later records stay pending (and go to the journal at close).
@@ -541,29 +588,78 @@ class SQLiteHistory(Retention, History):
             return
         deleted = now is None
         try:
-            copy = copy_out(self._conn, self._path, beside=not deleted)
-            if copy == self._path:
-                self._reopen()
-                log.warning(
-                    "history file %s was deleted while in use: written again from the open"
-                    " connection, with all %d records",
-                    self._path,
-                    self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
-                )
-                return
+            target = reserve(self._path, beside=not deleted)
+        except OSError as exc:
+            raise self._copy_error(deleted, exc) from exc
+        self._copy_due = target
+        if target != self._path:
             # Replaced, or another file took the name of the deleted one meanwhile.
-            self._replaced_copy = copy
+            self._replaced_copy = target
+        if copy:
+            self._finish_copy()
+        elif target == self._path:
+            raise _Moved()
+        if self._replaced_copy is not None:
+            raise self._replaced_error()
+
+    def _finish_copy(self) -> None:
+        """Under the lock: make the copy a check reserved, or wait for the writer's."""
+        while self._copying:
+            self._copied.wait()
+        target = self._copy_due
+        if target is None:
+            return
+        try:
+            copy_into(self._conn, target)
+        except sqlite3.Error as exc:
+            raise self._copy_error(target == self._path, exc) from exc
+        self._copied_out(target)
+
+    def _copy_behind(self) -> None:
+        """On the writer thread: make the copy a check reserved, without the history's
+        lock (its readers go on meanwhile; records are queued while ``_writing``)."""
+        with self._lock:
+            target = self._copy_due
+            if target is None or self._copying or self._closed:
+                return
+            self._copying = True
+        failure: sqlite3.Error | None = None
+        try:
+            copy_into(self._conn, target)
+        except sqlite3.Error as exc:
+            failure = exc
+        finally:
+            with self._lock:
+                self._copying = False
+                if failure is None:
+                    self._copied_out(target)
+                self._copied.notify_all()
+        if failure is not None:
+            raise self._copy_error(target == self._path, failure) from failure
+
+    def _copied_out(self, target: str) -> None:
+        """Under the lock, the copy made: go on with it, or leave the newcomer alone."""
+        self._copy_due = None
+        if target == self._path:
+            self._reopen()
+            log.warning(
+                "history file %s was deleted while in use: written again from the open"
+                " connection, with all %d records",
+                self._path,
+                self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+            )
+        else:
             # Our WAL is named after the path: emptied, the newcomer never reads our pages.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except (OSError, sqlite3.Error) as exc:
-            what = "deleted" if deleted else "replaced by another file"
-            raise HistoryError(
-                f"history file {self._path} was {what} while in use, and its records could"
-                f" not be copied out of the open connection: {exc}",
-                path=self._path,
-                reason=f"it was {what} while in use",
-            ) from exc
-        raise self._replaced_error()
+
+    def _copy_error(self, deleted: bool, exc: Exception) -> HistoryError:
+        what = "deleted" if deleted else "replaced by another file"
+        return HistoryError(
+            f"history file {self._path} was {what} while in use, and its records could"
+            f" not be copied out of the open connection: {exc}",
+            path=self._path,
+            reason=f"it was {what} while in use",
+        )
 
     def _replaced_error(self) -> HistoryError:
         return HistoryError(
@@ -1138,6 +1234,10 @@ class SQLiteHistory(Retention, History):
                 " retried by the next write or flush()"
             )
         return HistoryError(message, path=self._path, reason=cause)
+
+
+class _Moved(Exception):
+    """The history file was deleted in use: the writer thread copies it back."""
 
 
 def _is_lock(exc: HistoryError) -> bool:
