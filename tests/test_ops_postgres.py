@@ -349,6 +349,20 @@ def test_a_version_1_schema_gets_the_requests_table(node, postgres_dsn: str) -> 
         assert conn.execute("SELECT to_regclass('conddsl_requests')").fetchone()[0] is not None
 
 
+def test_a_version_2_schema_gets_the_node_task_digests(node, postgres_dsn: str) -> None:
+    node.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        for column in ("tasks_fingerprint", "tasks_digests"):
+            conn.execute(f"ALTER TABLE conddsl_nodes DROP COLUMN {column}")
+        conn.execute("UPDATE conddsl_schema SET version = 2")
+    again = PostgresHistory(postgres_dsn, node="alpha2", lease="3 seconds")
+    assert again.publish_tasks("f1", {"hourly": "d1"}) == []
+    assert again.task_fingerprints() == {"alpha2": "f1"}
+    again.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM conddsl_schema").fetchone()[0] == SCHEMA_VERSION
+
+
 # ------------------------------------------------------------------- end to end
 
 
