@@ -1037,16 +1037,17 @@ class SQLiteHistory(Retention, History):
         lock (so nobody is rewriting one from what they read), no line holds a key already
         marked: lines appended from now on carry new keys. Never waits for the lock."""
         assert self._journal is not None
+        conn = self._conn
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_replayed'"
+        ).fetchone()
+        if not exists or conn.execute("SELECT 1 FROM journal_replayed LIMIT 1").fetchone() is None:
+            return True  # no key kept (no side file made for the lock either)
         with _journal_locked(self._journal, wait=False) as held:
             if not held or os.path.lexists(self._journal):
                 return False  # a journal to replay first, or somebody writing one
-            conn = self._conn
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_replayed'"
-            ).fetchone()
-            if exists:
-                conn.execute(_UNCLAIMED)
-                conn.execute(_PRUNE_REPLAYED)
+            conn.execute(_UNCLAIMED)
+            conn.execute(_PRUNE_REPLAYED)
         return True
 
     def _drop_journal(self, replayed: bytes) -> None:
