@@ -79,6 +79,34 @@ def test_deleted_history_is_copied_back_off_the_recording_thread(tmp_path, monke
     assert actions(path) == [("a", "run"), ("a", "success"), ("b", "run")]
 
 
+def test_history_deleted_again_while_it_is_written_back_loses_nothing(tmp_path, monkeypatch):
+    """The file written back is deleted again before the history reconnects to it: the
+    open connection, which holds every record, stays in use and writes it back again
+    (before, the reconnection made a new empty file: every earlier record was gone)."""
+    from conddsl.history import sqlite as store
+
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW, run_id="1")
+    copy_into = store.copy_into
+    copies: list[str] = []
+
+    def copy_then_delete(conn, target):
+        copy_into(conn, target)
+        copies.append(target)
+        if len(copies) == 1:
+            os.remove(target)  # deleted again, between the copy and the reconnection
+
+    monkeypatch.setattr(store, "copy_into", copy_then_delete)
+    os.remove(path)
+    history.record("a", "success", at=NOW, run_id="1")
+    history.flush()
+    history.record("b", "run", at=NOW)
+    history.close()
+    assert len(copies) >= 2
+    assert actions(path) == [("a", "run"), ("a", "success"), ("b", "run")]
+
+
 def test_replaced_history_is_copied_beside_it_off_the_recording_thread(tmp_path, monkeypatch):
     path = tmp_path / "h.sqlite3"
     history = SQLiteHistory(path)

@@ -230,6 +230,7 @@ class SQLiteHistory(Retention, History):
         # A file deleted or replaced in use, noticed by ``record``: the copy it reserved
         # (made by the writer thread, off the caller's thread), and whether it is under way.
         self._copy_due: str | None = None
+        self._copy_identity: tuple[int, int] | None = None  # of that file, once made
         self._copying = False
         self._copied = threading.Condition(self._lock)
         try:
@@ -591,7 +592,7 @@ class SQLiteHistory(Retention, History):
             target = reserve(self._path, beside=not deleted)
         except OSError as exc:
             raise self._copy_error(deleted, exc) from exc
-        self._copy_due = target
+        self._copy_due, self._copy_identity = target, identity(target)
         if target != self._path:
             # Replaced, or another file took the name of the deleted one meanwhile.
             self._replaced_copy = target
@@ -611,9 +612,9 @@ class SQLiteHistory(Retention, History):
             return
         try:
             copy_into(self._conn, target)
+            self._copied_out(target)
         except sqlite3.Error as exc:
             raise self._copy_error(target == self._path, exc) from exc
-        self._copied_out(target)
 
     def _copy_behind(self) -> None:
         """On the writer thread: make the copy a check reserved, without the history's
@@ -631,9 +632,13 @@ class SQLiteHistory(Retention, History):
         finally:
             with self._lock:
                 self._copying = False
-                if failure is None:
-                    self._copied_out(target)
-                self._copied.notify_all()
+                try:
+                    if failure is None:
+                        self._copied_out(target)
+                except sqlite3.Error as exc:
+                    failure = exc
+                finally:
+                    self._copied.notify_all()
         if failure is not None:
             raise self._copy_error(target == self._path, failure) from failure
 
@@ -641,7 +646,11 @@ class SQLiteHistory(Retention, History):
         """Under the lock, the copy made: go on with it, or leave the newcomer alone."""
         self._copy_due = None
         if target == self._path:
-            self._reopen()
+            if not self._reopen(self._copy_identity):
+                # Deleted (or replaced) again during the copy: this connection still holds
+                # every record, and the next check copies them out again.
+                log.warning("history file %s changed again while it was written back", target)
+                return
             log.warning(
                 "history file %s was deleted while in use: written again from the open"
                 " connection, with all %d records",
@@ -669,15 +678,35 @@ class SQLiteHistory(Retention, History):
             reason="it was replaced by another file while in use",
         )
 
-    def _reopen(self) -> None:
-        """Connect again to the file at the path (written back after it was deleted)."""
+    def _reopen(self, copied: tuple[int, int] | None) -> bool:
+        """Connect to the file written back at the path (its identity ``copied``) in place
+        of this connection; False, this connection kept, if the path holds another.
+
+        The new connection is made (never creating a file) and checked before the old one
+        closes: a file deleted again during the copy leaves this connection, which holds
+        every record, in use. The new one reads nothing before the old one has closed:
+        a WAL connection deletes its WAL and shared-memory files by name when it closes,
+        and those names are the new one's."""
+        name = self._path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+        try:
+            conn = sqlite3.connect(
+                f"file:{name}?mode=rw",
+                uri=True,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error:
+            return False  # gone again
+        if copied is None or identity(self._path) != copied:
+            conn.close()
+            return False
         self._conn.close()
-        self._conn = sqlite3.connect(
-            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = conn
         self._setup()
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        self._identity = identity(self._path)
+        self._identity = copied
+        return True
 
     def _insert(self, row: _Row, written: list[tuple[int, _Row]]) -> None:
         rid = self._conn.execute(_INSERT, row).lastrowid
