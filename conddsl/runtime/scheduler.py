@@ -51,6 +51,7 @@ from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
 from conddsl.errors import ConditionSyntaxError, ControlError, SchedulerError, UnknownTaskError
 from conddsl.history import History, HistoryError
+from conddsl.runtime.claims import announce_tasks
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import ConditionLike
 from conddsl.runtime.config import SchedulerConfig
@@ -551,6 +552,7 @@ class Scheduler:
             # Records and deadlines on the database's clock, whatever this machine's says.
             self.clock = self._launcher.clock = RealClock(store.database_time)
         node = SharedNode(store, self.session)
+        announce_tasks(store, self.tasks.values())  # another task file on another node: said
         self._evaluator.shared = self._life.shared = self._judge.shared = node
         self._book.retry_hint.update(self.tasks)  # retries left pending while no node took them
         node.start(loop, self._heard_record, self._fenced)
