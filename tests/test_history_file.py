@@ -79,6 +79,27 @@ def test_deleted_history_is_copied_back_off_the_recording_thread(tmp_path, monke
     assert actions(path) == [("a", "run"), ("a", "success"), ("b", "run")]
 
 
+def test_a_batch_to_a_deleted_history_is_copied_back_off_the_recording_thread(
+    tmp_path, monkeypatch
+):
+    """``record_many`` (a burst of run records) takes the same path as ``record``: a
+    deleted file is copied back by the writer thread and the batch written after it."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW, run_id="1")
+    threads, started, go = _copies_held(monkeypatch)
+    os.remove(path)
+    batch = [(name, "run", NOW, None, None, None, None) for name in ("b", "c")]
+    history.record_many(batch)  # accepted, the copy under way
+    assert started.wait(10)
+    assert history.tasks() == ["a", "b", "c"]
+    go.set()
+    history.flush()
+    assert threads and threading.get_ident() not in threads
+    history.close()
+    assert actions(path) == [("a", "run"), ("b", "run"), ("c", "run")]
+
+
 def test_history_deleted_again_while_it_is_written_back_loses_nothing(tmp_path, monkeypatch):
     """The file written back is deleted again before the history reconnects to it: the
     open connection, which holds every record, stays in use and writes it back again

@@ -312,14 +312,31 @@ class SQLiteHistory(Retention, History):
         """
         check_record(task, action)
         row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback)
+        self._accept([row])
+        return _to_record(row)
+
+    def record_many(self, entries: list[Entry]) -> list[Record]:
+        """Write (or queue) records in order as :meth:`record` does, in one transaction
+        (see :func:`~conddsl.history.base.batch_writer`): every entry is checked before
+        any is accepted; a failed write keeps them all pending and raises HistoryError."""
+        rows: list[_Row] = []
+        for task, action, at, run_id, reason, message, traceback in entries:
+            check_record(task, action)
+            rows.append((task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback))
+        self._accept(rows)
+        return [_to_record(row) for row in rows]
+
+    def _accept(self, rows: list[_Row]) -> None:
+        """Write checked rows in one transaction, or queue them behind what waits: the one
+        path of :meth:`record` and :meth:`record_many`."""
         with self._lock:
             self._check_open()
-            self._pending.append(row)
+            self._pending.extend(rows)
             if self._replaced_copy is not None:  # nothing more goes through the connection
                 raise self._replaced_error()
             if self._writing:  # behind the records the writer waits to write: in order
-                self._to_journal()  # accepted once it is there
-                return _to_record(row)
+                self._to_journal()  # accepted once they are there
+                return
             try:
                 self._write_pending(wait=False, copy=False)
             except _Moved:
@@ -338,33 +355,6 @@ class SQLiteHistory(Retention, History):
             else:
                 self._failure = None
                 self._retain()
-        return _to_record(row)
-
-    def record_many(self, entries: list[Entry]) -> list[Record]:
-        """Write (or queue) records in order as :meth:`record` does, in one transaction
-        (see :func:`~conddsl.history.base.batch_writer`): every entry is checked before
-        any is accepted; a failed write keeps them all pending and raises HistoryError."""
-        rows: list[_Row] = []
-        for task, action, at, run_id, reason, message, traceback in entries:
-            check_record(task, action)
-            rows.append((task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback))
-        with self._lock:
-            self._check_open()
-            self._pending.extend(rows)
-            if self._writing:  # behind the records the writer waits to write: in order
-                self._to_journal()  # accepted once they are there
-                return [_to_record(row) for row in rows]
-            try:
-                self._write_pending(wait=False)
-            except HistoryError as exc:
-                if self._failure is not None or not _is_lock(exc):
-                    raise
-                self._start_writer()  # the lock is somebody else's for now: not our wait
-                self._to_journal()
-            else:
-                self._failure = None
-                self._retain()
-        return [_to_record(row) for row in rows]
 
     def flush(self) -> None:
         """Write the pending records (and the journal's); raise HistoryError if that fails again."""
