@@ -41,7 +41,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -154,6 +153,8 @@ class ProcessRegistry:
         self.path = path
         self.loop = loop
         self.owner = own_identity()
+        import uuid  # only a scheduler with a registry needs it
+
         self.token = uuid.uuid4().hex
         self.boot = boot_id()
         self.trees: dict[str, Tree] = {}

@@ -427,7 +427,7 @@ class Scheduler:
         recovery = recover(registry_file(self.process_registry, self.history), grace, loop)
         procs, leftovers = recovery.registry, recovery.killer
         self._join_shared(loop)
-        processes = self._launcher.open(loop, grace, procs, self.task_output)
+        self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
         self._life.begin(self.tasks.values())
@@ -460,7 +460,7 @@ class Scheduler:
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
-                await processes.close()
+                await self._launcher.close()
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._requests.recheck)
                 if procs is not None:
