@@ -15,7 +15,8 @@ import sys
 # (hashlib: OpenSSL), or make path objects (pathlib, with urllib.parse and ipaddress).
 # Nor, until it has such a task or value: the process machinery (the process executor,
 # the fork server's protocol, pickle), a run id (uuid, with platform), a named time zone
-# (zoneinfo, with sysconfig) or a fractional duration (decimal): ~1 MiB together.
+# (zoneinfo, with sysconfig) or a fractional duration (decimal), nor with no process
+# registry to keep (an in-memory history) the registry's reader: ~1.3 MiB together.
 NOT_LOADED = (
     "pydantic",
     "sqlite3",
@@ -30,6 +31,7 @@ NOT_LOADED = (
     "pathlib",
     "conddsl.runtime.process_exec",
     "conddsl.runtime.forkserver",
+    "conddsl.runtime.leftovers",
     "pickle",
     "uuid",
     "zoneinfo",
