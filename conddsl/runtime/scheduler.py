@@ -62,10 +62,10 @@ from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
 from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
-from conddsl.runtime.leftovers import recover, registry_file, registry_setting
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
+from conddsl.runtime.registry_place import registry_file, registry_setting
 from conddsl.runtime.requests import Requests
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
@@ -425,10 +425,16 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        recovery = recover(registry_file(self.process_registry, self.history), grace, loop)
-        procs, leftovers = recovery.registry, recovery.killer
+        path = registry_file(self.process_registry, self.history)
+        procs = leftovers = None
+        shared = False
+        if path is not None:  # (else nothing to read or keep: the registry's code not loaded)
+            from conddsl.runtime.leftovers import recover
+
+            recovery = recover(path, grace, loop)
+            procs, leftovers, shared = recovery.registry, recovery.killer, recovery.shared
         self._join_shared(loop)
-        processes = self._launcher.open(loop, grace, procs, self.task_output)
+        self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
         self._life.begin(self.tasks.values())
@@ -437,7 +443,7 @@ class Scheduler:
         freeze()
         try:
             try:
-                if not recovery.shared:  # a scheduler serving now has open runs, not crashed
+                if not shared:  # a scheduler serving now has open runs, not crashed
                     await self._records.mark_crashed(now)  # left open by one that died
             except HistoryError as exc:
                 self._life.fail(exc)
@@ -461,7 +467,7 @@ class Scheduler:
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
-                await processes.close()
+                await self._launcher.close()
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._requests.recheck)
                 if procs is not None:
