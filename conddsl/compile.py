@@ -36,6 +36,8 @@ IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 _MINUTE = timedelta(minutes=1)
 _NO_RULES: dict[str, ast.Node] = {}
+# ``Condition._names`` of a condition without rules or a registry of its own.
+_DEFAULT_NAMES = (_NO_RULES, default_registry)
 # A pure clock condition builds its lookup table at this many-th is_true (see below).
 _TABLE_AFTER = 8
 # ``Condition._fast`` while a pure clock condition warms up (see _first_predicate).
@@ -513,13 +515,11 @@ class Condition:
     __slots__ = (
         "_ast",
         "zone",
-        "rules",
-        "registry",
+        "_names",
         "lenient",
         "_evaluator",
         "_fast",
         "_calls",
-        "_predicate",
         "_customs",
         "_custom_cases",
         "_wall_next",
@@ -540,14 +540,17 @@ class Condition:
         self._ast: ast.Node | str = node
         self.lenient = lenient
         self.zone = _zone(timezone)
-        # One empty dict for every condition without rules (nothing writes to ``rules``).
-        self.rules = dict(rules) if rules else _NO_RULES
-        self.registry = registry if registry is not None else default_registry
+        # One pair for every condition without rules or a registry of its own (nothing
+        # writes to ``rules``): one slot, not two, for 10,000 waiting tasks (issue 21).
+        if rules or registry is not None:
+            registry = registry if registry is not None else default_registry
+            self._names = (dict(rules) if rules else _NO_RULES, registry)
+        else:
+            self._names = _DEFAULT_NAMES
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
         self._calls = 0
-        self._predicate = None
         self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
         self._custom_cases: CustomCases | None = None
@@ -559,6 +562,16 @@ class Condition:
             # asked. Its evaluators hold no node, and it reads no record.
             self._ast = text
             self._reads = NOTHING
+
+    @property
+    def rules(self) -> Mapping[str, ast.Node]:
+        """The named conditions it was compiled with (by name)."""
+        return self._names[0]
+
+    @property
+    def registry(self):
+        """The custom conditions it was compiled with."""
+        return self._names[1]
 
     @property
     def ast(self) -> ast.Node:
@@ -664,19 +677,13 @@ class Condition:
         return self._evaluator.value(wall, Context(real, task, history, session))
 
     def _warm_up(self, wall: datetime) -> bool:
-        """``_fast`` until the table is built: the closures for the first calls."""
+        """``_fast`` until the table is built: the tree's own value for the first calls."""
         calls = self._calls = self._calls + 1
-        if calls == 1:
-            # A waiting task's condition is asked once: the tree's own value (a pure
-            # clock tree reads no context), no closures kept for 10,000 such conditions.
-            return self._evaluator.value(wall, None)
-        predicate = self._predicate
-        if predicate is None:  # asked again: the specialised closures pay off
-            predicate = self._predicate = self._evaluator.fast
         if calls < _TABLE_AFTER:
-            return predicate(wall)
-        found = table_predicate(_clock_tree(self._evaluator)) or predicate
-        self._predicate = None
+            # A waiting task's condition is asked once or twice: the tree's own value (a
+            # pure clock tree reads no context), no closures kept for 10,000 conditions.
+            return self._evaluator.value(wall, None)
+        found = table_predicate(_clock_tree(self._evaluator)) or self._evaluator.fast
         self._fast = found
         return found(wall)
 
@@ -790,7 +797,7 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
 
     The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
     not here: compiling stays cheap for conditions that are only listed or checked, and
-    a condition asked once or twice (a 100 µs table for one answer) asks the closures.
+    a condition asked a few times (a 100 µs table for one answer) asks its tree.
     Until then the predicate is ``_WARMING``: ``is_true`` calls the condition's own
     ``_warm_up`` (a counter slot, not a closure with four cells: the memory of 10,000
     waiting tasks; nor a bound method, which would make every condition a cycle that
