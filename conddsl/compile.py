@@ -25,7 +25,7 @@ from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
 from conddsl.visitor import ConditionVisitor
-from conddsl.windows import clock_window, plain_micros, plain_window
+from conddsl.windows import clock_window, plain_ends, plain_window
 
 Interval = tuple[datetime, datetime]
 
@@ -121,16 +121,16 @@ class _PlainClock(_Evaluator):
 
     A waiting task's condition is asked once per change: its window (~280 bytes with its
     pieces) is found again among the recent ones when asked, not kept, nor is the AST
-    it came from (issue 21: the memory of 10,000 waiting tasks).
+    it came from (issue 21: the memory of 10,000 waiting tasks). ``ends``: both ends in
+    one int (``windows.plain_ends``).
     """
 
-    __slots__ = ("unit", "start", "end")
+    __slots__ = ("unit", "ends")
 
-    def __init__(self, unit: str, start: int, end: int, zone: tzinfo) -> None:
+    def __init__(self, unit: str, ends: int, zone: tzinfo) -> None:
         self.zone = zone
         self.unit = unit
-        self.start = start
-        self.end = end
+        self.ends = ends
 
     @property
     def horizon(self) -> timedelta:
@@ -139,7 +139,7 @@ class _PlainClock(_Evaluator):
     @property
     def clock(self) -> ClockWindow:
         """The window, found (or made again) among the recent plain windows."""
-        return plain_window(self.unit, self.start, self.end)
+        return plain_window(self.unit, self.ends)
 
     fast = _Clock.fast
     value = _Clock.value
@@ -453,9 +453,9 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         return _Zoned(self.visit(node.item, inner_zone), inner_zone)
 
     def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
-        ends = plain_micros(node.unit, node.window)
+        ends = plain_ends(node.unit, node.window)
         if ends is not None:
-            return _PlainClock(node.unit, ends[0], ends[1], zone)
+            return _PlainClock(node.unit, ends, zone)
         return _Clock(node, zone)
 
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:

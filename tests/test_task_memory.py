@@ -124,7 +124,7 @@ def test_a_plain_window_answers_as_the_window_it_stands_for(text, monkeypatch):
 
     plain = Condition(parse(text), timezone="Europe/Helsinki")
     assert isinstance(plain._evaluator, compile_module._PlainClock)
-    monkeypatch.setattr(compile_module, "plain_micros", lambda unit, node: None)
+    monkeypatch.setattr(compile_module, "plain_ends", lambda unit, node: None)
     general = Condition(parse(text), timezone="Europe/Helsinki")
     assert not isinstance(general._evaluator, compile_module._PlainClock)
     start = datetime(2026, 3, 28, 21, 59, 59, 750_000)  # over the spring DST gap
