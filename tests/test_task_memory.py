@@ -68,10 +68,11 @@ def test_conditions_without_rules_share_no_state_through_their_empty_rules():
     assert first.rules == {}
 
 
-# Measured ~1,050 B a task (registered, then looked at once and waiting) once a plain
-# window kept its two offsets alone (no AST, no ClockWindow, no memo entry per task);
-# ~1,910 B before. The bound leaves room for interpreter differences, not for those.
-MAX_BYTES_PER_WAITING_TASK = 1_300
+# Measured ~990 B a task (registered, then looked at once and waiting) once a plain
+# window kept its two ends alone (no AST, no ClockWindow, no memo entry per task) and
+# Task and Condition lost a field; ~1,910 B before. The bound leaves room for interpreter
+# differences, not for an AST (~250 B) or a window (~280 B) per task coming back.
+MAX_BYTES_PER_WAITING_TASK = 1_150
 
 
 def test_a_waiting_task_that_was_looked_at_keeps_little_memory():
