@@ -97,6 +97,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
+_TERMINATED_LOOK = 0.05  # seconds a terminated run's leftovers get before the first look
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve. ``-c``
@@ -201,6 +202,9 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         os._exit(0)  # the scheduler died before we could ask
     # A keeper SIGKILLed with its tree leaves its orphans to us, not to init: reaped at once.
     become_subreaper()
+    # Loaded here, once: each keeper's exit uses it (_exit_like), and an import in each of
+    # a hundred keepers ending at once costs up to milliseconds each.
+    import resource  # noqa: F401
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -368,8 +372,10 @@ def _keeper(
         for fd in server_fds:  # the server's
             os.close(fd)
         keeper = os.getpid()
+        terminated = []  # not empty once SIGTERM came: the group has it
 
         def on_sigterm(*_: object) -> None:
+            terminated.append(True)
             # From the scheduler, the group has it already (passed on, the body would
             # get it twice); from the server's death (we are reparented before the
             # death signal comes), it has not: pass it on (what left the group is
@@ -404,7 +410,7 @@ def _keeper(
             code = os.waitstatus_to_exitcode(status)
             results.send(json.dumps([keeper, _EXIT_CODE, code]).encode())
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
-        _end_leftovers(grace)
+        _end_leftovers(grace, terminated)
     finally:
         _flush_output()
         _exit_like(status)
@@ -428,12 +434,18 @@ def _reap_until(pid: int) -> int:
             return status
 
 
-def _end_leftovers(grace: float) -> None:
+def _end_leftovers(grace: float, terminated: list[bool]) -> None:
     """End every process the body left (all are our descendants: we are their
-    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all."""
+    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all.
+    ``terminated``: not empty if the run was terminated (its group got SIGTERM)."""
     signalled: set[tuple[int, int]] = set()
     kill_at = time.monotonic() + grace
-    look_at = 0.0  # when to look for (new) leftovers in /proc again
+    # When to look for (new) leftovers in /proc again. Terminated, they got SIGTERM with
+    # us (the group, and each process the scheduler found): most are dying already, and
+    # their ends wake us. Reading all of /proc costs milliseconds a keeper (tens with a
+    # thousand processes), a hundred keepers at once when a hundred runs time out
+    # together: only for those still there after a while.
+    look_at = time.monotonic() + _TERMINATED_LOOK if terminated else 0.0
     while True:
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
