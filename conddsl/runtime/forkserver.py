@@ -46,10 +46,13 @@ The keeper is the run's root: the scheduler ends the tree under it. When the bod
 ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
 grace) before the keeper exits the way the body did. If the server dies (the
 scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
+If the keeper dies first (SIGKILLed), what it left is the server's (the subreaper
+above it), which ends it the same way before it reports the keeper's end.
 
 The body sends its outcome (JSON: action and message) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
-has reaped the keeper. The server runs in a session of its own (a signal to the
+has reaped the keeper. The keeper sends its body's exit code the same way, then a word
+once what the body left is gone. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
 closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
 same way.
@@ -96,8 +99,10 @@ _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
+_DONE = "#done"  # a keeper's datagram: everything its body left is gone
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _TERMINATED_LOOK = 0.05  # seconds a terminated run's leftovers get before the first look
+_ORPHAN_LOOK = 0.5  # seconds between looks at orphans that were all signalled already
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve. ``-c``
@@ -205,6 +210,7 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     # Loaded here, once: each keeper's exit uses it (_exit_like), and an import in each of
     # a hundred keepers ending at once costs up to milliseconds each.
     import resource  # noqa: F401
+
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -217,7 +223,7 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         poller.register(watched, select.POLLIN)
     _send(sock, ("ready", os.getpid()))
     while True:
-        ready = {fd for fd, _ in poller.poll()}
+        ready = {fd for fd, _ in poller.poll(server.timeout())}
         if wake_read in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_read, 512):
@@ -226,6 +232,7 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         # reaped below has its outcome read already.
         server.read_outcomes()
         server.reap()
+        server.end_orphans()
         if sock.fileno() in ready and not server.handle_request():
             break  # the scheduler closed the socket, or died
     # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
@@ -249,6 +256,15 @@ class _Server:
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
         self.outcomes: dict[int, Any] = {}  # keeper pid -> what its body sent
         self.codes: dict[int, int] = {}  # keeper pid -> its body's exit code (sent by it)
+        self.graces: dict[int, float] = {}  # keeper pid -> its run's kill grace
+        self.done: set[int] = set()  # keepers that said all their body left is gone
+        # Reports of keepers that died before saying so (SIGKILLed): their orphans are ours
+        # now (we are a subreaper), and each report waits until none is left (see
+        # end_orphans); with its deadline for SIGKILL, monotonic.
+        self.held: list[tuple[tuple[Any, ...], float]] = []
+        self.signalled: set[tuple[int, int, int]] = set()  # orphans signalled (pid, start, sig)
+        self.look_at = 0.0  # monotonic: when to look for orphans in /proc again
+        self.orphans = 0  # how many were reaped
 
     def handle_request(self) -> bool:
         """Serve one message; False once the scheduler is gone."""
@@ -301,6 +317,7 @@ class _Server:
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
+        self.graces[pid] = grace
         info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
         _send(self.sock, ("started", key, pid, info.start if info is not None else None))
 
@@ -314,6 +331,8 @@ class _Server:
                 pid, action, message, *trace = json.loads(data)
                 if action == _EXIT_CODE:  # from a keeper: how its body ended
                     self.codes[int(pid)] = int(message)
+                elif action == _DONE:
+                    self.done.add(int(pid))
                 else:
                     text = None if message is None else str(message)
                     tb = str(trace[0]) if trace and trace[0] is not None else None
@@ -337,8 +356,71 @@ class _Server:
             # How the body ended, which its keeper may not outlive (SIGKILLed with
             # the leftovers it was ending).
             code = self.codes.pop(pid, os.waitstatus_to_exitcode(status))
-            if key is not None:
-                _send(self.sock, ("exited", key, code, outcome))
+            grace = self.graces.pop(pid, 0.0)
+            if key is None:
+                self.orphans += 1
+                self.look_at = 0.0  # an orphan ended: a held report may be due
+                continue
+            report = ("exited", key, code, outcome)
+            if pid in self.done:
+                self.done.discard(pid)
+                _send(self.sock, report)
+            else:
+                self.held.append((report, time.monotonic() + grace))
+
+    def timeout(self) -> int | None:
+        """Milliseconds the loop may wait for an event (None: until one comes)."""
+        if not self.held:
+            return None
+        return max(0, math.ceil((self.look_at - time.monotonic()) * 1000))
+
+    def end_orphans(self) -> None:
+        """End what dead keepers left (SIGTERM, SIGKILL after their grace) and send their
+        held reports once nothing is left. A process whose keeper is gone is ours or has
+        an ancestor that is ours (we are the subreaper above every keeper), while a
+        keeper's own descendants are below it: our children that are not keepers, and
+        everything under them, are every orphan there is. Which run each came from
+        cannot be told, so each held report waits for all of them."""
+        if not self.held:
+            self.signalled.clear()
+            return
+        now = time.monotonic()
+        if now < self.look_at:
+            return
+        table = Snapshot()
+        stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
+        left = new = False
+        kill_at = min(deadline for _, deadline in self.held)
+        sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM
+        while stack:
+            info = stack.pop()
+            stack += table.children(info.pid)
+            if info.state in ("Z", "X"):
+                continue
+            left = True
+            if (info.pid, info.start, sig) not in self.signalled:  # each signal once
+                new = True
+                self.signalled.add((info.pid, info.start, sig))
+                with contextlib.suppress(OSError):
+                    os.kill(info.pid, sig)
+        if left:
+            # The end of each of our children wakes us (and of those under them: they are
+            # ours once it ended); only what was just signalled may fork meanwhile: look
+            # again soon then.
+            soon = now + _LEFTOVER_POLL
+            self.look_at = soon if new else max(soon, min(now + _ORPHAN_LOOK, kill_at))
+            return
+        # An orphan that ended while /proc was read may have had children it was shown
+        # as the parent of (ours now), and so may a keeper that died meanwhile: if
+        # either is waiting to be reaped, look again.
+        held, orphans = len(self.held), self.orphans
+        self.reap()
+        if len(self.held) != held or self.orphans != orphans:
+            self.look_at = 0.0
+            return
+        held, self.held = self.held, []
+        for report, _ in held:
+            _send(self.sock, report)
 
 
 def _preload(modules: dict[str, str | None]) -> None:
@@ -411,6 +493,9 @@ def _keeper(
             results.send(json.dumps([keeper, _EXIT_CODE, code]).encode())
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
         _end_leftovers(grace, terminated)
+        with contextlib.suppress(OSError):
+            # Without this word (killed before), the server ends what we left.
+            results.send(json.dumps([keeper, _DONE, None]).encode())
     finally:
         _flush_output()
         _exit_like(status)
