@@ -27,7 +27,8 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
   and the read end of its go pipe attached; ``environ`` is None when it did not change
-  since the last start. ``("command", key, argv, cwd, environ, grace)`` with the
+  since the last start. ``("killed", key)`` once the run's whole tree got SIGKILL.
+  ``("command", key, argv, cwd, environ, grace)`` with the
   program's stderr file and the go pipe attached. Either may carry, after those, the
   body's stdout (and, for ``start``, stderr) pipes: the body writes there (``conddsl
   run`` prefixes each line: :mod:`.output`). The scheduler writes a byte to the go
@@ -102,6 +103,7 @@ _EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcom
 _DONE = "#done"  # a keeper's datagram: everything its body left is gone
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _TERMINATED_LOOK = 0.05  # seconds a terminated run's leftovers get before the first look
+_HELD_LOOK = 0.005  # seconds from a killed keeper's end (or an orphan's) to the look
 _ORPHAN_LOOK = 0.5  # seconds between looks at orphans that were all signalled already
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
@@ -222,6 +224,7 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     for watched in (sock.fileno(), wake_read, results.fileno()):
         poller.register(watched, select.POLLIN)
     _send(sock, ("ready", os.getpid()))
+    closed = False  # the scheduler closed the socket, or died
     while True:
         ready = {fd for fd, _ in poller.poll(server.timeout())}
         if wake_read in ready:
@@ -233,8 +236,12 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         server.read_outcomes()
         server.reap()
         server.end_orphans()
-        if sock.fileno() in ready and not server.handle_request():
-            break  # the scheduler closed the socket, or died
+        if sock.fileno() in ready and not closed:
+            closed = not server.read_requests()
+        if server.requests:
+            server.handle_request()
+        elif closed:
+            break
     # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
     # scheduler would wait for).
     _flush_output()
@@ -265,18 +272,40 @@ class _Server:
         self.signalled: set[tuple[int, int, int]] = set()  # orphans signalled (pid, start, sig)
         self.look_at = 0.0  # monotonic: when to look for orphans in /proc again
         self.orphans = 0  # how many were reaped
+        self.killed: set[int] = set()  # runs whose tree the scheduler SIGKILLed
+        self.requests: collections.deque[tuple[tuple[Any, ...], list[int]]] = (
+            collections.deque()
+        )  # read, not served yet (one a turn of the loop, each after a look at the ends)
 
-    def handle_request(self) -> bool:
-        """Serve one message; False once the scheduler is gone."""
+    def read_requests(self) -> bool:
+        """Read every message waiting: a ``killed`` is served at once (it may free a held
+        report, which must not wait behind a hundred forks), the others queue. False
+        once the scheduler is gone."""
+        # Not blocking while reading only: a send to the scheduler waits for room.
+        self.sock.setblocking(False)  # (recv_fds drops its flags in Python 3.11)
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 4)
-        except ConnectionResetError:
-            return False
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return False
-        message = pickle.loads(data)
+            while True:
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 4)
+                except BlockingIOError:
+                    return True
+                except ConnectionResetError:
+                    return False
+                if not data:
+                    for fd in fds:
+                        os.close(fd)
+                    return False
+                message = pickle.loads(data)
+                if message[0] == "killed":
+                    self.kill_sent(message[1])
+                else:
+                    self.requests.append((message, fds))
+        finally:
+            self.sock.setblocking(True)
+
+    def handle_request(self) -> None:
+        """Serve the first message queued."""
+        message, fds = self.requests.popleft()
         if message[0] == "setup":
             sys.path[:], sys.argv[:] = message[1], message[2]
         elif message[0] == "preload":
@@ -288,7 +317,6 @@ class _Server:
         elif message[0] == "command":
             body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
             self.start(message[1], None, message[5], _writing_to(fds[2:], body), fds)
-        return True
 
     def start(
         self,
@@ -359,17 +387,40 @@ class _Server:
             grace = self.graces.pop(pid, 0.0)
             if key is None:
                 self.orphans += 1
-                self.look_at = 0.0  # an orphan ended: a held report may be due
+                self._look_soon()  # an orphan ended: a held report may be due
                 continue
             report = ("exited", key, code, outcome)
-            if pid in self.done:
+            if pid in self.done or key in self.killed:
                 self.done.discard(pid)
+                self.killed.discard(key)
                 _send(self.sock, report)
             else:
                 self.held.append((report, time.monotonic() + grace))
+                self._look_soon()
+
+    def kill_sent(self, key: int) -> None:
+        """The scheduler sent SIGKILL to run ``key``'s whole tree: the keeper's end, at
+        its hand, leaves nothing to look for (a report held for it goes now)."""
+        for index, (report, _) in enumerate(self.held):
+            if report[1] == key:
+                del self.held[index]
+                _send(self.sock, report)
+                return
+        if key in self.children.values():
+            self.killed.add(key)
+
+    def _look_soon(self) -> None:
+        """Look for orphans within ``_HELD_LOOK``: a keeper killed with its body is
+        reaped a moment before the body (ours then), and keepers killed together share
+        one reading of /proc."""
+        now = time.monotonic()
+        if not now < self.look_at <= now + _HELD_LOOK:
+            self.look_at = now + _HELD_LOOK
 
     def timeout(self) -> int | None:
         """Milliseconds the loop may wait for an event (None: until one comes)."""
+        if self.requests:
+            return 0
         if not self.held:
             return None
         return max(0, math.ceil((self.look_at - time.monotonic()) * 1000))
@@ -911,6 +962,12 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 os.write(gate, b"g")
             os.close(gate)
+
+    def kill_sent(self, key: int) -> None:
+        """Say that run ``key``'s whole tree got SIGKILL: its keeper dies by our hand,
+        and the server need not look for what it left."""
+        if self._sock is not None:
+            self._queue(("killed", key), (), None)
 
     def forget(self, key: int) -> None:
         """Run ``key`` is over: its body never goes (if it never did)."""

@@ -37,6 +37,7 @@ import os
 import signal
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _PROC = "/proc"
@@ -369,6 +370,7 @@ class TreeKiller:
 
     ``start``: the root's start time (``/proc/<pid>/stat``), when known: a process that
     took the root's pid after it ended is then never signalled, nor its group.
+    ``on_kill``: called once SIGKILL went to the tree.
     """
 
     def __init__(
@@ -379,8 +381,10 @@ class TreeKiller:
         *,
         start: int | None = None,
         scanner: Scanner | None = None,
+        on_kill: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
+        self._on_kill = on_kill
         self.grace = grace
         self.loop = loop
         self.start_time = start
@@ -690,6 +694,9 @@ class TreeKiller:
             # Not in /proc (no /proc, or not read since it started): signal the pid we started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.root, sig)
+        if sig == signal.SIGKILL and self._on_kill is not None:
+            on_kill, self._on_kill = self._on_kill, None
+            on_kill()
 
     def _root_is_ours(self) -> bool:
         """Whether the root pid still names the process started (unknown start: assumed)."""
