@@ -27,7 +27,8 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
   and the read end of its go pipe attached; ``environ`` is None when it did not change
-  since the last start. ``("killed", key)`` once the run's whole tree got SIGKILL.
+  since the last start. ``("killed", key, at)`` once the run's whole tree got SIGKILL
+  (sent from ``at``, monotonic).
   ``("command", key, argv, cwd, environ, grace)`` with the
   program's stderr file and the go pipe attached. Either may carry, after those, the
   body's stdout (and, for ``start``, stderr) pipes: the body writes there (``conddsl
@@ -267,8 +268,8 @@ class _Server:
         self.done: set[int] = set()  # keepers that said all their body left is gone
         # Reports of keepers that died before saying so (SIGKILLed): their orphans are ours
         # now (we are a subreaper), and each report waits until none is left (see
-        # end_orphans); with its deadline for SIGKILL, monotonic.
-        self.held: list[tuple[tuple[Any, ...], float]] = []
+        # end_orphans); with its deadline for SIGKILL and when it was reaped, monotonic.
+        self.held: list[tuple[tuple[Any, ...], float, float]] = []
         self.signalled: set[tuple[int, int, int]] = set()  # orphans signalled (pid, start, sig)
         self.look_at = 0.0  # monotonic: when to look for orphans in /proc again
         self.orphans = 0  # how many were reaped
@@ -297,7 +298,7 @@ class _Server:
                     return False
                 message = pickle.loads(data)
                 if message[0] == "killed":
-                    self.kill_sent(message[1])
+                    self.kill_sent(message[1], message[2])
                 else:
                     self.requests.append((message, fds))
         finally:
@@ -395,16 +396,20 @@ class _Server:
                 self.killed.discard(key)
                 _send(self.sock, report)
             else:
-                self.held.append((report, time.monotonic() + grace))
+                now = time.monotonic()
+                self.held.append((report, now + grace, now))
                 self._look_soon()
 
-    def kill_sent(self, key: int) -> None:
-        """The scheduler sent SIGKILL to run ``key``'s whole tree: the keeper's end, at
-        its hand, leaves nothing to look for (a report held for it goes now)."""
-        for index, (report, _) in enumerate(self.held):
+    def kill_sent(self, key: int, at: float) -> None:
+        """The scheduler sent SIGKILL to run ``key``'s whole tree from ``at`` (monotonic):
+        the keeper's end, at its hand, leaves nothing to look for (a report held for it
+        goes now). A keeper that ended before (killed by another) may have left what the
+        scheduler cannot see: its report waits for the look."""
+        for index, (report, _, ended) in enumerate(self.held):
             if report[1] == key:
-                del self.held[index]
-                _send(self.sock, report)
+                if ended >= at:
+                    del self.held[index]
+                    _send(self.sock, report)
                 return
         if key in self.children.values():
             self.killed.add(key)
@@ -441,7 +446,7 @@ class _Server:
         table = Snapshot()
         stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
         left = new = False
-        kill_at = min(deadline for _, deadline in self.held)
+        kill_at = min(deadline for _, deadline, _ in self.held)
         sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM
         while stack:
             info = stack.pop()
@@ -470,7 +475,7 @@ class _Server:
             self.look_at = 0.0
             return
         held, self.held = self.held, []
-        for report, _ in held:
+        for report, _, _ in held:
             _send(self.sock, report)
 
 
@@ -963,11 +968,11 @@ class ForkServer:
                 os.write(gate, b"g")
             os.close(gate)
 
-    def kill_sent(self, key: int) -> None:
-        """Say that run ``key``'s whole tree got SIGKILL: its keeper dies by our hand,
-        and the server need not look for what it left."""
+    def kill_sent(self, key: int, at: float) -> None:
+        """Say that run ``key``'s whole tree got SIGKILL (sent from ``at``, monotonic):
+        its keeper dies by our hand, and the server need not look for what it left."""
         if self._sock is not None:
-            self._queue(("killed", key), (), None)
+            self._queue(("killed", key, at), (), None)
 
     def forget(self, key: int) -> None:
         """Run ``key`` is over: its body never goes (if it never did)."""

@@ -140,7 +140,7 @@ class _TreeExecutor:
     def _pid(self, run: Run) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _on_kill(self, run: Run) -> Callable[[], None] | None:
+    def _on_kill(self, run: Run) -> Callable[[float], None] | None:
         """What to tell once the run's tree got SIGKILL (None: nobody)."""
         return None
 
@@ -397,7 +397,7 @@ class ProcessExecutor(_TreeExecutor):
         self._spawned(run, process.pid)
         self.host.loop.add_reader(process.sentinel, self._exited, run)
 
-    def _on_kill(self, run: Run) -> Callable[[], None] | None:
+    def _on_kill(self, run: Run) -> Callable[[float], None] | None:
         # Its keeper dies by our hand: the server need not look for what it left.
         handle = run.handle
         if isinstance(handle, Served):
