@@ -342,7 +342,10 @@ class _Server:
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _keeper(server, self.own, passed[1], grace, body, self.for_children)
+            # The descriptors of the requests read but not served yet are theirs: a
+            # copy kept open here would hold their pipes open (no end of file).
+            queued = tuple(fd for _, fds in self.requests for fd in fds)
+            _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
