@@ -37,6 +37,7 @@ import threading
 import time
 import tracemalloc
 import uuid
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Result:
     seen_marked: int  # command processes seen alive by the marker, mid-run
     seen_pids: int  # process-task pids reported (and alive) mid-run
     survivors: list[int]
+    loop: weakref.ref[asyncio.AbstractEventLoop]  # the loop the scheduler ran on
 
 
 def _scheduler(
@@ -118,6 +120,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
     must = {p.name for p in tasks if not p.ends_at_shutdown and not p.may_not_start}
     maybe = {p.name for p in tasks if p.may_not_start and not p.ends_at_shutdown}
     began = time.monotonic()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def heartbeat(stop: asyncio.Event) -> None:
         # On a shared 2-core machine other processes take the CPU now and then: the time
@@ -152,6 +155,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
         app.shut_down(force=True)  # the runs without a limit end now, reason "forced"
 
     async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
         stop = asyncio.Event()
         beat = asyncio.ensure_future(heartbeat(stop))
         driver = asyncio.ensure_future(drive())
@@ -182,6 +186,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
         seen["marked"],
         seen["pids"],
         survivors,
+        loops[0],
     )
 
 
@@ -348,9 +353,12 @@ def memory_round(count: int, folder, seed: int) -> dict:
         finally:
             _cleanup(tasks, token)
         check_records(tasks, result.records)
+        loop = result.loop
         del result
         _wait_threads(threads)
         gc.collect()
+        # Nothing keeps the scheduler's loop (and all it refers to) once the load is over.
+        assert loop() is None, "the scheduler's event loop outlived it"
         retained, peak = tracemalloc.get_traced_memory()
         snapshot = tracemalloc.take_snapshot()
     finally:
@@ -382,7 +390,9 @@ def test_termination_under_load_smoke(tmp_path):
 @pytest.mark.long
 @pytest.mark.smoke
 def test_memory_returns_to_baseline_smoke(tmp_path):
-    load_round(SMOKE_TASKS // 2, tmp_path, seed=2)  # warm: caches and lazy imports
+    # Warm: caches and lazy imports. Its timing is not this test's to judge (the smoke test
+    # above asserts it, twice in a row on this shared machine): a stall must not fail it.
+    load_round(SMOKE_TASKS // 2, tmp_path, seed=2, check_timing=False)
     report("memory_smoke", **memory_round(SMOKE_TASKS, tmp_path, seed=3))
 
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
@@ -197,3 +199,47 @@ def test_a_tree_waiting_for_a_reading_is_stopped_meanwhile(tmp_path, monkeypatch
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(grandchild, signal.SIGKILL)
+
+
+def _collected(loop: weakref.ref[asyncio.AbstractEventLoop]) -> bool:
+    gc.collect()
+    return loop() is None
+
+
+def test_a_loop_that_read_proc_is_not_kept_once_closed(monkeypatch):
+    """The scanner of a loop (kept per loop, for its trees to share readings) does not keep
+    the loop: a process that runs schedulers one after another would keep each of them."""
+    monkeypatch.setattr(processes, "_last", None)
+    loop = asyncio.new_event_loop()
+    try:
+        scanner = processes.scanner_for(loop)
+        table = loop.run_until_complete(scanner.next())  # read in the loop's executor
+        assert isinstance(table, processes.Snapshot)
+        assert processes.scanner_for(loop) is scanner
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop, scanner
+    assert _collected(gone)
+
+
+def test_a_loop_closed_while_a_reading_was_asked_for_is_forgotten(monkeypatch):
+    """A reading asked for and never delivered (the loop closed first) holds the loop by its
+    future: the next loop that asks for a scanner clears it."""
+    monkeypatch.setattr(processes, "_last", None)
+    monkeypatch.setattr(processes, "_indexed_snapshot", lambda: time.sleep(0.2))
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(1)
+    loop.set_default_executor(executor)
+    asking = processes.scanner_for(loop).next()
+    loop.close()  # before the reading came back: its future stays pending
+    executor.shutdown(wait=True)  # the worker's reading no longer refers to the loop
+    assert not asking.done()
+    gone = weakref.ref(loop)
+    del loop, asking
+    other = asyncio.new_event_loop()
+    try:
+        processes.scanner_for(other)
+        assert _collected(gone)
+    finally:
+        other.close()
