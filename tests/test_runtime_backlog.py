@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from runtime_helpers import FOREVER
@@ -243,3 +243,22 @@ def test_a_loop_closed_while_a_reading_was_asked_for_is_forgotten(monkeypatch):
         assert _collected(gone)
     finally:
         other.close()
+
+
+def test_a_late_run_record_does_not_put_off_an_end_check_already_due():
+    """A process run's record comes when its process exists (the check of its task is then
+    computed again, from that instant): a check due before, that the loop was too busy to
+    look at yet, stays. ``scheduler has run over`` has no later change: dropped, its run
+    went on to its timeout (the long load test, three times under a load average of 10)."""
+    app = Scheduler({"timeout": "never"})
+
+    @app.task("false", end_cond="scheduler has run over 1 second")
+    async def job() -> None:
+        pass
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    app.session.started_at = start
+    checks = app._book.checks
+    checks.set("job", start + timedelta(seconds=1))  # its end check, not looked at yet
+    app._evaluator.reschedule(app.tasks["job"], start + timedelta(seconds=3))
+    assert checks.next() == start + timedelta(seconds=1)

@@ -34,6 +34,10 @@ class Deadlines(Generic[K]):
             self._at[key] = at
             heapq.heappush(self._heap, (at, next(self._seq), key))
 
+    def at(self, key: K) -> datetime | None:
+        """When ``key`` is due (None: at no time)."""
+        return self._at.get(key)
+
     def discard(self, key: K) -> None:
         """``key`` is due at no time."""
         self._at.pop(key, None)
