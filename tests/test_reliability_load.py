@@ -235,10 +235,13 @@ TRAP_RACE_WINDOW = 1.0  # seconds from the run record within which a shell may n
 
 
 def _trap_raced(p: L.Planned, start, end) -> bool:
-    """A ``trap '' TERM`` command that SIGTERM ended because it came before the trap was set."""
+    """A run that ignores SIGTERM (a command's ``trap '' TERM``, a stubborn process task's
+    first line) that SIGTERM ended because it came before it was ignored."""
+    ignores = (p.execution == "command" and "trap" in " ".join(p.argv or ())) or (
+        p.execution == "process" and p.behaviour == "stubborn"
+    )
     return (
-        p.execution == "command"
-        and "trap" in " ".join(p.argv or ())
+        ignores
         and "killed by signal SIGTERM" in (end.message or "")
         and (end.at - start.at).total_seconds() < TRAP_RACE_WINDOW
     )
@@ -274,8 +277,10 @@ def check_records(tasks: list[L.Planned], records: list) -> Counter:
             # server busy): it never ran, so no signal killed it; its record says so.
             pass
         elif _trap_raced(p, starts[0], end):
-            # SIGTERM reached the shell before it ran ``trap '' TERM`` (asked to stop within
-            # moments of the start, under load): the signal ended it, rightly recorded so.
+            # SIGTERM reached the shell before it ran ``trap '' TERM`` (or the process task
+            # before its first line; asked to stop within moments of the start, under load,
+            # e.g. an end condition that became true while its process was being forked):
+            # the signal ended it, rightly recorded so.
             counts[TRAP_RACED] += 1
         elif p.message is not None and p.message not in (end.message or ""):
             problems.append(f"{p.name}: message {end.message!r} lacks {p.message!r}")
