@@ -128,7 +128,15 @@ class Evaluator:
         """When ``task`` is next looked at, from ``now`` (its run's record came late: its
         end condition may read how long it has run)."""
         if task.name in self.book.tasks:
-            self.book.checks.set(task.name, self.next_check(task, now, self.context(task.name)))
+            checks = self.book.checks
+            at = self.next_check(task, now, self.context(task.name))
+            # A check due earlier, not looked at yet (the loop was behind), is kept: an end
+            # condition that became true then and never changes again has no later check,
+            # and its run would be left to its timeout.
+            due = checks.at(task.name)
+            if due is not None and (at is None or due < at):
+                at = due
+            checks.set(task.name, at)
 
     # ---------------------------------------------------------------- evaluation
 
