@@ -543,6 +543,13 @@ def test_sqlite_locked_database_queues_the_record_and_reports_the_lock_later(
         assert reopened.last("a", "success") == t(1)
 
 
+def _until_written(history: SQLiteHistory) -> None:
+    """Wait (10 s at most) for the writer thread's next try to write what is pending."""
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_sqlite_queued_records_are_written_in_order_once_the_lock_goes(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     history = SQLiteHistory(path, timeout=30)
@@ -553,9 +560,7 @@ def test_sqlite_queued_records_are_written_in_order_once_the_lock_goes(tmp_path:
         assert len(history.pending) == 5
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
     assert _rows(path) == [("a", a, None) for a in ("run", "success", "run", "success", "run")]
     history.record("b", "run", at=t(5))  # the file is free: written before record returns
@@ -773,9 +778,7 @@ def test_sqlite_records_the_writer_wrote_are_not_replayed_from_the_journal(
         assert [json.loads(line)["action"] for line in kept.splitlines()] == ["run", "success"]
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == [] and not journal.exists()
     history.close()
     journal.write_bytes(kept)  # as if it died between the writer's commit and the delete
@@ -801,9 +804,7 @@ def _marks(path: Path) -> tuple[int, int]:
 
 def _written_behind(history: SQLiteHistory) -> None:
     """Wait until the writer thread wrote the queued records (the lock went)."""
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
 
 
@@ -1315,9 +1316,7 @@ def test_sqlite_record_many_on_a_locked_file_queues_the_batch_in_order(tmp_path:
         assert history.running("b") == []  # answers include what is pending
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
     assert _rows(path) == [
         ("a", "run", "0"),
