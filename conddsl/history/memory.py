@@ -20,6 +20,7 @@ from conddsl.history.base import (
     check_actions,
     check_record,
     from_us,
+    new_record,
     to_us,
 )
 from conddsl.history.retention import Retention
@@ -125,17 +126,40 @@ class MemoryHistory(Retention, History):
     def record_many(self, entries: list[Entry]) -> list[Record]:
         """Add records in order (see :func:`~conddsl.history.base.batch_writer`): every
         entry is checked before any is added, then they are added under one lock."""
-        checked = []
+        checked: list[tuple[Record, int]] = []
+        last_at: object = None  # a burst's records share one stamp: converted once
+        us, exact = 0, datetime.min  # (set by the first entry)
         for task, action, at, run_id, reason, message, traceback in entries:
             check_record(task, action)
-            us = to_us(at)
-            # A UTC datetime is its own microsecond instant (what the scheduler stamps).
-            exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
-            rec = Record(task, action, exact, run_id, reason, message, traceback)
-            checked.append((rec, us))
+            if at is not last_at:
+                us = to_us(at)
+                # A UTC datetime is its own microsecond instant (what the scheduler stamps).
+                exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
+                last_at = at
+            checked.append(
+                (new_record(task, action, exact, run_id, reason, message, traceback), us)
+            )
         with self._lock:
+            # _add's work inline (a call per record is a fifth of the batch).
+            series_of, runs = self._series, self._runs
             for rec, us in checked:
-                self._add(rec, us)
+                by_action = series_of.get(rec.task)
+                if by_action is None:
+                    by_action = series_of[rec.task] = {}
+                series = by_action.get(rec.action)
+                if series is None:
+                    series = by_action[rec.action] = _Series()
+                times = series.times
+                extra = _pack(rec.run_id, rec.reason, rec.message, rec.traceback)
+                if not times or us >= times[-1]:
+                    times.append(us)
+                    series.extras.append(extra)
+                else:
+                    series.add(us, extra)
+                self._count += 1
+                if self._now is None or us > self._now:
+                    self._now = us
+                runs.apply(rec)
             self._retain()  # (amortised: once a batch is as good as once a record)
         return [rec for rec, _ in checked]
 
