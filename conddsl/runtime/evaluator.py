@@ -164,7 +164,7 @@ class Evaluator:
                             self._paused = True
                             pause_collections()
                         launched.append(run)
-                        if due and time.perf_counter() > ends:
+                        if time.perf_counter() > ends and due:
                             sliced = True
                             break
                         continue
@@ -185,8 +185,7 @@ class Evaluator:
                 # records to mark crashed, not bodies that ran unrecorded); the bodies take
                 # their first step at the loop's next turn.
                 records.flush()
-                for run in launched:
-                    self.launcher.go(run)
+                self.launcher.go(launched)
         due.mark_all(deferred)
         if prepared and not sliced:
             self.drop_prepared(now)

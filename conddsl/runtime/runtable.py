@@ -36,7 +36,10 @@ class RunTable:
     def add(self, run: Run) -> None:
         """``run`` is alive."""
         task = run.task
-        self._runs.setdefault(task.name, {})[run.run_id] = run
+        runs = self._runs.get(task.name)
+        if runs is None:  # (not setdefault: it would make a dict per call)
+            runs = self._runs[task.name] = {}
+        runs[run.run_id] = run
         self.active += 1
         if task.uses_process:
             self.processes += 1
