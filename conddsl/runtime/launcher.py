@@ -214,7 +214,7 @@ class Launcher:
         if task.timeout is not None:  # (a call saved per start of a burst without one)
             self._timeouts.arm(run, now)
         self._runs.add(run)
-        self._records.stamp(run, "run", now, None, None)
+        self._records.unwritten.append((run, "run", now, None, None))  # (stamp(), inline)
         if run.uncalled is not None:  # its function raised when called ahead: a failed run
             self.finish(run, "fail", run.uncalled)
             return
