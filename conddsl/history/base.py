@@ -291,6 +291,19 @@ class OpenRuns:
             if by_id and by_id.pop(run_id, None) is not None and not by_id:
                 del self._by_id[task]
 
+    def apply_all(self, records: list[Record]) -> None:
+        """:meth:`apply` each record in order (a batch's; a run with a run_id inline)."""
+        by_id = self._by_id
+        for rec in records:
+            run_id = rec.run_id
+            if rec.action == "run" and run_id is not None:
+                runs = by_id.get(rec.task)
+                if runs is None:
+                    runs = by_id[rec.task] = {}
+                runs[run_id] = rec
+            else:
+                self.apply(rec)
+
     def running(self, task: str) -> list[Record]:
         """The task's open runs, oldest first."""
         runs = list(self._by_id.get(task, {}).values())

@@ -126,42 +126,47 @@ class MemoryHistory(Retention, History):
     def record_many(self, entries: list[Entry]) -> list[Record]:
         """Add records in order (see :func:`~conddsl.history.base.batch_writer`): every
         entry is checked before any is added, then they are added under one lock."""
-        checked: list[tuple[Record, int]] = []
+        checked: list[tuple[Record, int, _Extra]] = []
         last_at: object = None  # a burst's records share one stamp: converted once
         us, exact = 0, datetime.min  # (set by the first entry)
         for task, action, at, run_id, reason, message, traceback in entries:
-            check_record(task, action)
+            if action not in ACTION_CODES or type(task) is not str or not task:
+                check_record(task, action)  # (raises, saying what is wrong)
             if at is not last_at:
                 us = to_us(at)
                 # A UTC datetime is its own microsecond instant (what the scheduler stamps).
                 exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
                 last_at = at
-            checked.append(
-                (new_record(task, action, exact, run_id, reason, message, traceback), us)
-            )
+            rec = new_record(task, action, exact, run_id, reason, message, traceback)
+            if reason is None and message is None and traceback is None:
+                checked.append((rec, us, run_id))  # (_pack's answer, without its call)
+            else:
+                checked.append((rec, us, _pack(run_id, reason, message, traceback)))
         with self._lock:
-            # _add's work inline (a call per record is a fifth of the batch).
-            series_of, runs = self._series, self._runs
-            for rec, us in checked:
-                by_action = series_of.get(rec.task)
-                if by_action is None:
-                    by_action = series_of[rec.task] = {}
-                series = by_action.get(rec.action)
-                if series is None:
-                    series = by_action[rec.action] = _Series()
-                times = series.times
-                extra = _pack(rec.run_id, rec.reason, rec.message, rec.traceback)
-                if not times or us >= times[-1]:
-                    times.append(us)
-                    series.extras.append(extra)
-                else:
-                    series.add(us, extra)
-                self._count += 1
-                if self._now is None or us > self._now:
-                    self._now = us
-                runs.apply(rec)
+            # _add's work inline (a call per record was a fifth of the batch).
+            series_of, count, now = self._series, self._count, self._now
+            try:
+                for rec, us, extra in checked:
+                    by_action = series_of.get(rec.task)
+                    if by_action is None:
+                        by_action = series_of[rec.task] = {}
+                    series = by_action.get(rec.action)
+                    if series is None:
+                        series = by_action[rec.action] = _Series()
+                    times = series.times
+                    if not times or us >= times[-1]:
+                        times.append(us)
+                        series.extras.append(extra)
+                    else:
+                        series.add(us, extra)
+                    count += 1
+                    if now is None or us > now:
+                        now = us
+            finally:
+                self._count, self._now = count, now
+            self._runs.apply_all([rec for rec, _, _ in checked])
             self._retain()  # (amortised: once a batch is as good as once a record)
-        return [rec for rec, _ in checked]
+        return [rec for rec, _, _ in checked]
 
     def _add(self, rec: Record, us: int) -> None:
         """Add one checked record (the lock held)."""
