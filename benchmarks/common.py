@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -53,6 +52,8 @@ def measure(
 
 def summary(samples: list[float], **extra) -> dict:
     """min / median / max of the samples (plus any extra fields)."""
+    import statistics  # here: a memory case's process loads only what it measures
+
     return {
         "min": min(samples),
         "median": statistics.median(samples),

@@ -17,17 +17,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import signal
 import sys
 import threading
 import time
-import tracemalloc
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+# No pathlib, tracemalloc or statistics at the top, here, in peer.py and in common.py:
+# the total-memory case measures this whole process, and the harness's own modules
+# (~2 MiB of RSS) are no part of either scheduler (both sides load them only in the
+# cases that use them).
+HERE = os.path.dirname(os.path.realpath(__file__))
 if __name__ == "__main__":  # run.py puts these on sys.path when it imports this module
-    sys.path[:0] = [str(HERE), str(HERE.parent)]
+    sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from common import (  # noqa: E402
     Heartbeat,
@@ -219,6 +222,8 @@ def case_memory(work: dict) -> dict:
         history = MemoryHistory()
         record = history.record
         gc.collect()
+        import tracemalloc
+
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         for i, (task, start, finish, ok) in enumerate(memory_runs(runs)):
@@ -585,7 +590,8 @@ RUNTIME_CASES = {
 
 def main() -> None:
     case, workload, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
-    work = json.loads(Path(workload).read_text(encoding="utf-8"))
+    with open(workload, encoding="utf-8") as f:
+        work = json.load(f)
     rows = RUNTIME_CASES[case](work, *extra)
     json.dump({"rows": rows}, sys.stdout)
 

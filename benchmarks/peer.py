@@ -32,12 +32,11 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
-import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# No pathlib, tracemalloc or statistics at the top (see conddsl_side.py).
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 warnings.simplefilter("ignore")
 
 from common import (  # noqa: E402
@@ -290,6 +289,8 @@ def case_memory(work: dict) -> dict:
             events.append((name, "run", start))
             events.append((name, "success" if ok else "fail", finish))
         gc.collect()
+        import tracemalloc
+
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         _load(tasks, events)
@@ -663,7 +664,8 @@ CASES = {
 
 def main() -> None:
     case, workload, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
-    work = json.loads(Path(workload).read_text(encoding="utf-8"))
+    with open(workload, encoding="utf-8") as f:
+        work = json.load(f)
     from importlib.metadata import version
 
     rows = CASES[case](work, *extra)

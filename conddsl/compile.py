@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from functools import lru_cache
 
 from conddsl import ast, taskstate
 from conddsl.bounds import BoundsAnalysis, CustomCases
@@ -18,7 +17,7 @@ from conddsl.context import Context
 from conddsl.custom import default_registry
 from conddsl.errors import ConditionError
 from conddsl.parse import parse
-from conddsl.reads import Reads, reads_of
+from conddsl.reads import NOTHING, Reads, reads_of
 from conddsl.resolve import Resolver
 from conddsl.timeline import intervals
 from conddsl.timeline.clock import ClockWindow, cron_runs, later
@@ -26,7 +25,7 @@ from conddsl.timeline.cron import parse_cron
 from conddsl.timeline.tables import table_predicate
 from conddsl.timeline.zones import local_zone, resolve_zone, to_wall, wall_span, wall_to_real
 from conddsl.visitor import ConditionVisitor
-from conddsl.windows import clock_window
+from conddsl.windows import clock_window, plain_ends, plain_window
 
 Interval = tuple[datetime, datetime]
 
@@ -37,6 +36,8 @@ IRREGULAR_HORIZON = timedelta(days=366 * 29)
 _MARGIN = timedelta(days=2)
 _MINUTE = timedelta(minutes=1)
 _NO_RULES: dict[str, ast.Node] = {}
+# ``Condition._names`` of a condition without rules or a registry of its own.
+_DEFAULT_NAMES = (_NO_RULES, default_registry)
 # A pure clock condition builds its lookup table at this many-th is_true (see below).
 _TABLE_AFTER = 8
 # ``Condition._fast`` while a pure clock condition warms up (see _first_predicate).
@@ -113,6 +114,36 @@ class _Clock(_Evaluator):
         low, high = wall_span(start, end, self.zone)
         walls = self.clock.intervals(low, _later(high, timedelta(microseconds=1)))
         return intervals.clip(wall_to_real(walls, self.zone, tz=timezone.utc), start, end)
+
+
+class _PlainClock(_Evaluator):
+    """``time of day between 08:00 and 18:00``: a ``_Clock`` that keeps the two ends alone.
+
+    A waiting task's condition is asked once per change: its window (~280 bytes with its
+    pieces) is found again among the recent ones when asked, not kept, nor is the AST
+    it came from (issue 21: the memory of 10,000 waiting tasks). ``ends``: both ends in
+    one int (``windows.plain_ends``).
+    """
+
+    __slots__ = ("unit", "ends")
+
+    def __init__(self, unit: str, ends: int, zone: tzinfo) -> None:
+        self.zone = zone
+        self.unit = unit
+        self.ends = ends
+
+    @property
+    def horizon(self) -> timedelta:
+        return _CLOCK_HORIZON[self.unit]
+
+    @property
+    def clock(self) -> ClockWindow:
+        """The window, found (or made again) among the recent plain windows."""
+        return plain_window(self.unit, self.ends)
+
+    fast = _Clock.fast
+    value = _Clock.value
+    real_intervals = _Clock.real_intervals
 
 
 class _CronClock(_Evaluator):
@@ -422,6 +453,9 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
         return _Zoned(self.visit(node.item, inner_zone), inner_zone)
 
     def visit_TimeOf(self, node: ast.TimeOf, zone: tzinfo) -> _Evaluator:
+        ends = plain_ends(node.unit, node.window)
+        if ends is not None:
+            return _PlainClock(node.unit, ends, zone)
         return _Clock(node, zone)
 
     def visit_Periodic(self, node: ast.Periodic, zone: tzinfo) -> _Evaluator:
@@ -479,15 +513,13 @@ class Condition:
     """A compiled condition: ``is_true``, ``windows`` and ``next_change``."""
 
     __slots__ = (
-        "ast",
+        "_ast",
         "zone",
-        "rules",
-        "registry",
+        "_names",
         "lenient",
         "_evaluator",
         "_fast",
         "_calls",
-        "_predicate",
         "_customs",
         "_custom_cases",
         "_wall_next",
@@ -505,22 +537,49 @@ class Condition:
         text: str | None = None,
         lenient: bool = False,
     ) -> None:
-        self.ast = node
+        self._ast: ast.Node | str = node
         self.lenient = lenient
         self.zone = _zone(timezone)
-        # One empty dict for every condition without rules (nothing writes to ``rules``).
-        self.rules = dict(rules) if rules else _NO_RULES
-        self.registry = registry if registry is not None else default_registry
+        # One pair for every condition without rules or a registry of its own (nothing
+        # writes to ``rules``): one slot, not two, for 10,000 waiting tasks (issue 21).
+        if rules or registry is not None:
+            registry = registry if registry is not None else default_registry
+            self._names = (dict(rules) if rules else _NO_RULES, registry)
+        else:
+            self._names = _DEFAULT_NAMES
         source = text if text is not None else str(node)
         compiler = _Compiler(source, self.rules, self.registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
         self._calls = 0
-        self._predicate = None
         self._fast = _first_predicate(self, self._evaluator)
         self._customs = tuple(compiler.customs)
         self._custom_cases: CustomCases | None = None
         self._wall_next = _wall_next_of(self._evaluator, self.zone)
         self._reads: Reads | None = None
+        if text is not None and self._fast is _WARMING:
+            # A pure clock condition compiled from text keeps the text, not its AST (~250
+            # bytes of nodes for a plain window; issue 21): ``ast`` parses it again when
+            # asked. Its evaluators hold no node, and it reads no record.
+            self._ast = text
+            self._reads = NOTHING
+
+    @property
+    def rules(self) -> Mapping[str, ast.Node]:
+        """The named conditions it was compiled with (by name)."""
+        return self._names[0]
+
+    @property
+    def registry(self):
+        """The custom conditions it was compiled with."""
+        return self._names[1]
+
+    @property
+    def ast(self) -> ast.Node:
+        """The condition's syntax tree (parsed again from its text when not kept)."""
+        node = self._ast
+        if node.__class__ is str:
+            return parse(node)
+        return node
 
     @property
     def custom_cases(self) -> CustomCases:
@@ -618,19 +677,13 @@ class Condition:
         return self._evaluator.value(wall, Context(real, task, history, session))
 
     def _warm_up(self, wall: datetime) -> bool:
-        """``_fast`` until the table is built: the closures for the first calls."""
+        """``_fast`` until the table is built: the tree's own value for the first calls."""
         calls = self._calls = self._calls + 1
-        if calls == 1:
-            # A waiting task's condition is asked once: the tree's own value (a pure
-            # clock tree reads no context), no closures kept for 10,000 such conditions.
-            return self._evaluator.value(wall, None)
-        predicate = self._predicate
-        if predicate is None:  # asked again: the specialised closures pay off
-            predicate = self._predicate = self._evaluator.fast
         if calls < _TABLE_AFTER:
-            return predicate(wall)
-        found = table_predicate(_clock_tree(self._evaluator)) or predicate
-        self._predicate = None
+            # A waiting task's condition is asked once or twice: the tree's own value (a
+            # pure clock tree reads no context), no closures kept for 10,000 conditions.
+            return self._evaluator.value(wall, None)
+        found = table_predicate(_clock_tree(self._evaluator)) or self._evaluator.fast
         self._fast = found
         return found(wall)
 
@@ -744,7 +797,7 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
 
     The table (see ``timeline.tables``) is built at the ``_TABLE_AFTER``-th ``is_true``,
     not here: compiling stays cheap for conditions that are only listed or checked, and
-    a condition asked once or twice (a 100 µs table for one answer) asks the closures.
+    a condition asked a few times (a 100 µs table for one answer) asks its tree.
     Until then the predicate is ``_WARMING``: ``is_true`` calls the condition's own
     ``_warm_up`` (a counter slot, not a closure with four cells: the memory of 10,000
     waiting tasks; nor a bound method, which would make every condition a cycle that
@@ -757,7 +810,7 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
 
 def _pure_clock(evaluator: _Evaluator) -> bool:
     """Whether ``_clock_tree`` has a tree for ``evaluator`` (its windows left unresolved)."""
-    if isinstance(evaluator, (_Clock, _Constant)):
+    if isinstance(evaluator, (_Clock, _PlainClock, _Constant)):
         return True
     if isinstance(evaluator, _Not):
         return _pure_clock(evaluator.item)
@@ -768,7 +821,7 @@ def _pure_clock(evaluator: _Evaluator) -> bool:
 
 def _clock_tree(evaluator: _Evaluator):
     """The tree of clock windows for ``timeline.tables``; None if it has other parts."""
-    if isinstance(evaluator, _Clock):
+    if isinstance(evaluator, (_Clock, _PlainClock)):
         return evaluator.clock
     if isinstance(evaluator, _Constant):
         return evaluator.constant
@@ -800,23 +853,50 @@ def _zone(timezone: str | tzinfo | None) -> tzinfo:
     return timezone
 
 
-class _NotKept(Exception):
-    """A text compiled by ``_compile_cached`` that must not be kept: it names conditions."""
+class _TextCache:
+    """Conditions compiled from text without rules, by timezone (its name) and text.
 
-    def __init__(self, condition: Condition) -> None:
-        super().__init__()
-        self.condition = condition
+    A plain dict per zone, emptied when it holds ``MAX`` texts: an entry costs the dict
+    slot alone (the text is the condition's own), where ``lru_cache`` kept a link and a
+    key tuple besides (10,000 waiting tasks of distinct texts, issue 21). Texts naming
+    custom conditions are not kept: custom conditions may be registered later.
+    """
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._zones: dict[str | None, dict[str, Condition]] = {}
+        self._size = 0
+
+    def get(self, text: str, timezone: str | None) -> Condition | None:
+        """The condition compiled from ``text`` in ``timezone`` before, if still kept."""
+        texts = self._zones.get(timezone)
+        return None if texts is None else texts.get(text)
+
+    def compile(self, text: str, timezone: str | None, node: ast.Node | None = None) -> Condition:
+        """``text`` (parsed as ``node`` already, if given) compiled, and kept."""
+        if node is None:
+            # Parsed here, not through parse's own cache: the condition keeps what it
+            # needs (its AST, or its text alone), a second cache would keep the AST too.
+            node = _parse_fresh(text)
+        condition = Condition(node, timezone=timezone, text=text)
+        if not condition._customs:
+            if self._size >= self.MAX:
+                self.cache_clear()
+            self._zones.setdefault(timezone, {})[text] = condition
+            self._size += 1
+        return condition
+
+    def cache_clear(self) -> None:
+        """Forget every condition kept."""
+        self._zones = {}
+        self._size = 0
 
 
-@lru_cache(maxsize=4096)
-def _compile_cached(text: str, timezone: str | None) -> Condition:
-    condition = Condition(parse(text), timezone=timezone, text=text)
-    # Without rules, every name in the text is a registered custom condition (or the
-    # compile raised): such texts are not kept, as custom conditions may be registered
-    # later. An exception leaves the lru_cache untouched.
-    if condition._customs:
-        raise _NotKept(condition)
-    return condition
+#: The conditions ``compile_condition`` compiled from text (the scheduler's too).
+text_cache = _compile_cached = _TextCache()
+#: ``parse`` without its cache (see _TextCache.compile).
+parse_fresh = _parse_fresh = parse.__wrapped__
 
 
 def compile_condition(
@@ -833,10 +913,8 @@ def compile_condition(
     """
     if rules is None and registry is None and (timezone is None or isinstance(timezone, str)):
         # The text cache first: a text compiled before is neither parsed nor walked again.
-        try:
-            return _compile_cached(text, timezone)
-        except _NotKept as named:
-            return named.condition
+        found = _compile_cached.get(text, timezone)
+        return found if found is not None else _compile_cached.compile(text, timezone)
     return Condition(parse(text), timezone=timezone, rules=rules, registry=registry, text=text)
 
 

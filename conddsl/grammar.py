@@ -31,6 +31,15 @@ __all__ = [
 _parser: Lark | None = None
 _parser_lock = threading.Lock()
 
+# How Lark builds the parser: with the grammar and Lark's version, what its tables depend
+# on (the cached tables of conddsl.lalr_tables are keyed by them).
+LARK_OPTIONS = {
+    "parser": "lalr",
+    "lexer": "contextual",
+    "propagate_positions": True,
+    "maybe_placeholders": False,
+}
+
 
 def grammar_text() -> str:
     """The grammar source: from the installed package, else from the repository."""
@@ -66,15 +75,7 @@ def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
 
     grammar = grammar_text()
     cache_file = parser_cache_path(grammar) if cache and not strict else None
-    return Lark(
-        grammar,
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=False,
-        strict=strict,
-        cache=cache_file or False,
-    )
+    return Lark(grammar, **LARK_OPTIONS, strict=strict, cache=cache_file or False)
 
 
 def cache_folder() -> str | None:

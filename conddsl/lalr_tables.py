@@ -4,10 +4,11 @@ The fast parser (:mod:`conddsl.lalr`) needs only Lark's parse table, the pattern
 its per-state scanners and which words each rule keeps. Importing Lark and loading its
 cached parser to get them costs about 25 ms of CPU and 1-2 MiB of memory; reading them
 back from JSON costs about 1 ms. So the tables Lark built are written once to the
-user's cache folder (beside Lark's own cache), keyed by the grammar, Lark's source and
-this format: a change to any of them reads (and writes) another file, and the grammar
-stays the one source of syntax. Lark itself is still what builds the tables and what
-parses (and words) every text the fast parser does not answer for.
+user's cache folder (beside Lark's own cache), keyed by what they are built from: the
+grammar, Lark's version, the options Lark builds with and this format. A change to any
+of them reads (and writes) another file, and the grammar stays the one source of
+syntax. Lark itself is still what builds the tables and what parses (and words) every
+text the fast parser does not answer for.
 
 The file is data, never code: JSON, read only if the trust rule
 (:mod:`conddsl.trust`) holds for it, checked against its own key and shape, and any
@@ -26,13 +27,14 @@ import zlib
 from functools import cache
 from typing import Any
 
-from conddsl.grammar import cache_folder, get_parser, grammar_text
+from conddsl.grammar import LARK_OPTIONS, cache_folder, get_parser, grammar_text
 from conddsl.trust import believed
 
 __all__ = [
     "FORMAT",
     "tables_of",
     "tables_key",
+    "lark_version",
     "tables_path",
     "load_tables",
     "check_tables",
@@ -129,8 +131,8 @@ def tables_of(lark: Any) -> dict:
     }
 
 
-def _lark_source() -> str:
-    """The installed Lark's ``__init__.py`` (it holds the version), read unimported."""
+def _lark_init() -> str:
+    """The installed Lark's ``__init__.py`` (it says the version), read unimported."""
     spec = importlib.util.find_spec("lark")
     origin = spec.origin if spec is not None else None
     if not origin:  # pragma: no cover - lark is a dependency
@@ -139,13 +141,28 @@ def _lark_source() -> str:
         return file.read()
 
 
+_VERSION = re.compile(r"""^__version__\s*(?::\s*str\s*)?=\s*["']([^"'\s]+)["']""", re.MULTILINE)
+
+
+def lark_version() -> str:
+    """The installed Lark's version, read without importing it (``lark.__version__``).
+
+    A Lark that does not say it in the usual form is known by its ``__init__.py``'s
+    checksum instead: still another key for another Lark."""
+    text = _lark_init()
+    found = _VERSION.search(text)
+    return found.group(1) if found else f"unknown-{zlib.crc32(text.encode()):08x}"
+
+
 def tables_key(grammar: str) -> str:
-    """What the tables depend on: this format, Lark's source and the grammar.
+    """What the tables are built from: this format, Lark's version, the options Lark
+    builds with (:data:`conddsl.grammar.LARK_OPTIONS`) and the grammar.
 
     The file holds its key whole and is used only if it is equal, so a file name made of
     a short checksum (not hashlib's: its OpenSSL costs 0.6 MiB of RSS) cannot mislead.
     """
-    return f"{FORMAT}\0{_lark_source()}\0{grammar}"
+    options = json.dumps(LARK_OPTIONS, sort_keys=True)
+    return f"{FORMAT}\0lark {lark_version()}\0{options}\0{grammar}"
 
 
 def tables_path(key: str) -> str | None:

@@ -23,8 +23,8 @@ from conddsl.lint.imports import check_imports
 from conddsl.rules.diagnostics import has_errors
 from conddsl.rules.taskfile import check_references, read_task_file
 from conddsl.runlog import LEVELS, RECORD_LOGGER, event_data, record_words
-from conddsl.runtime.leftovers import registry_path
 from conddsl.runtime.records import Recorded
+from conddsl.runtime.registry_place import registry_path
 from conddsl.runtime.runlock import HistoryInUse, LockFileError, RunLock
 from conddsl.taskoutput import TaskOutput
 from conddsl.terminal import Escaped, names_from_outside

@@ -10,7 +10,7 @@ from __future__ import annotations
 from conddsl import ast
 from conddsl.timeline.clock import ClockWindow, CyclePoint, Window
 
-__all__ = ["clock_window", "cycle_point", "window"]
+__all__ = ["clock_window", "cycle_point", "plain_ends", "plain_window", "window"]
 
 _KINDS = {
     ast.Between: "between",
@@ -36,6 +36,40 @@ def clock_window(unit: str, node: ast.Node | None) -> ClockWindow:
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
         found = _SHARED[key] = ClockWindow(unit, window(node))
+    return found
+
+
+# Plain windows ("time of day between 08:00 and 18:00") by their two ends: a waiting
+# task keeps the ends, not its window, and finds the window here when it is looked at
+# (10,000 waiting tasks, issue 21); a few recent ones are enough for that.
+_PLAIN: dict[tuple[str, int], ClockWindow] = {}
+_PLAIN_MAX = 256
+# The ends are one int, the start shifted by this many bits (36 bytes, not two ints of 32):
+# an offset in a cycle of fixed length (a week at most, 6.05e11 µs) fits in 40 bits.
+_END_BITS = 40
+_END_MASK = (1 << _END_BITS) - 1
+
+
+def plain_ends(unit: str, node: ast.Node | None) -> int | None:
+    """The ends of ``node`` as one int when it is a plain ``between`` of two times in a
+    cycle of fixed length (``plain_window`` gives it back); None for every other window."""
+    if unit == "month" or node.__class__ is not ast.Between:
+        return None
+    start, end = node.start, node.end
+    if start.__class__ in _PLAIN_POINTS and end.__class__ in _PLAIN_POINTS:
+        return start.micros << _END_BITS | end.micros
+    return None
+
+
+def plain_window(unit: str, ends: int) -> ClockWindow:
+    """The window ``between`` the two offsets of ``ends`` (``plain_ends``) in the ``unit`` cycle."""
+    key = (unit, ends)
+    found = _PLAIN.get(key)
+    if found is None:
+        if len(_PLAIN) >= _PLAIN_MAX:
+            _PLAIN.clear()
+        start, end = CyclePoint(ends >> _END_BITS), CyclePoint(ends & _END_MASK)
+        found = _PLAIN[key] = ClockWindow(unit, Window("between", start, end))
     return found
 
 

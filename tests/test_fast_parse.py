@@ -172,8 +172,10 @@ def test_a_compiled_text_is_not_parsed_again(monkeypatch):
 
     compile_module._compile_cached.cache_clear()
     calls = []
-    real = compile_module.parse
-    monkeypatch.setattr(compile_module, "parse", lambda text: calls.append(text) or real(text))
+    real = compile_module._parse_fresh
+    monkeypatch.setattr(
+        compile_module, "_parse_fresh", lambda text: calls.append(text) or real(text)
+    )
     text = "time of day between 08:13 and 09:47 | weekly"
     first = compile_module.compile_condition(text, timezone="UTC")
     assert compile_module.compile_condition(text, timezone="UTC") is first

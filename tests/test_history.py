@@ -786,6 +786,106 @@ def test_sqlite_records_the_writer_wrote_are_not_replayed_from_the_journal(
     assert _rows(path) == [("a", "run", "1"), ("a", "success", "1")]
 
 
+def _marks(path: Path) -> tuple[int, int]:
+    """How many journal keys the file keeps: (replayed, kept for a history that queued them)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        return tuple(  # type: ignore[return-value]
+            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if table in tables else 0
+            for table in ("journal_replayed", "journal_unclaimed")
+        )
+    finally:
+        conn.close()
+
+
+def _written_behind(history: SQLiteHistory) -> None:
+    """Wait until the writer thread wrote the queued records (the lock went)."""
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert history.pending == []
+
+
+def test_sqlite_journal_keys_go_once_no_journal_can_present_them(tmp_path: Path) -> None:
+    """The keys of written journal lines do not pile up: the next write after the journal
+    is deleted drops them (before, the file kept one key per journaled record forever)."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    for round_ in range(3):
+        blocker = _locked(path)
+        try:
+            history.record("a", "run", at=t(2 * round_))  # queued: in the journal
+            history.record("a", "success", at=t(2 * round_ + 1))
+        finally:
+            _release(blocker)
+        _written_behind(history)
+        assert not Path(history.journal).exists()
+    history.record("b", "run", at=t(9))
+    assert _marks(path) == (0, 0)
+    history.close()
+    # The journal of a closing history: replayed at the next open, its keys dropped after.
+    journal = _journaled(tmp_path / "closed.sqlite3")
+    with SQLiteHistory(tmp_path / "closed.sqlite3") as reopened:
+        assert not journal.exists()
+        reopened.record("c", "run", at=t(9))
+    assert _marks(tmp_path / "closed.sqlite3") == (0, 0)
+
+
+def test_sqlite_journal_keys_are_kept_while_a_journal_may_replay_them(tmp_path: Path) -> None:
+    """Killed between the commit and the journal's delete: the keys stay while the journal
+    is there, so the next open writes nothing twice; then they go."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=30)
+    history._drop_journal = lambda replayed: None  # type: ignore[method-assign]  # "killed"
+    blocker = _locked(path)
+    try:
+        history.record("a", "run", at=t(0))
+        history.record("a", "success", at=t(1))
+    finally:
+        _release(blocker)
+    _written_behind(history)
+    history.record("b", "run", at=t(2))  # a write with the journal still there
+    history.close()
+    assert Path(history.journal).exists() and _marks(path) == (2, 0)
+    with SQLiteHistory(path) as reopened:
+        reopened.record("c", "run", at=t(3))
+    assert not Path(history.journal).exists()
+    assert _rows(path) == [
+        ("a", "run", None),
+        ("a", "success", None),
+        *[(x, "run", None) for x in "bc"],
+    ]
+    assert _marks(path) == (0, 0)
+
+
+def test_sqlite_keys_of_records_queued_by_another_history_outlive_its_journal(
+    tmp_path: Path,
+) -> None:
+    """History B queued records (their lines in the journal, their keys in B's memory);
+    history A replays the journal, deletes it and writes again. B's keys must stay until B
+    writes, or B would write its records a second time."""
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    b = SQLiteHistory(path, timeout=0.05)
+    gave_up = _gives_up(b)
+    blocker = _locked(path)
+    try:
+        b.record("b", "run", at=t(0), run_id="1")
+        b.record("b", "success", at=t(1), run_id="1")
+        assert gave_up.wait(10)  # B keeps them pending, keys and all
+    finally:
+        _release(blocker)
+    with SQLiteHistory(path) as a:  # replays B's lines, deletes the journal
+        assert not Path(a.journal).exists()
+        a.record("a", "run", at=t(2))  # the write that drops keys nothing can present
+    b.flush()  # B's own write finds them written: not twice
+    assert b.pending == []
+    b.close()
+    assert _rows(path) == [("b", "run", "1"), ("b", "success", "1"), ("a", "run", None)]
+    assert _marks(path) == (0, 0)
+
+
 def test_sqlite_a_burst_of_queued_records_costs_one_journal_sync_off_the_callers_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

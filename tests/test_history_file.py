@@ -33,10 +33,118 @@ def test_deleted_history_is_written_again_with_every_record(tmp_path, side_files
     for name in ["h.sqlite3", *(["h.sqlite3-wal", "h.sqlite3-shm"] if side_files else [])]:
         os.remove(tmp_path / name)
     history.record("a", "success", at=NOW)  # noticed here: the file is put back
+    history.flush()  # (by the writer thread: waited for here)
     assert path.exists()
     os.remove(path)  # and again, with nothing written after: noticed at close
     history.close()
     assert actions(path) == [("a", "run"), ("a", "success")]
+
+
+def _copies_held(monkeypatch) -> tuple[list[int], threading.Event, threading.Event]:
+    """Make the history's copies note their thread, say they started and wait for ``go``."""
+    from conddsl.history import sqlite as store
+
+    threads: list[int] = []
+    started, go = threading.Event(), threading.Event()
+    copy_into = store.copy_into
+
+    def held(*args, **options):
+        threads.append(threading.get_ident())
+        started.set()
+        go.wait(10)
+        return copy_into(*args, **options)
+
+    monkeypatch.setattr(store, "copy_into", held)
+    return threads, started, go
+
+
+def test_deleted_history_is_copied_back_off_the_recording_thread(tmp_path, monkeypatch, caplog):
+    """``record`` (called in the event loop while serving) does not copy a deleted file
+    back itself: the writer thread does, and answers go on meanwhile."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW, run_id="1")
+    threads, started, go = _copies_held(monkeypatch)
+    os.remove(path)
+    history.record("a", "success", at=NOW, run_id="1")  # accepted, the copy under way
+    assert started.wait(10)
+    history.record("b", "run", at=NOW)
+    assert history.running("a") == [] and history.tasks() == ["a", "b"]
+    assert [r.action for r in history.records("a")] == ["run", "success"]
+    go.set()
+    history.flush()
+    assert threads and threading.get_ident() not in threads
+    assert "was deleted while in use" in caplog.text
+    history.close()
+    assert actions(path) == [("a", "run"), ("a", "success"), ("b", "run")]
+
+
+def test_a_batch_to_a_deleted_history_is_copied_back_off_the_recording_thread(
+    tmp_path, monkeypatch
+):
+    """``record_many`` (a burst of run records) takes the same path as ``record``: a
+    deleted file is copied back by the writer thread and the batch written after it."""
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW, run_id="1")
+    threads, started, go = _copies_held(monkeypatch)
+    os.remove(path)
+    batch = [(name, "run", NOW, None, None, None, None) for name in ("b", "c")]
+    history.record_many(batch)  # accepted, the copy under way
+    assert started.wait(10)
+    assert history.tasks() == ["a", "b", "c"]
+    go.set()
+    history.flush()
+    assert threads and threading.get_ident() not in threads
+    history.close()
+    assert actions(path) == [("a", "run"), ("b", "run"), ("c", "run")]
+
+
+def test_history_deleted_again_while_it_is_written_back_loses_nothing(tmp_path, monkeypatch):
+    """The file written back is deleted again before the history reconnects to it: the
+    open connection, which holds every record, stays in use and writes it back again
+    (before, the reconnection made a new empty file: every earlier record was gone)."""
+    from conddsl.history import sqlite as store
+
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW, run_id="1")
+    copy_into = store.copy_into
+    copies: list[str] = []
+
+    def copy_then_delete(conn, target):
+        copy_into(conn, target)
+        copies.append(target)
+        if len(copies) == 1:
+            os.remove(target)  # deleted again, between the copy and the reconnection
+
+    monkeypatch.setattr(store, "copy_into", copy_then_delete)
+    os.remove(path)
+    history.record("a", "success", at=NOW, run_id="1")
+    history.flush()
+    history.record("b", "run", at=NOW)
+    history.close()
+    assert len(copies) >= 2
+    assert actions(path) == [("a", "run"), ("a", "success"), ("b", "run")]
+
+
+def test_replaced_history_is_copied_beside_it_off_the_recording_thread(tmp_path, monkeypatch):
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path)
+    history.record("a", "run", at=NOW)
+    threads, started, go = _copies_held(monkeypatch)
+    SQLiteHistory(tmp_path / "other.sqlite3").close()
+    os.replace(tmp_path / "other.sqlite3", path)
+    with pytest.raises(HistoryError, match="replaced by another file") as raised:
+        history.record("a", "success", at=NOW)  # told at once; the copy is under way
+    assert started.wait(10)
+    go.set()
+    with pytest.raises(HistoryJournaled):
+        history.close(journal=True)
+    assert threads and threading.get_ident() not in threads
+    (copy,) = tmp_path.glob("h.sqlite3.replaced-*.sqlite3")
+    assert str(copy) in str(raised.value)
+    assert actions(copy) == [("a", "run")]
 
 
 def test_history_deleted_while_records_wait_for_its_lock_is_written_again(tmp_path):
@@ -152,13 +260,13 @@ def test_startup_copies_a_deleted_history_back_off_the_event_loop(tmp_path, monk
         blocker.close()
     os.remove(path)
     copied_in: list[int] = []
-    copy_out = store.copy_out
+    copy_into = store.copy_into
 
     def noted(*args, **options):
         copied_in.append(threading.get_ident())
-        return copy_out(*args, **options)
+        return copy_into(*args, **options)
 
-    monkeypatch.setattr(store, "copy_out", noted)
+    monkeypatch.setattr(store, "copy_into", noted)
     app = virtual(start="12:00", shut_cond="time of day after 12:00")
     app.history = history
     play(app)  # its event loop runs in this thread

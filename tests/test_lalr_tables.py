@@ -125,8 +125,27 @@ def test_the_key_follows_the_grammar_lark_and_the_format(monkeypatch):
     monkeypatch.setattr(lalr_tables, "FORMAT", lalr_tables.FORMAT + 1)
     assert tables_key(grammar) != key
     monkeypatch.undo()
-    monkeypatch.setattr(lalr_tables, "_lark_source", lambda: "another lark")
+    monkeypatch.setattr(lalr_tables, "LARK_OPTIONS", {**lalr_tables.LARK_OPTIONS, "x": 1})
     assert tables_key(grammar) != key
+    monkeypatch.undo()
+    init = lalr_tables._lark_init()
+    monkeypatch.setattr(lalr_tables, "_lark_init", lambda: init.replace('"1.', '"0.'))
+    assert tables_key(grammar) != key  # another Lark version
+
+
+def test_the_key_is_lark_s_version_not_its_source(monkeypatch):
+    """The key names Lark by its version: not its ``__init__.py`` text (which the file
+    would otherwise hold whole), and not changed by a comment in it."""
+    import lark
+
+    key = tables_key(grammar_text())
+    assert f"\0lark {lark.__version__}\0" in key
+    init = lalr_tables._lark_init()
+    assert init not in key
+    monkeypatch.setattr(lalr_tables, "_lark_init", lambda: "# a comment\n" + init)
+    assert tables_key(grammar_text()) == key
+    monkeypatch.setattr(lalr_tables, "_lark_init", lambda: "no version here")
+    assert tables_key(grammar_text()) != key  # an unknown Lark: a key of its own
 
 
 def test_a_changed_grammar_reads_another_file(cache, monkeypatch):

@@ -120,6 +120,7 @@ def test_a_cycle_would_be_seen(tmp_path):
                 "phases",
                 "process_exec",
                 "records",
+                "registry_place",
                 "requests",
                 "runs",
                 "runtable",

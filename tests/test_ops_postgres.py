@@ -199,6 +199,49 @@ def test_history_next_and_timeline_read_the_shared_store(folder, node, capsys) -
     assert "<svg" in (folder / "t.svg").read_text(encoding="utf-8")
 
 
+def test_history_follow_shows_what_another_node_writes(folder, node, postgres_dsn) -> None:
+    """``conddsl history --follow`` reads the shared store as a reader and prints the
+    records other nodes write while it runs, each once, with their node."""
+    from runtime_helpers.cli import start_cli
+
+    node.record("hourly", "run", at=node.now(), run_id="r1")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
+    env["CONDDSL_HISTORY"] = postgres_dsn
+    follower = start_cli(folder, "history", "tasks.toml", "--follow", "--json", env=env)
+    lines: list[dict] = []
+
+    def read_line() -> None:
+        line = follower.stdout.readline()
+        if line:
+            lines.append(json.loads(line))
+
+    try:
+        reader = threading.Thread(target=read_line)
+        reader.start()
+        reader.join(30)
+        assert [(x["action"], x["run_id"]) for x in lines] == [("run", "r1")]  # what was there
+        other = PostgresHistory(postgres_dsn, node="beta", lease="3 seconds")
+        try:
+            other.record("hourly", "success", at=other.now(), run_id="r1")
+        finally:
+            other.close()
+        reader = threading.Thread(target=read_line)
+        reader.start()
+        reader.join(30)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        try:
+            _, err = follower.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+            _, err = follower.communicate()
+    assert [(x["action"], x["run_id"], x["node"]) for x in lines] == [
+        ("run", "r1", "alpha"),
+        ("success", "r1", "beta"),
+    ], err
+    assert sorted(_node_rows(postgres_dsn)) == [("alpha", True), ("beta", False)]  # no lease taken
+
+
 def test_commands_on_a_database_without_tables_say_nothing_has_run(
     folder, empty_dsn, monkeypatch, capsys
 ) -> None:
@@ -347,6 +390,20 @@ def test_a_version_1_schema_gets_the_requests_table(node, postgres_dsn: str) -> 
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         assert conn.execute("SELECT version FROM conddsl_schema").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT to_regclass('conddsl_requests')").fetchone()[0] is not None
+
+
+def test_a_version_2_schema_gets_the_node_task_digests(node, postgres_dsn: str) -> None:
+    node.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        for column in ("tasks_fingerprint", "tasks_digests"):
+            conn.execute(f"ALTER TABLE conddsl_nodes DROP COLUMN {column}")
+        conn.execute("UPDATE conddsl_schema SET version = 2")
+    again = PostgresHistory(postgres_dsn, node="alpha2", lease="3 seconds")
+    assert again.publish_tasks("f1", {"hourly": "d1"}) == []
+    assert again.task_fingerprints() == {"alpha2": "f1"}
+    again.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM conddsl_schema").fetchone()[0] == SCHEMA_VERSION
 
 
 # ------------------------------------------------------------------- end to end

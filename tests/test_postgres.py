@@ -274,6 +274,73 @@ def test_listener_hears_other_nodes_and_reconnects_after_terminate(nodes, postgr
     assert "own" not in heard
 
 
+class _Flood:
+    """A listening connection on a simulated clock: ``packets`` are (seconds, payloads)
+    the server sends; each ``notifies`` call returns the next packet due, or waits."""
+
+    def __init__(self, packets: list[tuple[float, list[str]]], stop: threading.Event) -> None:
+        self.now = 0.0
+        self.packets = packets
+        self.stop = stop
+
+    def execute(self, sql: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def notifies(self, *, timeout: float, stop_after: int):
+        from types import SimpleNamespace
+
+        if self.packets and self.packets[0][0] <= self.now + timeout:
+            at, payloads = self.packets.pop(0)
+            self.now = max(self.now, at)
+            yield from (SimpleNamespace(payload=text) for text in payloads)
+            return
+        self.now += timeout
+        if not self.packets:
+            self.stop.set()  # the listener stops once the script is played
+
+
+def _heard_from(packets: list[tuple[float, list[str]]]) -> list[tuple[float, str | None]]:
+    """Play ``packets`` to a listener (polling every 10 s); what it passed on, and when."""
+    from conddsl.history.postgres.listen import Listener
+
+    stop = threading.Event()
+    flood = _Flood(packets, stop)
+    heard: list[tuple[float, str | None]] = []
+    listener = Listener(
+        lambda: flood,
+        "me",
+        lambda task: heard.append((flood.now, task)),
+        poll=10,
+        clock=lambda: flood.now,
+    )
+    listener._stop = stop
+    listener._listen(flood)
+    return heard
+
+
+def test_a_notify_flood_is_coalesced_into_a_bounded_number_of_wake_ups() -> None:
+    """10,000 NOTIFYs a second for 5 s (anybody who may connect can send them), each its
+    own packet: the scheduler is woken a bounded number of times, not 50,000."""
+    flood = [(i / 10_000, [f"mallory\ntask-{i % 5000}"]) for i in range(50_000)]
+    heard = _heard_from(flood)
+    assert len(heard) <= 5 / 1.0 + 10, len(heard)  # about one a MAX_GAP once it is seen
+    assert heard[0] == (0.0, "task-0")  # the first is passed on at once
+    assert None in {task for _, task in heard}  # too many names: everything is looked at
+    # A flood spoofing one real task wakes it, also a bounded number of times.
+    heard = _heard_from([(i / 10_000, ["mallory\nup"]) for i in range(50_000)])
+    assert {task for _, task in heard} == {"up"} and len(heard) <= 15, len(heard)
+
+
+def test_notifications_after_a_quiet_spell_are_passed_on_at_once() -> None:
+    packets = [(1.0, ["b\nup"]), (1.01, ["b\nup", "b\ndown", "me\nown"]), (3.0, ["b\nlate"])]
+    heard = _heard_from(packets)
+    # At once; the two that followed within 50 ms, together at its end; later, at once.
+    assert heard == [(1.0, "up"), (1.05, "down"), (1.05, "up"), (3.0, "late")]
+
+
 def test_clock_offset_is_measured_and_reported(nodes, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="conddsl.history")
     fast = nodes("fast", lease=1, clock=lambda: time.time() + 5)

@@ -155,3 +155,42 @@ def test_a_node_that_lost_its_lease_ends_its_runs_and_records_nothing_for_them(
     finally:
         here.close()
     assert datetime.now(timezone.utc) > rows[0].at
+
+
+def test_a_node_serving_other_task_definitions_is_pointed_out(postgres_dsn: str, caplog) -> None:
+    """Nodes claim a task by their own definition of it: a node that starts beside a live
+    node serving other definitions says which tasks differ, and ``status`` shows it."""
+    from conddsl.ops.status import live_nodes, node_lines
+    from conddsl.runtime.claims import announce_tasks
+
+    one = PostgresHistory(postgres_dsn, node="one")
+    two = PostgresHistory(postgres_dsn, node="two")
+    same = PostgresHistory(postgres_dsn, node="same")
+    reader = PostgresHistory(postgres_dsn, reader=True)
+    try:
+        first = Scheduler()
+        first.task("daily", name="job", execution="thread")(lambda: None)
+        first.task("every 1 hour", name="gone", execution="thread")(lambda: None)
+        assert announce_tasks(one, first.tasks.values()) == []  # alone: nothing to compare
+        assert announce_tasks(same, first.tasks.values()) == []  # the same definitions
+        app = Scheduler({"history": two, "shut_cond": "scheduler has run over 0.3 seconds"})
+        app.task("every 1 hour", name="job", execution="thread")(lambda: None)
+        app.task("false", name="extra", execution="thread")(lambda: None)
+        with caplog.at_level("WARNING", logger="conddsl.runtime"):
+            thread = _serve_briefly(app)
+            thread.join(timeout=30)
+        warned = [r.getMessage() for r in caplog.records if "serves tasks" in r.getMessage()]
+        assert len(warned) == 2, warned  # one line for each node serving others
+        for other in ("one", "same"):
+            (line,) = [text for text in warned if f"live node {other} serves" in text]
+            assert "defined differently: 'job'; only here: 'extra'; only there: 'gone'" in line
+        nodes = {node.node: node for node in live_nodes(reader)}
+        assert nodes["one"].tasks == nodes["same"].tasks != nodes["two"].tasks
+        assert all(node.tasks_differ for node in nodes.values())
+        lines = node_lines(list(nodes.values()), timezone.utc)
+        assert any(
+            line.startswith("Warning: the live nodes serve different task") for line in lines
+        )
+    finally:
+        for history in (reader, same, two, one):
+            history.close()

@@ -4,6 +4,7 @@ on_shutdown). Virtual time throughout, except where other threads are the point.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -463,6 +464,44 @@ def test_requests_racing_the_shut_condition_are_applied_or_refused_never_dropped
     assert runs(app) == [("asked", "07:00", "manual")]  # ... and applied
     assert sorted(app.tasks) == ["added", "asked", "other"] and app.tasks["other"].disabled
     assert app._control.take() == []  # nothing left behind
+
+
+def test_a_shut_down_after_the_loop_ended_is_a_no_op():
+    """``shut_down()`` from another thread after the loop sealed its queue (its last turn
+    is over) was queued anyway and applied after the scheduler finished: a shutdown begun
+    on a scheduler that is done. Now it changes nothing, and leaves nothing queued."""
+    from conddsl.runtime import State
+
+    app = virtual(shut_cond="time of day after 07:00")
+    app.task("false", name="idle")(quick)
+    finish = app._life.finish
+
+    def finish_after_a_late_shut_down() -> None:
+        assert _from_another_thread(app.shut_down) is None  # between seal() and finish()
+        finish()
+
+    app._life.finish = finish_after_a_late_shut_down
+    play(app)
+    stopped = app.stopped_by
+    assert app.state is State.DONE and stopped is not None and stopped[1] != "shut_down"
+    assert app.shut_down() is None  # and after serve() returned: nothing either
+    assert app.state is State.DONE and app.stopped_by == stopped
+    assert app._control.take() == []
+
+
+def test_a_request_queued_after_the_loop_ended_is_refused():
+    """The loop's queue takes nothing once sealed: a request other than a shutdown is
+    refused with the reason (a shutdown is a no-op: the scheduler has stopped)."""
+    from conddsl.runtime.control import Control, Request
+
+    control = Control()
+    control.attach(asyncio.new_event_loop(), lambda: None)
+    applied: list[str] = []
+    assert control.seal()
+    control.queue(Request(lambda: applied.append("shut"), "shut"))
+    with pytest.raises(ControlError, match="the scheduler has stopped: 'run' request not taken"):
+        control.queue(Request(lambda: applied.append("run"), "run", "job"))
+    assert control.close() == [] and applied == []
 
 
 def test_a_manual_run_accepted_before_a_shutdown_still_runs():

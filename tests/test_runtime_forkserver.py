@@ -456,3 +456,25 @@ def test_a_shutdown_while_the_server_imports_the_task_modules_is_not_held_up(tmp
     assert time.monotonic() - started < 6
     assert app.history.records() == []
     assert app.stopped_by[0] == "shut_down"
+
+
+def test_runs_started_together_hold_none_of_each_others_descriptors(tmp_path):
+    """The server reads every queued request before it serves the first: a body forked
+    meanwhile must not hold the pipes of the runs still queued (their output would get
+    no end of file while it runs). Each body holds as many descriptors as the others."""
+    from runtime_helpers import report_open_fds
+
+    app = real()
+    names = [f"t{i}" for i in range(12)]
+    for name in names:
+        app.task(Once(), name=name, execution="process")(
+            partial(report_open_fds, str(tmp_path), name)
+        )
+
+    async def all_done(app: Scheduler) -> None:
+        await records_appear(app, "success", len(names))
+        app.shut_down()
+
+    play(app, all_done)
+    counts = {name: int((tmp_path / name).read_text()) for name in names}
+    assert len(set(counts.values())) == 1, counts

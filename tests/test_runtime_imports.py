@@ -13,6 +13,10 @@ import sys
 # suggest a name on the way to an error (difflib), parse a text the cached tables do not
 # answer for or build them (lark), run a process task (multiprocessing, tempfile, ctypes), hash
 # (hashlib: OpenSSL), or make path objects (pathlib, with urllib.parse and ipaddress).
+# Nor, until it has such a task or value: the process machinery (the process executor,
+# the fork server's protocol, pickle), a run id (uuid, with platform), a named time zone
+# (zoneinfo, with sysconfig) or a fractional duration (decimal), nor with no process
+# registry to keep (an in-memory history) the registry's reader: ~1.3 MiB together.
 NOT_LOADED = (
     "pydantic",
     "sqlite3",
@@ -25,6 +29,13 @@ NOT_LOADED = (
     "tempfile",
     "hashlib",
     "pathlib",
+    "conddsl.runtime.process_exec",
+    "conddsl.runtime.forkserver",
+    "conddsl.runtime.leftovers",
+    "pickle",
+    "uuid",
+    "zoneinfo",
+    "decimal",
 )
 
 SERVE = """

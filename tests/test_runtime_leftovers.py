@@ -25,8 +25,9 @@ from runtime_helpers.scenario import Once, play, records_appear
 
 from conddsl.history import MemoryHistory, SQLiteHistory
 from conddsl.runtime import Scheduler
-from conddsl.runtime.leftovers import SUFFIX, ProcessRegistry, registry_path
+from conddsl.runtime.leftovers import SUFFIX, ProcessRegistry
 from conddsl.runtime.processes import read_stat, snapshot
+from conddsl.runtime.registry_place import registry_path
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc, sessions, prctl")
 

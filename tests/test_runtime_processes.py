@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -29,7 +30,7 @@ from runtime_helpers import (
 )
 from runtime_helpers.scenario import Once, at, finishes, play, records_appear, seconds, virtual
 
-from conddsl.runtime import Inaction, Scheduler
+from conddsl.runtime import Inaction, Scheduler, processes
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process trees via /proc")
 
@@ -381,3 +382,31 @@ def test_no_descendant_escapes_the_end_of_its_run(tmp_path, add, timeout, action
     assert ended.action == action
     (escaped,) = read_pids(pid_file)
     assert gone(escaped)
+
+
+def test_a_killed_keeper_leaves_nothing_of_its_run_behind(tmp_path):
+    """The run's keeper SIGKILLed (by a person, the OOM killer): a grandchild in a session
+    of its own, orphaned and adopted by the fork server, is ended before the run's
+    record says it is over."""
+    pid_file = str(tmp_path / "pids")
+    app = real()
+    app.task(Once(), name="escape", execution="process")(partial(setsid_child, pid_file))
+    escaped: list[int] = []
+
+    async def kill_the_keeper(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        escaped.extend(await asyncio.to_thread(read_pids, pid_file))
+        body = processes.read_stat(escaped[0]).ppid
+        os.kill(processes.read_stat(body).ppid, signal.SIGKILL)
+        await records_appear(app, "fail")
+        escaped.append(int(gone(escaped[0])))
+        app.shut_down()
+
+    try:
+        play(app, kill_the_keeper)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(escaped[0], signal.SIGKILL)
+    _, ended = the_run(app, "escape")
+    assert ended.message == "the process ended without a result (killed by signal SIGKILL)"
+    assert escaped[1], "the orphan outlived its run's record"

@@ -3,6 +3,8 @@ leave pending (the scheduler's behaviour over it is tested in test_runtime_*.py)
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import datetime, timezone
 
 import pytest
@@ -84,3 +86,20 @@ def test_entering_the_main_phase_looks_at_the_shut_condition_first():
     book.watch_shut_cond(book.shut_cond)
     book.enter_main()
     assert _due(book) == [SHUT, "t"]
+
+
+def test_the_keys_due_leave_no_memory_behind_once_looked_at():
+    book = TaskBook()
+    names = [f"t{i}" for i in range(5000)]  # made first: their strings are not measured
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        book.due.mark_all(names)
+        for name in names[:100]:
+            book.due.mark_urgent(name)
+        assert len(_due(book)) == 5000
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 4096, kept  # (the tables of 5,000 keys: ~150 KiB)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from conddsl import compile_condition
-from conddsl.compile import _TABLE_AFTER
+from conddsl.compile import _TABLE_AFTER, Condition
+from conddsl.parse import parse
+from conddsl.reads import NOTHING, reads_of
 from conddsl.runtime import Scheduler
 
 # Measured ~1,480 B a task at this size after issue 21 (1,330 B at 10,000 tasks, where
@@ -62,3 +66,92 @@ def test_conditions_without_rules_share_no_state_through_their_empty_rules():
     assert both.is_true(datetime(2026, 1, 1, 11)) and both.is_true(datetime(2026, 1, 1, 8))
     assert not both.is_true(datetime(2026, 1, 1, 9, 30))
     assert first.rules == {}
+
+
+# Measured ~990 B a task (registered, then looked at once and waiting) once a plain
+# window kept its two ends alone (no AST, no ClockWindow, no memo entry per task) and
+# Task and Condition lost a field; ~1,910 B before. The bound leaves room for interpreter
+# differences, not for an AST (~250 B) or a window (~280 B) per task coming back.
+MAX_BYTES_PER_WAITING_TASK = 1_150
+
+
+def test_a_waiting_task_that_was_looked_at_keeps_little_memory():
+    """Registered and evaluated once (its window found closed, its next change set): what
+    stays per task, on the virtual clock (no sleeping)."""
+    from runtime_helpers.scenario import play, until, virtual
+
+    app = virtual("06:00")
+    for i in range(200):  # first uses (lazy imports, caches) happen before the baseline
+        app.task(_window(i), name=f"warm{i}")(_body)
+    count = 2_000
+    texts = [_window(3_000 + i) for i in range(count)]  # 01:50 to 03:23 plus an hour
+    names = [f"t{i}" for i in range(count)]
+    grown: list[int] = []
+
+    async def measure(app: Scheduler) -> None:
+        await until(app, "06:01")  # every task looked at: the virtual clock jumps when idle
+        gc.collect()
+        grown.append(tracemalloc.get_traced_memory()[0] - before)
+        app.shut_down()
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for text, name in zip(texts, names, strict=True):
+            app.task(text, name=name)(_body)
+        play(app, measure)
+    finally:
+        tracemalloc.stop()
+    assert grown[0] / count < MAX_BYTES_PER_WAITING_TASK, f"{grown[0] / count:.0f} bytes a task"
+
+
+PLAIN_TEXTS = [
+    "time of day between 08:00 and 18:30",
+    "time of day between 22:00 and 04:00",  # wraps around midnight
+    "time of day between 10:00 and 10:00",  # equal ends: the whole day
+    "time of day between 22:00 and 24:00",
+    "time of day between 00:00 and 00:00:00.5",
+    "time of hour between 15:00 and 45:30",
+    "time of minute between 50 and 10",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_TEXTS)
+def test_a_plain_window_answers_as_the_window_it_stands_for(text, monkeypatch):
+    """The compact evaluator of ``time of <unit> between A and B`` (two offsets, its window
+    found again when asked) answers is_true, windows and next_change as the general one."""
+    import conddsl.compile as compile_module
+
+    plain = Condition(parse(text), timezone="Europe/Helsinki")
+    assert isinstance(plain._evaluator, compile_module._PlainClock)
+    monkeypatch.setattr(compile_module, "plain_ends", lambda unit, node: None)
+    general = Condition(parse(text), timezone="Europe/Helsinki")
+    assert not isinstance(general._evaluator, compile_module._PlainClock)
+    start = datetime(2026, 3, 28, 21, 59, 59, 750_000)  # over the spring DST gap
+    instants = [start + timedelta(seconds=97.25 * i) for i in range(4 * _TABLE_AFTER)]
+    instants += [at.replace(tzinfo=timezone.utc) for at in instants[::3]]
+    assert [plain.is_true(at) for at in instants] == [general.is_true(at) for at in instants]
+    assert [plain.next_change(at) for at in instants] == [
+        general.next_change(at) for at in instants
+    ]
+    end = start + timedelta(days=2)
+    assert list(plain.windows(start, end)) == list(general.windows(start, end))
+
+
+def test_a_clock_condition_from_text_keeps_the_text_and_gives_its_ast_back():
+    """A pure clock condition compiled from text keeps no AST: ``ast`` parses the text
+    again, and everything public reads as before."""
+    text = "time of day between 08:00:00 and 18:30  # office"
+    cond = compile_condition(text, timezone="UTC")
+    assert cond._ast == text  # the text alone is kept
+    assert cond.ast == parse(text)
+    assert str(cond) == "time of day between 08:00 and 18:30"
+    assert repr(cond) == "Condition('time of day between 08:00 and 18:30')"
+    built = Condition(parse(text), timezone="UTC")  # from a node: the node is kept
+    assert built._ast is not text and built.ast == cond.ast
+    assert cond == built and hash(cond) == hash(built)
+    assert cond.reads == reads_of(parse(text), {}, None) == NOTHING
+    assert str(~cond & compile_condition("daily", timezone="UTC")) == (
+        "~time of day between 08:00 and 18:30 & daily"
+    )

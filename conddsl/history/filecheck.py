@@ -18,7 +18,11 @@ import sqlite3
 import time
 import uuid
 
-__all__ = ["identity", "copy_out"]
+__all__ = ["identity", "reserve", "copy_into", "copy_out"]
+
+# Pages copied per step of a copy: between steps, other threads may use the connection
+# (a history's reads go on while a writer thread copies it out).
+_STEP_PAGES = 256
 
 
 def identity(path: str) -> tuple[int, int] | None:
@@ -30,29 +34,41 @@ def identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def copy_out(conn: sqlite3.Connection, path: str, *, beside: bool) -> str:
-    """Copy the database ``conn`` holds to a new file: ``path`` itself (its stale SQLite
-    side files removed first), or with ``beside`` (or when something took ``path``
-    meanwhile) a new name next to it. Returns the file written; raises :class:`OSError`
-    or :class:`sqlite3.Error` when it cannot be."""
-    target = path
+def reserve(path: str, *, beside: bool) -> str:
+    """Make the new, empty file a copy will go to (a few system calls, no copying):
+    ``path`` itself (its stale SQLite side files removed first), or with ``beside`` (or
+    when something took ``path`` meanwhile) a new name next to it. Raises
+    :class:`OSError` when none can be made."""
     if not beside:
         # The deleted file's WAL must not be applied to the copy: it is in the copy already.
         for side in (f"{path}-wal", f"{path}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(side)
-    if beside or not _created(path):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = f"{path}.replaced-{stamp}-{os.getpid()}.sqlite3"
-        if not _created(target):  # the name can be guessed: one planted there is not used
-            target = f"{path}.replaced-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.sqlite3"
-            if not _created(target):
-                raise FileExistsError(f"{target} exists")
+        if _created(path):
+            return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = f"{path}.replaced-{stamp}-{os.getpid()}.sqlite3"
+    if not _created(target):  # the name can be guessed: one planted there is not used
+        target = f"{path}.replaced-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.sqlite3"
+        if not _created(target):
+            raise FileExistsError(f"{target} exists")
+    return target
+
+
+def copy_into(conn: sqlite3.Connection, target: str) -> None:
+    """Copy the database ``conn`` holds into the file ``target`` (from :func:`reserve`),
+    a few pages at a time; raises :class:`sqlite3.Error` when it cannot be."""
     copy = sqlite3.connect(target)
     try:
-        conn.backup(copy)
+        conn.backup(copy, pages=_STEP_PAGES)
     finally:
         copy.close()
+
+
+def copy_out(conn: sqlite3.Connection, path: str, *, beside: bool) -> str:
+    """:func:`reserve` then :func:`copy_into`: returns the file written."""
+    target = reserve(path, beside=beside)
+    copy_into(conn, target)
     return target
 
 

@@ -31,7 +31,7 @@ from conddsl.history.base import (
     from_us,
     to_us,
 )
-from conddsl.history.filecheck import copy_out, identity
+from conddsl.history.filecheck import copy_into, identity, reserve
 from conddsl.history.retention import Retention
 from conddsl.trust import (
     HISTORY_FOLDER_HINT,
@@ -105,6 +105,15 @@ JOURNAL_MAX_BYTES = 256_000_000
 # first replay; a file without it reads as before.
 _REPLAYED = "CREATE TABLE IF NOT EXISTS journal_replayed (key TEXT PRIMARY KEY)"
 _MARK_REPLAYED = "INSERT OR IGNORE INTO journal_replayed (key) VALUES (?)"
+# A key is needed while something may still present it: a journal line (until the journal
+# is deleted) or the history that queued the record, which holds the key in memory until
+# its own transaction. When another history replays a line of a record still queued
+# elsewhere (the line says "queued"), its key is also kept here until that history's
+# transaction sees it marked; only then, with no journal left, may the mark go.
+_UNCLAIMED = "CREATE TABLE IF NOT EXISTS journal_unclaimed (key TEXT PRIMARY KEY)"
+_PRUNE_REPLAYED = (
+    "DELETE FROM journal_replayed WHERE key NOT IN (SELECT key FROM journal_unclaimed)"
+)
 # Journal files are read, rewritten and deleted under this lock, so that two histories of
 # one process on the same file never lose each other's lines.
 _JOURNAL_LOCK = threading.Lock()
@@ -164,6 +173,7 @@ class SQLiteHistory(Retention, History):
       never writes a record twice), then deletes the journal. A journal that cannot be
       replayed at open (the file is locked) waits for the next write; ``mark_crashed``
       replays it first, so a run whose finish is in the journal is not taken for a crash.
+      The keys go again at the first write with no journal file (see ``_prune_marks``).
     """
 
     def __init__(
@@ -196,6 +206,9 @@ class SQLiteHistory(Retention, History):
         memory = self._path in ("", ":memory:")
         self._journal = None if memory else self._path + JOURNAL_SUFFIX
         self._journal_waiting = False  # a journal file may hold records to replay
+        # journal_replayed may hold keys nothing can present any more (see _prune_marks);
+        # at open too: a file written by an older conddsl kept every key.
+        self._prune_due = not memory
         self._replayed: list[Record] = []  # written from the journal, not yet taken
         # The writer thread (started at the first locked write) and what it shares.
         self._writer: threading.Thread | None = None
@@ -215,6 +228,12 @@ class SQLiteHistory(Retention, History):
             raise self._error("open", exc) from exc
         self._identity: tuple[int, int] | None = None  # of the file opened (see filecheck)
         self._replaced_copy: str | None = None  # where this run's records went, if replaced
+        # A file deleted or replaced in use, noticed by ``record``: the copy it reserved
+        # (made by the writer thread, off the caller's thread), and whether it is under way.
+        self._copy_due: str | None = None
+        self._copy_identity: tuple[int, int] | None = None  # of that file, once made
+        self._copying = False
+        self._copied = threading.Condition(self._lock)
         try:
             self._setup()
             self._identity = identity(self._path) if on_disk else None
@@ -293,22 +312,7 @@ class SQLiteHistory(Retention, History):
         """
         check_record(task, action)
         row: _Row = (task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback)
-        with self._lock:
-            self._check_open()
-            self._pending.append(row)
-            if self._writing:  # behind the records the writer waits to write: in order
-                self._to_journal()  # accepted once it is there
-                return _to_record(row)
-            try:
-                self._write_pending(wait=False)
-            except HistoryError as exc:
-                if self._failure is not None or not _is_lock(exc):
-                    raise
-                self._start_writer()  # the lock is somebody else's for now: not our wait
-                self._to_journal()
-            else:
-                self._failure = None
-                self._retain()
+        self._accept([row])
         return _to_record(row)
 
     def record_many(self, entries: list[Entry]) -> list[Record]:
@@ -319,15 +323,31 @@ class SQLiteHistory(Retention, History):
         for task, action, at, run_id, reason, message, traceback in entries:
             check_record(task, action)
             rows.append((task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback))
+        self._accept(rows)
+        return [_to_record(row) for row in rows]
+
+    def _accept(self, rows: list[_Row]) -> None:
+        """Write checked rows in one transaction, or queue them behind what waits: the one
+        path of :meth:`record` and :meth:`record_many`."""
         with self._lock:
             self._check_open()
             self._pending.extend(rows)
+            if self._replaced_copy is not None:  # nothing more goes through the connection
+                raise self._replaced_error()
             if self._writing:  # behind the records the writer waits to write: in order
                 self._to_journal()  # accepted once they are there
-                return [_to_record(row) for row in rows]
+                return
             try:
-                self._write_pending(wait=False)
+                self._write_pending(wait=False, copy=False)
+            except _Moved:
+                # The file was deleted: the writer thread copies it back, then writes.
+                if self._failure is not None:
+                    raise self._failure from None
+                self._start_writer()
+                self._to_journal()
             except HistoryError as exc:
+                if self._copy_due is not None:  # replaced: this run's records go beside it
+                    self._start_writer()
                 if self._failure is not None or not _is_lock(exc):
                     raise
                 self._start_writer()  # the lock is somebody else's for now: not our wait
@@ -335,7 +355,6 @@ class SQLiteHistory(Retention, History):
             else:
                 self._failure = None
                 self._retain()
-        return [_to_record(row) for row in rows]
 
     def flush(self) -> None:
         """Write the pending records (and the journal's); raise HistoryError if that fails again."""
@@ -386,31 +405,54 @@ class SQLiteHistory(Retention, History):
         deadline = time.monotonic() + self._timeout
         while not self._stop_writer:
             self._sync_journal()
+            try:
+                self._copy_behind()
+            except HistoryError as exc:
+                return self._give_up(exc)
+            found: HistoryError | None = None  # a replaced file, found by this write
             with self._lock:
                 if self._closed or not self._writing:
+                    return None
+                if self._replaced_copy is not None:  # the record that found it said so
+                    self._writing = False
                     return None
                 if not self._pending and not self._journal_waiting:  # flush() wrote them
                     self._writing = False
                     return None
                 try:
-                    self._write_pending(wait=False)
+                    self._write_pending(wait=False, copy=False)
+                except _Moved:
+                    continue  # deleted (again) meanwhile: copied back first
                 except HistoryError as exc:
-                    if _is_lock(exc) and time.monotonic() < deadline:
+                    if self._copy_due is not None:
+                        found = exc
+                    elif _is_lock(exc) and time.monotonic() < deadline:
                         pass  # tried again below, the connection free meanwhile
                     else:
                         if _is_lock(exc) and isinstance(exc.__cause__, sqlite3.Error):
                             exc = self._error("write", exc.__cause__)  # "waited N s"
-                        self._failure = exc
-                        self._writing = False
-                        log.error("%s", exc)
-                        return exc
+                        return self._give_up(exc)
                 else:
                     self._writing = False
                     self._failure = None
                     self._retain()
                     return None
+            if found is not None:  # this run's records copied beside it first
+                try:
+                    self._copy_behind()
+                except HistoryError as exc:
+                    found = exc
+                return self._give_up(found)
             time.sleep(_RETRY_EVERY)
         return None
+
+    def _give_up(self, failure: HistoryError) -> HistoryError:
+        """The writer thread stops trying: later records hear ``failure`` (see ``record``)."""
+        with self._lock:
+            self._failure = failure
+            self._writing = False
+        log.error("%s", failure)
+        return failure
 
     def _to_journal(self) -> None:
         """Append the pending records not in the journal yet to it, each with a key, so
@@ -423,7 +465,9 @@ class SQLiteHistory(Retention, History):
         if not rows:
             return
         keys = [uuid.uuid4().hex for _ in rows]
-        lines = "".join(_journal_line(key, row) for key, row in zip(keys, rows, strict=True))
+        lines = "".join(
+            _journal_line(key, row, queued=True) for key, row in zip(keys, rows, strict=True)
+        )
         try:
             with _journal_locked(self._journal):
                 created = _append(self._journal, lines.encode("utf-8"))
@@ -476,10 +520,11 @@ class SQLiteHistory(Retention, History):
         self._writing = False
         self._sync_journal()  # what it had no time to sync
 
-    def _write_pending(self, *, wait: bool = True) -> None:
+    def _write_pending(self, *, wait: bool = True, copy: bool = True) -> None:
         # Before and after: a write to a file that is gone, or to one renamed over ours
-        # (whose WAL shares our WAL's name), would be lost or fail.
-        self._check_file()
+        # (whose WAL shares our WAL's name), would be lost or fail. Without ``copy`` the
+        # copy such a file needs is left to the writer thread (_Moved or HistoryError).
+        self._check_file(copy=copy)
         conn = self._conn
         written: list[tuple[int, _Row]] = []
         replayed: bytes | None = None
@@ -501,13 +546,20 @@ class SQLiteHistory(Retention, History):
                 from_journal = len(written)
                 if own:
                     conn.execute(_REPLAYED)
+                    conn.execute(_UNCLAIMED)
+                claimed = False
                 for i, row in enumerate(self._pending):
                     # A journaled record is marked replayed in the same transaction: a
                     # restart after a kill finds it written and skips its journal line.
-                    # Already marked: another history on the file replayed it.
+                    # Already marked: another history on the file replayed it, and kept
+                    # the key for us to see; seen now, it may go with the journal.
                     key = self._keys[i] if i < len(self._keys) else None
                     if key is None or conn.execute(_MARK_REPLAYED, (key,)).rowcount:
                         self._insert(row, written)
+                    else:
+                        conn.execute("DELETE FROM journal_unclaimed WHERE key = ?", (key,))
+                        claimed = True
+                pruned = self._prune_due and replayed is None and self._prune_marks()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -518,6 +570,10 @@ class SQLiteHistory(Retention, History):
         self._pending.clear()
         self._keys.clear()
         self._unsynced = self._journal_created = False  # in the table now: no sync needed
+        if pruned:
+            self._prune_due = False
+        if claimed:
+            self._prune_due = True
         if replayed is not None:
             self._replayed.extend(_to_record(row) for _, row in written[:from_journal])
             self._drop_journal(replayed)
@@ -526,13 +582,21 @@ class SQLiteHistory(Retention, History):
             self._runs.apply(_to_record(row))
             self._count += 1
             self._max_id = rid
-        self._check_file()
+        self._check_file(copy=copy)
 
-    def _check_file(self) -> None:
+    def _check_file(self, *, copy: bool = True) -> None:
         """The file at the path is still the one open: put a deleted one back, keep this
-        run's records beside a replaced one and raise (see :mod:`conddsl.history.filecheck`)."""
+        run's records beside a replaced one and raise (see :mod:`conddsl.history.filecheck`).
+
+        Without ``copy`` (on the caller's thread: an event loop) only the copy's file is
+        made; the copy is left to the writer thread: :class:`_Moved` for a deleted file,
+        the HistoryError of a replaced one at once."""
         if self._identity is None:
             return
+        if copy:
+            self._finish_copy()
+        elif self._copy_due is not None:
+            raise _Moved()  # nothing goes through the connection before the copy
         if self._replaced_copy is not None:
             # Nothing more goes through this connection: the newcomer may share its WAL's
             # name. Later records stay pending (and go to the journal at close).
@@ -542,29 +606,86 @@ class SQLiteHistory(Retention, History):
             return
         deleted = now is None
         try:
-            copy = copy_out(self._conn, self._path, beside=not deleted)
-            if copy == self._path:
-                self._reopen()
-                log.warning(
-                    "history file %s was deleted while in use: written again from the open"
-                    " connection, with all %d records",
-                    self._path,
-                    self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
-                )
-                return
+            target = reserve(self._path, beside=not deleted)
+        except OSError as exc:
+            raise self._copy_error(deleted, exc) from exc
+        self._copy_due, self._copy_identity = target, identity(target)
+        if target != self._path:
             # Replaced, or another file took the name of the deleted one meanwhile.
-            self._replaced_copy = copy
+            self._replaced_copy = target
+        if copy:
+            self._finish_copy()
+        elif target == self._path:
+            raise _Moved()
+        if self._replaced_copy is not None:
+            raise self._replaced_error()
+
+    def _finish_copy(self) -> None:
+        """Under the lock: make the copy a check reserved, or wait for the writer's."""
+        while self._copying:
+            self._copied.wait()
+        target = self._copy_due
+        if target is None:
+            return
+        try:
+            copy_into(self._conn, target)
+            self._copied_out(target)
+        except sqlite3.Error as exc:
+            raise self._copy_error(target == self._path, exc) from exc
+
+    def _copy_behind(self) -> None:
+        """On the writer thread: make the copy a check reserved, without the history's
+        lock (its readers go on meanwhile; records are queued while ``_writing``)."""
+        with self._lock:
+            target = self._copy_due
+            if target is None or self._copying or self._closed:
+                return
+            self._copying = True
+        failure: sqlite3.Error | None = None
+        try:
+            copy_into(self._conn, target)
+        except sqlite3.Error as exc:
+            failure = exc
+        finally:
+            with self._lock:
+                self._copying = False
+                try:
+                    if failure is None:
+                        self._copied_out(target)
+                except sqlite3.Error as exc:
+                    failure = exc
+                finally:
+                    self._copied.notify_all()
+        if failure is not None:
+            raise self._copy_error(target == self._path, failure) from failure
+
+    def _copied_out(self, target: str) -> None:
+        """Under the lock, the copy made: go on with it, or leave the newcomer alone."""
+        self._copy_due = None
+        if target == self._path:
+            if not self._reopen(self._copy_identity):
+                # Deleted (or replaced) again during the copy: this connection still holds
+                # every record, and the next check copies them out again.
+                log.warning("history file %s changed again while it was written back", target)
+                return
+            log.warning(
+                "history file %s was deleted while in use: written again from the open"
+                " connection, with all %d records",
+                self._path,
+                self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+            )
+        else:
             # Our WAL is named after the path: emptied, the newcomer never reads our pages.
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except (OSError, sqlite3.Error) as exc:
-            what = "deleted" if deleted else "replaced by another file"
-            raise HistoryError(
-                f"history file {self._path} was {what} while in use, and its records could"
-                f" not be copied out of the open connection: {exc}",
-                path=self._path,
-                reason=f"it was {what} while in use",
-            ) from exc
-        raise self._replaced_error()
+
+    def _copy_error(self, deleted: bool, exc: Exception) -> HistoryError:
+        what = "deleted" if deleted else "replaced by another file"
+        return HistoryError(
+            f"history file {self._path} was {what} while in use, and its records could"
+            f" not be copied out of the open connection: {exc}",
+            path=self._path,
+            reason=f"it was {what} while in use",
+        )
 
     def _replaced_error(self) -> HistoryError:
         return HistoryError(
@@ -574,15 +695,35 @@ class SQLiteHistory(Retention, History):
             reason="it was replaced by another file while in use",
         )
 
-    def _reopen(self) -> None:
-        """Connect again to the file at the path (written back after it was deleted)."""
+    def _reopen(self, copied: tuple[int, int] | None) -> bool:
+        """Connect to the file written back at the path (its identity ``copied``) in place
+        of this connection; False, this connection kept, if the path holds another.
+
+        The new connection is made (never creating a file) and checked before the old one
+        closes: a file deleted again during the copy leaves this connection, which holds
+        every record, in use. The new one reads nothing before the old one has closed:
+        a WAL connection deletes its WAL and shared-memory files by name when it closes,
+        and those names are the new one's."""
+        name = self._path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+        try:
+            conn = sqlite3.connect(
+                f"file:{name}?mode=rw",
+                uri=True,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error:
+            return False  # gone again
+        if copied is None or identity(self._path) != copied:
+            conn.close()
+            return False
         self._conn.close()
-        self._conn = sqlite3.connect(
-            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = conn
         self._setup()
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        self._identity = identity(self._path)
+        self._identity = copied
+        return True
 
     def _insert(self, row: _Row, written: list[tuple[int, _Row]]) -> None:
         rid = self._conn.execute(_INSERT, row).lastrowid
@@ -868,12 +1009,18 @@ class SQLiteHistory(Retention, History):
         """Append the pending records to the journal (atomically); they are no longer pending."""
         assert self._journal is not None
         # Records queued for a lock are in it already (with their keys): not twice.
-        lines = [_journal_line(uuid.uuid4().hex, row) for row in self._pending[len(self._keys) :]]
+        lines = [
+            _journal_line(uuid.uuid4().hex, row, queued=False)
+            for row in self._pending[len(self._keys) :]
+        ]
         with _journal_locked(self._journal):
             try:
                 old = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
             except FileNotFoundError:
                 old = b""
+            # This history gives its queued records up: their lines say so, and a replay
+            # need not keep their keys for it.
+            old = _given_up(old, set(self._keys))
             if old and not old.endswith(b"\n"):
                 old += b"\n"
             # Rewritten and synced whole, the lines appended for a lock included.
@@ -883,8 +1030,8 @@ class SQLiteHistory(Retention, History):
         self._unsynced = False
         self._journal_waiting = True
 
-    def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row]]] | None:
-        """The journal's bytes and its (key, row) entries; None if there is none."""
+    def _read_journal(self) -> tuple[bytes, list[tuple[str, _Row, bool]]] | None:
+        """The journal's bytes and its (key, row, queued) entries; None if there is none."""
         assert self._journal is not None
         try:
             data = read_bounded(self._journal, JOURNAL_MAX_BYTES, owned=True)
@@ -919,10 +1066,35 @@ class SQLiteHistory(Retention, History):
         data, entries = found
         conn = self._conn
         conn.execute(_REPLAYED)
-        for key, row in entries:
+        conn.execute(_UNCLAIMED)
+        for key, row, queued in entries:
             if key not in own and conn.execute(_MARK_REPLAYED, (key,)).rowcount:
                 self._insert(row, written)
+                if queued:  # its history may still hold it: kept until it sees the mark
+                    conn.execute("INSERT OR IGNORE INTO journal_unclaimed (key) VALUES (?)", (key,))
         return data
+
+    def _prune_marks(self) -> bool:
+        """Inside the write transaction: delete the journal keys nothing can present again;
+        True if done (else tried again at the next write).
+
+        A key is presented again only by a journal line or by the history that queued it
+        (the keys kept in journal_unclaimed). With no journal file, seen under the journal
+        lock (so nobody is rewriting one from what they read), no line holds a key already
+        marked: lines appended from now on carry new keys. Never waits for the lock."""
+        assert self._journal is not None
+        conn = self._conn
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_replayed'"
+        ).fetchone()
+        if not exists or conn.execute("SELECT 1 FROM journal_replayed LIMIT 1").fetchone() is None:
+            return True  # no key kept (no side file made for the lock either)
+        with _journal_locked(self._journal, wait=False) as held:
+            if not held or os.path.lexists(self._journal):
+                return False  # a journal to replay first, or somebody writing one
+            conn.execute(_UNCLAIMED)
+            conn.execute(_PRUNE_REPLAYED)
+        return True
 
     def _drop_journal(self, replayed: bytes) -> None:
         """After the replay's commit: delete the journal, unless records were added to it since."""
@@ -935,6 +1107,7 @@ class SQLiteHistory(Retention, History):
             if now == replayed:
                 _sync_folder(self._journal)
                 self._journal_waiting = False
+                self._prune_due = True  # its keys can go at the next write
         except FileNotFoundError:
             self._journal_waiting = False
         except OSError:
@@ -1110,6 +1283,10 @@ class SQLiteHistory(Retention, History):
         return HistoryError(message, path=self._path, reason=cause)
 
 
+class _Moved(Exception):
+    """The history file was deleted in use: the writer thread copies it back."""
+
+
 def _is_lock(exc: HistoryError) -> bool:
     """Whether the write failed only because another connection holds the file's lock."""
     cause = exc.__cause__
@@ -1119,11 +1296,13 @@ def _is_lock(exc: HistoryError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _journal_line(key: str, row: _Row) -> str:
-    """One journal line: the record and its key (read back by :func:`_journal_entry`)."""
+def _journal_line(key: str, row: _Row, *, queued: bool) -> str:
+    """One journal line: the record, its key, and whether the history that wrote it still
+    holds it queued (read back by :func:`_journal_entry`)."""
     task, code, at, run_id, reason, message, traceback = row
     entry = {
         "key": key,
+        "queued": queued,
         "task": task,
         "action": ACTIONS[code],
         "at": at,
@@ -1135,9 +1314,13 @@ def _journal_line(key: str, row: _Row) -> str:
     return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
-def _journal_entry(line: bytes) -> tuple[str, _Row]:
+def _journal_entry(line: bytes) -> tuple[str, _Row, bool]:
     item = json.loads(line)
     key, task, action, at = item["key"], item["task"], item["action"], item["at"]
+    # A line without the flag (an older conddsl) is taken as queued: its key is kept.
+    queued = item.get("queued", True)
+    if not isinstance(queued, bool):
+        raise TypeError("queued is true or false")
     check_record(task, action)
     texts = [item.get(name) for name in ("run_id", "reason", "message", "traceback")]
     if not isinstance(key, str) or type(at) is not int:
@@ -1146,36 +1329,64 @@ def _journal_entry(line: bytes) -> tuple[str, _Row]:
         raise ValueError(f"the time {at} is outside the years 1 to 9999")
     if any(text is not None and not isinstance(text, str) for text in texts):
         raise TypeError("run_id, reason, message and traceback are text or null")
-    return key, (task, ACTION_CODES[action], at, *texts)
+    return key, (task, ACTION_CODES[action], at, *texts), queued
+
+
+def _given_up(data: bytes, keys: set[str]) -> bytes:
+    """The journal ``data`` with the lines of ``keys`` no longer marked queued (other
+    lines, whole or not, kept byte for byte)."""
+    if not keys:
+        return data
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            continue
+        if item["key"] in keys and item.get("queued", True):
+            item["queued"] = False
+            lines[i] = json.dumps(item, ensure_ascii=False).encode("utf-8")
+    return b"\n".join(lines)
 
 
 @contextlib.contextmanager
-def _journal_locked(journal: str):
-    """Hold the journal for a read-modify-write, against threads and other processes.
+def _journal_locked(journal: str, *, wait: bool = True):
+    """Hold the journal for a read-modify-write, against threads and other processes;
+    yields whether the lock is held.
 
     Other processes closing the same history at once (each saving its records) would
     otherwise read the same journal and the last rename would win; the lock is an
     advisory ``flock`` on ``<journal>.lock``, left in place. It is never a symlink (one
     planted beside a history in /tmp would make root create the file it names), and it
     is waited for at most ``_LOCK_WAIT`` seconds: anybody who may open the file may
-    hold it, and then the journal is written without it.
+    hold it, and then the journal is written without it. With ``wait=False`` it is
+    only tried, once.
     """
-    with _JOURNAL_LOCK:
+    if not _JOURNAL_LOCK.acquire(blocking=wait):
+        yield False
+        return
+    try:
         try:
             import fcntl
 
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
             handle = os.open(f"{journal}.lock", flags, 0o600)
         except (ImportError, OSError):  # no flock here, no room, or a symlink
-            yield
+            yield False
             return
         try:
-            deadline = time.monotonic() + _LOCK_WAIT
+            deadline = time.monotonic() + (_LOCK_WAIT if wait else 0.0)
+            held = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
                     break
                 except BlockingIOError:
+                    if not wait:
+                        break
                     if time.monotonic() >= deadline:
                         log.warning(
                             "history journal lock %s.lock is held by another process: "
@@ -1184,9 +1395,11 @@ def _journal_locked(journal: str):
                         )
                         break
                     time.sleep(0.02)
-            yield
+            yield held
         finally:
             os.close(handle)  # releases the flock
+    finally:
+        _JOURNAL_LOCK.release()
 
 
 def _append(path: str, data: bytes) -> bool:

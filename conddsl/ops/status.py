@@ -215,6 +215,10 @@ class LiveNode:
     node: str
     lease_until: datetime
     clock_offset: float | None  # seconds, the node's clock minus the database's
+    # The fingerprint of the task definitions it serves (conddsl.runtime.claims); None
+    # when it did not say (an older conddsl), and whether another live node's differs.
+    tasks: str | None = None
+    tasks_differ: bool = False
 
     @property
     def clock_warning(self) -> bool:
@@ -227,9 +231,17 @@ def live_nodes(history: History) -> list[LiveNode]:
     found = getattr(history, "live_nodes", None)
     if found is None:
         return []
+    fingerprints = getattr(history, "task_fingerprints", dict)()
+    served = {tasks for tasks in fingerprints.values() if tasks is not None}
     # The store keeps database minus node; people read how far the node is off.
     return [
-        LiveNode(node, until, None if offset is None else -offset)
+        LiveNode(
+            node,
+            until,
+            None if offset is None else -offset,
+            fingerprints.get(node),
+            len(served) > 1 and fingerprints.get(node) is not None,
+        )
         for node, until, offset in found()
     ]
 
@@ -246,7 +258,15 @@ def node_lines(nodes: list[LiveNode], zone: tzinfo) -> list[str]:
             if node.clock_warning:
                 offset += f" (warning: off by more than {CLOCK_WARN:g} s)"
         until = show_time(node.lease_until, zone)
-        lines.append(f"  {printable(node.node)}  lease until {until}  {offset}")
+        tasks = "" if node.tasks is None else f"  tasks {node.tasks}"
+        lines.append(f"  {printable(node.node)}  lease until {until}  {offset}{tasks}")
+    if any(node.tasks_differ for node in nodes):
+        lines.append(
+            "Warning: the live nodes serve different task definitions (tasks <fingerprint>"
+            " above): each claims a task by its own definition, so a task defined"
+            " differently may start on several nodes or on none; serve the same task file"
+            " on every node."
+        )
     return lines
 
 
@@ -329,6 +349,8 @@ def status_json(
                 "lease_until": iso(node.lease_until),
                 "clock_offset_seconds": node.clock_offset,
                 "clock_warning": node.clock_warning,
+                "tasks_fingerprint": node.tasks,
+                "tasks_differ": node.tasks_differ,
             }
             for node in nodes
         ]

@@ -5,7 +5,9 @@ of a web app sharing its loop), or while no loop serves, is applied at once. Fro
 another thread it is queued and applied, in the order requests were made, at the
 start of the loop's next turn, which it wakes. The loop stops serving only once the
 queue is empty (:meth:`Control.seal`, under the lock every request takes): a request
-accepted is applied, never left behind.
+accepted is applied, never left behind. Once sealed, the queue takes nothing: a
+shutdown asked for then is a no-op (the scheduler has stopped), any other request queued
+is refused with :class:`~conddsl.errors.ControlError`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from conddsl.errors import ControlError
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +85,18 @@ class Control:
         self.queue(request)
 
     def queue(self, request: Request) -> None:
-        """Queue ``request`` for the loop's next turn whatever the thread (and wake it)."""
+        """Queue ``request`` for the loop's next turn whatever the thread (and wake it).
+
+        After the loop's last turn (:meth:`seal`) there is none: a shutdown is then a
+        no-op, and any other request raises :class:`~conddsl.errors.ControlError`."""
         with self.lock:
+            if self._closed:
+                if request.kind == "shut":
+                    return  # the scheduler has stopped already: nothing to shut down
+                raise ControlError(
+                    f"the scheduler has stopped: {request.kind!r} request not taken"
+                    " (its loop serves no more)"
+                )
             self._queue.append(request)
         loop = self._loop
         if loop is not None and not self._closed:

@@ -27,7 +27,7 @@ from typing import Any
 
 from conddsl import ast
 from conddsl.bounds import BoundsAnalysis
-from conddsl.compile import Condition, compile_condition
+from conddsl.compile import Condition, parse_fresh, text_cache
 from conddsl.custom import ConditionRegistry, CustomCondition, default_registry
 from conddsl.parse import parse
 
@@ -117,9 +117,17 @@ class SchedulerConditions:
     def compile(self, value: object) -> object:
         """Text compiled here; a Condition with names compiled again here; others as they are."""
         if isinstance(value, str):
-            node = parse(value)
+            zone = self.timezone
+            cacheable = zone is None or isinstance(zone, str)
+            found = text_cache.get(value, zone) if cacheable else None
+            if found is not None:
+                return found  # compiled before: it names no condition
+            # Parsed once, outside parse's cache: the condition keeps what it needs.
+            node = parse_fresh(value)
             if not _references(node):
-                return compile_condition(value, timezone=self.timezone)  # cached
+                if cacheable:
+                    return text_cache.compile(value, zone, node)
+                return Condition(node, timezone=zone, text=value)
             chain = RegistryChain((self.registry, default_registry))
             return self._build(node, self.timezone, dict(self.rules), chain, value)
         if isinstance(value, Condition) and _references(value.ast):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +39,7 @@ from conddsl.runtime.launcher import Launcher, never_started
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import RecordWriter
-from conddsl.runtime.runs import Run
+from conddsl.runtime.runs import Run, new_run_id
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.session import Session
 from conddsl.runtime.shared import SharedNode
@@ -411,7 +410,7 @@ class Evaluator:
         if claim and self.shared is not None:
             self.records.flush()  # our finishes first: the claim's check reads them
             try:
-                claimed = self.shared.claim(task, uuid.uuid4().hex)
+                claimed = self.shared.claim(task, new_run_id())
             except ClaimBusy:
                 self.book.recheck_soon[task.name] = now + BUSY_RECHECK
                 return None
@@ -455,7 +454,7 @@ class Evaluator:
                 # Claimed like every start on a shared history (runtime/shared.py).
                 self.records.flush()
                 try:
-                    claimed = self.shared.claim_manual(task, uuid.uuid4().hex)
+                    claimed = self.shared.claim_manual(task, new_run_id())
                 except ClaimBusy:
                     book.recheck_soon[name] = now + BUSY_RECHECK
                     return

@@ -27,7 +27,9 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   scheduler's start: the modules of its process tasks), ``("start", key, payload,
   params, modules, cwd, environ, grace)`` with the run's flag pipe (its read end)
   and the read end of its go pipe attached; ``environ`` is None when it did not change
-  since the last start. ``("command", key, argv, cwd, environ, grace)`` with the
+  since the last start. ``("killed", key, at)`` once the run's whole tree got SIGKILL
+  (sent from ``at``, monotonic).
+  ``("command", key, argv, cwd, environ, grace)`` with the
   program's stderr file and the go pipe attached. Either may carry, after those, the
   body's stdout (and, for ``start``, stderr) pipes: the body writes there (``conddsl
   run`` prefixes each line: :mod:`.output`). The scheduler writes a byte to the go
@@ -46,10 +48,13 @@ The keeper is the run's root: the scheduler ends the tree under it. When the bod
 ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
 grace) before the keeper exits the way the body did. If the server dies (the
 scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
+If the keeper dies first (SIGKILLed), what it left is the server's (the subreaper
+above it), which ends it the same way before it reports the keeper's end.
 
 The body sends its outcome (JSON: action and message) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
-has reaped the keeper. The server runs in a session of its own (a signal to the
+has reaped the keeper. The keeper sends its body's exit code the same way, then a word
+once what the body left is gone. The server runs in a session of its own (a signal to the
 scheduler's process group is the scheduler's to handle) and ends when the scheduler
 closes its socket or dies (``PR_SET_PDEATHSIG``); its children then get SIGTERM the
 same way.
@@ -96,7 +101,11 @@ _MAX_REQUEST = 1 << 22  # bytes the server reads of one request (the environment
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
+_DONE = "#done"  # a keeper's datagram: everything its body left is gone
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
+_TERMINATED_LOOK = 0.05  # seconds a terminated run's leftovers get before the first look
+_HELD_LOOK = 0.005  # seconds from a killed keeper's end (or an orphan's) to the look
+_ORPHAN_LOOK = 0.5  # seconds between looks at orphans that were all signalled already
 _CLOSE_WAIT = 2.0  # seconds a closed server gets to exit before it is killed
 _READY_TIMEOUT = 20.0  # seconds a new server gets to say it serves (a Python starts in <1 s)
 # The server's program: find conddsl where the scheduler found it, then serve. ``-c``
@@ -201,6 +210,10 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         os._exit(0)  # the scheduler died before we could ask
     # A keeper SIGKILLed with its tree leaves its orphans to us, not to init: reaped at once.
     become_subreaper()
+    # Loaded here, once: each keeper's exit uses it (_exit_like), and an import in each of
+    # a hundred keepers ending at once costs up to milliseconds each.
+    import resource  # noqa: F401
+
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
@@ -212,8 +225,9 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     for watched in (sock.fileno(), wake_read, results.fileno()):
         poller.register(watched, select.POLLIN)
     _send(sock, ("ready", os.getpid()))
+    closed = False  # the scheduler closed the socket, or died
     while True:
-        ready = {fd for fd, _ in poller.poll()}
+        ready = {fd for fd, _ in poller.poll(server.timeout())}
         if wake_read in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_read, 512):
@@ -222,8 +236,13 @@ def serve(fd: int, scheduler: int) -> NoReturn:
         # reaped below has its outcome read already.
         server.read_outcomes()
         server.reap()
-        if sock.fileno() in ready and not server.handle_request():
-            break  # the scheduler closed the socket, or died
+        server.end_orphans()
+        if sock.fileno() in ready and not closed:
+            closed = not server.read_requests()
+        if server.requests:
+            server.handle_request()
+        elif closed:
+            break
     # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
     # scheduler would wait for).
     _flush_output()
@@ -245,18 +264,49 @@ class _Server:
         self.children: dict[int, int] = {}  # pid -> the scheduler's key for it
         self.outcomes: dict[int, Any] = {}  # keeper pid -> what its body sent
         self.codes: dict[int, int] = {}  # keeper pid -> its body's exit code (sent by it)
+        self.graces: dict[int, float] = {}  # keeper pid -> its run's kill grace
+        self.done: set[int] = set()  # keepers that said all their body left is gone
+        # Reports of keepers that died before saying so (SIGKILLed): their orphans are ours
+        # now (we are a subreaper), and each report waits until none is left (see
+        # end_orphans); with its deadline for SIGKILL and when it was reaped, monotonic.
+        self.held: list[tuple[tuple[Any, ...], float, float]] = []
+        self.signalled: set[tuple[int, int, int]] = set()  # orphans signalled (pid, start, sig)
+        self.look_at = 0.0  # monotonic: when to look for orphans in /proc again
+        self.orphans = 0  # how many were reaped
+        self.killed: set[int] = set()  # runs whose tree the scheduler SIGKILLed
+        self.requests: collections.deque[tuple[tuple[Any, ...], list[int]]] = (
+            collections.deque()
+        )  # read, not served yet (one a turn of the loop, each after a look at the ends)
 
-    def handle_request(self) -> bool:
-        """Serve one message; False once the scheduler is gone."""
+    def read_requests(self) -> bool:
+        """Read every message waiting: a ``killed`` is served at once (it may free a held
+        report, which must not wait behind a hundred forks), the others queue. False
+        once the scheduler is gone."""
+        # Not blocking while reading only: a send to the scheduler waits for room.
+        self.sock.setblocking(False)  # (recv_fds drops its flags in Python 3.11)
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 4)
-        except ConnectionResetError:
-            return False
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return False
-        message = pickle.loads(data)
+            while True:
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.sock, _MAX_REQUEST, 4)
+                except BlockingIOError:
+                    return True
+                except ConnectionResetError:
+                    return False
+                if not data:
+                    for fd in fds:
+                        os.close(fd)
+                    return False
+                message = pickle.loads(data)
+                if message[0] == "killed":
+                    self.kill_sent(message[1], message[2])
+                else:
+                    self.requests.append((message, fds))
+        finally:
+            self.sock.setblocking(True)
+
+    def handle_request(self) -> None:
+        """Serve the first message queued."""
+        message, fds = self.requests.popleft()
         if message[0] == "setup":
             sys.path[:], sys.argv[:] = message[1], message[2]
         elif message[0] == "preload":
@@ -268,7 +318,6 @@ class _Server:
         elif message[0] == "command":
             body = functools.partial(_exec_child, *message[2:5], fds[0], self.for_children)
             self.start(message[1], None, message[5], _writing_to(fds[2:], body), fds)
-        return True
 
     def start(
         self,
@@ -293,10 +342,14 @@ class _Server:
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
         if pid == 0:
-            _keeper(server, self.own, passed[1], grace, body, self.for_children)
+            # The descriptors of the requests read but not served yet are theirs: a
+            # copy kept open here would hold their pipes open (no end of file).
+            queued = tuple(fd for _, fds in self.requests for fd in fds)
+            _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
+        self.graces[pid] = grace
         info = read_stat(pid)  # read before it can be reaped (only this loop reaps)
         _send(self.sock, ("started", key, pid, info.start if info is not None else None))
 
@@ -310,6 +363,8 @@ class _Server:
                 pid, action, message, *trace = json.loads(data)
                 if action == _EXIT_CODE:  # from a keeper: how its body ended
                     self.codes[int(pid)] = int(message)
+                elif action == _DONE:
+                    self.done.add(int(pid))
                 else:
                     text = None if message is None else str(message)
                     tb = str(trace[0]) if trace and trace[0] is not None else None
@@ -333,8 +388,98 @@ class _Server:
             # How the body ended, which its keeper may not outlive (SIGKILLed with
             # the leftovers it was ending).
             code = self.codes.pop(pid, os.waitstatus_to_exitcode(status))
-            if key is not None:
-                _send(self.sock, ("exited", key, code, outcome))
+            grace = self.graces.pop(pid, 0.0)
+            if key is None:
+                self.orphans += 1
+                self._look_soon()  # an orphan ended: a held report may be due
+                continue
+            report = ("exited", key, code, outcome)
+            if pid in self.done or key in self.killed:
+                self.done.discard(pid)
+                self.killed.discard(key)
+                _send(self.sock, report)
+            else:
+                now = time.monotonic()
+                self.held.append((report, now + grace, now))
+                self._look_soon()
+
+    def kill_sent(self, key: int, at: float) -> None:
+        """The scheduler sent SIGKILL to run ``key``'s whole tree from ``at`` (monotonic):
+        the keeper's end, at its hand, leaves nothing to look for (a report held for it
+        goes now). A keeper that ended before (killed by another) may have left what the
+        scheduler cannot see: its report waits for the look."""
+        for index, (report, _, ended) in enumerate(self.held):
+            if report[1] == key:
+                if ended >= at:
+                    del self.held[index]
+                    _send(self.sock, report)
+                return
+        if key in self.children.values():
+            self.killed.add(key)
+
+    def _look_soon(self) -> None:
+        """Look for orphans within ``_HELD_LOOK``: a keeper killed with its body is
+        reaped a moment before the body (ours then), and keepers killed together share
+        one reading of /proc."""
+        now = time.monotonic()
+        if not now < self.look_at <= now + _HELD_LOOK:
+            self.look_at = now + _HELD_LOOK
+
+    def timeout(self) -> int | None:
+        """Milliseconds the loop may wait for an event (None: until one comes)."""
+        if self.requests:
+            return 0
+        if not self.held:
+            return None
+        return max(0, math.ceil((self.look_at - time.monotonic()) * 1000))
+
+    def end_orphans(self) -> None:
+        """End what dead keepers left (SIGTERM, SIGKILL after their grace) and send their
+        held reports once nothing is left. A process whose keeper is gone is ours or has
+        an ancestor that is ours (we are the subreaper above every keeper), while a
+        keeper's own descendants are below it: our children that are not keepers, and
+        everything under them, are every orphan there is. Which run each came from
+        cannot be told, so each held report waits for all of them."""
+        if not self.held:
+            self.signalled.clear()
+            return
+        now = time.monotonic()
+        if now < self.look_at:
+            return
+        table = Snapshot()
+        stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
+        left = new = False
+        kill_at = min(deadline for _, deadline, _ in self.held)
+        sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM
+        while stack:
+            info = stack.pop()
+            stack += table.children(info.pid)
+            if info.state in ("Z", "X"):
+                continue
+            left = True
+            if (info.pid, info.start, sig) not in self.signalled:  # each signal once
+                new = True
+                self.signalled.add((info.pid, info.start, sig))
+                with contextlib.suppress(OSError):
+                    os.kill(info.pid, sig)
+        if left:
+            # The end of each of our children wakes us (and of those under them: they are
+            # ours once it ended); only what was just signalled may fork meanwhile: look
+            # again soon then.
+            soon = now + _LEFTOVER_POLL
+            self.look_at = soon if new else max(soon, min(now + _ORPHAN_LOOK, kill_at))
+            return
+        # An orphan that ended while /proc was read may have had children it was shown
+        # as the parent of (ours now), and so may a keeper that died meanwhile: if
+        # either is waiting to be reaped, look again.
+        held, orphans = len(self.held), self.orphans
+        self.reap()
+        if len(self.held) != held or self.orphans != orphans:
+            self.look_at = 0.0
+            return
+        held, self.held = self.held, []
+        for report, _, _ in held:
+            _send(self.sock, report)
 
 
 def _preload(modules: dict[str, str | None]) -> None:
@@ -368,8 +513,10 @@ def _keeper(
         for fd in server_fds:  # the server's
             os.close(fd)
         keeper = os.getpid()
+        terminated = []  # not empty once SIGTERM came: the group has it
 
         def on_sigterm(*_: object) -> None:
+            terminated.append(True)
             # From the scheduler, the group has it already (passed on, the body would
             # get it twice); from the server's death (we are reparented before the
             # death signal comes), it has not: pass it on (what left the group is
@@ -404,7 +551,10 @@ def _keeper(
             code = os.waitstatus_to_exitcode(status)
             results.send(json.dumps([keeper, _EXIT_CODE, code]).encode())
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait
-        _end_leftovers(grace)
+        _end_leftovers(grace, terminated)
+        with contextlib.suppress(OSError):
+            # Without this word (killed before), the server ends what we left.
+            results.send(json.dumps([keeper, _DONE, None]).encode())
     finally:
         _flush_output()
         _exit_like(status)
@@ -428,12 +578,18 @@ def _reap_until(pid: int) -> int:
             return status
 
 
-def _end_leftovers(grace: float) -> None:
+def _end_leftovers(grace: float, terminated: list[bool]) -> None:
     """End every process the body left (all are our descendants: we are their
-    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all."""
+    subreaper): SIGTERM, then SIGKILL after ``grace`` seconds; reap them all.
+    ``terminated``: not empty if the run was terminated (its group got SIGTERM)."""
     signalled: set[tuple[int, int]] = set()
     kill_at = time.monotonic() + grace
-    look_at = 0.0  # when to look for (new) leftovers in /proc again
+    # When to look for (new) leftovers in /proc again. Terminated, they got SIGTERM with
+    # us (the group, and each process the scheduler found): most are dying already, and
+    # their ends wake us. Reading all of /proc costs milliseconds a keeper (tens with a
+    # thousand processes), a hundred keepers at once when a hundred runs time out
+    # together: only for those still there after a while.
+    look_at = time.monotonic() + _TERMINATED_LOOK if terminated else 0.0
     while True:
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
@@ -814,6 +970,12 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 os.write(gate, b"g")
             os.close(gate)
+
+    def kill_sent(self, key: int, at: float) -> None:
+        """Say that run ``key``'s whole tree got SIGKILL (sent from ``at``, monotonic):
+        its keeper dies by our hand, and the server need not look for what it left."""
+        if self._sock is not None:
+            self._queue(("killed", key, at), (), None)
 
     def forget(self, key: int) -> None:
         """Run ``key`` is over: its body never goes (if it never did)."""

@@ -26,8 +26,6 @@ from conddsl.runtime.shared import SharedNode, is_outage
 log = logging.getLogger("conddsl.runtime")
 # While a shared history cannot be reached, conditions are tried again this often.
 OUTAGE_RECHECK = timedelta(seconds=2)
-# Conditions whose kind (shared answers or not) is remembered; past this, forgotten at once.
-_KEPT = 4096
 
 
 class Judge:
@@ -43,7 +41,6 @@ class Judge:
         self._at: datetime | None = None
         self._values: dict[int, tuple[ConditionLike, bool]] = {}
         self._changes: dict[int, tuple[ConditionLike, datetime | None]] = {}
-        self._same: dict[int, tuple[ConditionLike, bool]] = {}
 
     def _shared_answers(self, cond: ConditionLike, now: datetime) -> bool:
         """Whether ``cond``'s answers at ``now`` are kept for the other tasks that use it
@@ -54,20 +51,19 @@ class Judge:
             self._changes.clear()
         return self.alike(cond)
 
-    def alike(self, cond: ConditionLike) -> bool:
+    @staticmethod
+    def alike(cond: ConditionLike) -> bool:
         """Whether ``cond`` answers the same for every task: it reads neither records nor
         the cycle counter (see the module)."""
-        found = self._same.get(id(cond))
-        if found is not None and found[0] is cond:
-            return found[1]
         # Only a plain compiled Condition: a GatedCondition calls custom parts (Python
         # code that may answer otherwise at each call), and the scheduler compiles every
         # condition with a custom part as one; an object of the caller's may read anything.
-        same = type(cond) is Condition and cond.reads == NOTHING
-        if len(self._same) >= _KEPT:
-            self._same.clear()
-        self._same[id(cond)] = (cond, same)
-        return same
+        # Nothing is kept per condition: a Condition keeps its reads (no dict entry for
+        # each of 10,000 waiting tasks, issue 21).
+        if type(cond) is not Condition:
+            return False
+        found = cond.reads
+        return found is NOTHING or found == NOTHING
 
     def holds(
         self,

@@ -13,21 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conddsl.history import Record
 from conddsl.runtime.clock import Clock
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
-from conddsl.runtime.leftovers import ProcessRegistry
-from conddsl.runtime.process_exec import ProcessExecutor
 from conddsl.runtime.records import RecordWriter
-from conddsl.runtime.runs import Executor, Host, Run
+from conddsl.runtime.runs import Executor, Host, Run, new_run_id
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.tasks import Task
+
+if TYPE_CHECKING:
+    from conddsl.runtime.leftovers import ProcessRegistry
+    from conddsl.runtime.process_exec import ProcessExecutor
 
 log = logging.getLogger("conddsl.runtime")
 
@@ -73,7 +74,8 @@ class Launcher:
         self._done = done
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executors: dict[str, Executor] = {}
-        self.processes: ProcessExecutor | None = None  # process and command runs
+        self._host: Host | None = None
+        self.processes: ProcessExecutor | None = None  # process and command runs, once any
         self._held: set[Run] = set()  # runs dying while the clock is held for them
         self._background: set[asyncio.Task[None]] = set()
 
@@ -83,11 +85,11 @@ class Launcher:
         grace: float,
         procs: ProcessRegistry | None,
         output: Callable[[str, str, str], None] | None = None,
-    ) -> ProcessExecutor:
-        """Build the executors on ``loop``; the process executor (warmed, closed by the
-        caller). ``output``: see ``Host.output``."""
+    ) -> None:
+        """Build the executors on ``loop`` (the process executor on first need: see
+        :meth:`_processes`); ``output``: see ``Host.output``."""
         self._loop = loop
-        host = Host(
+        host = self._host = Host(
             loop,
             self.finish,
             grace,
@@ -100,15 +102,38 @@ class Launcher:
             stepped=self._stepped,
             output=output,
         )
-        processes = self.processes = ProcessExecutor(host)  # programs too: the fork server
         self._executors = {
             "main": MainExecutor(host),
             "async": AsyncExecutor(host),
             "thread": ThreadExecutor(host),
-            "process": processes,
-            "command": processes,
         }
-        return processes
+
+    def _executor(self, execution: str) -> Executor:
+        """The executor of ``execution``."""
+        found = self._executors.get(execution)
+        if found is None and execution in ("process", "command"):
+            found = self._processes()
+        if found is None:
+            raise KeyError(execution)
+        return found
+
+    def _processes(self) -> ProcessExecutor:
+        """The executor of process and command runs (programs too: the fork server), made
+        when a scheduler first has such a task: a scheduler of async and thread tasks
+        never loads the process machinery (pickle, the fork server's protocol: ~1 MiB of
+        a process's RSS, issue 21)."""
+        if self.processes is None:
+            assert self._host is not None, "open() first"
+            from conddsl.runtime.process_exec import ProcessExecutor
+
+            processes = self.processes = ProcessExecutor(self._host)
+            self._executors["process"] = self._executors["command"] = processes
+        return self.processes
+
+    async def close(self) -> None:
+        """Stop the fork server, if there is one (every run has ended)."""
+        if self.processes is not None:
+            await self.processes.close()
 
     async def warm(
         self, tasks: list[Task], cancelled: Callable[[], bool], woken: asyncio.Event
@@ -117,8 +142,9 @@ class Launcher:
         anything starts, unless ``cancelled()`` turns true meanwhile (checked whenever
         ``woken`` is set): a task module slow to import must not hold up a Ctrl-C
         (nothing has started yet, so nothing needs the server)."""
-        assert self.processes is not None
-        warming = asyncio.ensure_future(self.processes.warm(tasks))
+        if not tasks:
+            return  # (no server is wanted: the first process run starts it)
+        warming = asyncio.ensure_future(self._processes().warm(tasks))
         while not warming.done():
             if cancelled():
                 warming.cancel()
@@ -142,7 +168,7 @@ class Launcher:
 
         ``claimed``: the run record a shared history wrote when this node won the start
         (its run_id is the run's; nothing more is written for the start)."""
-        executor = self._executors[task.execution]
+        executor = self._executor(task.execution)
         # Records in causal order: every finishing record stamped so far is written
         # first, and a run starts after the instant its task's last run ended (a
         # microsecond later at least: a history orders ties by action, not arrival).
@@ -150,7 +176,7 @@ class Launcher:
         ended = self._runs.ended_at.get(task.name)
         if ended is not None and ended >= now:
             now = ended + _TICK
-        run_id = uuid.uuid4().hex if claimed is None else claimed.run_id
+        run_id = new_run_id() if claimed is None else claimed.run_id
         run = Run(task, run_id, now, flag=executor.new_flag(), manual=reason == "manual")
         run.due = due
         run.claimed = claimed is not None
@@ -194,7 +220,7 @@ class Launcher:
         executor = self._executors.get(task.execution)
         if not isinstance(executor, AsyncExecutor):
             return None
-        run = Run(task, uuid.uuid4().hex, at, flag=executor.new_flag())
+        run = Run(task, new_run_id(), at, flag=executor.new_flag())
         try:
             executor.prepare(run)
         except Exception as exc:  # the function cannot be called: launch() records why

@@ -39,16 +39,13 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
-import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from conddsl.bounded import read_bounded
-from conddsl.errors import ConfigError
 from conddsl.runtime.processes import Snapshot, TreeKiller, read_stat, snapshot
 from conddsl.runtime.registry_trust import screen
 from conddsl.trust import REGISTRY_SUFFIX, believed, history_folder_problem, untrusted
@@ -73,40 +70,6 @@ class Tree:
 
     def as_json(self) -> dict[str, Any]:
         return {"task": self.task, "pid": self.pid, "start": self.start, "pgid": self.pgid}
-
-
-def registry_path(history: object) -> str | None:
-    """The registry file beside a history kept in a file of its own, or None."""
-    # Until the SQLite store is loaded no history can be one (loading it to ask costs
-    # every scheduler with an in-memory history ~2 MiB of RSS).
-    store = sys.modules.get("conddsl.history.sqlite")
-    if store is None or not isinstance(history, store.SQLiteHistory):
-        return None
-    path = history.path
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return None
-    return os.path.abspath(path) + SUFFIX
-
-
-def registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
-    """``setting`` if it is a ``process_registry`` value, else a ConfigError."""
-    if setting is None or setting is False or isinstance(setting, str | os.PathLike):
-        return setting  # type: ignore[return-value]
-    raise ConfigError(
-        f"process_registry is a file's path, None (beside a history file) or False (none);"
-        f" not {setting!r}"
-    )
-
-
-def registry_file(setting: object, history: object) -> str | None:
-    """The process registry's file for a ``process_registry`` setting (None: beside
-    ``history`` if it is a file, False: none), or None."""
-    setting = registry_setting(setting)
-    if setting is None:
-        return registry_path(history)
-    if setting is False:
-        return None
-    return os.path.abspath(os.fspath(setting))
 
 
 def registry_problems(path: str) -> list[str]:
@@ -154,6 +117,8 @@ class ProcessRegistry:
         self.path = path
         self.loop = loop
         self.owner = own_identity()
+        import uuid  # only a scheduler with a registry needs it
+
         self.token = uuid.uuid4().hex
         self.boot = boot_id()
         self.trees: dict[str, Tree] = {}

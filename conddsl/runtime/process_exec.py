@@ -97,7 +97,9 @@ class _TreeExecutor:
         pid = self._pid(run)
         if pid is not None and run not in self._killers:
             start = run.root[1] if run.root is not None else None
-            killer = TreeKiller(pid, self.host.kill_grace, self.host.loop, start=start)
+            killer = TreeKiller(
+                pid, self.host.kill_grace, self.host.loop, start=start, on_kill=self._on_kill(run)
+            )
             self._killers[run] = killer
             killer.start()
 
@@ -137,6 +139,10 @@ class _TreeExecutor:
 
     def _pid(self, run: Run) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _on_kill(self, run: Run) -> Callable[[float], None] | None:
+        """What to tell once the run's tree got SIGKILL (None: nobody)."""
+        return None
 
     def _gone(self, run: Run) -> bool:
         """Whether the run's tree is gone by a quick look; if so, its record is due now."""
@@ -390,6 +396,13 @@ class ProcessExecutor(_TreeExecutor):
         run.handle = Forked(process, reader)
         self._spawned(run, process.pid)
         self.host.loop.add_reader(process.sentinel, self._exited, run)
+
+    def _on_kill(self, run: Run) -> Callable[[float], None] | None:
+        # Its keeper dies by our hand: the server need not look for what it left.
+        handle = run.handle
+        if isinstance(handle, Served):
+            return functools.partial(self._server.kill_sent, handle.key)
+        return None
 
     def _pid(self, run: Run) -> int | None:
         handle = run.handle

@@ -37,6 +37,7 @@ import os
 import signal
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _PROC = "/proc"
@@ -369,6 +370,7 @@ class TreeKiller:
 
     ``start``: the root's start time (``/proc/<pid>/stat``), when known: a process that
     took the root's pid after it ended is then never signalled, nor its group.
+    ``on_kill``: called once SIGKILL went to the tree, with the monotonic time before it.
     """
 
     def __init__(
@@ -379,8 +381,10 @@ class TreeKiller:
         *,
         start: int | None = None,
         scanner: Scanner | None = None,
+        on_kill: Callable[[float], None] | None = None,
     ) -> None:
         self.root = root
+        self._on_kill = on_kill
         self.grace = grace
         self.loop = loop
         self.start_time = start
@@ -659,6 +663,7 @@ class TreeKiller:
         return [info for info in members.values() if info.state not in _GONE]
 
     def _signal(self, sig: signal.Signals, table: Snapshot | View) -> None:
+        began = time.monotonic()
         first, self._signalled = not self._signalled, True
         grouped = first and not self._recycled(table)
         alive = []
@@ -690,6 +695,9 @@ class TreeKiller:
             # Not in /proc (no /proc, or not read since it started): signal the pid we started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.root, sig)
+        if sig == signal.SIGKILL and self._on_kill is not None:
+            on_kill, self._on_kill = self._on_kill, None
+            on_kill(began)
 
     def _root_is_ours(self) -> bool:
         """Whether the root pid still names the process started (unknown start: assumed)."""

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
         asyncio.Task[None] | threading.Thread | Served | Forked | subprocess.Popen[bytes] | None
     )
 
+
+def new_run_id() -> str:
+    """A new run's id: a random UUID's 32 hex digits."""
+    import uuid  # on the first run: a waiting scheduler needs no uuid (nor platform)
+
+    return uuid.uuid4().hex
+
+
 # Messages are kept short: a record is not a log.
 MAX_MESSAGE = 2000
 # A failure's traceback is kept whole up to this many characters, else its end.

@@ -51,6 +51,7 @@ from conddsl import ast
 from conddsl.custom import DEFAULT_RECHECK, ConditionRegistry, default_registry, known_phrase
 from conddsl.errors import ConditionSyntaxError, ControlError, SchedulerError, UnknownTaskError
 from conddsl.history import History, HistoryError
+from conddsl.runtime.claims import announce_tasks
 from conddsl.runtime.clock import Clock, RealClock
 from conddsl.runtime.conditions import ConditionLike
 from conddsl.runtime.config import SchedulerConfig
@@ -61,10 +62,10 @@ from conddsl.runtime.eventloop import run_on_new_loop
 from conddsl.runtime.frozen_heap import freeze, thaw
 from conddsl.runtime.judge import Judge
 from conddsl.runtime.launcher import Launcher
-from conddsl.runtime.leftovers import recover, registry_file, registry_setting
 from conddsl.runtime.lifecycle import Lifecycle
 from conddsl.runtime.phases import Phase, State
 from conddsl.runtime.records import Listener, RecordWriter
+from conddsl.runtime.registry_place import registry_file, registry_setting
 from conddsl.runtime.requests import Requests
 from conddsl.runtime.runs import Run
 from conddsl.runtime.runtable import RunTable
@@ -424,10 +425,16 @@ class Scheduler:
         grace = self.config.kill_grace.total_seconds()
         # Processes a scheduler that died left running are ended first (before its
         # runs are marked crash); this one's are listed while they live.
-        recovery = recover(registry_file(self.process_registry, self.history), grace, loop)
-        procs, leftovers = recovery.registry, recovery.killer
+        path = registry_file(self.process_registry, self.history)
+        procs = leftovers = None
+        shared = False
+        if path is not None:  # (else nothing to read or keep: the registry's code not loaded)
+            from conddsl.runtime.leftovers import recover
+
+            recovery = recover(path, grace, loop)
+            procs, leftovers, shared = recovery.registry, recovery.killer, recovery.shared
         self._join_shared(loop)
-        processes = self._launcher.open(loop, grace, procs, self.task_output)
+        self._launcher.open(loop, grace, procs, self.task_output)
         now = self.clock.now()
         self.session.started_at = now
         self._life.begin(self.tasks.values())
@@ -436,7 +443,7 @@ class Scheduler:
         freeze()
         try:
             try:
-                if not recovery.shared:  # a scheduler serving now has open runs, not crashed
+                if not shared:  # a scheduler serving now has open runs, not crashed
                     await self._records.mark_crashed(now)  # left open by one that died
             except HistoryError as exc:
                 self._life.fail(exc)
@@ -460,7 +467,7 @@ class Scheduler:
                 if leftovers is not None:
                     await leftovers.wait()
             finally:
-                await processes.close()
+                await self._launcher.close()
                 for registry in (self.registry, default_registry):
                     registry.unlisten(self._requests.recheck)
                 if procs is not None:
@@ -551,6 +558,7 @@ class Scheduler:
             # Records and deadlines on the database's clock, whatever this machine's says.
             self.clock = self._launcher.clock = RealClock(store.database_time)
         node = SharedNode(store, self.session)
+        announce_tasks(store, self.tasks.values())  # another task file on another node: said
         self._evaluator.shared = self._life.shared = self._judge.shared = node
         self._book.retry_hint.update(self.tasks)  # retries left pending while no node took them
         node.start(loop, self._heard_record, self._fenced)

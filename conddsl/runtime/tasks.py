@@ -6,7 +6,7 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -40,10 +40,16 @@ class Task:
     cwd: str | None = None
     env: Mapping[str, str] | None = None
     flag_params: tuple[str, ...] = ()
-    reads: Reads = field(default_factory=Reads)
     role: str | None = None  # one of ROLES, or None for a task started by its condition
     # On a shared history, what a run lost with its node becomes: "fail" or "retry".
     on_node_lost: str = "fail"
+
+    @property
+    def reads(self) -> Reads:
+        """Whose records (and whether the cycle counter) its conditions read: found from
+        the conditions when asked (at registering and unregistering), not kept per task."""
+        found = reads(self.start)
+        return found if self.end is None else found | reads(self.end)
 
     @property
     def permanent(self) -> bool:
@@ -230,7 +236,6 @@ def _task(
         limit = config.timeout
     else:
         limit = read_timeout(timeout, f"timeout of task {name!r}")
-    found = reads(start) if end is None else reads(start) | reads(end)
     return Task(
         name=name,
         start=start,
@@ -239,7 +244,6 @@ def _task(
         timeout=limit,
         multilaunch=bool(multilaunch),
         disabled=bool(disabled),
-        reads=found,
         role=role,
     )
 

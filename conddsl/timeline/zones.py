@@ -40,7 +40,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, available_timezones
 
 from conddsl.timeline.intervals import complement, intersect, normalize
 
@@ -86,6 +85,10 @@ def resolve_zone(name: str) -> tzinfo | None:
 
 @functools.lru_cache(maxsize=512)
 def _load_zone(name: str) -> tzinfo | None:
+    # zoneinfo (and the sysconfig it reads) loads with the first named zone: a program in
+    # UTC never needs it (~0.4 MiB of RSS, issue 21).
+    from zoneinfo import ZoneInfo
+
     try:
         return ZoneInfo(name)
     except (ValueError, OSError, LookupError):
@@ -97,6 +100,8 @@ def _load_zone(name: str) -> tzinfo | None:
 @functools.cache
 def _zone_names() -> dict[str, str]:
     # Scanning the zone database takes tens of milliseconds: do it once, on demand.
+    from zoneinfo import available_timezones
+
     names = set(available_timezones()) | {"UTC"}
     return {n.lower(): n for n in sorted(names)}
 
@@ -173,6 +178,8 @@ def _system_zone() -> tzinfo | None:
 @functools.lru_cache(maxsize=4)
 def _zone_from_file(path: str, mtime_ns: int) -> tzinfo | None:
     # Cached (per file version) so repeated calls return the same tzinfo object.
+    from zoneinfo import ZoneInfo
+
     try:
         with open(path, "rb") as f:
             return ZoneInfo.from_file(f, key="localtime")

@@ -1,10 +1,18 @@
 """Wake-ups from other nodes: LISTEN on a connection of its own, a hint and never the truth.
 
 Every record a node writes sends a NOTIFY (delivered when its transaction commits) naming
-the task. The listener calls ``on_change(task)`` for each one from another node, and
-``on_change(None)`` ("look at everything again") after it (re)connects, since
-notifications sent while it was away are gone, and after each quiet ``poll`` seconds, the
-safety net for a notification lost any other way.
+the task. The listener calls ``on_change(task)`` for the tasks other nodes' notifications
+name, and ``on_change(None)`` ("look at everything again") after it (re)connects, since
+notifications sent while it was away are gone, and every ``poll`` seconds, the safety net
+for a notification lost any other way.
+
+Anybody who may connect to the database may NOTIFY on the channel, so the wake-ups are
+coalesced: a notification after a quiet spell is passed on at once, and the ones that
+follow within ``MIN_GAP`` are gathered and passed on together, each task once (more than
+``MAX_NAMED`` tasks: ``None`` once). A window that gathered ``FLOOD`` notifications or
+more doubles the gap, up to ``MAX_GAP``; a calmer one brings it back. A flood then costs
+the scheduler at most one look a ``MAX_GAP`` (the listener thread still reads every
+notification the server sends).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +29,11 @@ from conddsl.history.postgres.leases import CHANNEL
 log = logging.getLogger("conddsl.history")
 
 OnChange = Callable[[str | None], None]
+
+MIN_GAP = 0.05  # seconds between two passings-on of gathered notifications
+MAX_GAP = 1.0  # ... at most, under a flood
+FLOOD = 500  # notifications in one gap that make the next gap twice as long
+MAX_NAMED = 32  # tasks passed on by name from one gap; more: everything is looked at
 
 
 class Listener:
@@ -33,8 +47,10 @@ class Listener:
         *,
         poll: float,
         retry: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connect = connect
+        self._clock = clock
         self._node = node
         self._on_change = on_change
         self._poll = poll
@@ -106,14 +122,43 @@ class Listener:
 
     def _listen(self, conn: Any) -> None:
         prefix = self._node + "\n"
+        clock = self._clock
+        gap = MIN_GAP
+        passed = -gap  # when gathered notifications were last passed on
+        next_poll = clock() + self._poll
+        gathered: set[str | None] = set()
+        count = 0  # notifications from other nodes since the last passing-on
         while not self._stop.is_set():
-            for notice in conn.notifies(timeout=self._poll):
+            now = clock()
+            if count and now >= passed + gap:
+                # A window as busy as a flood makes the next one longer; a calm one resets.
+                gap = min(gap * 2, MAX_GAP) if count >= FLOOD else MIN_GAP
+                passed = now
+                self._pass_on(gathered)
+                gathered, count = set(), 0
+            if now >= next_poll:
+                next_poll = now + self._poll
+                self._emit(None)  # the safety poll
+            wait_until = passed + gap if count else next_poll
+            # stop_after=1: back after the first packet (all of it: nothing is dropped).
+            timeout = max(0.0, min(wait_until, next_poll) - clock())
+            for notice in conn.notifies(timeout=timeout, stop_after=1):
                 if notice.payload.startswith(prefix):
                     continue  # our own record: the scheduler already knows
                 _, _, task = notice.payload.partition("\n")
-                self._emit(task or None)
-            if not self._stop.is_set():
-                self._emit(None)  # the safety poll
+                count += 1
+                if None not in gathered:
+                    gathered.add(task or None)
+                    if len(gathered) > MAX_NAMED:
+                        gathered = {None}
+
+    def _pass_on(self, gathered: set[str | None]) -> None:
+        """Pass on one window's notifications: everything, or each task once."""
+        if None in gathered:
+            self._emit(None)
+            return
+        for task in sorted(gathered, key=str):
+            self._emit(task)
 
     def _emit(self, task: str | None) -> None:
         try:

@@ -6,7 +6,7 @@ from typing import Any
 
 from conddsl.history.base import HistoryError
 
-SCHEMA_VERSION = 2  # 2: conddsl_requests (conddsl run-task / terminate)
+SCHEMA_VERSION = 3  # 2: conddsl_requests (conddsl run-task / terminate); 3: node task digests
 
 # Every table is prefixed so that the history can live in a database used for other things.
 # Times are integer microseconds since the epoch (UTC), as in the SQLite store; actions
@@ -82,10 +82,16 @@ _REQUESTS = (
     "CREATE INDEX IF NOT EXISTS conddsl_requests_open ON conddsl_requests (id)"
     " WHERE answer IS NULL",
 )
-_SCHEMA = _SCHEMA + _REQUESTS
+# What each node serves (conddsl.runtime.claims): nodes that judge a task differently
+# would claim it differently, so a node starting beside them says so.
+_TASK_DIGESTS = (
+    "ALTER TABLE conddsl_nodes ADD COLUMN IF NOT EXISTS tasks_fingerprint TEXT",
+    "ALTER TABLE conddsl_nodes ADD COLUMN IF NOT EXISTS tasks_digests TEXT",
+)
+_SCHEMA = _SCHEMA + _REQUESTS + _TASK_DIGESTS
 
 # What each older schema version needs to become the next one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _REQUESTS}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _REQUESTS, 2: _TASK_DIGESTS}
 
 # Nodes starting together would race on CREATE TABLE IF NOT EXISTS (a unique violation
 # in the catalog): the setup holds this transaction-level advisory lock.
@@ -107,8 +113,9 @@ def ensure_schema(conn: Any, where: str) -> None:
                 " was it written by a newer conddsl?",
                 reason="newer schema",
             )
-        for old in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS.get(old, ()) if old else ():
+        # A new database (version 0) needs none: _SCHEMA makes everything.
+        for old in range(version, SCHEMA_VERSION) if version else ():
+            for statement in MIGRATIONS.get(old, ()):
                 conn.execute(statement)
         for statement in _SCHEMA:
             conn.execute(statement)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -675,6 +676,43 @@ class PostgresHistory(Retention, History):
         )
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
+    def publish_tasks(
+        self, fingerprint: str, digests: dict[str, str]
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """Say in this node's row which task definitions it serves (see
+        :mod:`conddsl.runtime.claims`); the other live nodes serving others: (name,
+        fingerprint, digests)."""
+        self._check_writer()
+        text = json.dumps(digests, ensure_ascii=False, sort_keys=True)
+        with self._lock:
+            conn = self._connection("write")
+            try:
+                conn.execute(
+                    "UPDATE conddsl_nodes SET tasks_fingerprint = %s, tasks_digests = %s"
+                    " WHERE node = %s",
+                    (fingerprint, text, self.node),
+                )
+                rows = conn.execute(
+                    "SELECT node, tasks_fingerprint, tasks_digests FROM conddsl_nodes"
+                    " WHERE lost_at IS NULL AND lease_until > clock_timestamp()"
+                    " AND node <> %s AND tasks_fingerprint IS NOT NULL"
+                    " AND tasks_fingerprint <> %s ORDER BY node",
+                    (self.node, fingerprint),
+                ).fetchall()
+            except self._psycopg.Error as exc:
+                raise self._error("write", exc) from exc
+        return [(node, found, _digests(raw)) for node, found, raw in rows]
+
+    def task_fingerprints(self) -> dict[str, str | None]:
+        """The fingerprint of the task definitions each live node serves (None: not said,
+        e.g. an older conddsl)."""
+        rows = self._read(
+            "read",
+            "SELECT node, tasks_fingerprint FROM conddsl_nodes"
+            " WHERE lost_at IS NULL AND lease_until > clock_timestamp() ORDER BY node",
+        )
+        return dict(rows)
+
     def mark_crashed(self, at: datetime) -> list[Record]:
         """Record ``crash`` for this node's runs still open (other nodes' runs are theirs)."""
         to_us(at)
@@ -873,6 +911,17 @@ class PostgresHistory(Retention, History):
                 f"history {self._where}: closed with {left} record(s) the server never took",
                 reason="unreachable at close",
             )
+
+
+def _digests(raw: str | None) -> dict[str, str]:
+    """A node's task digests as it wrote them (anything unreadable: none)."""
+    try:
+        found = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(name): str(digest) for name, digest in found.items()}
 
 
 def _codes(actions: str | Iterable[str]) -> list[int]:
