@@ -302,7 +302,10 @@ class Evaluator:
             self.launcher.launch(run, now, due=book.due_since.pop(name, now))
             # Running, not multilaunch, no end condition: only its finish looks at it again.
             soon = book.recheck_soon.pop(name, None) if book.recheck_soon else None
-            book.checks.set(name, soon)
+            if soon is None:
+                book.checks.discard(name)  # (set(name, None) is this, one call more)
+            else:
+                book.checks.set(name, soon)
             return run
         self.launcher.drop(run)
         return None
