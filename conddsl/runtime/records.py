@@ -185,9 +185,8 @@ class RecordWriter:
             return True
         for i, (run, action, _, _, _) in enumerate(records):
             wake(run.task.name, action != "run")  # a start: looked at when it ends
-            if stored is not None and listeners:
-                started = None if action == "run" else run.started
-                self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
+            started = None if action == "run" else run.started
+            self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
         return True
 
     async def mark_crashed(self, now: datetime) -> None:
