@@ -1281,6 +1281,21 @@ def test_a_burst_sharing_one_stamp_is_written_as_one_by_one() -> None:
     assert batched.records() == one_by_one.records()  # nothing of a refused batch
 
 
+@pytest.mark.parametrize("at", [None, "2024-03-01T12:00:00+00:00", datetime(2024, 3, 1, 12)])
+def test_record_many_refuses_a_stamp_record_refuses(make, at: object) -> None:
+    # Not a datetime (the first entry too: its stamp is never "the one before"), or naive.
+    history = make()
+    batch = batch_writer(history)
+    if batch is None:
+        return
+    error = ValueError if isinstance(at, datetime) else TypeError
+    with pytest.raises(error, match="at must be"):
+        history.record("a", "run", at=at, run_id="1")  # type: ignore[arg-type]
+    with pytest.raises(error, match="at must be"):
+        batch([("a", "run", at, "1", None, None, None)])  # type: ignore[list-item]
+    assert history.records() == []
+
+
 def test_new_record_is_the_record_its_fields_make() -> None:
     made = new_record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")
     same = Record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")

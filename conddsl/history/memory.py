@@ -35,6 +35,9 @@ _Extra = (
 )
 
 
+_NONE = object()  # no stamp seen yet (None is a stamp to refuse, not this)
+
+
 class _Series:
     """The records of one (task, action), sorted by time.
 
@@ -127,7 +130,7 @@ class MemoryHistory(Retention, History):
         """Add records in order (see :func:`~conddsl.history.base.batch_writer`): every
         entry is checked before any is added, then they are added under one lock."""
         checked: list[tuple[Record, int, _Extra]] = []
-        last_at: object = None  # a burst's records share one stamp: converted once
+        last_at: object = _NONE  # a burst's records share one stamp: converted once
         us, exact = 0, datetime.min  # (set by the first entry)
         for task, action, at, run_id, reason, message, traceback in entries:
             if action not in ACTION_CODES or type(task) is not str or not task:
