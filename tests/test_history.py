@@ -27,7 +27,7 @@ from conddsl.history import (
     Record,
     SQLiteHistory,
 )
-from conddsl.history.base import batch_writer
+from conddsl.history.base import batch_writer, new_record
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -1245,6 +1245,65 @@ def test_record_many_writes_what_record_writes(make) -> None:
     assert batch(BATCH) == expected
     assert batched.records() == one_by_one.records() == expected
     assert batched.running("a") == batched.running("b") == []
+
+
+def test_a_burst_sharing_one_stamp_is_written_as_one_by_one() -> None:
+    # The memory store's batch converts a shared stamp once, builds each Record by its
+    # slots and adds inline: the same records, series, open runs and times as record().
+    class Name(str):
+        pass
+
+    helsinki = timezone(timedelta(hours=2))
+    at = t(5)
+    burst = [
+        *[(f"t{i}", "run", at, f"r{i}", None, None, None) for i in range(5)],
+        (Name("t1"), "success", at, "r1", None, None, None),
+        ("t2", "fail", t(6).astimezone(helsinki), "r2", None, "boom", "Traceback ...\n"),
+        ("t3", "run", t(4), None, "manual", None, None),  # earlier than t3's last: inserted
+        ("t3", "terminate", t(7), None, "timeout", "too long", None),
+    ]
+    one_by_one, batched = MemoryHistory(), MemoryHistory()
+    expected = [
+        one_by_one.record(task, action, at=when, run_id=r, reason=why, message=m, traceback=tb)
+        for task, action, when, r, why, m, tb in burst
+    ]
+    got = batched.record_many(burst)
+    assert got == expected
+    assert [(r.at, r.at.tzinfo, r.node) for r in got] == [
+        (r.at, r.at.tzinfo, r.node) for r in expected
+    ]
+    assert batched.records() == one_by_one.records()
+    for name in ("t0", "t1", "t2", "t3", "t4"):
+        assert batched.running(name) == one_by_one.running(name)
+        assert batched.last(name, ACTIONS) == one_by_one.last(name, ACTIONS)
+    assert batched.tasks() == one_by_one.tasks()
+    with pytest.raises(ValueError, match="task must be a non-empty string"):
+        batched.record_many([("", "run", at, "x", None, None, None)])
+    assert batched.records() == one_by_one.records()  # nothing of a refused batch
+
+
+@pytest.mark.parametrize("at", [None, "2024-03-01T12:00:00+00:00", datetime(2024, 3, 1, 12)])
+def test_record_many_refuses_a_stamp_record_refuses(make, at: object) -> None:
+    # Not a datetime (the first entry too: its stamp is never "the one before"), or naive.
+    history = make()
+    batch = batch_writer(history)
+    if batch is None:
+        return
+    error = ValueError if isinstance(at, datetime) else TypeError
+    with pytest.raises(error, match="at must be"):
+        history.record("a", "run", at=at, run_id="1")  # type: ignore[arg-type]
+    with pytest.raises(error, match="at must be"):
+        batch([("a", "run", at, "1", None, None, None)])  # type: ignore[list-item]
+    assert history.records() == []
+
+
+def test_new_record_is_the_record_its_fields_make() -> None:
+    made = new_record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")
+    same = Record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")
+    assert made == same and hash(made) == hash(same) and repr(made) == repr(same)
+    assert made.node is None
+    with pytest.raises(AttributeError):  # as frozen as any Record
+        made.task = "other"  # type: ignore[misc]
 
 
 def test_record_many_checks_every_entry_before_writing_any(make) -> None:
