@@ -478,3 +478,63 @@ def test_runs_started_together_hold_none_of_each_others_descriptors(tmp_path):
     play(app, all_done)
     counts = {name: int((tmp_path / name).read_text()) for name in names}
     assert len(set(counts.values())) == 1, counts
+
+
+class _SlowToLoad:
+    """Pickled with a run's function; unpickling it (in the body, before go) writes
+    ``path`` after a pause, so a run record written before the body is set up is seen."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (_loaded_slowly, (self.path,))
+
+
+def _loaded_slowly(path: str) -> _SlowToLoad:
+    write_json(path + ".loading", "loading")
+    time.sleep(0.3)  # (widens the window a record written too early falls in)
+    write_json(path, "loaded")
+    return _SlowToLoad(path)
+
+
+def note_body(path: str, loader: _SlowToLoad) -> None:
+    write_json(path, "ran")
+
+
+def test_the_run_record_waits_for_the_body_to_be_prepared(tmp_path):
+    """The run record is written once the body has loaded its function and waits for go
+    (the record is not followed by a fork or an unpickling: only by one read), and
+    still before the body's first line."""
+    loaded, ran = str(tmp_path / "loaded.json"), str(tmp_path / "ran.json")
+    seen: list[tuple[bool, bool]] = []
+
+    def on_record(recorded) -> None:
+        if recorded.record.action == "run":
+            seen.append((os.path.exists(loaded), os.path.exists(ran)))
+
+    app = Scheduler({"kill_grace": 0.2, "timeout": "never"}, on_record=on_record)
+    body = functools.partial(note_body, ran, _SlowToLoad(loaded))
+    app.task(Once(), name="prepared", execution="process")(body)
+    play(app, lambda app: _shut_after(app, "prepared"))
+    assert seen == [(True, False)]  # loaded before the record, run after it
+    assert read_json(ran) == "ran"
+    assert _finish(app, "prepared").action == "success"
+
+
+def test_a_run_stopped_while_its_body_loads_never_runs_it(tmp_path):
+    """A forced shutdown while the body is still loading its function: the body never
+    goes, and the run is recorded, then terminated."""
+    loaded, ran = str(tmp_path / "loaded.json"), str(tmp_path / "ran.json")
+    app = real()
+    body = functools.partial(note_body, ran, _SlowToLoad(loaded))
+    app.task(Once(), name="stopped", execution="process")(body)
+
+    async def stop_while_loading(app: Scheduler) -> None:
+        while not os.path.exists(loaded + ".loading"):
+            await asyncio.sleep(0.01)
+        app.shut_down(force=True)
+
+    play(app, stop_while_loading)
+    assert [rec.action for rec in app.history.records("stopped")] == ["run", "terminate"]
+    assert not os.path.exists(ran)

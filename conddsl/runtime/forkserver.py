@@ -33,16 +33,20 @@ The protocol: one Unix ``SOCK_SEQPACKET`` socket, one pickled tuple per message.
   program's stderr file and the go pipe attached. Either may carry, after those, the
   body's stdout (and, for ``start``, stderr) pipes: the body writes there (``conddsl
   run`` prefixes each line: :mod:`.output`). The scheduler writes a byte to the go
-  pipe once the run is listed in its process registry (or closes it: never go).
+  pipe once the run is listed in its process registry and its body is prepared (or
+  closes it: never go).
 - server -> scheduler: ``("ready", pid)``, ``("preloaded",)``, ``("started", key, pid,
-  start_time)``, ``("failed", key, text)``, ``("exited", key, exit_code, outcome)``.
+  start_time)`` (the keeper is forked), ``("prepared", key)`` (its body waits for go
+  with nothing left before its first line), ``("failed", key, text)``, ``("exited",
+  key, exit_code, outcome)``.
 
 Each run gets a *keeper*: a process forked by the server that leads a session of
 its own and is a subreaper (``PR_SET_CHILD_SUBREAPER``: every orphan of the run, a
 double-forked daemon or a ``setsid`` child whose parent ended, becomes its child,
-never init's). It forks the task's body at once; the body runs no line of the task
-before the scheduler says go, which it does after listing the keeper in its process
-registry (a scheduler killed at any instant leaves no process it does not know of
+never init's). It forks the task's body at once; the body loads the function (and
+sets up its output), says so, and runs no line of the task before the scheduler says
+go, which it does after listing the keeper in its process registry and recording the
+run (a scheduler killed at any instant leaves no process it does not know of
 that has run a line of the task), and no fork lies between go and that first line.
 The keeper is the run's root: the scheduler ends the tree under it. When the body has
 ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
@@ -102,6 +106,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _EXIT_CODE = "#exit"  # a keeper's datagram: its body's exit code, not an outcome
 _DONE = "#done"  # a keeper's datagram: everything its body left is gone
+_READY = "#ready"  # a body's datagram: set up (its function loaded), waiting for go
 _LEFTOVER_POLL = 0.02  # seconds between looks at a run's leftovers while they die
 _TERMINATED_LOOK = 0.05  # seconds a terminated run's leftovers get before the first look
 _HELD_LOOK = 0.005  # seconds from a killed keeper's end (or an orphan's) to the look
@@ -365,6 +370,10 @@ class _Server:
                     self.codes[int(pid)] = int(message)
                 elif action == _DONE:
                     self.done.add(int(pid))
+                elif action == _READY:
+                    key = self.children.get(int(pid))
+                    if key is not None:  # (not reaped yet: its keeper sent nothing after)
+                        _send(self.sock, ("prepared", key))
                 else:
                     text = None if message is None else str(message)
                     tb = str(trace[0]) if trace and trace[0] is not None else None
@@ -560,6 +569,15 @@ def _keeper(
         _exit_like(status)
 
 
+def _say_ready(results: socket.socket, keeper: int) -> None:
+    """Tell the server this body waits for go with nothing left to do before its first
+    line (the scheduler records the run and says go then); exit if that cannot be said."""
+    try:
+        results.send(json.dumps([keeper, _READY, None]).encode())
+    except OSError:
+        os._exit(1)  # never to be told go: nothing of the task has run
+
+
 def _await_go(go_fd: int) -> None:
     """Return once the scheduler says go; exit if it closed the pipe (or died) instead."""
     if not os.read(go_fd, 1):
@@ -675,6 +693,7 @@ def _child(
         if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
             os._exit(1)  # the keeper died before we asked
         loaded = _load(payload, modules, cwd)
+        _say_ready(results, keeper)
         go()
         if isinstance(loaded, str):
             action, message, trace = "fail", loaded, None
@@ -723,6 +742,7 @@ def _exec_child(
             os._exit(1)  # the keeper died before we asked
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(stderr_fd, 2)
+        _say_ready(results, keeper)
         go()
         why = _exec(argv, cwd, environ)
         with contextlib.suppress(OSError):
@@ -836,12 +856,14 @@ class ForkServer:
         loop: asyncio.AbstractEventLoop,
         *,
         started: Callable[[int, int, int | None], None],
+        prepared: Callable[[int], None],
         failed: Callable[[int, str], None],
         exited: Callable[[int, int, tuple[str, str | None] | None], None],
         lost: Callable[[int | None], None],
     ) -> None:
         self.loop = loop
         self._started, self._failed, self._exited, self._lost = started, failed, exited, lost
+        self._prepared = prepared
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         # (message, flag fd to hand over, the run's key): written when the socket takes them
@@ -1049,6 +1071,8 @@ class ForkServer:
                     self._preloaded.set_result(None)
             elif kind == "started":
                 self._started(*message[1:])
+            elif kind == "prepared":
+                self._prepared(*message[1:])
             elif kind == "failed":
                 self._failed(*message[1:])
             elif kind == "exited":

@@ -258,10 +258,11 @@ class Launcher:
         """A prepared run not started after all: its body never runs, nothing is recorded."""
         self._executors[run.task.execution].drop(run)  # type: ignore[attr-defined]
 
-    def _began(self, run: Run) -> None:
-        """A pending run's process exists: its run record, stamped now; its timeout."""
+    def _began(self, run: Run, go: Callable[[], None] | None = None) -> None:
+        """A pending run's process exists: its run record, stamped now; its timeout; then
+        ``go`` (lets its body run), before anything else is done for it."""
         if not run.pending:
-            return
+            return  # recorded already (ended): its body must not go now
         run.pending = False
         self.clock.release()
         # Never before the instant start() chose: after its task's last run ended.
@@ -271,6 +272,8 @@ class Launcher:
         if not run.claimed:  # a claimed run's record was written by its claim
             reason = "manual" if run.manual else None
             self._records.write(run, "run", now, reason=reason, own_change=False)
+        if go is not None:
+            go()  # (first: the body's wait is the run's, the scheduler's work below is not)
         self._on_began(run, now)
 
     def _returned(self, run: Run) -> None:

@@ -5,10 +5,11 @@ a subreaper in a session of its own that forks the body (the function, or an ``e
 of the program) once the scheduler says go, after listing the keeper in its process
 registry (:mod:`conddsl.runtime.leftovers`), and ends whatever the body leaves. The
 keeper is the run's root: the scheduler ends the tree under it, and records the run
-once all of it is gone. The run's ``run`` record is written when the keeper exists and
-the body is told to go, and its timeout counts from then. The child sees the run's
-``TerminationFlag`` through a pipe. The server reports each keeper's end on its
-socket; the scheduler never waits on a dying process.
+once all of it is gone. The run's ``run`` record is written when the body is prepared
+(forked, its function loaded, waiting on one read) and is told to go, and its timeout
+counts from then: nothing but that read lies between the record and its first line.
+The child sees the run's ``TerminationFlag`` through a pipe. The server reports each
+keeper's end on its socket; the scheduler never waits on a dying process.
 
 Without a server (it could not start, or died), and for functions that cannot be
 passed by reference, the run is forked from the scheduler itself (``multiprocessing``
@@ -103,12 +104,10 @@ class _TreeExecutor:
             self._killers[run] = killer
             killer.start()
 
-    def _spawned(
-        self, run: Run, pid: int, start: int | None = None, go: Callable[[], None] | None = None
-    ) -> None:
-        """The run's root process started: remember it, list it in the registry, and
-        let it ``go`` once the registry lists it; the run is recorded (its timeout
-        counts) from the go, when its body may run its first line."""
+    def _spawned(self, run: Run, pid: int, start: int | None = None, *, ready: bool = True) -> None:
+        """The run's root process started: remember it and list it in the registry;
+        if ``ready`` (its body runs already, or never will), record the run now, else
+        :meth:`_go` does once its body is prepared."""
         if start is None:
             info = read_stat(pid)
             start = info.start if info is not None else None
@@ -116,20 +115,15 @@ class _TreeExecutor:
         procs = self.host.procs
         if procs is not None:
             procs.add(run.run_id, run.task.name, *run.root)
-        if go is not None and procs is not None:
-            # After the registry's write, queued for this turn: the loop may be held by
-            # another run in between, which is no part of this one's timeout.
-            self.host.loop.call_soon(self._go, run, go)
-        else:
-            self._go(run, go)
+        if ready:
+            self._go(run, None)
         # Its tree may have to be ended: have a recent reading of /proc to start from.
         keep_view(scanner_for(self.host.loop))
 
     def _go(self, run: Run, go: Callable[[], None] | None) -> None:
-        """Record the run (stamped now) and let its body run (``go``; None: it runs)."""
-        self.host.began(run)
-        if go is not None:
-            go()
+        """Record the run (stamped now) and let its body run (``go``; None: it runs),
+        once it is listed in the registry (:meth:`_spawned`)."""
+        self.host.began(run, go)
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
         """The run's tree is gone: unlist it and record the run."""
@@ -178,6 +172,7 @@ class ProcessExecutor(_TreeExecutor):
         self._server = ForkServer(
             host.loop,
             started=self._on_started,
+            prepared=self._on_prepared,
             failed=self._on_failed,
             exited=self._on_exited,
             lost=self._on_lost,
@@ -313,8 +308,15 @@ class ProcessExecutor(_TreeExecutor):
         if run.flag.is_set():  # terminated before it was forked: end it, it never runs
             self._spawned(run, pid, start)
             self.terminate(run)
-        else:
-            self._spawned(run, pid, start, go=functools.partial(self._server.go, key))
+        else:  # recorded, and let go, once its body is prepared (_on_prepared)
+            self._spawned(run, pid, start, ready=False)
+
+    def _on_prepared(self, key: int) -> None:
+        """Run ``key``'s body waits for go, its function loaded: record the run, go."""
+        run = self._served.get(key)
+        if run is None or run.finished or run.flag.is_set() or served(run).pid is None:
+            return  # ended, or asked to stop meanwhile: its body never goes
+        self._go(run, functools.partial(self._server.go, key))
 
     def _on_failed(self, key: int, text: str) -> None:
         self._server.forget(key)

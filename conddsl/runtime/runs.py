@@ -100,8 +100,9 @@ class Host:
     # ignores its flag): the scheduler lets (virtual) time go on.
     overdue: Callable[[Run], None] = lambda run: None
     # The run's process exists now (executors with ``records_when_started``): its run
-    # record is written, stamped now, and its timeout counts from now.
-    began: Callable[[Run], None] = lambda run: None
+    # record is written, stamped now, and its timeout counts from now; then ``go`` (if
+    # not None: what lets its body run) is called, unless the run was recorded already.
+    began: Callable[[Run, Callable[[], None] | None], None] = lambda run, go: None
     # Called in a thread run's own thread when its function has returned: the time of
     # its end is taken there, not when the loop gets to it.
     returned: Callable[[Run], None] = lambda run: None
