@@ -1064,6 +1064,7 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         b'{"task": "a", "action": "run", "at": 1}',
         b'{"key": "k", "task": "a", "action": "run", "at": 1180591620717411303424}',
         b'{"key": "k", "task": "a", "action": "run", "at": 4611686018427387904}',
+        b"[" * 100_000,  # nested past the recursion limit: was a RecursionError traceback
     ],
 )
 def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: bytes) -> None:
@@ -1077,6 +1078,28 @@ def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: byt
     assert str(journal) in str(info.value)
     assert journal.read_bytes() == good + line + b"\n"
     assert _rows(path) == []  # not even the good line: a journal is replayed whole
+
+
+def test_sqlite_close_saves_its_records_beside_a_journal_line_nested_too_deep(
+    tmp_path: Path,
+) -> None:
+    # Saving rewrites the journal's lines of its own queued records; a line nested past
+    # the recursion limit raised RecursionError out of close(): no HistoryJournaled.
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    try:
+        history.record("a", "run", at=t(0), run_id="1")  # queued: its line is in the journal
+        garbage = b"[" * 100_000 + b"\n"
+        with open(history.journal, "ab") as journal:
+            journal.write(garbage)
+        with pytest.raises(HistoryJournaled):
+            history.close(journal=True)
+    finally:
+        _release(blocker)
+    lines = Path(history.journal).read_bytes().splitlines(keepends=True)
+    assert garbage in lines  # kept byte for byte, reported at the next open
+    assert [json.loads(line)["task"] for line in lines if line != garbage] == ["a"]
 
 
 JOURNAL_WRITER = """

@@ -1048,7 +1048,7 @@ class SQLiteHistory(Retention, History):
                 continue
             try:
                 entries.append(_journal_entry(line))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:  # (nested deep)
                 raise _JournalError(
                     f"history journal {self._journal}, line {number}: not a record ({exc});"
                     " fix it, or move it away to open the history without its records",
@@ -1341,7 +1341,7 @@ def _given_up(data: bytes, keys: set[str]) -> bytes:
     for i, line in enumerate(lines):
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a line of ours: kept as it is
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             continue
