@@ -28,6 +28,7 @@ from conddsl.history import (
     SQLiteHistory,
 )
 from conddsl.history.base import batch_writer
+from conddsl.history.sqlite import _journal_line
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -1078,6 +1079,30 @@ def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: byt
     assert str(journal) in str(info.value)
     assert journal.read_bytes() == good + line + b"\n"
     assert _rows(path) == []  # not even the good line: a journal is replayed whole
+
+
+@pytest.mark.parametrize(
+    "after", [b"", b"\n" + b'{"key": "k2", "task": "c", "action": "run", "at": 3}\n']
+)
+def test_sqlite_journal_line_cut_short_by_a_kill_is_skipped(tmp_path: Path, caplog, after) -> None:
+    # SIGKILL in the middle of an append leaves a line cut short (its record was never
+    # accepted: the append had not returned), and the next append starts a line apart
+    # after it. The journal was refused whole ("not a record"): no restart without a
+    # person, and moving it away lost the records accepted before and after the cut.
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    journal = Path(f"{path}.pending.jsonl")
+    good = b'{"key": "k0", "task": "a", "action": "run", "at": 1}\n'
+    cut = _journal_line("k1", ("b", 0, 2, "r", None, "m" * 50, None), queued=True)[:40]
+    journal.write_bytes(good + cut.encode() + after)
+    with caplog.at_level("WARNING", logger="conddsl.history"):
+        reopened = SQLiteHistory(path)
+    try:
+        assert [r.task for r in reopened.records()] == ["a"] + (["c"] if after else [])
+        assert not journal.exists()
+        assert "cut short" in caplog.text and "line 2" in caplog.text
+    finally:
+        reopened.close()
 
 
 def test_sqlite_close_saves_its_records_beside_a_journal_line_nested_too_deep(

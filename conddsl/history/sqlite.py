@@ -1046,6 +1046,16 @@ class SQLiteHistory(Retention, History):
         for number, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
                 continue
+            if _cut_short(line):
+                # A kill in the middle of an append (that record was never accepted: the
+                # append had not returned); the next append began a line apart.
+                log.warning(
+                    "history journal %s, line %d: cut short (a process killed while writing"
+                    " it); skipped",
+                    self._journal,
+                    number,
+                )
+                continue
             try:
                 entries.append(_journal_entry(line))
             except (ValueError, KeyError, TypeError, RecursionError) as exc:  # (nested deep)
@@ -1312,6 +1322,18 @@ def _journal_line(key: str, row: _Row, *, queued: bool) -> str:
         "traceback": traceback,
     }
     return json.dumps(entry, ensure_ascii=False) + "\n"
+
+
+def _cut_short(line: bytes) -> bool:
+    """Whether ``line`` is the start of a line :func:`_journal_line` wrote, cut short (its
+    object never closed); any other line that is not a record is reported, not skipped."""
+    if not line.startswith(b'{"key": "') or line.rstrip().endswith(b"}"):
+        return False
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return True
+    return False
 
 
 def _journal_entry(line: bytes) -> tuple[str, _Row, bool]:
