@@ -1105,6 +1105,42 @@ def test_sqlite_journal_line_cut_short_by_a_kill_is_skipped(tmp_path: Path, capl
         reopened.close()
 
 
+def test_sqlite_journal_append_that_fails_midway_leaves_no_line_to_replay_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk fills in the middle of appending a batch's lines: the lines already in
+    # the file stayed there with keys the history never kept, while the records stayed
+    # pending and were written again (with new keys, or by the writer): replayed at the
+    # next open, the first lines made each of their records twice.
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    real_write = os.write
+    calls: list[int] = []
+
+    def fills_up(fd: int, data) -> int:
+        calls.append(fd)
+        if len(calls) == 1:  # a part of the batch goes in, then there is no room
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    try:
+        entries = [("a", "run", t(i), str(i), None, None, None) for i in range(6)]
+        monkeypatch.setattr(os, "write", fills_up)
+        with pytest.raises(HistoryError, match="No space left"):
+            history.record_many(entries)
+        monkeypatch.undo()
+    finally:
+        _release(blocker)
+    history.flush()
+    history.close()
+    reopened = SQLiteHistory(path)
+    try:
+        assert [r.run_id for r in reopened.records()] == [str(i) for i in range(6)]
+    finally:
+        reopened.close()
+
+
 def test_sqlite_close_saves_its_records_beside_a_journal_line_nested_too_deep(
     tmp_path: Path,
 ) -> None:

@@ -1445,8 +1445,15 @@ def _append(path: str, data: bytes) -> bool:
         if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
             data = b"\n" + data  # after a line cut short (a kill mid-write): a line apart
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            # Not appended (the disk full midway): the lines that went in would be replayed
+            # beside the records, still pending, written again later under other keys.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, info.st_size)
+            raise
     finally:
         os.close(fd)
     return created
