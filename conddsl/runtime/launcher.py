@@ -207,11 +207,14 @@ class Launcher:
             awaitable = executor.start(run)
         except BaseException as exc:  # the function could not even be called
             # Any BaseException (SystemExit, a task's own): the run's failure, as from its
-            # body; a Ctrl-C is recorded, then let go. Left unfinished, serve() waited forever.
-            self.finish(run, "fail", f"could not start: {exception_text(exc)}")
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            return run, None
+            # body; left unfinished, serve() waited for it forever. A Ctrl-C is recorded
+            # (if nothing was started: a process or thread may be) and let go.
+            if not isinstance(exc, KeyboardInterrupt):
+                self.finish(run, "fail", f"could not start: {exception_text(exc)}")
+                return run, None
+            if run.handle is None and not run.pending:
+                self.finish(run, "fail", f"could not start: {exception_text(exc)}")
+            raise
         run.launched = True
         return run, awaitable
 
