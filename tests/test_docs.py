@@ -233,10 +233,23 @@ def test_console_examples(block: Block, capsys, tmp_path, monkeypatch) -> None:
 # ---------------------------------------------------------------- python
 
 
+# A reader who copies an example gets no warning either (a deprecation is a break to come).
+@pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("block", _blocks("python"), ids=_id)
 def test_python_examples(block: Block) -> None:
     code = compile(block.body, block.where, "exec")
     exec(code, {"__name__": "__docs__"})
+
+
+def test_the_test_client_of_the_asgi_example_imports_without_a_warning() -> None:
+    """docs/embedding.md drives its web app with Starlette's TestClient: the test extra
+    installs the HTTP client it wants (with httpx alone, Starlette warns that it is deprecated)."""
+    # A fresh interpreter: the warning is raised once, when the module is first imported.
+    code = "import starlette.testclient"
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
 
 
 # ---------------------------------------------------------------- toml and cond

@@ -2,7 +2,7 @@
 
 The TestClient runs the app (its lifespan, and so the scheduler, and each request) in
 an event loop of its own thread; the scheduler runs on the real clock, with tasks that
-take milliseconds. Needs the ``asgi`` extra (starlette) and httpx.
+take milliseconds. Needs the ``asgi`` extra (starlette) and httpx2.
 """
 
 from __future__ import annotations
@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("starlette")
-pytest.importorskip("httpx")
-with warnings.catch_warnings():  # Starlette 1.x prefers httpx2 and warns about httpx
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+pytest.importorskip("httpx2")
+from starlette.testclient import TestClient  # noqa: E402
 
 from conddsl.runtime import Scheduler  # noqa: E402
 

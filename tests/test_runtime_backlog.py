@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from runtime_helpers import FOREVER
@@ -197,3 +199,66 @@ def test_a_tree_waiting_for_a_reading_is_stopped_meanwhile(tmp_path, monkeypatch
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(grandchild, signal.SIGKILL)
+
+
+def _collected(loop: weakref.ref[asyncio.AbstractEventLoop]) -> bool:
+    gc.collect()
+    return loop() is None
+
+
+def test_a_loop_that_read_proc_is_not_kept_once_closed(monkeypatch):
+    """The scanner of a loop (kept per loop, for its trees to share readings) does not keep
+    the loop: a process that runs schedulers one after another would keep each of them."""
+    monkeypatch.setattr(processes, "_last", None)
+    loop = asyncio.new_event_loop()
+    try:
+        scanner = processes.scanner_for(loop)
+        table = loop.run_until_complete(scanner.next())  # read in the loop's executor
+        assert isinstance(table, processes.Snapshot)
+        assert processes.scanner_for(loop) is scanner
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop, scanner
+    assert _collected(gone)
+
+
+def test_a_loop_closed_while_a_reading_was_asked_for_is_forgotten(monkeypatch):
+    """A reading asked for and never delivered (the loop closed first) holds the loop by its
+    future: the next loop that asks for a scanner clears it."""
+    monkeypatch.setattr(processes, "_last", None)
+    monkeypatch.setattr(processes, "_indexed_snapshot", lambda: time.sleep(0.2))
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(1)
+    loop.set_default_executor(executor)
+    asking = processes.scanner_for(loop).next()
+    loop.close()  # before the reading came back: its future stays pending
+    executor.shutdown(wait=True)  # the worker's reading no longer refers to the loop
+    assert not asking.done()
+    gone = weakref.ref(loop)
+    del loop, asking
+    other = asyncio.new_event_loop()
+    try:
+        processes.scanner_for(other)
+        assert _collected(gone)
+    finally:
+        other.close()
+
+
+def test_a_late_run_record_does_not_put_off_an_end_check_already_due():
+    """A process run's record comes when its process exists (the check of its task is then
+    computed again, from that instant): a check due before, that the loop was too busy to
+    look at yet, stays. ``scheduler has run over`` has no later change: dropped, its run
+    went on to its timeout (the long load test, three times under a load average of 10)."""
+    app = Scheduler({"timeout": "never"})
+
+    @app.task("false", end_cond="scheduler has run over 1 second")
+    async def job() -> None:
+        pass
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    app.session.started_at = start
+    checks = app._book.checks
+    checks.set("job", start + timedelta(seconds=1))  # its end check, not looked at yet
+    app._evaluator.reschedule(app.tasks["job"], start + timedelta(seconds=3))
+    assert checks.next() == start + timedelta(seconds=1)

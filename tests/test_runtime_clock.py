@@ -6,6 +6,7 @@ import asyncio
 import math
 import selectors
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -131,15 +132,45 @@ def _slack_loop() -> tuple[asyncio.AbstractEventLoop, _SlackSelector]:
 @pytest.mark.parametrize("seconds", [1, 65, 1800])
 def test_real_clock_wakes_early_so_timer_slack_cannot_make_it_late(seconds):
     loop, selector = _slack_loop()
-    clock = RealClock(time_func=lambda: selector.time.now)
+    clock = RealClock(time_func=lambda: selector.time.now, block=_slack_block(selector.time))
     deadline = clock.now() + timedelta(seconds=seconds)
     try:
         loop.run_until_complete(clock.sleep_until(deadline, asyncio.Event()))
     finally:
         loop.close()
     late = selector.time.now - deadline.timestamp()
-    assert 0 <= late <= 0.005
+    assert -1e-6 <= late <= 0.005  # (datetimes hold microseconds)
     assert 1 <= len(selector.timeouts) <= 4  # a few legs, not a busy wait
+
+
+def _slack_block(time: _SlackTime, blocks: list[float] | None = None) -> Callable[[float], None]:
+    """A blocking sleep of the fake time: on time (a nanosecond timer's slack is 50 µs)."""
+
+    def block(seconds: float) -> None:
+        if blocks is not None:
+            blocks.append(seconds)
+        time.now += seconds
+
+    return block
+
+
+@pytest.mark.parametrize("seconds", [0.0304, 1.0004, 65.0004])
+def test_real_clock_sleeps_its_last_millisecond_off_the_loops_rounded_timer(seconds):
+    # The loop's timer rounds up to the millisecond: a deadline between two milliseconds
+    # was met up to 1 ms late. The last leg now ends before it, the rest slept exactly.
+    loop, selector = _slack_loop()
+    blocks: list[float] = []
+    clock = RealClock(
+        time_func=lambda: selector.time.now, block=_slack_block(selector.time, blocks)
+    )
+    deadline = clock.now() + timedelta(seconds=seconds)
+    try:
+        loop.run_until_complete(clock.sleep_until(deadline, asyncio.Event()))
+    finally:
+        loop.close()
+    late = selector.time.now - deadline.timestamp()
+    assert -1e-6 <= late < 1e-5  # (datetimes hold microseconds)
+    assert len(blocks) == 1 and 0 < blocks[0] <= 0.001
 
 
 def test_one_long_wait_on_the_slack_selector_is_a_tenth_of_a_second_late():

@@ -20,13 +20,18 @@ _SLACK_SHARE = 0.001  # of the wait: the kernel's slack for an ordinary process
 _SLACK_MAX = 0.1  # seconds: the slack's ceiling
 _EARLY_MARGIN = 0.001  # seconds more, for the event loop's millisecond rounding
 _ONE_LEG = 0.05  # seconds: a wait this short goes in one leg (its slack is <= 50 µs)
+# The loop's timer rounds a wait up to the millisecond (epoll): a wake-up that has to be
+# on time would be up to 1 ms late. So the loop's last leg ends this much before the
+# deadline, and the rest is slept on a nanosecond timer (time.sleep), holding the loop
+# for at most this long: a thousand starts at one instant begin ~0.5 ms sooner.
+_BLOCKING_REST = 0.001
 
 
 def first_leg(remaining: float) -> float:
     """Seconds to wait now, of ``remaining`` to a deadline, so that the timer's slack
     cannot carry the wake-up past it (the rest is waited for in later, shorter legs)."""
     if remaining <= _ONE_LEG:
-        return remaining
+        return remaining - _BLOCKING_REST
     return remaining - min(remaining * _SLACK_SHARE, _SLACK_MAX) - _EARLY_MARGIN
 
 
@@ -56,11 +61,17 @@ class RealClock:
     and then waiting the rest (see :func:`first_leg`), so deadlines are met to the
     millisecond however far off they are.
 
-    ``time_func`` (seconds since the epoch) is for tests that drive a fake event loop.
+    ``time_func`` (seconds since the epoch) and ``block`` (a blocking sleep of so many
+    seconds, for the last millisecond) are for tests that drive a fake event loop.
     """
 
-    def __init__(self, time_func: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        time_func: Callable[[], float] = time.time,
+        block: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._time = time_func
+        self._block = block
 
     def now(self) -> datetime:
         """The current time in UTC."""
@@ -76,6 +87,9 @@ class RealClock:
             remaining = (deadline - self.now()).total_seconds()
             if remaining <= 0:
                 return
+            if remaining <= _BLOCKING_REST:
+                self._block(remaining)
+                continue
             await _wait(wake, first_leg(remaining))
 
     async def sleep(self, seconds: float) -> None:

@@ -64,6 +64,10 @@ class Deadlines(Generic[K]):
         elif keys is not None and keys == key:
             del self._due[at]
 
+    def at(self, key: K) -> datetime | None:
+        """When ``key`` is due (None: at no time)."""
+        return self._at.get(key)
+
     def discard(self, key: K) -> None:
         """``key`` is due at no time."""
         at = self._at.pop(key, None)

@@ -128,7 +128,15 @@ class Evaluator:
         """When ``task`` is next looked at, from ``now`` (its run's record came late: its
         end condition may read how long it has run)."""
         if task.name in self.book.tasks:
-            self.book.checks.set(task.name, self.next_check(task, now, self.context(task.name)))
+            checks = self.book.checks
+            at = self.next_check(task, now, self.context(task.name))
+            # A check due earlier, not looked at yet (the loop was behind), is kept: an end
+            # condition that became true then and never changes again has no later check,
+            # and its run would be left to its timeout.
+            due = checks.at(task.name)
+            if due is not None and (at is None or due < at):
+                at = due
+            checks.set(task.name, at)
 
     # ---------------------------------------------------------------- evaluation
 
@@ -163,7 +171,7 @@ class Evaluator:
                             self._paused = True
                             pause_collections()
                         launched.append(run)
-                        if due and time.perf_counter() > ends:
+                        if time.perf_counter() > ends and due:
                             sliced = True
                             break
                         continue
@@ -184,8 +192,7 @@ class Evaluator:
                 # records to mark crashed, not bodies that ran unrecorded); the bodies take
                 # their first step at the loop's next turn.
                 records.flush()
-                for run in launched:
-                    self.launcher.go(run)
+                self.launcher.go(launched)
         due.mark_all(deferred)
         if prepared and not sliced:
             self.drop_prepared(now)
@@ -280,17 +287,19 @@ class Evaluator:
     def _launch_prepared(self, task: Task, now: datetime) -> Run | None:
         """Launch ``task``'s prepared run if nothing changed since it was prepared (else it
         is dropped, and the task evaluated as any other); its body is let go by the caller."""
-        run, until = self.prepared[task.name]
+        name, prepared = task.name, self.prepared
+        run, until = prepared[name]
         if run.started > now:
             return None  # looked at before its instant (an event): kept for it
-        del self.prepared[task.name]
-        if self.life.phase is not _MAIN:
+        del prepared[name]
+        life = self.life
+        if life.phase is not _MAIN:
             self.launcher.drop(run)
             return None
-        book, name = self.book, task.name
+        book = self.book
         if (
             run.task is task  # (not removed and added again)
-            and self.life.state is _RUNNING
+            and life.state is _RUNNING
             and (until is None or now < until)
             and not task.disabled
             and name not in self.runs
@@ -300,7 +309,11 @@ class Evaluator:
         ):
             self.launcher.launch(run, now, due=book.due_since.pop(name, now))
             # Running, not multilaunch, no end condition: only its finish looks at it again.
-            book.checks.set(name, book.recheck_soon.pop(name, None))
+            soon = book.recheck_soon.pop(name, None) if book.recheck_soon else None
+            if soon is None:
+                book.checks.discard(name)  # (set(name, None) is this, one call more)
+            else:
+                book.checks.set(name, soon)
             return run
         self.launcher.drop(run)
         return None

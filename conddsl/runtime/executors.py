@@ -115,11 +115,13 @@ class AsyncExecutor(_InProcess):
         gate = run.gate = self.host.loop.create_future()
         self._create(run, gate)
 
-    def go(self, run: Run) -> None:
-        """Let a prepared run's body run (at the loop's next turn)."""
-        assert run.gate is not None
-        if not run.gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
-            run.gate.set_result(True)
+    def go(self, runs: list[Run]) -> None:
+        """Let prepared runs' bodies run (at the loop's next turn)."""
+        for run in runs:
+            gate = run.gate
+            assert gate is not None
+            if not gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
+                gate.set_result(True)
 
     def drop(self, run: Run) -> None:
         """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
@@ -141,7 +143,8 @@ class AsyncExecutor(_InProcess):
             if gate is not None and not await gate:
                 _close(coroutine)  # prepared, never started: no run, no record
                 return
-            self.host.stepped(run)
+            if run.deadline is not None:  # (only a run with a timeout can overrun it)
+                self.host.stepped(run)
             await coroutine
         except asyncio.CancelledError:
             if run.gate is not None and not run.launched:  # prepared, then cancelled: no run

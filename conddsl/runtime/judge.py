@@ -51,6 +51,26 @@ class Judge:
             self._changes.clear()
         return self.alike(cond)
 
+    def _answer(
+        self,
+        kept: dict[int, tuple[ConditionLike, Any]],
+        ask: Callable[..., Any],
+        cond: ConditionLike,
+        where: str,
+        now: datetime,
+        context: dict[str, Any],
+    ) -> Any:
+        """``ask(cond, where, now, **context)``, kept in ``kept`` for the other tasks at
+        ``now`` when ``cond`` answers the same for every task."""
+        if not self._shared_answers(cond, now):
+            return ask(cond, where, now, **context)
+        found = kept.get(id(cond))
+        if found is not None and found[0] is cond:
+            return found[1]
+        answer = ask(cond, where, now, **context)
+        kept[id(cond)] = (cond, answer)
+        return answer
+
     @staticmethod
     def alike(cond: ConditionLike) -> bool:
         """Whether ``cond`` answers the same for every task: it reads neither records nor
@@ -76,14 +96,7 @@ class Judge:
     ) -> bool:
         """Whether ``cond`` holds at ``now``; ``on_error`` when it fails and is silenced."""
         try:
-            if not self._shared_answers(cond, now):
-                return is_true(cond, where, now, **context)
-            found = self._values.get(id(cond))
-            if found is not None and found[0] is cond:
-                return found[1]
-            value = is_true(cond, where, now, **context)
-            self._values[id(cond)] = (cond, value)
-            return value
+            return self._answer(self._values, is_true, cond, where, now, context)
         except ConditionFailed as exc:
             if self.shared is not None and is_outage(exc):
                 self.shared.outage(exc)
@@ -99,14 +112,7 @@ class Judge:
     ) -> datetime | None:
         """When ``cond`` may next change after ``now`` (None: never, or it failed)."""
         try:
-            if not self._shared_answers(cond, now):
-                return next_change(cond, where, now, **context)
-            found = self._changes.get(id(cond))
-            if found is not None and found[0] is cond:
-                return found[1]
-            change = next_change(cond, where, now, **context)
-            self._changes[id(cond)] = (cond, change)
-            return change
+            return self._answer(self._changes, next_change, cond, where, now, context)
         except ConditionFailed as exc:
             if self.shared is not None and is_outage(exc):
                 self.shared.outage(exc)

@@ -247,22 +247,22 @@ class Launcher:
             now = ended + _TICK  # after its task's last run ended (see start)
         run.started = now
         run.due = due
-        self._timeouts.arm(run, now)
+        if task.timeout is not None:  # (a call saved per start of a burst without one)
+            self._timeouts.arm(run, now)
         self._runs.add(run)
-        self._records.stamp(run, "run", now, None, None)
+        self._records.unwritten.append((run, "run", now, None, None))  # (stamp(), inline)
         if run.uncalled is not None:  # its function raised when called ahead: a failed run
             self.finish(run, "fail", run.uncalled)
             return
         run.launched = True
 
-    def go(self, run: Run) -> None:
-        """Let a launched run's body go (at the loop's next turn), its ``run`` record written:
-        a scheduler killed in between leaves a record the next one marks crashed, never a
-        body that ran unrecorded."""
-        if run.uncalled is not None:
-            return  # no body: recorded failed at its launch
-        assert isinstance(run.handle, asyncio.Task)
-        self._executors[run.task.execution].go(run)  # type: ignore[attr-defined]
+    def go(self, runs: list[Run]) -> None:
+        """Let launched runs' bodies go (at the loop's next turn), their ``run`` records
+        written: a scheduler killed in between leaves records the next one marks crashed,
+        never a body that ran unrecorded."""
+        executor = self._executors["async"]  # (only async runs are prepared)
+        assert isinstance(executor, AsyncExecutor)
+        executor.go([run for run in runs if run.uncalled is None])  # (the rest: no body)
 
     def drop(self, run: Run) -> None:
         """A prepared run not started after all: its body never runs, nothing is recorded."""

@@ -264,9 +264,19 @@ class Scanner:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weakly: the scanners are kept by their loop (_scanners), and a scanner that held
+        # its loop would keep it, and all it refers to, for as long as the process lives.
+        self._loop = weakref.ref(loop)
         self._waiting: list[tuple[float, asyncio.Future[Snapshot]]] = []
         self._busy = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the readings are for (RuntimeError once it is gone)."""
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the scanner's event loop is gone")
+        return loop
 
     def read(self, since: float) -> asyncio.Future[Snapshot]:
         """A future of a reading begun at or after ``since`` (monotonic)."""
@@ -356,6 +366,10 @@ _scanners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scanner] = (
 
 def scanner_for(loop: asyncio.AbstractEventLoop) -> Scanner:
     """The loop's scanner (one per loop, so its trees share their readings)."""
+    # A loop closed while a reading was asked for is still held by that request's future
+    # (the scanner's, so the weak key never dies): forget such loops now.
+    for closed in [other for other in _scanners if other.is_closed()]:
+        del _scanners[closed]
     found = _scanners.get(loop)
     if found is None:
         found = _scanners[loop] = Scanner(loop)

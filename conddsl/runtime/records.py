@@ -179,11 +179,14 @@ class RecordWriter:
         except Exception:  # refused before any was written: each gets its own answer
             return False
         wake, listeners = self._wake, self._listeners
+        if stored is None or not listeners:  # (the usual case: no Recorded to make)
+            for run, action, _, _, _ in records:
+                wake(run.task.name, action != "run")
+            return True
         for i, (run, action, _, _, _) in enumerate(records):
             wake(run.task.name, action != "run")  # a start: looked at when it ends
-            if stored is not None and listeners:
-                started = None if action == "run" else run.started
-                self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
+            started = None if action == "run" else run.started
+            self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
         return True
 
     async def mark_crashed(self, now: datetime) -> None:

@@ -105,7 +105,7 @@ class Host:
     # Called in a thread run's own thread when its function has returned: the time of
     # its end is taken there, not when the loop gets to it.
     returned: Callable[[Run], None] = lambda run: None
-    # Called when an async run's coroutine runs its first line.
+    # Called when an async run with a timeout runs its first line.
     stepped: Callable[[Run], None] = lambda run: None
     # Where process and command runs' output lines go, ``(task, stream, line)``
     # (:mod:`conddsl.runtime.output`); None: the children write where the scheduler does.

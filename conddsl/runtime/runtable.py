@@ -19,6 +19,7 @@ log = logging.getLogger("conddsl.runtime")
 # How many runs of a multilaunch task may be asked to stop and still be alive before it is
 # not started any more: threads that ignore their flag do not pile up without bound.
 MAX_DYING = 8
+_PROCESS_EXECUTIONS = ("process", "command")  # (see Task.uses_process)
 
 
 class RunTable:
@@ -36,11 +37,16 @@ class RunTable:
     def add(self, run: Run) -> None:
         """``run`` is alive."""
         task = run.task
-        self._runs.setdefault(task.name, {})[run.run_id] = run
+        runs = self._runs.get(task.name)
+        if runs is None:  # (not setdefault: it would make a dict per call)
+            runs = self._runs[task.name] = {}
+        runs[run.run_id] = run
         self.active += 1
-        if task.uses_process:
+        # (Task.uses_process and Task.permanent read without their property calls: a
+        # burst of a thousand starts adds a thousand runs.)
+        if task.execution in _PROCESS_EXECUTIONS:
             self.processes += 1
-        if task.permanent:
+        if task.role == "permanent":
             self.permanent += 1
 
     def remove(self, run: Run) -> list[str]:
