@@ -28,6 +28,7 @@ from conddsl.history import (
     SQLiteHistory,
 )
 from conddsl.history.base import batch_writer, new_record
+from conddsl.history.sqlite import _journal_line
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -1065,6 +1066,7 @@ def test_sqlite_journal_that_cannot_be_written_keeps_the_history_open(
         b'{"task": "a", "action": "run", "at": 1}',
         b'{"key": "k", "task": "a", "action": "run", "at": 1180591620717411303424}',
         b'{"key": "k", "task": "a", "action": "run", "at": 4611686018427387904}',
+        b"[" * 100_000,  # nested past the recursion limit: was a RecursionError traceback
     ],
 )
 def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: bytes) -> None:
@@ -1078,6 +1080,88 @@ def test_sqlite_broken_journal_is_reported_not_dropped(tmp_path: Path, line: byt
     assert str(journal) in str(info.value)
     assert journal.read_bytes() == good + line + b"\n"
     assert _rows(path) == []  # not even the good line: a journal is replayed whole
+
+
+@pytest.mark.parametrize(
+    "after", [b"", b"\n" + b'{"key": "k2", "task": "c", "action": "run", "at": 3}\n']
+)
+def test_sqlite_journal_line_cut_short_by_a_kill_is_skipped(tmp_path: Path, caplog, after) -> None:
+    # SIGKILL in the middle of an append leaves a line cut short (its record was never
+    # accepted: the append had not returned), and the next append starts a line apart
+    # after it. The journal was refused whole ("not a record"): no restart without a
+    # person, and moving it away lost the records accepted before and after the cut.
+    path = tmp_path / "h.sqlite3"
+    SQLiteHistory(path).close()
+    journal = Path(f"{path}.pending.jsonl")
+    good = b'{"key": "k0", "task": "a", "action": "run", "at": 1}\n'
+    cut = _journal_line("k1", ("b", 0, 2, "r", None, "m" * 50, None), queued=True)[:40]
+    journal.write_bytes(good + cut.encode() + after)
+    with caplog.at_level("WARNING", logger="conddsl.history"):
+        reopened = SQLiteHistory(path)
+    try:
+        assert [r.task for r in reopened.records()] == ["a"] + (["c"] if after else [])
+        assert not journal.exists()
+        assert "cut short" in caplog.text and "line 2" in caplog.text
+    finally:
+        reopened.close()
+
+
+def test_sqlite_journal_append_that_fails_midway_leaves_no_line_to_replay_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk fills in the middle of appending a batch's lines: the lines already in
+    # the file stayed there with keys the history never kept, while the records stayed
+    # pending and were written again (with new keys, or by the writer): replayed at the
+    # next open, the first lines made each of their records twice.
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    real_write = os.write
+    calls: list[int] = []
+
+    def fills_up(fd: int, data) -> int:
+        calls.append(fd)
+        if len(calls) == 1:  # a part of the batch goes in, then there is no room
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    try:
+        entries = [("a", "run", t(i), str(i), None, None, None) for i in range(6)]
+        monkeypatch.setattr(os, "write", fills_up)
+        with pytest.raises(HistoryError, match="No space left"):
+            history.record_many(entries)
+        monkeypatch.undo()
+    finally:
+        _release(blocker)
+    history.flush()
+    history.close()
+    reopened = SQLiteHistory(path)
+    try:
+        assert [r.run_id for r in reopened.records()] == [str(i) for i in range(6)]
+    finally:
+        reopened.close()
+
+
+def test_sqlite_close_saves_its_records_beside_a_journal_line_nested_too_deep(
+    tmp_path: Path,
+) -> None:
+    # Saving rewrites the journal's lines of its own queued records; a line nested past
+    # the recursion limit raised RecursionError out of close(): no HistoryJournaled.
+    path = tmp_path / "h.sqlite3"
+    history = SQLiteHistory(path, timeout=0.05)
+    blocker = _locked(path)
+    try:
+        history.record("a", "run", at=t(0), run_id="1")  # queued: its line is in the journal
+        garbage = b"[" * 100_000 + b"\n"
+        with open(history.journal, "ab") as journal:
+            journal.write(garbage)
+        with pytest.raises(HistoryJournaled):
+            history.close(journal=True)
+    finally:
+        _release(blocker)
+    lines = Path(history.journal).read_bytes().splitlines(keepends=True)
+    assert garbage in lines  # kept byte for byte, reported at the next open
+    assert [json.loads(line)["task"] for line in lines if line != garbage] == ["a"]
 
 
 JOURNAL_WRITER = """

@@ -157,6 +157,33 @@ def test_a_node_that_lost_its_lease_ends_its_runs_and_records_nothing_for_them(
     assert datetime.now(timezone.utc) > rows[0].at
 
 
+@pytest.mark.parametrize("planted", ["[" * 100_000, '{"job": ' * 100_000, "not json"])
+def test_a_nodes_unreadable_task_digests_are_none_not_a_crash(postgres_dsn: str, planted) -> None:
+    # Anybody who may write the nodes' table may put anything in a live node's digests:
+    # nested deeply enough, reading them raised RecursionError (not a ValueError) out of
+    # publish_tasks, and a node starting beside it died with a traceback.
+    import psycopg
+
+    from conddsl.runtime.claims import announce_tasks
+
+    other = PostgresHistory(postgres_dsn, node="other")
+    here = PostgresHistory(postgres_dsn, node="here")
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE conddsl_nodes SET tasks_fingerprint = 'theirs', tasks_digests = %s"
+                " WHERE node = 'other'",
+                (planted,),
+            )
+        app = Scheduler()
+        app.task("daily", name="job", execution="thread")(lambda: None)
+        (warning,) = announce_tasks(here, app.tasks.values())
+        assert "live node other serves tasks theirs (only here: 'job')" in warning
+    finally:
+        here.close()
+        other.close()
+
+
 def test_a_node_serving_other_task_definitions_is_pointed_out(postgres_dsn: str, caplog) -> None:
     """Nodes claim a task by their own definition of it: a node that starts beside a live
     node serving other definitions says which tasks differ, and ``status`` shows it."""

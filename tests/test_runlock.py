@@ -69,3 +69,30 @@ def test_a_lock_released_between_open_and_flock_is_not_taken_beside_a_new_one(
         second.acquire()
     assert raced
     third.release()
+
+
+def test_a_held_lock_whose_text_is_nested_too_deep_says_the_history_is_in_use(tmp_path):
+    # A lock file held by another process with JSON nested past the recursion limit:
+    # reading who holds it raised RecursionError, a traceback instead of HistoryInUse.
+    path = tmp_path / "h.sqlite3.run.lock"
+    path.write_bytes(b"[" * 4096)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(HistoryInUse, match="a process starting right now"):
+            RunLock(tmp_path / "h.sqlite3").acquire()
+    finally:
+        os.close(fd)
+
+
+def test_who_serves_a_history_is_told_although_its_lock_text_is_nested_too_deep(tmp_path):
+    from conddsl.ops.requests import served_by
+
+    path = tmp_path / "h.sqlite3.run.lock"
+    path.write_bytes(b"[" * 4096)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert served_by(tmp_path / "h.sqlite3") == "a `conddsl run` starting now"
+    finally:
+        os.close(fd)

@@ -460,6 +460,29 @@ def test_the_run_records_of_a_burst_are_written_in_one_call_where_the_store_can(
         assert sorted(history.seen) == sorted(heard)  # each through its own record()
 
 
+def test_a_record_patched_on_the_store_itself_sees_the_run_records_of_a_burst():
+    # A record() replaced on the instance (a wrapper, a spy, mock.patch.object): the
+    # batch looked at the class alone and wrote the burst's run records past it.
+    history = MemoryHistory()
+    seen: list[tuple[str, str]] = []
+    own = history.record
+
+    def spy(task, action, **fields):
+        seen.append((task, action))
+        return own(task, action, **fields)
+
+    history.record = spy  # type: ignore[method-assign]
+    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    for number in range(5):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    play(app)
+    assert sorted(seen) == sorted(
+        (f"t{number}", action) for number in range(5) for action in ("run", "terminate")
+    )
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_collections_are_paused_for_a_burst_of_starts_and_then_as_before(enabled):
     app = virtual(start="06:59", shut_cond="time of day after 07:30")

@@ -248,8 +248,11 @@ def batch_writer(history: object) -> Callable[[list[Entry]], list[Record]] | Non
     entries kept pending, or raises another error having written none of them. It is
     used only where the class that defines it is (or derives from) the one that
     defines ``record``: a subclass that overrides ``record`` alone, or a wrapper that
-    forwards unknown names, is written to one record at a time, through its ``record``.
+    forwards unknown names, is written to one record at a time, through its ``record``;
+    so is a store whose ``record`` was replaced on the store itself (a spy, a wrapper).
     """
+    if "record" in getattr(history, "__dict__", ()):
+        return None
     mro = type(history).__mro__
     batching = next((cls for cls in mro if "record_many" in cls.__dict__), None)
     recording = next((cls for cls in mro if "record" in cls.__dict__), None)

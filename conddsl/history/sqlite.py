@@ -1046,9 +1046,19 @@ class SQLiteHistory(Retention, History):
         for number, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
                 continue
+            if _cut_short(line):
+                # A kill in the middle of an append (that record was never accepted: the
+                # append had not returned); the next append began a line apart.
+                log.warning(
+                    "history journal %s, line %d: cut short (a process killed while writing"
+                    " it); skipped",
+                    self._journal,
+                    number,
+                )
+                continue
             try:
                 entries.append(_journal_entry(line))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:  # (nested deep)
                 raise _JournalError(
                     f"history journal {self._journal}, line {number}: not a record ({exc});"
                     " fix it, or move it away to open the history without its records",
@@ -1314,6 +1324,18 @@ def _journal_line(key: str, row: _Row, *, queued: bool) -> str:
     return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
+def _cut_short(line: bytes) -> bool:
+    """Whether ``line`` is the start of a line :func:`_journal_line` wrote, cut short (its
+    object never closed); any other line that is not a record is reported, not skipped."""
+    if not line.startswith(b'{"key": "') or line.rstrip().endswith(b"}"):
+        return False
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
 def _journal_entry(line: bytes) -> tuple[str, _Row, bool]:
     item = json.loads(line)
     key, task, action, at = item["key"], item["task"], item["action"], item["at"]
@@ -1341,7 +1363,7 @@ def _given_up(data: bytes, keys: set[str]) -> bytes:
     for i, line in enumerate(lines):
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a line of ours: kept as it is
             continue
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             continue
@@ -1423,8 +1445,15 @@ def _append(path: str, data: bytes) -> bool:
         if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
             data = b"\n" + data  # after a line cut short (a kill mid-write): a line apart
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            # Not appended (the disk full midway): the lines that went in would be replayed
+            # beside the records, still pending, written again later under other keys.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, info.st_size)
+            raise
     finally:
         os.close(fd)
     return created

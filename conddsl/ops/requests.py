@@ -206,7 +206,7 @@ def served_by(history_path: Path) -> str | None:
             try:
                 info = json.loads(text)
                 return f"pid {int(info['pid'])} on {info['host']}, since {info['since']}"
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 return "a `conddsl run` starting now"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None

@@ -22,7 +22,7 @@ from conddsl.runtime.clock import Clock
 from conddsl.runtime.deadlines import Timeouts
 from conddsl.runtime.executors import AsyncExecutor, MainExecutor, ThreadExecutor
 from conddsl.runtime.records import RecordWriter
-from conddsl.runtime.runs import Executor, Host, Run, new_run_id
+from conddsl.runtime.runs import Executor, Host, Run, exception_text, new_run_id
 from conddsl.runtime.runtable import RunTable
 from conddsl.runtime.tasks import Task
 
@@ -205,9 +205,16 @@ class Launcher:
             return run, None
         try:
             awaitable = executor.start(run)
-        except Exception as exc:  # the function could not even be called
-            self.finish(run, "fail", f"could not start: {exc}")
-            return run, None
+        except BaseException as exc:  # the function could not even be called
+            # Any BaseException (SystemExit, a task's own): the run's failure, as from its
+            # body; left unfinished, serve() waited for it forever. A Ctrl-C is recorded
+            # (if nothing was started: a process or thread may be) and let go.
+            if not isinstance(exc, KeyboardInterrupt):
+                self.finish(run, "fail", f"could not start: {exception_text(exc)}")
+                return run, None
+            if run.handle is None and not run.pending:
+                self.finish(run, "fail", f"could not start: {exception_text(exc)}")
+            raise
         run.launched = True
         return run, awaitable
 
@@ -223,8 +230,11 @@ class Launcher:
         run = Run(task, new_run_id(), at, flag=executor.new_flag())
         try:
             executor.prepare(run)
-        except Exception as exc:  # the function cannot be called: launch() records why
-            run.uncalled = f"could not start: {exc}"  # (not called again at the instant)
+        except KeyboardInterrupt:  # nothing recorded yet: the scheduler stops on it
+            raise
+        except BaseException as exc:  # the function cannot be called: launch() records why
+            # (not called again at the instant; a SystemExit here once ended the program)
+            run.uncalled = f"could not start: {exception_text(exc)}"
         return run
 
     def launch(self, run: Run, now: datetime, *, due: datetime | None = None) -> None:

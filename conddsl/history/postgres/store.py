@@ -917,7 +917,7 @@ def _digests(raw: str | None) -> dict[str, str]:
     """A node's task digests as it wrote them (anything unreadable: none)."""
     try:
         found = json.loads(raw or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # (anybody may write the row: nested deep too)
         return {}
     if not isinstance(found, dict):
         return {}
