@@ -9,6 +9,7 @@ the cycle counter.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 from conddsl.runtime.conditions import Reads
@@ -73,8 +74,12 @@ class Due:
 
     def __init__(self) -> None:
         self._shut = False
-        self._urgent: dict[str, None] = {}  # ordered sets
-        self._dirty: dict[str, None] = {}
+        # Ordered sets. An OrderedDict, not a dict: taking a dict's first key after
+        # deleting the k before it scans those k holes, so popping n keys cost n**2/2
+        # steps (1.7 us a pop at 10,000 keys due, 0.38 at 1,000); popitem(last=False)
+        # is O(1).
+        self._urgent: OrderedDict[str, None] = OrderedDict()
+        self._dirty: OrderedDict[str, None] = OrderedDict()
 
     def mark(self, key: Key) -> None:
         """Look at ``key`` again."""
@@ -107,19 +112,20 @@ class Due:
         if self._shut:
             self._shut = False
             return SHUT
+        # An ordered set emptied by deletions keeps its table (~200 KiB once 10,000 tasks
+        # were due at the start): a fresh one lets it go (issue 21).
+        dirty = self._dirty
         if self._urgent:
-            key = next(iter(self._urgent))
-            del self._urgent[key]
-            self._dirty.pop(key, None)
+            key = self._urgent.popitem(last=False)[0]
+            if not self._urgent:
+                self._urgent = OrderedDict()
+            if key not in dirty:
+                return key
+            del dirty[key]
         else:
-            key = next(iter(self._dirty))
-            del self._dirty[key]
-        # A dict emptied by deletions keeps its table (~200 KiB once 10,000 tasks were
-        # due at the start): a fresh one lets it go (issue 21).
-        if not self._dirty:
-            self._dirty = {}
-        if not self._urgent:
-            self._urgent = {}
+            key = dirty.popitem(last=False)[0]
+        if not dirty:
+            self._dirty = OrderedDict()
         return key
 
     def __bool__(self) -> bool:
