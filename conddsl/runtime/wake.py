@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from conddsl.runtime.conditions import Reads
 
@@ -60,10 +60,11 @@ class WakeIndex:
         if found.cycles:
             self.cycles.discard(key)
 
-    def readers(self, name: str) -> Iterator[Key]:
-        """The keys whose conditions read task ``name``'s records."""
-        yield from self._readers.get(name, ())
-        yield from self._read_all
+    def reader_sets(self, name: str) -> tuple[Iterable[Key], Iterable[Key]]:
+        """The keys whose conditions read task ``name``'s records, as two sets that may
+        share keys (not a generator: a burst's thousand records each ask, most of them
+        read by nobody)."""
+        return self._readers.get(name, ()), self._read_all
 
 
 class Due:
