@@ -109,13 +109,15 @@ class Evaluator:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
             self.launcher.terminate(run, "timeout", text)
         book, due = self.book, self.book.due
+        since, alive, marked = book.due_since, self.runs.alive(), []
         for key, at in book.checks.pop_due(now):
             if isinstance(key, str):
-                book.due_since.setdefault(key, at)
-                if key in self.runs:  # its end condition may hold: ahead of any backlog
+                since.setdefault(key, at)
+                if key in alive:  # its end condition may hold: ahead of any backlog
                     due.mark_urgent(key)
                     continue
-            due.mark(key)
+            marked.append(key)
+        due.mark_all(marked)  # (in one call: a burst's thousand keys come due at once)
         if new_cycle:
             due.mark_all(book.wake_index.cycles)
 

@@ -91,8 +91,12 @@ class Due:
 
     def mark_all(self, keys: Iterable[Key]) -> None:
         """Look at each of ``keys`` again, in this order."""
+        dirty = self._dirty  # (mark()'s work inline: a burst marks a thousand keys)
         for key in keys:
-            self.mark(key)
+            if key is SHUT:
+                self._shut = True
+            else:
+                dirty[key] = None  # type: ignore[index]
 
     def mark_urgent(self, name: str) -> None:
         """Look at task ``name`` before the other tasks."""
