@@ -86,6 +86,9 @@ class Evaluator:
         #: Runs prepared to start at an instant (see :meth:`prepare`), by task, with the
         #: instant their start condition stops holding (None: never).
         self.prepared: dict[str, tuple[Run, datetime | None]] = {}
+        # The tasks with a live run, a live view (``in`` without RunTable.__contains__'s
+        # call: a burst asks it once a key when due and once a prepared start).
+        self._alive = runs.alive()
         self._prepared_for: datetime | None = None
         # Automatic garbage collections are paused from the first prepared launch of an
         # instant until its last body took its first step (see frozen_heap).
@@ -109,7 +112,7 @@ class Evaluator:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
             self.launcher.terminate(run, "timeout", text)
         book, due = self.book, self.book.due
-        since, alive, marked = book.due_since, self.runs.alive(), []
+        since, alive, marked = book.due_since, self._alive, []
         for key, at in book.checks.pop_due(now):
             if isinstance(key, str):
                 since.setdefault(key, at)
@@ -304,7 +307,7 @@ class Evaluator:
             and life.state is _RUNNING
             and (until is None or now < until)
             and not task.disabled
-            and name not in self.runs
+            and name not in self._alive
             and name not in book.manual
             and name not in book.retry_hint
             and self.shared is None

@@ -71,7 +71,8 @@ class RunTable:
         return list(self._runs.get(name, {}).values())
 
     def alive(self) -> KeysView[str]:
-        """The names of the tasks with a live run (a live view: ``in`` without a call)."""
+        """The names of the tasks with a live run: a live view, valid as long as the table
+        (``in`` without a call)."""
         return self._runs.keys()
 
     def __contains__(self, name: object) -> bool:
