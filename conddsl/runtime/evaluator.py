@@ -163,8 +163,7 @@ class Evaluator:
         if self._paused and not prepared:  # every body of the burst took its first step
             self._resume()
         try:
-            while due:
-                key = due.pop()
+            while (key := due.take()) is not None:
                 if key in seen:
                     deferred[key] = None
                     continue
@@ -188,7 +187,7 @@ class Evaluator:
                     await self.evaluate(tasks[key], now)
                 if records.unwritten:
                     records.flush()
-                if due and time.perf_counter() > ends:
+                if time.perf_counter() > ends and due:
                     sliced = True
                     break
         finally:

@@ -114,6 +114,14 @@ class Due:
 
     def pop(self) -> Key:
         """The next key to look at (the set is not empty)."""
+        key = self.take()
+        if key is None:
+            raise KeyError("no key is due")
+        return key
+
+    def take(self) -> Key | None:
+        """The next key to look at, or None if there is none (:meth:`pop` without asking
+        ``bool()`` first: a Python call less a key of a burst)."""
         if self._shut:
             self._shut = False
             return SHUT
@@ -127,8 +135,10 @@ class Due:
             if key not in dirty:
                 return key
             del dirty[key]
-        else:
+        elif dirty:
             key = dirty.popitem(last=False)[0]
+        else:
+            return None
         if not dirty:
             self._dirty = OrderedDict()
         return key
