@@ -103,3 +103,17 @@ def test_the_keys_due_leave_no_memory_behind_once_looked_at():
     finally:
         tracemalloc.stop()
     assert kept < 4096, kept  # (the tables of 5,000 keys: ~150 KiB)
+
+
+def test_due_keys_come_shut_first_then_urgent_then_in_marked_order_each_once():
+    due = TaskBook().due
+    due.mark_all(["a", "b", "c", "d"])
+    due.mark_urgent("c")
+    due.mark(SHUT)
+    due.mark("a")  # (marked again: keeps its place)
+    assert [due.take() for _ in range(5)] == [SHUT, "c", "a", "b", "d"]
+    assert due.take() is None and not due
+    with pytest.raises(KeyError):
+        due.pop()
+    due.mark_urgent("e")
+    assert due.pop() == "e" and not due

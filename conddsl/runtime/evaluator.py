@@ -86,6 +86,9 @@ class Evaluator:
         #: Runs prepared to start at an instant (see :meth:`prepare`), by task, with the
         #: instant their start condition stops holding (None: never).
         self.prepared: dict[str, tuple[Run, datetime | None]] = {}
+        # The tasks with a live run, a live view (``in`` without RunTable.__contains__'s
+        # call: a burst asks it once a key when due and once a prepared start).
+        self._alive = runs.alive()
         self._prepared_for: datetime | None = None
         # Automatic garbage collections are paused from the first prepared launch of an
         # instant until its last body took its first step (see frozen_heap).
@@ -109,13 +112,15 @@ class Evaluator:
                 text = texts[run.task] = f"ran longer than its timeout {run.task.timeout}"
             self.launcher.terminate(run, "timeout", text)
         book, due = self.book, self.book.due
+        since, alive, marked = book.due_since, self._alive, []
         for key, at in book.checks.pop_due(now):
             if isinstance(key, str):
-                book.due_since.setdefault(key, at)
-                if key in self.runs:  # its end condition may hold: ahead of any backlog
+                since.setdefault(key, at)
+                if key in alive:  # its end condition may hold: ahead of any backlog
                     due.mark_urgent(key)
                     continue
-            due.mark(key)
+            marked.append(key)
+        due.mark_all(marked)  # (in one call: a burst's thousand keys come due at once)
         if new_cycle:
             due.mark_all(book.wake_index.cycles)
 
@@ -158,8 +163,7 @@ class Evaluator:
         if self._paused and not prepared:  # every body of the burst took its first step
             self._resume()
         try:
-            while due:
-                key = due.pop()
+            while (key := due.take()) is not None:
                 if key in seen:
                     deferred[key] = None
                     continue
@@ -183,7 +187,7 @@ class Evaluator:
                     await self.evaluate(tasks[key], now)
                 if records.unwritten:
                     records.flush()
-                if due and time.perf_counter() > ends:
+                if time.perf_counter() > ends and due:
                     sliced = True
                     break
         finally:
@@ -302,7 +306,7 @@ class Evaluator:
             and life.state is _RUNNING
             and (until is None or now < until)
             and not task.disabled
-            and name not in self.runs
+            and name not in self._alive
             and name not in book.manual
             and name not in book.retry_hint
             and self.shared is None

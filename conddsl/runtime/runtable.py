@@ -8,7 +8,7 @@ run ended, and says when a multilaunch task has too many runs dying to start ano
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, KeysView
 from datetime import datetime
 
 from conddsl.runtime.runs import Run
@@ -69,6 +69,11 @@ class RunTable:
     def of(self, name: str) -> list[Run]:
         """The live runs of task ``name``."""
         return list(self._runs.get(name, {}).values())
+
+    def alive(self) -> KeysView[str]:
+        """The names of the tasks with a live run: a live view, valid as long as the table
+        (``in`` without a call)."""
+        return self._runs.keys()
 
     def __contains__(self, name: object) -> bool:
         """Whether task ``name`` has a live run."""

@@ -131,9 +131,13 @@ class TaskBook:
     def woken(self, name: str, own_change: bool) -> None:
         """A record of task ``name`` was written: whose conditions may read it. The task
         itself after its own start is looked at again at its next change instead."""
-        for key in self.wake_index.readers(name):
-            if own_change or key != name:
-                self.due.mark(key)
+        readers, read_all = self.wake_index.reader_sets(name)
+        if readers or read_all:
+            mark = self.due.mark
+            for keys in (readers, read_all):
+                for key in keys:
+                    if own_change or key != name:
+                        mark(key)
         if own_change:
             self.due.mark(name)  # "not running" may have changed
 
