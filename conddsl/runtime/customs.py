@@ -113,6 +113,9 @@ class SchedulerConditions:
         self.timezone = timezone
         self.registry = registry
         self.rules = rules
+        # Texts that name conditions, parsed once each (many tasks often share one); the
+        # others are found in the compile cache.
+        self._named: dict[str, ast.Node] = {}
 
     def compile(self, value: object) -> object:
         """Text compiled here; a Condition with names compiled again here; others as they are."""
@@ -122,12 +125,15 @@ class SchedulerConditions:
             found = text_cache.get(value, zone) if cacheable else None
             if found is not None:
                 return found  # compiled before: it names no condition
-            # Parsed once, outside parse's cache: the condition keeps what it needs.
-            node = parse_fresh(value)
-            if not _references(node):
-                if cacheable:
-                    return text_cache.compile(value, zone, node)
-                return Condition(node, timezone=zone, text=value)
+            node = self._named.get(value)
+            if node is None:
+                # Parsed once, outside parse's cache: the condition keeps what it needs.
+                node = parse_fresh(value)
+                if not _references(node):
+                    if cacheable:
+                        return text_cache.compile(value, zone, node)
+                    return Condition(node, timezone=zone, text=value)
+                self._named[value] = node
             chain = RegistryChain((self.registry, default_registry))
             return self._build(node, self.timezone, dict(self.rules), chain, value)
         if isinstance(value, Condition) and _references(value.ast):
