@@ -478,6 +478,9 @@ class _Server:
         now = time.monotonic()
         if now < self.look_at:
             return
+        if not self.held and not self._strangers():
+            self.sweep = False  # only keepers are ours: nothing outlived the SIGKILL
+            return
         table = Snapshot()
         stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
         left = new = False
@@ -513,6 +516,17 @@ class _Server:
         self.sweep = False
         for report, _, _ in held:
             _send(self.sock, report)
+
+    def _strangers(self) -> bool:
+        """Whether a child of ours is not a keeper, by one small read (what outlived a
+        keeper is our child once its parents are gone); True when that cannot be read."""
+        me = os.getpid()
+        try:
+            with open(f"/proc/{me}/task/{me}/children", "rb") as file:
+                pids = file.read().split()
+        except OSError:
+            return True  # (no such file without CONFIG_PROC_CHILDREN): read all of /proc
+        return any(int(pid) not in self.children for pid in pids)
 
     def kill_orphans(self) -> None:
         """SIGKILL every process of ours that no live keeper holds (the scheduler is gone:
