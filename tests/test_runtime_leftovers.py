@@ -356,3 +356,50 @@ def test_a_process_task_gets_sigterm_when_its_scheduler_dies(tmp_path):
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert gone(pid)
+
+
+def test_a_body_goes_only_once_the_registry_file_lists_its_keeper(tmp_path, monkeypatch):
+    """The server's "started" and "prepared" read in one turn of a busy loop: the go must
+    still wait for the registry's write, or a scheduler killed in between leaves a tree
+    that has run lines of its task and that no registry lists (issue: orphan after kills)."""
+    from conddsl.runtime import forkserver, process_exec
+
+    db = tmp_path / "runs.sqlite3"
+    registry = Path(str(db) + SUFFIX)
+    keepers: dict[int, int] = {}  # run key -> its keeper's pid
+    listed_at_go: dict[int, set[int]] = {}  # run key -> the pids the file listed then
+
+    started = process_exec.ProcessExecutor._on_started
+
+    def on_started(self, key: int, pid: int, start: int | None) -> None:
+        keepers[key] = pid
+        started(self, key, pid, start)
+
+    readable = forkserver.ForkServer._readable
+
+    def slow_readable(self) -> None:
+        time.sleep(0.2)  # a loop held by other work: the server's messages pile up
+        readable(self)
+
+    go = forkserver.ForkServer.go
+
+    def checked_go(self, key: int) -> None:
+        trees = json.loads(registry.read_text())["trees"] if registry.exists() else {}
+        listed_at_go[key] = {tree["pid"] for tree in trees.values()}
+        go(self, key)
+
+    monkeypatch.setattr(process_exec.ProcessExecutor, "_on_started", on_started)
+    monkeypatch.setattr(forkserver.ForkServer, "_readable", slow_readable)
+    monkeypatch.setattr(forkserver.ForkServer, "go", checked_go)
+    with SQLiteHistory(db) as history:
+        app = Scheduler({"history": history, "kill_grace": GRACE, "timeout": "never"})
+        app.task(Once(), name="work", execution="process")(process_forever)
+
+        async def look(app: Scheduler) -> None:
+            await records_appear(app, "run", 1)
+            app.shut_down(force=True)
+
+        play(app, look)
+    assert listed_at_go
+    for key, listed in listed_at_go.items():
+        assert keepers[key] in listed

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from functools import partial
 
 import pytest
@@ -410,3 +411,42 @@ def test_a_killed_keeper_leaves_nothing_of_its_run_behind(tmp_path):
     _, ended = the_run(app, "escape")
     assert ended.message == "the process ended without a result (killed by signal SIGKILL)"
     assert escaped[1], "the orphan outlived its run's record"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` is gone, waiting up to ``seconds`` for it to go."""
+    deadline = time.monotonic() + seconds
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return gone(pid)
+
+
+def test_an_orphan_the_schedulers_sigkill_missed_is_ended_by_the_server(tmp_path):
+    """The scheduler SIGKILLs a run's tree and says so ("killed"): the server reports the
+    keeper's end at once. A grandchild in a session of its own that the scheduler's
+    reading of /proc missed (forked after it) is the server's now: ended all the same,
+    not kept until the server exits (and then init's, outliving a killed scheduler)."""
+    pid_file = str(tmp_path / "pids")
+    app = real()
+    app.task(Once(), name="escape", execution="process")(partial(setsid_child, pid_file))
+    escaped: list[int] = []
+
+    async def kill_the_group(app: Scheduler) -> None:
+        await records_appear(app, "run")
+        escaped.extend(await asyncio.to_thread(read_pids, pid_file))
+        keeper = processes.read_stat(processes.read_stat(escaped[0]).ppid).ppid
+        executor = app._launcher._executors["process"]
+        (key,) = executor._served
+        executor._server.kill_sent(key, time.monotonic())
+        await asyncio.sleep(0.2)  # the server has read it before the keeper's end
+        os.killpg(keeper, signal.SIGKILL)  # the group: the tree as read before the fork
+        await records_appear(app, "fail")
+        escaped.append(int(await asyncio.to_thread(_gone_within, escaped[0], 5.0)))
+        app.shut_down()
+
+    try:
+        play(app, kill_the_group)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(escaped[0], signal.SIGKILL)
+    assert escaped[1], "the orphan outlived its run, kept by the fork server"

@@ -53,7 +53,11 @@ ended, whatever it left is ended by the keeper (SIGTERM, SIGKILL after the kill
 grace) before the keeper exits the way the body did. If the server dies (the
 scheduler died), the keeper gets SIGTERM and ends the run's whole tree the same way.
 If the keeper dies first (SIGKILLed), what it left is the server's (the subreaper
-above it), which ends it the same way before it reports the keeper's end.
+above it), which ends it the same way before it reports the keeper's end; when the
+scheduler killed the tree itself (``killed``), the end is reported at once and what
+outlived that SIGKILL (forked after the scheduler's reading of /proc) gets SIGKILL
+from the server a moment after. The server never exits holding such orphans (init's
+then, listed nowhere): it SIGKILLs them first, on its death signal too.
 
 The body sends its outcome (JSON: action and message) to the server on a datagram
 socket before it exits; the server reports it with the keeper's exit code once it
@@ -222,6 +226,10 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the pipe
+    # Our death signal (the scheduler died), or anybody's SIGTERM: not a death on the
+    # spot, which would hand the orphans we hold to init (see _Server.kill_orphans).
+    dying: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: dying.append(True))
     results, results_for_children = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     results.setblocking(False)
     own = (sock.fileno(), wake_read, wake_write, results.fileno())
@@ -229,25 +237,27 @@ def serve(fd: int, scheduler: int) -> NoReturn:
     poller = select.poll()
     for watched in (sock.fileno(), wake_read, results.fileno()):
         poller.register(watched, select.POLLIN)
-    _send(sock, ("ready", os.getpid()))
-    closed = False  # the scheduler closed the socket, or died
-    while True:
-        ready = {fd for fd, _ in poller.poll(server.timeout())}
-        if wake_read in ready:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(wake_read, 512):
-                    pass
-        # Outcomes first: a child sends its outcome before it exits, so one that is
-        # reaped below has its outcome read already.
-        server.read_outcomes()
-        server.reap()
-        server.end_orphans()
-        if sock.fileno() in ready and not closed:
-            closed = not server.read_requests()
-        if server.requests:
-            server.handle_request()
-        elif closed:
-            break
+    with contextlib.suppress(_Gone):
+        _send(sock, ("ready", os.getpid()))
+        closed = False  # the scheduler closed the socket, or died
+        while not dying:  # (a scheduler that died wants no more forks)
+            ready = {fd for fd, _ in poller.poll(server.timeout())}
+            if wake_read in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(wake_read, 512):
+                        pass
+            # Outcomes first: a child sends its outcome before it exits, so one that is
+            # reaped below has its outcome read already.
+            server.read_outcomes()
+            server.reap()
+            server.end_orphans()
+            if sock.fileno() in ready and not closed:
+                closed = not server.read_requests()
+            if server.requests:
+                server.handle_request()
+            elif closed:
+                break
+    server.kill_orphans()
     # Nothing to tear down: skip the interpreter's (a tenth of a second, which the
     # scheduler would wait for).
     _flush_output()
@@ -279,6 +289,10 @@ class _Server:
         self.look_at = 0.0  # monotonic: when to look for orphans in /proc again
         self.orphans = 0  # how many were reaped
         self.killed: set[int] = set()  # runs whose tree the scheduler SIGKILLed
+        # A keeper the scheduler SIGKILLed is reported at once, but a process its body
+        # forked after the scheduler's reading of /proc outlived that SIGKILL and is ours
+        # now: look once for such orphans (SIGKILL: their run is over), off its report.
+        self.sweep = False
         self.requests: collections.deque[tuple[tuple[Any, ...], list[int]]] = (
             collections.deque()
         )  # read, not served yet (one a turn of the loop, each after a look at the ends)
@@ -405,7 +419,9 @@ class _Server:
             report = ("exited", key, code, outcome)
             if pid in self.done or key in self.killed:
                 self.done.discard(pid)
-                self.killed.discard(key)
+                if key in self.killed:
+                    self.killed.discard(key)
+                    self._sweep_soon()
                 _send(self.sock, report)
             else:
                 now = time.monotonic()
@@ -421,6 +437,7 @@ class _Server:
             if report[1] == key:
                 if ended >= at:
                     del self.held[index]
+                    self._sweep_soon()
                     _send(self.sock, report)
                 return
         if key in self.children.values():
@@ -434,11 +451,16 @@ class _Server:
         if not now < self.look_at <= now + _HELD_LOOK:
             self.look_at = now + _HELD_LOOK
 
+    def _sweep_soon(self) -> None:
+        """Look for orphans of a keeper the scheduler SIGKILLed (see ``sweep``)."""
+        self.sweep = True
+        self._look_soon()
+
     def timeout(self) -> int | None:
         """Milliseconds the loop may wait for an event (None: until one comes)."""
         if self.requests:
             return 0
-        if not self.held:
+        if not self.held and not self.sweep:
             return None
         return max(0, math.ceil((self.look_at - time.monotonic()) * 1000))
 
@@ -448,17 +470,21 @@ class _Server:
         an ancestor that is ours (we are the subreaper above every keeper), while a
         keeper's own descendants are below it: our children that are not keepers, and
         everything under them, are every orphan there is. Which run each came from
-        cannot be told, so each held report waits for all of them."""
-        if not self.held:
+        cannot be told, so each held report waits for all of them. Orphans looked for
+        only after keepers the scheduler SIGKILLed (no report held) get SIGKILL at once."""
+        if not self.held and not self.sweep:
             self.signalled.clear()
             return
         now = time.monotonic()
         if now < self.look_at:
             return
+        if not self.held and not self._strangers():
+            self.sweep = False  # only keepers are ours: nothing outlived the SIGKILL
+            return
         table = Snapshot()
         stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
         left = new = False
-        kill_at = min(deadline for _, deadline, _ in self.held)
+        kill_at = min((deadline for _, deadline, _ in self.held), default=now)
         sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM
         while stack:
             info = stack.pop()
@@ -487,8 +513,33 @@ class _Server:
             self.look_at = 0.0
             return
         held, self.held = self.held, []
+        self.sweep = False
         for report, _, _ in held:
             _send(self.sock, report)
+
+    def _strangers(self) -> bool:
+        """Whether a child of ours is not a keeper, by one small read (what outlived a
+        keeper is our child once its parents are gone); True when that cannot be read."""
+        me = os.getpid()
+        try:
+            with open(f"/proc/{me}/task/{me}/children", "rb") as file:
+                pids = file.read().split()
+        except OSError:
+            return True  # (no such file without CONFIG_PROC_CHILDREN): read all of /proc
+        return any(int(pid) not in self.children for pid in pids)
+
+    def kill_orphans(self) -> None:
+        """SIGKILL every process of ours that no live keeper holds (the scheduler is gone:
+        left to init, they would outlive it, listed nowhere). Keepers end their own trees
+        at our death (their death signal)."""
+        table = Snapshot()
+        stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
+        while stack:
+            info = stack.pop()
+            stack += table.children(info.pid)
+            if info.state not in ("Z", "X"):
+                with contextlib.suppress(OSError):
+                    os.kill(info.pid, signal.SIGKILL)
 
 
 def _preload(modules: dict[str, str | None]) -> None:
@@ -834,11 +885,15 @@ def _flush_output() -> None:
             stream.flush()
 
 
+class _Gone(Exception):
+    """The scheduler is gone (its socket refused a message): so is the reason to serve."""
+
+
 def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
     try:
         sock.send(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError:  # the scheduler is gone: so is the reason to serve
-        os._exit(0)
+    except OSError as exc:
+        raise _Gone from exc
 
 
 # ---------------------------------------------------------------- the scheduler's end

@@ -8,7 +8,8 @@ whose history is a file keeps a registry of its live process trees beside it
 group. The file is rewritten atomically (a temporary file, then ``os.replace``) at
 the end of each turn of the event loop in which a tree was added or has ended; a run
 forked by the fork server runs no line of its task before that write (its body
-waits for the scheduler's go, sent after it).
+waits for the scheduler's go, sent after it: a go due earlier in the turn writes the
+file first).
 
 The next scheduler on the same history reads it when it starts, before it marks the
 dead scheduler's runs as ``crash``: each root that is still the same process is
@@ -200,7 +201,13 @@ class ProcessRegistry:
             self.write()
         elif not self._write_soon:
             self._write_soon = True
-            self.loop.call_soon(self.write)  # once per turn, whatever the number of changes
+            self.loop.call_soon(self.flush)  # once per turn, whatever the number of changes
+
+    def flush(self) -> None:
+        """Write the file now if a change waits for its write (a body must not go before
+        the file lists its tree)."""
+        if self._write_soon:
+            self.write()
 
     def close(self) -> None:
         """The scheduler stops: the file goes once no tree is listed."""

@@ -123,6 +123,12 @@ class _TreeExecutor:
     def _go(self, run: Run, go: Callable[[], None] | None) -> None:
         """Record the run (stamped now) and let its body run (``go``; None: it runs),
         once it is listed in the registry (:meth:`_spawned`)."""
+        if go is not None and self.host.procs is not None:
+            # Listed in the file, not only in memory: the server's "started" and
+            # "prepared" may be read in one turn, before the write queued for its end,
+            # and a scheduler killed after the go would leave a tree that has run lines
+            # of its task and that its restart cannot find.
+            self.host.procs.flush()
         self.host.began(run, go)
 
     def _finish(self, run: Run, action: str, message: str | None) -> None:
