@@ -163,8 +163,7 @@ class Evaluator:
             ends = min(ends, time.perf_counter() + (soonest - now).total_seconds())
         sliced = False
         prepared, launched = self.prepared, []
-        if self._paused and not prepared:  # every body of the burst took its first step
-            self._resume()
+        self._burst_over()
         try:
             while (key := due.take()) is not None:
                 if key in seen:
@@ -205,8 +204,7 @@ class Evaluator:
             self.drop_prepared(now)
         if launched:
             return True  # the keys their records woke, in a pass that follows at once
-        if self._paused and not prepared:  # the burst is over (its last bodies have stepped)
-            self._resume()
+        self._burst_over()
         if records.unwritten:
             records.flush()
             return sliced or bool(due)  # the tasks that read them, at once
@@ -286,6 +284,12 @@ class Evaluator:
                 del self.prepared[name]
                 self.launcher.drop(run)
         if before is None and self._paused:
+            self._resume()
+
+    def _burst_over(self) -> None:
+        """Collections paused for a burst go on once no prepared start is left (every body
+        of the burst took its first step at the loop's turn before this pass)."""
+        if self._paused and not self.prepared:
             self._resume()
 
     def _resume(self) -> None:
