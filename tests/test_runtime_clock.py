@@ -129,16 +129,24 @@ def _slack_loop() -> tuple[asyncio.AbstractEventLoop, _SlackSelector]:
     return loop, selector
 
 
-@pytest.mark.parametrize("seconds", [1, 65, 1800])
-def test_real_clock_wakes_early_so_timer_slack_cannot_make_it_late(seconds):
+def _slack_sleep(seconds: float) -> tuple[float, _SlackSelector, list[float]]:
+    """A real clock's sleep of ``seconds`` on the slack loop: how late it woke, the
+    selector (its timeouts) and the blocking sleeps of its last millisecond."""
     loop, selector = _slack_loop()
-    clock = RealClock(time_func=lambda: selector.time.now, block=_slack_block(selector.time))
+    blocks: list[float] = []
+    block = _slack_block(selector.time, blocks)
+    clock = RealClock(time_func=lambda: selector.time.now, block=block)
     deadline = clock.now() + timedelta(seconds=seconds)
     try:
         loop.run_until_complete(clock.sleep_until(deadline, asyncio.Event()))
     finally:
         loop.close()
-    late = selector.time.now - deadline.timestamp()
+    return selector.time.now - deadline.timestamp(), selector, blocks
+
+
+@pytest.mark.parametrize("seconds", [1, 65, 1800])
+def test_real_clock_wakes_early_so_timer_slack_cannot_make_it_late(seconds):
+    late, selector, _ = _slack_sleep(seconds)
     assert -1e-6 <= late <= 0.005  # (datetimes hold microseconds)
     assert 1 <= len(selector.timeouts) <= 4  # a few legs, not a busy wait
 
@@ -158,17 +166,7 @@ def _slack_block(time: _SlackTime, blocks: list[float] | None = None) -> Callabl
 def test_real_clock_sleeps_its_last_millisecond_off_the_loops_rounded_timer(seconds):
     # The loop's timer rounds up to the millisecond: a deadline between two milliseconds
     # was met up to 1 ms late. The last leg now ends before it, the rest slept exactly.
-    loop, selector = _slack_loop()
-    blocks: list[float] = []
-    clock = RealClock(
-        time_func=lambda: selector.time.now, block=_slack_block(selector.time, blocks)
-    )
-    deadline = clock.now() + timedelta(seconds=seconds)
-    try:
-        loop.run_until_complete(clock.sleep_until(deadline, asyncio.Event()))
-    finally:
-        loop.close()
-    late = selector.time.now - deadline.timestamp()
+    late, _, blocks = _slack_sleep(seconds)
     assert -1e-6 <= late < 1e-5  # (datetimes hold microseconds)
     assert len(blocks) == 1 and 0 < blocks[0] <= 0.001
 
