@@ -178,15 +178,13 @@ class RecordWriter:
             self._on_error(exc)
         except Exception:  # refused before any was written: each gets its own answer
             return False
-        wake, listeners = self._wake, self._listeners
-        if stored is None or not listeners:  # (the usual case: no Recorded to make)
+        if stored is None or not self._listeners:  # (the usual case: no Recorded to make)
+            wake = self._wake
             for run, action, _, _, _ in records:
-                wake(run.task.name, action != "run")
+                wake(run.task.name, action != "run")  # a start: looked at when it ends
             return True
-        for i, (run, action, _, _, _) in enumerate(records):
-            wake(run.task.name, action != "run")  # a start: looked at when it ends
-            started = None if action == "run" else run.started
-            self.tell(Recorded(stored[i], started, run.due if action == "run" else None))
+        for (run, action, _, _, _), rec in zip(records, stored, strict=True):
+            self.written(run, rec, own_change=action != "run")
         return True
 
     async def mark_crashed(self, now: datetime) -> None:
