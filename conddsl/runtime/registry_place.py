@@ -15,8 +15,6 @@ from typing import Literal
 from conddsl.errors import ConfigError
 from conddsl.trust import REGISTRY_SUFFIX
 
-SUFFIX = REGISTRY_SUFFIX
-
 
 def registry_path(history: object) -> str | None:
     """The registry file beside a history kept in a file of its own, or None."""
@@ -28,7 +26,7 @@ def registry_path(history: object) -> str | None:
     path = history.path
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
-    return os.path.abspath(path) + SUFFIX
+    return os.path.abspath(path) + REGISTRY_SUFFIX
 
 
 def registry_setting(setting: object) -> str | os.PathLike[str] | Literal[False] | None:
