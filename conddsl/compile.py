@@ -883,8 +883,10 @@ class _TextCache:
         if not condition._customs:
             if self._size >= self.MAX:
                 self.cache_clear()
-            self._zones.setdefault(timezone, {})[text] = condition
-            self._size += 1
+            texts = self._zones.setdefault(timezone, {})
+            if text not in texts:  # (compiled again after a miss elsewhere: counted once)
+                self._size += 1
+            texts[text] = condition
         return condition
 
     def cache_clear(self) -> None:
