@@ -328,14 +328,50 @@ def _start_once(tasks: int, phase: float) -> list[float]:
     return [at - opens.timestamp() for at in started.values()]
 
 
+def _floor_once(tasks: int, phase: float) -> list[float]:
+    """The same as :func:`_start_once` without a scheduler: a bare asyncio program whose
+    ``tasks`` bodies wait on gates made ahead, all opened at the instant (woken by a timer
+    a few ms before it, the rest slept off the loop). No scheduler can start them sooner
+    on this machine: the row is the floor the ``start`` rows are read against."""
+    lead = start_lead(tasks) + phase
+    opens = round_ms(datetime.now(timezone.utc) + timedelta(seconds=lead)).timestamp()
+    started: dict[str, float] = {}
+
+    async def body(name: str, gate: asyncio.Future) -> None:
+        await gate
+        started.setdefault(name, time.time())
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gates = [loop.create_future() for _ in range(tasks)]
+        runs = [loop.create_task(body(f"t{i}", gate)) for i, gate in enumerate(gates)]
+        await asyncio.sleep(max(0.0, opens - time.time() - 0.003))
+        time.sleep(max(0.0, opens - time.time()))
+        for gate in gates:
+            gate.set_result(None)
+        while len(started) < tasks:
+            await asyncio.sleep(0)
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+    asyncio.run(main())
+    return [at - opens for at in started.values()]
+
+
 def case_start_lateness(work: dict) -> dict:
     rows = {}
     for tasks, repeats in work["runtime"]["start"]:
         samples: list[float] = []
+        floor: list[float] = []
         for phase in start_phases(repeats):
             samples += _start_once(tasks, phase)
             gc.collect()
+            floor += _floor_once(tasks, phase)
+            gc.collect()
         rows[f"start {tasks}"] = percentiles(samples, repeats=repeats)
+        rows[f"floor {tasks}"] = percentiles(floor, repeats=repeats)
     return rows
 
 

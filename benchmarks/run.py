@@ -803,17 +803,31 @@ def runtime_rows_for(case: str, ours: dict, peer: dict, work: dict, smoke: bool)
             for n in rt["idle_tasks"]
         ]
     if case == "start":
-        return [
-            RuntimeRow(
-                "start",
-                f"{_tasks(n)}, window opens at one instant: first line of body - opening, "
-                f"{_repeats(repeats)}",
-                "lateness",
-                mine(f"start {n}"),
-                p(f"start {n}"),
+        rows = []
+        for n, repeats in rt["start"]:
+            rows.append(
+                RuntimeRow(
+                    "start",
+                    f"{_tasks(n)}, window opens at one instant: first line of body - opening, "
+                    f"{_repeats(repeats)}",
+                    "lateness",
+                    mine(f"start {n}"),
+                    p(f"start {n}"),
+                    target=("p99", 0.005, "p99 <= 5 ms") if n == 1_000 else None,
+                )
             )
-            for n, repeats in rt["start"]
-        ]
+            rows.append(
+                RuntimeRow(
+                    "start",
+                    f"{_tasks(n)}, the machine's floor: a bare asyncio program (no scheduler) "
+                    "opening gates made ahead at the instant, the same bodies, "
+                    f"{_repeats(repeats)}",
+                    "lateness",
+                    mine(f"floor {n}"),
+                    "no peer: no scheduler starts them sooner on this machine",
+                )
+            )
+        return rows
     if case == "terminate":
         out = []
         for kind, n, repeats in rt["terminate"]:
