@@ -92,11 +92,11 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from conddsl.runtime.flags import PipeReadEvent, TerminationFlag
-from conddsl.runtime.processes import Snapshot, read_stat
+from conddsl.runtime.processes import ProcInfo, Snapshot, read_stat
 from conddsl.runtime.runs import clip, exception_text, outcome_of, traceback_text
 
 log = logging.getLogger("conddsl.runtime")
@@ -481,16 +481,10 @@ class _Server:
         if not self.held and not self._strangers():
             self.sweep = False  # only keepers are ours: nothing outlived the SIGKILL
             return
-        table = Snapshot()
-        stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
         left = new = False
         kill_at = min((deadline for _, deadline, _ in self.held), default=now)
         sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM
-        while stack:
-            info = stack.pop()
-            stack += table.children(info.pid)
-            if info.state in ("Z", "X"):
-                continue
+        for info in self._orphans():
             left = True
             if (info.pid, info.start, sig) not in self.signalled:  # each signal once
                 new = True
@@ -532,14 +526,20 @@ class _Server:
         """SIGKILL every process of ours that no live keeper holds (the scheduler is gone:
         left to init, they would outlive it, listed nowhere). Keepers end their own trees
         at our death (their death signal)."""
+        for info in self._orphans():
+            with contextlib.suppress(OSError):
+                os.kill(info.pid, signal.SIGKILL)
+
+    def _orphans(self) -> Iterator[ProcInfo]:
+        """Every live process of ours that no live keeper holds: our children that are not
+        keepers and everything under them, by one read of the process table."""
         table = Snapshot()
         stack = [info for info in table.children(os.getpid()) if info.pid not in self.children]
         while stack:
             info = stack.pop()
             stack += table.children(info.pid)
             if info.state not in ("Z", "X"):
-                with contextlib.suppress(OSError):
-                    os.kill(info.pid, signal.SIGKILL)
+                yield info
 
 
 def _preload(modules: dict[str, str | None]) -> None:
