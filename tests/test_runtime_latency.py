@@ -489,6 +489,46 @@ def test_the_run_records_of_a_burst_are_written_in_one_call_where_the_store_can(
         assert sorted(history.seen) == sorted(heard)  # each through its own record()
 
 
+class _Adding(MemoryHistory):
+    """A memory history that says which batch wrote each burst: with records or without."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def record_many(self, entries):
+        self.calls.append(("record_many", len(entries)))
+        return super().record_many(entries)
+
+    def add_many(self, entries):
+        self.calls.append(("add_many", len(entries)))
+        super().add_many(entries)
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_a_burst_no_listener_hears_is_written_without_making_its_records(listening):
+    history = _Adding()
+    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    heard: list[tuple[str, str]] = []
+    if listening:
+        app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
+    for number in range(20):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    play(app)
+    runs = history.records(actions="run")
+    assert len(runs) == 20 and {rec.at for rec in runs} == {at("07:00")}
+    assert {action for _, action, _, _ in finishes(history)} == {"terminate"}
+    assert all(history.running(f"t{number}") == [] for number in range(20))
+    assert ("record_many" if listening else "add_many", 20) in history.calls
+    assert ("add_many" if listening else "record_many", 20) not in history.calls
+    if listening:  # every record heard, with the burst's
+        assert sorted(heard) == sorted(
+            (f"t{number}", action) for number in range(20) for action in ("run", "terminate")
+        )
+
+
 def test_a_record_patched_on_the_store_itself_sees_the_run_records_of_a_burst():
     # A record() replaced on the instance (a wrapper, a spy, mock.patch.object): the
     # batch looked at the class alone and wrote the burst's run records past it.
