@@ -61,7 +61,8 @@ Listener = Callable[[Recorded], object]
 
 class RecordWriter:
     """Writes records to ``history`` and tells the listeners; ``wake(task, own)`` is
-    called after each record (``own``: the task's own state may have changed)."""
+    called after each record (``own``: the task's own state may have changed), or
+    ``wake_all([(task, own), ...])`` once after a batch no listener hears, if given."""
 
     def __init__(
         self,
@@ -69,10 +70,12 @@ class RecordWriter:
         *,
         on_error: Callable[[BaseException], None],
         wake: Callable[[str, bool], None],
+        wake_all: Callable[[list[tuple[str, bool]]], None] | None = None,
     ) -> None:
         self.history = history
         self._on_error = on_error
         self._wake = wake
+        self._wake_all = wake_all
         self._listeners: tuple[Listener, ...] = ()  # replaced whole: read from any thread
         # Held while the tuple is rebuilt: a rebuild from a stale copy would drop a
         # listener another thread added meanwhile.
@@ -188,9 +191,15 @@ class RecordWriter:
         except Exception:  # refused before any was written: each gets its own answer
             return False
         if stored is None or not listening:  # (the usual case: no Recorded to make)
+            # A start: its task is looked at when the run ends, not now.
+            if self._wake_all is not None:
+                self._wake_all(
+                    [(run.task.name, action != "run") for run, action, _, _, _ in records]
+                )
+                return True
             wake = self._wake
             for run, action, _, _, _ in records:
-                wake(run.task.name, action != "run")  # a start: looked at when it ends
+                wake(run.task.name, action != "run")
             return True
         for (run, action, _, _, _), rec in zip(records, stored, strict=True):
             self.written(run, rec, own_change=action != "run")

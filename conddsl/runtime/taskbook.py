@@ -141,6 +141,19 @@ class TaskBook:
         if own_change:
             self.due.mark(name)  # "not running" may have changed
 
+    def woken_all(self, changes: list[tuple[str, bool]]) -> None:
+        """:meth:`woken` for each (name, own_change) of a batch of records, in order."""
+        if self.wake_index.reads_records():
+            for name, own_change in changes:
+                self.woken(name, own_change)
+            return
+        # No condition reads records (a burst of clock-window starts): only each task's
+        # own change wakes it, and a start wakes nothing (two calls less a record).
+        mark = self.due.mark
+        for name, own_change in changes:
+            if own_change:
+                mark(name)
+
     def heard(self, task: str | None) -> None:
         """Another node recorded for ``task`` (None: anything may have changed): its
         readers are looked at, and its lost runs may wait to be retried here."""
