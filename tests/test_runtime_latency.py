@@ -575,6 +575,37 @@ def test_collections_are_paused_for_a_burst_of_starts_and_then_as_before(enabled
             gc.enable()
 
 
+def test_collections_are_paused_before_the_keys_of_a_burst_are_marked_due(monkeypatch):
+    # Marking a thousand keys due makes a thousand young objects: a collection set off
+    # there (one walking every prepared coroutine now and then) was the burst's time.
+    from conddsl.runtime.wake import Due
+
+    marked: list[tuple[int, bool]] = []  # at 07:00: how many keys, collections on
+    mark_all = Due.mark_all
+
+    def watching(self, keys):
+        keys = list(keys)
+        if keys and app.clock.now() == at("07:00"):
+            marked.append((len(keys), gc.isenabled()))
+        mark_all(self, keys)
+
+    monkeypatch.setattr(Due, "mark_all", watching)
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    for number in range(5):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        play(app)
+        assert gc.isenabled()  # and on again after
+    finally:
+        if not was:
+            gc.disable()
+    assert marked == [(5, False)]  # the burst's keys, marked while paused
+
+
 def test_collections_go_on_when_a_burst_ends_with_a_start_dropped(monkeypatch):
     # A pass that launches nothing (its prepared start dropped) after one that launched:
     # the scheduler then sleeps until its next check, and collections must not wait for it.
