@@ -54,9 +54,12 @@ BUSY_RECHECK = timedelta(milliseconds=100)
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 # Starts due at one instant are prepared this long before it (see Evaluator.prepare).
 PREPARE_AHEAD = timedelta(milliseconds=50)
-# Preparing costs the loop ~15 µs a start (10,000 starts at one instant: ~150 ms): a
-# bigger burst is prepared that much sooner, so that it is ready at its instant.
-PREPARE_EACH = timedelta(microseconds=30)
+# Preparing costs the loop 15-35 µs of CPU a start (a Xeon; an EPYC running a CPython
+# built without PGO), and on a loaded machine the loop gets a CPU a third of the time: a
+# bigger burst is prepared that much sooner, so that it is ready at its instant. (At
+# 30 µs a start, 7 of 12 bursts of 1,000 on the EPYC under load were still being
+# prepared at their instant, every start of them late by the overrun: up to 100 ms.)
+PREPARE_EACH = timedelta(microseconds=150)
 # (Read once a start in a burst: an enum member read through its class costs more.)
 _MAIN, _RUNNING = Phase.MAIN, State.RUNNING
 
