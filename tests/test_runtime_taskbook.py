@@ -138,6 +138,8 @@ def test_a_batch_of_records_wakes_the_keys_one_by_one_would_in_the_same_order(co
     one_by_one, batched = books
     for name, own_change in batch:
         one_by_one.woken(name, own_change)
-    batched.woken_all(batch)
+    batched.woken_all(
+        [(name, "success" if own else "run", NOON, "r", None, None, None) for name, own in batch]
+    )
     assert _due(batched) == _due(one_by_one) == woken
     assert batched.wake_index.reads_records() is ("b" in woken)

@@ -62,7 +62,8 @@ Listener = Callable[[Recorded], object]
 class RecordWriter:
     """Writes records to ``history`` and tells the listeners; ``wake(task, own)`` is
     called after each record (``own``: the task's own state may have changed), or
-    ``wake_all([(task, own), ...])`` once after a batch no listener hears, if given."""
+    or ``wake_all(entries)`` once after a batch no listener hears, if given (a record's
+    own task changed unless it is a ``run`` record)."""
 
     def __init__(
         self,
@@ -70,7 +71,7 @@ class RecordWriter:
         *,
         on_error: Callable[[BaseException], None],
         wake: Callable[[str, bool], None],
-        wake_all: Callable[[list[tuple[str, bool]]], None] | None = None,
+        wake_all: Callable[[list[Entry]], None] | None = None,
     ) -> None:
         self.history = history
         self._on_error = on_error
@@ -193,9 +194,7 @@ class RecordWriter:
         if stored is None or not listening:  # (the usual case: no Recorded to make)
             # A start: its task is looked at when the run ends, not now.
             if self._wake_all is not None:
-                self._wake_all(
-                    [(run.task.name, action != "run") for run, action, _, _, _ in records]
-                )
+                self._wake_all(entries)
                 return True
             wake = self._wake
             for run, action, _, _, _ in records:
