@@ -412,35 +412,6 @@ def test_a_bigger_burst_of_starts_is_prepared_sooner(monkeypatch):
     assert big >= timedelta(milliseconds=50) + 1_000 * timedelta(microseconds=100)
 
 
-def test_preparing_stops_at_the_instant_and_the_rest_start_the_ordinary_way(monkeypatch):
-    # A loop that gets little CPU (a loaded machine) may still be preparing at the
-    # instant: every start of the burst then waited for the preparing to end.
-    from conddsl.runtime.launcher import Launcher
-
-    prepared: list[str] = []
-    original = Launcher.prepare
-
-    def prepare(self, task, when):
-        prepared.append(task.name)
-        if len(prepared) == 5:  # the instant comes while the fifth is made
-            self.clock.advance(at("07:00") - self.clock.now())
-        return original(self, task, when)
-
-    monkeypatch.setattr(Launcher, "prepare", prepare)
-    app = virtual(start="06:59", shut_cond="time of day after 07:30")
-    for number in range(40):
-        name = f"t{number}"
-        app.task("time of day between 07:00 and 07:00:30", name=name, timeout=60)(FOREVER["async"])
-    play(app)
-    assert len(prepared) == evaluator_module.PREPARE_LOOK - 1  # then it looked at the clock
-    runs = app.history.records(actions="run")
-    assert sorted(rec.task for rec in runs) == sorted(f"t{number}" for number in range(40))
-    assert {rec.at for rec in runs} == {at("07:00")}
-    assert {(action, reason) for _, action, _, reason in finishes(app.history)} == {
-        ("terminate", "timeout")
-    }
-
-
 def test_a_prepared_start_that_no_longer_holds_is_dropped_unrun(monkeypatch):
     made = _prepared_calls(monkeypatch)
     ran: list[str] = []

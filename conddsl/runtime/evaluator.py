@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,7 +60,6 @@ PREPARE_AHEAD = timedelta(milliseconds=50)
 # 30 µs a start, 7 of 12 bursts of 1,000 on the EPYC under load were still being
 # prepared at their instant, every start of them late by the overrun: up to 100 ms.)
 PREPARE_EACH = timedelta(microseconds=150)
-PREPARE_LOOK = 16  # keys prepared between two looks at the clock (is the instant here?)
 # (Read once a start in a burst: an enum member read through its class costs more.)
 _MAIN, _RUNNING = Phase.MAIN, State.RUNNING
 
@@ -269,17 +267,12 @@ class Evaluator:
             return None
         return task
 
-    def prepare(self, at: datetime, now: Callable[[], datetime]) -> None:
+    def prepare(self, at: datetime) -> None:
         """Prepare the starts of the tasks due at ``at`` that will start then if nothing
-        changes (see :meth:`_preparable`): those whose start condition holds at ``at``.
-
-        It stops once ``now()`` reaches ``at`` (a loop that got little CPU meanwhile): the
-        starts left are made at the instant the ordinary way, not after the preparing."""
+        changes (see :meth:`_preparable`): those whose start condition holds at ``at``."""
         self._prepared_for = at
         judge = self.judge
-        for index, key in enumerate(self.book.checks.due_first()):
-            if index % PREPARE_LOOK == PREPARE_LOOK - 1 and now() >= at:
-                break
+        for key in self.book.checks.due_first():
             task = self._preparable(key)
             if task is None:
                 continue

@@ -543,7 +543,7 @@ class Scheduler:
                     await self.clock.sleep_until(early, self._wake)
                     if self._wake.is_set():
                         continue  # an event came first
-                evaluator.prepare(deadline, self.clock.now)  # (not a cycle: nothing evaluated)
+                evaluator.prepare(deadline)  # (not a cycle: nothing is evaluated yet)
             await self.clock.sleep_until(deadline, self._wake)
             if self.on_loop_lag is not None and deadline is not None:
                 late = (self.clock.now() - deadline).total_seconds()
