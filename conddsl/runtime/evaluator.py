@@ -58,7 +58,7 @@ PREPARE_AHEAD = timedelta(milliseconds=50)
 # built without PGO), and on a loaded machine the loop gets a CPU a third of the time: a
 # bigger burst is prepared that much sooner, so that it is ready at its instant. (At
 # 30 µs a start, 7 of 12 bursts of 1,000 on the EPYC under load were still being
-# prepared at their instant, every start of them late by the overrun: up to 100 ms.)
+# prepared at their instant, every start of them late by the overrun: up to 103 ms.)
 PREPARE_EACH = timedelta(microseconds=150)
 # (Read once a start in a burst: an enum member read through its class costs more.)
 _MAIN, _RUNNING = Phase.MAIN, State.RUNNING

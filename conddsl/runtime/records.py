@@ -62,8 +62,8 @@ Listener = Callable[[Recorded], object]
 class RecordWriter:
     """Writes records to ``history`` and tells the listeners; ``wake(task, own)`` is
     called after each record (``own``: the task's own state may have changed), or
-    or ``wake_all(entries)`` once after a batch no listener hears, if given (a record's
-    own task changed unless it is a ``run`` record)."""
+    ``wake_all(entries)`` once after a batch no listener hears, if given (a record's own
+    task changed unless it is a ``run`` record)."""
 
     def __init__(
         self,
@@ -192,13 +192,12 @@ class RecordWriter:
         except Exception:  # refused before any was written: each gets its own answer
             return False
         if stored is None or not listening:  # (the usual case: no Recorded to make)
-            # A start: its task is looked at when the run ends, not now.
             if self._wake_all is not None:
                 self._wake_all(entries)
                 return True
             wake = self._wake
             for run, action, _, _, _ in records:
-                wake(run.task.name, action != "run")
+                wake(run.task.name, action != "run")  # a start: looked at when it ends
             return True
         for (run, action, _, _, _), rec in zip(records, stored, strict=True):
             self.written(run, rec, own_change=action != "run")
