@@ -27,7 +27,7 @@ from conddsl.history import (
     Record,
     SQLiteHistory,
 )
-from conddsl.history.base import batch_writer, new_record
+from conddsl.history.base import batch_adder, batch_writer, new_record
 from conddsl.history.sqlite import _journal_line
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -1445,6 +1445,66 @@ def test_a_batch_is_used_only_where_it_writes_as_record_does() -> None:
     both = Both()
     assert batch_writer(both) == both.record_many
     assert batch_writer(Forwarding(plain)) is None
+
+
+def test_add_many_writes_what_record_many_writes_without_the_records(make) -> None:
+    # A burst no listener hears: the store makes no Record for the caller (the memory
+    # store keeps an open run as its entry until asked), and answers as record_many's.
+    returned, added = make(), make()
+    add = batch_adder(added)
+    if batch_writer(added) is None:  # (PostgreSQL: one transaction a record)
+        assert add is None
+        return
+    assert add is not None
+    opening = [(f"t{i}", "run", t(0), f"r{i}", None, None, None) for i in range(3)]
+    later = [("t1", "success", t(1), "r1", None, None, None), *BATCH]
+    for history in (returned, added):
+        history.record("t0", "run", at=t(-1), run_id="old")
+    returned.record_many(opening)
+    assert add(opening) is None
+    returned.record_many(later)
+    assert add(later) is None
+    assert added.records() == returned.records()
+    for name in ("t0", "t1", "t2", "a", "b"):
+        assert added.running(name) == returned.running(name)
+        assert added.running(name) == returned.running(name)  # asked twice: the same
+    assert [r.run_id for r in added.running("t0")] == ["old", "r0"]
+    added.record("t0", "terminate", at=t(2), run_id="r0", reason="timeout")
+    assert [r.run_id for r in added.running("t0")] == ["old"]
+    with pytest.raises(ValueError, match="unknown action 'stop'"):
+        add([("c", "run", t(3), "9", None, None, None), ("c", "stop", t(3), "9", *[None] * 3)])
+    assert added.running("c") == []  # checked before any was added
+
+
+def test_a_burst_in_another_zone_is_kept_in_utc_without_records() -> None:
+    helsinki = timezone(timedelta(hours=2))
+    history = MemoryHistory()
+    batch_adder(history)([("a", "run", t(0).astimezone(helsinki), "1", None, None, None)])
+    [run] = history.running("a")
+    assert run == rec("a", "run", 0, "1") and run.at.tzinfo is timezone.utc
+
+
+def test_add_many_is_used_only_where_record_many_is() -> None:
+    class Spying(MemoryHistory):  # counts the batches: add_many must not go around it
+        def record_many(self, entries):
+            return super().record_many(entries)
+
+    class Counting(MemoryHistory):  # overrides record alone: no batch at all
+        def record(self, task, action, **fields):
+            return super().record(task, action, **fields)
+
+    class Adding(Spying):  # its own add_many, below its own record_many
+        def add_many(self, entries):
+            super().add_many(entries)
+
+    plain, adding = MemoryHistory(), Adding()
+    assert batch_adder(plain) == plain.add_many
+    assert batch_adder(Spying()) is None
+    assert batch_adder(Counting()) is None
+    assert batch_adder(adding) == adding.add_many
+    spied = MemoryHistory()
+    spied.record_many = spied.record_many  # type: ignore[method-assign]  # replaced on it
+    assert batch_adder(spied) is None
 
 
 def test_sqlite_record_many_on_a_locked_file_queues_the_batch_in_order(tmp_path: Path) -> None:

@@ -117,3 +117,29 @@ def test_due_keys_come_shut_first_then_urgent_then_in_marked_order_each_once():
         due.pop()
     due.mark_urgent("e")
     assert due.pop() == "e" and not due
+
+
+@pytest.mark.parametrize(
+    ("conds", "woken"),
+    [
+        ({"a": "true", "b": "true", "c": "true"}, ["c", "a"]),  # nobody reads records
+        ({"a": "true", "b": "after task 'a'", "c": "after task 'c' finished"}, ["b", "c", "a"]),
+    ],
+)
+def test_a_batch_of_records_wakes_the_keys_one_by_one_would_in_the_same_order(conds, woken):
+    batch = [("a", False), ("c", True), ("a", True), ("b", False), ("c", False)]
+    books = []
+    for _ in range(2):
+        book = TaskBook()
+        for name, text in conds.items():
+            start = compile_condition(text)
+            book.register(Task(name=name, start=start, execution="async"), main=False)
+        books.append(book)
+    one_by_one, batched = books
+    for name, own_change in batch:
+        one_by_one.woken(name, own_change)
+    batched.woken_all(
+        [(name, "success" if own else "run", NOON, "r", None, None, None) for name, own in batch]
+    )
+    assert _due(batched) == _due(one_by_one) == woken
+    assert batched.wake_index.reads_records() is ("b" in woken)

@@ -261,6 +261,27 @@ def batch_writer(history: object) -> Callable[[list[Entry]], list[Record]] | Non
     return history.record_many  # type: ignore[attr-defined, no-any-return]
 
 
+def batch_adder(history: object) -> Callable[[list[Entry]], None] | None:
+    """``history.add_many``: its :func:`batch_writer` without the records returned, or None.
+
+    ``add_many(entries)`` keeps ``record_many``'s contract but makes no ``Record`` for the
+    caller (a burst's writer that no listener hears: making them was a third of the
+    write). It is used only where ``record_many`` is (see :func:`batch_writer`) and the
+    class that defines ``add_many`` is (or derives from) the one that defines
+    ``record_many``: a subclass that overrides ``record_many`` (a spy counting batches)
+    is written through it, and so is a store whose ``record_many`` was replaced on the
+    store itself.
+    """
+    if batch_writer(history) is None or "record_many" in getattr(history, "__dict__", ()):
+        return None
+    mro = type(history).__mro__
+    adding = next((cls for cls in mro if "add_many" in cls.__dict__), None)
+    batching = next(cls for cls in mro if "record_many" in cls.__dict__)
+    if adding is None or not issubclass(adding, batching):
+        return None
+    return history.add_many  # type: ignore[attr-defined, no-any-return]
+
+
 class OpenRuns:
     """The live set of runs without a finishing record, kept per task.
 
@@ -272,7 +293,9 @@ class OpenRuns:
     __slots__ = ("_by_id", "_anonymous")
 
     def __init__(self) -> None:
-        self._by_id: dict[str, dict[str, Record]] = {}
+        # An open run is its Record, or the Entry it was written from (a batch's: see
+        # apply_entries), made a Record when first asked for.
+        self._by_id: dict[str, dict[str, Record | Entry]] = {}
         self._anonymous: dict[str, deque[Record]] = {}
 
     def apply(self, rec: Record) -> None:
@@ -294,22 +317,28 @@ class OpenRuns:
             if by_id and by_id.pop(run_id, None) is not None and not by_id:
                 del self._by_id[task]
 
-    def apply_all(self, records: list[Record]) -> None:
-        """:meth:`apply` each record in order (a batch's; a run with a run_id inline)."""
+    def apply_entries(self, entries: list[Entry]) -> None:
+        """:meth:`apply` each entry in order, its ``at`` a UTC datetime: a run with a run_id
+        is kept as its entry (no Record is made for a run nobody asks about)."""
         by_id = self._by_id
-        for rec in records:
-            run_id = rec.run_id
-            if rec.action == "run" and run_id is not None:
-                runs = by_id.get(rec.task)
+        for entry in entries:
+            if entry[1] == "run" and entry[3] is not None:
+                runs = by_id.get(entry[0])
                 if runs is None:
-                    runs = by_id[rec.task] = {}
-                runs[run_id] = rec
+                    runs = by_id[entry[0]] = {}
+                runs[entry[3]] = entry
             else:
-                self.apply(rec)
+                self.apply(new_record(*entry))
 
     def running(self, task: str) -> list[Record]:
         """The task's open runs, oldest first."""
-        runs = list(self._by_id.get(task, {}).values())
+        by_id = self._by_id.get(task)
+        runs: list[Record] = []
+        if by_id:
+            for run_id, run in by_id.items():
+                if type(run) is tuple:
+                    run = by_id[run_id] = new_record(*run)  # (once; an existing key: no resize)
+                runs.append(run)  # type: ignore[arg-type]
         runs.extend(self._anonymous.get(task, ()))
         runs.sort(key=_record_time)
         return runs

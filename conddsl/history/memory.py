@@ -129,10 +129,22 @@ class MemoryHistory(Retention, History):
     def record_many(self, entries: list[Entry]) -> list[Record]:
         """Add records in order (see :func:`~conddsl.history.base.batch_writer`): every
         entry is checked before any is added, then they are added under one lock."""
-        checked: list[tuple[Record, int, _Extra]] = []
+        return [new_record(*entry) for entry in self._add_entries(entries)]
+
+    def add_many(self, entries: list[Entry]) -> None:
+        """:meth:`record_many` without making the records (see
+        :func:`~conddsl.history.base.batch_adder`)."""
+        self._add_entries(entries)
+
+    def _add_entries(self, entries: list[Entry]) -> list[Entry]:
+        """Check then add ``entries`` (the path of :meth:`record_many` and :meth:`add_many`);
+        the entries as added, each ``at`` the UTC instant a record of it says."""
+        checked: list[tuple[int, _Extra]] = []
+        added: list[Entry] = entries
         last_at: object = _NONE  # a burst's records share one stamp: converted once
         us, exact = 0, datetime.min  # (set by the first entry)
-        for task, action, at, run_id, reason, message, traceback in entries:
+        for index, entry in enumerate(entries):
+            task, action, at, run_id, reason, message, traceback = entry
             if action not in ACTION_CODES or type(task) is not str or not task:
                 check_record(task, action)  # (raises, saying what is wrong)
             if at is not last_at:
@@ -140,22 +152,25 @@ class MemoryHistory(Retention, History):
                 # A UTC datetime is its own microsecond instant (what the scheduler stamps).
                 exact = at if type(at) is datetime and at.tzinfo is timezone.utc else from_us(us)
                 last_at = at
-            rec = new_record(task, action, exact, run_id, reason, message, traceback)
+            if exact is not at:  # (rare: the scheduler stamps UTC) the entries, copied
+                if added is entries:
+                    added = list(entries)
+                added[index] = (task, action, exact, run_id, reason, message, traceback)
             if reason is None and message is None and traceback is None:
-                checked.append((rec, us, run_id))  # (_pack's answer, without its call)
+                checked.append((us, run_id))  # (_pack's answer, without its call)
             else:
-                checked.append((rec, us, _pack(run_id, reason, message, traceback)))
+                checked.append((us, _pack(run_id, reason, message, traceback)))
         with self._lock:
             # _add's work inline (a call per record was a fifth of the batch).
             series_of, count, now = self._series, self._count, self._now
             try:
-                for rec, us, extra in checked:
-                    by_action = series_of.get(rec.task)
+                for entry, (us, extra) in zip(added, checked, strict=True):
+                    by_action = series_of.get(entry[0])
                     if by_action is None:
-                        by_action = series_of[rec.task] = {}
-                    series = by_action.get(rec.action)
+                        by_action = series_of[entry[0]] = {}
+                    series = by_action.get(entry[1])
                     if series is None:
-                        series = by_action[rec.action] = _Series()
+                        series = by_action[entry[1]] = _Series()
                     times = series.times
                     if not times or us >= times[-1]:
                         times.append(us)
@@ -167,9 +182,9 @@ class MemoryHistory(Retention, History):
                         now = us
             finally:
                 self._count, self._now = count, now
-            self._runs.apply_all([rec for rec, _, _ in checked])
+            self._runs.apply_entries(added)
             self._retain()  # (amortised: once a batch is as good as once a record)
-        return [rec for rec, _, _ in checked]
+        return added
 
     def _add(self, rec: Record, us: int) -> None:
         """Add one checked record (the lock held)."""

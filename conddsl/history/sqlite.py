@@ -319,12 +319,14 @@ class SQLiteHistory(Retention, History):
         """Write (or queue) records in order as :meth:`record` does, in one transaction
         (see :func:`~conddsl.history.base.batch_writer`): every entry is checked before
         any is accepted; a failed write keeps them all pending and raises HistoryError."""
-        rows: list[_Row] = []
-        for task, action, at, run_id, reason, message, traceback in entries:
-            check_record(task, action)
-            rows.append((task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback))
+        rows = _checked_rows(entries)
         self._accept(rows)
         return [_to_record(row) for row in rows]
+
+    def add_many(self, entries: list[Entry]) -> None:
+        """:meth:`record_many` without making the records (see
+        :func:`~conddsl.history.base.batch_adder`)."""
+        self._accept(_checked_rows(entries))
 
     def _accept(self, rows: list[_Row]) -> None:
         """Write checked rows in one transaction, or queue them behind what waits: the one
@@ -1483,6 +1485,15 @@ def _sync_folder(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _checked_rows(entries: list[Entry]) -> list[_Row]:
+    """The rows of ``entries``, each checked as :meth:`SQLiteHistory.record` checks one."""
+    rows: list[_Row] = []
+    for task, action, at, run_id, reason, message, traceback in entries:
+        check_record(task, action)
+        rows.append((task, ACTION_CODES[action], to_us(at), run_id, reason, message, traceback))
+    return rows
 
 
 def _to_record(row: tuple) -> Record:

@@ -54,9 +54,12 @@ BUSY_RECHECK = timedelta(milliseconds=100)
 SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
 # Starts due at one instant are prepared this long before it (see Evaluator.prepare).
 PREPARE_AHEAD = timedelta(milliseconds=50)
-# Preparing costs the loop ~15 µs a start (10,000 starts at one instant: ~150 ms): a
-# bigger burst is prepared that much sooner, so that it is ready at its instant.
-PREPARE_EACH = timedelta(microseconds=30)
+# Preparing costs the loop 15-35 µs of CPU a start (a Xeon; an EPYC running a CPython
+# built without PGO), and on a loaded machine the loop gets a CPU a third of the time: a
+# bigger burst is prepared that much sooner, so that it is ready at its instant. (At
+# 30 µs a start, 7 of 12 bursts of 1,000 on the EPYC under load were still being
+# prepared at their instant, every start of them late by the overrun: up to 103 ms.)
+PREPARE_EACH = timedelta(microseconds=150)
 # (Read once a start in a burst: an enum member read through its class costs more.)
 _MAIN, _RUNNING = Phase.MAIN, State.RUNNING
 
@@ -93,8 +96,8 @@ class Evaluator:
         # call: a burst asks it once a key when due and once a prepared start).
         self._alive = runs.alive()
         self._prepared_for: datetime | None = None
-        # Automatic garbage collections are paused from the first prepared launch of an
-        # instant until its last body took its first step (see frozen_heap).
+        # Automatic garbage collections are paused from the pass at the instant starts
+        # were prepared for until its last body took its first step (see frozen_heap).
         self._paused = False
 
     def context(self, name: str | None) -> dict[str, Any]:
@@ -105,6 +108,12 @@ class Evaluator:
 
     def collect(self, now: datetime, *, new_cycle: bool) -> None:
         """End the runs timed out at ``now`` and mark the keys whose check came due."""
+        if self.prepared and not self._paused and self._burst_due(now):
+            # From here, not from the first launch: marking a burst's keys due makes a
+            # thousand young objects, which set off collections, now and then one that
+            # walks every object the preparing made (~2 ms, in the burst's time).
+            self._paused = True
+            pause_collections()
         texts: dict[Task, str] = {}  # runs timed out together share their message
         for run in self.timeouts.pop_due(now):
             if run.pending:  # its process never came (armed START_ALLOWANCE late)
@@ -285,6 +294,10 @@ class Evaluator:
                 self.launcher.drop(run)
         if before is None and self._paused:
             self._resume()
+
+    def _burst_due(self, now: datetime) -> bool:
+        """Whether the instant starts were prepared for has come."""
+        return self._prepared_for is not None and self._prepared_for <= now
 
     def _burst_over(self) -> None:
         """Collections paused for a burst go on once no prepared start is left (every body

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from conddsl.history import History, HistoryError, Record
-from conddsl.history.base import Entry, batch_writer
+from conddsl.history.base import Entry, batch_adder, batch_writer
 from conddsl.runtime.runs import Run
 
 log = logging.getLogger("conddsl.runtime")
@@ -61,7 +61,9 @@ Listener = Callable[[Recorded], object]
 
 class RecordWriter:
     """Writes records to ``history`` and tells the listeners; ``wake(task, own)`` is
-    called after each record (``own``: the task's own state may have changed)."""
+    called after each record (``own``: the task's own state may have changed), or
+    ``wake_all(entries)`` once after a batch no listener hears, if given (a record's own
+    task changed unless it is a ``run`` record)."""
 
     def __init__(
         self,
@@ -69,19 +71,23 @@ class RecordWriter:
         *,
         on_error: Callable[[BaseException], None],
         wake: Callable[[str, bool], None],
+        wake_all: Callable[[list[Entry]], None] | None = None,
     ) -> None:
         self.history = history
         self._on_error = on_error
         self._wake = wake
+        self._wake_all = wake_all
         self._listeners: tuple[Listener, ...] = ()  # replaced whole: read from any thread
         # Held while the tuple is rebuilt: a rebuild from a stale copy would drop a
         # listener another thread added meanwhile.
         self._subscribing = threading.Lock()
         self._failed: set[int] = set()  # ids of listeners whose failure was reported
         self.unwritten: list[_Stamped] = []
-        # The history whose batch was looked up, and the batch (None: it has none).
+        # The history whose batch was looked up, its batch (None: it has none) and the
+        # batch that returns no records (for a burst no listener hears; None: none).
         self._batch_of: object = None
         self._batch: Callable[[list[Entry]], list[Record]] | None = None
+        self._adder: Callable[[list[Entry]], None] | None = None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every record written from now on; returns the unsubscribe."""
@@ -162,6 +168,7 @@ class RecordWriter:
         history = self.history
         if history is not self._batch_of:
             self._batch_of, self._batch = history, batch_writer(history)
+            self._adder = batch_adder(history)
         batch = self._batch
         if batch is None:
             return False
@@ -171,14 +178,23 @@ class RecordWriter:
             else (run.task.name, action, at, run.run_id, reason, message, run.traceback)
             for run, action, at, reason, message in records
         ]
+        # Read once: a listener subscribed meanwhile (from another thread) hears from the
+        # next record on. With none, the store need not make the records.
+        listening = bool(self._listeners)
         stored: list[Record] | None = None
         try:
-            stored = batch(entries)
+            if listening or self._adder is None:
+                stored = batch(entries)
+            else:
+                self._adder(entries)
         except HistoryError as exc:  # kept pending by the store, as a single record would be
             self._on_error(exc)
         except Exception:  # refused before any was written: each gets its own answer
             return False
-        if stored is None or not self._listeners:  # (the usual case: no Recorded to make)
+        if stored is None or not listening:  # (the usual case: no Recorded to make)
+            if self._wake_all is not None:
+                self._wake_all(entries)
+                return True
             wake = self._wake
             for run, action, _, _, _ in records:
                 wake(run.task.name, action != "run")  # a start: looked at when it ends

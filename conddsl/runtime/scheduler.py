@@ -122,7 +122,10 @@ class Scheduler:
         self._control = Control()
         self._wake = asyncio.Event()
         self._records = RecordWriter(
-            self.config.history, on_error=lambda exc: self._life.fail(exc), wake=book.woken
+            self.config.history,
+            on_error=lambda exc: self._life.fail(exc),
+            wake=book.woken,
+            wake_all=book.woken_all,
         )
         if on_record is not None:
             self._records.subscribe(on_record)

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from conddsl import ast
 from conddsl.errors import UnknownTaskError
+from conddsl.history.base import Entry
 from conddsl.runtime.conditions import OWN_TASK_HINT, ConditionLike, own_task_problem, reads
 from conddsl.runtime.config import ConfigError
 from conddsl.runtime.deadlines import Deadlines
@@ -140,6 +141,20 @@ class TaskBook:
                         mark(key)
         if own_change:
             self.due.mark(name)  # "not running" may have changed
+
+    def woken_all(self, entries: list[Entry]) -> None:
+        """:meth:`woken` for each record of a batch written, in order: its task's own state
+        may have changed unless it is a start (a ``run`` record)."""
+        if self.wake_index.reads_records():
+            for entry in entries:
+                self.woken(entry[0], entry[1] != "run")
+            return
+        # No condition reads records (a burst of clock-window starts): only each task's
+        # own change wakes it, and a start wakes nothing (two calls less a record).
+        mark = self.due.mark
+        for entry in entries:
+            if entry[1] != "run":
+                mark(entry[0])
 
     def heard(self, task: str | None) -> None:
         """Another node recorded for ``task`` (None: anything may have changed): its

@@ -60,6 +60,10 @@ class WakeIndex:
         if found.cycles:
             self.cycles.discard(key)
 
+    def reads_records(self) -> bool:
+        """Whether any key's conditions read records (else a record wakes no other key)."""
+        return bool(self._readers or self._read_all)
+
     def reader_sets(self, name: str) -> tuple[Iterable[Key], Iterable[Key]]:
         """The keys whose conditions read task ``name``'s records, as two sets that may
         share keys (not a generator: a burst's thousand records each ask, most of them
