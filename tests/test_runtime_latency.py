@@ -531,6 +531,33 @@ def test_a_burst_no_listener_hears_is_written_without_making_its_records(listeni
         )
 
 
+def test_a_listener_subscribed_while_a_burst_is_written_hears_its_records():
+    # Another thread subscribes between the writer's look at its listeners and the
+    # burst's write (here: from inside the write, before any record is added). Its
+    # subscribe returned before those records were written: it must hear them.
+    heard: list[tuple[str, str]] = []
+    subscribed: list[bool] = []
+
+    class Subscribing(MemoryHistory):
+        def add_many(self, entries):
+            if not subscribed:
+                subscribed.append(True)
+                app.subscribe(lambda got: heard.append((got.record.task, got.record.action)))
+            super().add_many(entries)
+
+    history = Subscribing()
+    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    for number in range(5):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    play(app)
+    assert sorted(heard) == sorted(
+        (f"t{number}", action) for number in range(5) for action in ("run", "terminate")
+    )
+    assert {got.at for got in history.records(actions="run")} == {at("07:00")}
+
+
 def test_a_record_patched_on_the_store_itself_sees_the_run_records_of_a_burst():
     # A record() replaced on the instance (a wrapper, a spy, mock.patch.object): the
     # batch looked at the class alone and wrote the burst's run records past it.
