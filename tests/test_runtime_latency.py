@@ -581,7 +581,7 @@ def test_a_record_patched_on_the_store_itself_sees_the_run_records_of_a_burst():
     )
 
 
-@pytest.mark.parametrize("method", ["record", "record_many"])
+@pytest.mark.parametrize("method", ["record", "record_many", "add_many"])
 def test_a_spy_patched_on_the_store_class_sees_every_record_of_a_burst(monkeypatch, method):
     # mock.patch.object(MemoryHistory, ...) replaces the method on the class the store's
     # batch is defined in: the class-based rules saw nothing replaced, and the burst was
