@@ -24,6 +24,7 @@ import warnings
 from collections import Counter
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import pairwise
 
 import pytest
 from runtime_helpers import FOREVER, read_pids, spawn_grandchildren
@@ -603,6 +604,41 @@ def test_readings_of_proc_are_shared_when_recent_enough():
     assert later is not first and later.taken >= first.taken
     assert os.getpid() in later.table
     assert any(child.pid == os.getpid() for child in later.children(os.getppid()))
+
+
+@linux_only
+def test_the_trees_given_one_reading_share_its_view(monkeypatch):
+    """A hundred trees that waited for one reading bring it up to date once between
+    them, not each on its own (each looked at every pid handed out since)."""
+    monkeypatch.setattr(processes, "_view", None)
+    first = processes.Snapshot()
+    view = processes.view_of(first)
+    assert view is not None and processes.view_of(first) is view
+    second = processes.Snapshot()
+    other = processes.view_of(second)
+    assert other is not None and other is not view and other.base is second
+
+
+@linux_only
+def test_a_reading_is_handed_to_the_trees_waiting_for_it_a_few_a_turn(monkeypatch):
+    """Each tree signals its own once it gets the reading: a hundred at once held the loop
+    20 ms, so they get it ``_HAND_OUT`` a turn of the loop, all of them the same reading."""
+    monkeypatch.setattr(processes, "_last", None)
+    monkeypatch.setattr(processes, "_view", None)
+    count = processes._HAND_OUT * 3 + 1
+
+    async def main() -> tuple[list[int], set[int]]:
+        scanner = processes.Scanner(asyncio.get_running_loop())
+        asked = [scanner.read(0.0) for _ in range(count)]  # one reading for all of them
+        done = [0]
+        while done[-1] < count:
+            await asyncio.sleep(0)  # a turn of the loop
+            done.append(sum(future.done() for future in asked))
+        return done, {id(future.result()) for future in asked}
+
+    done, readings = asyncio.run(asyncio.wait_for(main(), 10))
+    steps = [after - before for before, after in pairwise(done)]
+    assert max(steps) == processes._HAND_OUT and len(readings) == 1
 
 
 @linux_only
