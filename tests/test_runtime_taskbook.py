@@ -117,3 +117,19 @@ def test_due_keys_come_shut_first_then_urgent_then_in_marked_order_each_once():
         due.pop()
     due.mark_urgent("e")
     assert due.pop() == "e" and not due
+
+
+def test_a_key_put_back_comes_next_and_once():
+    """A pass that stops before looking at the key it took (records to write first) puts
+    it back: it is the first looked at by the next pass, not behind the others."""
+    due = TaskBook().due
+    due.mark_all(["a", "b", "c"])
+    due.mark_urgent("u")
+    assert due.take() == "u"
+    due.put_back("u")
+    assert due.take() == "u"
+    assert due.take() == "a"
+    due.put_back("a")
+    due.put_back(SHUT)
+    assert [due.take() for _ in range(4)] == [SHUT, "a", "b", "c"]
+    assert due.take() is None

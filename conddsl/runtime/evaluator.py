@@ -16,6 +16,8 @@ Each turn of the scheduler's loop asks the evaluator, in this order:
 Evaluating many keys (thousands waking at once) stops every ``SLICE`` seconds, and as
 soon as a run's timeout or a check comes due, to let the event loop through; the rest
 is evaluated at once after, at a fresh "now" (the loop does not count it a new cycle).
+The records stamped before a key is evaluated are written first, in the same slices:
+hundreds of runs ended together may take several passes before the next key.
 
 Its state is explicit: the task book (``taskbook.py``: tasks, pending starts, checks,
 keys due), the run table, the timeouts, and the collaborators that act (launcher,
@@ -150,7 +152,7 @@ class Evaluator:
 
     async def evaluate_due(self, now: datetime) -> bool:
         """Evaluate the keys due (in :class:`~conddsl.runtime.wake.Due`'s order); True if it
-        stopped at its time slice with some left."""
+        stopped at its time slice with some left (keys, or records to write first)."""
         seen: set[Key] = set()
         deferred: dict[Key, None] = {}
         due, tasks, records = self.book.due, self.book.tasks, self.records
@@ -181,14 +183,18 @@ class Evaluator:
                             sliced = True
                             break
                         continue
-                if records.unwritten:  # conditions see every record stamped before evaluation
-                    records.flush()
+                # Conditions see every record stamped before evaluation: hundreds of them
+                # (runs ended together) are written a slice at a time, the key put back.
+                if records.unwritten and records.flush(ends):
+                    due.put_back(key)
+                    sliced = True
+                    break
                 if key is SHUT:
                     self.evaluate_shut(now)
                 elif key in tasks:
                     await self.evaluate(tasks[key], now)
                 if records.unwritten:
-                    records.flush()
+                    records.flush(ends)  # (what is left: before the next key, or next pass)
                 if time.perf_counter() > ends and due:
                     sliced = True
                     break
@@ -205,9 +211,9 @@ class Evaluator:
         if launched:
             return True  # the keys their records woke, in a pass that follows at once
         self._burst_over()
-        if records.unwritten:
-            records.flush()
-            return sliced or bool(due)  # the tasks that read them, at once
+        if records.unwritten and not sliced:  # (sliced: the next pass writes them first)
+            # The tasks that read them at once, and the records left (over the slice) first.
+            return records.flush(ends) or bool(due)
         return sliced
 
     # ---------------------------------------------------------------- prepared starts

@@ -344,8 +344,14 @@ class Launcher:
         if self._done() or self._loop is None:
             self._records.flush()  # nothing would come back for it
         elif first:
-            self._loop.call_soon(self._records.flush)
+            self._loop.call_soon(self._flush_stamped)
         self._on_ended(freed)
+
+    def _flush_stamped(self) -> None:
+        """Write the records stamped so far, a slice of them a turn of the loop (the
+        evaluator writes what is left before it evaluates anything)."""
+        if self._records.flush_slice() and self._loop is not None:
+            self._loop.call_soon(self._flush_stamped)
 
     def shutting_down(self) -> None:
         """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""
