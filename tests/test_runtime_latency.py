@@ -349,6 +349,38 @@ def test_a_sliced_pass_starts_everything_at_the_same_instant(monkeypatch):
     assert app.session.cycles <= 6
 
 
+def test_a_pass_that_ends_runs_stops_at_the_ending_slice(monkeypatch):
+    """What ending a run sets off (a cancelled coroutine's last step, a thread's return)
+    comes at the loop's next turn: a pass that ended some stops at ENDING_SLICE (here at
+    once: one run a pass), not at SLICE (here a minute)."""
+    from conddsl.runtime.evaluator import Evaluator
+    from conddsl.runtime.launcher import Launcher
+
+    monkeypatch.setattr(evaluator_module, "SLICE", 60.0)
+    monkeypatch.setattr(evaluator_module, "ENDING_SLICE", 0.0, raising=False)
+    passes = [0]
+    ended_in: list[int] = []
+    evaluate_due, terminate = Evaluator.evaluate_due, Launcher.terminate
+
+    async def counted(self, now):
+        passes[0] += 1
+        return await evaluate_due(self, now)
+
+    def noted(self, run, reason, message):
+        ended_in.append(passes[0])
+        terminate(self, run, reason, message)
+
+    monkeypatch.setattr(Evaluator, "evaluate_due", counted)
+    monkeypatch.setattr(Launcher, "terminate", noted)
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    for number in range(10):
+        app.task(Once(), name=f"t{number}", end_cond="time of day after 07:00")(FOREVER["async"])
+    play(app)
+    assert [action for _, action, _, _ in finishes(app.history)] == ["terminate"] * 10
+    assert len(ended_in) == 10 and max(Counter(ended_in).values()) == 1
+    assert len(app.history.records(actions="run")) == 10  # (none started again)
+
+
 def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
     monkeypatch.setattr(evaluator_module, "SLICE", 0.0)
     app = virtual(start="06:59", shut_cond="scheduler has more than 3 cycles")

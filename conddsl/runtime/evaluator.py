@@ -53,11 +53,13 @@ log = logging.getLogger("conddsl.runtime")
 # A start another node was claiming at the same instant is looked at again this soon (its
 # run record usually wakes this node first).
 BUSY_RECHECK = timedelta(milliseconds=100)
-# Seconds of condition evaluation before the loop lets other work through. What a slice
-# does comes back at the next turns (the coroutines it cancelled take their last step,
-# the threads it flagged return): 2 ms slices made turns of 3-4 ms while 1,000 runs were
-# ended together.
-SLICE = 0.001
+SLICE = 0.002  # seconds of condition evaluation before the loop lets other work through
+# A pass that ends runs stops sooner: what it sets off comes back at the loop's next turn
+# (the coroutines it cancelled take their last step, the threads it flagged return, the
+# trees it signalled die), and with 2 ms slices those turns were 3-4 ms while 1,000 runs
+# were ended together. (1 ms slices for every pass made a hundred thread runs' timeouts
+# later: their restarts are what those passes do.)
+ENDING_SLICE = 0.001
 # Starts due at one instant are prepared this long before it (see Evaluator.prepare).
 PREPARE_AHEAD = timedelta(milliseconds=50)
 # Preparing costs the loop ~15 µs a start (10,000 starts at one instant: ~150 ms): a
@@ -159,8 +161,10 @@ class Evaluator:
         stopped at its time slice with some left (keys, or records to write first)."""
         seen: set[Key] = set()
         deferred: dict[Key, None] = {}
-        due, tasks, records = self.book.due, self.book.tasks, self.records
-        ends = time.perf_counter() + SLICE
+        due, tasks, records, launcher = self.book.due, self.book.tasks, self.records, self.launcher
+        begun = time.perf_counter()
+        ends = begun + SLICE
+        ended = launcher.terminations  # (runs asked to stop so far: see ENDING_SLICE)
         soonest = self.timeouts.peek()
         check = self.book.checks.peek()
         if check is not None and (soonest is None or check < soonest):
@@ -197,6 +201,8 @@ class Evaluator:
                     self.evaluate_shut(now)
                 elif key in tasks:
                     await self.evaluate(tasks[key], now)
+                if launcher.terminations != ended:
+                    ends = min(ends, begun + ENDING_SLICE)
                 if records.unwritten:
                     records.flush(ends)  # (what is left: before the next key, or next pass)
                 if time.perf_counter() > ends and due:
