@@ -19,7 +19,6 @@ import gc
 import os
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -432,61 +431,6 @@ def test_thread_flags_are_set_a_batch_at_a_time():
 
     assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
     assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
-
-
-def test_more_thread_flags_are_set_as_soon_as_some_flagged_returned(monkeypatch):
-    """FLAG_BATCH threads at most are woken and not returned; once FLAG_TOP_UP of them have
-    returned, as many more are woken (the loop does not wait for the slowest of a batch)."""
-    from conddsl.runtime import executors
-
-    monkeypatch.setattr(executors, "FLAG_PACE", 60.0)  # (no timer: returns alone pace them)
-    batch, top_up = executors.FLAG_BATCH, executors.FLAG_TOP_UP
-    count = batch + top_up * 2
-    gate = threading.Semaphore(0)  # a flagged thread returns once the test lets it
-    ended: list[str] = []
-
-    def body(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
-        flag.wait()
-        gate.acquire()
-
-    async def returned(number: int) -> None:
-        for _ in range(1000):  # (10 s at most)
-            if len(ended) >= number:
-                break
-            await asyncio.sleep(0.01)
-        for _ in range(3):
-            await asyncio.sleep(0)  # the loop's turns after the last return
-
-    async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        host = Host(loop, lambda run, action, message: ended.append(action), 60, None)
-        executor = executors.ThreadExecutor(host)
-        task = Task(name="t", start=compile_condition("true"), execution="thread", func=body)
-        task.flag_params = ("flag",)
-        runs = [
-            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
-        ]
-        for run in runs:
-            executor.start(run)
-        for run in runs:
-            run.reason = "timeout"
-            executor.terminate(run)
-        await asyncio.sleep(0)
-        flagged = [sum(run.flag.is_set() for run in runs)]
-        for _ in range(top_up - 1):
-            gate.release()
-        await returned(top_up - 1)
-        flagged.append(sum(run.flag.is_set() for run in runs))
-        gate.release()
-        await returned(top_up)
-        flagged.append(sum(run.flag.is_set() for run in runs))
-        for _ in range(count - top_up):
-            gate.release()
-        await returned(count)
-        return flagged
-
-    assert asyncio.run(main()) == [batch, batch, batch + top_up]
-    assert ended == ["success"] * count
 
 
 # ---------------------------------------------------------------- shared conditions

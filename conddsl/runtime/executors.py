@@ -16,14 +16,9 @@ from conddsl.runtime.runs import Host, Run, ended
 
 log = logging.getLogger("conddsl.runtime")
 
-# Thread runs asked to stop together are woken by their flags so that at most FLAG_BATCH
-# are woken and not returned yet; once FLAG_TOP_UP of them have returned, as many more
-# are woken, and FLAG_PACE seconds after a batch the next comes whatever (see
-# ThreadExecutor.terminate). 32 woken at once kept the GIL from the loop 4-6 ms at a time
-# (1,000 runs ended together); 16 a batch, each waiting for the whole last one, made a
-# hundred threads' terminations later by the round trips.
-FLAG_BATCH = 24
-FLAG_TOP_UP = 12
+# Thread runs asked to stop together have their flags set this many at a time, a batch
+# every FLAG_PACE seconds (see ThreadExecutor.terminate).
+FLAG_BATCH = 32
 FLAG_PACE = 0.001
 
 
@@ -255,38 +250,31 @@ class ThreadExecutor(_InProcess):
 
     def terminate(self, run: Run) -> None:
         """Ask the thread to stop: its flag is set after this turn of the loop, with the flags
-        of the runs ended with it, ``FLAG_BATCH`` at a time at most; the run ends when the
-        thread returns.
+        of the runs ended with it, ``FLAG_BATCH`` at a time, a batch every ``FLAG_PACE``
+        seconds; the run ends when the thread returns.
 
         Threads woken one by one would take the GIL from the scheduler while it ends the
         rest; hundreds woken at once all want it as the loop does, and the loop waited for
-        them 20-30 ms at a time. More are woken as soon as ``FLAG_TOP_UP`` of those woken
-        have returned (a fraction of a millisecond, usually), not only once the slowest
-        has; ``FLAG_PACE`` after a batch the next comes whatever (a thread that is slow
-        to look at its flag does not hold the others back)."""
+        them 20-30 ms at a time. The next batch comes as soon as every thread of the last
+        one has returned (a fraction of a millisecond, usually), ``FLAG_PACE`` at the latest."""
         self._flags.append(run)
         if self._next is None:
             self._next = self.host.loop.call_soon(self._set_flags)
         self._graces.add(run)
 
     def _set_flags(self) -> None:
-        flags, batch = self._flags, self._batch
-        for _ in range(min(FLAG_BATCH - len(batch), len(flags))):
-            run = flags.popleft()
-            batch.add(run)
+        flags = self._flags
+        batch = self._batch = {flags.popleft() for _ in range(min(FLAG_BATCH, len(flags)))}
+        for run in batch:
             run.flag.set()
-        self._next = self.host.loop.call_later(FLAG_PACE, self._paced) if flags else None
-
-    def _paced(self) -> None:
-        self._batch = set()  # (those not returned yet no longer hold the next ones back)
-        self._set_flags()
+        self._next = self.host.loop.call_later(FLAG_PACE, self._set_flags) if flags else None
 
     def _returned(self, run: Run) -> None:
-        """A thread woken by its flag returned: more flags once FLAG_TOP_UP have."""
+        """A thread of the batch flagged last returned: the next batch once all have."""
         batch = self._batch
         if run in batch:
             batch.discard(run)
-            if FLAG_BATCH - len(batch) >= FLAG_TOP_UP and self._next is not None:
+            if not batch and self._next is not None:
                 self._next.cancel()
                 self._next = self.host.loop.call_soon(self._set_flags)
 
