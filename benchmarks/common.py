@@ -153,9 +153,16 @@ def closed_window(now: datetime, i: int) -> str:
     return f"time of day between {start:%H:%M:%S} and {end:%H:%M:%S}"
 
 
-def opening_at(at: datetime) -> str:
-    """A window that opens at ``at`` (to the millisecond) and lasts until midnight."""
-    return f"time of day after {at:%H:%M:%S}.{at.microsecond // 1000:03d}"
+def opening_at(at: datetime, now: datetime | None = None) -> str:
+    """A window that opens at ``at`` (to the millisecond) and lasts until midnight, or,
+    when ``at`` is past the midnight that comes first (``now``: the clock), until noon:
+    "after 00:00:01" holds at 23:59:59 too, and every task would start at once."""
+    opens = f"{at:%H:%M:%S}.{at.microsecond // 1000:03d}"
+    if now is None:
+        now = datetime.now(at.tzinfo)
+    if at.date() != now.date():
+        return f"time of day between {opens} and 12:00"
+    return f"time of day after {opens}"
 
 
 def round_ms(at: datetime) -> datetime:

@@ -110,6 +110,27 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentiles([0.2])["p99"] == 0.2
 
 
+def test_an_opening_past_midnight_is_closed_before_it() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from conddsl import compile_condition
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from common import opening_at
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for now, lead in (
+        (datetime(2026, 12, 6, 23, 59, 59, 200_000, timezone.utc), 1.3),  # opens after midnight
+        (datetime(2026, 12, 6, 14, 0, 0, tzinfo=timezone.utc), 0.6),  # the same day
+    ):
+        opens = now + timedelta(seconds=lead)
+        cond = compile_condition(opening_at(opens, now), timezone="UTC")
+        assert not cond.is_true(now), (now, str(cond))
+        assert not cond.is_true(opens - timedelta(milliseconds=1))
+        assert cond.is_true(opens) and cond.is_true(opens + timedelta(seconds=5))
+
+
 @pytest.mark.long
 @pytest.mark.smoke
 def test_postgres_benchmark_smoke(postgres_server: str) -> None:

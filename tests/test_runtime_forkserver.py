@@ -7,7 +7,9 @@ import dataclasses
 import functools
 import json
 import os
+import pickle
 import signal
+import socket
 import sys
 import time
 from functools import partial
@@ -16,7 +18,13 @@ import pytest
 from runtime_helpers import gone
 from runtime_helpers.scenario import Once, play, records_appear
 
-from conddsl.runtime import Scheduler, TaskTerminationException, TerminationFlag, processes
+from conddsl.runtime import (
+    Scheduler,
+    TaskTerminationException,
+    TerminationFlag,
+    forkserver,
+    processes,
+)
 from conddsl.runtime.forkserver import by_reference
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork server, /proc")
@@ -313,6 +321,38 @@ def test_an_unhashable_callable_runs_from_the_server(tmp_path):
 
 
 def _module_level() -> None: ...
+
+
+def test_the_servers_messages_are_handled_a_slice_of_a_turn_at_a_time(monkeypatch):
+    """Fifty runs ending together held the loop 10 ms in one callback: the messages past
+    the slice (here: every one after the first) wait for the loop's next turn."""
+    monkeypatch.setattr(forkserver, "_READ_SLICE", 0.0, raising=False)
+    exited: list[int] = []
+    loop = asyncio.new_event_loop()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        server = forkserver.ForkServer(
+            loop,
+            started=lambda *args: None,
+            prepared=lambda *args: None,
+            failed=lambda *args: None,
+            exited=lambda key, code, outcome: exited.append(key),
+            lost=lambda code: None,
+        )
+        ours.setblocking(False)
+        server._sock = ours
+        for key in range(3):
+            theirs.send(pickle.dumps(("exited", key, 0, None)))
+        server._readable()
+        assert exited == [0]
+        server._readable()
+        server._readable()
+        server._readable()  # nothing left to read
+        assert exited == [0, 1, 2]
+    finally:
+        ours.close()
+        theirs.close()
+        loop.close()
 
 
 def test_what_goes_by_reference():

@@ -24,6 +24,7 @@ import warnings
 from collections import Counter
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import pairwise
 
 import pytest
 from runtime_helpers import FOREVER, read_pids, spawn_grandchildren
@@ -42,7 +43,9 @@ from conddsl.compile import Condition, compile_condition
 from conddsl.history import MemoryHistory
 from conddsl.runtime import RealClock, Scheduler, TerminationFlag, processes
 from conddsl.runtime import evaluator as evaluator_module
+from conddsl.runtime import records as records_module
 from conddsl.runtime.executors import AsyncExecutor
+from conddsl.runtime.records import RecordWriter
 from conddsl.runtime.runs import Host, Run
 from conddsl.runtime.tasks import Task
 
@@ -209,6 +212,125 @@ def test_every_record_is_written_when_serve_returns():
     assert len(finishes(app.history)) == 25
 
 
+class OneByOne(MemoryHistory):
+    """A history whose ``record`` is its own (no batch: written one record at a time), that
+    notes the turn of the loop each record was written in (``turn``, set by the test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn = [0]
+        self.turns: list[int] = []
+
+    def record(self, task, action, **fields):
+        self.turns.append(self.turn[0])
+        return super().record(task, action, **fields)
+
+
+def _writer(history: MemoryHistory) -> tuple[RecordWriter, list[Run]]:
+    writer = RecordWriter(history, on_error=pytest.fail, wake=lambda name, own: None)
+    runs = []
+    for number in range(5):
+        task = Task(name=f"t{number}", start=compile_condition("true"), execution="async")
+        runs.append(Run(task, f"r{number}", at("07:00")))
+        writer.stamp(runs[-1], "success", at("07:01"), None, None)
+    return writer, runs
+
+
+def test_a_flush_with_a_time_limit_keeps_the_rest_in_order():
+    """Past its limit it stops, one record written at least; the rest stay first in line,
+    before any stamped meanwhile; a flush with no limit writes them all, in order."""
+    history = OneByOne()
+    writer, runs = _writer(history)
+    assert writer.flush(time.perf_counter() - 1) is True
+    assert [rec.task for rec in history.records()] == ["t0"]
+    writer.stamp(runs[0], "terminate", at("07:02"), "shutdown", None)  # (stamped later)
+    assert writer.flush() is False
+    assert [rec.task for rec in history.records()] == ["t0", "t1", "t2", "t3", "t4", "t0"]
+    assert writer.unwritten == [] and writer.flush(time.perf_counter() - 1) is False
+
+
+def test_a_flush_with_a_time_limit_gives_a_batch_so_many_at_a_time(monkeypatch):
+    monkeypatch.setattr(records_module, "WRITE_BATCH", 2)
+    history = MemoryHistory()  # (it has a batch: record_many)
+    writer, _ = _writer(history)
+    assert writer.flush(time.perf_counter() - 1) is True
+    assert [rec.task for rec in history.records()] == ["t0", "t1"]
+    assert writer.flush(time.perf_counter() + 60) is False
+    assert [rec.task for rec in history.records()] == ["t0", "t1", "t2", "t3", "t4"]
+
+
+def test_the_records_of_runs_ended_together_are_written_a_slice_a_turn(monkeypatch):
+    """A forced shutdown ends every run in one turn of the loop: their records are written
+    a slice of each turn (here one record: the slices are 0), in the order they were
+    stamped, each run's once, all of them by the time serve() returns."""
+    monkeypatch.setattr(records_module, "FLUSH_SLICE", 0.0)
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)
+    stamped: list[str] = []
+    stamp = RecordWriter.stamp
+
+    def noted(self, run, action, *args):
+        if action != "run":
+            stamped.append(run.task.name)
+        return stamp(self, run, action, *args)
+
+    monkeypatch.setattr(RecordWriter, "stamp", noted)
+    history = OneByOne()
+    app = Scheduler({"timeout": "never", "history": history})
+    for number in range(20):
+        app.task(Once(), name=f"t{number}")(FOREVER["async"])
+
+    async def force(app: Scheduler) -> None:
+        await records_appear(app, "run", 20)
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:  # once a turn of the loop, while it serves
+            history.turn[0] += 1
+            if app.phase is not None:
+                loop.call_soon(tick)
+
+        tick()
+        app.shut_down(force=True)
+
+    play(app, force)
+    assert len(finishes(history)) == 20
+    ended = [rec.task for rec in history.records() if rec.action != "run"]
+    assert ended == stamped and len(stamped) == 20
+    records = history.records()
+    written = [
+        turn for turn, rec in zip(history.turns, records, strict=True) if rec.action != "run"
+    ]
+    assert max(Counter(written).values()) <= 2  # the flush's one, the evaluator's one
+
+
+def test_every_condition_sees_the_records_of_runs_ended_together(monkeypatch):
+    """Runs ended by one end condition, their records written a slice at a time: no
+    condition is evaluated while a record stamped before it is still unwritten."""
+    monkeypatch.setattr(records_module, "FLUSH_SLICE", 0.0)
+    monkeypatch.setattr(evaluator_module, "SLICE", 0.0)
+    unwritten: list[int] = []
+
+    class EndsAt:
+        """True from ``instant`` on; notes how many records were unwritten when asked."""
+
+        def __init__(self, instant: datetime) -> None:
+            self.instant = instant
+
+        def is_true(self, at: datetime, **context: object) -> bool:
+            unwritten.append(len(app._records.unwritten))
+            return at >= self.instant
+
+        def next_change(self, after: datetime, **context: object) -> datetime | None:
+            return self.instant if after < self.instant else None
+
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    ends = EndsAt(at("07:00"))
+    for number in range(20):
+        app.task(Once(), name=f"t{number}", end_cond=ends)(FOREVER["async"])
+    play(app)
+    assert [action for _, action, _, _ in finishes(app.history)] == ["terminate"] * 20
+    assert unwritten and set(unwritten) == {0}
+
+
 # ---------------------------------------------------------------- slices
 
 
@@ -225,6 +347,38 @@ def test_a_sliced_pass_starts_everything_at_the_same_instant(monkeypatch):
     assert len(finishes(app.history)) == 30
     # Wake-ups: start, 07:00, 07:01 (the windows close), 07:30: slices are not cycles.
     assert app.session.cycles <= 6
+
+
+def test_a_pass_that_ends_runs_stops_at_the_ending_slice(monkeypatch):
+    """What ending a run sets off (a cancelled coroutine's last step, a thread's return)
+    comes at the loop's next turn: a pass that ended some stops at ENDING_SLICE (here at
+    once: one run a pass), not at SLICE (here a minute)."""
+    from conddsl.runtime.evaluator import Evaluator
+    from conddsl.runtime.launcher import Launcher
+
+    monkeypatch.setattr(evaluator_module, "SLICE", 60.0)
+    monkeypatch.setattr(evaluator_module, "ENDING_SLICE", 0.0, raising=False)
+    passes = [0]
+    ended_in: list[int] = []
+    evaluate_due, terminate = Evaluator.evaluate_due, Launcher.terminate
+
+    async def counted(self, now):
+        passes[0] += 1
+        return await evaluate_due(self, now)
+
+    def noted(self, run, reason, message):
+        ended_in.append(passes[0])
+        terminate(self, run, reason, message)
+
+    monkeypatch.setattr(Evaluator, "evaluate_due", counted)
+    monkeypatch.setattr(Launcher, "terminate", noted)
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    for number in range(10):
+        app.task(Once(), name=f"t{number}", end_cond="time of day after 07:00")(FOREVER["async"])
+    play(app)
+    assert [action for _, action, _, _ in finishes(app.history)] == ["terminate"] * 10
+    assert len(ended_in) == 10 and max(Counter(ended_in).values()) == 1
+    assert len(app.history.records(actions="run")) == 10  # (none started again)
 
 
 def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
@@ -773,6 +927,41 @@ def test_readings_of_proc_are_shared_when_recent_enough():
     assert later is not first and later.taken >= first.taken
     assert os.getpid() in later.table
     assert any(child.pid == os.getpid() for child in later.children(os.getppid()))
+
+
+@linux_only
+def test_the_trees_given_one_reading_share_its_view(monkeypatch):
+    """A hundred trees that waited for one reading bring it up to date once between
+    them, not each on its own (each looked at every pid handed out since)."""
+    monkeypatch.setattr(processes, "_view", None)
+    first = processes.Snapshot()
+    view = processes.view_of(first)
+    assert view is not None and processes.view_of(first) is view
+    second = processes.Snapshot()
+    other = processes.view_of(second)
+    assert other is not None and other is not view and other.base is second
+
+
+@linux_only
+def test_a_reading_is_handed_to_the_trees_waiting_for_it_a_few_a_turn(monkeypatch):
+    """Each tree signals its own once it gets the reading: a hundred at once held the loop
+    20 ms, so they get it ``_HAND_OUT`` a turn of the loop, all of them the same reading."""
+    monkeypatch.setattr(processes, "_last", None)
+    monkeypatch.setattr(processes, "_view", None)
+    count = processes._HAND_OUT * 3 + 1
+
+    async def main() -> tuple[list[int], set[int]]:
+        scanner = processes.Scanner(asyncio.get_running_loop())
+        asked = [scanner.read(0.0) for _ in range(count)]  # one reading for all of them
+        done = [0]
+        while done[-1] < count:
+            await asyncio.sleep(0)  # a turn of the loop
+            done.append(sum(future.done() for future in asked))
+        return done, {id(future.result()) for future in asked}
+
+    done, readings = asyncio.run(asyncio.wait_for(main(), 10))
+    steps = [after - before for before, after in pairwise(done)]
+    assert max(steps) == processes._HAND_OUT and len(readings) == 1
 
 
 @linux_only

@@ -57,6 +57,12 @@ def _text(path: Path) -> str:
         return ""
 
 
+def _run_recorded(db: Path, task: str) -> bool:
+    """Whether the history file holds a run record of ``task``."""
+    with SQLiteHistory(db) as history:
+        return bool(history.records(task, actions="run"))
+
+
 def restart(db: Path) -> float:
     """Serve a scheduler on the history file until its shut condition (at once); seconds."""
     with SQLiteHistory(db) as history:
@@ -177,9 +183,15 @@ def test_a_second_scheduler_of_the_same_process_leaves_the_first_ones_alone(tmp_
         registry = Path(str(db) + SUFFIX)
         deadline = time.monotonic() + 10
         # (The file names its owner from the start; the tree comes once the run does.)
-        while "long_a" not in _text(registry) and time.monotonic() < deadline:
+        # The tree is listed before the run record is written (and the body let go): B
+        # waits for both, or a loaded machine has B read no open run at all.
+        while (
+            not ("long_a" in _text(registry) and _run_recorded(db, "long_a"))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         assert "long_a" in registry.read_text()
+        assert _run_recorded(db, "long_a")
         restart(db)  # B: starts and stops at once
         with SQLiteHistory(db) as history:
             assert [r.action for r in history.records("long_a")] == ["run"]  # not crash

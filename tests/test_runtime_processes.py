@@ -124,14 +124,21 @@ def test_a_process_let_go_late_gets_its_whole_timeout(tmp_path, monkeypatch):
     from conddsl.runtime.process_exec import ProcessExecutor
 
     app = virtual(threshold=0.5, shut_cond="time of day after 06:05", kill_grace=GRACE)
-    app.process_registry = tmp_path / "registry"  # the go waits for its write: a turn later
+    app.process_registry = tmp_path / "registry"
     started = ProcessExecutor._on_started
+    prepared = ProcessExecutor._on_prepared
 
     def held_before_go(executor: ProcessExecutor, *args: object) -> None:
         executor.host.loop.call_soon(app.clock.advance, 2)  # queued ahead of the go
         started(executor, *args)
 
+    def go_a_turn_later(executor: ProcessExecutor, key: int) -> None:
+        # The server's "started" and "prepared" may be read in one turn (a busy loop):
+        # the go then comes after the hold all the same.
+        executor.host.loop.call_soon(prepared, executor, key)
+
     monkeypatch.setattr(ProcessExecutor, "_on_started", held_before_go)
+    monkeypatch.setattr(ProcessExecutor, "_on_prepared", go_a_turn_later)
     path = str(tmp_path / "time")
     app.task(Once(), name="late", execution="process", timeout=1)(partial(report_time, path))
     play(app)

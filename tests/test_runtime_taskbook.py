@@ -143,3 +143,19 @@ def test_a_batch_of_records_wakes_the_keys_one_by_one_would_in_the_same_order(co
     )
     assert _due(batched) == _due(one_by_one) == woken
     assert batched.wake_index.reads_records() is ("b" in woken)
+
+
+def test_a_key_put_back_comes_next_and_once():
+    """A pass that stops before looking at the key it took (records to write first) puts
+    it back: it is the first looked at by the next pass, not behind the others."""
+    due = TaskBook().due
+    due.mark_all(["a", "b", "c"])
+    due.mark_urgent("u")
+    assert due.take() == "u"
+    due.put_back("u")
+    assert due.take() == "u"
+    assert due.take() == "a"
+    due.put_back("a")
+    due.put_back(SHUT)
+    assert [due.take() for _ in range(4)] == [SHUT, "a", "b", "c"]
+    assert due.take() is None

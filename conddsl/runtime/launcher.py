@@ -77,6 +77,9 @@ class Launcher:
         self._host: Host | None = None
         self.processes: ProcessExecutor | None = None  # process and command runs, once any
         self._held: set[Run] = set()  # runs dying while the clock is held for them
+        #: How many times a run was asked to stop (by its executor): the evaluator's passes
+        #: that end runs are shorter (see evaluator.ENDING_SLICE).
+        self.terminations = 0
         self._background: set[asyncio.Task[None]] = set()
 
     def open(
@@ -313,6 +316,7 @@ class Launcher:
         # unwinding, a flagged thread): or a virtual clock would jump past its grace.
         self._held.add(run)
         self.clock.hold()
+        self.terminations += 1
         self._executors[run.task.execution].terminate(run)
 
     def finish(self, run: Run, action: str, message: str | None) -> None:
@@ -344,8 +348,14 @@ class Launcher:
         if self._done() or self._loop is None:
             self._records.flush()  # nothing would come back for it
         elif first:
-            self._loop.call_soon(self._records.flush)
+            self._loop.call_soon(self._flush_stamped)
         self._on_ended(freed)
+
+    def _flush_stamped(self) -> None:
+        """Write the records stamped so far, a slice of them a turn of the loop (the
+        evaluator writes what is left before it evaluates anything)."""
+        if self._records.flush_slice() and self._loop is not None:
+            self._loop.call_soon(self._flush_stamped)
 
     def shutting_down(self) -> None:
         """Tell the executors the scheduler stops (thread runs past their grace are abandoned)."""

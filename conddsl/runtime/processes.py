@@ -56,6 +56,9 @@ _PROBE_MAX = 256
 # ... and if it was last brought up to date this recently (seconds: pids cannot
 # have wrapped around and come back past it in that time).
 _VIEW_AGE = 2.0
+# A reading is handed to this many of the trees waiting for it a turn of the loop: each
+# signals its tree then (0.1-0.2 ms), and a hundred at once held the loop for 20 ms.
+_HAND_OUT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +238,19 @@ _view: View | None = None
 def current_view() -> View | None:
     """The last reading brought up to now, if that is cheap (see :class:`View`); None
     if a tree has to wait for a new reading."""
-    global _view
     last = _last
-    if last is None:
-        return None
+    return view_of(last) if last is not None else None
+
+
+def view_of(base: Snapshot) -> View | None:
+    """``base`` brought up to now (None if that is not cheap), by the view made of it
+    before if there is one: the trees handed one reading share the looks at what came
+    since, instead of each looking at every new pid again (a hundred trees that waited
+    for a reading took 20 ms of the loop's time in one turn)."""
+    global _view
     view = _view
-    if view is None or view.base is not last:
-        view = _view = View(last)
+    if view is None or view.base is not base:
+        view = _view = View(base)
     return view if view.update() else None
 
 
@@ -328,13 +337,30 @@ class Scanner:
         if _last is None or table.taken > _last.taken:
             _last = table
         waiting, self._waiting = self._waiting, []
+        served = []
         for since, future in waiting:
             if since > table.taken:
                 self._waiting.append((since, future))  # asked after it began: the next one
-            elif not future.done():
-                future.set_result(table)
+            else:
+                served.append(future)
+        self._hand_out(table, served)
         if self._waiting:
             self._begin()
+
+    def _hand_out(self, table: Snapshot, futures: list[asyncio.Future[Snapshot]]) -> None:
+        """Give ``table`` to the first ``_HAND_OUT`` of ``futures``, and the next ones at
+        the loop's next turn: each signals its tree when it gets it."""
+        for future in futures[:_HAND_OUT]:
+            if not future.done():
+                future.set_result(table)
+        rest = futures[_HAND_OUT:]
+        if rest:
+            try:
+                self.loop.call_soon(self._hand_out, table, rest)
+            except RuntimeError:  # the loop is closed (or gone): no turn comes, all at once
+                for future in rest:
+                    if not future.done():
+                        future.set_result(table)
 
 
 def _indexed_snapshot() -> Snapshot:
@@ -509,8 +535,8 @@ class TreeKiller:
         if table.taken < asked:
             # Begun before the group was stopped: good enough if what came since can be
             # looked at, else the next reading (begun after the stop) will do.
-            view = View(table)
-            if not view.update():
+            view = view_of(table)
+            if view is None:
                 again = self.scanner.read(asked)
                 again.add_done_callback(lambda done: self._signal_read(sig, done, asked, stopped))
                 return

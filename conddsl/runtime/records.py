@@ -3,7 +3,9 @@ then to the listeners subscribed to it (the CLI's printing, logs, metrics).
 
 A finishing record is stamped when its run ends and written right after the current
 turn of the event loop (and always before any condition is evaluated), so a burst of
-terminations is not slowed by history writes. A listener that raises is reported once
+terminations is not slowed by history writes; ``FLUSH_SLICE`` seconds of writing a
+turn, in the order they were stamped, so that a mass end's thousand records do not
+hold the loop at once. A listener that raises is reported once
 (in the log) and never breaks the scheduler: it is still called for later records. That
 holds for ``SystemExit`` (a ``sys.exit()`` in a listener) and ``CancelledError`` too; only
 ``KeyboardInterrupt`` goes on up, as a Ctrl-C would anywhere else.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +28,12 @@ from conddsl.runtime.runs import Run
 log = logging.getLogger("conddsl.runtime")
 # A record kept to write (see RecordWriter.stamp): run, action, at, reason, message.
 _Stamped = tuple[Run, str, datetime, str | None, str | None]
+# Seconds of writing stamped records in one turn of the loop (flush_slice): a mass end's
+# thousand records, written one by one, held the loop for 2-6 ms.
+FLUSH_SLICE = 0.001
+# Records given to a history's batch at once by a flush with a time limit: the time is
+# looked at between two records, or two batches of this many.
+WRITE_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,21 +154,40 @@ class RecordWriter:
         self.unwritten.append((run, action, at, reason, message))
         return len(self.unwritten) == 1
 
-    def flush(self) -> None:
+    def flush(self, until: float | None = None) -> bool:
         """Write the records stamped so far, in the order they were stamped: several in
         one call of the history's batch (see :func:`~conddsl.history.base.batch_writer`)
-        if it has one, else one by one."""
+        if it has one, else one by one.
+
+        ``until`` (a ``time.perf_counter()`` reading): stop once it has passed, one record
+        written at least, keeping the rest first in line; True if some are left."""
         while self.unwritten:
             records, self.unwritten = self.unwritten, []
+            if until is not None and len(records) > WRITE_BATCH:
+                # (those stamped while these are written come after the rest)
+                records, self.unwritten = records[:WRITE_BATCH], records[WRITE_BATCH:]
             if len(records) > 1 and self._write_batch(records):
+                if until is not None and self.unwritten and time.perf_counter() > until:
+                    return True
                 continue
-            for run, action, at, reason, message in records:
+            for done, (run, action, at, reason, message) in enumerate(records, 1):
                 if action == "run":  # a start: the task itself is looked at when it ends
                     self.write(run, action, at, reason=reason, own_change=False)
                 else:
                     self.write(
                         run, action, at, reason=reason, message=message, traceback=run.traceback
                     )
+                if until is not None and time.perf_counter() > until:
+                    left = records[done:]
+                    if left or self.unwritten:
+                        self.unwritten[:0] = left  # (before any stamped while writing)
+                        return True
+        return False
+
+    def flush_slice(self) -> bool:
+        """:meth:`flush` for ``FLUSH_SLICE`` seconds at most (a turn of the loop's share of
+        the writing); True if some records are left."""
+        return self.flush(time.perf_counter() + FLUSH_SLICE)
 
     def _write_batch(self, records: list[_Stamped]) -> bool:
         """Write ``records`` in one call of the history's batch, then wake and tell as

@@ -526,14 +526,21 @@ class Scheduler:
                     self._book.due.mark_all(self._book.manual)  # asked for before: they run
             sliced = await evaluator.evaluate_due(now)
             self._life.end_permanent()
-            # Manual runs accepted before the shutdown began start first.
-            if self.state.stopping and self._runs.active == 0 and not self._book.manual:
+            # Manual runs accepted before the shutdown began start first; the records of
+            # the last runs are written (a slice a pass) before it closes.
+            unwritten = bool(self._records.unwritten)
+            if (
+                self.state.stopping
+                and self._runs.active == 0
+                and not self._book.manual
+                and not unwritten
+            ):
                 if await self._life.step_closing(self.tasks.values()):
                     continue  # an on_shutdown run is going on
                 if self._control.seal():
                     return
                 continue  # a request came meanwhile: applied (or refused) first
-            if sliced or self._book.due:  # sliced, or deferred: dirtied again
+            if sliced or self._book.due or unwritten:  # sliced, deferred (dirtied again), unwritten
                 await asyncio.sleep(0)
                 continue
             deadline = evaluator.next_deadline()

@@ -106,6 +106,14 @@ class Due:
         """Look at task ``name`` before the other tasks."""
         self._urgent[name] = None
 
+    def put_back(self, key: Key) -> None:
+        """Look at ``key`` first: it was taken, and not looked at."""
+        if key is SHUT:
+            self._shut = True
+            return
+        self._urgent[key] = None
+        self._urgent.move_to_end(key, last=False)
+
     def take_shut(self) -> bool:
         """Whether the shut condition was due (it is not any more)."""
         was, self._shut = self._shut, False
