@@ -209,18 +209,20 @@ class RecordWriter:
         # With no listener, the store need not make the records.
         listening = bool(self._listeners)
         stored: list[Record] | None = None
+        added = False
         try:
             if listening or self._adder is None:
                 stored = batch(entries)
             else:
                 self._adder(entries)
-                if self._listeners:  # subscribed meanwhile (from another thread), before
-                    # the batch was written: it hears the batch, as a record's would
-                    listening, stored = True, [_as_stored(entry) for entry in entries]
+                added = True
         except HistoryError as exc:  # kept pending by the store, as a single record would be
             self._on_error(exc)
         except Exception:  # refused before any was written: each gets its own answer
             return False
+        if added and self._listeners:  # subscribed meanwhile (from another thread), before
+            # the batch was written: it hears the batch, as a record's would
+            listening, stored = True, [_as_stored(entry) for entry in entries]
         if stored is None or not listening:  # (the usual case: no Recorded to make)
             if self._wake_all is not None:
                 self._wake_all(entries)
