@@ -134,6 +134,12 @@ class History(abc.ABC):
     action name or an iterable of them.
     """
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # The writing methods as the class statement defined them: one replaced on the
+        # class later (a spy, mock.patch.object) is then told apart (see batch_writer).
+        cls._as_defined = {name: cls.__dict__[name] for name in _WRITERS if name in cls.__dict__}
+
     @abc.abstractmethod
     def record(
         self,
@@ -249,7 +255,8 @@ def batch_writer(history: object) -> Callable[[list[Entry]], list[Record]] | Non
     used only where the class that defines it is (or derives from) the one that
     defines ``record``: a subclass that overrides ``record`` alone, or a wrapper that
     forwards unknown names, is written to one record at a time, through its ``record``;
-    so is a store whose ``record`` was replaced on the store itself (a spy, a wrapper).
+    so is a store whose ``record`` was replaced on the store itself or on its class (a
+    spy, a wrapper, ``mock.patch.object``).
     """
     if "record" in getattr(history, "__dict__", ()):
         return None
@@ -258,6 +265,8 @@ def batch_writer(history: object) -> Callable[[list[Entry]], list[Record]] | Non
     recording = next((cls for cls in mro if "record" in cls.__dict__), None)
     if batching is None or recording is None or not issubclass(batching, recording):
         return None
+    if _replaced(recording, "record"):
+        return None  # a spy on the class: the batch (defined beside it) would pass it by
     return history.record_many  # type: ignore[attr-defined, no-any-return]
 
 
@@ -270,16 +279,27 @@ def batch_adder(history: object) -> Callable[[list[Entry]], None] | None:
     class that defines ``add_many`` is (or derives from) the one that defines
     ``record_many``: a subclass that overrides ``record_many`` (a spy counting batches)
     is written through it, and so is a store whose ``record_many`` was replaced on the
-    store itself.
+    store itself or on its class.
     """
     if batch_writer(history) is None or "record_many" in getattr(history, "__dict__", ()):
         return None
     mro = type(history).__mro__
     adding = next((cls for cls in mro if "add_many" in cls.__dict__), None)
     batching = next(cls for cls in mro if "record_many" in cls.__dict__)
-    if adding is None or not issubclass(adding, batching):
+    if adding is None or not issubclass(adding, batching) or _replaced(batching, "record_many"):
         return None
     return history.add_many  # type: ignore[attr-defined, no-any-return]
+
+
+#: The methods :func:`batch_writer` and :func:`batch_adder` choose between.
+_WRITERS = ("record", "record_many", "add_many")
+
+
+def _replaced(cls: type, name: str) -> bool:
+    """Whether ``cls``'s own ``name`` was replaced on the class after its definition (a
+    store class that is no :class:`History` is taken as it is)."""
+    defined = cls.__dict__.get("_as_defined")
+    return defined is not None and defined.get(name) is not cls.__dict__.get(name)
 
 
 class OpenRuns:

@@ -50,9 +50,9 @@ def frozen() -> Iterator[None]:
 
 
 # Automatic collections paused for a burst of starts (see pause_collections): by how
-# many schedulers, and whether it was on when the first of them paused it.
+# many schedulers, and the thresholds set when the first of them paused them.
 _pausing = 0
-_was_enabled = False
+_thresholds: tuple[int, ...] = ()
 
 
 def pause_collections() -> None:
@@ -62,21 +62,24 @@ def pause_collections() -> None:
     the collections they set off (a dozen, one of them walking every prepared coroutine)
     took about a fifth of the burst. Paired with :func:`resume_collections`; nothing is
     lost, the objects are collected after. Counted here: the state is the process's.
+
+    Paused by a first threshold of 0, not ``gc.disable()``: the bodies take their first
+    step in the burst, and one that calls ``gc.disable()`` or ``gc.enable()`` keeps its
+    choice (a ``gc.enable()`` ending the pause would undo its ``gc.disable()``).
     """
-    global _pausing, _was_enabled
+    global _pausing, _thresholds
     with _lock:
         if _pausing == 0:
-            _was_enabled = gc.isenabled()
-            if _was_enabled:
-                gc.disable()
+            _thresholds = gc.get_threshold()
+            gc.set_threshold(0, *_thresholds[1:])
         _pausing += 1
 
 
 def resume_collections() -> None:
-    """A burst ended: automatic collections go on once no scheduler pauses them (if they
-    were on before)."""
+    """A burst ended: automatic collections go on once no scheduler pauses them (the
+    thresholds as they were, unless something set its own meanwhile)."""
     global _pausing
     with _lock:
         _pausing -= 1
-        if _pausing == 0 and _was_enabled:
-            gc.enable()
+        if _pausing == 0 and gc.get_threshold() == (0, *_thresholds[1:]):
+            gc.set_threshold(*_thresholds)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from conddsl.history import History, HistoryError, Record
-from conddsl.history.base import Entry, batch_adder, batch_writer
+from conddsl.history.base import Entry, batch_adder, batch_writer, from_us, to_us
 from conddsl.runtime.runs import Run
 
 log = logging.getLogger("conddsl.runtime")
@@ -206,19 +206,23 @@ class RecordWriter:
             else (run.task.name, action, at, run.run_id, reason, message, run.traceback)
             for run, action, at, reason, message in records
         ]
-        # Read once: a listener subscribed meanwhile (from another thread) hears from the
-        # next record on. With none, the store need not make the records.
+        # With no listener, the store need not make the records.
         listening = bool(self._listeners)
         stored: list[Record] | None = None
+        added = False
         try:
             if listening or self._adder is None:
                 stored = batch(entries)
             else:
                 self._adder(entries)
+                added = True
         except HistoryError as exc:  # kept pending by the store, as a single record would be
             self._on_error(exc)
         except Exception:  # refused before any was written: each gets its own answer
             return False
+        if added and self._listeners:  # subscribed meanwhile (from another thread), before
+            # the batch was written: it hears the batch, as a record's would
+            listening, stored = True, [_as_stored(entry) for entry in entries]
         if stored is None or not listening:  # (the usual case: no Recorded to make)
             if self._wake_all is not None:
                 self._wake_all(entries)
@@ -256,3 +260,9 @@ class RecordWriter:
                     log.exception(
                         "record listener %r failed (reported once; it is still called)", listener
                     )
+
+
+def _as_stored(entry: Entry) -> Record:
+    """The record a store returns for ``entry`` written (its ``at`` in UTC)."""
+    task, action, at, run_id, reason, message, traceback = entry
+    return Record(task, action, from_us(to_us(at)), run_id, reason, message, traceback)
