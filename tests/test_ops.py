@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import textwrap
 import threading
 import xml.etree.ElementTree as ElementTree
@@ -332,6 +334,32 @@ def test_history_follow_prints_records_as_a_run_writes_them(served, tmp_path):
         child.terminate()
         child.wait(10)
         store.close()
+
+
+def test_history_follow_in_a_child_ends_on_sigint_even_if_the_tests_ignore_it(tmp_path):
+    """A test run started as a script's background job (``pytest ... &``) inherits SIGINT
+    ignored, and so would its ``conddsl history --follow`` children: Ctrl-C would not stop
+    them (a test waited its full 30 s for that). ``start_cli`` starts them as a terminal would."""
+    (tmp_path / "tasks.toml").write_text(TASKS)
+    store = SQLiteHistory(tmp_path / "runs.sqlite3")
+    store.record("extract", "run", at=datetime.now(timezone.utc), run_id="r1")
+    store.close()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = start_cli(tmp_path, "history", "tasks.toml", "--follow", "--json")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    try:
+        assert json.loads(child.stdout.readline())["run_id"] == "r1"  # following now
+        child.send_signal(signal.SIGINT)
+        code = child.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("conddsl history --follow did not end within 10 s of SIGINT")
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    assert code == 130  # the interrupt's exit status
 
 
 # ---------------------------------------------------------------- next FILE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -208,37 +209,52 @@ def test_history_follow_shows_what_another_node_writes(folder, node, postgres_ds
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
     env["CONDDSL_HISTORY"] = postgres_dsn
     follower = start_cli(folder, "history", "tasks.toml", "--follow", "--json", env=env)
-    lines: list[dict] = []
+    printed: queue.Queue[str] = queue.Queue()
 
-    def read_line() -> None:
-        line = follower.stdout.readline()
-        if line:
-            lines.append(json.loads(line))
+    def read_all() -> None:  # one reader: a line is waited for only as long as it takes
+        for line in follower.stdout:
+            printed.put(line)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+
+    def stderr_at_end() -> str:
+        reader.join(10)  # the follower has ended: its stdout is at its end
+        return follower.stderr.read()
+
+    def next_line(what: str) -> dict:
+        try:
+            return json.loads(printed.get(timeout=30))
+        except queue.Empty:
+            follower.kill()
+            follower.wait()
+            pytest.fail(f"the follower printed no {what} within 30 s: {stderr_at_end()!r}")
 
     try:
-        reader = threading.Thread(target=read_line)
-        reader.start()
-        reader.join(30)
-        assert [(x["action"], x["run_id"]) for x in lines] == [("run", "r1")]  # what was there
+        first = next_line("record already there")
+        assert (first["action"], first["run_id"]) == ("run", "r1")
         other = PostgresHistory(postgres_dsn, node="beta", lease="3 seconds")
         try:
             other.record("hourly", "success", at=other.now(), run_id="r1")
         finally:
             other.close()
-        reader = threading.Thread(target=read_line)
-        reader.start()
-        reader.join(30)
+        second = next_line("record of the other node")
     finally:
-        follower.send_signal(signal.SIGINT)
-        try:
-            _, err = follower.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            follower.kill()
-            _, err = follower.communicate()
-    assert [(x["action"], x["run_id"], x["node"]) for x in lines] == [
+        if follower.poll() is None:
+            follower.send_signal(signal.SIGINT)
+            try:
+                follower.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                follower.kill()
+                follower.wait()
+                pytest.fail(f"the follower did not end within 10 s of SIGINT: {stderr_at_end()!r}")
+    err = stderr_at_end()
+    assert follower.returncode == 130, err  # ended by the interrupt, not by an error
+    assert [(x["action"], x["run_id"], x["node"]) for x in (first, second)] == [
         ("run", "r1", "alpha"),
         ("success", "r1", "beta"),
     ], err
+    assert printed.empty(), f"printed more than the two records: {printed.get()!r}"
     assert sorted(_node_rows(postgres_dsn)) == [("alpha", True), ("beta", False)]  # no lease taken
 
 

@@ -12,12 +12,23 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+# ``python -m conddsl.cli`` with Ctrl-C raising KeyboardInterrupt, as from a terminal. A
+# test run started as a script's background job (``pytest ... &``, nohup) has SIGINT
+# ignored, every child inherits that, and Python then leaves it ignored: a
+# ``history --follow`` child sent SIGINT would run on until killed.
+_AS_FROM_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " runpy.run_module('conddsl.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def start_cli(
     cwd: Path, *argv: str, env: dict[str, str] = ENV, **popen: Any
 ) -> subprocess.Popen[str]:
-    """Start ``conddsl ARGV...`` in ``cwd``, its output read as text through pipes."""
+    """Start ``conddsl ARGV...`` in ``cwd`` (SIGINT at Python's default), its output read as
+    text through pipes."""
     return subprocess.Popen(
-        [sys.executable, "-m", "conddsl.cli", *argv],
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, *argv],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
