@@ -622,13 +622,9 @@ class _Single(MemoryHistory):
 @pytest.mark.parametrize("store", [_Batching, _Single])
 def test_the_run_records_of_a_burst_are_written_in_one_call_where_the_store_can(store):
     history = store()
-    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    app = _burst(history, 20)
     heard: list[tuple[str, str]] = []
     app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
-    for number in range(20):
-        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
-            FOREVER["async"]
-        )
     play(app)
     runs = history.records(actions="run")
     assert len(runs) == 20 and {rec.at for rec in runs} == {at("07:00")}
@@ -664,14 +660,10 @@ class _Adding(MemoryHistory):
 @pytest.mark.parametrize("listening", [False, True])
 def test_a_burst_no_listener_hears_is_written_without_making_its_records(listening):
     history = _Adding()
-    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    app = _burst(history, 20)
     heard: list[tuple[str, str]] = []
     if listening:
         app.subscribe(lambda recorded: heard.append((recorded.record.task, recorded.record.action)))
-    for number in range(20):
-        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
-            FOREVER["async"]
-        )
     play(app)
     runs = history.records(actions="run")
     assert len(runs) == 20 and {rec.at for rec in runs} == {at("07:00")}
@@ -700,11 +692,7 @@ def test_a_listener_subscribed_while_a_burst_is_written_hears_its_records():
             super().add_many(entries)
 
     history = Subscribing()
-    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
-    for number in range(5):
-        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
-            FOREVER["async"]
-        )
+    app = _burst(history)
     play(app)
     assert sorted(heard) == sorted(
         (f"t{number}", action) for number in range(5) for action in ("run", "terminate")
@@ -724,11 +712,7 @@ def test_a_record_patched_on_the_store_itself_sees_the_run_records_of_a_burst():
         return own(task, action, **fields)
 
     history.record = spy  # type: ignore[method-assign]
-    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
-    for number in range(5):
-        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
-            FOREVER["async"]
-        )
+    app = _burst(history)
     play(app)
     assert sorted(seen) == sorted(
         (f"t{number}", action) for number in range(5) for action in ("run", "terminate")
@@ -755,11 +739,7 @@ def test_a_spy_patched_on_the_store_class_sees_every_record_of_a_burst(monkeypat
 
     monkeypatch.setattr(MemoryHistory, method, spy)
     history = MemoryHistory()
-    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
-    for number in range(5):
-        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
-            FOREVER["async"]
-        )
+    app = _burst(history)
     play(app)
     assert sorted(seen) == sorted(
         (f"t{number}", action) for number in range(5) for action in ("run", "terminate")
@@ -1065,3 +1045,14 @@ def test_a_kernel_refusing_pidfds_falls_back_to_polling(tmp_path, monkeypatch):
     finally:
         root.kill()
         root.wait()
+
+
+def _burst(history, tasks: int = 5):
+    """A virtual-clock scheduler of ``tasks`` async tasks t0, t1, ... whose window opens
+    together at 07:00 (shut at 07:30), on ``history``: one burst of prepared starts."""
+    app = virtual(start="06:59", shut_cond="time of day after 07:30", history=history)
+    for number in range(tasks):
+        app.task("time of day between 07:00 and 07:00:30", name=f"t{number}", timeout=60)(
+            FOREVER["async"]
+        )
+    return app
