@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -71,28 +72,31 @@ def test_a_lock_released_between_open_and_flock_is_not_taken_beside_a_new_one(
     third.release()
 
 
-def test_a_held_lock_whose_text_is_nested_too_deep_says_the_history_is_in_use(tmp_path):
-    # A lock file held by another process with JSON nested past the recursion limit:
-    # reading who holds it raised RecursionError, a traceback instead of HistoryInUse.
+@contextlib.contextmanager
+def _held_lock_nested_too_deep(tmp_path):
+    """The run lock of ``tmp_path / "h.sqlite3"`` held (as by another process) with JSON
+    nested past the recursion limit as its text."""
     path = tmp_path / "h.sqlite3.run.lock"
     path.write_bytes(b"[" * 4096)
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(HistoryInUse, match="a process starting right now"):
-            RunLock(tmp_path / "h.sqlite3").acquire()
+        yield
     finally:
         os.close(fd)
+
+
+def test_a_held_lock_whose_text_is_nested_too_deep_says_the_history_is_in_use(tmp_path):
+    # Reading who holds such a lock raised RecursionError: a traceback, not HistoryInUse.
+    with (
+        _held_lock_nested_too_deep(tmp_path),
+        pytest.raises(HistoryInUse, match="a process starting right now"),
+    ):
+        RunLock(tmp_path / "h.sqlite3").acquire()
 
 
 def test_who_serves_a_history_is_told_although_its_lock_text_is_nested_too_deep(tmp_path):
     from conddsl.ops.requests import served_by
 
-    path = tmp_path / "h.sqlite3.run.lock"
-    path.write_bytes(b"[" * 4096)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with _held_lock_nested_too_deep(tmp_path):
         assert served_by(tmp_path / "h.sqlite3") == "a `conddsl run` starting now"
-    finally:
-        os.close(fd)
