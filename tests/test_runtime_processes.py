@@ -81,9 +81,11 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     started, ended = the_run(app, "stubborn")
     assert (ended.action, ended.reason) == ("terminate", "timeout")
     assert ended.message.endswith("killed by signal SIGKILL")
-    # Gone within kill_grace (+ 50 ms) of the termination, and not before the grace.
+    # Gone within kill_grace of the termination (+ 150 ms: the run's own timeout and the
+    # kill are timers of a loop that shares 2 cores with the other test workers), and not
+    # before the grace.
     late = seconds(ended.at - started.at) - 0.3
-    assert GRACE - 0.01 <= late <= GRACE + 0.05, late
+    assert GRACE - 0.01 <= late <= GRACE + 0.15, late
     (pid,) = read_pids(pid_file)
     assert gone(pid)
 
@@ -219,7 +221,16 @@ COMMANDS = [
         "executable not found: 'conddsl-no-such-program' (No such file or directory)",
     ),
     ("slow", ["sleep", "30"], 0.2, "terminate", "timeout", "killed by signal SIGTERM"),
-    ("stubborn", [PY, "-c", STUBBORN], 0.3, "terminate", "timeout", "killed by signal SIGKILL"),
+    # -S: no site to import, so the interpreter reaches its SIG_IGN well within the timeout
+    # even on a loaded machine (else SIGTERM ends it first, rightly, and the case is lost).
+    (
+        "stubborn",
+        [PY, "-S", "-c", STUBBORN],
+        0.5,
+        "terminate",
+        "timeout",
+        "killed by signal SIGKILL",
+    ),
 ]
 
 
@@ -274,7 +285,7 @@ def test_command_tasks():
             assert ended.message.endswith(message), (name, ended.message)
     _, stubborn = the_run(app, "stubborn")
     started, _ = the_run(app, "stubborn")
-    assert seconds(stubborn.at - started.at) <= 0.3 + GRACE + 0.05
+    assert seconds(stubborn.at - started.at) <= 0.5 + GRACE + 0.15
 
 
 def test_a_missing_working_directory_is_named(tmp_path):
