@@ -247,24 +247,6 @@ def _trap_raced(p: L.Planned, start, end) -> bool:
     )
 
 
-# A known defect, not fixed yet (see the 2026-12-06 closing note): a process run asked to
-# stop within moments of its start, under load, is at times SIGKILLed after its grace where
-# SIGTERM should have ended it (about 1 load round in 5 with another beside it, before and
-# after that day's changes). Its records are still exactly one run and one terminate.
-SIGTERM_LOST = "SIGKILLed after the grace, asked to stop at its start"
-
-
-def _sigterm_lost(p: L.Planned, start, end) -> bool:
-    """A process run that dies on SIGTERM, asked to stop within moments of its start,
-    recorded killed by SIGKILL (see SIGTERM_LOST)."""
-    return (
-        p.execution == "process"
-        and p.message == "killed by signal SIGTERM"
-        and "killed by signal SIGKILL" in (end.message or "")
-        and (end.at - start.at).total_seconds() < TRAP_RACE_WINDOW + L.KILL_GRACE
-    )
-
-
 def check_records(tasks: list[L.Planned], records: list) -> Counter:
     """Exactly one run and one finishing record per task, each as planned; counts by kind."""
     by_task: dict[str, list] = {}
@@ -300,14 +282,12 @@ def check_records(tasks: list[L.Planned], records: list) -> Counter:
             # e.g. an end condition that became true while its process was being forked):
             # the signal ended it, rightly recorded so.
             counts[TRAP_RACED] += 1
-        elif _sigterm_lost(p, starts[0], end):
-            counts[SIGTERM_LOST] += 1
         elif p.message is not None and p.message not in (end.message or ""):
             problems.append(f"{p.name}: message {end.message!r} lacks {p.message!r}")
         counts[f"{end.action}/{end.reason}" if end.reason else end.action] += 1
     assert problems == [], "\n".join(problems[:30])
     # A raced trap is also counted by its outcome; a task that never started has no records.
-    runs = sum(counts.values()) - counts[NOT_STARTED] - counts[TRAP_RACED] - counts[SIGTERM_LOST]
+    runs = sum(counts.values()) - counts[NOT_STARTED] - counts[TRAP_RACED]
     assert len(records) == 2 * runs
     return counts
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -578,3 +579,87 @@ def test_a_run_stopped_while_its_body_loads_never_runs_it(tmp_path):
     play(app, stop_while_loading)
     assert [rec.action for rec in app.history.records("stopped")] == ["run", "terminate"]
     assert not os.path.exists(ran)
+
+
+# A task module whose at-fork hook holds the first child of the process that imported it
+# (the fork server's: a keeper; the scheduler's: a function forked from it) at one point
+# of its start, until the test has sent the run its SIGTERM, then notes whether that
+# SIGTERM waits there, pending. ``when``: "after_in_child", before the child's own setup
+# (its handlers still its parent's); "before", in a keeper about to fork the body.
+_HELD_AT_FORK = """
+import json, os, signal, time
+
+PARENT = os.getpid()  # the process that imports this: the fork server, the scheduler
+HELD, SENT = {held!r}, {sent!r}
+
+
+def _hold_the_child():
+    if os.getppid() != PARENT:  # only in a child of the importer
+        return
+    try:
+        os.unlink(HELD + ".armed")  # the first one only
+    except FileNotFoundError:
+        return
+    open(HELD, "w").close()
+    ends = time.monotonic() + 10
+    while not os.path.exists(SENT) and time.monotonic() < ends:
+        time.sleep(0.005)
+    with open(HELD + ".pending", "w") as file:
+        json.dump(signal.SIGTERM in signal.sigpending(), file)
+
+
+os.register_at_fork({when}=_hold_the_child)
+
+
+def sleep_long():
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    "forker, when",
+    [("server", "after_in_child"), ("server", "before"), ("scheduler", "after_in_child")],
+)
+def test_a_sigterm_sent_before_the_run_set_up_its_process_ends_it(
+    tmp_path, monkeypatch, forker, when
+):
+    """A run asked to stop the moment its process is forked (the scheduler hears of it at
+    once; under load the process may not have run a line yet) ends by that SIGTERM, not
+    by the SIGKILL after the grace. The SIGTERM reaches the keeper (or the process forked
+    from the scheduler) alone: before it has its own handler (it then has its parent's,
+    the fork server's or a host's, which would swallow it), or before the keeper has
+    forked the body (a fork passes no pending signal on; the body never goes)."""
+    held, sent = str(tmp_path / "held"), str(tmp_path / "sent")
+    source = _HELD_AT_FORK.format(held=held, sent=sent, when=when)
+    module = _module(tmp_path, monkeypatch, f"conddsl_held_{forker}_{when}", source)
+    signal_tree = processes.TreeKiller._signal
+
+    def signal_then_say(self, sig, table) -> None:
+        signal_tree(self, sig, table)
+        if sig == signal.SIGTERM:
+            open(sent, "w").close()  # sent: the held process goes on
+
+    monkeypatch.setattr(processes.TreeKiller, "_signal", signal_then_say)
+    app = real(kill_grace=3)
+    func, host_handler = module.sleep_long, None
+    if forker == "scheduler":  # a lambda cannot go by reference; the host handles SIGTERM
+        func = lambda: module.sleep_long()  # noqa: E731
+        host_handler = signal.signal(signal.SIGTERM, lambda *_: None)
+    app.task(Once(), name="held", execution="process")(func)
+
+    async def stop_while_held(app: Scheduler) -> None:
+        while not os.path.exists(held):
+            await asyncio.sleep(0.01)
+        app.shut_down(force=True)
+
+    open(held + ".armed", "w").close()
+    try:
+        play(app, stop_while_held)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(held + ".armed")
+        if host_handler is not None:
+            signal.signal(signal.SIGTERM, host_handler)
+    assert read_json(held + ".pending") is True  # it waited for the process's own handler
+    assert [rec.action for rec in app.history.records("held")] == ["run", "terminate"]
+    assert _finish(app, "held").message.endswith("killed by signal SIGTERM")

@@ -357,18 +357,26 @@ class _Server:
             os.environ.clear()
             os.environ.update(environ)
         server = os.getpid()
+        # Forked with SIGTERM blocked, which the keeper unblocks once its own handler is
+        # in place: until then it has ours, which only notes the server's death (for this
+        # loop), and would swallow a SIGTERM meant for the run (the scheduler sends it the
+        # moment it reads "started" if the run was asked to stop already); one caught
+        # before Python's after-fork reset in the child is even forgotten unhandled.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             pid = os.fork()
+            if pid == 0:
+                # The descriptors of the requests read but not served yet are theirs: a
+                # copy kept open here would hold their pipes open (no end of file).
+                queued = tuple(fd for _, fds in self.requests for fd in fds)
+                _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
         except OSError as exc:
             for fd in passed:
                 os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
-        if pid == 0:
-            # The descriptors of the requests read but not served yet are theirs: a
-            # copy kept open here would hold their pipes open (no end of file).
-            queued = tuple(fd for _, fds in self.requests for fd in fds)
-            _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # (the keeper never returns)
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
@@ -569,7 +577,8 @@ def _keeper(
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
-        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        # SIGTERM stays blocked (since the server's fork) until our handler replaces its.
+        for number in (signal.SIGCHLD, signal.SIGINT):
             signal.signal(number, signal.SIG_DFL)
         if ask_death_signal(signal.SIGTERM) and os.getppid() != server:
             os._exit(1)  # the server died before we asked: the scheduler is gone
@@ -582,9 +591,12 @@ def _keeper(
         def on_sigterm(*_: object) -> None:
             terminated.append(True)
             # From the scheduler, the group has it already (passed on, the body would
-            # get it twice); from the server's death (we are reparented before the
-            # death signal comes), it has not: pass it on (what left the group is
-            # ended once the body is). SIGKILL what is left after the grace.
+            # get it twice), or it came before the body was forked (a fork does not pass
+            # on a pending signal): the scheduler sends the group another once the body
+            # says it is prepared (its body never goes then). From the server's death
+            # (we are reparented before the death signal comes), it has not: pass it on
+            # (what left the group is ended once the body is). SIGKILL what is left
+            # after the grace.
             if os.getppid() != server:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 with contextlib.suppress(OSError):
@@ -597,8 +609,7 @@ def _keeper(
             _signal_subtree(signal.SIGKILL, set())
 
         # Our handlers are in place before the body can run, and the body gets none of
-        # them: SIGTERM waits (blocked) until each side has its own.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        # them: SIGTERM waits (blocked since the server's fork) until each side has its own.
         signal.signal(signal.SIGALRM, on_alarm)
         signal.signal(signal.SIGTERM, on_sigterm)
         # Forked now, so that go finds it ready: a fork is not on the way to its first line.

@@ -320,8 +320,17 @@ class ProcessExecutor(_TreeExecutor):
     def _on_prepared(self, key: int) -> None:
         """Run ``key``'s body waits for go, its function loaded: record the run, go."""
         run = self._served.get(key)
-        if run is None or run.finished or run.flag.is_set() or served(run).pid is None:
-            return  # ended, or asked to stop meanwhile: its body never goes
+        if run is None or run.finished or served(run).pid is None:
+            return  # ended: its body never goes
+        if run.flag.is_set():
+            # Asked to stop meanwhile: its body never goes. The SIGTERM may have come
+            # before its keeper forked it, and reached the keeper alone (a fork passes no
+            # pending signal on): the body, in the group now, would wait for go until
+            # SIGKILL. It has run no line of the task: another SIGTERM ends it.
+            killer = self._killers.get(run)
+            if killer is not None:
+                killer.term_again()
+            return
         self._go(run, functools.partial(self._server.go, key))
 
     def _on_failed(self, key: int, text: str) -> None:
@@ -391,6 +400,10 @@ class ProcessExecutor(_TreeExecutor):
             ),
             name=f"conddsl:{run.task.name}",
         )
+        # Forked with SIGTERM blocked, which the child unblocks once it has reset our
+        # handler (a host's, conddsl run's): until then that handler would swallow a
+        # SIGTERM meant for the run, sent as soon as the run is asked to stop.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             process.start()
         except OSError as exc:
@@ -399,6 +412,8 @@ class ProcessExecutor(_TreeExecutor):
             os.close(flag_fd)
             self._finish(run, "fail", f"could not start a process: {exc}")
             return
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         writer.close()
         os.close(flag_fd)
         run.handle = Forked(process, reader)
@@ -484,9 +499,11 @@ def _child(
     signals, one result sent back."""
     os.setsid()
     # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here: reset them
-    # before anything can send one (the death signal below, or the scheduler's killer).
+    # before anything can send one (the death signal below, or the scheduler's killer;
+    # a SIGTERM it sent before waits, blocked since the fork: see ProcessExecutor._fork).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     if ask_death_signal(signal.SIGTERM) and os.getppid() != parent:
         os._exit(1)  # the scheduler died before we asked: nobody waits for a result
     for fd in server_fds:  # the server ends when the scheduler does, not when we do

@@ -459,6 +459,17 @@ class TreeKiller:
                 self._give_up_timer = self.loop.call_later(_AFTER_KILL, self._give_up)
             self._signal_soon(signal.SIGKILL)
 
+    def term_again(self) -> None:
+        """Send the group SIGTERM again: a process joined it after the first one went (and
+        may have missed it), one that a second SIGTERM cannot harm (it runs none of its
+        task's code yet). Not before the first went (the group gets it then), nor once
+        SIGKILL did, nor if the root's pid names another process now."""
+        if not self._signalled or self.killed_at is not None or self._closed:
+            return
+        if self._root_is_ours():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.root, signal.SIGTERM)
+
     def survivors(self) -> list[int]:
         """The pids of the tree still alive (zombies count as gone); reads /proc here."""
         return sorted(info.pid for info in self._members(snapshot(time.monotonic())))
