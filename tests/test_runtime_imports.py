@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 # Each costs a process 1-10 MiB of RSS and is needed only by what a plain scheduler
 # does not do: validate a task file or an odd config (pydantic), keep its history in a
@@ -47,11 +48,18 @@ app = Scheduler({"timezone": "UTC", "timeout": "never", "kill_grace": 1})
 async def wait():
     pass
 
-app.task("time of day between 10:00 and 11:00", name="t")(wait)
+# A window twelve hours away: the task waits (a run would load uuid for its id).
+app.task("time of day between %s", name="t")(wait)
 threading.Timer(0.2, app.shut_down).start()
 app.run()
 print(" ".join(name for name in %r if name in sys.modules))
 """
+
+
+def _closed_window() -> str:
+    """An hour of the day that cannot open while the test runs: twelve hours from now."""
+    hour = (datetime.now(timezone.utc).hour + 12) % 24
+    return f"{hour:02}:00 and {(hour + 1) % 24:02}:00"
 
 
 def test_a_plain_scheduler_loads_no_store_no_pydantic_no_archive_reader(tmp_path):
@@ -59,7 +67,7 @@ def test_a_plain_scheduler_loads_no_store_no_pydantic_no_archive_reader(tmp_path
 
     def serve() -> str:
         done = subprocess.run(
-            [sys.executable, "-c", SERVE % (NOT_LOADED,)],
+            [sys.executable, "-c", SERVE % (_closed_window(), NOT_LOADED)],
             capture_output=True,
             text=True,
             timeout=60,
