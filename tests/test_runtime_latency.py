@@ -969,6 +969,24 @@ def test_a_body_cancelled_right_after_its_first_step_is_cancelled_where_it_waits
 
 
 @eager_only
+def test_a_body_that_cancels_its_own_task_in_its_first_step_is_cancelled_where_it_waits():
+    """As in a task's own step: the cancellation lands at the body's first wait (in go(),
+    its task still waits on its gate: the gate is what the cancel hits)."""
+    saw: list[str] = []
+
+    async def body() -> None:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+
+    assert _first_step_then(body) == [("fail", "cancelled from outside the scheduler")]
+    assert saw == ["cancelled"]
+
+
+@eager_only
 @pytest.mark.parametrize(
     ("ending", "outcome"),
     [("returns", ("success", None)), ("raises", ("fail", "broke in its first step"))],

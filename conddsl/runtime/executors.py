@@ -137,11 +137,11 @@ class AsyncExecutor(_InProcess):
         (a future's callback, a handle, the task's step: 1,000 bodies took 3-5 ms here on
         this machine's CPython, after the scheduler's own work for the burst). Taken here,
         each first step is that of the task it belongs to (``asyncio.current_task()``,
-        its context); what it yielded is handed to that task through the gate once every
+        its context); what it yielded is kept on the run, and its gate opened once every
         body of the burst has taken its first step."""
         loop = self.host.loop
         scheduler = asyncio.current_task(loop) if EAGER else None
-        stepped: list[tuple[asyncio.Future[object], _FirstStep]] = []
+        stepped: list[asyncio.Future[bool]] = []
         if scheduler is not None:
             _leave_task(loop, scheduler)  # type: ignore[misc]
         try:
@@ -167,21 +167,21 @@ class AsyncExecutor(_InProcess):
                     self.host.returned(run)  # it ended: then, not when its task sees it
                 finally:
                     _leave_task(loop, task)  # type: ignore[misc]
-                stepped.append((gate, step))
+                run.first_step = step
+                stepped.append(gate)
         finally:
             if scheduler is not None:
                 _enter_task(loop, scheduler)  # type: ignore[misc]
-            for gate, step in stepped:
-                gate.set_result(step)
+            for gate in stepped:
+                if not gate.done():  # (a body that cancelled its own task in its first
+                    gate.set_result(True)  # step: its gate, which the task waited on)
 
     def drop(self, run: Run) -> None:
         """A prepared run that is not started: its coroutine is closed unrun, nothing recorded."""
         if run.gate is not None and not run.gate.done():
             run.gate.set_result(False)
 
-    def _create(
-        self, run: Run, gate: asyncio.Future[object] | None, *, eager: bool = False
-    ) -> None:
+    def _create(self, run: Run, gate: asyncio.Future[bool] | None, *, eager: bool = False) -> None:
         assert run.task.func is not None
         coroutine = run.task.func(**run.task.kwargs(run.flag))
         body = self._body(run, coroutine, gate)
@@ -197,23 +197,23 @@ class AsyncExecutor(_InProcess):
         handle.add_done_callback(functools.partial(self._done, run, coroutine))
 
     async def _body(
-        self, run: Run, coroutine: Awaitable[object], gate: asyncio.Future[object] | None
+        self, run: Run, coroutine: Awaitable[object], gate: asyncio.Future[bool] | None
     ) -> None:
         try:
-            went: object = True
+            step: _FirstStep | None = None
             if gate is not None:
                 try:
-                    went = await gate
+                    if not await gate:
+                        _close(coroutine)  # prepared, never started: no run, no record
+                        return
+                    step = run.first_step  # type: ignore[assignment]
                 except asyncio.CancelledError as cancelled:
-                    step = _taken(gate)
-                    if step is None:
+                    if run.first_step is None:
                         raise
-                    went = step.cancelled(cancelled)  # after go() took its first step
-            if went is False:
-                _close(coroutine)  # prepared, never started: no run, no record
-                return
-            if isinstance(went, _FirstStep):  # go() took its first step: on from there
-                await _carry_on(coroutine, went)  # type: ignore[arg-type]
+                    # Cancelled once go() took its first step (by then, or in it).
+                    step = run.first_step.cancelled(cancelled)  # type: ignore[attr-defined]
+            if step is not None:  # go() took its first step: on from there
+                await _carry_on(coroutine, step)  # type: ignore[arg-type]
             else:
                 if run.deadline is not None:  # (only a run with a timeout can overrun it)
                     self.host.stepped(run)
@@ -418,15 +418,6 @@ class _FirstStep:
         if cancel is not None and cancel(msg=message):
             return self
         return _FirstStep(self.awaited, None, cancelled)
-
-
-def _taken(gate: asyncio.Future[object]) -> _FirstStep | None:
-    """The first step go() took for the run of ``gate`` (None: none was taken)."""
-    if gate.done() and not gate.cancelled():
-        step = gate.result()
-        if isinstance(step, _FirstStep):
-            return step
-    return None
 
 
 @types.coroutine

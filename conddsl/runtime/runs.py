@@ -80,6 +80,8 @@ class Run:
     # A prepared async run whose first step its executor takes itself, at its start (see
     # AsyncExecutor.go): the coroutine and the context its asyncio task runs it in.
     eager: tuple[contextvars.Context, Coroutine[Any, Any, object]] | None = None
+    # How that first step ended (an executors._FirstStep), once taken.
+    first_step: object = None
 
     @property
     def state(self) -> str:
