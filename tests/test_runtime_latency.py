@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import os
 import subprocess
@@ -43,6 +44,7 @@ from conddsl.compile import Condition, compile_condition
 from conddsl.history import MemoryHistory
 from conddsl.runtime import RealClock, Scheduler, TerminationFlag, processes
 from conddsl.runtime import evaluator as evaluator_module
+from conddsl.runtime import executors as executors_module
 from conddsl.runtime import records as records_module
 from conddsl.runtime.executors import AsyncExecutor
 from conddsl.runtime.records import RecordWriter
@@ -843,6 +845,7 @@ def test_collections_go_on_when_a_burst_ends_with_a_start_dropped(monkeypatch):
     # A pass that launches nothing (its prepared start dropped) after one that launched:
     # the scheduler then sleeps until its next check, and collections must not wait for it.
     monkeypatch.setattr(evaluator_module, "SLICE", 0.0)  # a pass a key
+    monkeypatch.setattr(evaluator_module, "BURST_SLICE", 0.0)  # (prepared starts too)
     app = virtual(start="06:59", shut_cond="time of day after 07:30")
     window = "time of day between 07:00 and 07:00:30"
 
@@ -867,6 +870,151 @@ def test_collections_go_on_when_a_burst_ends_with_a_start_dropped(monkeypatch):
             gc.disable()
     assert [rec.task for rec in app.history.records(actions="run")] == ["first"]
     assert seen == [True]
+
+
+# ---------------------------------------------------------------- first steps taken in the pass
+
+eager_only = pytest.mark.skipif(
+    not executors_module.EAGER, reason="Python 3.11: create_task(context=)"
+)
+
+
+@eager_only
+def test_a_prepared_body_takes_its_first_step_as_its_own_task():
+    """The pass takes each prepared body's first step itself (not a turn of the loop later):
+    the body sees its own asyncio task, its own context (kept for its next steps, not the
+    scheduler's) and its run recorded; it goes on after its first wait as any other."""
+    seen: dict[str, object] = {}
+    mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
+
+    async def body() -> None:
+        seen["task"] = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        seen["first line"] = app.clock.now()
+        seen["running"] = [rec.run_id for rec in app.history.running("t")]
+        mark.set("set in its first step")
+        await asyncio.sleep(0)
+        seen["same task"] = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        seen["mark"] = mark.get()
+        await asyncio.Event().wait()
+
+    async def look(app: Scheduler) -> None:
+        await until(app, "07:00:10")
+        seen["scheduler's mark"] = mark.get()
+
+    app = virtual(start="06:59", shut_cond="time of day after 07:30")
+    app.task("time of day between 07:00 and 07:00:30", name="t", timeout=60)(body)
+    play(app, look)
+    (run,) = app.history.records(actions="run")
+    assert seen["task"] == f"conddsl:t:{run.run_id}" == seen["same task"]
+    assert seen["first line"] == at("07:00") == run.at
+    assert seen["running"] == [run.run_id]  # its run record was written before it ran
+    assert seen["mark"] == "set in its first step"
+    assert seen["scheduler's mark"] == "unset"
+    assert finishes(app.history) == [("t", "terminate", "07:01", "timeout")]
+
+
+def _first_step_then(body, after_go=None) -> list[tuple[str, str | None]]:
+    """How a prepared run of ``body`` ended within a few turns of the loop (its executor's
+    reports), its first step taken by ``go``; ``after_go(executor, run)`` is called in the
+    same turn of the loop, right after."""
+    ended: list[tuple[str, str | None]] = []
+
+    def finish(run: Run, action: str, message: str | None) -> None:
+        ended.append((action, message))
+        run.finished = True  # (as Launcher.finish does)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        executor = AsyncExecutor(Host(loop, finish, 60, None))
+        task = Task(name="t", start=compile_condition("true"), execution="async", func=body)
+        run = Run(task, "r1", datetime(2024, 1, 1))
+        executor.prepare(run)
+        await asyncio.sleep(0)  # its task waits at its gate
+        run.launched = True  # (as Launcher.launch does)
+        executor.go([run])
+        if after_go is not None:
+            after_go(executor, run)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        reported.extend(ended)  # (not what the end of asyncio.run would cancel)
+
+    reported: list[tuple[str, str | None]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        asyncio.run(main())
+    return reported
+
+
+@eager_only
+def test_a_body_cancelled_right_after_its_first_step_is_cancelled_where_it_waits():
+    """Terminated in the turn its first step was taken in: as a task cancelled while it
+    waits, the future it waits on (here another task) is cancelled and the body sees it."""
+    saw: list[str] = []
+    inner: list[asyncio.Task[None]] = []
+
+    async def body() -> None:
+        inner.append(asyncio.ensure_future(asyncio.Event().wait()))
+        try:
+            await inner[0]
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+
+    def terminate(executor: AsyncExecutor, run: Run) -> None:
+        run.reason = "timeout"  # as the scheduler sets it before terminate()
+        executor.terminate(run)
+
+    assert _first_step_then(body, terminate) == [("terminate", None)]
+    assert saw == ["cancelled"] and inner[0].cancelled()
+
+
+@eager_only
+def test_a_body_that_cancels_its_own_task_in_its_first_step_is_cancelled_where_it_waits():
+    """As in a task's own step: the cancellation lands at the body's first wait (in go(),
+    its task still waits on its gate: the gate is what the cancel hits)."""
+    saw: list[str] = []
+
+    async def body() -> None:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+
+    assert _first_step_then(body) == [("fail", "cancelled from outside the scheduler")]
+    assert saw == ["cancelled"]
+
+
+@eager_only
+@pytest.mark.parametrize(
+    ("ending", "outcome"),
+    [("returns", ("success", None)), ("raises", ("fail", "broke in its first step"))],
+)
+def test_a_body_that_ends_in_its_first_step_is_recorded_as_it_ended(ending, outcome):
+    async def body() -> None:
+        if ending == "raises":
+            raise ValueError("broke in its first step")
+
+    def cancel(executor: AsyncExecutor, run: Run) -> None:
+        run.handle.cancel()  # (anyone's cancel, once it has ended: too late to matter)
+
+    assert _first_step_then(body) == [outcome]
+    assert _first_step_then(body, cancel) == [outcome]
+
+
+@eager_only
+def test_a_body_whose_first_step_yields_bare_goes_on_at_the_next_turn():
+    """``await asyncio.sleep(0)`` yields nothing to wait on: its task steps it again."""
+    steps: list[int] = []
+
+    async def body() -> None:
+        steps.append(1)
+        await asyncio.sleep(0)
+        steps.append(2)
+
+    assert _first_step_then(body) == [("success", None)]
+    assert steps == [1, 2]
 
 
 # ---------------------------------------------------------------- the real clock

@@ -4,6 +4,7 @@ executor does for it (:class:`Executor`) and tells it (:class:`Host`)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
@@ -76,6 +77,11 @@ class Run:
     gate: asyncio.Future[bool] | None = None
     # A prepared run whose function raised when called ahead: the message of its failure.
     uncalled: str | None = None
+    # A prepared async run whose first step its executor takes itself, at its start (see
+    # AsyncExecutor.go): the coroutine and the context its asyncio task runs it in.
+    eager: tuple[contextvars.Context, Coroutine[Any, Any, object]] | None = None
+    # How that first step ended (an executors._FirstStep), once taken.
+    first_step: object = None
 
     @property
     def state(self) -> str:
