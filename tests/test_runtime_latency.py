@@ -19,6 +19,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -395,11 +396,12 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
 # ---------------------------------------------------------------- thread runs
 
 
-def test_thread_flags_are_set_a_batch_at_a_time():
-    """Hundreds of threads woken at once would hold the GIL the loop needs: a batch a turn."""
+def test_thread_flags_are_set_a_window_at_a_time():
+    """Hundreds of threads woken at once would hold the GIL the loop needs: at most
+    FLAG_WINDOW woken and not returned."""
     from conddsl.runtime import executors
 
-    count = executors.FLAG_BATCH * 2 + 3
+    count = executors.FLAG_WINDOW * 2 + 3
     ended: list[str] = []
 
     def body(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
@@ -429,8 +431,46 @@ def test_thread_flags_are_set_a_batch_at_a_time():
         seen.append(sum(run.flag.is_set() for run in runs))
         return seen
 
-    assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
+    assert asyncio.run(main()) == [0, executors.FLAG_WINDOW, count]
     assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
+
+
+def test_threads_that_ignore_their_flags_do_not_hold_back_the_next_flags():
+    """A woken thread that does not return keeps its place only while others return."""
+    from conddsl.runtime import executors
+
+    count = executors.FLAG_WINDOW * 2 + 1
+    release = threading.Event()
+
+    def deaf(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+        release.wait()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        host = Host(loop, lambda run, action, message: None, 60, None)
+        executor = executors.ThreadExecutor(host)
+        task = Task(name="t", start=compile_condition("true"), execution="thread", func=deaf)
+        task.flag_params = ("flag",)
+        runs = [
+            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
+        ]
+        for run in runs:
+            executor.start(run)
+        for run in runs:
+            run.reason = "timeout"
+            executor.terminate(run)
+        try:
+            for _ in range(1000):  # (10 s at most)
+                if all(run.flag.is_set() for run in runs):
+                    break
+                await asyncio.sleep(0.01)
+            return sum(run.flag.is_set() for run in runs)
+        finally:
+            release.set()
+            for run in runs:
+                run.handle.join()
+
+    assert asyncio.run(main()) == count
 
 
 def _threads_ended_while_the_loop_is_held(count: int, finish) -> tuple[int, list[str]]:
