@@ -396,12 +396,11 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
 # ---------------------------------------------------------------- thread runs
 
 
-def test_thread_flags_are_set_a_window_at_a_time():
-    """Hundreds of threads woken at once would hold the GIL the loop needs: at most
-    FLAG_WINDOW woken and not returned."""
+def test_thread_flags_are_set_a_batch_at_a_time():
+    """Hundreds of threads woken at once would hold the GIL the loop needs: a batch a turn."""
     from conddsl.runtime import executors
 
-    count = executors.FLAG_WINDOW * 2 + 3
+    count = executors.FLAG_BATCH * 2 + 3
     ended: list[str] = []
 
     def body(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
@@ -431,15 +430,15 @@ def test_thread_flags_are_set_a_window_at_a_time():
         seen.append(sum(run.flag.is_set() for run in runs))
         return seen
 
-    assert asyncio.run(main()) == [0, executors.FLAG_WINDOW, count]
+    assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
     assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
 
 
 def test_threads_that_ignore_their_flags_do_not_hold_back_the_next_flags():
-    """A woken thread that does not return keeps its place only while others return."""
+    """Threads that ignore their flags do not keep the next batches from being flagged."""
     from conddsl.runtime import executors
 
-    count = executors.FLAG_WINDOW * 2 + 1
+    count = executors.FLAG_BATCH * 2 + 1
     release = threading.Event()
 
     def deaf(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008

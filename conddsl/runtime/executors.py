@@ -16,10 +16,9 @@ from conddsl.runtime.runs import Host, Run, ended
 
 log = logging.getLogger("conddsl.runtime")
 
-# Thread runs asked to stop together have their flags set so that at most FLAG_WINDOW
-# of them are woken and not returned yet; when none has returned for FLAG_PACE seconds,
-# those no longer hold their places (see ThreadExecutor.terminate).
-FLAG_WINDOW = 16
+# Thread runs asked to stop together have their flags set this many at a time, a batch
+# every FLAG_PACE seconds (see ThreadExecutor.terminate).
+FLAG_BATCH = 32
 FLAG_PACE = 0.001
 
 
@@ -202,14 +201,11 @@ class ThreadExecutor(_InProcess):
 
     def __init__(self, host: Host) -> None:
         super().__init__(host)
-        # Runs whose flag is to be set (see terminate); those flagged whose threads have not
-        # returned yet; the call that sets the next flags; the look at whether the flagged
-        # still return, and when one last did (loop time).
+        # Runs whose flag is to be set, a batch at a time (see terminate); the batch whose
+        # threads have not returned yet; the timer of the next batch.
         self._flags: collections.deque[Run] = collections.deque()
-        self._woken: set[Run] = set()
+        self._batch: set[Run] = set()
         self._next: asyncio.Handle | None = None
-        self._stuck: asyncio.TimerHandle | None = None
-        self._progress_at = 0.0
         self._graces = Graces(host, self._grace_over)
         # Ends reported by the threads, for the loop to take in one callback (see _report).
         self._reports: collections.deque[tuple[Run, tuple[str, str | None]]] = collections.deque()
@@ -283,60 +279,33 @@ class ThreadExecutor(_InProcess):
         self.host.finish(run, *outcome)
 
     def terminate(self, run: Run) -> None:
-        """Ask the thread to stop: its flag is set after this turn of the loop, or later if
-        ``FLAG_WINDOW`` threads flagged before it have not returned yet; the run ends when
-        the thread returns.
+        """Ask the thread to stop: its flag is set after this turn of the loop, with the flags
+        of the runs ended with it, ``FLAG_BATCH`` at a time, a batch every ``FLAG_PACE``
+        seconds; the run ends when the thread returns.
 
-        Each thread woken wants the GIL, and the loop waits for it behind every thread
-        woken before it asked (about 0.05-0.15 ms each here): hundreds woken at once held
-        the loop 20-30 ms, batches of 32 (the next one a millisecond later) 4-6 ms at a
-        time. With at most ``FLAG_WINDOW`` woken and not returned, the loop waits behind
-        as many at most, and the next flags are set as soon as some have returned. A
-        thread that ignores its flag keeps its place until none has returned for
-        ``FLAG_PACE`` seconds: then the places are all free again."""
+        Threads woken one by one would take the GIL from the scheduler while it ends the
+        rest; hundreds woken at once all want it as the loop does, and the loop waited for
+        them 20-30 ms at a time. The next batch comes as soon as every thread of the last
+        one has returned (a fraction of a millisecond, usually), ``FLAG_PACE`` at the latest."""
         self._flags.append(run)
         if self._next is None:
             self._next = self.host.loop.call_soon(self._set_flags)
         self._graces.add(run)
 
     def _set_flags(self) -> None:
-        """Flag the next runs, up to ``FLAG_WINDOW`` woken and not returned."""
-        self._next = None
-        flags, woken = self._flags, self._woken
-        if not flags or len(woken) >= FLAG_WINDOW:
-            return
-        while flags and len(woken) < FLAG_WINDOW:
-            run = flags.popleft()
-            if run.finished:  # (returned, or abandoned, before its turn came)
-                continue
-            woken.add(run)
+        flags = self._flags
+        batch = self._batch = {flags.popleft() for _ in range(min(FLAG_BATCH, len(flags)))}
+        for run in batch:
             run.flag.set()
-        loop = self.host.loop
-        self._progress_at = loop.time()
-        if flags and self._stuck is None:
-            self._stuck = loop.call_later(FLAG_PACE, self._look_for_progress)
-
-    def _look_for_progress(self) -> None:
-        """Free the places of the woken threads if none has returned for ``FLAG_PACE``."""
-        self._stuck = None
-        if not self._flags:
-            return
-        loop = self.host.loop
-        idle = loop.time() - self._progress_at
-        if idle < FLAG_PACE:
-            self._stuck = loop.call_later(FLAG_PACE - idle, self._look_for_progress)
-            return
-        self._woken.clear()  # ignoring their flags, or slow: they hold no place now
-        self._set_flags()
+        self._next = self.host.loop.call_later(FLAG_PACE, self._set_flags) if flags else None
 
     def _returned(self, run: Run) -> None:
-        """A thread has returned: its place goes to the next run to flag (after this turn,
-        with the places of the others that returned in it)."""
-        woken = self._woken
-        if run in woken:
-            woken.discard(run)
-            self._progress_at = self.host.loop.time()
-            if self._flags and self._next is None:
+        """A thread of the batch flagged last returned: the next batch once all have."""
+        batch = self._batch
+        if run in batch:
+            batch.discard(run)
+            if not batch and self._next is not None:
+                self._next.cancel()
                 self._next = self.host.loop.call_soon(self._set_flags)
 
     def _grace_over(self, run: Run) -> None:
