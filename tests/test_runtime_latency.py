@@ -20,6 +20,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -433,6 +434,96 @@ def test_thread_flags_are_set_a_batch_at_a_time():
 
     assert asyncio.run(main()) == [0, executors.FLAG_BATCH, count]
     assert ended == ["success"] * count  # (the body returns: the scheduler says terminate)
+
+
+def test_threads_that_ignore_their_flags_do_not_hold_back_the_next_flags():
+    """Threads that ignore their flags do not keep the next batches from being flagged."""
+    from conddsl.runtime import executors
+
+    count = executors.FLAG_BATCH * 2 + 1
+    release = threading.Event()
+
+    def deaf(flag: TerminationFlag = TerminationFlag()) -> None:  # noqa: B008
+        release.wait()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        host = Host(loop, lambda run, action, message: None, 60, None)
+        executor = executors.ThreadExecutor(host)
+        task = Task(name="t", start=compile_condition("true"), execution="thread", func=deaf)
+        task.flag_params = ("flag",)
+        runs = [
+            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
+        ]
+        for run in runs:
+            executor.start(run)
+        for run in runs:
+            run.reason = "timeout"
+            executor.terminate(run)
+        try:
+            for _ in range(1000):  # (10 s at most)
+                if all(run.flag.is_set() for run in runs):
+                    break
+                await asyncio.sleep(0.01)
+            return sum(run.flag.is_set() for run in runs)
+        finally:
+            release.set()
+            for run in runs:
+                run.handle.join()
+
+    assert asyncio.run(main()) == count
+
+
+def _threads_ended_while_the_loop_is_held(count: int, finish) -> tuple[int, list[str]]:
+    """Start ``count`` thread runs that return at once and hold the loop until all have
+    returned; the wake-ups of the loop they asked for, and the run ids ``finish`` got."""
+    from conddsl.runtime import executors
+
+    wakes = 0
+
+    async def main() -> list[str]:
+        nonlocal wakes
+        loop = asyncio.get_running_loop()
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(*args):
+            nonlocal wakes
+            wakes += 1
+            return threadsafe(*args)
+
+        loop.call_soon_threadsafe = counted
+        got: list[str] = []
+        host = Host(loop, lambda run, *_: (got.append(run.run_id), finish(run)), 60, None)
+        executor = executors.ThreadExecutor(host)
+        task = Task(name="t", start=compile_condition("true"), execution="thread", func=int)
+        runs = [Run(task, f"r{i}", datetime(2024, 1, 1)) for i in range(count)]
+        for run in runs:
+            executor.start(run)
+        for run in runs:
+            run.handle.join()  # the loop is held: every end waits for it together
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return got
+
+    got = asyncio.run(main())
+    return wakes, got
+
+
+def test_threads_that_return_together_wake_the_loop_once():
+    """Each thread's own wake-up of the loop made the GIL change hands once more per thread
+    while the loop waited for it: the ends that come before the loop takes them are one."""
+    wakes, got = _threads_ended_while_the_loop_is_held(20, lambda run: None)
+    assert wakes == 1
+    assert sorted(got) == sorted(f"r{i}" for i in range(20))  # each once
+
+
+def test_an_end_that_fails_to_be_taken_does_not_hold_back_the_others():
+    def finish(run):
+        if run.run_id == "r0":
+            raise RuntimeError("a listener failed")
+
+    wakes, got = _threads_ended_while_the_loop_is_held(5, finish)
+    assert sorted(got) == sorted(f"r{i}" for i in range(5))  # r0 too: it was taken, then failed
 
 
 # ---------------------------------------------------------------- shared conditions

@@ -279,6 +279,9 @@ class ThreadExecutor(_InProcess):
         self._batch: set[Run] = set()
         self._next: asyncio.Handle | None = None
         self._graces = Graces(host, self._grace_over)
+        # Ends reported by the threads, for the loop to take in one callback (see _report).
+        self._reports: collections.deque[tuple[Run, tuple[str, str | None]]] = collections.deque()
+        self._drain_due = False  # a call of _drain_reports is on its way to the loop
         self._overdue: dict[Run, None] = {}  # past their grace, thread alive (ordered set)
         #: Threads of abandoned runs that have not returned yet.
         self.abandoned: list[threading.Thread] = []
@@ -306,9 +309,36 @@ class ThreadExecutor(_InProcess):
         else:
             outcome = ended(run, None)
         self.host.returned(run)
+        self._report(run, outcome)
+
+    def _report(self, run: Run, outcome: tuple[str, str | None]) -> None:
+        """Hand a thread's end to the loop (called in the thread).
+
+        Threads flagged together return together: each waking the loop on its own
+        (a write to its self-pipe, which lets go of the GIL and must take it back) made
+        the GIL change hands once more per thread while the loop waited for it. The
+        first end reported wakes the loop; the ends that come before it has taken them
+        join it. The flag is cleared before the queue is emptied, so an end appended
+        while it was set is taken by that drain, and one appended after by a new one.
+        """
+        self._reports.append((run, outcome))
+        if self._drain_due:
+            return
+        self._drain_due = True
         # A closed loop (RuntimeError) means nobody is waiting for this run any more.
         with contextlib.suppress(RuntimeError):
-            self.host.loop.call_soon_threadsafe(self._ended, run, outcome)
+            self.host.loop.call_soon_threadsafe(self._drain_reports)
+
+    def _drain_reports(self) -> None:
+        self._drain_due = False
+        reports = self._reports
+        try:
+            while reports:
+                self._ended(*reports.popleft())
+        finally:
+            if reports and not self._drain_due:  # one raised: the rest at the next turn
+                self._drain_due = True
+                self.host.loop.call_soon(self._drain_reports)
 
     def _ended(self, run: Run, outcome: tuple[str, str | None]) -> None:
         self._overdue.pop(run, None)
