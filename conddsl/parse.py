@@ -246,6 +246,20 @@ class AstBuilder:
         }
     )
 
+    # How conddsl.lalr hands these rules their words: the text alone (``str``) for the
+    # rules that read nothing else, a ``Word`` for points; a Token for the other rules
+    # (on Lark's full path every rule gets Lark's tokens).
+    word_forms = {
+        "constant": str,
+        "all_of": str,  # the AND words, dropped
+        "clock_unit": str,
+        "period": str,
+        "point": Word,
+        "action": str,
+        "dependency": str,
+        "comparison": str,
+    }
+
     def __init__(self, text: str) -> None:
         self.text = text
 
@@ -300,7 +314,9 @@ class AstBuilder:
         return children[0].lower()
 
     def point(self, meta, children):
-        # tuple.__new__ straight: the named tuple's own __new__ is one more Python call.
+        if children[0].__class__ is Word:  # conddsl.lalr made them so (word_forms)
+            return children
+        # Lark's tokens. tuple.__new__ straight: the named tuple's __new__ is one more call.
         return [_new_tuple(Word, (str(t), t.start_pos, t.end_pos)) for t in children]
 
     def between(self, meta, children):
