@@ -450,6 +450,13 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
             self._resolver = Resolver(self.rules, text=text)
         return self._resolver
 
+    def visit(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
+        """The evaluator of ``node`` in ``zone``: ConditionVisitor's, without its ``*args``."""
+        handler = self._handlers.get(node.__class__)
+        if handler is None:
+            return super().visit(node, zone)  # which says what it cannot visit
+        return handler(self, node, zone)
+
     def visit_Constant(self, node: ast.Constant, zone: tzinfo) -> _Evaluator:
         return _Constant(node.value, zone)
 

@@ -284,9 +284,10 @@ class FastParser:
             if found is None:
                 raise _Fallback
             type_ = found.lastgroup
-            keyword = node.keywords.get(type_)
-            if keyword is not None:  # a word that may be a keyword here (Lark's "unless")
-                keyword = keyword(found.group())
+            keywords = node.keywords
+            if keywords is not None and type_ in keywords:
+                # A word that may be a keyword here (Lark's "unless").
+                keyword = keywords[type_](found.group())
                 if keyword is not None:
                     type_ = keyword.lastgroup
             child = node.children.get(type_)
@@ -474,7 +475,9 @@ class _Node:
     __slots__ = ("match", "keywords", "children", "program")
 
     def __init__(self, scan: tuple) -> None:
-        self.match, self.keywords, ignored = scan
+        self.match, keywords, ignored = scan
+        # None where no word can be a keyword (most states): one test a word, no look-up.
+        self.keywords: dict | None = keywords or None
         # An ignored word (a blank, a comment) leads back here: one look-up a word tells
         # it from the words of the shape (no ignored type has a keyword, see _scan).
         self.children: dict[str, _Node] = dict.fromkeys(ignored, self)
