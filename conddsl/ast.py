@@ -592,6 +592,7 @@ def _store_through_slots(cls: type[Node]) -> None:
 
 for _node_type in (*CONDITIONS, *PARTS):
     _store_through_slots(_node_type)
+del _node_type  # not a kind of node of the module
 
 # ---------------------------------------------------------------- walking a tree
 
