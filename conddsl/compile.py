@@ -189,7 +189,7 @@ class _All(_Evaluator):
     def __init__(self, items: list[_Evaluator], zone: tzinfo) -> None:
         self.zone = zone
         self.items = tuple(items)
-        self.horizon = max(item.horizon for item in items)
+        self.horizon = max([item.horizon for item in items])
 
     @property
     def fast(self):
@@ -425,15 +425,37 @@ class _Compiler(ConditionVisitor["_Evaluator"]):
     """Builds evaluators for one condition, resolving named conditions from ``rules``."""
 
     def __init__(
-        self, text: str, rules: Mapping[str, ast.Node] | None, registry=None, lenient=False
+        self,
+        text: str | None,
+        node: ast.Node,
+        rules: Mapping[str, ast.Node] | None,
+        registry=None,
+        lenient=False,
     ) -> None:
+        # text: the condition's source (None: it is printed from ``node`` if a name needs it).
         # lenient: names not known yet compile to an evaluator that raises when used.
         self.lenient = lenient
         self.text = text
+        self.node = node
         self.rules = rules or {}
         self.registry = registry
-        self.resolver = Resolver(self.rules, text=text)
+        self._resolver: Resolver | None = None  # made at the first name (most have none)
         self.customs: list[_Custom] = []
+
+    @property
+    def resolver(self) -> Resolver:
+        """The resolver of names for this condition, made on first use."""
+        if self._resolver is None:
+            text = self.text if self.text is not None else str(self.node)
+            self._resolver = Resolver(self.rules, text=text)
+        return self._resolver
+
+    def visit(self, node: ast.Node, zone: tzinfo) -> _Evaluator:
+        """The evaluator of ``node`` in ``zone``: ConditionVisitor's, without its ``*args``."""
+        handler = self._handlers.get(node.__class__)
+        if handler is None:
+            return super().visit(node, zone)  # which says what it cannot visit
+        return handler(self, node, zone)
 
     def visit_Constant(self, node: ast.Constant, zone: tzinfo) -> _Evaluator:
         return _Constant(node.value, zone)
@@ -547,8 +569,8 @@ class Condition:
             self._names = (dict(rules) if rules else _NO_RULES, registry)
         else:
             self._names = _DEFAULT_NAMES
-        source = text if text is not None else str(node)
-        compiler = _Compiler(source, self.rules, self.registry, lenient)
+        rules, registry = self._names
+        compiler = _Compiler(text, node, rules, registry, lenient)
         self._evaluator = compiler.visit(node, self.zone)
         self._calls = 0
         self._fast = _first_predicate(self, self._evaluator)
@@ -810,13 +832,21 @@ def _first_predicate(condition: Condition, evaluator: _Evaluator):
 
 def _pure_clock(evaluator: _Evaluator) -> bool:
     """Whether ``_clock_tree`` has a tree for ``evaluator`` (its windows left unresolved)."""
-    if isinstance(evaluator, (_Clock, _PlainClock, _Constant)):
+    # By exact class (none of these has a subclass but _Any): every compile asks this.
+    kind = evaluator.__class__
+    if kind in _CLOCK_LEAVES:
         return True
-    if isinstance(evaluator, _Not):
+    if kind is _Not:
         return _pure_clock(evaluator.item)
-    if isinstance(evaluator, _All):  # _Any is an _All too
-        return all(_pure_clock(item) for item in evaluator.items)
+    if kind is _All or kind is _Any:
+        for item in evaluator.items:
+            if not _pure_clock(item):
+                return False
+        return True
     return False
+
+
+_CLOCK_LEAVES = frozenset({_Clock, _PlainClock, _Constant})
 
 
 def _clock_tree(evaluator: _Evaluator):

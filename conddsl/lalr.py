@@ -103,6 +103,15 @@ class Meta:
 
 
 _new_str = str.__new__
+_new_tuple = tuple.__new__
+
+
+def _word_as(form: type, token: Token) -> Any:
+    """``token`` as a handler of ``form`` takes it: its text, or a (text, start, end)."""
+    if form is str:
+        return str(token)
+    return _new_tuple(form, (str(token), token.start_pos, token.end_pos))
+
 
 # The positions of a rule on one line depend on its offsets only, and no builder changes
 # a Meta: one object per (start, end), shared by every text, saves building six fields
@@ -156,6 +165,11 @@ class FastParser:
         # Rules whose handlers never read their positions (the builder says which): their
         # steps pass None, and no Meta is looked up for them.
         unplaced = frozenset(getattr(builder_type, "without_positions", ()))
+        # How a rule's handler takes its words (the builder says, by rule): ``str``, the
+        # text alone, or a (text, start, end) tuple type; a Token (with its type and
+        # positions as Lark's) for the rest. A Token is a str with an attribute dict:
+        # three times the cost of a tuple, for handlers that read the text alone.
+        word_forms = getattr(builder_type, "word_forms", {})
         for origin, name, size, keep, expand1, one_rule in tables["rules"]:
             keep = tuple((index, bool(inline)) for index, inline in keep)
             inline_rule = name.startswith("_")
@@ -174,8 +188,9 @@ class FastParser:
                 kind = _EXPAND1
             else:
                 kind = _BUILD
-            # Whether the handler reads its Meta is the last field.
-            plans.append((kind, size, keep, handler, origin, name not in unplaced))
+            # Whether the handler reads its Meta, then the form of its words (or None).
+            placed = name not in unplaced
+            plans.append((kind, size, keep, handler, origin, placed, word_forms.get(name)))
         # Each parser state: its actions (an int is a shift to that state, a tuple a
         # reduction), its gotos and its scanner (match, keyword lookups, ignored terminals).
         count = len(tables["states"])
@@ -269,9 +284,10 @@ class FastParser:
             if found is None:
                 raise _Fallback
             type_ = found.lastgroup
-            keyword = node.keywords.get(type_)
-            if keyword is not None:  # a word that may be a keyword here (Lark's "unless")
-                keyword = keyword(found.group())
+            keywords = node.keywords
+            if keywords is not None and type_ in keywords:
+                # A word that may be a keyword here (Lark's "unless").
+                keyword = keywords[type_](found.group())
                 if keyword is not None:
                     type_ = keyword.lastgroup
             child = node.children.get(type_)
@@ -365,7 +381,7 @@ class FastParser:
                     state = arg
                     pos = end
                     break
-                kind, size, keep, handler, origin, placed = arg
+                kind, size, keep, handler, origin, placed, form = arg
                 if kind == _UNIT:
                     below = stack[-2][0]
                     state = self._unit_chain(below, state, type_)
@@ -406,6 +422,14 @@ class FastParser:
                 else:
                     if handler is _no_handler:
                         raise _Fallback
+                    if form is not None:  # its words as the handler takes them (see __init__)
+                        children = [
+                            _word_as(form, child)
+                            if symbol.__class__ is int and symbol >= 0
+                            else child
+                            for symbol, child in zip(symbols, children, strict=True)
+                        ]
+                        program.word_forms(symbols, form)
                     if placed:
                         key = (matches[first].start(), matches[last].end())
                         meta = metas.get(key) or _meta_of(key, lines)
@@ -451,7 +475,9 @@ class _Node:
     __slots__ = ("match", "keywords", "children", "program")
 
     def __init__(self, scan: tuple) -> None:
-        self.match, self.keywords, ignored = scan
+        self.match, keywords, ignored = scan
+        # None where no word can be a keyword (most states): one test a word, no look-up.
+        self.keywords: dict | None = keywords or None
         # An ignored word (a blank, a comment) leads back here: one look-up a word tells
         # it from the words of the shape (no ignored type has a keyword, see _scan).
         self.children: dict[str, _Node] = dict.fromkeys(ignored, self)
@@ -461,7 +487,8 @@ class _Node:
 class _Program:
     """One shape's program, written as its reductions are studied.
 
-    ``(words, steps)``: the words the tree keeps, as (index, type), and for each rule
+    ``(words, steps)``: the words the tree keeps, as (index, type, form: None for a
+    Token, else ``str`` or a tuple type, see FastParser.__init__), and for each rule
     the builder makes, (handler, first word, last word (-1: it reads no positions), the
     slots of its children among the values (an int for a single child), its own slot).
     The values are the words from the front, then the steps' results from the back: the
@@ -471,6 +498,7 @@ class _Program:
 
     def __init__(self, shared: dict) -> None:
         self.words: list[tuple[int, str]] = []
+        self.forms: dict[int, type] = {}  # a word's form, when its handler names one
         self.steps: list[tuple] = []
         self.shared = shared  # the steps of every program, one of each
 
@@ -485,9 +513,14 @@ class _Program:
         self.steps.append(self.shared.setdefault(step, step))
         return slot
 
+    def word_forms(self, slots: list, form: type) -> None:
+        """The words among ``slots`` are made as ``form`` (see FastParser.__init__)."""
+        self.forms.update((slot, form) for slot in slots if slot.__class__ is int and slot >= 0)
+
     def finish(self) -> tuple:
         """The program."""
-        return tuple(self.words), tuple(self.steps)
+        words = tuple((index, type_, self.forms.get(index)) for index, type_ in self.words)
+        return words, tuple(self.steps)
 
 
 _NO_METAS: dict = {}  # never filled: a text of several lines makes each Meta anew
@@ -497,15 +530,20 @@ def _run(program: tuple, matches: list, builder: Any, lines: _Lines | None) -> A
     """The AST of a text of a known shape: its words made tokens, then each step."""
     words, steps = program
     values: list = [None] * (len(matches) + len(steps))
-    for index, type_ in words:
+    for index, type_, form in words:
         found = matches[index]
-        token = _new_str(Token, found.group())
-        token.type = type_
-        token.start_pos = found.start()
-        token.end_pos = found.end()
-        if lines is not None:
-            token.lines = lines
-        values[index] = token
+        if form is None:
+            token = _new_str(Token, found.group())
+            token.type = type_
+            token.start_pos = found.start()
+            token.end_pos = found.end()
+            if lines is not None:
+                token.lines = lines
+            values[index] = token
+        elif form is str:
+            values[index] = found.group()
+        else:
+            values[index] = _new_tuple(form, (found.group(), found.start(), found.end()))
     metas = _ONE_LINE_METAS if lines is None else _NO_METAS
     for handler, first, last, refs, slot in steps:
         if first < 0:  # a handler that reads no positions

@@ -20,7 +20,7 @@ from conddsl.ast import (
     TimeOfDay,
     Weekday,
 )
-from conddsl.errors import LiteralError, suggest
+from conddsl.errors import LiteralError, Span, suggest
 from conddsl.lalr_tables import terminal_regex
 from conddsl.timeline.clock import (  # the time engine's units, read here too
     MICROS_PER_DAY,
@@ -122,10 +122,12 @@ def ascii_digit_hint(word: str) -> str:
     return f"numbers are written with the digits 0-9: write {ascii_word!r}"
 
 
-def parse_point(unit: str, words: list[Word], *, is_end: bool) -> Point:
-    """Read the value words of a window in a ``unit`` cycle (minute … month)."""
-    reader = _READERS[unit]
-    return reader(words, is_end)
+def parse_point(unit: str, words: list[Word], *, is_end: bool, span: Span | None = None) -> Point:
+    """Read the value words of a window in a ``unit`` cycle (minute … month).
+
+    ``span``: the point's place in the text (the parser's, of ``words``), set on it.
+    """
+    return _READERS[unit](words, is_end, span)
 
 
 def _span_of(words: list[Word]) -> tuple[int, int]:
@@ -140,10 +142,11 @@ def _fail(words: list[Word], message: str, hint: str | None = None) -> LiteralEr
 # ---------------------------------------------------------------- time of day
 
 
-def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
+def _read_time_of_day(words: list[Word], is_end: bool, span: Span | None = None) -> TimeOfDay:
     first = words[0]
-    rest = words[1:]
     meridiem: str | None = None
+    # The usual time is one word ("08:00"): no words after it to look at.
+    rest = words[1:] if len(words) > 1 else ()
     if rest and _MERIDIEM.match(rest[0].text):
         meridiem = rest[0].text
         rest = rest[1:]
@@ -162,13 +165,14 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
         )
     match = _CLOCK.match(first.text)
     if match:
-        hour, minute = int(match[1]), int(match[2])
-        second = int(match[3] or 0)
-        micro = _fraction(match[4])
-        if match[5]:
+        hour_digits, minute_digits, second_digits, fraction, written = match.groups()
+        hour, minute = int(hour_digits), int(minute_digits)
+        second = int(second_digits) if second_digits else 0
+        micro = _fraction(fraction)
+        if written:
             if meridiem:
                 raise _fail(words, f"am/pm is given twice in {' '.join(w.text for w in words)!r}")
-            meridiem = match[5]
+            meridiem = written
     else:
         match = _HOUR_MERIDIEM.match(first.text)
         if match:
@@ -204,11 +208,10 @@ def _read_time_of_day(words: list[Word], is_end: bool) -> TimeOfDay:
         raise _fail(words, f"minute {minute} is out of range 0-59")
     if second > 59:
         raise _fail(words, f"second {second} is out of range 0-59")
-    if hour == 24 and (minute, second, micro) == (0, 0, 0):
-        pass  # the end of the day, as in "between 22:00 and 24:00"
-    elif hour > 23:
+    if hour > 23 and not (hour == 24 and minute == second == micro == 0):
+        # (24:00 is the end of the day, as in "between 22:00 and 24:00")
         raise _fail(words, f"hour {hour} is out of range 0-23", "a day runs from 00:00 to 24:00")
-    return TimeOfDay(hour, minute, second, micro)
+    return TimeOfDay(hour, minute, second, micro, span)
 
 
 def _read_day_time(words: list[Word], is_end: bool) -> TimeOfDay | None:
@@ -218,7 +221,9 @@ def _read_day_time(words: list[Word], is_end: bool) -> TimeOfDay | None:
 # ---------------------------------------------------------------- time of minute / hour
 
 
-def _read_second_of_minute(words: list[Word], is_end: bool) -> SecondOfMinute:
+def _read_second_of_minute(
+    words: list[Word], is_end: bool, span: Span | None = None
+) -> SecondOfMinute:
     colon = _SECOND_COLON.match(words[0].text) if len(words) == 1 else None
     if colon:
         # Rocketry reads "SS:.." as SS seconds ("45:00" is second 45) and drops the
@@ -243,15 +248,16 @@ def _read_second_of_minute(words: list[Word], is_end: bool) -> SecondOfMinute:
     limit = 60 * MICROS_PER_SECOND
     if micros > limit:
         raise _fail(words, f"second {words[0].text} is out of range 0-59", "a minute has 60 s")
-    return SecondOfMinute(micros)
+    return SecondOfMinute(micros, span)
 
 
-def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
-    text = _joined(words)
+def _read_minute_of_hour(words: list[Word], is_end: bool, span: Span | None = None) -> MinuteOfHour:
     match = _MINUTE_SECOND.match(words[0].text) if len(words) == 1 else None
+    text = words[0].text if match else _joined(words)
     if match:
-        minute, second = int(match[1]), int(match[2])
-        micro = _fraction(match[3])
+        minute_digits, second_digits, fraction = match.groups()
+        minute, second = int(minute_digits), int(second_digits)
+        micro = _fraction(fraction)
         if second > 59:
             raise _fail(words, f"second {second} is out of range 0-59")
         micros = (minute * 60 + second) * MICROS_PER_SECOND + micro
@@ -281,7 +287,7 @@ def _read_minute_of_hour(words: list[Word], is_end: bool) -> MinuteOfHour:
     limit = MICROS_PER_HOUR
     if micros > limit:
         raise _fail(words, f"{text!r} is past the end of the hour", "minutes run 00:00 to 59:59")
-    return MinuteOfHour(micros)
+    return MinuteOfHour(micros, span)
 
 
 def _is_quarter_word(text: str) -> bool:
@@ -300,22 +306,25 @@ def _weekday_index(word: Word) -> int:
     return index
 
 
-def _read_weekday(words: list[Word], is_end: bool) -> Weekday:
+def _read_weekday(words: list[Word], is_end: bool, span: Span | None = None) -> Weekday:
     first = words[0]
-    if first.text.lower() not in _WEEKDAYS and re.fullmatch(r"[0-9]+", first.text):
-        raise LiteralError(
-            f"{first.text!r} is a number, not a weekday",
-            first.start,
-            first.end,
-            "write the weekday's name: Mon, Tue, … Sun",
-        )
-    weekday = _weekday_index(first)
-    return Weekday(weekday, _read_day_time(words[1:], is_end))
+    weekday = _WEEKDAYS.get(first.text.lower())
+    if weekday is None:
+        if re.fullmatch(r"[0-9]+", first.text):
+            raise LiteralError(
+                f"{first.text!r} is a number, not a weekday",
+                first.start,
+                first.end,
+                "write the weekday's name: Mon, Tue, … Sun",
+            )
+        weekday = _weekday_index(first)  # raises, with a did-you-mean
+    time = _read_time_of_day(words[1:], is_end) if len(words) > 1 else None
+    return Weekday(weekday, time, span)
 
 
-def _read_month_day(words: list[Word], is_end: bool) -> MonthDay:
+def _read_month_day(words: list[Word], is_end: bool, span: Span | None = None) -> MonthDay:
     first = words[0]
-    rest = words[1:]
+    rest = words[1:] if len(words) > 1 else ()
     weekday: int | None = None
     if first.text.lower() == "last":
         day = -1
@@ -346,10 +355,12 @@ def _read_month_day(words: list[Word], is_end: bool) -> MonthDay:
         raise LiteralError(
             f"day {day} is out of range 1-31", first.start, first.end, "use 'last' for the last day"
         )
-    return MonthDay(day, weekday, _read_day_time(rest, is_end))
+    return MonthDay(day, weekday, _read_day_time(rest, is_end), span)
 
 
-def _read_millisecond_of_second(words: list[Word], is_end: bool) -> MillisecondOfSecond:
+def _read_millisecond_of_second(
+    words: list[Word], is_end: bool, span: Span | None = None
+) -> MillisecondOfSecond:
     # Rocketry's points in a second are milliseconds: "secondly starting 500" is 0.5 s in.
     if len(words) != 1 or not _NUMBER.match(words[0].text):
         raise _fail(words, f"{_shorten(_joined(words))!r} is not a millisecond", EXPECTED["second"])
@@ -358,7 +369,7 @@ def _read_millisecond_of_second(words: list[Word], is_end: bool) -> MillisecondO
         raise _fail(
             words, f"millisecond {words[0].text} is out of range 0-999", "a second has 1000 ms"
         )
-    return MillisecondOfSecond(micros)
+    return MillisecondOfSecond(micros, span)
 
 
 _READERS = {

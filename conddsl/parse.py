@@ -59,7 +59,7 @@ def parse(text: str) -> ast.Node:
             code="E103",
             hint="write a condition such as 'daily' or 'time of day between 08:00 and 18:00'",
         )
-    fast = _fast_parser()
+    fast = _fast or _fast_parser()  # (the global first: a call less per text)
     if fast is not None:
         try:
             return fast(text, AstBuilder(text))
@@ -208,18 +208,6 @@ def _opt(children: list, index: int):
     return children[index] if len(children) > index else None
 
 
-def _with_span(point: ast.Node, text: str, words: list[Word]):
-    start, end = words[0].start, words[-1].end
-    if "\n" in text:
-        span = Span.from_offsets(text, start, end)
-    else:  # one line: columns are offsets
-        span = _span(1, start + 1, 1, end + 1)
-    # The point was made a moment ago by literals.py and nobody else holds it: setting
-    # its span in place costs a tenth of dataclasses.replace (a copy of every field).
-    object.__setattr__(point, "span", span)
-    return point
-
-
 class AstBuilder:
     """Each rule's values -> AST nodes with spans; literal values are read by conddsl.literals.
 
@@ -246,8 +234,30 @@ class AstBuilder:
         }
     )
 
+    # How conddsl.lalr hands these rules their words: the text alone (``str``) for the
+    # rules that read nothing else, a ``Word`` for points; a Token for the other rules
+    # (on Lark's full path every rule gets Lark's tokens).
+    word_forms = {
+        "constant": str,
+        "all_of": str,  # the AND words, dropped
+        "clock_unit": str,
+        "period": str,
+        "point": Word,
+        "action": str,
+        "dependency": str,
+        "comparison": str,
+    }
+
     def __init__(self, text: str) -> None:
         self.text = text
+        self.one_line = "\n" not in text
+
+    def _words_span(self, words: list[Word]) -> Span:
+        """The span of a point's words."""
+        start, end = words[0].start, words[-1].end
+        if self.one_line:  # columns are offsets
+            return _span(1, start + 1, 1, end + 1)
+        return Span.from_offsets(self.text, start, end)
 
     # -------- structure
     def start(self, meta, children):
@@ -300,7 +310,9 @@ class AstBuilder:
         return children[0].lower()
 
     def point(self, meta, children):
-        # tuple.__new__ straight: the named tuple's own __new__ is one more Python call.
+        if children[0].__class__ is Word:  # conddsl.lalr made them so (word_forms)
+            return children
+        # Lark's tokens. tuple.__new__ straight: the named tuple's __new__ is one more call.
         return [_new_tuple(Word, (str(t), t.start_pos, t.end_pos)) for t in children]
 
     def between(self, meta, children):
@@ -332,16 +344,12 @@ class AstBuilder:
         span = _meta_span(raw[1])
         if kind == "between":
             first, second = raw[2], raw[3]
-            start = parse_point(unit, first, is_end=False)
-            end = parse_point(unit, second, is_end=True)
-            return ast.Between(
-                _with_span(start, self.text, first),
-                _with_span(end, self.text, second),
-                span=span,
-            )
+            start = parse_point(unit, first, is_end=False, span=self._words_span(first))
+            end = parse_point(unit, second, is_end=True, span=self._words_span(second))
+            return ast.Between(start, end, span)
         words = raw[2]
-        value = _with_span(parse_point(unit, words, is_end=kind == "before"), self.text, words)
-        return _ONE_POINT_WINDOWS[kind](value, span=span)
+        value = parse_point(unit, words, is_end=kind == "before", span=self._words_span(words))
+        return _ONE_POINT_WINDOWS[kind](value, span)
 
     def time_of(self, meta, children):
         unit, raw = children

@@ -721,3 +721,25 @@ def test_a_dropped_condition_is_freed_without_the_cycle_collector():
         assert gone() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("node_type", [*ast.CONDITIONS, *ast.PARTS], ids=lambda t: t.__name__)
+def test_node_init_takes_the_dataclass_fields_and_stays_frozen(node_type):
+    # ast.py replaces the dataclass __init__ with one storing through the slots:
+    # every field is a parameter, in order, with its default, and the node stays frozen.
+    import dataclasses
+    import inspect
+
+    params = list(inspect.signature(node_type.__init__).parameters.values())[1:]
+    declared = dataclasses.fields(node_type)
+    assert [p.name for p in params] == [f.name for f in declared]
+    for param, declared_field in zip(params, declared, strict=True):
+        expected = inspect.Parameter.empty
+        if declared_field.default is not dataclasses.MISSING:
+            expected = declared_field.default
+        assert param.default == expected
+    values = {f.name: f"value of {f.name}" for f in declared}
+    node = node_type(**values)
+    assert all(getattr(node, name) == value for name, value in values.items())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        node.span = None
