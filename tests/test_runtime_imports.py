@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 # Each costs a process 1-10 MiB of RSS and is needed only by what a plain scheduler
 # does not do: validate a task file or an odd config (pydantic), keep its history in a
@@ -47,7 +48,7 @@ app = Scheduler({"timezone": "UTC", "timeout": "never", "kill_grace": 1})
 async def wait():
     pass
 
-app.task("time of day between 10:00 and 11:00", name="t")(wait)
+app.task(%r, name="t")(wait)
 threading.Timer(0.2, app.shut_down).start()
 app.run()
 print(" ".join(name for name in %r if name in sys.modules))
@@ -56,10 +57,14 @@ print(" ".join(name for name in %r if name in sys.modules))
 
 def test_a_plain_scheduler_loads_no_store_no_pydantic_no_archive_reader(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    # The task must wait: a window twelve hours from now (a fixed "10:00 to 11:00" ran the
+    # task, and loaded uuid for its run id, when the suite ran between 10 and 11 UTC).
+    hour = (datetime.now(timezone.utc) + timedelta(hours=12)).hour
+    waiting = f"time of day between {hour:02d}:00 and {hour:02d}:30"
 
     def serve() -> str:
         done = subprocess.run(
-            [sys.executable, "-c", SERVE % (NOT_LOADED,)],
+            [sys.executable, "-c", SERVE % (waiting, NOT_LOADED)],
             capture_output=True,
             text=True,
             timeout=60,
