@@ -370,13 +370,18 @@ def _open_parentheses(text: str, pos: int) -> int:
 
 
 def _find_closing(text: str, pos: int) -> int | None:
+    """Where the quoted name opened at ``pos`` ends (a backslash escapes the character
+    after it), or None if it never does."""
+    # str.find jumps between quotes and backslashes: a character-by-character loop took
+    # 0.3 s on a megabyte-long unclosed name.
     quote_char = text[pos]
     i = pos + 1
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == quote_char:
-            return i
-        i += 1
+    quote = text.find(quote_char, i)
+    while quote != -1:
+        backslash = text.find("\\", i, quote)
+        if backslash == -1:
+            return quote
+        i = backslash + 2  # the escaped character is skipped, even if it is the quote
+        if i > quote:
+            quote = text.find(quote_char, i)
     return None

@@ -22,8 +22,12 @@ POSTGRES_ADMIN = os.environ.get(
     "CONDDSL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 POSTGRES_TABLES = (
-    "conddsl_records, conddsl_open_runs, conddsl_tasks, conddsl_claims, conddsl_nodes,"
-    " conddsl_requests"
+    "conddsl_records",
+    "conddsl_open_runs",
+    "conddsl_tasks",
+    "conddsl_claims",
+    "conddsl_nodes",
+    "conddsl_requests",
 )
 
 
@@ -72,5 +76,11 @@ def postgres_dsn(postgres_database: str) -> str:
         )
         found = conn.execute("SELECT to_regclass('conddsl_records')").fetchone()[0]
         if found is not None:
-            conn.execute(f"TRUNCATE {POSTGRES_TABLES} RESTART IDENTITY")
+            # DELETE and rewinding the sequences, not TRUNCATE ... RESTART IDENTITY: the
+            # tables hold a test's few rows, and TRUNCATE makes new files for every table
+            # and index (150 ms a test here against 20 ms; 129 tests use this fixture).
+            with conn.transaction():
+                for table in POSTGRES_TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+                conn.execute("SELECT setval(oid, 1, false) FROM pg_class WHERE relkind = 'S'")
     return postgres_database

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runtime_helpers.scenario import finishes, play, virtual
@@ -83,9 +84,8 @@ tasks = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tasks, st.sampled_from([0.0, 0.001]))
-def test_a_finishing_record_precedes_the_next_run_record(specs, threshold):
+def check_records_in_causal_order(specs, threshold: float) -> None:
+    """Serve the tasks ``specs`` until 06:20 (virtual) and check each task's records."""
     app = virtual(
         start="06:00", threshold=threshold, shut_cond="time of day after 06:20", kill_grace=0.05
     )
@@ -104,3 +104,19 @@ def test_a_finishing_record_precedes_the_next_run_record(specs, threshold):
         assert stamps == sorted(stamps), records
         for rec in records:
             assert rec.action == "run" or rec.action in FINISH_ACTIONS
+
+
+# The examples wait on real seconds (bodies that work or dawdle, kill graces), ~70 ms each
+# mostly idle: 30 a run (60 took 4-7 s), 200 in the long twin.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tasks, st.sampled_from([0.0, 0.001]))
+def test_a_finishing_record_precedes_the_next_run_record(specs, threshold):
+    check_records_in_causal_order(specs, threshold)
+
+
+@pytest.mark.long
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tasks, st.sampled_from([0.0, 0.001]))
+def test_a_finishing_record_precedes_the_next_run_record_long(specs, threshold):
+    """:func:`test_a_finishing_record_precedes_the_next_run_record` with 200 examples."""
+    check_records_in_causal_order(specs, threshold)
