@@ -817,6 +817,13 @@ def _exec_child(
         os._exit(127)
 
 
+# The signals Python ignores at its start, which a program it executes gets back at
+# their default (see _exec).
+_RESTORED_FOR_PROGRAMS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
 def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
     """Become the program ``argv`` in ``cwd``; return only to say why that failed."""
     if cwd is not None:
@@ -824,6 +831,11 @@ def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
             os.chdir(cwd)
         except OSError as exc:
             return f"working directory not found: {cwd!r} ({exc.strerror})"
+    # Python ignores SIGPIPE and SIGXFSZ (it raises on EPIPE instead), and an ignored
+    # signal stays ignored across exec: a program expects their defaults (`yes | head -1`
+    # ends quietly by SIGPIPE), as subprocess's restore_signals gives it.
+    for number in _RESTORED_FOR_PROGRAMS:
+        signal.signal(number, signal.SIG_DFL)
     try:
         os.execvpe(argv[0], argv, environ)
     except FileNotFoundError as exc:

@@ -1,0 +1,105 @@
+"""The signal state a run's body starts with: whichever way its process started (served by
+the fork server or forked from the scheduler; a function or a program), SIGTERM is not
+blocked in it (the fork server and the scheduler fork with SIGTERM blocked for a moment),
+nor in what it forks, and a program starts with the dispositions a program expects
+(Python ignores SIGPIPE and SIGXFSZ: a program exec'd with them ignored gets EPIPE where
+it would have died quietly, as `yes | head -1` does)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+
+import pytest
+from runtime_helpers.scenario import Once, play
+
+from conddsl.runtime import Scheduler, forkserver
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc, fork server")
+
+# Bits of /proc/<pid>/status's SigBlk and SigIgn masks (signal n is bit n-1).
+_SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
+_SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
+_SIGXFSZ_BIT = 1 << (signal.SIGXFSZ - 1)
+
+
+def _masks(pid: int | str = "self") -> dict[str, int]:
+    """The SigBlk and SigIgn masks of a process (``self``: this thread's process)."""
+    masks = {}
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            name, _, value = line.partition(":")
+            if name in ("SigBlk", "SigIgn"):
+                masks[name] = int(value, 16)
+    return masks
+
+
+def note_masks(path: str) -> None:
+    """A process task: note its own masks and those of a child it forks (a grandchild of
+    the run)."""
+    child = os.fork()
+    if child == 0:
+        try:
+            with open(path + ".child", "w") as file:
+                json.dump(_masks(), file)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    with open(path, "w") as file:
+        json.dump(_masks(), file)
+
+
+def _read(path: str) -> dict[str, int]:
+    with open(path) as file:
+        return json.load(file)
+
+
+async def _shut_after_end(app: Scheduler) -> None:
+    import asyncio
+
+    while not any(rec.action != "run" for rec in app.history.records()):
+        await asyncio.sleep(0.01)
+    app.shut_down()
+
+
+def _run(app: Scheduler) -> None:
+    play(app, _shut_after_end)
+    ended = [rec for rec in app.history.records() if rec.action != "run"]
+    assert [rec.action for rec in ended] == ["success"], ended
+
+
+@pytest.mark.parametrize("forker", ["server", "scheduler"])
+def test_a_process_body_and_its_child_run_with_sigterm_unblocked(tmp_path, forker):
+    path = str(tmp_path / "masks.json")
+    app = Scheduler({"kill_grace": 0.5, "timeout": "never"})
+    func = functools.partial(note_masks, path)
+    if forker == "scheduler":
+        func = lambda: note_masks(path)  # noqa: E731 - a lambda is forked from the scheduler
+    app.task(Once(), name="masks", execution="process")(func)
+    _run(app)
+    for masks in (_read(path), _read(path + ".child")):
+        assert not masks["SigBlk"] & _SIGTERM_BIT, masks
+
+
+@pytest.mark.parametrize("forker", ["server", "scheduler"])
+def test_a_program_and_its_child_start_with_sigterm_unblocked_and_default_dispositions(
+    tmp_path, monkeypatch, forker
+):
+    if forker == "scheduler":
+        monkeypatch.setattr(forkserver.ForkServer, "start", lambda self: False)
+    path = tmp_path / "status"
+    # The shell's own status, then that of a program it forks (grep reads its own).
+    masks = "grep -E '^Sig(Blk|Ign)'"
+    script = f"{masks} /proc/$$/status > {path}; {masks} /proc/self/status > {path}.child"
+    app = Scheduler({"kill_grace": 0.5, "timeout": "never"})
+    app.command_task(Once(), argv=["sh", "-c", script], name="masks")
+    _run(app)
+    for text in (path.read_text(), (tmp_path / "status.child").read_text()):
+        masks = {
+            name: int(value, 16) for name, value in (line.split(":") for line in text.splitlines())
+        }
+        assert not masks["SigBlk"] & _SIGTERM_BIT, masks
+        assert not masks["SigIgn"] & (_SIGPIPE_BIT | _SIGXFSZ_BIT), masks
