@@ -91,9 +91,10 @@ def test_a_program_and_its_child_start_with_sigterm_unblocked_and_default_dispos
     if forker == "scheduler":
         monkeypatch.setattr(forkserver.ForkServer, "start", lambda self: False)
     path = tmp_path / "status"
-    # The shell's own status, then that of a program it forks (grep reads its own).
-    masks = "grep -E '^Sig(Blk|Ign)'"
-    script = f"{masks} /proc/$$/status > {path}; {masks} /proc/self/status > {path}.child"
+    # A program the shell forks reads its own status, then the shell becomes one that does
+    # (the shell's status read from outside may show the moment it blocks all signals to fork).
+    masks = "grep -E '^Sig(Blk|Ign)' /proc/self/status"
+    script = f"{masks} > {path}.child; exec {masks} > {path}"
     app = Scheduler({"kill_grace": 0.5, "timeout": "never"})
     app.command_task(Once(), argv=["sh", "-c", script], name="masks")
     _run(app)
