@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import pytest
 from runtime_helpers.scenario import Once, play
@@ -104,3 +105,46 @@ def test_a_program_and_its_child_start_with_sigterm_unblocked_and_default_dispos
         }
         assert not masks["SigBlk"] & _SIGTERM_BIT, masks
         assert not masks["SigIgn"] & (_SIGPIPE_BIT | _SIGXFSZ_BIT), masks
+
+
+def swallow_sigterm_then_sleep(path: str) -> None:
+    """A careless task: its own SIGTERM handler, which swallows it; then it sleeps."""
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    open(path, "w").close()
+    time.sleep(60)
+
+
+def test_a_signal_a_forked_function_handles_does_not_reach_the_hosts_loop(tmp_path):
+    """A host whose loop handles SIGTERM (``loop.add_signal_handler``: Python then writes
+    each signal's number to the loop's wakeup descriptor) runs a function forked from it
+    that installs its own SIGTERM handler: the run's SIGTERM is the child's alone, and
+    never reaches the host's handler (through the descriptor the child inherited)."""
+    path = str(tmp_path / "ready")
+    heard: list[str] = []
+    app = Scheduler({"kill_grace": 0.3, "timeout": "never"})
+    app.task("false", name="careless", execution="process")(
+        lambda: swallow_sigterm_then_sleep(path)
+    )
+
+    async def terminate_it(app: Scheduler) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, heard.append, "the host's SIGTERM")
+        try:
+            app.run_task("careless")
+            while not os.path.exists(path):
+                await asyncio.sleep(0.01)
+            app.terminate("careless")
+            while not any(rec.action != "run" for rec in app.history.records()):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # the loop's turn to read its wakeup descriptor
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+        app.shut_down()
+
+    play(app, terminate_it)
+    (ended,) = [rec for rec in app.history.records() if rec.action != "run"]
+    assert ended.action == "terminate"
+    assert ended.message.endswith("killed by signal SIGKILL")  # its handler swallowed SIGTERM
+    assert heard == []

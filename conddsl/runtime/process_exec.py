@@ -498,6 +498,11 @@ def _child(
     """The side of a child forked from the scheduler: a session of its own, default
     signals, one result sent back."""
     os.setsid()
+    # A host's loop that handles signals (loop.add_signal_handler) has Python write each
+    # signal's number to its wakeup descriptor, ours too since the fork: a signal that
+    # this process (or the task's handler) catches would reach the host's handler, a
+    # SIGTERM the run got would shut the host down. Not ours to wake.
+    signal.set_wakeup_fd(-1)
     # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here: reset them
     # before anything can send one (the death signal below, or the scheduler's killer;
     # a SIGTERM it sent before waits, blocked since the fork: see ProcessExecutor._fork).
