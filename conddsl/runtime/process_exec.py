@@ -326,9 +326,12 @@ class ProcessExecutor(_TreeExecutor):
             # Asked to stop meanwhile: its body never goes. The SIGTERM may have come
             # before its keeper forked it, and reached the keeper alone (a fork passes no
             # pending signal on): the body, in the group now, would wait for go until
-            # SIGKILL. It has run no line of the task: another SIGTERM ends it.
+            # SIGKILL. A program's body has run no line of the program: another SIGTERM
+            # ends it. A function's body looks at the flag itself before its first line
+            # (forkserver._child): it may have imported the task's module since, task code
+            # that may handle SIGTERM, which must not get a second one.
             killer = self._killers.get(run)
-            if killer is not None:
+            if killer is not None and run.task.execution == "command":
                 killer.term_again()
             return
         self._go(run, functools.partial(self._server.go, key))
