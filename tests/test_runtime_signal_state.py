@@ -148,3 +148,30 @@ def test_a_signal_a_forked_function_handles_does_not_reach_the_hosts_loop(tmp_pa
     assert ended.action == "terminate"
     assert ended.message.endswith("killed by signal SIGKILL")  # its handler swallowed SIGTERM
     assert heard == []
+
+
+def test_the_schedulers_mask_is_restored_when_a_fork_fails(tmp_path, monkeypatch):
+    """The scheduler forks a function with SIGTERM blocked for a moment: when the fork fails
+    (EAGAIN: RLIMIT_NPROC reached), its thread gets its mask back all the same, and the run
+    fails with why."""
+    monkeypatch.setattr(forkserver.ForkServer, "start", lambda self: False)
+
+    def no_more_processes() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_more_processes)
+    masks: list[set[int]] = []
+    app = Scheduler({"kill_grace": 0.5, "timeout": "never"})
+    app.task(Once(), name="unforked", execution="process")(lambda: None)
+
+    async def note_mask(app: Scheduler) -> None:
+        await _shut_after_end(app)
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    play(app, note_mask)
+    (ended,) = [rec for rec in app.history.records() if rec.action != "run"]
+    assert ended.action == "fail"
+    assert "could not start a process" in ended.message
+    assert masks == [before]
+    assert signal.SIGTERM not in before
