@@ -175,3 +175,40 @@ def test_the_schedulers_mask_is_restored_when_a_fork_fails(tmp_path, monkeypatch
     assert "could not start a process" in ended.message
     assert masks == [before]
     assert signal.SIGTERM not in before
+
+
+def stubborn(path: str, how: str) -> None:
+    """A task that will not end by SIGTERM: it ignores it, blocks it, or handles it by
+    sleeping; then it says it is ready and sleeps."""
+    if how == "ignores":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif how == "blocks":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: time.sleep(60))
+    open(path, "w").close()
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("how", ["ignores", "blocks", "sleeps_in_its_handler"])
+@pytest.mark.parametrize("forker", ["server", "scheduler"])
+def test_a_task_that_outlasts_its_sigterm_ends_by_the_sigkill_after_the_grace(
+    tmp_path, forker, how
+):
+    path = str(tmp_path / "ready")
+    app = Scheduler({"kill_grace": 0.3, "timeout": "never"})
+    func = functools.partial(stubborn, path, how)
+    if forker == "scheduler":
+        func = lambda: stubborn(path, how)  # noqa: E731 - a lambda is forked from the scheduler
+    app.task(Once(), name="stubborn", execution="process")(func)
+
+    async def stop_once_ready(app: Scheduler) -> None:
+        import asyncio
+
+        while not os.path.exists(path):
+            await asyncio.sleep(0.01)
+        app.shut_down(force=True)
+
+    play(app, stop_once_ready)
+    assert [rec.action for rec in app.history.records()] == ["run", "terminate"]
+    assert app.history.records()[-1].message.endswith("killed by signal SIGKILL")
