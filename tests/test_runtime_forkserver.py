@@ -663,3 +663,64 @@ def test_a_sigterm_sent_before_the_run_set_up_its_process_ends_it(
     assert read_json(held + ".pending") is True  # it waited for the process's own handler
     assert [rec.action for rec in app.history.records("held")] == ["run", "terminate"]
     assert _finish(app, "held").message.endswith("killed by signal SIGTERM")
+
+
+# A task module that the fork server cannot import (it raises there: its body imports it),
+# whose import in the body installs a SIGTERM handler noting each SIGTERM and swallowing
+# it, then waits (at most 10 s) until the test has sent the run its SIGTERM, and a moment.
+_COUNTS_SIGTERMS_AT_IMPORT = """
+import os, signal, time
+
+if os.getppid() == {scheduler}:
+    raise ImportError("imported by its body, not by the fork server")
+
+
+def _note(*_):
+    with open({counts!r}, "a") as file:
+        file.write("SIGTERM\\n")
+
+
+if os.getpid() != {scheduler}:  # in the body
+    signal.signal(signal.SIGTERM, _note)
+    open({importing!r}, "w").close()
+    _ends = time.monotonic() + 10
+    while not os.path.exists({sent!r}) and time.monotonic() < _ends:
+        time.sleep(0.005)
+    time.sleep(0.1)
+
+
+def work():
+    open({ran!r}, "w").close()
+"""
+
+
+def test_a_body_stopped_while_it_imports_its_task_module_gets_one_sigterm(tmp_path, monkeypatch):
+    """A run asked to stop while its body imports the task's module (task code, which may
+    install a SIGTERM handler) sends that body one SIGTERM, as it does mid-run: the handler
+    runs once, not once more when the body says it is prepared. It never runs the task."""
+    paths = {name: str(tmp_path / name) for name in ("counts", "importing", "sent", "ran")}
+    source = _COUNTS_SIGTERMS_AT_IMPORT.format(scheduler=os.getpid(), **paths)
+    module = _module(tmp_path, monkeypatch, "conddsl_counts_sigterms_at_import", source)
+    signal_tree = processes.TreeKiller._signal
+
+    def signal_then_say(self, sig, table) -> None:
+        signal_tree(self, sig, table)
+        if sig == signal.SIGTERM:
+            open(paths["sent"], "w").close()
+
+    monkeypatch.setattr(processes.TreeKiller, "_signal", signal_then_say)
+    app = real(kill_grace=1)
+    app.task(Once(), name="counts", execution="process")(module.work)
+
+    async def stop_while_importing(app: Scheduler) -> None:
+        while not os.path.exists(paths["importing"]):
+            await asyncio.sleep(0.01)
+        app.shut_down(force=True)
+
+    play(app, stop_while_importing)
+    with open(paths["counts"]) as file:
+        assert file.read().splitlines() == ["SIGTERM"]
+    assert not os.path.exists(paths["ran"])
+    assert [rec.action for rec in app.history.records("counts")] == ["run", "terminate"]
+    # Its handler swallowed the SIGTERM: the SIGKILL after the grace ended it.
+    assert _finish(app, "counts").message.endswith("killed by signal SIGKILL")

@@ -592,8 +592,9 @@ def _keeper(
             terminated.append(True)
             # From the scheduler, the group has it already (passed on, the body would
             # get it twice), or it came before the body was forked (a fork does not pass
-            # on a pending signal): the scheduler sends the group another once the body
-            # says it is prepared (its body never goes then). From the server's death
+            # on a pending signal): a function's body sees the flag set then and ends by
+            # SIGTERM itself, a program's gets another from the scheduler once it says it
+            # is prepared (its body never goes then). From the server's death
             # (we are reparented before the death signal comes), it has not: pass it on
             # (what left the group is ended once the body is). SIGKILL what is left
             # after the grace.
@@ -758,6 +759,14 @@ def _child(
     try:
         if ask_death_signal(signal.SIGTERM) and os.getppid() != keeper:
             os._exit(1)  # the keeper died before we asked
+        if TerminationFlag(PipeReadEvent(flag_fd)).is_set():
+            # Asked to stop before we were in the keeper's group (the flag is set before
+            # the SIGTERM goes): the SIGTERM may have reached the keeper alone (a fork
+            # passes no pending signal on). Ours is at its default and unblocked, so one
+            # that did reach us ended us already: end as it would have, before any line
+            # of the task (an import of its module is one). One sent from now on reaches
+            # us with the group's, once.
+            os.kill(os.getpid(), signal.SIGTERM)
         loaded = _load(payload, modules, cwd)
         _say_ready(results, keeper)
         go()
@@ -817,6 +826,13 @@ def _exec_child(
         os._exit(127)
 
 
+# The signals Python ignores at its start, which a program it executes gets back at
+# their default (see _exec).
+_RESTORED_FOR_PROGRAMS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
 def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
     """Become the program ``argv`` in ``cwd``; return only to say why that failed."""
     if cwd is not None:
@@ -824,6 +840,11 @@ def _exec(argv: list[str], cwd: str | None, environ: dict[str, str]) -> str:
             os.chdir(cwd)
         except OSError as exc:
             return f"working directory not found: {cwd!r} ({exc.strerror})"
+    # Python ignores SIGPIPE and SIGXFSZ (it raises on EPIPE instead), and an ignored
+    # signal stays ignored across exec: a program expects their defaults (`yes | head -1`
+    # ends quietly by SIGPIPE), as subprocess's restore_signals gives it.
+    for number in _RESTORED_FOR_PROGRAMS:
+        signal.signal(number, signal.SIG_DFL)
     try:
         os.execvpe(argv[0], argv, environ)
     except FileNotFoundError as exc:

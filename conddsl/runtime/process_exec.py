@@ -326,9 +326,12 @@ class ProcessExecutor(_TreeExecutor):
             # Asked to stop meanwhile: its body never goes. The SIGTERM may have come
             # before its keeper forked it, and reached the keeper alone (a fork passes no
             # pending signal on): the body, in the group now, would wait for go until
-            # SIGKILL. It has run no line of the task: another SIGTERM ends it.
+            # SIGKILL. A program's body has run no line of the program: another SIGTERM
+            # ends it. A function's body looks at the flag itself before its first line
+            # (forkserver._child): it may have imported the task's module since, task code
+            # that may handle SIGTERM, which must not get a second one.
             killer = self._killers.get(run)
-            if killer is not None:
+            if killer is not None and run.task.execution == "command":
                 killer.term_again()
             return
         self._go(run, functools.partial(self._server.go, key))
@@ -498,6 +501,11 @@ def _child(
     """The side of a child forked from the scheduler: a session of its own, default
     signals, one result sent back."""
     os.setsid()
+    # A host's loop that handles signals (loop.add_signal_handler) has Python write each
+    # signal's number to its wakeup descriptor, ours too since the fork: a signal that
+    # this process (or the task's handler) catches would reach the host's handler, a
+    # SIGTERM the run got would shut the host down. Not ours to wake.
+    signal.set_wakeup_fd(-1)
     # The parent's handlers (shutdown on SIGINT/SIGTERM) mean nothing here: reset them
     # before anything can send one (the death signal below, or the scheduler's killer;
     # a SIGTERM it sent before waits, blocked since the fork: see ProcessExecutor._fork).

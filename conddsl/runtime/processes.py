@@ -462,8 +462,9 @@ class TreeKiller:
     def term_again(self) -> None:
         """Send the group SIGTERM again: a process joined it after the first one went (and
         may have missed it), one that a second SIGTERM cannot harm (it runs none of its
-        task's code yet). Not before the first went (the group gets it then), nor once
-        SIGKILL did, nor if the root's pid names another process now."""
+        task's code yet: a program's body before its exec). Not before the first went (the
+        group gets it then), nor once SIGKILL did, nor if the root's pid names another
+        process now."""
         if not self._signalled or self.killed_at is not None or self._closed:
             return
         if self._root_is_ours():
