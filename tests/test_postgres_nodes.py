@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from runtime_helpers.zones import noon_zone
 
 from tests.postgres_helpers.nodes import (
     pid_alive,
@@ -57,6 +58,7 @@ def _mixed_task_file(seconds: int) -> str:
         )
     header = f"""
 [scheduler]
+timezone = "{noon_zone()}"
 lease = "3 seconds"
 shut_cond = "scheduler has run over {seconds} seconds"
 """
@@ -137,8 +139,9 @@ def _owner_pid(row: tuple) -> int:
 def test_a_killed_node_is_taken_over_its_tree_dies_and_retry_starts_once(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    task_file = """
+    task_file = f"""
 [scheduler]
+timezone = "{noon_zone()}"
 lease = "3 seconds"
 shut_cond = "scheduler has run over 28 seconds"
 kill_grace = 1
@@ -195,8 +198,9 @@ timeout = "1 minute"
 def test_a_frozen_node_fences_itself_and_nothing_runs_twice(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    task_file = """
+    task_file = f"""
 [scheduler]
+timezone = "{noon_zone()}"
 lease = "2 seconds"
 shut_cond = "scheduler has run over 30 seconds"
 kill_grace = 1
@@ -267,8 +271,9 @@ def test_nodes_with_wrong_clocks_still_start_exactly_once(
 def test_an_unreachable_database_for_ten_seconds(tmp_path: Path, postgres_dsn: str) -> None:
     from tests.postgres_helpers.tcpproxy import Proxy
 
-    task_file = """
+    task_file = f"""
 [scheduler]
+timezone = "{noon_zone()}"
 lease = "30 seconds"
 shut_cond = "scheduler has run over 30 seconds"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from runtime_helpers.cli import run_cli
+from runtime_helpers.zones import noon_zone
 
 from conddsl.history import PostgresHistory
 from conddsl.history.postgres.leases import take_over_node
@@ -127,7 +128,8 @@ def test_a_node_that_lost_its_lease_ends_its_runs_and_records_nothing_for_them(
     here = PostgresHistory(postgres_dsn, node="here", lease=1)
     heard = []
     app = Scheduler(
-        {"history": here, "shut_cond": "scheduler has run over 4 seconds"},
+        # In a zone near noon: "daily" cannot start the task again past midnight.
+        {"history": here, "timezone": noon_zone(), "shut_cond": "scheduler has run over 4 seconds"},
         on_record=lambda recorded: heard.append(recorded.record),
     )
 

@@ -12,8 +12,9 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
+
+from runtime_helpers.zones import noon_zone
 
 from conddsl.history import FINISH_ACTIONS, Record
 from conddsl.runfile import format_record
@@ -45,15 +46,6 @@ JOBS = textwrap.dedent(
         time.sleep(3600)
     """
 )
-
-
-def noon_zone(now: datetime | None = None) -> str:
-    """An Etc/GMT zone whose wall clock reads about noon now."""
-    now = now or datetime.now(timezone.utc)
-    offset = 12 - now.hour  # UTC+offset reads 12:xx
-    if offset == 0:
-        return "Etc/GMT"
-    return f"Etc/GMT{-offset:+d}"  # the Etc names have the sign inverted
 
 
 def task_file(folder: Path, *, shut_after: float | None = None, name: str = "tasks.toml") -> Path:
