@@ -81,11 +81,11 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     started, ended = the_run(app, "stubborn")
     assert (ended.action, ended.reason) == ("terminate", "timeout")
     assert ended.message.endswith("killed by signal SIGKILL")
-    # Gone within kill_grace of the termination (+ 150 ms: the run's own timeout and the
-    # kill are timers of a loop that shares 2 cores with the other test workers), and not
-    # before the grace.
+    # Not gone before the grace, and gone soon after it (the upper bound is loose: the
+    # run's timeout and the kill are timers of a loop that shares 2 cores with the other
+    # test workers).
     late = seconds(ended.at - started.at) - 0.3
-    assert GRACE - 0.01 <= late <= GRACE + 0.15, late
+    assert GRACE - 0.01 <= late <= GRACE + 0.5, late
     (pid,) = read_pids(pid_file)
     assert gone(pid)
 
@@ -285,7 +285,9 @@ def test_command_tasks():
             assert ended.message.endswith(message), (name, ended.message)
     _, stubborn = the_run(app, "stubborn")
     started, _ = the_run(app, "stubborn")
-    assert seconds(stubborn.at - started.at) <= 0.5 + GRACE + 0.15
+    # Killed after its grace, not left to sleep its 60 s (the bound is loose: the timeout,
+    # the kill and the reaping wait for a CPU on a loaded machine; seen 0.85+ s at load 7).
+    assert seconds(stubborn.at - started.at) <= 0.5 + GRACE + 1.0
 
 
 def test_a_missing_working_directory_is_named(tmp_path):
