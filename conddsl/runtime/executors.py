@@ -150,7 +150,12 @@ class AsyncExecutor(_InProcess):
                 assert gate is not None
                 if gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
                     continue
-                if run.eager is None:
+                if run.eager is None or not run.at_gate:
+                    # Its task has not run yet (prepared in this turn of the loop: a
+                    # burst whose preparing ran into its instant): a cancel now would be
+                    # thrown into its task before its first line, and a body stepped
+                    # here would then be closed from outside its task, what it awaits
+                    # left running. Its task takes the first step, as a plain task's.
                     gate.set_result(True)
                     continue
                 if run.deadline is not None:  # (only a run with a timeout can overrun it)
@@ -202,6 +207,7 @@ class AsyncExecutor(_InProcess):
         try:
             step: _FirstStep | None = None
             if gate is not None:
+                run.at_gate = True
                 try:
                     if not await gate:
                         _close(coroutine)  # prepared, never started: no run, no record
