@@ -1109,6 +1109,23 @@ def test_a_body_whose_first_step_yields_bare_goes_on_at_the_next_turn():
 
 
 @eager_only
+def test_a_body_whose_first_step_yields_once_goes_on_at_the_next_turn_as_a_task():
+    """``await asyncio.sleep(0)`` in the first step gives up one turn of the loop, as in a
+    plain task: its task's wake-up at its opened gate is that turn (not one more after it)."""
+    order: list[str] = []
+
+    async def body() -> None:
+        order.append("first step")
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, order.append, "two turns later")
+        await asyncio.sleep(0)
+        order.append("second step")
+
+    assert _first_step_then(body) == [("success", None)]
+    assert order == ["first step", "second step", "two turns later"]
+
+
+@eager_only
 def test_a_body_stopped_by_a_body_of_its_burst_before_its_task_ran_is_cancelled_in_its_task():
     """Prepared and let go in one turn of the loop (the real clock does not yield when a
     burst's preparing ran into its instant), then terminated by a later body of the burst

@@ -470,6 +470,12 @@ def _carry_on(
             return
         raise error
     awaited, thrown = step.awaited, step.thrown
+    if awaited is None and thrown is None:
+        # A bare yield (asyncio.sleep(0)) gives up one turn of the loop: its task's wake-up
+        # at the gate go() opened was that turn. Yielding again would resume the body a
+        # turn later than a plain task (after callbacks it scheduled for that turn's next).
+        yield from coroutine  # type: ignore[misc]
+        return
     while True:
         if thrown is not None:
             try:
