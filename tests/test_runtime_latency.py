@@ -1108,6 +1108,73 @@ def test_a_body_whose_first_step_yields_bare_goes_on_at_the_next_turn():
     assert steps == [1, 2]
 
 
+@eager_only
+def test_a_body_whose_first_step_yields_once_goes_on_at_the_next_turn_as_a_task():
+    """``await asyncio.sleep(0)`` in the first step gives up one turn of the loop, as in a
+    plain task: its task's wake-up at its opened gate is that turn (not one more after it)."""
+    order: list[str] = []
+
+    async def body() -> None:
+        order.append("first step")
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, order.append, "two turns later")
+        await asyncio.sleep(0)
+        order.append("second step")
+
+    assert _first_step_then(body) == [("success", None)]
+    assert order == ["first step", "second step", "two turns later"]
+
+
+@eager_only
+def test_a_body_stopped_by_a_body_of_its_burst_before_its_task_ran_is_cancelled_in_its_task():
+    """Prepared and let go in one turn of the loop (the real clock does not yield when a
+    burst's preparing ran into its instant), then terminated by a later body of the burst
+    in its first step: its task has not taken a step yet. As a task cancelled while it
+    waits, the body sees CancelledError in its task and what it waits on is cancelled
+    (not closed from outside its task, the task it awaited left running)."""
+    seen: list[tuple[str, bool, bool]] = []
+    inner: list[asyncio.Task[None]] = []
+    runs: list[Run] = []
+    ended: list[tuple[str, str]] = []
+
+    async def first() -> None:
+        inner.append(asyncio.ensure_future(asyncio.sleep(3600)))
+        try:
+            await inner[0]
+        except BaseException as exc:
+            in_task = asyncio.current_task() is runs[0].handle
+            seen.append((type(exc).__name__, in_task, inner[0].cancelled()))
+            raise
+
+    async def second() -> None:
+        runs[0].reason = "task"  # (as the scheduler sets it before terminate())
+        executor.terminate(runs[0])
+
+    def finish(run: Run, action: str, message: str | None) -> None:
+        ended.append((run.run_id, action))
+        run.finished = True
+
+    async def main() -> None:
+        nonlocal executor
+        loop = asyncio.get_running_loop()
+        executor = AsyncExecutor(Host(loop, finish, 60, None))
+        for run_id, body in (("r1", first), ("r2", second)):
+            task = Task(name=run_id, start=compile_condition("true"), execution="async", func=body)
+            runs.append(Run(task, run_id, datetime(2024, 1, 1)))
+            executor.prepare(runs[-1])
+        for run in runs:  # (no turn of the loop since they were prepared)
+            run.launched = True
+        executor.go(runs)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        inner[0].cancel()  # (not to be left behind by asyncio.run)
+
+    executor: AsyncExecutor
+    asyncio.run(main())
+    assert seen == [("CancelledError", True, True)]
+    assert sorted(ended) == [("r1", "terminate"), ("r2", "success")]
+
+
 # ---------------------------------------------------------------- the real clock
 
 

@@ -150,7 +150,12 @@ class AsyncExecutor(_InProcess):
                 assert gate is not None
                 if gate.done():  # (cancelled at its gate meanwhile: terminated unrun)
                     continue
-                if run.eager is None:
+                if run.eager is None or not run.at_gate:
+                    # Its task has not run yet (prepared in this turn of the loop: a
+                    # burst whose preparing ran into its instant): a cancel now would be
+                    # thrown into its task before its first line, and a body stepped
+                    # here would then be closed from outside its task, what it awaits
+                    # left running. Its task takes the first step, as a plain task's.
                     gate.set_result(True)
                     continue
                 if run.deadline is not None:  # (only a run with a timeout can overrun it)
@@ -202,6 +207,7 @@ class AsyncExecutor(_InProcess):
         try:
             step: _FirstStep | None = None
             if gate is not None:
+                run.at_gate = True
                 try:
                     if not await gate:
                         _close(coroutine)  # prepared, never started: no run, no record
@@ -464,6 +470,12 @@ def _carry_on(
             return
         raise error
     awaited, thrown = step.awaited, step.thrown
+    if awaited is None and thrown is None:
+        # A bare yield (asyncio.sleep(0)) gives up one turn of the loop: its task's wake-up
+        # at the gate go() opened was that turn. Yielding again would resume the body a
+        # turn later than a plain task (after callbacks it scheduled for that turn's next).
+        yield from coroutine  # type: ignore[misc]
+        return
     while True:
         if thrown is not None:
             try:

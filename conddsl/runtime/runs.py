@@ -82,6 +82,9 @@ class Run:
     eager: tuple[contextvars.Context, Coroutine[Any, Any, object]] | None = None
     # How that first step ended (an executors._FirstStep), once taken.
     first_step: object = None
+    # Its asyncio task has taken its own first step and waits on the gate: only then can
+    # the executor take the body's first step for it (see AsyncExecutor.go).
+    at_gate: bool = False
 
     @property
     def state(self) -> str:
