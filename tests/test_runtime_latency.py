@@ -398,6 +398,26 @@ def test_scheduler_cycles_count_wake_ups_not_slices(monkeypatch):
 # ---------------------------------------------------------------- thread runs
 
 
+def _thread_runs_stopped_at_once(body, count: int, on_end) -> list[Run]:
+    """``count`` thread runs of ``body`` started on a bare executor of the running loop,
+    then all asked to stop by their timeout at once; ``on_end`` gets each one's action."""
+    from conddsl.runtime import executors
+
+    host = Host(asyncio.get_running_loop(), lambda run, action, message: on_end(action), 60, None)
+    executor = executors.ThreadExecutor(host)
+    task = Task(name="t", start=compile_condition("true"), execution="thread", func=body)
+    task.flag_params = ("flag",)
+    runs = [
+        Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
+    ]
+    for run in runs:
+        executor.start(run)
+    for run in runs:
+        run.reason = "timeout"
+        executor.terminate(run)
+    return runs
+
+
 def test_thread_flags_are_set_a_batch_at_a_time():
     """Hundreds of threads woken at once would hold the GIL the loop needs: a batch a turn."""
     from conddsl.runtime import executors
@@ -409,19 +429,7 @@ def test_thread_flags_are_set_a_batch_at_a_time():
         flag.wait()
 
     async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        host = Host(loop, lambda run, action, message: ended.append(action), 60, None)
-        executor = executors.ThreadExecutor(host)
-        task = Task(name="t", start=compile_condition("true"), execution="thread", func=body)
-        task.flag_params = ("flag",)
-        runs = [
-            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
-        ]
-        for run in runs:
-            executor.start(run)
-        for run in runs:
-            run.reason = "timeout"
-            executor.terminate(run)
+        runs = _thread_runs_stopped_at_once(body, count, ended.append)
         seen = [sum(run.flag.is_set() for run in runs)]  # none before this turn ends
         await asyncio.sleep(0)
         seen.append(sum(run.flag.is_set() for run in runs))  # the first batch
@@ -447,19 +455,7 @@ def test_threads_that_ignore_their_flags_do_not_hold_back_the_next_flags():
         release.wait()
 
     async def main() -> int:
-        loop = asyncio.get_running_loop()
-        host = Host(loop, lambda run, action, message: None, 60, None)
-        executor = executors.ThreadExecutor(host)
-        task = Task(name="t", start=compile_condition("true"), execution="thread", func=deaf)
-        task.flag_params = ("flag",)
-        runs = [
-            Run(task, f"r{i}", datetime(2024, 1, 1), flag=executor.new_flag()) for i in range(count)
-        ]
-        for run in runs:
-            executor.start(run)
-        for run in runs:
-            run.reason = "timeout"
-            executor.terminate(run)
+        runs = _thread_runs_stopped_at_once(deaf, count, lambda action: None)
         try:
             for _ in range(1000):  # (10 s at most)
                 if all(run.flag.is_set() for run in runs):
