@@ -330,3 +330,21 @@ def test_a_pump_that_never_served_closes_what_it_opened():
     before = len(os.listdir("/proc/self/fd"))
     OutputPump(lambda task, stream, line: None).close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_pipe_settled_before_the_pump_took_it_up_keeps_its_lines():
+    """A program that exits before the pump's thread first runs: its pipe is read to the
+    end and closed by ``settle``, and the thread then skips it (registering its closed
+    descriptor raised EBADF and ended the thread: the lines were never handed on)."""
+    lines: list[tuple[str, str, str]] = []
+    pump = OutputPump(lambda task, stream, line: lines.append((task, stream, line)))
+    # The thread is made but not started yet: pipe() sees one and starts none.
+    thread = pump._thread = threading.Thread(target=pump._serve, daemon=True)
+    pipe = pump.pipe("t", "stdout")
+    os.write(pipe.write_fd, b"first\nlast words")
+    pipe.close_write()
+    assert pump.settle(pipe) == ""
+    thread.start()
+    pump.close(timeout=5)
+    assert not thread.is_alive()
+    assert lines == [("t", "stdout", "first"), ("t", "stdout", "last words")]

@@ -159,6 +159,8 @@ class OutputPump:
         while True:
             with self._lock:
                 for pipe in self._new:
+                    if pipe.closed:  # settled to its end before this thread took it up:
+                        continue  # its read end is closed (its number may be another's now)
                     self._selector.register(pipe.read_fd, selectors.EVENT_READ, pipe)
                     self._open.add(pipe)
                 self._new.clear()
