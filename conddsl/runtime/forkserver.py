@@ -362,21 +362,19 @@ class _Server:
         # loop), and would swallow a SIGTERM meant for the run (the scheduler sends it the
         # moment it reads "started" if the run was asked to stop already); one caught
         # before Python's after-fork reset in the child is even forgotten unhandled.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            pid = os.fork()
-            if pid == 0:
-                # The descriptors of the requests read but not served yet are theirs: a
-                # copy kept open here would hold their pipes open (no end of file).
-                queued = tuple(fd for _, fds in self.requests for fd in fds)
-                _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
+            with sigterm_blocked():  # (the keeper never returns)
+                pid = os.fork()
+                if pid == 0:
+                    # The descriptors of the requests read but not served yet are theirs:
+                    # a copy kept open here would hold their pipes open (no end of file).
+                    queued = tuple(fd for _, fds in self.requests for fd in fds)
+                    _keeper(server, self.own + queued, passed[1], grace, body, self.for_children)
         except OSError as exc:
             for fd in passed:
                 os.close(fd)
             _send(self.sock, ("failed", key, f"could not start a process: {exc}"))
             return
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # (the keeper never returns)
         for fd in passed:
             os.close(fd)
         self.children[pid] = key
@@ -826,10 +824,21 @@ def _exec_child(
         os._exit(127)
 
 
+@contextlib.contextmanager
+def sigterm_blocked() -> Iterator[None]:
+    """SIGTERM blocked in this thread for the block (a child forked in it starts with it
+    blocked, and unblocks it once its own handler is in place), then the mask as it was."""
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+
+
 # The signals Python ignores at its start, which a program it executes gets back at
 # their default (see _exec).
 _RESTORED_FOR_PROGRAMS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
 )
 
 

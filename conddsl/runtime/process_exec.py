@@ -51,6 +51,7 @@ from conddsl.runtime.forkserver import (
     call_for_outcome,
     find_prctl,
     fitted,
+    sigterm_blocked,
 )
 from conddsl.runtime.handles import Forked, Served
 from conddsl.runtime.output import OutputPump, Pipe
@@ -406,17 +407,15 @@ class ProcessExecutor(_TreeExecutor):
         # Forked with SIGTERM blocked, which the child unblocks once it has reset our
         # handler (a host's, conddsl run's): until then that handler would swallow a
         # SIGTERM meant for the run, sent as soon as the run is asked to stop.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            process.start()
+            with sigterm_blocked():
+                process.start()
         except OSError as exc:
             reader.close()
             writer.close()
             os.close(flag_fd)
             self._finish(run, "fail", f"could not start a process: {exc}")
             return
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         writer.close()
         os.close(flag_fd)
         run.handle = Forked(process, reader)
